@@ -1,0 +1,102 @@
+# randlora: build, run, test, benchmark.
+#
+#   make            build ./randlora (objects under build/)
+#   make run        the main job (installs missing Debian packages first)
+#   make check      the test suite (installs missing Debian packages first)
+#   make bench      benchmarks
+#   make clean
+#
+# Switches: SAN=1 (ASan + UBSan), NO_OMP=1 (no OpenMP), OPT=... (default
+# -O3 -march=native; never -ffast-math: training numerics depend on IEEE
+# semantics), V=1 (echo commands).
+
+CC      ?= gcc
+OPT     ?= -O3 -march=native
+CSTD     = -std=c11 -D_DEFAULT_SOURCE
+WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wpointer-arith -Werror=implicit-function-declaration -Werror=vla
+PKGS     = openblas hdf5
+
+BUILD   := build
+ifeq ($(SAN),1)
+  BUILD := build/san
+  OPT   := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDSAN := -fsanitize=address,undefined
+endif
+ifeq ($(NO_OMP),1)
+  BUILD := $(BUILD)-noomp
+else
+  OMP   := -fopenmp
+endif
+
+# pkg-config runs only when a compile needs it (after scripts/deps.sh)
+PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS    = $(shell pkg-config --libs $(PKGS))
+CHECK_LIBS  = $(shell pkg-config --libs check)
+CFLAGS     += $(CSTD) $(WARN) $(OPT) $(OMP) -g -MMD -MP -I. $(PKG_CFLAGS)
+LDFLAGS    += $(LDSAN) $(OMP)
+LDLIBS     += $(PKG_LIBS) -lm
+
+ifneq ($(V),1)
+  Q = @
+endif
+
+LIB_DIRS = core models methods datasets experiments results
+LIB_SRC  = $(filter-out experiments/main.c,$(wildcard $(addsuffix /*.c,$(LIB_DIRS))))
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
+MAIN_OBJ = $(BUILD)/experiments/main.o
+TEST_SRC = $(wildcard tests/*.c)
+TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/%.o)
+BENCH_SRC = $(wildcard bench/*.c)
+BENCH_OBJ = $(BENCH_SRC:%.c=$(BUILD)/%.o)
+
+
+.PHONY: all run check bench clean deps
+all: randlora
+
+randlora: $(BUILD)/randlora
+	$(Q)ln -sf $(BUILD)/randlora randlora
+
+$(BUILD)/librandlora.a: $(LIB_OBJ)
+	$(Q)rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(BUILD)/randlora: $(MAIN_OBJ) $(BUILD)/librandlora.a
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/check_main: $(TEST_OBJ) $(BUILD)/librandlora.a
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
+
+$(BUILD)/bench/bench_main: $(BENCH_OBJ) $(BUILD)/librandlora.a
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+# scripts/deps.sh installs what is missing; it is fast when nothing is.
+deps:
+	$(Q)bash scripts/deps.sh
+
+# run and check install dependencies first, then build in a fresh make so
+# pkg-config sees the installed packages.
+run: deps
+	$(Q)$(MAKE) --no-print-directory randlora
+	./randlora demo
+
+check: deps
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/tests/check_main
+	$(Q)$(BUILD)/tests/check_main
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/bench/bench_main
+	$(Q)$(BUILD)/bench/bench_main
+
+clean:
+	rm -rf build randlora
+
+-include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)

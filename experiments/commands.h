@@ -1,0 +1,11 @@
+/*
+ * commands.h: the subcommands of the randlora command, one function each.
+ * argv[0] is the subcommand's name; the return value is the exit status.
+ */
+#ifndef RANDLORA_EXPERIMENTS_COMMANDS_H
+#define RANDLORA_EXPERIMENTS_COMMANDS_H
+
+int cmd_demo(int argc, char **argv);
+int cmd_threads(int argc, char **argv);
+
+#endif /* RANDLORA_EXPERIMENTS_COMMANDS_H */

@@ -1,0 +1,55 @@
+/*
+ * main.c: the randlora command: subcommand dispatch.
+ *
+ * Each subcommand is a function taking the arguments after its name and
+ * returning a process exit status: 0 success, 2 bad usage or bad input
+ * (one clear line on stderr), 1 any other failure.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "experiments/commands.h"
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    { "demo",    cmd_demo,    "train a small transformer classifier and print its loss curve" },
+    { "threads", cmd_threads, "print the thread policy (OpenBLAS and OpenMP counts)" },
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: randlora COMMAND [ARGS...]\n"
+            "\n"
+            "Fine-tune CLIP-style encoders with LoRA, VeRA, RandLoRA or full fine-tuning.\n"
+            "\n"
+            "commands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out,
+            "\n"
+            "randlora COMMAND --help describes one command.\n"
+            "Exit status: 0 success, 2 bad usage or bad input, 1 other failure.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "randlora: unknown command '%s' (see randlora --help)\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,35 @@
+/*
+ * check_main.c: the test runner behind `make check`.
+ *
+ * Runs every suite in suites.h, prints Check's summary line, and exits
+ * non-zero when any test failed. CK_RUN_SUITE / CK_RUN_CASE select a part;
+ * CK_FORK=no runs in-process (for gdb and valgrind).
+ */
+#include <stdlib.h>
+
+#include "core/threads.h"
+#include "suites.h"
+
+int main(void)
+{
+    Suite *(*const suites[])(void) = {
+        suite_core,
+        suite_validators,
+        suite_nn,
+        suite_attention,
+        suite_loss,
+        suite_optim,
+        suite_block,
+    };
+    SRunner *sr = srunner_create(NULL);
+    int n_failed;
+
+    /* tests run on few threads so timings of the suite are stable */
+    threads_init(getenv("RANDLORA_THREADS") ? 0 : 2);
+    for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++)
+        srunner_add_suite(sr, suites[i]());
+    srunner_run_all(sr, CK_NORMAL);
+    n_failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return n_failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

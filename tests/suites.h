@@ -1,0 +1,18 @@
+/*
+ * suites.h: one Check suite per area; check_main.c runs them all.
+ * Run one with CK_RUN_SUITE=name (and one case with CK_RUN_CASE=name).
+ */
+#ifndef RANDLORA_TESTS_SUITES_H
+#define RANDLORA_TESTS_SUITES_H
+
+#include <check.h>
+
+Suite *suite_core(void);
+Suite *suite_validators(void);
+Suite *suite_nn(void);
+Suite *suite_attention(void);
+Suite *suite_loss(void);
+Suite *suite_optim(void);
+Suite *suite_block(void);
+
+#endif /* RANDLORA_TESTS_SUITES_H */

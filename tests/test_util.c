@@ -1,0 +1,112 @@
+/*
+ * test_util.c: tensor comparison, finite differences, fills for the suites.
+ */
+#include "test_util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+
+size_t tensor_compare(const char *name, const float *got, const float *want, size_t n,
+                      double atol, double rtol)
+{
+    size_t fails = 0, worst = 0;
+    double maxdiff = 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        double g = got[i], w = want[i], d = fabs(g - w);
+        int bad = !isfinite(g) || !isfinite(w) || d > atol + rtol * fabs(w);
+
+        if (isfinite(d) && d > maxdiff) {
+            maxdiff = d;
+            worst = i;
+        }
+        if (bad) {
+            if (fails < 5)
+                fprintf(stderr, "  %s[%zu]: got %.8g want %.8g (diff %.3g)\n", name, i, g, w, d);
+            fails++;
+        }
+    }
+    if (fails)
+        fprintf(stderr, "%s: %zu of %zu elements differ (max diff %.3g at %zu; atol %g rtol %g)\n",
+                name, fails, n, maxdiff, worst, atol, rtol);
+    return fails;
+}
+
+size_t gradcheck(const char *name, float *p, const float *grad, size_t n,
+                 gradcheck_loss_fn loss, void *ctx,
+                 float eps, double atol, double rtol, size_t max_probe)
+{
+    size_t fails = 0, probes = n < max_probe ? n : max_probe;
+    double maxdiff = 0.0;
+
+    for (size_t k = 0; k < probes; k++) {
+        /* an even spread over the tensor when not every element is probed */
+        size_t i = probes == n ? k : (size_t)(((double)k + 0.5) * (double)n / (double)probes);
+        float saved = p[i];
+        double lp, lm, num, d;
+
+        p[i] = saved + eps;
+        lp = loss(ctx);
+        p[i] = saved - eps;
+        lm = loss(ctx);
+        p[i] = saved;
+        /* divide by the step actually taken in float */
+        num = (lp - lm) / ((double)(saved + eps) - (double)(saved - eps));
+        d = fabs(num - (double)grad[i]);
+        if (d > maxdiff)
+            maxdiff = d;
+        if (!isfinite(grad[i]) || !isfinite(num) || d > atol + rtol * fabs(num)) {
+            if (fails < 5)
+                fprintf(stderr, "  d%s[%zu]: analytic %.8g numeric %.8g (diff %.3g)\n",
+                        name, i, (double)grad[i], num, d);
+            fails++;
+        }
+    }
+    if (fails)
+        fprintf(stderr, "gradcheck d%s: %zu of %zu probes differ (max diff %.3g; atol %g rtol %g)\n",
+                name, fails, probes, maxdiff, atol, rtol);
+    return fails;
+}
+
+double dot_double(const float *out, const float *r, size_t n)
+{
+    double s = 0.0;
+
+    for (size_t i = 0; i < n; i++)
+        s += (double)out[i] * (double)r[i];
+    return s;
+}
+
+float *test_randn(struct rng *r, size_t n, float std)
+{
+    float *x = xmalloc_array(n, sizeof(*x));
+
+    rng_fill_normal(r, x, n, 0.0f, std);
+    return x;
+}
+
+float *test_zeros(size_t n)
+{
+    return xcalloc(n, sizeof(float));
+}
+
+float *test_copy(const float *x, size_t n)
+{
+    float *y = xmalloc_array(n, sizeof(*y));
+
+    memcpy(y, x, n * sizeof(*y));
+    return y;
+}
+
+const char *fixture_path(const char *name)
+{
+    static char path[4096];
+    const char *dir = getenv("RANDLORA_FIXTURES");
+
+    snprintf(path, sizeof(path), "%s/%s", dir && *dir ? dir : "tests/fixtures", name);
+    return path;
+}

@@ -1,0 +1,49 @@
+/*
+ * test_util.h: helpers shared by the Check suites: tensor comparison,
+ * central finite differences, random fills, golden-file reading.
+ *
+ * Both validators print what they found (name, index, both values, max diff)
+ * and return the number of failing elements, so a test asserts
+ *     ck_assert_int_eq(tensor_compare("dw", got, want, n, 1e-5, 1e-4), 0);
+ * and the validators themselves are tested on deliberately wrong inputs.
+ */
+#ifndef RANDLORA_TESTS_TEST_UTIL_H
+#define RANDLORA_TESTS_TEST_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/rng.h"
+
+/* Elements with |got - want| > atol + rtol * |want| (or non-finite) count as
+ * failures. Prints the first few and the largest difference. */
+size_t tensor_compare(const char *name, const float *got, const float *want, size_t n,
+                      double atol, double rtol);
+
+/* The scalar loss a gradient check differentiates, computed from the
+ * current contents of whatever the checker perturbs. Must be deterministic. */
+typedef double (*gradcheck_loss_fn)(void *ctx);
+
+/* Central differences: for up to max_probe indices of p (all of them if
+ * n <= max_probe, else an even spread), compare
+ *     g_num = (L(p + eps) - L(p - eps)) / (2 eps)
+ * with the analytic grad[i], failing where |g_num - g| > atol + rtol * |g_num|.
+ * p is restored. Returns the number of failures. */
+size_t gradcheck(const char *name, float *p, const float *grad, size_t n,
+                 gradcheck_loss_fn loss, void *ctx,
+                 float eps, double atol, double rtol, size_t max_probe);
+
+/* sum(out * r) in double: the projection that gives every output element
+ * its own upstream gradient r (so dout = r). */
+double dot_double(const float *out, const float *r, size_t n);
+
+/* freshly allocated (caller frees) arrays */
+float *test_randn(struct rng *r, size_t n, float std);
+float *test_zeros(size_t n);
+float *test_copy(const float *x, size_t n);
+
+/* Path of a committed fixture: RANDLORA_FIXTURES or "tests/fixtures", joined
+ * with name, in a static buffer. */
+const char *fixture_path(const char *name);
+
+#endif /* RANDLORA_TESTS_TEST_UTIL_H */
