@@ -10,6 +10,9 @@ packages=(
     libhdf5-dev hdf5-tools          # results files (h5dump to inspect them)
     check libsubunit-dev            # the test framework
     zlib1g-dev                      # gzip'd IDX files
+    libpng-dev libjpeg62-turbo-dev  # class-per-folder image datasets
+    libinih-dev                     # experiment files (INI)
+    libcjson-dev                    # config.json, vocab.json, adapter_config.json
     gnuplot-nox                     # figures
     dataset-fashion-mnist           # the default real benchmark
 )
