@@ -20,6 +20,9 @@ int main(void)
         suite_loss,
         suite_optim,
         suite_block,
+        suite_adapters,
+        suite_safetensors,
+        suite_datasets,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

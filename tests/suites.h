@@ -14,5 +14,8 @@ Suite *suite_attention(void);
 Suite *suite_loss(void);
 Suite *suite_optim(void);
 Suite *suite_block(void);
+Suite *suite_adapters(void);
+Suite *suite_safetensors(void);
+Suite *suite_datasets(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */
