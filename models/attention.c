@@ -1,0 +1,287 @@
+/*
+ * attention.c: multi-head self-attention on separate q, k, v, forward and
+ * backward, on OpenBLAS; plus plain-loop references.
+ *
+ * Layout: q, k, v, out (B,T,C) row-major; head h is the column block
+ * h*hs .. (h+1)*hs of every row, so the (T,hs) matrix of head h of batch b is
+ * a strided view with leading dimension C starting at b*T*C + h*hs; no
+ * transposes or copies are needed. att and scratch are (B,NH,T,T).
+ *
+ *   pre[i,j] = scale * sum_d q[i,d] k[j,d]       scale = 1/sqrt(hs)
+ *   att[i,:] = softmax(pre[i,:])                  over j <= i when causal
+ *   out[i,:] = sum_j att[i,j] v[j,:]
+ *
+ * The fast path runs one GEMM per (b,h) for the scores and one for the
+ * output (and, in the backward, up to four); the softmax loops between them
+ * run under OpenMP. GEMMs are never issued from inside a parallel region
+ * (threads.h: OpenBLAS owns the threads inside a GEMM).
+ */
+#include "models/nn.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+
+#include "core/status.h"
+
+#ifdef _OPENMP
+#define OMP_PRAGMA(x) _Pragma(#x)
+#define OMP_PARALLEL_FOR_IF(cond) OMP_PRAGMA(omp parallel for schedule(static) if(cond))
+#else
+#define OMP_PARALLEL_FOR_IF(cond)
+#endif
+
+/* rows of softmax work below which threads cost more than they give */
+#define ATT_OMP_MIN_ELEMS 16384
+
+static void attention_check(size_t T, size_t C, size_t NH)
+{
+    RL_ASSERT(NH > 0 && C % NH == 0);
+    RL_ASSERT(T > 0 && C > 0);
+    RL_ASSERT(T <= INT_MAX && C <= INT_MAX); /* cblas takes int sizes */
+}
+
+/* In-place stable softmax of one row of scores (T), keys 0..n-1 valid
+ * (n = i+1 under the causal mask, else T); entries n..T-1 become exactly 0.
+ * exp in float after subtracting the row max (so every exponent is <= 0 and
+ * the largest term is exactly 1); the normaliser is summed in double. */
+static void softmax_row(float *row, size_t n, size_t T)
+{
+    float maxv = row[0];
+    double sum = 0.0;
+    float inv;
+
+    for (size_t j = 1; j < n; j++)
+        if (row[j] > maxv)
+            maxv = row[j];
+    for (size_t j = 0; j < n; j++) {
+        float e = expf(row[j] - maxv);
+        row[j] = e;
+        sum += (double)e;
+    }
+    /* sum >= 1 (the max term), so the division is safe */
+    inv = (float)(1.0 / sum);
+    for (size_t j = 0; j < n; j++)
+        row[j] *= inv;
+    for (size_t j = n; j < T; j++)
+        row[j] = 0.0f;
+}
+
+/* ------------------------------------------------------------------------ */
+/* fast path                                                                 */
+
+/* out (B,T,C), att (B,NH,T,T); q, k, v (B,T,C) */
+void attention_forward(float *out, float *att,
+                       const float *q, const float *k, const float *v,
+                       size_t B, size_t T, size_t C, size_t NH, bool causal)
+{
+    attention_check(T, C, NH);
+    const size_t hs = C / NH;
+    const float scale = (float)(1.0 / sqrt((double)hs));
+    const size_t rows = B * NH * T;
+
+    /* pre (T,T) = scale * q_h (T,hs) @ k_h (T,hs)^T, written into att */
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < NH; h++) {
+            const float *qh = q + b * T * C + h * hs;
+            const float *kh = k + b * T * C + h * hs;
+            float *ath = att + (b * NH + h) * T * T;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                        (int)T, (int)T, (int)hs, scale, qh, (int)C, kh, (int)C,
+                        0.0f, ath, (int)T);
+        }
+
+    /* softmax over each row of every (b,h) block */
+    OMP_PARALLEL_FOR_IF(rows * T >= ATT_OMP_MIN_ELEMS)
+    for (size_t r = 0; r < rows; r++) {
+        size_t i = r % T;
+        softmax_row(att + r * T, causal ? i + 1 : T, T);
+    }
+
+    /* out_h (T,hs) = att (T,T) @ v_h (T,hs), written into its column block */
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < NH; h++) {
+            const float *ath = att + (b * NH + h) * T * T;
+            const float *vh = v + b * T * C + h * hs;
+            float *oh = out + b * T * C + h * hs;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                        (int)T, (int)hs, (int)T, 1.0f, ath, (int)T, vh, (int)C,
+                        0.0f, oh, (int)C);
+        }
+}
+
+/* dq, dk, dv (B,T,C) += ...; scratch (B,NH,T,T) workspace; dout (B,T,C);
+ * att (B,NH,T,T) from the forward; q, k, v (B,T,C) */
+void attention_backward(float *dq, float *dk, float *dv, float *scratch,
+                        const float *dout, const float *att,
+                        const float *q, const float *k, const float *v,
+                        size_t B, size_t T, size_t C, size_t NH, bool causal)
+{
+    attention_check(T, C, NH);
+    const size_t hs = C / NH;
+    const float scale = (float)(1.0 / sqrt((double)hs));
+    const size_t rows = B * NH * T;
+
+    /*
+     * Forward, per (b,h), with A = att, P = pre-softmax scores:
+     *   O = A V                 O (T,hs), A (T,T), V (T,hs)
+     *   A[i,:] = softmax(P[i,:])
+     *   P = scale * Q K^T
+     * Backward:
+     *   dV = A^T dO             (from O = A V)
+     *   dA = dO V^T
+     *   softmax Jacobian, row by row: dA/dP[i,j] over j' is
+     *     A[i,j'] (delta_jj' - A[i,j]), so
+     *     dP[i,j] = A[i,j] (dA[i,j] - sum_j' A[i,j'] dA[i,j'])
+     *   masked entries have A = 0 and so dP = 0: the mask needs no extra care
+     *   (they were never inputs of the softmax);
+     *   dQ = scale * dP K,  dK = scale * dP^T Q   (from P = scale Q K^T)
+     */
+    (void)causal; /* carried by the exact zeros of att */
+
+    if (dv)
+        for (size_t b = 0; b < B; b++)
+            for (size_t h = 0; h < NH; h++) {
+                const float *ath = att + (b * NH + h) * T * T;
+                const float *doh = dout + b * T * C + h * hs;
+                float *dvh = dv + b * T * C + h * hs;
+                /* dv_h (T,hs) += att^T (T,T) @ dout_h (T,hs) */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+                            (int)T, (int)hs, (int)T, 1.0f, ath, (int)T, doh, (int)C,
+                            1.0f, dvh, (int)C);
+            }
+
+    if (!dq && !dk)
+        return;
+
+    /* datt (T,T) = dout_h (T,hs) @ v_h (T,hs)^T, into scratch */
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < NH; h++) {
+            const float *doh = dout + b * T * C + h * hs;
+            const float *vh = v + b * T * C + h * hs;
+            float *dah = scratch + (b * NH + h) * T * T;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                        (int)T, (int)T, (int)hs, 1.0f, doh, (int)C, vh, (int)C,
+                        0.0f, dah, (int)T);
+        }
+
+    /* dpre = att * (datt - rowsum(att * datt)), in place in scratch */
+    OMP_PARALLEL_FOR_IF(rows * T >= ATT_OMP_MIN_ELEMS)
+    for (size_t r = 0; r < rows; r++) {
+        const float *a = att + r * T;
+        float *d = scratch + r * T;
+        double dot = 0.0;
+        float fdot;
+
+        for (size_t j = 0; j < T; j++)
+            dot += (double)a[j] * (double)d[j];
+        fdot = (float)dot;
+        for (size_t j = 0; j < T; j++)
+            d[j] = a[j] * (d[j] - fdot);
+    }
+
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < NH; h++) {
+            const float *dph = scratch + (b * NH + h) * T * T;
+            const size_t off = b * T * C + h * hs;
+            /* dq_h (T,hs) += scale * dpre (T,T) @ k_h (T,hs) */
+            if (dq)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                            (int)T, (int)hs, (int)T, scale, dph, (int)T, k + off, (int)C,
+                            1.0f, dq + off, (int)C);
+            /* dk_h (T,hs) += scale * dpre^T (T,T) @ q_h (T,hs) */
+            if (dk)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+                            (int)T, (int)hs, (int)T, scale, dph, (int)T, q + off, (int)C,
+                            1.0f, dk + off, (int)C);
+        }
+}
+
+/* ------------------------------------------------------------------------ */
+/* plain-loop references                                                     */
+
+/* out (B,T,C), att (B,NH,T,T); q, k, v (B,T,C) */
+void attention_forward_naive(float *out, float *att,
+                             const float *q, const float *k, const float *v,
+                             size_t B, size_t T, size_t C, size_t NH, bool causal)
+{
+    attention_check(T, C, NH);
+    const size_t hs = C / NH;
+    const double scale = 1.0 / sqrt((double)hs);
+
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < NH; h++)
+            for (size_t i = 0; i < T; i++) {
+                const float *qi = q + (b * T + i) * C + h * hs;
+                float *row = att + ((b * NH + h) * T + i) * T;
+                size_t n = causal ? i + 1 : T;
+                float *oi = out + (b * T + i) * C + h * hs;
+
+                for (size_t j = 0; j < n; j++) {
+                    const float *kj = k + (b * T + j) * C + h * hs;
+                    double s = 0.0;
+                    for (size_t d = 0; d < hs; d++)
+                        s += (double)qi[d] * (double)kj[d];
+                    row[j] = (float)(s * scale);
+                }
+                softmax_row(row, n, T);
+                for (size_t d = 0; d < hs; d++) {
+                    double s = 0.0;
+                    for (size_t j = 0; j < n; j++)
+                        s += (double)row[j] * (double)v[(b * T + j) * C + h * hs + d];
+                    oi[d] = (float)s;
+                }
+            }
+}
+
+/* dq, dk, dv (B,T,C) += ...; dout (B,T,C); att (B,NH,T,T); q, k, v (B,T,C).
+ * No workspace: datt[i,j] = dout_i . v_j is recomputed where needed. */
+void attention_backward_naive(float *dq, float *dk, float *dv,
+                              const float *dout, const float *att,
+                              const float *q, const float *k, const float *v,
+                              size_t B, size_t T, size_t C, size_t NH, bool causal)
+{
+    attention_check(T, C, NH);
+    const size_t hs = C / NH;
+    const double scale = 1.0 / sqrt((double)hs);
+
+    /* same derivation as attention_backward, one query row i at a time:
+     *   dv_j += att[i,j] dout_i
+     *   datt[i,j] = dout_i . v_j
+     *   dpre[i,j] = att[i,j] (datt[i,j] - sum_j' att[i,j'] datt[i,j'])
+     *   dq_i += scale * sum_j dpre[i,j] k_j;  dk_j += scale * dpre[i,j] q_i */
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < NH; h++)
+            for (size_t i = 0; i < T; i++) {
+                const float *row = att + ((b * NH + h) * T + i) * T;
+                const size_t oi = (b * T + i) * C + h * hs;
+                const size_t n = causal ? i + 1 : T;
+                double rowdot = 0.0;
+
+                for (size_t j = 0; j < n; j++) {
+                    const size_t oj = (b * T + j) * C + h * hs;
+                    double datt = 0.0;
+                    for (size_t d = 0; d < hs; d++)
+                        datt += (double)dout[oi + d] * (double)v[oj + d];
+                    rowdot += (double)row[j] * datt;
+                    if (dv)
+                        for (size_t d = 0; d < hs; d++)
+                            dv[oj + d] += row[j] * dout[oi + d];
+                }
+                if (!dq && !dk)
+                    continue;
+                for (size_t j = 0; j < n; j++) {
+                    const size_t oj = (b * T + j) * C + h * hs;
+                    double datt = 0.0, dpre;
+                    for (size_t d = 0; d < hs; d++)
+                        datt += (double)dout[oi + d] * (double)v[oj + d];
+                    dpre = (double)row[j] * (datt - rowdot) * scale;
+                    for (size_t d = 0; d < hs; d++) {
+                        if (dq)
+                            dq[oi + d] += (float)(dpre * (double)k[oj + d]);
+                        if (dk)
+                            dk[oj + d] += (float)(dpre * (double)q[oi + d]);
+                    }
+                }
+            }
+}
