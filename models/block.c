@@ -1,0 +1,277 @@
+/*
+ * block.c: the pre-LN encoder layer (HF CLIPEncoderLayer) as a flat
+ * sequence of nn.h kernel calls; the backward is the forward reversed.
+ */
+#include "models/block.h"
+
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/status.h"
+#include "models/nn.h"
+
+const char *const block_param_names[BLOCK_NUM_PARAMS] = {
+    "layer_norm1.weight",         "layer_norm1.bias",
+    "self_attn.q_proj.weight",    "self_attn.q_proj.bias",
+    "self_attn.k_proj.weight",    "self_attn.k_proj.bias",
+    "self_attn.v_proj.weight",    "self_attn.v_proj.bias",
+    "self_attn.out_proj.weight",  "self_attn.out_proj.bias",
+    "layer_norm2.weight",         "layer_norm2.bias",
+    "mlp.fc1.weight",             "mlp.fc1.bias",
+    "mlp.fc2.weight",             "mlp.fc2.bias",
+};
+
+/* a * b, aborting on overflow: sizes here come from the model config */
+static size_t mul(size_t a, size_t b)
+{
+    size_t r;
+
+    RL_ASSERT(size_mul_ok(a, b, &r));
+    return r;
+}
+
+/* sum of n sizes, aborting on overflow */
+static size_t sum(const size_t *s, size_t n)
+{
+    size_t total = 0;
+
+    for (size_t i = 0; i < n; i++)
+        RL_ASSERT(size_add_ok(total, s[i], &total));
+    return total;
+}
+
+/* ------------------------------------------------------------------------ */
+/* parameters                                                                */
+
+size_t block_param_sizes(size_t sizes[BLOCK_NUM_PARAMS], size_t C, size_t F)
+{
+    const size_t CC = mul(C, C), FC = mul(F, C);
+    const size_t s[BLOCK_NUM_PARAMS] = {
+        C, C,           /* layer_norm1 */
+        CC, C,          /* q_proj      */
+        CC, C,          /* k_proj      */
+        CC, C,          /* v_proj      */
+        CC, C,          /* out_proj    */
+        C, C,           /* layer_norm2 */
+        FC, F,          /* fc1         */
+        FC, C,          /* fc2         */
+    };
+
+    memcpy(sizes, s, sizeof(s));
+    return sum(s, BLOCK_NUM_PARAMS);
+}
+
+void block_params_point(struct block_params *p, const float *buf, size_t C, size_t F)
+{
+    size_t s[BLOCK_NUM_PARAMS];
+    const float **ptrs[BLOCK_NUM_PARAMS] = {
+        &p->ln1_w, &p->ln1_b, &p->q_w, &p->q_b, &p->k_w, &p->k_b, &p->v_w, &p->v_b,
+        &p->o_w, &p->o_b, &p->ln2_w, &p->ln2_b, &p->fc1_w, &p->fc1_b, &p->fc2_w, &p->fc2_b,
+    };
+
+    block_param_sizes(s, C, F);
+    for (size_t i = 0; i < BLOCK_NUM_PARAMS; i++) {
+        *ptrs[i] = buf;
+        buf += s[i];
+    }
+}
+
+void block_grads_point(struct block_grads *g, float *buf, size_t C, size_t F)
+{
+    size_t s[BLOCK_NUM_PARAMS];
+    float **ptrs[BLOCK_NUM_PARAMS] = {
+        &g->ln1_w, &g->ln1_b, &g->q_w, &g->q_b, &g->k_w, &g->k_b, &g->v_w, &g->v_b,
+        &g->o_w, &g->o_b, &g->ln2_w, &g->ln2_b, &g->fc1_w, &g->fc1_b, &g->fc2_w, &g->fc2_b,
+    };
+
+    block_param_sizes(s, C, F);
+    for (size_t i = 0; i < BLOCK_NUM_PARAMS; i++) {
+        *ptrs[i] = buf;
+        buf += s[i];
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* activations and their gradients: one buffer each                          */
+
+#define BLOCK_NUM_ACTS 16
+
+/* sizes in struct block_acts order */
+static void acts_sizes(size_t s[BLOCK_NUM_ACTS],
+                       size_t B, size_t T, size_t C, size_t NH, size_t F)
+{
+    const size_t N = mul(B, T), NC = mul(N, C), NF = mul(N, F);
+    const size_t NHTT = mul(mul(B, NH), mul(T, T));
+    const size_t v[BLOCK_NUM_ACTS] = {
+        NC, N, N,           /* ln1, ln1_mean, ln1_rstd */
+        NC, NC, NC,         /* q, k, v                 */
+        NHTT,               /* att                     */
+        NC, NC, NC,         /* atty, attproj, h        */
+        NC, N, N,           /* ln2, ln2_mean, ln2_rstd */
+        NF, NF,             /* fch, fch_act            */
+        NC,                 /* fcproj                  */
+    };
+
+    memcpy(s, v, sizeof(v));
+}
+
+size_t block_acts_size(size_t B, size_t T, size_t C, size_t NH, size_t F)
+{
+    size_t s[BLOCK_NUM_ACTS];
+
+    acts_sizes(s, B, T, C, NH, F);
+    return sum(s, BLOCK_NUM_ACTS);
+}
+
+void block_acts_point(struct block_acts *a, float *buf,
+                      size_t B, size_t T, size_t C, size_t NH, size_t F)
+{
+    size_t s[BLOCK_NUM_ACTS];
+    float **ptrs[BLOCK_NUM_ACTS] = {
+        &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->q, &a->k, &a->v, &a->att,
+        &a->atty, &a->attproj, &a->h, &a->ln2, &a->ln2_mean, &a->ln2_rstd,
+        &a->fch, &a->fch_act, &a->fcproj,
+    };
+
+    acts_sizes(s, B, T, C, NH, F);
+    for (size_t i = 0; i < BLOCK_NUM_ACTS; i++) {
+        *ptrs[i] = buf;
+        buf += s[i];
+    }
+}
+
+#define BLOCK_NUM_GRAD_ACTS 10
+
+static void grad_acts_sizes(size_t s[BLOCK_NUM_GRAD_ACTS],
+                            size_t B, size_t T, size_t C, size_t NH, size_t F)
+{
+    const size_t N = mul(B, T), NC = mul(N, C), NF = mul(N, F);
+    const size_t NHTT = mul(mul(B, NH), mul(T, T));
+    const size_t v[BLOCK_NUM_GRAD_ACTS] = {
+        NC, NC,             /* dh, dln2            */
+        NF, NF,             /* dfch, dfch_act      */
+        NC,                 /* datty               */
+        NC, NC, NC,         /* dq, dk, dv          */
+        NHTT,               /* att_scratch         */
+        NC,                 /* dln1                */
+    };
+
+    memcpy(s, v, sizeof(v));
+}
+
+size_t block_grad_acts_size(size_t B, size_t T, size_t C, size_t NH, size_t F)
+{
+    size_t s[BLOCK_NUM_GRAD_ACTS];
+
+    grad_acts_sizes(s, B, T, C, NH, F);
+    return sum(s, BLOCK_NUM_GRAD_ACTS);
+}
+
+void block_grad_acts_point(struct block_grad_acts *g, float *buf,
+                           size_t B, size_t T, size_t C, size_t NH, size_t F)
+{
+    size_t s[BLOCK_NUM_GRAD_ACTS];
+    float **ptrs[BLOCK_NUM_GRAD_ACTS] = {
+        &g->dh, &g->dln2, &g->dfch, &g->dfch_act, &g->datty,
+        &g->dq, &g->dk, &g->dv, &g->att_scratch, &g->dln1,
+    };
+
+    grad_acts_sizes(s, B, T, C, NH, F);
+    for (size_t i = 0; i < BLOCK_NUM_GRAD_ACTS; i++) {
+        *ptrs[i] = buf;
+        buf += s[i];
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* forward                                                                   */
+
+void block_forward(float *out, struct block_acts *a, const float *inp,
+                   const struct block_params *p, const struct block_config *cfg,
+                   size_t B, size_t T)
+{
+    const size_t C = cfg->C, NH = cfg->NH, F = cfg->F;
+    const size_t N = mul(B, T);
+
+    RL_ASSERT(NH > 0 && C % NH == 0);
+
+    /* attention half: h = x + out_proj(MHA(ln1(x))) */
+    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, p->ln1_w, p->ln1_b, N, C, cfg->eps);
+    linear_forward(a->q, a->ln1, p->q_w, p->q_b, N, C, C);
+    linear_forward(a->k, a->ln1, p->k_w, p->k_b, N, C, C);
+    linear_forward(a->v, a->ln1, p->v_w, p->v_b, N, C, C);
+    attention_forward(a->atty, a->att, a->q, a->k, a->v, B, T, C, NH, cfg->causal);
+    linear_forward(a->attproj, a->atty, p->o_w, p->o_b, N, C, C);
+    residual_forward(a->h, inp, a->attproj, mul(N, C));
+
+    /* MLP half: out = h + fc2(act(fc1(ln2(h)))) */
+    layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h, p->ln2_w, p->ln2_b, N, C, cfg->eps);
+    linear_forward(a->fch, a->ln2, p->fc1_w, p->fc1_b, N, C, F);
+    if (cfg->act == BLOCK_ACT_GELU)
+        gelu_forward(a->fch_act, a->fch, mul(N, F));
+    else
+        quick_gelu_forward(a->fch_act, a->fch, mul(N, F));
+    linear_forward(a->fcproj, a->fch_act, p->fc2_w, p->fc2_b, N, F, C);
+    residual_forward(out, a->h, a->fcproj, mul(N, C));
+}
+
+/* ------------------------------------------------------------------------ */
+/* backward: the forward reversed                                            */
+
+void block_backward(float *dinp, struct block_grads *g, struct block_grad_acts *ga,
+                    const float *dout, const struct block_acts *a, const float *inp,
+                    const struct block_params *p, const struct block_config *cfg,
+                    size_t B, size_t T)
+{
+    const size_t C = cfg->C, NH = cfg->NH, F = cfg->F;
+    const size_t N = mul(B, T), NC = mul(N, C), NF = mul(N, F);
+    /* layer_norm1's input gradient is wanted for dinp or its own params */
+    const bool need_dln1 = dinp || g->ln1_w || g->ln1_b;
+
+    RL_ASSERT(NH > 0 && C % NH == 0);
+
+    /* the kernels accumulate: start every workspace gradient at zero,
+     * except dh, which starts as dout (below) */
+    memset(ga->dln2, 0, NC * sizeof(float));
+    memset(ga->dfch, 0, NF * sizeof(float));
+    memset(ga->dfch_act, 0, NF * sizeof(float));
+    memset(ga->datty, 0, NC * sizeof(float));
+    memset(ga->dq, 0, NC * sizeof(float));
+    memset(ga->dk, 0, NC * sizeof(float));
+    memset(ga->dv, 0, NC * sizeof(float));
+    memset(ga->dln1, 0, NC * sizeof(float));
+
+    /* out = h + fcproj: dh = dout, and dfcproj is dout itself */
+    memcpy(ga->dh, dout, NC * sizeof(float));
+    /* fcproj = fch_act @ fc2_w^T + fc2_b */
+    linear_backward(ga->dfch_act, g->fc2_w, g->fc2_b, dout, a->fch_act, p->fc2_w, N, F, C);
+    /* fch_act = act(fch) */
+    if (cfg->act == BLOCK_ACT_GELU)
+        gelu_backward(ga->dfch, ga->dfch_act, a->fch, NF);
+    else
+        quick_gelu_backward(ga->dfch, ga->dfch_act, a->fch, NF);
+    /* fch = ln2 @ fc1_w^T + fc1_b */
+    linear_backward(ga->dln2, g->fc1_w, g->fc1_b, ga->dfch, a->ln2, p->fc1_w, N, C, F);
+    /* ln2 = layer_norm2(h): dh += ... */
+    layernorm_backward(ga->dh, g->ln2_w, g->ln2_b, ga->dln2, a->h, p->ln2_w,
+                       a->ln2_mean, a->ln2_rstd, N, C);
+
+    /* h = x + attproj: dinp += dh, and dattproj is dh itself */
+    if (dinp)
+        for (size_t i = 0; i < NC; i++)
+            dinp[i] += ga->dh[i];
+    /* attproj = atty @ o_w^T + o_b */
+    linear_backward(ga->datty, g->o_w, g->o_b, ga->dh, a->atty, p->o_w, N, C, C);
+    /* atty = MHA(q, k, v) */
+    attention_backward(ga->dq, ga->dk, ga->dv, ga->att_scratch, ga->datty, a->att,
+                       a->q, a->k, a->v, B, T, C, NH, cfg->causal);
+    /* q, k, v = ln1 @ W^T + b: the three input gradients add up in dln1 */
+    float *dln1 = need_dln1 ? ga->dln1 : NULL;
+    linear_backward(dln1, g->q_w, g->q_b, ga->dq, a->ln1, p->q_w, N, C, C);
+    linear_backward(dln1, g->k_w, g->k_b, ga->dk, a->ln1, p->k_w, N, C, C);
+    linear_backward(dln1, g->v_w, g->v_b, ga->dv, a->ln1, p->v_w, N, C, C);
+    /* ln1 = layer_norm1(x): dinp += ... */
+    if (need_dln1)
+        layernorm_backward(dinp, g->ln1_w, g->ln1_b, ga->dln1, inp, p->ln1_w,
+                           a->ln1_mean, a->ln1_rstd, N, C);
+}

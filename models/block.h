@@ -1,0 +1,154 @@
+/*
+ * block.h: one pre-LN transformer encoder layer (Hugging Face
+ * CLIPEncoderLayer), forward and backward, built from the nn.h kernels:
+ *
+ *     h = x + out_proj(MHA(layer_norm1(x)))
+ *     y = h + fc2(act(fc1(layer_norm2(h))))          act = quick_gelu | gelu
+ *
+ * MHA has separate q/k/v projections with biases, NH heads of hs = C/NH,
+ * scores scaled by 1/sqrt(hs), optionally causal (text tower).
+ *
+ * Memory (llm.c's malloc_and_point pattern; nothing is allocated here):
+ *   - parameters: a struct of const views, pointed anywhere; block_params_point
+ *     lays the 16 tensors out in one flat buffer in the order of
+ *     block_param_names (HF names relative to the layer);
+ *   - parameter gradients: the same shape; a NULL pointer means frozen and
+ *     costs no work (linear_backward skips the dW GEMM);
+ *   - forward activations saved for the backward: ONE buffer of
+ *     block_acts_size(B,T,C,NH,F) floats, viewed by block_acts_point;
+ *   - backward workspace (activation gradients): ONE buffer of
+ *     block_grad_acts_size(B,T,C,NH,F) floats, viewed by
+ *     block_grad_acts_point. It holds nothing between calls, so a stack of
+ *     layers shares one.
+ *
+ *     struct block_config cfg = { .C = 768, .NH = 12, .F = 3072,
+ *                                 .act = BLOCK_ACT_QUICK_GELU, .causal = false,
+ *                                 .eps = 1e-5f };
+ *     float *abuf = xmalloc_array(block_acts_size(B, T, C, NH, F), sizeof(float));
+ *     struct block_acts acts;
+ *     block_acts_point(&acts, abuf, B, T, C, NH, F);
+ *     block_forward(y, &acts, x, &params, &cfg, B, T);
+ *     ...
+ *     block_backward(dx, &grads, &gacts, dy, &acts, x, &params, &cfg, B, T);
+ *
+ * Backward ACCUMULATES (+=) into dx and every non-NULL parameter gradient;
+ * the caller zeroes them once per step (nn.h conventions).
+ */
+#ifndef RANDLORA_MODELS_BLOCK_H
+#define RANDLORA_MODELS_BLOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum block_act {
+    BLOCK_ACT_QUICK_GELU = 0,   /* x * sigmoid(1.702 x): OpenAI CLIP        */
+    BLOCK_ACT_GELU       = 1,   /* exact erf gelu                            */
+};
+
+struct block_config {
+    size_t C;                   /* width                                     */
+    size_t NH;                  /* heads; C % NH == 0                        */
+    size_t F;                   /* MLP hidden width (4C in CLIP)             */
+    enum block_act act;
+    bool causal;                /* mask key j > query i (text tower)         */
+    float eps;                  /* layer norm epsilon (CLIP: 1e-5)           */
+};
+
+/* ------------------------------------------------------------------------ */
+/* parameters, PyTorch layout (out, in); biases may be NULL (no bias)        */
+
+#define BLOCK_NUM_PARAMS 16
+
+struct block_params {
+    const float *ln1_w, *ln1_b;     /* (C), (C)    layer_norm1              */
+    const float *q_w, *q_b;         /* (C,C), (C)  self_attn.q_proj         */
+    const float *k_w, *k_b;         /* (C,C), (C)  self_attn.k_proj         */
+    const float *v_w, *v_b;         /* (C,C), (C)  self_attn.v_proj         */
+    const float *o_w, *o_b;         /* (C,C), (C)  self_attn.out_proj       */
+    const float *ln2_w, *ln2_b;     /* (C), (C)    layer_norm2              */
+    const float *fc1_w, *fc1_b;     /* (F,C), (F)  mlp.fc1                  */
+    const float *fc2_w, *fc2_b;     /* (C,F), (C)  mlp.fc2                  */
+};
+
+/* same shapes; NULL = frozen (not computed) */
+struct block_grads {
+    float *ln1_w, *ln1_b;
+    float *q_w, *q_b;
+    float *k_w, *k_b;
+    float *v_w, *v_b;
+    float *o_w, *o_b;
+    float *ln2_w, *ln2_b;
+    float *fc1_w, *fc1_b;
+    float *fc2_w, *fc2_b;
+};
+
+/* HF names relative to the layer ("layer_norm1.weight", ...,
+ * "mlp.fc2.bias"), in struct order, which is also the flat-buffer order. */
+extern const char *const block_param_names[BLOCK_NUM_PARAMS];
+
+/* sizes[i] = floats of tensor i (struct order); returns the total */
+size_t block_param_sizes(size_t sizes[BLOCK_NUM_PARAMS], size_t C, size_t F);
+/* point every member into buf, block_param_sizes(.., C, F) floats */
+void block_params_point(struct block_params *p, const float *buf, size_t C, size_t F);
+void block_grads_point(struct block_grads *g, float *buf, size_t C, size_t F);
+
+/* ------------------------------------------------------------------------ */
+/* saved forward activations: views into one buffer                         */
+
+struct block_acts {
+    float *ln1;         /* (B,T,C)     layer_norm1(x)                        */
+    float *ln1_mean;    /* (B,T)                                             */
+    float *ln1_rstd;    /* (B,T)                                             */
+    float *q, *k, *v;   /* (B,T,C) each                                      */
+    float *att;         /* (B,NH,T,T)  softmax probabilities                 */
+    float *atty;        /* (B,T,C)     heads concatenated, before out_proj   */
+    float *attproj;     /* (B,T,C)     out_proj(atty)                        */
+    float *h;           /* (B,T,C)     x + attproj                           */
+    float *ln2;         /* (B,T,C)     layer_norm2(h)                        */
+    float *ln2_mean;    /* (B,T)                                             */
+    float *ln2_rstd;    /* (B,T)                                             */
+    float *fch;         /* (B,T,F)     fc1(ln2)                              */
+    float *fch_act;     /* (B,T,F)     act(fch)                              */
+    float *fcproj;      /* (B,T,C)     fc2(fch_act)                          */
+};
+
+/* floats needed by block_acts_point */
+size_t block_acts_size(size_t B, size_t T, size_t C, size_t NH, size_t F);
+void block_acts_point(struct block_acts *a, float *buf,
+                      size_t B, size_t T, size_t C, size_t NH, size_t F);
+
+/* backward workspace: gradients w.r.t. the activations above */
+struct block_grad_acts {
+    float *dh;          /* (B,T,C)                                           */
+    float *dln2;        /* (B,T,C)                                           */
+    float *dfch;        /* (B,T,F)                                           */
+    float *dfch_act;    /* (B,T,F)                                           */
+    float *datty;       /* (B,T,C)                                           */
+    float *dq, *dk, *dv;/* (B,T,C) each                                      */
+    float *att_scratch; /* (B,NH,T,T)  attention_backward workspace          */
+    float *dln1;        /* (B,T,C)                                           */
+};
+
+size_t block_grad_acts_size(size_t B, size_t T, size_t C, size_t NH, size_t F);
+void block_grad_acts_point(struct block_grad_acts *g, float *buf,
+                           size_t B, size_t T, size_t C, size_t NH, size_t F);
+
+/* ------------------------------------------------------------------------ */
+/* forward / backward                                                        */
+
+/* out (B,T,C) = layer(inp (B,T,C)); acts receives what the backward needs.
+ * out must not alias inp or acts. */
+void block_forward(float *out, struct block_acts *acts, const float *inp,
+                   const struct block_params *p, const struct block_config *cfg,
+                   size_t B, size_t T);
+
+/* dinp (B,T,C) += d out / d inp applied to dout; every non-NULL member of
+ * g += its parameter gradient. dinp may be NULL (no input gradient needed).
+ * acts and inp are those of the matching forward; ga is overwritten.
+ * dinp must not alias dout. */
+void block_backward(float *dinp, struct block_grads *g, struct block_grad_acts *ga,
+                    const float *dout, const struct block_acts *acts, const float *inp,
+                    const struct block_params *p, const struct block_config *cfg,
+                    size_t B, size_t T);
+
+#endif /* RANDLORA_MODELS_BLOCK_H */
