@@ -24,7 +24,7 @@ ifeq ($(SAN),1)
   LDSAN := -fsanitize=address,undefined
 endif
 ifeq ($(NO_OMP),1)
-  BUILD := $(BUILD)-noomp
+  BUILD := $(BUILD)/noomp
 else
   OMP   := -fopenmp
 endif
