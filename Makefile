@@ -58,8 +58,8 @@ randlora: $(BUILD)/randlora
 	$(Q)ln -sf $(BUILD)/randlora randlora
 
 $(BUILD)/librandlora.a: $(LIB_OBJ)
-	$(Q)rm -f $@
-	$(Q)ar rcs $@ $^
+	$(Q)rm -f $@.tmp
+	$(Q)ar rcs $@.tmp $^ && mv -f $@.tmp $@
 
 $(BUILD)/randlora: $(MAIN_OBJ) $(BUILD)/librandlora.a
 	@echo "  LD    $@"
