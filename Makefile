@@ -58,8 +58,7 @@ randlora: $(BUILD)/randlora
 	$(Q)ln -sf $(BUILD)/randlora randlora
 
 $(BUILD)/librandlora.a: $(LIB_OBJ)
-	$(Q)rm -f $@.tmp
-	$(Q)ar rcs $@.tmp $^ && mv -f $@.tmp $@
+	$(Q)ar rcs $@.$$$$ $^ && mv -f $@.$$$$ $@
 
 $(BUILD)/randlora: $(MAIN_OBJ) $(BUILD)/librandlora.a
 	@echo "  LD    $@"
