@@ -18,6 +18,7 @@
 #include "core/status.h"
 #include "datasets/dataset.h"
 #include "datasets/fewshot.h"
+#include "datasets/transforms.h"
 #include "suites.h"
 #include "test_util.h"
 
@@ -553,6 +554,189 @@ START_TEST(test_fraction_counts)
 }
 END_TEST
 
+/* --- transforms ------------------------------------------------------------------ */
+
+/* the inputs of tests/ref/make_resize_fixture.py */
+static void fixture_input(struct ds_image *img, int c, int h, int w, const char *pattern,
+                          uint32_t seed)
+{
+    uint32_t state = seed;
+    size_t n = (size_t)h * (size_t)w * (size_t)c;
+
+    ck_assert_int_eq(ds_image_reserve(img, c, h, w), RL_OK);
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(pattern, "noise")) {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            img->data[i] = (uint8_t)(state >> 24);
+        } else {
+            size_t ch = i % (size_t)c, x = (i / (size_t)c) % (size_t)w, y = (i / (size_t)c) / (size_t)w;
+
+            img->data[i] = (uint8_t)((x * 5 + y * 3 + ch * 40 + ((x * y + seed) >> 3)) & 255);
+        }
+    }
+}
+
+static int hexval(int ch)
+{
+    return ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10;
+}
+
+START_TEST(test_resize_matches_pillow)
+{
+    FILE *f = fopen(fixture_path("resize_pillow.txt"), "r");
+    char *line = NULL;
+    size_t cap = 0;
+    int n_cases = 0;
+    struct ds_image in = {0}, out = {0};
+    struct transform_work work = {0};
+    struct transform t;
+
+    ck_assert_msg(f != NULL, "missing fixture %s", fixture_path("resize_pillow.txt"));
+    while (getline(&line, &cap, f) > 0) {
+        char kind[16], mode[8], pattern[16];
+        int h, w, a, b, c, oh, ow, diff = 0, maxdiff = 0;
+        unsigned seed;
+        size_t nout;
+
+        if (line[0] == '#')
+            continue;
+        ck_assert_int_eq(sscanf(line, "%15s %7s %d %d %d %d %15s %u", kind, mode, &h, &w, &a, &b,
+                                pattern, &seed), 8);
+        c = !strcmp(mode, "L") ? 1 : 3;
+        fixture_input(&in, c, h, w, pattern, seed);
+        if (!strcmp(kind, "resize")) {
+            oh = a;
+            ow = b;
+            ck_assert_int_eq(image_resize_bicubic(&in, oh, ow, &out), RL_OK);
+        } else {
+            /* the CLIP evaluation transform, before the float conversion */
+            float *x = xmalloc_array(3 * (size_t)a * (size_t)a, sizeof(float));
+            const float zero[3] = { 0, 0, 0 }, one[3] = { 1, 1, 1 };
+
+            oh = ow = a;
+            transform_init_clip(&t, a);
+            memcpy(t.mean, zero, sizeof(zero));
+            memcpy(t.std, one, sizeof(one));
+            ck_assert_int_eq(transform_apply(&t, &in, NULL, x, &work), RL_OK);
+            ck_assert_int_eq(ds_image_reserve(&out, c, a, a), RL_OK);
+            memcpy(out.data, work.b.data, (size_t)a * (size_t)a * (size_t)c);
+            /* and the float output is that image / 255, replicated for gray */
+            for (int ch = 0; ch < 3; ch++)
+                for (int i = 0; i < a * a; i++)
+                    ck_assert(x[(size_t)ch * (size_t)a * (size_t)a + (size_t)i] ==
+                              (float)out.data[(size_t)i * (size_t)c + (size_t)(c == 1 ? 0 : ch)] /
+                                  255.0f);
+            free(x);
+        }
+        ck_assert_int_eq(out.height, oh);
+        ck_assert_int_eq(out.width, ow);
+        ck_assert_int_eq(getline(&line, &cap, f) > 0, 1);
+        nout = (size_t)oh * (size_t)ow * (size_t)c;
+        ck_assert_uint_ge(strlen(line), 2 * nout);
+        for (size_t i = 0; i < nout; i++) {
+            int want = hexval(line[2 * i]) * 16 + hexval(line[2 * i + 1]);
+            int d = abs(want - out.data[i]);
+
+            diff += d != 0;
+            if (d > maxdiff)
+                maxdiff = d;
+        }
+        ck_assert_msg(diff == 0, "%s %s %dx%d -> %dx%d (%s): %d of %zu bytes differ from Pillow, "
+                      "max by %d", kind, mode, h, w, oh, ow, pattern, diff, nout, maxdiff);
+        n_cases++;
+    }
+    ck_assert_int_ge(n_cases, 10);
+    free(line);
+    fclose(f);
+    ds_image_free(&in);
+    ds_image_free(&out);
+    transform_work_free(&work);
+}
+END_TEST
+
+START_TEST(test_crop_rounding_and_float)
+{
+    struct ds_image img = {0}, out = {0};
+    struct transform t;
+    struct transform_work work = {0};
+    float *x;
+
+    /* (H - size) / 2 = 16.5 -> 16 (half to even), 17.5 -> 18; HF floors */
+    ck_assert_int_eq(image_center_offset(257, 224, CROP_ROUND_TORCHVISION), 16);
+    ck_assert_int_eq(image_center_offset(259, 224, CROP_ROUND_TORCHVISION), 18);
+    ck_assert_int_eq(image_center_offset(259, 224, CROP_ROUND_HF), 17);
+    ck_assert_int_eq(image_center_offset(258, 224, CROP_ROUND_HF), 17);
+    ck_assert_int_eq(image_center_offset(220, 224, CROP_ROUND_TORCHVISION), -2);
+    {
+        int h, w;
+
+        image_shortest_side(480, 640, 224, &h, &w);
+        ck_assert_int_eq(h, 224);
+        ck_assert_int_eq(w, 298);   /* int(224 * 640 / 480) = int(298.67) */
+        image_shortest_side(500, 333, 224, &h, &w);
+        ck_assert_int_eq(w, 224);
+        ck_assert_int_eq(h, 336);
+    }
+    /* crop with zero padding, flip */
+    fixture_input(&img, 3, 4, 5, "smooth", 0);
+    ck_assert_int_eq(image_crop(&img, -1, 3, 3, 3, &out), RL_OK);
+    ck_assert_int_eq(out.data[0], 0);
+    ck_assert_int_eq(out.data[3 * 3 + 0], img.data[3 * 3]);          /* (0, 3) */
+    ck_assert_int_eq(out.data[3 * 3 + 2 * 3 + 1], 0);                 /* (0, 5) outside */
+    image_flip_h(&img);
+    ck_assert_int_eq(img.data[4 * 3 + 1], (uint8_t)(0 * 5 + 1 * 40)); /* old (0,0) ch 1 */
+
+    /* gray 28x28 -> CLIP 224: the normalised values */
+    fixture_input(&img, 1, 28, 28, "smooth", 1);
+    transform_init_clip(&t, 224);
+    x = xmalloc_array(3 * 224 * 224, sizeof(float));
+    ck_assert_int_eq(transform_apply(&t, &img, NULL, x, &work), RL_OK);
+    for (int ch = 0; ch < 3; ch++) {
+        float v = (float)work.b.data[0] / 255.0f;
+
+        ck_assert(x[(size_t)ch * 224 * 224] == (v - CLIP_MEAN[ch]) / CLIP_STD[ch]);
+    }
+    ck_assert_float_eq_tol(x[0], ((float)work.b.data[0] / 255.0f - 0.48145466f) / 0.26862954f,
+                           1e-6f);
+    free(x);
+    ds_image_free(&img);
+    ds_image_free(&out);
+    transform_work_free(&work);
+}
+END_TEST
+
+START_TEST(test_augment_seeded)
+{
+    struct ds_image img = {0};
+    struct transform t;
+    struct transform_work work = {0};
+    struct rng r1, r2;
+    float *a = xmalloc_array(3 * 32 * 32, sizeof(float));
+    float *b = xmalloc_array(3 * 32 * 32, sizeof(float));
+
+    fixture_input(&img, 3, 40, 60, "noise", 5);
+    transform_init_clip(&t, 32);
+    t.augment = 1;
+    rng_init(&r1, 9);
+    rng_init(&r2, 9);
+    for (int rep = 0; rep < 20; rep++) {
+        ck_assert_int_eq(transform_apply(&t, &img, &r1, a, &work), RL_OK);
+        ck_assert_int_eq(transform_apply(&t, &img, &r2, b, &work), RL_OK);
+        ck_assert_mem_eq(a, b, 3 * 32 * 32 * sizeof(float));
+    }
+    /* consecutive draws differ */
+    ck_assert_int_eq(transform_apply(&t, &img, &r1, a, &work), RL_OK);
+    ck_assert_int_eq(transform_apply(&t, &img, &r1, b, &work), RL_OK);
+    ck_assert(memcmp(a, b, 3 * 32 * 32 * sizeof(float)) != 0);
+    free(a);
+    free(b);
+    ds_image_free(&img);
+    transform_work_free(&work);
+}
+END_TEST
+
 Suite *suite_datasets(void)
 {
     Suite *s = suite_create("datasets");
@@ -575,6 +759,12 @@ Suite *suite_datasets(void)
     tcase_add_test(tc, test_kshot_counts_and_seed);
     tcase_add_test(tc, test_kshot_errors);
     tcase_add_test(tc, test_fraction_counts);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("transforms");
+    tcase_add_test(tc, test_resize_matches_pillow);
+    tcase_add_test(tc, test_crop_rounding_and_float);
+    tcase_add_test(tc, test_augment_seeded);
     suite_add_tcase(s, tc);
     return s;
 }
