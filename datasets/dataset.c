@@ -15,6 +15,9 @@
 static const struct dataset_ops *const registry[] = {
     &dataset_fashion_mnist_ops,
     &dataset_idx_ops,
+    &dataset_cifar10_ops,
+    &dataset_cifar100_ops,
+    &dataset_cifar100_coarse_ops,
 };
 
 #define N_READERS (sizeof(registry) / sizeof(registry[0]))

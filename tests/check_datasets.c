@@ -384,6 +384,117 @@ START_TEST(test_spec_errors)
 }
 END_TEST
 
+/* --- CIFAR ----------------------------------------------------------------------- */
+
+/* n records; record r has label(s) r % classes and pixel (c, p) = r + c * 50 + p */
+static void write_cifar(const char *path, int n, int hundred, int n_classes)
+{
+    size_t rec = hundred ? 3074 : 3073;
+    uint8_t *buf = xcalloc((size_t)n, rec);
+
+    for (int r = 0; r < n; r++) {
+        uint8_t *p = buf + (size_t)r * rec;
+
+        if (hundred) {
+            *p++ = (uint8_t)(r % 20);
+            *p++ = (uint8_t)(r % n_classes);
+        } else {
+            *p++ = (uint8_t)(r % n_classes);
+        }
+        for (int c = 0; c < 3; c++)
+            for (int q = 0; q < 1024; q++)
+                *p++ = (uint8_t)(r + c * 50 + q);
+    }
+    write_bytes(path, buf, (size_t)n * rec, 0);
+    free(buf);
+}
+
+START_TEST(test_cifar10)
+{
+    struct dataset ds;
+    struct ds_image img = {0};
+    char spec[1100];
+    int label;
+
+    mkdir_p(tp("cifar-10-batches-bin"));
+    for (int b = 1; b <= 3; b++)
+        write_cifar(tp("cifar-10-batches-bin/data_batch_%d.bin", b), 4, 0, 10);
+    write_cifar(tp("cifar-10-batches-bin/test_batch.bin"), 3, 0, 10);
+    write_text(tp("cifar-10-batches-bin/batches.meta.txt"),
+               "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n");
+    snprintf(spec, sizeof(spec), "cifar10:%s", tmpdir);   /* finds the subfolder */
+    ck_assert_int_eq(dataset_open(&ds, spec), RL_OK);
+    ck_assert_uint_eq(ds.n, 12);
+    ck_assert_int_eq(ds.n_classes, 10);
+    ck_assert_str_eq(ds.class_names[9], "truck");
+    ck_assert_int_eq(ds.channels, 3);
+    ck_assert_int_eq(dataset_load(&ds, 6, &img, &label), RL_OK);   /* batch 2, record 2 */
+    ck_assert_int_eq(label, 2);
+    ck_assert_int_eq(img.height, 32);
+    /* HWC: pixel q = 5 of channel c = 1 */
+    ck_assert_int_eq(img.data[5 * 3 + 1], (uint8_t)(2 + 50 + 5));
+    dataset_close(&ds);
+
+    snprintf(spec, sizeof(spec), "cifar10:%s/cifar-10-batches-bin:test", tmpdir);
+    ck_assert_int_eq(dataset_open(&ds, spec), RL_OK);
+    ck_assert_uint_eq(ds.n, 3);
+    dataset_close(&ds);
+
+    /* bad: label out of range, size not a whole number of records, wrong name count */
+    write_cifar(tp("cifar-10-batches-bin/test_batch.bin"), 12, 0, 11);
+    ck_fails_with(dataset_open(&ds, spec), RL_ERR_FORMAT, "test_batch.bin: label 10 of record 10");
+    write_bytes(tp("cifar-10-batches-bin/test_batch.bin"), "abc", 3, 0);
+    ck_fails_with(dataset_open(&ds, spec), RL_ERR_FORMAT, "test_batch.bin: 3 bytes");
+    write_bytes(tp("cifar-10-batches-bin/test_batch.bin"), "", 0, 0);
+    ck_fails_with(dataset_open(&ds, spec), RL_ERR_FORMAT, "test_batch.bin: 0 bytes");
+    write_cifar(tp("cifar-10-batches-bin/test_batch.bin"), 3, 0, 10);
+    write_text(tp("cifar-10-batches-bin/batches.meta.txt"), "airplane\nautomobile\n");
+    ck_fails_with(dataset_open(&ds, spec), RL_ERR_FORMAT, "batches.meta.txt: 2 class names");
+    remove(tp("cifar-10-batches-bin/batches.meta.txt"));
+    ck_assert_int_eq(dataset_open(&ds, spec), RL_OK);
+    ck_assert_str_eq(ds.class_names[3], "3");
+    dataset_close(&ds);
+    snprintf(spec, sizeof(spec), "cifar10:%s/nothing", tmpdir);
+    ck_fails_with(dataset_open(&ds, spec), RL_ERR_IO, "nothing");
+    ds_image_free(&img);
+}
+END_TEST
+
+START_TEST(test_cifar100)
+{
+    struct dataset ds;
+    struct ds_image img = {0};
+    char spec[1100];
+    int label;
+    char names[2000] = "";
+
+    write_cifar(tp("train.bin"), 205, 1, 100);
+    write_cifar(tp("test.bin"), 7, 1, 100);
+    for (int c = 0; c < 100; c++)
+        snprintf(names + strlen(names), sizeof(names) - strlen(names), "fine%d\n", c);
+    write_text(tp("fine_label_names.txt"), names);
+    snprintf(spec, sizeof(spec), "cifar100:%s", tmpdir);
+    ck_assert_int_eq(dataset_open(&ds, spec), RL_OK);
+    ck_assert_uint_eq(ds.n, 205);
+    ck_assert_int_eq(ds.n_classes, 100);
+    ck_assert_str_eq(ds.class_names[42], "fine42");
+    ck_assert_int_eq(dataset_load(&ds, 142, &img, &label), RL_OK);
+    ck_assert_int_eq(label, 42);
+    ck_assert_int_eq(img.data[2], (uint8_t)(142 + 100));
+    dataset_close(&ds);
+    snprintf(spec, sizeof(spec), "cifar100-coarse:%s:test", tmpdir);
+    ck_assert_int_eq(dataset_open(&ds, spec), RL_OK);
+    ck_assert_int_eq(ds.n_classes, 20);
+    ck_assert_int_eq(dataset_label(&ds, 6), 6);
+    dataset_close(&ds);
+    /* a fine label over 99 */
+    write_cifar(tp("test.bin"), 101, 1, 101);
+    snprintf(spec, sizeof(spec), "cifar100:%s:test", tmpdir);
+    ck_fails_with(dataset_open(&ds, spec), RL_ERR_FORMAT, "test.bin: label 100 of record 100");
+    ds_image_free(&img);
+}
+END_TEST
+
 /* --- Fashion-MNIST, the real files -------------------------------------------- */
 
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"
@@ -748,6 +859,12 @@ Suite *suite_datasets(void)
     tcase_add_test(tc, test_idx_corrupt);
     tcase_add_test(tc, test_idx_missing);
     tcase_add_test(tc, test_spec_errors);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("cifar");
+    tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+    tcase_add_test(tc, test_cifar10);
+    tcase_add_test(tc, test_cifar100);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("fashion_mnist");
