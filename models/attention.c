@@ -22,17 +22,9 @@
 #include <limits.h>
 #include <math.h>
 
+#include "core/parallel.h"
 #include "core/status.h"
 
-#ifdef _OPENMP
-#define OMP_PRAGMA(x) _Pragma(#x)
-#define OMP_PARALLEL_FOR_IF(cond) OMP_PRAGMA(omp parallel for schedule(static) if(cond))
-#else
-#define OMP_PARALLEL_FOR_IF(cond)
-#endif
-
-/* rows of softmax work below which threads cost more than they give */
-#define ATT_OMP_MIN_ELEMS 16384
 
 static void attention_check(size_t T, size_t C, size_t NH)
 {
@@ -92,7 +84,7 @@ void attention_forward(float *out, float *att,
         }
 
     /* softmax over each row of every (b,h) block */
-    OMP_PARALLEL_FOR_IF(rows * T >= ATT_OMP_MIN_ELEMS)
+    PARALLEL_FOR(rows * T)
     for (size_t r = 0; r < rows; r++) {
         size_t i = r % T;
         softmax_row(att + r * T, causal ? i + 1 : T, T);
@@ -166,7 +158,7 @@ void attention_backward(float *dq, float *dk, float *dv, float *scratch,
         }
 
     /* dpre = att * (datt - rowsum(att * datt)), in place in scratch */
-    OMP_PARALLEL_FOR_IF(rows * T >= ATT_OMP_MIN_ELEMS)
+    PARALLEL_FOR(rows * T)
     for (size_t r = 0; r < rows; r++) {
         const float *a = att + r * T;
         float *d = scratch + r * T;

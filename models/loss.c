@@ -17,20 +17,9 @@
 #include <limits.h>
 #include <math.h>
 
+#include "core/parallel.h"
 #include "core/status.h"
 
-#ifdef _OPENMP
-#define OMP_PRAGMA(x) _Pragma(#x)
-#define OMP_PARALLEL_FOR_IF(cond) OMP_PRAGMA(omp parallel for schedule(static) if(cond))
-#define OMP_PARALLEL_FOR_SUM_IF(var, cond) \
-    OMP_PRAGMA(omp parallel for schedule(static) reduction(+:var) if(cond))
-#else
-#define OMP_PARALLEL_FOR_IF(cond)
-#define OMP_PARALLEL_FOR_SUM_IF(var, cond)
-#endif
-
-/* elements of work below which threads cost more than they give */
-#define LOSS_OMP_MIN_ELEMS 16384
 
 /* rows whose norm is below this are divided by it instead (as PyTorch's
  * F.normalize does), so a zero row gives zeros, not NaN; any embedding of a
@@ -43,7 +32,7 @@
 /* out (N,D), norm (N); inp (N,D) */
 void l2norm_forward(float *out, float *norm, const float *inp, size_t N, size_t D)
 {
-    OMP_PARALLEL_FOR_IF(N * D >= LOSS_OMP_MIN_ELEMS)
+    PARALLEL_FOR(N * D)
     for (size_t n = 0; n < N; n++) {
         const float *x = inp + n * D;
         float *y = out + n * D;
@@ -74,7 +63,7 @@ void l2norm_backward(float *dinp, const float *dout, const float *out, const flo
      */
     if (!dinp)
         return;
-    OMP_PARALLEL_FOR_IF(N * D >= LOSS_OMP_MIN_ELEMS)
+    PARALLEL_FOR(N * D)
     for (size_t n = 0; n < N; n++) {
         const float *dy = dout + n * D;
         const float *y = out + n * D;
@@ -130,7 +119,7 @@ void cosine_logits_backward(float *da, float *db, float *dscale,
     if (dscale) {
         double s = 0.0;
 
-        OMP_PARALLEL_FOR_SUM_IF(s, N * M * D >= LOSS_OMP_MIN_ELEMS)
+        PARALLEL_FOR_SUM(s, N * M * D)
         for (size_t n = 0; n < N; n++) {
             const float *an = a + n * D;
             for (size_t m = 0; m < M; m++) {
@@ -183,7 +172,7 @@ float crossentropy_forward(float *probs, const float *logits, const int32_t *tar
         RL_ASSERT(targets[n] >= 0 && (size_t)targets[n] < M);
 
     /* loss_n = -log softmax(x_n)[t] = logsumexp(x_n) - x_n[t] */
-    OMP_PARALLEL_FOR_SUM_IF(total, N * M >= LOSS_OMP_MIN_ELEMS)
+    PARALLEL_FOR_SUM(total, N * M)
     for (size_t n = 0; n < N; n++) {
         const float *x = logits + n * M;
         double lse = softmax_strided(probs + n * M, x, 1, M);
@@ -207,7 +196,7 @@ void crossentropy_backward(float *dlogits, const float *probs, const int32_t *ta
         RL_ASSERT(targets[n] >= 0 && (size_t)targets[n] < M);
     const float g = dloss / (float)N;
 
-    OMP_PARALLEL_FOR_IF(N * M >= LOSS_OMP_MIN_ELEMS)
+    PARALLEL_FOR(N * M)
     for (size_t n = 0; n < N; n++) {
         const float *p = probs + n * M;
         float *dx = dlogits + n * M;
@@ -228,13 +217,13 @@ float clip_loss_forward(float *probs_img, float *probs_txt, const float *logits,
 
     RL_ASSERT(N > 0);
     /* image i against all texts: row i; target i */
-    OMP_PARALLEL_FOR_SUM_IF(total_img, N * N >= LOSS_OMP_MIN_ELEMS)
+    PARALLEL_FOR_SUM(total_img, N * N)
     for (size_t i = 0; i < N; i++) {
         double lse = softmax_strided(probs_img + i * N, logits + i * N, 1, N);
         total_img += lse - (double)logits[i * N + i];
     }
     /* text i against all images: column i of logits; target i */
-    OMP_PARALLEL_FOR_SUM_IF(total_txt, N * N >= LOSS_OMP_MIN_ELEMS)
+    PARALLEL_FOR_SUM(total_txt, N * N)
     for (size_t i = 0; i < N; i++) {
         double lse = softmax_strided(probs_txt + i * N, logits + i, N, N);
         total_txt += lse - (double)logits[i * N + i];
@@ -256,7 +245,7 @@ void clip_loss_backward(float *dlogits, const float *probs_img, const float *pro
         return;
     const float g = 0.5f * dloss / (float)N;
 
-    OMP_PARALLEL_FOR_IF(N * N >= LOSS_OMP_MIN_ELEMS)
+    PARALLEL_FOR(N * N)
     for (size_t i = 0; i < N; i++) {
         float *dx = dlogits + i * N;
         const float *pi = probs_img + i * N;

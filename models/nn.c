@@ -25,17 +25,8 @@
 
 #include <cblas.h>
 
-/* OpenMP on row and elementwise loops, only when the loop touches at least
- * PAR_MIN_WORK floats: below that, waking the team costs more than the work
- * (and on a loaded machine a spinning team can cost far more). Without
- * -fopenmp (make NO_OMP=1) the loops simply run serially. */
-#define PAR_MIN_WORK ((size_t)1 << 14)
-#ifdef _OPENMP
-#define PRAGMA_(x) _Pragma(#x)
-#define PARALLEL_FOR(work) PRAGMA_(omp parallel for if ((work) >= PAR_MIN_WORK))
-#else
-#define PARALLEL_FOR(work)
-#endif
+#include "core/parallel.h"
+
 
 /* CBLAS takes int dimensions: a size that does not fit is a caller bug. */
 static inline int blas_int(size_t n)

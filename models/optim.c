@@ -14,17 +14,9 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/parallel.h"
 #include "core/status.h"
 
-/* below this many elements the loops stay serial: a parallel region costs
- * more than it saves */
-#define OPTIM_OMP_MIN 32768
-
-#ifdef _OPENMP
-#define OPTIM_OMP_FOR _Pragma("omp parallel for schedule(static) if (n >= OPTIM_OMP_MIN)")
-#else
-#define OPTIM_OMP_FOR
-#endif
 
 /* NaN fails every comparison, so !(x >= lo) also rejects NaN */
 static int check_range(const char *what, const char *name, double x, double lo, double hi,
@@ -79,7 +71,7 @@ void adamw_step(struct adamw *opt, float *p, const float *g)
     eps = (float)c->eps;
     neg_step = (float)(-(c->lr / bc1));
 
-    OPTIM_OMP_FOR
+    PARALLEL_FOR(n)
     for (size_t i = 0; i < n; i++) {
         float gi = g[i], mi, vi, denom;
 
@@ -131,7 +123,7 @@ void sgd_step(struct sgd *opt, float *p, const float *g)
     float *buf = opt->buf;
 
     opt->t++;
-    OPTIM_OMP_FOR
+    PARALLEL_FOR(n)
     for (size_t i = 0; i < n; i++) {
         float d = g[i];
 
@@ -192,7 +184,7 @@ double clip_grad_norm(float *g, size_t n, double max_norm)
     scale = max_norm / (norm + 1e-6);
     if (scale < 1.0) {
         fs = (float)scale;
-        OPTIM_OMP_FOR
+        PARALLEL_FOR(n)
         for (size_t i = 0; i < n; i++)
             g[i] *= fs;
     }
