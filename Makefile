@@ -15,7 +15,7 @@ OPT     ?= -O3 -march=native
 CSTD     = -std=c11 -D_DEFAULT_SOURCE
 WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Werror=implicit-function-declaration -Werror=vla
-PKGS     = openblas hdf5 zlib libpng libjpeg inih libcjson
+PKGS     = openblas hdf5 zlib libpng libjpeg inih libcjson libpcre2-8
 
 BUILD   := build
 ifeq ($(SAN),1)

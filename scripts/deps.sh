@@ -13,6 +13,7 @@ packages=(
     libpng-dev libjpeg62-turbo-dev  # class-per-folder image datasets
     libinih-dev                     # experiment files (INI)
     libcjson-dev                    # config.json, vocab.json, adapter_config.json
+    libpcre2-dev                    # the CLIP tokenizer's pre-tokenisation regex
     gnuplot-nox                     # figures
     dataset-fashion-mnist           # the default real benchmark
 )
