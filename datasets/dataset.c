@@ -18,6 +18,7 @@ static const struct dataset_ops *const registry[] = {
     &dataset_cifar10_ops,
     &dataset_cifar100_ops,
     &dataset_cifar100_coarse_ops,
+    &dataset_folder_ops,
 };
 
 #define N_READERS (sizeof(registry) / sizeof(registry[0]))

@@ -14,10 +14,14 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <jpeglib.h>
+#include <png.h>
+
 #include "core/alloc.h"
 #include "core/status.h"
 #include "datasets/dataset.h"
 #include "datasets/fewshot.h"
+#include "datasets/image.h"
 #include "datasets/transforms.h"
 #include "suites.h"
 #include "test_util.h"
@@ -495,6 +499,268 @@ START_TEST(test_cifar100)
 }
 END_TEST
 
+/* --- images and folders ------------------------------------------------------------ */
+
+/* pixel (y, x, c) of the test images */
+static uint8_t px(int y, int x, int c, int seed)
+{
+    return (uint8_t)(x * 9 + y * 5 + c * 70 + seed * 13);
+}
+
+/* PNG of h x w with `channels` 1, 2 (gray+alpha), 3 or 4 (RGBA), 8-bit */
+static void write_png(const char *path, int h, int w, int channels, int seed)
+{
+    static const int types[5] = { 0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA,
+                                  PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA };
+    FILE *f = fopen(path, "wb");
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    uint8_t *row = xmalloc((size_t)w * (size_t)channels);
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert(png && info);
+    ck_assert_int_eq(setjmp(png_jmpbuf(png)), 0);
+    png_init_io(png, f);
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, types[channels], PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < h; y++) {
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < channels; c++)
+                row[x * channels + c] = px(y, x, c, seed);
+        png_write_row(png, row);
+    }
+    png_write_end(png, info);
+    png_destroy_write_struct(&png, &info);
+    fclose(f);
+    free(row);
+}
+
+/* smooth, below 256 for images up to 24 x 24: what JPEG keeps well */
+static uint8_t px_smooth(int y, int x, int c, int seed)
+{
+    return (uint8_t)(x * 4 + y * 3 + c * 30 + seed);
+}
+
+static void write_jpeg(const char *path, int h, int w, int channels, int seed)
+{
+    struct jpeg_compress_struct cinfo;
+    struct jpeg_error_mgr jerr;
+    FILE *f = fopen(path, "wb");
+    uint8_t *row = xmalloc((size_t)w * (size_t)channels);
+
+    ck_assert_ptr_nonnull(f);
+    cinfo.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&cinfo);
+    jpeg_stdio_dest(&cinfo, f);
+    cinfo.image_width = (JDIMENSION)w;
+    cinfo.image_height = (JDIMENSION)h;
+    cinfo.input_components = channels;
+    cinfo.in_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, 95, TRUE);
+    jpeg_start_compress(&cinfo, TRUE);
+    while (cinfo.next_scanline < cinfo.image_height) {
+        int y = (int)cinfo.next_scanline;
+        JSAMPROW r = row;
+
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < channels; c++)
+                row[x * channels + c] = px_smooth(y, x, c, seed);
+        jpeg_write_scanlines(&cinfo, &r, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    fclose(f);
+    free(row);
+}
+
+START_TEST(test_png_decode)
+{
+    struct ds_image img = {0};
+
+    for (int ch = 1; ch <= 4; ch++) {
+        int want_c = ch <= 2 ? 1 : 3;
+
+        write_png(tp("a%d.png", ch), 7, 11, ch, ch);
+        ck_assert_int_eq(image_read_file(tp("a%d.png", ch), &img), RL_OK);
+        ck_assert_int_eq(img.channels, want_c);
+        ck_assert_int_eq(img.height, 7);
+        ck_assert_int_eq(img.width, 11);
+        for (int y = 0; y < 7; y++)
+            for (int x = 0; x < 11; x++)
+                for (int c = 0; c < want_c; c++)
+                    ck_assert_int_eq(img.data[(y * 11 + x) * want_c + c], px(y, x, c, ch));
+    }
+    ck_assert_int_eq(image_gray_to_rgb(&img), RL_OK);   /* RGB: no-op */
+    ck_assert_int_eq(image_read_file(tp("a1.png"), &img), RL_OK);
+    ck_assert_int_eq(image_gray_to_rgb(&img), RL_OK);
+    ck_assert_int_eq(img.channels, 3);
+    ck_assert_int_eq(img.data[(3 * 11 + 4) * 3 + 2], px(3, 4, 0, 1));
+    ds_image_free(&img);
+}
+END_TEST
+
+START_TEST(test_jpeg_decode)
+{
+    struct ds_image img = {0};
+    int maxd = 0;
+
+    write_jpeg(tp("a.jpg"), 16, 24, 3, 2);
+    ck_assert_int_eq(image_read_file(tp("a.jpg"), &img), RL_OK);
+    ck_assert_int_eq(img.channels, 3);
+    ck_assert_int_eq(img.height, 16);
+    ck_assert_int_eq(img.width, 24);
+    for (int y = 0; y < 16; y++)
+        for (int x = 0; x < 24; x++)
+            for (int c = 0; c < 3; c++) {
+                int d = abs((int)img.data[(y * 24 + x) * 3 + c] - (int)px_smooth(y, x, c, 2));
+
+                maxd = d > maxd ? d : maxd;
+            }
+    ck_assert_int_le(maxd, 6);   /* lossy, quality 95, chroma subsampled */
+    write_jpeg(tp("g.jpg"), 9, 5, 1, 3);
+    ck_assert_int_eq(image_read_file(tp("g.jpg"), &img), RL_OK);
+    ck_assert_int_eq(img.channels, 1);
+    ck_assert_int_eq(img.width, 5);
+    ds_image_free(&img);
+}
+END_TEST
+
+/* every prefix and some corruptions of a file: RL_ERR_FORMAT naming it, no crash */
+static void corrupt_variants(const char *good_path, const char *bad_name)
+{
+    struct ds_image img = {0};
+    size_t n;
+    uint8_t *data = read_all(good_path, &n);
+    const char *bad = tp("%s", bad_name);
+
+    for (size_t cut = 0; cut < n; cut += (cut < 64 ? 1 : 7)) {
+        write_bytes(bad, data, cut, 0);
+        ck_fails_with(image_read_file(bad, &img), RL_ERR_FORMAT, bad_name);
+    }
+    /* garbage after a valid signature */
+    for (size_t i = 8; i < n; i++)
+        data[i] = (uint8_t)(i * 37 + 11);
+    write_bytes(bad, data, n, 0);
+    ck_fails_with(image_read_file(bad, &img), RL_ERR_FORMAT, bad_name);
+    free(data);
+    ds_image_free(&img);
+}
+
+START_TEST(test_image_corrupt)
+{
+    struct ds_image img = {0};
+
+    write_png(tp("ok.png"), 13, 17, 3, 1);
+    write_jpeg(tp("ok.jpg"), 13, 17, 3, 1);
+    corrupt_variants(tp("ok.png"), "bad.png");
+    corrupt_variants(tp("ok.jpg"), "bad.jpg");
+    write_text(tp("text.jpg"), "hello");
+    ck_fails_with(image_read_file(tp("text.jpg"), &img), RL_ERR_FORMAT, "not a PNG or JPEG");
+    ck_fails_with(image_read_file(tp("none.png"), &img), RL_ERR_IO, "none.png");
+    /* a PNG whose header claims 60000 x 60000 */
+    {
+        size_t n;
+        uint8_t *d = read_all(tp("ok.png"), &n);
+        uLong crc;
+
+        d[16] = 0; d[17] = 0; d[18] = 0xea; d[19] = 0x60;
+        d[20] = 0; d[21] = 0; d[22] = 0xea; d[23] = 0x60;
+        crc = crc32(0, d + 12, 17);
+        d[29] = (uint8_t)(crc >> 24); d[30] = (uint8_t)(crc >> 16);
+        d[31] = (uint8_t)(crc >> 8); d[32] = (uint8_t)crc;
+        write_bytes(tp("huge.png"), d, n, 0);
+        ck_fails_with(image_read_file(tp("huge.png"), &img), RL_ERR_FORMAT, "huge.png");
+        free(d);
+    }
+    ds_image_free(&img);
+}
+END_TEST
+
+START_TEST(test_folder)
+{
+    struct dataset ds;
+    struct ds_image img = {0};
+    char spec[1100];
+    int label, *labels;
+
+    mkdir_p(tp("train"));
+    mkdir_p(tp("test"));
+    mkdir_p(tp("train/sea_lion"));
+    mkdir_p(tp("train/cat"));
+    mkdir_p(tp("train/dog"));
+    mkdir_p(tp("test/dog"));
+    write_png(tp("train/cat/b.png"), 5, 6, 3, 1);
+    write_jpeg(tp("train/cat/a.JPG"), 8, 8, 3, 2);
+    write_text(tp("train/cat/notes.txt"), "ignored");
+    write_png(tp("train/dog/x.png"), 4, 4, 1, 3);
+    write_png(tp("train/sea_lion/y.png"), 3, 9, 4, 4);
+    write_png(tp("test/dog/z.png"), 2, 2, 3, 5);
+    snprintf(spec, sizeof(spec), "folder:%s", tmpdir);
+    ck_assert_int_eq(dataset_open(&ds, spec), RL_OK);
+    ck_assert_uint_eq(ds.n, 4);
+    ck_assert_int_eq(ds.n_classes, 3);
+    ck_assert_str_eq(ds.class_names[0], "cat");
+    ck_assert_str_eq(ds.class_names[2], "sea lion");
+    ck_assert_int_eq(ds.n_templates, 0);
+    ck_assert_int_eq(ds.channels, 3);
+    ck_assert_int_eq(ds.height, 0);
+    labels = dataset_labels(&ds);
+    ck_assert_int_eq(labels[0], 0);
+    ck_assert_int_eq(labels[1], 0);
+    ck_assert_int_eq(labels[2], 1);
+    ck_assert_int_eq(labels[3], 2);
+    free(labels);
+    ck_assert_int_eq(dataset_load(&ds, 0, &img, &label), RL_OK);   /* a.JPG sorts first */
+    ck_assert_int_eq(img.height, 8);
+    ck_assert_int_eq(dataset_load(&ds, 2, &img, &label), RL_OK);   /* gray PNG -> RGB */
+    ck_assert_int_eq(label, 1);
+    ck_assert_int_eq(img.channels, 3);
+    ck_assert_int_eq(img.data[5 * 3 + 1], px(1, 1, 0, 3));
+    dataset_close(&ds);
+
+    write_text(tp("classnames.txt"), "dog\tgood dog\nsea_lion\tsea lion (otariid)\n");
+    write_text(tp("templates.txt"), "a photo of a {}.\na blurry photo of a {}.\n");
+    snprintf(spec, sizeof(spec), "folder:%s:test", tmpdir);
+    ck_assert_int_eq(dataset_open(&ds, spec), RL_OK);
+    ck_assert_uint_eq(ds.n, 1);
+    ck_assert_int_eq(ds.n_classes, 3);
+    ck_assert_int_eq(dataset_label(&ds, 0), 1);
+    ck_assert_str_eq(ds.class_names[0], "cat");
+    ck_assert_str_eq(ds.class_names[1], "good dog");
+    ck_assert_str_eq(ds.class_names[2], "sea lion (otariid)");
+    ck_assert_int_eq(ds.n_templates, 2);
+    ck_assert_str_eq(ds.templates[1], "a blurry photo of a {}.");
+    dataset_close(&ds);
+
+    /* errors: bad names count, template without {}, empty class, unknown test class,
+     * a corrupt image at load time */
+    write_text(tp("classnames.txt"), "one\ntwo\n");
+    ck_fails_with(dataset_open(&ds, spec), RL_ERR_FORMAT, "classnames.txt: 2 names for 3");
+    write_text(tp("classnames.txt"), "kitty\ndoggo\nlion\n");
+    write_text(tp("templates.txt"), "a photo of a thing.\n");
+    ck_fails_with(dataset_open(&ds, spec), RL_ERR_FORMAT, "templates.txt: line 1 has no {}");
+    remove(tp("templates.txt"));
+    ck_assert_int_eq(dataset_open(&ds, spec), RL_OK);
+    ck_assert_str_eq(ds.class_names[1], "doggo");
+    dataset_close(&ds);
+    mkdir_p(tp("test/cat"));
+    ck_fails_with(dataset_open(&ds, spec), RL_ERR_FORMAT, "test/cat: empty class folder");
+    rmdir(tp("test/cat"));
+    mkdir_p(tp("test/bird"));
+    ck_fails_with(dataset_open(&ds, spec), RL_ERR_FORMAT, "test/bird: class folder not in");
+    rmdir(tp("test/bird"));
+    write_bytes(tp("test/dog/z.png"), "\x89PNG\r\n\x1a\n\0\0", 10, 0);
+    ck_assert_int_eq(dataset_open(&ds, spec), RL_OK);
+    ck_fails_with(dataset_load(&ds, 0, &img, &label), RL_ERR_FORMAT, "test/dog/z.png: PNG:");
+    dataset_close(&ds);
+    snprintf(spec, sizeof(spec), "folder:%s/train", tmpdir);
+    ck_fails_with(dataset_open(&ds, spec), RL_ERR_IO, "no train/ folder");
+    ds_image_free(&img);
+}
+END_TEST
+
 /* --- Fashion-MNIST, the real files -------------------------------------------- */
 
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"
@@ -865,6 +1131,14 @@ Suite *suite_datasets(void)
     tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
     tcase_add_test(tc, test_cifar10);
     tcase_add_test(tc, test_cifar100);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("images");
+    tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+    tcase_add_test(tc, test_png_decode);
+    tcase_add_test(tc, test_jpeg_decode);
+    tcase_add_test(tc, test_image_corrupt);
+    tcase_add_test(tc, test_folder);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("fashion_mnist");
