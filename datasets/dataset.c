@@ -19,6 +19,8 @@ static const struct dataset_ops *const registry[] = {
     &dataset_cifar100_ops,
     &dataset_cifar100_coarse_ops,
     &dataset_folder_ops,
+    &dataset_shapes_ops,
+    &dataset_shapes_count_ops,
 };
 
 #define N_READERS (sizeof(registry) / sizeof(registry[0]))

@@ -761,6 +761,78 @@ START_TEST(test_folder)
 }
 END_TEST
 
+/* --- shapes ------------------------------------------------------------------------ */
+
+START_TEST(test_shapes)
+{
+    struct dataset ds, dc, dt;
+    struct ds_image a = {0}, b = {0};
+    char cap1[256], cap2[256];
+    int la, lb, kinds[4] = {0};
+
+    ck_assert_int_eq(dataset_open(&ds, "shapes"), RL_OK);
+    ck_assert_int_eq(dataset_open(&dc, "shapes-count:train"), RL_OK);
+    ck_assert_int_eq(dataset_open(&dt, "shapes:test"), RL_OK);
+    ck_assert_int_eq(ds.n_classes, 4);
+    ck_assert_str_eq(ds.class_names[1], "square");
+    ck_assert_int_eq(dc.n_classes, 3);
+    ck_assert_uint_gt(ds.n, dt.n);
+    ck_assert_int_eq(ds.height, 64);
+    /* item i is the same whatever was loaded before, and in every dataset handle */
+    ck_assert_int_eq(dataset_load(&ds, 12345, &a, &la), RL_OK);
+    ck_assert_int_eq(dataset_caption(&ds, 12345, cap1, sizeof(cap1)), RL_OK);
+    ck_assert_int_eq(dataset_load(&ds, 7, &b, &lb), RL_OK);
+    ck_assert_int_eq(dataset_load(&dc, 12345, &b, &lb), RL_OK);
+    ck_assert_mem_eq(a.data, b.data, 64 * 64 * 3);
+    ck_assert_int_eq(dataset_caption(&dc, 12345, cap2, sizeof(cap2)), RL_OK);
+    ck_assert_str_eq(cap1, cap2);
+    ck_assert_int_eq(la, dataset_label(&ds, 12345));
+    ck_assert_str_eq(ds.class_names[la], ds.class_names[dataset_label(&ds, 12345)]);
+    /* the test split is another stream */
+    ck_assert_int_eq(dataset_load(&dt, 12345 % dt.n, &b, &lb), RL_OK);
+    ck_assert(memcmp(a.data, b.data, 64 * 64 * 3) != 0);
+    for (size_t i = 0; i < 200; i++) {
+        char cap[256];
+        int n_shapes = 0, lab = dataset_label(&ds, i), cnt = dataset_label(&dc, i);
+        const char *first_kind;
+
+        ck_assert_int_eq(dataset_caption(&ds, i, cap, sizeof(cap)), RL_OK);
+        ck_assert(strncmp(cap, "a small ", 8) == 0 || strncmp(cap, "a large ", 8) == 0);
+        for (const char *p = cap; *p; p++)
+            n_shapes += (p == cap || p[-1] == ' ') && (!strncmp(p, "small ", 6) ||
+                                                        !strncmp(p, "large ", 6));
+        ck_assert_int_eq(cnt, n_shapes - 1);
+        first_kind = ds.class_names[lab];
+        {
+            /* the first shape's kind is the first kind word in the caption */
+            const char *best = NULL;
+
+            for (int k = 0; k < 4; k++) {
+                const char *q = strstr(cap, ds.class_names[k]);
+
+                if (q && (!best || q < best))
+                    best = q;
+            }
+            ck_assert_ptr_nonnull(best);
+            ck_assert(strncmp(best, first_kind, strlen(first_kind)) == 0);
+        }
+        kinds[lab]++;
+        if (i == 0)
+            printf("datasets: shapes item 0: \"%s\"\n", cap);
+    }
+    for (int k = 0; k < 4; k++)
+        ck_assert_int_gt(kinds[k], 20);
+    /* truncated caption buffers stay terminated */
+    ck_assert_int_eq(dataset_caption(&ds, 3, cap1, 10), RL_OK);
+    ck_assert_uint_eq(strlen(cap1), 9);
+    ck_fails_with(dataset_open(&dt, "shapes:/some/dir"), RL_ERR_ARG, "takes no argument");
+    dataset_close(&ds);
+    dataset_close(&dc);
+    ds_image_free(&a);
+    ds_image_free(&b);
+}
+END_TEST
+
 /* --- Fashion-MNIST, the real files -------------------------------------------- */
 
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"
@@ -1139,6 +1211,10 @@ Suite *suite_datasets(void)
     tcase_add_test(tc, test_jpeg_decode);
     tcase_add_test(tc, test_image_corrupt);
     tcase_add_test(tc, test_folder);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("shapes");
+    tcase_add_test(tc, test_shapes);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("fashion_mnist");
