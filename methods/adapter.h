@@ -1,0 +1,336 @@
+/*
+ * adapter.h: the adapter interface. LoRA, VeRA, RandLoRA, full fine-tuning
+ * and `none` (the frozen model) behind one vtable, numerically identical to
+ * Hugging Face peft's definitions (../shared/reference/methods.md).
+ *
+ * Three levels:
+ *   struct adapter_ops     one const table per method (methods/<name>.c);
+ *   struct adapter_method  one per model: the configuration, the shared
+ *                          frozen state (VeRA's A/B, RandLoRA's bases),
+ *                          generated from cfg.seed so a seed regenerates it,
+ *                          and scratch shared by the layers;
+ *   struct adapter         one per adapted linear layer: its slice of the
+ *                          trainable block and of the gradient block, the
+ *                          activations its backward needs, private data.
+ * Nobody outside methods/ calls a->ops->x: use the adapter_* wrappers.
+ *
+ * Usage (one adapted linear y = x W^T, W (d_out, d_in) frozen):
+ *
+ *     struct adapter_cfg cfg;
+ *     struct adapter_method m;
+ *     struct adapter a;
+ *     adapter_cfg_defaults(&cfg, "randlora", 32);      // peft profile
+ *     adapter_cfg_profile(&cfg, "paper");              // or the paper's rules
+ *     if ((rc = adapter_method_init(&m, &cfg, max_out, max_in, max_rows)))
+ *         return rc;                                   // rl_error_msg() says why
+ *     size_t np = adapter_n_trainable(&m, d_out, d_in);
+ *     rc = adapter_init(&a, &m, d_out, d_in, params + off, grads + off);
+ *     ...
+ *     linear_forward(y, x, w, b, N, d_in, d_out);     // frozen base
+ *     adapter_forward(&a, x, y, N);                    // y += x dW^T
+ *     ...
+ *     linear_backward(dx, NULL, NULL, dy, x, w, N, d_in, d_out);
+ *     adapter_backward(&a, x, dy, dx, N);              // grads +=, dx += dy dW
+ *     ...
+ *     adapter_free(&a);
+ *     adapter_method_free(&m);
+ *
+ * Rules shared by every method:
+ *   - row-major, PyTorch layouts: W and dW are (d_out, d_in); x (N, d_in),
+ *     y and dy (N, d_out);
+ *   - forward ADDS the adapter's branch to y; backward ACCUMULATES (+=) into
+ *     a->grads (when non-NULL) and into dx (when non-NULL);
+ *   - backward must follow the forward of the same x and N on that adapter
+ *     (the forward keeps what the backward needs, like llm.c activations);
+ *   - no allocation in forward, backward, merge or project_grad: per-layer
+ *     buffers are sized at adapter_init for max_rows rows, scratch shared by
+ *     all layers of a method at adapter_method_init; so the layers of one
+ *     method run one at a time (as a model's layers do).
+ */
+#ifndef RANDLORA_METHODS_ADAPTER_H
+#define RANDLORA_METHODS_ADAPTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/rng.h"
+
+#define ADAPTER_API_VERSION 1
+
+/* ------------------------------------------------------------------------ */
+/* configuration                                                             */
+
+/* RandLoRA's frozen bases (methods.md 3.2, 3.6) */
+enum adapter_basis {
+    ADAPTER_BASIS_DENSE = 0,      /* kaiming-uniform, divided by its std          */
+    ADAPTER_BASIS_SPARSE,         /* ternary, s = 3: P(+-1) = 1/6 each, then /std  */
+    ADAPTER_BASIS_VERY_SPARSE,    /* ternary, s = sqrt(min_dim), then /std         */
+};
+
+/* RandLoRA's number of bases n for a layer with d = min(d_in, d_out) */
+enum adapter_n_rule {
+    ADAPTER_N_CEIL = 0,           /* ceil(d/r)                     (peft)          */
+    ADAPTER_N_FLOOR_PLUS_ONE,     /* min(1000, floor(d/r) + 1)     (vision code)   */
+};
+
+/* RandLoRA's scaling s */
+enum adapter_scaling {
+    ADAPTER_SCALE_ALPHA_R = 0,    /* alpha / r                     (peft)          */
+    ADAPTER_SCALE_ALPHA_R_SQRT_N, /* alpha / (r sqrt(n))           (authors' fork) */
+    ADAPTER_SCALE_ONE_OVER_R,     /* 1 / r                         (vision code)   */
+};
+
+/* RandLoRA's initial Lambda (r, n) */
+enum adapter_lambda_init {
+    ADAPTER_LAMBDA_ZERO = 0,      /* 0                             (peft)          */
+    ADAPTER_LAMBDA_INV_MAX_N_R,   /* 1 / max(n, r)                 (vision code)   */
+};
+
+/* RandLoRA's initial Gamma (n, d) */
+enum adapter_gamma_init {
+    ADAPTER_GAMMA_INV_MAX_N_D = 0, /* 1 / max(n, d)                (peft)          */
+    ADAPTER_GAMMA_ZERO,            /* 0                            (vision code)   */
+};
+
+struct adapter_cfg {
+    const char *method;          /* "lora", "vera", "randlora", "full", "none"    */
+    size_t   r;                  /* rank (ignored by full and none)               */
+    float    alpha;              /* LoRA and RandLoRA numerator; <= 0: the method's
+                                    default (LoRA 8 as peft; RandLoRA 20 r)       */
+    float    dropout;            /* on the adapter branch's input, in [0, 1)       */
+    bool     rslora;             /* LoRA: s = alpha / sqrt(r) instead of alpha / r */
+    float    vera_d_init;        /* VeRA: initial lambda_d (peft d_initial 0.1)    */
+    enum adapter_basis       basis;
+    enum adapter_n_rule      n_rule;
+    enum adapter_scaling     scaling;
+    enum adapter_lambda_init lambda_init;
+    enum adapter_gamma_init  gamma_init;
+    uint64_t seed;               /* peft's projection_prng_key: shared bases and
+                                    per-layer random inits derive from it         */
+};
+
+/* peft's defaults for `method` at rank r (the `peft` profile): alpha default,
+ * dropout 0, no rsLoRA, d_initial 0.1, dense bases, seed 0. */
+void adapter_cfg_defaults(struct adapter_cfg *cfg, const char *method, size_t r);
+
+/* Set RandLoRA's n rule, scaling and Lambda/Gamma init at once:
+ *   "peft":  ceil(d/r), alpha/r (alpha default 20 r), Lambda 0, Gamma 1/max(n,d)
+ *   "paper": min(1000, floor(d/r)+1), 1/r, Lambda 1/max(n,r), Gamma 0
+ * (methods.md 3.8). The basis density is left as it is. RL_ERR_ARG for an
+ * unknown name. */
+int adapter_cfg_profile(struct adapter_cfg *cfg, const char *profile);
+
+/* "dense", "sparse", "very_sparse" -> basis; RL_ERR_ARG otherwise */
+int adapter_basis_parse(const char *name, enum adapter_basis *out);
+
+/* ------------------------------------------------------------------------ */
+/* instances                                                                 */
+
+struct adapter_ops;
+
+/* one per model */
+struct adapter_method {
+    const struct adapter_ops *ops;
+    struct adapter_cfg cfg;      /* cfg.method points at ops->name               */
+    size_t   max_out, max_in;    /* largest d_out and d_in over adapted layers   */
+    size_t   max_rows;           /* most rows a forward is given                 */
+    size_t   n_layers;           /* adapters initialised from it so far          */
+    struct rng rng;              /* root stream, seeded with cfg.seed            */
+    float   *drop_scratch;       /* (max_rows, max_in) when dropout > 0          */
+    void    *priv;               /* the method's shared frozen state and scratch */
+};
+
+/* one per adapted linear layer */
+struct adapter {
+    const struct adapter_ops *ops;
+    struct adapter_method *method;
+    size_t   d_out, d_in;
+    size_t   index;              /* order of initialisation in its method        */
+    float   *params;             /* n_params trainable floats (a slice)          */
+    float   *grads;              /* n_params gradient floats, or NULL            */
+    size_t   n_params;
+    bool     owns_params;        /* params and grads allocated by adapter_init   */
+    bool     training;           /* dropout active (default true, as PyTorch)    */
+    struct rng rng;              /* this layer's stream: init, then dropout masks */
+    float   *drop_x;             /* (max_rows, d_in) dropout(x), when dropout > 0 */
+    uint8_t *drop_mask;          /* (max_rows, d_in) kept = 1                     */
+    size_t   drop_rows;          /* rows of the last forward that used dropout   */
+    void    *priv;
+};
+
+/* A named view of a trainable or shared tensor, in peft's name and shape:
+ * `data` points at rows*cols... contiguous floats (n = product of shape). */
+struct adapter_tensor {
+    const char *name;            /* "lora_A.weight", "randlora_gamma", ...        */
+    float   *data;
+    size_t   n;
+    int      ndim;
+    size_t   shape[3];
+};
+
+struct tensor_sink;              /* the safetensors writer's (not yet written)   */
+
+/* the two ways a layer can compute an adapted linear (DESIGN.md "Speed") */
+enum adapter_path {
+    ADAPTER_PATH_FACTORED = 0,   /* base + adapter_forward / adapter_backward     */
+    ADAPTER_PATH_MERGED,         /* W' = W + dW; weight grad -> adapter_project_grad */
+};
+
+/* ------------------------------------------------------------------------ */
+/* the vtable: one const table per method, at the bottom of its file         */
+
+enum {
+    ADAPTER_F_RANK    = 1u << 0, /* takes cfg.r (>= 1)                            */
+    ADAPTER_F_DROPOUT = 1u << 1, /* applies cfg.dropout to the branch input       */
+    ADAPTER_F_RANK_LE_DIMS = 1u << 2, /* r must not exceed min(d_out, d_in)       */
+    ADAPTER_F_COUNT_MONOTONE = 1u << 3, /* n_trainable non-decreasing in r         */
+};
+
+struct adapter_ops {
+    const char *name;
+    const char *summary;
+    int      api_version;
+    unsigned flags;
+
+    /* closed forms: trainable floats of one layer; shared frozen floats of a
+     * method; the rank of dW for generic parameter values */
+    size_t (*n_trainable)(const struct adapter_cfg *cfg, size_t d_out, size_t d_in);
+    size_t (*n_shared)(const struct adapter_cfg *cfg, size_t max_out, size_t max_in);
+    size_t (*max_rank)(const struct adapter_cfg *cfg, size_t d_out, size_t d_in);
+
+    /* shared state: m->cfg, max_*, rng are set; allocate m->priv (may be NULL) */
+    int  (*method_init)(struct adapter_method *m);
+    void (*method_free)(struct adapter_method *m);
+    /* shared frozen tensors by peft name (may be NULL: none) */
+    size_t (*method_tensors)(struct adapter_method *m, struct adapter_tensor *t, size_t max);
+
+    /* per layer: a's generic fields and a->params are set; initialise the
+     * parameters (methods.md) and allocate a->priv. On failure the wrapper
+     * calls free, which must accept what init left. */
+    int  (*init)(struct adapter *a);
+    void (*free)(struct adapter *a);
+    /* the trainable tensors by peft name, in their order in a->params */
+    size_t (*tensors)(struct adapter *a, float *base, struct adapter_tensor *t, size_t max);
+
+    /* factored path. x (N, d_in) is the branch input (after dropout).
+     * forward:  y (N, d_out) += x dW^T
+     * backward: grads += dL/dparams (when a->grads), dx (N, d_in) += dy dW
+     *           (when dx); dy (N, d_out). */
+    void (*forward)(struct adapter *a, const float *x, float *y, size_t N);
+    void (*backward)(struct adapter *a, const float *x, const float *dy, float *dx, size_t N);
+
+    /* merged path. add_delta: w (d_out, d_in) += scale * dW.
+     * project_grad: grads += dL/dparams given gw = dL/d(dW) (d_out, d_in). */
+    void (*add_delta)(struct adapter *a, float *w, float scale);
+    void (*project_grad)(struct adapter *a, const float *gw);
+    /* FLOPs of the adapter's extra work for a forward + backward of N rows on
+     * each path (the frozen base's own forward and dx are common to both) */
+    void (*flops)(const struct adapter *a, size_t N, double *factored, double *merged);
+
+    /* slot for the safetensors export in peft's key names: not written yet */
+    int  (*export_tensors)(const struct adapter *a, struct tensor_sink *out);
+};
+
+/* ------------------------------------------------------------------------ */
+/* registry                                                                  */
+
+extern const struct adapter_ops lora_ops, vera_ops, randlora_ops, full_ops, none_ops;
+
+/* the methods, NULL-terminated, in a fixed order */
+const struct adapter_ops *const *adapter_registry(void);
+size_t adapter_registry_size(void);
+/* the method called `name`, or NULL */
+const struct adapter_ops *adapter_ops_find(const char *name);
+
+/* ------------------------------------------------------------------------ */
+/* life cycle                                                                */
+
+/* Validate cfg and build the shared state for layers of at most
+ * (max_out, max_in) and forwards of at most max_rows rows. RL_ERR_ARG with a
+ * message for an unknown method, r = 0, dropout outside [0,1), zero sizes.
+ * On failure m is left freed (adapter_method_free is still safe). */
+int  adapter_method_init(struct adapter_method *m, const struct adapter_cfg *cfg,
+                         size_t max_out, size_t max_in, size_t max_rows);
+void adapter_method_free(struct adapter_method *m);
+
+/* Attach an adapter to a (d_out, d_in) layer. params: the layer's slice of
+ * the trainable block (adapter_n_trainable floats), initialised here; grads:
+ * the same slice of the gradient block, or NULL for no parameter gradients.
+ * params == NULL: the adapter allocates (and frees) both itself.
+ * RL_ERR_ARG for a layer larger than the method's maxima, or a rank the
+ * method refuses (LoRA and RandLoRA: r > min(d_out, d_in)). On failure a is
+ * left freed (adapter_free is still safe). */
+int  adapter_init(struct adapter *a, struct adapter_method *m, size_t d_out, size_t d_in,
+                  float *params, float *grads);
+void adapter_free(struct adapter *a);
+void adapter_set_training(struct adapter *a, bool training);
+
+/* ------------------------------------------------------------------------ */
+/* dispatch                                                                  */
+
+/* y (N, d_out) += dropout(x) dW^T; x (N, d_in), N <= max_rows */
+void adapter_forward(struct adapter *a, const float *x, float *y, size_t N);
+/* grads += dL/dparams (if a->grads); dx (N, d_in) += mask * (dy dW) (if dx) */
+void adapter_backward(struct adapter *a, const float *x, const float *dy, float *dx, size_t N);
+
+/* dw (d_out, d_in) = dW */
+void adapter_delta_weight(struct adapter *a, float *dw);
+/* w (d_out, d_in) += dW / -= dW (peft merge / unmerge) */
+void adapter_merge(struct adapter *a, float *w);
+void adapter_unmerge(struct adapter *a, float *w);
+/* grads += dL/dparams, given gw = dL/d(dW) (d_out, d_in) */
+void adapter_project_grad(struct adapter *a, const float *gw);
+
+/* FLOP estimates of both paths for N rows; the merged path counts building
+ * dW, the weight-gradient GEMM dy^T x and the projection. */
+void adapter_path_flops(const struct adapter *a, size_t N, double *factored, double *merged);
+/* The cheaper path for N rows; factored whenever dropout is active (the
+ * merged path cannot apply a mask to the branch alone). */
+enum adapter_path adapter_choose_path(const struct adapter *a, size_t N);
+
+/* The trainable tensors (views into a->params), or with `grad`, the same
+ * views into a->grads (which must be non-NULL). Returns how many; fills at
+ * most max. */
+size_t adapter_tensors(struct adapter *a, bool grad, struct adapter_tensor *t, size_t max);
+/* the method's shared frozen tensors (to save, or to load peft's) */
+size_t adapter_method_tensors(struct adapter_method *m, struct adapter_tensor *t, size_t max);
+
+/* RL_ERR_NA until the safetensors writer exists */
+int  adapter_export_tensors(const struct adapter *a, struct tensor_sink *out);
+
+/* ------------------------------------------------------------------------ */
+/* counting and budgets (closed forms; no allocation, no bases)              */
+
+struct adapter_shape {
+    size_t d_out, d_in;
+};
+
+/* Validate (cfg, layer): RL_ERR_ARG with a message naming the problem. */
+int    adapter_check(const struct adapter_ops *ops, const struct adapter_cfg *cfg,
+                     size_t d_out, size_t d_in);
+size_t adapter_count_layer(const struct adapter_ops *ops, const struct adapter_cfg *cfg,
+                           size_t d_out, size_t d_in);
+/* trainable floats over a list of layer shapes (each counted once) */
+size_t adapter_count(const struct adapter_ops *ops, const struct adapter_cfg *cfg,
+                     const struct adapter_shape *shapes, size_t n_shapes);
+/* shared frozen floats for a method sized by these shapes */
+size_t adapter_count_shared(const struct adapter_ops *ops, const struct adapter_cfg *cfg,
+                            const struct adapter_shape *shapes, size_t n_shapes);
+/* trainable floats of an initialised adapter's method for one layer */
+size_t adapter_n_trainable(const struct adapter_method *m, size_t d_out, size_t d_in);
+
+/* The rank whose trainable count over `shapes` is closest to `budget` (ties:
+ * the smaller rank), among ranks every shape accepts. cfg->r is ignored.
+ * RL_ERR_ARG for a method without a rank or when no rank is valid. */
+int adapter_match_budget(const struct adapter_ops *ops, const struct adapter_cfg *cfg,
+                         const struct adapter_shape *shapes, size_t n_shapes, size_t budget,
+                         size_t *r_out, size_t *count_out);
+
+/* RandLoRA's n for a layer and its scaling (exposed for counting and tests) */
+size_t randlora_n_bases(const struct adapter_cfg *cfg, size_t d_out, size_t d_in);
+float  randlora_scaling(const struct adapter_cfg *cfg, size_t n);
+/* LoRA's s */
+float  lora_scaling(const struct adapter_cfg *cfg);
+
+#endif /* RANDLORA_METHODS_ADAPTER_H */

@@ -1,0 +1,56 @@
+/*
+ * adapter_impl.h: helpers shared by the method files in methods/ only
+ * (a row-major sgemm wrapper taking size_t, tensor-view filling, the
+ * normalisation of random bases). Not for use outside methods/.
+ */
+#ifndef RANDLORA_METHODS_ADAPTER_IMPL_H
+#define RANDLORA_METHODS_ADAPTER_IMPL_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#include <cblas.h>
+
+#include "core/status.h"
+#include "methods/adapter.h"
+
+/* C (M, N) = alpha * op(A) op(B) + beta * C, all row-major; op(A) is (M, K),
+ * op(B) is (K, N); lda, ldb, ldc are the row strides of A, B, C as stored. */
+static inline void mm(int ta, int tb, size_t M, size_t N, size_t K, float alpha,
+                      const float *A, size_t lda, const float *B, size_t ldb,
+                      float beta, float *C, size_t ldc)
+{
+    if (M == 0 || N == 0)
+        return;
+    RL_ASSERT(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX);
+    RL_ASSERT(lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX);
+    if (K == 0) {              /* BLAS would be fine, but make beta explicit */
+        for (size_t i = 0; i < M; i++)
+            for (size_t j = 0; j < N; j++)
+                C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+#define NT 0   /* no transpose */
+#define TR 1   /* transpose    */
+
+static inline void tensor_view(struct adapter_tensor *t, const char *name, float *data,
+                               int ndim, size_t d0, size_t d1, size_t d2)
+{
+    t->name = name;
+    t->data = data;
+    t->ndim = ndim;
+    t->shape[0] = d0;
+    t->shape[1] = ndim > 1 ? d1 : 0;
+    t->shape[2] = ndim > 2 ? d2 : 0;
+    t->n = d0 * (ndim > 1 ? d1 : 1) * (ndim > 2 ? d2 : 1);
+}
+
+/* x[0..n) /= its unbiased standard deviation (torch's Tensor.std()),
+ * computed in double; left alone when that is 0 or n < 2. */
+void adapter_normalize_std(float *x, size_t n);
+
+#endif /* RANDLORA_METHODS_ADAPTER_IMPL_H */

@@ -1,0 +1,168 @@
+/*
+ * lora.c: LoRA (Hu et al. 2021) as peft's lora/layer.py computes it.
+ *
+ *   dW = s B A,  A (r, d_in) "lora_A.weight",  B (d_out, r) "lora_B.weight",
+ *   s = alpha / r  (rsLoRA: alpha / sqrt(r)), alpha defaults to peft's 8.
+ *   Init: A ~ U(-1/sqrt(d_in), 1/sqrt(d_in)) (kaiming_uniform, a = sqrt 5),
+ *   B = 0, so dW = 0 at step 0.
+ *
+ * params: [A (r*d_in) | B (d_out*r)].
+ * Per layer it keeps h = x~ A^T (N, r) from the forward for dB, and a dh
+ * (N, r) buffer; both sized for max_rows at init.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "core/alloc.h"
+#include "methods/adapter.h"
+#include "methods/adapter_impl.h"
+
+struct lora_priv {
+    float  s;
+    float *h;    /* (max_rows, r) saved by the forward */
+    float *dh;   /* (max_rows, r) backward scratch     */
+};
+
+float lora_scaling(const struct adapter_cfg *cfg)
+{
+    float alpha = cfg->alpha > 0.0f ? cfg->alpha : 8.0f;
+
+    return cfg->rslora ? alpha / sqrtf((float)cfg->r) : alpha / (float)cfg->r;
+}
+
+static size_t lora_n_trainable(const struct adapter_cfg *cfg, size_t d_out, size_t d_in)
+{
+    return cfg->r * (d_in + d_out);
+}
+
+static size_t lora_max_rank(const struct adapter_cfg *cfg, size_t d_out, size_t d_in)
+{
+    size_t d = d_out < d_in ? d_out : d_in;
+
+    return cfg->r < d ? cfg->r : d;
+}
+
+static int lora_init(struct adapter *a)
+{
+    const struct adapter_cfg *cfg = &a->method->cfg;
+    struct lora_priv *p = xcalloc(1, sizeof(*p));
+    size_t r = cfg->r;
+    float bound = 1.0f / sqrtf((float)a->d_in);
+
+    a->priv = p;
+    p->s = lora_scaling(cfg);
+    p->h = xmalloc_array(a->method->max_rows * r, sizeof(float));
+    p->dh = xmalloc_array(a->method->max_rows * r, sizeof(float));
+    /* kaiming_uniform_(A, a=sqrt(5)): gain sqrt(2/6), bound gain*sqrt(3/fan_in) */
+    rng_fill_uniform(&a->rng, a->params, r * a->d_in, -bound, bound);
+    for (size_t i = 0; i < a->d_out * r; i++)
+        a->params[r * a->d_in + i] = 0.0f;
+    return RL_OK;
+}
+
+static void lora_free(struct adapter *a)
+{
+    struct lora_priv *p = a->priv;
+
+    if (p) {
+        free(p->h);
+        free(p->dh);
+        free(p);
+    }
+    a->priv = NULL;
+}
+
+static size_t lora_tensors(struct adapter *a, float *base, struct adapter_tensor *t, size_t max)
+{
+    size_t r = a->method->cfg.r;
+
+    if (max >= 1)
+        tensor_view(&t[0], "lora_A.weight", base, 2, r, a->d_in, 0);
+    if (max >= 2)
+        tensor_view(&t[1], "lora_B.weight", base + r * a->d_in, 2, a->d_out, r, 0);
+    return 2;
+}
+
+/* x (N, d_in), y (N, d_out):  h = x A^T (N, r);  y += s h B^T */
+static void lora_forward(struct adapter *a, const float *x, float *y, size_t N)
+{
+    struct lora_priv *p = a->priv;
+    size_t r = a->method->cfg.r, di = a->d_in, dout = a->d_out;
+    const float *A = a->params, *B = a->params + r * di;
+
+    mm(NT, TR, N, r, di, 1.0f, x, di, A, di, 0.0f, p->h, r);
+    mm(NT, TR, N, dout, r, p->s, p->h, r, B, r, 1.0f, y, dout);
+}
+
+/* With G = dy (N, d_out) and y = s (x A^T) B^T:
+ *   dB (d_out, r) += s G^T h
+ *   dh (N, r)      = s G B
+ *   dA (r, d_in)  += dh^T x
+ *   dx (N, d_in)  += dh A                                                   */
+static void lora_backward(struct adapter *a, const float *x, const float *dy, float *dx, size_t N)
+{
+    struct lora_priv *p = a->priv;
+    size_t r = a->method->cfg.r, di = a->d_in, dout = a->d_out;
+    const float *A = a->params, *B = a->params + r * di;
+
+    if (!a->grads && !dx)
+        return;
+    if (a->grads)
+        mm(TR, NT, dout, r, N, p->s, dy, dout, p->h, r, 1.0f, a->grads + r * di, r);
+    mm(NT, NT, N, r, dout, p->s, dy, dout, B, r, 0.0f, p->dh, r);
+    if (a->grads)
+        mm(TR, NT, r, di, N, 1.0f, p->dh, r, x, di, 1.0f, a->grads, di);
+    if (dx)
+        mm(NT, NT, N, di, r, 1.0f, p->dh, r, A, di, 1.0f, dx, di);
+}
+
+/* w (d_out, d_in) += scale * s B A */
+static void lora_add_delta(struct adapter *a, float *w, float scale)
+{
+    struct lora_priv *p = a->priv;
+    size_t r = a->method->cfg.r, di = a->d_in, dout = a->d_out;
+    const float *A = a->params, *B = a->params + r * di;
+
+    mm(NT, NT, dout, di, r, scale * p->s, B, r, A, di, 1.0f, w, di);
+}
+
+/* dW = s B A  =>  dB += s gW A^T (d_out, r),  dA += s B^T gW (r, d_in) */
+static void lora_project_grad(struct adapter *a, const float *gw)
+{
+    struct lora_priv *p = a->priv;
+    size_t r = a->method->cfg.r, di = a->d_in, dout = a->d_out;
+    const float *A = a->params, *B = a->params + r * di;
+
+    mm(NT, TR, dout, r, di, p->s, gw, di, A, di, 1.0f, a->grads + r * di, r);
+    mm(TR, NT, r, di, dout, p->s, B, r, gw, di, 1.0f, a->grads, di);
+}
+
+/* factored: 2Nr(di+do) forward, 4Nr(di+do) backward;
+ * merged: dW 2 do di r, gW 2 N do di, projection 4 do di r */
+static void lora_flops(const struct adapter *a, size_t N, double *factored, double *merged)
+{
+    double r = (double)a->method->cfg.r, di = (double)a->d_in, dout = (double)a->d_out;
+    double n = (double)N;
+
+    *factored = 6.0 * n * r * (di + dout);
+    *merged = 2.0 * dout * di * (n + 3.0 * r) + 2.0 * dout * di;
+}
+
+const struct adapter_ops lora_ops = {
+    .name           = "lora",
+    .summary        = "LoRA: dW = s B A, A (r, d_in), B (d_out, r)",
+    .api_version    = ADAPTER_API_VERSION,
+    .flags          = ADAPTER_F_RANK | ADAPTER_F_DROPOUT | ADAPTER_F_RANK_LE_DIMS |
+                      ADAPTER_F_COUNT_MONOTONE,
+    .n_trainable    = lora_n_trainable,
+    .max_rank       = lora_max_rank,
+    .init           = lora_init,
+    .free           = lora_free,
+    .tensors        = lora_tensors,
+    .forward        = lora_forward,
+    .backward       = lora_backward,
+    .add_delta      = lora_add_delta,
+    .project_grad   = lora_project_grad,
+    .flops          = lora_flops,
+    .export_tensors = NULL,
+};
