@@ -825,6 +825,7 @@ START_TEST(test_shapes)
     /* truncated caption buffers stay terminated */
     ck_assert_int_eq(dataset_caption(&ds, 3, cap1, 10), RL_OK);
     ck_assert_uint_eq(strlen(cap1), 9);
+    dataset_close(&dt);
     ck_fails_with(dataset_open(&dt, "shapes:/some/dir"), RL_ERR_ARG, "takes no argument");
     dataset_close(&ds);
     dataset_close(&dc);
