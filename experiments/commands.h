@@ -7,5 +7,6 @@
 
 int cmd_demo(int argc, char **argv);
 int cmd_threads(int argc, char **argv);
+int cmd_params(int argc, char **argv);
 
 #endif /* RANDLORA_EXPERIMENTS_COMMANDS_H */

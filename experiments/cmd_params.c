@@ -1,0 +1,224 @@
+/*
+ * cmd_params.c: `randlora params`: trainable-parameter counts in closed form
+ * for a method and a list of layer shapes, and budget matching (the rank
+ * whose count is closest to a budget). Nothing is allocated or initialised;
+ * the numbers come from methods/adapter.h's counting functions.
+ *
+ *     randlora params --method lora --rank 32 --shape 3072x3072 --shape 1024x3072 --repeat 28
+ *     randlora params --method randlora --budget 9000000 --shape 768x768 --repeat 12
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/status.h"
+#include "experiments/commands.h"
+#include "methods/adapter.h"
+
+#define MAX_SHAPES 256
+
+static void params_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: randlora params --method M (--rank R | --budget P) --shape OUTxIN\n"
+            "                       [--shape OUTxIN ...] [--repeat L] [--profile peft|paper]\n"
+            "                       [--count]\n"
+            "\n"
+            "Trainable-parameter counts in closed form, per layer shape and in total, and\n"
+            "the shared frozen tensors (VeRA's A/B, RandLoRA's bases).\n"
+            "\n"
+            "  --method M      lora, vera, randlora, full or none\n"
+            "  --rank R        the rank (ignored by full and none)\n"
+            "  --budget P      instead of --rank: the rank whose count is closest to P\n"
+            "  --shape OUTxIN  an adapted linear layer, weight OUT x IN (repeatable)\n"
+            "  --repeat L      the shapes repeat L times (e.g. transformer layers; default 1)\n"
+            "  --profile P     RandLoRA's rules: peft (n = ceil(d/r), default) or paper\n"
+            "                  (n = floor(d/r) + 1)\n"
+            "  --count         print only the trainable count (with --budget: RANK COUNT)\n"
+            "\n"
+            "Example (peft's Llama-3.2-3B benchmark, prints 9175040):\n"
+            "  randlora params --method lora --rank 32 --shape 3072x3072 --shape 1024x3072 \\\n"
+            "                  --repeat 28 --count\n");
+}
+
+/* one line on stderr, exit status 2 */
+static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int bad(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "randlora params: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see randlora params --help)\n");
+    return 2;
+}
+
+/* a whole positive decimal number, no sign, no trailing characters */
+static int parse_size(const char *s, size_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || *end || v == 0 || v > SIZE_MAX)
+        return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+/* "OUTxIN" */
+static int parse_shape(const char *s, struct adapter_shape *sh)
+{
+    const char *x = strchr(s, 'x');
+    char buf[64];
+    size_t len;
+
+    if (!x || x == s)
+        return -1;
+    len = (size_t)(x - s);
+    if (len >= sizeof(buf))
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    if (parse_size(buf, &sh->d_out) || parse_size(x + 1, &sh->d_in))
+        return -1;
+    return 0;
+}
+
+int cmd_params(int argc, char **argv)
+{
+    const char *method = NULL, *profile = "peft", *rank_s = NULL, *budget_s = NULL;
+    const char *repeat_s = NULL;
+    struct adapter_shape shapes[MAX_SHAPES], *all;
+    size_t n_shapes = 0, rank = 0, budget = 0, repeat = 1, n_all, total, shared;
+    bool count_only = false;
+    const struct adapter_ops *ops;
+    struct adapter_cfg cfg;
+    int rc;
+
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+
+        if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+            params_usage(stdout);
+            return 0;
+        }
+        if (!strcmp(o, "--count")) {
+            count_only = true;
+            continue;
+        }
+        if (strcmp(o, "--method") && strcmp(o, "--rank") && strcmp(o, "--budget") &&
+            strcmp(o, "--shape") && strcmp(o, "--repeat") && strcmp(o, "--profile"))
+            return bad("unknown option '%s'", o);
+        if (i + 1 >= argc)
+            return bad("%s needs a value", o);
+        if (!strcmp(o, "--method"))
+            method = argv[++i];
+        else if (!strcmp(o, "--rank"))
+            rank_s = argv[++i];
+        else if (!strcmp(o, "--budget"))
+            budget_s = argv[++i];
+        else if (!strcmp(o, "--repeat"))
+            repeat_s = argv[++i];
+        else if (!strcmp(o, "--profile"))
+            profile = argv[++i];
+        else {
+            if (n_shapes == MAX_SHAPES)
+                return bad("at most 256 --shape options");
+            if (parse_shape(argv[++i], &shapes[n_shapes]))
+                return bad("--shape '%s': expected OUTxIN with positive integers, e.g. "
+                           "768x3072", argv[i]);
+            n_shapes++;
+        }
+    }
+    if (!method)
+        return bad("--method is required (lora, vera, randlora, full or none)");
+    ops = adapter_ops_find(method);
+    if (!ops)
+        return bad("unknown method '%s' (expected lora, vera, randlora, full or none)",
+                   method);
+    if (n_shapes == 0)
+        return bad("at least one --shape OUTxIN is required");
+    if (repeat_s && parse_size(repeat_s, &repeat))
+        return bad("--repeat '%s': expected a positive integer", repeat_s);
+    if (rank_s && budget_s)
+        return bad("give --rank or --budget, not both");
+    if (rank_s && parse_size(rank_s, &rank))
+        return bad("--rank '%s': expected a positive integer", rank_s);
+    if (budget_s && parse_size(budget_s, &budget))
+        return bad("--budget '%s': expected a positive integer", budget_s);
+    if (budget_s && !(ops->flags & ADAPTER_F_RANK))
+        return bad("method %s has no rank to match a budget with", ops->name);
+    if ((ops->flags & ADAPTER_F_RANK) && !rank_s && !budget_s)
+        return bad("method %s needs --rank R or --budget P", ops->name);
+
+    adapter_cfg_defaults(&cfg, ops->name, rank);
+    if (adapter_cfg_profile(&cfg, profile) != RL_OK)
+        return bad("--profile '%s': expected peft or paper", profile);
+
+    /* the full list: the shapes, repeat times */
+    if (!size_mul_ok(n_shapes, repeat, &n_all) || n_all > ((size_t)1 << 24))
+        return bad("--repeat %s: too many layers", repeat_s);
+    all = xmalloc_array(n_all, sizeof(*all));
+    for (size_t l = 0; l < repeat; l++)
+        memcpy(all + l * n_shapes, shapes, n_shapes * sizeof(*shapes));
+
+    if (budget_s) {
+        rc = adapter_match_budget(ops, &cfg, all, n_all, budget, &rank, &total);
+        if (rc) {
+            free(all);
+            fprintf(stderr, "randlora params: %s\n", rl_error_msg());
+            return rl_exit_code(rc);
+        }
+        cfg.r = rank;
+    }
+    for (size_t i = 0; i < n_shapes; i++) {
+        rc = adapter_check(ops, &cfg, shapes[i].d_out, shapes[i].d_in);
+        if (rc) {
+            free(all);
+            fprintf(stderr, "randlora params: %s\n", rl_error_msg());
+            return rl_exit_code(rc);
+        }
+    }
+    total = adapter_count(ops, &cfg, all, n_all);
+    shared = adapter_count_shared(ops, &cfg, all, n_all);
+    free(all);
+
+    if (count_only) {
+        if (budget_s)
+            printf("%zu %zu\n", rank, total);
+        else
+            printf("%zu\n", total);
+        return 0;
+    }
+    printf("method     %s", ops->name);
+    if (!strcmp(ops->name, "randlora"))
+        printf(" (profile %s)", profile);
+    printf("\n");
+    if (ops->flags & ADAPTER_F_RANK)
+        printf("rank       %zu\n", rank);
+    if (budget_s)
+        printf("budget     %zu (closest count: %zu, %+.2f%%)\n", budget, total,
+               100.0 * ((double)total - (double)budget) / (double)budget);
+    printf("%-14s %8s %14s %8s %16s\n", "shape", "bases", "per layer", "layers", "trainable");
+    for (size_t i = 0; i < n_shapes; i++) {
+        char sh[48], nb[24] = "-";
+        size_t per = adapter_count_layer(ops, &cfg, shapes[i].d_out, shapes[i].d_in);
+
+        snprintf(sh, sizeof(sh), "%zux%zu", shapes[i].d_out, shapes[i].d_in);
+        if (!strcmp(ops->name, "randlora"))
+            snprintf(nb, sizeof(nb), "%zu", randlora_n_bases(&cfg, shapes[i].d_out, shapes[i].d_in));
+        printf("%-14s %8s %14zu %8zu %16zu\n", sh, nb, per, repeat, per * repeat);
+    }
+    printf("trainable  %zu\n", total);
+    printf("shared     %zu frozen (stored with the adapter)\n", shared);
+    return 0;
+}
