@@ -24,10 +24,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "experiments/commands.h"
 #include "methods/adapter.h"
 #include "golden.h"
 #include "suites.h"
@@ -507,6 +509,91 @@ START_TEST(test_peft_benchmark_counts)
     /* no rank to match for full */
     ck_assert_int_eq(adapter_match_budget(&full_ops, &cfg, llama, 56, 1000, &r, &count),
                      RL_ERR_ARG);
+}
+END_TEST
+
+/* `randlora params` prints peft's three benchmark counts exactly and refuses
+ * bad usage with exit status 2 (stdout captured into a temporary file) */
+static int run_params(char *out, size_t cap, size_t *err_lines, const char *const *args, int n)
+{
+    char *argv[16], err[1024];
+    FILE *tmp = tmpfile(), *etmp = tmpfile();
+    int saved, esaved, rc;
+    size_t len;
+
+    ck_assert_ptr_nonnull(tmp);
+    ck_assert_ptr_nonnull(etmp);
+    ck_assert_int_le(n, 15);
+    argv[0] = "params";
+    for (int i = 0; i < n; i++)
+        argv[i + 1] = (char *)args[i];
+    fflush(stdout);
+    fflush(stderr);
+    saved = dup(fileno(stdout));
+    esaved = dup(fileno(stderr));
+    dup2(fileno(tmp), fileno(stdout));
+    dup2(fileno(etmp), fileno(stderr));
+    rc = cmd_params(n + 1, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(saved, fileno(stdout));
+    dup2(esaved, fileno(stderr));
+    close(saved);
+    close(esaved);
+    rewind(tmp);
+    len = fread(out, 1, cap - 1, tmp);
+    out[len] = '\0';
+    rewind(etmp);
+    len = fread(err, 1, sizeof(err) - 1, etmp);
+    err[len] = '\0';
+    *err_lines = 0;
+    for (size_t i = 0; i < len; i++)
+        *err_lines += err[i] == '\n';
+    fclose(tmp);
+    fclose(etmp);
+    return rc;
+}
+
+START_TEST(test_cmd_params)
+{
+    static const struct { const char *method, *rank, *want; } c[] = {
+        { "lora", "32", "9175040\n" },
+        { "vera", "256", "129024\n" },
+        { "randlora", "32", "9289728\n" },
+    };
+    char out[4096];
+    size_t el;
+
+    for (size_t i = 0; i < 3; i++) {
+        const char *args[] = { "--method", c[i].method, "--rank", c[i].rank, "--shape",
+                               "3072x3072", "--shape", "1024x3072", "--repeat", "28", "--count" };
+
+        ck_assert_int_eq(run_params(out, sizeof(out), &el, args, 11), 0);
+        ck_assert_str_eq(out, c[i].want);
+    }
+    {
+        const char *args[] = { "--method", "lora", "--budget", "9175040", "--shape", "3072x3072",
+                               "--shape", "1024x3072", "--repeat", "28", "--count" };
+
+        ck_assert_int_eq(run_params(out, sizeof(out), &el, args, 11), 0);
+        ck_assert_str_eq(out, "32 9175040\n");
+    }
+    {
+        const char *a1[] = { "--method", "lora", "--shape", "8x8" };            /* no rank */
+        const char *a2[] = { "--method", "lora", "--rank", "9", "--shape", "8x8" };
+        const char *a3[] = { "--method", "lora", "--rank", "2", "--shape", "8*8" };
+        const char *a4[] = { "--method", "qlora", "--rank", "2", "--shape", "8x8" };
+
+        ck_assert_int_eq(run_params(out, sizeof(out), &el, a1, 4), 2);
+        ck_assert_uint_eq(el, 1);                                   /* one line */
+        ck_assert_int_eq(run_params(out, sizeof(out), &el, a2, 6), 2);
+        ck_assert_uint_eq(el, 1);                                   /* one line */
+        ck_assert_int_eq(run_params(out, sizeof(out), &el, a3, 6), 2);
+        ck_assert_uint_eq(el, 1);                                   /* one line */
+        ck_assert_int_eq(run_params(out, sizeof(out), &el, a4, 6), 2);
+        ck_assert_uint_eq(el, 1);                                   /* one line */
+        ck_assert_str_eq(out, "");                                          /* nothing on stdout */
+    }
 }
 END_TEST
 
@@ -1230,6 +1317,7 @@ Suite *suite_adapters(void)
     suite_add_tcase(s, tc);
 
     tcase_add_test(tm, test_peft_benchmark_counts);
+    tcase_add_test(tm, test_cmd_params);
     tcase_add_test(tm, test_randlora_bases);
     tcase_add_test(tm, test_vera_shared_and_lora_init);
     tcase_add_test(tm, test_path_choice);
