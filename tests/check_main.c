@@ -23,6 +23,7 @@ int main(void)
         suite_adapters,
         suite_safetensors,
         suite_datasets,
+        suite_loader,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

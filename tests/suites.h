@@ -17,5 +17,6 @@ Suite *suite_block(void);
 Suite *suite_adapters(void);
 Suite *suite_safetensors(void);
 Suite *suite_datasets(void);
+Suite *suite_loader(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */
