@@ -24,6 +24,7 @@ int main(void)
         suite_safetensors,
         suite_datasets,
         suite_loader,
+        suite_analysis,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

@@ -18,5 +18,6 @@ Suite *suite_adapters(void);
 Suite *suite_safetensors(void);
 Suite *suite_datasets(void);
 Suite *suite_loader(void);
+Suite *suite_analysis(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */
