@@ -23,6 +23,7 @@ int main(void)
         suite_adapters,
         suite_safetensors,
         suite_datasets,
+        suite_tokenizer,
         suite_loader,
         suite_analysis,
     };

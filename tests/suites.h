@@ -17,6 +17,7 @@ Suite *suite_block(void);
 Suite *suite_adapters(void);
 Suite *suite_safetensors(void);
 Suite *suite_datasets(void);
+Suite *suite_tokenizer(void);
 Suite *suite_loader(void);
 Suite *suite_analysis(void);
 
