@@ -1,0 +1,154 @@
+/*
+ * fuzz_cifar.c: libFuzzer entry point for the CIFAR-10/100 binary reader
+ * (datasets/cifar.c), driven through dataset_open like a user's spec.
+ *
+ * Not built by make. Input layout:
+ *     byte 0        bits 0-1: reader (0 cifar10, 1 cifar100, 2 cifar100-coarse,
+ *                   3 cifar10 with the data split over data_batch_1 and _2);
+ *                   bit 2: the test split; bit 3: write a names file
+ *     byte 1        length of the names file text that follows (bit 3 only)
+ *     the rest      the data file(s)
+ * The files go to a private temporary directory, the spec is opened, every
+ * item is loaded, and everything is closed again. Any status is fine; a
+ * crash, sanitizer report, leak or hang is a bug. Records are 3073 bytes
+ * (CIFAR-10) or 3074 (CIFAR-100), so use -max_len of a few records.
+ *
+ * Build and run (clang with libFuzzer, from the repository root):
+ *     clang -std=c11 -D_DEFAULT_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. \
+ *         tests/fuzz/fuzz_cifar.c datasets/[a-z]*.c core/status.c core/alloc.c core/rng.c \
+ *         core/timer.c $(pkg-config --cflags --libs zlib libpng libjpeg) -lm -lpthread \
+ *         -o build/fuzz_cifar
+ *     mkdir -p build/fuzz_cifar_corpus && build/fuzz_cifar -max_len=12400 build/fuzz_cifar_corpus
+ * A seed: one byte 0x00 followed by one 3073-byte record whose first byte is
+ * a label below 10.
+ *
+ * Without libFuzzer (gcc), -DFUZZ_MAIN builds a driver that runs each file
+ * named on the command line once:
+ *     gcc -std=c11 -D_DEFAULT_SOURCE -DFUZZ_MAIN -g -fsanitize=address,undefined -I. \
+ *         tests/fuzz/fuzz_cifar.c build/san/librandlora.a \
+ *         $(pkg-config --libs zlib libpng libjpeg) -lm -o build/fuzz_cifar_main
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "datasets/dataset.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const char *const all_files[] = { "data_batch_1.bin", "data_batch_2.bin", "test_batch.bin",
+                                         "train.bin", "test.bin", "batches.meta.txt",
+                                         "fine_label_names.txt", "coarse_label_names.txt" };
+
+static void write_file(const char *path, const uint8_t *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+
+    if (!f)
+        return;
+    if (n)
+        fwrite(p, 1, n, f);
+    fclose(f);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const char *const readers[4] = { "cifar10", "cifar100", "cifar100-coarse", "cifar10" };
+    static const char *const names[4] = { "batches.meta.txt", "fine_label_names.txt",
+                                          "coarse_label_names.txt", "batches.meta.txt" };
+    static char dir[64];
+    char path[256], spec[256];
+    int kind, test, with_names;
+    struct dataset ds;
+
+    if (size < 1)
+        return 0;
+    if (!dir[0]) {
+        snprintf(dir, sizeof(dir), "/tmp/fuzz_cifar_%ld", (long)getpid());
+        mkdir(dir, 0700);
+    }
+    kind = data[0] & 3;
+    test = (data[0] >> 2) & 1;
+    with_names = (data[0] >> 3) & 1;
+    data++;
+    size--;
+    if (with_names) {
+        size_t n = size ? data[0] : 0;
+
+        if (size)
+            data++, size--;
+        if (n > size)
+            n = size;
+        snprintf(path, sizeof(path), "%s/%s", dir, names[kind]);
+        write_file(path, data, n);
+        data += n;
+        size -= n;
+    }
+    if (kind == 3 && !test) {
+        size_t half = size / 2;
+
+        snprintf(path, sizeof(path), "%s/data_batch_1.bin", dir);
+        write_file(path, data, half);
+        snprintf(path, sizeof(path), "%s/data_batch_2.bin", dir);
+        write_file(path, data + half, size - half);
+    } else {
+        snprintf(path, sizeof(path), "%s/%s", dir,
+                 kind == 0 || kind == 3 ? (test ? "test_batch.bin" : "data_batch_1.bin")
+                                        : (test ? "test.bin" : "train.bin"));
+        write_file(path, data, size);
+    }
+    snprintf(spec, sizeof(spec), "%s:%s%s", readers[kind], dir, test ? ":test" : "");
+    if (dataset_open(&ds, spec) == 0) {
+        struct ds_image img = {0};
+        int label;
+
+        for (size_t i = 0; i < ds.n; i++) {
+            if (dataset_load(&ds, i, &img, &label) != 0 || label < 0 || label >= ds.n_classes ||
+                dataset_label(&ds, i) != label)
+                abort();   /* a reader that opened must load every item */
+        }
+        for (int c = 0; c < ds.n_classes; c++)
+            if (!ds.class_names[c])
+                abort();
+        ds_image_free(&img);
+        dataset_close(&ds);
+    }
+    for (size_t i = 0; i < sizeof(all_files) / sizeof(all_files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, all_files[i]);
+        unlink(path);
+    }
+    return 0;
+}
+
+#ifdef FUZZ_MAIN
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        FILE *f = fopen(argv[i], "rb");
+        uint8_t *buf;
+        long n;
+
+        if (!f) {
+            perror(argv[i]);
+            return 1;
+        }
+        fseek(f, 0, SEEK_END);
+        n = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        buf = malloc(n > 0 ? (size_t)n : 1);
+        if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+            fclose(f);
+            free(buf);
+            return 1;
+        }
+        fclose(f);
+        LLVMFuzzerTestOneInput(buf, (size_t)n);
+        free(buf);
+    }
+    return 0;
+}
+#endif
