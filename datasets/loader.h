@@ -29,10 +29,9 @@
  * a Fisher-Yates shuffle driven by a stream split from the seed by e, and the
  * augmentation in epoch e of the item at position p of the list by a stream
  * split from (seed, e, p). A batch therefore depends only on (seed, epoch,
- * batch number),
- * never on timing, read-ahead, or what was read before: the same seed gives
- * the same batches bit for bit with read-ahead on or off, and a run resumed
- * at epoch e sees what it would have seen.
+ * batch number), never on timing, read-ahead, or what was read before: the
+ * same seed gives the same batches bit for bit with read-ahead on or off, and
+ * a run resumed at epoch e sees what it would have seen.
  *
  * Read-ahead. In-memory readers (IDX, CIFAR, shapes: fixed image size) are
  * decoded synchronously in loader_next. Streaming readers (folder: images of
