@@ -8,7 +8,10 @@
  * holds the slot of the batch it last returned until its next call, so the
  * producer may fill batch s while s < released + n_slots, where `released`
  * counts the batches the consumer has given back: with n_slots = readahead + 1
- * that keeps `readahead` batches ready ahead of the one in use.
+ * that keeps `readahead` batches ready ahead of the one in use. The sequence
+ * runs across epochs; without cfg.repeat the consumer stops at end_seq (the
+ * end of its epoch) and loader_epoch(next epoch) moves end_seq on, keeping
+ * what was read ahead, while any other loader_epoch restarts the sequence.
  *
  * The producer (the thread, or loader_next itself when there is none) owns the
  * order, the decode and transform scratch and the cache; the consumer owns the
@@ -74,6 +77,7 @@ struct loader {
     unsigned long long    prod_seq;   /* batches produced (ready or failed)        */
     unsigned long long    cons_seq;   /* batches returned to the consumer          */
     unsigned long long    released;   /* batches whose slot the consumer gave back */
+    unsigned long long    end_seq;    /* where the consumer's epoch ends (no repeat) */
     int                   failed;     /* the producer stopped on an error          */
     int                   busy;       /* the producer is filling a slot            */
     atomic_uint           gen;
@@ -182,10 +186,12 @@ static int fill_batch(struct loader *L, unsigned long long seq, long base, unsig
 
 /* --- the read-ahead thread ------------------------------------------------------ */
 
+/* The producer runs on into the next epoch even without cfg.repeat, so that
+ * the first batches of epoch e + 1 are ready when loader_epoch(e + 1) follows
+ * the end of epoch e. */
 static int can_produce(const struct loader *L)
 {
-    return !L->failed && L->prod_seq < L->released + (unsigned long long)L->n_slots &&
-           (L->cfg.repeat || L->prod_seq < L->nb);
+    return !L->failed && L->prod_seq < L->released + (unsigned long long)L->n_slots;
 }
 
 static void *producer_main(void *arg)
@@ -321,6 +327,7 @@ int loader_open(struct loader **out, const struct dataset *ds, const size_t *idx
         L->items[i] = idx ? idx[i] : i;
     L->order = xmalloc_array(n_idx, sizeof(*L->order));
     L->order_epoch = -1;
+    L->end_seq = L->nb;
     rng_init(&root, cfg->seed);
     rng_split(&L->shuffle_root, &root, 1);
     rng_split(&L->aug_root, &root, 2);
@@ -368,23 +375,37 @@ int loader_open(struct loader **out, const struct dataset *ds, const size_t *idx
     return RL_OK;
 }
 
+/* 1 when the consumer stands at the first batch of `epoch` of the running
+ * sequence, so what was read ahead is exactly what that epoch needs */
+static int at_start_of(const struct loader *L, long epoch)
+{
+    return L->cons_seq % L->nb == 0 && epoch == L->base_epoch + (long)(L->cons_seq / L->nb);
+}
+
 int loader_epoch(struct loader *L, long epoch)
 {
     if (epoch < 0)
         return rl_error_set(RL_ERR_ARG, "loader: epoch %ld is negative", epoch);
     if (!L->threaded) {
-        L->base_epoch = epoch;
-        L->prod_seq = L->cons_seq = L->released = 0;
+        if (!at_start_of(L, epoch)) {
+            L->base_epoch = epoch;
+            L->prod_seq = L->cons_seq = L->released = 0;
+        }
+        L->end_seq = L->cons_seq + L->nb;
         return RL_OK;
     }
     pthread_mutex_lock(&L->mu);
-    atomic_fetch_add(&L->gen, 1);
-    while (L->busy)
-        pthread_cond_wait(&L->cv_cons, &L->mu);
-    L->base_epoch = epoch;
-    L->prod_seq = L->cons_seq = L->released = 0;
-    L->failed = 0;
-    pthread_cond_broadcast(&L->cv_prod);
+    /* at the start of that epoch already: keep what was read ahead for it */
+    if (L->failed || !at_start_of(L, epoch)) {
+        atomic_fetch_add(&L->gen, 1);
+        while (L->busy)
+            pthread_cond_wait(&L->cv_cons, &L->mu);
+        L->base_epoch = epoch;
+        L->prod_seq = L->cons_seq = L->released = 0;
+        L->failed = 0;
+        pthread_cond_broadcast(&L->cv_prod);
+    }
+    L->end_seq = L->cons_seq + L->nb;
     pthread_mutex_unlock(&L->mu);
     return RL_OK;
 }
@@ -402,7 +423,7 @@ static void batch_from_slot(const struct slot *s, struct loader_batch *b)
 static void end_of_epoch(const struct loader *L, struct loader_batch *b)
 {
     memset(b, 0, sizeof(*b));
-    b->epoch = L->base_epoch;
+    b->epoch = L->base_epoch + (long)(L->end_seq / L->nb) - 1;
     b->batch = L->nb;
 }
 
@@ -412,7 +433,7 @@ int loader_next(struct loader *L, struct loader_batch *b)
     int rc;
 
     if (!L->threaded) {
-        if (!L->cfg.repeat && L->cons_seq >= L->nb) {
+        if (!L->cfg.repeat && L->cons_seq >= L->end_seq) {
             end_of_epoch(L, b);
             return RL_OK;
         }
@@ -430,7 +451,7 @@ int loader_next(struct loader *L, struct loader_batch *b)
     pthread_mutex_lock(&L->mu);
     L->released = L->cons_seq;
     pthread_cond_signal(&L->cv_prod);
-    if (!L->cfg.repeat && L->cons_seq >= L->nb) {
+    if (!L->cfg.repeat && L->cons_seq >= L->end_seq) {
         pthread_mutex_unlock(&L->mu);
         end_of_epoch(L, b);
         return RL_OK;

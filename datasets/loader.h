@@ -111,7 +111,10 @@ void loader_config_init(struct loader_config *cfg, int batch_size, int image_siz
 int  loader_open(struct loader **out, const struct dataset *ds, const size_t *idx, size_t n_idx,
                  const struct loader_config *cfg);
 
-/* Restart at the first batch of `epoch` (>= 0), discarding what was read ahead. */
+/* Go to the first batch of `epoch` (>= 0). Called at the end of epoch e (or
+ * right after loader_open for epoch 0) with e + 1, it keeps the batches
+ * already read ahead for that epoch; otherwise it discards them and restarts
+ * there (also mid-epoch, and after an error). */
 int  loader_epoch(struct loader *L, long epoch);
 
 /* The next batch. RL_OK with b->n > 0, or RL_OK with b->n == 0 at the end of

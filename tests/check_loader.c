@@ -716,6 +716,30 @@ START_TEST(test_readahead_keeps_ahead)
      * (one more is tolerated for a loaded machine) */
     ck_assert_msg(st.waits <= 2, "%lu waits in 8 batches", st.waits);
     loader_close(L);
+
+    /* an epoch loop without repeat: the next epoch's first batches are read
+     * ahead while the last ones of this epoch are used */
+    cfg.repeat = 0;
+    cfg.batch_size = 4;
+    cfg.shuffle = 1;
+    L = loader_ok(&ds, NULL, 0, &cfg);
+    for (long e = 0; e < 3; e++) {
+        int n = 0;
+
+        ck_assert_int_eq(loader_epoch(L, e), RL_OK);
+        while (loader_next(L, &b) == RL_OK && b.n > 0) {
+            ck_assert_int_eq(b.epoch, e);
+            n += b.n;
+            sleep_ms(15);
+        }
+        ck_assert_int_eq(b.n, 0);
+        ck_assert_int_eq(b.epoch, e);
+        ck_assert_int_eq(n, FOLDER_CLASSES * FOLDER_PER);
+    }
+    loader_get_stats(L, &st);
+    ck_assert_uint_eq(st.batches, 12);
+    ck_assert_msg(st.waits <= 2, "%lu waits in 12 batches over 3 epochs", st.waits);
+    loader_close(L);
     dataset_close(&ds);
 }
 END_TEST
