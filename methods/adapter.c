@@ -16,6 +16,7 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "methods/adapter_impl.h"
+#include "models/safetensors.h"
 
 /* ------------------------------------------------------------------------ */
 /* registry                                                                  */
@@ -481,9 +482,72 @@ size_t adapter_method_tensors(struct adapter_method *m, struct adapter_tensor *t
     return m->ops->method_tensors ? m->ops->method_tensors(m, t, max) : 0;
 }
 
-int adapter_export_tensors(const struct adapter *a, struct tensor_sink *out)
+/* ------------------------------------------------------------------------ */
+/* tensors to and from safetensors files                                     */
+
+#define MAX_VIEWS 8
+
+/* prefix + name in a fresh string */
+static char *join_key(const char *prefix, const char *name)
+{
+    size_t lp = strlen(prefix), ln = strlen(name);
+    char *k = xmalloc(lp + ln + 1);
+
+    memcpy(k, prefix, lp);
+    memcpy(k + lp, name, ln + 1);
+    return k;
+}
+
+int adapter_export_views(struct adapter *a, struct st_writer *w, const char *prefix)
+{
+    struct adapter_tensor t[MAX_VIEWS];
+    size_t n = a->ops->tensors ? a->ops->tensors(a, a->params, t, MAX_VIEWS) : 0;
+
+    RL_ASSERT(n <= MAX_VIEWS);
+    for (size_t i = 0; i < n; i++) {
+        int64_t shape[3] = { (int64_t)t[i].shape[0], (int64_t)t[i].shape[1],
+                             (int64_t)t[i].shape[2] };
+        char *key = join_key(prefix, t[i].name);
+        int rc = st_writer_add(w, key, t[i].data, t[i].ndim, shape, ST_F32);
+
+        free(key);
+        if (rc)
+            return rc;
+    }
+    return RL_OK;
+}
+
+int adapter_import_views(struct adapter *a, const struct st_file *f, const char *prefix,
+                         float *dst)
+{
+    struct adapter_tensor t[MAX_VIEWS];
+    size_t n = a->ops->tensors ? a->ops->tensors(a, dst, t, MAX_VIEWS) : 0;
+
+    RL_ASSERT(n <= MAX_VIEWS);
+    for (size_t i = 0; i < n; i++) {
+        int64_t shape[3] = { (int64_t)t[i].shape[0], (int64_t)t[i].shape[1],
+                             (int64_t)t[i].shape[2] };
+        char *key = join_key(prefix, t[i].name);
+        int rc = st_load_f32(f, key, t[i].ndim, shape, t[i].data);
+
+        free(key);
+        if (rc)
+            return rc;
+    }
+    return RL_OK;
+}
+
+int adapter_export_tensors(struct adapter *a, struct st_writer *w, const char *prefix)
 {
     if (!a->ops->export_tensors)
-        return rl_error_set(RL_ERR_NA, "%s: adapter export is not implemented yet", a->ops->name);
-    return a->ops->export_tensors(a, out);
+        return rl_error_set(RL_ERR_NA, "%s: this method cannot export its tensors", a->ops->name);
+    return a->ops->export_tensors(a, w, prefix);
+}
+
+int adapter_import_tensors(struct adapter *a, const struct st_file *f, const char *prefix,
+                           float *dst)
+{
+    if (!a->ops->import_tensors)
+        return rl_error_set(RL_ERR_NA, "%s: this method cannot import its tensors", a->ops->name);
+    return a->ops->import_tensors(a, f, prefix, dst ? dst : a->params);
 }

@@ -169,7 +169,8 @@ struct adapter_tensor {
     size_t   shape[3];
 };
 
-struct tensor_sink;              /* the safetensors writer's (not yet written)   */
+struct st_writer;                /* models/safetensors.h                          */
+struct st_file;
 
 /* the two ways a layer can compute an adapted linear (DESIGN.md "Speed") */
 enum adapter_path {
@@ -228,8 +229,16 @@ struct adapter_ops {
      * each path (the frozen base's own forward and dx are common to both) */
     void (*flops)(const struct adapter *a, size_t N, double *factored, double *merged);
 
-    /* slot for the safetensors export in peft's key names: not written yet */
-    int  (*export_tensors)(const struct adapter *a, struct tensor_sink *out);
+    /* adapter files (methods/adapter_io.h). export: add this layer's tensors
+     * to w as F32 under `prefix` + peft name, in peft's shapes. import: read
+     * the same keys from f, shape-checked (RL_ERR_FORMAT naming the file and
+     * the key), into dst, a buffer of n_params floats laid out as a->params.
+     * Every method here uses adapter_export_views / adapter_import_views
+     * (adapter_impl.h), i.e. its `tensors` views as they are; a method whose
+     * stored form differs from its trainable layout would convert here. */
+    int  (*export_tensors)(struct adapter *a, struct st_writer *w, const char *prefix);
+    int  (*import_tensors)(struct adapter *a, const struct st_file *f, const char *prefix,
+                           float *dst);
 };
 
 /* ------------------------------------------------------------------------ */
@@ -296,8 +305,16 @@ size_t adapter_tensors(struct adapter *a, bool grad, struct adapter_tensor *t, s
 /* the method's shared frozen tensors (to save, or to load peft's) */
 size_t adapter_method_tensors(struct adapter_method *m, struct adapter_tensor *t, size_t max);
 
-/* RL_ERR_NA until the safetensors writer exists */
-int  adapter_export_tensors(const struct adapter *a, struct tensor_sink *out);
+/* One layer's tensors to / from safetensors under `prefix` (e.g.
+ * "base_model.model.text_model.encoder.layers.0.self_attn.q_proj."); see the
+ * export_tensors / import_tensors slots. import with dst == NULL reads
+ * straight into a->params (no staging: a failure may leave some tensors
+ * loaded); adapter_io_import stages and commits all or nothing. RL_ERR_NA
+ * for a method without the slots. Whole adapters with their config and the
+ * shared tensors: methods/adapter_io.h. */
+int  adapter_export_tensors(struct adapter *a, struct st_writer *w, const char *prefix);
+int  adapter_import_tensors(struct adapter *a, const struct st_file *f, const char *prefix,
+                            float *dst);
 
 /* ------------------------------------------------------------------------ */
 /* counting and budgets (closed forms; no allocation, no bases)              */

@@ -1,7 +1,8 @@
 /*
  * adapter_impl.h: helpers shared by the method files in methods/ only
  * (a row-major sgemm wrapper taking size_t, tensor-view filling, the
- * normalisation of random bases). Not for use outside methods/.
+ * normalisation of random bases, the tensor export/import every method
+ * uses). Not for use outside methods/.
  */
 #ifndef RANDLORA_METHODS_ADAPTER_IMPL_H
 #define RANDLORA_METHODS_ADAPTER_IMPL_H
@@ -52,5 +53,11 @@ static inline void tensor_view(struct adapter_tensor *t, const char *name, float
 /* x[0..n) /= its unbiased standard deviation (torch's Tensor.std()),
  * computed in double; left alone when that is 0 or n < 2. */
 void adapter_normalize_std(float *x, size_t n);
+
+/* The export_tensors / import_tensors every method here uses: the layer's
+ * `tensors` views, each under prefix + its peft name, as F32 in its shape. */
+int adapter_export_views(struct adapter *a, struct st_writer *w, const char *prefix);
+int adapter_import_views(struct adapter *a, const struct st_file *f, const char *prefix,
+                         float *dst);
 
 #endif /* RANDLORA_METHODS_ADAPTER_IMPL_H */

@@ -9,8 +9,12 @@
  * these parameters it pulls W + dW towards the pretrained W, not towards 0
  * as torch's AdamW on W would (the optimizer can add the W term).
  * Dropout does not apply (there is no branch).
+ * Saved (methods/adapter_io.h) as "base_model.model.<path>.weight_delta"
+ * (d_out, d_in) with peft_type "FULL": this project's names, since peft has
+ * no full fine-tuning adapter; W + weight_delta is the fine-tuned weight.
  *
- * none has no parameters: forward adds nothing, backward adds nothing.
+ * none has no parameters: forward adds nothing, backward adds nothing, and
+ * it saves nothing (adapter_io writes no file for it).
  */
 #include <string.h>
 
@@ -96,7 +100,8 @@ const struct adapter_ops full_ops = {
     .add_delta      = full_add_delta,
     .project_grad   = full_project_grad,
     .flops          = full_flops,
-    .export_tensors = NULL,
+    .export_tensors = adapter_export_views,
+    .import_tensors = adapter_import_views,
 };
 
 /* ---- none --------------------------------------------------------------- */
@@ -164,5 +169,6 @@ const struct adapter_ops none_ops = {
     .add_delta      = none_add_delta,
     .project_grad   = none_project_grad,
     .flops          = none_flops,
-    .export_tensors = NULL,
+    .export_tensors = adapter_export_views,
+    .import_tensors = adapter_import_views,
 };

@@ -164,5 +164,6 @@ const struct adapter_ops lora_ops = {
     .add_delta      = lora_add_delta,
     .project_grad   = lora_project_grad,
     .flops          = lora_flops,
-    .export_tensors = NULL,
+    .export_tensors = adapter_export_views,
+    .import_tensors = adapter_import_views,
 };

@@ -408,5 +408,6 @@ const struct adapter_ops randlora_ops = {
     .add_delta      = randlora_add_delta,
     .project_grad   = randlora_project_grad,
     .flops          = randlora_flops,
-    .export_tensors = NULL,
+    .export_tensors = adapter_export_views,
+    .import_tensors = adapter_import_views,
 };

@@ -285,5 +285,6 @@ const struct adapter_ops vera_ops = {
     .add_delta      = vera_add_delta,
     .project_grad   = vera_project_grad,
     .flops          = vera_flops,
-    .export_tensors = NULL,
+    .export_tensors = adapter_export_views,
+    .import_tensors = adapter_import_views,
 };
