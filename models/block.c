@@ -8,6 +8,7 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
+#include "methods/adapter.h"
 #include "models/nn.h"
 
 const char *const block_param_names[BLOCK_NUM_PARAMS] = {
@@ -19,6 +20,15 @@ const char *const block_param_names[BLOCK_NUM_PARAMS] = {
     "layer_norm2.weight",         "layer_norm2.bias",
     "mlp.fc1.weight",             "mlp.fc1.bias",
     "mlp.fc2.weight",             "mlp.fc2.bias",
+};
+
+const char *const block_linear_names[BLOCK_NUM_LINEARS] = {
+    "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2",
+};
+
+const char *const block_linear_paths[BLOCK_NUM_LINEARS] = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj",
+    "mlp.fc1", "mlp.fc2",
 };
 
 /* a * b, aborting on overflow: sizes here come from the model config */
@@ -186,9 +196,49 @@ void block_grad_acts_point(struct block_grad_acts *g, float *buf,
 /* ------------------------------------------------------------------------ */
 /* forward                                                                   */
 
+/* the adapter of linear i, or NULL */
+static struct adapter *lin_adapter(const struct block_adapters *ad, enum block_linear i)
+{
+    return ad ? ad->lin[i] : NULL;
+}
+
+/* out (N, d_out) = inp W^T + b, then += the adapter's branch on inp */
+static void adapted_linear_forward(float *out, const float *inp, const float *w, const float *b,
+                                   struct adapter *ad, size_t N, size_t C, size_t OC)
+{
+    linear_forward(out, inp, w, b, N, C, OC);
+    if (ad)
+        adapter_forward(ad, inp, out, N);
+}
+
+/* linear_backward (dw only when asked), then the adapter's backward */
+static void adapted_linear_backward(float *dinp, float *dw, float *db, const float *dout,
+                                    const float *inp, const float *w, struct adapter *ad,
+                                    size_t N, size_t C, size_t OC)
+{
+    linear_backward(dinp, dw, db, dout, inp, w, N, C, OC);
+    if (ad)
+        adapter_backward(ad, inp, dout, dinp, N);
+}
+
 void block_forward(float *out, struct block_acts *a, const float *inp,
                    const struct block_params *p, const struct block_config *cfg,
                    size_t B, size_t T)
+{
+    block_forward_adapted(out, a, inp, p, NULL, cfg, B, T);
+}
+
+void block_backward(float *dinp, struct block_grads *g, struct block_grad_acts *ga,
+                    const float *dout, const struct block_acts *a, const float *inp,
+                    const struct block_params *p, const struct block_config *cfg,
+                    size_t B, size_t T)
+{
+    block_backward_adapted(dinp, g, ga, dout, a, inp, p, NULL, cfg, B, T);
+}
+
+void block_forward_adapted(float *out, struct block_acts *a, const float *inp,
+                           const struct block_params *p, const struct block_adapters *ad,
+                           const struct block_config *cfg, size_t B, size_t T)
 {
     const size_t C = cfg->C, NH = cfg->NH, F = cfg->F;
     const size_t N = mul(B, T);
@@ -197,31 +247,34 @@ void block_forward(float *out, struct block_acts *a, const float *inp,
 
     /* attention half: h = x + out_proj(MHA(ln1(x))) */
     layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, p->ln1_w, p->ln1_b, N, C, cfg->eps);
-    linear_forward(a->q, a->ln1, p->q_w, p->q_b, N, C, C);
-    linear_forward(a->k, a->ln1, p->k_w, p->k_b, N, C, C);
-    linear_forward(a->v, a->ln1, p->v_w, p->v_b, N, C, C);
+    adapted_linear_forward(a->q, a->ln1, p->q_w, p->q_b, lin_adapter(ad, BLOCK_LIN_Q), N, C, C);
+    adapted_linear_forward(a->k, a->ln1, p->k_w, p->k_b, lin_adapter(ad, BLOCK_LIN_K), N, C, C);
+    adapted_linear_forward(a->v, a->ln1, p->v_w, p->v_b, lin_adapter(ad, BLOCK_LIN_V), N, C, C);
     attention_forward(a->atty, a->att, a->q, a->k, a->v, B, T, C, NH, cfg->causal);
-    linear_forward(a->attproj, a->atty, p->o_w, p->o_b, N, C, C);
+    adapted_linear_forward(a->attproj, a->atty, p->o_w, p->o_b, lin_adapter(ad, BLOCK_LIN_OUT),
+                           N, C, C);
     residual_forward(a->h, inp, a->attproj, mul(N, C));
 
     /* MLP half: out = h + fc2(act(fc1(ln2(h)))) */
     layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h, p->ln2_w, p->ln2_b, N, C, cfg->eps);
-    linear_forward(a->fch, a->ln2, p->fc1_w, p->fc1_b, N, C, F);
+    adapted_linear_forward(a->fch, a->ln2, p->fc1_w, p->fc1_b, lin_adapter(ad, BLOCK_LIN_FC1),
+                           N, C, F);
     if (cfg->act == BLOCK_ACT_GELU)
         gelu_forward(a->fch_act, a->fch, mul(N, F));
     else
         quick_gelu_forward(a->fch_act, a->fch, mul(N, F));
-    linear_forward(a->fcproj, a->fch_act, p->fc2_w, p->fc2_b, N, F, C);
+    adapted_linear_forward(a->fcproj, a->fch_act, p->fc2_w, p->fc2_b,
+                           lin_adapter(ad, BLOCK_LIN_FC2), N, F, C);
     residual_forward(out, a->h, a->fcproj, mul(N, C));
 }
 
 /* ------------------------------------------------------------------------ */
 /* backward: the forward reversed                                            */
 
-void block_backward(float *dinp, struct block_grads *g, struct block_grad_acts *ga,
-                    const float *dout, const struct block_acts *a, const float *inp,
-                    const struct block_params *p, const struct block_config *cfg,
-                    size_t B, size_t T)
+void block_backward_adapted(float *dinp, struct block_grads *g, struct block_grad_acts *ga,
+                            const float *dout, const struct block_acts *a, const float *inp,
+                            const struct block_params *p, const struct block_adapters *ad,
+                            const struct block_config *cfg, size_t B, size_t T)
 {
     const size_t C = cfg->C, NH = cfg->NH, F = cfg->F;
     const size_t N = mul(B, T), NC = mul(N, C), NF = mul(N, F);
@@ -244,14 +297,16 @@ void block_backward(float *dinp, struct block_grads *g, struct block_grad_acts *
     /* out = h + fcproj: dh = dout, and dfcproj is dout itself */
     memcpy(ga->dh, dout, NC * sizeof(float));
     /* fcproj = fch_act @ fc2_w^T + fc2_b */
-    linear_backward(ga->dfch_act, g->fc2_w, g->fc2_b, dout, a->fch_act, p->fc2_w, N, F, C);
+    adapted_linear_backward(ga->dfch_act, g->fc2_w, g->fc2_b, dout, a->fch_act, p->fc2_w,
+                            lin_adapter(ad, BLOCK_LIN_FC2), N, F, C);
     /* fch_act = act(fch) */
     if (cfg->act == BLOCK_ACT_GELU)
         gelu_backward(ga->dfch, ga->dfch_act, a->fch, NF);
     else
         quick_gelu_backward(ga->dfch, ga->dfch_act, a->fch, NF);
     /* fch = ln2 @ fc1_w^T + fc1_b */
-    linear_backward(ga->dln2, g->fc1_w, g->fc1_b, ga->dfch, a->ln2, p->fc1_w, N, C, F);
+    adapted_linear_backward(ga->dln2, g->fc1_w, g->fc1_b, ga->dfch, a->ln2, p->fc1_w,
+                            lin_adapter(ad, BLOCK_LIN_FC1), N, C, F);
     /* ln2 = layer_norm2(h): dh += ... */
     layernorm_backward(ga->dh, g->ln2_w, g->ln2_b, ga->dln2, a->h, p->ln2_w,
                        a->ln2_mean, a->ln2_rstd, N, C);
@@ -261,15 +316,19 @@ void block_backward(float *dinp, struct block_grads *g, struct block_grad_acts *
         for (size_t i = 0; i < NC; i++)
             dinp[i] += ga->dh[i];
     /* attproj = atty @ o_w^T + o_b */
-    linear_backward(ga->datty, g->o_w, g->o_b, ga->dh, a->atty, p->o_w, N, C, C);
+    adapted_linear_backward(ga->datty, g->o_w, g->o_b, ga->dh, a->atty, p->o_w,
+                            lin_adapter(ad, BLOCK_LIN_OUT), N, C, C);
     /* atty = MHA(q, k, v) */
     attention_backward(ga->dq, ga->dk, ga->dv, ga->att_scratch, ga->datty, a->att,
                        a->q, a->k, a->v, B, T, C, NH, cfg->causal);
     /* q, k, v = ln1 @ W^T + b: the three input gradients add up in dln1 */
     float *dln1 = need_dln1 ? ga->dln1 : NULL;
-    linear_backward(dln1, g->q_w, g->q_b, ga->dq, a->ln1, p->q_w, N, C, C);
-    linear_backward(dln1, g->k_w, g->k_b, ga->dk, a->ln1, p->k_w, N, C, C);
-    linear_backward(dln1, g->v_w, g->v_b, ga->dv, a->ln1, p->v_w, N, C, C);
+    adapted_linear_backward(dln1, g->q_w, g->q_b, ga->dq, a->ln1, p->q_w,
+                            lin_adapter(ad, BLOCK_LIN_Q), N, C, C);
+    adapted_linear_backward(dln1, g->k_w, g->k_b, ga->dk, a->ln1, p->k_w,
+                            lin_adapter(ad, BLOCK_LIN_K), N, C, C);
+    adapted_linear_backward(dln1, g->v_w, g->v_b, ga->dv, a->ln1, p->v_w,
+                            lin_adapter(ad, BLOCK_LIN_V), N, C, C);
     /* ln1 = layer_norm1(x): dinp += ... */
     if (need_dln1)
         layernorm_backward(dinp, g->ln1_w, g->ln1_b, ga->dln1, inp, p->ln1_w,

@@ -151,4 +151,48 @@ void block_backward(float *dinp, struct block_grads *g, struct block_grad_acts *
                     const struct block_params *p, const struct block_config *cfg,
                     size_t B, size_t T);
 
+/* ------------------------------------------------------------------------ */
+/* adapters on the six linears (methods/adapter.h)                           */
+
+/* the linears of a layer, in HF order; also the index into block_adapters */
+enum block_linear {
+    BLOCK_LIN_Q = 0,            /* self_attn.q_proj   (C -> C)               */
+    BLOCK_LIN_K,                /* self_attn.k_proj   (C -> C)               */
+    BLOCK_LIN_V,                /* self_attn.v_proj   (C -> C)               */
+    BLOCK_LIN_OUT,              /* self_attn.out_proj (C -> C)               */
+    BLOCK_LIN_FC1,              /* mlp.fc1            (C -> F)               */
+    BLOCK_LIN_FC2,              /* mlp.fc2            (F -> C)               */
+    BLOCK_NUM_LINEARS
+};
+
+/* HF module names relative to the layer ("q_proj", ..., "fc2") and the
+ * module paths ("self_attn.q_proj", ..., "mlp.fc2"), in enum order */
+extern const char *const block_linear_names[BLOCK_NUM_LINEARS];
+extern const char *const block_linear_paths[BLOCK_NUM_LINEARS];
+
+struct adapter;
+
+/* One adapter per linear or NULL (not adapted). The adapted linear computes
+ *     y = x W^T + b + adapter(x)
+ * on the factored path: the frozen linear_forward, then adapter_forward on
+ * the same input; in the backward, linear_backward (weight gradient only
+ * when g asks for it), then adapter_backward, which accumulates the adapter's
+ * parameter gradients and adds its share of dx. The merged path (W + dW
+ * built once per step) and its per-layer choice are not used here yet. */
+struct block_adapters {
+    struct adapter *lin[BLOCK_NUM_LINEARS];
+};
+
+/* block_forward / block_backward with adapters; ad == NULL is the plain
+ * layer. The adapters keep what their backward needs, so the backward of a
+ * layer must follow that layer's own forward (each adapter is used by one
+ * layer). */
+void block_forward_adapted(float *out, struct block_acts *acts, const float *inp,
+                           const struct block_params *p, const struct block_adapters *ad,
+                           const struct block_config *cfg, size_t B, size_t T);
+void block_backward_adapted(float *dinp, struct block_grads *g, struct block_grad_acts *ga,
+                            const float *dout, const struct block_acts *acts, const float *inp,
+                            const struct block_params *p, const struct block_adapters *ad,
+                            const struct block_config *cfg, size_t B, size_t T);
+
 #endif /* RANDLORA_MODELS_BLOCK_H */

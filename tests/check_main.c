@@ -26,6 +26,7 @@ int main(void)
         suite_tokenizer,
         suite_loader,
         suite_analysis,
+        suite_clip,
         suite_adapter_io,
     };
     SRunner *sr = srunner_create(NULL);

@@ -20,6 +20,7 @@ Suite *suite_datasets(void);
 Suite *suite_tokenizer(void);
 Suite *suite_loader(void);
 Suite *suite_analysis(void);
+Suite *suite_clip(void);
 Suite *suite_adapter_io(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */

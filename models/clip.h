@@ -1,0 +1,427 @@
+/*
+ * clip.h: a CLIP model computing exactly what Hugging Face CLIPModel
+ * computes (shared/reference/clip.md sections 2-3), forward and backward,
+ * with adapters (methods/adapter.h) on any chosen linears of either tower.
+ *
+ *   vision: pixels (B,CH,H,W) -> patch conv (im2col + GEMM, no bias) ->
+ *           [class token; patches] + position -> pre_layrnorm -> L pre-LN
+ *           blocks -> class token -> post_layernorm -> visual_projection
+ *   text:   ids (n,ctx) -> token + position embedding -> L causal pre-LN
+ *           blocks -> the first end-of-text position -> final_layer_norm ->
+ *           text_projection
+ *   heads:  image_embeds / text_embeds (projected, before L2 norm) ->
+ *           exp(logit_scale) * cosine -> contrastive loss (pretraining) or
+ *           cross-entropy over class prompts (fine-tuning)
+ *
+ * Files: clip.c (forward, backward, heads), clip_io.c (config.json,
+ * safetensors load and save, the tensor table), clip_adapters.c (targets
+ * and the trainable block), presets.c (preset shapes, random init).
+ *
+ * Memory (llm.c's malloc_and_point; style-anchors.md 1.3, 7.5):
+ *   - every frozen weight lives in ONE float block, m->params, laid out by
+ *     the tensor table (HF key names, in table order; each encoder layer's
+ *     16 tensors contiguous in block.h order), viewed by m->w;
+ *   - frozen weights have no gradient memory. clip_grads is optional (all
+ *     weights trainable, e.g. to pretrain clip-tiny): the same layout again;
+ *   - activations: one allocation per tower (struct clip_vision_run /
+ *     clip_text_run), sized for (max batch, tokens) at init; the step loop
+ *     allocates nothing. A run made for inference keeps one layer's
+ *     activations and cannot run the backward;
+ *   - adapters: struct clip_adapters owns the method, one struct adapter per
+ *     adapted linear, and the trainable block (all adapter parameters in ONE
+ *     float array, their gradients in another), so the optimizer steps one
+ *     flat block.
+ *
+ * A fine-tuning step (sketch):
+ *
+ *     struct clip_model m;            clip_model_load(&m, "clip-vit-base-patch32");
+ *     struct clip_target t[4];        size_t nt;
+ *     clip_targets_parse("vision:*:q_proj,v_proj;text:*:q_proj,v_proj", t, 4, &nt);
+ *     struct clip_adapters ca;        clip_adapters_init(&ca, &m, &acfg, t, nt, B, M);
+ *     struct clip_vision_run vr;      clip_vision_run_init(&vr, &m, B, true);
+ *     struct clip_text_run tr;        clip_text_run_init(&tr, &m, M, true);
+ *     struct clip_head h;             clip_head_init(&h, B, M, m.cfg.projection_dim);
+ *     ...
+ *     clip_adapters_zero_grad(&ca);
+ *     clip_text_forward(&tr, &m, &ca, prompt_ids, M, ctx, txt);      // class prompts
+ *     clip_vision_forward(&vr, &m, &ca, pixels, B, img);
+ *     clip_head_logits(&h, img, txt, B, M, 100.0f);
+ *     loss = clip_head_crossentropy(&h, labels);
+ *     clip_head_backward(&h, dimg, dtxt, NULL, 1.0f);
+ *     clip_vision_backward(&vr, &m, &ca, NULL, dimg, NULL);
+ *     clip_text_backward(&tr, &m, &ca, NULL, dtxt);
+ *     adamw_step(&opt, ca.params, ca.grads);
+ *
+ * Conventions are nn.h's: weights (out, in) row-major; backward ACCUMULATES
+ * into every gradient it is given (adapter grads, clip_grads, dpixels).
+ */
+#ifndef RANDLORA_MODELS_CLIP_H
+#define RANDLORA_MODELS_CLIP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "methods/adapter.h"
+#include "models/block.h"
+
+/* ------------------------------------------------------------------------ */
+/* configuration (HF CLIPConfig; defaults are HF's, i.e. ViT-B/32)           */
+
+struct clip_vision_config {
+    size_t image_size;          /* 224                                       */
+    size_t patch_size;          /* 32                                        */
+    size_t num_channels;        /* 3                                         */
+    size_t hidden;              /* hidden_size C, 768                        */
+    size_t layers;              /* num_hidden_layers, 12                     */
+    size_t heads;               /* num_attention_heads, 12                   */
+    size_t intermediate;        /* intermediate_size F, 3072                 */
+    enum block_act act;         /* hidden_act: quick_gelu | gelu             */
+    float layer_norm_eps;       /* 1e-5                                      */
+};
+
+struct clip_text_config {
+    size_t vocab_size;          /* 49408                                     */
+    size_t context;             /* max_position_embeddings, 77               */
+    size_t hidden;              /* 512                                       */
+    size_t layers;              /* 12                                        */
+    size_t heads;               /* 8                                         */
+    size_t intermediate;        /* 2048                                      */
+    enum block_act act;
+    float layer_norm_eps;
+    int64_t bos_token_id;       /* 49406                                     */
+    int64_t eos_token_id;       /* 49407; 2 in old hub configs: see below    */
+    int64_t pad_token_id;       /* 1                                         */
+};
+
+struct clip_config {
+    struct clip_text_config text;
+    struct clip_vision_config vision;
+    size_t projection_dim;      /* D, 512                                    */
+    float logit_scale_init;     /* logit_scale_init_value, ln(1/0.07)        */
+};
+
+/* HF's class defaults (the ViT-B/32 shapes, eos 49407) */
+void clip_config_defaults(struct clip_config *c);
+
+/* Check sizes and ranges; RL_ERR_FORMAT naming `where` and the key
+ * ("config.json: vision_config.patch_size = 5 does not divide image_size 16"). */
+int clip_config_validate(const struct clip_config *c, const char *where);
+
+/* Parse a Hugging Face CLIPConfig config.json: text_config, vision_config
+ * (a legacy text_config_dict / vision_config_dict overrides them, as HF
+ * does), projection_dim, logit_scale_init_value; a missing key keeps HF's
+ * default, unknown keys are ignored, a bad value is RL_ERR_FORMAT naming it.
+ * `where` names the source in messages. */
+int clip_config_parse(struct clip_config *c, const char *json, size_t len, const char *where);
+int clip_config_load(struct clip_config *c, const char *path);
+/* The config as CLIPConfig JSON (malloc'd, caller frees); write atomically. */
+char *clip_config_to_json(const struct clip_config *c);
+int clip_config_save(const struct clip_config *c, const char *path);
+
+/* Presets: "clip-tiny", "clip-vit-b-32", "clip-vit-b-16", "clip-vit-l-14".
+ * RL_ERR_ARG listing the names for anything else. */
+int clip_config_preset(struct clip_config *c, const char *name);
+/* NULL-terminated list of preset names */
+const char *const *clip_preset_names(void);
+
+/* floats of every weight of a model with this config (no allocation;
+ * SIZE_MAX on overflow); 151,277,313 for ViT-B/32 */
+size_t clip_config_n_params(const struct clip_config *c);
+
+/* tokens of the vision tower: (image/patch)^2 patches + the class token */
+size_t clip_vision_tokens(const struct clip_vision_config *v);
+
+/* ------------------------------------------------------------------------ */
+/* weights                                                                   */
+
+#define CLIP_MAX_NAME 96
+
+/* one entry of the tensor table: HF key, shape, where it lives in the block */
+struct clip_tensor {
+    char name[CLIP_MAX_NAME];
+    int ndim;                   /* 0 for logit_scale                         */
+    int64_t shape[4];
+    size_t numel;
+    size_t offset;              /* in floats, into the block                 */
+};
+
+/* named views into one block (params or grads); shapes in comments are
+ * (vision C = Cv, text C = Ct, T = vision tokens, D = projection) */
+struct clip_weights {
+    /* vision_model. */
+    float *v_patch;             /* (Cv, CH, ps, ps) embeddings.patch_embedding.weight  */
+    float *v_class;             /* (Cv)             embeddings.class_embedding         */
+    float *v_pos;               /* (T, Cv)          embeddings.position_embedding      */
+    float *v_pre_w, *v_pre_b;   /* (Cv)             pre_layrnorm                       */
+    float *v_layers;            /* Lv layers of block_param_sizes(Cv, Fv) floats       */
+    float *v_post_w, *v_post_b; /* (Cv)             post_layernorm                     */
+    /* text_model. */
+    float *t_tok;               /* (V, Ct)          embeddings.token_embedding         */
+    float *t_pos;               /* (ctx, Ct)        embeddings.position_embedding      */
+    float *t_layers;            /* Lt layers of block_param_sizes(Ct, Ft) floats       */
+    float *t_final_w, *t_final_b; /* (Ct)           final_layer_norm                   */
+    /* heads */
+    float *v_proj;              /* (D, Cv)          visual_projection.weight           */
+    float *t_proj;              /* (D, Ct)          text_projection.weight             */
+    float *logit_scale;         /* ()               logit_scale                        */
+};
+
+struct clip_model {
+    struct clip_config cfg;
+    size_t n_params;            /* floats in the block                       */
+    float *params;              /* the frozen block, owned                   */
+    struct clip_weights w;      /* views into params                         */
+    size_t n_tensors;
+    struct clip_tensor *tensors;/* the table, in block order                 */
+    struct block_params *vlayer;/* (Lv) views of each vision layer           */
+    struct block_params *tlayer;/* (Lt)                                      */
+    struct block_config vblock, tblock;
+    size_t view_offset[16];     /* internal: offsets of the clip_weights views */
+};
+
+/* Lay out the block for cfg (validated first) and allocate it zeroed. */
+int  clip_model_init(struct clip_model *m, const struct clip_config *cfg);
+void clip_model_free(struct clip_model *m);      /* safe on a zeroed struct */
+
+/* The table entry called name, or NULL */
+const struct clip_tensor *clip_model_find(const struct clip_model *m, const char *name);
+float *clip_model_tensor(const struct clip_model *m, const char *name);
+
+/* Random init as HF's CLIPPreTrainedModel._init_weights (factor 1): token
+ * and position embeddings N(0, 0.02), patch conv N(0, 0.02), class token
+ * N(0, Cv^-1/2), q/k/v N(0, C^-1/2 (2L)^-1/2), out_proj N(0, C^-1/2),
+ * fc1 N(0, (2C)^-1/2), fc2 N(0, C^-1/2 (2L)^-1/2), projections N(0, C^-1/2),
+ * biases 0, layer norms (1, 0), logit_scale = logit_scale_init. */
+void clip_model_init_random(struct clip_model *m, uint64_t seed);
+
+/* clip_model_init for a preset, randomly initialised */
+int  clip_model_preset(struct clip_model *m, const char *name, uint64_t seed);
+
+/* Load a model directory: DIR/config.json + DIR/model.safetensors (F32,
+ * F16 or BF16, converted to float). Every table tensor must be present with
+ * its shape (RL_ERR_FORMAT naming it otherwise); other keys (the legacy
+ * position_ids buffers) are ignored. logit_scale may be () or (1). */
+int  clip_model_load(struct clip_model *m, const char *dir);
+/* Load the weights of an already laid-out model from a safetensors file. */
+int  clip_model_load_weights(struct clip_model *m, const char *path);
+/* Write DIR/config.json and DIR/model.safetensors (dtype ST_F32, ST_F16 or
+ * ST_BF16); DIR is created when missing. */
+int  clip_model_save(const struct clip_model *m, const char *dir, int dtype);
+
+/* Gradients for every weight (everything trainable): one block, same layout. */
+struct clip_grads {
+    float *buf;                 /* m->n_params floats, owned                 */
+    struct clip_weights w;
+    struct block_grads *vlayer, *tlayer;
+};
+void clip_grads_init(struct clip_grads *g, const struct clip_model *m);
+void clip_grads_free(struct clip_grads *g);
+void clip_grads_zero(struct clip_grads *g, const struct clip_model *m);
+
+/* ------------------------------------------------------------------------ */
+/* adapters: targets and the trainable block (clip_adapters.c)               */
+
+enum clip_tower {
+    CLIP_TOWER_VISION = 0,
+    CLIP_TOWER_TEXT   = 1,
+    CLIP_NUM_TOWERS
+};
+
+/* One target: the linears `modules` (bit i = enum block_linear i) of
+ * layers lo..hi (inclusive) of the towers in `towers` (bit t = tower t).
+ * lo = 0, hi = SIZE_MAX: every layer. */
+struct clip_target {
+    unsigned towers;
+    size_t lo, hi;
+    unsigned modules;
+};
+
+/* Parse a target list. Items are separated by ';' (or whitespace); each is
+ *     [TOWER:[LAYERS:]]MODULES
+ * TOWER: vision | text | both (default both); LAYERS: * | N | A-B (default
+ * all); MODULES: comma list of q_proj, k_proj, v_proj, out_proj, fc1, fc2,
+ * attn (q,k,v,out), qkv, mlp (fc1,fc2), all. E.g.
+ *     "q_proj,v_proj"                       both towers, every layer
+ *     "vision:8-11:q_proj,v_proj;text:mlp"
+ * RL_ERR_ARG naming the item and listing what exists for an unknown word. */
+int clip_targets_parse(const char *spec, struct clip_target *out, size_t max, size_t *n_out);
+
+/* one adapted linear */
+struct clip_site {
+    enum clip_tower tower;
+    size_t layer;
+    enum block_linear lin;
+    size_t offset;              /* of its parameters in the trainable block  */
+};
+
+struct clip_adapters {
+    struct adapter_method method;
+    size_t n_sites;
+    struct adapter *adapters;   /* (n_sites), in site order                  */
+    struct clip_site *sites;    /* vision before text, by layer, by linear   */
+    struct block_adapters *vision, *text;   /* per layer; NULL = no adapter  */
+    size_t n_params;
+    float *params;              /* the trainable block, n_params floats      */
+    float *grads;               /* its gradients, same layout                */
+    size_t max_images, max_texts;
+};
+
+/* Attach cfg's method to every linear matched by the targets, for forwards
+ * of at most max_images images and max_texts texts (of context length). The
+ * method is sized by the adapted layers; parameters are laid out site after
+ * site and initialised by the method. RL_ERR_ARG (listing the towers,
+ * layer ranges and modules that exist) when a target matches nothing or
+ * names a layer outside its tower, or when the method refuses a layer. */
+int  clip_adapters_init(struct clip_adapters *ca, const struct clip_model *m,
+                        const struct adapter_cfg *cfg, const struct clip_target *targets,
+                        size_t n_targets, size_t max_images, size_t max_texts);
+void clip_adapters_free(struct clip_adapters *ca);   /* safe on a zeroed struct */
+void clip_adapters_zero_grad(struct clip_adapters *ca);
+void clip_adapters_set_training(struct clip_adapters *ca, bool training);
+/* "vision_model.encoder.layers.3.self_attn.q_proj" for site i, in buf */
+const char *clip_site_name(const struct clip_site *s, char *buf, size_t size);
+/* the adapter at (tower, layer, lin), or NULL */
+struct adapter *clip_adapters_find(const struct clip_adapters *ca, enum clip_tower tower,
+                                   size_t layer, enum block_linear lin);
+
+/* ------------------------------------------------------------------------ */
+/* the towers: forward and backward                                          */
+
+/* vision activations, one allocation */
+struct clip_vision_run {
+    size_t max_B, B;            /* capacity, batch of the last forward        */
+    size_t T, P, K;             /* tokens, patches, CH*ps*ps                  */
+    bool train;                 /* per-layer activations kept (backward ok)   */
+    float *buf;
+    size_t layer_stride;        /* floats of one layer's saved activations    */
+    float *layer_acts;          /* (Lv or 1) x layer_stride                   */
+    struct block_acts *acts;    /* (Lv or 1)                                  */
+    float *patches;             /* (B,P,K)     im2col                         */
+    float *patch_out;           /* (B,P,C)                                    */
+    float *emb;                 /* (B,T,C)     class + patches + position     */
+    float *pre_mean, *pre_rstd; /* (B,T)                                      */
+    float *res;                 /* (Lv+1 or 2, B,T,C) residual stream         */
+    float *pooled;              /* (B,C)       class token of the last layer  */
+    float *post;                /* (B,C)       post_layernorm(pooled)         */
+    float *post_mean, *post_rstd; /* (B)                                      */
+    /* backward workspace (train only) */
+    struct block_grad_acts gacts;
+    float *gacts_buf;
+    float *dres[2];             /* (B,T,C)                                    */
+    float *dpost, *dpooled;     /* (B,C)                                      */
+    float *dpatch_out;          /* (B,P,C)                                    */
+    float *dpatches;            /* (B,P,K)                                    */
+};
+
+/* text activations, one allocation */
+struct clip_text_run {
+    size_t max_B, B;            /* capacity, rows of the last forward         */
+    size_t ctx;                 /* max_position_embeddings                    */
+    size_t T;                   /* tokens run: the cut (longest EOT + 1)      */
+    bool train;
+    bool cut;                   /* default true; false runs all row tokens    */
+    float *buf;
+    size_t layer_stride;
+    float *layer_acts;
+    struct block_acts *acts;
+    int32_t *ids;               /* (B,T)       the ids actually run           */
+    size_t *eot;                /* (B)         pooled position of each row    */
+    float *res;                 /* (Lt+1 or 2, B,T,C)                         */
+    float *pooled;              /* (B,C)                                      */
+    float *fin;                 /* (B,C)       final_layer_norm(pooled)       */
+    float *fin_mean, *fin_rstd; /* (B)                                        */
+    struct block_grad_acts gacts;
+    float *gacts_buf;
+    float *dres[2];
+    float *dfin, *dpooled;      /* (B,C)                                      */
+};
+
+/* Allocate for batches of up to max_B. train = false keeps one layer's
+ * activations (forward only: encode, eval). */
+void clip_vision_run_init(struct clip_vision_run *r, const struct clip_model *m, size_t max_B,
+                          bool train);
+void clip_vision_run_free(struct clip_vision_run *r);
+void clip_text_run_init(struct clip_text_run *r, const struct clip_model *m, size_t max_B,
+                        bool train);
+void clip_text_run_free(struct clip_text_run *r);
+
+/* image_embeds (B,D) = the vision tower on pixels (B,CH,H,W), normalised
+ * already (datasets/transforms). ca may be NULL (no adapters).
+ * RL_ERR_ARG when B exceeds the run's (or the adapters') capacity. */
+int clip_vision_forward(struct clip_vision_run *r, const struct clip_model *m,
+                        struct clip_adapters *ca, const float *pixels, size_t B,
+                        float *image_embeds);
+
+/* Backward of the last forward given d image_embeds (B,D): accumulates into
+ * the adapters' gradients (ca), every weight's gradient (g, may be NULL) and
+ * dpixels (B,CH,H,W, may be NULL). Layers below the lowest one with
+ * something to train are skipped. ca must be the forward's. */
+void clip_vision_backward(struct clip_vision_run *r, const struct clip_model *m,
+                          struct clip_adapters *ca, struct clip_grads *g,
+                          const float *d_image_embeds, float *dpixels);
+
+/* End-of-text position of a row of T ids: the first id == eos_token_id, or,
+ * for an old hub config whose eos_token_id is 2, HF's legacy rule (the first
+ * position of the largest id). SIZE_MAX when a row has no end-of-text. */
+size_t clip_text_eot(const struct clip_text_config *tc, const int32_t *ids, size_t T);
+
+/* text_embeds (n,D) = the text tower on ids (n,T) (T <= context; the
+ * tokenizer's padded rows). The tower runs on the first Tc = max EOT + 1
+ * positions only (r->cut; identical results). RL_ERR_ARG for an id outside
+ * the vocabulary, a row without end-of-text, T > context or n too large. */
+int clip_text_forward(struct clip_text_run *r, const struct clip_model *m,
+                      struct clip_adapters *ca, const int32_t *ids, size_t n, size_t T,
+                      float *text_embeds);
+void clip_text_backward(struct clip_text_run *r, const struct clip_model *m,
+                        struct clip_adapters *ca, struct clip_grads *g,
+                        const float *d_text_embeds);
+
+/* ------------------------------------------------------------------------ */
+/* heads                                                                     */
+
+enum clip_loss_kind {
+    CLIP_LOSS_NONE = 0,
+    CLIP_LOSS_CONTRASTIVE,      /* symmetric, N == M, pairs on the diagonal  */
+    CLIP_LOSS_CROSSENTROPY,     /* rows = images, columns = classes          */
+};
+
+/* scaled-cosine logits and their losses, one allocation */
+struct clip_head {
+    size_t max_N, max_M, D;
+    size_t N, M;
+    float scale;
+    enum clip_loss_kind loss;
+    float *buf;
+    float *a, *a_norm;          /* (N,D), (N)  normalised image embeddings   */
+    float *b, *b_norm;          /* (M,D), (M)  normalised text embeddings    */
+    float *logits;              /* (N,M)       logits_per_image              */
+    float *probs, *probs_t;     /* (N,M), (M,N) softmaxes of the last loss   */
+    float *dlogits;             /* (N,M)                                     */
+    float *da, *db;             /* (N,D), (M,D)                              */
+    const int32_t *targets;     /* of the last cross-entropy (borrowed)      */
+};
+
+void clip_head_init(struct clip_head *h, size_t max_N, size_t max_M, size_t D);
+void clip_head_free(struct clip_head *h);
+/* the model's exp(logit_scale) */
+float clip_logit_scale(const struct clip_model *m);
+/* h->logits (N,M) = scale * l2norm(img) l2norm(txt)^T */
+void  clip_head_logits(struct clip_head *h, const float *img, const float *txt,
+                       size_t N, size_t M, float scale);
+/* (CE(logits) + CE(logits^T)) / 2 on the last logits (N == M) */
+float clip_head_contrastive(struct clip_head *h);
+/* mean CE of the last logits against targets (N) in [0, M); targets are
+ * borrowed until the backward */
+float clip_head_crossentropy(struct clip_head *h, const int32_t *targets);
+/* Backward of the last loss scaled by dloss: dimg (N,D) +=, dtxt (M,D) +=
+ * (either may be NULL), dlogit_scale (scalar, may be NULL) += d/d logit_scale
+ * (the log of scale). */
+void  clip_head_backward(struct clip_head *h, float *dimg, float *dtxt, float *dlogit_scale,
+                         float dloss);
+/* Zero-shot class weights (CLIP's prompt ensembling): out (M,D) = the L2
+ * normalised mean of the L2 normalised txt rows (M*K, D), K templates per
+ * class, class-major. */
+void  clip_class_features(float *out, const float *txt, size_t M, size_t K, size_t D);
+
+#endif /* RANDLORA_MODELS_CLIP_H */

@@ -1,0 +1,354 @@
+/*
+ * clip_adapters.c: choosing which linears of a CLIP model get an adapter
+ * (targets by tower, layer range and HF module name), and the trainable
+ * block: every adapter's parameters in one float array, gradients in
+ * another, so the optimizer steps one flat block.
+ */
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/status.h"
+#include "models/clip.h"
+
+static const char *const tower_names[CLIP_NUM_TOWERS] = { "vision", "text" };
+static const char *const tower_prefix[CLIP_NUM_TOWERS] = { "vision_model", "text_model" };
+
+#define ALL_MODULES ((1u << BLOCK_NUM_LINEARS) - 1u)
+#define MODULE_LIST "q_proj, k_proj, v_proj, out_proj, fc1, fc2 (or attn, qkv, mlp, all)"
+
+/* ------------------------------------------------------------------------ */
+/* parsing                                                                   */
+
+/* one module word into a mask; 0 if unknown */
+static unsigned module_mask(const char *w, size_t n)
+{
+    static const struct { const char *name; unsigned mask; } words[] = {
+        { "attn", 0xFu }, { "qkv", 0x7u }, { "mlp", 0x30u }, { "all", ALL_MODULES },
+        { "*", ALL_MODULES },
+    };
+
+    for (int i = 0; i < BLOCK_NUM_LINEARS; i++)
+        if (strlen(block_linear_names[i]) == n && memcmp(block_linear_names[i], w, n) == 0)
+            return 1u << i;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (strlen(words[i].name) == n && memcmp(words[i].name, w, n) == 0)
+            return words[i].mask;
+    return 0;
+}
+
+/* a decimal size in s[0..n); false if not one */
+static bool parse_size(const char *s, size_t n, size_t *out)
+{
+    size_t v = 0;
+
+    if (n == 0 || n > 9)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return false;
+        v = v * 10 + (size_t)(s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* one item "[TOWER:[LAYERS:]]MODULES" of length n */
+static int parse_item(const char *item, size_t n, struct clip_target *t)
+{
+    const char *part[3];
+    size_t len[3], np = 0, start = 0;
+
+    for (size_t i = 0; i <= n; i++)
+        if (i == n || item[i] == ':') {
+            if (np == 3)
+                return rl_error_set(RL_ERR_ARG, "adapter target '%.*s': expected "
+                                    "[TOWER:[LAYERS:]]MODULES", (int)n, item);
+            part[np] = item + start;
+            len[np++] = i - start;
+            start = i + 1;
+        }
+    t->towers = (1u << CLIP_NUM_TOWERS) - 1u;
+    t->lo = 0;
+    t->hi = SIZE_MAX;
+    t->modules = 0;
+    if (np >= 2) {
+        const char *w = part[0];
+        size_t wl = len[0];
+
+        if (wl == 6 && memcmp(w, "vision", 6) == 0)
+            t->towers = 1u << CLIP_TOWER_VISION;
+        else if (wl == 4 && memcmp(w, "text", 4) == 0)
+            t->towers = 1u << CLIP_TOWER_TEXT;
+        else if (!((wl == 4 && memcmp(w, "both", 4) == 0) || (wl == 1 && w[0] == '*')))
+            return rl_error_set(RL_ERR_ARG, "adapter target '%.*s': unknown tower '%.*s' "
+                                "(expected vision, text or both)", (int)n, item, (int)wl, w);
+    }
+    if (np == 3) {
+        const char *w = part[1], *dash = memchr(part[1], '-', len[1]);
+        size_t wl = len[1];
+
+        if (!((wl == 1 && w[0] == '*') || (wl == 3 && memcmp(w, "all", 3) == 0))) {
+            bool ok = dash ? parse_size(w, (size_t)(dash - w), &t->lo) &&
+                             parse_size(dash + 1, wl - (size_t)(dash - w) - 1, &t->hi)
+                           : parse_size(w, wl, &t->lo);
+            if (!dash)
+                t->hi = t->lo;
+            if (!ok || t->lo > t->hi)
+                return rl_error_set(RL_ERR_ARG, "adapter target '%.*s': bad layer range '%.*s' "
+                                    "(expected *, N or A-B)", (int)n, item, (int)wl, w);
+        }
+    }
+    {
+        const char *w = part[np - 1];
+        size_t wl = len[np - 1], s = 0;
+
+        for (size_t i = 0; i <= wl; i++)
+            if (i == wl || w[i] == ',') {
+                unsigned mk = module_mask(w + s, i - s);
+
+                if (!mk)
+                    return rl_error_set(RL_ERR_ARG, "adapter target '%.*s': unknown module "
+                                        "'%.*s' (modules: " MODULE_LIST ")", (int)n, item,
+                                        (int)(i - s), w + s);
+                t->modules |= mk;
+                s = i + 1;
+            }
+    }
+    return RL_OK;
+}
+
+int clip_targets_parse(const char *spec, struct clip_target *out, size_t max, size_t *n_out)
+{
+    size_t n = 0, i = 0, len = strlen(spec);
+
+    while (i < len) {
+        size_t j;
+
+        while (i < len && (spec[i] == ';' || isspace((unsigned char)spec[i])))
+            i++;
+        if (i >= len)
+            break;
+        j = i;
+        while (j < len && spec[j] != ';' && !isspace((unsigned char)spec[j]))
+            j++;
+        if (n == max)
+            return rl_error_set(RL_ERR_ARG, "adapter targets '%s': more than %zu items", spec, max);
+        int rc = parse_item(spec + i, j - i, &out[n]);
+        if (rc)
+            return rc;
+        n++;
+        i = j;
+    }
+    if (n == 0)
+        return rl_error_set(RL_ERR_ARG, "adapter targets '%s': empty (modules: " MODULE_LIST ")",
+                            spec);
+    *n_out = n;
+    return RL_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the sites                                                                 */
+
+/* "vision (layers 0-11), text (layers 0-11); modules: ..." */
+static const char *what_exists(const struct clip_model *m, char *buf, size_t size)
+{
+    snprintf(buf, size, "towers: vision (layers 0-%zu), text (layers 0-%zu); modules: "
+             MODULE_LIST, m->cfg.vision.layers - 1, m->cfg.text.layers - 1);
+    return buf;
+}
+
+static size_t tower_layers(const struct clip_model *m, enum clip_tower t)
+{
+    return t == CLIP_TOWER_VISION ? m->cfg.vision.layers : m->cfg.text.layers;
+}
+
+/* (d_out, d_in) of a linear */
+static void lin_shape(const struct clip_model *m, enum clip_tower t, enum block_linear lin,
+                      size_t *d_out, size_t *d_in)
+{
+    size_t C = t == CLIP_TOWER_VISION ? m->cfg.vision.hidden : m->cfg.text.hidden;
+    size_t F = t == CLIP_TOWER_VISION ? m->cfg.vision.intermediate : m->cfg.text.intermediate;
+
+    *d_out = lin == BLOCK_LIN_FC1 ? F : C;
+    *d_in = lin == BLOCK_LIN_FC2 ? F : C;
+}
+
+const char *clip_site_name(const struct clip_site *s, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s.encoder.layers.%zu.%s", tower_prefix[s->tower], s->layer,
+             block_linear_paths[s->lin]);
+    return buf;
+}
+
+/* Mark the selected linears in sel[tower][layer] (bit masks); check every
+ * target matches something inside its towers. */
+static int select_sites(const struct clip_model *m, const struct clip_target *targets,
+                        size_t n_targets, unsigned *sel[CLIP_NUM_TOWERS])
+{
+    char exists[256];
+
+    for (size_t k = 0; k < n_targets; k++) {
+        const struct clip_target *t = &targets[k];
+        size_t matched = 0;
+
+        if (t->modules == 0 || (t->modules & ~ALL_MODULES) || t->towers == 0 ||
+            (t->towers & ~((1u << CLIP_NUM_TOWERS) - 1u)) || t->lo > t->hi)
+            return rl_error_set(RL_ERR_ARG, "adapter target %zu is empty or malformed (%s)", k,
+                                what_exists(m, exists, sizeof(exists)));
+        for (int tw = 0; tw < CLIP_NUM_TOWERS; tw++) {
+            size_t L = tower_layers(m, (enum clip_tower)tw);
+
+            if (!(t->towers & (1u << tw)))
+                continue;
+            if (t->hi != SIZE_MAX && t->hi >= L)
+                return rl_error_set(RL_ERR_ARG, "adapter target %zu: layers %zu-%zu, but the %s "
+                                    "tower has layers 0-%zu (%s)", k, t->lo, t->hi,
+                                    tower_names[tw], L - 1, what_exists(m, exists, sizeof(exists)));
+            for (size_t l = t->lo; l < L && l <= t->hi; l++) {
+                sel[tw][l] |= t->modules;
+                matched++;
+            }
+        }
+        if (matched == 0)
+            return rl_error_set(RL_ERR_ARG, "adapter target %zu matches no linear layer (%s)", k,
+                                what_exists(m, exists, sizeof(exists)));
+    }
+    return RL_OK;
+}
+
+int clip_adapters_init(struct clip_adapters *ca, const struct clip_model *m,
+                       const struct adapter_cfg *cfg, const struct clip_target *targets,
+                       size_t n_targets, size_t max_images, size_t max_texts)
+{
+    const size_t Lv = m->cfg.vision.layers, Lt = m->cfg.text.layers;
+    unsigned *sel[CLIP_NUM_TOWERS];
+    size_t n = 0, max_out = 0, max_in = 0, rows, trows;
+    int rc;
+
+    memset(ca, 0, sizeof(*ca));
+    if (n_targets == 0)
+        return rl_error_set(RL_ERR_ARG, "no adapter targets given");
+    if (max_images == 0 && max_texts == 0)
+        return rl_error_set(RL_ERR_ARG, "adapters need a batch size for at least one tower");
+    sel[CLIP_TOWER_VISION] = xcalloc(Lv, sizeof(unsigned));
+    sel[CLIP_TOWER_TEXT] = xcalloc(Lt, sizeof(unsigned));
+    rc = select_sites(m, targets, n_targets, sel);
+    if (rc)
+        goto out;
+
+    /* the sites, vision before text, by layer, by linear */
+    for (int tw = 0; tw < CLIP_NUM_TOWERS; tw++)
+        for (size_t l = 0; l < tower_layers(m, (enum clip_tower)tw); l++)
+            for (int i = 0; i < BLOCK_NUM_LINEARS; i++)
+                n += (sel[tw][l] >> i) & 1u;
+    ca->sites = xcalloc(n, sizeof(*ca->sites));
+    ca->adapters = xcalloc(n, sizeof(*ca->adapters));
+    ca->vision = xcalloc(Lv, sizeof(*ca->vision));
+    ca->text = xcalloc(Lt, sizeof(*ca->text));
+    ca->max_images = max_images;
+    ca->max_texts = max_texts;
+    for (int tw = 0; tw < CLIP_NUM_TOWERS; tw++)
+        for (size_t l = 0; l < tower_layers(m, (enum clip_tower)tw); l++)
+            for (int i = 0; i < BLOCK_NUM_LINEARS; i++) {
+                struct clip_site *s;
+                size_t d_out, d_in;
+
+                if (!((sel[tw][l] >> i) & 1u))
+                    continue;
+                s = &ca->sites[ca->n_sites++];
+                s->tower = (enum clip_tower)tw;
+                s->layer = l;
+                s->lin = (enum block_linear)i;
+                lin_shape(m, s->tower, s->lin, &d_out, &d_in);
+                if (d_out > max_out)
+                    max_out = d_out;
+                if (d_in > max_in)
+                    max_in = d_in;
+            }
+
+    /* the method: sized for the largest adapted layer and the most rows */
+    rows = max_images * clip_vision_tokens(&m->cfg.vision);
+    trows = max_texts * m->cfg.text.context;
+    rc = adapter_method_init(&ca->method, cfg, max_out, max_in, rows > trows ? rows : trows);
+    if (rc)
+        goto out;
+
+    /* the trainable block */
+    for (size_t k = 0; k < ca->n_sites; k++) {
+        struct clip_site *s = &ca->sites[k];
+        size_t d_out, d_in;
+
+        lin_shape(m, s->tower, s->lin, &d_out, &d_in);
+        s->offset = ca->n_params;
+        RL_ASSERT(size_add_ok(ca->n_params, adapter_n_trainable(&ca->method, d_out, d_in),
+                              &ca->n_params));
+    }
+    ca->params = xcalloc_aligned(ca->n_params ? ca->n_params : 1, sizeof(float));
+    ca->grads = xcalloc_aligned(ca->n_params ? ca->n_params : 1, sizeof(float));
+    for (size_t k = 0; k < ca->n_sites; k++) {
+        struct clip_site *s = &ca->sites[k];
+        size_t d_out, d_in;
+        char name[128], why[512];
+
+        lin_shape(m, s->tower, s->lin, &d_out, &d_in);
+        rc = adapter_init(&ca->adapters[k], &ca->method, d_out, d_in, ca->params + s->offset,
+                          ca->grads + s->offset);
+        if (rc) {
+            snprintf(why, sizeof(why), "%s", rl_error_msg());
+            rc = rl_error_set(rc, "%s: %s", clip_site_name(s, name, sizeof(name)), why);
+            goto out;
+        }
+        (s->tower == CLIP_TOWER_VISION ? ca->vision : ca->text)[s->layer].lin[s->lin] =
+            &ca->adapters[k];
+    }
+
+out:
+    free(sel[CLIP_TOWER_VISION]);
+    free(sel[CLIP_TOWER_TEXT]);
+    if (rc)
+        clip_adapters_free(ca);
+    return rc;
+}
+
+void clip_adapters_free(struct clip_adapters *ca)
+{
+    if (ca->adapters)
+        for (size_t k = 0; k < ca->n_sites; k++)
+            adapter_free(&ca->adapters[k]);
+    adapter_method_free(&ca->method);
+    free(ca->adapters);
+    free(ca->sites);
+    free(ca->vision);
+    free(ca->text);
+    free(ca->params);
+    free(ca->grads);
+    memset(ca, 0, sizeof(*ca));
+}
+
+void clip_adapters_zero_grad(struct clip_adapters *ca)
+{
+    if (ca->grads)
+        memset(ca->grads, 0, ca->n_params * sizeof(float));
+}
+
+void clip_adapters_set_training(struct clip_adapters *ca, bool training)
+{
+    for (size_t k = 0; k < ca->n_sites; k++)
+        adapter_set_training(&ca->adapters[k], training);
+}
+
+struct adapter *clip_adapters_find(const struct clip_adapters *ca, enum clip_tower tower,
+                                   size_t layer, enum block_linear lin)
+{
+    for (size_t k = 0; k < ca->n_sites; k++) {
+        const struct clip_site *s = &ca->sites[k];
+
+        if (s->tower == tower && s->layer == layer && s->lin == lin)
+            return &ca->adapters[k];
+    }
+    return NULL;
+}
