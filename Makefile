@@ -33,8 +33,8 @@ endif
 PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS    = $(shell pkg-config --libs $(PKGS))
 CHECK_LIBS  = $(shell pkg-config --libs check)
-CFLAGS     += $(CSTD) $(WARN) $(OPT) $(OMP) -g -MMD -MP -I. $(PKG_CFLAGS)
-LDFLAGS    += $(LDSAN) $(OMP)
+CFLAGS     += $(CSTD) $(WARN) $(OPT) $(OMP) -pthread -g -MMD -MP -I. $(PKG_CFLAGS)
+LDFLAGS    += $(LDSAN) $(OMP) -pthread
 LDLIBS     += $(PKG_LIBS) -lm
 
 ifneq ($(V),1)

@@ -9,7 +9,7 @@
  *
  * Build and run (clang with libFuzzer, from the repository root):
  *     clang -std=c11 -D_DEFAULT_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. \
- *         tests/fuzz/fuzz_idx.c datasets/[a-z]*.c core/status.c core/alloc.c core/rng.c \
+ *         tests/fuzz/fuzz_idx.c datasets/[a-z]*.c core/status.c core/alloc.c core/rng.c core/timer.c \
  *         $(pkg-config --cflags --libs zlib libpng libjpeg) -lm -o build/fuzz_idx
  *     mkdir -p build/fuzz_corpus && build/fuzz_idx -max_len=4096 build/fuzz_corpus
  * Seed the corpus with small IDX files, e.g. the first bytes of
