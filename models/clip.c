@@ -291,7 +291,7 @@ void clip_vision_backward(struct clip_vision_run *r, const struct clip_model *m,
 static size_t text_layout(struct clip_text_run *r, const struct clip_model *m, float *base)
 {
     const struct clip_text_config *t = &m->cfg.text;
-    const size_t B = r->max_B, T = r->ctx, C = t->hidden, F = t->intermediate;
+    const size_t B = r->max_B, T = r->max_T, C = t->hidden, F = t->intermediate;
     const size_t NA = r->train ? t->layers : 1, NR = r->train ? t->layers + 1 : 2;
     const size_t BTC = mul(mul(B, T), C);
     float *p = base;
@@ -324,18 +324,19 @@ static size_t text_layout(struct clip_text_run *r, const struct clip_model *m, f
 }
 
 void clip_text_run_init(struct clip_text_run *r, const struct clip_model *m, size_t max_B,
-                        bool train)
+                        size_t max_T, bool train)
 {
     memset(r, 0, sizeof(*r));
     RL_ASSERT(max_B > 0);
     r->max_B = max_B;
     r->ctx = m->cfg.text.context;
+    r->max_T = max_T == 0 || max_T > r->ctx ? r->ctx : max_T;
     r->train = train;
     r->cut = true;
     r->buf = xcalloc_aligned(text_layout(r, m, NULL), sizeof(float));
     text_layout(r, m, r->buf);
     r->acts = xcalloc(train ? m->cfg.text.layers : 1, sizeof(*r->acts));
-    r->ids = xcalloc(mul(max_B, r->ctx), sizeof(*r->ids));
+    r->ids = xcalloc(mul(max_B, r->max_T), sizeof(*r->ids));
     r->eot = xcalloc(max_B, sizeof(*r->eot));
 }
 
@@ -406,6 +407,9 @@ int clip_text_forward(struct clip_text_run *r, const struct clip_model *m,
      * (causal attention, per-token everything else): run the first Tc */
     if (!r->cut)
         Tc = T;
+    if (Tc > r->max_T)
+        return rl_error_set(RL_ERR_ARG, "text runs to %zu tokens (longest end-of-text + 1); "
+                            "this run holds %zu", Tc, r->max_T);
     r->B = n;
     r->T = Tc;
     for (size_t b = 0; b < n; b++)

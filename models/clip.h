@@ -39,7 +39,7 @@
  *     clip_targets_parse("vision:*:q_proj,v_proj;text:*:q_proj,v_proj", t, 4, &nt);
  *     struct clip_adapters ca;        clip_adapters_init(&ca, &m, &acfg, t, nt, B, M);
  *     struct clip_vision_run vr;      clip_vision_run_init(&vr, &m, B, true);
- *     struct clip_text_run tr;        clip_text_run_init(&tr, &m, M, true);
+ *     struct clip_text_run tr;        clip_text_run_init(&tr, &m, M, 0, true);
  *     struct clip_head h;             clip_head_init(&h, B, M, m.cfg.projection_dim);
  *     ...
  *     clip_adapters_zero_grad(&ca);
@@ -318,6 +318,7 @@ struct clip_vision_run {
 struct clip_text_run {
     size_t max_B, B;            /* capacity, rows of the last forward         */
     size_t ctx;                 /* max_position_embeddings                    */
+    size_t max_T;               /* tokens this run holds (<= ctx)             */
     size_t T;                   /* tokens run: the cut (longest EOT + 1)      */
     bool train;
     bool cut;                   /* default true; false runs all row tokens    */
@@ -338,12 +339,15 @@ struct clip_text_run {
 };
 
 /* Allocate for batches of up to max_B. train = false keeps one layer's
- * activations (forward only: encode, eval). */
+ * activations (forward only: encode, eval). A text run holds max_T tokens
+ * per row (0: the model's context); since the tower runs only up to the
+ * longest end-of-text, a run for known prompts ("a photo of a {}.", ~10
+ * tokens) can be sized for them: activations scale with max_T. */
 void clip_vision_run_init(struct clip_vision_run *r, const struct clip_model *m, size_t max_B,
                           bool train);
 void clip_vision_run_free(struct clip_vision_run *r);
 void clip_text_run_init(struct clip_text_run *r, const struct clip_model *m, size_t max_B,
-                        bool train);
+                        size_t max_T, bool train);
 void clip_text_run_free(struct clip_text_run *r);
 
 /* image_embeds (B,D) = the vision tower on pixels (B,CH,H,W), normalised
@@ -368,8 +372,9 @@ size_t clip_text_eot(const struct clip_text_config *tc, const int32_t *ids, size
 
 /* text_embeds (n,D) = the text tower on ids (n,T) (T <= context; the
  * tokenizer's padded rows). The tower runs on the first Tc = max EOT + 1
- * positions only (r->cut; identical results). RL_ERR_ARG for an id outside
- * the vocabulary, a row without end-of-text, T > context or n too large. */
+ * positions only (r->cut; the same maths, equal to sgemm rounding).
+ * RL_ERR_ARG for an id outside the vocabulary, a row without end-of-text,
+ * T > context, Tc > r->max_T or n too large. */
 int clip_text_forward(struct clip_text_run *r, const struct clip_model *m,
                       struct clip_adapters *ca, const int32_t *ids, size_t n, size_t T,
                       float *text_embeds);

@@ -141,7 +141,7 @@ static void pipe_init(struct pipe *p, struct clip_model *m, struct clip_adapters
     p->pixels = pixels;
     p->ids = ids;
     clip_vision_run_init(&p->vr, m, B, true);
-    clip_text_run_init(&p->tr, m, B, true);
+    clip_text_run_init(&p->tr, m, B, 0, true);
     clip_head_init(&p->h, B, B, D);
     p->img = test_zeros(B * D);
     p->txt = test_zeros(B * D);
@@ -622,9 +622,9 @@ START_TEST(test_text_cut_identical)
     e_cut = test_zeros(n * D);
     e_full = test_zeros(n * D);
     e_inf = test_zeros(n * D);
-    clip_text_run_init(&cut, &m, n, true);
-    clip_text_run_init(&full, &m, n, true);
-    clip_text_run_init(&infer, &m, n, false);
+    clip_text_run_init(&cut, &m, n, 0, true);
+    clip_text_run_init(&full, &m, n, 0, true);
+    clip_text_run_init(&infer, &m, n, 0, false);
     full.cut = false;
     ck_assert_int_eq(clip_text_forward(&cut, &m, &ca, ids, n, ctx, e_cut), RL_OK);
     ck_assert_int_eq(clip_text_forward(&full, &m, &ca, ids, n, ctx, e_full), RL_OK);
@@ -643,6 +643,20 @@ START_TEST(test_text_cut_identical)
                                      1e-5, 1e-5), 0);
     ck_assert_msg(memcmp(e_cut, e_inf, n * D * sizeof(float)) == 0,
                   "training and inference runs differ");
+    /* a run sized for the prompts at hand: the same products, bit for bit */
+    {
+        struct clip_text_run small;
+
+        clip_text_run_init(&small, &m, n, 13, false);
+        ck_assert_int_eq(clip_text_forward(&small, &m, &ca, ids, n, ctx, e_inf), RL_OK);
+        ck_assert_msg(memcmp(e_cut, e_inf, n * D * sizeof(float)) == 0,
+                      "a run sized for 13 tokens differs");
+        clip_text_run_free(&small);
+        clip_text_run_init(&small, &m, n, 12, false);
+        ck_assert_int_eq(clip_text_forward(&small, &m, &ca, ids, n, ctx, e_inf), RL_ERR_ARG);
+        ck_assert_ptr_nonnull(strstr(rl_error_msg(), "holds 12"));
+        clip_text_run_free(&small);
+    }
 
     /* the adapter gradients agree too (the extra rows add zeros) */
     clip_adapters_zero_grad(&ca);
@@ -685,7 +699,7 @@ START_TEST(test_text_ids_checked)
     float e[3 * 8];
 
     tiny_model(&m, 1);
-    clip_text_run_init(&r, &m, 3, false);
+    clip_text_run_init(&r, &m, 3, 0, false);
     tiny_ids(ids);
     ids[5] = 20;                                      /* vocab is 20 */
     ck_assert_int_eq(clip_text_forward(&r, &m, NULL, ids, 3, 7, e), RL_ERR_ARG);
