@@ -28,6 +28,7 @@ int main(void)
         suite_analysis,
         suite_clip,
         suite_adapter_io,
+        suite_config,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

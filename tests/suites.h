@@ -22,5 +22,6 @@ Suite *suite_loader(void);
 Suite *suite_analysis(void);
 Suite *suite_clip(void);
 Suite *suite_adapter_io(void);
+Suite *suite_config(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */

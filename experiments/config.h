@@ -1,0 +1,271 @@
+/*
+ * config.h: experiment files (INI, read with libinih) turned into a sweep
+ * description and fully resolved per-run plans.
+ *
+ *     struct experiment e;
+ *     struct run_plan *plans;
+ *     size_t n;
+ *     const char *ov[] = { "train.lr.vera=1e-2" };          // -s overrides
+ *     if ((rc = experiment_load(&e, "experiments/quickstart.ini", ov, 1)))
+ *         ... rl_error_msg(): "FILE:LINE: section.key = 'value': expected ..."
+ *     if ((rc = experiment_expand(&e, my_shapes, &model, &plans, &n)))
+ *         ...                                               // budget matching needs shapes
+ *     for (size_t i = 0; i < n; i++) {
+ *         char *ini = run_plan_to_ini(&plans[i]);           // stored in the results file
+ *         ... run plans[i], file name plans[i].id ...
+ *         free(ini);
+ *     }
+ *     run_plans_free(plans, n);
+ *     experiment_free(&e);
+ *
+ * ---------------------------------------------------------------------------
+ * The file. Sections and keys, with their defaults ("-" = no default; see the
+ * README's "Experiment files" for the longer story). A value may continue on
+ * indented lines (joined with one space). Comments: lines starting with ';'
+ * or '#', and " ;" to the end of a line. Lists are comma-separated.
+ *
+ * [experiment]
+ *   name          experiment          [A-Za-z0-9._-], names the output folder
+ *   output        results/runs/NAME   folder for the run files and summary.tsv
+ *   description   (empty)             free text, copied into every run
+ * [model]
+ *   name          clip-tiny           a preset (clip-tiny, clip-vit-b-32,
+ *                                     clip-vit-b-16, clip-vit-l-14) or a Hugging
+ *                                     Face model directory (a path with a '/')
+ *   pretrain_dir  results/models/NAME where a preset is pretrained to / found
+ *   pretrain_data shapes              dataset spec of the contrastive corpus
+ *   pretrain_corpus 20000             items of the corpus used
+ *   pretrain_steps 2000               contrastive steps (presets only)
+ *   pretrain_batch 64
+ *   pretrain_lr   1e-3
+ *   pretrain_weight_decay 0.1
+ *   pretrain_warmup 100
+ *   pretrain_seed 0
+ * [data]
+ *   dataset       fashion-mnist       list of dataset specs (datasets/dataset.h);
+ *                                     more than one is a sweep axis
+ *   eval          -                   list (one per dataset) of eval specs;
+ *                                     absent: each dataset's :test split
+ *   image_size    0                   0: the model's; else resize to this
+ *   prompt        a photo of a {}.    the class prompt, exactly one "{}"
+ *   templates     prompt              prompt | dataset (eval with the dataset's
+ *                                     templates.txt ensemble when it has one)
+ *   augment       none                none | flip | crop_flip (random resized
+ *                                     crop, scale 0.5-1, and flip)
+ *   shots         -                   list of k (samples per class), axis
+ *   fractions     -                   list of fractions in (0, 1], axis; with
+ *                                     neither shots nor fractions: 1
+ *   sample_seed   run                 seed of the few-shot sampling; "run": the
+ *                                     run's seed
+ *   eval_limit    0                   evaluate on the first N items (0: all)
+ * [method]           (every key but `methods` takes a .METHOD suffix)
+ *   methods       lora                list of lora, vera, randlora, full, none
+ *   rank          -                   list of ranks, axis; absent: the method's
+ *                                     peft default (lora 8, vera 256, randlora 32)
+ *   budget        -                   list of trainable-parameter budgets, axis:
+ *                                     each picks the rank whose count is closest
+ *                                     (adapter_match_budget); not with `rank`
+ *   alpha         0                   0: the method's default (lora 8, randlora 20 r)
+ *   dropout       0                   in [0, 1)
+ *   rslora        false               LoRA: alpha / sqrt(r)
+ *   vera_d_init   0.1                 VeRA's initial lambda_d
+ *   profile       peft                peft | paper (RandLoRA's n, scaling, init)
+ *   basis         dense               dense | sparse | very_sparse
+ *   towers        vision, text        list of vision, text (both = the two)
+ *   layers        *                   * | N | A-B (inclusive, 0-based)
+ *   modules       q_proj, k_proj, v_proj, fc1, fc2
+ *                                     list of q_proj, k_proj, v_proj, out_proj,
+ *                                     fc1, fc2, or the groups attn, qkv, mlp, all
+ *   init_seed     run                 adapter seed (bases, inits); "run": the run's
+ * [train]            (every key takes a .METHOD suffix)
+ *   steps         1000                optimizer steps; not with `epochs`
+ *   epochs        -                   passes over the sampled training set
+ *   min_epoch_steps 10                with epochs: at least this many steps per
+ *                                     epoch (the paper's over-sampling)
+ *   batch         32                  micro-batch
+ *   accumulate    1                   micro-batches per optimizer step
+ *   lr            1e-3
+ *   weight_decay  0.01                AdamW, decoupled
+ *   beta1 0.9, beta2 0.999, eps 1e-8
+ *   warmup        0                   linear warmup steps
+ *   lr_min        0                   cosine floor; not with `lr_min_ratio`
+ *   lr_min_ratio  -                   cosine floor as a fraction of lr
+ *   clip          1.0                 max gradient norm, 0: no clipping
+ *   eval_every    0                   steps between evaluations (0: at the end)
+ *   checkpoint_every 0                steps between checkpoints (0: none)
+ *   seed          run                 data order, augmentation, dropout
+ * [sweep]
+ *   seeds         1                   list of run seeds, axis
+ *   jobs          1                   runs at once
+ * [run]              (written into results files; pins one resolved run)
+ *   id            -                   the run id
+ *   rank          -                   the rank a budget matched
+ *   trainable     -                   the trainable count
+ *
+ * Rules:
+ *   - an unknown section or key, a key given twice in a file, a bad value, an
+ *     empty list, a value listed twice, an unknown method (also in a suffix),
+ *     or a suffix on a key that takes none is RL_ERR_ARG with one line:
+ *         FILE:LINE: section.key = 'value': what was expected
+ *     ("-s:" instead of FILE:LINE for an override);
+ *   - `key.METHOD` overrides `key` for that method; of the exclusive pairs
+ *     (rank / budget, steps / epochs, lr_min / lr_min_ratio) the suffixed
+ *     one wins over a plain one, two at the same level are an error; a
+ *     suffix for a method not in `methods` is accepted and unused;
+ *   - overrides ("section.key[.METHOD]=value") are checked like file lines,
+ *     replace the file's value, and a later one replaces an earlier one.
+ *
+ * The grid, in this order (outermost first): datasets, methods (as listed),
+ * ranks or budgets (as listed; full and none: once), shots then fractions,
+ * seeds. Run ids: METHOD[-rR|-bB]-(sK|fF)-seedS, prefixed with the dataset's
+ * name when there are several datasets ("lora-r32-s4-seed1",
+ * "randlora-b50000-s16-seed2", "full-f0.5-seed1", "dtd-vera-r256-s1-seed1").
+ */
+#ifndef RANDLORA_EXPERIMENTS_CONFIG_H
+#define RANDLORA_EXPERIMENTS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "methods/adapter.h"
+
+/* towers (bit t) and modules (bit i = enum block_linear i: q_proj, k_proj,
+ * v_proj, out_proj, fc1, fc2) */
+#define EXP_TOWER_VISION 1u
+#define EXP_TOWER_TEXT   2u
+#define EXP_N_MODULES    6
+
+struct exp_targets {
+    unsigned towers;            /* EXP_TOWER_* bits                          */
+    size_t   layer_lo, layer_hi; /* inclusive; 0, SIZE_MAX: every layer      */
+    unsigned modules;           /* bit i: module i                           */
+};
+
+enum exp_templates { EXP_TEMPLATES_PROMPT = 0, EXP_TEMPLATES_DATASET };
+enum exp_augment   { EXP_AUGMENT_NONE = 0, EXP_AUGMENT_FLIP, EXP_AUGMENT_CROP_FLIP };
+
+/* [train], resolved for one method */
+struct exp_train {
+    size_t   steps;             /* > 0, or 0 when epochs is used             */
+    size_t   epochs;            /* > 0, or 0 when steps is used              */
+    size_t   min_epoch_steps;
+    size_t   batch, accumulate;
+    double   lr, weight_decay, beta1, beta2, eps;
+    size_t   warmup;
+    double   lr_min;            /* absolute (lr_min_ratio resolved)          */
+    double   clip;              /* 0: no clipping                            */
+    size_t   eval_every, checkpoint_every;
+    bool     seed_set;          /* false: the run's seed                     */
+    uint64_t seed;
+};
+
+struct exp_model {
+    char    *name;              /* preset name or directory                  */
+    bool     preset;
+    char    *pretrain_dir, *pretrain_data;
+    size_t   pretrain_corpus, pretrain_steps, pretrain_batch, pretrain_warmup;
+    double   pretrain_lr, pretrain_weight_decay;
+    uint64_t pretrain_seed;
+};
+
+/* one entry of method.methods with every per-method key resolved */
+struct exp_method {
+    const struct adapter_ops *ops;  /* ops->name is the method's name        */
+    bool     by_budget;         /* sizes are budgets (else ranks)            */
+    size_t  *sizes;             /* ranks or budgets; NULL for full and none  */
+    size_t   n_sizes;
+    struct adapter_cfg adapter; /* r = 0 and seed = 0 until a plan sets them */
+    const char *profile;        /* "peft" or "paper"                         */
+    struct exp_targets targets;
+    bool     init_seed_set;     /* false: the run's seed                     */
+    uint64_t init_seed;
+    struct exp_train train;
+};
+
+/* the sweep: a parsed, validated experiment file */
+struct experiment {
+    char    *source;            /* file name, or the `where` given           */
+    char    *name, *output, *description;
+    struct exp_model model;
+    char   **datasets, **evals; /* n_datasets each (evals resolved)          */
+    size_t   n_datasets;
+    size_t   image_size;        /* 0: the model's                            */
+    char    *prompt;
+    enum exp_templates templates;
+    enum exp_augment augment;
+    size_t  *shots;   size_t n_shots;
+    double  *fractions; size_t n_fractions;   /* [1.0] when neither given    */
+    bool     sample_seed_set;
+    uint64_t sample_seed;
+    size_t   eval_limit;
+    struct exp_method *methods; size_t n_methods;
+    uint64_t *seeds;  size_t n_seeds;
+    size_t   jobs;
+    char    *run_id;            /* [run] pins, or NULL / 0                   */
+    size_t   run_rank, run_trainable;
+};
+
+/* one fully resolved run; owns its strings */
+struct run_plan {
+    char    *id;                /* unique in its sweep, used for file names  */
+    size_t   index;             /* position in the grid                      */
+    char    *experiment, *output, *description;
+    struct exp_model model;
+    char    *dataset, *eval, *prompt;
+    size_t   image_size, eval_limit;
+    enum exp_templates templates;
+    enum exp_augment augment;
+    size_t   shots;             /* k per class, or 0 when fraction is used   */
+    double   fraction;          /* (0, 1] when shots == 0                    */
+    uint64_t seed, sample_seed;
+    const char *method;         /* registry name (static)                    */
+    struct adapter_cfg adapter; /* r resolved (budget matched), seed = init seed */
+    const char *profile;
+    size_t   budget;            /* the budget that chose r, or 0             */
+    size_t   n_trainable;       /* over the shapes, or 0 when not known      */
+    struct exp_targets targets;
+    struct exp_train train;     /* seed resolved                             */
+};
+
+/* The adapted layers' shapes for a plan (its model and targets), for budget
+ * matching and counts. Set *shapes (owned by ctx, valid until the next call)
+ * and *n; return RL_OK, or an rl_status with rl_error_set's message. */
+typedef int (*exp_shapes_fn)(void *ctx, const struct run_plan *plan,
+                             const struct adapter_shape **shapes, size_t *n);
+
+/* Read and validate an experiment file, then apply the overrides
+ * ("section.key[.METHOD]=value"). RL_ERR_IO when the file cannot be read,
+ * RL_ERR_ARG for anything in it (see above). On failure e is left freed. */
+int  experiment_load(struct experiment *e, const char *path,
+                     const char *const *overrides, size_t n_overrides);
+/* The same from text; `where` names it in messages (e.g. "quickstart.ini"). */
+int  experiment_parse(struct experiment *e, const char *text, const char *where,
+                      const char *const *overrides, size_t n_overrides);
+void experiment_free(struct experiment *e);   /* safe on a zeroed struct */
+
+/* runs in the grid */
+size_t experiment_n_runs(const struct experiment *e);
+
+/* The grid as plans, in the order above. `shapes` may be NULL when no method
+ * uses a budget (n_trainable is then 0); otherwise every plan is checked
+ * against its shapes (a rank a layer refuses is RL_ERR_ARG) and counted.
+ * RL_ERR_ARG when two runs would get the same id. */
+int  experiment_expand(const struct experiment *e, exp_shapes_fn shapes, void *ctx,
+                       struct run_plan **plans, size_t *n_plans);
+void run_plan_free(struct run_plan *p);
+void run_plans_free(struct run_plan *plans, size_t n);
+
+/* The plan as an experiment file of one run (malloc'd text, caller frees):
+ * every key explicit, [run] pinning id, matched rank and count. Parsing it
+ * and expanding (shapes not needed) gives the same plan. */
+char *run_plan_to_ini(const struct run_plan *p);
+
+/* The targets in clip_targets_parse syntax ("vision:*:q_proj,v_proj;text:..."). */
+int  exp_targets_spec(const struct exp_targets *t, char *buf, size_t size);
+
+/* Optimizer steps of a plan given the size of its sampled training set:
+ * train.steps, or epochs * max(min_epoch_steps, ceil(n / (batch * accumulate))). */
+size_t run_plan_total_steps(const struct run_plan *p, size_t n_train_items);
+
+#endif /* RANDLORA_EXPERIMENTS_CONFIG_H */
