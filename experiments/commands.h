@@ -7,6 +7,7 @@
 
 int cmd_demo(int argc, char **argv);
 int cmd_threads(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 int cmd_params(int argc, char **argv);
 
 #endif /* RANDLORA_EXPERIMENTS_COMMANDS_H */

@@ -19,6 +19,7 @@ struct command {
 static const struct command commands[] = {
     { "demo",    cmd_demo,    "train a small transformer classifier and print its loss curve" },
     { "threads", cmd_threads, "print the thread policy (OpenBLAS and OpenMP counts)" },
+    { "info",    cmd_info,    "summarise a results file (HDF5): method, curves, checkpoint, final metrics" },
     { "params",  cmd_params,  "trainable-parameter counts and budget matching for a method" },
 };
 

@@ -29,6 +29,7 @@ int main(void)
         suite_clip,
         suite_adapter_io,
         suite_config,
+        suite_store,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

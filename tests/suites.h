@@ -23,5 +23,6 @@ Suite *suite_analysis(void);
 Suite *suite_clip(void);
 Suite *suite_adapter_io(void);
 Suite *suite_config(void);
+Suite *suite_store(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */

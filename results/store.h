@@ -1,0 +1,295 @@
+/*
+ * store.h: the results file of one run (HDF5, schema_version 1).
+ *
+ * One file per run. Layout (little-endian file types; strings are
+ * variable-length UTF-8; "attr" = HDF5 attribute, everything else a dataset):
+ *
+ *   /                 attr schema_version (int64 = 1), harness_version,
+ *                     git_commit, created_utc ("2025-01-31T12:00:00Z"), host,
+ *                     threads, blas (strings)
+ *   /config           scalar string: the resolved run configuration (INI text)
+ *   /method           attr method, profile (strings), rank (int64), alpha
+ *                     (float64), n_trainable, n_frozen_shared (int64)
+ *   /data             attr spec (string), shots (int64, 0 when a fraction is
+ *                     used), fraction (float64, 0 when shots are used),
+ *                     sampling_seed (uint64)
+ *   /data/train_index int64[n]: the sampled training indices
+ *   /train/step       int64[rows]   } 1-D, chunked (1024), unlimited,
+ *   /train/{loss,lr,grad_norm,wall_s} float64[rows]  } appended live (SWMR);
+ *   /eval/step        int64[rows]   } fill values: step -1, floats NaN
+ *   /eval/{accuracy,loss} float64[rows]
+ *   /checkpoint/current     int64 scalar: slot (0 or 1) of the last complete
+ *                           checkpoint, -1 when none was written
+ *   /checkpoint/step        int64[2]          } one entry per slot
+ *   /checkpoint/train_rows  int64[2]          } rows of /train and /eval
+ *   /checkpoint/eval_rows   int64[2]          } valid at that checkpoint
+ *   /checkpoint/rng         uint64[2][6]      } xoshiro s[0..3], the Box-Muller
+ *                                               spare (double bits), has_spare
+ *   /checkpoint/{params,adam_m,adam_v} float32[2][n_trainable]
+ *   /final/{accuracy,loss,images_per_s} float64 scalars (NaN until written),
+ *   /final/peak_rss_bytes int64, /final/completed int64 (0, 1 once written)
+ *   /adapter/<layer>/<tensor>   float32 tensors       } written after training
+ *   /analysis/<layer>/<name>    tensors and scalars   } (phase 2, below)
+ *
+ * Life cycle of the writer (SWMR: single writer, many readers):
+ *
+ *   1. store_create: creates the file with H5F_LIBVER_LATEST and EVERY object
+ *      of phase 1 (all of the above except /adapter and /analysis contents),
+ *      writes the metadata, then calls H5Fstart_swmr_write. From here on no
+ *      group, dataset or attribute can be created (SWMR forbids it); only the
+ *      pre-created datasets are extended or overwritten.
+ *   2. store_append_train / store_append_eval / store_write_checkpoint /
+ *      store_write_final while training. Readers (store_open, `randlora info`,
+ *      plots) can open the file meanwhile and see the rows flushed so far.
+ *   3. store_finish: flushes, closes the SWMR writer and reopens the file
+ *      read-write in the ordinary mode, so /adapter and /analysis can be
+ *      created (store_write_tensor, store_write_scalar, store_attr_set_*).
+ *   4. store_close.
+ *
+ * Flushing and what an interruption leaves: store_append_train flushes the
+ * five /train datasets every `flush_every` appends (default 1: every row);
+ * store_append_eval, store_write_checkpoint and store_write_final flush every
+ * dataset. A flush is H5Dflush on each dataset (a few write(2) calls, tens of
+ * microseconds per row here), negligible against a training step; raise
+ * flush_every only for very fast steps. If the writer dies in phases 1-2 the
+ * file holds every flushed row and the last complete checkpoint; it opens with
+ * store_open (SWMR read) and continues with store_resume. (HDF5 1.10 marks
+ * such a file "open for write": h5dump refuses it until `h5clear -s FILE`;
+ * store_open and `randlora info` read it as is.) Phase 3 writes without SWMR
+ * protection; it is short, and the training results were closed before it.
+ *
+ * Checkpoints are double-buffered: store_write_checkpoint fills the slot that
+ * is not current, flushes, then flips /checkpoint/current and flushes again,
+ * so a writer killed half-way through a checkpoint leaves the previous one
+ * intact. The price is twice the checkpoint storage (3 * 2 * n_trainable
+ * floats). Only the death of the process is covered, not of the machine
+ * (there is no fsync).
+ *
+ * Resume: store_resume reopens a file whose writer is gone, truncates /train
+ * and /eval back to the rows recorded with the current checkpoint
+ * (H5Dset_extent), and restarts SWMR writing; the caller then reads the state
+ * with store_read_checkpoint and continues appending. Never resume a file
+ * whose writer is still running.
+ *
+ * Readers treat the file as hostile: a missing object, a wrong type class,
+ * rank or size, or a schema_version other than 1 gives RL_ERR_FORMAT with one
+ * line naming the file and the object. HDF5's own error printing is switched
+ * off (H5Eset_auto) by every entry point here; its innermost message is
+ * appended to ours where it helps.
+ *
+ * Ownership: the store owns its handles and copies what it needs from the
+ * arguments (strings, index arrays); data pointers are only read during the
+ * call. Functions named *_read_* with `**` outputs allocate with malloc and
+ * the caller frees (free(), or store_free_names for name lists); others fill
+ * caller-owned buffers of the size stated. Not thread-safe: one thread per
+ * store.
+ *
+ * Usage:
+ *
+ *     struct store_run_info info = { .harness_version = "0.1", .git_commit = commit,
+ *         .threads = "blas=2 omp=2", .blas = "openblas pthreads", .config_text = ini,
+ *         .method = "randlora", .rank = 6, .alpha = 1.0, .profile = "vision+text",
+ *         .n_trainable = n, .n_frozen_shared = nf, .data_spec = "fashion-mnist",
+ *         .shots = 4, .sampling_seed = 1, .train_index = idx, .n_train_index = n_idx };
+ *     struct store *st;
+ *     int rc = store_create(&st, "run.h5", &info);
+ *     if (rc != RL_OK) { fprintf(stderr, "randlora: %s\n", rl_error_msg()); return rc; }
+ *     for (step = 1; step <= steps; step++) {
+ *         ...
+ *         struct store_train_row row = { step, loss, lr, gnorm, wall };
+ *         rc = store_append_train(st, &row);
+ *         if (step % eval_every == 0) rc = store_append_eval(st, step, acc, eval_loss);
+ *         if (step % ckpt_every == 0) rc = store_write_checkpoint(st, step, p, m, v, &rng);
+ *     }
+ *     rc = store_write_final(st, &(struct store_final){ acc, loss, rss, ips });
+ *     rc = store_finish(st);
+ *     size_t dims[2] = { r, d };
+ *     rc = store_write_tensor(st, "/adapter/vision.0.q/lora_A", a, 2, dims);
+ *     store_close(st);
+ *
+ *     // a reader
+ *     struct store *rd;  int64_t *steps;  double *loss;  size_t n;
+ *     if (store_open(&rd, "run.h5") == RL_OK &&
+ *         store_read_curve(rd, "train", "loss", &steps, &loss, &n) == RL_OK) { ...; free(steps); free(loss); }
+ *     store_close(rd);
+ */
+#ifndef RANDLORA_RESULTS_STORE_H
+#define RANDLORA_RESULTS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/rng.h"
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_MAX_DIMS       8     /* rank limit of store_*_tensor */
+
+struct store;                      /* opaque */
+
+/* What store_create writes before training. NULL strings are stored as "". */
+struct store_run_info {
+    const char    *harness_version;
+    const char    *git_commit;
+    const char    *threads;          /* thread policy, e.g. threads_describe() */
+    const char    *blas;             /* BLAS library and mode                  */
+    const char    *config_text;      /* the resolved INI text                  */
+
+    const char    *method;           /* lora | vera | randlora | full | ...    */
+    int64_t        rank;
+    double         alpha;
+    const char    *profile;          /* settings / target profile string       */
+    size_t         n_trainable;      /* also the size of the checkpoint block  */
+    size_t         n_frozen_shared;
+
+    const char    *data_spec;
+    int64_t        shots;            /* 0 when `fraction` is used              */
+    double         fraction;         /* 0 when `shots` is used                 */
+    uint64_t       sampling_seed;
+    const int64_t *train_index;      /* n_train_index sampled indices          */
+    size_t         n_train_index;
+
+    size_t         flush_every;      /* flush /train every K appends; 0 = 1    */
+};
+
+struct store_train_row {
+    int64_t step;
+    double  loss, lr, grad_norm, wall_s;
+};
+
+struct store_final {
+    double  accuracy, loss;
+    int64_t peak_rss_bytes;
+    double  images_per_s;
+};
+
+/* What a checkpoint records besides the three float blocks and the RNG. */
+struct store_checkpoint_info {
+    int64_t step;
+    size_t  train_rows, eval_rows;   /* rows of /train and /eval it covers */
+};
+
+/* ---------------------------------------------------------------- writer */
+
+/* Create (truncating) `path` with the whole phase-1 layout, write `info`,
+ * start SWMR writing. *out is NULL on failure. RL_ERR_IO when the file cannot
+ * be created, RL_ERR_ARG for a bad `info`. */
+int store_create(struct store **out, const char *path, const struct store_run_info *info);
+
+/* Append one row to /train (all five datasets). */
+int store_append_train(struct store *s, const struct store_train_row *row);
+
+/* Append one row to /eval and flush everything. */
+int store_append_eval(struct store *s, int64_t step, double accuracy, double loss);
+
+/* Write a checkpoint into the free slot, then make it current (see above).
+ * params, m, v: n_trainable floats each (NULL allowed when n_trainable is 0).
+ * The rows covered are the rows appended so far. */
+int store_write_checkpoint(struct store *s, int64_t step, const float *params,
+                           const float *m, const float *v, const struct rng *rng);
+
+/* Write /final and set /final/completed = 1. */
+int store_write_final(struct store *s, const struct store_final *f);
+
+/* Flush every dataset now (also done by the calls above as documented). */
+int store_flush(struct store *s);
+
+/* Leave SWMR mode: close and reopen read-write without SWMR (phase 3). */
+int store_finish(struct store *s);
+
+/* Reopen the file of an interrupted writer (SWMR, phases 1-2) read-write,
+ * truncate /train and /eval to the current checkpoint's rows (to 0 rows when
+ * there is no checkpoint), and restart SWMR writing. The file's consistency
+ * flags left by the dead writer are cleared. RL_ERR_ARG when the run was
+ * already completed (/final/completed = 1). */
+int store_resume(struct store **out, const char *path);
+
+/* Close the file and free the store; NULL is a no-op. */
+void store_close(struct store *s);
+
+/* ---------------------------------------------------------------- readers */
+
+/* Open read-only, with SWMR read (so a file being written, or left by a
+ * writer that died, opens too), falling back to an ordinary read-only open.
+ * Checks schema_version and the phase-1 layout's types and ranks. RL_ERR_IO
+ * when the file cannot be opened, RL_ERR_FORMAT when it is not HDF5 or not a
+ * results file of this schema. */
+int store_open(struct store **out, const char *path);
+
+/* Open read-write without SWMR, for adding /analysis to a finished run. The
+ * file must have been closed cleanly. */
+int store_open_rw(struct store **out, const char *path);
+
+/* The file's path (owned by the store). */
+const char *store_path(const struct store *s);
+
+/* n_trainable from /method (the size of each checkpoint block). */
+size_t store_n_trainable(const struct store *s);
+
+/* Rows of /train and /eval now (readers refresh first, so a live file's
+ * latest flushed counts are returned). Either pointer may be NULL. */
+int store_rows(struct store *s, size_t *train_rows, size_t *eval_rows);
+
+/* One curve: /<group>/step and /<group>/<name> ("train", "loss"), both
+ * allocated (caller frees; NULL with *n = 0 when empty); steps may be NULL if
+ * not wanted. On a live file rows whose step still holds the fill value (-1)
+ * at the end are dropped, and n is the shorter of the two datasets. */
+int store_read_curve(struct store *s, const char *group, const char *name,
+                     int64_t **steps, double **values, size_t *n);
+
+/* The current checkpoint: RL_ERR_NA (with a message) when none was written.
+ * params, m, v: caller-owned, store_n_trainable(s) floats each, or NULL to
+ * skip; rng may be NULL. */
+int store_read_checkpoint(struct store *s, struct store_checkpoint_info *info,
+                          float *params, float *m, float *v, struct rng *rng);
+
+/* /final; *completed is 0 (fields NaN / 0) until store_write_final ran. */
+int store_read_final(struct store *s, struct store_final *f, int *completed);
+
+/* /config text (allocated, caller frees). */
+int store_read_config(struct store *s, char **text);
+
+/* /data/train_index (allocated, caller frees; NULL when empty). */
+int store_read_train_index(struct store *s, int64_t **index, size_t *n);
+
+/* Does the object (group or dataset) `path` exist? */
+bool store_has(struct store *s, const char *path);
+
+/* Names of the members of group `path` (e.g. "/adapter"), sorted by name;
+ * allocated, free with store_free_names. RL_ERR_FORMAT when `path` is not a
+ * group; a missing group gives RL_ERR_NA and an empty list. */
+int store_list(struct store *s, const char *path, char ***names, size_t *n);
+void store_free_names(char **names, size_t n);
+
+/* ------------------------------------------------- tensors and attributes */
+
+/* Write a float32 tensor at `path` (e.g. "/adapter/vision.0.q/lora_A"),
+ * creating missing groups and replacing an existing object of that name.
+ * 1 <= ndim <= STORE_MAX_DIMS; stored chunked + shuffle + deflate(4) from
+ * 16 KiB up. Not while the writer is in SWMR mode (RL_ERR_ARG). */
+int store_write_tensor(struct store *s, const char *path, const float *data,
+                       size_t ndim, const size_t *dims);
+
+/* Read a float32 tensor: *data allocated (caller frees), ndim and
+ * dims[STORE_MAX_DIMS] filled. RL_ERR_FORMAT unless the dataset is float32 of
+ * rank 1..STORE_MAX_DIMS. */
+int store_read_tensor(struct store *s, const char *path, float **data,
+                      size_t *ndim, size_t dims[STORE_MAX_DIMS]);
+
+/* Scalar datasets (float64 / int64), created like tensors. */
+int store_write_scalar(struct store *s, const char *path, double value);
+int store_write_scalar_i64(struct store *s, const char *path, int64_t value);
+int store_read_scalar(struct store *s, const char *path, double *value);
+int store_read_scalar_i64(struct store *s, const char *path, int64_t *value);
+
+/* Attributes of object `obj` ("/", "/method", ...). Setting replaces an
+ * existing attribute and is refused in SWMR mode. get_string allocates. */
+int store_attr_set_string(struct store *s, const char *obj, const char *name, const char *value);
+int store_attr_set_int64(struct store *s, const char *obj, const char *name, int64_t value);
+int store_attr_set_double(struct store *s, const char *obj, const char *name, double value);
+int store_attr_get_string(struct store *s, const char *obj, const char *name, char **value);
+int store_attr_get_int64(struct store *s, const char *obj, const char *name, int64_t *value);
+int store_attr_get_uint64(struct store *s, const char *obj, const char *name, uint64_t *value);
+int store_attr_get_double(struct store *s, const char *obj, const char *name, double *value);
+
+#endif /* RANDLORA_RESULTS_STORE_H */
