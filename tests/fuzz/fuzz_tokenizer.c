@@ -9,7 +9,9 @@
  *     printf 'a photo of a cat.' > build/fuzz/corpus_tok/seed
  *     clang -std=c11 -D_DEFAULT_SOURCE -g -O1 -I. \
  *         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
- *         tests/fuzz/fuzz_tokenizer.c models/tokenizer.c core/status.c core/alloc.c \
+ *         tests/fuzz/fuzz_tokenizer.c models/tokenizer.c models/tokenizer_tables.c \
+ *         models/tokenizer_text.c models/tokenizer_load.c models/tokenizer_encode.c \
+ *         core/status.c core/alloc.c \
  *         $(pkg-config --cflags --libs libcjson libpcre2-8) -o build/fuzz/fuzz_tokenizer
  *     build/fuzz/fuzz_tokenizer -max_total_time=60 -max_len=4096 build/fuzz/corpus_tok
  *
