@@ -9,5 +9,7 @@ int cmd_demo(int argc, char **argv);
 int cmd_threads(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_params(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_pretrain(int argc, char **argv);
 
 #endif /* RANDLORA_EXPERIMENTS_COMMANDS_H */

@@ -21,6 +21,8 @@ static const struct command commands[] = {
     { "threads", cmd_threads, "print the thread policy (OpenBLAS and OpenMP counts)" },
     { "info",    cmd_info,    "summarise a results file (HDF5): method, curves, checkpoint, final metrics" },
     { "params",  cmd_params,  "trainable-parameter counts and budget matching for a method" },
+    { "pretrain", cmd_pretrain, "pretrain clip-tiny contrastively on the shapes corpus (cached)" },
+    { "train",   cmd_train,   "one fine-tuning run of an experiment file into an HDF5 results file" },
 };
 
 static void usage(FILE *out)

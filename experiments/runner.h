@@ -86,6 +86,9 @@ struct runner_hooks {
     /* after micro-batch `micro` (0-based) of step `step` (1-based) computed
      * its mean loss; may change it (tests inject NaN) */
     void (*on_loss)(void *ctx, size_t step, size_t micro, double *loss);
+    /* the step's gradient (accumulated and averaged over its micro-batches,
+     * before clipping), n = n_trainable */
+    void (*on_grads)(void *ctx, size_t step, const float *grads, size_t n);
     /* after step `step` is complete: optimizer stepped, /train row appended,
      * eval and checkpoint done when due (tests interrupt the run here) */
     void (*on_step)(void *ctx, size_t step);
@@ -142,6 +145,9 @@ int runner_load_model(struct clip_model *m, const struct exp_model *model);
  * is clip-tiny's byte layout (vocab 258, bos 256, eos 257). Framed to the
  * model's context, padded with its pad_token_id, truncating. */
 int runner_load_tokenizer(struct tokenizer **out, const char *dir, const struct clip_config *cfg);
+
+/* mkdir -p: create dir and its missing parents (RL_ERR_IO naming it). */
+int runner_mkdir_p(const char *dir);
 
 /* Budget matching for experiment_expand: the adapted layers' shapes of a
  * plan from its model's config (preset, or DIR/config.json; no weights

@@ -1,0 +1,796 @@
+/*
+ * runner.c: one fine-tuning run (runner.h): the model, tokenizer, data and
+ * adapters of a plan, the results file, resume, the step loop, the final
+ * records. The step and the evaluation are in train_step.c.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/progress.h"
+#include "core/status.h"
+#include "core/threads.h"
+#include "core/timer.h"
+#include "datasets/fewshot.h"
+#include "experiments/runner_impl.h"
+#include "results/store.h"
+
+#define RUNNER_HARNESS_VERSION "randlora 0.1"
+#define BYTES_TOKENIZER_FILE   "tokenizer_bytes.json"
+#define EVAL_CACHE_MAX_BYTES   ((size_t)256 << 20)
+
+void runner_options_init(struct runner_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->verbosity = 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* model, tokenizer, shapes                                                  */
+
+const char *runner_model_dir(const struct exp_model *model)
+{
+    return model->preset ? model->pretrain_dir : model->name;
+}
+
+static bool file_exists(const char *dir, const char *name)
+{
+    char path[4096];
+    struct stat st;
+
+    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+        return false;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int runner_load_model(struct clip_model *m, const struct exp_model *model)
+{
+    const char *dir = runner_model_dir(model);
+
+    memset(m, 0, sizeof(*m));
+    if (model->preset && (!file_exists(dir, "config.json") ||
+                          !file_exists(dir, "model.safetensors")))
+        return rl_error_set(RL_ERR_ARG, "model %s is not pretrained yet: %s has no config.json "
+                            "+ model.safetensors (run `randlora pretrain -c FILE` with this "
+                            "experiment file first)", model->name, dir);
+    return clip_model_load(m, dir);
+}
+
+/* {"type": "bytes", "offset": 0, "sot": 256, "eot": 257} */
+static int load_bytes_spec(const char *dir, int32_t *offset, int32_t *sot, int32_t *eot)
+{
+    char path[4096];
+    FILE *fp;
+    char buf[4096];
+    size_t n;
+    cJSON *j, *it;
+    int rc = RL_OK;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, BYTES_TOKENIZER_FILE);
+    if (!(fp = fopen(path, "rb")))
+        return rl_error_set(RL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    n = fread(buf, 1, sizeof(buf) - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    if (!(j = cJSON_Parse(buf)))
+        return rl_error_set(RL_ERR_FORMAT, "%s: not JSON", path);
+    it = cJSON_GetObjectItemCaseSensitive(j, "type");
+    if (!cJSON_IsString(it) || strcmp(it->valuestring, "bytes"))
+        rc = rl_error_set(RL_ERR_FORMAT, "%s: \"type\" must be \"bytes\"", path);
+    const char *keys[3] = { "offset", "sot", "eot" };
+    int32_t *dst[3] = { offset, sot, eot };
+    for (int k = 0; k < 3 && rc == RL_OK; k++) {
+        it = cJSON_GetObjectItemCaseSensitive(j, keys[k]);
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 1e6 ||
+            it->valuedouble != (double)(int32_t)it->valuedouble)
+            rc = rl_error_set(RL_ERR_FORMAT, "%s: \"%s\" must be a whole number in [0, 1e6]",
+                              path, keys[k]);
+        else
+            *dst[k] = (int32_t)it->valuedouble;
+    }
+    cJSON_Delete(j);
+    if (rc == RL_OK && ((*sot >= *offset && *sot <= *offset + 255) ||
+                        (*eot >= *offset && *eot <= *offset + 255)))
+        rc = rl_error_set(RL_ERR_FORMAT, "%s: sot/eot inside the byte range [offset, offset+255]",
+                          path);
+    return rc;
+}
+
+int runner_load_tokenizer(struct tokenizer **out, const char *dir, const struct clip_config *cfg)
+{
+    const struct clip_text_config *tc = &cfg->text;
+    int32_t offset = 0, sot = 256, eot = 257;
+    int rc;
+
+    *out = NULL;
+    if ((file_exists(dir, "vocab.json") && file_exists(dir, "merges.txt")) ||
+        file_exists(dir, "tokenizer.json")) {
+        if ((rc = tok_load_dir(out, dir)) != RL_OK)
+            return rc;
+    } else {
+        if (file_exists(dir, BYTES_TOKENIZER_FILE)) {
+            if ((rc = load_bytes_spec(dir, &offset, &sot, &eot)) != RL_OK)
+                return rc;
+        } else if (!(tc->vocab_size == 258 && tc->bos_token_id == 256 &&
+                     tc->eos_token_id == 257)) {
+            return rl_error_set(RL_ERR_IO, "%s: no tokenizer (vocab.json + merges.txt, "
+                                "tokenizer.json or " BYTES_TOKENIZER_FILE ")", dir);
+        }
+        if ((size_t)offset + 256 > tc->vocab_size || (size_t)sot >= tc->vocab_size ||
+            (size_t)eot >= tc->vocab_size || eot != tc->eos_token_id)
+            return rl_error_set(RL_ERR_FORMAT, "%s: byte tokenizer (offset %d, sot %d, eot %d) "
+                                "does not fit the model (vocab %zu, eos %lld)", dir, (int)offset,
+                                (int)sot, (int)eot, tc->vocab_size, (long long)tc->eos_token_id);
+        *out = tok_new_bytes(offset, sot, eot);
+    }
+    rc = tok_set_frame(*out, (int)tc->context,
+                       tc->pad_token_id >= 0 ? (int32_t)tc->pad_token_id : 0, true);
+    if (rc != RL_OK) {
+        tok_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+size_t runner_target_shapes(const struct clip_config *cfg, const struct exp_targets *t,
+                            struct adapter_shape *out, size_t max)
+{
+    size_t n = 0;
+
+    for (int tw = 0; tw < 2; tw++) {
+        size_t L = tw == 0 ? cfg->vision.layers : cfg->text.layers;
+        size_t C = tw == 0 ? cfg->vision.hidden : cfg->text.hidden;
+        size_t F = tw == 0 ? cfg->vision.intermediate : cfg->text.intermediate;
+
+        if (!(t->towers & (1u << tw)))
+            continue;
+        for (size_t l = t->layer_lo; l < L && l <= t->layer_hi; l++)
+            for (int i = 0; i < BLOCK_NUM_LINEARS; i++) {
+                if (!((t->modules >> i) & 1u))
+                    continue;
+                if (out && n < max) {
+                    out[n].d_out = i == BLOCK_LIN_FC1 ? F : C;
+                    out[n].d_in = i == BLOCK_LIN_FC2 ? F : C;
+                }
+                n++;
+            }
+    }
+    return n;
+}
+
+static int plan_config(const struct exp_model *model, struct clip_config *cfg)
+{
+    char path[4096];
+
+    if (model->preset)
+        return clip_config_preset(cfg, model->name);
+    snprintf(path, sizeof(path), "%s/config.json", model->name);
+    return clip_config_load(cfg, path);
+}
+
+int runner_plan_shapes(void *ctx, const struct run_plan *plan, const struct adapter_shape **shapes,
+                       size_t *n)
+{
+    struct runner_shapes *s = ctx;
+    struct clip_config cfg;
+    int rc = plan_config(&plan->model, &cfg);
+    size_t k;
+
+    if (rc != RL_OK)
+        return rc;
+    k = runner_target_shapes(&cfg, &plan->targets, NULL, 0);
+    if (k > s->cap) {
+        free(s->shapes);
+        s->shapes = xmalloc_array(k, sizeof(*s->shapes));
+        s->cap = k;
+    }
+    s->n = runner_target_shapes(&cfg, &plan->targets, s->shapes, s->cap);
+    *shapes = s->shapes;
+    *n = s->n;
+    return RL_OK;
+}
+
+void runner_shapes_free(struct runner_shapes *s)
+{
+    free(s->shapes);
+    memset(s, 0, sizeof(*s));
+}
+
+int runner_mkdir_p(const char *dir)
+{
+    char path[4096];
+    size_t n = strlen(dir);
+
+    if (n == 0 || n >= sizeof(path))
+        return rl_error_set(RL_ERR_ARG, "bad directory name '%s'", dir);
+    memcpy(path, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (path[i] != '/' && path[i] != '\0')
+            continue;
+        char c = path[i];
+
+        path[i] = '\0';
+        if (mkdir(path, 0777) != 0 && errno != EEXIST)
+            return rl_error_set(RL_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        path[i] = c;
+    }
+    return RL_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* set-up                                                                    */
+
+/* template with the first "{}" replaced by name */
+static void fill_prompt(char *buf, size_t size, const char *tmpl, const char *name)
+{
+    const char *at = strstr(tmpl, "{}");
+
+    if (!at)
+        snprintf(buf, size, "%s", tmpl);
+    else
+        snprintf(buf, size, "%.*s%s%s", (int)(at - tmpl), tmpl, name, at + 2);
+}
+
+/* the prompts (M x K, class-major) into ids; the longest end-of-text + 1 */
+static int encode_prompts(const struct tokenizer *tok, char *const *names, size_t M,
+                          char *const *templates, size_t K, int32_t *ids, size_t ctx,
+                          size_t *max_T)
+{
+    char buf[2048];
+
+    for (size_t c = 0; c < M; c++)
+        for (size_t k = 0; k < K; k++) {
+            int eot = 0;
+            int rc;
+
+            fill_prompt(buf, sizeof(buf), templates[k], names[c]);
+            rc = tok_encode(tok, buf, ids + (c * K + k) * ctx, &eot);
+            if (rc != RL_OK)
+                return rc;
+            if ((size_t)eot + 1 > *max_T)
+                *max_T = (size_t)eot + 1;
+        }
+    return RL_OK;
+}
+
+static int open_loader(struct loader **L, const struct dataset *ds, const size_t *idx, size_t n,
+                       size_t B, size_t size, const struct run_plan *p, bool train)
+{
+    struct loader_config cfg;
+    size_t bytes;
+
+    loader_config_init(&cfg, (int)B, (int)size);
+    if (train) {
+        cfg.shuffle = 1;
+        cfg.repeat = 1;
+        cfg.seed = p->train.seed;
+        if (p->augment != EXP_AUGMENT_NONE) {
+            cfg.transform.augment = 1;
+            if (p->augment == EXP_AUGMENT_CROP_FLIP) {
+                cfg.transform.scale_lo = 0.5f;
+                cfg.transform.scale_hi = 1.0f;
+            } else {
+                cfg.transform.scale_lo = cfg.transform.scale_hi = 1.0f;
+                cfg.transform.ratio_lo = cfg.transform.ratio_hi = 1.0f;
+            }
+        }
+    } else if (size_mul_ok(n, 3 * size * size * sizeof(float), &bytes) &&
+               bytes <= EVAL_CACHE_MAX_BYTES) {
+        cfg.cache = 1;
+    }
+    return loader_open(L, ds, idx, n, &cfg);
+}
+
+static void git_commit(char *buf, size_t size)
+{
+    FILE *p = popen("git rev-parse --short=12 HEAD 2>/dev/null", "r");
+
+    snprintf(buf, size, "unknown");
+    if (p) {
+        if (fgets(buf, (int)size, p))
+            buf[strcspn(buf, "\r\n")] = '\0';
+        if (pclose(p) != 0 || !buf[0])
+            snprintf(buf, size, "unknown");
+    }
+}
+
+static int64_t peak_rss_bytes(void)
+{
+    struct rusage ru;
+
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return -1;
+    return (int64_t)ru.ru_maxrss * 1024;
+}
+
+static void state_free(struct run_state *s)
+{
+    loader_close(s->train_L);
+    loader_close(s->eval_L);
+    dataset_close(&s->train_ds);
+    dataset_close(&s->eval_ds);
+    adamw_free(&s->opt);
+    clip_head_free(&s->head);
+    if (s->vr.buf)
+        clip_vision_run_free(&s->vr);
+    if (s->tr.buf)
+        clip_text_run_free(&s->tr);
+    clip_adapters_free(&s->ca);
+    clip_model_free(&s->m);
+    free(s->train_ids);
+    free(s->eval_ids);
+    free(s->txt);
+    free(s->dtxt);
+    free(s->eval_txt);
+    free(s->class_feat);
+    free(s->img);
+    free(s->dimg);
+    free(s->train_idx);
+}
+
+/* everything a run needs before its first step */
+static int state_init(struct run_state *s, const struct run_plan *p)
+{
+    struct tokenizer *tok = NULL;
+    size_t size, max_T = 0, n_eval;
+    size_t *eval_idx = NULL;
+    int *labels = NULL;
+    char *const *templates;
+    char *one_template[1];
+    int rc;
+
+    s->plan = p;
+    s->trains = strcmp(p->method, "none") != 0;
+    s->B = p->train.batch;
+    s->accumulate = p->train.accumulate;
+    if (s->B == 0 || s->accumulate == 0)
+        return rl_error_set(RL_ERR_ARG, "%s: train.batch and train.accumulate must be > 0", p->id);
+
+    if ((rc = runner_load_model(&s->m, &p->model)) != RL_OK)
+        return rc;
+    size = s->m.cfg.vision.image_size;
+    if (p->image_size && p->image_size != size)
+        return rl_error_set(RL_ERR_ARG, "%s: data.image_size = %zu, but model %s takes %zux%zu "
+                            "images (set 0: the model's)", p->id, p->image_size, p->model.name,
+                            size, size);
+    s->D = s->m.cfg.projection_dim;
+    s->ctx = s->m.cfg.text.context;
+    s->scale = clip_logit_scale(&s->m);
+    if ((rc = runner_load_tokenizer(&tok, runner_model_dir(&p->model), &s->m.cfg)) != RL_OK)
+        return rc;
+
+    /* data */
+    if ((rc = dataset_open(&s->train_ds, p->dataset)) != RL_OK)
+        goto out;
+    if ((rc = dataset_open(&s->eval_ds, p->eval)) != RL_OK)
+        goto out;
+    if (s->train_ds.n_classes != s->eval_ds.n_classes) {
+        rc = rl_error_set(RL_ERR_ARG, "%s: %d classes, but the eval set %s has %d", p->dataset,
+                          s->train_ds.n_classes, p->eval, s->eval_ds.n_classes);
+        goto out;
+    }
+    s->M = (size_t)s->train_ds.n_classes;
+    labels = dataset_labels(&s->train_ds);
+    if (p->shots)
+        rc = fewshot_kshot(labels, s->train_ds.n, s->train_ds.n_classes,
+                           (const char *const *)s->train_ds.class_names, (int)p->shots,
+                           p->sample_seed, &s->train_idx, &s->n_train);
+    else
+        rc = fewshot_fraction(labels, s->train_ds.n, s->train_ds.n_classes, p->fraction,
+                              p->sample_seed, &s->train_idx, &s->n_train);
+    if (rc != RL_OK)
+        goto out;
+    if ((rc = open_loader(&s->train_L, &s->train_ds, s->train_idx, s->n_train, s->B, size, p,
+                          true)) != RL_OK)
+        goto out;
+    n_eval = p->eval_limit && p->eval_limit < s->eval_ds.n ? p->eval_limit : s->eval_ds.n;
+    eval_idx = xmalloc_array(n_eval ? n_eval : 1, sizeof(*eval_idx));
+    for (size_t i = 0; i < n_eval; i++)
+        eval_idx[i] = i;
+    if ((rc = open_loader(&s->eval_L, &s->eval_ds, eval_idx, n_eval, s->B, size, p, false)))
+        goto out;
+
+    /* prompts: one per class for training; the eval ensemble */
+    one_template[0] = p->prompt;
+    templates = one_template;
+    s->K = 1;
+    if (p->templates == EXP_TEMPLATES_DATASET && s->eval_ds.n_templates > 0) {
+        templates = s->eval_ds.templates;
+        s->K = (size_t)s->eval_ds.n_templates;
+    }
+    s->train_ids = xmalloc_array(s->M * s->ctx, sizeof(int32_t));
+    s->eval_ids = xmalloc_array(s->M * s->K * s->ctx, sizeof(int32_t));
+    if ((rc = encode_prompts(tok, s->train_ds.class_names, s->M, one_template, 1, s->train_ids,
+                             s->ctx, &max_T)) != RL_OK)
+        goto out;
+    if ((rc = encode_prompts(tok, s->train_ds.class_names, s->M, templates, s->K, s->eval_ids,
+                             s->ctx, &max_T)) != RL_OK)
+        goto out;
+
+    /* adapters */
+    if (s->trains) {
+        struct clip_target t = { p->targets.towers, p->targets.layer_lo, p->targets.layer_hi,
+                                 p->targets.modules };
+        struct adamw_cfg ac = { .lr = p->train.lr, .beta1 = p->train.beta1,
+                                .beta2 = p->train.beta2, .eps = p->train.eps,
+                                .weight_decay = p->train.weight_decay };
+
+        if ((rc = clip_adapters_init(&s->ca, &s->m, &p->adapter, &t, 1, s->B, s->M)) != RL_OK)
+            goto out;
+        for (size_t k = 0; k < s->ca.n_sites; k++) {
+            if (s->ca.sites[k].tower == CLIP_TOWER_VISION)
+                s->vision_adapted = true;
+            else
+                s->text_adapted = true;
+        }
+        if ((rc = adamw_init(&s->opt, &ac, s->ca.n_params)) != RL_OK)
+            goto out;
+    }
+    s->total_steps = s->trains ? run_plan_total_steps(p, s->n_train) : 0;
+    if (s->total_steps == SIZE_MAX) {
+        rc = rl_error_set(RL_ERR_ARG, "%s: the number of steps overflows", p->id);
+        goto out;
+    }
+    s->sched = (struct lr_cosine){ .lr_max = p->train.lr, .lr_min = p->train.lr_min,
+                                   .warmup = p->train.warmup, .total = s->total_steps };
+    if (s->sched.warmup > s->sched.total)
+        s->sched.warmup = s->sched.total;
+    s->dropout_seed = p->adapter.seed ^ 0xD50F0A7ull;
+    rng_init(&s->rng, p->seed);
+
+    /* activations and head buffers: all before the first step */
+    clip_vision_run_init(&s->vr, &s->m, s->B, s->vision_adapted);
+    clip_text_run_init(&s->tr, &s->m, s->M, max_T, s->text_adapted);
+    clip_head_init(&s->head, s->B, s->M, s->D);
+    s->txt = xcalloc(s->M * s->D, sizeof(float));
+    s->dtxt = xcalloc(s->M * s->D, sizeof(float));
+    s->eval_txt = xcalloc(s->M * s->K * s->D, sizeof(float));
+    s->class_feat = xcalloc(s->M * s->D, sizeof(float));
+    s->img = xcalloc(s->B * s->D, sizeof(float));
+    s->dimg = xcalloc(s->B * s->D, sizeof(float));
+out:
+    free(labels);
+    free(eval_idx);
+    tok_free(tok);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the results file                                                          */
+
+static size_t shared_count(struct run_state *s, struct adapter_tensor *t, size_t max)
+{
+    return s->trains ? adapter_method_tensors(&s->ca.method, t, max) : 0;
+}
+
+static int create_store(struct store **st, struct run_state *s, const char *path,
+                        const char *ini, size_t flush_every)
+{
+    const struct run_plan *p = s->plan;
+    struct adapter_tensor t[16];
+    size_t n_shared = 0, nt = shared_count(s, t, 16);
+    char threads[128], blas[64], commit[64];
+    int64_t *idx = xmalloc_array(s->n_train ? s->n_train : 1, sizeof(*idx));
+    struct thread_policy tp = threads_current();
+    int rc;
+
+    for (size_t i = 0; i < nt; i++)
+        n_shared += t[i].n;
+    for (size_t i = 0; i < s->n_train; i++)
+        idx[i] = (int64_t)s->train_idx[i];
+    threads_describe(threads, sizeof(threads));
+    snprintf(blas, sizeof(blas), "openblas %s", tp.blas_mode ? tp.blas_mode : "");
+    git_commit(commit, sizeof(commit));
+    struct store_run_info info = {
+        .harness_version = RUNNER_HARNESS_VERSION, .git_commit = commit, .threads = threads,
+        .blas = blas, .config_text = ini, .method = p->method,
+        .rank = (int64_t)(s->trains && (s->ca.method.ops->flags & ADAPTER_F_RANK) ? p->adapter.r : 0),
+        .alpha = s->trains ? s->ca.method.cfg.alpha : 0.0, .profile = p->profile,
+        .n_trainable = s->trains ? s->ca.n_params : 0, .n_frozen_shared = n_shared,
+        .data_spec = p->dataset, .shots = (int64_t)p->shots,
+        .fraction = p->shots ? 0.0 : p->fraction, .sampling_seed = p->sample_seed,
+        .train_index = idx, .n_train_index = s->n_train, .flush_every = flush_every,
+    };
+    rc = store_create(st, path, &info);
+    free(idx);
+    return rc;
+}
+
+/* phase 3: /adapter (runner.h) and the root attributes */
+static int write_adapter(struct store *st, struct run_state *s)
+{
+    struct adapter_tensor t[16];
+    char site[160], path[512];
+    int rc = RL_OK;
+
+    if (!s->trains)
+        return RL_OK;
+    for (size_t k = 0; k < s->ca.n_sites && rc == RL_OK; k++) {
+        struct adapter *a = &s->ca.adapters[k];
+        size_t nt = adapter_tensors(a, false, t, 16);
+
+        clip_site_name(&s->ca.sites[k], site, sizeof(site));
+        for (size_t i = 0; i < nt && rc == RL_OK; i++) {
+            snprintf(path, sizeof(path), "/adapter/%s/%s", site, t[i].name);
+            rc = store_write_tensor(st, path, t[i].data, (size_t)t[i].ndim, t[i].shape);
+        }
+        snprintf(path, sizeof(path), "/adapter/%s", site);
+        if (rc == RL_OK && nt)
+            rc = store_attr_set_int64(st, path, "d_out", (int64_t)a->d_out);
+        if (rc == RL_OK && nt)
+            rc = store_attr_set_int64(st, path, "d_in", (int64_t)a->d_in);
+    }
+    size_t ns = shared_count(s, t, 16);
+    for (size_t i = 0; i < ns && rc == RL_OK; i++) {
+        snprintf(path, sizeof(path), "/adapter/shared/%s", t[i].name);
+        rc = store_write_tensor(st, path, t[i].data, (size_t)t[i].ndim, t[i].shape);
+    }
+    if (rc == RL_OK)
+        rc = store_attr_set_string(st, "/adapter", "method", s->plan->method);
+    if (rc == RL_OK)
+        rc = store_attr_set_int64(st, "/adapter", "r",
+                                  (s->ca.method.ops->flags & ADAPTER_F_RANK)
+                                      ? (int64_t)s->plan->adapter.r : 0);
+    return rc;
+}
+
+/* what an earlier writer of path left: completed, config, last eval and wall */
+struct prior {
+    bool completed;
+    struct store_final fin;
+    double last_wall;
+    int64_t last_eval_step;
+    double last_acc, last_loss;
+};
+
+static int read_prior(const char *path, const char *ini, const char *id, struct prior *pr)
+{
+    struct store *rd = NULL;
+    struct store_checkpoint_info ci = { 0 };
+    char *text = NULL;
+    int completed = 0;
+    int64_t *steps = NULL;
+    double *vals = NULL, *loss = NULL;
+    size_t n = 0, rows_t = 0, rows_e = 0;
+    int rc;
+
+    memset(pr, 0, sizeof(*pr));
+    pr->last_eval_step = -1;
+    if ((rc = store_open(&rd, path)) != RL_OK)
+        return rc;
+    if ((rc = store_read_config(rd, &text)) != RL_OK)
+        goto out;
+    if (strcmp(text, ini) != 0) {
+        rc = rl_error_set(RL_ERR_ARG, "%s: holds a run with another configuration than %s's; "
+                          "remove it or run without --resume", path, id);
+        goto out;
+    }
+    if ((rc = store_read_final(rd, &pr->fin, &completed)) != RL_OK)
+        goto out;
+    pr->completed = completed != 0;
+    if (pr->completed)
+        goto out;
+    rc = store_read_checkpoint(rd, &ci, NULL, NULL, NULL, NULL);
+    if (rc == RL_ERR_NA) {
+        rc = RL_OK;                      /* no checkpoint: start over in this file */
+        rl_error_clear();
+        goto out;
+    }
+    if (rc != RL_OK)
+        goto out;
+    rows_t = ci.train_rows;
+    rows_e = ci.eval_rows;
+    if ((rc = store_read_curve(rd, "train", "wall_s", NULL, &vals, &n)) != RL_OK)
+        goto out;
+    if (rows_t && rows_t <= n)
+        pr->last_wall = vals[rows_t - 1];
+    free(vals);
+    vals = NULL;
+    if ((rc = store_read_curve(rd, "eval", "accuracy", &steps, &vals, &n)) != RL_OK)
+        goto out;
+    if ((rc = store_read_curve(rd, "eval", "loss", NULL, &loss, &n)) != RL_OK)
+        goto out;
+    if (rows_e && rows_e <= n) {
+        pr->last_eval_step = steps[rows_e - 1];
+        pr->last_acc = vals[rows_e - 1];
+        pr->last_loss = loss[rows_e - 1];
+    }
+out:
+    free(text);
+    free(steps);
+    free(vals);
+    free(loss);
+    store_close(rd);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the run                                                                   */
+
+int runner_run(const struct run_plan *plan, const char *out_path,
+               const struct runner_options *opt, struct runner_result *res)
+{
+    struct runner_options defaults;
+    struct runner_result local;
+    struct run_state s;
+    struct store *st = NULL;
+    struct prior pr = { .last_eval_step = -1 };
+    struct progress prog;
+    FILE *log;
+    char *ini = NULL;
+    char why[256] = "";
+    const double t0 = timer_now();
+    double t_train = 0.0, acc = NAN, eval_loss = NAN;
+    size_t start = 0, step;
+    int rc;
+
+    if (!opt) {
+        runner_options_init(&defaults);
+        opt = &defaults;
+    }
+    if (!res)
+        res = &local;
+    memset(res, 0, sizeof(*res));
+    res->accuracy = res->loss = NAN;
+    log = opt->log ? opt->log : stderr;
+    memset(&s, 0, sizeof(s));
+    s.hooks = opt->hooks;
+
+    if ((rc = state_init(&s, plan)) != RL_OK)
+        goto out;
+    res->n_trainable = s.trains ? s.ca.n_params : 0;
+    res->n_train_items = s.n_train;
+    {
+        struct adapter_tensor t[16];
+        size_t nt = shared_count(&s, t, 16);
+
+        for (size_t i = 0; i < nt; i++)
+            res->n_frozen_shared += t[i].n;
+    }
+    ini = run_plan_to_ini(plan);
+
+    /* the file: resume it, or create it */
+    if (opt->resume && access(out_path, F_OK) == 0) {
+        struct store_checkpoint_info ci;
+
+        if ((rc = read_prior(out_path, ini, plan->id, &pr)) != RL_OK)
+            goto out;
+        if (pr.completed) {
+            res->already_complete = true;
+            res->accuracy = pr.fin.accuracy;
+            res->loss = pr.fin.loss;
+            res->images_per_s = pr.fin.images_per_s;
+            res->peak_rss_bytes = pr.fin.peak_rss_bytes;
+            res->steps = s.total_steps;
+            goto out;
+        }
+        if ((rc = store_resume(&st, out_path)) != RL_OK)
+            goto out;
+        rc = store_read_checkpoint(st, &ci, s.trains ? s.ca.params : NULL,
+                                   s.trains ? s.opt.m : NULL, s.trains ? s.opt.v : NULL, &s.rng);
+        if (rc == RL_ERR_NA) {
+            rl_error_clear();
+            rc = RL_OK;
+            pr.last_eval_step = -1;
+            pr.last_wall = 0;
+        } else if (rc != RL_OK) {
+            goto out;
+        } else {
+            start = (size_t)ci.step;
+            s.opt.t = (uint64_t)start;
+        }
+        if (start > s.total_steps) {
+            rc = rl_error_set(RL_ERR_FORMAT, "%s: checkpoint at step %zu, but the run has %zu "
+                              "steps", out_path, start, s.total_steps);
+            goto out;
+        }
+        res->resumed_from = start;
+        if (opt->verbosity > 0 && start)
+            fprintf(log, "%s: resuming at step %zu of %zu\n", plan->id, start, s.total_steps);
+    } else if ((rc = create_store(&st, &s, out_path, ini, opt->flush_every)) != RL_OK) {
+        goto out;
+    }
+
+    if (opt->verbosity > 0)
+        fprintf(log, "%s: %s, %zu trainable, %zu train items (%zu classes), %zu steps of %zu x %zu\n",
+                plan->id, plan->method, res->n_trainable, s.n_train, s.M, s.total_steps, s.B,
+                s.accumulate);
+    progress_init(&prog, plan->id, s.total_steps, log);
+    if (s.total_steps > start && (rc = run_seek(&s, start + 1)) != RL_OK)
+        goto out;
+
+    for (step = start + 1; step <= s.total_steps; step++) {
+        double loss, gnorm, lr, ta = timer_now();
+        struct store_train_row row;
+
+        why[0] = '\0';
+        rc = run_step(&s, step, &loss, &gnorm, &lr, why, sizeof(why));
+        t_train += timer_now() - ta;
+        if (rc != RL_OK && !why[0])
+            goto out;                              /* loader / model error */
+        row = (struct store_train_row){ (int64_t)step, loss, lr, gnorm,
+                                        pr.last_wall + timer_now() - t0 };
+        int rc2 = store_append_train(st, &row);
+        if (why[0]) {
+            /* non-finite: record where and stop */
+            if (opt->verbosity > 0)
+                fprintf(log, "%s%s: stopped: %s\n", prog.is_tty ? "\n" : "", plan->id, why);
+            if (rc2 == RL_OK)
+                rc2 = store_finish(st);
+            if (rc2 == RL_OK)
+                rc2 = store_attr_set_string(st, "/", "stopped", why);
+            if (rc2 == RL_OK)
+                rc2 = store_attr_set_int64(st, "/", "stopped_step", (int64_t)step);
+            res->stopped = true;
+            res->steps = step - 1;
+            rc = rc2 != RL_OK ? rc2 : rl_error_set(RL_ERR, "%s: stopped: %s", plan->id, why);
+            goto out;
+        }
+        if ((rc = rc2) != RL_OK)
+            goto out;
+        if (plan->train.eval_every && step % plan->train.eval_every == 0) {
+            if ((rc = run_eval(&s, &acc, &eval_loss)) != RL_OK)
+                goto out;
+            if ((rc = store_append_eval(st, (int64_t)step, acc, eval_loss)) != RL_OK)
+                goto out;
+            pr.last_eval_step = (int64_t)step;
+            pr.last_acc = acc;
+            pr.last_loss = eval_loss;
+            if (opt->verbosity > 0)
+                fprintf(log, "%s%s: step %zu eval accuracy %.4f loss %.4f\n",
+                        prog.is_tty ? "\r\033[K" : "", plan->id, step, acc, eval_loss);
+        }
+        if (plan->train.checkpoint_every && step % plan->train.checkpoint_every == 0 &&
+            (rc = store_write_checkpoint(st, (int64_t)step, s.ca.params, s.opt.m, s.opt.v,
+                                         &s.rng)) != RL_OK)
+            goto out;
+        if (opt->verbosity > 0)
+            progress_update(&prog, step, loss, lr,
+                            t_train > 0 ? (double)s.images_seen / t_train : -1.0);
+        if (s.hooks && s.hooks->on_step)
+            s.hooks->on_step(s.hooks->ctx, step);
+    }
+    if (opt->verbosity > 0 && s.total_steps > start)
+        progress_finish(&prog);
+
+    /* the final evaluation (reused when the last step had one) */
+    if (pr.last_eval_step == (int64_t)s.total_steps) {
+        acc = pr.last_acc;
+        eval_loss = pr.last_loss;
+    } else {
+        if ((rc = run_eval(&s, &acc, &eval_loss)) != RL_OK)
+            goto out;
+        if ((rc = store_append_eval(st, (int64_t)s.total_steps, acc, eval_loss)) != RL_OK)
+            goto out;
+        if (opt->verbosity > 0)
+            fprintf(log, "%s: step %zu eval accuracy %.4f loss %.4f\n", plan->id,
+                    s.total_steps, acc, eval_loss);
+    }
+    res->accuracy = acc;
+    res->loss = eval_loss;
+    res->steps = s.total_steps;
+    res->images_per_s = t_train > 0 ? (double)s.images_seen / t_train : 0.0;
+    res->peak_rss_bytes = peak_rss_bytes();
+    rc = store_write_final(st, &(struct store_final){ acc, eval_loss, res->peak_rss_bytes,
+                                                      res->images_per_s });
+    if (rc == RL_OK)
+        rc = store_finish(st);
+    if (rc == RL_OK)
+        rc = write_adapter(st, &s);
+    if (rc == RL_OK)
+        rc = store_attr_set_int64(st, "/", "runner_steps", (int64_t)s.total_steps);
+
+out:
+    store_close(st);
+    res->seconds = timer_now() - t0;
+    free(ini);
+    state_free(&s);
+    return rc;
+}

@@ -1,0 +1,588 @@
+/*
+ * check_runner.c: the fine-tuning runner (experiments/runner.h), the
+ * pretraining of a byte-level CLIP (experiments/pretrain.h) and the train
+ * command's usage errors, on a tiny random CLIP saved to a temporary
+ * directory and the procedural shapes-count data.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/status.h"
+#include "experiments/commands.h"
+#include "experiments/config.h"
+#include "experiments/pretrain.h"
+#include "experiments/runner.h"
+#include "models/clip.h"
+#include "models/safetensors.h"
+#include "results/store.h"
+#include "suites.h"
+
+/* a CLIP with clip-tiny's byte vocabulary, 16x16 images, width 32, 2 layers */
+static void tiny_config(struct clip_config *c)
+{
+    ck_assert_int_eq(clip_config_preset(c, "clip-tiny"), RL_OK);
+    c->vision.image_size = 16;
+    c->vision.patch_size = 4;
+    c->vision.hidden = 32;
+    c->vision.layers = 2;
+    c->vision.heads = 2;
+    c->vision.intermediate = 64;
+    c->text.hidden = 32;
+    c->text.layers = 2;
+    c->text.heads = 2;
+    c->text.intermediate = 64;
+    c->projection_dim = 32;
+}
+
+struct tmp {
+    char dir[64];
+    char model[128];
+};
+
+static void tmp_setup(struct tmp *t, bool with_model)
+{
+    struct clip_config c;
+    struct clip_model m;
+
+    snprintf(t->dir, sizeof(t->dir), "/tmp/rl_runner_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(t->dir));
+    snprintf(t->model, sizeof(t->model), "%s/model", t->dir);
+    if (!with_model)
+        return;
+    tiny_config(&c);
+    ck_assert_int_eq(clip_model_init(&m, &c), RL_OK);
+    clip_model_init_random(&m, 7);
+    ck_assert_int_eq(clip_model_save(&m, t->model, ST_F32), RL_OK);
+    clip_model_free(&m);
+}
+
+static void tmp_cleanup(struct tmp *t)
+{
+    char cmd[160];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* the plan of a one-run experiment on the tiny model, with overrides */
+static void make_plan(struct run_plan **plans, struct experiment *e, const struct tmp *t,
+                      const char *const *ov, size_t n_ov)
+{
+    char text[2048];
+    size_t n = 0;
+
+    snprintf(text, sizeof(text),
+             "[experiment]\nname = t\noutput = %s\n"
+             "[model]\nname = %s\n"
+             "[data]\ndataset = shapes-count\neval = shapes-count:test\nprompt = {}\n"
+             "shots = 4\neval_limit = 48\n"
+             "[method]\nmethods = lora\nrank = 4\ntowers = vision, text\n"
+             "modules = q_proj, v_proj, fc1\n"
+             "[train]\nsteps = 6\nbatch = 12\nlr = 1e-2\nweight_decay = 0\neval_every = 3\n"
+             "checkpoint_every = 3\n"
+             "[sweep]\nseeds = 1\n", t->dir, t->model);
+    ck_assert_msg(experiment_parse(e, text, "test.ini", ov, n_ov) == RL_OK, "%s", rl_error_msg());
+    ck_assert_msg(experiment_expand(e, NULL, NULL, plans, &n) == RL_OK, "%s", rl_error_msg());
+    ck_assert_uint_eq(n, 1);
+}
+
+static int run_quiet(const struct run_plan *p, const char *path, const struct runner_hooks *h,
+                     bool resume, struct runner_result *res)
+{
+    struct runner_options o;
+
+    runner_options_init(&o);
+    o.verbosity = 0;
+    o.hooks = h;
+    o.resume = resume;
+    return runner_run(p, path, &o, res);
+}
+
+/* every /adapter tensor of a finished file, concatenated */
+static float *read_adapter(const char *path, size_t *n_out)
+{
+    struct store *s;
+    char **sites = NULL;
+    size_t n_sites = 0, total = 0;
+    float *all = NULL;
+
+    ck_assert_int_eq(store_open(&s, path), RL_OK);
+    ck_assert_int_eq(store_list(s, "/adapter", &sites, &n_sites), RL_OK);
+    ck_assert_uint_gt(n_sites, 0);
+    for (size_t i = 0; i < n_sites; i++) {
+        char grp[256], **names = NULL;
+        size_t nn = 0;
+
+        snprintf(grp, sizeof(grp), "/adapter/%s", sites[i]);
+        ck_assert_int_eq(store_list(s, grp, &names, &nn), RL_OK);
+        for (size_t k = 0; k < nn; k++) {
+            char tp[512];
+            float *d;
+            size_t nd, dims[STORE_MAX_DIMS], cnt = 1;
+
+            snprintf(tp, sizeof(tp), "%s/%s", grp, names[k]);
+            ck_assert_int_eq(store_read_tensor(s, tp, &d, &nd, dims), RL_OK);
+            for (size_t j = 0; j < nd; j++)
+                cnt *= dims[j];
+            all = realloc(all, (total + cnt) * sizeof(float));
+            memcpy(all + total, d, cnt * sizeof(float));
+            total += cnt;
+            free(d);
+        }
+        store_free_names(names, nn);
+    }
+    store_free_names(sites, n_sites);
+    store_close(s);
+    *n_out = total;
+    return all;
+}
+
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_run_file_schema)
+{
+    struct tmp t;
+    struct experiment e;
+    struct run_plan *plans;
+    struct runner_result res;
+    struct store *s;
+    struct store_final f;
+    int completed = 0;
+    char path[256], *cfg = NULL, *ini, *method = NULL;
+    int64_t *steps, *idx, d_out = 0, r = 0;
+    double *vals;
+    size_t n, n_idx;
+
+    tmp_setup(&t, true);
+    make_plan(&plans, &e, &t, NULL, 0);
+    snprintf(path, sizeof(path), "%s/run.h5", t.dir);
+    ck_assert_msg(run_quiet(&plans[0], path, NULL, false, &res) == RL_OK, "%s", rl_error_msg());
+    ck_assert(res.accuracy >= 0 && res.accuracy <= 1);
+    ck_assert_uint_eq(res.steps, 6);
+    ck_assert_uint_eq(res.n_train_items, 12);
+    ck_assert_uint_gt(res.n_trainable, 0);
+    ck_assert(res.images_per_s > 0);
+
+    ck_assert_int_eq(store_open(&s, path), RL_OK);
+    ck_assert_int_eq(store_read_config(s, &cfg), RL_OK);
+    ini = run_plan_to_ini(&plans[0]);
+    ck_assert_str_eq(cfg, ini);
+    ck_assert_uint_eq(store_n_trainable(s), res.n_trainable);
+    ck_assert_int_eq(store_read_curve(s, "train", "loss", &steps, &vals, &n), RL_OK);
+    ck_assert_uint_eq(n, 6);
+    ck_assert_int_eq(steps[0], 1);
+    ck_assert_int_eq(steps[5], 6);
+    for (size_t i = 0; i < n; i++)
+        ck_assert(isfinite(vals[i]) && vals[i] > 0);
+    free(steps);
+    free(vals);
+    ck_assert_int_eq(store_read_curve(s, "eval", "accuracy", &steps, &vals, &n), RL_OK);
+    ck_assert_uint_eq(n, 2);                        /* steps 3 and 6 */
+    ck_assert_int_eq(steps[0], 3);
+    ck_assert_int_eq(steps[1], 6);
+    ck_assert(vals[1] == res.accuracy);
+    free(steps);
+    free(vals);
+    ck_assert_int_eq(store_read_train_index(s, &idx, &n_idx), RL_OK);
+    ck_assert_uint_eq(n_idx, 12);
+    free(idx);
+    ck_assert_int_eq(store_read_final(s, &f, &completed), RL_OK);
+    ck_assert_int_eq(completed, 1);
+    ck_assert(f.accuracy == res.accuracy && f.peak_rss_bytes > 0 && f.images_per_s > 0);
+    ck_assert(store_has(s, "/adapter/vision_model.encoder.layers.0.self_attn.q_proj/lora_A.weight"));
+    ck_assert(store_has(s, "/adapter/text_model.encoder.layers.1.mlp.fc1/lora_B.weight"));
+    ck_assert_int_eq(store_attr_get_int64(s, "/adapter/text_model.encoder.layers.1.mlp.fc1",
+                                          "d_out", &d_out), RL_OK);
+    ck_assert_int_eq(d_out, 64);
+    ck_assert_int_eq(store_attr_get_string(s, "/adapter", "method", &method), RL_OK);
+    ck_assert_str_eq(method, "lora");
+    ck_assert_int_eq(store_attr_get_int64(s, "/adapter", "r", &r), RL_OK);
+    ck_assert_int_eq(r, 4);
+    ck_assert(!store_has(s, "/adapter/shared"));
+    store_close(s);
+    free(method);
+    free(cfg);
+    free(ini);
+    run_plans_free(plans, 1);
+    experiment_free(&e);
+    tmp_cleanup(&t);
+}
+END_TEST
+
+/* VeRA stores its shared A/B under /adapter/shared */
+START_TEST(test_run_shared_tensors)
+{
+    static const char *const ov[] = { "method.methods=vera", "method.rank=16", "train.steps=2" };
+    struct tmp t;
+    struct experiment e;
+    struct run_plan *plans;
+    struct runner_result res;
+    struct store *s;
+    char path[256];
+    int64_t nfs = 0;
+
+    tmp_setup(&t, true);
+    make_plan(&plans, &e, &t, ov, 3);
+    snprintf(path, sizeof(path), "%s/vera.h5", t.dir);
+    ck_assert_msg(run_quiet(&plans[0], path, NULL, false, &res) == RL_OK, "%s", rl_error_msg());
+    ck_assert_uint_gt(res.n_frozen_shared, 0);
+    ck_assert_int_eq(store_open(&s, path), RL_OK);
+    ck_assert(store_has(s, "/adapter/shared/vera_A"));
+    ck_assert(store_has(s, "/adapter/shared/vera_B"));
+    ck_assert(store_has(s, "/adapter/vision_model.encoder.layers.1.self_attn.v_proj/vera_lambda_b"));
+    ck_assert_int_eq(store_attr_get_int64(s, "/method", "n_frozen_shared", &nfs), RL_OK);
+    ck_assert_int_eq(nfs, (int64_t)res.n_frozen_shared);
+    store_close(s);
+    run_plans_free(plans, 1);
+    experiment_free(&e);
+    tmp_cleanup(&t);
+}
+END_TEST
+
+START_TEST(test_loss_falls)
+{
+    static const char *const ov[] = { "train.steps=30", "train.eval_every=0",
+                                      "train.checkpoint_every=0" };
+    struct tmp t;
+    struct experiment e;
+    struct run_plan *plans;
+    struct runner_result res;
+    struct store *s;
+    char path[256];
+    int64_t *steps;
+    double *loss, first, last;
+    size_t n;
+
+    tmp_setup(&t, true);
+    make_plan(&plans, &e, &t, ov, 3);
+    snprintf(path, sizeof(path), "%s/fall.h5", t.dir);
+    ck_assert_msg(run_quiet(&plans[0], path, NULL, false, &res) == RL_OK, "%s", rl_error_msg());
+    ck_assert_int_eq(store_open(&s, path), RL_OK);
+    ck_assert_int_eq(store_read_curve(s, "train", "loss", &steps, &loss, &n), RL_OK);
+    ck_assert_uint_eq(n, 30);
+    first = (loss[0] + loss[1] + loss[2]) / 3;
+    last = (loss[27] + loss[28] + loss[29]) / 3;
+    ck_assert_msg(last < 0.7 * first, "loss %.4f -> %.4f", first, last);
+    free(steps);
+    free(loss);
+    store_close(s);
+    run_plans_free(plans, 1);
+    experiment_free(&e);
+    tmp_cleanup(&t);
+}
+END_TEST
+
+static void exit_at_step(void *ctx, size_t step)
+{
+    if (step == *(size_t *)ctx)
+        _exit(0);
+}
+
+/* a run killed after step 7 (checkpoint at 6) and resumed ends with the
+ * adapter of an uninterrupted run, bit for bit; RandLoRA with dropout and
+ * augmentation, so the dropout streams and the data order must be restored */
+START_TEST(test_resume_exact)
+{
+    static const char *const ov[] = { "method.methods=randlora", "method.rank=8",
+                                      "method.dropout=0.1", "data.augment=crop_flip",
+                                      "train.steps=10", "train.batch=8", "train.accumulate=2",
+                                      "train.warmup=2" };
+    size_t kill_step = 7;
+    struct runner_hooks h = { .ctx = &kill_step, .on_step = exit_at_step };
+    struct tmp t;
+    struct experiment e;
+    struct run_plan *plans;
+    struct runner_result res;
+    char a[256], b[256];
+    float *pa, *pb;
+    size_t na, nb, n;
+    pid_t pid;
+    int status;
+    struct store *s;
+    int64_t *steps;
+    double *vals;
+
+    tmp_setup(&t, true);
+    make_plan(&plans, &e, &t, ov, 8);
+    snprintf(a, sizeof(a), "%s/interrupted.h5", t.dir);
+    snprintf(b, sizeof(b), "%s/straight.h5", t.dir);
+
+    /* the child dies at step 7 without closing anything */
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        run_quiet(&plans[0], a, &h, false, &res);
+        _exit(3);                                 /* not reached */
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    ck_assert_msg(run_quiet(&plans[0], a, NULL, true, &res) == RL_OK, "%s", rl_error_msg());
+    ck_assert_uint_eq(res.resumed_from, 6);
+    ck_assert_msg(run_quiet(&plans[0], b, NULL, false, &res) == RL_OK, "%s", rl_error_msg());
+
+    pa = read_adapter(a, &na);
+    pb = read_adapter(b, &nb);
+    ck_assert_uint_eq(na, nb);
+    ck_assert_uint_gt(na, res.n_trainable);        /* + the shared bases */
+    ck_assert_msg(memcmp(pa, pb, na * sizeof(float)) == 0, "resumed adapter differs");
+    free(pa);
+    free(pb);
+
+    /* the curves of the resumed file are whole: steps 1..10 once each */
+    ck_assert_int_eq(store_open(&s, a), RL_OK);
+    ck_assert_int_eq(store_read_curve(s, "train", "loss", &steps, &vals, &n), RL_OK);
+    ck_assert_uint_eq(n, 10);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(steps[i], (int64_t)i + 1);
+    free(steps);
+    free(vals);
+    store_close(s);
+
+    /* resuming a finished run does nothing and says so */
+    ck_assert_int_eq(run_quiet(&plans[0], a, NULL, true, &res), RL_OK);
+    ck_assert(res.already_complete);
+    run_plans_free(plans, 1);
+    experiment_free(&e);
+    tmp_cleanup(&t);
+}
+END_TEST
+
+START_TEST(test_none_eval_only)
+{
+    static const char *const ov[] = { "method.methods=none" };
+    struct tmp t;
+    struct experiment e;
+    struct run_plan *plans;
+    struct runner_result res;
+    struct store *s;
+    char path[256];
+    size_t tr = 9, er = 9;
+
+    tmp_setup(&t, true);
+    make_plan(&plans, &e, &t, ov, 1);
+    snprintf(path, sizeof(path), "%s/none.h5", t.dir);
+    ck_assert_msg(run_quiet(&plans[0], path, NULL, false, &res) == RL_OK, "%s", rl_error_msg());
+    ck_assert_uint_eq(res.n_trainable, 0);
+    ck_assert_uint_eq(res.steps, 0);
+    ck_assert(res.accuracy >= 0 && res.accuracy <= 1);
+    ck_assert_int_eq(store_open(&s, path), RL_OK);
+    ck_assert_int_eq(store_rows(s, &tr, &er), RL_OK);
+    ck_assert_uint_eq(tr, 0);
+    ck_assert_uint_eq(er, 1);
+    ck_assert(!store_has(s, "/adapter"));
+    store_close(s);
+    run_plans_free(plans, 1);
+    experiment_free(&e);
+    tmp_cleanup(&t);
+}
+END_TEST
+
+struct grab {
+    float *g;
+    size_t n;
+};
+
+static void grab_grads(void *ctx, size_t step, const float *g, size_t n)
+{
+    struct grab *gr = ctx;
+
+    if (step != 1)
+        return;
+    gr->g = malloc(n * sizeof(float));
+    memcpy(gr->g, g, n * sizeof(float));
+    gr->n = n;
+}
+
+/* 2 micro-batches of 6 = one batch of 12 (the same 12 items) */
+START_TEST(test_accumulation)
+{
+    static const char *const ov_a[] = { "train.steps=1", "train.batch=6", "train.accumulate=2",
+                                        "train.eval_every=0", "train.checkpoint_every=0" };
+    static const char *const ov_b[] = { "train.steps=1", "train.batch=12",
+                                        "train.eval_every=0", "train.checkpoint_every=0" };
+    struct grab ga = { 0 }, gb = { 0 };
+    struct runner_hooks ha = { .ctx = &ga, .on_grads = grab_grads };
+    struct runner_hooks hb = { .ctx = &gb, .on_grads = grab_grads };
+    struct tmp t;
+    struct experiment ea, eb;
+    struct run_plan *pa, *pb;
+    struct runner_result ra, rb;
+    char a[256], b[256];
+    double maxg = 0, maxd = 0;
+
+    tmp_setup(&t, true);
+    make_plan(&pa, &ea, &t, ov_a, 5);
+    make_plan(&pb, &eb, &t, ov_b, 4);
+    snprintf(a, sizeof(a), "%s/acc.h5", t.dir);
+    snprintf(b, sizeof(b), "%s/big.h5", t.dir);
+    ck_assert_msg(run_quiet(&pa[0], a, &ha, false, &ra) == RL_OK, "%s", rl_error_msg());
+    ck_assert_msg(run_quiet(&pb[0], b, &hb, false, &rb) == RL_OK, "%s", rl_error_msg());
+    ck_assert_uint_eq(ga.n, gb.n);
+    ck_assert_uint_gt(ga.n, 0);
+    for (size_t i = 0; i < ga.n; i++) {
+        double d = fabs((double)ga.g[i] - (double)gb.g[i]);
+
+        maxg = fmax(maxg, fabs((double)gb.g[i]));
+        maxd = fmax(maxd, d);
+    }
+    ck_assert(maxg > 0);
+    ck_assert_msg(maxd <= 1e-5 * maxg, "max |diff| %g, max |g| %g", maxd, maxg);
+    free(ga.g);
+    free(gb.g);
+    run_plans_free(pa, 1);
+    run_plans_free(pb, 1);
+    experiment_free(&ea);
+    experiment_free(&eb);
+    tmp_cleanup(&t);
+}
+END_TEST
+
+static void nan_at_3(void *ctx, size_t step, size_t micro, double *loss)
+{
+    (void)ctx;
+    if (step == 3 && micro == 0)
+        *loss = NAN;
+}
+
+START_TEST(test_nonfinite_stops)
+{
+    struct runner_hooks h = { .on_loss = nan_at_3 };
+    struct tmp t;
+    struct experiment e;
+    struct run_plan *plans;
+    struct runner_result res;
+    struct store *s;
+    struct store_final f;
+    char path[256], *why = NULL;
+    int completed = 1;
+    int64_t at = 0, *steps;
+    double *loss;
+    size_t n;
+
+    tmp_setup(&t, true);
+    make_plan(&plans, &e, &t, NULL, 0);
+    snprintf(path, sizeof(path), "%s/nan.h5", t.dir);
+    ck_assert_int_eq(run_quiet(&plans[0], path, &h, false, &res), RL_ERR);
+    ck_assert_ptr_nonnull(strstr(rl_error_msg(), "non-finite loss"));
+    ck_assert(res.stopped);
+    ck_assert_int_eq(store_open(&s, path), RL_OK);
+    ck_assert_int_eq(store_attr_get_string(s, "/", "stopped", &why), RL_OK);
+    ck_assert_ptr_nonnull(strstr(why, "non-finite loss (nan) at step 3"));
+    ck_assert_int_eq(store_attr_get_int64(s, "/", "stopped_step", &at), RL_OK);
+    ck_assert_int_eq(at, 3);
+    ck_assert_int_eq(store_read_final(s, &f, &completed), RL_OK);
+    ck_assert_int_eq(completed, 0);
+    ck_assert_int_eq(store_read_curve(s, "train", "loss", &steps, &loss, &n), RL_OK);
+    ck_assert_uint_eq(n, 3);
+    ck_assert(isnan(loss[2]));
+    free(steps);
+    free(loss);
+    free(why);
+    store_close(s);
+    run_plans_free(plans, 1);
+    experiment_free(&e);
+    tmp_cleanup(&t);
+}
+END_TEST
+
+START_TEST(test_pretrain_dir)
+{
+    struct tmp t;
+    struct clip_config c;
+    struct clip_model m;
+    struct tokenizer *tok = NULL;
+    char dir[160];
+    struct exp_model model = { .name = "clip-tiny", .preset = true, .pretrain_dir = dir,
+                               .pretrain_data = "shapes", .pretrain_corpus = 64,
+                               .pretrain_steps = 3, .pretrain_batch = 8, .pretrain_lr = 1e-3,
+                               .pretrain_weight_decay = 0.1, .pretrain_warmup = 1,
+                               .pretrain_seed = 5 };
+    struct pretrain_options o = { .cfg = &c, .verbosity = 0, .eval_items = 32 };
+    struct pretrain_result r;
+    double acc = -1;
+    static const char *const tmpl[] = { "{}" };
+
+    tmp_setup(&t, false);
+    tiny_config(&c);
+    snprintf(dir, sizeof(dir), "%s/pre/tiny", t.dir);
+
+    /* the runner refuses a preset that was not pretrained, naming the command */
+    ck_assert_int_eq(runner_load_model(&m, &model), RL_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(rl_error_msg(), "randlora pretrain"));
+
+    ck_assert_msg(pretrain_run(&model, &o, &r) == RL_OK, "%s", rl_error_msg());
+    ck_assert(!r.skipped);
+    ck_assert_uint_eq(r.steps, 3);
+    ck_assert(isfinite(r.final_loss) && r.retrieval_acc >= 0 && r.retrieval_acc <= 1);
+    ck_assert_int_eq(clip_model_load(&m, dir), RL_OK);
+    ck_assert_uint_eq(m.cfg.vision.hidden, 32);
+    ck_assert_int_eq(runner_load_tokenizer(&tok, dir, &m.cfg), RL_OK);
+    ck_assert_int_eq(tok_kind(tok), TOK_BYTES);
+    ck_assert_int_eq(tok_eot(tok), 257);
+    ck_assert_int_eq(pretrain_zeroshot(&m, tok, "shapes-count:test", tmpl, 1, 20, &acc), RL_OK);
+    ck_assert(acc >= 0 && acc <= 1);
+    tok_free(tok);
+    clip_model_free(&m);
+
+    /* a second call finds it; other settings train again */
+    ck_assert_int_eq(pretrain_run(&model, &o, &r), RL_OK);
+    ck_assert(r.skipped);
+    model.pretrain_steps = 2;
+    ck_assert_int_eq(pretrain_run(&model, &o, &r), RL_OK);
+    ck_assert(!r.skipped);
+    ck_assert_uint_eq(r.steps, 2);
+    tmp_cleanup(&t);
+}
+END_TEST
+
+/* bad usage and bad input: one line, exit 2 */
+START_TEST(test_cmd_train_usage)
+{
+    struct tmp t;
+    char ini[160];
+    FILE *fp;
+    char *no_c[] = { "train", NULL };
+    char *unknown[] = { "train", "--bogus", NULL };
+    char *several[] = { "train", "-q", "-c", ini, NULL };
+    char *no_run[] = { "train", "-q", "-c", ini, "--run", "nope", NULL };
+    char *bad_key[] = { "train", "-q", "-c", ini, "-s", "train.nope=1", NULL };
+
+    tmp_setup(&t, true);
+    snprintf(ini, sizeof(ini), "%s/x.ini", t.dir);
+    fp = fopen(ini, "w");
+    ck_assert_ptr_nonnull(fp);
+    fprintf(fp, "[model]\nname = %s/model\n[data]\ndataset = shapes-count\nshots = 1, 2\n", t.dir);
+    fclose(fp);
+    ck_assert_int_eq(cmd_train(1, no_c), 2);
+    ck_assert_int_eq(cmd_train(2, unknown), 2);
+    ck_assert_int_eq(cmd_train(4, several), 2);
+    ck_assert_int_eq(cmd_train(6, no_run), 2);
+    ck_assert_int_eq(cmd_train(6, bad_key), 2);
+    tmp_cleanup(&t);
+}
+END_TEST
+
+Suite *suite_runner(void)
+{
+    Suite *s = suite_create("runner");
+    TCase *tc = tcase_create("runner");
+
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_run_file_schema);
+    tcase_add_test(tc, test_run_shared_tensors);
+    tcase_add_test(tc, test_loss_falls);
+    tcase_add_test(tc, test_resume_exact);
+    tcase_add_test(tc, test_none_eval_only);
+    tcase_add_test(tc, test_accumulation);
+    tcase_add_test(tc, test_nonfinite_stops);
+    tcase_add_test(tc, test_pretrain_dir);
+    tcase_add_test(tc, test_cmd_train_usage);
+    suite_add_tcase(s, tc);
+    return s;
+}
