@@ -2,34 +2,69 @@
  * cmd_info.c: `randlora info FILE`: what a file holds.
  *
  * The file's kind is sniffed from its bytes (sniff()), then one printer per
- * kind runs: today HDF5 results files (info_results); another format is one
- * more enum value, one more test in sniff() and one more case in cmd_info.
+ * kind runs: HDF5 results files (info_results), safetensors files
+ * (info_safetensors: every tensor's name, dtype and shape, the count, the
+ * total number of elements by dtype, __metadata__) and Hugging Face-style
+ * model directories (info_model_dir: the config.json summary, whether each
+ * tensor the config needs is in model.safetensors with its shape, the
+ * tokenizer and preprocessor files, then the safetensors listing). Another
+ * format is one more enum value, one more test in sniff() and one more case
+ * in cmd_info.
  * Exit status: 0 printed, 2 missing, unreadable or malformed file or bad
  * usage, 1 other failures.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "core/alloc.h"
 #include "core/status.h"
 #include "experiments/commands.h"
+#include "models/clip.h"
+#include "models/safetensors.h"
 #include "results/store.h"
 
-enum file_kind { KIND_UNKNOWN, KIND_HDF5 };
+enum file_kind { KIND_UNKNOWN, KIND_HDF5, KIND_SAFETENSORS, KIND_MODEL_DIR };
 
-/* The HDF5 signature sits at offset 0 or, after a user block, at 512, 1024,
- * 2048, ... bytes. */
+static bool has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* A directory is a model directory. The HDF5 signature sits at offset 0 or,
+ * after a user block, at 512, 1024, 2048, ... bytes. safetensors has no
+ * signature: a name ending in .safetensors, or a header that starts with
+ * '{' after its 8-byte length, says so (a malformed one then gets the
+ * safetensors reader's error, not "unknown kind"). */
 static int sniff(const char *path, enum file_kind *kind)
 {
     static const unsigned char hdf5_sig[8] = { 0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n' };
-    unsigned char buf[8];
-    FILE *fp = fopen(path, "rb");
+    unsigned char buf[9];
+    struct stat sb;
+    FILE *fp;
 
     *kind = KIND_UNKNOWN;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        *kind = KIND_MODEL_DIR;
+        return RL_OK;
+    }
+    fp = fopen(path, "rb");
     if (!fp)
         return rl_error_set(RL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (has_suffix(path, ".safetensors") ||
+        (fread(buf, 1, 9, fp) == 9 && buf[8] == '{' && memcmp(buf, hdf5_sig, 8) != 0)) {
+        fclose(fp);
+        *kind = KIND_SAFETENSORS;
+        return RL_OK;
+    }
     for (long off = 0; off <= (1L << 30); off = off ? 2 * off : 512) {
         if (fseek(fp, off, SEEK_SET) != 0 || fread(buf, 1, 8, fp) != 8)
             break;
@@ -175,15 +210,189 @@ done:
     return rc;
 }
 
+/* "[768, 3, 32, 32]" */
+static const char *shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
+{
+    size_t n = (size_t)snprintf(buf, cap, "[");
+
+    for (int d = 0; d < ndim && n < cap; d++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%" PRId64, d ? ", " : "", shape[d]);
+    if (n < cap)
+        snprintf(buf + n, cap - n, "]");
+    return buf;
+}
+
+/* 151277313 -> "151,277,313" */
+static const char *grouped(char *buf, size_t cap, size_t v)
+{
+    char digits[32];
+    size_t nd = (size_t)snprintf(digits, sizeof digits, "%zu", v), o = 0;
+
+    for (size_t i = 0; i < nd && o + 2 < cap; i++) {
+        if (i && (nd - i) % 3 == 0)
+            buf[o++] = ',';
+        buf[o++] = digits[i];
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+static int info_safetensors(const char *path)
+{
+    struct st_file *f = NULL;
+    size_t by_dtype[ST_DTYPE_COUNT] = { 0 }, total = 0, bytes = 0, width = 4;
+    char g[32], sh[160];
+    int rc = st_open(&f, path);
+
+    if (rc != RL_OK)
+        return rc;
+    for (size_t i = 0; i < st_count(f); i++) {
+        const struct st_info *t = st_info_at(f, i);
+
+        by_dtype[t->dtype] += t->numel;
+        total += t->numel;
+        bytes += t->nbytes;
+        if (strlen(t->name) > width)
+            width = strlen(t->name);
+    }
+    if (width > 120)
+        width = 120;
+    printf("%-12s %s\n", "file", path);
+    printf("%-12s safetensors\n", "kind");
+    printf("%-12s %zu\n", "tensors", st_count(f));
+    printf("%-12s %s", "parameters", grouped(g, sizeof g, total));
+    for (int d = 0, first = 1; d < ST_DTYPE_COUNT; d++)
+        if (by_dtype[d]) {
+            printf("%s%s %s", first ? " (" : ", ", st_dtype_name((enum st_dtype)d),
+                   grouped(g, sizeof g, by_dtype[d]));
+            first = 0;
+        }
+    printf("%s\n", total ? ")" : "");
+    printf("%-12s %s bytes\n", "data", grouped(g, sizeof g, bytes));
+    if (st_metadata_count(f) == 0)
+        printf("%-12s none\n", "metadata");
+    for (size_t i = 0; i < st_metadata_count(f); i++) {
+        const char *k, *v;
+
+        st_metadata_at(f, i, &k, &v);
+        printf("%-12s %s = %s\n", i ? "" : "metadata", k, v);
+    }
+    printf("\n  %-*s %-8s %s\n", (int)width, "NAME", "DTYPE", "SHAPE");
+    for (size_t i = 0; i < st_count(f); i++) {
+        const struct st_info *t = st_info_at(f, i);
+
+        printf("  %-*s %-8s %s\n", (int)width, t->name, st_dtype_name(t->dtype),
+               shape_str(sh, sizeof sh, t->ndim, t->shape));
+    }
+    st_close(f);
+    return RL_OK;
+}
+
+static const char *act_str(enum block_act a)
+{
+    return a == BLOCK_ACT_QUICK_GELU ? "quick_gelu" : "gelu";
+}
+
+/* config.json summary; model.safetensors checked against the tensor table
+ * (without reading the weights), the tokenizer and preprocessor files; then
+ * the safetensors listing */
+static int info_model_dir(const char *dir)
+{
+    static const char *const extra[] = { "vocab.json", "merges.txt", "tokenizer.json",
+                                         "preprocessor_config.json" };
+    size_t nd = strlen(dir) + 32;
+    char *cpath = xmalloc(nd), *wpath = xmalloc(nd), g[32], want[160], got[160];
+    struct clip_config c;
+    struct clip_model m;
+    struct st_file *f = NULL;
+    size_t present = 0;
+    int rc;
+
+    memset(&m, 0, sizeof(m));
+    snprintf(cpath, nd, "%s/config.json", dir);
+    snprintf(wpath, nd, "%s/model.safetensors", dir);
+    if ((rc = clip_config_load(&c, cpath)) || (rc = clip_model_init(&m, &c)) ||
+        (rc = st_open(&f, wpath)))
+        goto out;
+    printf("%-12s %s\n", "model", dir);
+    printf("%-12s CLIP, projection %zu, %s parameters\n", "config", c.projection_dim,
+           grouped(g, sizeof g, clip_config_n_params(&c)));
+    printf("%-12s image %zu, patch %zu (%zu tokens), width %zu, %zu layers, %zu heads, "
+           "MLP %zu, %s\n", "vision", c.vision.image_size, c.vision.patch_size,
+           clip_vision_tokens(&c.vision), c.vision.hidden, c.vision.layers, c.vision.heads,
+           c.vision.intermediate, act_str(c.vision.act));
+    printf("%-12s vocab %zu, context %zu, width %zu, %zu layers, %zu heads, MLP %zu, %s, "
+           "eos %lld\n", "text", c.text.vocab_size, c.text.context, c.text.hidden,
+           c.text.layers, c.text.heads, c.text.intermediate, act_str(c.text.act),
+           (long long)c.text.eos_token_id);
+    /* every table tensor present with its shape (logit_scale: () or (1)) */
+    for (size_t i = 0; i < m.n_tensors; i++) {
+        const struct clip_tensor *t = &m.tensors[i];
+        const struct st_info *si = st_find(f, t->name);
+        bool ok = si && si->ndim == t->ndim;
+
+        for (int d = 0; ok && d < t->ndim; d++)
+            ok = si->shape[d] == t->shape[d];
+        if (si && t->ndim == 0 && si->ndim == 1 && si->shape[0] == 1)
+            ok = true;
+        if (ok && (si->dtype == ST_F8_E5M2 || si->dtype == ST_F8_E4M3 ||
+                   si->dtype == ST_F8_E8M0 || si->dtype == ST_F8_E4M3FNUZ ||
+                   si->dtype == ST_F8_E5M2FNUZ || si->dtype == ST_C64)) {
+            rc = rl_error_set(RL_ERR_FORMAT, "%s: tensor '%s' is %s, which the loader cannot "
+                              "convert (F32, F16, BF16 are the weight dtypes)", wpath, t->name,
+                              st_dtype_name(si->dtype));
+            goto out;
+        }
+        if (!si) {
+            rc = rl_error_set(RL_ERR_FORMAT, "%s: tensor '%s' is missing (config.json needs "
+                              "%zu tensors)", wpath, t->name, m.n_tensors);
+            goto out;
+        }
+        if (!ok) {
+            rc = rl_error_set(RL_ERR_FORMAT, "%s: tensor '%s' has shape %s, config.json says %s",
+                              wpath, t->name, shape_str(got, sizeof got, si->ndim, si->shape),
+                              shape_str(want, sizeof want, t->ndim, t->shape));
+            goto out;
+        }
+        present++;
+    }
+    printf("%-12s all %zu tensors of the config present with their shapes; %zu other key%s "
+           "ignored\n", "weights", present, st_count(f) - present,
+           st_count(f) - present == 1 ? "" : "s");
+    printf("%-12s", "files");
+    for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++) {
+        char *p = xmalloc(strlen(dir) + strlen(extra[i]) + 2);
+
+        sprintf(p, "%s/%s", dir, extra[i]);
+        printf(" %s %s%s", extra[i], access(p, R_OK) == 0 ? "yes" : "no",
+               i + 1 < sizeof(extra) / sizeof(extra[0]) ? "," : "\n");
+        free(p);
+    }
+    printf("\n");
+    st_close(f);
+    f = NULL;
+    rc = info_safetensors(wpath);
+out:
+    st_close(f);
+    clip_model_free(&m);
+    free(cpath);
+    free(wpath);
+    return rc;
+}
+
 int cmd_info(int argc, char **argv)
 {
     enum file_kind kind;
     int rc;
 
     if (argc == 2 && !strcmp(argv[1], "--help")) {
-        printf("usage: randlora info FILE\n"
+        printf("usage: randlora info FILE|MODEL_DIR\n"
                "Summarise a results file (HDF5): method, counts, steps trained, last loss,\n"
-               "final accuracy, checkpoint, groups present.\n");
+               "final accuracy, checkpoint, groups present.\n"
+               "List a safetensors file: every tensor's name, dtype and shape, the count,\n"
+               "the total number of parameters and __metadata__.\n"
+               "A model directory (config.json + model.safetensors): the config summary,\n"
+               "a check of the weights against it, then the safetensors listing.\n");
         return 0;
     }
     if (argc != 2 || argv[1][0] == '-') {
@@ -199,8 +408,15 @@ int cmd_info(int argc, char **argv)
     case KIND_HDF5:
         rc = info_results(path);
         break;
+    case KIND_SAFETENSORS:
+        rc = info_safetensors(path);
+        break;
+    case KIND_MODEL_DIR:
+        rc = info_model_dir(path);
+        break;
     default:
-        rc = rl_error_set(RL_ERR_FORMAT, "%s: not an HDF5 file (info reads HDF5 results files)", path);
+        rc = rl_error_set(RL_ERR_FORMAT, "%s: not an HDF5 file nor a safetensors file (info reads "
+                          "HDF5 results files, safetensors files and model directories)", path);
         break;
     }
     if (rc != RL_OK) {

@@ -11,5 +11,7 @@ int cmd_info(int argc, char **argv);
 int cmd_params(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
+int cmd_encode(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 
 #endif /* RANDLORA_EXPERIMENTS_COMMANDS_H */

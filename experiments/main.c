@@ -23,6 +23,8 @@ static const struct command commands[] = {
     { "params",  cmd_params,  "trainable-parameter counts and budget matching for a method" },
     { "pretrain", cmd_pretrain, "pretrain clip-tiny contrastively on the shapes corpus (cached)" },
     { "train",   cmd_train,   "one fine-tuning run of an experiment file into an HDF5 results file" },
+    { "encode",  cmd_encode,  "image or caption embeddings from a model directory into an HDF5 file" },
+    { "merge",   cmd_merge,   "merge a peft-format adapter into a model and save a full model directory" },
 };
 
 static void usage(FILE *out)

@@ -30,6 +30,7 @@ int main(void)
         suite_adapter_io,
         suite_config,
         suite_store,
+        suite_encode,
         suite_runner,
     };
     SRunner *sr = srunner_create(NULL);

@@ -24,6 +24,7 @@ Suite *suite_clip(void);
 Suite *suite_adapter_io(void);
 Suite *suite_config(void);
 Suite *suite_store(void);
+Suite *suite_encode(void);
 Suite *suite_runner(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */

@@ -1,0 +1,382 @@
+/*
+ * cmd_merge.c: `randlora merge`: a peft-format adapter merged into a model,
+ * saved as a full model directory.
+ *
+ *     randlora merge --model DIR --adapter ADAPTER_DIR -o OUT_DIR [--dtype F32|F16|BF16]
+ *
+ * 1. the model: DIR/config.json + DIR/model.safetensors (clip_model_load);
+ * 2. the adapter: ADAPTER_DIR/adapter_config.json (method, rank, scaling:
+ *    adapter_io_read_config) and ADAPTER_DIR/adapter_model.safetensors. The
+ *    adapted layers are the modules its keys name,
+ *        base_model.model.<module>.<tensor>   e.g.
+ *        base_model.model.vision_model.encoder.layers.3.self_attn.q_proj.lora_A.weight
+ *    where <module> is a linear of the model by its Hugging Face name
+ *    ({vision,text}_model.encoder.layers.L.{self_attn.{q,k,v,out}_proj,
+ *    mlp.fc1, mlp.fc2}); a key naming anything else is an error listing what
+ *    exists. (target_modules in the config is not needed: the weights say
+ *    which modules were adapted, whatever pattern produced them.) Adapters
+ *    are built on exactly those layers with the file's configuration, so
+ *    the method is sized as it was when saved, and adapter_io_import reads
+ *    every tensor, shape-checked, all or nothing;
+ * 3. W += dW for every adapted linear (adapter_merge, peft's merge);
+ * 4. OUT_DIR/config.json and OUT_DIR/model.safetensors (F32 unless --dtype
+ *    says otherwise), then the tokenizer and preprocessing files DIR has
+ *    (vocab.json, merges.txt, tokenizer.json, tokenizer_config.json,
+ *    special_tokens_map.json, preprocessor_config.json, and the byte-level
+ *    tokenizer_bytes.json of a pretrained clip-tiny) copied. Each file is
+ *    written to a temporary name and renamed. OUT_DIR must not be DIR.
+ *
+ * The merged model computes what the adapted model computes (the test
+ * compares both towers' embeddings within 1e-5).
+ *
+ * Exit status: 0 written; 2 bad usage or bad input (one line on stderr);
+ * 1 other failures.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/status.h"
+#include "core/threads.h"
+#include "experiments/commands.h"
+#include "methods/adapter.h"
+#include "methods/adapter_io.h"
+#include "models/clip.h"
+#include "models/safetensors.h"
+
+#define MERGE_LAYER_PREFIX "base_model.model."
+#define COPY_MAX_BYTES     ((size_t)1 << 30)
+
+static const char *const copied_files[] = {
+    "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "preprocessor_config.json", "tokenizer_bytes.json",
+};
+
+static void merge_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: randlora merge --model DIR --adapter ADAPTER_DIR -o OUT_DIR\n"
+            "                      [--dtype F32|F16|BF16]\n"
+            "\n"
+            "Merge a peft-format adapter (adapter_config.json + adapter_model.safetensors;\n"
+            "LoRA, VeRA, RandLoRA or this harness's FULL) into the model's weights,\n"
+            "W += dW for every linear the adapter names, and write a full model\n"
+            "directory: config.json, model.safetensors and DIR's tokenizer and\n"
+            "preprocessor files.\n"
+            "\n"
+            "  --model DIR          the base model directory the adapter was trained on\n"
+            "  --adapter DIR        the adapter directory (randlora export, peft's\n"
+            "                       save_pretrained)\n"
+            "  -o OUT_DIR           the merged model (created; must not be DIR)\n"
+            "  --dtype T            F32 (default), F16 or BF16 for model.safetensors\n");
+}
+
+static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int bad_usage(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "randlora merge: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see randlora merge --help)\n");
+    return 2;
+}
+
+static char *path_join(const char *dir, const char *file)
+{
+    size_t n = strlen(dir) + strlen(file) + 2;
+    char *p = xmalloc(n);
+
+    snprintf(p, n, "%s/%s", dir, file);
+    return p;
+}
+
+/* copy src to dst through dst.tmp.PID + rename */
+static int copy_file(const char *src, const char *dst)
+{
+    size_t n = strlen(dst) + 32, got;
+    char *tmp = xmalloc(n), buf[1 << 16];
+    FILE *in = fopen(src, "rb"), *out = NULL;
+    size_t total = 0;
+    int rc = RL_OK;
+
+    snprintf(tmp, n, "%s.tmp.%ld", dst, (long)getpid());
+    if (!in) {
+        rc = rl_error_set(RL_ERR_IO, "%s: cannot open: %s", src, strerror(errno));
+        goto out;
+    }
+    if (!(out = fopen(tmp, "wb"))) {
+        rc = rl_error_set(RL_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        goto out;
+    }
+    while ((got = fread(buf, 1, sizeof buf, in)) > 0) {
+        total += got;
+        if (total > COPY_MAX_BYTES) {
+            rc = rl_error_set(RL_ERR_FORMAT, "%s: larger than %zu bytes", src, COPY_MAX_BYTES);
+            goto out;
+        }
+        if (fwrite(buf, 1, got, out) != got) {
+            rc = rl_error_set(RL_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
+            goto out;
+        }
+    }
+    if (ferror(in)) {
+        rc = rl_error_set(RL_ERR_IO, "%s: cannot read", src);
+        goto out;
+    }
+    if (fclose(out) != 0) {
+        out = NULL;
+        rc = rl_error_set(RL_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
+        goto out;
+    }
+    out = NULL;
+    if (rename(tmp, dst) != 0)
+        rc = rl_error_set(RL_ERR_IO, "%s: cannot rename into place: %s", dst, strerror(errno));
+out:
+    if (in)
+        fclose(in);
+    if (out)
+        fclose(out);
+    if (rc)
+        unlink(tmp);
+    free(tmp);
+    return rc;
+}
+
+/* every linear of the model, in clip_site order: the names and sites */
+struct linear_table {
+    size_t n;
+    struct clip_site *sites;
+    char (*names)[CLIP_MAX_NAME];
+};
+
+static void linear_table_init(struct linear_table *t, const struct clip_model *m)
+{
+    size_t L[CLIP_NUM_TOWERS] = { m->cfg.vision.layers, m->cfg.text.layers };
+
+    t->n = (L[0] + L[1]) * BLOCK_NUM_LINEARS;
+    t->sites = xcalloc(t->n, sizeof(*t->sites));
+    t->names = xcalloc(t->n, sizeof(*t->names));
+    for (size_t k = 0, tw = 0; tw < CLIP_NUM_TOWERS; tw++)
+        for (size_t l = 0; l < L[tw]; l++)
+            for (int i = 0; i < BLOCK_NUM_LINEARS; i++, k++) {
+                t->sites[k].tower = (enum clip_tower)tw;
+                t->sites[k].layer = l;
+                t->sites[k].lin = (enum block_linear)i;
+                clip_site_name(&t->sites[k], t->names[k], sizeof(t->names[k]));
+            }
+}
+
+static void linear_table_free(struct linear_table *t)
+{
+    free(t->sites);
+    free(t->names);
+}
+
+/* The modules the adapter's weight keys name: targets (one per adapted
+ * (tower, layer), exact module masks), *n_targets. */
+static int adapted_targets(const char *weights, const struct clip_model *m,
+                           const struct linear_table *lt, struct clip_target **targets,
+                           size_t *n_targets)
+{
+    const size_t plen = strlen(MERGE_LAYER_PREFIX);
+    unsigned *mask = xcalloc(lt->n / BLOCK_NUM_LINEARS, sizeof(unsigned));
+    struct st_file *f = NULL;
+    size_t nt = 0;
+    int rc;
+
+    *targets = NULL;
+    *n_targets = 0;
+    if ((rc = st_open(&f, weights)))
+        goto out;
+    for (size_t i = 0; i < st_count(f); i++) {
+        const char *key = st_info_at(f, i)->name, *rest;
+        bool found = false;
+
+        if (strncmp(key, MERGE_LAYER_PREFIX, plen) != 0)
+            continue;                   /* shared tensors: adapter_io_import checks them */
+        rest = key + plen;
+        for (size_t k = 0; k < lt->n && !found; k++) {
+            size_t nl = strlen(lt->names[k]);
+
+            if (!strncmp(rest, lt->names[k], nl) && rest[nl] == '.') {
+                mask[k / BLOCK_NUM_LINEARS] |= 1u << lt->sites[k].lin;
+                found = true;
+            }
+        }
+        if (!found) {
+            rc = rl_error_set(RL_ERR_FORMAT, "%s: tensor '%.200s' names no linear layer of the "
+                              "model (modules are " MERGE_LAYER_PREFIX "{vision,text}_model."
+                              "encoder.layers.L.{self_attn.{q,k,v,out}_proj,mlp.fc1,mlp.fc2}; "
+                              "vision layers 0-%zu, text layers 0-%zu)", weights, key,
+                              m->cfg.vision.layers - 1, m->cfg.text.layers - 1);
+            goto out;
+        }
+    }
+    for (size_t j = 0; j < lt->n / BLOCK_NUM_LINEARS; j++)
+        nt += mask[j] != 0;
+    if (nt == 0) {
+        rc = rl_error_set(RL_ERR_FORMAT, "%s: no tensor names an adapted layer (keys "
+                          MERGE_LAYER_PREFIX "<module>.<tensor>)", weights);
+        goto out;
+    }
+    *targets = xcalloc(nt, sizeof(**targets));
+    for (size_t j = 0; j < lt->n / BLOCK_NUM_LINEARS; j++) {
+        const struct clip_site *s = &lt->sites[j * BLOCK_NUM_LINEARS];
+
+        if (!mask[j])
+            continue;
+        (*targets)[*n_targets].towers = 1u << s->tower;
+        (*targets)[*n_targets].lo = s->layer;
+        (*targets)[*n_targets].hi = s->layer;
+        (*targets)[*n_targets].modules = mask[j];
+        (*n_targets)++;
+    }
+out:
+    st_close(f);
+    free(mask);
+    return rc;
+}
+
+/* DIR and OUT the same directory? (OUT may not exist yet) */
+static bool same_dir(const char *a, const char *b)
+{
+    char ra[PATH_MAX], rb[PATH_MAX];
+
+    return realpath(a, ra) && realpath(b, rb) && !strcmp(ra, rb);
+}
+
+static int merge_run(const char *model_dir, const char *adapter_dir, const char *out_dir,
+                     int dtype)
+{
+    struct adapter_io_files files = { .dir = adapter_dir };
+    struct adapter_io_info info;
+    struct clip_model m;
+    struct clip_adapters ca;
+    struct linear_table lt = { 0 };
+    struct clip_target *targets = NULL;
+    struct adapter_io_module *mods = NULL;
+    char (*names)[CLIP_MAX_NAME] = NULL;
+    char *weights = path_join(adapter_dir, ADAPTER_IO_WEIGHTS_NAME);
+    size_t nt = 0, copied = 0;
+    int rc;
+
+    memset(&info, 0, sizeof(info));
+    memset(&ca, 0, sizeof(ca));
+    if ((rc = clip_model_load(&m, model_dir))) {
+        free(weights);
+        return rc;
+    }
+    linear_table_init(&lt, &m);
+    if ((rc = adapter_io_read_config(&files, &info)) ||
+        (rc = adapted_targets(weights, &m, &lt, &targets, &nt)))
+        goto out;
+    if ((rc = clip_adapters_init(&ca, &m, &info.cfg, targets, nt, 1, 1))) {
+        char why[512];
+
+        snprintf(why, sizeof why, "%s", rl_error_msg());
+        rc = rl_error_set(rc, "%s: %s", adapter_dir, why);
+        goto out;
+    }
+    mods = xcalloc(ca.n_sites, sizeof(*mods));
+    names = xcalloc(ca.n_sites, sizeof(*names));
+    for (size_t k = 0; k < ca.n_sites; k++) {
+        mods[k].path = clip_site_name(&ca.sites[k], names[k], sizeof(names[k]));
+        mods[k].adapter = &ca.adapters[k];
+    }
+    if ((rc = adapter_io_import(&files, &ca.method, mods, ca.n_sites)))
+        goto out;
+    for (size_t k = 0; k < ca.n_sites; k++) {
+        char wname[CLIP_MAX_NAME + 8];
+        float *w;
+
+        snprintf(wname, sizeof wname, "%s.weight", names[k]);
+        w = clip_model_tensor(&m, wname);
+        RL_ASSERT(w != NULL);
+        adapter_merge(&ca.adapters[k], w);
+    }
+    if ((rc = clip_model_save(&m, out_dir, dtype)))
+        goto out;
+    for (size_t i = 0; i < sizeof(copied_files) / sizeof(copied_files[0]) && !rc; i++) {
+        char *src = path_join(model_dir, copied_files[i]);
+        char *dst = path_join(out_dir, copied_files[i]);
+
+        if (access(src, F_OK) == 0) {
+            rc = copy_file(src, dst);
+            copied += rc == RL_OK;
+        }
+        free(src);
+        free(dst);
+    }
+    if (!rc) {
+        size_t n_text = 0;
+
+        for (size_t k = 0; k < ca.n_sites; k++)
+            n_text += ca.sites[k].tower == CLIP_TOWER_TEXT;
+        printf("merged %s (%s, r %zu, %zu layers: %zu vision, %zu text) into %s: config.json, "
+               "model.safetensors (%s), %zu tokenizer/preprocessor file%s copied\n",
+               adapter_dir, info.cfg.method, info.cfg.r, ca.n_sites, ca.n_sites - n_text, n_text,
+               out_dir, st_dtype_name((enum st_dtype)dtype), copied, copied == 1 ? "" : "s");
+    }
+out:
+    free(names);
+    free(mods);
+    clip_adapters_free(&ca);
+    free(targets);
+    linear_table_free(&lt);
+    adapter_io_info_free(&info);
+    clip_model_free(&m);
+    free(weights);
+    return rc;
+}
+
+int cmd_merge(int argc, char **argv)
+{
+    const char *model = NULL, *adapter = NULL, *out = NULL;
+    int dtype = ST_F32, rc;
+
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+
+        if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+            merge_usage(stdout);
+            return 0;
+        }
+        if (i + 1 >= argc)
+            return bad_usage("option '%s' needs a value", o);
+        const char *v = argv[++i];
+        if (!strcmp(o, "--model"))
+            model = v;
+        else if (!strcmp(o, "--adapter"))
+            adapter = v;
+        else if (!strcmp(o, "-o") || !strcmp(o, "--output"))
+            out = v;
+        else if (!strcmp(o, "--dtype")) {
+            dtype = st_dtype_from_name(v);
+            if (dtype != ST_F32 && dtype != ST_F16 && dtype != ST_BF16)
+                return bad_usage("--dtype '%s': expected F32, F16 or BF16", v);
+        } else
+            return bad_usage("unknown option '%s'", o);
+    }
+    if (!model || !adapter || !out || !*out)
+        return bad_usage("--model DIR, --adapter DIR and -o OUT_DIR are required");
+    if (same_dir(model, out))
+        return bad_usage("-o %s is the model directory; write the merged model elsewhere", out);
+
+    threads_init(0);
+    rc = merge_run(model, adapter, out, dtype);
+    if (rc != RL_OK) {
+        fprintf(stderr, "randlora merge: %s\n", rl_error_msg());
+        return rl_exit_code(rc);
+    }
+    return 0;
+}
