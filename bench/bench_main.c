@@ -114,7 +114,7 @@ static void run_block(void *ctx)
     block_backward(c->dx, &c->g, &c->gacts, c->dy, &c->acts, c->x, &c->p, &c->cfg, c->B, c->T);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const size_t B = 32, T = 50, C = 768, NH = 12, F = 3072, N = B * T;
     struct rng r;
@@ -126,6 +126,8 @@ int main(void)
     float *pbuf, *gbuf, *abuf, *gabuf;
     double t_gemm, peak, t, flops;
 
+    (void)argc;
+    threads_exec_passive_wait(argv);
     threads_init(0);
     rng_init(&r, 1);
     printf("randlora bench: clip-vit-b-32 layer shapes, batch %zu (T=%zu C=%zu NH=%zu F=%zu); %s\n",

@@ -34,6 +34,22 @@ static int threads_default(void)
     return n > 0 ? (int)n : 1;
 }
 
+void threads_exec_passive_wait(char **argv)
+{
+#ifdef _OPENMP
+    if (getenv("OMP_WAIT_POLICY"))
+        return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0)
+        return;
+    fflush(NULL);
+    execv("/proc/self/exe", argv);
+    /* still here: exec failed (no /proc); run with the active policy */
+    unsetenv("OMP_WAIT_POLICY");
+#else
+    (void)argv;
+#endif
+}
+
 struct thread_policy threads_init(int n)
 {
     if (n <= 0)

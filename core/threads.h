@@ -17,6 +17,16 @@ struct thread_policy {
     const char *blas_mode; /* "pthreads", "openmp" or "sequential"           */
 };
 
+/* OpenMP's worker threads spin after each parallel region by default
+ * (OMP_WAIT_POLICY=active), which starves OpenBLAS's threads of the cores
+ * during the GEMM that follows: on 2 cores a small model ran 30-80x slower.
+ * libgomp reads the policy once, when it is loaded, before main() runs; so
+ * when the user has not chosen one, this sets OMP_WAIT_POLICY=passive and
+ * re-executes the program (/proc/self/exe) with the same arguments. Call it
+ * first thing in main(). Does nothing without OpenMP, when the variable is
+ * set, or when the re-exec fails (the program then runs as it is). */
+void threads_exec_passive_wait(char **argv);
+
 /* Apply the policy: n > 0 sets both pools to n threads; n == 0 reads
  * RANDLORA_THREADS or else uses every online CPU. Returns the policy in force. */
 struct thread_policy threads_init(int n);

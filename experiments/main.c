@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/threads.h"
 #include "experiments/commands.h"
 
 struct command {
@@ -45,6 +46,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    threads_exec_passive_wait(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -10,7 +10,7 @@
 #include "core/threads.h"
 #include "suites.h"
 
-int main(void)
+int main(int argc, char **argv)
 {
     Suite *(*const suites[])(void) = {
         suite_core,
@@ -36,6 +36,8 @@ int main(void)
     SRunner *sr = srunner_create(NULL);
     int n_failed;
 
+    (void)argc;
+    threads_exec_passive_wait(argv);
     /* tests run on few threads so timings of the suite are stable */
     threads_init(getenv("RANDLORA_THREADS") ? 0 : 2);
     for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++)
