@@ -441,7 +441,10 @@ static int write_gp(const struct plot_figure *fig, const struct prepared *pr, in
         break;
     }
     case PLOT_SPECTRUM:
-        fputs("set key top right noenhanced opaque box\nset logscale y\nset format y '%.0e'\n", f);
+        /* normalised spectra all start at 1 on the left and fall, so the
+         * bottom left is empty; top right would hide the slowest series */
+        fprintf(f, "set key %s noenhanced opaque box\nset logscale y\nset format y '%%.0e'\n",
+                fig->normalise ? "bottom left" : "top right");
         break;
     case PLOT_RANK:
         fputs("set key tmargin center horizontal noenhanced\n"

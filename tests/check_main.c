@@ -32,6 +32,7 @@ int main(int argc, char **argv)
         suite_store,
         suite_encode,
         suite_runner,
+        suite_analyze,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

@@ -26,5 +26,6 @@ Suite *suite_config(void);
 Suite *suite_store(void);
 Suite *suite_encode(void);
 Suite *suite_runner(void);
+Suite *suite_analyze(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */

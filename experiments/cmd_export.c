@@ -1,0 +1,106 @@
+/*
+ * cmd_export.c: `randlora export RUN.h5 -o OUT_DIR`: a finished run's trained
+ * adapter as a peft adapter directory (methods/adapter_io.h):
+ * OUT_DIR/adapter_model.safetensors and OUT_DIR/adapter_config.json, the
+ * shared frozen tensors included (save_projection). The adapters are rebuilt
+ * from the run file (results/run_adapters.h); base_model_name_or_path is the
+ * run's [model] name.
+ *
+ * Exit status: 0 written (or nothing to export for `none`), 2 bad usage or a
+ * bad or unfinished run file, 1 other failures.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/status.h"
+#include "experiments/commands.h"
+#include "methods/adapter_io.h"
+#include "results/run_adapters.h"
+#include "results/store.h"
+
+static void export_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: randlora export RUN.h5 -o OUT_DIR\n"
+            "\n"
+            "Write the run's trained adapter in Hugging Face peft's format:\n"
+            "OUT_DIR/" ADAPTER_IO_WEIGHTS_NAME " and OUT_DIR/" ADAPTER_IO_CONFIG_NAME "\n"
+            "(peft key names; the shared frozen bases are saved too). OUT_DIR is created\n"
+            "(one level) when missing.\n");
+}
+
+static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int bad(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "randlora export: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see randlora export --help)\n");
+    return 2;
+}
+
+int cmd_export(int argc, char **argv)
+{
+    const char *run = NULL, *out = NULL;
+    struct store *s = NULL;
+    struct run_adapters ra;
+    struct adapter_io_module *mods = NULL;
+    int rc;
+
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            export_usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) {
+            if (i + 1 >= argc)
+                return bad("%s needs a directory", argv[i]);
+            out = argv[++i];
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return bad("unknown option '%s'", argv[i]);
+        } else if (run) {
+            return bad("one run file at a time ('%s' and '%s' given)", run, argv[i]);
+        } else {
+            run = argv[i];
+        }
+    }
+    if (!run)
+        return bad("no run file given");
+    if (!out || !*out)
+        return bad("no output directory given (-o OUT_DIR)");
+
+    memset(&ra, 0, sizeof ra);
+    if ((rc = store_open(&s, run)) || (rc = run_adapters_load(&ra, s)))
+        goto done;
+    if (ra.shared_loaded && ra.shared_max_diff > 0)
+        fprintf(stderr,
+                "randlora export: warning: %s: /adapter/shared differs from what the config's seed regenerates "
+                "(max |diff| %.3g); the stored tensors are exported\n",
+                run, ra.shared_max_diff);
+    if (ra.n_sites == 0) {
+        printf("%s: method %s has no adapted layers; nothing to export\n", run, ra.method);
+        goto done;
+    }
+    mods = xcalloc(ra.n_sites, sizeof(*mods));
+    for (size_t i = 0; i < ra.n_sites; i++) {
+        mods[i].path = ra.sites[i].name;
+        mods[i].adapter = &ra.sites[i].adapter;
+    }
+    struct adapter_io_files files = { .dir = out, .base_model = ra.plan->model.name };
+    if ((rc = adapter_io_export(&files, &ra.m, mods, ra.n_sites)))
+        goto done;
+    printf("%s: %s adapter, %zu layers -> %s/" ADAPTER_IO_WEIGHTS_NAME ", %s/" ADAPTER_IO_CONFIG_NAME "\n", run,
+           ra.method, ra.n_sites, out, out);
+done:
+    if (rc)
+        fprintf(stderr, "randlora export: %s\n", rl_error_msg());
+    free(mods);
+    run_adapters_free(&ra);
+    store_close(s);
+    return rl_exit_code(rc);
+}
