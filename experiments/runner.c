@@ -203,6 +203,33 @@ void runner_shapes_free(struct runner_shapes *s)
     memset(s, 0, sizeof(*s));
 }
 
+void runner_omp_passive_reexec(int argc, char **argv)
+{
+    char exe[4096];
+    const char *base;
+    ssize_t n;
+    char **av;
+
+    if (getenv("OMP_WAIT_POLICY"))
+        return;
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return;
+    exe[n] = '\0';
+    base = strrchr(exe, '/');
+    if (strcmp(base ? base + 1 : exe, "randlora") != 0)
+        return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0)
+        return;
+    av = xcalloc((size_t)argc + 2, sizeof(*av));
+    av[0] = "randlora";
+    for (int i = 0; i < argc; i++)
+        av[i + 1] = argv[i];
+    fflush(NULL);
+    execv(exe, av);
+    free(av);                                     /* exec failed: carry on */
+}
+
 int runner_mkdir_p(const char *dir)
 {
     char path[4096];
@@ -470,6 +497,18 @@ static size_t shared_count(struct run_state *s, struct adapter_tensor *t, size_t
     return s->trains ? adapter_method_tensors(&s->ca.method, t, max) : 0;
 }
 
+/* the alpha the method uses (adapter.h: <= 0 means LoRA's 8, RandLoRA's 20 r) */
+static double effective_alpha(const struct run_plan *p)
+{
+    if (p->adapter.alpha > 0)
+        return p->adapter.alpha;
+    if (!strcmp(p->method, "lora"))
+        return 8.0;
+    if (!strcmp(p->method, "randlora"))
+        return 20.0 * (double)p->adapter.r;
+    return 0.0;
+}
+
 static int create_store(struct store **st, struct run_state *s, const char *path,
                         const char *ini, size_t flush_every)
 {
@@ -492,7 +531,7 @@ static int create_store(struct store **st, struct run_state *s, const char *path
         .harness_version = RUNNER_HARNESS_VERSION, .git_commit = commit, .threads = threads,
         .blas = blas, .config_text = ini, .method = p->method,
         .rank = (int64_t)(s->trains && (s->ca.method.ops->flags & ADAPTER_F_RANK) ? p->adapter.r : 0),
-        .alpha = s->trains ? s->ca.method.cfg.alpha : 0.0, .profile = p->profile,
+        .alpha = effective_alpha(p), .profile = p->profile,
         .n_trainable = s->trains ? s->ca.n_params : 0, .n_frozen_shared = n_shared,
         .data_spec = p->dataset, .shots = (int64_t)p->shots,
         .fraction = p->shots ? 0.0 : p->fraction, .sampling_seed = p->sample_seed,
