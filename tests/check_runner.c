@@ -6,9 +6,12 @@
  */
 #include <check.h>
 #include <math.h>
+#include <png.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -541,6 +544,87 @@ START_TEST(test_pretrain_dir)
 }
 END_TEST
 
+/* 8-bit RGB PNG of h x w, a gradient coloured by the class */
+static void write_png(const char *path, int h, int w, int cls, int seed)
+{
+    FILE *f = fopen(path, "wb");
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    uint8_t row[3 * 64];
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert(png && info && w <= 64);
+    ck_assert_int_eq(setjmp(png_jmpbuf(png)), 0);
+    png_init_io(png, f);
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < h; y++) {
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++)
+                row[x * 3 + c] = (uint8_t)(c == cls ? 200 + (x + y + seed) % 50 : (x * y) % 40);
+        png_write_row(png, row);
+    }
+    png_write_end(png, info);
+    png_destroy_write_struct(&png, &info);
+    fclose(f);
+}
+
+/* a class-per-folder dataset (streaming reader, read-ahead thread) with a
+ * templates.txt: evaluation ensembles the dataset's 2 templates per class;
+ * adapters on the vision tower only (text features computed once) */
+START_TEST(test_folder_templates)
+{
+    static const char *const cls[3] = { "red", "green", "blue" };
+    static const char *const ov[] = { "data.dataset=folder:PLACEHOLDER", "data.eval=",
+                                      "data.templates=dataset", "method.towers=vision",
+                                      "train.steps=4", "train.batch=4", "data.shots=2" };
+    struct tmp t;
+    struct experiment e;
+    struct run_plan *plans;
+    struct runner_result res;
+    char path[512], ds_ov[256], ev_ov[256];
+    const char *o[7];
+    FILE *fp;
+
+    tmp_setup(&t, true);
+    for (int split = 0; split < 2; split++) {
+        snprintf(path, sizeof(path), "%s/img", t.dir);
+        mkdir(path, 0755);
+        snprintf(path, sizeof(path), "%s/img/%s", t.dir, split ? "test" : "train");
+        mkdir(path, 0755);
+        for (int c = 0; c < 3; c++) {
+            snprintf(path, sizeof(path), "%s/img/%s/%s", t.dir, split ? "test" : "train", cls[c]);
+            mkdir(path, 0755);
+            for (int i = 0; i < 3; i++) {
+                snprintf(path, sizeof(path), "%s/img/%s/%s/%d.png", t.dir,
+                         split ? "test" : "train", cls[c], i);
+                write_png(path, 20 + i, 24 - i, c, i + 7 * split);
+            }
+        }
+    }
+    snprintf(path, sizeof(path), "%s/img/templates.txt", t.dir);
+    fp = fopen(path, "w");
+    ck_assert_ptr_nonnull(fp);
+    fputs("a photo of a {}.\na {} picture\n", fp);
+    fclose(fp);
+    snprintf(ds_ov, sizeof(ds_ov), "data.dataset=folder:%s/img", t.dir);
+    snprintf(ev_ov, sizeof(ev_ov), "data.eval=folder:%s/img:test", t.dir);
+    memcpy(o, ov, sizeof(o));
+    o[0] = ds_ov;
+    o[1] = ev_ov;
+    make_plan(&plans, &e, &t, o, 7);
+    ck_assert_int_eq(plans[0].templates, EXP_TEMPLATES_DATASET);
+    snprintf(path, sizeof(path), "%s/folder.h5", t.dir);
+    ck_assert_msg(run_quiet(&plans[0], path, NULL, false, &res) == RL_OK, "%s", rl_error_msg());
+    ck_assert_uint_eq(res.n_train_items, 6);
+    ck_assert(res.accuracy >= 0 && res.accuracy <= 1 && isfinite(res.loss));
+    run_plans_free(plans, 1);
+    experiment_free(&e);
+    tmp_cleanup(&t);
+}
+END_TEST
+
 /* bad usage and bad input: one line, exit 2 */
 START_TEST(test_cmd_train_usage)
 {
@@ -582,6 +666,7 @@ Suite *suite_runner(void)
     tcase_add_test(tc, test_accumulation);
     tcase_add_test(tc, test_nonfinite_stops);
     tcase_add_test(tc, test_pretrain_dir);
+    tcase_add_test(tc, test_folder_templates);
     tcase_add_test(tc, test_cmd_train_usage);
     suite_add_tcase(s, tc);
     return s;
