@@ -83,9 +83,14 @@ deps:
 
 # run and check install dependencies first, then build in a fresh make so
 # pkg-config sees the installed packages.
+# run: the quickstart end to end (README, "Running experiments"): pretrain
+# clip-tiny (cached), the sweep (finished runs kept), analysis, figures.
 run: deps
 	$(Q)$(MAKE) --no-print-directory randlora
-	./randlora demo
+	./randlora pretrain -c experiments/quickstart.ini
+	./randlora sweep -c experiments/quickstart.ini --resume
+	./randlora analyze results/runs/quickstart/*.h5
+	./randlora plot results/runs/quickstart
 
 check: deps
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/tests/check_main

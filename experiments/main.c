@@ -29,6 +29,7 @@ static const struct command commands[] = {
     { "analyze", cmd_analyze, "spectra, ranks and norms of each trained adapter, written into the run files" },
     { "plot",    cmd_plot,    "figures (PNG + SVG with .gp and .tsv) from a directory of run files" },
     { "export",  cmd_export,  "a run's trained adapter in peft's format (adapter_model.safetensors + config)" },
+    { "sweep",   cmd_sweep,   "the whole grid of an experiment file (--jobs, --shard, --resume) and summary.tsv" },
 };
 
 static void usage(FILE *out)

@@ -33,6 +33,7 @@ int main(int argc, char **argv)
         suite_encode,
         suite_runner,
         suite_analyze,
+        suite_sweep,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

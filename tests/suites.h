@@ -27,5 +27,6 @@ Suite *suite_store(void);
 Suite *suite_encode(void);
 Suite *suite_runner(void);
 Suite *suite_analyze(void);
+Suite *suite_sweep(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */

@@ -1,0 +1,149 @@
+/*
+ * cmd_sweep.c: `randlora sweep -c FILE [-s section.key=value ...] [--jobs N]
+ * [--shard I/N] [--resume] [--dry-run] [--summary] [-q]`: every run of an
+ * experiment file's grid into <output>/<id>.h5, then <output>/summary.tsv
+ * and an accuracy table (experiments/sweep.h).
+ * Exit status 0 (every selected run complete), 2 for bad usage or bad input
+ * (one line; nothing run), 1 when runs failed (the others still ran).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "experiments/commands.h"
+#include "experiments/config.h"
+#include "experiments/runner.h"
+#include "experiments/sweep.h"
+
+#define MAX_OVERRIDES 256
+
+static void sweep_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: randlora sweep -c FILE [-s section.key=value ...] [--jobs N] [--shard I/N]\n"
+            "                      [--resume] [--dry-run] [--summary] [-q]\n"
+            "\n"
+            "Every run of an experiment file's grid (methods x budgets or ranks x shots x\n"
+            "seeds x datasets), each into <output>/<run id>.h5, then <output>/summary.tsv\n"
+            "(one row per run file) and a table of final accuracies.\n"
+            "\n"
+            "  -c FILE      the experiment file (INI)\n"
+            "  -s S.K=V     override a key (repeatable), e.g. -s train.steps=50\n"
+            "  --jobs N     N runs at once, each in its own process with cores/N threads\n"
+            "               (default: [sweep] jobs)\n"
+            "  --shard I/N  only the runs whose grid index is I modulo N (0 <= I < N): N\n"
+            "               machines or array tasks share one grid and one output directory\n"
+            "  --resume     skip runs whose file is complete, continue unfinished ones from\n"
+            "               their last checkpoint; without it a sweep refuses to touch an\n"
+            "               existing run file\n"
+            "  --dry-run    print the runs (id, method, rank, trainable count, state) only\n"
+            "  --summary    only rewrite summary.tsv from the run files and print the table\n"
+            "  -q           no per-step progress from the runs\n"
+            "\n"
+            "Example (a Slurm array of 8 tasks):\n"
+            "  #SBATCH --array=0-7\n"
+            "  randlora sweep -c exp.ini --resume --shard $SLURM_ARRAY_TASK_ID/8\n");
+}
+
+static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int bad(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "randlora sweep: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    return 2;
+}
+
+int cmd_sweep(int argc, char **argv)
+{
+    const char *file = NULL;
+    const char *ov[MAX_OVERRIDES];
+    size_t n_ov = 0, n_plans = 0;
+    bool summary_only = false;
+    struct sweep_options o;
+    struct experiment e;
+    struct run_plan *plans = NULL;
+    struct runner_shapes shapes = { 0 };
+    int rc;
+
+    sweep_options_init(&o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            sweep_usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--resume")) {
+            o.resume = true;
+            continue;
+        }
+        if (!strcmp(a, "--dry-run")) {
+            o.dry_run = true;
+            continue;
+        }
+        if (!strcmp(a, "--summary")) {
+            summary_only = true;
+            continue;
+        }
+        if (!strcmp(a, "-q")) {
+            o.verbosity = 0;
+            continue;
+        }
+        if (strcmp(a, "-c") && strcmp(a, "-s") && strcmp(a, "--jobs") && strcmp(a, "-j") &&
+            strcmp(a, "--shard"))
+            return bad("unknown option '%s' (see randlora sweep --help)", a);
+        if (i + 1 >= argc)
+            return bad("%s needs a value (see randlora sweep --help)", a);
+        const char *v = argv[++i];
+        if (!strcmp(a, "-c")) {
+            file = v;
+        } else if (!strcmp(a, "--jobs") || !strcmp(a, "-j")) {
+            char *end;
+            unsigned long n;
+
+            errno = 0;
+            n = strtoul(v, &end, 10);
+            if (v[0] < '0' || v[0] > '9' || *end || errno || n < 1 || n > 1024)
+                return bad("%s '%s': expected a whole number from 1 to 1024", a, v);
+            o.jobs = n;
+        } else if (!strcmp(a, "--shard")) {
+            if (sweep_parse_shard(v, &o.shard, &o.n_shards) != RL_OK)
+                return bad("%s", rl_error_msg());
+        } else {
+            if (n_ov == MAX_OVERRIDES)
+                return bad("at most %d -s overrides", MAX_OVERRIDES);
+            ov[n_ov++] = v;
+        }
+    }
+    if (!file)
+        return bad("-c FILE is required (see randlora sweep --help)");
+    if (summary_only && (o.dry_run || o.n_shards))
+        return bad("--summary goes with neither --dry-run nor --shard");
+    o.config_path = file;
+
+    if ((rc = experiment_load(&e, file, ov, n_ov)) != RL_OK) {
+        fprintf(stderr, "randlora sweep: %s\n", rl_error_msg());
+        return rl_exit_code(rc);
+    }
+    rc = experiment_expand(&e, runner_plan_shapes, &shapes, &plans, &n_plans);
+    runner_shapes_free(&shapes);
+    if (rc == RL_OK) {
+        if (summary_only)
+            rc = sweep_write_summary(e.output, plans, n_plans, stdout, stderr, NULL);
+        else
+            rc = sweep_run(&e, plans, n_plans, &o, NULL);
+    }
+    if (rc != RL_OK)
+        fprintf(stderr, "randlora sweep: %s\n", rl_error_msg());
+    run_plans_free(plans, n_plans);
+    experiment_free(&e);
+    return rl_exit_code(rc);
+}

@@ -1,0 +1,892 @@
+/*
+ * sweep.c: the grid of an experiment run plan by plan in child processes,
+ * and summary.tsv (sweep.h).
+ */
+#include "experiments/sweep.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/status.h"
+#include "core/threads.h"
+#include "core/timer.h"
+#include "experiments/runner.h"
+#include "methods/adapter.h"
+#include "results/store.h"
+
+#define MSG_MAX 1024
+
+void sweep_options_init(struct sweep_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->verbosity = 1;
+}
+
+/* a decimal number without sign or spaces; *end after it */
+static bool parse_count(const char *s, unsigned long long *v, const char **end)
+{
+    char *e;
+
+    if (*s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    *v = strtoull(s, &e, 10);
+    *end = e;
+    return errno == 0;
+}
+
+int sweep_parse_shard(const char *spec, size_t *shard, size_t *n_shards)
+{
+    unsigned long long i, n;
+    const char *p;
+
+    if (!spec || !parse_count(spec, &i, &p) || *p != '/' || !parse_count(p + 1, &n, &p) ||
+        *p != '\0' || n == 0 || n > 1000000 || i >= n)
+        return rl_error_set(RL_ERR_ARG, "--shard '%s': expected I/N with 0 <= I < N (e.g. 0/4)",
+                            spec ? spec : "");
+    *shard = (size_t)i;
+    *n_shards = (size_t)n;
+    return RL_OK;
+}
+
+/* RANDLORA_THREADS when set (as threads_init reads it), else the online CPUs */
+static int cores_total(void)
+{
+    const char *env = getenv("RANDLORA_THREADS");
+    long n;
+
+    if (env && *env) {
+        char *end;
+        n = strtol(env, &end, 10);
+        if (*end == '\0' && n > 0 && n <= 4096)
+            return (int)n;
+    }
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static char *plan_path(const struct run_plan *p)
+{
+    size_t need = strlen(p->output) + strlen(p->id) + 5;
+    char *path = xmalloc(need);
+
+    snprintf(path, need, "%s/%s.h5", p->output, p->id);
+    return path;
+}
+
+/* ------------------------------------------------------------------------ */
+/* what is on disk for a plan                                                */
+
+enum file_state { FILE_NEW, FILE_COMPLETE, FILE_PARTIAL };
+
+/* The state of a plan's run file; a file that is not a run file of this plan
+ * is RL_ERR_ARG (resume) with a message naming it. *acc: the final accuracy
+ * of a complete file. */
+static int file_state(const struct run_plan *p, const char *path, enum file_state *state,
+                      double *acc)
+{
+    struct store *s = NULL;
+    struct store_final f;
+    char *text = NULL, *ini = NULL;
+    int completed = 0, rc;
+
+    *state = FILE_NEW;
+    *acc = NAN;
+    if (access(path, F_OK) != 0)
+        return RL_OK;
+    if ((rc = store_open(&s, path)) != RL_OK)
+        return rl_error_set(RL_ERR_ARG, "%s exists but is not a readable run file (%s); "
+                            "remove it", path, rl_error_msg());
+    if ((rc = store_read_config(s, &text)) != RL_OK) {
+        rc = rl_error_set(RL_ERR_ARG, "%s: no run configuration (%s); remove it", path,
+                          rl_error_msg());
+        goto out;
+    }
+    ini = run_plan_to_ini(p);
+    if (strcmp(text, ini) != 0) {
+        rc = rl_error_set(RL_ERR_ARG, "%s holds a run with another configuration than %s "
+                          "(the experiment file changed?); remove it or use another "
+                          "[experiment] output", path, p->id);
+        goto out;
+    }
+    if ((rc = store_read_final(s, &f, &completed)) != RL_OK)
+        goto out;
+    if (completed) {
+        *state = FILE_COMPLETE;
+        *acc = f.accuracy;
+    } else {
+        *state = FILE_PARTIAL;
+    }
+out:
+    free(text);
+    free(ini);
+    store_close(s);
+    return rc;
+}
+
+static bool model_ready(const struct exp_model *m)
+{
+    const char *dir = runner_model_dir(m);
+    char path[4096];
+    struct stat st;
+
+    if (!m->preset)
+        return true;                      /* a model directory: the runner checks it */
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    if (stat(path, &st) != 0)
+        return false;
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    return stat(path, &st) == 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* child processes                                                           */
+
+/* what a child sends back through its pipe, followed by the error message */
+struct child_report {
+    int    ok;
+    int    already_complete;
+    double accuracy, seconds;
+    size_t n_trainable, steps;
+};
+
+static _Noreturn void child_main(const struct run_plan *p, const char *path, bool resume,
+                                 int threads, int verbosity, FILE *log, int fd)
+{
+    struct runner_options ro;
+    struct runner_result res;
+    struct child_report rep;
+    const char *msg = "";
+    int rc, status;
+    size_t len;
+
+    /* one writer per run file: a second sweep (or an overlapping shard) on
+     * the same output fails this run instead of writing the file twice */
+    size_t need = strlen(p->output) + strlen(p->id) + 16;
+    char *lock = xmalloc(need);
+    int lfd;
+
+    snprintf(lock, need, "%s/.%s.lock", p->output, p->id);
+    memset(&res, 0, sizeof(res));
+    lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lfd < 0)
+        rc = rl_error_set(RL_ERR_IO, "%s: cannot create: %s", lock, strerror(errno));
+    else if (flock(lfd, LOCK_EX | LOCK_NB) != 0)
+        rc = rl_error_set(RL_ERR, "%s is being written by another process (%s is locked: "
+                          "another sweep on the same output?)", path, lock);
+    else {
+        threads_init(threads);
+        runner_options_init(&ro);
+        ro.resume = resume;
+        ro.verbosity = verbosity;
+        ro.log = log;
+        rc = runner_run(p, path, &ro, &res);
+        unlink(lock);
+    }
+    if (lfd >= 0)
+        close(lfd);
+    free(lock);
+    memset(&rep, 0, sizeof(rep));
+    rep.ok = rc == RL_OK;
+    rep.already_complete = res.already_complete;
+    rep.accuracy = res.accuracy;
+    rep.seconds = res.seconds;
+    rep.n_trainable = res.n_trainable;
+    rep.steps = res.steps;
+    if (rc != RL_OK)
+        msg = rl_error_msg();
+    len = strlen(msg);
+    if (len > MSG_MAX - 1)
+        len = MSG_MAX - 1;
+    /* small writes into an empty pipe: they complete (or the parent is gone) */
+    if (write(fd, &rep, sizeof(rep)) == (ssize_t)sizeof(rep) && len)
+        (void)!write(fd, msg, len);
+    close(fd);
+    status = rl_exit_code(rc);
+    fflush(NULL);
+    _exit(rc != RL_OK && status == 0 ? 1 : status);
+}
+
+struct slot {
+    pid_t  pid;
+    int    fd;
+    size_t plan;
+    double t0;
+};
+
+struct failure {
+    size_t plan;
+    char  *msg;
+};
+
+static void read_report(int fd, struct child_report *rep, char *msg, bool *have_rep)
+{
+    char buf[sizeof(*rep) + MSG_MAX];
+    size_t got = 0;
+
+    for (;;) {
+        ssize_t k = read(fd, buf + got, sizeof(buf) - 1 - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+        if (got == sizeof(buf) - 1)
+            break;
+    }
+    *have_rep = got >= sizeof(*rep);
+    msg[0] = '\0';
+    if (*have_rep) {
+        memcpy(rep, buf, sizeof(*rep));
+        memcpy(msg, buf + sizeof(*rep), got - sizeof(*rep));
+        msg[got - sizeof(*rep)] = '\0';
+    }
+}
+
+static void describe_status(int wstatus, char *buf, size_t n)
+{
+    if (WIFEXITED(wstatus))
+        snprintf(buf, n, "exit status %d", WEXITSTATUS(wstatus));
+    else if (WIFSIGNALED(wstatus))
+        snprintf(buf, n, "killed by signal %d (%s)", WTERMSIG(wstatus),
+                 strsignal(WTERMSIG(wstatus)));
+    else
+        snprintf(buf, n, "wait status 0x%x", wstatus);
+}
+
+/* Run plans[todo[0..n_todo)] with at most `jobs` children. */
+static void run_children(const struct run_plan *plans, char *const *paths, const size_t *todo,
+                         size_t n_todo, size_t jobs, const struct sweep_options *o, FILE *out,
+                         FILE *err, struct failure *fails, size_t *n_fails)
+{
+    struct slot *slots = xcalloc(jobs, sizeof(*slots));
+    size_t next = 0, running = 0, done = 0;
+    const int threads = cores_total() / (int)jobs > 1 ? cores_total() / (int)jobs : 1;
+    const int run_verbosity = jobs == 1 ? o->verbosity : 0;
+    const int width = snprintf(NULL, 0, "%zu", n_todo);
+
+    for (size_t j = 0; j < jobs; j++)
+        slots[j].pid = -1;
+    while (next < n_todo || running > 0) {
+        while (running < jobs && next < n_todo) {
+            size_t k = todo[next++], j = 0;
+            int fds[2];
+            pid_t pid;
+
+            while (slots[j].pid != -1)
+                j++;
+            fflush(NULL);
+            fds[0] = fds[1] = -1;
+            if (pipe(fds) != 0 || (pid = fork()) < 0) {
+                char m[256];
+                int e = errno;
+
+                if (fds[0] >= 0) {
+                    close(fds[0]);
+                    close(fds[1]);
+                }
+                snprintf(m, sizeof(m), "cannot start a process: %s", strerror(e));
+                fprintf(out, "[%*zu/%zu] %s FAILED: %s\n", width, ++done, n_todo, plans[k].id, m);
+                fails[*n_fails].plan = k;
+                fails[(*n_fails)++].msg = xstrdup(m);
+                continue;
+            }
+            if (pid == 0) {
+                close(fds[0]);
+                for (size_t i = 0; i < jobs; i++)
+                    if (slots[i].pid != -1)
+                        close(slots[i].fd);
+                child_main(&plans[k], paths[k], o->resume, threads, run_verbosity, err, fds[1]);
+            }
+            close(fds[1]);
+            slots[j] = (struct slot){ pid, fds[0], k, timer_now() };
+            running++;
+            if (jobs > 1 && o->verbosity > 0)
+                fprintf(out, "start %s (%d thread%s)\n", plans[k].id, threads,
+                        threads == 1 ? "" : "s");
+            fflush(out);
+        }
+
+        int wstatus;
+        pid_t pid = waitpid(-1, &wstatus, 0);
+        size_t j;
+
+        if (pid < 0) {
+            if (errno == EINTR)
+                continue;
+            break;                        /* ECHILD: none left (should not happen) */
+        }
+        for (j = 0; j < jobs && slots[j].pid != pid; j++)
+            ;
+        if (j == jobs)
+            continue;                     /* not one of ours */
+
+        struct child_report rep;
+        char msg[MSG_MAX];
+        bool have;
+        const size_t k = slots[j].plan;
+        const double secs = timer_now() - slots[j].t0;
+
+        read_report(slots[j].fd, &rep, msg, &have);
+        close(slots[j].fd);
+        slots[j].pid = -1;
+        running--;
+        done++;
+        if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 && have && rep.ok) {
+            fprintf(out, "[%*zu/%zu] %-32s accuracy %.4f  %8.1f s%s\n", width, done, n_todo,
+                    plans[k].id, rep.accuracy, secs,
+                    rep.already_complete ? "  (was complete)" : "");
+        } else {
+            char how[128];
+
+            describe_status(wstatus, how, sizeof(how));
+            if (!msg[0])
+                snprintf(msg, sizeof(msg), "%s", how);
+            else if (!(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) != 0))
+                snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg), " (%s)", how);
+            fprintf(out, "[%*zu/%zu] %-32s FAILED after %.1f s: %s\n", width, done, n_todo,
+                    plans[k].id, secs, msg);
+            fails[*n_fails].plan = k;
+            fails[(*n_fails)++].msg = xstrdup(msg);
+        }
+        fflush(out);
+    }
+    free(slots);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the sweep                                                                 */
+
+static const char *state_name(enum file_state s, bool resume)
+{
+    switch (s) {
+    case FILE_COMPLETE: return resume ? "complete, skipped" : "complete (file exists)";
+    case FILE_PARTIAL:  return resume ? "continue" : "unfinished (file exists)";
+    default:            return "to run";
+    }
+}
+
+int sweep_run(const struct experiment *e, const struct run_plan *plans, size_t n,
+              const struct sweep_options *o, struct sweep_counts *c)
+{
+    struct sweep_counts local;
+    FILE *out = o->out ? o->out : stdout, *err = o->err ? o->err : stderr;
+    const size_t n_shards = o->n_shards > 1 ? o->n_shards : 1;
+    size_t *sel = xcalloc(n ? n : 1, sizeof(*sel)), n_sel = 0;
+    size_t *todo = xcalloc(n ? n : 1, sizeof(*todo)), n_todo = 0;
+    char **paths = xcalloc(n ? n : 1, sizeof(*paths));
+    enum file_state *state = xcalloc(n ? n : 1, sizeof(*state));
+    struct failure *fails = xcalloc(n ? n : 1, sizeof(*fails));
+    size_t n_fails = 0, n_bad = 0, n_exist = 0, jobs;
+    const char *first_exist = NULL;
+    char first_bad[1024] = "";
+    const char *output = e->output;
+    int rc = RL_OK;
+    double t0 = timer_now();
+
+    if (!c)
+        c = &local;
+    memset(c, 0, sizeof(*c));
+    c->grid = n;
+    for (size_t i = 0; i < n; i++)
+        if (plans[i].index % n_shards == o->shard % n_shards)
+            sel[n_sel++] = i;
+    c->selected = n_sel;
+
+    /* what exists already */
+    for (size_t s = 0; s < n_sel; s++) {
+        size_t i = sel[s];
+        double acc;
+
+        paths[i] = plan_path(&plans[i]);
+        if (file_state(&plans[i], paths[i], &state[i], &acc) != RL_OK) {
+            if (!n_bad++)
+                snprintf(first_bad, sizeof(first_bad), "%s", rl_error_msg());
+            state[i] = FILE_NEW;
+            continue;
+        }
+        if (state[i] != FILE_NEW && !n_exist++)
+            first_exist = paths[i];
+    }
+
+    /* the grid */
+    fprintf(out, "sweep %s: %zu run%s", e->name, n, n == 1 ? "" : "s");
+    if (n_shards > 1)
+        fprintf(out, ", shard %zu/%zu: %zu of them", o->shard, n_shards, n_sel);
+    fprintf(out, " -> %s\n", output);
+    for (size_t s = 0; s < n_sel; s++) {
+        const struct run_plan *p = &plans[sel[s]];
+        const struct adapter_ops *ops = adapter_ops_find(p->method);
+        char rank[32] = "";
+
+        if (ops && (ops->flags & ADAPTER_F_RANK))
+            snprintf(rank, sizeof(rank), "r=%zu", (size_t)p->adapter.r);
+        fprintf(out, "  %-32s %-9s %-7s %10zu trainable  %s\n", p->id, p->method, rank,
+                p->n_trainable, state_name(state[sel[s]], o->resume));
+    }
+    fflush(out);
+    if (o->dry_run)
+        goto done;
+
+    /* refusals: nothing is run */
+    if (n_bad) {
+        rc = rl_error_set(RL_ERR_ARG, "%s%s", first_bad,
+                          n_bad > 1 ? " (and more files like it; see the list above)" : "");
+        goto done;
+    }
+    if (n_exist && !o->resume) {
+        rc = rl_error_set(RL_ERR_ARG, "%s exists%s; a sweep does not overwrite run files: pass "
+                          "--resume to skip finished runs and continue unfinished ones, or "
+                          "remove them", first_exist,
+                          n_exist > 1 ? " (and other run files of this grid)" : "");
+        goto done;
+    }
+    for (size_t s = 0; s < n_sel; s++)
+        if (!model_ready(&plans[sel[s]].model)) {
+            const struct exp_model *m = &plans[sel[s]].model;
+            rc = rl_error_set(RL_ERR_ARG, "model %s is not pretrained yet: %s has no "
+                              "config.json + model.safetensors (run `randlora pretrain -c %s` "
+                              "first)", m->name, runner_model_dir(m),
+                              o->config_path ? o->config_path : "FILE");
+            goto done;
+        }
+    if ((rc = runner_mkdir_p(output)) != RL_OK)
+        goto done;
+
+    for (size_t s = 0; s < n_sel; s++) {
+        if (state[sel[s]] == FILE_COMPLETE)
+            c->skipped++;
+        else
+            todo[n_todo++] = sel[s];
+    }
+    if (c->skipped)
+        fprintf(out, "%zu of %zu run%s complete already (skipped)\n", c->skipped, n_sel,
+                n_sel == 1 ? "" : "s");
+    jobs = o->jobs ? o->jobs : (e->jobs ? e->jobs : 1);
+    if (jobs > n_todo)
+        jobs = n_todo ? n_todo : 1;
+    if (n_todo) {
+        fprintf(out, "running %zu run%s, %zu at a time\n", n_todo, n_todo == 1 ? "" : "s", jobs);
+        fflush(out);
+        run_children(plans, paths, todo, n_todo, jobs, o, out, err, fails, &n_fails);
+    }
+    c->run = n_todo;
+    c->failed = n_fails;
+
+    rc = sweep_write_summary(output, plans, n, out, err, &c->rows);
+    if (rc != RL_OK)
+        fprintf(err, "randlora sweep: %s\n", rl_error_msg());
+    fprintf(out, "%zu run%s in %.1f s (%zu skipped, %zu failed); summary: %s/%s\n", n_todo,
+            n_todo == 1 ? "" : "s", timer_now() - t0, c->skipped, n_fails, output,
+            SWEEP_SUMMARY_FILE);
+    if (n_fails) {
+        size_t len = 0;
+        char ids[512] = "";
+
+        fprintf(err, "randlora sweep: %zu of %zu runs failed:\n", n_fails, n_todo);
+        for (size_t f = 0; f < n_fails; f++) {
+            fprintf(err, "  %s: %s\n", plans[fails[f].plan].id, fails[f].msg);
+            if (len < sizeof(ids))
+                len += (size_t)snprintf(ids + len, sizeof(ids) - len, "%s%s", f ? ", " : "",
+                                        plans[fails[f].plan].id);
+        }
+        rc = rl_error_set(RL_ERR, "%zu of %zu runs failed (%s); rerun with --resume to retry "
+                          "them", n_fails, n_todo, ids);
+    }
+done:
+    for (size_t f = 0; f < n_fails; f++)
+        free(fails[f].msg);
+    for (size_t i = 0; i < n; i++)
+        free(paths[i]);
+    free(fails);
+    free(state);
+    free(paths);
+    free(todo);
+    free(sel);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* summary.tsv                                                               */
+
+void sweep_row_free(struct sweep_row *r)
+{
+    free(r->id);
+    free(r->dataset);
+    free(r->method);
+    free(r->status);
+    memset(r, 0, sizeof(*r));
+}
+
+int sweep_read_row(const char *path, struct sweep_row *r)
+{
+    struct store *s = NULL;
+    struct experiment e;
+    struct run_plan *plan = NULL;
+    struct store_final f;
+    char *text = NULL, *stopped = NULL;
+    int64_t *steps = NULL;
+    double *wall = NULL;
+    size_t n_plans = 0, n = 0;
+    int completed = 0, rc;
+
+    memset(r, 0, sizeof(*r));
+    memset(&e, 0, sizeof(e));
+    if ((rc = store_open(&s, path)) != RL_OK)
+        return rc;
+    if ((rc = store_read_config(s, &text)) != RL_OK)
+        goto out;
+    if (experiment_parse(&e, text, path, NULL, 0) != RL_OK ||
+        experiment_expand(&e, NULL, NULL, &plan, &n_plans) != RL_OK || n_plans != 1) {
+        rc = rl_error_set(RL_ERR_FORMAT, "%s: /config is not one run: %s", path,
+                          n_plans > 1 ? "several runs" : rl_error_msg());
+        goto out;
+    }
+    r->id = xstrdup(plan->id);
+    r->dataset = xstrdup(plan->dataset);
+    r->method = xstrdup(plan->method);
+    r->budget = plan->budget;
+    r->shots = plan->shots;
+    r->fraction = plan->shots ? 0.0 : plan->fraction;
+    r->seed = plan->seed;
+    if ((rc = store_attr_get_int64(s, "/method", "rank", &r->rank)) != RL_OK ||
+        (rc = store_attr_get_int64(s, "/method", "n_trainable", &r->n_trainable)) != RL_OK ||
+        (rc = store_read_final(s, &f, &completed)) != RL_OK ||
+        (rc = store_read_curve(s, "train", "wall_s", &steps, &wall, &n)) != RL_OK)
+        goto out;
+    r->accuracy = completed ? f.accuracy : NAN;
+    r->loss = completed ? f.loss : NAN;
+    r->images_per_s = completed ? f.images_per_s : NAN;
+    r->peak_rss_bytes = completed ? f.peak_rss_bytes : 0;
+    r->seconds = n ? wall[n - 1] : 0.0;
+    if (store_attr_get_int64(s, "/", "runner_steps", &r->steps) != RL_OK)
+        r->steps = n ? steps[n - 1] : 0;
+    if (store_attr_get_string(s, "/", "stopped", &stopped) == RL_OK)
+        r->status = xstrdup("stopped");
+    else
+        r->status = xstrdup(completed ? "complete" : "incomplete");
+    rl_error_clear();
+out:
+    if (rc != RL_OK)
+        sweep_row_free(r);
+    free(stopped);
+    free(steps);
+    free(wall);
+    free(text);
+    if (plan)
+        run_plans_free(plan, n_plans);
+    experiment_free(&e);
+    store_close(s);
+    return rc;
+}
+
+struct row_entry {
+    struct sweep_row row;
+    char  *name;        /* file name */
+    size_t order;       /* grid index, or SIZE_MAX */
+};
+
+static int entry_cmp(const void *a, const void *b)
+{
+    const struct row_entry *x = a, *y = b;
+
+    if (x->order != y->order)
+        return x->order < y->order ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* a TSV field: tabs and line ends become spaces */
+static void put_field(FILE *fp, const char *s)
+{
+    for (; *s; s++)
+        fputc(*s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s, fp);
+}
+
+static void put_double(FILE *fp, const char *fmt, double v)
+{
+    if (isnan(v))
+        fputs("nan", fp);
+    else
+        fprintf(fp, fmt, v);
+}
+
+static int write_tsv(const char *dir, const struct row_entry *rows, size_t n)
+{
+    size_t need = strlen(dir) + sizeof(SWEEP_SUMMARY_FILE) + 16;
+    char *tmp = xmalloc(need), *final = xmalloc(need);
+    FILE *fp;
+    int fd, rc = RL_OK;
+
+    snprintf(tmp, need, "%s/.%s.XXXXXX", dir, SWEEP_SUMMARY_FILE);
+    snprintf(final, need, "%s/%s", dir, SWEEP_SUMMARY_FILE);
+    if ((fd = mkstemp(tmp)) < 0) {
+        rc = rl_error_set(RL_ERR_IO, "%s: cannot create a temporary file: %s", dir,
+                          strerror(errno));
+        goto out;
+    }
+    (void)fchmod(fd, 0644);
+    if (!(fp = fdopen(fd, "w"))) {
+        close(fd);
+        unlink(tmp);
+        rc = rl_error_set(RL_ERR_IO, "%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    fputs("id\tdataset\tmethod\trank\tbudget\tshots\tfraction\tseed\tn_trainable\taccuracy\tloss"
+          "\tsteps\tseconds\timages_per_s\tpeak_rss_bytes\tstatus\n", fp);
+    for (size_t i = 0; i < n; i++) {
+        const struct sweep_row *r = &rows[i].row;
+
+        put_field(fp, r->id);
+        fputc('\t', fp);
+        put_field(fp, r->dataset);
+        fprintf(fp, "\t%s\t%lld\t%zu\t%zu\t%.17g\t%llu\t%lld\t", r->method, (long long)r->rank,
+                r->budget, r->shots, r->fraction, (unsigned long long)r->seed,
+                (long long)r->n_trainable);
+        put_double(fp, "%.17g", r->accuracy);
+        fputc('\t', fp);
+        put_double(fp, "%.17g", r->loss);
+        fprintf(fp, "\t%lld\t", (long long)r->steps);
+        put_double(fp, "%.3f", r->seconds);
+        fputc('\t', fp);
+        put_double(fp, "%.3f", r->images_per_s);
+        fprintf(fp, "\t%lld\t%s\n", (long long)r->peak_rss_bytes, r->status);
+    }
+    if (fflush(fp) != 0 || ferror(fp) || fsync(fileno(fp)) != 0) {
+        rc = rl_error_set(RL_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
+        fclose(fp);
+        unlink(tmp);
+        goto out;
+    }
+    if (fclose(fp) != 0 || rename(tmp, final) != 0) {
+        rc = rl_error_set(RL_ERR_IO, "%s: cannot write: %s", final, strerror(errno));
+        unlink(tmp);
+    }
+out:
+    free(tmp);
+    free(final);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- table */
+
+struct col { size_t shots; double fraction; };
+struct trow {
+    const char *dataset, *method;
+    size_t budget;
+    int64_t rank, n_trainable;
+};
+
+static bool same_col(const struct col *a, const struct sweep_row *r)
+{
+    return a->shots == r->shots && a->fraction == r->fraction;
+}
+
+static int col_cmp(const void *a, const void *b)
+{
+    const struct col *x = a, *y = b;
+
+    if ((x->shots == 0) != (y->shots == 0))
+        return x->shots ? -1 : 1;                 /* shots before fractions */
+    if (x->shots != y->shots)
+        return x->shots < y->shots ? -1 : 1;
+    return x->fraction < y->fraction ? -1 : x->fraction > y->fraction;
+}
+
+static bool has_rank(const char *method)
+{
+    const struct adapter_ops *ops = adapter_ops_find(method);
+
+    return ops && (ops->flags & ADAPTER_F_RANK);
+}
+
+static bool same_trow(const struct trow *t, const struct sweep_row *r, bool by_dataset)
+{
+    if (strcmp(t->method, r->method) || t->budget != r->budget)
+        return false;
+    if (by_dataset && strcmp(t->dataset, r->dataset))
+        return false;
+    return r->budget || !has_rank(r->method) || t->rank == r->rank;
+}
+
+static void print_table(FILE *out, const struct row_entry *rows, size_t n)
+{
+    struct col *cols = xcalloc(n ? n : 1, sizeof(*cols));
+    struct trow *trows = xcalloc(n ? n : 1, sizeof(*trows));
+    size_t n_cols = 0, n_trows = 0;
+    bool by_dataset = false, any_sd = false;
+    char buf[64];
+
+    if (!n)
+        goto out;
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(rows[i].row.dataset, rows[0].row.dataset))
+            by_dataset = true;
+    for (size_t i = 0; i < n; i++) {
+        const struct sweep_row *r = &rows[i].row;
+        size_t k;
+
+        for (k = 0; k < n_cols && !same_col(&cols[k], r); k++)
+            ;
+        if (k == n_cols)
+            cols[n_cols++] = (struct col){ r->shots, r->fraction };
+        for (k = 0; k < n_trows && !same_trow(&trows[k], r, by_dataset); k++)
+            ;
+        if (k == n_trows)
+            trows[n_trows++] = (struct trow){ r->dataset, r->method, r->budget, r->rank,
+                                              r->n_trainable };
+    }
+    qsort(cols, n_cols, sizeof(*cols), col_cmp);
+
+    fprintf(out, "\nfinal accuracy");
+    fprintf(out, " (%zu run file%s)\n", n, n == 1 ? "" : "s");
+    if (by_dataset)
+        fprintf(out, "%-20s ", "dataset");
+    fprintf(out, "%-9s %8s %6s %10s", "method", "budget", "rank", "trainable");
+    for (size_t k = 0; k < n_cols; k++) {
+        if (cols[k].shots)
+            snprintf(buf, sizeof(buf), "%zu-shot", cols[k].shots);
+        else
+            snprintf(buf, sizeof(buf), "f=%g", cols[k].fraction);
+        fprintf(out, " %15s", buf);
+    }
+    fputc('\n', out);
+    for (size_t t = 0; t < n_trows; t++) {
+        const struct trow *tr = &trows[t];
+
+        if (by_dataset)
+            fprintf(out, "%-20.20s ", tr->dataset);
+        fprintf(out, "%-9s", tr->method);
+        if (tr->budget)
+            fprintf(out, " %8zu", tr->budget);
+        else
+            fprintf(out, " %8s", "-");
+        if (has_rank(tr->method) && tr->rank > 0)
+            fprintf(out, " %6lld", (long long)tr->rank);
+        else
+            fprintf(out, " %6s", "-");
+        fprintf(out, " %10lld", (long long)tr->n_trainable);
+        for (size_t k = 0; k < n_cols; k++) {
+            double sum = 0.0, sum2 = 0.0;
+            size_t cnt = 0, present = 0;
+
+            for (size_t i = 0; i < n; i++) {
+                const struct sweep_row *r = &rows[i].row;
+
+                if (!same_trow(tr, r, by_dataset) || !same_col(&cols[k], r))
+                    continue;
+                present++;
+                if (!strcmp(r->status, "complete") && isfinite(r->accuracy)) {
+                    sum += r->accuracy;
+                    sum2 += r->accuracy * r->accuracy;
+                    cnt++;
+                }
+            }
+            if (cnt == 0)
+                snprintf(buf, sizeof(buf), "%s", present ? "(unfinished)" : "-");
+            else if (cnt == 1)
+                snprintf(buf, sizeof(buf), "%.4f", sum);
+            else {
+                double mean = sum / (double)cnt;
+                double var = (sum2 - (double)cnt * mean * mean) / (double)(cnt - 1);
+
+                snprintf(buf, sizeof(buf), "%.4f+-%.4f", mean, var > 0 ? sqrt(var) : 0.0);
+                any_sd = true;
+            }
+            fprintf(out, " %15s", buf);
+        }
+        fputc('\n', out);
+    }
+    if (any_sd)
+        fprintf(out, "(mean +- standard deviation over seeds)\n");
+out:
+    free(cols);
+    free(trows);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int sweep_write_summary(const char *dir, const struct run_plan *plans, size_t n_plans,
+                        FILE *table, FILE *err, size_t *n_rows)
+{
+    DIR *d;
+    struct dirent *de;
+    char **names = NULL;
+    size_t n_names = 0, cap = 0, n = 0;
+    struct row_entry *rows;
+    int rc;
+
+    if (!err)
+        err = stderr;
+    if (n_rows)
+        *n_rows = 0;
+    if (!(d = opendir(dir)))
+        return rl_error_set(RL_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+
+        if (len < 4 || de->d_name[0] == '.' || strcmp(de->d_name + len - 3, ".h5"))
+            continue;
+        if (n_names == cap) {
+            cap = cap ? 2 * cap : 32;
+            names = xrealloc_array(names, cap, sizeof(*names));
+        }
+        names[n_names++] = xstrdup(de->d_name);
+    }
+    closedir(d);
+    if (n_names)
+        qsort(names, n_names, sizeof(*names), name_cmp);
+
+    rows = xcalloc(n_names ? n_names : 1, sizeof(*rows));
+    for (size_t i = 0; i < n_names; i++) {
+        size_t need = strlen(dir) + strlen(names[i]) + 2;
+        char *path = xmalloc(need);
+
+        snprintf(path, need, "%s/%s", dir, names[i]);
+        if (sweep_read_row(path, &rows[n].row) != RL_OK) {
+            fprintf(err, "randlora sweep: %s: left out of %s: %s\n", path, SWEEP_SUMMARY_FILE,
+                    rl_error_msg());
+            free(path);
+            continue;
+        }
+        free(path);
+        rows[n].name = names[i];
+        rows[n].order = SIZE_MAX;
+        for (size_t p = 0; p < n_plans; p++) {
+            size_t len = strlen(plans[p].id);
+
+            if (!strncmp(names[i], plans[p].id, len) && !strcmp(names[i] + len, ".h5")) {
+                rows[n].order = p;
+                break;
+            }
+        }
+        n++;
+    }
+    qsort(rows, n, sizeof(*rows), entry_cmp);
+    rc = write_tsv(dir, rows, n);
+    if (rc == RL_OK && n_rows)
+        *n_rows = n;
+    if (table)
+        print_table(table, rows, n);
+    for (size_t i = 0; i < n; i++)
+        sweep_row_free(&rows[i].row);
+    free(rows);
+    for (size_t i = 0; i < n_names; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
