@@ -106,7 +106,6 @@ int cmd_train(int argc, char **argv)
     if (!file)
         return bad("-c FILE is required (see randlora train --help)");
 
-    runner_omp_passive_reexec(argc, argv);
     threads_init(0);
     if ((rc = experiment_load(&e, file, ov, n_ov)) != RL_OK)
         return fail(rc);

@@ -203,33 +203,6 @@ void runner_shapes_free(struct runner_shapes *s)
     memset(s, 0, sizeof(*s));
 }
 
-void runner_omp_passive_reexec(int argc, char **argv)
-{
-    char exe[4096];
-    const char *base;
-    ssize_t n;
-    char **av;
-
-    if (getenv("OMP_WAIT_POLICY"))
-        return;
-    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return;
-    exe[n] = '\0';
-    base = strrchr(exe, '/');
-    if (strcmp(base ? base + 1 : exe, "randlora") != 0)
-        return;
-    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0)
-        return;
-    av = xcalloc((size_t)argc + 2, sizeof(*av));
-    av[0] = "randlora";
-    for (int i = 0; i < argc; i++)
-        av[i + 1] = argv[i];
-    fflush(NULL);
-    execv(exe, av);
-    free(av);                                     /* exec failed: carry on */
-}
-
 int runner_mkdir_p(const char *dir)
 {
     char path[4096];

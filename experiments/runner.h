@@ -146,16 +146,6 @@ int runner_load_model(struct clip_model *m, const struct exp_model *model);
  * model's context, padded with its pad_token_id, truncating. */
 int runner_load_tokenizer(struct tokenizer **out, const char *dir, const struct clip_config *cfg);
 
-/* libgomp reads OMP_WAIT_POLICY only when it is loaded, and its default
- * (spin after every parallel region) fights OpenBLAS's own threads for the
- * cores: measured on 2 cores, pretraining clip-tiny ran 3-5x slower than
- * with OMP_WAIT_POLICY=passive. When the variable is unset and this process
- * is the randlora binary, set it to passive and re-execute the command
- * (argv as a command received it: argv[0] is the subcommand). Returns only
- * when nothing was done (set already, not the randlora binary, or exec
- * failed). Call it after the arguments were checked, before the work. */
-void runner_omp_passive_reexec(int argc, char **argv);
-
 /* mkdir -p: create dir and its missing parents (RL_ERR_IO naming it). */
 int runner_mkdir_p(const char *dir);
 
