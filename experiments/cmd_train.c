@@ -16,6 +16,7 @@
 #include "core/threads.h"
 #include "experiments/commands.h"
 #include "experiments/config.h"
+#include "experiments/run_lock.h"
 #include "experiments/runner.h"
 
 #define MAX_OVERRIDES 256
@@ -69,6 +70,7 @@ int cmd_train(int argc, char **argv)
     struct runner_shapes shapes = { 0 };
     struct runner_options o;
     struct runner_result res;
+    struct run_lock lk;
     char path[4096];
     int rc, status;
 
@@ -148,7 +150,12 @@ int cmd_train(int argc, char **argv)
     runner_options_init(&o);
     o.resume = resume;
     o.verbosity = quiet ? 0 : 1;
+    if ((rc = run_lock_acquire(&lk, out)) != RL_OK) {
+        status = fail(rc);
+        goto done;
+    }
     rc = runner_run(plan, out, &o, &res);
+    run_lock_release(&lk);
     if (rc != RL_OK) {
         status = fail(rc);
         goto done;

@@ -12,7 +12,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -22,6 +21,7 @@
 #include "core/status.h"
 #include "core/threads.h"
 #include "core/timer.h"
+#include "experiments/run_lock.h"
 #include "experiments/runner.h"
 #include "methods/adapter.h"
 #include "results/store.h"
@@ -172,32 +172,21 @@ static _Noreturn void child_main(const struct run_plan *p, const char *path, boo
     int rc, status;
     size_t len;
 
-    /* one writer per run file: a second sweep (or an overlapping shard) on
-     * the same output fails this run instead of writing the file twice */
-    size_t need = strlen(p->output) + strlen(p->id) + 16;
-    char *lock = xmalloc(need);
-    int lfd;
+    /* one writer per run file: a second sweep (or an overlapping shard, or
+     * a `randlora train` of the same run) fails this run instead of writing
+     * the file twice */
+    struct run_lock lk;
 
-    snprintf(lock, need, "%s/.%s.lock", p->output, p->id);
     memset(&res, 0, sizeof(res));
-    lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (lfd < 0)
-        rc = rl_error_set(RL_ERR_IO, "%s: cannot create: %s", lock, strerror(errno));
-    else if (flock(lfd, LOCK_EX | LOCK_NB) != 0)
-        rc = rl_error_set(RL_ERR, "%s is being written by another process (%s is locked: "
-                          "another sweep on the same output?)", path, lock);
-    else {
+    if ((rc = run_lock_acquire(&lk, path)) == RL_OK) {
         threads_init(threads);
         runner_options_init(&ro);
         ro.resume = resume;
         ro.verbosity = verbosity;
         ro.log = log;
         rc = runner_run(p, path, &ro, &res);
-        unlink(lock);
+        run_lock_release(&lk);
     }
-    if (lfd >= 0)
-        close(lfd);
-    free(lock);
     memset(&rep, 0, sizeof(rep));
     rep.ok = rc == RL_OK;
     rep.already_complete = res.already_complete;

@@ -18,6 +18,7 @@
 #include "core/status.h"
 #include "experiments/commands.h"
 #include "experiments/config.h"
+#include "experiments/run_lock.h"
 #include "experiments/runner.h"
 #include "experiments/sweep.h"
 #include "models/clip.h"
@@ -432,6 +433,31 @@ START_TEST(test_failure_continues)
 }
 END_TEST
 
+/* the run lock shared by train and sweep: a second holder is refused with
+ * a message naming the run, and the lock file goes away on release */
+START_TEST(test_run_lock)
+{
+    char dir[] = "/tmp/rl-lock-XXXXXX", run[128], lockfile[160];
+    struct run_lock a, b;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(run, sizeof(run), "%s/lora-r2-s1-seed1.h5", dir);
+    snprintf(lockfile, sizeof(lockfile), "%s/.lora-r2-s1-seed1.lock", dir);
+    ck_assert_int_eq(run_lock_acquire(&a, run), RL_OK);
+    ck_assert_int_eq(access(lockfile, F_OK), 0);
+    /* flock is per open file: a second open in this process conflicts */
+    ck_assert_int_eq(run_lock_acquire(&b, run), RL_ERR);
+    ck_assert_ptr_nonnull(strstr(rl_error_msg(), "lora-r2-s1-seed1.h5 is being written"));
+    ck_assert_int_eq(b.fd, -1);
+    run_lock_release(&a);
+    ck_assert_int_ne(access(lockfile, F_OK), 0);
+    ck_assert_int_eq(run_lock_acquire(&b, run), RL_OK);
+    run_lock_release(&b);
+    run_lock_release(&b);                      /* safe twice */
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 /* a run whose lock is held by another process fails without touching its
  * file; once the lock is free, --resume runs it */
 START_TEST(test_locked_run)
@@ -559,6 +585,7 @@ Suite *suite_sweep(void)
     tcase_add_test(tc, test_shards_and_jobs);
     tcase_add_test(tc, test_failure_continues);
     tcase_add_test(tc, test_locked_run);
+    tcase_add_test(tc, test_run_lock);
     suite_add_tcase(s, tc);
     return s;
 }
