@@ -20,7 +20,7 @@ struct command {
 static const struct command commands[] = {
     { "demo",    cmd_demo,    "train a small transformer classifier and print its loss curve" },
     { "threads", cmd_threads, "print the thread policy (OpenBLAS and OpenMP counts)" },
-    { "info",    cmd_info,    "summarise a results file (HDF5): method, curves, checkpoint, final metrics" },
+    { "info",    cmd_info,    "what a results file, safetensors file or model directory holds" },
     { "params",  cmd_params,  "trainable-parameter counts and budget matching for a method" },
     { "pretrain", cmd_pretrain, "pretrain clip-tiny contrastively on the shapes corpus (cached)" },
     { "train",   cmd_train,   "one fine-tuning run of an experiment file into an HDF5 results file" },
