@@ -17,5 +17,6 @@ int cmd_analyze(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif /* RANDLORA_EXPERIMENTS_COMMANDS_H */

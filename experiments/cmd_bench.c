@@ -1,0 +1,707 @@
+/*
+ * cmd_bench.c: `randlora bench`: the speed and memory of one full
+ * fine-tuning step (issue 7), on random weights.
+ *
+ *     randlora bench --model clip-vit-b-32 --method randlora --rank 6 --batch 32 --steps 3
+ *
+ * The step is the one experiments/train_step.c (run_step) does, composed
+ * here from clip.h's public functions because run_step needs a run_state
+ * with loaders: per micro-batch the text tower on K class prompts (random
+ * ids, BOS + words + EOT at the positions short prompts have, cut at the
+ * longest EOT by clip_text_forward), the vision tower on B random images,
+ * exp(logit_scale) * cosine logits, cross-entropy, backward through both
+ * towers into the adapters' block; then (accumulate > 1: the gradient
+ * divided by the step's rows) clip_grad_norm(1.0) and adamw_step. Adapters
+ * sit on q, k, v, out, fc1 and fc2 of every layer of both towers. Method
+ * `none` trains nothing: its step is the forward and the loss only.
+ *
+ * What is printed (text, or one JSON line with --json):
+ *   - median wall time of an optimizer step over --steps steps after one
+ *     warm-up step, and images/s = batch * accumulate / that time;
+ *   - model FLOPs of a step, counted analytically (model_flops below): the
+ *     GEMMs of both towers' forward and input gradient (dX), attention's
+ *     batched products, the patch embedding, the projections and the head,
+ *     plus each adapter's own work (adapter_path_flops, the cheaper of its
+ *     factored and merged paths: what the method needs, whatever path the
+ *     layer takes); their rate = model FLOPs / median step time;
+ *   - the share of step time spent inside cblas_sgemm, MEASURED: this file
+ *     interposes cblas_sgemm (the executable's definition wins over
+ *     libopenblas's; the real one is found with dlsym(RTLD_NEXT)). The
+ *     wrapper only forwards until the bench enables it, then times each
+ *     call made from the benchmarking thread and counts the FLOPs of every
+ *     call (2 M N K). Measuring rather than dividing analytic FLOPs by a
+ *     calibration rate matters because the small per-head attention GEMMs
+ *     and the skinny adapter GEMMs run far below the peak rate: an estimate
+ *     at the peak rate would understate their time;
+ *   - a calibration GEMM in the same process (raw sgemm, 1024 x 3072 x 768,
+ *     the shape of an MLP linear) gives the machine's GEMM rate, so model
+ *     FLOP/s is also shown as a share of it;
+ *   - peak RSS: by default the step runs in a fresh child process (fork)
+ *     and the peak is that child's ru_maxrss (wait4), so configurations run
+ *     one after another do not pollute each other. --in-process runs in
+ *     this process (tests) and reports this process's own ru_maxrss.
+ */
+#define _GNU_SOURCE
+#include <cblas.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/rng.h"
+#include "core/status.h"
+#include "core/threads.h"
+#include "core/timer.h"
+#include "experiments/commands.h"
+#include "methods/adapter.h"
+#include "models/clip.h"
+#include "models/optim.h"
+
+/* ------------------------------------------------------------------------ */
+/* the cblas_sgemm wrapper                                                   */
+
+typedef void (*sgemm_fn)(const enum CBLAS_ORDER, const enum CBLAS_TRANSPOSE,
+                         const enum CBLAS_TRANSPOSE, const blasint, const blasint, const blasint,
+                         const float, const float *, const blasint, const float *, const blasint,
+                         const float, float *, const blasint);
+
+static sgemm_fn real_sgemm;
+static pthread_once_t real_sgemm_once = PTHREAD_ONCE_INIT;
+static int gemm_counting;               /* read and written with __atomic    */
+static pthread_t gemm_owner;            /* the thread whose GEMMs are timed  */
+static double gemm_seconds;             /* owner's time inside cblas_sgemm   */
+static unsigned long long gemm_flops;   /* every thread's, __atomic adds     */
+static unsigned long long gemm_calls;
+
+static void resolve_sgemm(void)
+{
+    union {
+        void *p;
+        sgemm_fn f;
+    } u;
+
+    u.p = dlsym(RTLD_NEXT, "cblas_sgemm");
+    if (!u.p) {
+        fprintf(stderr, "randlora: cblas_sgemm not found in the loaded libraries (%s)\n",
+                dlerror());
+        abort();
+    }
+    real_sgemm = u.f;
+}
+
+void cblas_sgemm(const enum CBLAS_ORDER Order, const enum CBLAS_TRANSPOSE TransA,
+                 const enum CBLAS_TRANSPOSE TransB, const blasint M, const blasint N,
+                 const blasint K, const float alpha, const float *A, const blasint lda,
+                 const float *B, const blasint ldb, const float beta, float *C,
+                 const blasint ldc)
+{
+    double t0;
+    unsigned long long f;
+
+    pthread_once(&real_sgemm_once, resolve_sgemm);
+    if (!__atomic_load_n(&gemm_counting, __ATOMIC_RELAXED)) {
+        real_sgemm(Order, TransA, TransB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    f = 2ULL * (unsigned long long)M * (unsigned long long)N * (unsigned long long)K;
+    if (!pthread_equal(pthread_self(), gemm_owner)) {
+        /* a GEMM from another thread (none today: threads.h's policy) is
+         * counted but not timed: its time overlaps the owner's */
+        real_sgemm(Order, TransA, TransB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        __atomic_fetch_add(&gemm_calls, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&gemm_flops, f, __ATOMIC_RELAXED);
+        return;
+    }
+    t0 = timer_now();
+    real_sgemm(Order, TransA, TransB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_seconds += timer_now() - t0;
+    __atomic_fetch_add(&gemm_calls, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&gemm_flops, f, __ATOMIC_RELAXED);
+}
+
+static void gemm_counter_start(void)
+{
+    gemm_owner = pthread_self();
+    gemm_seconds = 0.0;
+    __atomic_store_n(&gemm_flops, 0ULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&gemm_calls, 0ULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&gemm_counting, 1, __ATOMIC_SEQ_CST);
+}
+
+static void gemm_counter_stop(void)
+{
+    __atomic_store_n(&gemm_counting, 0, __ATOMIC_SEQ_CST);
+}
+
+/* ------------------------------------------------------------------------ */
+/* options and results                                                       */
+
+struct bench_opts {
+    const char *model;          /* preset name or a config.json path          */
+    const char *method;
+    size_t rank;                /* 0: the issue's rank for the method         */
+    size_t batch, accumulate, classes, steps;
+    int threads;
+    bool json, in_process;
+    uint64_t seed;
+};
+
+/* sent from the child through a pipe: plain data only */
+struct bench_result {
+    char model[64];
+    char method[16];
+    size_t rank, batch, accumulate, classes, steps, text_tokens;
+    int threads;
+    size_t n_trainable;
+    double step_median_s, step_min_s, images_per_s;
+    double model_flops;         /* analytic, per optimizer step               */
+    double gemm_flops;          /* counted by the wrapper, per step (mean)    */
+    double gemm_share;          /* time in GEMMs / step time, timed steps     */
+    double gemm_rate;           /* counted GEMM FLOPs / time in GEMMs         */
+    double peak_gemm_rate;      /* calibration GEMM                           */
+    double loss;                /* of the last step                           */
+    long peak_rss_kb;
+};
+
+static size_t default_rank(const char *method)
+{
+    if (!strcmp(method, "lora"))
+        return 32;
+    if (!strcmp(method, "vera"))
+        return 256;
+    if (!strcmp(method, "randlora"))
+        return 6;
+    return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* analytic FLOPs                                                            */
+
+/* forward + input gradient of the L pre-LN blocks of a tower on B rows of T
+ * tokens (width C, MLP F): the six linears twice (forward, dX), attention's
+ * q k^T and att v forward (full T x T, as computed) and four products back */
+static double tower_flops(size_t B, size_t T, size_t C, size_t F, size_t L, bool backward)
+{
+    double n = (double)B * (double)T, c = (double)C, f = (double)F;
+    double lin = 2.0 * n * (4.0 * c * c + 2.0 * c * f);
+    double att = 2.0 * (double)B * (double)T * (double)T * c;   /* one product */
+
+    return (double)L * (backward ? 2.0 * lin + 6.0 * att : lin + 2.0 * att);
+}
+
+static double adapters_flops(const struct clip_adapters *ca, size_t vrows, size_t trows)
+{
+    double sum = 0.0;
+
+    if (!ca)
+        return 0.0;
+    for (size_t i = 0; i < ca->n_sites; i++) {
+        double fa, me;
+        size_t N = ca->sites[i].tower == CLIP_TOWER_VISION ? vrows : trows;
+
+        adapter_path_flops(&ca->adapters[i], N, &fa, &me);
+        sum += fa < me ? fa : me;
+    }
+    return sum;
+}
+
+/* per micro-batch of B images and K prompts of Tt tokens */
+static double model_flops(const struct clip_model *m, const struct clip_adapters *ca, size_t B,
+                          size_t K, size_t Tt, bool backward)
+{
+    const struct clip_vision_config *v = &m->cfg.vision;
+    const struct clip_text_config *t = &m->cfg.text;
+    const double D = (double)m->cfg.projection_dim;
+    const size_t Tv = clip_vision_tokens(v), P = Tv - 1;
+    const double Kp = (double)(v->num_channels * v->patch_size * v->patch_size);
+    const double bw = backward ? 2.0 : 1.0;
+    double f = 0.0;
+
+    f += 2.0 * (double)B * (double)P * Kp * (double)v->hidden;          /* patch conv */
+    f += tower_flops(B, Tv, v->hidden, v->intermediate, v->layers, backward);
+    f += bw * 2.0 * (double)B * (double)v->hidden * D;                  /* visual_projection */
+    f += tower_flops(K, Tt, t->hidden, t->intermediate, t->layers, backward);
+    f += bw * 2.0 * (double)K * (double)t->hidden * D;                  /* text_projection */
+    f += (backward ? 3.0 : 1.0) * 2.0 * (double)B * (double)K * D;      /* logits */
+    if (backward)
+        f += adapters_flops(ca, B * Tv, K * Tt);
+    return f;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the step                                                                  */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* K prompts of ctx ids: BOS, random word ids, EOT, padding. EOT positions
+ * are those of short prompts ("a photo of a {class}."): 7..9 with CLIP's
+ * BPE vocabulary, 16..23 with a byte-level one (vocab <= 512, clip-tiny),
+ * row i at lo + i % span so the longest (the cut) is the same every run and
+ * in bench/torch_baseline.py. Returns the cut (longest EOT + 1). */
+static size_t make_prompts(int32_t *ids, size_t K, const struct clip_text_config *tc,
+                           struct rng *r)
+{
+    const bool bytes = tc->vocab_size <= 512;
+    const size_t lo = bytes ? 16 : 7, span = bytes ? 8 : 3, ctx = tc->context;
+    int64_t lim = tc->bos_token_id < tc->eos_token_id ? tc->bos_token_id : tc->eos_token_id;
+    size_t cut = 0;
+
+    if (lim <= 0 || lim > (int64_t)tc->vocab_size)
+        lim = (int64_t)tc->vocab_size;
+    for (size_t i = 0; i < K; i++) {
+        int32_t *row = ids + i * ctx;
+        size_t eot = lo + i % span;
+
+        if (eot > ctx - 1)
+            eot = ctx - 1;
+        row[0] = (int32_t)tc->bos_token_id;
+        for (size_t j = 1; j < eot; j++)
+            row[j] = (int32_t)rng_below(r, (uint64_t)lim);
+        for (size_t j = eot; j < ctx; j++)
+            row[j] = (int32_t)(j == eot ? tc->eos_token_id : tc->pad_token_id);
+        if (eot + 1 > cut)
+            cut = eot + 1;
+    }
+    return cut;
+}
+
+static double calibrate_gemm(void)
+{
+    const size_t M = 1024, N = 3072, K = 768;
+    float *a = xmalloc_array(M * K, sizeof(float)), *b = xmalloc_array(N * K, sizeof(float));
+    float *c = xmalloc_array(M * N, sizeof(float));
+    struct rng r;
+    double best = 1e30, t0;
+    int reps = 0;
+
+    rng_init(&r, 7);
+    rng_fill_normal(&r, a, M * K, 0.0f, 1.0f);
+    rng_fill_normal(&r, b, N * K, 0.0f, 1.0f);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, a,
+                (int)K, b, (int)K, 0.0f, c, (int)N);
+    t0 = timer_now();
+    while (reps < 3 || (reps < 50 && timer_now() - t0 < 0.5)) {
+        double t1 = timer_now(), dt;
+
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, a,
+                    (int)K, b, (int)K, 0.0f, c, (int)N);
+        dt = timer_now() - t1;
+        if (dt < best)
+            best = dt;
+        reps++;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * (double)M * (double)N * (double)K / best;
+}
+
+static int load_config(struct clip_config *cfg, const char *model)
+{
+    for (const char *const *p = clip_preset_names(); *p; p++)
+        if (!strcmp(*p, model))
+            return clip_config_preset(cfg, model);
+    if (strchr(model, '/') || strstr(model, ".json"))
+        return clip_config_load(cfg, model);
+    return clip_config_preset(cfg, model);          /* RL_ERR_ARG listing the presets */
+}
+
+static int bench_run(const struct bench_opts *o, struct bench_result *res)
+{
+    const size_t B = o->batch, K = o->classes, A = o->accumulate, S = o->steps;
+    struct clip_config cfg;
+    struct clip_model m = { 0 };
+    struct clip_adapters ca = { 0 };
+    struct clip_vision_run vr = { 0 };
+    struct clip_text_run tr = { 0 };
+    struct clip_head h = { 0 };
+    struct adamw opt = { 0 };
+    struct adapter_cfg acfg;
+    struct clip_target tg[4];
+    size_t nt, D, ctx, cut, img_floats;
+    bool trains = strcmp(o->method, "none") != 0;
+    float *pixels = NULL, *img = NULL, *txt = NULL, *dimg = NULL, *dtxt = NULL;
+    int32_t *ids = NULL, *labels = NULL;
+    double *times = NULL, gemm_s = 0.0, gemm_f = 0.0, total_s = 0.0, loss = 0.0, scale;
+    struct rng r;
+    struct rusage ru;
+    int rc;
+
+    memset(res, 0, sizeof(*res));
+    threads_init(o->threads);
+    if ((rc = load_config(&cfg, o->model)) != RL_OK)
+        return rc;
+    if ((rc = clip_model_init(&m, &cfg)) != RL_OK)
+        return rc;
+    clip_model_init_random(&m, o->seed);
+    D = cfg.projection_dim;
+    ctx = cfg.text.context;
+
+    rng_init(&r, o->seed + 1);
+    ids = xmalloc_array(K * ctx, sizeof(*ids));
+    cut = make_prompts(ids, K, &cfg.text, &r);
+    img_floats = cfg.vision.num_channels * cfg.vision.image_size * cfg.vision.image_size;
+    pixels = xmalloc_array(A * B * img_floats, sizeof(float));
+    rng_fill_normal(&r, pixels, A * B * img_floats, 0.0f, 1.0f);
+    labels = xmalloc_array(A * B, sizeof(*labels));
+    for (size_t i = 0; i < A * B; i++)
+        labels[i] = (int32_t)rng_below(&r, (uint64_t)K);
+
+    if (trains) {
+        adapter_cfg_defaults(&acfg, o->method, o->rank);
+        if ((rc = clip_targets_parse("q_proj,k_proj,v_proj,out_proj,fc1,fc2", tg, 4, &nt)) ||
+            (rc = clip_adapters_init(&ca, &m, &acfg, tg, nt, B, K)) ||
+            (rc = adamw_init(&opt, &ADAMW_CFG_DEFAULT, ca.n_params)))
+            goto out;
+    }
+    clip_vision_run_init(&vr, &m, B, trains);
+    clip_text_run_init(&tr, &m, K, cut, trains);
+    clip_head_init(&h, B, K, D);
+    img = xmalloc_array(B * D, sizeof(float));
+    dimg = xmalloc_array(B * D, sizeof(float));
+    txt = xmalloc_array(K * D, sizeof(float));
+    dtxt = xmalloc_array(K * D, sizeof(float));
+    times = xmalloc_array(S, sizeof(double));
+    scale = clip_logit_scale(&m);
+
+    for (size_t step = 0; step <= S; step++) {          /* step 0: warm-up */
+        double t0, dt, g0 = 0.0;
+        double loss_sum = 0.0;
+
+        if (step == 1)
+            gemm_counter_start();
+        if (step >= 1)
+            g0 = gemm_seconds;
+        t0 = timer_now();
+        if (trains)
+            clip_adapters_zero_grad(&ca);
+        for (size_t micro = 0; micro < A; micro++) {
+            const float *x = pixels + micro * B * img_floats;
+            const int32_t *y = labels + micro * B;
+            double l;
+
+            if ((rc = clip_text_forward(&tr, &m, trains ? &ca : NULL, ids, K, ctx, txt)) ||
+                (rc = clip_vision_forward(&vr, &m, trains ? &ca : NULL, x, B, img)))
+                goto out;
+            clip_head_logits(&h, img, txt, B, K, (float)scale);
+            l = clip_head_crossentropy(&h, y);
+            loss_sum += l;
+            if (!trains)
+                continue;
+            memset(dimg, 0, B * D * sizeof(float));
+            memset(dtxt, 0, K * D * sizeof(float));
+            clip_head_backward(&h, dimg, dtxt, NULL, A == 1 ? 1.0f : (float)B);
+            clip_vision_backward(&vr, &m, &ca, NULL, dimg, NULL);
+            clip_text_backward(&tr, &m, &ca, NULL, dtxt);
+        }
+        if (trains) {
+            if (A > 1) {
+                const float inv = 1.0f / (float)(A * B);
+
+                for (size_t i = 0; i < ca.n_params; i++)
+                    ca.grads[i] *= inv;
+            }
+            if (!isfinite(clip_grad_norm(ca.grads, ca.n_params, 1.0))) {
+                rc = rl_error_set(RL_ERR, "non-finite gradient norm at bench step %zu", step);
+                goto out;
+            }
+            adamw_step(&opt, ca.params, ca.grads);
+        }
+        dt = timer_now() - t0;
+        loss = loss_sum / (double)A;
+        if (step >= 1) {
+            times[step - 1] = dt;
+            total_s += dt;
+            gemm_s += gemm_seconds - g0;
+        }
+    }
+    gemm_counter_stop();
+    gemm_f = (double)__atomic_load_n(&gemm_flops, __ATOMIC_RELAXED);
+
+    snprintf(res->model, sizeof(res->model), "%s", o->model);
+    snprintf(res->method, sizeof(res->method), "%s", o->method);
+    res->rank = trains && strcmp(o->method, "full") ? o->rank : 0;
+    res->batch = B;
+    res->accumulate = A;
+    res->classes = K;
+    res->steps = S;
+    res->text_tokens = cut;
+    res->threads = threads_current().n_blas;
+    res->n_trainable = trains ? ca.n_params : 0;
+    qsort(times, S, sizeof(double), cmp_double);
+    res->step_median_s = S % 2 ? times[S / 2] : 0.5 * (times[S / 2 - 1] + times[S / 2]);
+    res->step_min_s = times[0];
+    res->images_per_s = (double)(A * B) / res->step_median_s;
+    res->model_flops = (double)A * model_flops(&m, trains ? &ca : NULL, B, K, cut, trains);
+    res->gemm_flops = gemm_f / (double)S;
+    res->gemm_share = gemm_s / total_s;
+    res->gemm_rate = gemm_s > 0 ? gemm_f / gemm_s : 0.0;
+    res->loss = loss;
+    rc = RL_OK;
+out:
+    gemm_counter_stop();
+    free(times);
+    free(img);
+    free(dimg);
+    free(txt);
+    free(dtxt);
+    free(pixels);
+    free(labels);
+    free(ids);
+    clip_head_free(&h);
+    clip_text_run_free(&tr);
+    clip_vision_run_free(&vr);
+    adamw_free(&opt);
+    clip_adapters_free(&ca);
+    clip_model_free(&m);
+    if (rc == RL_OK) {
+        /* after everything is freed, so its buffers do not raise the peak */
+        res->peak_gemm_rate = calibrate_gemm();
+        if (getrusage(RUSAGE_SELF, &ru) == 0)
+            res->peak_rss_kb = ru.ru_maxrss;
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the command                                                               */
+
+static void bench_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: randlora bench --model PRESET|CONFIG.json --method M [--rank R] [--batch B]\n"
+            "                      [--accumulate A] [--classes K] [--steps S] [--threads T]\n"
+            "                      [--seed N] [--json] [--in-process]\n"
+            "\n"
+            "Time full fine-tuning steps on random weights: the text tower on K class\n"
+            "prompts, the vision tower on B images, cross-entropy, backward through both\n"
+            "towers, gradient clipping and AdamW, with adapters on q, k, v, out, fc1 and fc2\n"
+            "of every layer of both towers. Prints the median step time, images/s, model\n"
+            "FLOPs (analytic) and their rate, the share of time in GEMMs (measured), the\n"
+            "calibration GEMM rate and the peak RSS of a fresh child process.\n"
+            "\n"
+            "  --model P       a preset (clip-tiny, clip-vit-b-32, ...) or a config.json\n"
+            "  --method M      lora, vera, randlora, full or none (forward only)\n"
+            "  --rank R        default: lora 32, vera 256, randlora 6\n"
+            "  --batch B       images per micro-batch (default 32)\n"
+            "  --accumulate A  micro-batches per optimizer step (default 1)\n"
+            "  --classes K     class prompts (default 10)\n"
+            "  --steps S       timed steps after one warm-up step (default 3)\n"
+            "  --threads T     OpenBLAS and OpenMP threads (default: RANDLORA_THREADS or all)\n"
+            "  --json          one JSON line instead of text\n"
+            "  --in-process    run here, not in a child (peak RSS is then this process's)\n");
+}
+
+static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int bad(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "randlora bench: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see randlora bench --help)\n");
+    return 2;
+}
+
+static int parse_count(const char *s, size_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || *end || v == 0 || v > 1000000000ULL)
+        return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+static void print_result(const struct bench_result *r, bool json)
+{
+    const double rss_mb = (double)r->peak_rss_kb / 1024.0;
+    const double gflops = r->model_flops / r->step_median_s / 1e9;
+
+    if (json) {
+        printf("{\"impl\":\"c\",\"model\":\"%s\",\"method\":\"%s\",\"rank\":%zu,\"batch\":%zu,"
+               "\"accumulate\":%zu,\"classes\":%zu,\"text_tokens\":%zu,\"steps\":%zu,"
+               "\"threads\":%d,\"n_trainable\":%zu,\"step_s\":%.6f,\"step_min_s\":%.6f,"
+               "\"images_per_s\":%.4f,\"model_gflop\":%.4f,\"gflops\":%.3f,"
+               "\"gemm_gflop_counted\":%.4f,\"gemm_share\":%.4f,\"gemm_gflops\":%.3f,"
+               "\"peak_gflops\":%.3f,\"peak_rss_mb\":%.1f,\"loss\":%.6g}\n",
+               r->model, r->method, r->rank, r->batch, r->accumulate, r->classes,
+               r->text_tokens, r->steps, r->threads, r->n_trainable, r->step_median_s,
+               r->step_min_s, r->images_per_s, r->model_flops / 1e9, gflops,
+               r->gemm_flops / 1e9, r->gemm_share, r->gemm_rate / 1e9, r->peak_gemm_rate / 1e9,
+               rss_mb, r->loss);
+    } else {
+        printf("model %s, method %s", r->model, r->method);
+        if (r->rank)
+            printf(" r=%zu", r->rank);
+        printf(", batch %zu x %zu, %zu class prompts of %zu tokens, %d threads\n", r->accumulate,
+               r->batch, r->classes, r->text_tokens, r->threads);
+        printf("  trainable            %zu\n", r->n_trainable);
+        printf("  step (median of %zu)  %.3f s (min %.3f s)\n", r->steps, r->step_median_s,
+               r->step_min_s);
+        printf("  images/s             %.2f\n", r->images_per_s);
+        printf("  model FLOPs / step   %.2f GFLOP (analytic), %.1f GFLOP/s = %.0f%% of the "
+               "calibration GEMM (%.1f GFLOP/s)\n",
+               r->model_flops / 1e9, gflops, 100.0 * gflops * 1e9 / r->peak_gemm_rate,
+               r->peak_gemm_rate / 1e9);
+        printf("  GEMMs                %.1f%% of step time (measured), %.2f GFLOP counted at "
+               "%.1f GFLOP/s\n",
+               100.0 * r->gemm_share, r->gemm_flops / 1e9, r->gemm_rate / 1e9);
+        printf("  peak RSS             %.1f MiB\n", rss_mb);
+        printf("  loss (last step)     %.4f\n", r->loss);
+    }
+    fflush(stdout);
+}
+
+/* run in a fresh child; its ru_maxrss is the configuration's peak */
+static int bench_fork(const struct bench_opts *o, struct bench_result *res)
+{
+    int fd[2], status;
+    pid_t pid;
+    struct rusage ru;
+    ssize_t got = 0;
+
+    fflush(stdout);
+    fflush(stderr);
+    if (pipe(fd) != 0)
+        return rl_error_set(RL_ERR_IO, "pipe: %s", strerror(errno));
+    pid = fork();
+    if (pid < 0)
+        return rl_error_set(RL_ERR_IO, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        struct bench_result cr;
+        int rc;
+
+        close(fd[0]);
+        rc = bench_run(o, &cr);
+        if (rc != RL_OK) {
+            fprintf(stderr, "randlora bench: %s\n", rl_error_msg());
+            _exit(rl_exit_code(rc));
+        }
+        if (write(fd[1], &cr, sizeof(cr)) != (ssize_t)sizeof(cr))
+            _exit(1);
+        _exit(0);
+    }
+    close(fd[1]);
+    while ((size_t)got < sizeof(*res)) {
+        ssize_t n = read(fd[0], (char *)res + got, sizeof(*res) - (size_t)got);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += n;
+    }
+    close(fd[0]);
+    while (wait4(pid, &status, 0, &ru) < 0)
+        if (errno != EINTR)
+            return rl_error_set(RL_ERR_IO, "wait4: %s", strerror(errno));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || (size_t)got != sizeof(*res)) {
+        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+
+        rl_error_set(code == 2 ? RL_ERR_ARG : RL_ERR, "the benchmark child %s %d",
+                     WIFEXITED(status) ? "exited with status" : "was killed by signal",
+                     WIFEXITED(status) ? code : WTERMSIG(status));
+        return code == 2 ? RL_ERR_ARG : RL_ERR;
+    }
+    res->peak_rss_kb = ru.ru_maxrss;
+    return RL_OK;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    struct bench_opts o = {
+        .model = NULL, .method = NULL, .rank = 0, .batch = 32, .accumulate = 1,
+        .classes = 10, .steps = 3, .threads = 0, .json = false, .in_process = false,
+        .seed = 1,
+    };
+    struct bench_result res;
+    size_t v;
+    int rc;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            bench_usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--json")) {
+            o.json = true;
+            continue;
+        }
+        if (!strcmp(a, "--in-process")) {
+            o.in_process = true;
+            continue;
+        }
+        if (!val)
+            return bad("option '%s' needs a value", a);
+        i++;
+        if (!strcmp(a, "--model"))
+            o.model = val;
+        else if (!strcmp(a, "--method"))
+            o.method = val;
+        else if (!strcmp(a, "--rank") || !strcmp(a, "--batch") || !strcmp(a, "--accumulate") ||
+                 !strcmp(a, "--classes") || !strcmp(a, "--steps") || !strcmp(a, "--threads") ||
+                 !strcmp(a, "--seed")) {
+            if (parse_count(val, &v))
+                return bad("%s wants a positive whole number, not '%s'", a, val);
+            if (!strcmp(a, "--rank"))
+                o.rank = v;
+            else if (!strcmp(a, "--batch"))
+                o.batch = v;
+            else if (!strcmp(a, "--accumulate"))
+                o.accumulate = v;
+            else if (!strcmp(a, "--classes"))
+                o.classes = v;
+            else if (!strcmp(a, "--steps"))
+                o.steps = v;
+            else if (!strcmp(a, "--threads"))
+                o.threads = v > 1024 ? 1024 : (int)v;
+            else
+                o.seed = v;
+        } else
+            return bad("unknown option '%s'", a);
+    }
+    if (!o.model)
+        return bad("--model is required");
+    if (!o.method)
+        return bad("--method is required");
+    if (!adapter_ops_find(o.method))
+        return bad("unknown method '%s' (lora, vera, randlora, full, none)", o.method);
+    if (o.classes < 2)
+        return bad("--classes must be at least 2");
+    if (!o.rank)
+        o.rank = default_rank(o.method);
+
+    rc = o.in_process ? bench_run(&o, &res) : bench_fork(&o, &res);
+    if (rc != RL_OK) {
+        if (o.in_process || !strstr(rl_error_msg(), "benchmark child"))
+            fprintf(stderr, "randlora bench: %s\n", rl_error_msg());
+        return rl_exit_code(rc);
+    }
+    print_result(&res, o.json);
+    return 0;
+}
