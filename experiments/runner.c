@@ -333,6 +333,7 @@ static void state_free(struct run_state *s)
     free(s->img);
     free(s->dimg);
     free(s->train_idx);
+    free(s->weights_path);
 }
 
 /* everything a run needs before its first step */
@@ -355,6 +356,14 @@ static int state_init(struct run_state *s, const struct run_plan *p)
 
     if ((rc = runner_load_model(&s->m, &p->model)) != RL_OK)
         return rc;
+    {
+        /* where merged weights are re-based from (clip_adapters_rebase) */
+        const char *dir = runner_model_dir(&p->model);
+        size_t n = strlen(dir) + sizeof("/model.safetensors");
+
+        s->weights_path = xmalloc(n);
+        snprintf(s->weights_path, n, "%s/model.safetensors", dir);
+    }
     size = s->m.cfg.vision.image_size;
     if (p->image_size && p->image_size != size)
         return rl_error_set(RL_ERR_ARG, "%s: data.image_size = %zu, but model %s takes %zux%zu "
@@ -759,6 +768,11 @@ int runner_run(const struct run_plan *plan, const char *out_path,
                 fprintf(log, "%s%s: step %zu eval accuracy %.4f loss %.4f\n",
                         prog.is_tty ? "\r\033[K" : "", plan->id, step, acc, eval_loss);
         }
+        /* merged weights back to their file's bits at every checkpoint (a
+         * resumed run starts from them) and every CLIP_REBASE_EVERY steps */
+        if (((plan->train.checkpoint_every && step % plan->train.checkpoint_every == 0) ||
+             step % CLIP_REBASE_EVERY == 0) && (rc = run_rebase(&s)) != RL_OK)
+            goto out;
         if (plan->train.checkpoint_every && step % plan->train.checkpoint_every == 0 &&
             (rc = store_write_checkpoint(st, (int64_t)step, s.ca.params, s.opt.m, s.opt.v,
                                          &s.rng)) != RL_OK)
@@ -785,6 +799,8 @@ int runner_run(const struct run_plan *plan, const char *out_path,
             fprintf(log, "%s: step %zu eval accuracy %.4f loss %.4f\n", plan->id,
                     s.total_steps, acc, eval_loss);
     }
+    if ((rc = run_rebase(&s)) != RL_OK)        /* the model as it was loaded */
+        goto out;
     res->accuracy = acc;
     res->loss = eval_loss;
     res->steps = s.total_steps;

@@ -34,9 +34,18 @@
  *     and the gradient divided by the step's rows, so 2 x B equals one batch
  *     of 2B up to float rounding. Then clip_grad_norm (train.clip; 0: no
  *     clipping, the norm is still recorded), lr from lr_cosine (warmup,
- *     lr_min), adamw_step;
+ *     lr_min), adamw_step. Each adapted linear takes the factored or the
+ *     merged path for the whole step (models/clip.h clip_adapters_begin_step:
+ *     the cheaper one for B * tokens vision rows and M * cut text rows,
+ *     factored under dropout; RANDLORA_ADAPTER_PATH=auto|factored|merged
+ *     forces it): merged weights are merged in place before the first
+ *     micro-batch and unmerged before adamw_step, and re-read bit for bit
+ *     from the model's model.safetensors at every checkpoint, every
+ *     CLIP_REBASE_EVERY steps and at the end (the file must not change
+ *     during the run);
  *   - evaluation every eval_every steps and after the last: accuracy and
- *     mean cross-entropy on the eval set (adapters in eval mode, no grad);
+ *     mean cross-entropy on the eval set (adapters in eval mode, no grad;
+ *     merged where cheaper, as no dropout applies);
  *   - a checkpoint every checkpoint_every steps: the trainable block, AdamW's
  *     m and v, the step (= AdamW's t), the run's RNG. The data order and
  *     augmentation are functions of (seed, epoch, batch) (loader.h) and the

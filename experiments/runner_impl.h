@@ -55,6 +55,7 @@ struct run_state {
     struct rng rng;              /* the run's RNG (checkpointed)                 */
 
     size_t images_seen;          /* training images in this call                 */
+    char *weights_path;          /* the model's safetensors file (rebase), or NULL */
 };
 
 /* The first micro-batch of step `step` (1-based) is micro-batch
@@ -69,7 +70,13 @@ int run_seek(struct run_state *s, size_t step);
 int run_step(struct run_state *s, size_t step, double *loss, double *gnorm, double *lr,
              char *why, size_t why_size);
 
-/* Accuracy and mean cross-entropy on the eval set (adapters in eval mode). */
+/* Restore the weights merged since the last rebase from s->weights_path,
+ * bit for bit (models/clip.h clip_adapters_rebase); RL_OK when nothing
+ * drifted or there is no file. Between steps only. */
+int run_rebase(struct run_state *s);
+
+/* Accuracy and mean cross-entropy on the eval set (adapters in eval mode;
+ * layers merged for the eval where that is cheaper, unmerged after). */
 int run_eval(struct run_state *s, double *accuracy, double *loss);
 
 #endif /* RANDLORA_EXPERIMENTS_RUNNER_IMPL_H */

@@ -54,15 +54,47 @@ static int train_text_forward(struct run_state *s)
     return rc;
 }
 
-int run_step(struct run_state *s, size_t step, double *loss, double *gnorm, double *lr,
-             char *why, size_t why_size)
+/* rows one text forward runs: n_rows prompts times the cut at the longest
+ * end-of-text among the n prompts of ids; the size the path choice goes by */
+static size_t text_rows(const struct run_state *s, const int32_t *ids, size_t n, size_t n_rows)
+{
+    size_t Tc = 0;
+
+    for (size_t b = 0; b < n; b++) {
+        size_t e = clip_text_eot(&s->m.cfg.text, ids + b * s->ctx, s->ctx);
+
+        if (e != SIZE_MAX && e + 1 > Tc)
+            Tc = e + 1;
+    }
+    return n_rows * (s->tr.cut ? Tc : s->ctx);
+}
+
+/* the per-layer paths for this step's tower sizes, merged in place
+ * (models/clip.h); clip_adapters_end_step undoes it */
+static void begin_paths(struct run_state *s, const int32_t *ids, size_t n_text, size_t n_rows)
+{
+    size_t vrows = s->vision_adapted ? s->B * s->vr.T : 0;
+    size_t trows = s->text_adapted ? text_rows(s, ids, n_text, n_rows) : 0;
+
+    clip_adapters_begin_step(&s->ca, &s->m, vrows, trows);
+}
+
+int run_rebase(struct run_state *s)
+{
+    if (!s->trains || !s->weights_path)
+        return RL_OK;
+    return clip_adapters_rebase(&s->ca, &s->m, s->weights_path);
+}
+
+/* the micro-batches of one step: gradients accumulated (not yet averaged)
+ * into s->ca.grads, with the merged sites merged for the whole step */
+static int accumulate(struct run_state *s, size_t step, double *loss_sum, size_t *rows_out,
+                      double *loss, double *gnorm, double *lr, char *why, size_t why_size)
 {
     const size_t D = s->D;
-    double loss_sum = 0.0;
     size_t rows = 0;
     int rc;
 
-    clip_adapters_zero_grad(&s->ca);
     for (size_t micro = 0; micro < s->accumulate; micro++) {
         struct loader_batch b;
         double l;
@@ -90,8 +122,9 @@ int run_step(struct run_state *s, size_t step, double *loss, double *gnorm, doub
             *lr = NAN;
             return rl_error_set(RL_ERR, "%s", why);
         }
-        loss_sum += l * (double)b.n;
+        *loss_sum += l * (double)b.n;
         rows += (size_t)b.n;
+        *rows_out = rows;
 
         /* accumulate = 1: the mean loss's gradient as it is; otherwise the
          * rows-weighted sum, divided by the step's rows below */
@@ -106,6 +139,24 @@ int run_step(struct run_state *s, size_t step, double *loss, double *gnorm, doub
             clip_text_backward(&s->tr, &s->m, &s->ca, NULL, s->dtxt);
         s->images_seen += (size_t)b.n;
     }
+    return RL_OK;
+}
+
+int run_step(struct run_state *s, size_t step, double *loss, double *gnorm, double *lr,
+             char *why, size_t why_size)
+{
+    double loss_sum = 0.0;
+    size_t rows = 0;
+    int rc;
+
+    clip_adapters_zero_grad(&s->ca);
+    /* merged once per optimizer step, before the first micro-batch, and
+     * unmerged with the same parameters before they change */
+    begin_paths(s, s->train_ids, s->M, s->M);
+    rc = accumulate(s, step, &loss_sum, &rows, loss, gnorm, lr, why, why_size);
+    clip_adapters_end_step(&s->ca, &s->m);
+    if (rc != RL_OK)
+        return rc;
     if (s->accumulate > 1) {
         const float inv = 1.0f / (float)rows;
 
@@ -135,8 +186,11 @@ int run_eval(struct run_state *s, double *accuracy, double *loss)
     double loss_sum = 0.0;
     int rc = RL_OK;
 
-    if (s->trains)
+    if (s->trains) {
         clip_adapters_set_training(&s->ca, false);
+        /* no dropout now: the merged path is open to every layer */
+        begin_paths(s, s->eval_ids, MK, MK < s->M ? MK : s->M);
+    }
     if (s->text_adapted || !s->class_feat_valid) {
         for (size_t c0 = 0; c0 < MK && rc == RL_OK; c0 += s->M) {
             size_t n = MK - c0 < s->M ? MK - c0 : s->M;
@@ -173,8 +227,10 @@ int run_eval(struct run_state *s, double *accuracy, double *loss)
         rows += (size_t)b.n;
     }
 out:
-    if (s->trains)
+    if (s->trains) {
+        clip_adapters_end_step(&s->ca, &s->m);
         clip_adapters_set_training(&s->ca, true);
+    }
     if (rc != RL_OK)
         return rc;
     if (rows == 0)

@@ -392,6 +392,11 @@ static bool dropout_active(const struct adapter *a)
     return a->training && a->drop_x != NULL;
 }
 
+bool adapter_dropout_active(const struct adapter *a)
+{
+    return dropout_active(a);
+}
+
 void adapter_forward(struct adapter *a, const float *x, float *y, size_t N)
 {
     RL_ASSERT(N <= a->method->max_rows);

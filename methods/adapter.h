@@ -297,6 +297,9 @@ void adapter_path_flops(const struct adapter *a, size_t N, double *factored, dou
 /* The cheaper path for N rows; factored whenever dropout is active (the
  * merged path cannot apply a mask to the branch alone). */
 enum adapter_path adapter_choose_path(const struct adapter *a, size_t N);
+/* dropout is applied to this layer's branch now (training, dropout > 0):
+ * only the factored path can do that */
+bool adapter_dropout_active(const struct adapter *a);
 
 /* The trainable tensors (views into a->params), or with `grad`, the same
  * views into a->grads (which must be non-NULL). Returns how many; fills at

@@ -202,23 +202,54 @@ static struct adapter *lin_adapter(const struct block_adapters *ad, enum block_l
     return ad ? ad->lin[i] : NULL;
 }
 
-/* out (N, d_out) = inp W^T + b, then += the adapter's branch on inp */
-static void adapted_linear_forward(float *out, const float *inp, const float *w, const float *b,
-                                   struct adapter *ad, size_t N, size_t C, size_t OC)
+/* linear i is on the merged path: its weight holds W + dW */
+static bool lin_merged(const struct block_adapters *ad, enum block_linear i)
 {
-    linear_forward(out, inp, w, b, N, C, OC);
-    if (ad)
-        adapter_forward(ad, inp, out, N);
+    return ad && ad->lin[i] && ad->merged[i];
 }
 
-/* linear_backward (dw only when asked), then the adapter's backward */
+/* out (N, d_out) = inp W^T + b, then += the adapter's branch on inp (factored
+ * path; merged: W already holds W + dW) */
+static void adapted_linear_forward(float *out, const float *inp, const float *w, const float *b,
+                                   const struct block_adapters *ad, enum block_linear i,
+                                   size_t N, size_t C, size_t OC)
+{
+    linear_forward(out, inp, w, b, N, C, OC);
+    if (lin_adapter(ad, i) && !lin_merged(ad, i))
+        adapter_forward(ad->lin[i], inp, out, N);
+}
+
+/* factored: linear_backward (dw only when asked), then the adapter's
+ * backward. merged: gw = dout^T inp in the shared scratch (with dinp and db
+ * from the same linear_backward, w = W + dW), projected onto the adapter's
+ * parameters, and added to dw when the weight itself is trained too. */
 static void adapted_linear_backward(float *dinp, float *dw, float *db, const float *dout,
-                                    const float *inp, const float *w, struct adapter *ad,
+                                    const float *inp, const float *w,
+                                    const struct block_adapters *ad, enum block_linear i,
                                     size_t N, size_t C, size_t OC)
 {
+    struct adapter *a = lin_adapter(ad, i);
+
+    if (a && lin_merged(ad, i)) {
+        const size_t n = mul(OC, C);
+        float *gw = ad->gw;
+
+        if (!a->grads && !dw) {
+            linear_backward(dinp, NULL, db, dout, inp, w, N, C, OC);
+            return;
+        }
+        RL_ASSERT(gw != NULL);
+        memset(gw, 0, n * sizeof(float));
+        linear_backward(dinp, gw, db, dout, inp, w, N, C, OC);
+        adapter_project_grad(a, gw);
+        if (dw)
+            for (size_t k = 0; k < n; k++)
+                dw[k] += gw[k];
+        return;
+    }
     linear_backward(dinp, dw, db, dout, inp, w, N, C, OC);
-    if (ad)
-        adapter_backward(ad, inp, dout, dinp, N);
+    if (a)
+        adapter_backward(a, inp, dout, dinp, N);
 }
 
 void block_forward(float *out, struct block_acts *a, const float *inp,
@@ -247,24 +278,24 @@ void block_forward_adapted(float *out, struct block_acts *a, const float *inp,
 
     /* attention half: h = x + out_proj(MHA(ln1(x))) */
     layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, p->ln1_w, p->ln1_b, N, C, cfg->eps);
-    adapted_linear_forward(a->q, a->ln1, p->q_w, p->q_b, lin_adapter(ad, BLOCK_LIN_Q), N, C, C);
-    adapted_linear_forward(a->k, a->ln1, p->k_w, p->k_b, lin_adapter(ad, BLOCK_LIN_K), N, C, C);
-    adapted_linear_forward(a->v, a->ln1, p->v_w, p->v_b, lin_adapter(ad, BLOCK_LIN_V), N, C, C);
+    adapted_linear_forward(a->q, a->ln1, p->q_w, p->q_b, ad, BLOCK_LIN_Q, N, C, C);
+    adapted_linear_forward(a->k, a->ln1, p->k_w, p->k_b, ad, BLOCK_LIN_K, N, C, C);
+    adapted_linear_forward(a->v, a->ln1, p->v_w, p->v_b, ad, BLOCK_LIN_V, N, C, C);
     attention_forward(a->atty, a->att, a->q, a->k, a->v, B, T, C, NH, cfg->causal);
-    adapted_linear_forward(a->attproj, a->atty, p->o_w, p->o_b, lin_adapter(ad, BLOCK_LIN_OUT),
+    adapted_linear_forward(a->attproj, a->atty, p->o_w, p->o_b, ad, BLOCK_LIN_OUT,
                            N, C, C);
     residual_forward(a->h, inp, a->attproj, mul(N, C));
 
     /* MLP half: out = h + fc2(act(fc1(ln2(h)))) */
     layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h, p->ln2_w, p->ln2_b, N, C, cfg->eps);
-    adapted_linear_forward(a->fch, a->ln2, p->fc1_w, p->fc1_b, lin_adapter(ad, BLOCK_LIN_FC1),
+    adapted_linear_forward(a->fch, a->ln2, p->fc1_w, p->fc1_b, ad, BLOCK_LIN_FC1,
                            N, C, F);
     if (cfg->act == BLOCK_ACT_GELU)
         gelu_forward(a->fch_act, a->fch, mul(N, F));
     else
         quick_gelu_forward(a->fch_act, a->fch, mul(N, F));
     adapted_linear_forward(a->fcproj, a->fch_act, p->fc2_w, p->fc2_b,
-                           lin_adapter(ad, BLOCK_LIN_FC2), N, F, C);
+                           ad, BLOCK_LIN_FC2, N, F, C);
     residual_forward(out, a->h, a->fcproj, mul(N, C));
 }
 
@@ -298,7 +329,7 @@ void block_backward_adapted(float *dinp, struct block_grads *g, struct block_gra
     memcpy(ga->dh, dout, NC * sizeof(float));
     /* fcproj = fch_act @ fc2_w^T + fc2_b */
     adapted_linear_backward(ga->dfch_act, g->fc2_w, g->fc2_b, dout, a->fch_act, p->fc2_w,
-                            lin_adapter(ad, BLOCK_LIN_FC2), N, F, C);
+                            ad, BLOCK_LIN_FC2, N, F, C);
     /* fch_act = act(fch) */
     if (cfg->act == BLOCK_ACT_GELU)
         gelu_backward(ga->dfch, ga->dfch_act, a->fch, NF);
@@ -306,7 +337,7 @@ void block_backward_adapted(float *dinp, struct block_grads *g, struct block_gra
         quick_gelu_backward(ga->dfch, ga->dfch_act, a->fch, NF);
     /* fch = ln2 @ fc1_w^T + fc1_b */
     adapted_linear_backward(ga->dln2, g->fc1_w, g->fc1_b, ga->dfch, a->ln2, p->fc1_w,
-                            lin_adapter(ad, BLOCK_LIN_FC1), N, C, F);
+                            ad, BLOCK_LIN_FC1, N, C, F);
     /* ln2 = layer_norm2(h): dh += ... */
     layernorm_backward(ga->dh, g->ln2_w, g->ln2_b, ga->dln2, a->h, p->ln2_w,
                        a->ln2_mean, a->ln2_rstd, N, C);
@@ -317,18 +348,18 @@ void block_backward_adapted(float *dinp, struct block_grads *g, struct block_gra
             dinp[i] += ga->dh[i];
     /* attproj = atty @ o_w^T + o_b */
     adapted_linear_backward(ga->datty, g->o_w, g->o_b, ga->dh, a->atty, p->o_w,
-                            lin_adapter(ad, BLOCK_LIN_OUT), N, C, C);
+                            ad, BLOCK_LIN_OUT, N, C, C);
     /* atty = MHA(q, k, v) */
     attention_backward(ga->dq, ga->dk, ga->dv, ga->att_scratch, ga->datty, a->att,
                        a->q, a->k, a->v, B, T, C, NH, cfg->causal);
     /* q, k, v = ln1 @ W^T + b: the three input gradients add up in dln1 */
     float *dln1 = need_dln1 ? ga->dln1 : NULL;
     adapted_linear_backward(dln1, g->q_w, g->q_b, ga->dq, a->ln1, p->q_w,
-                            lin_adapter(ad, BLOCK_LIN_Q), N, C, C);
+                            ad, BLOCK_LIN_Q, N, C, C);
     adapted_linear_backward(dln1, g->k_w, g->k_b, ga->dk, a->ln1, p->k_w,
-                            lin_adapter(ad, BLOCK_LIN_K), N, C, C);
+                            ad, BLOCK_LIN_K, N, C, C);
     adapted_linear_backward(dln1, g->v_w, g->v_b, ga->dv, a->ln1, p->v_w,
-                            lin_adapter(ad, BLOCK_LIN_V), N, C, C);
+                            ad, BLOCK_LIN_V, N, C, C);
     /* ln1 = layer_norm1(x): dinp += ... */
     if (need_dln1)
         layernorm_backward(dinp, g->ln1_w, g->ln1_b, ga->dln1, inp, p->ln1_w,

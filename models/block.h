@@ -174,13 +174,23 @@ struct adapter;
 
 /* One adapter per linear or NULL (not adapted). The adapted linear computes
  *     y = x W^T + b + adapter(x)
- * on the factored path: the frozen linear_forward, then adapter_forward on
- * the same input; in the backward, linear_backward (weight gradient only
- * when g asks for it), then adapter_backward, which accumulates the adapter's
- * parameter gradients and adds its share of dx. The merged path (W + dW
- * built once per step) and its per-layer choice are not used here yet. */
+ * on one of two paths (methods/adapter.h, DESIGN.md "Speed"):
+ *   - factored (merged[i] false): the frozen linear_forward, then
+ *     adapter_forward on the same input; in the backward, linear_backward
+ *     (weight gradient only when g asks for it), then adapter_backward, which
+ *     accumulates the adapter's parameter gradients and adds its share of dx;
+ *   - merged (merged[i] true): the caller has merged the adapter into the
+ *     weight IN PLACE (p's weight is W' = W + dW, adapter_merge), so the
+ *     forward is the plain linear_forward. The backward forms the weight
+ *     gradient gw = dy^T x in `gw` (scratch of at least d_out*d_in floats,
+ *     shared by every layer: it is projected at once), projects it onto the
+ *     adapter's parameters (adapter_project_grad) and adds it to g's weight
+ *     gradient when g asks for one; dx = dy W' already includes dW.
+ * Who merges, unmerges and chooses: models/clip.h (clip_adapters_begin_step). */
 struct block_adapters {
     struct adapter *lin[BLOCK_NUM_LINEARS];
+    bool merged[BLOCK_NUM_LINEARS];
+    float *gw;                  /* needed when any merged[i]                  */
 };
 
 /* block_forward / block_backward with adapters; ad == NULL is the plain

@@ -255,6 +255,17 @@ struct clip_site {
     size_t offset;              /* of its parameters in the trainable block  */
 };
 
+/* which path the adapted linears take (block.h struct block_adapters) */
+enum clip_path_mode {
+    CLIP_PATH_AUTO = 0,         /* per layer, adapter_choose_path for the rows */
+    CLIP_PATH_FACTORED,         /* always factored                            */
+    CLIP_PATH_MERGED,           /* merged wherever allowed (not with active
+                                   dropout, which only the factored path has) */
+};
+
+/* "auto" | "factored" | "merged" -> mode; RL_ERR_ARG otherwise */
+int clip_path_mode_parse(const char *name, enum clip_path_mode *out);
+
 struct clip_adapters {
     struct adapter_method method;
     size_t n_sites;
@@ -265,6 +276,17 @@ struct clip_adapters {
     float *params;              /* the trainable block, n_params floats      */
     float *grads;               /* its gradients, same layout                */
     size_t max_images, max_texts;
+    /* the per-layer path choice (clip_adapters_begin_step); path_mode is
+     * set at init from RANDLORA_ADAPTER_PATH (auto | factored | merged;
+     * unset: auto) and may be changed between steps */
+    enum clip_path_mode path_mode;
+    bool *merged;               /* (n_sites) the weight holds W + dW now      */
+    bool *drifted;              /* (n_sites) merged since the last rebase     */
+    size_t n_merged;            /* sites merged now                           */
+    size_t round_trips;         /* most merge/unmerge pairs any weight has had
+                                   since init or the last rebase              */
+    float *gw;                  /* merged weight-gradient scratch, allocated at
+                                   the first merge for the largest layer      */
 };
 
 /* Attach cfg's method to every linear matched by the targets, for forwards
@@ -284,6 +306,42 @@ const char *clip_site_name(const struct clip_site *s, char *buf, size_t size);
 /* the adapter at (tower, layer, lin), or NULL */
 struct adapter *clip_adapters_find(const struct clip_adapters *ca, enum clip_tower tower,
                                    size_t layer, enum block_linear lin);
+
+/* The two paths (methods/adapter.h, DESIGN.md "Speed"), per adapted linear.
+ *
+ * clip_adapters_begin_step chooses each site's path for a step whose vision
+ * tower sees vision_rows rows (B * tokens) and whose text tower sees
+ * text_rows rows (prompts * the cut length; 0: that tower is not run) --
+ * adapter_choose_path under CLIP_PATH_AUTO, factored whenever dropout is
+ * active -- and merges the merged sites' dW into the model's frozen weights
+ * IN PLACE (W <- W + dW with the current parameters; no copy of any
+ * weight). The towers then run merged sites as one GEMM; their backward
+ * projects each weight gradient onto the adapter's parameters as soon as it
+ * is formed (one shared scratch of the largest merged d_out x d_in, so
+ * micro-batches of one step each project their own gradient).
+ *
+ * clip_adapters_end_step unmerges (W <- W - dW, the same parameters) and
+ * must run before anything changes the parameters (the optimizer step,
+ * loading a checkpoint, an import) and before the weights are saved or
+ * read as the frozen model. Between end_step and the next begin_step the
+ * weights are the pristine ones up to round-off: a merge/unmerge pair in
+ * float changes a weight by at most 1 ulp of |W| + |dW| (fl(fl(W + dW) - dW)),
+ * so after k pairs |W - W_pristine| <= k ulp(max |W| + |dW|) (measured:
+ * typically ~sqrt(k) ulp). clip_adapters_rebase restores the weights of the
+ * sites merged since the last rebase bit for bit from the model's
+ * safetensors file (one tensor mapped at a time, so no weight-sized copy);
+ * the runner rebases at checkpoints, every CLIP_REBASE_EVERY steps and at
+ * the end, so a resumed run sees exactly the weights of the uninterrupted
+ * one. Both are cheap for factored-only steps (nothing merged: nothing done).
+ * m must be the model the adapters were made for. */
+void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
+                              size_t vision_rows, size_t text_rows);
+void clip_adapters_end_step(struct clip_adapters *ca, struct clip_model *m);
+/* re-read the drifted sites' weights from a safetensors file (the model's
+ * own, as it was loaded); RL_ERR_ARG while sites are merged */
+int  clip_adapters_rebase(struct clip_adapters *ca, struct clip_model *m, const char *path);
+/* the runner's rebase period in steps (experiments/train_step.c) */
+#define CLIP_REBASE_EVERY 100
 
 /* ------------------------------------------------------------------------ */
 /* the towers: forward and backward                                          */

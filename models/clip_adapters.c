@@ -13,6 +13,7 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "models/clip.h"
+#include "models/safetensors.h"
 
 static const char *const tower_names[CLIP_NUM_TOWERS] = { "vision", "text" };
 static const char *const tower_prefix[CLIP_NUM_TOWERS] = { "vision_model", "text_model" };
@@ -251,6 +252,15 @@ int clip_adapters_init(struct clip_adapters *ca, const struct clip_model *m,
     ca->text = xcalloc(Lt, sizeof(*ca->text));
     ca->max_images = max_images;
     ca->max_texts = max_texts;
+    {
+        const char *env = getenv("RANDLORA_ADAPTER_PATH");
+
+        if (env && *env && clip_path_mode_parse(env, &ca->path_mode) != RL_OK) {
+            rc = rl_error_set(RL_ERR_ARG, "RANDLORA_ADAPTER_PATH='%s': expected auto, "
+                              "factored or merged", env);
+            goto out;
+        }
+    }
     for (int tw = 0; tw < CLIP_NUM_TOWERS; tw++)
         for (size_t l = 0; l < tower_layers(m, (enum clip_tower)tw); l++)
             for (int i = 0; i < BLOCK_NUM_LINEARS; i++) {
@@ -326,6 +336,9 @@ void clip_adapters_free(struct clip_adapters *ca)
     free(ca->text);
     free(ca->params);
     free(ca->grads);
+    free(ca->merged);
+    free(ca->drifted);
+    free(ca->gw);
     memset(ca, 0, sizeof(*ca));
 }
 
@@ -351,4 +364,137 @@ struct adapter *clip_adapters_find(const struct clip_adapters *ca, enum clip_tow
             return &ca->adapters[k];
     }
     return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the two paths: choosing, merging in place, rebasing                       */
+
+int clip_path_mode_parse(const char *name, enum clip_path_mode *out)
+{
+    static const char *const names[] = { "auto", "factored", "merged" };
+
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, names[i]) == 0) {
+            *out = (enum clip_path_mode)i;
+            return RL_OK;
+        }
+    return rl_error_set(RL_ERR_ARG, "adapter path '%s': expected auto, factored or merged", name);
+}
+
+/* the frozen weight (d_out, d_in) of a site, writable: m->params is the
+ * model's own block, viewed const by the layers */
+static float *site_weight(struct clip_model *m, const struct clip_site *s)
+{
+    const struct block_params *p = &(s->tower == CLIP_TOWER_VISION ? m->vlayer : m->tlayer)[s->layer];
+    const float *w[BLOCK_NUM_LINEARS] = { p->q_w, p->k_w, p->v_w, p->o_w, p->fc1_w, p->fc2_w };
+    float *base = m->params;
+
+    RL_ASSERT(w[s->lin] >= base && w[s->lin] < base + m->n_params);
+    return base + (w[s->lin] - base);
+}
+
+static struct block_adapters *site_layer(struct clip_adapters *ca, const struct clip_site *s)
+{
+    return &(s->tower == CLIP_TOWER_VISION ? ca->vision : ca->text)[s->layer];
+}
+
+/* allocate the per-site state and the scratch once */
+static void path_state(struct clip_adapters *ca)
+{
+    if (!ca->merged) {
+        ca->merged = xcalloc(ca->n_sites ? ca->n_sites : 1, sizeof(*ca->merged));
+        ca->drifted = xcalloc(ca->n_sites ? ca->n_sites : 1, sizeof(*ca->drifted));
+    }
+}
+
+void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
+                              size_t vision_rows, size_t text_rows)
+{
+    bool any_merged = false;
+
+    path_state(ca);
+    RL_ASSERT(ca->n_merged == 0);                /* end_step after every begin_step */
+    for (size_t k = 0; k < ca->n_sites; k++) {
+        const struct clip_site *s = &ca->sites[k];
+        struct adapter *a = &ca->adapters[k];
+        size_t rows = s->tower == CLIP_TOWER_VISION ? vision_rows : text_rows;
+        bool merge = false;
+
+        if (rows > 0 && ca->path_mode != CLIP_PATH_FACTORED) {
+            /* choose_path says factored whenever dropout is active */
+            merge = ca->path_mode == CLIP_PATH_MERGED
+                        ? !adapter_dropout_active(a)
+                        : adapter_choose_path(a, rows) == ADAPTER_PATH_MERGED;
+        }
+        site_layer(ca, s)->merged[s->lin] = merge;
+        ca->merged[k] = merge;
+        any_merged |= merge;
+    }
+    if (any_merged && !ca->gw) {
+        size_t most = 0;
+
+        for (size_t k = 0; k < ca->n_sites; k++) {
+            size_t n = ca->adapters[k].d_out * ca->adapters[k].d_in;
+
+            if (n > most)
+                most = n;
+        }
+        ca->gw = xcalloc_aligned(most, sizeof(float));
+    }
+    for (size_t k = 0; k < ca->n_sites; k++) {
+        if (!ca->merged[k])
+            continue;
+        site_layer(ca, &ca->sites[k])->gw = ca->gw;
+        adapter_merge(&ca->adapters[k], site_weight(m, &ca->sites[k]));
+        ca->drifted[k] = true;
+        ca->n_merged++;
+    }
+}
+
+void clip_adapters_end_step(struct clip_adapters *ca, struct clip_model *m)
+{
+    if (!ca->merged || ca->n_merged == 0)
+        return;
+    for (size_t k = 0; k < ca->n_sites; k++) {
+        const struct clip_site *s = &ca->sites[k];
+
+        if (!ca->merged[k])
+            continue;
+        adapter_unmerge(&ca->adapters[k], site_weight(m, s));
+        ca->merged[k] = false;
+        site_layer(ca, s)->merged[s->lin] = false;
+    }
+    ca->n_merged = 0;
+    ca->round_trips++;
+}
+
+int clip_adapters_rebase(struct clip_adapters *ca, struct clip_model *m, const char *path)
+{
+    int rc = RL_OK;
+
+    if (ca->n_merged)
+        return rl_error_set(RL_ERR_ARG, "rebase with %zu adapted weights merged", ca->n_merged);
+    if (!ca->drifted)
+        return RL_OK;
+    /* one open per tensor: the mapping holds one weight's pages at a time */
+    for (size_t k = 0; k < ca->n_sites && rc == RL_OK; k++) {
+        const struct clip_site *s = &ca->sites[k];
+        const int64_t shape[2] = { (int64_t)ca->adapters[k].d_out, (int64_t)ca->adapters[k].d_in };
+        char name[160];
+        struct st_file *f;
+
+        if (!ca->drifted[k])
+            continue;
+        clip_site_name(s, name, sizeof(name) - 8);
+        strcat(name, ".weight");
+        if ((rc = st_open(&f, path)) != RL_OK)
+            break;
+        rc = st_load_f32(f, name, 2, shape, site_weight(m, s));
+        st_close(f);
+        if (rc == RL_OK)
+            ca->drifted[k] = false;
+    }
+    if (rc == RL_OK)
+        ca->round_trips = 0;
+    return rc;
 }

@@ -30,6 +30,7 @@
  *   targets  parsing and selection errors that list what exists.
  */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1463,6 +1464,278 @@ START_TEST(test_class_features)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* (f) the two paths: factored vs merged in place (block.h, clip.h)          */
+
+/* tolerances of merged vs factored: the same sums in another order (fp32
+ * round-off of the tiny model's O(1) values) */
+#define PATH_ATOL 2e-5
+#define PATH_RTOL 2e-4
+
+struct path_case {
+    const char *method;
+    size_t r;
+    enum adapter_basis basis;
+};
+
+static const struct path_case path_cases[] = {
+    { "lora", 2, ADAPTER_BASIS_DENSE },
+    { "vera", 4, ADAPTER_BASIS_DENSE },
+    { "randlora", 4, ADAPTER_BASIS_DENSE },
+    { "randlora", 3, ADAPTER_BASIS_SPARSE },
+    { "full", 0, ADAPTER_BASIS_DENSE },
+};
+
+/* max |got - want| <= rtol * max |want|: round-off measured against the
+ * tensor's scale (single elements may cancel to near zero) */
+static size_t path_compare(const char *name, const char *method, const float *got,
+                           const float *want, size_t n, double rtol)
+{
+    double scale = 0.0, d = max_abs_diff(got, want, n);
+
+    for (size_t i = 0; i < n; i++)
+        if (fabs((double)want[i]) > scale)
+            scale = fabs((double)want[i]);
+    if (getenv("CLIP_VERBOSE"))
+        fprintf(stderr, "  %-8s %-14s max |diff| %.3g, max |want| %.3g\n", method, name, d,
+                scale);
+    if (d <= rtol * scale || d == 0.0)
+        return 0;
+    fprintf(stderr, "%s %s: max |diff| %.3g > %.1g * max |want| %.3g\n", method, name, d, rtol,
+            scale);
+    return 1;
+}
+
+/* max |W| + |dW| over the adapted weights: the scale of a merge's round-off */
+static double merged_scale(struct clip_adapters *ca, const struct clip_model *m)
+{
+    double most = 0.0;
+
+    for (size_t k = 0; k < ca->n_sites; k++) {
+        struct adapter *a = &ca->adapters[k];
+        size_t n = a->d_out * a->d_in;
+        float *dw = test_zeros(n);
+        char name[160];
+        const float *w;
+
+        clip_site_name(&ca->sites[k], name, sizeof(name) - 8);
+        strcat(name, ".weight");
+        w = clip_model_tensor(m, name);
+        ck_assert_ptr_nonnull(w);
+        adapter_delta_weight(a, dw);
+        for (size_t i = 0; i < n; i++) {
+            double v = fabs((double)w[i]) + fabs((double)dw[i]);
+
+            if (v > most)
+                most = v;
+        }
+        free(dw);
+    }
+    return most;
+}
+
+/* one forward + backward on a path mode; logits, loss, adapter and weight
+ * gradients out; the weights are unmerged again before returning */
+static float path_run(struct pipe *p, struct clip_grads *g, enum clip_path_mode mode,
+                      float *logits, float *grads, float *wgrads)
+{
+    struct clip_adapters *ca = p->ca;
+    float loss;
+
+    ca->path_mode = mode;
+    clip_adapters_zero_grad(ca);
+    clip_grads_zero(g, p->m);
+    clip_adapters_begin_step(ca, p->m, p->B * clip_vision_tokens(&p->m->cfg.vision),
+                             p->B * p->T);
+    if (mode == CLIP_PATH_MERGED)
+        ck_assert_uint_eq(ca->n_merged, ca->n_sites);
+    if (mode == CLIP_PATH_FACTORED)
+        ck_assert_uint_eq(ca->n_merged, 0);
+    loss = pipe_backward(p, g, NULL);
+    clip_adapters_end_step(ca, p->m);
+    ck_assert_uint_eq(ca->n_merged, 0);
+    memcpy(logits, p->h.logits, p->B * p->B * sizeof(float));
+    memcpy(grads, ca->grads, ca->n_params * sizeof(float));
+    memcpy(wgrads, g->buf, p->m->n_params * sizeof(float));
+    return loss;
+}
+
+/* merged everywhere == factored everywhere: logits, loss, every adapter
+ * gradient and every weight gradient (g: the frozen weights' own gradient,
+ * which on the merged path comes from the same projected scratch), for each
+ * method, adapters on all six linears of both towers */
+START_TEST(test_paths_agree)
+{
+    const struct path_case *c = &path_cases[_i];
+    struct clip_model m;
+    struct clip_adapters ca;
+    struct clip_grads cg;
+    struct clip_target t[1];
+    struct adapter_cfg acfg;
+    struct pipe p;
+    struct rng rg;
+    float *pixels, *w0, *lg[3], *gr[3], *wg[3], loss[3];
+    int32_t ids[3 * 7];
+    size_t nt, fails = 0;
+    int rc;
+
+    tiny_model(&m, 21);
+    ck_assert_int_eq(clip_targets_parse("all", t, 1, &nt), RL_OK);
+    adapter_cfg_defaults(&acfg, c->method, c->r);
+    acfg.basis = c->basis;
+    rc = clip_adapters_init(&ca, &m, &acfg, t, nt, 3, 3);
+    ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
+    rng_init(&rg, 17);
+    for (size_t i = 0; i < ca.n_params; i++)
+        ca.params[i] += 0.3f * rng_normal(&rg);
+    clip_grads_init(&cg, &m);
+    pixels = test_randn(&rg, 3 * 3 * 8 * 8, 1.0f);
+    tiny_ids(ids);
+    pipe_init(&p, &m, &ca, 3, 7, pixels, ids);
+    w0 = test_copy(m.params, m.n_params);
+    for (int k = 0; k < 3; k++) {
+        lg[k] = test_zeros(9);
+        gr[k] = test_zeros(ca.n_params);
+        wg[k] = test_zeros(m.n_params);
+    }
+    loss[0] = path_run(&p, &cg, CLIP_PATH_FACTORED, lg[0], gr[0], wg[0]);
+    ck_assert_int_eq(memcmp(m.params, w0, m.n_params * sizeof(float)), 0);
+    loss[1] = path_run(&p, &cg, CLIP_PATH_MERGED, lg[1], gr[1], wg[1]);
+    loss[2] = path_run(&p, &cg, CLIP_PATH_AUTO, lg[2], gr[2], wg[2]);
+    for (int k = 1; k < 3; k++) {
+        ck_assert_msg(fabsf(loss[k] - loss[0]) <= PATH_ATOL + PATH_RTOL * fabsf(loss[0]),
+                      "%s: loss %.9g vs factored %.9g", c->method, loss[k], loss[0]);
+        fails += tensor_compare("logits", lg[k], lg[0], 9, PATH_ATOL, PATH_RTOL);
+        fails += path_compare("adapter grads", c->method, gr[k], gr[0], ca.n_params, PATH_RTOL);
+        fails += path_compare("weight grads", c->method, wg[k], wg[0], m.n_params, PATH_RTOL);
+    }
+    ck_assert_uint_eq(fails, 0);
+    /* two merge/unmerge pairs (merged, auto): the weights are back within
+     * 2 ulp of max |W| + |dW| (clip.h) */
+    {
+        double bound = 2.0 * merged_scale(&ca, &m) * FLT_EPSILON;
+
+        ck_assert_msg(max_abs_diff(m.params, w0, m.n_params) <= bound,
+                      "%s: weights drifted %.3g > %.3g", c->method,
+                      max_abs_diff(m.params, w0, m.n_params), bound);
+    }
+    for (int k = 0; k < 3; k++) {
+        free(lg[k]);
+        free(gr[k]);
+        free(wg[k]);
+    }
+    free(w0);
+    pipe_free(&p);
+    free(pixels);
+    clip_grads_free(&cg);
+    clip_adapters_free(&ca);
+    clip_model_free(&m);
+}
+END_TEST
+
+/* the choice: dropout (training) forces factored even when merged is asked
+ * for; eval mode lifts it; auto follows adapter_choose_path per tower rows;
+ * a tower with 0 rows is never merged */
+START_TEST(test_paths_choice)
+{
+    struct clip_model m;
+    struct clip_adapters ca;
+    struct clip_target t[1];
+    struct adapter_cfg acfg;
+    size_t nt, want;
+
+    tiny_model(&m, 4);
+    ck_assert_int_eq(clip_targets_parse("all", t, 1, &nt), RL_OK);
+    adapter_cfg_defaults(&acfg, "lora", 2);
+    acfg.dropout = 0.1f;
+    ck_assert_int_eq(clip_adapters_init(&ca, &m, &acfg, t, nt, 3, 3), RL_OK);
+    ca.path_mode = CLIP_PATH_MERGED;
+    clip_adapters_begin_step(&ca, &m, 15, 21);
+    ck_assert_uint_eq(ca.n_merged, 0);
+    clip_adapters_end_step(&ca, &m);
+    clip_adapters_set_training(&ca, false);
+    clip_adapters_begin_step(&ca, &m, 15, 0);
+    ck_assert_uint_eq(ca.n_merged, 12);                     /* vision only */
+    ck_assert(ca.vision[1].merged[BLOCK_LIN_FC2] && !ca.text[0].merged[BLOCK_LIN_Q]);
+    clip_adapters_end_step(&ca, &m);
+    ca.path_mode = CLIP_PATH_AUTO;
+    clip_adapters_begin_step(&ca, &m, 15, 21);
+    want = 0;
+    for (size_t k = 0; k < ca.n_sites; k++)
+        want += adapter_choose_path(&ca.adapters[k], ca.sites[k].tower == CLIP_TOWER_VISION
+                                                          ? 15 : 21) == ADAPTER_PATH_MERGED;
+    ck_assert_uint_eq(ca.n_merged, want);
+    clip_adapters_end_step(&ca, &m);
+    ck_assert_int_eq(clip_path_mode_parse("merged", &ca.path_mode), RL_OK);
+    ck_assert_int_eq(ca.path_mode, CLIP_PATH_MERGED);
+    ck_assert_int_eq(clip_path_mode_parse("fast", &ca.path_mode), RL_ERR_ARG);
+    clip_adapters_free(&ca);
+    clip_model_free(&m);
+}
+END_TEST
+
+/* many merge / change params / unmerge rounds (an optimizer's life): the
+ * drift stays within the documented bound, and rebase from the model's
+ * file restores the weights bit for bit */
+START_TEST(test_paths_rebase)
+{
+    struct clip_model m;
+    struct clip_adapters ca;
+    struct clip_target t[4];
+    struct adapter_cfg acfg;
+    struct rng rg;
+    char dir[1024], path[1200];
+    float *w0;
+    double most = 0.0, drift;
+    size_t nt;
+    const int rounds = 50;
+
+    tiny_model(&m, 8);
+    ck_assert_int_eq(clip_targets_parse("vision:*:q_proj,fc1;text:1:fc2", t, 4, &nt), RL_OK);
+    adapter_cfg_defaults(&acfg, "randlora", 3);
+    ck_assert_int_eq(clip_adapters_init(&ca, &m, &acfg, t, nt, 3, 3), RL_OK);
+    temp_dir(dir, sizeof(dir));
+    write_weights(&m, dir, NULL, NULL);
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    w0 = test_copy(m.params, m.n_params);
+    /* nothing merged yet: rebase does nothing */
+    ck_assert_int_eq(clip_adapters_rebase(&ca, &m, "/nonexistent/model.safetensors"), RL_OK);
+    ca.path_mode = CLIP_PATH_MERGED;
+    rng_init(&rg, 2);
+    for (int k = 0; k < rounds; k++) {
+        for (size_t i = 0; i < ca.n_params; i++)
+            ca.params[i] += 0.05f * rng_normal(&rg);        /* a step */
+        {
+            double sc = merged_scale(&ca, &m);
+
+            if (sc > most)
+                most = sc;
+        }
+        clip_adapters_begin_step(&ca, &m, 15, 21);
+        ck_assert_uint_eq(ca.n_merged, ca.n_sites);
+        ck_assert_int_eq(clip_adapters_rebase(&ca, &m, path), RL_ERR_ARG);   /* merged */
+        clip_adapters_end_step(&ca, &m);
+    }
+    ck_assert_uint_eq(ca.round_trips, (size_t)rounds);
+    drift = max_abs_diff(m.params, w0, m.n_params);
+    /* documented: <= k ulp of max |W| + |dW| (ulp(x) <= 2 eps x... taken as
+     * eps per pair of roundings of values below `most`) */
+    ck_assert_msg(drift <= rounds * most * FLT_EPSILON, "drift %.3g > %.3g", drift,
+                  rounds * most * FLT_EPSILON);
+    if (getenv("CLIP_VERBOSE"))
+        fprintf(stderr, "  rebase: %d round trips drifted %.3g (bound %.3g)\n", rounds, drift,
+                rounds * most * FLT_EPSILON);
+    ck_assert_msg(drift > 0.0, "expected some round-off to undo");
+    ck_assert_int_eq(clip_adapters_rebase(&ca, &m, path), RL_OK);
+    ck_assert_int_eq(memcmp(m.params, w0, m.n_params * sizeof(float)), 0);
+    ck_assert_uint_eq(ca.round_trips, 0);
+    free(w0);
+    remove_dir(dir);
+    clip_adapters_free(&ca);
+    clip_model_free(&m);
+}
+END_TEST
+
 Suite *suite_clip(void)
 {
     Suite *s = suite_create("clip");
@@ -1493,6 +1766,10 @@ Suite *suite_clip(void)
     tcase_add_test(tc, test_presets);
     tcase_add_test(tc, test_targets);
     tcase_add_test(tc, test_class_features);
+    tcase_add_loop_test(tc, test_paths_agree, 0,
+                        (int)(sizeof(path_cases) / sizeof(path_cases[0])));
+    tcase_add_test(tc, test_paths_choice);
+    tcase_add_test(tc, test_paths_rebase);
     suite_add_tcase(s, tc);
     return s;
 }

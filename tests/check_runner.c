@@ -626,6 +626,123 @@ START_TEST(test_folder_templates)
 END_TEST
 
 /* bad usage and bad input: one line, exit 2 */
+/* ------------------------------------------------------------------------ */
+/* the per-layer path (models/clip.h): RANDLORA_ADAPTER_PATH forces one       */
+
+/* the final adapter of a run on the tiny model with the path forced by
+ * RANDLORA_ADAPTER_PATH = mode (NULL: unset, i.e. auto) */
+static float *path_run(const struct tmp *t, const char *method, const char *mode, size_t *n)
+{
+    char m_ov[64], path[256];
+    const char *ov[] = { m_ov, "method.rank=4", "train.accumulate=2", "train.batch=6",
+                         "train.eval_every=3", "train.checkpoint_every=0" };
+    struct experiment e;
+    struct run_plan *plans;
+    struct runner_result res;
+    float *a;
+
+    snprintf(m_ov, sizeof(m_ov), "method.methods=%s", method);
+    if (mode)
+        ck_assert_int_eq(setenv("RANDLORA_ADAPTER_PATH", mode, 1), 0);
+    else
+        unsetenv("RANDLORA_ADAPTER_PATH");
+    make_plan(&plans, &e, t, ov, 6);
+    snprintf(path, sizeof(path), "%s/%s-%s.h5", t->dir, method, mode ? mode : "auto");
+    ck_assert_msg(run_quiet(&plans[0], path, NULL, false, &res) == RL_OK, "%s", rl_error_msg());
+    unsetenv("RANDLORA_ADAPTER_PATH");
+    a = read_adapter(path, n);
+    run_plans_free(plans, 1);
+    experiment_free(&e);
+    return a;
+}
+
+/* auto and merged-everywhere train the same adapter as factored-everywhere
+ * up to fp32 round-off carried through 6 AdamW steps (accumulation 2,
+ * evaluations merged too): max |diff| <= 1e-4 max |adapter| */
+START_TEST(test_paths_same_training)
+{
+    static const char *const methods[] = { "lora", "vera", "randlora", "full" };
+    const char *method = methods[_i];
+    struct tmp t;
+    float *f, *x;
+    size_t nf, nx;
+
+    tmp_setup(&t, true);
+    f = path_run(&t, method, "factored", &nf);
+    for (int k = 0; k < 2; k++) {
+        const char *mode = k ? "merged" : NULL;
+        double d = 0.0, scale = 0.0;
+
+        x = path_run(&t, method, mode, &nx);
+        ck_assert_uint_eq(nx, nf);
+        for (size_t i = 0; i < nf; i++) {
+            double v = fabs((double)x[i] - (double)f[i]);
+
+            if (v > d)
+                d = v;
+            if (fabs((double)f[i]) > scale)
+                scale = fabs((double)f[i]);
+        }
+        if (getenv("RUNNER_VERBOSE"))
+            fprintf(stderr, "  %s %s vs factored: max |diff| %.3g, max |adapter| %.3g\n",
+                    method, mode ? mode : "auto", d, scale);
+        ck_assert_msg(d <= 1e-4 * scale, "%s %s: adapter differs by %.3g (max %.3g)", method,
+                      mode ? mode : "auto", d, scale);
+        free(x);
+    }
+    free(f);
+    tmp_cleanup(&t);
+}
+END_TEST
+
+/* resume under the merged path: rebasing the merged weights from the model
+ * file at every checkpoint keeps a resumed run bit-identical */
+START_TEST(test_paths_resume_exact)
+{
+    static const char *const ov[] = { "method.methods=randlora", "method.rank=8",
+                                      "data.augment=crop_flip", "train.steps=10",
+                                      "train.batch=8", "train.accumulate=2", "train.warmup=2" };
+    size_t kill_step = 7;
+    struct runner_hooks h = { .ctx = &kill_step, .on_step = exit_at_step };
+    struct tmp t;
+    struct experiment e;
+    struct run_plan *plans;
+    struct runner_result res;
+    char a[256], b[256];
+    float *pa, *pb;
+    size_t na, nb;
+    pid_t pid;
+    int status;
+
+    ck_assert_int_eq(setenv("RANDLORA_ADAPTER_PATH", "merged", 1), 0);
+    tmp_setup(&t, true);
+    make_plan(&plans, &e, &t, ov, 7);
+    snprintf(a, sizeof(a), "%s/interrupted.h5", t.dir);
+    snprintf(b, sizeof(b), "%s/straight.h5", t.dir);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        run_quiet(&plans[0], a, &h, false, &res);
+        _exit(3);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_msg(run_quiet(&plans[0], a, NULL, true, &res) == RL_OK, "%s", rl_error_msg());
+    ck_assert_uint_eq(res.resumed_from, 6);
+    ck_assert_msg(run_quiet(&plans[0], b, NULL, false, &res) == RL_OK, "%s", rl_error_msg());
+    pa = read_adapter(a, &na);
+    pb = read_adapter(b, &nb);
+    ck_assert_uint_eq(na, nb);
+    ck_assert_msg(memcmp(pa, pb, na * sizeof(float)) == 0, "resumed adapter differs");
+    free(pa);
+    free(pb);
+    unsetenv("RANDLORA_ADAPTER_PATH");
+    run_plans_free(plans, 1);
+    experiment_free(&e);
+    tmp_cleanup(&t);
+}
+END_TEST
+
 START_TEST(test_cmd_train_usage)
 {
     struct tmp t;
@@ -668,6 +785,8 @@ Suite *suite_runner(void)
     tcase_add_test(tc, test_pretrain_dir);
     tcase_add_test(tc, test_folder_templates);
     tcase_add_test(tc, test_cmd_train_usage);
+    tcase_add_loop_test(tc, test_paths_same_training, 0, 4);
+    tcase_add_test(tc, test_paths_resume_exact);
     suite_add_tcase(s, tc);
     return s;
 }
