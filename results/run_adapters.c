@@ -420,3 +420,59 @@ fail:
     run_adapters_free(ra);
     return rc;
 }
+
+/* ---------------------------------------------------------- attach */
+
+int run_adapters_attach(const struct run_adapters *ra, const struct clip_model *m,
+                        struct clip_adapters *ca, size_t max_images, size_t max_texts)
+{
+    const struct run_plan *p = ra->plan;
+    struct clip_target t;
+    struct adapter_tensor have[MAX_VIEWS], want[MAX_VIEWS];
+    char name[512];
+    int rc;
+
+    memset(ca, 0, sizeof(*ca));
+    if (ra->n_sites == 0)
+        return RL_OK;
+    t = (struct clip_target){ p->targets.towers, p->targets.layer_lo, p->targets.layer_hi,
+                              p->targets.modules };
+    if ((rc = clip_adapters_init(ca, m, &p->adapter, &t, 1, max_images, max_texts))) {
+        snprintf(name, sizeof name, "%s", rl_error_msg());
+        return rl_error_set(RL_ERR_FORMAT, "%s: the run's targets on this model: %s", p->id, name);
+    }
+    if (ca->n_sites != ra->n_sites)
+        return rl_error_set(RL_ERR_FORMAT,
+                            "%s: the run's targets give %zu adapted layers on this model, but the file "
+                            "has %zu (a run of another model?)", p->id, ca->n_sites, ra->n_sites);
+    for (size_t i = 0; i < ca->n_sites; i++) {
+        struct adapter *a = &ca->adapters[i];
+        const struct run_site *rs;
+
+        clip_site_name(&ca->sites[i], name, sizeof name);
+        rs = run_adapters_find(ra, name);
+        if (!rs)
+            return rl_error_set(RL_ERR_FORMAT, "%s: layer %s of the model has no /adapter group in the run "
+                                "file (a run of another model?)", p->id, name);
+        if (rs->d_out != a->d_out || rs->d_in != a->d_in || rs->adapter.n_params != a->n_params)
+            return rl_error_set(RL_ERR_FORMAT, "%s: /adapter/%s is %zux%zu (%zu parameters), the model's "
+                                "layer %zux%zu (%zu)", p->id, name, rs->d_out, rs->d_in,
+                                rs->adapter.n_params, a->d_out, a->d_in, a->n_params);
+        if (a->n_params)
+            memcpy(a->params, rs->adapter.params, a->n_params * sizeof(float));
+    }
+    /* the shared tensors the run used (ra's are the file's, or regenerated) */
+    size_t nh = adapter_method_tensors((struct adapter_method *)&ra->m, have, MAX_VIEWS);
+    size_t nw = adapter_method_tensors(&ca->method, want, MAX_VIEWS);
+    if (nh != nw)
+        return rl_error_set(RL_ERR_FORMAT, "%s: %zu shared tensors in the run, %zu on this model", p->id, nh, nw);
+    for (size_t v = 0; v < nw; v++) {
+        if (have[v].n != want[v].n || strcmp(have[v].name, want[v].name))
+            return rl_error_set(RL_ERR_FORMAT, "%s: shared tensor %s has %zu elements, %s on this model %zu",
+                                p->id, have[v].name, have[v].n, want[v].name, want[v].n);
+        if (want[v].n)
+            memcpy(want[v].data, have[v].data, want[v].n * sizeof(float));
+    }
+    clip_adapters_set_training(ca, false);
+    return RL_OK;
+}

@@ -67,6 +67,7 @@
 
 #include "experiments/config.h"
 #include "methods/adapter.h"
+#include "models/clip.h"
 #include "results/store.h"
 
 #define RUN_ADAPTERS_MAX_DIM   (1u << 20)
@@ -96,6 +97,20 @@ struct run_adapters {
  * still safe). */
 int  run_adapters_load(struct run_adapters *ra, struct store *s);
 void run_adapters_free(struct run_adapters *ra);   /* safe on a zeroed struct */
+
+/* The run's adapters attached to a model, for forwards (activation CKA in
+ * `randlora analyze`): clip_adapters_init on m with the plan's targets and
+ * adapter_cfg, exactly as the runner builds them, for up to max_images
+ * images and max_texts texts; then every site's trainable parameters are
+ * copied from ra (the site of the same name) and the method's shared tensors
+ * from ra's (the ones the run trained with), and the adapters are put in
+ * eval mode (no dropout). The sites the targets give on m must be exactly
+ * ra's, with the same shapes (RL_ERR_FORMAT naming the first difference:
+ * the run was made for another model). A run without sites (`none`) gives
+ * a zeroed ca with n_sites == 0: pass NULL to the towers then.
+ * Free with clip_adapters_free (also after an error). */
+int  run_adapters_attach(const struct run_adapters *ra, const struct clip_model *m,
+                         struct clip_adapters *ca, size_t max_images, size_t max_texts);
 
 /* The run's plan only (from /config): *plan allocated, run_plans_free(plan, 1). */
 int  run_plan_read(struct store *s, struct run_plan **plan);
