@@ -96,9 +96,13 @@ check: deps
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/tests/check_main
 	$(Q)$(BUILD)/tests/check_main
 
+# bench: the kernel benchmark, then issue 7's table (bench/run_table.sh:
+# randlora bench vs bench/torch_baseline.py, about 10 minutes on 2 cores;
+# docs/BENCHMARKS.md)
 bench: deps
-	$(Q)$(MAKE) --no-print-directory $(BUILD)/bench/bench_main
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/bench/bench_main randlora
 	$(Q)$(BUILD)/bench/bench_main
+	$(Q)RANDLORA=$(BUILD)/randlora bash bench/run_table.sh $(BUILD)/bench/table.jsonl
 
 clean:
 	rm -rf build randlora

@@ -379,7 +379,9 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
     times = xmalloc_array(S, sizeof(double));
     scale = clip_logit_scale(&m);
 
-    for (size_t step = 0; step <= S; step++) {          /* step 0: warm-up */
+    /* step 0 warms up (page faults, thread pools) on one micro-batch */
+    for (size_t step = 0; step <= S; step++) {
+        const size_t Am = step == 0 ? 1 : A;
         double t0, dt, g0 = 0.0;
         double loss_sum = 0.0;
 
@@ -390,7 +392,7 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
         t0 = timer_now();
         if (trains)
             clip_adapters_zero_grad(&ca);
-        for (size_t micro = 0; micro < A; micro++) {
+        for (size_t micro = 0; micro < Am; micro++) {
             const float *x = pixels + micro * B * img_floats;
             const int32_t *y = labels + micro * B;
             double l;
@@ -405,13 +407,13 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
                 continue;
             memset(dimg, 0, B * D * sizeof(float));
             memset(dtxt, 0, K * D * sizeof(float));
-            clip_head_backward(&h, dimg, dtxt, NULL, A == 1 ? 1.0f : (float)B);
+            clip_head_backward(&h, dimg, dtxt, NULL, Am == 1 ? 1.0f : (float)B);
             clip_vision_backward(&vr, &m, &ca, NULL, dimg, NULL);
             clip_text_backward(&tr, &m, &ca, NULL, dtxt);
         }
         if (trains) {
-            if (A > 1) {
-                const float inv = 1.0f / (float)(A * B);
+            if (Am > 1) {
+                const float inv = 1.0f / (float)(Am * B);
 
                 for (size_t i = 0; i < ca.n_params; i++)
                     ca.grads[i] *= inv;
@@ -423,7 +425,7 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
             adamw_step(&opt, ca.params, ca.grads);
         }
         dt = timer_now() - t0;
-        loss = loss_sum / (double)A;
+        loss = loss_sum / (double)Am;
         if (step >= 1) {
             times[step - 1] = dt;
             total_s += dt;
@@ -501,7 +503,7 @@ static void bench_usage(FILE *out)
             "  --batch B       images per micro-batch (default 32)\n"
             "  --accumulate A  micro-batches per optimizer step (default 1)\n"
             "  --classes K     class prompts (default 10)\n"
-            "  --steps S       timed steps after one warm-up step (default 3)\n"
+            "  --steps S       timed steps after a warm-up step of one micro-batch (default 3)\n"
             "  --threads T     OpenBLAS and OpenMP threads (default: RANDLORA_THREADS or all)\n"
             "  --json          one JSON line instead of text\n"
             "  --in-process    run here, not in a child (peak RSS is then this process's)\n");

@@ -190,10 +190,24 @@ static int info_results(const char *path)
         size_t ns = 0;
         snprintf(p, sizeof p, "/%s", names[i]);
         if (!strcmp(names[i], "adapter") || !strcmp(names[i], "analysis")) {
-            if (store_list(s, p, &sub, &ns) == RL_OK)
-                printf(" %s (%zu layer%s)", p, ns, ns == 1 ? "" : "s");
-            else
+            /* per-layer groups, and beside them /adapter/shared (the
+             * method's frozen tensors) and /analysis/cka (activation CKA) */
+            const char *extra = names[i][1] == 'd' ? "shared" : "cka";
+            size_t n_layers = 0;
+            bool has_extra = false;
+
+            if (store_list(s, p, &sub, &ns) == RL_OK) {
+                for (size_t k = 0; k < ns; k++) {
+                    if (!strcmp(sub[k], extra))
+                        has_extra = true;
+                    else
+                        n_layers++;
+                }
+                printf(" %s (%zu layer%s%s%s)", p, n_layers, n_layers == 1 ? "" : "s",
+                       has_extra ? ", " : "", has_extra ? extra : "");
+            } else {
                 printf(" %s", p);
+            }
             store_free_names(sub, ns);
         } else {
             printf(" %s", p);

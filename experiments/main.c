@@ -26,7 +26,7 @@ static const struct command commands[] = {
     { "train",   cmd_train,   "one fine-tuning run of an experiment file into an HDF5 results file" },
     { "encode",  cmd_encode,  "image or caption embeddings from a model directory into an HDF5 file" },
     { "merge",   cmd_merge,   "merge a peft-format adapter into a model and save a full model directory" },
-    { "analyze", cmd_analyze, "spectra, ranks and norms of each trained adapter, written into the run files" },
+    { "analyze", cmd_analyze, "spectra, ranks and norms of each update (and CKA to a reference run), into the run files" },
     { "plot",    cmd_plot,    "figures (PNG + SVG with .gp and .tsv) from a directory of run files" },
     { "export",  cmd_export,  "a run's trained adapter in peft's format (adapter_model.safetensors + config)" },
     { "sweep",   cmd_sweep,   "the whole grid of an experiment file (--jobs, --shard, --resume) and summary.tsv" },

@@ -34,6 +34,7 @@ int main(int argc, char **argv)
         suite_runner,
         suite_analyze,
         suite_sweep,
+        suite_bench,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

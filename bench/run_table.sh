@@ -1,0 +1,76 @@
+#!/bin/bash
+# bench/run_table.sh: issue 7's table, `randlora bench` and PyTorch side by
+# side (make bench runs it after the kernel benchmark).
+#
+#   bash bench/run_table.sh [OUT.jsonl]
+#
+# Each configuration runs as `randlora bench --json` (a fresh child process
+# per configuration, so its peak RSS is its own) and then, when Debian's
+# PyTorch is importable, as bench/torch_baseline.py in its own process, on
+# the same thread count; their JSON lines go to OUT.jsonl (default
+# build/bench/table.jsonl) and bench/table.py pairs them into the table with
+# the targets marked. Rows:
+#   clip-vit-b-32, batch 32:        lora r=32, vera r=256, randlora r=6, full
+#   clip-vit-b-32, 4 x 32 (accum.): randlora r=6, full   (C only: the target
+#                                   compares RandLoRA with this project's full;
+#                                   BENCH_TORCH_ACC=1 runs PyTorch too)
+#   clip-tiny, batch 128:           lora, vera, randlora, full
+# Steps (timed, after a warm-up of one micro-batch): BENCH_STEPS (3) for
+# clip-vit-b-32 at batch 32, BENCH_STEPS_ACC (1) for the accumulated rows,
+# BENCH_STEPS_TINY (5) for clip-tiny. About 10 minutes on 2 cores.
+#
+# Environment: BENCH_THREADS (2), RANDLORA (./randlora), TORCH_PYTHON
+# (/usr/bin/python3: Debian's python3-torch; the python3 first on PATH may
+# lack torch). PyTorch runs with OMP_WAIT_POLICY=passive, the policy
+# randlora itself runs with (core/threads.h): with libgomp's default active
+# wait its OpenMP workers spin and starve OpenBLAS's threads, which made it
+# 2.6x slower on clip-tiny here; the baseline is PyTorch at its best.
+set -u
+cd "$(dirname "$0")/.."
+
+T=${BENCH_THREADS:-2}
+S=${BENCH_STEPS:-3}
+SA=${BENCH_STEPS_ACC:-1}
+ST=${BENCH_STEPS_TINY:-5}
+RL=${RANDLORA:-./randlora}
+PY=${TORCH_PYTHON:-/usr/bin/python3}
+OUT=${1:-build/bench/table.jsonl}
+
+mkdir -p "$(dirname "$OUT")"
+: > "$OUT"
+if [ -x "$PY" ] && "$PY" -c 'import torch' 2>/dev/null; then
+    TORCH=1
+    TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)')
+else
+    TORCH=0
+fi
+
+# model method rank batch accumulate steps torch(0/1)
+row() {
+    local model=$1 method=$2 rank=$3 batch=$4 acc=$5 steps=$6 with_torch=$7
+    echo "  $model $method r=$rank batch ${acc}x$batch, $steps steps: randlora" >&2
+    "$RL" bench --model "$model" --method "$method" --rank "$rank" --batch "$batch" \
+        --accumulate "$acc" --steps "$steps" --threads "$T" --json >> "$OUT" ||
+        echo "    randlora bench failed (status $?)" >&2
+    if [ "$TORCH" = 1 ] && [ "$with_torch" = 1 ]; then
+        echo "  $model $method r=$rank batch ${acc}x$batch, $steps steps: pytorch" >&2
+        OMP_WAIT_POLICY=passive OMP_NUM_THREADS=$T OPENBLAS_NUM_THREADS=$T \
+            "$PY" bench/torch_baseline.py --model "$model" --method "$method" --rank "$rank" \
+            --batch "$batch" --accumulate "$acc" --steps "$steps" --threads "$T" >> "$OUT" ||
+            echo "    torch_baseline.py failed (status $?)" >&2
+    fi
+}
+
+start=$(date +%s)
+echo "issue 7 table: $T threads; PyTorch: $([ $TORCH = 1 ] && echo "$TORCH_VERSION ($PY)" || echo "not found ($PY cannot import torch): the C half only")" >&2
+row clip-vit-b-32 lora 32 32 1 "$S" 1
+row clip-vit-b-32 vera 256 32 1 "$S" 1
+row clip-vit-b-32 randlora 6 32 1 "$S" 1
+row clip-vit-b-32 full 1 32 1 "$S" 1
+row clip-vit-b-32 randlora 6 32 4 "$SA" "${BENCH_TORCH_ACC:-0}"
+row clip-vit-b-32 full 1 32 4 "$SA" "${BENCH_TORCH_ACC:-0}"
+for m in lora:32 vera:256 randlora:6 full:1; do
+    row clip-tiny "${m%%:*}" "${m##*:}" 128 1 "$ST" 1
+done
+echo "  (table measured in $(( $(date +%s) - start )) s; JSON lines in $OUT)" >&2
+python3 bench/table.py "$OUT" $([ $TORCH = 1 ] || echo --no-torch)
