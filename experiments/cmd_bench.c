@@ -11,7 +11,12 @@
  * longest EOT by clip_text_forward), the vision tower on B random images,
  * exp(logit_scale) * cosine logits, cross-entropy, backward through both
  * towers into the adapters' block; then (accumulate > 1: the gradient
- * divided by the step's rows) clip_grad_norm(1.0) and adamw_step. Adapters
+ * divided by the step's rows) clip_grad_norm(1.0) and adamw_step. As in
+ * run_step, clip_adapters_begin_step chooses each adapted linear's path
+ * (factored or merged in place; RANDLORA_ADAPTER_PATH forces one) before
+ * the first micro-batch and clip_adapters_end_step unmerges before the
+ * optimizer step; the runner's periodic rebase from the model file (every
+ * 100 steps) is left out: the weights here are random, not a file. Adapters
  * sit on q, k, v, out, fc1 and fc2 of every layer of both towers. Method
  * `none` trains nothing: its step is the forward and the loss only.
  *
@@ -163,6 +168,7 @@ struct bench_result {
     size_t rank, batch, accumulate, classes, steps, text_tokens;
     int threads;
     size_t n_trainable;
+    size_t n_sites, merged_sites; /* adapted linears; on the merged path      */
     double step_median_s, step_min_s, images_per_s;
     double model_flops;         /* analytic, per optimizer step               */
     double gemm_flops;          /* counted by the wrapper, per step (mean)    */
@@ -333,7 +339,7 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
     struct adamw opt = { 0 };
     struct adapter_cfg acfg;
     struct clip_target tg[4];
-    size_t nt, D, ctx, cut, img_floats;
+    size_t nt, D, ctx, cut, img_floats, merged = 0;
     bool trains = strcmp(o->method, "none") != 0;
     float *pixels = NULL, *img = NULL, *txt = NULL, *dimg = NULL, *dtxt = NULL;
     int32_t *ids = NULL, *labels = NULL;
@@ -390,8 +396,13 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
         if (step >= 1)
             g0 = gemm_seconds;
         t0 = timer_now();
-        if (trains)
+        if (trains) {
             clip_adapters_zero_grad(&ca);
+            /* each site's path for this step (train_step.c's begin_paths):
+             * merged sites are merged in place once per optimizer step */
+            clip_adapters_begin_step(&ca, &m, B * clip_vision_tokens(&cfg.vision), K * cut);
+            merged = ca.n_merged;
+        }
         for (size_t micro = 0; micro < Am; micro++) {
             const float *x = pixels + micro * B * img_floats;
             const int32_t *y = labels + micro * B;
@@ -412,6 +423,7 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
             clip_text_backward(&tr, &m, &ca, NULL, dtxt);
         }
         if (trains) {
+            clip_adapters_end_step(&ca, &m);
             if (Am > 1) {
                 const float inv = 1.0f / (float)(Am * B);
 
@@ -445,6 +457,8 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
     res->text_tokens = cut;
     res->threads = threads_current().n_blas;
     res->n_trainable = trains ? ca.n_params : 0;
+    res->n_sites = trains ? ca.n_sites : 0;
+    res->merged_sites = merged;
     qsort(times, S, sizeof(double), cmp_double);
     res->step_median_s = S % 2 ? times[S / 2] : 0.5 * (times[S / 2 - 1] + times[S / 2]);
     res->step_min_s = times[0];
@@ -545,12 +559,14 @@ static void print_result(const struct bench_result *r, bool json)
     if (json) {
         printf("{\"impl\":\"c\",\"model\":\"%s\",\"method\":\"%s\",\"rank\":%zu,\"batch\":%zu,"
                "\"accumulate\":%zu,\"classes\":%zu,\"text_tokens\":%zu,\"steps\":%zu,"
-               "\"threads\":%d,\"n_trainable\":%zu,\"step_s\":%.6f,\"step_min_s\":%.6f,"
+               "\"threads\":%d,\"n_trainable\":%zu,\"n_sites\":%zu,\"merged_sites\":%zu,"
+               "\"step_s\":%.6f,\"step_min_s\":%.6f,"
                "\"images_per_s\":%.4f,\"model_gflop\":%.4f,\"gflops\":%.3f,"
                "\"gemm_gflop_counted\":%.4f,\"gemm_share\":%.4f,\"gemm_gflops\":%.3f,"
                "\"peak_gflops\":%.3f,\"peak_rss_mb\":%.1f,\"loss\":%.6g}\n",
                r->model, r->method, r->rank, r->batch, r->accumulate, r->classes,
-               r->text_tokens, r->steps, r->threads, r->n_trainable, r->step_median_s,
+               r->text_tokens, r->steps, r->threads, r->n_trainable, r->n_sites,
+               r->merged_sites, r->step_median_s,
                r->step_min_s, r->images_per_s, r->model_flops / 1e9, gflops,
                r->gemm_flops / 1e9, r->gemm_share, r->gemm_rate / 1e9, r->peak_gemm_rate / 1e9,
                rss_mb, r->loss);
@@ -560,7 +576,8 @@ static void print_result(const struct bench_result *r, bool json)
             printf(" r=%zu", r->rank);
         printf(", batch %zu x %zu, %zu class prompts of %zu tokens, %d threads\n", r->accumulate,
                r->batch, r->classes, r->text_tokens, r->threads);
-        printf("  trainable            %zu\n", r->n_trainable);
+        printf("  trainable            %zu in %zu adapted linears (%zu on the merged path)\n",
+               r->n_trainable, r->n_sites, r->merged_sites);
         printf("  step (median of %zu)  %.3f s (min %.3f s)\n", r->steps, r->step_median_s,
                r->step_min_s);
         printf("  images/s             %.2f\n", r->images_per_s);

@@ -111,6 +111,9 @@ START_TEST(test_bench_json_fields)
         ck_assert(field(buf, "gemm_gflops") > 0 && field(buf, "peak_gflops") > 0);
         ck_assert(field(buf, "peak_rss_mb") > 0);
         ck_assert(field(buf, "n_trainable") > 0);
+        /* q, k, v, out, fc1, fc2 of the one layer of each tower */
+        ck_assert(field(buf, "n_sites") == 12);
+        ck_assert(field(buf, "merged_sites") >= 0 && field(buf, "merged_sites") <= 12);
         ck_assert(field(buf, "batch") == 4 && field(buf, "accumulate") == 1);
         ck_assert(field(buf, "steps") == 2 && field(buf, "classes") == 3);
         /* prompts: EOT at 16..23 for a byte-sized vocabulary, cut to 24 tokens */
