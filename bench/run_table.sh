@@ -21,10 +21,12 @@
 #
 # Environment: BENCH_THREADS (2), RANDLORA (./randlora), TORCH_PYTHON
 # (/usr/bin/python3: Debian's python3-torch; the python3 first on PATH may
-# lack torch). PyTorch runs with OMP_WAIT_POLICY=passive, the policy
-# randlora itself runs with (core/threads.h): with libgomp's default active
-# wait its OpenMP workers spin and starve OpenBLAS's threads, which made it
-# 2.6x slower on clip-tiny here; the baseline is PyTorch at its best.
+# lack torch), BENCH_TORCH_WAIT (passive | default). By default PyTorch
+# runs with OMP_WAIT_POLICY=passive, the policy randlora itself runs with
+# (core/threads.h): under libgomp's default active wait its OpenMP workers
+# spin and starve OpenBLAS's threads (PyTorch 3.2-4.6x slower here, see
+# docs/BENCHMARKS.md), so the default baseline is PyTorch at its best;
+# BENCH_TORCH_WAIT=default runs PyTorch as installed, OMP_WAIT_POLICY unset.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -35,6 +37,11 @@ ST=${BENCH_STEPS_TINY:-5}
 RL=${RANDLORA:-./randlora}
 PY=${TORCH_PYTHON:-/usr/bin/python3}
 OUT=${1:-build/bench/table.jsonl}
+case ${BENCH_TORCH_WAIT:-passive} in
+    passive) TORCH_WAIT=OMP_WAIT_POLICY=passive ;;
+    default) TORCH_WAIT="-u OMP_WAIT_POLICY" ;;
+    *) echo "run_table.sh: BENCH_TORCH_WAIT is passive or default" >&2; exit 2 ;;
+esac
 
 mkdir -p "$(dirname "$OUT")"
 : > "$OUT"
@@ -54,7 +61,7 @@ row() {
         echo "    randlora bench failed (status $?)" >&2
     if [ "$TORCH" = 1 ] && [ "$with_torch" = 1 ]; then
         echo "  $model $method r=$rank batch ${acc}x$batch, $steps steps: pytorch" >&2
-        OMP_WAIT_POLICY=passive OMP_NUM_THREADS=$T OPENBLAS_NUM_THREADS=$T \
+        env $TORCH_WAIT OMP_NUM_THREADS=$T OPENBLAS_NUM_THREADS=$T \
             "$PY" bench/torch_baseline.py --model "$model" --method "$method" --rank "$rank" \
             --batch "$batch" --accumulate "$acc" --steps "$steps" --threads "$T" >> "$OUT" ||
             echo "    torch_baseline.py failed (status $?)" >&2
@@ -62,7 +69,7 @@ row() {
 }
 
 start=$(date +%s)
-echo "issue 7 table: $T threads; PyTorch: $([ $TORCH = 1 ] && echo "$TORCH_VERSION ($PY)" || echo "not found ($PY cannot import torch): the C half only")" >&2
+echo "issue 7 table: $T threads; PyTorch: $([ $TORCH = 1 ] && echo "$TORCH_VERSION ($PY), OMP_WAIT_POLICY ${BENCH_TORCH_WAIT:-passive}" || echo "not found ($PY cannot import torch): the C half only")" >&2
 row clip-vit-b-32 lora 32 32 1 "$S" 1
 row clip-vit-b-32 vera 256 32 1 "$S" 1
 row clip-vit-b-32 randlora 6 32 1 "$S" 1

@@ -49,6 +49,10 @@ def main():
             "%.2f" % (r["peak_rss_mb"] / t["peak_rss_mb"]) if t else "-"))
     print("(GFLOP/s: analytic model FLOPs / median step; %peak: of the calibration sgemm "
           "1024x3072x768 in the same process; GEMM %: measured time inside cblas_sgemm)")
+    pols = sorted({r.get("omp_wait_policy", "?") for r in torch.values()})
+    if pols:
+        print("PyTorch %s, OMP_WAIT_POLICY %s" % (next(iter(torch.values()))["torch"],
+                                                  " / ".join(pols)))
     if no_torch:
         print("PyTorch was not found: the C half only; the ratio targets are not evaluated.")
 

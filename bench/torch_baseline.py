@@ -29,6 +29,7 @@ after one warm-up step, images/s, and the peak RSS of this process
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import sys
@@ -337,7 +338,8 @@ def main():
     med = statistics.median(times)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps(dict(
-        impl="torch", torch=torch.__version__, model=a.model, method=a.method,
+        impl="torch", torch=torch.__version__,
+        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "default"), model=a.model, method=a.method,
         rank=r if a.method in DEFAULT_RANK else 0, batch=B, accumulate=A, classes=K,
         text_tokens=int(ids.shape[1]), steps=a.steps, threads=torch.get_num_threads(),
         n_trainable=n_trainable, step_s=round(med, 6), step_min_s=round(min(times), 6),
