@@ -16,8 +16,9 @@
 #                                   BENCH_TORCH_ACC=1 runs PyTorch too)
 #   clip-tiny, batch 128:           lora, vera, randlora, full
 # Steps (timed, after a warm-up of one micro-batch): BENCH_STEPS (3) for
-# clip-vit-b-32 at batch 32, BENCH_STEPS_ACC (1) for the accumulated rows,
-# BENCH_STEPS_TINY (5) for clip-tiny. About 10 minutes on 2 cores.
+# clip-vit-b-32 at batch 32, BENCH_STEPS_ACC (3) for the accumulated rows,
+# BENCH_STEPS_TINY (5) for clip-tiny. About 7 minutes on 2 idle cores (a
+# single timed 4 x 32 step proved too noisy: 0.91x to 1.30x between runs).
 #
 # Environment: BENCH_THREADS (2), RANDLORA (./randlora), TORCH_PYTHON
 # (/usr/bin/python3: Debian's python3-torch; the python3 first on PATH may
@@ -32,7 +33,7 @@ cd "$(dirname "$0")/.."
 
 T=${BENCH_THREADS:-2}
 S=${BENCH_STEPS:-3}
-SA=${BENCH_STEPS_ACC:-1}
+SA=${BENCH_STEPS_ACC:-3}
 ST=${BENCH_STEPS_TINY:-5}
 RL=${RANDLORA:-./randlora}
 PY=${TORCH_PYTHON:-/usr/bin/python3}

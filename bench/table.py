@@ -29,10 +29,10 @@ def main():
     torch = {key(r): r for r in rows if r["impl"] == "torch"}
 
     hdr = ("model", "method", "r", "batch", "step s", "img/s", "torch img/s", "x torch",
-           "GFLOP/s", "%peak", "torch %peak", "GEMM %", "RSS MiB", "torch RSS", "RSS x")
-    fmt = "%-13s %-8s %3s %6s %7s %7s %11s %7s %7s %5s %11s %6s %7s %9s %5s"
+           "GFLOP/s", "peak", "%peak", "torch %peak", "GEMM %", "RSS MiB", "torch RSS", "RSS x")
+    fmt = "%-13s %-8s %3s %6s %7s %7s %11s %7s %7s %5s %5s %11s %6s %7s %9s %5s"
     print(fmt % hdr)
-    print("-" * 128)
+    print("-" * 134)
     for r in c:
         t = torch.get(key(r))
         gf = r["model_gflop"] / r["step_s"]
@@ -42,13 +42,14 @@ def main():
             "%.3f" % r["step_s"], "%.2f" % r["images_per_s"],
             "%.2f" % t["images_per_s"] if t else "-",
             "%.2f" % (r["images_per_s"] / t["images_per_s"]) if t else "-",
-            "%.1f" % gf, "%.0f" % (100 * gf / r["peak_gflops"]),
+            "%.1f" % gf, "%.0f" % r["peak_gflops"], "%.0f" % (100 * gf / r["peak_gflops"]),
             "%.0f" % (100 * tgf / r["peak_gflops"]) if t else "-",
             "%.1f" % (100 * r["gemm_share"]), "%.0f" % r["peak_rss_mb"],
             "%.0f" % t["peak_rss_mb"] if t else "-",
             "%.2f" % (r["peak_rss_mb"] / t["peak_rss_mb"]) if t else "-"))
-    print("(GFLOP/s: analytic model FLOPs / median step; %peak: of the calibration sgemm "
-          "1024x3072x768 in the same process; GEMM %: measured time inside cblas_sgemm)")
+    print("(GFLOP/s: analytic model FLOPs / median step; peak: GFLOP/s of the calibration "
+          "sgemm 1024x3072x768 in the same process, %peak of it; GEMM %: measured time inside "
+          "cblas_sgemm)")
     pols = sorted({r.get("omp_wait_policy", "?") for r in torch.values()})
     if pols:
         print("PyTorch %s, OMP_WAIT_POLICY %s" % (next(iter(torch.values()))["torch"],
