@@ -1,0 +1,89 @@
+/*
+ * store_impl.h: INTERNAL to results/store*.c, not part of the public API
+ * (that is store.h). The layout constants, struct store and the helpers the
+ * parts of the store share:
+ *   store.c         HDF5 errors, store basics, opening files, objects and checks
+ *   store_write.c   writing helpers, store_create, SWMR writing, store_finish
+ *   store_read.c    opening, validation and the readers
+ *   store_tensor.c  phase 3: tensors, scalars and attributes
+ *   store_resume.c  store_resume
+ */
+#ifndef RESULTS_STORE_IMPL_H
+#define RESULTS_STORE_IMPL_H
+
+#include <hdf5.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "results/store.h"
+
+enum store_mode { MODE_READ, MODE_SWMR, MODE_RW };
+
+#define N_TRAIN 5
+#define N_EVAL  3
+#define N_CKPT  8
+#define RNG_WORDS 6
+#define CURVE_CHUNK 1024
+/* largest dataset a reader will allocate for, in elements (hostile sizes) */
+#define READ_MAX_ELEMS ((hsize_t)1 << 32)
+/* largest string (config, attribute) a reader accepts, in bytes */
+#define READ_MAX_STRING ((size_t)64 << 20)
+/* how long store_finish waits for readers to close the file */
+#define FINISH_WAIT_MS 3000
+/* metadata read attempts of a SWMR reader (see file_open_lock) */
+#define SWMR_READ_ATTEMPTS 24
+
+extern const char *const train_names[N_TRAIN];
+extern const char *const eval_names[N_EVAL];
+enum { CK_CURRENT, CK_STEP, CK_TRAIN_ROWS, CK_EVAL_ROWS, CK_RNG, CK_PARAMS, CK_M, CK_V };
+extern const char *const ckpt_names[N_CKPT];
+
+struct store {
+    char           *path;
+    hid_t           file;
+    enum store_mode mode;
+    bool            swmr_read;        /* opened with H5F_ACC_SWMR_READ            */
+    hid_t           train[N_TRAIN];   /* open while mode == MODE_SWMR, else -1    */
+    hid_t           eval[N_EVAL];
+    hid_t           ckpt[N_CKPT];
+    size_t          train_rows, eval_rows;
+    size_t          n_trainable;
+    size_t          flush_every, since_flush;
+    int64_t         current;          /* writer: current checkpoint slot or -1    */
+};
+
+#define ANY_DIM ((hsize_t)-1)
+
+/* store.c */
+void h5_quiet(void);
+void h5_keep(void);
+__attribute__((format(printf, 2, 3)))
+int h5_error(int status, const char *fmt, ...);
+struct store *store_new(const char *path);
+void close_handles(struct store *s);
+hid_t file_open_lock(const char *path, unsigned flags, bool create, bool clear_flags, bool lock,
+                     char why[192]);
+hid_t file_open(const char *path, unsigned flags, bool create, bool clear_flags, char why[192]);
+int obj_exists(hid_t file, const char *path);
+H5I_type_t obj_kind(hid_t file, const char *path);
+int ds_open(struct store *s, const char *path, H5T_class_t cls, size_t elsize,
+            int rank, const hsize_t *want, hsize_t *dims, hid_t *out);
+int attr_open(struct store *s, const char *obj, const char *name, H5T_class_t cls, hid_t *out,
+              hid_t *type_out);
+int read_string(struct store *s, hid_t id, hid_t t, bool is_attr, const char *what, char **out);
+
+/* store_write.c */
+int attr_write_str(struct store *s, const char *obj, const char *name, const char *value);
+int attr_write_i64(struct store *s, const char *obj, const char *name, int64_t v);
+int attr_write_f64(struct store *s, const char *obj, const char *name, double v);
+int start_swmr(struct store *s);
+
+/* store_read.c */
+int read_i64_at(struct store *s, const char *path, int64_t *v);
+int read_f64_at(struct store *s, const char *path, double *v);
+int validate(struct store *s);
+int check_is_hdf5(const char *path);
+int group_rows(struct store *s, const char *group, const char *const *names, int count, size_t *rows);
+
+#endif

@@ -1,0 +1,100 @@
+/*
+ * store_resume.c: store_resume, reopening the file of a dead writer: it
+ * repairs the end of allocation, truncates the curves to the last checkpoint
+ * and starts SWMR writing again.
+ */
+#include <hdf5.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/status.h"
+#include "results/store.h"
+#include "results/store_impl.h"
+
+/* ------------------------------------------------------------- resume */
+
+static int truncate_group(struct store *s, const char *group, const char *const *names, int count, size_t rows)
+{
+    char p[64];
+    hsize_t n = rows;
+
+    for (int i = 0; i < count; i++) {
+        snprintf(p, sizeof p, "/%s/%s", group, names[i]);
+        hid_t d = H5Dopen2(s->file, p, H5P_DEFAULT);
+        int rc = d < 0 || H5Dset_extent(d, &n) < 0
+                     ? h5_error(RL_ERR_IO, "%s: %s: cannot truncate to %zu rows", s->path, p, rows) : RL_OK;
+        if (d >= 0)
+            H5Dclose(d);
+        if (rc)
+            return rc;
+    }
+    return RL_OK;
+}
+
+int store_resume(struct store **out, const char *path)
+{
+    struct store *s;
+    struct store_checkpoint_info ci = { 0, 0, 0 };
+    struct store_final f;
+    int completed = 0, rc;
+    int64_t cur = -1;
+    size_t trows, erows;
+    char why[192];
+
+    h5_quiet();
+    *out = NULL;
+    if (!path || !*path)
+        return rl_error_set(RL_ERR_ARG, "store_resume: no path");
+    if ((rc = check_is_hdf5(path)))
+        return rc;
+    s = store_new(path);
+    s->file = file_open(path, H5F_ACC_RDWR, false, true, why);
+    if (s->file < 0) {
+        store_close(s);
+        return rl_error_set(RL_ERR_IO, "%s: cannot reopen read-write to resume%s", path, why);
+    }
+    s->mode = MODE_RW;
+    /* The dead SWMR writer's metadata may lie past the end of allocation
+     * recorded in the superblock: grow it to the file's size (h5clear -i 0). */
+    if (H5Fincrement_filesize(s->file, 0) < 0) {
+        rc = h5_error(RL_ERR_IO, "%s: cannot reset the end of allocation to resume", path);
+        goto fail;
+    }
+    if ((rc = validate(s)) || (rc = store_read_final(s, &f, &completed)) ||
+        (rc = read_i64_at(s, "/checkpoint/current", &cur)))
+        goto fail;
+    if (completed) {
+        rc = rl_error_set(RL_ERR_ARG, "%s: the run was completed; nothing to resume", path);
+        goto fail;
+    }
+    if (cur != -1 && (rc = store_read_checkpoint(s, &ci, NULL, NULL, NULL, NULL)))
+        goto fail;
+    if ((rc = group_rows(s, "train", train_names, N_TRAIN, &trows)) ||
+        (rc = group_rows(s, "eval", eval_names, N_EVAL, &erows)))
+        goto fail;
+    if (ci.train_rows > trows || ci.eval_rows > erows) {
+        rc = rl_error_set(RL_ERR_FORMAT, "%s: /checkpoint: covers %zu train and %zu eval rows, the file has %zu "
+                          "and %zu", path, ci.train_rows, ci.eval_rows, trows, erows);
+        goto fail;
+    }
+    if ((rc = truncate_group(s, "train", train_names, N_TRAIN, ci.train_rows)) ||
+        (rc = truncate_group(s, "eval", eval_names, N_EVAL, ci.eval_rows)))
+        goto fail;
+    s->train_rows = ci.train_rows;
+    s->eval_rows = ci.eval_rows;
+    s->current = cur;
+    if ((rc = start_swmr(s)))
+        goto fail;
+    *out = s;
+    return RL_OK;
+fail:
+    store_close(s);
+    return rc;
+}
