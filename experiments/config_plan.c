@@ -1,0 +1,305 @@
+/*
+ * config_plan.c: stage 3 of config.c: the grid of an experiment expanded into
+ * run plans, their run ids and step counts (experiment_expand and friends).
+ */
+#include "experiments/config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+#include "core/alloc.h"
+#include "core/status.h"
+#include "datasets/dataset.h"
+#include "experiments/config_impl.h"
+
+/* ------------------------------------------------------------------------ */
+/* stage 3: expand                                                           */
+
+static size_t method_runs(const struct exp_method *m)
+{
+    return m->n_sizes ? m->n_sizes : 1;
+}
+
+static bool mul_ok(size_t *acc, size_t b)
+{
+    return size_mul_ok(*acc, b, acc);
+}
+
+size_t experiment_n_runs(const struct experiment *e)
+{
+    size_t per = 0, n;
+
+    for (size_t i = 0; i < e->n_methods; i++)
+        if (!size_add_ok(per, method_runs(&e->methods[i]), &per))
+            return SIZE_MAX;
+    n = per;
+    if (!mul_ok(&n, e->n_datasets) || !mul_ok(&n, e->n_shots + e->n_fractions) ||
+        !mul_ok(&n, e->n_seeds))
+        return SIZE_MAX;
+    return n;
+}
+
+/* shortest text that strtod reads back as v */
+void fmt_double(char *buf, size_t cap, double v)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
+/* a file-name-safe tag for a dataset spec: "fashion-mnist", "dtd" */
+static void dataset_tag(const char *spec, char *buf, size_t cap)
+{
+    size_t len = strip_split(spec), o = 0;
+    const char *colon = memchr(spec, ':', len), *start = spec, *end = spec + len;
+
+    if (colon) {
+        start = colon + 1;
+        while (end > start && end[-1] == '/')
+            end--;
+        for (const char *p = start; p < end; p++)
+            if (*p == '/')
+                start = p + 1;
+        if (start == end) {
+            start = spec;
+            end = colon;
+        }
+    }
+    for (const char *p = start; p < end && o + 1 < cap; p++)
+        buf[o++] = ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.') ? *p : '_';
+    buf[o] = '\0';
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+void run_plan_free(struct run_plan *p)
+{
+    if (!p)
+        return;
+    free(p->id);
+    free(p->experiment);
+    free(p->output);
+    free(p->description);
+    free(p->model.name);
+    free(p->model.pretrain_dir);
+    free(p->model.pretrain_data);
+    free(p->dataset);
+    free(p->eval);
+    free(p->prompt);
+    memset(p, 0, sizeof(*p));
+}
+
+void run_plans_free(struct run_plan *plans, size_t n)
+{
+    if (!plans)
+        return;
+    for (size_t i = 0; i < n; i++)
+        run_plan_free(&plans[i]);
+    free(plans);
+}
+
+static void plan_copy(struct run_plan *dst, const struct run_plan *src)
+{
+    *dst = *src;
+    dst->id = dup_or_null(src->id);
+    dst->experiment = dup_or_null(src->experiment);
+    dst->output = dup_or_null(src->output);
+    dst->description = dup_or_null(src->description);
+    dst->model.name = dup_or_null(src->model.name);
+    dst->model.pretrain_dir = dup_or_null(src->model.pretrain_dir);
+    dst->model.pretrain_data = dup_or_null(src->model.pretrain_data);
+    dst->dataset = dup_or_null(src->dataset);
+    dst->eval = dup_or_null(src->eval);
+    dst->prompt = dup_or_null(src->prompt);
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    const struct run_plan *const *x = a, *const *y = b;
+
+    return strcmp((*x)->id, (*y)->id);
+}
+
+/* r, budget, counts for one (dataset, method, size) */
+static int plan_size(const struct experiment *e, const struct exp_method *m, size_t size_i,
+                     struct run_plan *base, exp_shapes_fn shapes, void *ctx)
+{
+    const struct adapter_shape *sh = NULL;
+    size_t nsh = 0, r = 0, count = 0;
+    int rc;
+
+    base->budget = 0;
+    base->adapter.r = 0;
+    base->n_trainable = 0;
+    if (e->run_rank && !m->by_budget)
+        return rl_error_set(RL_ERR_ARG, "%s: run.rank pins the rank a budget matched, but %s "
+                            "uses method.rank", e->source, m->ops->name);
+    if (m->n_sizes) {
+        if (m->by_budget) {
+            base->budget = m->sizes[size_i];
+            if (e->run_rank)
+                r = e->run_rank;
+            else if (!shapes)
+                return rl_error_set(RL_ERR_ARG, "%s: method.budget (%s) needs the model's layer "
+                                    "shapes to pick a rank", e->source, m->ops->name);
+        } else {
+            r = m->sizes[size_i];
+        }
+        base->adapter.r = r;
+    }
+    if (shapes) {
+        rc = shapes(ctx, base, &sh, &nsh);
+        if (rc != RL_OK)
+            return rc;
+        if (m->by_budget && !e->run_rank) {
+            rc = adapter_match_budget(m->ops, &base->adapter, sh, nsh, base->budget, &r, &count);
+            if (rc != RL_OK)
+                return rl_error_set(rc, "%s: %s at budget %zu: %s", e->source, m->ops->name,
+                                    base->budget, rl_error_msg());
+            base->adapter.r = r;
+        }
+        for (size_t i = 0; i < nsh; i++) {
+            rc = adapter_check(m->ops, &base->adapter, sh[i].d_out, sh[i].d_in);
+            if (rc != RL_OK)
+                return rl_error_set(rc, "%s: %s with rank %zu: %s", e->source, m->ops->name,
+                                    base->adapter.r, rl_error_msg());
+        }
+        base->n_trainable = adapter_count(m->ops, &base->adapter, sh, nsh);
+    } else if (e->run_trainable) {
+        base->n_trainable = e->run_trainable;
+    }
+    return RL_OK;
+}
+
+int experiment_expand(const struct experiment *e, exp_shapes_fn shapes, void *ctx,
+                      struct run_plan **plans_out, size_t *n_out)
+{
+    size_t n = experiment_n_runs(e), k = 0, n_data = e->n_shots + e->n_fractions;
+    struct run_plan *plans, base;
+    int rc = RL_OK;
+
+    *plans_out = NULL;
+    *n_out = 0;
+    if (n == SIZE_MAX || n > 1000000)
+        return rl_error_set(RL_ERR_ARG, "%s: the grid is too large (more than a million runs)",
+                            e->source);
+    if (e->run_id && n != 1)
+        return rl_error_set(RL_ERR_ARG, "%s: [run] pins one run but the grid has %zu", e->source,
+                            n);
+    plans = xcalloc(n ? n : 1, sizeof(*plans));
+    memset(&base, 0, sizeof(base));
+    base.experiment = e->name;
+    base.output = e->output;
+    base.description = e->description;
+    base.model = e->model;
+    base.prompt = e->prompt;
+    base.image_size = e->image_size;
+    base.eval_limit = e->eval_limit;
+    base.templates = e->templates;
+    base.augment = e->augment;
+    for (size_t d = 0; d < e->n_datasets && rc == RL_OK; d++) {
+        char tag[128] = "";
+
+        if (e->n_datasets > 1)
+            dataset_tag(e->datasets[d], tag, sizeof(tag));
+        base.dataset = e->datasets[d];
+        base.eval = e->evals[d];
+        for (size_t mi = 0; mi < e->n_methods && rc == RL_OK; mi++) {
+            const struct exp_method *m = &e->methods[mi];
+
+            base.method = m->ops->name;
+            base.adapter = m->adapter;
+            base.profile = m->profile;
+            base.targets = m->targets;
+            base.train = m->train;
+            for (size_t si = 0; si < method_runs(m) && rc == RL_OK; si++) {
+                char size_part[48] = "";
+
+                rc = plan_size(e, m, si, &base, shapes, ctx);
+                if (rc != RL_OK)
+                    break;
+                if (m->n_sizes)
+                    snprintf(size_part, sizeof(size_part), "-%c%zu", m->by_budget ? 'b' : 'r',
+                             m->sizes[si]);
+                for (size_t di = 0; di < n_data; di++) {
+                    for (size_t zi = 0; zi < e->n_seeds; zi++) {
+                        struct run_plan *p = &plans[k];
+                        char data_part[48], id[512];
+
+                        if (di < e->n_shots) {
+                            base.shots = e->shots[di];
+                            base.fraction = 0;
+                            snprintf(data_part, sizeof(data_part), "s%zu", base.shots);
+                        } else {
+                            char f[32];
+
+                            base.shots = 0;
+                            base.fraction = e->fractions[di - e->n_shots];
+                            fmt_double(f, sizeof(f), base.fraction);
+                            snprintf(data_part, sizeof(data_part), "f%s", f);
+                        }
+                        base.seed = e->seeds[zi];
+                        base.sample_seed = e->sample_seed_set ? e->sample_seed : base.seed;
+                        base.adapter.seed = m->init_seed_set ? m->init_seed : base.seed;
+                        base.train.seed = m->train.seed_set ? m->train.seed : base.seed;
+                        base.train.seed_set = true;
+                        snprintf(id, sizeof(id), "%s%s%s%s-%s-seed%llu", tag, *tag ? "-" : "",
+                                 m->ops->name, size_part, data_part,
+                                 (unsigned long long)base.seed);
+                        base.id = e->run_id ? e->run_id : id;
+                        base.index = k;
+                        plan_copy(p, &base);
+                        k++;
+                    }
+                }
+            }
+        }
+    }
+    if (rc == RL_OK) {
+        struct run_plan **order = xmalloc_array(n ? n : 1, sizeof(*order));
+
+        for (size_t i = 0; i < n; i++)
+            order[i] = &plans[i];
+        qsort(order, n, sizeof(*order), cmp_id);
+        for (size_t i = 1; i < n && rc == RL_OK; i++)
+            if (!strcmp(order[i - 1]->id, order[i]->id))
+                rc = rl_error_set(RL_ERR_ARG, "%s: two runs get the id '%s' (give the datasets "
+                                  "distinct names)", e->source, order[i]->id);
+        free(order);
+    }
+    if (rc != RL_OK) {
+        run_plans_free(plans, k);
+        return rc;
+    }
+    *plans_out = plans;
+    *n_out = n;
+    return RL_OK;
+}
+
+size_t run_plan_total_steps(const struct run_plan *p, size_t n_train_items)
+{
+    size_t per_step, per_epoch, total;
+
+    if (p->train.steps)
+        return p->train.steps;
+    if (!size_mul_ok(p->train.batch, p->train.accumulate, &per_step) || per_step == 0)
+        return SIZE_MAX;
+    per_epoch = n_train_items / per_step + (n_train_items % per_step != 0);
+    if (per_epoch < p->train.min_epoch_steps)
+        per_epoch = p->train.min_epoch_steps;
+    if (!size_mul_ok(per_epoch, p->train.epochs, &total))
+        return SIZE_MAX;
+    return total;
+}
