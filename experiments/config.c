@@ -9,10 +9,10 @@
  *      parser of its type once it is complete (after its continuation lines).
  *      Overrides go through the same checks and replace slots.
  *   2. resolve: every key parsed again into typed fields, per method for the
- *      suffixable keys, plus the checks that involve two keys.
+ *      suffixable cfg_keys, plus the checks that involve two keys.
  *   3. expand: the grid into plans (budget matching through the caller's
  *      shapes), and a plan rendered back as INI text.
- * The key table is the single source of the keys, their types, ranges and
+ * The key table is the single source of the cfg_keys, their types, ranges and
  * defaults; config.h and the README document it.
  *
  * This file holds the key table and the typed values (parsing and checking
@@ -41,11 +41,11 @@
 /* ------------------------------------------------------------------------ */
 /* the key table                                                             */
 
-const char *const w_templates[] = { "prompt", "dataset", NULL };
-const char *const w_augment[]   = { "none", "flip", "crop_flip", NULL };
-const char *const w_profile[]   = { "peft", "paper", NULL };
-const char *const w_basis[]     = { "dense", "sparse", "very_sparse", NULL };
-const char *const w_module[EXP_N_MODULES] = {
+const char *const cfg_w_templates[] = { "prompt", "dataset", NULL };
+const char *const cfg_w_augment[]   = { "none", "flip", "crop_flip", NULL };
+const char *const cfg_w_profile[]   = { "peft", "paper", NULL };
+const char *const cfg_w_basis[]     = { "dense", "sparse", "very_sparse", NULL };
+const char *const cfg_w_module[EXP_N_MODULES] = {
     "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2",
 };
 static const char *const presets[] = {
@@ -55,7 +55,7 @@ static const char *const presets[] = {
 #define BIG 1e9
 #define UMAX 18446744073709551615.0
 
-const struct keydef keys[] = {
+const struct keydef cfg_keys[] = {
     { "experiment", "name",         K_NAME,   0, "experiment", 0, 0, NULL },
     { "experiment", "output",       K_PATH,   0, NULL, 0, 0, NULL },
     { "experiment", "description",  K_TEXT,   0, "", 0, 0, NULL },
@@ -75,8 +75,8 @@ const struct keydef keys[] = {
     { "data", "eval",        K_SPECS,     0, NULL, 0, 0, NULL },
     { "data", "image_size",  K_UINT,      0, "0", 0, 4096, NULL },
     { "data", "prompt",      K_PROMPT,    0, "a photo of a {}.", 0, 0, NULL },
-    { "data", "templates",   K_WORD,      0, "prompt", 0, 0, w_templates },
-    { "data", "augment",     K_WORD,      0, "none", 0, 0, w_augment },
+    { "data", "templates",   K_WORD,      0, "prompt", 0, 0, cfg_w_templates },
+    { "data", "augment",     K_WORD,      0, "none", 0, 0, cfg_w_augment },
     { "data", "shots",       K_UINTS,     0, NULL, 1, 1e6, NULL },
     { "data", "fractions",   K_FRACTIONS, 0, NULL, 0, 1, NULL },
     { "data", "sample_seed", K_SEED,      F_RUN, "run", 0, 0, NULL },
@@ -89,8 +89,8 @@ const struct keydef keys[] = {
     { "method", "dropout",     K_DOUBLE,  F_SUFFIX | F_HI_OPEN, "0", 0, 1, NULL },
     { "method", "rslora",      K_BOOL,    F_SUFFIX, "false", 0, 0, NULL },
     { "method", "vera_d_init", K_DOUBLE,  F_SUFFIX, "0.1", -1e6, 1e6, NULL },
-    { "method", "profile",     K_WORD,    F_SUFFIX, "peft", 0, 0, w_profile },
-    { "method", "basis",       K_WORD,    F_SUFFIX, "dense", 0, 0, w_basis },
+    { "method", "profile",     K_WORD,    F_SUFFIX, "peft", 0, 0, cfg_w_profile },
+    { "method", "basis",       K_WORD,    F_SUFFIX, "dense", 0, 0, cfg_w_basis },
     { "method", "towers",      K_TOWERS,  F_SUFFIX, "vision, text", 0, 0, NULL },
     { "method", "layers",      K_LAYERS,  F_SUFFIX, "*", 0, 0, NULL },
     { "method", "modules",     K_MODULES, F_SUFFIX, "q_proj, k_proj, v_proj, fc1, fc2", 0, 0, NULL },
@@ -122,31 +122,31 @@ const struct keydef keys[] = {
     { "run", "trainable", K_UINT, 0, NULL, 0, UMAX, NULL },
 };
 
-const size_t n_keys = sizeof(keys) / sizeof(keys[0]);
+const size_t cfg_n_keys = sizeof(cfg_keys) / sizeof(cfg_keys[0]);
 
-const char *const sections[] = {
+const char *const cfg_sections[] = {
     "experiment", "model", "data", "method", "train", "sweep", "run", NULL,
 };
 
 /* indices of the keys the code refers to, found by name once */
-int key_index(const char *section, const char *key)
+int cfg_key_index(const char *section, const char *key)
 {
     for (size_t i = 0; i < N_KEYS; i++)
-        if (!strcmp(keys[i].section, section) && !strcmp(keys[i].key, key))
+        if (!strcmp(cfg_keys[i].section, section) && !strcmp(cfg_keys[i].key, key))
             return (int)i;
     return -1;
 }
 
-bool section_known(const char *s)
+bool cfg_section_known(const char *s)
 {
-    for (size_t i = 0; sections[i]; i++)
-        if (!strcmp(sections[i], s))
+    for (size_t i = 0; cfg_sections[i]; i++)
+        if (!strcmp(cfg_sections[i], s))
             return true;
     return false;
 }
 
 /* "a, b, c" into buf */
-const char *join_words(const char *const *w, char *buf, size_t cap)
+const char *cfg_join_words(const char *const *w, char *buf, size_t cap)
 {
     size_t off = 0;
 
@@ -161,7 +161,7 @@ const char *join_words(const char *const *w, char *buf, size_t cap)
     return buf;
 }
 
-const char *section_keys(const char *section, char *buf, size_t cap)
+const char *cfg_section_keys(const char *section, char *buf, size_t cap)
 {
     size_t off = 0;
 
@@ -169,9 +169,9 @@ const char *section_keys(const char *section, char *buf, size_t cap)
     for (size_t i = 0; i < N_KEYS && off < cap; i++) {
         int n;
 
-        if (strcmp(keys[i].section, section))
+        if (strcmp(cfg_keys[i].section, section))
             continue;
-        n = snprintf(buf + off, cap - off, "%s%s", off ? ", " : "", keys[i].key);
+        n = snprintf(buf + off, cap - off, "%s%s", off ? ", " : "", cfg_keys[i].key);
         if (n < 0)
             break;
         off += (size_t)n;
@@ -179,7 +179,7 @@ const char *section_keys(const char *section, char *buf, size_t cap)
     return buf;
 }
 
-const char *method_names(char *buf, size_t cap)
+const char *cfg_method_names(char *buf, size_t cap)
 {
     const struct adapter_ops *const *r = adapter_registry();
     size_t off = 0;
@@ -195,7 +195,7 @@ const char *method_names(char *buf, size_t cap)
     return buf;
 }
 
-int method_index(const char *name)
+int cfg_method_index(const char *name)
 {
     const struct adapter_ops *const *r = adapter_registry();
 
@@ -208,7 +208,7 @@ int method_index(const char *name)
 /* ------------------------------------------------------------------------ */
 /* typed values                                                              */
 
-void value_free(struct value *v)
+void cfg_value_free(struct value *v)
 {
     free(v->lu);
     free(v->ld);
@@ -294,7 +294,7 @@ static bool double_in(const struct keydef *kd, double v)
     return true;
 }
 
-bool is_preset(const char *s)
+bool cfg_is_preset(const char *s)
 {
     for (size_t i = 0; presets[i]; i++)
         if (!strcmp(presets[i], s))
@@ -309,7 +309,7 @@ static const struct dataset_ops *const readers[] = {
     &dataset_shapes_count_ops,
 };
 
-size_t strip_split(const char *s)
+size_t cfg_strip_split(const char *s)
 {
     size_t len = strlen(s);
 
@@ -322,7 +322,7 @@ size_t strip_split(const char *s)
 
 static int check_spec(const char *s, char *w, size_t wn)
 {
-    size_t len = strip_split(s), nlen;
+    size_t len = cfg_strip_split(s), nlen;
     const char *colon = memchr(s, ':', len);
     char known[512];
     size_t off = 0;
@@ -411,7 +411,7 @@ static bool bad_name(const char *s)
 }
 
 /* Parse v as kd's type into out; -1 with an explanation in w. */
-int parse_value(const struct keydef *kd, const char *v, struct value *out, char *w,
+int cfg_parse_value(const struct keydef *kd, const char *v, struct value *out, char *w,
                 size_t wn)
 {
     char rt[96], words[256], *buf = NULL, **it = NULL;
@@ -444,10 +444,10 @@ int parse_value(const struct keydef *kd, const char *v, struct value *out, char 
     case K_PATH:
         return *v ? 0 : why(w, wn, "expected a path");
     case K_MODEL:
-        if (is_preset(v) || (strchr(v, '/') && *v))
+        if (cfg_is_preset(v) || (strchr(v, '/') && *v))
             return 0;
         return why(w, wn, "expected a preset (%s) or a model directory (a path with a '/', "
-                   "e.g. ./%s)", join_words(presets, words, sizeof(words)), v);
+                   "e.g. ./%s)", cfg_join_words(presets, words, sizeof(words)), v);
     case K_SPEC:
         return check_spec(v, w, wn);
     case K_PROMPT: {
@@ -463,7 +463,7 @@ int parse_value(const struct keydef *kd, const char *v, struct value *out, char 
                 out->word = i;
                 return 0;
             }
-        return why(w, wn, "expected one of %s", join_words(kd->words, words, sizeof(words)));
+        return why(w, wn, "expected one of %s", cfg_join_words(kd->words, words, sizeof(words)));
     case K_UINT:
         if (!uint_in(kd, v, &out->u)) {
             range_text(kd, rt, sizeof(rt));
@@ -582,11 +582,11 @@ int parse_value(const struct keydef *kd, const char *v, struct value *out, char 
     case K_METHODS:
         out->lu = xmalloc_array(n, sizeof(*out->lu));
         for (size_t i = 0; i < n && !rc; i++) {
-            int m = method_index(it[i]);
+            int m = cfg_method_index(it[i]);
 
             if (m < 0)
                 rc = why(w, wn, "unknown method '%s' (known: %s)", it[i],
-                         method_names(words, sizeof(words)));
+                         cfg_method_names(words, sizeof(words)));
             else
                 out->lu[i] = (size_t)m;
             for (size_t j = 0; j < i && !rc; j++)
@@ -612,7 +612,7 @@ int parse_value(const struct keydef *kd, const char *v, struct value *out, char 
             unsigned bit = 0;
 
             for (int k = 0; k < EXP_N_MODULES; k++)
-                if (!strcmp(it[i], w_module[k]))
+                if (!strcmp(it[i], cfg_w_module[k]))
                     bit = 1u << k;
             if (!strcmp(it[i], "attn"))
                 bit = 0xfu;
@@ -624,7 +624,7 @@ int parse_value(const struct keydef *kd, const char *v, struct value *out, char 
                 bit = 0x3fu;
             if (!bit)
                 rc = why(w, wn, "item '%s': expected %s, or attn, qkv, mlp, all", it[i],
-                         join_words((const char *const[]){ "q_proj", "k_proj", "v_proj",
+                         cfg_join_words((const char *const[]){ "q_proj", "k_proj", "v_proj",
                                                            "out_proj", "fc1", "fc2", NULL },
                                     words, sizeof(words)));
             out->mask |= bit;
@@ -636,6 +636,6 @@ int parse_value(const struct keydef *kd, const char *v, struct value *out, char 
     free(buf);
     free(it);
     if (rc)
-        value_free(out);
+        cfg_value_free(out);
     return rc;
 }

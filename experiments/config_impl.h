@@ -61,15 +61,15 @@ struct keydef {
     const char *const *words;
 };
 
-extern const char *const w_templates[];
-extern const char *const w_augment[];
-extern const char *const w_profile[];
-extern const char *const w_basis[];
-extern const char *const w_module[EXP_N_MODULES];
-extern const char *const sections[];
-extern const struct keydef keys[];
-extern const size_t n_keys;
-#define N_KEYS n_keys
+extern const char *const cfg_w_templates[];
+extern const char *const cfg_w_augment[];
+extern const char *const cfg_w_profile[];
+extern const char *const cfg_w_basis[];
+extern const char *const cfg_w_module[EXP_N_MODULES];
+extern const char *const cfg_sections[];
+extern const struct keydef cfg_keys[];
+extern const size_t cfg_n_keys;
+#define N_KEYS cfg_n_keys
 
 /* ------------------------------------------------------------------------ */
 /* typed values                                                              */
@@ -89,19 +89,19 @@ struct value {
 };
 
 /* config.c */
-int key_index(const char *section, const char *key);
-bool section_known(const char *s);
-const char *join_words(const char *const *w, char *buf, size_t cap);
-const char *section_keys(const char *section, char *buf, size_t cap);
-const char *method_names(char *buf, size_t cap);
-int method_index(const char *name);
-void value_free(struct value *v);
-bool is_preset(const char *s);
-size_t strip_split(const char *s);
-int parse_value(const struct keydef *kd, const char *v, struct value *out, char *w,
+int cfg_key_index(const char *section, const char *key);
+bool cfg_section_known(const char *s);
+const char *cfg_join_words(const char *const *w, char *buf, size_t cap);
+const char *cfg_section_keys(const char *section, char *buf, size_t cap);
+const char *cfg_method_names(char *buf, size_t cap);
+int cfg_method_index(const char *name);
+void cfg_value_free(struct value *v);
+bool cfg_is_preset(const char *s);
+size_t cfg_strip_split(const char *s);
+int cfg_parse_value(const struct keydef *kd, const char *v, struct value *out, char *w,
                 size_t wn);
 
 /* config_plan.c */
-void fmt_double(char *buf, size_t cap, double v);
+void cfg_fmt_double(char *buf, size_t cap, double v);
 
 #endif

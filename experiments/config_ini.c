@@ -92,12 +92,12 @@ static int check_entry(struct parser *ps, size_t k, size_t s, struct entry *en)
     struct value v;
     const char *suf = slot_suffix(ps, s);
 
-    if (parse_value(&keys[k], en->value, &v, w, sizeof(w)) == 0) {
-        value_free(&v);
+    if (cfg_parse_value(&cfg_keys[k], en->value, &v, w, sizeof(w)) == 0) {
+        cfg_value_free(&v);
         return 0;
     }
     fail_at(ps, en->line, RL_ERR_ARG, "%s: %s.%s%s%s = '%.120s': %s", loc(ps, en, where,
-            sizeof(where)), keys[k].section, keys[k].key, suf ? "." : "", suf ? suf : "",
+            sizeof(where)), cfg_keys[k].section, cfg_keys[k].key, suf ? "." : "", suf ? suf : "",
             en->value, w);
     return -1;
 }
@@ -119,35 +119,35 @@ static int find_key(struct parser *ps, const char *section, const char *name, co
     size_t klen = dot ? (size_t)(dot - name) : strlen(name);
     int k = -1, m;
 
-    if (!section_known(section)) {
+    if (!cfg_section_known(section)) {
         fail_at(ps, line, RL_ERR_ARG, "%s: unknown section [%s] (valid sections: %s)", at,
-                section, join_words(sections, list, sizeof(list)));
+                section, cfg_join_words(cfg_sections, list, sizeof(list)));
         return -1;
     }
     if (klen < sizeof(keyname)) {
         memcpy(keyname, name, klen);
         keyname[klen] = '\0';
-        k = key_index(section, keyname);
+        k = cfg_key_index(section, keyname);
     }
     if (k < 0) {
         fail_at(ps, line, RL_ERR_ARG, "%s: unknown key %s.%.*s (valid keys in [%s]: %s)", at,
-                section, (int)klen, name, section, section_keys(section, list, sizeof(list)));
+                section, (int)klen, name, section, cfg_section_keys(section, list, sizeof(list)));
         return -1;
     }
     *k_out = (size_t)k;
     *s_out = 0;
     if (!suffix)
         return 0;
-    if (!(keys[k].flags & F_SUFFIX)) {
+    if (!(cfg_keys[k].flags & F_SUFFIX)) {
         fail_at(ps, line, RL_ERR_ARG, "%s: %s.%s = '%.120s': %s.%s takes no .METHOD suffix (only "
                 "the [method] keys but methods and the [train] keys do)", at, section, name,
-                value, section, keys[k].key);
+                value, section, cfg_keys[k].key);
         return -1;
     }
-    m = method_index(suffix);
+    m = cfg_method_index(suffix);
     if (m < 0) {
         fail_at(ps, line, RL_ERR_ARG, "%s: %s.%s = '%.120s': unknown method '%s' in the suffix "
-                "(known: %s)", at, section, name, value, suffix, method_names(list, sizeof(list)));
+                "(known: %s)", at, section, name, value, suffix, cfg_method_names(list, sizeof(list)));
         return -1;
     }
     *s_out = 1 + (size_t)m;
@@ -169,7 +169,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
         if (strchr(value, '=')) {
             fail_at(ps, ps->line, RL_ERR_ARG, "%s: indented line '%.120s' would continue %s.%s; "
                     "start keys at the beginning of a line (indent only continuation lines)",
-                    at, value, keys[ps->pending_key].section, name);
+                    at, value, cfg_keys[ps->pending_key].section, name);
             return 0;
         }
         {
@@ -240,9 +240,9 @@ static char *read_line(char *str, int num, void *stream)
         if (end && (size_t)(end - s - 1) < sizeof(name)) {
             memcpy(name, s + 1, (size_t)(end - s - 1));
             name[end - s - 1] = '\0';
-            if (!section_known(name))
+            if (!cfg_section_known(name))
                 fail_at(ps, ps->line, RL_ERR_ARG, "%s:%d: unknown section [%s] (valid sections: "
-                        "%s)", ps->where, ps->line, name, join_words(sections, list,
+                        "%s)", ps->where, ps->line, name, cfg_join_words(cfg_sections, list,
                                                                      sizeof(list)));
         }
         /* a new section ends the value before it */
@@ -353,23 +353,23 @@ static const struct entry *effective(struct parser *ps, size_t k, size_t s)
 /* parse what applies (or the default) into v; never fails on checked text */
 static void get(struct parser *ps, const char *section, const char *key, size_t s, struct value *v)
 {
-    int k = key_index(section, key);
+    int k = cfg_key_index(section, key);
     const struct entry *en;
     const char *text;
     char w[512];
 
     RL_ASSERT(k >= 0);
     en = effective(ps, (size_t)k, s);
-    text = en ? en->value : keys[k].def;
+    text = en ? en->value : cfg_keys[k].def;
     RL_ASSERT(text);
-    if (parse_value(&keys[k], text, v, w, sizeof(w)))
+    if (cfg_parse_value(&cfg_keys[k], text, v, w, sizeof(w)))
         RL_ASSERT(!"a checked value failed to parse");
 }
 
 static const struct entry *get_entry(struct parser *ps, const char *section, const char *key,
                                      size_t s)
 {
-    int k = key_index(section, key);
+    int k = cfg_key_index(section, key);
 
     RL_ASSERT(k >= 0);
     return effective(ps, (size_t)k, s);
@@ -378,11 +378,11 @@ static const struct entry *get_entry(struct parser *ps, const char *section, con
 static char *get_str(struct parser *ps, const char *section, const char *key)
 {
     const struct entry *en = get_entry(ps, section, key, 0);
-    int k = key_index(section, key);
+    int k = cfg_key_index(section, key);
 
     if (en)
         return xstrdup(en->value);
-    return keys[k].def ? xstrdup(keys[k].def) : NULL;
+    return cfg_keys[k].def ? xstrdup(cfg_keys[k].def) : NULL;
 }
 
 static size_t get_u(struct parser *ps, const char *sec, const char *key, size_t s)
@@ -405,7 +405,7 @@ static double get_d(struct parser *ps, const char *sec, const char *key, size_t 
  * 0 when neither is set; -1 (error recorded) when both at the same level. */
 static int pair(struct parser *ps, const char *sec, const char *a, const char *b, size_t s)
 {
-    int ka = key_index(sec, a), kb = key_index(sec, b);
+    int ka = cfg_key_index(sec, a), kb = cfg_key_index(sec, b);
     const struct entry *ea, *eb;
     int la, lb;
     char l1[512], l2[512];
@@ -504,12 +504,12 @@ static int resolve_method(struct parser *ps, size_t reg, struct exp_method *m)
             m->sizes = v.lu;
             m->n_sizes = v.n;
             v.lu = NULL;
-            value_free(&v);
+            cfg_value_free(&v);
         }
     }
     adapter_cfg_defaults(&m->adapter, ops->name, 0);
     get(ps, "method", "profile", s, &v);
-    m->profile = w_profile[v.word];
+    m->profile = cfg_w_profile[v.word];
     RL_ASSERT(adapter_cfg_profile(&m->adapter, m->profile) == RL_OK);
     m->adapter.alpha = (float)get_d(ps, "method", "alpha", s);
     m->adapter.dropout = (float)get_d(ps, "method", "dropout", s);
@@ -517,16 +517,16 @@ static int resolve_method(struct parser *ps, size_t reg, struct exp_method *m)
     m->adapter.rslora = v.b;
     m->adapter.vera_d_init = (float)get_d(ps, "method", "vera_d_init", s);
     get(ps, "method", "basis", s, &v);
-    RL_ASSERT(adapter_basis_parse(w_basis[v.word], &m->adapter.basis) == RL_OK);
+    RL_ASSERT(adapter_basis_parse(cfg_w_basis[v.word], &m->adapter.basis) == RL_OK);
     get(ps, "method", "towers", s, &v);
     m->targets.towers = v.mask;
-    value_free(&v);
+    cfg_value_free(&v);
     get(ps, "method", "layers", s, &v);
     m->targets.layer_lo = v.lo;
     m->targets.layer_hi = v.hi;
     get(ps, "method", "modules", s, &v);
     m->targets.modules = v.mask;
-    value_free(&v);
+    cfg_value_free(&v);
     get(ps, "method", "init_seed", s, &v);
     m->init_seed_set = !v.run;
     m->init_seed = v.u64;
@@ -549,7 +549,7 @@ static int resolve(struct parser *ps, struct experiment *e)
     e->description = get_str(ps, "experiment", "description");
 
     e->model.name = get_str(ps, "model", "name");
-    e->model.preset = is_preset(e->model.name);
+    e->model.preset = cfg_is_preset(e->model.name);
     e->model.pretrain_dir = get_str(ps, "model", "pretrain_dir");
     if (!e->model.pretrain_dir) {
         size_t n = strlen(e->model.name) + 32;
@@ -589,7 +589,7 @@ static int resolve(struct parser *ps, struct experiment *e)
     } else {
         e->evals = xcalloc(e->n_datasets, sizeof(*e->evals));
         for (size_t i = 0; i < e->n_datasets; i++) {
-            size_t len = strip_split(e->datasets[i]);
+            size_t len = cfg_strip_split(e->datasets[i]);
 
             e->evals[i] = xmalloc(len + 8);
             snprintf(e->evals[i], len + 8, "%.*s:test", (int)len, e->datasets[i]);
@@ -625,12 +625,12 @@ static int resolve(struct parser *ps, struct experiment *e)
     for (size_t i = 0; i < v.n; i++) {
         if (resolve_method(ps, v.lu[i], &e->methods[i])) {
             e->n_methods = i + 1;
-            value_free(&v);
+            cfg_value_free(&v);
             return -1;
         }
         e->n_methods = i + 1;
     }
-    value_free(&v);
+    cfg_value_free(&v);
 
     get(ps, "sweep", "seeds", 0, &v);
     e->seeds = v.l64;

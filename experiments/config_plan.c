@@ -46,7 +46,7 @@ size_t experiment_n_runs(const struct experiment *e)
 }
 
 /* shortest text that strtod reads back as v */
-void fmt_double(char *buf, size_t cap, double v)
+void cfg_fmt_double(char *buf, size_t cap, double v)
 {
     for (int prec = 1; prec <= 17; prec++) {
         snprintf(buf, cap, "%.*g", prec, v);
@@ -58,7 +58,7 @@ void fmt_double(char *buf, size_t cap, double v)
 /* a file-name-safe tag for a dataset spec: "fashion-mnist", "dtd" */
 static void dataset_tag(const char *spec, char *buf, size_t cap)
 {
-    size_t len = strip_split(spec), o = 0;
+    size_t len = cfg_strip_split(spec), o = 0;
     const char *colon = memchr(spec, ':', len), *start = spec, *end = spec + len;
 
     if (colon) {
@@ -247,7 +247,7 @@ int experiment_expand(const struct experiment *e, exp_shapes_fn shapes, void *ct
 
                             base.shots = 0;
                             base.fraction = e->fractions[di - e->n_shots];
-                            fmt_double(f, sizeof(f), base.fraction);
+                            cfg_fmt_double(f, sizeof(f), base.fraction);
                             snprintf(data_part, sizeof(data_part), "f%s", f);
                         }
                         base.seed = e->seeds[zi];

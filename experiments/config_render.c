@@ -103,7 +103,7 @@ static void sb_kv_d(struct sbuf *b, const char *key, double v)
 {
     char f[40];
 
-    fmt_double(f, sizeof(f), v);
+    cfg_fmt_double(f, sizeof(f), v);
     sb_kv(b, key, f);
 }
 
@@ -156,7 +156,7 @@ static void modules_text(unsigned mods, const char *sep, char *buf, size_t cap)
 
         if (!(mods & (1u << i)))
             continue;
-        n = snprintf(buf + off, cap - off, "%s%s", off ? sep : "", w_module[i]);
+        n = snprintf(buf + off, cap - off, "%s%s", off ? sep : "", cfg_w_module[i]);
         if (n < 0)
             break;
         off += (size_t)n;
@@ -216,8 +216,8 @@ char *run_plan_to_ini(const struct run_plan *p)
     sb_kv(&b, "eval", p->eval);
     sb_kv_u(&b, "image_size", p->image_size);
     sb_kv(&b, "prompt", p->prompt);
-    sb_kv(&b, "templates", w_templates[p->templates]);
-    sb_kv(&b, "augment", w_augment[p->augment]);
+    sb_kv(&b, "templates", cfg_w_templates[p->templates]);
+    sb_kv(&b, "augment", cfg_w_augment[p->augment]);
     if (p->shots)
         sb_kv_u(&b, "shots", p->shots);
     else
@@ -236,7 +236,7 @@ char *run_plan_to_ini(const struct run_plan *p)
     sb_kv(&b, "rslora", p->adapter.rslora ? "true" : "false");
     sb_kv_f(&b, "vera_d_init", p->adapter.vera_d_init);
     sb_kv(&b, "profile", p->profile);
-    sb_kv(&b, "basis", w_basis[p->adapter.basis]);
+    sb_kv(&b, "basis", cfg_w_basis[p->adapter.basis]);
     sb_kv(&b, "towers", towers_text(p->targets.towers));
     layers_text(&p->targets, tmp, sizeof(tmp));
     sb_kv(&b, "layers", tmp);

@@ -2,7 +2,7 @@
  * store.c: the HDF5 results file of one run; see store.h for the schema, the
  * writer's life cycle and the ownership rules.
  *
- * Every entry point silences HDF5's error printing first (h5_quiet) and turns
+ * Every entry point silences HDF5's error printing first (store_i_h5_quiet) and turns
  * a failure into one rl_error_set line: "<file>: <object>: <what> (HDF5:
  * <innermost HDF5 message>)".
  *
@@ -27,15 +27,15 @@
 #include "results/store.h"
 #include "results/store_impl.h"
 
-const char *const train_names[N_TRAIN] = { "step", "loss", "lr", "grad_norm", "wall_s" };
-const char *const eval_names[N_EVAL]   = { "step", "accuracy", "loss" };
-const char *const ckpt_names[N_CKPT] = {
+const char *const store_i_train_names[N_TRAIN] = { "step", "loss", "lr", "grad_norm", "wall_s" };
+const char *const store_i_eval_names[N_EVAL]   = { "step", "accuracy", "loss" };
+const char *const store_i_ckpt_names[N_CKPT] = {
     "current", "step", "train_rows", "eval_rows", "rng", "params", "adam_m", "adam_v"
 };
 
 /* ------------------------------------------------------------ HDF5 errors */
 
-void h5_quiet(void)
+void store_i_h5_quiet(void)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
@@ -57,7 +57,7 @@ static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
  * cleanup calls (every HDF5 call clears the error stack on entry). */
 static char kept_msg[160];
 
-void h5_keep(void)
+void store_i_h5_keep(void)
 {
     struct walk_ctx w = { { 0 } };
 
@@ -68,9 +68,9 @@ void h5_keep(void)
 }
 
 /* rl_error_set with " (HDF5: innermost message)" appended when HDF5 has one
- * (on its stack, or kept by h5_keep); clears both. */
+ * (on its stack, or kept by store_i_h5_keep); clears both. */
 __attribute__((format(printf, 2, 3)))
-int h5_error(int status, const char *fmt, ...)
+int store_i_h5_error(int status, const char *fmt, ...)
 {
     char head[512];
     struct walk_ctx w = { { 0 } };
@@ -130,7 +130,7 @@ struct store *store_new(const char *path)
     return s;
 }
 
-void close_handles(struct store *s)
+void store_i_close_handles(struct store *s)
 {
     for (int i = 0; i < N_TRAIN; i++) close_id(&s->train[i]);
     for (int i = 0; i < N_EVAL; i++)  close_id(&s->eval[i]);
@@ -141,8 +141,8 @@ void store_close(struct store *s)
 {
     if (!s)
         return;
-    h5_quiet();
-    close_handles(s);
+    store_i_h5_quiet();
+    store_i_close_handles(s);
     if (s->file >= 0)
         H5Fclose(s->file);
     H5Eclear2(H5E_DEFAULT);
@@ -186,7 +186,7 @@ static hid_t make_fapl(bool clear_flags, bool lock)
 
 /* Create (flags == 0: truncate) or open `path`; on failure -1 and the HDF5
  * reason, if any, in `why` ("" otherwise). */
-hid_t file_open_lock(const char *path, unsigned flags, bool create, bool clear_flags, bool lock,
+hid_t store_i_file_open_lock(const char *path, unsigned flags, bool create, bool clear_flags, bool lock,
                      char why[192])
 {
     struct walk_ctx w = { { 0 } };
@@ -212,9 +212,9 @@ hid_t file_open_lock(const char *path, unsigned flags, bool create, bool clear_f
     return f;
 }
 
-hid_t file_open(const char *path, unsigned flags, bool create, bool clear_flags, char why[192])
+hid_t store_i_file_open(const char *path, unsigned flags, bool create, bool clear_flags, char why[192])
 {
-    return file_open_lock(path, flags, create, clear_flags, true, why);
+    return store_i_file_open_lock(path, flags, create, clear_flags, true, why);
 }
 
 /* ------------------------------------------------------ objects and checks */
@@ -222,7 +222,7 @@ hid_t file_open(const char *path, unsigned flags, bool create, bool clear_flags,
 /* Does `path` resolve through hard links only (no soft or external links)?
  * 1 yes, 0 no. Walks the components, so a missing parent is "no", not an
  * error. */
-int obj_exists(hid_t file, const char *path)
+int store_i_obj_exists(hid_t file, const char *path)
 {
     char buf[1024];
     size_t len = strlen(path);
@@ -252,9 +252,9 @@ int obj_exists(hid_t file, const char *path)
 }
 
 /* H5I_GROUP, H5I_DATASET, other H5I type, or H5I_BADID when missing */
-H5I_type_t obj_kind(hid_t file, const char *path)
+H5I_type_t store_i_obj_kind(hid_t file, const char *path)
 {
-    if (!obj_exists(file, path))
+    if (!store_i_obj_exists(file, path))
         return H5I_BADID;
     hid_t o = H5Oopen(file, path, H5P_DEFAULT);
     if (o < 0) {
@@ -271,23 +271,23 @@ H5I_type_t obj_kind(hid_t file, const char *path)
  * dimension (ANY_DIM = any). dims (rank entries) receives the extent. A
  * SWMR reader refreshes the dataset first. RL_ERR_FORMAT naming the object
  * on any mismatch. */
-int ds_open(struct store *s, const char *path, H5T_class_t cls, size_t elsize,
+int store_i_ds_open(struct store *s, const char *path, H5T_class_t cls, size_t elsize,
             int rank, const hsize_t *want, hsize_t *dims, hid_t *out)
 {
     hid_t d = -1, t = -1, sp = -1;
     int rc = RL_OK;
 
     *out = -1;
-    if (obj_kind(s->file, path) != H5I_DATASET)
+    if (store_i_obj_kind(s->file, path) != H5I_DATASET)
         return rl_error_set(RL_ERR_FORMAT, "%s: %s: missing (no dataset of that name)", s->path, path);
     if ((d = H5Dopen2(s->file, path, H5P_DEFAULT)) < 0)
-        return h5_error(RL_ERR_FORMAT, "%s: %s: cannot open the dataset", s->path, path);
+        return store_i_h5_error(RL_ERR_FORMAT, "%s: %s: cannot open the dataset", s->path, path);
     if (s->swmr_read && H5Drefresh(d) < 0) {
-        rc = h5_error(RL_ERR_FORMAT, "%s: %s: cannot refresh the dataset", s->path, path);
+        rc = store_i_h5_error(RL_ERR_FORMAT, "%s: %s: cannot refresh the dataset", s->path, path);
         goto done;
     }
     if ((t = H5Dget_type(d)) < 0 || (sp = H5Dget_space(d)) < 0) {
-        rc = h5_error(RL_ERR_FORMAT, "%s: %s: unreadable type or dataspace", s->path, path);
+        rc = store_i_h5_error(RL_ERR_FORMAT, "%s: %s: unreadable type or dataspace", s->path, path);
         goto done;
     }
     H5T_class_t c = H5Tget_class(t);
@@ -315,7 +315,7 @@ int ds_open(struct store *s, const char *path, H5T_class_t cls, size_t elsize,
     if (rank > 0) {
         hsize_t got[STORE_MAX_DIMS];
         if (rank > STORE_MAX_DIMS || H5Sget_simple_extent_dims(sp, got, NULL) != rank) {
-            rc = h5_error(RL_ERR_FORMAT, "%s: %s: unreadable dimensions", s->path, path);
+            rc = store_i_h5_error(RL_ERR_FORMAT, "%s: %s: unreadable dimensions", s->path, path);
             goto done;
         }
         hsize_t total = 1;
@@ -346,14 +346,14 @@ done:
 
 /* Open attribute `name` of `obj`, checking type class and that it holds one
  * value (scalar or a single-element simple dataspace). */
-int attr_open(struct store *s, const char *obj, const char *name, H5T_class_t cls, hid_t *out,
+int store_i_attr_open(struct store *s, const char *obj, const char *name, H5T_class_t cls, hid_t *out,
               hid_t *type_out)
 {
     hid_t a = -1, t = -1, sp = -1;
     int rc = RL_OK;
 
     *out = -1;
-    if (obj_kind(s->file, obj) == H5I_BADID)
+    if (store_i_obj_kind(s->file, obj) == H5I_BADID)
         return rl_error_set(RL_ERR_FORMAT, "%s: %s: missing (looking for its attribute %s)", s->path, obj, name);
     htri_t ex = H5Aexists_by_name(s->file, obj, name, H5P_DEFAULT);
     if (ex <= 0) {
@@ -361,9 +361,9 @@ int attr_open(struct store *s, const char *obj, const char *name, H5T_class_t cl
         return rl_error_set(RL_ERR_FORMAT, "%s: %s: no attribute %s", s->path, obj, name);
     }
     if ((a = H5Aopen_by_name(s->file, obj, name, H5P_DEFAULT, H5P_DEFAULT)) < 0)
-        return h5_error(RL_ERR_FORMAT, "%s: %s: cannot open attribute %s", s->path, obj, name);
+        return store_i_h5_error(RL_ERR_FORMAT, "%s: %s: cannot open attribute %s", s->path, obj, name);
     if ((t = H5Aget_type(a)) < 0 || (sp = H5Aget_space(a)) < 0) {
-        rc = h5_error(RL_ERR_FORMAT, "%s: %s: attribute %s: unreadable type or dataspace", s->path, obj, name);
+        rc = store_i_h5_error(RL_ERR_FORMAT, "%s: %s: attribute %s: unreadable type or dataspace", s->path, obj, name);
         goto done;
     }
     H5T_class_t c = H5Tget_class(t);
@@ -397,7 +397,7 @@ done:
 
 /* Read a string (attribute when is_attr, else scalar dataset) of type `t`
  * from object `id` into an allocated, NUL-terminated copy. */
-int read_string(struct store *s, hid_t id, hid_t t, bool is_attr, const char *what, char **out)
+int store_i_read_string(struct store *s, hid_t id, hid_t t, bool is_attr, const char *what, char **out)
 {
     int rc = RL_OK;
     hid_t mt = -1;
@@ -407,9 +407,9 @@ int read_string(struct store *s, hid_t id, hid_t t, bool is_attr, const char *wh
         char *v = NULL;
         if ((mt = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 ||
             H5Tset_cset(mt, H5Tget_cset(t)) < 0)
-            rc = h5_error(RL_ERR, "%s: %s: string type", s->path, what);
+            rc = store_i_h5_error(RL_ERR, "%s: %s: string type", s->path, what);
         else if ((is_attr ? H5Aread(id, mt, &v) : H5Dread(id, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v)) < 0)
-            rc = h5_error(RL_ERR_FORMAT, "%s: %s: cannot read the string", s->path, what);
+            rc = store_i_h5_error(RL_ERR_FORMAT, "%s: %s: cannot read the string", s->path, what);
         else if (v && strlen(v) > READ_MAX_STRING)
             rc = rl_error_set(RL_ERR_FORMAT, "%s: %s: string longer than %zu bytes", s->path, what,
                               READ_MAX_STRING);
@@ -423,9 +423,9 @@ int read_string(struct store *s, hid_t id, hid_t t, bool is_attr, const char *wh
             return rl_error_set(RL_ERR_FORMAT, "%s: %s: fixed string of %zu bytes", s->path, what, n);
         char *v = xcalloc(n + 1, 1);
         if ((mt = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_size(mt, n) < 0 || H5Tset_cset(mt, H5Tget_cset(t)) < 0)
-            rc = h5_error(RL_ERR, "%s: %s: string type", s->path, what);
+            rc = store_i_h5_error(RL_ERR, "%s: %s: string type", s->path, what);
         else if ((is_attr ? H5Aread(id, mt, v) : H5Dread(id, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, v)) < 0)
-            rc = h5_error(RL_ERR_FORMAT, "%s: %s: cannot read the string", s->path, what);
+            rc = store_i_h5_error(RL_ERR_FORMAT, "%s: %s: cannot read the string", s->path, what);
         if (rc == RL_OK)
             *out = v;
         else

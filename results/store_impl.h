@@ -31,13 +31,13 @@ enum store_mode { MODE_READ, MODE_SWMR, MODE_RW };
 #define READ_MAX_STRING ((size_t)64 << 20)
 /* how long store_finish waits for readers to close the file */
 #define FINISH_WAIT_MS 3000
-/* metadata read attempts of a SWMR reader (see file_open_lock) */
+/* metadata read attempts of a SWMR reader (see store_i_file_open_lock) */
 #define SWMR_READ_ATTEMPTS 24
 
-extern const char *const train_names[N_TRAIN];
-extern const char *const eval_names[N_EVAL];
+extern const char *const store_i_train_names[N_TRAIN];
+extern const char *const store_i_eval_names[N_EVAL];
 enum { CK_CURRENT, CK_STEP, CK_TRAIN_ROWS, CK_EVAL_ROWS, CK_RNG, CK_PARAMS, CK_M, CK_V };
-extern const char *const ckpt_names[N_CKPT];
+extern const char *const store_i_ckpt_names[N_CKPT];
 
 struct store {
     char           *path;
@@ -56,34 +56,34 @@ struct store {
 #define ANY_DIM ((hsize_t)-1)
 
 /* store.c */
-void h5_quiet(void);
-void h5_keep(void);
+void store_i_h5_quiet(void);
+void store_i_h5_keep(void);
 __attribute__((format(printf, 2, 3)))
-int h5_error(int status, const char *fmt, ...);
+int store_i_h5_error(int status, const char *fmt, ...);
 struct store *store_new(const char *path);
-void close_handles(struct store *s);
-hid_t file_open_lock(const char *path, unsigned flags, bool create, bool clear_flags, bool lock,
+void store_i_close_handles(struct store *s);
+hid_t store_i_file_open_lock(const char *path, unsigned flags, bool create, bool clear_flags, bool lock,
                      char why[192]);
-hid_t file_open(const char *path, unsigned flags, bool create, bool clear_flags, char why[192]);
-int obj_exists(hid_t file, const char *path);
-H5I_type_t obj_kind(hid_t file, const char *path);
-int ds_open(struct store *s, const char *path, H5T_class_t cls, size_t elsize,
+hid_t store_i_file_open(const char *path, unsigned flags, bool create, bool clear_flags, char why[192]);
+int store_i_obj_exists(hid_t file, const char *path);
+H5I_type_t store_i_obj_kind(hid_t file, const char *path);
+int store_i_ds_open(struct store *s, const char *path, H5T_class_t cls, size_t elsize,
             int rank, const hsize_t *want, hsize_t *dims, hid_t *out);
-int attr_open(struct store *s, const char *obj, const char *name, H5T_class_t cls, hid_t *out,
+int store_i_attr_open(struct store *s, const char *obj, const char *name, H5T_class_t cls, hid_t *out,
               hid_t *type_out);
-int read_string(struct store *s, hid_t id, hid_t t, bool is_attr, const char *what, char **out);
+int store_i_read_string(struct store *s, hid_t id, hid_t t, bool is_attr, const char *what, char **out);
 
 /* store_write.c */
-int attr_write_str(struct store *s, const char *obj, const char *name, const char *value);
-int attr_write_i64(struct store *s, const char *obj, const char *name, int64_t v);
-int attr_write_f64(struct store *s, const char *obj, const char *name, double v);
-int start_swmr(struct store *s);
+int store_i_attr_write_str(struct store *s, const char *obj, const char *name, const char *value);
+int store_i_attr_write_i64(struct store *s, const char *obj, const char *name, int64_t v);
+int store_i_attr_write_f64(struct store *s, const char *obj, const char *name, double v);
+int store_i_start_swmr(struct store *s);
 
 /* store_read.c */
-int read_i64_at(struct store *s, const char *path, int64_t *v);
-int read_f64_at(struct store *s, const char *path, double *v);
-int validate(struct store *s);
-int check_is_hdf5(const char *path);
-int group_rows(struct store *s, const char *group, const char *const *names, int count, size_t *rows);
+int store_i_read_i64_at(struct store *s, const char *path, int64_t *v);
+int store_i_read_f64_at(struct store *s, const char *path, double *v);
+int store_i_validate(struct store *s);
+int store_i_check_is_hdf5(const char *path);
+int store_i_group_rows(struct store *s, const char *group, const char *const *names, int count, size_t *rows);
 
 #endif

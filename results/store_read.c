@@ -20,28 +20,28 @@
 
 /* ------------------------------------------------------------- opening */
 
-int read_i64_at(struct store *s, const char *path, int64_t *v)
+int store_i_read_i64_at(struct store *s, const char *path, int64_t *v)
 {
     hid_t d;
-    int rc = ds_open(s, path, H5T_INTEGER, 0, 0, NULL, NULL, &d);
+    int rc = store_i_ds_open(s, path, H5T_INTEGER, 0, 0, NULL, NULL, &d);
 
     if (rc)
         return rc;
     if (H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
-        rc = h5_error(RL_ERR_FORMAT, "%s: %s: cannot read", s->path, path);
+        rc = store_i_h5_error(RL_ERR_FORMAT, "%s: %s: cannot read", s->path, path);
     H5Dclose(d);
     return rc;
 }
 
-int read_f64_at(struct store *s, const char *path, double *v)
+int store_i_read_f64_at(struct store *s, const char *path, double *v)
 {
     hid_t d;
-    int rc = ds_open(s, path, H5T_FLOAT, 0, 0, NULL, NULL, &d);
+    int rc = store_i_ds_open(s, path, H5T_FLOAT, 0, 0, NULL, NULL, &d);
 
     if (rc)
         return rc;
     if (H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
-        rc = h5_error(RL_ERR_FORMAT, "%s: %s: cannot read", s->path, path);
+        rc = store_i_h5_error(RL_ERR_FORMAT, "%s: %s: cannot read", s->path, path);
     H5Dclose(d);
     return rc;
 }
@@ -51,7 +51,7 @@ static int check_ds(struct store *s, const char *path, H5T_class_t cls, size_t e
                     const hsize_t *want, hsize_t *dims)
 {
     hid_t d;
-    int rc = ds_open(s, path, cls, elsize, rank, want, dims, &d);
+    int rc = store_i_ds_open(s, path, cls, elsize, rank, want, dims, &d);
 
     if (rc == RL_OK)
         H5Dclose(d);
@@ -59,7 +59,7 @@ static int check_ds(struct store *s, const char *path, H5T_class_t cls, size_t e
 }
 
 /* schema_version, then every phase-1 object's type and shape */
-int validate(struct store *s)
+int store_i_validate(struct store *s)
 {
     int64_t ver, ntr;
     int rc;
@@ -71,14 +71,14 @@ int validate(struct store *s)
         return rl_error_set(RL_ERR_FORMAT, "%s: /: no schema_version attribute (not a randlora results file)",
                             s->path);
     }
-    if ((rc = attr_open(s, "/", "schema_version", H5T_INTEGER, &a, NULL)))
+    if ((rc = store_i_attr_open(s, "/", "schema_version", H5T_INTEGER, &a, NULL)))
         return rc;
     herr_t e = H5Aread(a, H5T_NATIVE_INT64, &ver);
     if (e < 0)
-        h5_keep();
+        store_i_h5_keep();
     H5Aclose(a);
     if (e < 0)
-        return h5_error(RL_ERR_FORMAT, "%s: /: cannot read schema_version", s->path);
+        return store_i_h5_error(RL_ERR_FORMAT, "%s: /: cannot read schema_version", s->path);
     if (ver != STORE_SCHEMA_VERSION)
         return rl_error_set(RL_ERR_FORMAT, "%s: /: schema_version %lld, this build reads version %d", s->path,
                             (long long)ver, STORE_SCHEMA_VERSION);
@@ -90,18 +90,18 @@ int validate(struct store *s)
     s->n_trainable = (size_t)ntr;
 
     hid_t d;
-    if ((rc = ds_open(s, "/config", H5T_STRING, 0, 0, NULL, NULL, &d)))
+    if ((rc = store_i_ds_open(s, "/config", H5T_STRING, 0, 0, NULL, NULL, &d)))
         return rc;
     H5Dclose(d);
     if ((rc = check_ds(s, "/data/train_index", H5T_INTEGER, 0, 1, NULL, NULL)))
         return rc;
     for (int i = 0; i < N_TRAIN; i++) {
-        snprintf(p, sizeof p, "/train/%s", train_names[i]);
+        snprintf(p, sizeof p, "/train/%s", store_i_train_names[i]);
         if ((rc = check_ds(s, p, i == 0 ? H5T_INTEGER : H5T_FLOAT, 0, 1, NULL, NULL)))
             return rc;
     }
     for (int i = 0; i < N_EVAL; i++) {
-        snprintf(p, sizeof p, "/eval/%s", eval_names[i]);
+        snprintf(p, sizeof p, "/eval/%s", store_i_eval_names[i]);
         if ((rc = check_ds(s, p, i == 0 ? H5T_INTEGER : H5T_FLOAT, 0, 1, NULL, NULL)))
             return rc;
     }
@@ -124,7 +124,7 @@ int validate(struct store *s)
 }
 
 /* Is `path` an HDF5 file? RL_OK, or RL_ERR_IO / RL_ERR_FORMAT with a message. */
-int check_is_hdf5(const char *path)
+int store_i_check_is_hdf5(const char *path)
 {
     FILE *fp = fopen(path, "rb");
 
@@ -148,21 +148,21 @@ static int open_common(struct store **out, const char *path, bool rw)
     char why[192];
     int rc;
 
-    h5_quiet();
+    store_i_h5_quiet();
     *out = NULL;
     if (!path || !*path)
         return rl_error_set(RL_ERR_ARG, "store_open: no path");
-    if ((rc = check_is_hdf5(path)))
+    if ((rc = store_i_check_is_hdf5(path)))
         return rc;
     s = store_new(path);
     if (rw) {
-        s->file = file_open(path, H5F_ACC_RDWR, false, false, why);
+        s->file = store_i_file_open(path, H5F_ACC_RDWR, false, false, why);
         s->mode = MODE_RW;
     } else {
-        s->file = file_open(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, false, false, why);
+        s->file = store_i_file_open(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, false, false, why);
         s->swmr_read = s->file >= 0;
         if (s->file < 0)
-            s->file = file_open(path, H5F_ACC_RDONLY, false, false, why);
+            s->file = store_i_file_open(path, H5F_ACC_RDONLY, false, false, why);
         s->mode = MODE_READ;
     }
     if (s->file < 0) {
@@ -170,7 +170,7 @@ static int open_common(struct store **out, const char *path, bool rw)
         store_close(s);
         return rc;
     }
-    if ((rc = validate(s))) {
+    if ((rc = store_i_validate(s))) {
         store_close(s);
         return rc;
     }
@@ -199,7 +199,7 @@ static int curve_len(struct store *s, const char *path, H5T_class_t cls, size_t 
     return rc;
 }
 
-int group_rows(struct store *s, const char *group, const char *const *names, int count, size_t *rows)
+int store_i_group_rows(struct store *s, const char *group, const char *const *names, int count, size_t *rows)
 {
     char p[64];
     size_t m = SIZE_MAX, n;
@@ -221,12 +221,12 @@ int store_rows(struct store *s, size_t *train_rows, size_t *eval_rows)
     size_t t, e;
     int rc;
 
-    h5_quiet();
+    store_i_h5_quiet();
     if (s->mode == MODE_SWMR) {
         t = s->train_rows;
         e = s->eval_rows;
-    } else if ((rc = group_rows(s, "train", train_names, N_TRAIN, &t)) ||
-               (rc = group_rows(s, "eval", eval_names, N_EVAL, &e))) {
+    } else if ((rc = store_i_group_rows(s, "train", store_i_train_names, N_TRAIN, &t)) ||
+               (rc = store_i_group_rows(s, "eval", store_i_eval_names, N_EVAL, &e))) {
         return rc;
     }
     if (train_rows) *train_rows = t;
@@ -247,10 +247,10 @@ static int read_prefix(struct store *s, const char *path, hid_t d, hid_t mtype, 
              (ms = H5Screate_simple(1, &cnt, NULL)) >= 0 && H5Dread(d, mtype, ms, fs, H5P_DEFAULT, buf) >= 0)
         ok = 1;
     else
-        h5_keep();
+        store_i_h5_keep();
     if (ms >= 0) H5Sclose(ms);
     if (fs >= 0) H5Sclose(fs);
-    return ok ? RL_OK : h5_error(RL_ERR_FORMAT, "%s: %s: cannot read %zu rows", s->path, path, n);
+    return ok ? RL_OK : store_i_h5_error(RL_ERR_FORMAT, "%s: %s: cannot read %zu rows", s->path, path, n);
 }
 
 static void *alloc_or_null(size_t n, size_t size)
@@ -268,15 +268,15 @@ int store_read_curve(struct store *s, const char *group, const char *name, int64
     double *va = NULL;
     int rc;
 
-    h5_quiet();
+    store_i_h5_quiet();
     if (steps) *steps = NULL;
     *values = NULL;
     *n = 0;
     if (snprintf(ps, sizeof ps, "/%s/step", group) >= (int)sizeof ps ||
         snprintf(pv, sizeof pv, "/%s/%s", group, name) >= (int)sizeof pv)
         return rl_error_set(RL_ERR_ARG, "%s: curve name too long", s->path);
-    if ((rc = ds_open(s, ps, H5T_INTEGER, 0, 1, NULL, &ns, &ds)) ||
-        (rc = ds_open(s, pv, H5T_FLOAT, 0, 1, NULL, &nv, &dv)))
+    if ((rc = store_i_ds_open(s, ps, H5T_INTEGER, 0, 1, NULL, &ns, &ds)) ||
+        (rc = store_i_ds_open(s, pv, H5T_FLOAT, 0, 1, NULL, &nv, &dv)))
         goto done;
     size_t m = (size_t)(ns < nv ? ns : nv);
     st = alloc_or_null(m, sizeof(*st));
@@ -324,7 +324,7 @@ static int read_slot(struct store *s, const char *path, hid_t mtype, int rank, h
                      void *buf)
 {
     hid_t d;
-    int rc = ds_open(s, path, mtype == H5T_NATIVE_FLOAT ? H5T_FLOAT : H5T_INTEGER,
+    int rc = store_i_ds_open(s, path, mtype == H5T_NATIVE_FLOAT ? H5T_FLOAT : H5T_INTEGER,
                      mtype == H5T_NATIVE_FLOAT ? 4 : 0, rank, NULL, NULL, &d);
     hsize_t off[2] = { slot, 0 }, cnt[2] = { 1, width };
     hid_t fs = -1, ms = -1;
@@ -333,7 +333,7 @@ static int read_slot(struct store *s, const char *path, hid_t mtype, int rank, h
         return rc;
     if ((fs = H5Dget_space(d)) < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL) < 0 ||
         (ms = H5Screate_simple(rank, cnt, NULL)) < 0 || H5Dread(d, mtype, ms, fs, H5P_DEFAULT, buf) < 0)
-        rc = h5_error(RL_ERR_FORMAT, "%s: %s: cannot read slot %llu", s->path, path, (unsigned long long)slot);
+        rc = store_i_h5_error(RL_ERR_FORMAT, "%s: %s: cannot read slot %llu", s->path, path, (unsigned long long)slot);
     if (ms >= 0) H5Sclose(ms);
     if (fs >= 0) H5Sclose(fs);
     H5Dclose(d);
@@ -348,8 +348,8 @@ int store_read_checkpoint(struct store *s, struct store_checkpoint_info *info, f
     hsize_t n = s->n_trainable;
     int rc;
 
-    h5_quiet();
-    if ((rc = read_i64_at(s, "/checkpoint/current", &cur)))
+    store_i_h5_quiet();
+    if ((rc = store_i_read_i64_at(s, "/checkpoint/current", &cur)))
         return rc;
     if (cur == -1)
         return rl_error_set(RL_ERR_NA, "%s: no checkpoint was written", s->path);
@@ -387,12 +387,12 @@ int store_read_final(struct store *s, struct store_final *f, int *completed)
     int64_t c;
     int rc;
 
-    h5_quiet();
-    if ((rc = read_f64_at(s, "/final/accuracy", &f->accuracy)) ||
-        (rc = read_f64_at(s, "/final/loss", &f->loss)) ||
-        (rc = read_f64_at(s, "/final/images_per_s", &f->images_per_s)) ||
-        (rc = read_i64_at(s, "/final/peak_rss_bytes", &f->peak_rss_bytes)) ||
-        (rc = read_i64_at(s, "/final/completed", &c)))
+    store_i_h5_quiet();
+    if ((rc = store_i_read_f64_at(s, "/final/accuracy", &f->accuracy)) ||
+        (rc = store_i_read_f64_at(s, "/final/loss", &f->loss)) ||
+        (rc = store_i_read_f64_at(s, "/final/images_per_s", &f->images_per_s)) ||
+        (rc = store_i_read_i64_at(s, "/final/peak_rss_bytes", &f->peak_rss_bytes)) ||
+        (rc = store_i_read_i64_at(s, "/final/completed", &c)))
         return rc;
     if (completed)
         *completed = c == 1;
@@ -404,14 +404,14 @@ int store_read_config(struct store *s, char **text)
     hid_t d, t;
     int rc;
 
-    h5_quiet();
+    store_i_h5_quiet();
     *text = NULL;
-    if ((rc = ds_open(s, "/config", H5T_STRING, 0, 0, NULL, NULL, &d)))
+    if ((rc = store_i_ds_open(s, "/config", H5T_STRING, 0, 0, NULL, NULL, &d)))
         return rc;
     if ((t = H5Dget_type(d)) < 0)
-        rc = h5_error(RL_ERR_FORMAT, "%s: /config: unreadable type", s->path);
+        rc = store_i_h5_error(RL_ERR_FORMAT, "%s: /config: unreadable type", s->path);
     else
-        rc = read_string(s, d, t, false, "/config", text);
+        rc = store_i_read_string(s, d, t, false, "/config", text);
     if (t >= 0)
         H5Tclose(t);
     H5Dclose(d);
@@ -424,10 +424,10 @@ int store_read_train_index(struct store *s, int64_t **index, size_t *n)
     hsize_t len = 0;
     int rc;
 
-    h5_quiet();
+    store_i_h5_quiet();
     *index = NULL;
     *n = 0;
-    if ((rc = ds_open(s, "/data/train_index", H5T_INTEGER, 0, 1, NULL, &len, &d)))
+    if ((rc = store_i_ds_open(s, "/data/train_index", H5T_INTEGER, 0, 1, NULL, &len, &d)))
         return rc;
     int64_t *p = alloc_or_null((size_t)len, sizeof(*p));
     if (len && !p)
@@ -445,8 +445,8 @@ int store_read_train_index(struct store *s, int64_t **index, size_t *n)
 
 bool store_has(struct store *s, const char *path)
 {
-    h5_quiet();
-    return obj_exists(s->file, path) == 1;
+    store_i_h5_quiet();
+    return store_i_obj_exists(s->file, path) == 1;
 }
 
 struct list_ctx {
@@ -480,17 +480,17 @@ int store_list(struct store *s, const char *path, char ***names, size_t *n)
     struct list_ctx c = { NULL, 0, 0 };
     hsize_t idx = 0;
 
-    h5_quiet();
+    store_i_h5_quiet();
     *names = NULL;
     *n = 0;
-    H5I_type_t k = obj_kind(s->file, path);
+    H5I_type_t k = store_i_obj_kind(s->file, path);
     if (k == H5I_BADID)
         return rl_error_set(RL_ERR_NA, "%s: %s: no such group", s->path, path);
     if (k != H5I_GROUP)
         return rl_error_set(RL_ERR_FORMAT, "%s: %s: not a group", s->path, path);
     if (H5Literate_by_name(s->file, path, H5_INDEX_NAME, H5_ITER_INC, &idx, list_cb, &c, H5P_DEFAULT) < 0) {
         store_free_names(c.names, c.n);
-        return h5_error(RL_ERR_FORMAT, "%s: %s: cannot list the group", s->path, path);
+        return store_i_h5_error(RL_ERR_FORMAT, "%s: %s: cannot list the group", s->path, path);
     }
     *names = c.names;
     *n = c.n;

@@ -29,7 +29,7 @@ static int truncate_group(struct store *s, const char *group, const char *const 
         snprintf(p, sizeof p, "/%s/%s", group, names[i]);
         hid_t d = H5Dopen2(s->file, p, H5P_DEFAULT);
         int rc = d < 0 || H5Dset_extent(d, &n) < 0
-                     ? h5_error(RL_ERR_IO, "%s: %s: cannot truncate to %zu rows", s->path, p, rows) : RL_OK;
+                     ? store_i_h5_error(RL_ERR_IO, "%s: %s: cannot truncate to %zu rows", s->path, p, rows) : RL_OK;
         if (d >= 0)
             H5Dclose(d);
         if (rc)
@@ -48,14 +48,14 @@ int store_resume(struct store **out, const char *path)
     size_t trows, erows;
     char why[192];
 
-    h5_quiet();
+    store_i_h5_quiet();
     *out = NULL;
     if (!path || !*path)
         return rl_error_set(RL_ERR_ARG, "store_resume: no path");
-    if ((rc = check_is_hdf5(path)))
+    if ((rc = store_i_check_is_hdf5(path)))
         return rc;
     s = store_new(path);
-    s->file = file_open(path, H5F_ACC_RDWR, false, true, why);
+    s->file = store_i_file_open(path, H5F_ACC_RDWR, false, true, why);
     if (s->file < 0) {
         store_close(s);
         return rl_error_set(RL_ERR_IO, "%s: cannot reopen read-write to resume%s", path, why);
@@ -64,11 +64,11 @@ int store_resume(struct store **out, const char *path)
     /* The dead SWMR writer's metadata may lie past the end of allocation
      * recorded in the superblock: grow it to the file's size (h5clear -i 0). */
     if (H5Fincrement_filesize(s->file, 0) < 0) {
-        rc = h5_error(RL_ERR_IO, "%s: cannot reset the end of allocation to resume", path);
+        rc = store_i_h5_error(RL_ERR_IO, "%s: cannot reset the end of allocation to resume", path);
         goto fail;
     }
-    if ((rc = validate(s)) || (rc = store_read_final(s, &f, &completed)) ||
-        (rc = read_i64_at(s, "/checkpoint/current", &cur)))
+    if ((rc = store_i_validate(s)) || (rc = store_read_final(s, &f, &completed)) ||
+        (rc = store_i_read_i64_at(s, "/checkpoint/current", &cur)))
         goto fail;
     if (completed) {
         rc = rl_error_set(RL_ERR_ARG, "%s: the run was completed; nothing to resume", path);
@@ -76,21 +76,21 @@ int store_resume(struct store **out, const char *path)
     }
     if (cur != -1 && (rc = store_read_checkpoint(s, &ci, NULL, NULL, NULL, NULL)))
         goto fail;
-    if ((rc = group_rows(s, "train", train_names, N_TRAIN, &trows)) ||
-        (rc = group_rows(s, "eval", eval_names, N_EVAL, &erows)))
+    if ((rc = store_i_group_rows(s, "train", store_i_train_names, N_TRAIN, &trows)) ||
+        (rc = store_i_group_rows(s, "eval", store_i_eval_names, N_EVAL, &erows)))
         goto fail;
     if (ci.train_rows > trows || ci.eval_rows > erows) {
         rc = rl_error_set(RL_ERR_FORMAT, "%s: /checkpoint: covers %zu train and %zu eval rows, the file has %zu "
                           "and %zu", path, ci.train_rows, ci.eval_rows, trows, erows);
         goto fail;
     }
-    if ((rc = truncate_group(s, "train", train_names, N_TRAIN, ci.train_rows)) ||
-        (rc = truncate_group(s, "eval", eval_names, N_EVAL, ci.eval_rows)))
+    if ((rc = truncate_group(s, "train", store_i_train_names, N_TRAIN, ci.train_rows)) ||
+        (rc = truncate_group(s, "eval", store_i_eval_names, N_EVAL, ci.eval_rows)))
         goto fail;
     s->train_rows = ci.train_rows;
     s->eval_rows = ci.eval_rows;
     s->current = cur;
-    if ((rc = start_swmr(s)))
+    if ((rc = store_i_start_swmr(s)))
         goto fail;
     *out = s;
     return RL_OK;

@@ -33,14 +33,14 @@ static int need_rw(const struct store *s, const char *fn)
  * is an error. Creates no parents (the create call does, via lcpl). */
 static int clear_for_write(struct store *s, const char *path)
 {
-    H5I_type_t k = obj_kind(s->file, path);
+    H5I_type_t k = store_i_obj_kind(s->file, path);
 
     if (k == H5I_BADID)
         return RL_OK;
     if (k != H5I_DATASET)
         return rl_error_set(RL_ERR_ARG, "%s: %s: exists and is not a dataset", s->path, path);
     if (H5Ldelete(s->file, path, H5P_DEFAULT) < 0)
-        return h5_error(RL_ERR_IO, "%s: %s: cannot replace", s->path, path);
+        return store_i_h5_error(RL_ERR_IO, "%s: %s: cannot replace", s->path, path);
     return RL_OK;
 }
 
@@ -52,7 +52,7 @@ static int create_with_parents(struct store *s, const char *path, hid_t ftype, h
     *out = -1;
     if (lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0 ||
         (*out = H5Dcreate2(s->file, path, ftype, space, lcpl, dcpl, H5P_DEFAULT)) < 0)
-        rc = h5_error(RL_ERR_IO, "%s: %s: cannot create the dataset", s->path, path);
+        rc = store_i_h5_error(RL_ERR_IO, "%s: %s: cannot create the dataset", s->path, path);
     if (lcpl >= 0)
         H5Pclose(lcpl);
     return rc;
@@ -74,7 +74,7 @@ int store_write_tensor(struct store *s, const char *path, const float *data, siz
     hid_t sp = -1, dcpl = -1, d = -1;
     int rc;
 
-    h5_quiet();
+    store_i_h5_quiet();
     if ((rc = need_rw(s, "store_write_tensor")) || (rc = check_path_arg(s, path)))
         return rc;
     if (ndim < 1 || ndim > STORE_MAX_DIMS)
@@ -89,7 +89,7 @@ int store_write_tensor(struct store *s, const char *path, const float *data, siz
     if ((rc = clear_for_write(s, path)))
         return rc;
     if ((sp = H5Screate_simple((int)ndim, hd, NULL)) < 0 || (dcpl = H5Pcreate(H5P_DATASET_CREATE)) < 0) {
-        rc = h5_error(RL_ERR, "%s: %s: dataspace", s->path, path);
+        rc = store_i_h5_error(RL_ERR, "%s: %s: dataspace", s->path, path);
         goto done;
     }
     if (total * sizeof(float) >= 16384) {
@@ -102,14 +102,14 @@ int store_write_tensor(struct store *s, const char *path, const float *data, siz
             }
         if (H5Pset_chunk(dcpl, (int)ndim, chunk) < 0 || H5Pset_shuffle(dcpl) < 0 ||
             (H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0 && H5Pset_deflate(dcpl, 4) < 0)) {
-            rc = h5_error(RL_ERR, "%s: %s: chunking", s->path, path);
+            rc = store_i_h5_error(RL_ERR, "%s: %s: chunking", s->path, path);
             goto done;
         }
     }
     if ((rc = create_with_parents(s, path, H5T_IEEE_F32LE, sp, dcpl, &d)))
         goto done;
     if (total && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-        rc = h5_error(RL_ERR_IO, "%s: %s: cannot write", s->path, path);
+        rc = store_i_h5_error(RL_ERR_IO, "%s: %s: cannot write", s->path, path);
 done:
     if (d >= 0) H5Dclose(d);
     if (dcpl >= 0) H5Pclose(dcpl);
@@ -123,17 +123,17 @@ int store_read_tensor(struct store *s, const char *path, float **data, size_t *n
     hsize_t hd[STORE_MAX_DIMS];
     int rc, nd;
 
-    h5_quiet();
+    store_i_h5_quiet();
     *data = NULL;
     *ndim = 0;
     if ((rc = check_path_arg(s, path)))
         return rc;
-    if (obj_kind(s->file, path) != H5I_DATASET)
+    if (store_i_obj_kind(s->file, path) != H5I_DATASET)
         return rl_error_set(RL_ERR_FORMAT, "%s: %s: missing (no dataset of that name)", s->path, path);
     if ((d = H5Dopen2(s->file, path, H5P_DEFAULT)) < 0)
-        return h5_error(RL_ERR_FORMAT, "%s: %s: cannot open", s->path, path);
+        return store_i_h5_error(RL_ERR_FORMAT, "%s: %s: cannot open", s->path, path);
     if ((sp = H5Dget_space(d)) < 0) {
-        rc = h5_error(RL_ERR_FORMAT, "%s: %s: unreadable dataspace", s->path, path);
+        rc = store_i_h5_error(RL_ERR_FORMAT, "%s: %s: unreadable dataspace", s->path, path);
         goto done;
     }
     nd = H5Sget_simple_extent_type(sp) == H5S_SIMPLE ? H5Sget_simple_extent_ndims(sp) : 0;
@@ -144,7 +144,7 @@ int store_read_tensor(struct store *s, const char *path, float **data, size_t *n
     if (nd < 1 || nd > STORE_MAX_DIMS)
         return rl_error_set(RL_ERR_FORMAT, "%s: %s: rank %d, expected 1..%d", s->path, path, nd, STORE_MAX_DIMS);
     /* now with the full checks (type, element count limit) */
-    if ((rc = ds_open(s, path, H5T_FLOAT, 4, nd, NULL, hd, &d)))
+    if ((rc = store_i_ds_open(s, path, H5T_FLOAT, 4, nd, NULL, hd, &d)))
         return rc;
     size_t total = 1;
     for (int i = 0; i < nd; i++)
@@ -156,7 +156,7 @@ int store_read_tensor(struct store *s, const char *path, float **data, size_t *n
     }
     if (total && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, p) < 0) {
         free(p);
-        rc = h5_error(RL_ERR_FORMAT, "%s: %s: cannot read", s->path, path);
+        rc = store_i_h5_error(RL_ERR_FORMAT, "%s: %s: cannot read", s->path, path);
         goto done;
     }
     *data = p;
@@ -174,15 +174,15 @@ static int write_scalar(struct store *s, const char *path, hid_t ftype, hid_t mt
     hid_t sp = -1, d = -1;
     int rc;
 
-    h5_quiet();
+    store_i_h5_quiet();
     if ((rc = need_rw(s, "store_write_scalar")) || (rc = check_path_arg(s, path)) ||
         (rc = clear_for_write(s, path)))
         return rc;
     if ((sp = H5Screate(H5S_SCALAR)) < 0)
-        return h5_error(RL_ERR, "%s: %s: dataspace", s->path, path);
+        return store_i_h5_error(RL_ERR, "%s: %s: dataspace", s->path, path);
     if ((rc = create_with_parents(s, path, ftype, sp, H5P_DEFAULT, &d)) == RL_OK &&
         H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
-        rc = h5_error(RL_ERR_IO, "%s: %s: cannot write", s->path, path);
+        rc = store_i_h5_error(RL_ERR_IO, "%s: %s: cannot write", s->path, path);
     if (d >= 0) H5Dclose(d);
     H5Sclose(sp);
     return rc;
@@ -200,50 +200,50 @@ int store_write_scalar_i64(struct store *s, const char *path, int64_t value)
 
 int store_read_scalar(struct store *s, const char *path, double *value)
 {
-    h5_quiet();
-    return read_f64_at(s, path, value);
+    store_i_h5_quiet();
+    return store_i_read_f64_at(s, path, value);
 }
 
 int store_read_scalar_i64(struct store *s, const char *path, int64_t *value)
 {
-    h5_quiet();
-    return read_i64_at(s, path, value);
+    store_i_h5_quiet();
+    return store_i_read_i64_at(s, path, value);
 }
 
 int store_attr_set_string(struct store *s, const char *obj, const char *name, const char *value)
 {
     int rc;
 
-    h5_quiet();
+    store_i_h5_quiet();
     if ((rc = need_rw(s, "store_attr_set_string")))
         return rc;
-    if (obj_kind(s->file, obj) == H5I_BADID)
+    if (store_i_obj_kind(s->file, obj) == H5I_BADID)
         return rl_error_set(RL_ERR_ARG, "%s: %s: no such object", s->path, obj);
-    return attr_write_str(s, obj, name, value);
+    return store_i_attr_write_str(s, obj, name, value);
 }
 
 int store_attr_set_int64(struct store *s, const char *obj, const char *name, int64_t value)
 {
     int rc;
 
-    h5_quiet();
+    store_i_h5_quiet();
     if ((rc = need_rw(s, "store_attr_set_int64")))
         return rc;
-    if (obj_kind(s->file, obj) == H5I_BADID)
+    if (store_i_obj_kind(s->file, obj) == H5I_BADID)
         return rl_error_set(RL_ERR_ARG, "%s: %s: no such object", s->path, obj);
-    return attr_write_i64(s, obj, name, value);
+    return store_i_attr_write_i64(s, obj, name, value);
 }
 
 int store_attr_set_double(struct store *s, const char *obj, const char *name, double value)
 {
     int rc;
 
-    h5_quiet();
+    store_i_h5_quiet();
     if ((rc = need_rw(s, "store_attr_set_double")))
         return rc;
-    if (obj_kind(s->file, obj) == H5I_BADID)
+    if (store_i_obj_kind(s->file, obj) == H5I_BADID)
         return rl_error_set(RL_ERR_ARG, "%s: %s: no such object", s->path, obj);
-    return attr_write_f64(s, obj, name, value);
+    return store_i_attr_write_f64(s, obj, name, value);
 }
 
 int store_attr_get_string(struct store *s, const char *obj, const char *name, char **value)
@@ -252,12 +252,12 @@ int store_attr_get_string(struct store *s, const char *obj, const char *name, ch
     int rc;
     char what[256];
 
-    h5_quiet();
+    store_i_h5_quiet();
     *value = NULL;
-    if ((rc = attr_open(s, obj, name, H5T_STRING, &a, &t)))
+    if ((rc = store_i_attr_open(s, obj, name, H5T_STRING, &a, &t)))
         return rc;
     snprintf(what, sizeof what, "%s: attribute %s", obj, name);
-    rc = read_string(s, a, t, true, what, value);
+    rc = store_i_read_string(s, a, t, true, what, value);
     H5Tclose(t);
     H5Aclose(a);
     return rc;
@@ -269,11 +269,11 @@ static int attr_get_num(struct store *s, const char *obj, const char *name, H5T_
     hid_t a;
     int rc;
 
-    h5_quiet();
-    if ((rc = attr_open(s, obj, name, cls, &a, NULL)))
+    store_i_h5_quiet();
+    if ((rc = store_i_attr_open(s, obj, name, cls, &a, NULL)))
         return rc;
     if (H5Aread(a, mtype, value) < 0)
-        rc = h5_error(RL_ERR_FORMAT, "%s: %s: cannot read attribute %s", s->path, obj, name);
+        rc = store_i_h5_error(RL_ERR_FORMAT, "%s: %s: cannot read attribute %s", s->path, obj, name);
     H5Aclose(a);
     return rc;
 }

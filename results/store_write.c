@@ -40,15 +40,15 @@ static int attr_write(struct store *s, const char *obj, const char *name, hid_t 
     int rc = RL_OK;
 
     if ((o = H5Oopen(s->file, obj, H5P_DEFAULT)) < 0)
-        return h5_error(RL_ERR_IO, "%s: %s: cannot open to set attribute %s", s->path, obj, name);
+        return store_i_h5_error(RL_ERR_IO, "%s: %s: cannot open to set attribute %s", s->path, obj, name);
     if (H5Aexists(o, name) > 0 && H5Adelete(o, name) < 0) {
-        rc = h5_error(RL_ERR_IO, "%s: %s: cannot replace attribute %s", s->path, obj, name);
+        rc = store_i_h5_error(RL_ERR_IO, "%s: %s: cannot replace attribute %s", s->path, obj, name);
         goto done;
     }
     if ((sp = H5Screate(H5S_SCALAR)) < 0 ||
         (a = H5Acreate2(o, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
         H5Awrite(a, mtype, value) < 0)
-        rc = h5_error(RL_ERR_IO, "%s: %s: cannot write attribute %s", s->path, obj, name);
+        rc = store_i_h5_error(RL_ERR_IO, "%s: %s: cannot write attribute %s", s->path, obj, name);
 done:
     if (a >= 0) H5Aclose(a);
     if (sp >= 0) H5Sclose(sp);
@@ -56,20 +56,20 @@ done:
     return rc;
 }
 
-int attr_write_str(struct store *s, const char *obj, const char *name, const char *value)
+int store_i_attr_write_str(struct store *s, const char *obj, const char *name, const char *value)
 {
     hid_t t = str_type();
     const char *v = value ? value : "";
     int rc;
 
     if (t < 0)
-        return h5_error(RL_ERR, "%s: string type", s->path);
+        return store_i_h5_error(RL_ERR, "%s: string type", s->path);
     rc = attr_write(s, obj, name, t, t, &v);
     H5Tclose(t);
     return rc;
 }
 
-int attr_write_i64(struct store *s, const char *obj, const char *name, int64_t v)
+int store_i_attr_write_i64(struct store *s, const char *obj, const char *name, int64_t v)
 {
     return attr_write(s, obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
 }
@@ -79,7 +79,7 @@ static int attr_write_u64(struct store *s, const char *obj, const char *name, ui
     return attr_write(s, obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v);
 }
 
-int attr_write_f64(struct store *s, const char *obj, const char *name, double v)
+int store_i_attr_write_f64(struct store *s, const char *obj, const char *name, double v)
 {
     return attr_write(s, obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
 }
@@ -89,7 +89,7 @@ static int make_group(struct store *s, const char *path)
     hid_t g = H5Gcreate2(s->file, path, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
 
     if (g < 0)
-        return h5_error(RL_ERR_IO, "%s: %s: cannot create the group", s->path, path);
+        return store_i_h5_error(RL_ERR_IO, "%s: %s: cannot create the group", s->path, path);
     H5Gclose(g);
     return RL_OK;
 }
@@ -106,7 +106,7 @@ static int make_curve(struct store *s, const char *path, hid_t ftype, hid_t mtyp
     if (sp < 0 || dcpl < 0 || H5Pset_chunk(dcpl, 1, &chunk) < 0 ||
         H5Pset_fill_value(dcpl, mtype, fill) < 0 ||
         (d = H5Dcreate2(s->file, path, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0)
-        rc = h5_error(RL_ERR_IO, "%s: %s: cannot create the dataset", s->path, path);
+        rc = store_i_h5_error(RL_ERR_IO, "%s: %s: cannot create the dataset", s->path, path);
     if (d >= 0) H5Dclose(d);
     if (dcpl >= 0) H5Pclose(dcpl);
     if (sp >= 0) H5Sclose(sp);
@@ -129,7 +129,7 @@ static int make_fixed(struct store *s, const char *path, hid_t ftype, hid_t mtyp
         H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) < 0 ||
         (fill ? H5Pset_fill_value(dcpl, mtype, fill) : H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER)) < 0 ||
         (d = H5Dcreate2(s->file, path, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0)
-        rc = h5_error(RL_ERR_IO, "%s: %s: cannot create the dataset", s->path, path);
+        rc = store_i_h5_error(RL_ERR_IO, "%s: %s: cannot create the dataset", s->path, path);
     if (d >= 0) H5Dclose(d);
     if (dcpl >= 0) H5Pclose(dcpl);
     if (sp >= 0) H5Sclose(sp);
@@ -146,7 +146,7 @@ static int write_all(struct store *s, const char *path, hid_t ftype, hid_t mtype
 
     if (sp < 0 || (d = H5Dcreate2(s->file, path, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
         H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-        rc = h5_error(RL_ERR_IO, "%s: %s: cannot write the dataset", s->path, path);
+        rc = store_i_h5_error(RL_ERR_IO, "%s: %s: cannot write the dataset", s->path, path);
     if (d >= 0) H5Dclose(d);
     if (sp >= 0) H5Sclose(sp);
     return rc;
@@ -166,7 +166,7 @@ static int write_rows(hid_t d, hid_t mtype, int rank, hsize_t row, hsize_t count
         H5Dwrite(d, mtype, ms, fs, H5P_DEFAULT, data) >= 0)
         ok = 1;
     else
-        h5_keep();
+        store_i_h5_keep();
     if (ms >= 0) H5Sclose(ms);
     if (fs >= 0) H5Sclose(fs);
     return ok ? 0 : -1;
@@ -177,19 +177,19 @@ static int open_writer_handles(struct store *s)
     char p[64];
 
     for (int i = 0; i < N_TRAIN; i++) {
-        snprintf(p, sizeof p, "/train/%s", train_names[i]);
+        snprintf(p, sizeof p, "/train/%s", store_i_train_names[i]);
         if ((s->train[i] = H5Dopen2(s->file, p, H5P_DEFAULT)) < 0)
-            return h5_error(RL_ERR_IO, "%s: %s: cannot open for writing", s->path, p);
+            return store_i_h5_error(RL_ERR_IO, "%s: %s: cannot open for writing", s->path, p);
     }
     for (int i = 0; i < N_EVAL; i++) {
-        snprintf(p, sizeof p, "/eval/%s", eval_names[i]);
+        snprintf(p, sizeof p, "/eval/%s", store_i_eval_names[i]);
         if ((s->eval[i] = H5Dopen2(s->file, p, H5P_DEFAULT)) < 0)
-            return h5_error(RL_ERR_IO, "%s: %s: cannot open for writing", s->path, p);
+            return store_i_h5_error(RL_ERR_IO, "%s: %s: cannot open for writing", s->path, p);
     }
     for (int i = 0; i < N_CKPT; i++) {
-        snprintf(p, sizeof p, "/checkpoint/%s", ckpt_names[i]);
+        snprintf(p, sizeof p, "/checkpoint/%s", store_i_ckpt_names[i]);
         if ((s->ckpt[i] = H5Dopen2(s->file, p, H5P_DEFAULT)) < 0)
-            return h5_error(RL_ERR_IO, "%s: %s: cannot open for writing", s->path, p);
+            return store_i_h5_error(RL_ERR_IO, "%s: %s: cannot open for writing", s->path, p);
     }
     return RL_OK;
 }
@@ -220,18 +220,18 @@ static int write_layout(struct store *s, const struct store_run_info *in)
     utc_now(when, sizeof when);
 
     /* root */
-    if ((rc = attr_write_i64(s, "/", "schema_version", STORE_SCHEMA_VERSION)) ||
-        (rc = attr_write_str(s, "/", "harness_version", in->harness_version)) ||
-        (rc = attr_write_str(s, "/", "git_commit", in->git_commit)) ||
-        (rc = attr_write_str(s, "/", "created_utc", when)) ||
-        (rc = attr_write_str(s, "/", "host", host)) ||
-        (rc = attr_write_str(s, "/", "threads", in->threads)) ||
-        (rc = attr_write_str(s, "/", "blas", in->blas)))
+    if ((rc = store_i_attr_write_i64(s, "/", "schema_version", STORE_SCHEMA_VERSION)) ||
+        (rc = store_i_attr_write_str(s, "/", "harness_version", in->harness_version)) ||
+        (rc = store_i_attr_write_str(s, "/", "git_commit", in->git_commit)) ||
+        (rc = store_i_attr_write_str(s, "/", "created_utc", when)) ||
+        (rc = store_i_attr_write_str(s, "/", "host", host)) ||
+        (rc = store_i_attr_write_str(s, "/", "threads", in->threads)) ||
+        (rc = store_i_attr_write_str(s, "/", "blas", in->blas)))
         return rc;
 
     /* config */
     if ((t = str_type()) < 0)
-        return h5_error(RL_ERR, "%s: string type", s->path);
+        return store_i_h5_error(RL_ERR, "%s: string type", s->path);
     const char *cfg = in->config_text ? in->config_text : "";
     rc = write_all(s, "/config", t, t, 0, NULL, &cfg);
     H5Tclose(t);
@@ -240,20 +240,20 @@ static int write_layout(struct store *s, const struct store_run_info *in)
 
     /* method */
     if ((rc = make_group(s, "/method")) ||
-        (rc = attr_write_str(s, "/method", "method", in->method)) ||
-        (rc = attr_write_i64(s, "/method", "rank", in->rank)) ||
-        (rc = attr_write_f64(s, "/method", "alpha", in->alpha)) ||
-        (rc = attr_write_str(s, "/method", "profile", in->profile)) ||
-        (rc = attr_write_i64(s, "/method", "n_trainable", (int64_t)in->n_trainable)) ||
-        (rc = attr_write_i64(s, "/method", "n_frozen_shared", (int64_t)in->n_frozen_shared)))
+        (rc = store_i_attr_write_str(s, "/method", "method", in->method)) ||
+        (rc = store_i_attr_write_i64(s, "/method", "rank", in->rank)) ||
+        (rc = store_i_attr_write_f64(s, "/method", "alpha", in->alpha)) ||
+        (rc = store_i_attr_write_str(s, "/method", "profile", in->profile)) ||
+        (rc = store_i_attr_write_i64(s, "/method", "n_trainable", (int64_t)in->n_trainable)) ||
+        (rc = store_i_attr_write_i64(s, "/method", "n_frozen_shared", (int64_t)in->n_frozen_shared)))
         return rc;
 
     /* data */
     hsize_t nidx = in->n_train_index;
     if ((rc = make_group(s, "/data")) ||
-        (rc = attr_write_str(s, "/data", "spec", in->data_spec)) ||
-        (rc = attr_write_i64(s, "/data", "shots", in->shots)) ||
-        (rc = attr_write_f64(s, "/data", "fraction", in->fraction)) ||
+        (rc = store_i_attr_write_str(s, "/data", "spec", in->data_spec)) ||
+        (rc = store_i_attr_write_i64(s, "/data", "shots", in->shots)) ||
+        (rc = store_i_attr_write_f64(s, "/data", "fraction", in->fraction)) ||
         (rc = attr_write_u64(s, "/data", "sampling_seed", in->sampling_seed)) ||
         (rc = write_all(s, "/data/train_index", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, &nidx,
                         in->train_index)))
@@ -264,13 +264,13 @@ static int write_layout(struct store *s, const struct store_run_info *in)
     if ((rc = make_group(s, "/train")) || (rc = make_group(s, "/eval")))
         return rc;
     for (int i = 0; i < N_TRAIN; i++) {
-        snprintf(p, sizeof p, "/train/%s", train_names[i]);
+        snprintf(p, sizeof p, "/train/%s", store_i_train_names[i]);
         if ((rc = i == 0 ? make_curve(s, p, H5T_STD_I64LE, H5T_NATIVE_INT64, &step_fill)
                          : make_curve(s, p, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &nan_fill)))
             return rc;
     }
     for (int i = 0; i < N_EVAL; i++) {
-        snprintf(p, sizeof p, "/eval/%s", eval_names[i]);
+        snprintf(p, sizeof p, "/eval/%s", store_i_eval_names[i]);
         if ((rc = i == 0 ? make_curve(s, p, H5T_STD_I64LE, H5T_NATIVE_INT64, &step_fill)
                          : make_curve(s, p, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &nan_fill)))
             return rc;
@@ -301,10 +301,10 @@ static int write_layout(struct store *s, const struct store_run_info *in)
     return RL_OK;
 }
 
-int start_swmr(struct store *s)
+int store_i_start_swmr(struct store *s)
 {
     if (H5Fstart_swmr_write(s->file) < 0)
-        return h5_error(RL_ERR_IO, "%s: cannot start SWMR writing", s->path);
+        return store_i_h5_error(RL_ERR_IO, "%s: cannot start SWMR writing", s->path);
     s->mode = MODE_SWMR;
     return open_writer_handles(s);
 }
@@ -315,7 +315,7 @@ int store_create(struct store **out, const char *path, const struct store_run_in
     char why[192];
     int rc;
 
-    h5_quiet();
+    store_i_h5_quiet();
     *out = NULL;
     if (!path || !*path || !info)
         return rl_error_set(RL_ERR_ARG, "store_create: no path or no run info");
@@ -326,13 +326,13 @@ int store_create(struct store **out, const char *path, const struct store_run_in
     s = store_new(path);
     s->n_trainable = info->n_trainable;
     s->flush_every = info->flush_every ? info->flush_every : 1;
-    s->file = file_open(path, 0, true, false, why);
+    s->file = store_i_file_open(path, 0, true, false, why);
     if (s->file < 0) {
         store_close(s);
         return rl_error_set(RL_ERR_IO, "%s: cannot create the results file%s", path, why);
     }
     s->mode = MODE_RW;
-    if ((rc = write_layout(s, info)) || (rc = start_swmr(s))) {
+    if ((rc = write_layout(s, info)) || (rc = store_i_start_swmr(s))) {
         store_close(s);
         return rc;
     }
@@ -352,7 +352,7 @@ static int flush_set(struct store *s, hid_t *ids, int n, const char *group)
 {
     for (int i = 0; i < n; i++)
         if (H5Dflush(ids[i]) < 0)
-            return h5_error(RL_ERR_IO, "%s: /%s: cannot flush", s->path, group);
+            return store_i_h5_error(RL_ERR_IO, "%s: /%s: cannot flush", s->path, group);
     return RL_OK;
 }
 
@@ -368,7 +368,7 @@ static int append_row(struct store *s, hid_t *ids, int n, const char *const *nam
                   (i == 0 ? write_rows(ids[i], H5T_NATIVE_INT64, 1, rows, 1, 1, step)
                           : write_rows(ids[i], H5T_NATIVE_DOUBLE, 1, rows, 1, 1, &vals[i - 1])) < 0;
         if (bad)
-            return h5_error(RL_ERR_IO, "%s: /%s/%s: cannot append row %zu", s->path, group, names[i], rows);
+            return store_i_h5_error(RL_ERR_IO, "%s: /%s/%s: cannot append row %zu", s->path, group, names[i], rows);
     }
     return RL_OK;
 }
@@ -377,11 +377,11 @@ int store_append_train(struct store *s, const struct store_train_row *row)
 {
     int rc;
 
-    h5_quiet();
+    store_i_h5_quiet();
     if ((rc = need_swmr(s, "store_append_train")))
         return rc;
     double v[N_TRAIN - 1] = { row->loss, row->lr, row->grad_norm, row->wall_s };
-    if ((rc = append_row(s, s->train, N_TRAIN, train_names, "train", s->train_rows, &row->step, v)))
+    if ((rc = append_row(s, s->train, N_TRAIN, store_i_train_names, "train", s->train_rows, &row->step, v)))
         return rc;
     s->train_rows++;
     if (++s->since_flush >= s->flush_every) {
@@ -408,11 +408,11 @@ int store_append_eval(struct store *s, int64_t step, double accuracy, double los
 {
     int rc;
 
-    h5_quiet();
+    store_i_h5_quiet();
     if ((rc = need_swmr(s, "store_append_eval")))
         return rc;
     double v[N_EVAL - 1] = { accuracy, loss };
-    if ((rc = append_row(s, s->eval, N_EVAL, eval_names, "eval", s->eval_rows, &step, v)))
+    if ((rc = append_row(s, s->eval, N_EVAL, store_i_eval_names, "eval", s->eval_rows, &step, v)))
         return rc;
     s->eval_rows++;
     return flush_curves(s);
@@ -420,11 +420,11 @@ int store_append_eval(struct store *s, int64_t step, double accuracy, double los
 
 int store_flush(struct store *s)
 {
-    h5_quiet();
+    store_i_h5_quiet();
     if (s->mode == MODE_READ)
         return RL_OK;
     if (H5Fflush(s->file, H5F_SCOPE_LOCAL) < 0)
-        return h5_error(RL_ERR_IO, "%s: cannot flush", s->path);
+        return store_i_h5_error(RL_ERR_IO, "%s: cannot flush", s->path);
     s->since_flush = 0;
     return RL_OK;
 }
@@ -443,7 +443,7 @@ int store_write_checkpoint(struct store *s, int64_t step, const float *params, c
     int rc;
     hsize_t n = s->n_trainable;
 
-    h5_quiet();
+    store_i_h5_quiet();
     if ((rc = need_swmr(s, "store_write_checkpoint")))
         return rc;
     if (n && (!params || !m || !v))
@@ -467,12 +467,12 @@ int store_write_checkpoint(struct store *s, int64_t step, const float *params, c
         (n && (write_rows(s->ckpt[CK_PARAMS], H5T_NATIVE_FLOAT, 2, hs, 1, n, params) < 0 ||
                write_rows(s->ckpt[CK_M], H5T_NATIVE_FLOAT, 2, hs, 1, n, m) < 0 ||
                write_rows(s->ckpt[CK_V], H5T_NATIVE_FLOAT, 2, hs, 1, n, v) < 0)))
-        return h5_error(RL_ERR_IO, "%s: /checkpoint: cannot write slot %lld", s->path, (long long)slot);
+        return store_i_h5_error(RL_ERR_IO, "%s: /checkpoint: cannot write slot %lld", s->path, (long long)slot);
     if ((rc = flush_set(s, s->ckpt + 1, N_CKPT - 1, "checkpoint")))
         return rc;
     /* only now is the new slot complete: make it current */
     if (H5Dwrite(s->ckpt[CK_CURRENT], H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &slot) < 0)
-        return h5_error(RL_ERR_IO, "%s: /checkpoint/current: cannot write", s->path);
+        return store_i_h5_error(RL_ERR_IO, "%s: /checkpoint/current: cannot write", s->path);
     if ((rc = flush_set(s, s->ckpt + CK_CURRENT, 1, "checkpoint")))
         return rc;
     s->current = slot;
@@ -483,7 +483,7 @@ static int write_scalar_at(struct store *s, const char *path, hid_t mtype, const
 {
     hid_t d = H5Dopen2(s->file, path, H5P_DEFAULT);
     int rc = d < 0 || H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0 || H5Dflush(d) < 0
-                 ? h5_error(RL_ERR_IO, "%s: %s: cannot write", s->path, path) : RL_OK;
+                 ? store_i_h5_error(RL_ERR_IO, "%s: %s: cannot write", s->path, path) : RL_OK;
 
     if (d >= 0)
         H5Dclose(d);
@@ -495,7 +495,7 @@ int store_write_final(struct store *s, const struct store_final *f)
     int rc;
     const int64_t one = 1;
 
-    h5_quiet();
+    store_i_h5_quiet();
     if ((rc = need_swmr(s, "store_write_final")) || (rc = flush_curves(s)))
         return rc;
     if ((rc = write_scalar_at(s, "/final/accuracy", H5T_NATIVE_DOUBLE, &f->accuracy)) ||
@@ -512,26 +512,26 @@ int store_finish(struct store *s)
     int rc;
     char why[192];
 
-    h5_quiet();
+    store_i_h5_quiet();
     if ((rc = need_swmr(s, "store_finish")))
         return rc;
-    close_handles(s);
+    store_i_close_handles(s);
     herr_t e = H5Fclose(s->file);
     s->file = -1;
     if (e < 0)
-        return h5_error(RL_ERR_IO, "%s: cannot close the SWMR writer", s->path);
+        return store_i_h5_error(RL_ERR_IO, "%s: cannot close the SWMR writer", s->path);
     /* A SWMR reader holds a shared lock while it has the file open. Give
      * readers (plots polling the file) FINISH_WAIT_MS to let go, then open
      * without the lock rather than lose the adapter: the file is safe, a
      * reader still open may read errors until it reopens. */
     for (int waited = 0;; waited += 10) {
-        s->file = file_open(s->path, H5F_ACC_RDWR, false, false, why);
+        s->file = store_i_file_open(s->path, H5F_ACC_RDWR, false, false, why);
         if (s->file >= 0 || !strstr(why, "lock") || waited >= FINISH_WAIT_MS)
             break;
         nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
     }
     if (s->file < 0 && strstr(why, "lock"))
-        s->file = file_open_lock(s->path, H5F_ACC_RDWR, false, false, false, why);
+        s->file = store_i_file_open_lock(s->path, H5F_ACC_RDWR, false, false, false, why);
     if (s->file < 0)
         return rl_error_set(RL_ERR_IO, "%s: cannot reopen read-write after training%s", s->path, why);
     s->mode = MODE_RW;
