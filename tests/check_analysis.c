@@ -3,10 +3,8 @@
  * CKA) against constructed matrices and numpy golden values, and
  * results/plot (figure data, gnuplot scripts, rendering).
  */
-#define _GNU_SOURCE   /* nftw */
 
 #include <errno.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -487,22 +485,12 @@ static char tmpdir[512];
 
 static void tmp_setup(void)
 {
-    const char *base = getenv("TMPDIR");
-
-    snprintf(tmpdir, sizeof(tmpdir), "%s/rl_plot_XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st; (void)flag; (void)ftw;
-    return remove(path);
+    ck_assert_ptr_nonnull(test_tmpdir_make(tmpdir, sizeof(tmpdir), "plot"));
 }
 
 static void tmp_teardown(void)
 {
-    if (tmpdir[0])
-        nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_tmpdir_remove(tmpdir);
     tmpdir[0] = '\0';
 }
 

@@ -5,7 +5,6 @@
  * (bicubic resize against reference pixels from Pillow).
  */
 #define _GNU_SOURCE
-#include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,41 +31,17 @@ static char tmpdir[256];
 
 static void tmp_setup(void)
 {
-    const char *base = getenv("TMPDIR");
-
-    snprintf(tmpdir, sizeof(tmpdir), "%s/rl_ds_XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st; (void)flag; (void)ftw;
-    return remove(path);
+    ck_assert_ptr_nonnull(test_tmpdir_make(tmpdir, sizeof(tmpdir), "ds"));
 }
 
 static void tmp_teardown(void)
 {
-    if (tmpdir[0])
-        nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_tmpdir_remove(tmpdir);
     tmpdir[0] = '\0';
 }
 
-/* path inside tmpdir (static ring of buffers) */
-static const char *tp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *tp(const char *fmt, ...)
-{
-    static char bufs[8][1024];
-    static int next;
-    char *b = bufs[next++ % 8];
-    char rel[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(rel, sizeof(rel), fmt, ap);
-    va_end(ap);
-    snprintf(b, 1024, "%s/%s", tmpdir, rel);
-    return b;
-}
+/* a path inside tmpdir */
+#define tp(...) test_path(tmpdir, __VA_ARGS__)
 
 static void mkdir_p(const char *path)
 {

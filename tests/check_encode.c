@@ -33,10 +33,8 @@
  *                    info and to encode --model: exit 2, one line on stderr
  *   usage            bad arguments: exit 2, one line
  */
-#define _GNU_SOURCE   /* nftw */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <hdf5.h>
 #include <limits.h>
 #include <math.h>
@@ -77,42 +75,18 @@ static char fixdir[PATH_MAX];     /* absolute path of tests/fixtures/clip_tiny *
 
 static void tmp_setup(void)
 {
-    const char *base = getenv("TMPDIR");
-
-    snprintf(tmpdir, sizeof(tmpdir), "%s/rl_encode_XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    ck_assert_ptr_nonnull(test_tmpdir_make(tmpdir, sizeof(tmpdir), "encode"));
     ck_assert_msg(realpath(fixture_path("clip_tiny"), fixdir) != NULL, "fixture: %s",
                   strerror(errno));
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void tmp_teardown(void)
 {
-    nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_tmpdir_remove(tmpdir);
 }
 
-/* tmpdir/<formatted>, in one of 8 rotating buffers */
-static const char *tp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *tp(const char *fmt, ...)
-{
-    static char bufs[8][1024];
-    static int next;
-    char *b = bufs[next++ % 8];
-    int off = snprintf(b, 1024, "%s/", tmpdir);
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(b + off, (size_t)(1024 - off), fmt, ap);
-    va_end(ap);
-    return b;
-}
+/* a path inside tmpdir */
+#define tp(...) test_path(tmpdir, __VA_ARGS__)
 
 static const char *fix(const char *name)
 {

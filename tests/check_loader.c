@@ -7,7 +7,6 @@
  */
 #define _XOPEN_SOURCE 700
 #include <check.h>
-#include <ftw.h>
 #include <png.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,44 +21,22 @@
 #include "datasets/dataset.h"
 #include "datasets/loader.h"
 #include "suites.h"
+#include "test_util.h"
 
 static char tmpdir[256];
 
 static void tmp_setup(void)
 {
-    const char *base = getenv("TMPDIR");
-
-    snprintf(tmpdir, sizeof(tmpdir), "%s/rl_loader_XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
+    ck_assert_ptr_nonnull(test_tmpdir_make(tmpdir, sizeof(tmpdir), "loader"));
 }
 
 static void tmp_teardown(void)
 {
-    nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_tmpdir_remove(tmpdir);
 }
 
-static const char *tp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *tp(const char *fmt, ...)
-{
-    static char bufs[8][1024];
-    static int next;
-    char *b = bufs[next++ % 8];
-    int off = snprintf(b, 1024, "%s/", tmpdir);
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(b + off, (size_t)(1024 - off), fmt, ap);
-    va_end(ap);
-    return b;
-}
+/* a path inside tmpdir */
+#define tp(...) test_path(tmpdir, __VA_ARGS__)
 
 static void write_bytes(const char *path, const void *data, size_t n)
 {

@@ -1,9 +1,12 @@
 /*
  * test_util.c: tensor comparison, finite differences, fills for the suites.
  */
+#define _GNU_SOURCE   /* nftw's FTW_PHYS */
 #include "test_util.h"
 
+#include <ftw.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +103,42 @@ float *test_copy(const float *x, size_t n)
 
     memcpy(y, x, n * sizeof(*y));
     return y;
+}
+
+char *test_tmpdir_make(char *dir, size_t cap, const char *tag)
+{
+    const char *base = getenv("TMPDIR");
+
+    snprintf(dir, cap, "%s/rl_%s_XXXXXX", base && *base ? base : "/tmp", tag);
+    return mkdtemp(dir);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void test_tmpdir_remove(const char *dir)
+{
+    if (dir[0])
+        nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+const char *test_path(const char *dir, const char *fmt, ...)
+{
+    static char bufs[8][1024];
+    static int next;
+    char *b = bufs[next++ % 8];
+    int off = snprintf(b, sizeof(bufs[0]), "%s/", dir);
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(b + off, sizeof(bufs[0]) - (size_t)off, fmt, ap);
+    va_end(ap);
+    return b;
 }
 
 const char *fixture_path(const char *name)

@@ -42,6 +42,16 @@ float *test_randn(struct rng *r, size_t n, float std);
 float *test_zeros(size_t n);
 float *test_copy(const float *x, size_t n);
 
+/* A fresh directory $TMPDIR/rl_<tag>_XXXXXX (TMPDIR unset: /tmp) written
+ * into dir (cap bytes); returns dir, or NULL (errno set) on failure. */
+char *test_tmpdir_make(char *dir, size_t cap, const char *tag);
+/* Remove dir and everything below it; an empty string is a no-op. */
+void test_tmpdir_remove(const char *dir);
+/* dir/<printf-formatted rest> in one of 8 rotating static buffers, so a
+ * call can take a few of these paths at once. */
+const char *test_path(const char *dir, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Path of a committed fixture: RANDLORA_FIXTURES or "tests/fixtures", joined
  * with name, in a static buffer. */
 const char *fixture_path(const char *name);
