@@ -294,7 +294,10 @@ int loader_open(struct loader **out, const struct dataset *ds, const size_t *idx
     if (readahead < 0 || readahead > LOADER_READAHEAD_MAX)
         return rl_error_set(RL_ERR_ARG, "loader: read-ahead %d outside [0, %d]", cfg->readahead,
                             LOADER_READAHEAD_MAX);
-    if (!idx)
+    if (!idx && n_idx > ds->n)
+        return rl_error_set(RL_ERR_ARG, "%s: the first %zu items asked for, it has %zu",
+                            ds->spec, n_idx, ds->n);
+    if (!idx && n_idx == 0)
         n_idx = ds->n;
     if (n_idx == 0)
         return rl_error_set(RL_ERR_ARG, "%s: no items to load", ds->spec);

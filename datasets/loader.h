@@ -15,7 +15,7 @@
  *     struct loader *L;
  *     loader_config_init(&cfg, 32, 224);          // CLIP eval transform, seed 0
  *     cfg.shuffle = 1; cfg.transform.augment = 1; cfg.seed = seed;
- *     rc = loader_open(&L, &ds, idx, n_idx, &cfg);   // idx NULL: every item
+ *     rc = loader_open(&L, &ds, idx, n_idx, &cfg);   // idx NULL: the first n_idx (0: all)
  *     for (long epoch = 0; epoch < n_epochs; epoch++) {
  *         struct loader_batch b;
  *         loader_epoch(L, epoch);
@@ -105,7 +105,8 @@ struct loader;
 void loader_config_init(struct loader_config *cfg, int batch_size, int image_size);
 
 /* Open a loader over ds (which must stay open until loader_close) for the
- * items idx[0..n_idx) (copied; NULL: every item of ds, n_idx ignored). Starts
+ * items idx[0..n_idx) (copied), or with idx NULL for the first n_idx items
+ * of ds (n_idx 0: every item; more than ds has: RL_ERR_ARG). Starts
  * at epoch 0. RL_ERR_ARG for a bad configuration, an index out of range or an
  * empty list, RL_ERR_NOMEM when the buffers cannot be had. */
 int  loader_open(struct loader **out, const struct dataset *ds, const size_t *idx, size_t n_idx,

@@ -329,7 +329,6 @@ static int cka_setup(struct cka_ctx *c, const struct run_plan *p, const char *re
     struct loader_config lc;
     struct loader_batch b;
     struct tokenizer *tok = NULL;
-    size_t *idx = NULL;
     char one[1][1024];
     char *one_t[1] = { one[0] };
     char *const *templates = one_t;
@@ -354,12 +353,9 @@ static int cka_setup(struct cka_ctx *c, const struct run_plan *p, const char *re
         rc = rl_error_set(RL_ERR_ARG, "%s: the evaluation set %s is empty", ref_path, p->eval);
         goto out;
     }
-    idx = xmalloc_array(c->n_images, sizeof(*idx));
-    for (size_t i = 0; i < c->n_images; i++)
-        idx[i] = i;
     loader_config_init(&lc, (int)c->n_images, (int)c->S);
     lc.readahead = 0;
-    if ((rc = loader_open(&L, &ds, idx, c->n_images, &lc)) || (rc = loader_next(L, &b)))
+    if ((rc = loader_open(&L, &ds, NULL, c->n_images, &lc)) || (rc = loader_next(L, &b)))
         goto out;
     if ((size_t)b.n != c->n_images) {
         rc = rl_error_set(RL_ERR, "%s: %d images loaded, expected %zu", p->eval, b.n, c->n_images);
@@ -393,7 +389,6 @@ out:
     tok_free(tok);
     if (L)
         loader_close(L);
-    free(idx);
     dataset_close(&ds);
     return rc;
 }

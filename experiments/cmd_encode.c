@@ -492,7 +492,7 @@ static int encode_images(const struct encode_args *a, const struct clip_model *m
     struct progress prog;
     bool started = false;
     hid_t d_emb = -1, d_lab = -1;
-    size_t *idx = NULL, n, done = 0, batch;
+    size_t n, done = 0, batch;
     float *emb = NULL;
     double t0 = timer_now();
     int rc;
@@ -518,12 +518,7 @@ static int encode_images(const struct encode_args *a, const struct clip_model *m
     lc.transform.crop_round = pp.round;
     memcpy(lc.transform.mean, pp.mean, sizeof(pp.mean));
     memcpy(lc.transform.std, pp.std, sizeof(pp.std));
-    if (n < ds.n) {
-        idx = xmalloc_array(n, sizeof(*idx));
-        for (size_t i = 0; i < n; i++)
-            idx[i] = i;
-    }
-    if ((rc = loader_open(&L, &ds, idx, n, &lc)))
+    if ((rc = loader_open(&L, &ds, NULL, n, &lc)))
         goto out;
     clip_vision_run_init(&vr, m, batch, false);
     emb = xmalloc_array(batch * D, sizeof(float));
@@ -577,7 +572,6 @@ out:
     clip_vision_run_free(&vr);
     if (L)
         loader_close(L);
-    free(idx);
     dataset_close(&ds);
     return rc;
 }

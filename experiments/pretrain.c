@@ -199,14 +199,7 @@ int pretrain_retrieval(const struct clip_model *m, const struct tokenizer *tok, 
     }
     loader_config_init(&lc, (int)group, (int)m->cfg.vision.image_size);
     lc.drop_last = 1;
-    {
-        size_t *idx = xmalloc_array(limit, sizeof(*idx));
-
-        for (size_t i = 0; i < limit; i++)
-            idx[i] = i;
-        rc = loader_open(&L, &ds, idx, limit, &lc);
-        free(idx);
-    }
+    rc = loader_open(&L, &ds, NULL, limit, &lc);
     if (rc != RL_OK)
         goto out;
     clip_vision_run_init(&vr, m, group, false);
@@ -302,14 +295,7 @@ int pretrain_zeroshot(const struct clip_model *m, const struct tokenizer *tok, c
     if (rc != RL_OK)
         goto out;
     loader_config_init(&lc, (int)B, (int)m->cfg.vision.image_size);
-    {
-        size_t *idx = xmalloc_array(limit, sizeof(*idx));
-
-        for (size_t i = 0; i < limit; i++)
-            idx[i] = i;
-        rc = loader_open(&L, &ds, idx, limit, &lc);
-        free(idx);
-    }
+    rc = loader_open(&L, &ds, NULL, limit, &lc);
     if (rc != RL_OK)
         goto out;
     clip_vision_run_init(&vr, m, B, false);
@@ -447,14 +433,7 @@ int pretrain_run(const struct exp_model *model, const struct pretrain_options *o
     lc.repeat = 1;
     lc.drop_last = 1;
     lc.seed = model->pretrain_seed;
-    {
-        size_t *idx = xmalloc_array(n_corpus, sizeof(*idx));
-
-        for (size_t i = 0; i < n_corpus; i++)
-            idx[i] = i;
-        rc = loader_open(&L, &ds, idx, n_corpus, &lc);
-        free(idx);
-    }
+    rc = loader_open(&L, &ds, NULL, n_corpus, &lc);
     if (rc != RL_OK)
         goto out;
     {

@@ -341,7 +341,6 @@ static int state_init(struct run_state *s, const struct run_plan *p)
 {
     struct tokenizer *tok = NULL;
     size_t size, max_T = 0, n_eval;
-    size_t *eval_idx = NULL;
     int *labels = NULL;
     char *const *templates;
     char *one_template[1];
@@ -400,10 +399,7 @@ static int state_init(struct run_state *s, const struct run_plan *p)
                           true)) != RL_OK)
         goto out;
     n_eval = p->eval_limit && p->eval_limit < s->eval_ds.n ? p->eval_limit : s->eval_ds.n;
-    eval_idx = xmalloc_array(n_eval ? n_eval : 1, sizeof(*eval_idx));
-    for (size_t i = 0; i < n_eval; i++)
-        eval_idx[i] = i;
-    if ((rc = open_loader(&s->eval_L, &s->eval_ds, eval_idx, n_eval, s->B, size, p, false)))
+    if ((rc = open_loader(&s->eval_L, &s->eval_ds, NULL, n_eval, s->B, size, p, false)))
         goto out;
 
     /* prompts: one per class for training; the eval ensemble */
@@ -466,7 +462,6 @@ static int state_init(struct run_state *s, const struct run_plan *p)
     s->dimg = xcalloc(s->B * s->D, sizeof(float));
 out:
     free(labels);
-    free(eval_idx);
     tok_free(tok);
     return rc;
 }

@@ -756,6 +756,20 @@ START_TEST(test_bad_config)
     ck_assert_uint_eq(loader_size(L), ds.n);
     ck_assert_int_eq(loader_epoch(L, -1), RL_ERR_ARG);
     loader_close(L);
+    /* idx NULL with a count: the first n items, and no more than there are */
+    {
+        struct loader_batch b;
+
+        cfg.shuffle = 0;
+        L = loader_ok(&ds, NULL, 6, &cfg);
+        ck_assert_uint_eq(loader_size(L), 6);
+        ck_assert_int_eq(loader_next(L, &b), RL_OK);
+        for (int i = 0; i < b.n; i++)
+            ck_assert_uint_eq(b.index[i], (size_t)i);
+        loader_close(L);
+    }
+    ck_assert_int_eq(loader_open(&L, &ds, NULL, ds.n + 1, &cfg), RL_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(rl_error_msg(), "first"));
     loader_close(NULL);
     dataset_close(&ds);
 }
