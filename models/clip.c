@@ -42,6 +42,15 @@ static size_t rounded(size_t n)
 /* vision tower                                                              */
 
 /* floats of the vision run, pointing its views when base != NULL */
+/* In the two layout functions below: point r->field at the next n floats
+ * of base (when base is given) and count them, rounded to the alignment. */
+#define TAKE(field, n) do {                   \
+        size_t n_ = (n);                          \
+        if (base)                                 \
+            r->field = take(&p, n_);              \
+        total += rounded(n_);                     \
+    } while (0)
+
 static size_t vision_layout(struct clip_vision_run *r, const struct clip_model *m, float *base)
 {
     const struct clip_vision_config *v = &m->cfg.vision;
@@ -51,12 +60,6 @@ static size_t vision_layout(struct clip_vision_run *r, const struct clip_model *
     float *p = base;
     size_t total = 0;
 
-#define TAKE(field, n) do {                   \
-        size_t n_ = (n);                          \
-        if (base)                                 \
-            r->field = take(&p, n_);              \
-        total += rounded(n_);                     \
-    } while (0)
     r->layer_stride = rounded(block_acts_size(B, T, C, v->heads, F));
     if (base)
         r->layer_acts = take(&p, mul(NA, r->layer_stride));
@@ -80,7 +83,6 @@ static size_t vision_layout(struct clip_vision_run *r, const struct clip_model *
         TAKE(dpatch_out, mul(mul(B, P), C));
         TAKE(dpatches, mul(mul(B, P), K));
     }
-#undef TAKE
     return total;
 }
 
@@ -297,12 +299,6 @@ static size_t text_layout(struct clip_text_run *r, const struct clip_model *m, f
     float *p = base;
     size_t total = 0;
 
-#define TAKE(field, n) do {                   \
-        size_t n_ = (n);                          \
-        if (base)                                 \
-            r->field = take(&p, n_);              \
-        total += rounded(n_);                     \
-    } while (0)
     r->layer_stride = rounded(block_acts_size(B, T, C, t->heads, F));
     if (base)
         r->layer_acts = take(&p, mul(NA, r->layer_stride));
