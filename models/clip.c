@@ -41,7 +41,6 @@ static size_t rounded(size_t n)
 /* ------------------------------------------------------------------------ */
 /* vision tower                                                              */
 
-/* floats of the vision run, pointing its views when base != NULL */
 /* In the two layout functions below: point r->field at the next n floats
  * of base (when base is given) and count them, rounded to the alignment. */
 #define TAKE(field, n) do {                   \
@@ -51,6 +50,7 @@ static size_t rounded(size_t n)
         total += rounded(n_);                     \
     } while (0)
 
+/* floats of the vision run, pointing its views when base != NULL */
 static size_t vision_layout(struct clip_vision_run *r, const struct clip_model *m, float *base)
 {
     const struct clip_vision_config *v = &m->cfg.vision;
