@@ -13,10 +13,14 @@
  * towers into the adapters' block; then (accumulate > 1: the gradient
  * divided by the step's rows) clip_grad_norm(1.0) and adamw_step. As in
  * run_step, clip_adapters_begin_step chooses each adapted linear's path
- * (factored or merged in place; RANDLORA_ADAPTER_PATH forces one) before
- * the first micro-batch and clip_adapters_end_step unmerges before the
- * optimizer step; the runner's periodic rebase from the model file (every
- * 100 steps) is left out: the weights here are random, not a file. Adapters
+ * (factored or merged in place; RANDLORA_ADAPTER_PATH forces one) and
+ * brings the merged weights to the step's parameters (re-merging those the
+ * last step left merged) before the first micro-batch, and
+ * clip_adapters_end_backward projects the merged sites' summed weight
+ * gradients (and unmerges the sites of methods without a cheaper re-merge)
+ * before the optimizer step; the runner's periodic unmerge and
+ * rebase from the model file (every 100 steps) is left out: the weights
+ * here are random, not a file. Adapters
  * sit on q, k, v, out, fc1 and fc2 of every layer of both towers. Method
  * `none` trains nothing: its step is the forward and the loss only.
  *
@@ -27,8 +31,9 @@
  *     GEMMs of both towers' forward and input gradient (dX), attention's
  *     batched products, the patch embedding, the projections and the head,
  *     plus each adapter's own work (adapter_path_flops, the cheaper of its
- *     factored and merged paths: what the method needs, whatever path the
- *     layer takes); their rate = model FLOPs / median step time;
+ *     factored and merged paths over the step: what the method needs,
+ *     whatever path the layer takes; the merged path's dW and projection
+ *     once per step); their rate = model FLOPs / median step time;
  *   - the share of step time spent inside cblas_sgemm, MEASURED: this file
  *     interposes cblas_sgemm (the executable's definition wins over
  *     libopenblas's; the real one is found with dlsym(RTLD_NEXT)). The
@@ -205,25 +210,34 @@ static double tower_flops(size_t B, size_t T, size_t C, size_t F, size_t L, bool
     return (double)L * (backward ? 2.0 * lin + 6.0 * att : lin + 2.0 * att);
 }
 
-static double adapters_flops(const struct clip_adapters *ca, size_t vrows, size_t trows)
+/* the adapters' own work in an optimizer step of A micro-batches: per site
+ * the cheaper path; the merged path's per-row work (the weight gradient)
+ * counts A times and its fixed part (building dW for the merge, the
+ * projection: adapter_path_flops at 0 rows) once, as the step does it */
+static double adapters_flops(const struct clip_adapters *ca, size_t vrows, size_t trows,
+                             size_t A)
 {
     double sum = 0.0;
 
     if (!ca)
         return 0.0;
     for (size_t i = 0; i < ca->n_sites; i++) {
-        double fa, me;
+        double fa, me, fa0, me0;
         size_t N = ca->sites[i].tower == CLIP_TOWER_VISION ? vrows : trows;
 
         adapter_path_flops(&ca->adapters[i], N, &fa, &me);
+        adapter_path_flops(&ca->adapters[i], 0, &fa0, &me0);
+        fa *= (double)A;
+        me = me0 + (double)A * (me - me0);
         sum += fa < me ? fa : me;
     }
     return sum;
 }
 
-/* per micro-batch of B images and K prompts of Tt tokens */
+/* an optimizer step of A micro-batches of B images and K prompts of Tt
+ * tokens */
 static double model_flops(const struct clip_model *m, const struct clip_adapters *ca, size_t B,
-                          size_t K, size_t Tt, bool backward)
+                          size_t K, size_t Tt, size_t A, bool backward)
 {
     const struct clip_vision_config *v = &m->cfg.vision;
     const struct clip_text_config *t = &m->cfg.text;
@@ -239,8 +253,9 @@ static double model_flops(const struct clip_model *m, const struct clip_adapters
     f += tower_flops(K, Tt, t->hidden, t->intermediate, t->layers, backward);
     f += bw * 2.0 * (double)K * (double)t->hidden * D;                  /* text_projection */
     f += (backward ? 3.0 : 1.0) * 2.0 * (double)B * (double)K * D;      /* logits */
+    f *= (double)A;
     if (backward)
-        f += adapters_flops(ca, B * Tv, K * Tt);
+        f += adapters_flops(ca, B * Tv, K * Tt, A);
     return f;
 }
 
@@ -399,8 +414,10 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
         if (trains) {
             clip_adapters_zero_grad(&ca);
             /* each site's path for this step (train_step.c's begin_paths):
-             * merged sites are merged in place once per optimizer step */
-            clip_adapters_begin_step(&ca, &m, B * clip_vision_tokens(&cfg.vision), K * cut);
+             * merged sites are merged in place once per optimizer step; with
+             * A micro-batches their weight gradients are summed and projected
+             * once (the warm-up step, of one micro-batch, allocates the sums) */
+            clip_adapters_begin_step(&ca, &m, B * clip_vision_tokens(&cfg.vision), K * cut, A);
             merged = ca.n_merged;
         }
         for (size_t micro = 0; micro < Am; micro++) {
@@ -423,7 +440,7 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
             clip_text_backward(&tr, &m, &ca, NULL, dtxt);
         }
         if (trains) {
-            clip_adapters_end_step(&ca, &m);
+            clip_adapters_end_backward(&ca, &m);   /* RandLoRA stays merged */
             if (Am > 1) {
                 const float inv = 1.0f / (float)(Am * B);
 
@@ -463,7 +480,7 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
     res->step_median_s = S % 2 ? times[S / 2] : 0.5 * (times[S / 2 - 1] + times[S / 2]);
     res->step_min_s = times[0];
     res->images_per_s = (double)(A * B) / res->step_median_s;
-    res->model_flops = (double)A * model_flops(&m, trains ? &ca : NULL, B, K, cut, trains);
+    res->model_flops = model_flops(&m, trains ? &ca : NULL, B, K, cut, A, trains);
     res->gemm_flops = gemm_f / (double)S;
     res->gemm_share = gemm_s / total_s;
     res->gemm_rate = gemm_s > 0 ? gemm_f / gemm_s : 0.0;

@@ -70,9 +70,10 @@ int run_seek(struct run_state *s, size_t step);
 int run_step(struct run_state *s, size_t step, double *loss, double *gnorm, double *lr,
              char *why, size_t why_size);
 
-/* Restore the weights merged since the last rebase from s->weights_path,
- * bit for bit (models/clip.h clip_adapters_rebase); RL_OK when nothing
- * drifted or there is no file. Between steps only. */
+/* Unmerge the sites the steps left merged, then restore the weights merged
+ * since the last rebase from s->weights_path, bit for bit (models/clip.h
+ * clip_adapters_rebase); RL_OK when nothing drifted or there is no file.
+ * Between steps only. */
 int run_rebase(struct run_state *s);
 
 /* Accuracy and mean cross-entropy on the eval set (adapters in eval mode;

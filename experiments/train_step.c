@@ -70,18 +70,23 @@ static size_t text_rows(const struct run_state *s, const int32_t *ids, size_t n,
 }
 
 /* the per-layer paths for this step's tower sizes, merged in place
- * (models/clip.h); clip_adapters_end_step undoes it */
-static void begin_paths(struct run_state *s, const int32_t *ids, size_t n_text, size_t n_rows)
+ * (models/clip.h), for `micro` backward micro-batches (0: evaluation);
+ * clip_adapters_end_step undoes it */
+static void begin_paths(struct run_state *s, const int32_t *ids, size_t n_text, size_t n_rows,
+                        size_t micro)
 {
     size_t vrows = s->vision_adapted ? s->B * s->vr.T : 0;
     size_t trows = s->text_adapted ? text_rows(s, ids, n_text, n_rows) : 0;
 
-    clip_adapters_begin_step(&s->ca, &s->m, vrows, trows);
+    clip_adapters_begin_step(&s->ca, &s->m, vrows, trows, micro);
 }
 
 int run_rebase(struct run_state *s)
 {
-    if (!s->trains || !s->weights_path)
+    if (!s->trains)
+        return RL_OK;
+    clip_adapters_end_step(&s->ca, &s->m);      /* steps leave sites merged */
+    if (!s->weights_path)
         return RL_OK;
     return clip_adapters_rebase(&s->ca, &s->m, s->weights_path);
 }
@@ -150,13 +155,18 @@ int run_step(struct run_state *s, size_t step, double *loss, double *gnorm, doub
     int rc;
 
     clip_adapters_zero_grad(&s->ca);
-    /* merged once per optimizer step, before the first micro-batch, and
-     * unmerged with the same parameters before they change */
-    begin_paths(s, s->train_ids, s->M, s->M);
+    /* the merged sites brought to this step's parameters before the first
+     * micro-batch (merged, or re-merged from the last step's); their summed
+     * weight gradients projected once after the last. Where re-merging is
+     * cheaper (RandLoRA) they stay merged across the optimizer step, and
+     * run_rebase and run_eval unmerge (models/clip.h). */
+    begin_paths(s, s->train_ids, s->M, s->M, s->accumulate);
     rc = accumulate(s, step, &loss_sum, &rows, loss, gnorm, lr, why, why_size);
-    clip_adapters_end_step(&s->ca, &s->m);
-    if (rc != RL_OK)
+    clip_adapters_end_backward(&s->ca, &s->m);
+    if (rc != RL_OK) {
+        clip_adapters_end_step(&s->ca, &s->m);
         return rc;
+    }
     if (s->accumulate > 1) {
         const float inv = 1.0f / (float)rows;
 
@@ -189,7 +199,7 @@ int run_eval(struct run_state *s, double *accuracy, double *loss)
     if (s->trains) {
         clip_adapters_set_training(&s->ca, false);
         /* no dropout now: the merged path is open to every layer */
-        begin_paths(s, s->eval_ids, MK, MK < s->M ? MK : s->M);
+        begin_paths(s, s->eval_ids, MK, MK < s->M ? MK : s->M, 0);
     }
     if (s->text_adapted || !s->class_feat_valid) {
         for (size_t c0 = 0; c0 < MK && rc == RL_OK; c0 += s->M) {

@@ -453,6 +453,27 @@ void adapter_unmerge(struct adapter *a, float *w)
     a->ops->add_delta(a, w, -1.0f);
 }
 
+/* add_delta with the parameters `old` in place of a->params (the methods
+ * read their parameters through a->params only) */
+void adapter_unmerge_old(struct adapter *a, float *w, const float *old)
+{
+    float *cur = a->params;
+
+    a->params = (float *)old;   /* read only: add_delta does not write params */
+    a->ops->add_delta(a, w, -1.0f);
+    a->params = cur;
+}
+
+void adapter_remerge(struct adapter *a, float *w, const float *old)
+{
+    if (a->ops->add_delta_change) {
+        a->ops->add_delta_change(a, w, old);
+        return;
+    }
+    adapter_unmerge_old(a, w, old);
+    a->ops->add_delta(a, w, 1.0f);
+}
+
 void adapter_project_grad(struct adapter *a, const float *gw)
 {
     if (a->grads)

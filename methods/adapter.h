@@ -186,6 +186,10 @@ enum {
     ADAPTER_F_DROPOUT = 1u << 1, /* applies cfg.dropout to the branch input       */
     ADAPTER_F_RANK_LE_DIMS = 1u << 2, /* r must not exceed min(d_out, d_in)       */
     ADAPTER_F_COUNT_MONOTONE = 1u << 3, /* n_trainable non-decreasing in r         */
+    ADAPTER_F_GRAD_IS_GW = 1u << 4,     /* grads (d_out, d_in) == dL/d(dW): the
+                                           merged backward accumulates the weight
+                                           gradient into a->grads directly, and
+                                           project_grad is grads += gw           */
 };
 
 struct adapter_ops {
@@ -225,6 +229,9 @@ struct adapter_ops {
      * project_grad: grads += dL/dparams given gw = dL/d(dW) (d_out, d_in). */
     void (*add_delta)(struct adapter *a, float *w, float scale);
     void (*project_grad)(struct adapter *a, const float *gw);
+    /* optional: w (d_out, d_in) += dW(a->params) - dW(old), old laid out as
+     * a->params, in fewer FLOPs than an unmerge plus a merge (NULL: those) */
+    void (*add_delta_change)(struct adapter *a, float *w, const float *old);
     /* FLOPs of the adapter's extra work for a forward + backward of N rows on
      * each path (the frozen base's own forward and dx are common to both) */
     void (*flops)(const struct adapter *a, size_t N, double *factored, double *merged);
@@ -288,6 +295,11 @@ void adapter_delta_weight(struct adapter *a, float *dw);
 /* w (d_out, d_in) += dW / -= dW (peft merge / unmerge) */
 void adapter_merge(struct adapter *a, float *w);
 void adapter_unmerge(struct adapter *a, float *w);
+/* w holds W + dW(old) (merged with the parameters `old`, n_params floats
+ * laid out as a->params): bring it to W + dW(a->params) -- after an
+ * optimizer step, without going through W. unmerge_old: w -= dW(old). */
+void adapter_remerge(struct adapter *a, float *w, const float *old);
+void adapter_unmerge_old(struct adapter *a, float *w, const float *old);
 /* grads += dL/dparams, given gw = dL/d(dW) (d_out, d_in) */
 void adapter_project_grad(struct adapter *a, const float *gw);
 

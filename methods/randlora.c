@@ -360,6 +360,27 @@ static void randlora_add_delta(struct adapter *a, float *w, float scale)
         mm(TR, TR, g.d, g.D, g.nr, scale * p->s, sh->Q, g.d, g.P, g.ldP, 1.0f, w, a->d_in);
 }
 
+/* w += dW(params) - dW(old) = s P (Q - Q_old) (case 1; case 2 transposed):
+ * one weight-sized GEMM where an unmerge and a merge take two */
+static void randlora_add_delta_change(struct adapter *a, float *w, const float *old)
+{
+    struct randlora_shared *sh = a->method->priv;
+    struct randlora_priv *p = a->priv;
+    struct geo g = geometry(a), go = g;
+    const size_t nq = g.nr * g.d;
+
+    go.lam = old;
+    go.gam = old + g.r * g.n;
+    build_q(&g, sh->Q);
+    build_q(&go, sh->dQ);
+    for (size_t i = 0; i < nq; i++)
+        sh->Q[i] -= sh->dQ[i];
+    if (g.case1)
+        mm(NT, NT, g.D, g.d, g.nr, p->s, g.P, g.ldP, sh->Q, g.d, 1.0f, w, a->d_in);
+    else
+        mm(TR, TR, g.d, g.D, g.nr, p->s, sh->Q, g.d, g.P, g.ldP, 1.0f, w, a->d_in);
+}
+
 /* gW = dL/d(dW) (d_out, d_in).
  * case 1: dW = s P Q        => dQ = s P^T gW     (n r, d)
  * case 2: dW[j,i] = s sum_c Q[c,j] P[i,c] => dQ = s P^T gW^T  (n r, d)
@@ -407,6 +428,7 @@ const struct adapter_ops randlora_ops = {
     .backward       = randlora_backward,
     .add_delta      = randlora_add_delta,
     .project_grad   = randlora_project_grad,
+    .add_delta_change = randlora_add_delta_change,
     .flops          = randlora_flops,
     .export_tensors = adapter_export_views,
     .import_tensors = adapter_import_views,

@@ -222,7 +222,9 @@ static void adapted_linear_forward(float *out, const float *inp, const float *w,
 /* factored: linear_backward (dw only when asked), then the adapter's
  * backward. merged: gw = dout^T inp in the shared scratch (with dinp and db
  * from the same linear_backward, w = W + dW), projected onto the adapter's
- * parameters, and added to dw when the weight itself is trained too. */
+ * parameters, and added to dw when the weight itself is trained too; or,
+ * with a step-long sum set, added to the sum for one projection later;
+ * or, when the parameters are dW itself (full), added to them at once. */
 static void adapted_linear_backward(float *dinp, float *dw, float *db, const float *dout,
                                     const float *inp, const float *w,
                                     const struct block_adapters *ad, enum block_linear i,
@@ -236,6 +238,14 @@ static void adapted_linear_backward(float *dinp, float *dw, float *db, const flo
 
         if (!a->grads && !dw) {
             linear_backward(dinp, NULL, db, dout, inp, w, N, C, OC);
+            return;
+        }
+        if (a->grads && !dw && (a->ops->flags & ADAPTER_F_GRAD_IS_GW)) {
+            linear_backward(dinp, a->grads, db, dout, inp, w, N, C, OC);
+            return;
+        }
+        if (ad->gw_sum[i] && !dw) {             /* projected once per step */
+            linear_backward(dinp, ad->gw_sum[i], db, dout, inp, w, N, C, OC);
             return;
         }
         RL_ASSERT(gw != NULL);

@@ -191,6 +191,7 @@ struct block_adapters {
     struct adapter *lin[BLOCK_NUM_LINEARS];
     bool merged[BLOCK_NUM_LINEARS];
     float *gw;                  /* needed when any merged[i]                  */
+    float *gw_sum[BLOCK_NUM_LINEARS];   /* NULL: project at once (above)      */
 };
 
 /* block_forward / block_backward with adapters; ad == NULL is the plain

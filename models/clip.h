@@ -287,6 +287,14 @@ struct clip_adapters {
                                    since init or the last rebase              */
     float *gw;                  /* merged weight-gradient scratch, allocated at
                                    the first merge for the largest layer      */
+    float *merged_params;       /* (n_params) the parameters each merged
+                                   site's weight holds dW of (the params at
+                                   its merge or last re-merge); only for
+                                   methods that stay merged across steps      */
+    float **gw_sum;             /* (n_sites) a merged site's weight-gradient
+                                   sum over a step's micro-batches (d_out x
+                                   d_in), allocated at the site's first step
+                                   of more than one micro-batch; else NULL    */
 };
 
 /* Attach cfg's method to every linear matched by the targets, for forwards
@@ -313,29 +321,54 @@ struct adapter *clip_adapters_find(const struct clip_adapters *ca, enum clip_tow
  * tower sees vision_rows rows (B * tokens) and whose text tower sees
  * text_rows rows (prompts * the cut length; 0: that tower is not run) --
  * adapter_choose_path under CLIP_PATH_AUTO, factored whenever dropout is
- * active -- and merges the merged sites' dW into the model's frozen weights
- * IN PLACE (W <- W + dW with the current parameters; no copy of any
- * weight). The towers then run merged sites as one GEMM; their backward
- * projects each weight gradient onto the adapter's parameters as soon as it
- * is formed (one shared scratch of the largest merged d_out x d_in, so
- * micro-batches of one step each project their own gradient).
+ * active -- and brings the merged sites' weights to W + dW(current
+ * parameters) IN PLACE (no copy of any weight): a site merged afresh gets
+ * W <- W + dW; a site still merged from the previous step gets
+ * W <- W + dW(new) - dW(old) (adapter_remerge; one GEMM for RandLoRA where
+ * an unmerge and a merge take two); a site that now takes the factored
+ * path is unmerged. Only methods with such a cheaper re-merge
+ * (adapter_ops.add_delta_change: RandLoRA) stay merged across steps; they
+ * keep the parameters each weight holds dW of in ca->merged_params
+ * (n_params floats).
  *
- * clip_adapters_end_step unmerges (W <- W - dW, the same parameters) and
- * must run before anything changes the parameters (the optimizer step,
- * loading a checkpoint, an import) and before the weights are saved or
- * read as the frozen model. Between end_step and the next begin_step the
- * weights are the pristine ones up to round-off: a merge/unmerge pair in
- * float changes a weight by at most 1 ulp of |W| + |dW| (fl(fl(W + dW) - dW)),
- * so after k pairs |W - W_pristine| <= k ulp(max |W| + |dW|) (measured:
- * typically ~sqrt(k) ulp). clip_adapters_rebase restores the weights of the
- * sites merged since the last rebase bit for bit from the model's
- * safetensors file (one tensor mapped at a time, so no weight-sized copy);
- * the runner rebases at checkpoints, every CLIP_REBASE_EVERY steps and at
- * the end, so a resumed run sees exactly the weights of the uninterrupted
- * one. Both are cheap for factored-only steps (nothing merged: nothing done).
+ * The towers run merged sites as one GEMM. With micro_batches <= 1 their
+ * backward projects each weight gradient onto the adapter's parameters as
+ * soon as it is formed (one shared scratch of the largest d_out x d_in).
+ * With micro_batches > 1 (gradient accumulation) each merged site sums its
+ * weight gradient over the step's micro-batches in its own d_out x d_in
+ * buffer (zeroed here; allocated at the first such step and kept: the
+ * memory of a weight per merged site), and end_backward projects each sum
+ * once, so the projection costs once per optimizer step, not once per
+ * micro-batch. Methods whose gradient is the weight gradient itself
+ * (ADAPTER_F_GRAD_IS_GW: full) accumulate into it directly, with no sum.
+ * Either way ca->grads receives the same sum (the projection is linear), up
+ * to round-off. A backward that also asks for the weights' own gradient
+ * projects at once.
+ *
+ * A training step is: begin_step, the micro-batches' forward and backward,
+ * clip_adapters_end_backward (the sums projected; sites of methods without
+ * a cheaper re-merge unmerged, while the parameters are still those they
+ * were merged with), the optimizer step; the next begin_step re-merges.
+ * clip_adapters_end_step does end_backward and unmerges every site left
+ * merged (W <- W - dW(the parameters it was merged with), so it may run
+ * after an optimizer step); it must run before the weights are saved,
+ * rebased or read as the frozen model, and before anything runs the model
+ * without the adapters. After end_step the weights are the pristine ones up
+ * to round-off: each merge, re-merge or unmerge rounds a weight once, by at
+ * most 1 ulp of |W| + |dW| plus the GEMM's own rounding of dW (or of
+ * dW(new) - dW(old)), so after k of them |W - W_pristine| <= k
+ * ulp(max |W| + |dW|) + the dW roundings (measured: typically ~sqrt(k)
+ * ulp). round_trips counts those events (a merge and its unmerge as one).
+ * clip_adapters_rebase restores the weights of the sites merged since the
+ * last rebase bit for bit from the model's safetensors file (one tensor
+ * mapped at a time, so no weight-sized copy); the runner unmerges and
+ * rebases at checkpoints, every CLIP_REBASE_EVERY steps and at the end, so
+ * a resumed run sees exactly the weights of the uninterrupted one. All of
+ * this is free for factored-only steps (nothing merged: nothing done).
  * m must be the model the adapters were made for. */
 void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
-                              size_t vision_rows, size_t text_rows);
+                              size_t vision_rows, size_t text_rows, size_t micro_batches);
+void clip_adapters_end_backward(struct clip_adapters *ca, struct clip_model *m);
 void clip_adapters_end_step(struct clip_adapters *ca, struct clip_model *m);
 /* re-read the drifted sites' weights from a safetensors file (the model's
  * own, as it was loaded); RL_ERR_ARG while sites are merged */

@@ -339,6 +339,11 @@ void clip_adapters_free(struct clip_adapters *ca)
     free(ca->merged);
     free(ca->drifted);
     free(ca->gw);
+    free(ca->merged_params);
+    if (ca->gw_sum)
+        for (size_t k = 0; k < ca->n_sites; k++)
+            free(ca->gw_sum[k]);
+    free(ca->gw_sum);
     memset(ca, 0, sizeof(*ca));
 }
 
@@ -398,73 +403,167 @@ static struct block_adapters *site_layer(struct clip_adapters *ca, const struct 
     return &(s->tower == CLIP_TOWER_VISION ? ca->vision : ca->text)[s->layer];
 }
 
-/* allocate the per-site state and the scratch once */
+/* sites stay merged across optimizer steps only where re-merging is
+ * cheaper than an unmerge and a merge (adapter_remerge); they need the
+ * parameters their weight was merged with, n_params floats for all sites */
+static bool keeps_merged(const struct clip_adapters *ca)
+{
+    return ca->method.ops && ca->method.ops->add_delta_change;
+}
+
+/* allocate the per-site state once */
 static void path_state(struct clip_adapters *ca)
 {
     if (!ca->merged) {
-        ca->merged = xcalloc(ca->n_sites ? ca->n_sites : 1, sizeof(*ca->merged));
-        ca->drifted = xcalloc(ca->n_sites ? ca->n_sites : 1, sizeof(*ca->drifted));
+        const size_t n = ca->n_sites ? ca->n_sites : 1;
+
+        ca->merged = xcalloc(n, sizeof(*ca->merged));
+        ca->drifted = xcalloc(n, sizeof(*ca->drifted));
+        ca->gw_sum = xcalloc(n, sizeof(*ca->gw_sum));
+        if (keeps_merged(ca))
+            ca->merged_params = xcalloc_aligned(ca->n_params ? ca->n_params : 1,
+                                                sizeof(float));
     }
 }
 
-void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
-                              size_t vision_rows, size_t text_rows)
+/* site k's weight-gradient sum for a step of several micro-batches, zeroed */
+static float *site_gw_sum(struct clip_adapters *ca, size_t k)
 {
-    bool any_merged = false;
+    const size_t n = ca->adapters[k].d_out * ca->adapters[k].d_in;
+
+    if (!ca->gw_sum[k])
+        ca->gw_sum[k] = xcalloc_aligned(n, sizeof(float));
+    memset(ca->gw_sum[k], 0, n * sizeof(float));
+    return ca->gw_sum[k];
+}
+
+/* d_out * d_in of the largest adapted weight: the merged backward's scratch */
+static size_t largest_weight(const struct clip_adapters *ca)
+{
+    size_t most = 1;
+
+    for (size_t k = 0; k < ca->n_sites; k++)
+        if (ca->adapters[k].d_out * ca->adapters[k].d_in > most)
+            most = ca->adapters[k].d_out * ca->adapters[k].d_in;
+    return most;
+}
+
+/* the parameters site k's weight is merged with (its slice of merged_params) */
+static float *site_merged_params(struct clip_adapters *ca, size_t k)
+{
+    return ca->merged_params + (ca->adapters[k].params - ca->params);
+}
+
+/* the path site k should take for a tower of `rows` rows */
+static bool site_wants_merge(const struct clip_adapters *ca, size_t k, size_t rows)
+{
+    const struct adapter *a = &ca->adapters[k];
+
+    if (rows == 0 || ca->path_mode == CLIP_PATH_FACTORED)
+        return false;
+    /* choose_path says factored whenever dropout is active */
+    return ca->path_mode == CLIP_PATH_MERGED ? !adapter_dropout_active(a)
+                                             : adapter_choose_path(a, rows) ==
+                                                   ADAPTER_PATH_MERGED;
+}
+
+/* site k's weight back to W: unmerged with the parameters it was merged
+ * with (without a snapshot those are the current ones: such sites are
+ * unmerged by end_backward, before the parameters change) */
+static void site_unmerge(struct clip_adapters *ca, struct clip_model *m, size_t k)
+{
+    const struct clip_site *s = &ca->sites[k];
+
+    if (ca->merged_params)
+        adapter_unmerge_old(&ca->adapters[k], site_weight(m, s), site_merged_params(ca, k));
+    else
+        adapter_unmerge(&ca->adapters[k], site_weight(m, s));
+    ca->merged[k] = false;
+    site_layer(ca, s)->merged[s->lin] = false;
+    ca->n_merged--;
+}
+
+void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
+                              size_t vision_rows, size_t text_rows, size_t micro_batches)
+{
+    bool changed = false;
 
     path_state(ca);
-    RL_ASSERT(ca->n_merged == 0);                /* end_step after every begin_step */
+    clip_adapters_end_backward(ca, m);  /* a step left unfinished: nothing lost */
     for (size_t k = 0; k < ca->n_sites; k++) {
         const struct clip_site *s = &ca->sites[k];
         struct adapter *a = &ca->adapters[k];
-        size_t rows = s->tower == CLIP_TOWER_VISION ? vision_rows : text_rows;
-        bool merge = false;
+        const size_t np = a->n_params;
+        float *w = site_weight(m, s);
+        bool merge = site_wants_merge(ca, k,
+                                      s->tower == CLIP_TOWER_VISION ? vision_rows : text_rows);
 
-        if (rows > 0 && ca->path_mode != CLIP_PATH_FACTORED) {
-            /* choose_path says factored whenever dropout is active */
-            merge = ca->path_mode == CLIP_PATH_MERGED
-                        ? !adapter_dropout_active(a)
-                        : adapter_choose_path(a, rows) == ADAPTER_PATH_MERGED;
+        if (ca->merged[k] && !merge) {
+            site_unmerge(ca, m, k);         /* a pair ends */
+            changed = true;
+        } else if (ca->merged[k]) {
+            /* kept from the last step: W + dW(old) -> W + dW(params) */
+            float *old = site_merged_params(ca, k);
+
+            if (memcmp(old, a->params, np * sizeof(float)) != 0) {
+                adapter_remerge(a, w, old);
+                memcpy(old, a->params, np * sizeof(float));
+                changed = true;
+            }
+        } else if (merge) {
+            if (!ca->gw)
+                ca->gw = xcalloc_aligned(largest_weight(ca), sizeof(float));
+            adapter_merge(a, w);            /* a pair begins: counted at its end */
+            if (ca->merged_params)
+                memcpy(site_merged_params(ca, k), a->params, np * sizeof(float));
+            ca->merged[k] = true;
+            site_layer(ca, s)->merged[s->lin] = true;
+            site_layer(ca, s)->gw = ca->gw;
+            ca->drifted[k] = true;
+            ca->n_merged++;
         }
-        site_layer(ca, s)->merged[s->lin] = merge;
-        ca->merged[k] = merge;
-        any_merged |= merge;
+        if (ca->merged[k] && micro_batches > 1 && a->grads &&
+            !(a->ops->flags & ADAPTER_F_GRAD_IS_GW))
+            site_layer(ca, s)->gw_sum[s->lin] = site_gw_sum(ca, k);
     }
-    if (any_merged && !ca->gw) {
-        size_t most = 0;
+    if (changed)
+        ca->round_trips++;
+}
 
-        for (size_t k = 0; k < ca->n_sites; k++) {
-            size_t n = ca->adapters[k].d_out * ca->adapters[k].d_in;
+void clip_adapters_end_backward(struct clip_adapters *ca, struct clip_model *m)
+{
+    bool unmerged = false;
 
-            if (n > most)
-                most = n;
-        }
-        ca->gw = xcalloc_aligned(most, sizeof(float));
-    }
+    if (!ca->merged || ca->n_merged == 0)
+        return;
     for (size_t k = 0; k < ca->n_sites; k++) {
-        if (!ca->merged[k])
-            continue;
-        site_layer(ca, &ca->sites[k])->gw = ca->gw;
-        adapter_merge(&ca->adapters[k], site_weight(m, &ca->sites[k]));
-        ca->drifted[k] = true;
-        ca->n_merged++;
+        const struct clip_site *s = &ca->sites[k];
+        struct block_adapters *l = site_layer(ca, s);
+
+        if (l->gw_sum[s->lin]) {
+            adapter_project_grad(&ca->adapters[k], l->gw_sum[s->lin]);
+            l->gw_sum[s->lin] = NULL;
+        }
+        if (ca->merged[k] && !ca->merged_params) {
+            site_unmerge(ca, m, k);
+            unmerged = true;
+        }
     }
+    if (unmerged)
+        ca->round_trips++;
 }
 
 void clip_adapters_end_step(struct clip_adapters *ca, struct clip_model *m)
 {
     if (!ca->merged || ca->n_merged == 0)
         return;
-    for (size_t k = 0; k < ca->n_sites; k++) {
-        const struct clip_site *s = &ca->sites[k];
-
-        if (!ca->merged[k])
-            continue;
-        adapter_unmerge(&ca->adapters[k], site_weight(m, s));
-        ca->merged[k] = false;
-        site_layer(ca, s)->merged[s->lin] = false;
-    }
-    ca->n_merged = 0;
+    clip_adapters_end_backward(ca, m);
+    if (ca->n_merged == 0)
+        return;
+    for (size_t k = 0; k < ca->n_sites; k++)
+        if (ca->merged[k])
+            site_unmerge(ca, m, k);
+    RL_ASSERT(ca->n_merged == 0);
     ca->round_trips++;
 }
 

@@ -367,6 +367,12 @@ START_TEST(test_adapter_merge_and_paths)
                 tol = 1e-5 * (1.0 + max_abs(grads_f, np));
                 ck_assert_int_eq(tensor_compare("grads merged vs factored", a.grads, grads_f, np,
                                                 tol, 1e-5), 0);
+                /* the flag's promise, which lets the merged backward skip
+                 * project_grad: the parameter gradient is gW itself */
+                if (ops->flags & ADAPTER_F_GRAD_IS_GW) {
+                    ck_assert_uint_eq(np, nw);
+                    ck_assert_int_eq(memcmp(a.grads, gw, nw * sizeof(float)), 0);
+                }
             }
             /* delta_weight == W' - W; unmerge gives W back */
             adapter_delta_weight(&a, dw);
