@@ -127,7 +127,7 @@ int main(int argc, char **argv)
     double t_gemm, peak, t, flops;
 
     (void)argc;
-    threads_exec_passive_wait(argv);
+    threads_exec_wait_policy(argv);
     threads_init(0);
     rng_init(&r, 1);
     printf("randlora bench: clip-vit-b-32 layer shapes, batch %zu (T=%zu C=%zu NH=%zu F=%zu); %s\n",

@@ -4,6 +4,7 @@
 #include "core/threads.h"
 
 #include <cblas.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -34,20 +35,33 @@ static int threads_default(void)
     return n > 0 ? (int)n : 1;
 }
 
-void threads_exec_passive_wait(char **argv)
+/* set name=value unless the user set it; true when it was set here */
+static bool setenv_default(const char *name, const char *value)
 {
+    if (getenv(name))
+        return false;
+    return setenv(name, value, 1) == 0;
+}
+
+void threads_exec_wait_policy(char **argv)
+{
+    bool omp, blas;
+
 #ifdef _OPENMP
-    if (getenv("OMP_WAIT_POLICY"))
-        return;
-    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0)
+    omp = setenv_default("OMP_WAIT_POLICY", "passive");
+#else
+    omp = false;
+#endif
+    blas = setenv_default("OPENBLAS_THREAD_TIMEOUT", THREADS_BLAS_TIMEOUT);
+    if (!omp && !blas)
         return;
     fflush(NULL);
     execv("/proc/self/exe", argv);
-    /* still here: exec failed (no /proc); run with the active policy */
-    unsetenv("OMP_WAIT_POLICY");
-#else
-    (void)argv;
-#endif
+    /* still here: exec failed (no /proc); run with the libraries' defaults */
+    if (omp)
+        unsetenv("OMP_WAIT_POLICY");
+    if (blas)
+        unsetenv("OPENBLAS_THREAD_TIMEOUT");
 }
 
 struct thread_policy threads_init(int n)

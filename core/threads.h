@@ -17,15 +17,24 @@ struct thread_policy {
     const char *blas_mode; /* "pthreads", "openmp" or "sequential"           */
 };
 
-/* OpenMP's worker threads spin after each parallel region by default
- * (OMP_WAIT_POLICY=active), which starves OpenBLAS's threads of the cores
- * during the GEMM that follows: on 2 cores a small model ran 30-80x slower.
- * libgomp reads the policy once, when it is loaded, before main() runs; so
- * when the user has not chosen one, this sets OMP_WAIT_POLICY=passive and
+/* Both pools keep their idle threads spinning by default, and on few cores
+ * the spinning pool starves the working one:
+ *   - OpenMP's workers spin after each parallel region (OMP_WAIT_POLICY
+ *     active) and take the cores from OpenBLAS's threads in the GEMM that
+ *     follows: on 2 cores a small model ran 30-80x slower;
+ *   - OpenBLAS's workers spin (sched_yield) for 2^28 cycles after each GEMM
+ *     and take cycles from the OpenMP loops between GEMMs: clip-tiny's
+ *     step spent ~13% of its samples in the scheduler and ran ~12% slower
+ *     than with OPENBLAS_THREAD_TIMEOUT=16 (2^16 cycles, ~20 us: long enough
+ *     for back-to-back GEMMs).
+ * Both libraries read their variable once, when they are loaded, before
+ * main() runs; so for each the user has not set, this sets
+ * OMP_WAIT_POLICY=passive (with OpenMP) and OPENBLAS_THREAD_TIMEOUT=16 and
  * re-executes the program (/proc/self/exe) with the same arguments. Call it
- * first thing in main(). Does nothing without OpenMP, when the variable is
- * set, or when the re-exec fails (the program then runs as it is). */
-void threads_exec_passive_wait(char **argv);
+ * first thing in main(). Does nothing when both are set, and runs on with
+ * the defaults when the re-exec fails. */
+#define THREADS_BLAS_TIMEOUT "16"
+void threads_exec_wait_policy(char **argv);
 
 /* Apply the policy: n > 0 sets both pools to n threads; n == 0 reads
  * RANDLORA_THREADS or else uses every online CPU. Returns the policy in force. */

@@ -51,7 +51,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    threads_exec_passive_wait(argv);
+    threads_exec_wait_policy(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -175,9 +175,10 @@ START_TEST(test_threads_policy)
 
     ck_assert_int_eq(p.n_blas, 1);
 #ifdef _OPENMP
-    /* check_main re-executed itself with a wait policy (threads_exec_passive_wait) */
+    /* check_main re-executed itself with the wait policies (threads_exec_wait_policy) */
     ck_assert_ptr_nonnull(getenv("OMP_WAIT_POLICY"));
 #endif
+    ck_assert_ptr_nonnull(getenv("OPENBLAS_THREAD_TIMEOUT"));
     ck_assert_ptr_nonnull(strstr(threads_describe(buf, sizeof(buf)), "blas=1"));
     threads_init(2);
 }

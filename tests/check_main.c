@@ -40,7 +40,7 @@ int main(int argc, char **argv)
     int n_failed;
 
     (void)argc;
-    threads_exec_passive_wait(argv);
+    threads_exec_wait_policy(argv);
     /* tests run on few threads so timings of the suite are stable */
     threads_init(getenv("RANDLORA_THREADS") ? 0 : 2);
     for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++)
