@@ -23,11 +23,13 @@
 # Environment: BENCH_THREADS (2), RANDLORA (./randlora), TORCH_PYTHON
 # (/usr/bin/python3: Debian's python3-torch; the python3 first on PATH may
 # lack torch), BENCH_TORCH_WAIT (passive | default). By default PyTorch
-# runs with OMP_WAIT_POLICY=passive, the policy randlora itself runs with
-# (core/threads.h): under libgomp's default active wait its OpenMP workers
-# spin and starve OpenBLAS's threads (PyTorch 3.2-4.6x slower here, see
-# docs/BENCHMARKS.md), so the default baseline is PyTorch at its best;
-# BENCH_TORCH_WAIT=default runs PyTorch as installed, OMP_WAIT_POLICY unset.
+# runs with OMP_WAIT_POLICY=passive and OPENBLAS_THREAD_TIMEOUT=16, the
+# policies randlora itself runs with (core/threads.h): under libgomp's
+# default active wait its OpenMP workers spin and starve OpenBLAS's threads
+# (PyTorch 3.2-4.6x slower here, see docs/BENCHMARKS.md), and OpenBLAS's
+# spinning workers slow its elementwise loops (~6% on clip-tiny), so the
+# default baseline is PyTorch at its best; BENCH_TORCH_WAIT=default runs
+# PyTorch as installed, both variables unset.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -39,8 +41,8 @@ RL=${RANDLORA:-./randlora}
 PY=${TORCH_PYTHON:-/usr/bin/python3}
 OUT=${1:-build/bench/table.jsonl}
 case ${BENCH_TORCH_WAIT:-passive} in
-    passive) TORCH_WAIT=OMP_WAIT_POLICY=passive ;;
-    default) TORCH_WAIT="-u OMP_WAIT_POLICY" ;;
+    passive) TORCH_WAIT="OMP_WAIT_POLICY=passive OPENBLAS_THREAD_TIMEOUT=16" ;;
+    default) TORCH_WAIT="-u OMP_WAIT_POLICY -u OPENBLAS_THREAD_TIMEOUT" ;;
     *) echo "run_table.sh: BENCH_TORCH_WAIT is passive or default" >&2; exit 2 ;;
 esac
 
@@ -70,7 +72,7 @@ row() {
 }
 
 start=$(date +%s)
-echo "issue 7 table: $T threads; PyTorch: $([ $TORCH = 1 ] && echo "$TORCH_VERSION ($PY), OMP_WAIT_POLICY ${BENCH_TORCH_WAIT:-passive}" || echo "not found ($PY cannot import torch): the C half only")" >&2
+echo "issue 7 table: $T threads; PyTorch: $([ $TORCH = 1 ] && echo "$TORCH_VERSION ($PY), wait policies ${BENCH_TORCH_WAIT:-passive}" || echo "not found ($PY cannot import torch): the C half only")" >&2
 row clip-vit-b-32 lora 32 32 1 "$S" 1
 row clip-vit-b-32 vera 256 32 1 "$S" 1
 row clip-vit-b-32 randlora 6 32 1 "$S" 1

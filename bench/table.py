@@ -51,9 +51,10 @@ def main():
           "sgemm 1024x3072x768 in the same process, %peak of it; GEMM %: measured time inside "
           "cblas_sgemm)")
     pols = sorted({r.get("omp_wait_policy", "?") for r in torch.values()})
+    touts = sorted({r.get("openblas_thread_timeout", "?") for r in torch.values()})
     if pols:
-        print("PyTorch %s, OMP_WAIT_POLICY %s" % (next(iter(torch.values()))["torch"],
-                                                  " / ".join(pols)))
+        print("PyTorch %s, OMP_WAIT_POLICY %s, OPENBLAS_THREAD_TIMEOUT %s"
+              % (next(iter(torch.values()))["torch"], " / ".join(pols), " / ".join(touts)))
     if no_torch:
         print("PyTorch was not found: the C half only; the ratio targets are not evaluated.")
 

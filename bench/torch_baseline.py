@@ -339,7 +339,9 @@ def main():
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps(dict(
         impl="torch", torch=torch.__version__,
-        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "default"), model=a.model, method=a.method,
+        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "default"),
+        openblas_thread_timeout=os.environ.get("OPENBLAS_THREAD_TIMEOUT", "default"),
+        model=a.model, method=a.method,
         rank=r if a.method in DEFAULT_RANK else 0, batch=B, accumulate=A, classes=K,
         text_tokens=int(ids.shape[1]), steps=a.steps, threads=torch.get_num_threads(),
         n_trainable=n_trainable, step_s=round(med, 6), step_min_s=round(min(times), 6),

@@ -32,7 +32,13 @@
     PARALLEL_PRAGMA_(omp parallel for schedule(static) if ((work) >= PARALLEL_MIN_WORK))
 #define PARALLEL_FOR_SUM(var, work) \
     PARALLEL_PRAGMA_(omp parallel for schedule(static) reduction(+:var) if ((work) >= PARALLEL_MIN_WORK))
+/* PARALLEL_FOR whose iterations are independent elementwise work that GCC
+ * does not vectorize inside an outlined parallel loop on its own (the
+ * activations); simd only allows vector execution, not reassociation */
+#define PARALLEL_FOR_SIMD(work) \
+    PARALLEL_PRAGMA_(omp parallel for simd schedule(static) if ((work) >= PARALLEL_MIN_WORK))
 #else
+#define PARALLEL_FOR_SIMD(work)
 #define PARALLEL_FOR(work)
 #define PARALLEL_FOR_SUM(var, work)
 #endif

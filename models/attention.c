@@ -24,6 +24,7 @@
 
 #include "core/parallel.h"
 #include "core/status.h"
+#include "models/exp_vec.h"
 
 
 static void attention_check(size_t T, size_t C, size_t NH)
@@ -46,11 +47,10 @@ static void softmax_row(float *row, size_t n, size_t T)
     for (size_t j = 1; j < n; j++)
         if (row[j] > maxv)
             maxv = row[j];
-    for (size_t j = 0; j < n; j++) {
-        float e = expf(row[j] - maxv);
-        row[j] = e;
-        sum += (double)e;
-    }
+    for (size_t j = 0; j < n; j++)          /* vectorized (exp_vec.h) */
+        row[j] = exp_vec(row[j] - maxv);
+    for (size_t j = 0; j < n; j++)
+        sum += (double)row[j];
     /* sum >= 1 (the max term), so the division is safe */
     inv = (float)(1.0 / sum);
     for (size_t j = 0; j < n; j++)

@@ -26,6 +26,7 @@
 #include <cblas.h>
 
 #include "core/parallel.h"
+#include "models/exp_vec.h"
 
 
 /* CBLAS takes int dimensions: a size that does not fit is a caller bug. */
@@ -269,11 +270,11 @@ void layernorm_backward(float *dinp, float *dw, float *db,
 /* out (n) = inp * sigmoid(1.702 inp) */
 void quick_gelu_forward(float *out, const float *inp, size_t n)
 {
-    PARALLEL_FOR(n)
+    PARALLEL_FOR_SIMD(n)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
 
-        out[i] = x / (1.0f + expf(-QUICK_GELU_K * x));
+        out[i] = x / (1.0f + exp_vec(-QUICK_GELU_K * x));
     }
 }
 
@@ -282,12 +283,12 @@ void quick_gelu_backward(float *dinp, const float *dout, const float *inp, size_
 {
     /* in the forward pass out = x s with s = sigmoid(k x), and
      * ds/dx = k s (1 - s), so d out / dx = s + x k s (1 - s).
-     * (for very negative x, expf overflows to inf and s = 0 exactly,
+     * (for very negative x, exp overflows to inf and s = 0 exactly,
      * giving a gradient of 0, the right limit) */
-    PARALLEL_FOR(n)
+    PARALLEL_FOR_SIMD(n)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        float s = 1.0f / (1.0f + expf(-QUICK_GELU_K * x));
+        float s = 1.0f / (1.0f + exp_vec(-QUICK_GELU_K * x));
 
         dinp[i] += dout[i] * (s + x * QUICK_GELU_K * s * (1.0f - s));
     }

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "models/exp_vec.h"
 #include "models/nn.h"
 #include "suites.h"
 #include "test_util.h"
@@ -453,6 +454,58 @@ START_TEST(test_activations_known)
     ck_assert_double_eq_tol(dy[1], 0.5, 1e-7);
     ck_assert_float_eq(dy[3], 0.0f);
     ck_assert_float_eq(dy[4], 1.0f);
+}
+END_TEST
+
+/* exp_vec (the activations' and softmax's exp): within 2 ulp of exp in
+ * double over its range, stepping through [-90, 90] (~490k points, every
+ * ulp band of r = x - n ln2); 0 below -86.6, +inf above expf's last finite
+ * input, NaN for NaN; and the loop over it gives the same as one by one
+ * (the vectorized body is the scalar one) */
+START_TEST(test_exp_vec)
+{
+    const float hi = 0x1.62e42ep+6f;       /* the largest x with a finite expf */
+    double worst = 0.0;
+    float worst_x = 0.0f;
+    size_t n = 0;
+    float xs[1000], ys[1000];
+
+    for (float x = -90.0f; x <= 90.0f; x += 0.000367f) {
+        float y = exp_vec(x);
+        double want = exp((double)x), ulp;
+
+        if (x < -86.6f) {
+            ck_assert_float_eq(y, 0.0f);
+            continue;
+        }
+        if (x > hi) {
+            ck_assert(isinf(y) && y > 0.0f);
+            continue;
+        }
+        ulp = ldexp(1.0, ilogb(want) - 23);
+        if (fabs((double)y - want) / ulp > worst) {
+            worst = fabs((double)y - want) / ulp;
+            worst_x = x;
+        }
+        n++;
+    }
+    ck_assert_uint_gt(n, 400000);
+    ck_assert_msg(worst <= 2.0, "exp_vec: %.3f ulp at %.9g", worst, worst_x);
+    ck_assert_float_eq(exp_vec(0.0f), 1.0f);
+    ck_assert_float_eq(exp_vec(hi), expf(hi));
+    ck_assert(isfinite(exp_vec(hi)));
+    ck_assert(isnan(exp_vec(NAN)));
+    ck_assert(isinf(exp_vec(INFINITY)));
+    ck_assert_float_eq(exp_vec(-INFINITY), 0.0f);
+    for (size_t i = 0; i < 1000; i++)
+        xs[i] = -80.0f + 0.17f * (float)i;
+    for (size_t i = 0; i < 1000; i++)
+        ys[i] = exp_vec(xs[i]);
+    for (size_t i = 0; i < 1000; i += 37) {
+        volatile float x = xs[i];
+
+        ck_assert_float_eq(ys[i], exp_vec(x));
+    }
 }
 END_TEST
 
@@ -1155,6 +1208,7 @@ Suite *suite_nn(void)
 
     tcase_add_test(known, test_layernorm_known);
     tcase_add_test(known, test_activations_known);
+    tcase_add_test(known, test_exp_vec);
     tcase_add_test(known, test_patch_embed_known_layout);
     tcase_add_test(known, test_linear_known);
     suite_add_tcase(s, known);
