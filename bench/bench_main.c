@@ -183,10 +183,11 @@ int main(int argc, char **argv)
                                     .causal = false, .eps = 1e-5f };
     pbuf = bench_randn(&r, block_param_sizes(sizes, C, F));
     gbuf = xcalloc(block_param_sizes(sizes, C, F), sizeof(float));
-    abuf = xcalloc(block_acts_size(B, T, C, NH, F), sizeof(float));
+    abuf = xcalloc(block_acts_size(B, T, C, NH, F) + block_acts_scratch_size(B, T, C, F),
+                   sizeof(float));
     gabuf = xcalloc(block_grad_acts_size(B, T, C, NH, F), sizeof(float));
     block_params_point(&bc.p, pbuf, C, F);
-    block_acts_point(&bc.acts, abuf, B, T, C, NH, F);
+    block_acts_point(&bc.acts, abuf, abuf + block_acts_size(B, T, C, NH, F), B, T, C, NH, F);
     block_grad_acts_point(&bc.gacts, gabuf, B, T, C, NH, F);
     bc.x = bench_randn(&r, N * C);
     bc.dy = bench_randn(&r, N * C);

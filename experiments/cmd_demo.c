@@ -126,7 +126,8 @@ static size_t demo_acts_size(int with_block)
     const size_t B = DEMO_B, T = DEMO_T, C = DEMO_C;
 
     return 3 * B * T * C + 2 * B * T + B * C + 2 * B * DEMO_K
-           + (with_block ? block_acts_size(B, T, C, DEMO_NH, DEMO_F) : 0);
+           + (with_block ? block_acts_size(B, T, C, DEMO_NH, DEMO_F)
+                               + block_acts_scratch_size(B, T, C, DEMO_F) : 0);
 }
 
 /* Point the views into buf, demo_acts_size(with_block) floats. */
@@ -144,7 +145,8 @@ static void demo_acts_point(struct demo_acts *a, float *buf, int with_block)
     a->logits = at;   at += B * DEMO_K;
     a->probs = at;    at += B * DEMO_K;
     if (with_block)
-        block_acts_point(&a->blk, at, B, T, C, DEMO_NH, DEMO_F);
+        block_acts_point(&a->blk, at, at + block_acts_size(B, T, C, DEMO_NH, DEMO_F), B, T, C,
+                         DEMO_NH, DEMO_F);
 }
 
 static void demo_init(struct demo *d, uint64_t seed)

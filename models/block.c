@@ -104,22 +104,21 @@ void block_grads_point(struct block_grads *g, float *buf, size_t C, size_t F)
 /* ------------------------------------------------------------------------ */
 /* activations and their gradients: one buffer each                          */
 
-#define BLOCK_NUM_ACTS 16
+#define BLOCK_NUM_ACTS 11
 
-/* sizes in struct block_acts order */
+/* sizes of the kept activations, in struct block_acts order */
 static void acts_sizes(size_t s[BLOCK_NUM_ACTS],
                        size_t B, size_t T, size_t C, size_t NH, size_t F)
 {
     const size_t N = mul(B, T), NC = mul(N, C), NF = mul(N, F);
     const size_t NHTT = mul(mul(B, NH), mul(T, T));
     const size_t v[BLOCK_NUM_ACTS] = {
-        NC, N, N,           /* ln1, ln1_mean, ln1_rstd */
+        N, N,               /* ln1_mean, ln1_rstd      */
         NC, NC, NC,         /* q, k, v                 */
         NHTT,               /* att                     */
-        NC, NC, NC,         /* atty, attproj, h        */
-        NC, N, N,           /* ln2, ln2_mean, ln2_rstd */
-        NF, NF,             /* fch, fch_act            */
-        NC,                 /* fcproj                  */
+        NC, NC,             /* atty, h                 */
+        N, N,               /* ln2_mean, ln2_rstd      */
+        NF,                 /* fch                     */
     };
 
     memcpy(s, v, sizeof(v));
@@ -133,14 +132,24 @@ size_t block_acts_size(size_t B, size_t T, size_t C, size_t NH, size_t F)
     return sum(s, BLOCK_NUM_ACTS);
 }
 
-void block_acts_point(struct block_acts *a, float *buf,
+/* the scratch: one (B,T,C) for ln1 / attproj / ln2 / fcproj in turn, one
+ * (B,T,F) for fch_act, two (B,T) for recomputed statistics */
+size_t block_acts_scratch_size(size_t B, size_t T, size_t C, size_t F)
+{
+    const size_t N = mul(B, T);
+    const size_t s[4] = { mul(N, C), mul(N, F), N, N };
+
+    return sum(s, 4);
+}
+
+void block_acts_point(struct block_acts *a, float *buf, float *scratch,
                       size_t B, size_t T, size_t C, size_t NH, size_t F)
 {
+    const size_t N = mul(B, T);
     size_t s[BLOCK_NUM_ACTS];
     float **ptrs[BLOCK_NUM_ACTS] = {
-        &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->q, &a->k, &a->v, &a->att,
-        &a->atty, &a->attproj, &a->h, &a->ln2, &a->ln2_mean, &a->ln2_rstd,
-        &a->fch, &a->fch_act, &a->fcproj,
+        &a->ln1_mean, &a->ln1_rstd, &a->q, &a->k, &a->v, &a->att,
+        &a->atty, &a->h, &a->ln2_mean, &a->ln2_rstd, &a->fch,
     };
 
     acts_sizes(s, B, T, C, NH, F);
@@ -148,6 +157,10 @@ void block_acts_point(struct block_acts *a, float *buf,
         *ptrs[i] = buf;
         buf += s[i];
     }
+    a->ln1 = a->attproj = a->ln2 = a->fcproj = scratch;
+    a->fch_act = scratch + mul(N, C);
+    a->stat_mean = a->fch_act + mul(N, F);
+    a->stat_rstd = a->stat_mean + N;
 }
 
 #define BLOCK_NUM_GRAD_ACTS 10
@@ -337,6 +350,14 @@ void block_backward_adapted(float *dinp, struct block_grads *g, struct block_gra
 
     /* out = h + fcproj: dh = dout, and dfcproj is dout itself */
     memcpy(ga->dh, dout, NC * sizeof(float));
+    /* fch_act = act(fch) and ln2 = layer_norm2(h) again (block.h): the
+     * same kernels on the same inputs give the forward's bits */
+    if (cfg->act == BLOCK_ACT_GELU)
+        gelu_forward(a->fch_act, a->fch, NF);
+    else
+        quick_gelu_forward(a->fch_act, a->fch, NF);
+    layernorm_forward(a->ln2, a->stat_mean, a->stat_rstd, a->h, p->ln2_w, p->ln2_b, N, C,
+                      cfg->eps);
     /* fcproj = fch_act @ fc2_w^T + fc2_b */
     adapted_linear_backward(ga->dfch_act, g->fc2_w, g->fc2_b, dout, a->fch_act, p->fc2_w,
                             ad, BLOCK_LIN_FC2, N, F, C);
@@ -362,8 +383,11 @@ void block_backward_adapted(float *dinp, struct block_grads *g, struct block_gra
     /* atty = MHA(q, k, v) */
     attention_backward(ga->dq, ga->dk, ga->dv, ga->att_scratch, ga->datty, a->att,
                        a->q, a->k, a->v, B, T, C, NH, cfg->causal);
-    /* q, k, v = ln1 @ W^T + b: the three input gradients add up in dln1 */
+    /* q, k, v = ln1 @ W^T + b: the three input gradients add up in dln1
+     * (ln1 recomputed from the layer input into the scratch ln2 held) */
     float *dln1 = need_dln1 ? ga->dln1 : NULL;
+    layernorm_forward(a->ln1, a->stat_mean, a->stat_rstd, inp, p->ln1_w, p->ln1_b, N, C,
+                      cfg->eps);
     adapted_linear_backward(dln1, g->q_w, g->q_b, ga->dq, a->ln1, p->q_w,
                             ad, BLOCK_LIN_Q, N, C, C);
     adapted_linear_backward(dln1, g->k_w, g->k_b, ga->dk, a->ln1, p->k_w,

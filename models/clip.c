@@ -64,6 +64,7 @@ static size_t vision_layout(struct clip_vision_run *r, const struct clip_model *
     if (base)
         r->layer_acts = take(&p, mul(NA, r->layer_stride));
     total += mul(NA, r->layer_stride);
+    TAKE(acts_scratch, block_acts_scratch_size(B, T, C, F));
     TAKE(patches, mul(mul(B, P), K));
     TAKE(patch_out, mul(mul(B, P), C));
     TAKE(emb, BTC);
@@ -180,8 +181,8 @@ int clip_vision_forward(struct clip_vision_run *r, const struct clip_model *m,
     for (size_t l = 0; l < L; l++) {
         struct block_acts *a = &r->acts[r->train ? l : 0];
 
-        block_acts_point(a, r->layer_acts + (r->train ? l : 0) * r->layer_stride, B, T, C,
-                         v->heads, F);
+        block_acts_point(a, r->layer_acts + (r->train ? l : 0) * r->layer_stride,
+                         r->acts_scratch, B, T, C, v->heads, F);
         block_forward_adapted(res_slot(r->res, r->train, l + 1, BTC), a,
                               res_slot(r->res, r->train, l, BTC), &m->vlayer[l],
                               layer_adapters(ca, CLIP_TOWER_VISION, l), &m->vblock, B, T);
@@ -266,8 +267,8 @@ void clip_vision_backward(struct clip_vision_run *r, const struct clip_model *m,
 
     block_grad_acts_point(&r->gacts, r->gacts_buf, B, T, C, v->heads, v->intermediate);
     for (size_t l = 0; l < L; l++)
-        block_acts_point(&r->acts[l], r->layer_acts + l * r->layer_stride, B, T, C, v->heads,
-                         v->intermediate);
+        block_acts_point(&r->acts[l], r->layer_acts + l * r->layer_stride, r->acts_scratch,
+                         B, T, C, v->heads, v->intermediate);
     d0 = encoder_backward(r->dres, &r->gacts, r->acts, r->res, BTC, m->vlayer,
                           g ? g->vlayer : NULL, ca, CLIP_TOWER_VISION, &m->vblock, L, stop,
                           need_all, B, T);
@@ -303,6 +304,7 @@ static size_t text_layout(struct clip_text_run *r, const struct clip_model *m, f
     if (base)
         r->layer_acts = take(&p, mul(NA, r->layer_stride));
     total += mul(NA, r->layer_stride);
+    TAKE(acts_scratch, block_acts_scratch_size(B, T, C, F));
     TAKE(res, mul(NR, BTC));
     TAKE(pooled, mul(B, C));
     TAKE(fin, mul(B, C));
@@ -416,8 +418,8 @@ int clip_text_forward(struct clip_text_run *r, const struct clip_model *m,
     for (size_t l = 0; l < L; l++) {
         struct block_acts *a = &r->acts[r->train ? l : 0];
 
-        block_acts_point(a, r->layer_acts + (r->train ? l : 0) * r->layer_stride, n, Tc, C,
-                         tc->heads, F);
+        block_acts_point(a, r->layer_acts + (r->train ? l : 0) * r->layer_stride,
+                         r->acts_scratch, n, Tc, C, tc->heads, F);
         block_forward_adapted(res_slot(r->res, r->train, l + 1, BTC), a,
                               res_slot(r->res, r->train, l, BTC), &m->tlayer[l],
                               layer_adapters(ca, CLIP_TOWER_TEXT, l), &m->tblock, n, Tc);
@@ -459,8 +461,8 @@ void clip_text_backward(struct clip_text_run *r, const struct clip_model *m,
 
     block_grad_acts_point(&r->gacts, r->gacts_buf, B, T, C, tc->heads, tc->intermediate);
     for (size_t l = 0; l < L; l++)
-        block_acts_point(&r->acts[l], r->layer_acts + l * r->layer_stride, B, T, C, tc->heads,
-                         tc->intermediate);
+        block_acts_point(&r->acts[l], r->layer_acts + l * r->layer_stride, r->acts_scratch,
+                         B, T, C, tc->heads, tc->intermediate);
     d0 = encoder_backward(r->dres, &r->gacts, r->acts, r->res, BTC, m->tlayer,
                           g ? g->tlayer : NULL, ca, CLIP_TOWER_TEXT, &m->tblock, L, stop,
                           g != NULL, B, T);

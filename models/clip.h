@@ -398,6 +398,7 @@ struct clip_vision_run {
     float *post_mean, *post_rstd; /* (B)                                      */
     /* backward workspace (train only) */
     struct block_grad_acts gacts;
+    float *acts_scratch;        /* shared by the layers (block_acts_point)    */
     float *gacts_buf;
     float *dres[2];             /* (B,T,C)                                    */
     float *dpost, *dpooled;     /* (B,C)                                      */
@@ -424,6 +425,7 @@ struct clip_text_run {
     float *fin;                 /* (B,C)       final_layer_norm(pooled)       */
     float *fin_mean, *fin_rstd; /* (B)                                        */
     struct block_grad_acts gacts;
+    float *acts_scratch;        /* shared by the layers (block_acts_point)    */
     float *gacts_buf;
     float *dres[2];
     float *dfin, *dpooled;      /* (B,C)                                      */

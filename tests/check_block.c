@@ -114,9 +114,10 @@ static void bcase_init(struct bcase *bc, size_t B, size_t T, size_t C, size_t NH
     bc->x = test_zeros(n);
     bc->R = test_zeros(n);
     bc->y = test_zeros(n);
-    bc->abuf = test_zeros(block_acts_size(B, T, C, NH, F));
+    bc->abuf = test_zeros(block_acts_size(B, T, C, NH, F) + block_acts_scratch_size(B, T, C, F));
     bc->gabuf = test_zeros(block_grad_acts_size(B, T, C, NH, F));
-    block_acts_point(&bc->acts, bc->abuf, B, T, C, NH, F);
+    block_acts_point(&bc->acts, bc->abuf, bc->abuf + block_acts_size(B, T, C, NH, F), B, T, C,
+                     NH, F);
     block_grad_acts_point(&bc->gacts, bc->gabuf, B, T, C, NH, F);
 }
 
