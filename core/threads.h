@@ -2,8 +2,10 @@
  * threads.h: the one place that decides how many threads do what.
  *
  * Policy: OpenBLAS (the pthreads build Debian ships) owns threads inside GEMMs;
- * OpenMP parallelises elementwise loops. A GEMM is never called from inside an
- * OpenMP parallel region, so the two pools never nest. Both default to the
+ * OpenMP parallelises elementwise loops. A GEMM is called from inside an
+ * OpenMP parallel region only where OpenBLAS runs it on the calling thread
+ * (attention's per-head products, below OpenBLAS's multithreading size:
+ * models/attention.c), so the two pools never nest. Both default to the
  * number of online CPUs, overridable with RANDLORA_THREADS or threads_init(n).
  */
 #ifndef RANDLORA_CORE_THREADS_H

@@ -62,6 +62,18 @@ static void softmax_row(float *row, size_t n, size_t T)
 /* ------------------------------------------------------------------------ */
 /* fast path                                                                 */
 
+/* The heads are independent: each (b,h) is a chain of small GEMMs on a
+ * T x T tile that stays in cache, done by one thread from start to end.
+ * OpenBLAS runs a GEMM on the calling thread when M N K <= 65536 * 4
+ * (interface/gemm.c: SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD), and
+ * its threaded build locks its shared state, so below that size the heads
+ * run in parallel, one OpenMP thread each, with no nesting of the two
+ * pools (core/threads.h). Above it (T x T x hs beyond 262144: ViT-B/16's
+ * 197 tokens) the heads run one after another and OpenBLAS threads each
+ * product, as every other GEMM. Either way each head's arithmetic is the
+ * same, so the result does not depend on the thread count. */
+#define ATTN_BLAS_SERIAL_MNK ((size_t)65536 * 4)
+
 /* out (B,T,C), att (B,NH,T,T); q, k, v (B,T,C) */
 void attention_forward(float *out, float *att,
                        const float *q, const float *k, const float *v,
@@ -70,36 +82,26 @@ void attention_forward(float *out, float *att,
     attention_check(T, C, NH);
     const size_t hs = C / NH;
     const float scale = (float)(1.0 / sqrt((double)hs));
-    const size_t rows = B * NH * T;
+    const size_t heads = B * NH;
+    const bool per_thread = T * T * hs <= ATTN_BLAS_SERIAL_MNK;
 
-    /* pre (T,T) = scale * q_h (T,hs) @ k_h (T,hs)^T, written into att */
-    for (size_t b = 0; b < B; b++)
-        for (size_t h = 0; h < NH; h++) {
-            const float *qh = q + b * T * C + h * hs;
-            const float *kh = k + b * T * C + h * hs;
-            float *ath = att + (b * NH + h) * T * T;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                        (int)T, (int)T, (int)hs, scale, qh, (int)C, kh, (int)C,
-                        0.0f, ath, (int)T);
-        }
+    PARALLEL_FOR(per_thread ? heads * T * T * hs : 0)
+    for (size_t bh = 0; bh < heads; bh++) {
+        const size_t b = bh / NH, h = bh % NH, off = b * T * C + h * hs;
+        float *ath = att + bh * T * T;
 
-    /* softmax over each row of every (b,h) block */
-    PARALLEL_FOR(rows * T)
-    for (size_t r = 0; r < rows; r++) {
-        size_t i = r % T;
-        softmax_row(att + r * T, causal ? i + 1 : T, T);
+        /* pre (T,T) = scale * q_h (T,hs) @ k_h (T,hs)^T, into att */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                    (int)T, (int)T, (int)hs, scale, q + off, (int)C, k + off, (int)C,
+                    0.0f, ath, (int)T);
+        /* softmax over each row */
+        for (size_t i = 0; i < T; i++)
+            softmax_row(ath + i * T, causal ? i + 1 : T, T);
+        /* out_h (T,hs) = att (T,T) @ v_h (T,hs), into its column block */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                    (int)T, (int)hs, (int)T, 1.0f, ath, (int)T, v + off, (int)C,
+                    0.0f, out + off, (int)C);
     }
-
-    /* out_h (T,hs) = att (T,T) @ v_h (T,hs), written into its column block */
-    for (size_t b = 0; b < B; b++)
-        for (size_t h = 0; h < NH; h++) {
-            const float *ath = att + (b * NH + h) * T * T;
-            const float *vh = v + b * T * C + h * hs;
-            float *oh = out + b * T * C + h * hs;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                        (int)T, (int)hs, (int)T, 1.0f, ath, (int)T, vh, (int)C,
-                        0.0f, oh, (int)C);
-        }
 }
 
 /* dq, dk, dv (B,T,C) += ...; scratch (B,NH,T,T) workspace; dout (B,T,C);
@@ -112,7 +114,8 @@ void attention_backward(float *dq, float *dk, float *dv, float *scratch,
     attention_check(T, C, NH);
     const size_t hs = C / NH;
     const float scale = (float)(1.0 / sqrt((double)hs));
-    const size_t rows = B * NH * T;
+    const size_t heads = B * NH;
+    const bool per_thread = T * T * hs <= ATTN_BLAS_SERIAL_MNK;
 
     /*
      * Forward, per (b,h), with A = att, P = pre-softmax scores:
@@ -131,62 +134,47 @@ void attention_backward(float *dq, float *dk, float *dv, float *scratch,
      */
     (void)causal; /* carried by the exact zeros of att */
 
-    if (dv)
-        for (size_t b = 0; b < B; b++)
-            for (size_t h = 0; h < NH; h++) {
-                const float *ath = att + (b * NH + h) * T * T;
-                const float *doh = dout + b * T * C + h * hs;
-                float *dvh = dv + b * T * C + h * hs;
-                /* dv_h (T,hs) += att^T (T,T) @ dout_h (T,hs) */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-                            (int)T, (int)hs, (int)T, 1.0f, ath, (int)T, doh, (int)C,
-                            1.0f, dvh, (int)C);
-            }
+    PARALLEL_FOR(per_thread ? heads * T * T * hs : 0)
+    for (size_t bh = 0; bh < heads; bh++) {
+        const size_t b = bh / NH, h = bh % NH, off = b * T * C + h * hs;
+        const float *ath = att + bh * T * T;
+        float *dph = scratch + bh * T * T;
 
-    if (!dq && !dk)
-        return;
+        /* dv_h (T,hs) += att^T (T,T) @ dout_h (T,hs) */
+        if (dv)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+                        (int)T, (int)hs, (int)T, 1.0f, ath, (int)T, dout + off, (int)C,
+                        1.0f, dv + off, (int)C);
+        if (!dq && !dk)
+            continue;
+        /* datt (T,T) = dout_h (T,hs) @ v_h (T,hs)^T, into scratch */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                    (int)T, (int)T, (int)hs, 1.0f, dout + off, (int)C, v + off, (int)C,
+                    0.0f, dph, (int)T);
+        /* dpre = att * (datt - rowsum(att * datt)), in place */
+        for (size_t i = 0; i < T; i++) {
+            const float *a = ath + i * T;
+            float *d = dph + i * T;
+            double dot = 0.0;
+            float fdot;
 
-    /* datt (T,T) = dout_h (T,hs) @ v_h (T,hs)^T, into scratch */
-    for (size_t b = 0; b < B; b++)
-        for (size_t h = 0; h < NH; h++) {
-            const float *doh = dout + b * T * C + h * hs;
-            const float *vh = v + b * T * C + h * hs;
-            float *dah = scratch + (b * NH + h) * T * T;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                        (int)T, (int)T, (int)hs, 1.0f, doh, (int)C, vh, (int)C,
-                        0.0f, dah, (int)T);
+            for (size_t j = 0; j < T; j++)
+                dot += (double)a[j] * (double)d[j];
+            fdot = (float)dot;
+            for (size_t j = 0; j < T; j++)
+                d[j] = a[j] * (d[j] - fdot);
         }
-
-    /* dpre = att * (datt - rowsum(att * datt)), in place in scratch */
-    PARALLEL_FOR(rows * T)
-    for (size_t r = 0; r < rows; r++) {
-        const float *a = att + r * T;
-        float *d = scratch + r * T;
-        double dot = 0.0;
-        float fdot;
-
-        for (size_t j = 0; j < T; j++)
-            dot += (double)a[j] * (double)d[j];
-        fdot = (float)dot;
-        for (size_t j = 0; j < T; j++)
-            d[j] = a[j] * (d[j] - fdot);
+        /* dq_h (T,hs) += scale * dpre (T,T) @ k_h (T,hs) */
+        if (dq)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                        (int)T, (int)hs, (int)T, scale, dph, (int)T, k + off, (int)C,
+                        1.0f, dq + off, (int)C);
+        /* dk_h (T,hs) += scale * dpre^T (T,T) @ q_h (T,hs) */
+        if (dk)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+                        (int)T, (int)hs, (int)T, scale, dph, (int)T, q + off, (int)C,
+                        1.0f, dk + off, (int)C);
     }
-
-    for (size_t b = 0; b < B; b++)
-        for (size_t h = 0; h < NH; h++) {
-            const float *dph = scratch + (b * NH + h) * T * T;
-            const size_t off = b * T * C + h * hs;
-            /* dq_h (T,hs) += scale * dpre (T,T) @ k_h (T,hs) */
-            if (dq)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                            (int)T, (int)hs, (int)T, scale, dph, (int)T, k + off, (int)C,
-                            1.0f, dq + off, (int)C);
-            /* dk_h (T,hs) += scale * dpre^T (T,T) @ q_h (T,hs) */
-            if (dk)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-                            (int)T, (int)hs, (int)T, scale, dph, (int)T, q + off, (int)C,
-                            1.0f, dk + off, (int)C);
-        }
 }
 
 /* ------------------------------------------------------------------------ */
