@@ -489,7 +489,11 @@ void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
     bool changed = false;
 
     path_state(ca);
-    clip_adapters_end_backward(ca, m);  /* a step left unfinished: nothing lost */
+    /* a step left without end_backward: its sums are dropped (the caller
+     * zeroes the gradients for this step), its sites made consistent */
+    for (size_t k = 0; k < ca->n_sites; k++)
+        site_layer(ca, &ca->sites[k])->gw_sum[ca->sites[k].lin] = NULL;
+    clip_adapters_end_backward(ca, m);
     for (size_t k = 0; k < ca->n_sites; k++) {
         const struct clip_site *s = &ca->sites[k];
         struct adapter *a = &ca->adapters[k];
