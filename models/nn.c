@@ -168,6 +168,48 @@ void linear_backward_naive(float *dinp, float *dw, float *db,
  * rstd = 1 / sqrt(var + eps). The row statistics are accumulated in double
  * (two passes: mean, then the centred second moment).
  */
+/* sum over c < C of f(x[c]) in double, in LN_LANES independent partial
+ * sums (a fixed order, so the same bits every run; the lanes make the loop
+ * vectorizable without reassociating anything), then the lanes in order */
+#define LN_LANES 8
+
+static double row_sum(const float *x, size_t C)
+{
+    double lane[LN_LANES] = { 0 }, s = 0.0;
+    size_t c = 0;
+
+    for (; c + LN_LANES <= C; c += LN_LANES)
+        for (size_t l = 0; l < LN_LANES; l++)
+            lane[l] += (double)x[c + l];
+    for (; c < C; c++)
+        lane[c % LN_LANES] += (double)x[c];
+    for (size_t l = 0; l < LN_LANES; l++)
+        s += lane[l];
+    return s;
+}
+
+/* sum over c < C of (x[c] - m)^2 in double, lanes as row_sum */
+static double row_sq_dev(const float *x, size_t C, double m)
+{
+    double lane[LN_LANES] = { 0 }, s = 0.0;
+    size_t c = 0;
+
+    for (; c + LN_LANES <= C; c += LN_LANES)
+        for (size_t l = 0; l < LN_LANES; l++) {
+            double d = (double)x[c + l] - m;
+
+            lane[l] += d * d;
+        }
+    for (; c < C; c++) {
+        double d = (double)x[c] - m;
+
+        lane[c % LN_LANES] += d * d;
+    }
+    for (size_t l = 0; l < LN_LANES; l++)
+        s += lane[l];
+    return s;
+}
+
 void layernorm_forward(float *out, float *mean, float *rstd,
                        const float *inp, const float *w, const float *b,
                        size_t N, size_t C, float eps)
@@ -176,18 +218,11 @@ void layernorm_forward(float *out, float *mean, float *rstd,
     for (size_t n = 0; n < N; n++) {
         const float *x = inp + n * C;
         float *y = out + n * C;
-        double m = 0.0, v = 0.0;
+        double m, v;
         float mf, s;
 
-        for (size_t c = 0; c < C; c++)
-            m += x[c];
-        m = C ? m / (double)C : 0.0;
-        for (size_t c = 0; c < C; c++) {
-            double d = x[c] - m;
-
-            v += d * d;
-        }
-        v = C ? v / (double)C : 0.0;
+        m = C ? row_sum(x, C) / (double)C : 0.0;
+        v = C ? row_sq_dev(x, C, m) / (double)C : 0.0;
         mf = (float)m;
         s = (float)(1.0 / sqrt(v + (double)eps));
         for (size_t c = 0; c < C; c++)
