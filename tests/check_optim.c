@@ -27,6 +27,7 @@
 #include "core/alloc.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "core/threads.h"
 #include "models/optim.h"
 #include "suites.h"
 #include "test_util.h"
@@ -427,12 +428,40 @@ START_TEST(test_clip_small_untouched)
         want += (double)g[i] * g[i];
     want = sqrt(want);
     ck_assert(want < 0.5);
-    ck_assert(grad_norm(g, N) == want);
+    /* the same sum in another order (grad_norm's lanes): equal to double
+     * round-off */
+    ck_assert_double_eq_tol(grad_norm(g, N), want, 1e-15 * want);
     norm = clip_grad_norm(g, N, 1.0);
-    ck_assert(norm == want);
+    ck_assert(norm == grad_norm(g0, N));
     ck_assert_mem_eq(g, g0, N * sizeof(*g));   /* bit-identical */
     free(g);
     free(g0);
+}
+END_TEST
+
+/* grad_norm on a long vector (several chunks and a ragged tail): within
+ * double round-off of a long-double reference, and the same bits with one
+ * thread and with two (its order depends on n alone) */
+START_TEST(test_grad_norm_long)
+{
+    const size_t n = ((size_t)1 << 20) * 3 + 12345;
+    struct rng r;
+    float *g;
+    long double want = 0.0L;
+    double one, two;
+
+    rng_init(&r, 13);
+    g = test_randn(&r, n, 0.5f);
+    for (size_t i = 0; i < n; i++)
+        want += (long double)g[i] * (long double)g[i];
+    want = sqrtl(want);
+    threads_init(1);
+    one = grad_norm(g, n);
+    threads_init(2);
+    two = grad_norm(g, n);
+    ck_assert_double_eq_tol(one, (double)want, 1e-13 * (double)want);
+    ck_assert(memcmp(&one, &two, sizeof(one)) == 0);
+    free(g);
 }
 END_TEST
 
@@ -630,6 +659,7 @@ Suite *suite_optim(void)
     tcase_add_test(tc, test_schedule_points);
     tcase_add_test(tc, test_clip_small_untouched);
     tcase_add_test(tc, test_clip_large_to_max_norm);
+    tcase_add_test(tc, test_grad_norm_long);
     tcase_add_test(tc, test_nonfinite_gradient);
     tcase_add_test(tc, test_weight_decay_zero_grad);
     tcase_add_test(tc, test_large_block_matches_small);
