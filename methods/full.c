@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/parallel.h"
 #include "methods/adapter.h"
 #include "methods/adapter_impl.h"
 
@@ -64,16 +65,25 @@ static void full_backward(struct adapter *a, const float *x, const float *dy, fl
         mm(NT, NT, N, a->d_in, a->d_out, 1.0f, dy, a->d_out, a->params, a->d_in, 1.0f, dx, a->d_in);
 }
 
+/* w (d_out, d_in) += scale * dW: a weight-sized pass, threaded */
 static void full_add_delta(struct adapter *a, float *w, float scale)
 {
-    for (size_t i = 0; i < a->n_params; i++)
-        w[i] += scale * a->params[i];
+    const float *dw = a->params;
+    const size_t n = a->n_params;
+
+    PARALLEL_FOR_SIMD(n)
+    for (size_t i = 0; i < n; i++)
+        w[i] += scale * dw[i];
 }
 
 static void full_project_grad(struct adapter *a, const float *gw)
 {
-    for (size_t i = 0; i < a->n_params; i++)
-        a->grads[i] += gw[i];
+    float *g = a->grads;
+    const size_t n = a->n_params;
+
+    PARALLEL_FOR_SIMD(n)
+    for (size_t i = 0; i < n; i++)
+        g[i] += gw[i];
 }
 
 /* factored: forward 2N do di, backward 4N do di; merged: gW 2N do di plus
