@@ -480,9 +480,38 @@ void adapter_project_grad(struct adapter *a, const float *gw)
         a->ops->project_grad(a, gw);
 }
 
+void adapter_project_rows(struct adapter *a, const float *x, const float *dy, size_t N)
+{
+    RL_ASSERT(a->ops->project_rows != NULL);
+    if (a->grads)
+        a->ops->project_rows(a, x, dy, N);
+}
+
 void adapter_path_flops(const struct adapter *a, size_t N, double *factored, double *merged)
 {
     a->ops->flops(a, N, factored, merged);
+}
+
+double adapter_merged_step_flops(const struct adapter *a, size_t N, size_t micro, bool *rows)
+{
+    const double k = micro ? (double)micro : 1.0;
+    double f, me, me0, merge = 0.0, rn = 0.0, unmerge, gw, rw;
+    bool use_rows;
+
+    /* ops->flops: merged = one add_delta + the weight gradient of N rows +
+     * one projection, so at 0 rows the add_delta and the projection */
+    a->ops->flops(a, N, &f, &me);
+    a->ops->flops(a, 0, &f, &me0);
+    if (a->ops->rows_flops)
+        a->ops->rows_flops(a, N, &merge, &rn);
+    /* the unmerge each step, unless the weight stays merged and re-merges */
+    unmerge = a->ops->add_delta_change ? 0.0 : merge;
+    gw = me0 + unmerge + k * (me - me0);
+    rw = merge + unmerge + k * rn;
+    use_rows = a->ops->project_rows && rw < gw;
+    if (rows)
+        *rows = use_rows;
+    return use_rows ? rw : gw;
 }
 
 enum adapter_path adapter_choose_path(const struct adapter *a, size_t N)
@@ -492,6 +521,7 @@ enum adapter_path adapter_choose_path(const struct adapter *a, size_t N)
     if (dropout_active(a))
         return ADAPTER_PATH_FACTORED;
     a->ops->flops(a, N, &f, &m);
+    m = adapter_merged_step_flops(a, N, 1, NULL);
     return m < f ? ADAPTER_PATH_MERGED : ADAPTER_PATH_FACTORED;
 }
 

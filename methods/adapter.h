@@ -232,6 +232,14 @@ struct adapter_ops {
     /* optional: w (d_out, d_in) += dW(a->params) - dW(old), old laid out as
      * a->params, in fewer FLOPs than an unmerge plus a merge (NULL: those) */
     void (*add_delta_change)(struct adapter *a, float *w, const float *old);
+    /* optional, merged path: grads += dL/dparams from the layer's input x
+     * (N, d_in) and output gradient dy (N, d_out) directly, without forming
+     * the weight gradient dy^T x (the input gradient comes from the merged
+     * weight); cheaper than forming and projecting it when N r is small
+     * against d_out d_in. rows_flops: the FLOPs of one add_delta (*merge)
+     * and of project_rows on N rows (*rows). Both NULL: only projection. */
+    void (*project_rows)(struct adapter *a, const float *x, const float *dy, size_t N);
+    void (*rows_flops)(const struct adapter *a, size_t N, double *merge, double *rows);
     /* FLOPs of the adapter's extra work for a forward + backward of N rows on
      * each path (the frozen base's own forward and dx are common to both) */
     void (*flops)(const struct adapter *a, size_t N, double *factored, double *merged);
@@ -303,11 +311,22 @@ void adapter_unmerge_old(struct adapter *a, float *w, const float *old);
 /* grads += dL/dparams, given gw = dL/d(dW) (d_out, d_in) */
 void adapter_project_grad(struct adapter *a, const float *gw);
 
+/* grads += dL/dparams from x (N, d_in) and dy (N, d_out) (ops->project_rows) */
+void adapter_project_rows(struct adapter *a, const float *x, const float *dy, size_t N);
+
 /* FLOP estimates of both paths for N rows; the merged path counts building
  * dW, the weight-gradient GEMM dy^T x and the projection. */
 void adapter_path_flops(const struct adapter *a, size_t N, double *factored, double *merged);
-/* The cheaper path for N rows; factored whenever dropout is active (the
- * merged path cannot apply a mask to the branch alone). */
+/* The merged path over an optimizer step of `micro` micro-batches of N rows
+ * (0 counts as 1): bringing dW into the weight (two add_delta passes, merge
+ * and unmerge, or one re-merge where the method has add_delta_change),
+ * then per micro-batch either the weight gradient, projected once per step,
+ * or project_rows; *rows (may be NULL) says whether project_rows is the
+ * cheaper route. Returns that route's FLOPs. */
+double adapter_merged_step_flops(const struct adapter *a, size_t N, size_t micro, bool *rows);
+/* The cheaper path for N rows (factored against adapter_merged_step_flops
+ * for one micro-batch); factored whenever dropout is active (the merged
+ * path cannot apply a mask to the branch alone). */
 enum adapter_path adapter_choose_path(const struct adapter *a, size_t N);
 /* dropout is applied to this layer's branch now (training, dropout > 0):
  * only the factored path can do that */

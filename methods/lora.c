@@ -137,6 +137,30 @@ static void lora_project_grad(struct adapter *a, const float *gw)
     mm(TR, NT, r, di, dout, p->s, B, r, gw, di, 1.0f, a->grads, di);
 }
 
+/* the merged path's parameter gradients straight from x and G = dy:
+ *   h = x A^T (N, r);  dB += s G^T h;  dh = s G B (N, r);  dA += dh^T x
+ * (the factored backward without dx: the merged weight gives that)        */
+static void lora_project_rows(struct adapter *a, const float *x, const float *dy, size_t N)
+{
+    struct lora_priv *p = a->priv;
+    size_t r = a->method->cfg.r, di = a->d_in, dout = a->d_out;
+    const float *A = a->params, *B = a->params + r * di;
+
+    mm(NT, TR, N, r, di, 1.0f, x, di, A, di, 0.0f, p->h, r);
+    mm(TR, NT, dout, r, N, p->s, dy, dout, p->h, r, 1.0f, a->grads + r * di, r);
+    mm(NT, NT, N, r, dout, p->s, dy, dout, B, r, 0.0f, p->dh, r);
+    mm(TR, NT, r, di, N, 1.0f, p->dh, r, x, di, 1.0f, a->grads, di);
+}
+
+/* add_delta 2 do di r; project_rows 4 N r (di + do) */
+static void lora_rows_flops(const struct adapter *a, size_t N, double *merge, double *rows)
+{
+    double r = (double)a->method->cfg.r, di = (double)a->d_in, dout = (double)a->d_out;
+
+    *merge = 2.0 * dout * di * r;
+    *rows = 4.0 * (double)N * r * (di + dout);
+}
+
 /* factored: 2Nr(di+do) forward, 4Nr(di+do) backward;
  * merged: dW 2 do di r, gW 2 N do di, projection 4 do di r */
 static void lora_flops(const struct adapter *a, size_t N, double *factored, double *merged)
@@ -163,6 +187,8 @@ const struct adapter_ops lora_ops = {
     .backward       = lora_backward,
     .add_delta      = lora_add_delta,
     .project_grad   = lora_project_grad,
+    .project_rows   = lora_project_rows,
+    .rows_flops     = lora_rows_flops,
     .flops          = lora_flops,
     .export_tensors = adapter_export_views,
     .import_tensors = adapter_import_views,

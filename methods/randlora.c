@@ -398,6 +398,38 @@ static void randlora_project_grad(struct adapter *a, const float *gw)
     contract_dq(&g, sh->dQ, a->grads, a->grads + g.r * g.n);
 }
 
+/* the merged path's parameter gradients straight from x and G = dy (the
+ * factored backward without dx; h in the shared scratch):
+ * case 1: h = s G P (N, n r);  dQ = h^T x (n r, d)
+ * case 2: h = x P (N, n r);    dQ = s h^T G (n r, d)
+ * then the contraction                                                     */
+static void randlora_project_rows(struct adapter *a, const float *x, const float *dy, size_t N)
+{
+    struct randlora_shared *sh = a->method->priv;
+    struct randlora_priv *p = a->priv;
+    struct geo g = geometry(a);
+
+    if (g.case1) {
+        mm(NT, NT, N, g.nr, g.D, p->s, dy, a->d_out, g.P, g.ldP, 0.0f, sh->hs, g.nr);
+        mm(TR, NT, g.nr, g.d, N, 1.0f, sh->hs, g.nr, x, a->d_in, 0.0f, sh->dQ, g.d);
+    } else {
+        mm(NT, NT, N, g.nr, g.D, 1.0f, x, a->d_in, g.P, g.ldP, 0.0f, sh->hs, g.nr);
+        mm(TR, NT, g.nr, g.d, N, p->s, sh->hs, g.nr, dy, a->d_out, 0.0f, sh->dQ, g.d);
+    }
+    contract_dq(&g, sh->dQ, a->grads, a->grads + g.r * g.n);
+}
+
+/* add_delta 2 D d nr (plus the Q build); project_rows 2 N nr (D + d) plus
+ * the contraction */
+static void randlora_rows_flops(const struct adapter *a, size_t N, double *merge, double *rows)
+{
+    struct geo g = geometry(a);
+    double nr = (double)g.nr, d = (double)g.d, D = (double)g.D;
+
+    *merge = 2.0 * D * d * nr + nr * d;
+    *rows = 2.0 * (double)N * nr * (D + d) + 4.0 * nr * d;
+}
+
 /* factored: forward 2N nr (d + D), backward 2N nr (D + 2d), plus Q builds
  * and the contraction (~5 nr d);
  * merged: dW 2 D d nr, gW 2 N D d, projection 2 D d nr, contraction */
@@ -429,6 +461,8 @@ const struct adapter_ops randlora_ops = {
     .add_delta      = randlora_add_delta,
     .project_grad   = randlora_project_grad,
     .add_delta_change = randlora_add_delta_change,
+    .project_rows   = randlora_project_rows,
+    .rows_flops     = randlora_rows_flops,
     .flops          = randlora_flops,
     .export_tensors = adapter_export_views,
     .import_tensors = adapter_import_views,

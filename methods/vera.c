@@ -229,16 +229,15 @@ static void vera_add_delta(struct adapter *a, float *w, float scale)
     mm(NT, NT, dout, di, r, scale, s->bB, r, s->dA, di, 1.0f, w, di);
 }
 
-/* dW[j,i] = b_j sum_k B[j,k] d_k A[k,i].  With M = gW A^T (d_out, r):
- *   db_j += sum_k B[j,k] d_k M[j,k],   dd_k += sum_j b_j B[j,k] M[j,k]        */
-static void vera_project_grad(struct adapter *a, const float *gw)
+/* dW[j,i] = b_j sum_k B[j,k] d_k A[k,i].  With M = gW A^T (d_out, r) in
+ * s->M:  db_j += sum_k B[j,k] d_k M[j,k],   dd_k += sum_j b_j B[j,k] M[j,k] */
+static void vera_contract_m(struct adapter *a)
 {
     struct vera_shared *s = a->method->priv;
-    size_t r = a->method->cfg.r, di = a->d_in, dout = a->d_out, ldA = a->method->max_in;
+    size_t r = a->method->cfg.r, dout = a->d_out;
     const float *b = a->params, *d = a->params + dout;
     float *db = a->grads, *dd = a->grads + dout;
 
-    mm(NT, TR, dout, r, di, 1.0f, gw, di, s->A, ldA, 0.0f, s->M, r);
     for (size_t j = 0; j < dout; j++) {
         float acc = 0.0f;
 
@@ -253,6 +252,36 @@ static void vera_project_grad(struct adapter *a, const float *gw)
             acc += (double)b[j] * s->B[j * r + k] * s->M[j * r + k];
         dd[k] += (float)acc;
     }
+}
+
+static void vera_project_grad(struct adapter *a, const float *gw)
+{
+    struct vera_shared *s = a->method->priv;
+    size_t r = a->method->cfg.r, di = a->d_in, dout = a->d_out, ldA = a->method->max_in;
+
+    mm(NT, TR, dout, r, di, 1.0f, gw, di, s->A, ldA, 0.0f, s->M, r);
+    vera_contract_m(a);
+}
+
+/* the same M without the weight gradient: gW A^T = G^T (x A^T) */
+static void vera_project_rows(struct adapter *a, const float *x, const float *dy, size_t N)
+{
+    struct vera_shared *s = a->method->priv;
+    struct vera_priv *p = a->priv;
+    size_t r = a->method->cfg.r, di = a->d_in, dout = a->d_out, ldA = a->method->max_in;
+
+    mm(NT, TR, N, r, di, 1.0f, x, di, s->A, ldA, 0.0f, p->h, r);
+    mm(TR, NT, dout, r, N, 1.0f, dy, dout, p->h, r, 0.0f, s->M, r);
+    vera_contract_m(a);
+}
+
+/* add_delta 2 do di r; project_rows 2 N r (di + do) */
+static void vera_rows_flops(const struct adapter *a, size_t N, double *merge, double *rows)
+{
+    double r = (double)a->method->cfg.r, di = (double)a->d_in, dout = (double)a->d_out;
+
+    *merge = 2.0 * dout * di * r;
+    *rows = 2.0 * (double)N * r * (di + dout);
 }
 
 /* factored: forward 2Nr(di+do), backward 2Nr(2do+di);
@@ -284,6 +313,8 @@ const struct adapter_ops vera_ops = {
     .backward       = vera_backward,
     .add_delta      = vera_add_delta,
     .project_grad   = vera_project_grad,
+    .project_rows   = vera_project_rows,
+    .rows_flops     = vera_rows_flops,
     .flops          = vera_flops,
     .export_tensors = adapter_export_views,
     .import_tensors = adapter_import_views,

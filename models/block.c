@@ -237,7 +237,8 @@ static void adapted_linear_forward(float *out, const float *inp, const float *w,
  * from the same linear_backward, w = W + dW), projected onto the adapter's
  * parameters, and added to dw when the weight itself is trained too; or,
  * with a step-long sum set, added to the sum for one projection later;
- * or, when the parameters are dW itself (full), added to them at once. */
+ * or, when the parameters are dW itself (full), added to them at once; or
+ * not formed at all, the parameter gradients taken from inp and dout. */
 static void adapted_linear_backward(float *dinp, float *dw, float *db, const float *dout,
                                     const float *inp, const float *w,
                                     const struct block_adapters *ad, enum block_linear i,
@@ -251,6 +252,11 @@ static void adapted_linear_backward(float *dinp, float *dw, float *db, const flo
 
         if (!a->grads && !dw) {
             linear_backward(dinp, NULL, db, dout, inp, w, N, C, OC);
+            return;
+        }
+        if (ad->rows[i] && !dw) {               /* no weight gradient at all */
+            linear_backward(dinp, NULL, db, dout, inp, w, N, C, OC);
+            adapter_project_rows(a, inp, dout, N);
             return;
         }
         if (a->grads && !dw && (a->ops->flags & ADAPTER_F_GRAD_IS_GW)) {

@@ -202,12 +202,23 @@ struct adapter;
  *     shared by every layer: it is projected at once), projects it onto the
  *     adapter's parameters (adapter_project_grad) and adds it to g's weight
  *     gradient when g asks for one; dx = dy W' already includes dW.
+ *     When g asks for no weight gradient, three cheaper variants:
+ *       - gw_sum[i] set: dy^T x is added to gw_sum[i] (the linear's own
+ *         d_out x d_in sum over an optimizer step's micro-batches), and the
+ *         caller projects the sum once (the projection is linear);
+ *       - rows[i] set: no weight gradient is formed at all; the adapter
+ *         takes its parameter gradients from x and dy
+ *         (adapter_project_rows), cheaper when its rank is small against
+ *         the weight (LoRA, VeRA, RandLoRA's MLP layers);
+ *       - a method whose parameters are dW itself (ADAPTER_F_GRAD_IS_GW:
+ *         full) gets dy^T x added to its gradient directly.
  * Who merges, unmerges and chooses: models/clip.h (clip_adapters_begin_step). */
 struct block_adapters {
     struct adapter *lin[BLOCK_NUM_LINEARS];
     bool merged[BLOCK_NUM_LINEARS];
     float *gw;                  /* needed when any merged[i]                  */
     float *gw_sum[BLOCK_NUM_LINEARS];   /* NULL: project at once (above)      */
+    bool rows[BLOCK_NUM_LINEARS];       /* project_rows instead of gw (above) */
 };
 
 /* block_forward / block_backward with adapters; ad == NULL is the plain

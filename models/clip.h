@@ -263,6 +263,13 @@ enum clip_path_mode {
                                    dropout, which only the factored path has) */
 };
 
+/* how a merged site's parameter gradients are formed (models/block.h) */
+enum clip_proj_mode {
+    CLIP_PROJ_AUTO = 0,         /* the cheaper, adapter_merged_step_flops     */
+    CLIP_PROJ_WEIGHT,           /* always from the weight gradient dy^T x     */
+    CLIP_PROJ_ROWS,             /* from x and dy wherever the method can      */
+};
+
 /* "auto" | "factored" | "merged" -> mode; RL_ERR_ARG otherwise */
 int clip_path_mode_parse(const char *name, enum clip_path_mode *out);
 
@@ -280,6 +287,7 @@ struct clip_adapters {
      * set at init from RANDLORA_ADAPTER_PATH (auto | factored | merged;
      * unset: auto) and may be changed between steps */
     enum clip_path_mode path_mode;
+    enum clip_proj_mode proj_mode;      /* auto at init; tests force one     */
     bool *merged;               /* (n_sites) the weight holds W + dW now      */
     bool *drifted;              /* (n_sites) merged since the last rebase     */
     size_t n_merged;            /* sites merged now                           */

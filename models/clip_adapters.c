@@ -526,9 +526,18 @@ void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
             ca->drifted[k] = true;
             ca->n_merged++;
         }
-        if (ca->merged[k] && micro_batches > 1 && a->grads &&
-            !(a->ops->flags & ADAPTER_F_GRAD_IS_GW))
-            site_layer(ca, s)->gw_sum[s->lin] = site_gw_sum(ca, k);
+        site_layer(ca, s)->rows[s->lin] = false;
+        if (ca->merged[k] && a->grads) {
+            bool rows = false;
+
+            adapter_merged_step_flops(a, s->tower == CLIP_TOWER_VISION ? vision_rows : text_rows,
+                                      micro_batches, &rows);
+            if (ca->proj_mode != CLIP_PROJ_AUTO)
+                rows = ca->proj_mode == CLIP_PROJ_ROWS && a->ops->project_rows;
+            site_layer(ca, s)->rows[s->lin] = rows;
+            if (!rows && micro_batches > 1 && !(a->ops->flags & ADAPTER_F_GRAD_IS_GW))
+                site_layer(ca, s)->gw_sum[s->lin] = site_gw_sum(ca, k);
+        }
     }
     if (changed)
         ca->round_trips++;

@@ -367,6 +367,14 @@ START_TEST(test_adapter_merge_and_paths)
                 tol = 1e-5 * (1.0 + max_abs(grads_f, np));
                 ck_assert_int_eq(tensor_compare("grads merged vs factored", a.grads, grads_f, np,
                                                 tol, 1e-5), 0);
+                /* the same gradients from the rows, no weight gradient */
+                if (ops->project_rows) {
+                    memset(a.grads, 0, np * sizeof(float));
+                    adapter_project_rows(&a, x, G, N_ROWS);
+                    ck_assert_int_eq(tensor_compare("grads from rows vs factored", a.grads,
+                                                    grads_f, np, tol, 1e-5), 0);
+                    ck_assert_ptr_nonnull(ops->rows_flops);
+                }
                 /* the flag's promise, which lets the merged backward skip
                  * project_grad: the parameter gradient is gW itself */
                 if (ops->flags & ADAPTER_F_GRAD_IS_GW) {
@@ -1057,12 +1065,27 @@ START_TEST(test_path_choice)
     adapter_free(&a);
     adapter_method_free(&m);
 
-    /* LoRA r 8 on 256x256: the factored branch is always cheaper */
+    /* LoRA r 8 on 256x256: factored 6 N r (di + do) = 24576 N; merged with
+     * the gradients from the rows: merge + unmerge 2 x 2 do di r = 2097152
+     * plus 4 N r (di + do) = 16384 N, so merged from N = 256 on; forming
+     * the weight gradient (2 do di N) would never pay */
     adapter_cfg_defaults(&cfg, "lora", 8);
     ck_assert_int_eq(adapter_method_init(&m, &cfg, 256, 256, 1024), RL_OK);
     ck_assert_int_eq(adapter_init(&a, &m, 256, 256, NULL, NULL), RL_OK);
     ck_assert_int_eq(adapter_choose_path(&a, 16), ADAPTER_PATH_FACTORED);
-    ck_assert_int_eq(adapter_choose_path(&a, 1024), ADAPTER_PATH_FACTORED);
+    ck_assert_int_eq(adapter_choose_path(&a, 255), ADAPTER_PATH_FACTORED);
+    ck_assert_int_eq(adapter_choose_path(&a, 257), ADAPTER_PATH_MERGED);
+    {
+        bool rows = false;
+        double mf = adapter_merged_step_flops(&a, 1024, 1, &rows);
+
+        ck_assert(rows);
+        ck_assert_double_eq_tol(mf, 2097152.0 + 16384.0 * 1024, 1.0);
+        /* 4 micro-batches: the rows route each time, still cheaper */
+        ck_assert_double_eq_tol(adapter_merged_step_flops(&a, 1024, 4, &rows),
+                                2097152.0 + 4 * 16384.0 * 1024, 1.0);
+        ck_assert(rows);
+    }
     adapter_free(&a);
     adapter_method_free(&m);
 

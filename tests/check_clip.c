@@ -1637,14 +1637,16 @@ END_TEST
  * path mode, declared to begin_step as `declared` micro-batches: with more
  * than one, the merged sites sum their weight gradients and end_step
  * projects each sum once. The adapter gradients (summed, not averaged) out. */
-static void path_run_micro(struct pipe *p, enum clip_path_mode mode, size_t n_micro,
-                           size_t declared, float *pixels, size_t n_pixels, float *grads)
+static void path_run_micro(struct pipe *p, enum clip_path_mode mode, enum clip_proj_mode proj,
+                           size_t n_micro, size_t declared, float *pixels, size_t n_pixels,
+                           float *grads)
 {
     struct clip_adapters *ca = p->ca;
     struct rng rg;
 
     rng_init(&rg, 41);
     ca->path_mode = mode;
+    ca->proj_mode = proj;
     clip_adapters_zero_grad(ca);
     clip_adapters_begin_step(ca, p->m, p->B * clip_vision_tokens(&p->m->cfg.vision),
                              p->B * p->T, declared);
@@ -1653,7 +1655,7 @@ static void path_run_micro(struct pipe *p, enum clip_path_mode mode, size_t n_mi
             pixels[i] = rng_normal(&rg);
         pipe_backward(p, NULL, NULL);
     }
-    if (declared > 1 && ca->n_merged == ca->n_sites &&
+    if (declared > 1 && ca->n_merged == ca->n_sites && proj == CLIP_PROJ_WEIGHT &&
         !(ca->method.ops->flags & ADAPTER_F_GRAD_IS_GW)) {
         /* nothing projected yet: every gradient waits in its site's sum */
         for (size_t i = 0; i < ca->n_params; i++)
@@ -1673,9 +1675,11 @@ static void path_run_micro(struct pipe *p, enum clip_path_mode mode, size_t n_mi
 
 /* gradient accumulation on the merged path: 3 micro-batches whose weight
  * gradients are summed per site and projected once == the same 3
- * projected one by one == the factored path, for each method; the sums are
- * the adapters' own (one per merged site; none for full, which accumulates
- * into its gradient directly) and the weights come back */
+ * projected one by one == the parameter gradients taken from the rows (no
+ * weight gradient at all) == the factored path, for each method; the sums
+ * are the adapters' own (one per merged site; none for full, which
+ * accumulates into its gradient directly, nor on the rows route) and the
+ * weights come back */
 START_TEST(test_paths_micro_sum)
 {
     const struct path_case *c = &path_cases[_i];
@@ -1686,7 +1690,7 @@ START_TEST(test_paths_micro_sum)
     struct adapter_cfg acfg;
     struct pipe p;
     struct rng rg;
-    float *pixels, *w0, *gr[3];
+    float *pixels, *w0, *gr[4];
     int32_t ids[3 * 7];
     size_t nt, fails = 0, n_sums = 0;
 
@@ -1702,11 +1706,15 @@ START_TEST(test_paths_micro_sum)
     tiny_ids(ids);
     pipe_init(&p, &m, &ca, 3, 7, pixels, ids);
     w0 = test_copy(m.params, m.n_params);
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         gr[k] = test_zeros(ca.n_params);
-    path_run_micro(&p, CLIP_PATH_FACTORED, 3, 3, pixels, n_pixels, gr[0]);
-    path_run_micro(&p, CLIP_PATH_MERGED, 3, 1, pixels, n_pixels, gr[1]);
-    path_run_micro(&p, CLIP_PATH_MERGED, 3, 3, pixels, n_pixels, gr[2]);
+    path_run_micro(&p, CLIP_PATH_FACTORED, CLIP_PROJ_AUTO, 3, 3, pixels, n_pixels, gr[0]);
+    path_run_micro(&p, CLIP_PATH_MERGED, CLIP_PROJ_WEIGHT, 3, 1, pixels, n_pixels, gr[1]);
+    /* rows first: the sums are allocated only by the weight-gradient run */
+    path_run_micro(&p, CLIP_PATH_MERGED, CLIP_PROJ_ROWS, 3, 3, pixels, n_pixels, gr[3]);
+    for (size_t k = 0; k < ca.n_sites; k++)
+        ck_assert_ptr_null(ca.gw_sum[k]);
+    path_run_micro(&p, CLIP_PATH_MERGED, CLIP_PROJ_WEIGHT, 3, 3, pixels, n_pixels, gr[2]);
     for (size_t k = 0; k < ca.n_sites; k++)
         n_sums += ca.gw_sum[k] != NULL;
     /* all merged, all summed; full's gradient is its weight gradient, formed
@@ -1714,11 +1722,13 @@ START_TEST(test_paths_micro_sum)
     ck_assert_uint_eq(n_sums, (ca.method.ops->flags & ADAPTER_F_GRAD_IS_GW) ? 0 : ca.n_sites);
     fails += path_compare("per micro", c->method, gr[1], gr[0], ca.n_params, PATH_RTOL);
     fails += path_compare("summed", c->method, gr[2], gr[0], ca.n_params, PATH_RTOL);
+    fails += path_compare("from rows", c->method, gr[3], gr[0], ca.n_params, PATH_RTOL);
     ck_assert_uint_eq(fails, 0);
     /* a step abandoned after its backward, before end_backward: the next
      * begin_step drops its sums instead of projecting them into the new
      * step's zeroed gradients */
     if (!(ca.method.ops->flags & ADAPTER_F_GRAD_IS_GW)) {
+        ca.proj_mode = CLIP_PROJ_WEIGHT;
         clip_adapters_zero_grad(&ca);
         clip_adapters_begin_step(&ca, &m, 3 * clip_vision_tokens(&m.cfg.vision), 3 * 7, 2);
         pipe_backward(&p, NULL, NULL);
@@ -1730,7 +1740,7 @@ START_TEST(test_paths_micro_sum)
     }
     ck_assert_double_le(max_abs_diff(m.params, w0, m.n_params),
                         2.0 * merged_scale(&ca, &m) * FLT_EPSILON);
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         free(gr[k]);
     free(w0);
     pipe_free(&p);
