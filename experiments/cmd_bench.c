@@ -30,10 +30,10 @@
  *   - model FLOPs of a step, counted analytically (model_flops below): the
  *     GEMMs of both towers' forward and input gradient (dX), attention's
  *     batched products, the patch embedding, the projections and the head,
- *     plus each adapter's own work (adapter_path_flops, the cheaper of its
- *     factored and merged paths over the step: what the method needs,
- *     whatever path the layer takes; the merged path's dW and projection
- *     once per step); their rate = model FLOPs / median step time;
+ *     plus each adapter's own work (the cheaper of its factored and merged
+ *     paths over the step, adapter_merged_step_flops: what the method
+ *     needs, whatever path the layer takes); their rate = model FLOPs /
+ *     median step time;
  *   - the share of step time spent inside cblas_sgemm, MEASURED: this file
  *     interposes cblas_sgemm (the executable's definition wins over
  *     libopenblas's; the real one is found with dlsym(RTLD_NEXT)). The
@@ -211,9 +211,9 @@ static double tower_flops(size_t B, size_t T, size_t C, size_t F, size_t L, bool
 }
 
 /* the adapters' own work in an optimizer step of A micro-batches: per site
- * the cheaper path; the merged path's per-row work (the weight gradient)
- * counts A times and its fixed part (building dW for the merge, the
- * projection: adapter_path_flops at 0 rows) once, as the step does it */
+ * the cheaper path, priced as clip_adapters_begin_step prices it (A times
+ * the factored work against adapter_merged_step_flops: the merge once a
+ * step, the weight gradient or the rows route per micro-batch) */
 static double adapters_flops(const struct clip_adapters *ca, size_t vrows, size_t trows,
                              size_t A)
 {
@@ -222,13 +222,12 @@ static double adapters_flops(const struct clip_adapters *ca, size_t vrows, size_
     if (!ca)
         return 0.0;
     for (size_t i = 0; i < ca->n_sites; i++) {
-        double fa, me, fa0, me0;
+        double fa, me;
         size_t N = ca->sites[i].tower == CLIP_TOWER_VISION ? vrows : trows;
 
         adapter_path_flops(&ca->adapters[i], N, &fa, &me);
-        adapter_path_flops(&ca->adapters[i], 0, &fa0, &me0);
         fa *= (double)A;
-        me = me0 + (double)A * (me - me0);
+        me = adapter_merged_step_flops(&ca->adapters[i], N, A, NULL);
         sum += fa < me ? fa : me;
     }
     return sum;

@@ -514,14 +514,15 @@ double adapter_merged_step_flops(const struct adapter *a, size_t N, size_t micro
     return use_rows ? rw : gw;
 }
 
-enum adapter_path adapter_choose_path(const struct adapter *a, size_t N)
+enum adapter_path adapter_choose_path(const struct adapter *a, size_t N, size_t micro)
 {
     double f, m;
 
     if (dropout_active(a))
         return ADAPTER_PATH_FACTORED;
     a->ops->flops(a, N, &f, &m);
-    m = adapter_merged_step_flops(a, N, 1, NULL);
+    f *= micro ? (double)micro : 1.0;
+    m = adapter_merged_step_flops(a, N, micro, NULL);
     return m < f ? ADAPTER_PATH_MERGED : ADAPTER_PATH_FACTORED;
 }
 

@@ -324,10 +324,11 @@ void adapter_path_flops(const struct adapter *a, size_t N, double *factored, dou
  * or project_rows; *rows (may be NULL) says whether project_rows is the
  * cheaper route. Returns that route's FLOPs. */
 double adapter_merged_step_flops(const struct adapter *a, size_t N, size_t micro, bool *rows);
-/* The cheaper path for N rows (factored against adapter_merged_step_flops
- * for one micro-batch); factored whenever dropout is active (the merged
- * path cannot apply a mask to the branch alone). */
-enum adapter_path adapter_choose_path(const struct adapter *a, size_t N);
+/* The cheaper path over an optimizer step of `micro` micro-batches of N
+ * rows (0 counts as 1): micro times the factored work against
+ * adapter_merged_step_flops; factored whenever dropout is active (the
+ * merged path cannot apply a mask to the branch alone). */
+enum adapter_path adapter_choose_path(const struct adapter *a, size_t N, size_t micro);
 /* dropout is applied to this layer's branch now (training, dropout > 0):
  * only the factored path can do that */
 bool adapter_dropout_active(const struct adapter *a);

@@ -454,8 +454,10 @@ static float *site_merged_params(struct clip_adapters *ca, size_t k)
     return ca->merged_params + (ca->adapters[k].params - ca->params);
 }
 
-/* the path site k should take for a tower of `rows` rows */
-static bool site_wants_merge(const struct clip_adapters *ca, size_t k, size_t rows)
+/* the path site k should take for a step of `micro` micro-batches of
+ * `rows` rows */
+static bool site_wants_merge(const struct clip_adapters *ca, size_t k, size_t rows,
+                             size_t micro)
 {
     const struct adapter *a = &ca->adapters[k];
 
@@ -463,7 +465,7 @@ static bool site_wants_merge(const struct clip_adapters *ca, size_t k, size_t ro
         return false;
     /* choose_path says factored whenever dropout is active */
     return ca->path_mode == CLIP_PATH_MERGED ? !adapter_dropout_active(a)
-                                             : adapter_choose_path(a, rows) ==
+                                             : adapter_choose_path(a, rows, micro) ==
                                                    ADAPTER_PATH_MERGED;
 }
 
@@ -500,7 +502,8 @@ void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
         const size_t np = a->n_params;
         float *w = site_weight(m, s);
         bool merge = site_wants_merge(ca, k,
-                                      s->tower == CLIP_TOWER_VISION ? vision_rows : text_rows);
+                                      s->tower == CLIP_TOWER_VISION ? vision_rows : text_rows,
+                                      micro_batches);
 
         if (ca->merged[k] && !merge) {
             site_unmerge(ca, m, k);         /* a pair ends */

@@ -1058,10 +1058,15 @@ START_TEST(test_path_choice)
     adapter_cfg_defaults(&cfg, "randlora", 8);
     ck_assert_int_eq(adapter_method_init(&m, &cfg, 256, 256, 1024), RL_OK);
     ck_assert_int_eq(adapter_init(&a, &m, 256, 256, NULL, NULL), RL_OK);
-    ck_assert_int_eq(adapter_choose_path(&a, 16), ADAPTER_PATH_FACTORED);
-    ck_assert_int_eq(adapter_choose_path(&a, 1024), ADAPTER_PATH_MERGED);
+    ck_assert_int_eq(adapter_choose_path(&a, 16, 1), ADAPTER_PATH_FACTORED);
+    ck_assert_int_eq(adapter_choose_path(&a, 1024, 1), ADAPTER_PATH_MERGED);
     adapter_path_flops(&a, 1024, &f, &mg);
     ck_assert_double_gt(f, 3.0 * mg);
+    /* per optimizer step: 64 rows alone stay factored (~42.3 M against
+     * merging's ~50.7 M), but over 4 micro-batches the one merge per step
+     * pays (~169 M factored against ~101 M merged) */
+    ck_assert_int_eq(adapter_choose_path(&a, 64, 1), ADAPTER_PATH_FACTORED);
+    ck_assert_int_eq(adapter_choose_path(&a, 64, 4), ADAPTER_PATH_MERGED);
     adapter_free(&a);
     adapter_method_free(&m);
 
@@ -1072,9 +1077,9 @@ START_TEST(test_path_choice)
     adapter_cfg_defaults(&cfg, "lora", 8);
     ck_assert_int_eq(adapter_method_init(&m, &cfg, 256, 256, 1024), RL_OK);
     ck_assert_int_eq(adapter_init(&a, &m, 256, 256, NULL, NULL), RL_OK);
-    ck_assert_int_eq(adapter_choose_path(&a, 16), ADAPTER_PATH_FACTORED);
-    ck_assert_int_eq(adapter_choose_path(&a, 255), ADAPTER_PATH_FACTORED);
-    ck_assert_int_eq(adapter_choose_path(&a, 257), ADAPTER_PATH_MERGED);
+    ck_assert_int_eq(adapter_choose_path(&a, 16, 1), ADAPTER_PATH_FACTORED);
+    ck_assert_int_eq(adapter_choose_path(&a, 255, 1), ADAPTER_PATH_FACTORED);
+    ck_assert_int_eq(adapter_choose_path(&a, 257, 1), ADAPTER_PATH_MERGED);
     {
         bool rows = false;
         double mf = adapter_merged_step_flops(&a, 1024, 1, &rows);
@@ -1093,16 +1098,16 @@ START_TEST(test_path_choice)
     adapter_cfg_defaults(&cfg, "full", 0);
     ck_assert_int_eq(adapter_method_init(&m, &cfg, 64, 64, 8), RL_OK);
     ck_assert_int_eq(adapter_init(&a, &m, 64, 64, NULL, NULL), RL_OK);
-    ck_assert_int_eq(adapter_choose_path(&a, 1), ADAPTER_PATH_MERGED);
+    ck_assert_int_eq(adapter_choose_path(&a, 1, 1), ADAPTER_PATH_MERGED);
     adapter_free(&a);
     adapter_method_free(&m);
     adapter_cfg_defaults(&cfg, "randlora", 8);
     cfg.dropout = 0.1f;
     ck_assert_int_eq(adapter_method_init(&m, &cfg, 256, 256, 1024), RL_OK);
     ck_assert_int_eq(adapter_init(&a, &m, 256, 256, NULL, NULL), RL_OK);
-    ck_assert_int_eq(adapter_choose_path(&a, 1024), ADAPTER_PATH_FACTORED);
+    ck_assert_int_eq(adapter_choose_path(&a, 1024, 1), ADAPTER_PATH_FACTORED);
     adapter_set_training(&a, false);
-    ck_assert_int_eq(adapter_choose_path(&a, 1024), ADAPTER_PATH_MERGED);
+    ck_assert_int_eq(adapter_choose_path(&a, 1024, 1), ADAPTER_PATH_MERGED);
     adapter_free(&a);
     adapter_method_free(&m);
 }

@@ -1780,7 +1780,7 @@ START_TEST(test_paths_choice)
     want = 0;
     for (size_t k = 0; k < ca.n_sites; k++)
         want += adapter_choose_path(&ca.adapters[k], ca.sites[k].tower == CLIP_TOWER_VISION
-                                                          ? 15 : 21) == ADAPTER_PATH_MERGED;
+                                                          ? 15 : 21, 1) == ADAPTER_PATH_MERGED;
     ck_assert_uint_eq(ca.n_merged, want);
     clip_adapters_end_step(&ca, &m);
     ck_assert_int_eq(clip_path_mode_parse("merged", &ca.path_mode), RL_OK);
