@@ -6,11 +6,12 @@
  *
  * The step is the one experiments/train_step.c (run_step) does, composed
  * here from clip.h's public functions because run_step needs a run_state
- * with loaders: per micro-batch the text tower on K class prompts (random
- * ids, BOS + words + EOT at the positions short prompts have, cut at the
- * longest EOT by clip_text_forward), the vision tower on B random images,
- * exp(logit_scale) * cosine logits, cross-entropy, backward through both
- * towers into the adapters' block; then (accumulate > 1: the gradient
+ * with loaders: once a step the text tower's forward on K class prompts
+ * (random ids, BOS + words + EOT at the positions short prompts have, cut at
+ * the longest EOT by clip_text_forward); per micro-batch the vision tower
+ * on B random images, exp(logit_scale) * cosine logits, cross-entropy and
+ * the vision tower's backward; once a step the text tower's backward on the
+ * summed feature gradients, all into the adapters' block; then (accumulate > 1: the gradient
  * divided by the step's rows) clip_grad_norm(1.0) and adamw_step. As in
  * run_step, clip_adapters_begin_step chooses each adapted linear's path
  * (factored or merged in place; RANDLORA_ADAPTER_PATH forces one) and
@@ -416,16 +417,20 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
              * merged sites are merged in place once per optimizer step; with
              * A micro-batches their weight gradients are summed and projected
              * once (the warm-up step, of one micro-batch, allocates the sums) */
-            clip_adapters_begin_step(&ca, &m, B * clip_vision_tokens(&cfg.vision), K * cut, A);
+            clip_adapters_begin_step(&ca, &m, B * clip_vision_tokens(&cfg.vision), K * cut, A, 1);
             merged = ca.n_merged;
         }
+        /* the text tower once a step (train_step.c: no dropout here), its
+         * features' gradients summed over the micro-batches */
+        if ((rc = clip_text_forward(&tr, &m, trains ? &ca : NULL, ids, K, ctx, txt)))
+            goto out;
+        memset(dtxt, 0, K * D * sizeof(float));
         for (size_t micro = 0; micro < Am; micro++) {
             const float *x = pixels + micro * B * img_floats;
             const int32_t *y = labels + micro * B;
             double l;
 
-            if ((rc = clip_text_forward(&tr, &m, trains ? &ca : NULL, ids, K, ctx, txt)) ||
-                (rc = clip_vision_forward(&vr, &m, trains ? &ca : NULL, x, B, img)))
+            if ((rc = clip_vision_forward(&vr, &m, trains ? &ca : NULL, x, B, img)))
                 goto out;
             clip_head_logits(&h, img, txt, B, K, (float)scale);
             l = clip_head_crossentropy(&h, y);
@@ -433,11 +438,11 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
             if (!trains)
                 continue;
             memset(dimg, 0, B * D * sizeof(float));
-            memset(dtxt, 0, K * D * sizeof(float));
             clip_head_backward(&h, dimg, dtxt, NULL, Am == 1 ? 1.0f : (float)B);
             clip_vision_backward(&vr, &m, &ca, NULL, dimg, NULL);
-            clip_text_backward(&tr, &m, &ca, NULL, dtxt);
         }
+        if (trains)
+            clip_text_backward(&tr, &m, &ca, NULL, dtxt);
         if (trains) {
             clip_adapters_end_backward(&ca, &m);   /* RandLoRA stays merged */
             if (Am > 1) {

@@ -40,13 +40,25 @@ static void seed_dropout(struct run_state *s, uint64_t mb)
         rng_split(&s->ca.adapters[k].rng, &r, (uint64_t)k);
 }
 
-/* the class prompts' text features into s->txt: every micro-batch when the
- * text tower is adapted (its activations feed the backward), once otherwise */
+/* the text tower's output is the same for every micro-batch of a step
+ * (the same prompts, the same parameters) unless dropout draws new masks;
+ * then it runs once a step: one forward before the first micro-batch, the
+ * micro-batches' gradients w.r.t. its features summed, one backward after
+ * the last (the backward is linear in the gradient it is given) */
+static bool text_once_per_step(const struct run_state *s)
+{
+    return s->text_adapted && !(s->plan->adapter.dropout > 0.0f);
+}
+
+/* the class prompts' text features into s->txt: once for the run when the
+ * text tower is frozen, once a step when it is adapted without dropout
+ * (text_once_per_step: accumulate invalidates them at the step's start),
+ * every micro-batch with dropout (its activations feed each backward) */
 static int train_text_forward(struct run_state *s)
 {
     int rc;
 
-    if (s->txt_valid && !s->text_adapted)
+    if (s->txt_valid && (!s->text_adapted || !(s->plan->adapter.dropout > 0.0f)))
         return RL_OK;
     rc = clip_text_forward(&s->tr, &s->m, &s->ca, s->train_ids, s->M, s->ctx, s->txt);
     if (rc == RL_OK)
@@ -78,7 +90,8 @@ static void begin_paths(struct run_state *s, const int32_t *ids, size_t n_text, 
     size_t vrows = s->vision_adapted ? s->B * s->vr.T : 0;
     size_t trows = s->text_adapted ? text_rows(s, ids, n_text, n_rows) : 0;
 
-    clip_adapters_begin_step(&s->ca, &s->m, vrows, trows, micro);
+    clip_adapters_begin_step(&s->ca, &s->m, vrows, trows, micro,
+                             micro && text_once_per_step(s) ? 1 : micro);
 }
 
 int run_rebase(struct run_state *s)
@@ -97,9 +110,14 @@ static int accumulate(struct run_state *s, size_t step, double *loss_sum, size_t
                       double *loss, double *gnorm, double *lr, char *why, size_t why_size)
 {
     const size_t D = s->D;
+    const bool text_once = text_once_per_step(s);
     size_t rows = 0;
     int rc;
 
+    if (text_once) {
+        s->txt_valid = false;                   /* the parameters changed */
+        memset(s->dtxt, 0, s->M * D * sizeof(float));
+    }
     for (size_t micro = 0; micro < s->accumulate; micro++) {
         struct loader_batch b;
         double l;
@@ -135,15 +153,17 @@ static int accumulate(struct run_state *s, size_t step, double *loss_sum, size_t
          * rows-weighted sum, divided by the step's rows below */
         dloss = s->accumulate == 1 ? 1.0f : (float)b.n;
         memset(s->dimg, 0, (size_t)b.n * D * sizeof(float));
-        if (s->text_adapted)
+        if (s->text_adapted && !text_once)
             memset(s->dtxt, 0, s->M * D * sizeof(float));
         clip_head_backward(&s->head, s->dimg, s->text_adapted ? s->dtxt : NULL, NULL, dloss);
         if (s->vision_adapted)
             clip_vision_backward(&s->vr, &s->m, &s->ca, NULL, s->dimg, NULL);
-        if (s->text_adapted)
+        if (s->text_adapted && !text_once)
             clip_text_backward(&s->tr, &s->m, &s->ca, NULL, s->dtxt);
         s->images_seen += (size_t)b.n;
     }
+    if (text_once)
+        clip_text_backward(&s->tr, &s->m, &s->ca, NULL, s->dtxt);
     return RL_OK;
 }
 

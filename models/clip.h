@@ -326,8 +326,9 @@ struct adapter *clip_adapters_find(const struct clip_adapters *ca, enum clip_tow
 /* The two paths (methods/adapter.h, DESIGN.md "Speed"), per adapted linear.
  *
  * clip_adapters_begin_step chooses each site's path for a step whose vision
- * tower sees vision_rows rows (B * tokens) and whose text tower sees
- * text_rows rows (prompts * the cut length; 0: that tower is not run) --
+ * tower sees vision_micro backward passes of vision_rows rows (B * tokens)
+ * and whose text tower sees text_micro passes of text_rows rows (prompts *
+ * the cut length; 0 rows: that tower is not run; 0 passes: evaluation) --
  * adapter_choose_path under CLIP_PATH_AUTO, factored whenever dropout is
  * active -- and brings the merged sites' weights to W + dW(current
  * parameters) IN PLACE (no copy of any weight): a site merged afresh gets
@@ -339,10 +340,10 @@ struct adapter *clip_adapters_find(const struct clip_adapters *ca, enum clip_tow
  * keep the parameters each weight holds dW of in ca->merged_params
  * (n_params floats).
  *
- * The towers run merged sites as one GEMM. With micro_batches <= 1 their
- * backward projects each weight gradient onto the adapter's parameters as
- * soon as it is formed (one shared scratch of the largest d_out x d_in).
- * With micro_batches > 1 (gradient accumulation) each merged site sums its
+ * The towers run merged sites as one GEMM. With one backward pass a step
+ * their backward projects each weight gradient onto the adapter's
+ * parameters as soon as it is formed (one shared scratch of the largest
+ * d_out x d_in). With more (gradient accumulation) each merged site sums its
  * weight gradient over the step's micro-batches in its own d_out x d_in
  * buffer (zeroed here; allocated at the first such step and kept: the
  * memory of a weight per merged site), and end_backward projects each sum
@@ -375,7 +376,8 @@ struct adapter *clip_adapters_find(const struct clip_adapters *ca, enum clip_tow
  * this is free for factored-only steps (nothing merged: nothing done).
  * m must be the model the adapters were made for. */
 void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
-                              size_t vision_rows, size_t text_rows, size_t micro_batches);
+                              size_t vision_rows, size_t text_rows, size_t vision_micro,
+                              size_t text_micro);
 void clip_adapters_end_backward(struct clip_adapters *ca, struct clip_model *m);
 void clip_adapters_end_step(struct clip_adapters *ca, struct clip_model *m);
 /* re-read the drifted sites' weights from a safetensors file (the model's

@@ -486,7 +486,8 @@ static void site_unmerge(struct clip_adapters *ca, struct clip_model *m, size_t 
 }
 
 void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
-                              size_t vision_rows, size_t text_rows, size_t micro_batches)
+                              size_t vision_rows, size_t text_rows, size_t vision_micro,
+                              size_t text_micro)
 {
     bool changed = false;
 
@@ -501,9 +502,10 @@ void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
         struct adapter *a = &ca->adapters[k];
         const size_t np = a->n_params;
         float *w = site_weight(m, s);
-        bool merge = site_wants_merge(ca, k,
-                                      s->tower == CLIP_TOWER_VISION ? vision_rows : text_rows,
-                                      micro_batches);
+        const bool vision = s->tower == CLIP_TOWER_VISION;
+        const size_t rows_k = vision ? vision_rows : text_rows;
+        const size_t micro = vision ? vision_micro : text_micro;
+        bool merge = site_wants_merge(ca, k, rows_k, micro);
 
         if (ca->merged[k] && !merge) {
             site_unmerge(ca, m, k);         /* a pair ends */
@@ -533,12 +535,11 @@ void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
         if (ca->merged[k] && a->grads) {
             bool rows = false;
 
-            adapter_merged_step_flops(a, s->tower == CLIP_TOWER_VISION ? vision_rows : text_rows,
-                                      micro_batches, &rows);
+            adapter_merged_step_flops(a, rows_k, micro, &rows);
             if (ca->proj_mode != CLIP_PROJ_AUTO)
                 rows = ca->proj_mode == CLIP_PROJ_ROWS && a->ops->project_rows;
             site_layer(ca, s)->rows[s->lin] = rows;
-            if (!rows && micro_batches > 1 && !(a->ops->flags & ADAPTER_F_GRAD_IS_GW))
+            if (!rows && micro > 1 && !(a->ops->flags & ADAPTER_F_GRAD_IS_GW))
                 site_layer(ca, s)->gw_sum[s->lin] = site_gw_sum(ca, k);
         }
     }

@@ -1546,7 +1546,7 @@ static float path_run(struct pipe *p, struct clip_grads *g, enum clip_path_mode 
     clip_adapters_zero_grad(ca);
     clip_grads_zero(g, p->m);
     clip_adapters_begin_step(ca, p->m, p->B * clip_vision_tokens(&p->m->cfg.vision),
-                             p->B * p->T, 1);
+                             p->B * p->T, 1, 1);
     if (mode == CLIP_PATH_MERGED)
         ck_assert_uint_eq(ca->n_merged, ca->n_sites);
     if (mode == CLIP_PATH_FACTORED)
@@ -1649,7 +1649,7 @@ static void path_run_micro(struct pipe *p, enum clip_path_mode mode, enum clip_p
     ca->proj_mode = proj;
     clip_adapters_zero_grad(ca);
     clip_adapters_begin_step(ca, p->m, p->B * clip_vision_tokens(&p->m->cfg.vision),
-                             p->B * p->T, declared);
+                             p->B * p->T, declared, declared);
     for (size_t k = 0; k < n_micro; k++) {
         for (size_t i = 0; i < n_pixels; i++)
             pixels[i] = rng_normal(&rg);
@@ -1730,10 +1730,10 @@ START_TEST(test_paths_micro_sum)
     if (!(ca.method.ops->flags & ADAPTER_F_GRAD_IS_GW)) {
         ca.proj_mode = CLIP_PROJ_WEIGHT;
         clip_adapters_zero_grad(&ca);
-        clip_adapters_begin_step(&ca, &m, 3 * clip_vision_tokens(&m.cfg.vision), 3 * 7, 2);
+        clip_adapters_begin_step(&ca, &m, 3 * clip_vision_tokens(&m.cfg.vision), 3 * 7, 2, 2);
         pipe_backward(&p, NULL, NULL);
         clip_adapters_zero_grad(&ca);
-        clip_adapters_begin_step(&ca, &m, 3 * clip_vision_tokens(&m.cfg.vision), 3 * 7, 2);
+        clip_adapters_begin_step(&ca, &m, 3 * clip_vision_tokens(&m.cfg.vision), 3 * 7, 2, 2);
         clip_adapters_end_step(&ca, &m);
         for (size_t i = 0; i < ca.n_params; i++)
             ck_assert_float_eq(ca.grads[i], 0.0f);
@@ -1767,16 +1767,16 @@ START_TEST(test_paths_choice)
     acfg.dropout = 0.1f;
     ck_assert_int_eq(clip_adapters_init(&ca, &m, &acfg, t, nt, 3, 3), RL_OK);
     ca.path_mode = CLIP_PATH_MERGED;
-    clip_adapters_begin_step(&ca, &m, 15, 21, 1);
+    clip_adapters_begin_step(&ca, &m, 15, 21, 1, 1);
     ck_assert_uint_eq(ca.n_merged, 0);
     clip_adapters_end_step(&ca, &m);
     clip_adapters_set_training(&ca, false);
-    clip_adapters_begin_step(&ca, &m, 15, 0, 1);
+    clip_adapters_begin_step(&ca, &m, 15, 0, 1, 1);
     ck_assert_uint_eq(ca.n_merged, 12);                     /* vision only */
     ck_assert(ca.vision[1].merged[BLOCK_LIN_FC2] && !ca.text[0].merged[BLOCK_LIN_Q]);
     clip_adapters_end_step(&ca, &m);
     ca.path_mode = CLIP_PATH_AUTO;
-    clip_adapters_begin_step(&ca, &m, 15, 21, 1);
+    clip_adapters_begin_step(&ca, &m, 15, 21, 1, 1);
     want = 0;
     for (size_t k = 0; k < ca.n_sites; k++)
         want += adapter_choose_path(&ca.adapters[k], ca.sites[k].tower == CLIP_TOWER_VISION
@@ -1828,7 +1828,7 @@ START_TEST(test_paths_rebase)
             if (sc > most)
                 most = sc;
         }
-        clip_adapters_begin_step(&ca, &m, 15, 21, 1);
+        clip_adapters_begin_step(&ca, &m, 15, 21, 1, 1);
         ck_assert_uint_eq(ca.n_merged, ca.n_sites);
         ck_assert_int_eq(clip_adapters_rebase(&ca, &m, path), RL_ERR_ARG);   /* merged */
         clip_adapters_end_step(&ca, &m);
@@ -1908,9 +1908,9 @@ START_TEST(test_paths_kept_merged)
         }
         clip_adapters_zero_grad(&ca);
         clip_adapters_zero_grad(&ca2);
-        clip_adapters_begin_step(&ca, &m, 15, 21, 1);
+        clip_adapters_begin_step(&ca, &m, 15, 21, 1, 1);
         ck_assert_uint_eq(ca.n_merged, ca.n_sites);
-        clip_adapters_begin_step(&ca2, &m2, 15, 21, 1);
+        clip_adapters_begin_step(&ca2, &m2, 15, 21, 1, 1);
         l1 = pipe_backward(&p, NULL, NULL);
         clip_adapters_end_backward(&ca, &m);
         l2 = pipe_backward(&p2, NULL, NULL);
