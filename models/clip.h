@@ -352,7 +352,10 @@ struct adapter *clip_adapters_find(const struct clip_adapters *ca, enum clip_tow
  * (ADAPTER_F_GRAD_IS_GW: full) accumulate into it directly, with no sum.
  * Either way ca->grads receives the same sum (the projection is linear), up
  * to round-off. A backward that also asks for the weights' own gradient
- * projects at once.
+ * projects at once. Where the method has project_rows and that is cheaper
+ * over the step (adapter_merged_step_flops), a merged site forms no weight
+ * gradient at all: its parameter gradients come from its input and output
+ * gradient rows, each micro-batch (ca->proj_mode forces either route).
  *
  * A training step is: begin_step, the micro-batches' forward and backward,
  * clip_adapters_end_backward (the sums projected; sites of methods without
