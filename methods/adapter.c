@@ -495,13 +495,13 @@ void adapter_path_flops(const struct adapter *a, size_t N, double *factored, dou
 double adapter_merged_step_flops(const struct adapter *a, size_t N, size_t micro, bool *rows)
 {
     const double k = micro ? (double)micro : 1.0;
-    double f, me, me0, merge = 0.0, rn = 0.0, unmerge, gw, rw;
+    double factored, me, me0, merge = 0.0, rn = 0.0, unmerge, gw, rw;
     bool use_rows;
 
     /* ops->flops: merged = one add_delta + the weight gradient of N rows +
      * one projection, so at 0 rows the add_delta and the projection */
-    a->ops->flops(a, N, &f, &me);
-    a->ops->flops(a, 0, &f, &me0);
+    a->ops->flops(a, N, &factored, &me);
+    a->ops->flops(a, 0, &factored, &me0);
     if (a->ops->rows_flops)
         a->ops->rows_flops(a, N, &merge, &rn);
     /* the unmerge each step, unless the weight stays merged and re-merges */
@@ -516,14 +516,14 @@ double adapter_merged_step_flops(const struct adapter *a, size_t N, size_t micro
 
 enum adapter_path adapter_choose_path(const struct adapter *a, size_t N, size_t micro)
 {
-    double f, m;
+    double f, unused;
 
     if (dropout_active(a))
         return ADAPTER_PATH_FACTORED;
-    a->ops->flops(a, N, &f, &m);
+    a->ops->flops(a, N, &f, &unused);
     f *= micro ? (double)micro : 1.0;
-    m = adapter_merged_step_flops(a, N, micro, NULL);
-    return m < f ? ADAPTER_PATH_MERGED : ADAPTER_PATH_FACTORED;
+    return adapter_merged_step_flops(a, N, micro, NULL) < f ? ADAPTER_PATH_MERGED
+                                                            : ADAPTER_PATH_FACTORED;
 }
 
 size_t adapter_tensors(struct adapter *a, bool grad, struct adapter_tensor *t, size_t max)

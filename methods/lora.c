@@ -137,19 +137,16 @@ static void lora_project_grad(struct adapter *a, const float *gw)
     mm(TR, NT, r, di, dout, p->s, B, r, gw, di, 1.0f, a->grads, di);
 }
 
-/* the merged path's parameter gradients straight from x and G = dy:
- *   h = x A^T (N, r);  dB += s G^T h;  dh = s G B (N, r);  dA += dh^T x
- * (the factored backward without dx: the merged weight gives that)        */
+/* the merged path's parameter gradients straight from x and G = dy: the
+ * forward's h = x A^T (N, r), then the factored backward without dx (the
+ * merged weight gives that) */
 static void lora_project_rows(struct adapter *a, const float *x, const float *dy, size_t N)
 {
     struct lora_priv *p = a->priv;
-    size_t r = a->method->cfg.r, di = a->d_in, dout = a->d_out;
-    const float *A = a->params, *B = a->params + r * di;
+    size_t r = a->method->cfg.r, di = a->d_in;
 
-    mm(NT, TR, N, r, di, 1.0f, x, di, A, di, 0.0f, p->h, r);
-    mm(TR, NT, dout, r, N, p->s, dy, dout, p->h, r, 1.0f, a->grads + r * di, r);
-    mm(NT, NT, N, r, dout, p->s, dy, dout, B, r, 0.0f, p->dh, r);
-    mm(TR, NT, r, di, N, 1.0f, p->dh, r, x, di, 1.0f, a->grads, di);
+    mm(NT, TR, N, r, di, 1.0f, x, di, a->params, di, 0.0f, p->h, r);
+    lora_backward(a, x, dy, NULL, N);
 }
 
 /* add_delta 2 do di r; project_rows 4 N r (di + do) */

@@ -398,25 +398,18 @@ static void randlora_project_grad(struct adapter *a, const float *gw)
     contract_dq(&g, sh->dQ, a->grads, a->grads + g.r * g.n);
 }
 
-/* the merged path's parameter gradients straight from x and G = dy (the
- * factored backward without dx; h in the shared scratch):
- * case 1: h = s G P (N, n r);  dQ = h^T x (n r, d)
- * case 2: h = x P (N, n r);    dQ = s h^T G (n r, d)
- * then the contraction                                                     */
+/* the merged path's parameter gradients straight from x and G = dy: the
+ * factored backward without dx (the merged weight gives that); case 2
+ * first needs the forward's h = x P (N, n r), which the merged forward
+ * did not form */
 static void randlora_project_rows(struct adapter *a, const float *x, const float *dy, size_t N)
 {
-    struct randlora_shared *sh = a->method->priv;
     struct randlora_priv *p = a->priv;
     struct geo g = geometry(a);
 
-    if (g.case1) {
-        mm(NT, NT, N, g.nr, g.D, p->s, dy, a->d_out, g.P, g.ldP, 0.0f, sh->hs, g.nr);
-        mm(TR, NT, g.nr, g.d, N, 1.0f, sh->hs, g.nr, x, a->d_in, 0.0f, sh->dQ, g.d);
-    } else {
-        mm(NT, NT, N, g.nr, g.D, 1.0f, x, a->d_in, g.P, g.ldP, 0.0f, sh->hs, g.nr);
-        mm(TR, NT, g.nr, g.d, N, p->s, sh->hs, g.nr, dy, a->d_out, 0.0f, sh->dQ, g.d);
-    }
-    contract_dq(&g, sh->dQ, a->grads, a->grads + g.r * g.n);
+    if (!g.case1)
+        mm(NT, NT, N, g.nr, g.D, 1.0f, x, a->d_in, g.P, g.ldP, 0.0f, p->h, g.nr);
+    randlora_backward(a, x, dy, NULL, N);
 }
 
 /* add_delta 2 D d nr (plus the Q build); project_rows 2 N nr (D + d) plus

@@ -1898,7 +1898,7 @@ START_TEST(test_paths_kept_merged)
         float l1, l2;
 
         for (size_t i = 0; i < ca.n_params; i++)
-            ca.params[i] += 0.05f * rng_normal(&rg);        /* an optimizer step */
+            ca.params[i] += 0.02f * rng_normal(&rg);        /* an optimizer step */
         memcpy(ca2.params, ca.params, ca.n_params * sizeof(float));
         {
             double sc = merged_scale(&ca, &m2);             /* m2: the pristine W */
@@ -1918,11 +1918,12 @@ START_TEST(test_paths_kept_merged)
         ck_assert_msg(fabsf(l1 - l2) <= PATH_ATOL + PATH_RTOL * fabsf(l2),
                       "%s step %d: loss %.9g vs factored %.9g", c->method, k, l1, l2);
         fails += tensor_compare("logits", p.h.logits, p2.h.logits, 9, PATH_ATOL, PATH_RTOL);
-        /* 10x test_paths_agree's rtol: at some of these parameters a FRESH
-         * merge already differs from factored by up to 8e-4 of max |grad|
-         * (measured, dense randlora step 12); stale weights give O(1) */
+        /* test_paths_agree's rtol; measured worst 6.8e-6 of max |grad|
+         * over the 60 comparisons. (With steps of 0.2 the parameters grow
+         * until the loss amplifies round-off: even a fresh merge then
+         * differs from factored by up to 8e-4, so the steps stay small.) */
         fails += path_compare("adapter grads", c->method, ca.grads, ca2.grads, ca.n_params,
-                              10.0 * PATH_RTOL);
+                              PATH_RTOL);
     }
     ck_assert_uint_eq(fails, 0);
     /* still merged where re-merging is cheaper (randlora), unmerged by
