@@ -58,7 +58,7 @@ static int train_text_forward(struct run_state *s)
 {
     int rc;
 
-    if (s->txt_valid && (!s->text_adapted || !(s->plan->adapter.dropout > 0.0f)))
+    if (s->txt_valid && (!s->text_adapted || text_once_per_step(s)))
         return RL_OK;
     rc = clip_text_forward(&s->tr, &s->m, &s->ca, s->train_ids, s->M, s->ctx, s->txt);
     if (rc == RL_OK)

@@ -168,44 +168,44 @@ void linear_backward_naive(float *dinp, float *dw, float *db,
  * rstd = 1 / sqrt(var + eps). The row statistics are accumulated in double
  * (two passes: mean, then the centred second moment).
  */
-/* sum over c < C of f(x[c]) in double, in LN_LANES independent partial
- * sums (a fixed order, so the same bits every run; the lanes make the loop
- * vectorizable without reassociating anything), then the lanes in order */
-#define LN_LANES 8
+/* the sums of nn.h "fixed-order sums": NN_SUM_LANES independent partial
+ * sums in double (a fixed order, so the same bits every run; the lanes make
+ * the loop vectorizable without reassociating anything), then the lanes in
+ * order */
+#define NN_SUM_LANES 8
 
-static double row_sum(const float *x, size_t C)
+double nn_sum(const float *x, size_t n)
 {
-    double lane[LN_LANES] = { 0 }, s = 0.0;
-    size_t c = 0;
+    double lane[NN_SUM_LANES] = { 0 }, s = 0.0;
+    size_t i = 0;
 
-    for (; c + LN_LANES <= C; c += LN_LANES)
-        for (size_t l = 0; l < LN_LANES; l++)
-            lane[l] += (double)x[c + l];
-    for (; c < C; c++)
-        lane[c % LN_LANES] += (double)x[c];
-    for (size_t l = 0; l < LN_LANES; l++)
+    for (; i + NN_SUM_LANES <= n; i += NN_SUM_LANES)
+        for (size_t l = 0; l < NN_SUM_LANES; l++)
+            lane[l] += (double)x[i + l];
+    for (; i < n; i++)
+        lane[i % NN_SUM_LANES] += (double)x[i];
+    for (size_t l = 0; l < NN_SUM_LANES; l++)
         s += lane[l];
     return s;
 }
 
-/* sum over c < C of (x[c] - m)^2 in double, lanes as row_sum */
-static double row_sq_dev(const float *x, size_t C, double m)
+double nn_sum_sq_dev(const float *x, size_t n, double m)
 {
-    double lane[LN_LANES] = { 0 }, s = 0.0;
-    size_t c = 0;
+    double lane[NN_SUM_LANES] = { 0 }, s = 0.0;
+    size_t i = 0;
 
-    for (; c + LN_LANES <= C; c += LN_LANES)
-        for (size_t l = 0; l < LN_LANES; l++) {
-            double d = (double)x[c + l] - m;
+    for (; i + NN_SUM_LANES <= n; i += NN_SUM_LANES)
+        for (size_t l = 0; l < NN_SUM_LANES; l++) {
+            double d = (double)x[i + l] - m;
 
             lane[l] += d * d;
         }
-    for (; c < C; c++) {
-        double d = (double)x[c] - m;
+    for (; i < n; i++) {
+        double d = (double)x[i] - m;
 
-        lane[c % LN_LANES] += d * d;
+        lane[i % NN_SUM_LANES] += d * d;
     }
-    for (size_t l = 0; l < LN_LANES; l++)
+    for (size_t l = 0; l < NN_SUM_LANES; l++)
         s += lane[l];
     return s;
 }
@@ -221,8 +221,8 @@ void layernorm_forward(float *out, float *mean, float *rstd,
         double m, v;
         float mf, s;
 
-        m = C ? row_sum(x, C) / (double)C : 0.0;
-        v = C ? row_sq_dev(x, C, m) / (double)C : 0.0;
+        m = C ? nn_sum(x, C) / (double)C : 0.0;
+        v = C ? nn_sum_sq_dev(x, C, m) / (double)C : 0.0;
         mf = (float)m;
         s = (float)(1.0 / sqrt(v + (double)eps));
         for (size_t c = 0; c < C; c++)

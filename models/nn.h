@@ -44,6 +44,14 @@ void linear_backward_naive(float *dinp, float *dw, float *db,
                            size_t N, size_t C, size_t OC);
 
 /* ------------------------------------------------------------------------ */
+/* fixed-order sums in double: sum x[i], and sum (x[i] - m)^2, over i < n,
+ * in 8 interleaved partial sums added in order -- the same bits every run,
+ * and vectorized (layer norm, the gradient norm) */
+
+double nn_sum(const float *x, size_t n);
+double nn_sum_sq_dev(const float *x, size_t n, double m);
+
+/* ------------------------------------------------------------------------ */
 /* layer norm over the last dim: out (N,C) = (inp - mean) * rstd * w + b,
  * biased variance, rstd = 1/sqrt(var + eps) (CLIP: eps = 1e-5).
  * mean, rstd (N) are saved for the backward. */

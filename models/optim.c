@@ -16,6 +16,7 @@
 #include "core/alloc.h"
 #include "core/parallel.h"
 #include "core/status.h"
+#include "models/nn.h"
 
 
 /* NaN fails every comparison, so !(x >= lo) also rejects NaN */
@@ -166,27 +167,11 @@ double lr_cosine_at(const struct lr_cosine *s, size_t step)
 
 /* The sum of squares in a fixed order that does not depend on the thread
  * count: n is cut into at most NORM_CHUNKS chunks of a size fixed by n
- * alone; each chunk is summed in NORM_LANES double lanes (so the loop
- * vectorizes without reassociating anything), the chunks in parallel, then
- * the chunk sums in order. The same bits for any number of threads. */
-#define NORM_LANES 8
+ * alone; each chunk is summed by nn_sum_sq_dev (fixed lanes, vectorized),
+ * the chunks in parallel, then the chunk sums in order. The same bits for
+ * any number of threads. */
 #define NORM_CHUNKS 4096
 #define NORM_MIN_CHUNK ((size_t)1 << 16)
-
-static double sum_squares(const float *g, size_t n)
-{
-    double lane[NORM_LANES] = { 0 }, s = 0.0;
-    size_t i = 0;
-
-    for (; i + NORM_LANES <= n; i += NORM_LANES)
-        for (size_t l = 0; l < NORM_LANES; l++)
-            lane[l] += (double)g[i + l] * (double)g[i + l];
-    for (; i < n; i++)
-        lane[i % NORM_LANES] += (double)g[i] * (double)g[i];
-    for (size_t l = 0; l < NORM_LANES; l++)
-        s += lane[l];
-    return s;
-}
 
 double grad_norm(const float *g, size_t n)
 {
@@ -200,7 +185,7 @@ double grad_norm(const float *g, size_t n)
     for (size_t k = 0; k < n_chunks; k++) {
         size_t lo = k * chunk, len = n - lo < chunk ? n - lo : chunk;
 
-        part[k] = sum_squares(g + lo, len);
+        part[k] = nn_sum_sq_dev(g + lo, len, 0.0);
     }
     for (size_t k = 0; k < n_chunks; k++)
         s += part[k];
