@@ -27,6 +27,7 @@ int main(int argc, char **argv)
         suite_loader,
         suite_analysis,
         suite_clip,
+        suite_clip_paths,
         suite_adapter_io,
         suite_config,
         suite_store,

@@ -92,6 +92,19 @@ float *test_randn(struct rng *r, size_t n, float std)
     return x;
 }
 
+double test_max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+
+        if (d > m)
+            m = d;
+    }
+    return m;
+}
+
 float *test_zeros(size_t n)
 {
     return xcalloc(n, sizeof(float));

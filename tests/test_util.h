@@ -37,6 +37,9 @@ size_t gradcheck(const char *name, float *p, const float *grad, size_t n,
  * its own upstream gradient r (so dout = r). */
 double dot_double(const float *out, const float *r, size_t n);
 
+/* max over i < n of |a[i] - b[i]|, in double */
+double test_max_abs_diff(const float *a, const float *b, size_t n);
+
 /* freshly allocated (caller frees) arrays */
 float *test_randn(struct rng *r, size_t n, float std);
 float *test_zeros(size_t n);

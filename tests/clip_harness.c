@@ -1,0 +1,152 @@
+/*
+ * clip_harness.c: what the CLIP suites share (clip_harness.h).
+ */
+#include "clip_harness.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "core/status.h"
+#include "models/safetensors.h"
+#include "test_util.h"
+
+void pipe_init(struct pipe *p, struct clip_model *m, struct clip_adapters *ca, size_t B,
+               size_t T, const float *pixels, const int32_t *ids)
+{
+    const size_t D = m->cfg.projection_dim;
+
+    memset(p, 0, sizeof(*p));
+    p->m = m;
+    p->ca = ca;
+    p->B = B;
+    p->T = T;
+    p->pixels = pixels;
+    p->ids = ids;
+    clip_vision_run_init(&p->vr, m, B, true);
+    clip_text_run_init(&p->tr, m, B, 0, true);
+    clip_head_init(&p->h, B, B, D);
+    p->img = test_zeros(B * D);
+    p->txt = test_zeros(B * D);
+    p->dimg = test_zeros(B * D);
+    p->dtxt = test_zeros(B * D);
+}
+
+void pipe_free(struct pipe *p)
+{
+    clip_vision_run_free(&p->vr);
+    clip_text_run_free(&p->tr);
+    clip_head_free(&p->h);
+    free(p->img);
+    free(p->txt);
+    free(p->dimg);
+    free(p->dtxt);
+}
+
+float pipe_forward(struct pipe *p)
+{
+    int rc = clip_vision_forward(&p->vr, p->m, p->ca, p->pixels, p->B, p->img);
+
+    ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
+    rc = clip_text_forward(&p->tr, p->m, p->ca, p->ids, p->B, p->T, p->txt);
+    ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
+    clip_head_logits(&p->h, p->img, p->txt, p->B, p->B, clip_logit_scale(p->m));
+    return clip_head_contrastive(&p->h);
+}
+
+/* forward, then backward of the contrastive loss into ca, g, dpixels */
+float pipe_backward(struct pipe *p, struct clip_grads *g, float *dpixels)
+{
+    float loss = pipe_forward(p);
+    const size_t n = p->B * p->m->cfg.projection_dim;
+
+    memset(p->dimg, 0, n * sizeof(float));
+    memset(p->dtxt, 0, n * sizeof(float));
+    clip_head_backward(&p->h, p->dimg, p->dtxt, g ? g->w.logit_scale : NULL, 1.0f);
+    clip_vision_backward(&p->vr, p->m, p->ca, g, p->dimg, dpixels);
+    clip_text_backward(&p->tr, p->m, p->ca, g, p->dtxt);
+    return loss;
+}
+
+double pipe_loss(void *ctx)
+{
+    return (double)pipe_forward(ctx);
+}
+
+/* a small random model: image 8, patch 4 (5 tokens), widths 16/12 */
+void tiny_config(struct clip_config *c)
+{
+    clip_config_defaults(c);
+    c->vision = (struct clip_vision_config){ .image_size = 8, .patch_size = 4,
+                                             .num_channels = 3, .hidden = 16, .layers = 2,
+                                             .heads = 2, .intermediate = 32,
+                                             .act = BLOCK_ACT_QUICK_GELU,
+                                             .layer_norm_eps = 1e-5f };
+    c->text = (struct clip_text_config){ .vocab_size = 20, .context = 7, .hidden = 12,
+                                         .layers = 2, .heads = 2, .intermediate = 24,
+                                         .act = BLOCK_ACT_GELU, .layer_norm_eps = 1e-5f,
+                                         .bos_token_id = 18, .eos_token_id = 19,
+                                         .pad_token_id = 0 };
+    c->projection_dim = 8;
+}
+
+void tiny_model(struct clip_model *m, uint64_t seed)
+{
+    struct clip_config c;
+    struct rng r;
+    int rc;
+
+    tiny_config(&c);
+    rc = clip_model_init(m, &c);
+    ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
+    clip_model_init_random(m, seed);
+    /* larger than HF's init so that every path carries signal */
+    rng_init(&r, seed + 1);
+    for (size_t i = 0; i < m->n_params; i++)
+        m->params[i] += 0.1f * rng_normal(&r);
+    m->w.logit_scale[0] = 1.0f;
+}
+
+/* 3 rows of ids (3,7) with EOT at 2, 6, 4 */
+void tiny_ids(int32_t ids[3 * 7])
+{
+    static const int32_t v[3 * 7] = {
+        18, 5, 19, 0, 0, 0, 0,
+        18, 1, 2, 3, 4, 5, 19,
+        18, 7, 7, 9, 19, 19, 19,
+    };
+
+    memcpy(ids, v, sizeof(v));
+}
+
+/* write dir/model.safetensors from m's tensors, skipping `skip` and giving
+ * `reshape` a wrong shape */
+void write_weights(const struct clip_model *m, const char *dir, const char *skip,
+                   const char *reshape)
+{
+    struct st_writer *w = st_writer_new();
+    char path[1200];
+
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const struct clip_tensor *t = &m->tensors[i];
+        int64_t shape[4];
+        int ndim = t->ndim;
+
+        if (skip && strcmp(t->name, skip) == 0)
+            continue;
+        memcpy(shape, t->shape, sizeof(shape));
+        if (reshape && strcmp(t->name, reshape) == 0) {
+            /* same element count, transposed */
+            int64_t s0 = shape[0];
+            shape[0] = shape[1];
+            shape[1] = s0;
+        }
+        ck_assert_int_eq(st_writer_add(w, t->name, m->params + t->offset, ndim, shape, ST_F32),
+                         RL_OK);
+    }
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    ck_assert_int_eq(st_writer_write(w, path), RL_OK);
+    st_writer_free(w);
+}

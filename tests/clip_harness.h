@@ -1,0 +1,50 @@
+/*
+ * clip_harness.h: helpers the CLIP suites share (check_clip.c,
+ * check_clip_paths.c): a forward + backward harness for both towers and the
+ * contrastive head, a small random model, its token ids, and writing a
+ * model's weights to a safetensors file. Failures abort the test (Check).
+ */
+#ifndef RANDLORA_TESTS_CLIP_HARNESS_H
+#define RANDLORA_TESTS_CLIP_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "models/clip.h"
+
+/* images = texts = B, ids (B,T); borrows m, ca (may be NULL), pixels, ids */
+struct pipe {
+    struct clip_model *m;
+    struct clip_adapters *ca;       /* may be NULL */
+    struct clip_vision_run vr;
+    struct clip_text_run tr;
+    struct clip_head h;
+    size_t B, T;                    /* images = texts = B; ids (B,T)        */
+    const float *pixels;
+    const int32_t *ids;
+    float *img, *txt, *dimg, *dtxt;
+};
+
+void  pipe_init(struct pipe *p, struct clip_model *m, struct clip_adapters *ca, size_t B,
+                size_t T, const float *pixels, const int32_t *ids);
+void  pipe_free(struct pipe *p);
+/* the contrastive loss of the current weights */
+float pipe_forward(struct pipe *p);
+/* forward, then backward of the contrastive loss into ca, g, dpixels (each
+ * may be NULL) */
+float pipe_backward(struct pipe *p, struct clip_grads *g, float *dpixels);
+/* pipe_forward for gradcheck */
+double pipe_loss(void *ctx);
+
+/* a small random model: image 8, patch 4 (5 tokens), widths 16/12 */
+void tiny_config(struct clip_config *c);
+void tiny_model(struct clip_model *m, uint64_t seed);
+/* 3 rows of ids (3,7) with EOT at 2, 6, 4 */
+void tiny_ids(int32_t ids[3 * 7]);
+
+/* dir/model.safetensors from m's tensors, skipping `skip` and giving
+ * `reshape` a transposed shape (either may be NULL) */
+void write_weights(const struct clip_model *m, const char *dir, const char *skip,
+                   const char *reshape);
+
+#endif /* RANDLORA_TESTS_CLIP_HARNESS_H */
