@@ -419,7 +419,8 @@ static int cka_check(const struct cka_ctx *c, const char *path, const struct run
 /* The output of every encoder layer of both towers for the run `ra` on the
  * context's batch. Reads the towers' residual stream, which clip.h documents
  * as (L+1, B, T, C) in a run made for training (slot l+1 = the output of
- * layer l), and checks that reading against the pooled rows. */
+ * layer l; the last one only with pool_last false), and checks that reading
+ * against the pooled rows. */
 static int tower_acts_compute(struct tower_acts *out, struct cka_ctx *c, const struct run_adapters *ra,
                               bool text)
 {
@@ -444,6 +445,7 @@ static int tower_acts_compute(struct tower_acts *out, struct cka_ctx *c, const s
     const size_t Lv = m->cfg.vision.layers, Cv = m->cfg.vision.hidden, D = m->cfg.projection_dim;
     const size_t img = 3 * c->S * c->S;
     clip_vision_run_init(&vr, m, chunk, true);
+    vr.pool_last = false;                   /* every token of the last layer too */
     const size_t T = vr.T;
     out->Lv = Lv;
     out->Cv = Cv;
@@ -471,6 +473,7 @@ static int tower_acts_compute(struct tower_acts *out, struct cka_ctx *c, const s
         const size_t Lt = m->cfg.text.layers, Ct = m->cfg.text.hidden, n = c->n_prompts;
         float *temb = xmalloc_array(n * (D > Ct ? D : Ct), sizeof(float));
         clip_text_run_init(&tr, m, n, c->max_T, true);
+        tr.pool_last = false;
         rc = clip_text_forward(&tr, m, cap, c->ids, n, c->ctx, temb);
         free(temb);
         if (rc)

@@ -200,23 +200,28 @@ static size_t default_rank(const char *method)
 /* analytic FLOPs                                                            */
 
 /* forward + input gradient of the L pre-LN blocks of a tower on B rows of T
- * tokens (width C, MLP F): the six linears twice (forward, dX), attention's
- * q k^T and att v forward (full T x T, as computed) and four products back */
+ * tokens (width C, MLP F), as computed: the six linears twice (forward,
+ * dX) on every token, except in the last layer, which runs at one row per
+ * sequence (block_pooled_forward) but for k and v; attention's q k^T and
+ * att v forward (T x T per head, one query row in the last layer) and four
+ * products back */
 static double tower_flops(size_t B, size_t T, size_t C, size_t F, size_t L, bool backward)
 {
-    double n = (double)B * (double)T, c = (double)C, f = (double)F;
-    double lin = 2.0 * n * (4.0 * c * c + 2.0 * c * f);
-    double att = 2.0 * (double)B * (double)T * (double)T * c;   /* one product */
+    const double b = (double)B, n = b * (double)T, c = (double)C, f = (double)F;
+    const double below = L > 0 ? (double)(L - 1) : 0.0, last = L > 0 ? 1.0 : 0.0;
+    double lin = below * 2.0 * n * (4.0 * c * c + 2.0 * c * f)
+                 + last * (2.0 * n * 2.0 * c * c + 2.0 * b * (2.0 * c * c + 2.0 * c * f));
+    double att = (below * 2.0 * n * (double)T + last * 2.0 * n) * c;  /* one product */
 
-    return (double)L * (backward ? 2.0 * lin + 6.0 * att : lin + 2.0 * att);
+    return backward ? 2.0 * lin + 6.0 * att : lin + 2.0 * att;
 }
 
 /* the adapters' own work in an optimizer step of A micro-batches: per site
  * the cheaper path, priced as clip_adapters_begin_step prices it (A times
  * the factored work against adapter_merged_step_flops: the merge once a
  * step, the weight gradient or the rows route per micro-batch) */
-static double adapters_flops(const struct clip_adapters *ca, size_t vrows, size_t trows,
-                             size_t A)
+static double adapters_flops(const struct clip_model *m, const struct clip_adapters *ca,
+                             const struct clip_step_size *sz, size_t A)
 {
     double sum = 0.0;
 
@@ -224,7 +229,7 @@ static double adapters_flops(const struct clip_adapters *ca, size_t vrows, size_
         return 0.0;
     for (size_t i = 0; i < ca->n_sites; i++) {
         double fa, me;
-        size_t N = ca->sites[i].tower == CLIP_TOWER_VISION ? vrows : trows;
+        size_t N = clip_site_rows(m, &ca->sites[i], sz);
 
         adapter_path_flops(&ca->adapters[i], N, &fa, &me);
         fa *= (double)A;
@@ -254,8 +259,11 @@ static double model_flops(const struct clip_model *m, const struct clip_adapters
     f += bw * 2.0 * (double)K * (double)t->hidden * D;                  /* text_projection */
     f += (backward ? 3.0 : 1.0) * 2.0 * (double)B * (double)K * D;      /* logits */
     f *= (double)A;
-    if (backward)
-        f += adapters_flops(ca, B * Tv, K * Tt, A);
+    if (backward) {
+        const struct clip_step_size sz = { .images = B, .texts = K, .text_tokens = Tt };
+
+        f += adapters_flops(m, ca, &sz, A);
+    }
     return f;
 }
 
@@ -417,7 +425,11 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
              * merged sites are merged in place once per optimizer step; with
              * A micro-batches their weight gradients are summed and projected
              * once (the warm-up step, of one micro-batch, allocates the sums) */
-            clip_adapters_begin_step(&ca, &m, B * clip_vision_tokens(&cfg.vision), K * cut, A, 1);
+            const struct clip_step_size sz = {
+                .images = B, .texts = K, .text_tokens = cut, .vision_micro = A, .text_micro = 1,
+            };
+
+            clip_adapters_begin_step(&ca, &m, &sz);
             merged = ca.n_merged;
         }
         /* the text tower once a step (train_step.c: no dropout here), its

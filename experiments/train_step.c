@@ -66,9 +66,9 @@ static int train_text_forward(struct run_state *s)
     return rc;
 }
 
-/* rows one text forward runs: n_rows prompts times the cut at the longest
- * end-of-text among the n prompts of ids; the size the path choice goes by */
-static size_t text_rows(const struct run_state *s, const int32_t *ids, size_t n, size_t n_rows)
+/* tokens one text forward runs: the cut at the longest end-of-text among
+ * the n prompts of ids */
+static size_t text_tokens(const struct run_state *s, const int32_t *ids, size_t n)
 {
     size_t Tc = 0;
 
@@ -78,7 +78,7 @@ static size_t text_rows(const struct run_state *s, const int32_t *ids, size_t n,
         if (e != SIZE_MAX && e + 1 > Tc)
             Tc = e + 1;
     }
-    return n_rows * (s->tr.cut ? Tc : s->ctx);
+    return s->tr.cut ? Tc : s->ctx;
 }
 
 /* the per-layer paths for this step's tower sizes, merged in place
@@ -87,11 +87,15 @@ static size_t text_rows(const struct run_state *s, const int32_t *ids, size_t n,
 static void begin_paths(struct run_state *s, const int32_t *ids, size_t n_text, size_t n_rows,
                         size_t micro)
 {
-    size_t vrows = s->vision_adapted ? s->B * s->vr.T : 0;
-    size_t trows = s->text_adapted ? text_rows(s, ids, n_text, n_rows) : 0;
+    const struct clip_step_size sz = {
+        .images = s->vision_adapted ? s->B : 0,
+        .texts = s->text_adapted ? n_rows : 0,
+        .text_tokens = s->text_adapted ? text_tokens(s, ids, n_text) : 0,
+        .vision_micro = micro,
+        .text_micro = micro && text_once_per_step(s) ? 1 : micro,
+    };
 
-    clip_adapters_begin_step(&s->ca, &s->m, vrows, trows, micro,
-                             micro && text_once_per_step(s) ? 1 : micro);
+    clip_adapters_begin_step(&s->ca, &s->m, &sz);
 }
 
 int run_rebase(struct run_state *s)

@@ -178,6 +178,110 @@ void attention_backward(float *dq, float *dk, float *dv, float *scratch,
 }
 
 /* ------------------------------------------------------------------------ */
+/* one query per sequence: the last layer at its pooled rows                 */
+
+/* The rows of attention_forward's output that a pooled read takes (one per
+ * sequence) depend only on that row's query: the last layer of a tower
+ * computes them alone (block_pooled_forward). Per (b,h) these are
+ * matrix-vector products of T x hs, a few thousand FLOPs: plain loops, the
+ * heads in parallel; no BLAS call is made inside the parallel loop. */
+
+/* keys query b sees: up to and including its own position when causal */
+static size_t pooled_keys(const size_t *idx, size_t b, size_t T, bool causal)
+{
+    const size_t i = idx ? idx[b] : 0;
+
+    RL_ASSERT(i < T);
+    return causal ? i + 1 : T;
+}
+
+/* out (B,C), att (B,NH,T); q (B,C) the query of each sequence, which sits at
+ * position idx[b] (0 when idx is NULL); k, v (B,T,C) */
+void attention_pooled_forward(float *out, float *att, const float *q, const float *k,
+                              const float *v, const size_t *idx, size_t B, size_t T, size_t C,
+                              size_t NH, bool causal)
+{
+    attention_check(T, C, NH);
+    const size_t hs = C / NH;
+    const float scale = (float)(1.0 / sqrt((double)hs));
+
+    PARALLEL_FOR(B * NH * T * hs)
+    for (size_t bh = 0; bh < B * NH; bh++) {
+        const size_t b = bh / NH, h = bh % NH, n = pooled_keys(idx, b, T, causal);
+        const float *qh = q + b * C + h * hs;
+        const float *kh = k + b * T * C + h * hs, *vh = v + b * T * C + h * hs;
+        float *a = att + bh * T, *o = out + b * C + h * hs;
+
+        /* pre (n) = scale * k_h (n,hs) q_h (hs) */
+        for (size_t j = 0; j < n; j++) {
+            float s = 0.0f;
+
+            for (size_t d = 0; d < hs; d++)
+                s += qh[d] * kh[j * C + d];
+            a[j] = scale * s;
+        }
+        softmax_row(a, n, T);
+        /* out_h (hs) = v_h (n,hs)^T att (n) */
+        for (size_t d = 0; d < hs; d++)
+            o[d] = 0.0f;
+        for (size_t j = 0; j < n; j++)
+            for (size_t d = 0; d < hs; d++)
+                o[d] += a[j] * vh[j * C + d];
+    }
+}
+
+/* dq (B,C), dk, dv (B,T,C) += ...; scratch (B,NH,T); dout (B,C); att
+ * (B,NH,T) from the forward; q (B,C), k, v (B,T,C). attention_backward's
+ * derivation with one query row. */
+void attention_pooled_backward(float *dq, float *dk, float *dv, float *scratch,
+                               const float *dout, const float *att, const float *q,
+                               const float *k, const float *v, const size_t *idx,
+                               size_t B, size_t T, size_t C, size_t NH, bool causal)
+{
+    attention_check(T, C, NH);
+    const size_t hs = C / NH;
+    const float scale = (float)(1.0 / sqrt((double)hs));
+
+    PARALLEL_FOR(B * NH * T * hs)
+    for (size_t bh = 0; bh < B * NH; bh++) {
+        const size_t b = bh / NH, h = bh % NH, n = pooled_keys(idx, b, T, causal);
+        const size_t qo = b * C + h * hs, ko = b * T * C + h * hs;
+        const float *a = att + bh * T, *dy = dout + qo;
+        float *dp = scratch + bh * T;
+        double dot = 0.0;
+        float fdot;
+
+        for (size_t j = 0; j < n; j++) {
+            float s = 0.0f;
+
+            /* datt[j] = dout_h . v_j;  dv_j += att[j] dout_h */
+            for (size_t d = 0; d < hs; d++)
+                s += dy[d] * v[ko + j * C + d];
+            dp[j] = s;
+            if (dv)
+                for (size_t d = 0; d < hs; d++)
+                    dv[ko + j * C + d] += a[j] * dy[d];
+            dot += (double)a[j] * (double)s;
+        }
+        if (!dq && !dk)
+            continue;
+        /* dpre[j] = att[j] (datt[j] - sum_j' att[j'] datt[j']) */
+        fdot = (float)dot;
+        for (size_t j = 0; j < n; j++)
+            dp[j] = scale * (a[j] * (dp[j] - fdot));
+        /* dq_h += scale dpre (n) k_h (n,hs);  dk_j += scale dpre[j] q_h */
+        for (size_t j = 0; j < n; j++) {
+            if (dq)
+                for (size_t d = 0; d < hs; d++)
+                    dq[qo + d] += dp[j] * k[ko + j * C + d];
+            if (dk)
+                for (size_t d = 0; d < hs; d++)
+                    dk[ko + j * C + d] += dp[j] * q[qo + d];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* plain-loop references                                                     */
 
 /* out (B,T,C), att (B,NH,T,T); q, k, v (B,T,C) */

@@ -6,9 +6,7 @@
 
 #include <string.h>
 
-#include "core/alloc.h"
-#include "core/status.h"
-#include "methods/adapter.h"
+#include "models/block_impl.h"
 #include "models/nn.h"
 
 const char *const block_param_names[BLOCK_NUM_PARAMS] = {
@@ -31,31 +29,12 @@ const char *const block_linear_paths[BLOCK_NUM_LINEARS] = {
     "mlp.fc1", "mlp.fc2",
 };
 
-/* a * b, aborting on overflow: sizes here come from the model config */
-static size_t mul(size_t a, size_t b)
-{
-    size_t r;
-
-    RL_ASSERT(size_mul_ok(a, b, &r));
-    return r;
-}
-
-/* sum of n sizes, aborting on overflow */
-static size_t sum(const size_t *s, size_t n)
-{
-    size_t total = 0;
-
-    for (size_t i = 0; i < n; i++)
-        RL_ASSERT(size_add_ok(total, s[i], &total));
-    return total;
-}
-
 /* ------------------------------------------------------------------------ */
 /* parameters                                                                */
 
 size_t block_param_sizes(size_t sizes[BLOCK_NUM_PARAMS], size_t C, size_t F)
 {
-    const size_t CC = mul(C, C), FC = mul(F, C);
+    const size_t CC = block_mul(C, C), FC = block_mul(F, C);
     const size_t s[BLOCK_NUM_PARAMS] = {
         C, C,           /* layer_norm1 */
         CC, C,          /* q_proj      */
@@ -68,7 +47,7 @@ size_t block_param_sizes(size_t sizes[BLOCK_NUM_PARAMS], size_t C, size_t F)
     };
 
     memcpy(sizes, s, sizeof(s));
-    return sum(s, BLOCK_NUM_PARAMS);
+    return block_sum(s, BLOCK_NUM_PARAMS);
 }
 
 void block_params_point(struct block_params *p, const float *buf, size_t C, size_t F)
@@ -95,10 +74,7 @@ void block_grads_point(struct block_grads *g, float *buf, size_t C, size_t F)
     };
 
     block_param_sizes(s, C, F);
-    for (size_t i = 0; i < BLOCK_NUM_PARAMS; i++) {
-        *ptrs[i] = buf;
-        buf += s[i];
-    }
+    block_point_views(ptrs, s, BLOCK_NUM_PARAMS, buf);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -110,8 +86,8 @@ void block_grads_point(struct block_grads *g, float *buf, size_t C, size_t F)
 static void acts_sizes(size_t s[BLOCK_NUM_ACTS],
                        size_t B, size_t T, size_t C, size_t NH, size_t F)
 {
-    const size_t N = mul(B, T), NC = mul(N, C), NF = mul(N, F);
-    const size_t NHTT = mul(mul(B, NH), mul(T, T));
+    const size_t N = block_mul(B, T), NC = block_mul(N, C), NF = block_mul(N, F);
+    const size_t NHTT = block_mul(block_mul(B, NH), block_mul(T, T));
     const size_t v[BLOCK_NUM_ACTS] = {
         N, N,               /* ln1_mean, ln1_rstd      */
         NC, NC, NC,         /* q, k, v                 */
@@ -129,23 +105,23 @@ size_t block_acts_size(size_t B, size_t T, size_t C, size_t NH, size_t F)
     size_t s[BLOCK_NUM_ACTS];
 
     acts_sizes(s, B, T, C, NH, F);
-    return sum(s, BLOCK_NUM_ACTS);
+    return block_sum(s, BLOCK_NUM_ACTS);
 }
 
 /* the scratch: one (B,T,C) for ln1 / attproj / ln2 / fcproj in turn, one
  * (B,T,F) for fch_act, two (B,T) for recomputed statistics */
 size_t block_acts_scratch_size(size_t B, size_t T, size_t C, size_t F)
 {
-    const size_t N = mul(B, T);
-    const size_t s[4] = { mul(N, C), mul(N, F), N, N };
+    const size_t N = block_mul(B, T);
+    const size_t s[4] = { block_mul(N, C), block_mul(N, F), N, N };
 
-    return sum(s, 4);
+    return block_sum(s, 4);
 }
 
 void block_acts_point(struct block_acts *a, float *buf, float *scratch,
                       size_t B, size_t T, size_t C, size_t NH, size_t F)
 {
-    const size_t N = mul(B, T);
+    const size_t N = block_mul(B, T);
     size_t s[BLOCK_NUM_ACTS];
     float **ptrs[BLOCK_NUM_ACTS] = {
         &a->ln1_mean, &a->ln1_rstd, &a->q, &a->k, &a->v, &a->att,
@@ -153,13 +129,10 @@ void block_acts_point(struct block_acts *a, float *buf, float *scratch,
     };
 
     acts_sizes(s, B, T, C, NH, F);
-    for (size_t i = 0; i < BLOCK_NUM_ACTS; i++) {
-        *ptrs[i] = buf;
-        buf += s[i];
-    }
+    block_point_views(ptrs, s, BLOCK_NUM_ACTS, buf);
     a->ln1 = a->attproj = a->ln2 = a->fcproj = scratch;
-    a->fch_act = scratch + mul(N, C);
-    a->stat_mean = a->fch_act + mul(N, F);
+    a->fch_act = scratch + block_mul(N, C);
+    a->stat_mean = a->fch_act + block_mul(N, F);
     a->stat_rstd = a->stat_mean + N;
 }
 
@@ -168,8 +141,8 @@ void block_acts_point(struct block_acts *a, float *buf, float *scratch,
 static void grad_acts_sizes(size_t s[BLOCK_NUM_GRAD_ACTS],
                             size_t B, size_t T, size_t C, size_t NH, size_t F)
 {
-    const size_t N = mul(B, T), NC = mul(N, C), NF = mul(N, F);
-    const size_t NHTT = mul(mul(B, NH), mul(T, T));
+    const size_t N = block_mul(B, T), NC = block_mul(N, C), NF = block_mul(N, F);
+    const size_t NHTT = block_mul(block_mul(B, NH), block_mul(T, T));
     const size_t v[BLOCK_NUM_GRAD_ACTS] = {
         NC, NC,             /* dh, dln2            */
         NF, NF,             /* dfch, dfch_act      */
@@ -187,7 +160,7 @@ size_t block_grad_acts_size(size_t B, size_t T, size_t C, size_t NH, size_t F)
     size_t s[BLOCK_NUM_GRAD_ACTS];
 
     grad_acts_sizes(s, B, T, C, NH, F);
-    return sum(s, BLOCK_NUM_GRAD_ACTS);
+    return block_sum(s, BLOCK_NUM_GRAD_ACTS);
 }
 
 void block_grad_acts_point(struct block_grad_acts *g, float *buf,
@@ -200,86 +173,11 @@ void block_grad_acts_point(struct block_grad_acts *g, float *buf,
     };
 
     grad_acts_sizes(s, B, T, C, NH, F);
-    for (size_t i = 0; i < BLOCK_NUM_GRAD_ACTS; i++) {
-        *ptrs[i] = buf;
-        buf += s[i];
-    }
+    block_point_views(ptrs, s, BLOCK_NUM_GRAD_ACTS, buf);
 }
 
 /* ------------------------------------------------------------------------ */
 /* forward                                                                   */
-
-/* the adapter of linear i, or NULL */
-static struct adapter *lin_adapter(const struct block_adapters *ad, enum block_linear i)
-{
-    return ad ? ad->lin[i] : NULL;
-}
-
-/* linear i is on the merged path: its weight holds W + dW */
-static bool lin_merged(const struct block_adapters *ad, enum block_linear i)
-{
-    return ad && ad->lin[i] && ad->merged[i];
-}
-
-/* out (N, d_out) = inp W^T + b, then += the adapter's branch on inp (factored
- * path; merged: W already holds W + dW) */
-static void adapted_linear_forward(float *out, const float *inp, const float *w, const float *b,
-                                   const struct block_adapters *ad, enum block_linear i,
-                                   size_t N, size_t C, size_t OC)
-{
-    linear_forward(out, inp, w, b, N, C, OC);
-    if (lin_adapter(ad, i) && !lin_merged(ad, i))
-        adapter_forward(ad->lin[i], inp, out, N);
-}
-
-/* factored: linear_backward (dw only when asked), then the adapter's
- * backward. merged: gw = dout^T inp in the shared scratch (with dinp and db
- * from the same linear_backward, w = W + dW), projected onto the adapter's
- * parameters, and added to dw when the weight itself is trained too; or,
- * with a step-long sum set, added to the sum for one projection later;
- * or, when the parameters are dW itself (full), added to them at once; or
- * not formed at all, the parameter gradients taken from inp and dout. */
-static void adapted_linear_backward(float *dinp, float *dw, float *db, const float *dout,
-                                    const float *inp, const float *w,
-                                    const struct block_adapters *ad, enum block_linear i,
-                                    size_t N, size_t C, size_t OC)
-{
-    struct adapter *a = lin_adapter(ad, i);
-
-    if (a && lin_merged(ad, i)) {
-        const size_t n = mul(OC, C);
-        float *gw = ad->gw;
-
-        if (!a->grads && !dw) {
-            linear_backward(dinp, NULL, db, dout, inp, w, N, C, OC);
-            return;
-        }
-        if (ad->rows[i] && !dw) {               /* no weight gradient at all */
-            linear_backward(dinp, NULL, db, dout, inp, w, N, C, OC);
-            adapter_project_rows(a, inp, dout, N);
-            return;
-        }
-        if (a->grads && !dw && (a->ops->flags & ADAPTER_F_GRAD_IS_GW)) {
-            linear_backward(dinp, a->grads, db, dout, inp, w, N, C, OC);
-            return;
-        }
-        if (ad->gw_sum[i] && !dw) {             /* projected once per step */
-            linear_backward(dinp, ad->gw_sum[i], db, dout, inp, w, N, C, OC);
-            return;
-        }
-        RL_ASSERT(gw != NULL);
-        memset(gw, 0, n * sizeof(float));
-        linear_backward(dinp, gw, db, dout, inp, w, N, C, OC);
-        adapter_project_grad(a, gw);
-        if (dw)
-            for (size_t k = 0; k < n; k++)
-                dw[k] += gw[k];
-        return;
-    }
-    linear_backward(dinp, dw, db, dout, inp, w, N, C, OC);
-    if (a)
-        adapter_backward(a, inp, dout, dinp, N);
-}
 
 void block_forward(float *out, struct block_acts *a, const float *inp,
                    const struct block_params *p, const struct block_config *cfg,
@@ -301,7 +199,7 @@ void block_forward_adapted(float *out, struct block_acts *a, const float *inp,
                            const struct block_config *cfg, size_t B, size_t T)
 {
     const size_t C = cfg->C, NH = cfg->NH, F = cfg->F;
-    const size_t N = mul(B, T);
+    const size_t N = block_mul(B, T);
 
     RL_ASSERT(NH > 0 && C % NH == 0);
 
@@ -313,19 +211,19 @@ void block_forward_adapted(float *out, struct block_acts *a, const float *inp,
     attention_forward(a->atty, a->att, a->q, a->k, a->v, B, T, C, NH, cfg->causal);
     adapted_linear_forward(a->attproj, a->atty, p->o_w, p->o_b, ad, BLOCK_LIN_OUT,
                            N, C, C);
-    residual_forward(a->h, inp, a->attproj, mul(N, C));
+    residual_forward(a->h, inp, a->attproj, block_mul(N, C));
 
     /* MLP half: out = h + fc2(act(fc1(ln2(h)))) */
     layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h, p->ln2_w, p->ln2_b, N, C, cfg->eps);
     adapted_linear_forward(a->fch, a->ln2, p->fc1_w, p->fc1_b, ad, BLOCK_LIN_FC1,
                            N, C, F);
     if (cfg->act == BLOCK_ACT_GELU)
-        gelu_forward(a->fch_act, a->fch, mul(N, F));
+        gelu_forward(a->fch_act, a->fch, block_mul(N, F));
     else
-        quick_gelu_forward(a->fch_act, a->fch, mul(N, F));
+        quick_gelu_forward(a->fch_act, a->fch, block_mul(N, F));
     adapted_linear_forward(a->fcproj, a->fch_act, p->fc2_w, p->fc2_b,
                            ad, BLOCK_LIN_FC2, N, F, C);
-    residual_forward(out, a->h, a->fcproj, mul(N, C));
+    residual_forward(out, a->h, a->fcproj, block_mul(N, C));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -337,7 +235,7 @@ void block_backward_adapted(float *dinp, struct block_grads *g, struct block_gra
                             const struct block_config *cfg, size_t B, size_t T)
 {
     const size_t C = cfg->C, NH = cfg->NH, F = cfg->F;
-    const size_t N = mul(B, T), NC = mul(N, C), NF = mul(N, F);
+    const size_t N = block_mul(B, T), NC = block_mul(N, C), NF = block_mul(N, F);
     /* layer_norm1's input gradient is wanted for dinp or its own params */
     const bool need_dln1 = dinp || g->ln1_w || g->ln1_b;
 

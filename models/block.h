@@ -233,4 +233,76 @@ void block_backward_adapted(float *dinp, struct block_grads *g, struct block_gra
                             const struct block_params *p, const struct block_adapters *ad,
                             const struct block_config *cfg, size_t B, size_t T);
 
+/* ------------------------------------------------------------------------ */
+/* the last layer of a tower at its pooled rows only (block_pooled.c)        */
+
+/* A tower reads one row of its last layer per sequence (the class token,
+ * the end-of-text token), and every other row of that layer's output is
+ * discarded. Only k and v need every row (they are what the pooled query
+ * attends to), so the last layer runs layer_norm1, k and v on all B*T rows
+ * and q, attention, out_proj and the MLP on the B pooled rows: for a tower
+ * of L layers, about (5/6) / L of its linear work (clip-tiny: a fifth). The
+ * result equals block_forward_adapted's rows idx[b] up to round-off. */
+struct block_pooled_acts {
+    /* kept for the backward */
+    float *ln1_mean;    /* (B,T)                                             */
+    float *ln1_rstd;    /* (B,T)                                             */
+    float *k, *v;       /* (B,T,C)                                           */
+    float *ln1_pool;    /* (B,C)       layer_norm1 at the pooled rows (q's input) */
+    float *q;           /* (B,C)                                             */
+    float *att;         /* (B,NH,T)    softmax probabilities                 */
+    float *atty;        /* (B,C)                                             */
+    float *h;           /* (B,C)       x + attproj at the pooled rows        */
+    float *ln2_mean;    /* (B)                                               */
+    float *ln2_rstd;    /* (B)                                               */
+    float *fch;         /* (B,F)                                             */
+    /* the scratch (block_acts_scratch_size), as in struct block_acts */
+    float *ln1;         /* (B,T,C)     layer_norm1(x)                        */
+    float *attproj;     /* (B,C)       (= ln1's floats)                      */
+    float *ln2;         /* (B,C)       (= ln1's floats)                      */
+    float *fcproj;      /* (B,C)       (= ln1's floats)                      */
+    float *fch_act;     /* (B,F)                                             */
+    float *stat_mean;   /* (B,T)                                             */
+    float *stat_rstd;   /* (B,T)                                             */
+};
+
+struct block_pooled_grad_acts {
+    float *dh;          /* (B,C)                                             */
+    float *dln2;        /* (B,C)                                             */
+    float *dfch;        /* (B,F)                                             */
+    float *dfch_act;    /* (B,F)                                             */
+    float *datty;       /* (B,C)                                             */
+    float *dq;          /* (B,C)                                             */
+    float *dk, *dv;     /* (B,T,C)                                           */
+    float *att_scratch; /* (B,NH,T)                                          */
+    float *dln1_pool;   /* (B,C)                                             */
+    float *dln1;        /* (B,T,C)                                           */
+};
+
+/* floats of the kept activations and of the backward workspace; the
+ * scratch is block_acts_scratch_size's */
+size_t block_pooled_acts_size(size_t B, size_t T, size_t C, size_t NH, size_t F);
+size_t block_pooled_grad_acts_size(size_t B, size_t T, size_t C, size_t NH, size_t F);
+void block_pooled_acts_point(struct block_pooled_acts *a, float *buf, float *scratch,
+                             size_t B, size_t T, size_t C, size_t NH, size_t F);
+void block_pooled_grad_acts_point(struct block_pooled_grad_acts *g, float *buf,
+                                  size_t B, size_t T, size_t C, size_t NH, size_t F);
+
+/* out (B,C) = rows idx[b] (row 0 when idx is NULL) of the layer's output on
+ * inp (B,T,C). Under the causal mask a row sees positions up to its own. */
+void block_pooled_forward(float *out, struct block_pooled_acts *acts, const float *inp,
+                          const size_t *idx, const struct block_params *p,
+                          const struct block_adapters *ad, const struct block_config *cfg,
+                          size_t B, size_t T);
+
+/* dinp (B,T,C) += the input gradient of dout (B,C) at the pooled rows;
+ * parameter and adapter gradients as block_backward_adapted. dinp may be
+ * NULL; ga is overwritten. */
+void block_pooled_backward(float *dinp, struct block_grads *g,
+                           struct block_pooled_grad_acts *ga, const float *dout,
+                           const struct block_pooled_acts *acts, const float *inp,
+                           const size_t *idx, const struct block_params *p,
+                           const struct block_adapters *ad, const struct block_config *cfg,
+                           size_t B, size_t T);
+
 #endif /* RANDLORA_MODELS_BLOCK_H */

@@ -38,6 +38,23 @@ static size_t rounded(size_t n)
     return (n + 15) & ~(size_t)15;
 }
 
+/* floats of one layer's kept activations and of the backward workspace:
+ * enough for a whole layer and for the last one at its pooled rows */
+static size_t layer_acts_size(size_t B, size_t T, size_t C, size_t NH, size_t F)
+{
+    size_t a = block_acts_size(B, T, C, NH, F), b = block_pooled_acts_size(B, T, C, NH, F);
+
+    return a > b ? a : b;
+}
+
+static size_t layer_grad_acts_size(size_t B, size_t T, size_t C, size_t NH, size_t F)
+{
+    size_t a = block_grad_acts_size(B, T, C, NH, F);
+    size_t b = block_pooled_grad_acts_size(B, T, C, NH, F);
+
+    return a > b ? a : b;
+}
+
 /* ------------------------------------------------------------------------ */
 /* vision tower                                                              */
 
@@ -60,7 +77,7 @@ static size_t vision_layout(struct clip_vision_run *r, const struct clip_model *
     float *p = base;
     size_t total = 0;
 
-    r->layer_stride = rounded(block_acts_size(B, T, C, v->heads, F));
+    r->layer_stride = rounded(layer_acts_size(B, T, C, v->heads, F));
     if (base)
         r->layer_acts = take(&p, mul(NA, r->layer_stride));
     total += mul(NA, r->layer_stride);
@@ -76,7 +93,7 @@ static size_t vision_layout(struct clip_vision_run *r, const struct clip_model *
     TAKE(post_mean, B);
     TAKE(post_rstd, B);
     if (r->train) {
-        TAKE(gacts_buf, block_grad_acts_size(B, T, C, v->heads, F));
+        TAKE(gacts_buf, layer_grad_acts_size(B, T, C, v->heads, F));
         TAKE(dres[0], BTC);
         TAKE(dres[1], BTC);
         TAKE(dpost, mul(B, C));
@@ -100,6 +117,7 @@ void clip_vision_run_init(struct clip_vision_run *r, const struct clip_model *m,
     r->P = g * g;
     r->T = r->P + 1;
     r->K = mul(v->num_channels, mul(v->patch_size, v->patch_size));
+    r->pool_last = true;
     r->buf = xcalloc_aligned(vision_layout(r, m, NULL), sizeof(float));
     vision_layout(r, m, r->buf);
     r->acts = xcalloc(train ? v->layers : 1, sizeof(*r->acts));
@@ -177,24 +195,35 @@ int clip_vision_forward(struct clip_vision_run *r, const struct clip_model *m,
     layernorm_forward(res_slot(r->res, r->train, 0, BTC), r->pre_mean, r->pre_rstd, r->emb,
                       w->v_pre_w, w->v_pre_b, mul(B, T), C, v->layer_norm_eps);
 
-    /* the encoder */
+    /* the encoder; its last layer on the class tokens only, or on all */
     for (size_t l = 0; l < L; l++) {
+        float *acts = r->layer_acts + (r->train ? l : 0) * r->layer_stride;
+        const float *in = res_slot(r->res, r->train, l, BTC);
+        const struct block_adapters *ad = layer_adapters(ca, CLIP_TOWER_VISION, l);
+
+        if (l + 1 == L && r->pool_last) {
+            block_pooled_acts_point(&r->last, acts, r->acts_scratch, B, T, C, v->heads, F);
+            block_pooled_forward(r->pooled, &r->last, in, NULL, &m->vlayer[l], ad, &m->vblock,
+                                 B, T);
+            break;
+        }
         struct block_acts *a = &r->acts[r->train ? l : 0];
 
-        block_acts_point(a, r->layer_acts + (r->train ? l : 0) * r->layer_stride,
-                         r->acts_scratch, B, T, C, v->heads, F);
-        block_forward_adapted(res_slot(r->res, r->train, l + 1, BTC), a,
-                              res_slot(r->res, r->train, l, BTC), &m->vlayer[l],
-                              layer_adapters(ca, CLIP_TOWER_VISION, l), &m->vblock, B, T);
+        block_acts_point(a, acts, r->acts_scratch, B, T, C, v->heads, F);
+        block_forward_adapted(res_slot(r->res, r->train, l + 1, BTC), a, in, &m->vlayer[l],
+                              ad, &m->vblock, B, T);
     }
 
     /* class token -> post_layernorm -> visual_projection */
-    pool_rows_forward(r->pooled, res_slot(r->res, r->train, L, BTC), NULL, B, T, C);
+    if (!r->pool_last)
+        pool_rows_forward(r->pooled, res_slot(r->res, r->train, L, BTC), NULL, B, T, C);
     layernorm_forward(r->post, r->post_mean, r->post_rstd, r->pooled, w->v_post_w, w->v_post_b,
                       B, C, v->layer_norm_eps);
     linear_forward(image_embeds, r->post, w->v_proj, NULL, B, C, m->cfg.projection_dim);
     return RL_OK;
 }
+
+static const struct block_grads frozen_grads;    /* all NULL: nothing trained */
 
 /* the lowest layer whose backward is needed: 0 when the embeddings want
  * gradients, else the lowest adapted layer; L when nothing needs any */
@@ -219,12 +248,11 @@ static float *encoder_backward(float *dres[2], struct block_grad_acts *ga,
                                const struct block_config *cfg, size_t L, size_t stop,
                                bool want_input, size_t B, size_t T)
 {
-    static const struct block_grads frozen;      /* all NULL */
     int cur = 0;
 
     for (size_t l = L; l-- > stop;) {
         float *din = (l > stop || want_input) ? dres[1 - cur] : NULL;
-        struct block_grads g = lg ? lg[l] : frozen;
+        struct block_grads g = lg ? lg[l] : frozen_grads;
 
         if (din)
             memset(din, 0, BTC * sizeof(float));
@@ -246,6 +274,7 @@ void clip_vision_backward(struct clip_vision_run *r, const struct clip_model *m,
     const size_t BTC = mul(mul(B, T), C), BT = mul(B, T);
     const bool need_all = g != NULL || dpixels != NULL;
     const size_t stop = lowest_layer(ca, CLIP_TOWER_VISION, L, need_all);
+    size_t L_below = L;                 /* layers encoder_backward runs */
     float *d0;
 
     RL_ASSERT(r->train && B > 0);
@@ -261,17 +290,32 @@ void clip_vision_backward(struct clip_vision_run *r, const struct clip_model *m,
                        r->pooled, w->v_post_w, r->post_mean, r->post_rstd, B, C);
     if (stop == L)
         return;
-    /* pooled = res[L][:, 0] */
-    memset(r->dres[0], 0, BTC * sizeof(float));
-    pool_rows_backward(r->dres[0], r->dpooled, NULL, B, T, C);
+    if (r->pool_last) {
+        /* the last layer from the class tokens; dres[0] = d its input */
+        float *din = L - 1 > stop || need_all ? r->dres[0] : NULL;
+        struct block_grads lg = g ? g->vlayer[L - 1] : frozen_grads;
+
+        block_pooled_grad_acts_point(&r->glast, r->gacts_buf, B, T, C, v->heads,
+                                     v->intermediate);
+        if (din)
+            memset(din, 0, BTC * sizeof(float));
+        block_pooled_backward(din, &lg, &r->glast, r->dpooled, &r->last,
+                              r->res + (L - 1) * BTC, NULL, &m->vlayer[L - 1],
+                              layer_adapters(ca, CLIP_TOWER_VISION, L - 1), &m->vblock, B, T);
+        L_below = L - 1;
+    } else {
+        /* pooled = res[L][:, 0] */
+        memset(r->dres[0], 0, BTC * sizeof(float));
+        pool_rows_backward(r->dres[0], r->dpooled, NULL, B, T, C);
+    }
 
     block_grad_acts_point(&r->gacts, r->gacts_buf, B, T, C, v->heads, v->intermediate);
-    for (size_t l = 0; l < L; l++)
+    for (size_t l = 0; l < L_below; l++)
         block_acts_point(&r->acts[l], r->layer_acts + l * r->layer_stride, r->acts_scratch,
                          B, T, C, v->heads, v->intermediate);
     d0 = encoder_backward(r->dres, &r->gacts, r->acts, r->res, BTC, m->vlayer,
-                          g ? g->vlayer : NULL, ca, CLIP_TOWER_VISION, &m->vblock, L, stop,
-                          need_all, B, T);
+                          g ? g->vlayer : NULL, ca, CLIP_TOWER_VISION, &m->vblock, L_below,
+                          stop, need_all, B, T);
     if (!need_all)
         return;
 
@@ -300,7 +344,7 @@ static size_t text_layout(struct clip_text_run *r, const struct clip_model *m, f
     float *p = base;
     size_t total = 0;
 
-    r->layer_stride = rounded(block_acts_size(B, T, C, t->heads, F));
+    r->layer_stride = rounded(layer_acts_size(B, T, C, t->heads, F));
     if (base)
         r->layer_acts = take(&p, mul(NA, r->layer_stride));
     total += mul(NA, r->layer_stride);
@@ -311,7 +355,7 @@ static size_t text_layout(struct clip_text_run *r, const struct clip_model *m, f
     TAKE(fin_mean, B);
     TAKE(fin_rstd, B);
     if (r->train) {
-        TAKE(gacts_buf, block_grad_acts_size(B, T, C, t->heads, F));
+        TAKE(gacts_buf, layer_grad_acts_size(B, T, C, t->heads, F));
         TAKE(dres[0], BTC);
         TAKE(dres[1], BTC);
         TAKE(dfin, mul(B, C));
@@ -331,6 +375,7 @@ void clip_text_run_init(struct clip_text_run *r, const struct clip_model *m, siz
     r->max_T = max_T == 0 || max_T > r->ctx ? r->ctx : max_T;
     r->train = train;
     r->cut = true;
+    r->pool_last = true;
     r->buf = xcalloc_aligned(text_layout(r, m, NULL), sizeof(float));
     text_layout(r, m, r->buf);
     r->acts = xcalloc(train ? m->cfg.text.layers : 1, sizeof(*r->acts));
@@ -416,16 +461,25 @@ int clip_text_forward(struct clip_text_run *r, const struct clip_model *m,
 
     embedding_forward(res_slot(r->res, r->train, 0, BTC), r->ids, w->t_tok, w->t_pos, n, Tc, C);
     for (size_t l = 0; l < L; l++) {
+        float *acts = r->layer_acts + (r->train ? l : 0) * r->layer_stride;
+        const float *in = res_slot(r->res, r->train, l, BTC);
+        const struct block_adapters *ad = layer_adapters(ca, CLIP_TOWER_TEXT, l);
+
+        if (l + 1 == L && r->pool_last) {
+            block_pooled_acts_point(&r->last, acts, r->acts_scratch, n, Tc, C, tc->heads, F);
+            block_pooled_forward(r->pooled, &r->last, in, r->eot, &m->tlayer[l], ad, &m->tblock,
+                                 n, Tc);
+            break;
+        }
         struct block_acts *a = &r->acts[r->train ? l : 0];
 
-        block_acts_point(a, r->layer_acts + (r->train ? l : 0) * r->layer_stride,
-                         r->acts_scratch, n, Tc, C, tc->heads, F);
-        block_forward_adapted(res_slot(r->res, r->train, l + 1, BTC), a,
-                              res_slot(r->res, r->train, l, BTC), &m->tlayer[l],
-                              layer_adapters(ca, CLIP_TOWER_TEXT, l), &m->tblock, n, Tc);
+        block_acts_point(a, acts, r->acts_scratch, n, Tc, C, tc->heads, F);
+        block_forward_adapted(res_slot(r->res, r->train, l + 1, BTC), a, in, &m->tlayer[l], ad,
+                              &m->tblock, n, Tc);
     }
     /* final_layer_norm is per token: pool first, then normalise the rows */
-    pool_rows_forward(r->pooled, res_slot(r->res, r->train, L, BTC), r->eot, n, Tc, C);
+    if (!r->pool_last)
+        pool_rows_forward(r->pooled, res_slot(r->res, r->train, L, BTC), r->eot, n, Tc, C);
     layernorm_forward(r->fin, r->fin_mean, r->fin_rstd, r->pooled, w->t_final_w, w->t_final_b,
                       n, C, tc->layer_norm_eps);
     linear_forward(text_embeds, r->fin, w->t_proj, NULL, n, C, m->cfg.projection_dim);
@@ -442,6 +496,7 @@ void clip_text_backward(struct clip_text_run *r, const struct clip_model *m,
     const size_t B = r->B, T = r->T, C = tc->hidden, L = tc->layers;
     const size_t BTC = mul(mul(B, T), C);
     const size_t stop = lowest_layer(ca, CLIP_TOWER_TEXT, L, g != NULL);
+    size_t L_below = L;
     float *d0;
 
     RL_ASSERT(r->train && B > 0);
@@ -456,16 +511,31 @@ void clip_text_backward(struct clip_text_run *r, const struct clip_model *m,
                        r->dfin, r->pooled, w->t_final_w, r->fin_mean, r->fin_rstd, B, C);
     if (stop == L)
         return;
-    memset(r->dres[0], 0, BTC * sizeof(float));
-    pool_rows_backward(r->dres[0], r->dpooled, r->eot, B, T, C);
+    if (r->pool_last) {
+        /* the last layer from the end-of-text tokens, as the vision tower's */
+        float *din = L - 1 > stop || g ? r->dres[0] : NULL;
+        struct block_grads lg = g ? g->tlayer[L - 1] : frozen_grads;
+
+        block_pooled_grad_acts_point(&r->glast, r->gacts_buf, B, T, C, tc->heads,
+                                     tc->intermediate);
+        if (din)
+            memset(din, 0, BTC * sizeof(float));
+        block_pooled_backward(din, &lg, &r->glast, r->dpooled, &r->last,
+                              r->res + (L - 1) * BTC, r->eot, &m->tlayer[L - 1],
+                              layer_adapters(ca, CLIP_TOWER_TEXT, L - 1), &m->tblock, B, T);
+        L_below = L - 1;
+    } else {
+        memset(r->dres[0], 0, BTC * sizeof(float));
+        pool_rows_backward(r->dres[0], r->dpooled, r->eot, B, T, C);
+    }
 
     block_grad_acts_point(&r->gacts, r->gacts_buf, B, T, C, tc->heads, tc->intermediate);
-    for (size_t l = 0; l < L; l++)
+    for (size_t l = 0; l < L_below; l++)
         block_acts_point(&r->acts[l], r->layer_acts + l * r->layer_stride, r->acts_scratch,
                          B, T, C, tc->heads, tc->intermediate);
     d0 = encoder_backward(r->dres, &r->gacts, r->acts, r->res, BTC, m->tlayer,
-                          g ? g->tlayer : NULL, ca, CLIP_TOWER_TEXT, &m->tblock, L, stop,
-                          g != NULL, B, T);
+                          g ? g->tlayer : NULL, ca, CLIP_TOWER_TEXT, &m->tblock, L_below,
+                          stop, g != NULL, B, T);
     if (g)
         embedding_backward(gw->t_tok, gw->t_pos, d0, r->ids, B, T, C);
 }

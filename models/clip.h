@@ -325,11 +325,9 @@ struct adapter *clip_adapters_find(const struct clip_adapters *ca, enum clip_tow
 
 /* The two paths (methods/adapter.h, DESIGN.md "Speed"), per adapted linear.
  *
- * clip_adapters_begin_step chooses each site's path for a step whose vision
- * tower sees vision_micro backward passes of vision_rows rows (B * tokens)
- * and whose text tower sees text_micro passes of text_rows rows (prompts *
- * the cut length; 0 rows: that tower is not run; 0 passes: evaluation) --
- * adapter_choose_path under CLIP_PATH_AUTO, factored whenever dropout is
+ * clip_adapters_begin_step chooses each site's path for a step of size sz
+ * (struct clip_step_size: each site priced on the rows it sees,
+ * clip_site_rows) -- adapter_choose_path under CLIP_PATH_AUTO, factored whenever dropout is
  * active -- and brings the merged sites' weights to W + dW(current
  * parameters) IN PLACE (no copy of any weight): a site merged afresh gets
  * W <- W + dW; a site still merged from the previous step gets
@@ -378,9 +376,24 @@ struct adapter *clip_adapters_find(const struct clip_adapters *ca, enum clip_tow
  * a resumed run sees exactly the weights of the uninterrupted one. All of
  * this is free for factored-only steps (nothing merged: nothing done).
  * m must be the model the adapters were made for. */
+struct clip_step_size {
+    size_t images;              /* images per micro-batch; 0: vision not run  */
+    size_t texts;               /* prompts per text forward; 0: text not run  */
+    size_t text_tokens;         /* tokens each prompt runs: the cut, the
+                                   longest end-of-text + 1 (clip_text_run.T)  */
+    size_t vision_micro;        /* backward passes per step of each tower;    */
+    size_t text_micro;          /* 0: evaluation                              */
+};
+
+/* rows site s's linear sees in one pass of a step of size sz: one per
+ * sequence for q_proj, out_proj, fc1 and fc2 of a tower's last layer, which
+ * runs at its pooled rows only (clip_vision_run.pool_last, the default);
+ * every token's elsewhere */
+size_t clip_site_rows(const struct clip_model *m, const struct clip_site *s,
+                      const struct clip_step_size *sz);
+
 void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
-                              size_t vision_rows, size_t text_rows, size_t vision_micro,
-                              size_t text_micro);
+                              const struct clip_step_size *sz);
 void clip_adapters_end_backward(struct clip_adapters *ca, struct clip_model *m);
 void clip_adapters_end_step(struct clip_adapters *ca, struct clip_model *m);
 /* re-read the drifted sites' weights from a safetensors file (the model's
@@ -401,16 +414,24 @@ struct clip_vision_run {
     size_t layer_stride;        /* floats of one layer's saved activations    */
     float *layer_acts;          /* (Lv or 1) x layer_stride                   */
     struct block_acts *acts;    /* (Lv or 1)                                  */
+    bool pool_last;             /* default true: the last layer at the class
+                                 * tokens only (block_pooled_forward); false
+                                 * runs it on every token, for readers of
+                                 * res's last slot                            */
+    struct block_pooled_acts last; /* the last layer's when pool_last         */
     float *patches;             /* (B,P,K)     im2col                         */
     float *patch_out;           /* (B,P,C)                                    */
     float *emb;                 /* (B,T,C)     class + patches + position     */
     float *pre_mean, *pre_rstd; /* (B,T)                                      */
-    float *res;                 /* (Lv+1 or 2, B,T,C) residual stream         */
+    float *res;                 /* (Lv+1 or 2, B,T,C) residual stream; the
+                                 * last layer's output is there only when
+                                 * pool_last is false                         */
     float *pooled;              /* (B,C)       class token of the last layer  */
     float *post;                /* (B,C)       post_layernorm(pooled)         */
     float *post_mean, *post_rstd; /* (B)                                      */
     /* backward workspace (train only) */
     struct block_grad_acts gacts;
+    struct block_pooled_grad_acts glast;
     float *acts_scratch;        /* shared by the layers (block_acts_point)    */
     float *gacts_buf;
     float *dres[2];             /* (B,T,C)                                    */
@@ -427,17 +448,21 @@ struct clip_text_run {
     size_t T;                   /* tokens run: the cut (longest EOT + 1)      */
     bool train;
     bool cut;                   /* default true; false runs all row tokens    */
+    bool pool_last;             /* default true: the last layer at the
+                                 * end-of-text tokens only (as vision's)      */
     float *buf;
     size_t layer_stride;
     float *layer_acts;
     struct block_acts *acts;
+    struct block_pooled_acts last;
     int32_t *ids;               /* (B,T)       the ids actually run           */
     size_t *eot;                /* (B)         pooled position of each row    */
-    float *res;                 /* (Lt+1 or 2, B,T,C)                         */
+    float *res;                 /* (Lt+1 or 2, B,T,C), as vision's            */
     float *pooled;              /* (B,C)                                      */
     float *fin;                 /* (B,C)       final_layer_norm(pooled)       */
     float *fin_mean, *fin_rstd; /* (B)                                        */
     struct block_grad_acts gacts;
+    struct block_pooled_grad_acts glast;
     float *acts_scratch;        /* shared by the layers (block_acts_point)    */
     float *gacts_buf;
     float *dres[2];

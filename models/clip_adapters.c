@@ -485,9 +485,23 @@ static void site_unmerge(struct clip_adapters *ca, struct clip_model *m, size_t 
     ca->n_merged--;
 }
 
+size_t clip_site_rows(const struct clip_model *m, const struct clip_site *s,
+                      const struct clip_step_size *sz)
+{
+    const bool vision = s->tower == CLIP_TOWER_VISION;
+    const size_t seqs = vision ? sz->images : sz->texts;
+    const size_t tokens = vision ? clip_vision_tokens(&m->cfg.vision) : sz->text_tokens;
+    const size_t L = vision ? m->cfg.vision.layers : m->cfg.text.layers;
+    size_t rows;
+
+    if (s->layer + 1 == L && s->lin != BLOCK_LIN_K && s->lin != BLOCK_LIN_V)
+        return seqs;
+    RL_ASSERT(size_mul_ok(seqs, tokens, &rows));
+    return rows;
+}
+
 void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
-                              size_t vision_rows, size_t text_rows, size_t vision_micro,
-                              size_t text_micro)
+                              const struct clip_step_size *sz)
 {
     bool changed = false;
 
@@ -502,9 +516,8 @@ void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
         struct adapter *a = &ca->adapters[k];
         const size_t np = a->n_params;
         float *w = site_weight(m, s);
-        const bool vision = s->tower == CLIP_TOWER_VISION;
-        const size_t rows_k = vision ? vision_rows : text_rows;
-        const size_t micro = vision ? vision_micro : text_micro;
+        const size_t rows_k = clip_site_rows(m, s, sz);
+        const size_t micro = s->tower == CLIP_TOWER_VISION ? sz->vision_micro : sz->text_micro;
         bool merge = site_wants_merge(ca, k, rows_k, micro);
 
         if (ca->merged[k] && !merge) {

@@ -91,6 +91,17 @@ void attention_backward(float *dq, float *dk, float *dv, float *scratch,
                         const float *dout, const float *att,
                         const float *q, const float *k, const float *v,
                         size_t B, size_t T, size_t C, size_t NH, bool causal);
+/* The same attention for one query per sequence: q (B,C) is the query at
+ * position idx[b] of sequence b (0 when idx is NULL), against all of k, v
+ * (B,T,C) (keys 0..idx[b] when causal); out (B,C) equals row idx[b] of
+ * attention_forward's output. att (B,NH,T), scratch (B,NH,T). */
+void attention_pooled_forward(float *out, float *att, const float *q, const float *k,
+                              const float *v, const size_t *idx, size_t B, size_t T, size_t C,
+                              size_t NH, bool causal);
+void attention_pooled_backward(float *dq, float *dk, float *dv, float *scratch,
+                               const float *dout, const float *att, const float *q,
+                               const float *k, const float *v, const size_t *idx,
+                               size_t B, size_t T, size_t C, size_t NH, bool causal);
 void attention_forward_naive(float *out, float *att,
                              const float *q, const float *k, const float *v,
                              size_t B, size_t T, size_t C, size_t NH, bool causal);

@@ -20,6 +20,7 @@ int main(int argc, char **argv)
         suite_loss,
         suite_optim,
         suite_block,
+        suite_block_pooled,
         suite_adapters,
         suite_safetensors,
         suite_datasets,

@@ -14,6 +14,7 @@ Suite *suite_attention(void);
 Suite *suite_loss(void);
 Suite *suite_optim(void);
 Suite *suite_block(void);
+Suite *suite_block_pooled(void);
 Suite *suite_adapters(void);
 Suite *suite_safetensors(void);
 Suite *suite_datasets(void);

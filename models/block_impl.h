@@ -1,0 +1,57 @@
+/*
+ * block_impl.h: what block.c and block_pooled.c share, not for callers of
+ * block.h: size arithmetic and the adapted linear (block_linear.c).
+ */
+#ifndef RANDLORA_MODELS_BLOCK_IMPL_H
+#define RANDLORA_MODELS_BLOCK_IMPL_H
+
+#include <stddef.h>
+
+#include "core/alloc.h"
+#include "core/status.h"
+#include "models/block.h"
+
+/* a * b and the sum of n sizes, aborting on overflow: sizes here come from
+ * the model config */
+static inline size_t block_mul(size_t a, size_t b)
+{
+    size_t r;
+
+    RL_ASSERT(size_mul_ok(a, b, &r));
+    return r;
+}
+
+static inline size_t block_sum(const size_t *s, size_t n)
+{
+    size_t total = 0;
+
+    for (size_t i = 0; i < n; i++)
+        RL_ASSERT(size_add_ok(total, s[i], &total));
+    return total;
+}
+
+/* point *views[i] at the next sizes[i] floats of buf, i = 0 .. n-1 */
+static inline void block_point_views(float **const *views, const size_t *sizes, size_t n,
+                                     float *buf)
+{
+    for (size_t i = 0; i < n; i++) {
+        *views[i] = buf;
+        buf += sizes[i];
+    }
+}
+
+/* out (N, OC) = inp (N, C) W^T + b, plus linear i's adapter branch on inp
+ * when it is on the factored path (merged: w already holds W + dW) */
+void adapted_linear_forward(float *out, const float *inp, const float *w, const float *b,
+                            const struct block_adapters *ad, enum block_linear i,
+                            size_t N, size_t C, size_t OC);
+
+/* the backward of adapted_linear_forward: dinp (N, C) += dout (N, OC) W and
+ * the weight, bias and adapter gradients, on the path linear i is on
+ * (block.h, struct block_adapters); dinp, dw, db may be NULL */
+void adapted_linear_backward(float *dinp, float *dw, float *db, const float *dout,
+                             const float *inp, const float *w,
+                             const struct block_adapters *ad, enum block_linear i,
+                             size_t N, size_t C, size_t OC);
+
+#endif /* RANDLORA_MODELS_BLOCK_IMPL_H */

@@ -1,0 +1,84 @@
+/*
+ * block_linear.c: one linear of a layer with its adapter, on the factored
+ * or the merged path (block.h, struct block_adapters); shared by the whole
+ * layer (block.c) and the layer computed at its pooled rows only
+ * (block_pooled.c).
+ */
+#include "models/block_impl.h"
+
+#include <string.h>
+
+#include "methods/adapter.h"
+#include "models/nn.h"
+
+/* the adapter of linear i, or NULL */
+static struct adapter *lin_adapter(const struct block_adapters *ad, enum block_linear i)
+{
+    return ad ? ad->lin[i] : NULL;
+}
+
+/* linear i is on the merged path: its weight holds W + dW */
+static bool lin_merged(const struct block_adapters *ad, enum block_linear i)
+{
+    return ad && ad->lin[i] && ad->merged[i];
+}
+
+/* out (N, d_out) = inp W^T + b, then += the adapter's branch on inp (factored
+ * path; merged: W already holds W + dW) */
+void adapted_linear_forward(float *out, const float *inp, const float *w, const float *b,
+                            const struct block_adapters *ad, enum block_linear i,
+                            size_t N, size_t C, size_t OC)
+{
+    linear_forward(out, inp, w, b, N, C, OC);
+    if (lin_adapter(ad, i) && !lin_merged(ad, i))
+        adapter_forward(ad->lin[i], inp, out, N);
+}
+
+/* factored: linear_backward (dw only when asked), then the adapter's
+ * backward. merged: gw = dout^T inp in the shared scratch (with dinp and db
+ * from the same linear_backward, w = W + dW), projected onto the adapter's
+ * parameters, and added to dw when the weight itself is trained too; or,
+ * with a step-long sum set, added to the sum for one projection later;
+ * or, when the parameters are dW itself (full), added to them at once; or
+ * not formed at all, the parameter gradients taken from inp and dout. */
+void adapted_linear_backward(float *dinp, float *dw, float *db, const float *dout,
+                             const float *inp, const float *w,
+                             const struct block_adapters *ad, enum block_linear i,
+                             size_t N, size_t C, size_t OC)
+{
+    struct adapter *a = lin_adapter(ad, i);
+
+    if (a && lin_merged(ad, i)) {
+        const size_t n = block_mul(OC, C);
+        float *gw = ad->gw;
+
+        if (!a->grads && !dw) {
+            linear_backward(dinp, NULL, db, dout, inp, w, N, C, OC);
+            return;
+        }
+        if (ad->rows[i] && !dw) {               /* no weight gradient at all */
+            linear_backward(dinp, NULL, db, dout, inp, w, N, C, OC);
+            adapter_project_rows(a, inp, dout, N);
+            return;
+        }
+        if (a->grads && !dw && (a->ops->flags & ADAPTER_F_GRAD_IS_GW)) {
+            linear_backward(dinp, a->grads, db, dout, inp, w, N, C, OC);
+            return;
+        }
+        if (ad->gw_sum[i] && !dw) {             /* projected once per step */
+            linear_backward(dinp, ad->gw_sum[i], db, dout, inp, w, N, C, OC);
+            return;
+        }
+        RL_ASSERT(gw != NULL);
+        memset(gw, 0, n * sizeof(float));
+        linear_backward(dinp, gw, db, dout, inp, w, N, C, OC);
+        adapter_project_grad(a, gw);
+        if (dw)
+            for (size_t k = 0; k < n; k++)
+                dw[k] += gw[k];
+        return;
+    }
+    linear_backward(dinp, dw, db, dout, inp, w, N, C, OC);
+    if (a)
+        adapter_backward(a, inp, dout, dinp, N);
+}
