@@ -164,6 +164,7 @@ struct bench_opts {
     size_t batch, accumulate, classes, steps;
     int threads;
     bool json, in_process;
+    bool recompute;             /* layers recomputed in the backward          */
     uint64_t seed;
 };
 
@@ -173,6 +174,7 @@ struct bench_result {
     char method[16];
     size_t rank, batch, accumulate, classes, steps, text_tokens;
     int threads;
+    bool recompute;
     size_t n_trainable;
     size_t n_sites, merged_sites; /* adapted linears; on the merged path      */
     double step_median_s, step_min_s, images_per_s;
@@ -204,16 +206,22 @@ static size_t default_rank(const char *method)
  * dX) on every token, except in the last layer, which runs at one row per
  * sequence (block_pooled_forward) but for k and v; attention's q k^T and
  * att v forward (T x T per head, one query row in the last layer) and four
- * products back */
-static double tower_flops(size_t B, size_t T, size_t C, size_t F, size_t L, bool backward)
+ * products back; with recompute the layers below the last run their
+ * forward twice */
+static double tower_flops(size_t B, size_t T, size_t C, size_t F, size_t L, bool backward,
+                          bool recompute)
 {
     const double b = (double)B, n = b * (double)T, c = (double)C, f = (double)F;
     const double below = L > 0 ? (double)(L - 1) : 0.0, last = L > 0 ? 1.0 : 0.0;
-    double lin = below * 2.0 * n * (4.0 * c * c + 2.0 * c * f)
-                 + last * (2.0 * n * 2.0 * c * c + 2.0 * b * (2.0 * c * c + 2.0 * c * f));
-    double att = (below * 2.0 * n * (double)T + last * 2.0 * n) * c;  /* one product */
+    const double lin_below = below * 2.0 * n * (4.0 * c * c + 2.0 * c * f);
+    const double att_below = below * 2.0 * n * (double)T * c;       /* one product */
+    const double lin = lin_below + last * (2.0 * n * 2.0 * c * c
+                                           + 2.0 * b * (2.0 * c * c + 2.0 * c * f));
+    const double att = att_below + last * 2.0 * n * c;
 
-    return backward ? 2.0 * lin + 6.0 * att : lin + 2.0 * att;
+    if (!backward)
+        return lin + 2.0 * att;
+    return 2.0 * lin + 6.0 * att + (recompute ? lin_below + 2.0 * att_below : 0.0);
 }
 
 /* the adapters' own work in an optimizer step of A micro-batches: per site
@@ -240,9 +248,9 @@ static double adapters_flops(const struct clip_model *m, const struct clip_adapt
 }
 
 /* an optimizer step of A micro-batches of B images and K prompts of Tt
- * tokens */
+ * tokens, the text tower once per step (as bench_run runs it) */
 static double model_flops(const struct clip_model *m, const struct clip_adapters *ca, size_t B,
-                          size_t K, size_t Tt, size_t A, bool backward)
+                          size_t K, size_t Tt, size_t A, bool backward, bool recompute)
 {
     const struct clip_vision_config *v = &m->cfg.vision;
     const struct clip_text_config *t = &m->cfg.text;
@@ -253,12 +261,12 @@ static double model_flops(const struct clip_model *m, const struct clip_adapters
     double f = 0.0;
 
     f += 2.0 * (double)B * (double)P * Kp * (double)v->hidden;          /* patch conv */
-    f += tower_flops(B, Tv, v->hidden, v->intermediate, v->layers, backward);
+    f += tower_flops(B, Tv, v->hidden, v->intermediate, v->layers, backward, recompute);
     f += bw * 2.0 * (double)B * (double)v->hidden * D;                  /* visual_projection */
-    f += tower_flops(K, Tt, t->hidden, t->intermediate, t->layers, backward);
-    f += bw * 2.0 * (double)K * (double)t->hidden * D;                  /* text_projection */
     f += (backward ? 3.0 : 1.0) * 2.0 * (double)B * (double)K * D;      /* logits */
     f *= (double)A;
+    f += tower_flops(K, Tt, t->hidden, t->intermediate, t->layers, backward, recompute);
+    f += bw * 2.0 * (double)K * (double)t->hidden * D;                  /* text_projection */
     if (backward) {
         const struct clip_step_size sz = { .images = B, .texts = K, .text_tokens = Tt };
 
@@ -398,8 +406,13 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
             (rc = adamw_init(&opt, &ADAMW_CFG_DEFAULT, ca.n_params)))
             goto out;
     }
-    clip_vision_run_init(&vr, &m, B, trains);
-    clip_text_run_init(&tr, &m, K, cut, trains);
+    if (trains && o->recompute) {
+        clip_vision_run_init_recompute(&vr, &m, B);
+        clip_text_run_init_recompute(&tr, &m, K, cut);
+    } else {
+        clip_vision_run_init(&vr, &m, B, trains);
+        clip_text_run_init(&tr, &m, K, cut, trains);
+    }
     clip_head_init(&h, B, K, D);
     img = xmalloc_array(B * D, sizeof(float));
     dimg = xmalloc_array(B * D, sizeof(float));
@@ -489,6 +502,7 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
     res->steps = S;
     res->text_tokens = cut;
     res->threads = threads_current().n_blas;
+    res->recompute = trains && o->recompute;
     res->n_trainable = trains ? ca.n_params : 0;
     res->n_sites = trains ? ca.n_sites : 0;
     res->merged_sites = merged;
@@ -496,7 +510,8 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
     res->step_median_s = S % 2 ? times[S / 2] : 0.5 * (times[S / 2 - 1] + times[S / 2]);
     res->step_min_s = times[0];
     res->images_per_s = (double)(A * B) / res->step_median_s;
-    res->model_flops = model_flops(&m, trains ? &ca : NULL, B, K, cut, A, trains);
+    res->model_flops = model_flops(&m, trains ? &ca : NULL, B, K, cut, A, trains,
+                                   trains && o->recompute);
     res->gemm_flops = gemm_f / (double)S;
     res->gemm_share = gemm_s / total_s;
     res->gemm_rate = gemm_s > 0 ? gemm_f / gemm_s : 0.0;
@@ -535,7 +550,7 @@ static void bench_usage(FILE *out)
     fprintf(out,
             "usage: randlora bench --model PRESET|CONFIG.json --method M [--rank R] [--batch B]\n"
             "                      [--accumulate A] [--classes K] [--steps S] [--threads T]\n"
-            "                      [--seed N] [--json] [--in-process]\n"
+            "                      [--seed N] [--recompute] [--json] [--in-process]\n"
             "\n"
             "Time full fine-tuning steps on random weights: the text tower on K class\n"
             "prompts, the vision tower on B images, cross-entropy, backward through both\n"
@@ -552,6 +567,8 @@ static void bench_usage(FILE *out)
             "  --classes K     class prompts (default 10)\n"
             "  --steps S       timed steps after a warm-up step of one micro-batch (default 3)\n"
             "  --threads T     OpenBLAS and OpenMP threads (default: RANDLORA_THREADS or all)\n"
+            "  --recompute     keep only the layers' inputs; recompute each layer's\n"
+            "                  forward in the backward (less memory, more arithmetic)\n"
             "  --json          one JSON line instead of text\n"
             "  --in-process    run here, not in a child (peak RSS is then this process's)\n");
 }
@@ -592,13 +609,14 @@ static void print_result(const struct bench_result *r, bool json)
     if (json) {
         printf("{\"impl\":\"c\",\"model\":\"%s\",\"method\":\"%s\",\"rank\":%zu,\"batch\":%zu,"
                "\"accumulate\":%zu,\"classes\":%zu,\"text_tokens\":%zu,\"steps\":%zu,"
-               "\"threads\":%d,\"n_trainable\":%zu,\"n_sites\":%zu,\"merged_sites\":%zu,"
+               "\"threads\":%d,\"recompute\":%s,\"n_trainable\":%zu,\"n_sites\":%zu,\"merged_sites\":%zu,"
                "\"step_s\":%.6f,\"step_min_s\":%.6f,"
                "\"images_per_s\":%.4f,\"model_gflop\":%.4f,\"gflops\":%.3f,"
                "\"gemm_gflop_counted\":%.4f,\"gemm_share\":%.4f,\"gemm_gflops\":%.3f,"
                "\"peak_gflops\":%.3f,\"peak_rss_mb\":%.1f,\"loss\":%.6g}\n",
                r->model, r->method, r->rank, r->batch, r->accumulate, r->classes,
-               r->text_tokens, r->steps, r->threads, r->n_trainable, r->n_sites,
+               r->text_tokens, r->steps, r->threads, r->recompute ? "true" : "false",
+               r->n_trainable, r->n_sites,
                r->merged_sites, r->step_median_s,
                r->step_min_s, r->images_per_s, r->model_flops / 1e9, gflops,
                r->gemm_flops / 1e9, r->gemm_share, r->gemm_rate / 1e9, r->peak_gemm_rate / 1e9,
@@ -607,8 +625,9 @@ static void print_result(const struct bench_result *r, bool json)
         printf("model %s, method %s", r->model, r->method);
         if (r->rank)
             printf(" r=%zu", r->rank);
-        printf(", batch %zu x %zu, %zu class prompts of %zu tokens, %d threads\n", r->accumulate,
-               r->batch, r->classes, r->text_tokens, r->threads);
+        printf(", batch %zu x %zu, %zu class prompts of %zu tokens, %d threads%s\n",
+               r->accumulate, r->batch, r->classes, r->text_tokens, r->threads,
+               r->recompute ? ", layers recomputed in the backward" : "");
         printf("  trainable            %zu in %zu adapted linears (%zu on the merged path)\n",
                r->n_trainable, r->n_sites, r->merged_sites);
         printf("  step (median of %zu)  %.3f s (min %.3f s)\n", r->steps, r->step_median_s,
@@ -706,6 +725,10 @@ int cmd_bench(int argc, char **argv)
         }
         if (!strcmp(a, "--in-process")) {
             o.in_process = true;
+            continue;
+        }
+        if (!strcmp(a, "--recompute")) {
+            o.recompute = true;
             continue;
         }
         if (!val)

@@ -112,6 +112,7 @@ const struct keydef cfg_keys[] = {
     { "train", "clip",             K_DOUBLE, F_SUFFIX, "1.0", 0, 1e9, NULL },
     { "train", "eval_every",       K_UINT,   F_SUFFIX, "0", 0, BIG, NULL },
     { "train", "checkpoint_every", K_UINT,   F_SUFFIX, "0", 0, BIG, NULL },
+    { "train", "recompute",        K_BOOL,   F_SUFFIX, "false", 0, 0, NULL },
     { "train", "seed",             K_SEED,   F_SUFFIX | F_RUN, "run", 0, 0, NULL },
 
     { "sweep", "seeds", K_SEEDS, 0, "1", 0, 0, NULL },

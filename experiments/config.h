@@ -93,6 +93,10 @@
  *   clip          1.0                 max gradient norm, 0: no clipping
  *   eval_every    0                   steps between evaluations (0: at the end)
  *   checkpoint_every 0                steps between checkpoints (0: none)
+ *   recompute     false               keep only the layers' inputs and run each
+ *                                     layer's forward again in the backward: the
+ *                                     same results, much less activation memory,
+ *                                     more arithmetic (models/clip.h)
  *   seed          run                 data order, augmentation, dropout
  * [sweep]
  *   seeds         1                   list of run seeds, axis
@@ -156,6 +160,7 @@ struct exp_train {
     double   lr_min;            /* absolute (lr_min_ratio resolved)          */
     double   clip;              /* 0: no clipping                            */
     size_t   eval_every, checkpoint_every;
+    bool     recompute;         /* clip_*_run_init_recompute                 */
     bool     seed_set;          /* false: the run's seed                     */
     uint64_t seed;
 };

@@ -262,6 +262,10 @@ char *run_plan_to_ini(const struct run_plan *p)
     sb_kv_d(&b, "clip", p->train.clip);
     sb_kv_u(&b, "eval_every", p->train.eval_every);
     sb_kv_u(&b, "checkpoint_every", p->train.checkpoint_every);
+    /* written only when set: it changes memory and time, never the results,
+     * and files of runs that store their activations stay as they were */
+    if (p->train.recompute)
+        sb_kv(&b, "recompute", "true");
     sb_kv_u64(&b, "seed", p->train.seed);
 
     sb_printf(&b, "\n[sweep]\n");

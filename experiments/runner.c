@@ -451,8 +451,14 @@ static int state_init(struct run_state *s, const struct run_plan *p)
     rng_init(&s->rng, p->seed);
 
     /* activations and head buffers: all before the first step */
-    clip_vision_run_init(&s->vr, &s->m, s->B, s->vision_adapted);
-    clip_text_run_init(&s->tr, &s->m, s->M, max_T, s->text_adapted);
+    if (p->train.recompute && s->vision_adapted)
+        clip_vision_run_init_recompute(&s->vr, &s->m, s->B);
+    else
+        clip_vision_run_init(&s->vr, &s->m, s->B, s->vision_adapted);
+    if (p->train.recompute && s->text_adapted)
+        clip_text_run_init_recompute(&s->tr, &s->m, s->M, max_T);
+    else
+        clip_text_run_init(&s->tr, &s->m, s->M, max_T, s->text_adapted);
     clip_head_init(&s->head, s->B, s->M, s->D);
     s->txt = xcalloc(s->M * s->D, sizeof(float));
     s->dtxt = xcalloc(s->M * s->D, sizeof(float));
@@ -714,10 +720,13 @@ int runner_run(const struct run_plan *plan, const char *out_path,
         goto out;
     }
 
+    res->activation_bytes = (s.vr.n_floats + s.tr.n_floats) * sizeof(float);
     if (opt->verbosity > 0)
-        fprintf(log, "%s: %s, %zu trainable, %zu train items (%zu classes), %zu steps of %zu x %zu\n",
+        fprintf(log, "%s: %s, %zu trainable, %zu train items (%zu classes), %zu steps of %zu x %zu"
+                ", activations %.1f MiB%s\n",
                 plan->id, plan->method, res->n_trainable, s.n_train, s.M, s.total_steps, s.B,
-                s.accumulate);
+                s.accumulate, (double)res->activation_bytes / 1048576.0,
+                plan->train.recompute ? " (layers recomputed in the backward)" : "");
     progress_init(&prog, plan->id, s.total_steps, log);
     if (s.total_steps > start && (rc = run_seek(&s, start + 1)) != RL_OK)
         goto out;

@@ -121,6 +121,7 @@ struct runner_result {
     double   seconds;            /* wall time of this call                        */
     double   images_per_s;       /* training images per second (this call)        */
     int64_t  peak_rss_bytes;
+    size_t   activation_bytes;   /* the towers' activations and workspaces        */
     bool     already_complete;   /* resume found a finished run: nothing done     */
     bool     stopped;            /* non-finite loss or norm                       */
 };

@@ -55,6 +55,42 @@ static size_t layer_grad_acts_size(size_t B, size_t T, size_t C, size_t NH, size
     return a > b ? a : b;
 }
 
+/* Layers' kept activations: one slot per layer in a training run, one for
+ * all in an evaluation run; with recomputation two, one the layers below the
+ * last share (each refilled by its layer's forward again just before its
+ * backward) and one for the last layer, whose backward comes first. */
+static size_t acts_slots(bool train, bool recompute, size_t L)
+{
+    return !train ? 1 : recompute ? 2 : L;
+}
+
+static size_t acts_slot(bool train, bool recompute, size_t l, size_t L)
+{
+    if (!train)
+        return 0;
+    if (!recompute)
+        return l;
+    return l + 1 == L ? 1 : 0;
+}
+
+/* The adapters' random streams (branch dropout) as they were before layer
+ * l's forward, so that its recomputation draws the same masks: saved before
+ * the forward, restored before the recomputation (each adapter belongs to
+ * one layer, so afterwards every stream is where the forward left it). */
+static void adapter_rngs_save(struct rng *saved, const struct block_adapters *ad)
+{
+    for (int i = 0; ad && i < BLOCK_NUM_LINEARS; i++)
+        if (ad->lin[i])
+            saved[i] = ad->lin[i]->rng;
+}
+
+static void adapter_rngs_restore(const struct rng *saved, const struct block_adapters *ad)
+{
+    for (int i = 0; ad && i < BLOCK_NUM_LINEARS; i++)
+        if (ad->lin[i])
+            ad->lin[i]->rng = saved[i];
+}
+
 /* ------------------------------------------------------------------------ */
 /* vision tower                                                              */
 
@@ -72,7 +108,8 @@ static size_t vision_layout(struct clip_vision_run *r, const struct clip_model *
 {
     const struct clip_vision_config *v = &m->cfg.vision;
     const size_t B = r->max_B, T = r->T, P = r->P, K = r->K, C = v->hidden, F = v->intermediate;
-    const size_t NA = r->train ? v->layers : 1, NR = r->train ? v->layers + 1 : 2;
+    const size_t NA = acts_slots(r->train, r->recompute, v->layers);
+    const size_t NR = r->train ? v->layers + 1 : 2;
     const size_t BTC = mul(mul(B, T), C);
     float *p = base;
     size_t total = 0;
@@ -104,8 +141,8 @@ static size_t vision_layout(struct clip_vision_run *r, const struct clip_model *
     return total;
 }
 
-void clip_vision_run_init(struct clip_vision_run *r, const struct clip_model *m, size_t max_B,
-                          bool train)
+static void vision_run_init(struct clip_vision_run *r, const struct clip_model *m, size_t max_B,
+                            bool train, bool recompute)
 {
     const struct clip_vision_config *v = &m->cfg.vision;
     const size_t g = v->image_size / v->patch_size;
@@ -114,19 +151,36 @@ void clip_vision_run_init(struct clip_vision_run *r, const struct clip_model *m,
     RL_ASSERT(max_B > 0);
     r->max_B = max_B;
     r->train = train;
+    r->recompute = recompute;
     r->P = g * g;
     r->T = r->P + 1;
     r->K = mul(v->num_channels, mul(v->patch_size, v->patch_size));
     r->pool_last = true;
-    r->buf = xcalloc_aligned(vision_layout(r, m, NULL), sizeof(float));
+    r->n_floats = vision_layout(r, m, NULL);
+    r->buf = xcalloc_aligned(r->n_floats, sizeof(float));
     vision_layout(r, m, r->buf);
     r->acts = xcalloc(train ? v->layers : 1, sizeof(*r->acts));
+    if (recompute)
+        r->rngs = xcalloc(mul(v->layers, BLOCK_NUM_LINEARS), sizeof(*r->rngs));
+}
+
+void clip_vision_run_init(struct clip_vision_run *r, const struct clip_model *m, size_t max_B,
+                          bool train)
+{
+    vision_run_init(r, m, max_B, train, false);
+}
+
+void clip_vision_run_init_recompute(struct clip_vision_run *r, const struct clip_model *m,
+                                    size_t max_B)
+{
+    vision_run_init(r, m, max_B, true, true);
 }
 
 void clip_vision_run_free(struct clip_vision_run *r)
 {
     free(r->buf);
     free(r->acts);
+    free(r->rngs);
     memset(r, 0, sizeof(*r));
 }
 
@@ -197,9 +251,12 @@ int clip_vision_forward(struct clip_vision_run *r, const struct clip_model *m,
 
     /* the encoder; its last layer on the class tokens only, or on all */
     for (size_t l = 0; l < L; l++) {
-        float *acts = r->layer_acts + (r->train ? l : 0) * r->layer_stride;
+        float *acts = r->layer_acts + acts_slot(r->train, r->recompute, l, L) * r->layer_stride;
         const float *in = res_slot(r->res, r->train, l, BTC);
         const struct block_adapters *ad = layer_adapters(ca, CLIP_TOWER_VISION, l);
+
+        if (r->recompute)
+            adapter_rngs_save(r->rngs + l * BLOCK_NUM_LINEARS, ad);
 
         if (l + 1 == L && r->pool_last) {
             block_pooled_acts_point(&r->last, acts, r->acts_scratch, B, T, C, v->heads, F);
@@ -240,13 +297,17 @@ static size_t lowest_layer(const struct clip_adapters *ca, enum clip_tower t, si
 
 /* d res (of layer `stop`'s input) from d res of the last layer: layers
  * L-1 .. stop backward; returns the buffer holding the gradient w.r.t. the
- * input of layer `stop` (NULL when stop's input gradient is not wanted) */
+ * input of layer `stop` (NULL when stop's input gradient is not wanted).
+ * With rngs (a run with recomputation), the layers below `recompute_below`
+ * run their forward again into their (shared) activations first, from the
+ * kept input and with the adapters' streams as they were: the same bits. */
 static float *encoder_backward(float *dres[2], struct block_grad_acts *ga,
-                               const struct block_acts *acts, float *res, size_t BTC,
+                               struct block_acts *acts, float *res, size_t BTC,
                                const struct block_params *lp, struct block_grads *lg,
                                const struct clip_adapters *ca, enum clip_tower t,
                                const struct block_config *cfg, size_t L, size_t stop,
-                               bool want_input, size_t B, size_t T)
+                               bool want_input, const struct rng *rngs, size_t recompute_below,
+                               size_t B, size_t T)
 {
     int cur = 0;
 
@@ -254,6 +315,14 @@ static float *encoder_backward(float *dres[2], struct block_grad_acts *ga,
         float *din = (l > stop || want_input) ? dres[1 - cur] : NULL;
         struct block_grads g = lg ? lg[l] : frozen_grads;
 
+        if (rngs && l < recompute_below) {
+            const struct block_adapters *ad = layer_adapters(ca, t, l);
+
+            adapter_rngs_restore(rngs + l * BLOCK_NUM_LINEARS, ad);
+            /* the output slot is layer l+1's input, whose backward is done */
+            block_forward_adapted(res + (l + 1) * BTC, &acts[l], res + l * BTC, &lp[l], ad, cfg,
+                                  B, T);
+        }
         if (din)
             memset(din, 0, BTC * sizeof(float));
         block_backward_adapted(din, &g, ga, dres[cur], &acts[l], res + l * BTC, &lp[l],
@@ -311,11 +380,12 @@ void clip_vision_backward(struct clip_vision_run *r, const struct clip_model *m,
 
     block_grad_acts_point(&r->gacts, r->gacts_buf, B, T, C, v->heads, v->intermediate);
     for (size_t l = 0; l < L_below; l++)
-        block_acts_point(&r->acts[l], r->layer_acts + l * r->layer_stride, r->acts_scratch,
-                         B, T, C, v->heads, v->intermediate);
+        block_acts_point(&r->acts[l],
+                         r->layer_acts + acts_slot(true, r->recompute, l, L) * r->layer_stride,
+                         r->acts_scratch, B, T, C, v->heads, v->intermediate);
     d0 = encoder_backward(r->dres, &r->gacts, r->acts, r->res, BTC, m->vlayer,
                           g ? g->vlayer : NULL, ca, CLIP_TOWER_VISION, &m->vblock, L_below,
-                          stop, need_all, B, T);
+                          stop, need_all, r->rngs, L - 1, B, T);
     if (!need_all)
         return;
 
@@ -339,7 +409,8 @@ static size_t text_layout(struct clip_text_run *r, const struct clip_model *m, f
 {
     const struct clip_text_config *t = &m->cfg.text;
     const size_t B = r->max_B, T = r->max_T, C = t->hidden, F = t->intermediate;
-    const size_t NA = r->train ? t->layers : 1, NR = r->train ? t->layers + 1 : 2;
+    const size_t NA = acts_slots(r->train, r->recompute, t->layers);
+    const size_t NR = r->train ? t->layers + 1 : 2;
     const size_t BTC = mul(mul(B, T), C);
     float *p = base;
     size_t total = 0;
@@ -365,8 +436,8 @@ static size_t text_layout(struct clip_text_run *r, const struct clip_model *m, f
     return total;
 }
 
-void clip_text_run_init(struct clip_text_run *r, const struct clip_model *m, size_t max_B,
-                        size_t max_T, bool train)
+static void text_run_init(struct clip_text_run *r, const struct clip_model *m, size_t max_B,
+                          size_t max_T, bool train, bool recompute)
 {
     memset(r, 0, sizeof(*r));
     RL_ASSERT(max_B > 0);
@@ -374,19 +445,36 @@ void clip_text_run_init(struct clip_text_run *r, const struct clip_model *m, siz
     r->ctx = m->cfg.text.context;
     r->max_T = max_T == 0 || max_T > r->ctx ? r->ctx : max_T;
     r->train = train;
+    r->recompute = recompute;
     r->cut = true;
     r->pool_last = true;
-    r->buf = xcalloc_aligned(text_layout(r, m, NULL), sizeof(float));
+    r->n_floats = text_layout(r, m, NULL);
+    r->buf = xcalloc_aligned(r->n_floats, sizeof(float));
     text_layout(r, m, r->buf);
     r->acts = xcalloc(train ? m->cfg.text.layers : 1, sizeof(*r->acts));
     r->ids = xcalloc(mul(max_B, r->max_T), sizeof(*r->ids));
     r->eot = xcalloc(max_B, sizeof(*r->eot));
+    if (recompute)
+        r->rngs = xcalloc(mul(m->cfg.text.layers, BLOCK_NUM_LINEARS), sizeof(*r->rngs));
+}
+
+void clip_text_run_init(struct clip_text_run *r, const struct clip_model *m, size_t max_B,
+                        size_t max_T, bool train)
+{
+    text_run_init(r, m, max_B, max_T, train, false);
+}
+
+void clip_text_run_init_recompute(struct clip_text_run *r, const struct clip_model *m,
+                                  size_t max_B, size_t max_T)
+{
+    text_run_init(r, m, max_B, max_T, true, true);
 }
 
 void clip_text_run_free(struct clip_text_run *r)
 {
     free(r->buf);
     free(r->acts);
+    free(r->rngs);
     free(r->ids);
     free(r->eot);
     memset(r, 0, sizeof(*r));
@@ -461,9 +549,12 @@ int clip_text_forward(struct clip_text_run *r, const struct clip_model *m,
 
     embedding_forward(res_slot(r->res, r->train, 0, BTC), r->ids, w->t_tok, w->t_pos, n, Tc, C);
     for (size_t l = 0; l < L; l++) {
-        float *acts = r->layer_acts + (r->train ? l : 0) * r->layer_stride;
+        float *acts = r->layer_acts + acts_slot(r->train, r->recompute, l, L) * r->layer_stride;
         const float *in = res_slot(r->res, r->train, l, BTC);
         const struct block_adapters *ad = layer_adapters(ca, CLIP_TOWER_TEXT, l);
+
+        if (r->recompute)
+            adapter_rngs_save(r->rngs + l * BLOCK_NUM_LINEARS, ad);
 
         if (l + 1 == L && r->pool_last) {
             block_pooled_acts_point(&r->last, acts, r->acts_scratch, n, Tc, C, tc->heads, F);
@@ -531,11 +622,12 @@ void clip_text_backward(struct clip_text_run *r, const struct clip_model *m,
 
     block_grad_acts_point(&r->gacts, r->gacts_buf, B, T, C, tc->heads, tc->intermediate);
     for (size_t l = 0; l < L_below; l++)
-        block_acts_point(&r->acts[l], r->layer_acts + l * r->layer_stride, r->acts_scratch,
-                         B, T, C, tc->heads, tc->intermediate);
+        block_acts_point(&r->acts[l],
+                         r->layer_acts + acts_slot(true, r->recompute, l, L) * r->layer_stride,
+                         r->acts_scratch, B, T, C, tc->heads, tc->intermediate);
     d0 = encoder_backward(r->dres, &r->gacts, r->acts, r->res, BTC, m->tlayer,
                           g ? g->tlayer : NULL, ca, CLIP_TOWER_TEXT, &m->tblock, L_below,
-                          stop, g != NULL, B, T);
+                          stop, g != NULL, r->rngs, L - 1, B, T);
     if (g)
         embedding_backward(gw->t_tok, gw->t_pos, d0, r->ids, B, T, C);
 }

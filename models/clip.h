@@ -410,6 +410,9 @@ struct clip_vision_run {
     size_t max_B, B;            /* capacity, batch of the last forward        */
     size_t T, P, K;             /* tokens, patches, CH*ps*ps                  */
     bool train;                 /* per-layer activations kept (backward ok)   */
+    bool recompute;             /* train keeping layer inputs only (below)    */
+    struct rng *rngs;           /* (Lv, 6) adapters' streams, recompute only  */
+    size_t n_floats;            /* of buf: activations and workspaces         */
     float *buf;
     size_t layer_stride;        /* floats of one layer's saved activations    */
     float *layer_acts;          /* (Lv or 1) x layer_stride                   */
@@ -447,6 +450,9 @@ struct clip_text_run {
     size_t max_T;               /* tokens this run holds (<= ctx)             */
     size_t T;                   /* tokens run: the cut (longest EOT + 1)      */
     bool train;
+    bool recompute;             /* as the vision run's                        */
+    struct rng *rngs;
+    size_t n_floats;            /* of buf                                     */
     bool cut;                   /* default true; false runs all row tokens    */
     bool pool_last;             /* default true: the last layer at the
                                  * end-of-text tokens only (as vision's)      */
@@ -480,6 +486,21 @@ void clip_vision_run_free(struct clip_vision_run *r);
 void clip_text_run_init(struct clip_text_run *r, const struct clip_model *m, size_t max_B,
                         size_t max_T, bool train);
 void clip_text_run_free(struct clip_text_run *r);
+
+/* Training runs that recompute instead of storing: of the layers'
+ * activations they keep only the residual stream (every layer's input) and
+ * the last layer's; the backward runs each lower layer's forward again,
+ * from its kept input and with its adapters' random streams restored, just
+ * before that layer's backward. The same kernels on the same inputs give
+ * the same bits, so every gradient equals the storing run's exactly; the
+ * cost is one more forward of all but the last layer (about a third more
+ * arithmetic for full fine-tuning, half more for frozen-weight methods),
+ * the saving L - 2 layers' activations (clip-vit-b-32 at batch 32: about
+ * 460 MiB). Freed with clip_*_run_free. */
+void clip_vision_run_init_recompute(struct clip_vision_run *r, const struct clip_model *m,
+                                    size_t max_B);
+void clip_text_run_init_recompute(struct clip_text_run *r, const struct clip_model *m,
+                                  size_t max_B, size_t max_T);
 
 /* image_embeds (B,D) = the vision tower on pixels (B,CH,H,W), normalised
  * already (datasets/transforms). ca may be NULL (no adapters).

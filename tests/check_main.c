@@ -29,6 +29,7 @@ int main(int argc, char **argv)
         suite_analysis,
         suite_clip,
         suite_clip_paths,
+        suite_clip_recompute,
         suite_adapter_io,
         suite_config,
         suite_store,

@@ -32,11 +32,11 @@ static void tiny_config(struct clip_config *c)
     c->vision.image_size = 16;
     c->vision.patch_size = 4;
     c->vision.hidden = 32;
-    c->vision.layers = 2;
+    c->vision.layers = 3;
     c->vision.heads = 2;
     c->vision.intermediate = 64;
     c->text.hidden = 32;
-    c->text.layers = 2;
+    c->text.layers = 3;
     c->text.heads = 2;
     c->text.intermediate = 64;
     c->projection_dim = 32;
@@ -743,6 +743,63 @@ START_TEST(test_paths_resume_exact)
 }
 END_TEST
 
+/* train.recompute: the same run, bit for bit (adapter, accuracy, loss),
+ * with branch dropout drawing masks and the merged path where it applies;
+ * the key is written into the run file only when set */
+START_TEST(test_recompute_same_training)
+{
+    static const char *const methods[] = { "lora", "randlora" };
+    struct tmp t;
+    float *adapter[2];
+    size_t n[2];
+    double acc[2], loss[2];
+    size_t act[2];
+
+    tmp_setup(&t, true);
+    for (int k = 0; k < 2; k++) {
+        char m_ov[64], path[256];
+        const char *ov[] = { m_ov, _i ? "method.dropout=0" : "method.dropout=0.1",
+                             "train.accumulate=2",
+                             "train.batch=6", "train.checkpoint_every=0",
+                             k ? "train.recompute=true" : "train.recompute=false" };
+        struct experiment e;
+        struct run_plan *plans;
+        struct runner_result res;
+        struct store *st;
+        char *ini = NULL;
+
+        snprintf(m_ov, sizeof(m_ov), "method.methods=%s", methods[_i]);
+        make_plan(&plans, &e, &t, ov, 6);
+        snprintf(path, sizeof(path), "%s/%s-%d.h5", t.dir, methods[_i], k);
+        ck_assert_msg(run_quiet(&plans[0], path, NULL, false, &res) == RL_OK, "%s",
+                      rl_error_msg());
+        acc[k] = res.accuracy;
+        loss[k] = res.loss;
+        act[k] = res.activation_bytes;
+        adapter[k] = read_adapter(path, &n[k]);
+        ck_assert_int_eq(store_open(&st, path), RL_OK);
+        ck_assert_int_eq(store_read_config(st, &ini), RL_OK);
+        ck_assert_int_eq(strstr(ini, "recompute = true") != NULL, k);
+        ck_assert_ptr_null(strstr(ini, "recompute = false"));
+        free(ini);
+        store_close(st);
+        run_plans_free(plans, 1);
+        experiment_free(&e);
+    }
+    ck_assert_uint_eq(n[0], n[1]);
+    ck_assert_msg(memcmp(adapter[0], adapter[1], n[0] * sizeof(float)) == 0,
+                  "%s: the recomputing run trained another adapter", methods[_i]);
+    ck_assert(memcmp(&acc[0], &acc[1], sizeof(double)) == 0);
+    ck_assert(memcmp(&loss[0], &loss[1], sizeof(double)) == 0);
+    /* and it did recompute: of 3 layers per tower one layer's activations
+     * fewer are kept */
+    ck_assert_uint_lt(act[1], act[0]);
+    free(adapter[0]);
+    free(adapter[1]);
+    tmp_cleanup(&t);
+}
+END_TEST
+
 START_TEST(test_cmd_train_usage)
 {
     struct tmp t;
@@ -787,6 +844,7 @@ Suite *suite_runner(void)
     tcase_add_test(tc, test_cmd_train_usage);
     tcase_add_loop_test(tc, test_paths_same_training, 0, 4);
     tcase_add_test(tc, test_paths_resume_exact);
+    tcase_add_loop_test(tc, test_recompute_same_training, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

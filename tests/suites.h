@@ -23,6 +23,7 @@ Suite *suite_loader(void);
 Suite *suite_analysis(void);
 Suite *suite_clip(void);
 Suite *suite_clip_paths(void);
+Suite *suite_clip_recompute(void);
 Suite *suite_adapter_io(void);
 Suite *suite_config(void);
 Suite *suite_store(void);
