@@ -33,44 +33,14 @@
  * analyze wrote are overwritten with NaN and k = 0, so the file always says
  * what the last analyze computed.
  *
- * Activation CKA (with --reference, unless --cka-batch 0): the model of the
- * reference's plan (runner_load_model) and a FIXED batch: the first N items
- * of its eval spec (N = --cka-batch, default 64, at most the set's size),
- * through the CLIP eval transform at the model's image size, and its eval
- * prompts (the class names in plan->prompt, or in the dataset's templates
- * when the run ensembles them). Each run must name the same model directory
- * (compared after realpath) and the same eval spec and image size as the
- * reference (RL_ERR_ARG, exit 2, before anything is written to it); other
- * prompts only skip the text tower (NaN, with a note). Both towers are run
- * with the run's adapters and with the reference's (run_adapters_attach:
- * the plan's targets on the model, the file's parameters; eval mode), and
- * for every encoder layer l the output activations -- the residual stream
- * after layer l, one row per token -- are compared with
- * analysis_linear_cka:
- *   vision: every token of every image (class token and patches), so
- *           n = N * T rows of width C (64 x 65 = 4160 rows of 128 for
- *           clip-tiny): linear CKA is biased upwards when n is not much
- *           larger than the width, which class-token rows alone (n = N)
- *           would be;
- *   text:   every token of each prompt up to and including its end-of-text
- *           (what the causal tower's pooled row can see); n is small (10
- *           prompts of ~23 tokens for Fashion-MNIST), so read it with that
- *           bias in mind.
- * Written:
- *   /analysis/cka                  attrs reference (string), eval (string),
- *                                  n_images, vision_rows, n_prompts,
- *                                  text_rows (int64), activations (string)
- *   /analysis/cka/vision_layer_<l> float64, l = 0 .. Lv-1
- *   /analysis/cka/text_layer_<l>   float64, l = 0 .. Lt-1 (NaN: not compared)
- * Without CKA an earlier /analysis/cka is overwritten with NaN (reference "",
- * n_images 0). The reference's own activations are computed once; a run
- * against itself gives exactly 1 (the same computation twice).
+ * Activation CKA (with --reference, unless --cka-batch 0): how alike the
+ * two models' layer outputs are on a fixed batch; experiments/analyze_cka.h
+ * says what is compared and what is written under /analysis/cka.
  *
  * Exit status: 0 all runs analysed; 2 a bad argument or a bad or unfinished
  * run file (the other runs are still analysed); 1 other failures.
  */
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -80,12 +50,8 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "core/threads.h"
-#include "datasets/dataset.h"
-#include "datasets/loader.h"
+#include "experiments/analyze_cka.h"
 #include "experiments/commands.h"
-#include "experiments/runner.h"
-#include "models/clip.h"
-#include "models/tokenizer.h"
 #include "results/analysis.h"
 #include "results/run_adapters.h"
 #include "results/store.h"
@@ -93,7 +59,6 @@
 #define DEFAULT_TOPK 8
 #define DEFAULT_CKA_BATCH 64
 #define MAX_CKA_BATCH     100000
-#define CKA_CHUNK         16       /* images per vision forward */
 
 /* LAPACK (OpenBLAS), as in results/analysis.c */
 void dgesdd_(const char *jobz, const int *m, const int *n, double *a, const int *lda, double *s,
@@ -252,362 +217,6 @@ static int similarity(struct similarity *out, const float *a, size_t rank_a, con
     return RL_OK;
 }
 
-/* ------------------------------------------------------- activation CKA */
-
-
-/* Every layer's output activations of one run on the fixed batch: vision
- * v[l] (nv x Cv: every token of every image, image-major) and text t[l]
- * (nt x Ct: every prompt's tokens up to and including its end-of-text). */
-struct tower_acts {
-    size_t Lv, Lt, nv, Cv, nt, Ct;
-    float **v, **t;
-};
-
-static void tower_acts_free(struct tower_acts *a)
-{
-    for (size_t l = 0; a->v && l < a->Lv; l++)
-        free(a->v[l]);
-    for (size_t l = 0; a->t && l < a->Lt; l++)
-        free(a->t[l]);
-    free(a->v);
-    free(a->t);
-    memset(a, 0, sizeof(*a));
-}
-
-/* what the runs are compared on: the reference's model and eval data */
-struct cka_ctx {
-    size_t batch;               /* --cka-batch; 0: no activation CKA        */
-    const struct run_plan *ref_plan;
-    const char *ref_path;
-    char model_id[4096];        /* realpath of the model directory          */
-    struct clip_model m;
-    bool have_model;
-    size_t n_images, S;         /* images of the batch, their side          */
-    float *pixels;              /* (n_images, 3, S, S)                      */
-    size_t n_prompts, ctx, max_T;
-    int32_t *ids;               /* (n_prompts, ctx) the eval prompts        */
-    struct tower_acts ref;      /* the reference's activations              */
-};
-
-static void cka_ctx_free(struct cka_ctx *c)
-{
-    if (c->have_model)
-        clip_model_free(&c->m);
-    free(c->pixels);
-    free(c->ids);
-    tower_acts_free(&c->ref);
-}
-
-static void model_identity(const struct exp_model *em, char *buf, size_t size)
-{
-    const char *dir = runner_model_dir(em);
-    char real[PATH_MAX];
-
-    if (dir && realpath(dir, real))
-        snprintf(buf, size, "%s", real);
-    else
-        snprintf(buf, size, "%s", dir ? dir : em->name);
-}
-
-/* template with the first "{}" replaced by name (the runner's rule) */
-static void fill_prompt(char *buf, size_t size, const char *tmpl, const char *name)
-{
-    const char *at = strstr(tmpl, "{}");
-
-    if (!at)
-        snprintf(buf, size, "%s", tmpl);
-    else
-        snprintf(buf, size, "%.*s%s%s", (int)(at - tmpl), tmpl, name, at + 2);
-}
-
-/* The model, the first N eval images (CLIP eval transform at the model's
- * size) and the eval prompts of the reference's plan. */
-static int cka_setup(struct cka_ctx *c, const struct run_plan *p, const char *ref_path)
-{
-    struct dataset ds;
-    struct loader *L = NULL;
-    struct loader_config lc;
-    struct loader_batch b;
-    struct tokenizer *tok = NULL;
-    char one[1][1024];
-    char *one_t[1] = { one[0] };
-    char *const *templates = one_t;
-    size_t K = 1;
-    int rc;
-
-    memset(&ds, 0, sizeof ds);
-    c->ref_plan = p;
-    c->ref_path = ref_path;
-    model_identity(&p->model, c->model_id, sizeof c->model_id);
-    if ((rc = runner_load_model(&c->m, &p->model)))
-        return rc;
-    c->have_model = true;
-    c->S = c->m.cfg.vision.image_size;
-    if (p->image_size && p->image_size != c->S)
-        return rl_error_set(RL_ERR_ARG, "%s: data.image_size = %zu, but the model takes %zux%zu images", ref_path,
-                            p->image_size, c->S, c->S);
-    if ((rc = dataset_open(&ds, p->eval)))
-        return rc;
-    c->n_images = c->batch < ds.n ? c->batch : ds.n;
-    if (c->n_images < 1) {
-        rc = rl_error_set(RL_ERR_ARG, "%s: the evaluation set %s is empty", ref_path, p->eval);
-        goto out;
-    }
-    loader_config_init(&lc, (int)c->n_images, (int)c->S);
-    lc.readahead = 0;
-    if ((rc = loader_open(&L, &ds, NULL, c->n_images, &lc)) || (rc = loader_next(L, &b)))
-        goto out;
-    if ((size_t)b.n != c->n_images) {
-        rc = rl_error_set(RL_ERR, "%s: %d images loaded, expected %zu", p->eval, b.n, c->n_images);
-        goto out;
-    }
-    c->pixels = xmalloc_array(c->n_images * 3 * c->S * c->S, sizeof(float));
-    memcpy(c->pixels, b.x, c->n_images * 3 * c->S * c->S * sizeof(float));
-
-    /* the eval prompts: the dataset's templates when the run ensembles them */
-    snprintf(one[0], sizeof one[0], "%s", p->prompt ? p->prompt : "{}");
-    if (p->templates == EXP_TEMPLATES_DATASET && ds.n_templates > 0) {
-        templates = ds.templates;
-        K = (size_t)ds.n_templates;
-    }
-    if ((rc = runner_load_tokenizer(&tok, runner_model_dir(&p->model), &c->m.cfg)))
-        goto out;
-    c->ctx = c->m.cfg.text.context;
-    c->n_prompts = (size_t)ds.n_classes * K;
-    c->ids = xmalloc_array(c->n_prompts * c->ctx, sizeof(int32_t));
-    for (size_t k = 0; k < (size_t)ds.n_classes; k++)
-        for (size_t j = 0; j < K; j++) {
-            char text[2048];
-            int eot = 0;
-            fill_prompt(text, sizeof text, templates[j], ds.class_names[k]);
-            if ((rc = tok_encode(tok, text, c->ids + (k * K + j) * c->ctx, &eot)))
-                goto out;
-            if ((size_t)eot + 1 > c->max_T)
-                c->max_T = (size_t)eot + 1;
-        }
-out:
-    tok_free(tok);
-    if (L)
-        loader_close(L);
-    dataset_close(&ds);
-    return rc;
-}
-
-/* Does a run's plan see the same model and eval data as the reference?
- * RL_ERR_ARG naming the difference. *same_prompts: the text tower sees the
- * same prompts. */
-static int cka_check(const struct cka_ctx *c, const char *path, const struct run_plan *p, bool *same_prompts)
-{
-    const struct run_plan *r = c->ref_plan;
-    char id[4096];
-
-    model_identity(&p->model, id, sizeof id);
-    if (strcmp(id, c->model_id))
-        return rl_error_set(RL_ERR_ARG,
-                            "%s: model '%s' (%s), but the reference %s uses '%s' (%s): activation CKA needs "
-                            "both runs on one model (--cka-batch 0 compares the updates only)",
-                            path, p->model.name, id, c->ref_path, r->model.name, c->model_id);
-    if (strcmp(p->eval, r->eval) || (p->image_size ? p->image_size : c->S) != (r->image_size ? r->image_size : c->S))
-        return rl_error_set(RL_ERR_ARG,
-                            "%s: eval data '%s', but the reference %s uses '%s': activation CKA needs the same "
-                            "evaluation batch (--cka-batch 0 compares the updates only)",
-                            path, p->eval, c->ref_path, r->eval);
-    *same_prompts = p->templates == r->templates && !strcmp(p->prompt ? p->prompt : "", r->prompt ? r->prompt : "");
-    return RL_OK;
-}
-
-/* The output of every encoder layer of both towers for the run `ra` on the
- * context's batch. Reads the towers' residual stream, which clip.h documents
- * as (L+1, B, T, C) in a run made for training (slot l+1 = the output of
- * layer l; the last one only with pool_last false), and checks that reading
- * against the pooled rows. */
-static int tower_acts_compute(struct tower_acts *out, struct cka_ctx *c, const struct run_adapters *ra,
-                              bool text)
-{
-    const struct clip_model *m = &c->m;
-    const size_t chunk = c->n_images < CKA_CHUNK ? c->n_images : CKA_CHUNK;
-    struct clip_adapters ca;
-    struct clip_vision_run vr;
-    struct clip_text_run tr;
-    float *emb = NULL;
-    int rc;
-
-    memset(out, 0, sizeof(*out));
-    memset(&vr, 0, sizeof vr);
-    memset(&tr, 0, sizeof tr);
-    if ((rc = run_adapters_attach(ra, m, &ca, chunk, c->n_prompts))) {
-        clip_adapters_free(&ca);
-        return rc;
-    }
-    struct clip_adapters *cap = ca.n_sites ? &ca : NULL;
-
-    /* vision */
-    const size_t Lv = m->cfg.vision.layers, Cv = m->cfg.vision.hidden, D = m->cfg.projection_dim;
-    const size_t img = 3 * c->S * c->S;
-    clip_vision_run_init(&vr, m, chunk, true);
-    vr.pool_last = false;                   /* every token of the last layer too */
-    const size_t T = vr.T;
-    out->Lv = Lv;
-    out->Cv = Cv;
-    out->nv = c->n_images * T;
-    out->v = xcalloc(Lv, sizeof(*out->v));
-    for (size_t l = 0; l < Lv; l++)
-        out->v[l] = xmalloc_array(out->nv * Cv, sizeof(float));
-    emb = xmalloc_array(chunk * (D > Cv ? D : Cv), sizeof(float));
-    for (size_t s = 0; s < c->n_images; s += chunk) {
-        size_t B = c->n_images - s < chunk ? c->n_images - s : chunk, BTC = B * T * Cv;
-        if ((rc = clip_vision_forward(&vr, m, cap, c->pixels + s * img, B, emb)))
-            goto done;
-        for (size_t i = 0; i < B; i++)
-            if (memcmp(vr.pooled + i * Cv, vr.res + Lv * BTC + i * T * Cv, Cv * sizeof(float))) {
-                rc = rl_error_set(RL_ERR, "analyze: the vision run's residual stream is not laid out as "
-                                  "models/clip.h documents ((L+1, B, T, C)); activation CKA cannot read it");
-                goto done;
-            }
-        for (size_t l = 0; l < Lv; l++)
-            memcpy(out->v[l] + s * T * Cv, vr.res + (l + 1) * BTC, BTC * sizeof(float));
-    }
-
-    /* text: the eval prompts, each up to and including its end-of-text */
-    if (text) {
-        const size_t Lt = m->cfg.text.layers, Ct = m->cfg.text.hidden, n = c->n_prompts;
-        float *temb = xmalloc_array(n * (D > Ct ? D : Ct), sizeof(float));
-        clip_text_run_init(&tr, m, n, c->max_T, true);
-        tr.pool_last = false;
-        rc = clip_text_forward(&tr, m, cap, c->ids, n, c->ctx, temb);
-        free(temb);
-        if (rc)
-            goto done;
-        const size_t Tc = tr.T, BTC = n * Tc * Ct;
-        out->Lt = Lt;
-        out->Ct = Ct;
-        for (size_t i = 0; i < n; i++) {
-            if (tr.eot[i] >= Tc ||
-                memcmp(tr.pooled + i * Ct, tr.res + Lt * BTC + (i * Tc + tr.eot[i]) * Ct, Ct * sizeof(float))) {
-                rc = rl_error_set(RL_ERR, "analyze: the text run's residual stream is not laid out as "
-                                  "models/clip.h documents ((L+1, B, T, C)); activation CKA cannot read it");
-                goto done;
-            }
-            out->nt += tr.eot[i] + 1;
-        }
-        out->t = xcalloc(Lt, sizeof(*out->t));
-        for (size_t l = 0; l < Lt; l++) {
-            float *dst = out->t[l] = xmalloc_array(out->nt * Ct, sizeof(float));
-            for (size_t i = 0; i < n; i++) {
-                size_t rows = tr.eot[i] + 1;
-                memcpy(dst, tr.res + (l + 1) * BTC + i * Tc * Ct, rows * Ct * sizeof(float));
-                dst += rows * Ct;
-            }
-        }
-    }
-done:
-    free(emb);
-    clip_vision_run_free(&vr);
-    if (text)
-        clip_text_run_free(&tr);
-    clip_adapters_free(&ca);
-    if (rc)
-        tower_acts_free(out);
-    return rc;
-}
-
-/* per layer CKA of a run's activations against the reference's (NaN where
- * not computed) */
-struct cka_result {
-    size_t Lv, Lt;
-    double *v, *t;
-    bool text;
-};
-
-static void cka_result_free(struct cka_result *res)
-{
-    free(res->v);
-    free(res->t);
-    memset(res, 0, sizeof(*res));
-}
-
-static int cka_compare(struct cka_result *res, const struct tower_acts *a, const struct tower_acts *r,
-                       size_t Lt, const char *path)
-{
-    int rc = RL_OK;
-
-    res->Lv = r->Lv;
-    res->Lt = Lt;
-    res->v = xmalloc_array(res->Lv ? res->Lv : 1, sizeof(double));
-    res->t = xmalloc_array(Lt ? Lt : 1, sizeof(double));
-    for (size_t l = 0; l < Lt; l++)
-        res->t[l] = NAN;
-    for (size_t pass = 0; pass < 2; pass++) {
-        size_t L = pass ? (a->Lt && r->Lt ? Lt : 0) : res->Lv;
-        for (size_t l = 0; l < L; l++) {
-            double *dst = pass ? &res->t[l] : &res->v[l];
-            const float *x = pass ? a->t[l] : a->v[l], *y = pass ? r->t[l] : r->v[l];
-            size_t n = pass ? a->nt : a->nv, p = pass ? a->Ct : a->Cv;
-            *dst = NAN;
-            if ((rc = analysis_linear_cka(dst, x, y, n, p, p))) {
-                if (rc != RL_ERR_ARG)
-                    return rc;
-                fprintf(stderr, "randlora analyze: note: %s: %s layer %zu: no CKA: %s\n", path,
-                        pass ? "text" : "vision", l, rl_error_msg());
-                *dst = NAN;
-                rc = RL_OK;
-            }
-        }
-    }
-    return rc;
-}
-
-/* /analysis/cka: the per-layer values and what they were computed on; an
- * earlier group without CKA now (res NULL) gets NaN everywhere */
-static int write_cka(struct store *s, const struct cka_ctx *c, const struct cka_result *res,
-                     const struct tower_acts *a)
-{
-    char p[256];
-    int rc = RL_OK;
-
-    if (!res) {
-        char **names = NULL;
-        size_t n = 0;
-        if (!store_has(s, "/analysis/cka"))
-            return RL_OK;
-        if ((rc = store_list(s, "/analysis/cka", &names, &n)))
-            return rc;
-        for (size_t i = 0; i < n && !rc; i++) {
-            snprintf(p, sizeof p, "/analysis/cka/%s", names[i]);
-            rc = store_write_scalar(s, p, NAN);
-        }
-        store_free_names(names, n);
-        if (!rc)
-            rc = store_attr_set_string(s, "/analysis/cka", "reference", "");
-        if (!rc)
-            rc = store_attr_set_int64(s, "/analysis/cka", "n_images", 0);
-        return rc;
-    }
-    for (size_t l = 0; l < res->Lv && !rc; l++) {
-        snprintf(p, sizeof p, "/analysis/cka/vision_layer_%zu", l);
-        rc = store_write_scalar(s, p, res->v[l]);
-    }
-    for (size_t l = 0; l < res->Lt && !rc; l++) {
-        snprintf(p, sizeof p, "/analysis/cka/text_layer_%zu", l);
-        rc = store_write_scalar(s, p, res->t[l]);
-    }
-    if (rc)
-        return rc;
-    const char *g = "/analysis/cka";
-    if ((rc = store_attr_set_string(s, g, "reference", c->ref_path)) ||
-        (rc = store_attr_set_string(s, g, "eval", c->ref_plan->eval)) ||
-        (rc = store_attr_set_int64(s, g, "n_images", (int64_t)c->n_images)) ||
-        (rc = store_attr_set_int64(s, g, "vision_rows", (int64_t)a->nv)) ||
-        (rc = store_attr_set_int64(s, g, "n_prompts", (int64_t)(res->t && a->nt ? c->n_prompts : 0))) ||
-        (rc = store_attr_set_int64(s, g, "text_rows", (int64_t)a->nt)) ||
-        (rc = store_attr_set_string(s, g, "activations",
-                                    "output of each encoder layer (residual stream); vision: every token of "
-                                    "the first n_images eval images; text: every token of each eval prompt up "
-                                    "to and including its end-of-text")))
-        return rc;
-    return RL_OK;
-}
-
 /* ---------------------------------------------------------------- one run */
 
 struct ref_layer {
@@ -719,7 +328,7 @@ static void fmt_num(char *buf, size_t size, double v)
         snprintf(buf, size, "-");
 }
 
-static void print_cka(const struct cka_ctx *c, const struct cka_result *res, const struct tower_acts *a)
+static void print_cka(const struct cka_ctx *c, const struct cka_result *res, const struct cka_acts *a)
 {
     size_t L = res->Lv > res->Lt ? res->Lv : res->Lt;
     char v[16], t[16];
@@ -749,7 +358,7 @@ static int analyze_run(const char *path, const struct reference *ref, struct cka
 {
     struct store *s = NULL;
     struct run_adapters ra;
-    struct tower_acts acts;
+    struct cka_acts acts;
     struct cka_result cres;
     bool have_cka = false;
     int rc;
@@ -769,7 +378,7 @@ static int analyze_run(const char *path, const struct reference *ref, struct cka
         if (!same_prompts)
             fprintf(stderr, "randlora analyze: note: %s: its eval prompts differ from the reference's: the text "
                     "tower is not compared\n", path);
-        if ((rc = tower_acts_compute(&acts, cka, &ra, same_prompts))) {
+        if ((rc = cka_acts_compute(&acts, cka, &ra, same_prompts))) {
             char msg[512];
             snprintf(msg, sizeof msg, "%s", rl_error_msg());
             rc = rl_error_set(rc, "%s: activations: %s", path, msg);
@@ -838,7 +447,7 @@ static int analyze_run(const char *path, const struct reference *ref, struct cka
         analysis_layer_free(&la);
     }
 attrs:
-    if ((rc = write_cka(s, cka, have_cka ? &cres : NULL, &acts)))
+    if ((rc = cka_write(s, cka, have_cka ? &cres : NULL, &acts)))
         goto done;
     if (have_cka)
         print_cka(cka, &cres, &acts);
@@ -848,7 +457,7 @@ attrs:
         goto done;
 done:
     cka_result_free(&cres);
-    tower_acts_free(&acts);
+    cka_acts_free(&acts);
     run_adapters_free(&ra);
     store_close(s);
     return rc;
@@ -925,7 +534,7 @@ int cmd_analyze(int argc, char **argv)
         if (rc == RL_OK && with_cka) {
             threads_init(0);
             if ((rc = cka_setup(&cka, ref_ra.plan, refpath)) == RL_OK &&
-                (rc = tower_acts_compute(&cka.ref, &cka, &ref_ra, true))) {
+                (rc = cka_acts_compute(&cka.ref, &cka, &ref_ra, true))) {
                 char msg[512];
                 snprintf(msg, sizeof msg, "%s", rl_error_msg());
                 rc = rl_error_set(rc, "%s: activations: %s", refpath, msg);

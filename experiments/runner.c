@@ -227,8 +227,7 @@ int runner_mkdir_p(const char *dir)
 /* ------------------------------------------------------------------------ */
 /* set-up                                                                    */
 
-/* template with the first "{}" replaced by name */
-static void fill_prompt(char *buf, size_t size, const char *tmpl, const char *name)
+void runner_fill_prompt(char *buf, size_t size, const char *tmpl, const char *name)
 {
     const char *at = strstr(tmpl, "{}");
 
@@ -250,7 +249,7 @@ static int encode_prompts(const struct tokenizer *tok, char *const *names, size_
             int eot = 0;
             int rc;
 
-            fill_prompt(buf, sizeof(buf), templates[k], names[c]);
+            runner_fill_prompt(buf, sizeof(buf), templates[k], names[c]);
             rc = tok_encode(tok, buf, ids + (c * K + k) * ctx, &eot);
             if (rc != RL_OK)
                 return rc;

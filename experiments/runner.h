@@ -156,6 +156,10 @@ int runner_load_model(struct clip_model *m, const struct exp_model *model);
  * model's context, padded with its pad_token_id, truncating. */
 int runner_load_tokenizer(struct tokenizer **out, const char *dir, const struct clip_config *cfg);
 
+/* A class prompt: tmpl with its first "{}" replaced by name (tmpl as it is
+ * when it has none), truncated to size. */
+void runner_fill_prompt(char *buf, size_t size, const char *tmpl, const char *name);
+
 /* mkdir -p: create dir and its missing parents (RL_ERR_IO naming it). */
 int runner_mkdir_p(const char *dir);
 
