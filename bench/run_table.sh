@@ -10,7 +10,9 @@
 # the same thread count; their JSON lines go to OUT.jsonl (default
 # build/bench/table.jsonl) and bench/table.py pairs them into the table with
 # the targets marked. Rows:
-#   clip-vit-b-32, batch 32:        lora r=32, vera r=256, randlora r=6, full
+#   clip-vit-b-32, batch 32:        lora r=32, vera r=256, randlora r=6, full;
+#                                   full again with --recompute (C only: the
+#                                   memory it saves, against the same PyTorch)
 #   clip-vit-b-32, 4 x 32 (accum.): randlora r=6, full   (C only: the target
 #                                   compares RandLoRA with this project's full;
 #                                   BENCH_TORCH_ACC=1 runs PyTorch too)
@@ -55,12 +57,13 @@ else
     TORCH=0
 fi
 
-# model method rank batch accumulate steps torch(0/1)
+# model method rank batch accumulate steps torch(0/1) [randlora bench options]
 row() {
     local model=$1 method=$2 rank=$3 batch=$4 acc=$5 steps=$6 with_torch=$7
-    echo "  $model $method r=$rank batch ${acc}x$batch, $steps steps: randlora" >&2
+    shift 7
+    echo "  $model $method r=$rank batch ${acc}x$batch, $steps steps: randlora $*" >&2
     "$RL" bench --model "$model" --method "$method" --rank "$rank" --batch "$batch" \
-        --accumulate "$acc" --steps "$steps" --threads "$T" --json >> "$OUT" ||
+        --accumulate "$acc" --steps "$steps" --threads "$T" --json "$@" >> "$OUT" ||
         echo "    randlora bench failed (status $?)" >&2
     if [ "$TORCH" = 1 ] && [ "$with_torch" = 1 ]; then
         echo "  $model $method r=$rank batch ${acc}x$batch, $steps steps: pytorch" >&2
@@ -77,6 +80,7 @@ row clip-vit-b-32 lora 32 32 1 "$S" 1
 row clip-vit-b-32 vera 256 32 1 "$S" 1
 row clip-vit-b-32 randlora 6 32 1 "$S" 1
 row clip-vit-b-32 full 1 32 1 "$S" 1
+row clip-vit-b-32 full 1 32 1 "$S" 0 --recompute
 row clip-vit-b-32 randlora 6 32 4 "$SA" "${BENCH_TORCH_ACC:-0}"
 row clip-vit-b-32 full 1 32 4 "$SA" "${BENCH_TORCH_ACC:-0}"
 for m in lora:32 vera:256 randlora:6 full:1; do

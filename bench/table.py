@@ -38,7 +38,8 @@ def main():
         gf = r["model_gflop"] / r["step_s"]
         tgf = r["model_gflop"] / t["step_s"] if t else None
         print(fmt % (
-            r["model"], r["method"], r["rank"] or "-", "%dx%d" % (r["accumulate"], r["batch"]),
+            r["model"], r["method"] + ("+rc" if r.get("recompute") else ""), r["rank"] or "-",
+            "%dx%d" % (r["accumulate"], r["batch"]),
             "%.3f" % r["step_s"], "%.2f" % r["images_per_s"],
             "%.2f" % t["images_per_s"] if t else "-",
             "%.2f" % (r["images_per_s"] / t["images_per_s"]) if t else "-",
@@ -49,7 +50,7 @@ def main():
             "%.2f" % (r["peak_rss_mb"] / t["peak_rss_mb"]) if t else "-"))
     print("(GFLOP/s: analytic model FLOPs / median step; peak: GFLOP/s of the calibration "
           "sgemm 1024x3072x768 in the same process, %peak of it; GEMM %: measured time inside "
-          "cblas_sgemm)")
+          "cblas_sgemm; +rc: --recompute, layers recomputed in the backward)")
     pols = sorted({r.get("omp_wait_policy", "?") for r in torch.values()})
     touts = sorted({r.get("openblas_thread_timeout", "?") for r in torch.values()})
     if pols:
@@ -58,10 +59,11 @@ def main():
     if no_torch:
         print("PyTorch was not found: the C half only; the ratio targets are not evaluated.")
 
-    def find(model, method, batch, acc):
+    def find(model, method, batch, acc, recompute=False):
         for r in c:
-            if (r["model"], r["method"], r["batch"], r["accumulate"]) == (model, method, batch,
-                                                                          acc):
+            if ((r["model"], r["method"], r["batch"], r["accumulate"]) == (model, method, batch,
+                                                                           acc)
+                    and bool(r.get("recompute")) == recompute):
                 return r
         return None
 
@@ -115,6 +117,13 @@ def main():
         else:
             mark(None, "clip-tiny %s batch 128: no %s row" % (m, "C" if not r else "PyTorch"))
     print("%d of %d targets met" % (met, total))
+    fu, rc = find(b32, "full", 32, 1), find(b32, "full", 32, 1, recompute=True)
+    t = torch.get(key(fu)) if fu else None
+    if fu and rc and t:
+        print("(not a target) %s full batch 32 with --recompute: peak RSS %.0f vs PyTorch's %.0f "
+              "MiB = %.2fx, at %.2fx the step time of storing the activations"
+              % (b32, rc["peak_rss_mb"], t["peak_rss_mb"], rc["peak_rss_mb"] / t["peak_rss_mb"],
+                 rc["step_s"] / fu["step_s"]))
 
 
 if __name__ == "__main__":
