@@ -249,7 +249,9 @@ int clip_vision_forward(struct clip_vision_run *r, const struct clip_model *m,
     layernorm_forward(res_slot(r->res, r->train, 0, BTC), r->pre_mean, r->pre_rstd, r->emb,
                       w->v_pre_w, w->v_pre_b, mul(B, T), C, v->layer_norm_eps);
 
-    /* the encoder; its last layer on the class tokens only, or on all */
+    /* the encoder; its last layer on the class tokens only, or on all
+     * (clip_config_validate: at least one layer) */
+    RL_ASSERT(L > 0);
     for (size_t l = 0; l < L; l++) {
         float *acts = r->layer_acts + acts_slot(r->train, r->recompute, l, L) * r->layer_stride;
         const float *in = res_slot(r->res, r->train, l, BTC);
@@ -548,6 +550,7 @@ int clip_text_forward(struct clip_text_run *r, const struct clip_model *m,
     BTC = mul(mul(n, Tc), C);
 
     embedding_forward(res_slot(r->res, r->train, 0, BTC), r->ids, w->t_tok, w->t_pos, n, Tc, C);
+    RL_ASSERT(L > 0);                       /* clip_config_validate */
     for (size_t l = 0; l < L; l++) {
         float *acts = r->layer_acts + acts_slot(r->train, r->recompute, l, L) * r->layer_stride;
         const float *in = res_slot(r->res, r->train, l, BTC);
