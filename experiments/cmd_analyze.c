@@ -42,7 +42,6 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +50,7 @@
 #include "core/status.h"
 #include "core/threads.h"
 #include "experiments/analyze_cka.h"
+#include "experiments/cli.h"
 #include "experiments/commands.h"
 #include "results/analysis.h"
 #include "results/run_adapters.h"
@@ -93,18 +93,8 @@ static void analyze_usage(FILE *out)
             DEFAULT_CKA_BATCH, ANALYSIS_REL_TOL, DEFAULT_TOPK);
 }
 
-static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int bad(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "randlora analyze: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see randlora analyze --help)\n");
-    return 2;
-}
+/* one usage error line (cli.h), exit status 2 */
+#define bad(...) cli_bad("analyze", true, __VA_ARGS__)
 
 /* ------------------------------------------------------- update similarity */
 

@@ -58,7 +58,6 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +72,7 @@
 #include "core/status.h"
 #include "core/threads.h"
 #include "core/timer.h"
+#include "experiments/cli.h"
 #include "experiments/commands.h"
 #include "methods/adapter.h"
 #include "models/clip.h"
@@ -573,33 +573,8 @@ static void bench_usage(FILE *out)
             "  --in-process    run here, not in a child (peak RSS is then this process's)\n");
 }
 
-static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int bad(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "randlora bench: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see randlora bench --help)\n");
-    return 2;
-}
-
-static int parse_count(const char *s, size_t *out)
-{
-    char *end;
-    unsigned long long v;
-
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno || *end || v == 0 || v > 1000000000ULL)
-        return -1;
-    *out = (size_t)v;
-    return 0;
-}
+/* one usage error line (cli.h), exit status 2 */
+#define bad(...) cli_bad("bench", true, __VA_ARGS__)
 
 static void print_result(const struct bench_result *r, bool json)
 {
@@ -741,7 +716,7 @@ int cmd_bench(int argc, char **argv)
         else if (!strcmp(a, "--rank") || !strcmp(a, "--batch") || !strcmp(a, "--accumulate") ||
                  !strcmp(a, "--classes") || !strcmp(a, "--steps") || !strcmp(a, "--threads") ||
                  !strcmp(a, "--seed")) {
-            if (parse_count(val, &v))
+            if (cli_parse_count(val, 1000000000, &v))
                 return bad("%s wants a positive whole number, not '%s'", a, val);
             if (!strcmp(a, "--rank"))
                 o.rank = v;

@@ -36,7 +36,6 @@
  */
 #include <errno.h>
 #include <hdf5.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -54,6 +53,7 @@
 #include "datasets/dataset.h"
 #include "datasets/loader.h"
 #include "datasets/transforms.h"
+#include "experiments/cli.h"
 #include "experiments/commands.h"
 #include "experiments/runner.h"
 #include "models/clip.h"
@@ -93,34 +93,8 @@ static void encode_usage(FILE *out)
             ENCODE_DEFAULT_BATCH, dataset_specs_help());
 }
 
-/* one line on stderr, exit status 2 */
-static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int bad_usage(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "randlora encode: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see randlora encode --help)\n");
-    return 2;
-}
-
-static int parse_count(const char *s, size_t max, size_t *out)
-{
-    char *end;
-    unsigned long long v;
-
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno || *end || v == 0 || v > max)
-        return -1;
-    *out = (size_t)v;
-    return 0;
-}
+/* one usage error line (cli.h), exit status 2 */
+#define bad_usage(...) cli_bad("encode", true, __VA_ARGS__)
 
 static char *path_join(const char *dir, const char *file)
 {
@@ -736,11 +710,11 @@ int cmd_encode(int argc, char **argv)
         else if (!strcmp(o, "-o") || !strcmp(o, "--output"))
             a.out = v;
         else if (!strcmp(o, "--batch")) {
-            if (parse_count(v, ENCODE_MAX_BATCH, &a.batch))
+            if (cli_parse_count(v, ENCODE_MAX_BATCH, &a.batch))
                 return bad_usage("--batch '%s': expected a whole number in 1..%d", v,
                                  ENCODE_MAX_BATCH);
         } else if (!strcmp(o, "--limit")) {
-            if (parse_count(v, SIZE_MAX / 2, &a.limit))
+            if (cli_parse_count(v, SIZE_MAX / 2, &a.limit))
                 return bad_usage("--limit '%s': expected a positive whole number", v);
         } else
             return bad_usage("unknown option '%s'", o);

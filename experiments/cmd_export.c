@@ -9,13 +9,13 @@
  * Exit status: 0 written (or nothing to export for `none`), 2 bad usage or a
  * bad or unfinished run file, 1 other failures.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/status.h"
+#include "experiments/cli.h"
 #include "experiments/commands.h"
 #include "methods/adapter_io.h"
 #include "results/run_adapters.h"
@@ -32,18 +32,8 @@ static void export_usage(FILE *out)
             "(one level) when missing.\n");
 }
 
-static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int bad(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "randlora export: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see randlora export --help)\n");
-    return 2;
-}
+/* one usage error line (cli.h), exit status 2 */
+#define bad(...) cli_bad("export", true, __VA_ARGS__)
 
 int cmd_export(int argc, char **argv)
 {

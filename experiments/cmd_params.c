@@ -7,14 +7,13 @@
  *     randlora params --method lora --rank 32 --shape 3072x3072 --shape 1024x3072 --repeat 28
  *     randlora params --method randlora --budget 9000000 --shape 768x768 --repeat 12
  */
-#include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/status.h"
+#include "experiments/cli.h"
 #include "experiments/commands.h"
 #include "methods/adapter.h"
 
@@ -44,35 +43,8 @@ static void params_usage(FILE *out)
             "                  --repeat 28 --count\n");
 }
 
-/* one line on stderr, exit status 2 */
-static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int bad(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "randlora params: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see randlora params --help)\n");
-    return 2;
-}
-
-/* a whole positive decimal number, no sign, no trailing characters */
-static int parse_size(const char *s, size_t *out)
-{
-    char *end;
-    unsigned long long v;
-
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno || *end || v == 0 || v > SIZE_MAX)
-        return -1;
-    *out = (size_t)v;
-    return 0;
-}
+/* one usage error line (cli.h), exit status 2 */
+#define bad(...) cli_bad("params", true, __VA_ARGS__)
 
 /* "OUTxIN" */
 static int parse_shape(const char *s, struct adapter_shape *sh)
@@ -88,7 +60,7 @@ static int parse_shape(const char *s, struct adapter_shape *sh)
         return -1;
     memcpy(buf, s, len);
     buf[len] = '\0';
-    if (parse_size(buf, &sh->d_out) || parse_size(x + 1, &sh->d_in))
+    if (cli_parse_count(buf, SIZE_MAX, &sh->d_out) || cli_parse_count(x + 1, SIZE_MAX, &sh->d_in))
         return -1;
     return 0;
 }
@@ -147,13 +119,13 @@ int cmd_params(int argc, char **argv)
                    method);
     if (n_shapes == 0)
         return bad("at least one --shape OUTxIN is required");
-    if (repeat_s && parse_size(repeat_s, &repeat))
+    if (repeat_s && cli_parse_count(repeat_s, SIZE_MAX, &repeat))
         return bad("--repeat '%s': expected a positive integer", repeat_s);
     if (rank_s && budget_s)
         return bad("give --rank or --budget, not both");
-    if (rank_s && parse_size(rank_s, &rank))
+    if (rank_s && cli_parse_count(rank_s, SIZE_MAX, &rank))
         return bad("--rank '%s': expected a positive integer", rank_s);
-    if (budget_s && parse_size(budget_s, &budget))
+    if (budget_s && cli_parse_count(budget_s, SIZE_MAX, &budget))
         return bad("--budget '%s': expected a positive integer", budget_s);
     if (budget_s && !(ops->flags & ADAPTER_F_RANK))
         return bad("method %s has no rank to match a budget with", ops->name);

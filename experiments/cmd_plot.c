@@ -38,7 +38,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +45,7 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
+#include "experiments/cli.h"
 #include "experiments/commands.h"
 #include "experiments/config.h"
 #include "results/plot.h"
@@ -72,18 +72,8 @@ static void plot_usage(FILE *out)
             "                first adapted layer)\n");
 }
 
-static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int bad(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "randlora plot: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see randlora plot --help)\n");
-    return 2;
-}
+/* one usage error line (cli.h), exit status 2 */
+#define bad(...) cli_bad("plot", true, __VA_ARGS__)
 
 /* ------------------------------------------------------------------- runs */
 

@@ -7,12 +7,12 @@
  * zero-shot accuracy on the shapes classification tasks.
  * Exit status 0, 2 for bad usage or bad input (one line), 1 otherwise.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/status.h"
 #include "core/threads.h"
+#include "experiments/cli.h"
 #include "experiments/commands.h"
 #include "experiments/config.h"
 #include "experiments/pretrain.h"
@@ -36,18 +36,8 @@ static void pretrain_usage(FILE *out)
             "  -q           no progress line\n");
 }
 
-static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int bad(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "randlora pretrain: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n");
-    return 2;
-}
+/* one usage error line (cli.h), exit status 2 */
+#define bad(...) cli_bad("pretrain", false, __VA_ARGS__)
 
 /* zero-shot on the shapes tasks: what the pretrained text tower knows */
 static void report_zeroshot(const struct exp_model *model)

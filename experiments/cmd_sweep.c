@@ -7,12 +7,12 @@
  * (one line; nothing run), 1 when runs failed (the others still ran).
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/status.h"
+#include "experiments/cli.h"
 #include "experiments/commands.h"
 #include "experiments/config.h"
 #include "experiments/runner.h"
@@ -48,18 +48,8 @@ static void sweep_usage(FILE *out)
             "  randlora sweep -c exp.ini --resume --shard $SLURM_ARRAY_TASK_ID/8\n");
 }
 
-static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int bad(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "randlora sweep: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n");
-    return 2;
-}
+/* one usage error line (cli.h), exit status 2 */
+#define bad(...) cli_bad("sweep", false, __VA_ARGS__)
 
 int cmd_sweep(int argc, char **argv)
 {

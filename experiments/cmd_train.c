@@ -6,7 +6,6 @@
  *     lora-b25000-s4-seed1: accuracy 0.6120, 32768 trainable, 100 steps, 41.2 s -> FILE
  * Exit status 0, 2 for bad usage or bad input (one line), 1 otherwise.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "core/threads.h"
+#include "experiments/cli.h"
 #include "experiments/commands.h"
 #include "experiments/config.h"
 #include "experiments/run_lock.h"
@@ -40,18 +40,8 @@ static void train_usage(FILE *out)
             "  -q           no progress line\n");
 }
 
-static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int bad(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "randlora train: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n");
-    return 2;
-}
+/* one usage error line (cli.h), exit status 2 */
+#define bad(...) cli_bad("train", false, __VA_ARGS__)
 
 static int fail(int rc)
 {

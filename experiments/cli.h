@@ -1,0 +1,20 @@
+/*
+ * cli.h: what the subcommands (commands.h) share in reading their command
+ * line: the one-line usage error and positive whole numbers.
+ */
+#ifndef RANDLORA_EXPERIMENTS_CLI_H
+#define RANDLORA_EXPERIMENTS_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* "randlora CMD: MESSAGE" on stderr, followed by " (see randlora CMD
+ * --help)" when help_hint; returns 2, the exit status of bad input */
+int cli_bad(const char *cmd, bool help_hint, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* s a whole decimal number in 1..max, no sign, no other characters: 0 and
+ * *out set, else -1 and *out untouched */
+int cli_parse_count(const char *s, size_t max, size_t *out);
+
+#endif /* RANDLORA_EXPERIMENTS_CLI_H */
