@@ -217,10 +217,7 @@ void block_forward_adapted(float *out, struct block_acts *a, const float *inp,
     layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h, p->ln2_w, p->ln2_b, N, C, cfg->eps);
     adapted_linear_forward(a->fch, a->ln2, p->fc1_w, p->fc1_b, ad, BLOCK_LIN_FC1,
                            N, C, F);
-    if (cfg->act == BLOCK_ACT_GELU)
-        gelu_forward(a->fch_act, a->fch, block_mul(N, F));
-    else
-        quick_gelu_forward(a->fch_act, a->fch, block_mul(N, F));
+    block_act_forward(a->fch_act, a->fch, block_mul(N, F), cfg->act);
     adapted_linear_forward(a->fcproj, a->fch_act, p->fc2_w, p->fc2_b,
                            ad, BLOCK_LIN_FC2, N, F, C);
     residual_forward(out, a->h, a->fcproj, block_mul(N, C));
@@ -256,20 +253,14 @@ void block_backward_adapted(float *dinp, struct block_grads *g, struct block_gra
     memcpy(ga->dh, dout, NC * sizeof(float));
     /* fch_act = act(fch) and ln2 = layer_norm2(h) again (block.h): the
      * same kernels on the same inputs give the forward's bits */
-    if (cfg->act == BLOCK_ACT_GELU)
-        gelu_forward(a->fch_act, a->fch, NF);
-    else
-        quick_gelu_forward(a->fch_act, a->fch, NF);
+    block_act_forward(a->fch_act, a->fch, NF, cfg->act);
     layernorm_forward(a->ln2, a->stat_mean, a->stat_rstd, a->h, p->ln2_w, p->ln2_b, N, C,
                       cfg->eps);
     /* fcproj = fch_act @ fc2_w^T + fc2_b */
     adapted_linear_backward(ga->dfch_act, g->fc2_w, g->fc2_b, dout, a->fch_act, p->fc2_w,
                             ad, BLOCK_LIN_FC2, N, F, C);
     /* fch_act = act(fch) */
-    if (cfg->act == BLOCK_ACT_GELU)
-        gelu_backward(ga->dfch, ga->dfch_act, a->fch, NF);
-    else
-        quick_gelu_backward(ga->dfch, ga->dfch_act, a->fch, NF);
+    block_act_backward(ga->dfch, ga->dfch_act, a->fch, NF, cfg->act);
     /* fch = ln2 @ fc1_w^T + fc1_b */
     adapted_linear_backward(ga->dln2, g->fc1_w, g->fc1_b, ga->dfch, a->ln2, p->fc1_w,
                             ad, BLOCK_LIN_FC1, N, C, F);

@@ -1,6 +1,7 @@
 /*
  * block_impl.h: what block.c and block_pooled.c share, not for callers of
- * block.h: size arithmetic and the adapted linear (block_linear.c).
+ * block.h: size arithmetic, the MLP activation and the adapted linear
+ * (block_linear.c).
  */
 #ifndef RANDLORA_MODELS_BLOCK_IMPL_H
 #define RANDLORA_MODELS_BLOCK_IMPL_H
@@ -39,6 +40,12 @@ static inline void block_point_views(float **const *views, const size_t *sizes, 
         buf += sizes[i];
     }
 }
+
+/* the MLP activation cfg->act: out (n) = act(inp), and its backward
+ * dinp (n) += dout * act'(inp) */
+void block_act_forward(float *out, const float *inp, size_t n, enum block_act act);
+void block_act_backward(float *dinp, const float *dout, const float *inp, size_t n,
+                        enum block_act act);
 
 /* out (N, OC) = inp (N, C) W^T + b, plus linear i's adapter branch on inp
  * when it is on the factored path (merged: w already holds W + dW) */

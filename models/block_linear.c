@@ -1,8 +1,8 @@
 /*
- * block_linear.c: one linear of a layer with its adapter, on the factored
- * or the merged path (block.h, struct block_adapters); shared by the whole
- * layer (block.c) and the layer computed at its pooled rows only
- * (block_pooled.c).
+ * block_linear.c: the MLP activation, and one linear of a layer with its
+ * adapter on the factored or the merged path (block.h, struct
+ * block_adapters); shared by the whole layer (block.c) and the layer
+ * computed at its pooled rows only (block_pooled.c).
  */
 #include "models/block_impl.h"
 
@@ -10,6 +10,23 @@
 
 #include "methods/adapter.h"
 #include "models/nn.h"
+
+void block_act_forward(float *out, const float *inp, size_t n, enum block_act act)
+{
+    if (act == BLOCK_ACT_GELU)
+        gelu_forward(out, inp, n);
+    else
+        quick_gelu_forward(out, inp, n);
+}
+
+void block_act_backward(float *dinp, const float *dout, const float *inp, size_t n,
+                        enum block_act act)
+{
+    if (act == BLOCK_ACT_GELU)
+        gelu_backward(dinp, dout, inp, n);
+    else
+        quick_gelu_backward(dinp, dout, inp, n);
+}
 
 /* the adapter of linear i, or NULL */
 static struct adapter *lin_adapter(const struct block_adapters *ad, enum block_linear i)

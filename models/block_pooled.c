@@ -134,14 +134,6 @@ static void scatter_add_rows(float *d, const float *dp, const size_t *idx,
     }
 }
 
-static void act_forward(float *out, const float *inp, size_t n, enum block_act act)
-{
-    if (act == BLOCK_ACT_GELU)
-        gelu_forward(out, inp, n);
-    else
-        quick_gelu_forward(out, inp, n);
-}
-
 /* ------------------------------------------------------------------------ */
 /* forward and backward                                                      */
 
@@ -172,7 +164,7 @@ void block_pooled_forward(float *out, struct block_pooled_acts *a, const float *
     /* out = h + fc2(act(fc1(ln2(h)))) */
     layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h, p->ln2_w, p->ln2_b, B, C, cfg->eps);
     adapted_linear_forward(a->fch, a->ln2, p->fc1_w, p->fc1_b, ad, BLOCK_LIN_FC1, B, C, F);
-    act_forward(a->fch_act, a->fch, block_mul(B, F), cfg->act);
+    block_act_forward(a->fch_act, a->fch, block_mul(B, F), cfg->act);
     adapted_linear_forward(a->fcproj, a->fch_act, p->fc2_w, p->fc2_b, ad, BLOCK_LIN_FC2,
                            B, F, C);
     residual_forward(out, a->h, a->fcproj, BC);
@@ -204,15 +196,12 @@ void block_pooled_backward(float *dinp, struct block_grads *g,
 
     /* the MLP half on the pooled rows, fch_act and ln2 recomputed (block.h) */
     memcpy(ga->dh, dout, BC * sizeof(float));
-    act_forward(a->fch_act, a->fch, BF, cfg->act);
+    block_act_forward(a->fch_act, a->fch, BF, cfg->act);
     layernorm_forward(a->ln2, a->stat_mean, a->stat_rstd, a->h, p->ln2_w, p->ln2_b, B, C,
                       cfg->eps);
     adapted_linear_backward(ga->dfch_act, g->fc2_w, g->fc2_b, dout, a->fch_act, p->fc2_w,
                             ad, BLOCK_LIN_FC2, B, F, C);
-    if (cfg->act == BLOCK_ACT_GELU)
-        gelu_backward(ga->dfch, ga->dfch_act, a->fch, BF);
-    else
-        quick_gelu_backward(ga->dfch, ga->dfch_act, a->fch, BF);
+    block_act_backward(ga->dfch, ga->dfch_act, a->fch, BF, cfg->act);
     adapted_linear_backward(ga->dln2, g->fc1_w, g->fc1_b, ga->dfch, a->ln2, p->fc1_w,
                             ad, BLOCK_LIN_FC1, B, C, F);
     layernorm_backward(ga->dh, g->ln2_w, g->ln2_b, ga->dln2, a->h, p->ln2_w,

@@ -20,30 +20,29 @@
 
 /* ------------------------------------------------------------- opening */
 
-int store_i_read_i64_at(struct store *s, const char *path, int64_t *v)
+/* a scalar dataset of class cls at path, read as mtype into v */
+static int read_scalar_at(struct store *s, const char *path, H5T_class_t cls, hid_t mtype,
+                          void *v)
 {
     hid_t d;
-    int rc = store_i_ds_open(s, path, H5T_INTEGER, 0, 0, NULL, NULL, &d);
+    int rc = store_i_ds_open(s, path, cls, 0, 0, NULL, NULL, &d);
 
     if (rc)
         return rc;
-    if (H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
+    if (H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
         rc = store_i_h5_error(RL_ERR_FORMAT, "%s: %s: cannot read", s->path, path);
     H5Dclose(d);
     return rc;
 }
 
+int store_i_read_i64_at(struct store *s, const char *path, int64_t *v)
+{
+    return read_scalar_at(s, path, H5T_INTEGER, H5T_NATIVE_INT64, v);
+}
+
 int store_i_read_f64_at(struct store *s, const char *path, double *v)
 {
-    hid_t d;
-    int rc = store_i_ds_open(s, path, H5T_FLOAT, 0, 0, NULL, NULL, &d);
-
-    if (rc)
-        return rc;
-    if (H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
-        rc = store_i_h5_error(RL_ERR_FORMAT, "%s: %s: cannot read", s->path, path);
-    H5Dclose(d);
-    return rc;
+    return read_scalar_at(s, path, H5T_FLOAT, H5T_NATIVE_DOUBLE, v);
 }
 
 /* check a dataset's shape and close it again */

@@ -30,23 +30,11 @@
 #define ATOL 1e-5
 #define RTOL 1e-4
 
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0.0;
-
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (d > m)
-            m = d;
-    }
-    return m;
-}
-
 /* compare and, with BLOCK_VERBOSE set, report the max difference */
 static size_t compare(const char *name, const float *got, const float *want, size_t n)
 {
     if (getenv("BLOCK_VERBOSE"))
-        fprintf(stderr, "  %-36s max |diff| %.3g\n", name, max_abs_diff(got, want, n));
+        fprintf(stderr, "  %-36s max |diff| %.3g\n", name, test_max_abs_diff(got, want, n));
     return tensor_compare(name, got, want, n, ATOL, RTOL);
 }
 

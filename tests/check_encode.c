@@ -725,16 +725,6 @@ END_TEST
 /* ------------------------------------------------------------------------ */
 /* merge                                                                     */
 
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-
-    for (size_t i = 0; i < n; i++)
-        if (fabs((double)a[i] - (double)b[i]) > m)
-            m = fabs((double)a[i] - (double)b[i]);
-    return m;
-}
-
 struct merge_case {
     const char *method;
     size_t r;
@@ -796,9 +786,9 @@ static void merge_one(const struct merge_case *mc, const char *tag)
     clip_vision_run_free(&vr);
     clip_text_run_free(&tr);
     /* the adapter changes both towers' outputs */
-    ck_assert_msg(max_abs_diff(img_a, gget(&g, "base.image_embeds", GB * GD), GB * GD) > 0.05,
+    ck_assert_msg(test_max_abs_diff(img_a, gget(&g, "base.image_embeds", GB * GD), GB * GD) > 0.05,
                   "%s: the adapter does not change the image embeddings", tag);
-    ck_assert_msg(max_abs_diff(txt_a, gget(&g, "base.text_embeds", GB * GD), GB * GD) > 0.05,
+    ck_assert_msg(test_max_abs_diff(txt_a, gget(&g, "base.text_embeds", GB * GD), GB * GD) > 0.05,
                   "%s: the adapter does not change the text embeddings", tag);
 
     struct captured c = run_cmd(cmd_merge, "merge", "--model", fixdir, "--adapter", adir_s, "-o",
@@ -818,7 +808,7 @@ static void merge_one(const struct merge_case *mc, const char *tag)
     ck_assert_int_eq(tensor_compare("merged text_embeds", txt_m, txt_a, GB * GD, 1e-5, 0), 0);
     if (getenv("RANDLORA_TEST_VERBOSE"))
         printf("merge %s: max |merged - adapted| image %.3g text %.3g\n", tag,
-               max_abs_diff(img_m, img_a, GB * GD), max_abs_diff(txt_m, txt_a, GB * GD));
+               test_max_abs_diff(img_m, img_a, GB * GD), test_max_abs_diff(txt_m, txt_a, GB * GD));
 
     /* only the adapted weights changed */
     size_t changed = 0;

@@ -286,6 +286,37 @@ static void exit_at_step(void *ctx, size_t step)
         _exit(0);
 }
 
+/* plans[0] twice in t's folder: "interrupted.h5", killed at step 7 in a
+ * child and resumed from its checkpoint at step 6, and "straight.h5", run
+ * through; both adapters out, asserted to be the same size */
+static void interrupted_and_straight(const struct run_plan *plan, const struct tmp *t,
+                                     char a[256], char b[256], float **pa, float **pb,
+                                     size_t *n, struct runner_result *res)
+{
+    size_t kill_step = 7, nb;
+    struct runner_hooks h = { .ctx = &kill_step, .on_step = exit_at_step };
+    pid_t pid;
+    int status;
+
+    snprintf(a, 256, "%s/interrupted.h5", t->dir);
+    snprintf(b, 256, "%s/straight.h5", t->dir);
+    /* the child dies at step 7 without closing anything */
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        run_quiet(plan, a, &h, false, res);
+        _exit(3);                                 /* not reached */
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_msg(run_quiet(plan, a, NULL, true, res) == RL_OK, "%s", rl_error_msg());
+    ck_assert_uint_eq(res->resumed_from, 6);
+    ck_assert_msg(run_quiet(plan, b, NULL, false, res) == RL_OK, "%s", rl_error_msg());
+    *pa = read_adapter(a, n);
+    *pb = read_adapter(b, &nb);
+    ck_assert_uint_eq(*n, nb);
+}
+
 /* a run killed after step 7 (checkpoint at 6) and resumed ends with the
  * adapter of an uninterrupted run, bit for bit; RandLoRA with dropout and
  * augmentation, so the dropout streams and the data order must be restored */
@@ -295,43 +326,20 @@ START_TEST(test_resume_exact)
                                       "method.dropout=0.1", "data.augment=crop_flip",
                                       "train.steps=10", "train.batch=8", "train.accumulate=2",
                                       "train.warmup=2" };
-    size_t kill_step = 7;
-    struct runner_hooks h = { .ctx = &kill_step, .on_step = exit_at_step };
     struct tmp t;
     struct experiment e;
     struct run_plan *plans;
     struct runner_result res;
     char a[256], b[256];
     float *pa, *pb;
-    size_t na, nb, n;
-    pid_t pid;
-    int status;
+    size_t na, n;
     struct store *s;
     int64_t *steps;
     double *vals;
 
     tmp_setup(&t, true);
     make_plan(&plans, &e, &t, ov, 8);
-    snprintf(a, sizeof(a), "%s/interrupted.h5", t.dir);
-    snprintf(b, sizeof(b), "%s/straight.h5", t.dir);
-
-    /* the child dies at step 7 without closing anything */
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        run_quiet(&plans[0], a, &h, false, &res);
-        _exit(3);                                 /* not reached */
-    }
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-
-    ck_assert_msg(run_quiet(&plans[0], a, NULL, true, &res) == RL_OK, "%s", rl_error_msg());
-    ck_assert_uint_eq(res.resumed_from, 6);
-    ck_assert_msg(run_quiet(&plans[0], b, NULL, false, &res) == RL_OK, "%s", rl_error_msg());
-
-    pa = read_adapter(a, &na);
-    pb = read_adapter(b, &nb);
-    ck_assert_uint_eq(na, nb);
+    interrupted_and_straight(&plans[0], &t, a, b, &pa, &pb, &na, &res);
     ck_assert_uint_gt(na, res.n_trainable);        /* + the shared bases */
     ck_assert_msg(memcmp(pa, pb, na * sizeof(float)) == 0, "resumed adapter differs");
     free(pa);
@@ -702,37 +710,18 @@ START_TEST(test_paths_resume_exact)
     static const char *const ov[] = { "method.methods=randlora", "method.rank=8",
                                       "data.augment=crop_flip", "train.steps=10",
                                       "train.batch=8", "train.accumulate=2", "train.warmup=2" };
-    size_t kill_step = 7;
-    struct runner_hooks h = { .ctx = &kill_step, .on_step = exit_at_step };
     struct tmp t;
     struct experiment e;
     struct run_plan *plans;
     struct runner_result res;
     char a[256], b[256];
     float *pa, *pb;
-    size_t na, nb;
-    pid_t pid;
-    int status;
+    size_t na;
 
     ck_assert_int_eq(setenv("RANDLORA_ADAPTER_PATH", "merged", 1), 0);
     tmp_setup(&t, true);
     make_plan(&plans, &e, &t, ov, 7);
-    snprintf(a, sizeof(a), "%s/interrupted.h5", t.dir);
-    snprintf(b, sizeof(b), "%s/straight.h5", t.dir);
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        run_quiet(&plans[0], a, &h, false, &res);
-        _exit(3);
-    }
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    ck_assert_msg(run_quiet(&plans[0], a, NULL, true, &res) == RL_OK, "%s", rl_error_msg());
-    ck_assert_uint_eq(res.resumed_from, 6);
-    ck_assert_msg(run_quiet(&plans[0], b, NULL, false, &res) == RL_OK, "%s", rl_error_msg());
-    pa = read_adapter(a, &na);
-    pb = read_adapter(b, &nb);
-    ck_assert_uint_eq(na, nb);
+    interrupted_and_straight(&plans[0], &t, a, b, &pa, &pb, &na, &res);
     ck_assert_msg(memcmp(pa, pb, na * sizeof(float)) == 0, "resumed adapter differs");
     free(pa);
     free(pb);
