@@ -44,14 +44,21 @@ ifneq ($(V),1)
   Q = @
 endif
 
-LIB_DIRS = core models methods datasets experiments results
-LIB_SRC  = $(filter-out experiments/main.c,$(wildcard $(addsuffix /*.c,$(LIB_DIRS))))
-LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
-MAIN_OBJ = $(BUILD)/experiments/main.o
-TEST_SRC = $(wildcard tests/*.c)
-TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/%.o)
-BENCH_SRC = $(wildcard bench/*.c)
-BENCH_OBJ = $(BENCH_SRC:%.c=$(BUILD)/%.o)
+# librandlora.a: the engine (everything but the command line); cli/: the
+# commands over it; bench/gemm_count.c: the cblas_sgemm interposer, linked
+# only into what measures (randlora, for `randlora bench`, and the tests of it)
+LIB_DIRS  = core formats models methods datasets experiments results
+LIB_SRC   = $(wildcard $(addsuffix /*.c,$(LIB_DIRS)))
+LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_SRC   = $(filter-out cli/main.c,$(wildcard cli/*.c))
+CLI_OBJ   = $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/bench/gemm_count.o
+MAIN_OBJ  = $(BUILD)/cli/main.o
+TEST_SRC  = $(wildcard tests/*.c)
+TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
+BENCH_OBJ = $(BUILD)/bench/bench_main.o
+
+# where `make run` writes (the same rule as experiment_output_root)
+OUT_ROOT  = $(if $(RANDLORA_OUT),$(RANDLORA_OUT),out)
 
 
 .PHONY: all run check bench clean deps
@@ -63,11 +70,11 @@ randlora: $(BUILD)/randlora
 $(BUILD)/librandlora.a: $(LIB_OBJ)
 	$(Q)ar rcs $@.$$$$ $^ && mv -f $@.$$$$ $@
 
-$(BUILD)/randlora: $(MAIN_OBJ) $(BUILD)/librandlora.a
+$(BUILD)/randlora: $(MAIN_OBJ) $(CLI_OBJ) $(BUILD)/librandlora.a
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/check_main: $(TEST_OBJ) $(BUILD)/librandlora.a
+$(BUILD)/tests/check_main: $(TEST_OBJ) $(CLI_OBJ) $(BUILD)/librandlora.a
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
 
@@ -93,8 +100,8 @@ run: deps
 	$(Q)$(MAKE) --no-print-directory randlora
 	./randlora pretrain -c experiments/quickstart.ini
 	./randlora sweep -c experiments/quickstart.ini --resume
-	./randlora analyze results/runs/quickstart/*.h5
-	./randlora plot results/runs/quickstart
+	./randlora analyze $(OUT_ROOT)/runs/quickstart/*.h5
+	./randlora plot $(OUT_ROOT)/runs/quickstart
 
 check: deps
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/tests/check_main
@@ -111,4 +118,4 @@ bench: deps
 clean:
 	rm -rf build randlora
 
--include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)

@@ -640,3 +640,10 @@ int cfg_parse_value(const struct keydef *kd, const char *v, struct value *out, c
         cfg_value_free(out);
     return rc;
 }
+
+const char *experiment_output_root(void)
+{
+    const char *root = getenv("RANDLORA_OUT");
+
+    return root && *root ? root : "out";
+}

@@ -26,13 +26,14 @@
  *
  * [experiment]
  *   name          experiment          [A-Za-z0-9._-], names the output folder
- *   output        results/runs/NAME   folder for the run files and summary.tsv
+ *   output        OUT/runs/NAME       folder for the run files and summary.tsv
+ *                                     (OUT: $RANDLORA_OUT, else "out")
  *   description   (empty)             free text, copied into every run
  * [model]
  *   name          clip-tiny           a preset (clip-tiny, clip-vit-b-32,
  *                                     clip-vit-b-16, clip-vit-l-14) or a Hugging
  *                                     Face model directory (a path with a '/')
- *   pretrain_dir  results/models/NAME where a preset is pretrained to / found
+ *   pretrain_dir  OUT/models/NAME     where a preset is pretrained to / found
  *   pretrain_data shapes              dataset spec of the contrastive corpus
  *   pretrain_corpus 20000             items of the corpus used
  *   pretrain_steps 2000               contrastive steps (presets only)
@@ -238,6 +239,11 @@ struct run_plan {
  * and *n; return RL_OK, or an rl_status with rl_error_set's message. */
 typedef int (*exp_shapes_fn)(void *ctx, const struct run_plan *plan,
                              const struct adapter_shape **shapes, size_t *n);
+
+/* The root of every default output path: $RANDLORA_OUT when set and not
+ * empty, else "out" (relative to the working directory). Runs go under
+ * ROOT/runs/NAME, pretrained presets under ROOT/models/NAME. */
+const char *experiment_output_root(void);
 
 /* Read and validate an experiment file, then apply the overrides
  * ("section.key[.METHOD]=value"). RL_ERR_IO when the file cannot be read,

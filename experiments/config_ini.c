@@ -543,10 +543,11 @@ static int resolve(struct parser *ps, struct experiment *e)
     e->name = get_str(ps, "experiment", "name");
     e->output = get_str(ps, "experiment", "output");
     if (!e->output) {
-        size_t n = strlen(e->name) + 32;
+        const char *root = experiment_output_root();
+        size_t n = strlen(root) + strlen(e->name) + 32;
 
         e->output = xmalloc(n);
-        snprintf(e->output, n, "results/runs/%s", e->name);
+        snprintf(e->output, n, "%s/runs/%s", root, e->name);
     }
     e->description = get_str(ps, "experiment", "description");
 
@@ -554,11 +555,12 @@ static int resolve(struct parser *ps, struct experiment *e)
     e->model.preset = cfg_is_preset(e->model.name);
     e->model.pretrain_dir = get_str(ps, "model", "pretrain_dir");
     if (!e->model.pretrain_dir) {
-        size_t n = strlen(e->model.name) + 32;
+        const char *root = experiment_output_root();
+        size_t n = strlen(root) + strlen(e->model.name) + 32;
         const char *base = strrchr(e->model.name, '/');
 
         e->model.pretrain_dir = xmalloc(n);
-        snprintf(e->model.pretrain_dir, n, "results/models/%s", base ? base + 1 : e->model.name);
+        snprintf(e->model.pretrain_dir, n, "%s/models/%s", root, base ? base + 1 : e->model.name);
     }
     e->model.pretrain_data = get_str(ps, "model", "pretrain_data");
     e->model.pretrain_corpus = get_u(ps, "model", "pretrain_corpus", 0);

@@ -19,7 +19,7 @@
 #include "experiments/pretrain.h"
 #include "experiments/runner.h"
 #include "models/optim.h"
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 
 #define CAPTION_MAX 256
 #define SETTINGS_FILE "pretrain.json"

@@ -9,7 +9,7 @@
  * read (info, plot, analyze) do not take it.
  *
  *     struct run_lock lk;
- *     if ((rc = run_lock_acquire(&lk, "results/runs/x/lora-r8-s4-seed1.h5")))
+ *     if ((rc = run_lock_acquire(&lk, "out/runs/x/lora-r8-s4-seed1.h5")))
  *         return rc;                       // RL_ERR: held by another process
  *     ... runner_run(...) ...
  *     run_lock_release(&lk);               // removes the lock file

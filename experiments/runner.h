@@ -6,7 +6,7 @@
  *     struct runner_result res;
  *     runner_options_init(&o);
  *     o.resume = true;                       // continue RUN.h5 if it has a checkpoint
- *     rc = runner_run(&plans[i], "results/runs/x/lora-r8-s4-seed1.h5", &o, &res);
+ *     rc = runner_run(&plans[i], "out/runs/x/lora-r8-s4-seed1.h5", &o, &res);
  *     if (rc) ... rl_error_msg() has one line; rl_exit_code(rc) ...
  *     printf("%s %.4f %zu\n", plans[i].id, res.accuracy, res.n_trainable);
  *

@@ -16,7 +16,7 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "methods/adapter_impl.h"
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 
 /* ------------------------------------------------------------------------ */
 /* registry                                                                  */

@@ -169,7 +169,7 @@ struct adapter_tensor {
     size_t   shape[3];
 };
 
-struct st_writer;                /* models/safetensors.h                          */
+struct st_writer;                /* formats/safetensors.h                          */
 struct st_file;
 
 /* the two ways a layer can compute an adapted linear (DESIGN.md "Speed") */

@@ -21,7 +21,7 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "methods/adapter_io_impl.h"
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 
 #define MAX_CONFIG_BYTES ((size_t)16 << 20)
 

@@ -21,7 +21,7 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "methods/adapter_io_impl.h"
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 
 /* shortest decimal that reads back as the same float (JSON has no inf/nan;
  * callers only pass finite values) */

@@ -19,7 +19,7 @@
 
 #include "methods/adapter.h"
 #include "methods/adapter_io.h"
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 
 #define LAYER_PREFIX   "base_model.model."
 #define SHARED_PREFIX  "base_model."

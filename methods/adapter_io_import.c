@@ -19,7 +19,7 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "methods/adapter_io_impl.h"
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 
 /* ------------------------------------------------------------------------ */
 /* import                                                                    */

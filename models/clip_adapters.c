@@ -13,7 +13,7 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "models/clip.h"
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 
 static const char *const tower_names[CLIP_NUM_TOWERS] = { "vision", "text" };
 static const char *const tower_prefix[CLIP_NUM_TOWERS] = { "vision_model", "text_model" };

@@ -18,7 +18,7 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 
 #define CONFIG_MAX_BYTES ((size_t)16 << 20)   /* a config.json is a few KB  */
 #define DIM_MAX          ((size_t)1 << 20)    /* any one size in a config   */

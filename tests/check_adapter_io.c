@@ -30,7 +30,7 @@
 #include "core/status.h"
 #include "methods/adapter.h"
 #include "methods/adapter_io.h"
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 #include "suites.h"
 #include "test_util.h"
 

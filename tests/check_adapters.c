@@ -29,7 +29,7 @@
 #include "core/alloc.h"
 #include "core/rng.h"
 #include "core/status.h"
-#include "experiments/commands.h"
+#include "cli/commands.h"
 #include "methods/adapter.h"
 #include "golden.h"
 #include "suites.h"

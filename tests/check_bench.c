@@ -1,5 +1,5 @@
 /*
- * check_bench.c: `randlora bench` (experiments/cmd_bench.c) on a tiny custom
+ * check_bench.c: `randlora bench` (cli/cmd_bench.c) on a tiny custom
  * config (a config.json in a temporary directory), in-process, 2 steps per
  * method: the JSON line has every field, the loss is finite, the FLOP counts
  * are positive and 0 < GEMM share <= 1; the text output has its lines; bad
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "experiments/commands.h"
+#include "cli/commands.h"
 #include "suites.h"
 
 static const char tiny_config[] =

@@ -47,7 +47,7 @@
 #include "golden.h"
 #include "methods/adapter.h"
 #include "models/clip.h"
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 #include "models/tokenizer.h"
 #include "suites.h"
 #include "test_util.h"

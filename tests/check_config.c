@@ -109,11 +109,11 @@ START_TEST(test_defaults)
     ck_assert_int_eq(parse(&e, ""), RL_OK);
     ck_assert_str_eq(e.source, "t.ini");
     ck_assert_str_eq(e.name, "experiment");
-    ck_assert_str_eq(e.output, "results/runs/experiment");
+    ck_assert_str_eq(e.output, "out/runs/experiment");
     ck_assert_str_eq(e.description, "");
     ck_assert_str_eq(e.model.name, "clip-tiny");
     ck_assert(e.model.preset);
-    ck_assert_str_eq(e.model.pretrain_dir, "results/models/clip-tiny");
+    ck_assert_str_eq(e.model.pretrain_dir, "out/models/clip-tiny");
     ck_assert_str_eq(e.model.pretrain_data, "shapes");
     ck_assert_uint_eq(e.model.pretrain_corpus, 20000);
     ck_assert_uint_eq(e.model.pretrain_steps, 2000);
@@ -938,7 +938,7 @@ START_TEST(test_shipped)
     /* quickstart: 4 methods x 3 shots, one matched budget */
     rc = experiment_load(&e, experiment_path("quickstart.ini"), NULL, 0);
     ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
-    ck_assert_str_eq(e.output, "results/runs/quickstart");
+    ck_assert_str_eq(e.output, "out/runs/quickstart");
     ck_assert_str_eq(e.model.name, "clip-tiny");
     ck_assert_uint_eq(e.n_shots, 3);
     ck_assert_uint_eq(e.n_fractions, 0);

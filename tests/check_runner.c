@@ -16,12 +16,12 @@
 #include <unistd.h>
 
 #include "core/status.h"
-#include "experiments/commands.h"
+#include "cli/commands.h"
 #include "experiments/config.h"
 #include "experiments/pretrain.h"
 #include "experiments/runner.h"
 #include "models/clip.h"
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 #include "results/store.h"
 #include "suites.h"
 

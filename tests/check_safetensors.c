@@ -15,7 +15,7 @@
 #include "core/alloc.h"
 #include "core/rng.h"
 #include "core/status.h"
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 #include "suites.h"
 #include "test_util.h"
 

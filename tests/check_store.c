@@ -19,7 +19,7 @@
 #include "core/alloc.h"
 #include "core/rng.h"
 #include "core/status.h"
-#include "experiments/commands.h"
+#include "cli/commands.h"
 #include "results/store.h"
 #include "suites.h"
 

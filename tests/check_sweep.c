@@ -16,13 +16,13 @@
 #include <unistd.h>
 
 #include "core/status.h"
-#include "experiments/commands.h"
+#include "cli/commands.h"
 #include "experiments/config.h"
 #include "experiments/run_lock.h"
 #include "experiments/runner.h"
 #include "experiments/sweep.h"
 #include "models/clip.h"
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 #include "suites.h"
 
 #define N_GRID 4

@@ -10,7 +10,7 @@
 
 #include "core/rng.h"
 #include "core/status.h"
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 #include "test_util.h"
 
 void pipe_init(struct pipe *p, struct clip_model *m, struct clip_adapters *ca, size_t B,

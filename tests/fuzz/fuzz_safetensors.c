@@ -8,8 +8,8 @@
  *     cp tests/fixtures/st_torch.safetensors build/fuzz/corpus/
  *     clang -std=c11 -D_DEFAULT_SOURCE -g -O1 -I. \
  *         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
- *         tests/fuzz/fuzz_safetensors.c models/safetensors.c models/safetensors_read.c \
- *         models/safetensors_write.c core/status.c core/alloc.c \
+ *         tests/fuzz/fuzz_safetensors.c formats/safetensors.c formats/safetensors_read.c \
+ *         formats/safetensors_write.c core/status.c core/alloc.c \
  *         $(pkg-config --cflags --libs libcjson) -o build/fuzz/fuzz_safetensors
  *     build/fuzz/fuzz_safetensors -max_total_time=60 -max_len=4096 build/fuzz/corpus
  *
@@ -23,7 +23,7 @@
 #include <string.h>
 
 #include "core/status.h"
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -15,8 +15,8 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
-#include "experiments/cli.h"
-#include "experiments/commands.h"
+#include "cli/cli.h"
+#include "cli/commands.h"
 #include "methods/adapter_io.h"
 #include "results/run_adapters.h"
 #include "results/store.h"

@@ -45,8 +45,8 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
-#include "experiments/cli.h"
-#include "experiments/commands.h"
+#include "cli/cli.h"
+#include "cli/commands.h"
 #include "experiments/config.h"
 #include "results/plot.h"
 #include "results/run_adapters.h"

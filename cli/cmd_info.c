@@ -25,9 +25,9 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
-#include "experiments/commands.h"
+#include "cli/commands.h"
 #include "models/clip.h"
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 #include "results/store.h"
 
 enum file_kind { KIND_UNKNOWN, KIND_HDF5, KIND_SAFETENSORS, KIND_MODEL_DIR };

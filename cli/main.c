@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "core/threads.h"
-#include "experiments/commands.h"
+#include "cli/commands.h"
 
 struct command {
     const char *name;

@@ -1,7 +1,7 @@
 /*
  * cli.c: the subcommands' shared command-line helpers (cli.h).
  */
-#include "experiments/cli.h"
+#include "cli/cli.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "core/status.h"
-#include "experiments/cli.h"
-#include "experiments/commands.h"
+#include "cli/cli.h"
+#include "cli/commands.h"
 #include "experiments/config.h"
 #include "experiments/runner.h"
 #include "experiments/sweep.h"

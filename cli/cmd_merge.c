@@ -45,11 +45,11 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "core/threads.h"
-#include "experiments/commands.h"
+#include "cli/commands.h"
 #include "methods/adapter.h"
 #include "methods/adapter_io.h"
 #include "models/clip.h"
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 
 #define MERGE_LAYER_PREFIX "base_model.model."
 #define COPY_MAX_BYTES     ((size_t)1 << 30)

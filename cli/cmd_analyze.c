@@ -34,7 +34,7 @@
  * what the last analyze computed.
  *
  * Activation CKA (with --reference, unless --cka-batch 0): how alike the
- * two models' layer outputs are on a fixed batch; experiments/analyze_cka.h
+ * two models' layer outputs are on a fixed batch; results/analyze_cka.h
  * says what is compared and what is written under /analysis/cka.
  *
  * Exit status: 0 all runs analysed; 2 a bad argument or a bad or unfinished
@@ -49,9 +49,9 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "core/threads.h"
-#include "experiments/analyze_cka.h"
-#include "experiments/cli.h"
-#include "experiments/commands.h"
+#include "results/analyze_cka.h"
+#include "cli/cli.h"
+#include "cli/commands.h"
 #include "results/analysis.h"
 #include "results/run_adapters.h"
 #include "results/store.h"

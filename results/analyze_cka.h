@@ -1,7 +1,7 @@
 /*
  * analyze_cka.h: activation CKA for `randlora analyze --reference`: how
  * alike two fine-tuned models' layer outputs are on one fixed batch
- * (experiments/cmd_analyze.c runs it; results/analysis.h computes CKA).
+ * (cli/cmd_analyze.c runs it; results/analysis.h computes CKA).
  *
  * Activation CKA (with --reference, unless --cka-batch 0): the model of the
  * reference's plan (runner_load_model) and a FIXED batch: the first N items

@@ -4,12 +4,12 @@
  * scalar half / bfloat16 <-> float32 conversions, and the strict UTF-8
  * check. The reader is safetensors_read.c, the writer safetensors_write.c.
  */
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 
 #include <stdbool.h>
 #include <string.h>
 
-#include "models/safetensors_impl.h"
+#include "formats/safetensors_impl.h"
 
 /* ------------------------------------------------------------------------ */
 /* dtypes                                                                    */

@@ -4,7 +4,7 @@
  * out as the reference writer does and written to memory or to a file
  * through a temporary file and rename(). See safetensors.h for ownership.
  */
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -15,7 +15,7 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
-#include "models/safetensors_impl.h"
+#include "formats/safetensors_impl.h"
 
 /* ------------------------------------------------------------------------ */
 /* writer                                                                    */

@@ -5,7 +5,7 @@
  * conversion of a tensor to float32. See safetensors.h for the checks and
  * ownership.
  */
-#include "models/safetensors.h"
+#include "formats/safetensors.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +21,7 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
-#include "models/safetensors_impl.h"
+#include "formats/safetensors_impl.h"
 
 /* ------------------------------------------------------------------------ */
 /* helpers                                                                   */

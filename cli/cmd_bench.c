@@ -35,12 +35,11 @@
  *     paths over the step, adapter_merged_step_flops: what the method
  *     needs, whatever path the layer takes); their rate = model FLOPs /
  *     median step time;
- *   - the share of step time spent inside cblas_sgemm, MEASURED: this file
- *     interposes cblas_sgemm (the executable's definition wins over
- *     libopenblas's; the real one is found with dlsym(RTLD_NEXT)). The
- *     wrapper only forwards until the bench enables it, then times each
- *     call made from the benchmarking thread and counts the FLOPs of every
- *     call (2 M N K). Measuring rather than dividing analytic FLOPs by a
+ *   - the share of step time spent inside cblas_sgemm, MEASURED by the
+ *     interposer in bench/gemm_count.c (linked into the randlora executable
+ *     and the tests, not into librandlora.a): it only forwards until the
+ *     bench enables it, then times each call made from the benchmarking
+ *     thread and counts the FLOPs of every call (2 M N K). Measuring rather than dividing analytic FLOPs by a
  *     calibration rate matters because the small per-head attention GEMMs
  *     and the skinny adapter GEMMs run far below the peak rate: an estimate
  *     at the peak rate would understate their time;
@@ -54,10 +53,8 @@
  */
 #define _GNU_SOURCE
 #include <cblas.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,92 +64,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench/gemm_count.h"
 #include "core/alloc.h"
 #include "core/rng.h"
 #include "core/status.h"
 #include "core/threads.h"
 #include "core/timer.h"
-#include "experiments/cli.h"
-#include "experiments/commands.h"
+#include "cli/cli.h"
+#include "cli/commands.h"
 #include "methods/adapter.h"
 #include "models/clip.h"
 #include "models/optim.h"
-
-/* ------------------------------------------------------------------------ */
-/* the cblas_sgemm wrapper                                                   */
-
-typedef void (*sgemm_fn)(const enum CBLAS_ORDER, const enum CBLAS_TRANSPOSE,
-                         const enum CBLAS_TRANSPOSE, const blasint, const blasint, const blasint,
-                         const float, const float *, const blasint, const float *, const blasint,
-                         const float, float *, const blasint);
-
-static sgemm_fn real_sgemm;
-static pthread_once_t real_sgemm_once = PTHREAD_ONCE_INIT;
-static int gemm_counting;               /* read and written with __atomic    */
-static pthread_t gemm_owner;            /* the thread whose GEMMs are timed  */
-static double gemm_seconds;             /* owner's time inside cblas_sgemm   */
-static unsigned long long gemm_flops;   /* every thread's, __atomic adds     */
-static unsigned long long gemm_calls;
-
-static void resolve_sgemm(void)
-{
-    union {
-        void *p;
-        sgemm_fn f;
-    } u;
-
-    u.p = dlsym(RTLD_NEXT, "cblas_sgemm");
-    if (!u.p) {
-        fprintf(stderr, "randlora: cblas_sgemm not found in the loaded libraries (%s)\n",
-                dlerror());
-        abort();
-    }
-    real_sgemm = u.f;
-}
-
-void cblas_sgemm(const enum CBLAS_ORDER Order, const enum CBLAS_TRANSPOSE TransA,
-                 const enum CBLAS_TRANSPOSE TransB, const blasint M, const blasint N,
-                 const blasint K, const float alpha, const float *A, const blasint lda,
-                 const float *B, const blasint ldb, const float beta, float *C,
-                 const blasint ldc)
-{
-    double t0;
-    unsigned long long f;
-
-    pthread_once(&real_sgemm_once, resolve_sgemm);
-    if (!__atomic_load_n(&gemm_counting, __ATOMIC_RELAXED)) {
-        real_sgemm(Order, TransA, TransB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-    f = 2ULL * (unsigned long long)M * (unsigned long long)N * (unsigned long long)K;
-    if (!pthread_equal(pthread_self(), gemm_owner)) {
-        /* a GEMM from another thread (none today: threads.h's policy) is
-         * counted but not timed: its time overlaps the owner's */
-        real_sgemm(Order, TransA, TransB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        __atomic_fetch_add(&gemm_calls, 1, __ATOMIC_RELAXED);
-        __atomic_fetch_add(&gemm_flops, f, __ATOMIC_RELAXED);
-        return;
-    }
-    t0 = timer_now();
-    real_sgemm(Order, TransA, TransB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    gemm_seconds += timer_now() - t0;
-    __atomic_fetch_add(&gemm_calls, 1, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&gemm_flops, f, __ATOMIC_RELAXED);
-}
-
-static void gemm_counter_start(void)
-{
-    gemm_owner = pthread_self();
-    gemm_seconds = 0.0;
-    __atomic_store_n(&gemm_flops, 0ULL, __ATOMIC_RELAXED);
-    __atomic_store_n(&gemm_calls, 0ULL, __ATOMIC_RELAXED);
-    __atomic_store_n(&gemm_counting, 1, __ATOMIC_SEQ_CST);
-}
-
-static void gemm_counter_stop(void)
-{
-    __atomic_store_n(&gemm_counting, 0, __ATOMIC_SEQ_CST);
-}
 
 /* ------------------------------------------------------------------------ */
 /* options and results                                                       */
@@ -428,9 +350,9 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
         double loss_sum = 0.0;
 
         if (step == 1)
-            gemm_counter_start();
+            gemm_count_start();
         if (step >= 1)
-            g0 = gemm_seconds;
+            g0 = gemm_count_seconds();
         t0 = timer_now();
         if (trains) {
             clip_adapters_zero_grad(&ca);
@@ -487,11 +409,11 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
         if (step >= 1) {
             times[step - 1] = dt;
             total_s += dt;
-            gemm_s += gemm_seconds - g0;
+            gemm_s += gemm_count_seconds() - g0;
         }
     }
-    gemm_counter_stop();
-    gemm_f = (double)__atomic_load_n(&gemm_flops, __ATOMIC_RELAXED);
+    gemm_count_stop();
+    gemm_f = (double)gemm_count_flops();
 
     snprintf(res->model, sizeof(res->model), "%s", o->model);
     snprintf(res->method, sizeof(res->method), "%s", o->method);
@@ -518,7 +440,7 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
     res->loss = loss;
     rc = RL_OK;
 out:
-    gemm_counter_stop();
+    gemm_count_stop();
     free(times);
     free(img);
     free(dimg);

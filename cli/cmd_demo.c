@@ -27,7 +27,7 @@
 #include "core/status.h"
 #include "core/threads.h"
 #include "core/timer.h"
-#include "experiments/commands.h"
+#include "cli/commands.h"
 #include "models/block.h"
 #include "models/nn.h"
 #include "models/optim.h"

@@ -13,8 +13,8 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
-#include "experiments/cli.h"
-#include "experiments/commands.h"
+#include "cli/cli.h"
+#include "cli/commands.h"
 #include "methods/adapter.h"
 
 #define MAX_SHAPES 256

@@ -3,7 +3,7 @@
  * (analyze_cka.h): the fixed batch, both towers' layer outputs under each
  * run's adapters, the per-layer comparison and its /analysis/cka group.
  */
-#include "experiments/analyze_cka.h"
+#include "results/analyze_cka.h"
 
 #include <limits.h>
 #include <math.h>

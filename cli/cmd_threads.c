@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "core/threads.h"
-#include "experiments/commands.h"
+#include "cli/commands.h"
 
 int cmd_threads(int argc, char **argv)
 {

@@ -12,8 +12,8 @@
 
 #include "core/status.h"
 #include "core/threads.h"
-#include "experiments/cli.h"
-#include "experiments/commands.h"
+#include "cli/cli.h"
+#include "cli/commands.h"
 #include "experiments/config.h"
 #include "experiments/pretrain.h"
 #include "experiments/runner.h"
