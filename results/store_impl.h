@@ -7,6 +7,7 @@
  *   store_read.c    opening, validation and the readers
  *   store_tensor.c  phase 3: tensors, scalars and attributes
  *   store_resume.c  store_resume
+ *   store_heap.c    the check of the global heaps before variable-length reads
  */
 #ifndef RESULTS_STORE_IMPL_H
 #define RESULTS_STORE_IMPL_H
@@ -44,6 +45,7 @@ struct store {
     hid_t           file;
     enum store_mode mode;
     bool            swmr_read;        /* opened with H5F_ACC_SWMR_READ            */
+    bool            heaps_checked;    /* store_i_check_heaps passed               */
     hid_t           train[N_TRAIN];   /* open while mode == MODE_SWMR, else -1    */
     hid_t           eval[N_EVAL];
     hid_t           ckpt[N_CKPT];
@@ -78,6 +80,12 @@ int store_i_attr_write_str(struct store *s, const char *obj, const char *name, c
 int store_i_attr_write_i64(struct store *s, const char *obj, const char *name, int64_t v);
 int store_i_attr_write_f64(struct store *s, const char *obj, const char *name, double v);
 int store_i_start_swmr(struct store *s);
+
+/* store_heap.c */
+/* Before HDF5 reads variable-length data of the open file: every global heap
+ * collection in it whole (once per store). RL_ERR_FORMAT naming the file
+ * and the byte offset of a corrupt collection. */
+int store_i_check_heaps(struct store *s);
 
 /* store_read.c */
 int store_i_read_i64_at(struct store *s, const char *path, int64_t *v);

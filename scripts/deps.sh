@@ -15,6 +15,7 @@ packages=(
     libcjson-dev                    # config.json, vocab.json, adapter_config.json
     libpcre2-dev                    # the CLIP tokenizer's pre-tokenisation regex
     gnuplot-nox                     # figures
+    clang libclang-rt-dev libomp-dev # make fuzz (libFuzzer, ASan, UBSan; OpenMP under clang)
     dataset-fashion-mnist           # the default real benchmark
 )
 

@@ -21,7 +21,6 @@
  * RANDLORA_TEST_FIGURES=DIR keeps the sweep (runs and figures) in DIR.
  */
 #include <dirent.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -43,6 +42,7 @@
 #include "results/run_adapters.h"
 #include "results/store.h"
 #include "suites.h"
+#include "test_util.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -91,25 +91,11 @@ static const char *tmp_path(const char *name)
 /* run a command with stdout and stderr into `out`; its exit status */
 static int run_cmd(int (*fn)(int, char **), char **argv, const char *out)
 {
-    int argc = 0, fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int so = dup(1), se = dup(2);
+    int argc = 0;
 
     while (argv[argc])
         argc++;
-    ck_assert_int_ge(fd, 0);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    int rc = fn(argc, argv);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(so, 1);
-    dup2(se, 2);
-    close(so);
-    close(se);
-    close(fd);
-    return rc;
+    return test_run_cmd(fn, argc, argv, out);
 }
 
 static char *slurp(const char *path)

@@ -6,7 +6,6 @@
  * (RL_ERR_FORMAT naming the object, never a crash), and `randlora info`.
  */
 #include <dirent.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,6 +20,7 @@
 #include "core/status.h"
 #include "cli/commands.h"
 #include "results/store.h"
+#include "test_util.h"
 #include "suites.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -820,23 +820,8 @@ END_TEST
 static int run_info_cmd(const char *file, const char *out)
 {
     char *argv[3] = { "info", (char *)file, NULL };
-    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int so = dup(1), se = dup(2);
 
-    ck_assert_int_ge(fd, 0);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    int rc = cmd_info(2, argv);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(so, 1);
-    dup2(se, 2);
-    close(so);
-    close(se);
-    close(fd);
-    return rc;
+    return test_run_cmd(cmd_info, 2, argv, out);
 }
 
 static char *slurp(const char *path)

@@ -55,6 +55,15 @@ void test_tmpdir_remove(const char *dir);
 const char *test_path(const char *dir, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* The whole file at path (malloc'd, *size bytes, at least one) and its
+ * inverse; both fail the test on any error. */
+unsigned char *test_read_file(const char *path, size_t *size);
+void test_write_file(const char *path, const void *data, size_t n);
+
+/* cmd(argc, argv) (one of cli/commands.h) with stdout and stderr sent to the
+ * file out (NULL: /dev/null); its exit status. */
+int test_run_cmd(int (*cmd)(int, char **), int argc, char **argv, const char *out);
+
 /* Path of a committed fixture: RANDLORA_FIXTURES or "tests/fixtures", joined
  * with name, in a static buffer. */
 const char *fixture_path(const char *name);

@@ -37,23 +37,13 @@
 #include <unistd.h>
 
 #include "datasets/dataset.h"
+#include "tests/fuzz/fuzz_files.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const all_files[] = { "data_batch_1.bin", "data_batch_2.bin", "test_batch.bin",
                                          "train.bin", "test.bin", "batches.meta.txt",
                                          "fine_label_names.txt", "coarse_label_names.txt" };
-
-static void write_file(const char *path, const uint8_t *p, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-
-    if (!f)
-        return;
-    if (n)
-        fwrite(p, 1, n, f);
-    fclose(f);
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -84,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (n > size)
             n = size;
         snprintf(path, sizeof(path), "%s/%s", dir, names[kind]);
-        write_file(path, data, n);
+        (void)fuzz_write_file(path, data, n);
         data += n;
         size -= n;
     }
@@ -92,14 +82,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t half = size / 2;
 
         snprintf(path, sizeof(path), "%s/data_batch_1.bin", dir);
-        write_file(path, data, half);
+        (void)fuzz_write_file(path, data, half);
         snprintf(path, sizeof(path), "%s/data_batch_2.bin", dir);
-        write_file(path, data + half, size - half);
+        (void)fuzz_write_file(path, data + half, size - half);
     } else {
         snprintf(path, sizeof(path), "%s/%s", dir,
                  kind == 0 || kind == 3 ? (test ? "test_batch.bin" : "data_batch_1.bin")
                                         : (test ? "test.bin" : "train.bin"));
-        write_file(path, data, size);
+        (void)fuzz_write_file(path, data, size);
     }
     snprintf(spec, sizeof(spec), "%s:%s%s", readers[kind], dir, test ? ":test" : "");
     if (dataset_open(&ds, spec) == 0) {

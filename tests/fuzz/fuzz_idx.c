@@ -29,24 +29,20 @@
 #include <unistd.h>
 
 #include "datasets/dataset.h"
+#include "tests/fuzz/fuzz_files.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static char path[64];
-    FILE *f;
 
     if (size < 1)
         return 0;
     if (!path[0])
         snprintf(path, sizeof(path), "/tmp/fuzz_idx_%ld", (long)getpid());
-    f = fopen(path, "wb");
-    if (!f)
+    if (fuzz_write_file(path, data + 1, size - 1) != 0)
         return 0;
-    if (size > 1)
-        fwrite(data + 1, 1, size - 1, f);
-    fclose(f);
     (void)idx_read_file(path, (data[0] & 1) ? 1 : 3);
     unlink(path);
     return 0;

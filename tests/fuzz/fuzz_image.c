@@ -36,6 +36,7 @@
 #include "datasets/dataset.h"
 #include "datasets/image.h"
 #include "datasets/transforms.h"
+#include "tests/fuzz/fuzz_files.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -52,16 +53,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     data++;
     size--;
     if (mode & 1) {
-        FILE *f;
-
         if (!path[0])
             snprintf(path, sizeof(path), "/tmp/fuzz_image_%ld.img", (long)getpid());
-        f = fopen(path, "wb");
-        if (!f)
+        if (fuzz_write_file(path, data, size) != 0)
             return 0;
-        if (size)
-            fwrite(data, 1, size, f);
-        fclose(f);
         rc = image_read_file(path, &img);
         unlink(path);
     } else {

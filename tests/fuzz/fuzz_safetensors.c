@@ -64,3 +64,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(copy);
     return 0;
 }
+
+#include "tests/fuzz/fuzz_replay.h"
