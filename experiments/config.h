@@ -141,6 +141,16 @@
 #define EXP_TOWER_TEXT   2u
 #define EXP_N_MODULES    6
 
+/* the most runs a grid may have (and settings a method's axes may give) */
+#define EXP_MAX_RUNS     1000000
+/* the largest rank (method.rank, run.rank, a budget-matched rank) */
+#define EXP_MAX_RANK     1000000
+/* the most trainable, and shared frozen, parameters of one run (16 GiB of
+ * float32 each) */
+#define EXP_MAX_PARAMS   (UINT64_C(1) << 32)
+/* the longest run id (run.id, a name) */
+#define EXP_MAX_ID       64
+
 struct exp_targets {
     unsigned towers;            /* EXP_TOWER_* bits                          */
     size_t   layer_lo, layer_hi; /* inclusive; 0, SIZE_MAX: every layer      */
@@ -175,18 +185,31 @@ struct exp_model {
     uint64_t pretrain_seed;
 };
 
+/* One point of a method's hyperparameter axes (a value of each key that
+ * takes a list), resolved. */
+struct exp_setting {
+    struct adapter_cfg adapter; /* r = 0 and seed = 0 until a plan sets them */
+    const char *profile;        /* "peft" or "paper"                         */
+    struct exp_train train;
+    char    *tag;               /* the run-id part naming the axes' values,
+                                   "-lr0.003-wd0.1"; "" without axes (owned) */
+};
+
 /* one entry of method.methods with every per-method key resolved */
 struct exp_method {
     const struct adapter_ops *ops;  /* ops->name is the method's name        */
     bool     by_budget;         /* sizes are budgets (else ranks)            */
     size_t  *sizes;             /* ranks or budgets; NULL for full and none  */
     size_t   n_sizes;
-    struct adapter_cfg adapter; /* r = 0 and seed = 0 until a plan sets them */
-    const char *profile;        /* "peft" or "paper"                         */
+    struct exp_setting *settings;   /* the grid of the method's axes, first
+                                   axis outermost; at least one          */
+    size_t   n_settings;
+    struct adapter_cfg adapter; /* = settings[0] (the first of every list)   */
+    const char *profile;
     struct exp_targets targets;
     bool     init_seed_set;     /* false: the run's seed                     */
     uint64_t init_seed;
-    struct exp_train train;
+    struct exp_train train;     /* = settings[0].train                       */
 };
 
 /* the sweep: a parsed, validated experiment file */
@@ -271,6 +294,19 @@ void run_plans_free(struct run_plan *plans, size_t n);
  * every key explicit, [run] pinning id, matched rank and count. Parsing it
  * and expanding (shapes not needed) gives the same plan. */
 char *run_plan_to_ini(const struct run_plan *p);
+
+/* Whether the plan survives being stored: run_plan_to_ini(p) parsed back
+ * (experiment_parse, as export, analyze and plot read a run file's /config)
+ * and expanded gives one plan equal to p in every field (run_plan_diff), and
+ * rendering that gives the same text. RL_OK, or RL_ERR_ARG with one line
+ * ("its stored configuration would not read back: ..."). experiment_expand
+ * runs it on every plan; a fuzzer may call it on any plan experiment_expand
+ * returned. */
+int  run_plan_check_roundtrip(const struct run_plan *p);
+
+/* NULL when a and b are the same run in every field but `index`, else the
+ * key of the first field that differs ("train.lr", "data.eval", ...). */
+const char *run_plan_diff(const struct run_plan *a, const struct run_plan *b);
 
 /* The targets in clip_targets_parse syntax ("vision:*:q_proj,v_proj;text:..."). */
 int  exp_targets_spec(const struct exp_targets *t, char *buf, size_t size);

@@ -100,8 +100,28 @@ bool cfg_is_preset(const char *s);
 size_t cfg_strip_split(const char *s);
 int cfg_parse_value(const struct keydef *kd, const char *v, struct value *out, char *w,
                 size_t wn);
+/* Split a comma list into trimmed items: *items point into *buf (caller
+ * frees both); -1 with the reason in w for an empty list or item. */
+int cfg_split_list(const char *s, char **buf, char ***items, size_t *n, char *w, size_t wn);
+/* The run-id tag of a key that takes a list expanded as a grid axis ("lr",
+ * "wd", ...; "" for a value named by itself), NULL for any other key. */
+const char *cfg_axis_tag(const struct keydef *kd);
 
 /* config_plan.c */
+/* the shortest text that strtod reads back as v ("%.*g") */
 void cfg_fmt_double(char *buf, size_t cap, double v);
+/* the same, or its exponent form when that is shorter, with the exponent
+ * written plainly: 0.003 -> "3e-3", 1e-05 -> "1e-5", 0.01 -> "0.01" (run ids) */
+void cfg_fmt_id_number(char *buf, size_t cap, double v);
+
+/* experiment_expand; check_store false skips cfg_check_plan (which expands
+ * the rendered plan again itself) */
+int cfg_expand(const struct experiment *e, exp_shapes_fn shapes, void *ctx,
+               struct run_plan **plans, size_t *n_plans, bool check_store);
+
+/* config_check.c: what a run file must read back, checked at expansion.
+ * RL_ERR_ARG with one line starting with source. */
+int cfg_check_run_id(const char *source, const char *id);
+int cfg_check_plan(const char *source, const struct run_plan *p);
 
 #endif

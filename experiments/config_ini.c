@@ -17,6 +17,7 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
+#include "core/utf8.h"
 #include "datasets/dataset.h"
 #include "experiments/config_impl.h"
 
@@ -43,6 +44,9 @@ struct parser {
     /* first error */
     int err_line;           /* 0: none; -1: not tied to a line     */
     int err_rc;
+    /* stage 2: per key, the item of an axis list that the setting being
+     * resolved takes (NULL: the key's own text); N_KEYS entries or NULL */
+    const char **pick;
 };
 
 static struct entry *slot(struct parser *ps, size_t k, size_t s)
@@ -257,10 +261,16 @@ static char *read_line(char *str, int num, void *stream)
 static int apply_override(struct parser *ps, const char *ov)
 {
     const char *eq = strchr(ov, '='), *dot;
-    char lhs[160], section[64], val[4096];
-    size_t k, s, a, b;
+    char lhs[160], section[64], *val;
+    size_t k, s, a, b, bad = utf8_invalid_at((const unsigned char *)ov, strlen(ov));
     struct entry *en;
+    int rc;
 
+    if (bad < strlen(ov)) {
+        fail_at(ps, -1, RL_ERR_ARG, "-s: an override is not valid UTF-8 (byte 0x%02x at offset "
+                "%zu); values are stored as UTF-8 text", (unsigned char)ov[bad], bad);
+        return -1;
+    }
     if (!eq || (dot = memchr(ov, '.', (size_t)(eq - ov))) == NULL) {
         fail_at(ps, -1, RL_ERR_ARG, "-s: '%.120s': expected section.key=value", ov);
         return -1;
@@ -285,17 +295,20 @@ static int apply_override(struct parser *ps, const char *ov)
     section[dot - lhs] = '\0';
     for (eq++; *eq == ' ' || *eq == '\t'; eq++)
         ;
-    snprintf(val, sizeof(val), "%s", eq);
+    val = xstrdup(eq);
     for (size_t n = strlen(val); n && (val[n - 1] == ' ' || val[n - 1] == '\t'); n--)
         val[n - 1] = '\0';
-    if (find_key(ps, section, dot + 1, val, "-s", -1, &k, &s))
+    if (find_key(ps, section, dot + 1, val, "-s", -1, &k, &s)) {
+        free(val);
         return -1;
+    }
     en = slot(ps, k, s);
     free(en->value);
-    en->value = xstrdup(val);
+    en->value = val;
     en->src = "-s";
     en->line = 0;
-    return check_entry(ps, k, s, en);
+    rc = check_entry(ps, k, s, en);
+    return rc;
 }
 
 static void parser_free(struct parser *ps)
@@ -361,6 +374,8 @@ static void get(struct parser *ps, const char *section, const char *key, size_t 
     RL_ASSERT(k >= 0);
     en = effective(ps, (size_t)k, s);
     text = en ? en->value : cfg_keys[k].def;
+    if (ps->pick && ps->pick[k])
+        text = ps->pick[k];
     RL_ASSERT(text);
     if (cfg_parse_value(&cfg_keys[k], text, v, w, sizeof(w)))
         RL_ASSERT(!"a checked value failed to parse");
@@ -483,6 +498,172 @@ static int resolve_train(struct parser *ps, size_t s, struct exp_train *t)
     return 0;
 }
 
+/* Whether an axis key changes anything for method ops (slot s): the [train]
+ * keys for every method that trains (of the pairs steps / epochs and
+ * lr_min / lr_min_ratio only the one that applies), alpha for LoRA and
+ * RandLoRA, dropout for the methods with branch dropout, rslora for LoRA,
+ * vera_d_init for VeRA, profile and basis for RandLoRA. A list on a key
+ * that does not apply is not an axis for that method (its first item is
+ * stored, unused). */
+static bool axis_applies(struct parser *ps, const struct adapter_ops *ops, size_t k, size_t s)
+{
+    const char *key = cfg_keys[k].key, *name = ops->name;
+    int p;
+
+    if (!strcmp(cfg_keys[k].section, "train")) {
+        if (!strcmp(name, "none"))
+            return false;
+        if (!strcmp(key, "steps") || !strcmp(key, "epochs")) {
+            p = pair(ps, "train", "steps", "epochs", s);
+            return p >= 0 && !strcmp(key, p == 2 ? "epochs" : "steps");
+        }
+        if (!strcmp(key, "lr_min") || !strcmp(key, "lr_min_ratio")) {
+            p = pair(ps, "train", "lr_min", "lr_min_ratio", s);
+            return p >= 0 && !strcmp(key, p == 2 ? "lr_min_ratio" : "lr_min");
+        }
+        return true;
+    }
+    if (!strcmp(key, "alpha"))
+        return !strcmp(name, "lora") || !strcmp(name, "randlora");
+    if (!strcmp(key, "dropout"))
+        return (ops->flags & ADAPTER_F_DROPOUT) != 0;
+    if (!strcmp(key, "rslora"))
+        return !strcmp(name, "lora");
+    if (!strcmp(key, "vera_d_init"))
+        return !strcmp(name, "vera");
+    if (!strcmp(key, "profile") || !strcmp(key, "basis"))
+        return !strcmp(name, "randlora");
+    return false;
+}
+
+/* the method keys and [train] of one setting (the picks in ps->pick) */
+static int resolve_setting(struct parser *ps, const struct adapter_ops *ops, size_t s,
+                           struct exp_setting *st)
+{
+    struct value v;
+
+    adapter_cfg_defaults(&st->adapter, ops->name, 0);
+    get(ps, "method", "profile", s, &v);
+    st->profile = cfg_w_profile[v.word];
+    RL_ASSERT(adapter_cfg_profile(&st->adapter, st->profile) == RL_OK);
+    st->adapter.alpha = (float)get_d(ps, "method", "alpha", s);
+    st->adapter.dropout = (float)get_d(ps, "method", "dropout", s);
+    get(ps, "method", "rslora", s, &v);
+    st->adapter.rslora = v.b;
+    st->adapter.vera_d_init = (float)get_d(ps, "method", "vera_d_init", s);
+    get(ps, "method", "basis", s, &v);
+    RL_ASSERT(adapter_basis_parse(cfg_w_basis[v.word], &st->adapter.basis) == RL_OK);
+    return resolve_train(ps, s, &st->train);
+}
+
+/* "-lr0.003": an axis value as its run-id part */
+static void axis_id_part(const struct keydef *kd, const struct value *v, char *buf, size_t cap)
+{
+    const char *tag = cfg_axis_tag(kd);
+    char num[48];
+
+    switch (kd->type) {
+    case K_DOUBLE:
+        cfg_fmt_id_number(num, sizeof(num), v->d);
+        snprintf(buf, cap, "-%s%s", tag, num);
+        break;
+    case K_UINT:
+        snprintf(buf, cap, "-%s%zu", tag, v->u);
+        break;
+    case K_WORD:
+        snprintf(buf, cap, "-%s%s", tag, kd->words[v->word]);
+        break;
+    case K_BOOL:
+        snprintf(buf, cap, "-%s%d", tag, v->b ? 1 : 0);
+        break;
+    default:
+        RL_ASSERT(!"an axis of a type without an id form");
+    }
+}
+
+struct axis {
+    size_t key;
+    char *buf, **items;     /* cfg_split_list of the key's text */
+    size_t n;
+};
+
+/* The settings of method reg: the grid of the axis keys that apply to it and
+ * have more than one item, the last axis fastest. */
+static int resolve_settings(struct parser *ps, size_t reg, struct exp_method *m)
+{
+    const struct adapter_ops *ops = m->ops;
+    size_t s = 1 + reg, n_axes = 0, total = 1;
+    struct axis *ax = xcalloc(N_KEYS, sizeof(*ax));
+    int rc = 0;
+
+    for (size_t k = 0; k < N_KEYS && !rc; k++) {
+        const struct entry *en;
+        const char *text;
+        char w[256];
+        struct axis a = { k, NULL, NULL, 0 };
+
+        if (!cfg_axis_tag(&cfg_keys[k]) || !axis_applies(ps, ops, k, s)) {
+            if (ps->err_line)
+                rc = -1;
+            continue;
+        }
+        en = effective(ps, k, s);
+        text = en ? en->value : cfg_keys[k].def;
+        if (!text)
+            continue;
+        RL_ASSERT(cfg_split_list(text, &a.buf, &a.items, &a.n, w, sizeof(w)) == 0);
+        if (a.n < 2) {
+            free(a.buf);
+            free(a.items);
+            continue;
+        }
+        if (!size_mul_ok(total, a.n, &total) || total > EXP_MAX_RUNS) {
+            char l[512];
+
+            fail_at(ps, en->line ? en->line : -1, RL_ERR_ARG, "%s: %s.%s = '%.120s': the axes of "
+                    "%s give more than %d settings", loc(ps, en, l, sizeof(l)),
+                    cfg_keys[k].section, cfg_keys[k].key, en->value, ops->name, EXP_MAX_RUNS);
+            free(a.buf);
+            free(a.items);
+            rc = -1;
+            break;
+        }
+        ax[n_axes++] = a;
+    }
+    if (!rc) {
+        ps->pick = xcalloc(N_KEYS, sizeof(*ps->pick));
+        m->settings = xcalloc(total, sizeof(*m->settings));
+        for (size_t i = 0; i < total && !rc; i++) {
+            struct exp_setting *st = &m->settings[i];
+            char tag[1024] = "";
+            size_t idx = i, off = 0;
+
+            for (size_t a = n_axes; a-- > 0;) {
+                ps->pick[ax[a].key] = ax[a].items[idx % ax[a].n];
+                idx /= ax[a].n;
+            }
+            rc = resolve_setting(ps, ops, s, st);
+            for (size_t a = 0; a < n_axes; a++) {
+                struct value v;
+
+                get(ps, cfg_keys[ax[a].key].section, cfg_keys[ax[a].key].key, s, &v);
+                axis_id_part(&cfg_keys[ax[a].key], &v, tag + off, sizeof(tag) - off);
+                off += strlen(tag + off);
+            }
+            st->tag = xstrdup(tag);
+            m->n_settings = i + 1;
+        }
+        free(ps->pick);
+        ps->pick = NULL;
+    }
+    for (size_t a = 0; a < n_axes; a++) {
+        free(ax[a].buf);
+        free(ax[a].items);
+    }
+    free(ax);
+    return rc;
+}
+
 static int resolve_method(struct parser *ps, size_t reg, struct exp_method *m)
 {
     const struct adapter_ops *ops = adapter_registry()[reg];
@@ -509,17 +690,6 @@ static int resolve_method(struct parser *ps, size_t reg, struct exp_method *m)
             cfg_value_free(&v);
         }
     }
-    adapter_cfg_defaults(&m->adapter, ops->name, 0);
-    get(ps, "method", "profile", s, &v);
-    m->profile = cfg_w_profile[v.word];
-    RL_ASSERT(adapter_cfg_profile(&m->adapter, m->profile) == RL_OK);
-    m->adapter.alpha = (float)get_d(ps, "method", "alpha", s);
-    m->adapter.dropout = (float)get_d(ps, "method", "dropout", s);
-    get(ps, "method", "rslora", s, &v);
-    m->adapter.rslora = v.b;
-    m->adapter.vera_d_init = (float)get_d(ps, "method", "vera_d_init", s);
-    get(ps, "method", "basis", s, &v);
-    RL_ASSERT(adapter_basis_parse(cfg_w_basis[v.word], &m->adapter.basis) == RL_OK);
     get(ps, "method", "towers", s, &v);
     m->targets.towers = v.mask;
     cfg_value_free(&v);
@@ -532,7 +702,12 @@ static int resolve_method(struct parser *ps, size_t reg, struct exp_method *m)
     get(ps, "method", "init_seed", s, &v);
     m->init_seed_set = !v.run;
     m->init_seed = v.u64;
-    return resolve_train(ps, s, &m->train);
+    if (resolve_settings(ps, reg, m))
+        return -1;
+    m->adapter = m->settings[0].adapter;
+    m->profile = m->settings[0].profile;
+    m->train = m->settings[0].train;
+    return 0;
 }
 
 static int resolve(struct parser *ps, struct experiment *e)
@@ -670,8 +845,12 @@ void experiment_free(struct experiment *e)
     free(e->prompt);
     free(e->shots);
     free(e->fractions);
-    for (size_t i = 0; i < e->n_methods; i++)
+    for (size_t i = 0; i < e->n_methods; i++) {
         free(e->methods[i].sizes);
+        for (size_t j = 0; j < e->methods[i].n_settings; j++)
+            free(e->methods[i].settings[j].tag);
+        free(e->methods[i].settings);
+    }
     free(e->methods);
     free(e->seeds);
     free(e->run_id);
@@ -687,6 +866,21 @@ int experiment_parse(struct experiment *e, const char *text, const char *where,
     memset(e, 0, sizeof(*e));
     if (!where)
         where = "(string)";
+    {
+        size_t len = strlen(text), bad = utf8_invalid_at((const unsigned char *)text, len);
+
+        if (bad < len) {
+            size_t line = 1, col = 1;
+
+            for (size_t i = 0; i < bad; i++) {
+                col = text[i] == '\n' ? 1 : col + 1;
+                line += text[i] == '\n';
+            }
+            return rl_error_set(RL_ERR_ARG, "%s:%zu: not valid UTF-8 (byte 0x%02x at column %zu); "
+                                "experiment files are UTF-8 text", where, line,
+                                (unsigned char)text[bad], col);
+        }
+    }
     rc = collect(&ps, text, where, overrides, n_overrides);
     if (rc == RL_OK && resolve(&ps, e))
         rc = ps.err_rc;

@@ -422,7 +422,7 @@ START_TEST(test_overrides)
     {
         const char *o1[] = { "train.lr=fast" };
 
-        expect_error(text, o1, 1, "-s: train.lr = 'fast': expected a number in (0, 10]");
+        expect_error(text, o1, 1, "-s: train.lr = 'fast': expected a number in [1e-30, 10]");
     }
     {
         const char *o1[] = { "trainlr=1" };
@@ -793,11 +793,11 @@ START_TEST(test_errors)
     expect_error("lr = 1\n", NULL, 0, "t.ini:1: lr = '1' is outside a section (start with a "
                  "[section] line)");
     expect_error("[train]\nlr = 1e-3x\n", NULL, 0,
-                 "t.ini:2: train.lr = '1e-3x': expected a number in (0, 10]");
+                 "t.ini:2: train.lr = '1e-3x': expected a number in [1e-30, 10]");
     expect_error("[train]\nlr = 0\n", NULL, 0,
-                 "t.ini:2: train.lr = '0': expected a number in (0, 10]");
+                 "t.ini:2: train.lr = '0': expected a number in [1e-30, 10]");
     expect_error("[train]\nlr = nan\n", NULL, 0,
-                 "t.ini:2: train.lr = 'nan': expected a number in (0, 10]");
+                 "t.ini:2: train.lr = 'nan': expected a number in [1e-30, 10]");
     expect_error("[train]\nbatch = -3\n", NULL, 0,
                  "t.ini:2: train.batch = '-3': expected an integer in [1, 1000000]");
     expect_error("[train]\nbatch = 3.5\n", NULL, 0,
@@ -883,7 +883,7 @@ START_TEST(test_errors)
     expect_error_prefix("[sweep]\njobs = 0\n", "t.ini:2: sweep.jobs = '0': expected an integer");
     /* the first error wins, in line order */
     expect_error("[train]\nlr = x\nbatch = y\n", NULL, 0,
-                 "t.ini:2: train.lr = 'x': expected a number in (0, 10]");
+                 "t.ini:2: train.lr = 'x': expected a number in [1e-30, 10]");
     memset(long_line, 'a', sizeof(long_line));
     memcpy(long_line, "[experiment]\ndescription = ", 27);
     long_line[27 + 250] = '\n';
