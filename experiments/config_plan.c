@@ -75,20 +75,23 @@ static void plain_exponent(char *s)
 
 void cfg_fmt_id_number(char *buf, size_t cap, double v)
 {
-    char shortest[48], expo[48];
+    char fixed[64] = "", expo[48];
     int prec;
 
-    for (prec = 1; prec <= 17; prec++) {
-        snprintf(shortest, sizeof(shortest), "%.*g", prec, v);
-        if (strtod(shortest, NULL) == v)
+    for (prec = 1; prec < 17; prec++) {
+        snprintf(expo, sizeof(expo), "%.*e", prec - 1, v);
+        if (strtod(expo, NULL) == v)
             break;
     }
-    if (prec > 17)
-        prec = 17;
     snprintf(expo, sizeof(expo), "%.*e", prec - 1, v);
-    plain_exponent(shortest);
     plain_exponent(expo);
-    snprintf(buf, cap, "%s", strlen(expo) < strlen(shortest) ? expo : shortest);
+    if (fabs(v) < 1e15)
+        for (int d = 0; d <= 20; d++) {
+            snprintf(fixed, sizeof(fixed), "%.*f", d, v);
+            if (strtod(fixed, NULL) == v)
+                break;
+        }
+    snprintf(buf, cap, "%s", *fixed && strlen(fixed) <= strlen(expo) ? fixed : expo);
 }
 
 /* a file-name-safe tag for a dataset spec: "fashion-mnist", "dtd" */

@@ -150,9 +150,12 @@ static int resolve_train(struct parser *ps, size_t s, struct exp_train *t)
     t->seed = v.u64;
     if (t->lr_min > t->lr) {
         const struct entry *en = get_entry(ps, "train", "lr_min", s);
+        char a[40], b[40];
 
-        cfg_fail_at(ps, en && en->line ? en->line : -1, RL_ERR_ARG, "%s: train.lr_min = '%.17g': "
-                "expected at most train.lr (%.17g)", cfg_loc(ps, en, l, sizeof(l)), t->lr_min, t->lr);
+        cfg_fmt_double(a, sizeof(a), t->lr_min);
+        cfg_fmt_double(b, sizeof(b), t->lr);
+        cfg_fail_at(ps, en && en->line ? en->line : -1, RL_ERR_ARG, "%s: train.lr_min = '%s': "
+                "expected at most train.lr (%s)", cfg_loc(ps, en, l, sizeof(l)), a, b);
         return -1;
     }
     if (t->steps && t->warmup > t->steps) {

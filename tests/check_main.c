@@ -32,11 +32,15 @@ int main(int argc, char **argv)
         suite_clip_recompute,
         suite_adapter_io,
         suite_config,
+        suite_config_grid,
+        suite_config_axes,
+        suite_config_store,
         suite_store,
         suite_encode,
         suite_runner,
         suite_analyze,
         suite_sweep,
+        suite_dry_run,
         suite_bench,
     };
     SRunner *sr = srunner_create(NULL);

@@ -26,11 +26,15 @@ Suite *suite_clip_paths(void);
 Suite *suite_clip_recompute(void);
 Suite *suite_adapter_io(void);
 Suite *suite_config(void);
+Suite *suite_config_grid(void);
+Suite *suite_config_axes(void);
+Suite *suite_config_store(void);
 Suite *suite_store(void);
 Suite *suite_encode(void);
 Suite *suite_runner(void);
 Suite *suite_analyze(void);
 Suite *suite_sweep(void);
+Suite *suite_dry_run(void);
 Suite *suite_bench(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */

@@ -1,0 +1,2 @@
+#include "suites.h"
+Suite *suite_dry_run(void) { return suite_create("dry_run"); }
