@@ -116,15 +116,17 @@ static int find_key(struct parser *ps, const char *section, const char *name, co
     if (!suffix)
         return 0;
     if (!(cfg_keys[k].flags & F_SUFFIX)) {
-        cfg_fail_at(ps, line, RL_ERR_ARG, "%s: %s.%s = '%.120s': %s.%s takes no .METHOD suffix (only "
-                "the [method] keys but methods and the [train] keys do)", at, section, name,
-                value, section, cfg_keys[k].key);
+        cfg_fail_at(ps, line, RL_ERR_ARG,
+                    "%s: %s.%s = '%.120s': %s.%s takes no .METHOD suffix (only "
+                    "the [method] keys but methods and the [train] keys do)", at, section, name,
+                    value, section, cfg_keys[k].key);
         return -1;
     }
     m = cfg_method_index(suffix);
     if (m < 0) {
         cfg_fail_at(ps, line, RL_ERR_ARG, "%s: %s.%s = '%.120s': unknown method '%s' in the suffix "
-                "(known: %s)", at, section, name, value, suffix, cfg_method_names(list, sizeof(list)));
+                "(known: %s)", at, section, name, value, suffix,
+                cfg_method_names(list, sizeof(list)));
         return -1;
     }
     *s_out = 1 + (size_t)m;
@@ -144,9 +146,10 @@ static int on_key(void *user, const char *section, const char *name, const char 
     /* an indented line continues the value before it */
     if (ps->indented && ps->pending) {
         if (strchr(value, '=')) {
-            cfg_fail_at(ps, ps->line, RL_ERR_ARG, "%s: indented line '%.120s' would continue %s.%s; "
-                    "start keys at the beginning of a line (indent only continuation lines)",
-                    at, value, cfg_keys[ps->pending_key].section, name);
+            cfg_fail_at(ps, ps->line, RL_ERR_ARG,
+                        "%s: indented line '%.120s' would continue %s.%s; "
+                        "start keys at the beginning of a line (indent only continuation lines)",
+                        at, value, cfg_keys[ps->pending_key].section, name);
             return 0;
         }
         {
@@ -201,8 +204,9 @@ static char *read_line(char *str, int num, void *stream)
         body--;
     ps->line++;
     if (body + 3 > (size_t)num) {
-        cfg_fail_at(ps, ps->line, RL_ERR_ARG, "%s:%d: line longer than %d characters (continue a long "
-                "value on indented lines)", ps->where, ps->line, num - 3);
+        cfg_fail_at(ps, ps->line, RL_ERR_ARG,
+                    "%s:%d: line longer than %d characters (continue a long "
+                    "value on indented lines)", ps->where, ps->line, num - 3);
         return NULL;
     }
     memcpy(str, ps->p, len);
@@ -218,9 +222,10 @@ static char *read_line(char *str, int num, void *stream)
             memcpy(name, s + 1, (size_t)(end - s - 1));
             name[end - s - 1] = '\0';
             if (!cfg_section_known(name))
-                cfg_fail_at(ps, ps->line, RL_ERR_ARG, "%s:%d: unknown section [%s] (valid sections: "
-                        "%s)", ps->where, ps->line, name, cfg_join_words(cfg_sections, list,
-                                                                     sizeof(list)));
+                cfg_fail_at(ps, ps->line, RL_ERR_ARG,
+                            "%s:%d: unknown section [%s] (valid sections: "
+                            "%s)", ps->where, ps->line, name, cfg_join_words(cfg_sections, list,
+                            sizeof(list)));
         }
         /* a new section ends the value before it */
         if (!ps->err_line && flush_pending(ps))
@@ -308,8 +313,9 @@ int cfg_collect(struct parser *ps, const char *text, const char *where,
         flush_pending(ps);
     if (ret > 0 && (!ps->err_line || ps->err_line < 0 || ret < ps->err_line)) {
         ps->err_line = 0;
-        cfg_fail_at(ps, ret, RL_ERR_ARG, "%s:%d: syntax error: expected [section], key = value, or a "
-                "comment", where, ret);
+        cfg_fail_at(ps, ret, RL_ERR_ARG,
+                    "%s:%d: syntax error: expected [section], key = value, or a "
+                    "comment", where, ret);
         ps->err_line = ret;
     } else if (ret < 0 && !ps->err_line) {
         cfg_fail_at(ps, -1, RL_ERR_NOMEM, "%s: the INI parser failed (%d)", where, ret);

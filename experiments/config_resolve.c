@@ -106,10 +106,11 @@ static int pair(struct parser *ps, const char *sec, const char *a, const char *b
     {
         const char *suf = la == 2 ? cfg_slot_suffix(ps, s) : NULL;
 
-        cfg_fail_at(ps, eb->line ? eb->line : -1, RL_ERR_ARG, "%s: %s.%s%s%s = '%.120s': give %s.%s "
-                "or %s.%s, not both (%s.%s%s%s at %s)", cfg_loc(ps, eb, l1, sizeof(l1)), sec, b,
+        cfg_fail_at(ps, eb->line ? eb->line : -1, RL_ERR_ARG,
+                    "%s: %s.%s%s%s = '%.120s': give %s.%s "
+                    "or %s.%s, not both (%s.%s%s%s at %s)", cfg_loc(ps, eb, l1, sizeof(l1)), sec, b,
                 suf ? "." : "", suf ? suf : "", eb->value, sec, a, sec, b, sec, a, suf ? "." : "",
-                suf ? suf : "", cfg_loc(ps, ea, l2, sizeof(l2)));
+                    suf ? suf : "", cfg_loc(ps, ea, l2, sizeof(l2)));
     }
     return -1;
 }
@@ -291,9 +292,10 @@ static int resolve_settings(struct parser *ps, size_t reg, struct exp_method *m)
         if (!size_mul_ok(total, a.n, &total) || total > EXP_MAX_RUNS) {
             char l[512];
 
-            cfg_fail_at(ps, en->line ? en->line : -1, RL_ERR_ARG, "%s: %s.%s = '%.120s': the axes of "
-                    "%s give more than %d settings", cfg_loc(ps, en, l, sizeof(l)),
-                    cfg_keys[k].section, cfg_keys[k].key, en->value, ops->name, EXP_MAX_RUNS);
+            cfg_fail_at(ps, en->line ? en->line : -1, RL_ERR_ARG,
+                        "%s: %s.%s = '%.120s': the axes of "
+                        "%s give more than %d settings", cfg_loc(ps, en, l, sizeof(l)),
+                        cfg_keys[k].section, cfg_keys[k].key, en->value, ops->name, EXP_MAX_RUNS);
             free(a.buf);
             free(a.items);
             rc = -1;
@@ -431,9 +433,10 @@ int cfg_resolve(struct parser *ps, struct experiment *e)
                 free(v.ls[i]);
             free(v.ls);
             e->evals = NULL;
-            cfg_fail_at(ps, en->line ? en->line : -1, RL_ERR_ARG, "%s: data.eval = '%.120s': expected "
+            cfg_fail_at(ps, en->line ? en->line : -1, RL_ERR_ARG,
+                        "%s: data.eval = '%.120s': expected "
                     "%zu spec%s, one per data.dataset", cfg_loc(ps, en, l, sizeof(l)), en->value,
-                    e->n_datasets, e->n_datasets == 1 ? "" : "s");
+                        e->n_datasets, e->n_datasets == 1 ? "" : "s");
             return -1;
         }
     } else {
