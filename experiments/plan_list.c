@@ -54,17 +54,35 @@ static struct opened *open_spec(struct opened_set *set, const struct run_plan *p
     return o;
 }
 
+/* The size of a training set depends on the labels and the shots or the
+ * fraction only, not on the sampling seed: a plan with the same spec, shots
+ * and fraction as an earlier one has its count. */
+static bool same_sample(const struct run_plan *a, const struct run_plan *b)
+{
+    return !strcmp(a->dataset, b->dataset) && !strcmp(a->eval, b->eval) &&
+           a->shots == b->shots && a->fraction == b->fraction;
+}
+
 int plan_list_check_data(const struct run_plan *plans, size_t n, size_t *n_train)
 {
     struct opened_set set = { xcalloc(2 * n + 1, sizeof(struct opened)), 0 };
     char msg[1024];
     int rc = RL_OK;
+    size_t *firsts = xcalloc(n ? n : 1, sizeof(*firsts)), n_firsts = 0;
 
     for (size_t i = 0; i < n && rc == RL_OK; i++) {
         const struct run_plan *p = &plans[i];
-        struct opened *tr = open_spec(&set, p, "data.dataset", p->dataset, true), *ev;
-        size_t *idx = NULL;
+        struct opened *tr, *ev;
+        size_t *idx = NULL, f;
 
+        for (f = 0; f < n_firsts && !same_sample(&plans[firsts[f]], p); f++)
+            ;
+        if (f < n_firsts) {
+            n_train[i] = n_train[firsts[f]];
+            continue;
+        }
+        firsts[n_firsts++] = i;
+        tr = open_spec(&set, p, "data.dataset", p->dataset, true);
         if (!tr || !(ev = open_spec(&set, p, "data.eval", p->eval, false))) {
             rc = RL_ERR_ARG;
             break;
@@ -95,6 +113,7 @@ int plan_list_check_data(const struct run_plan *plans, size_t n, size_t *n_train
         dataset_close(&set.v[i].ds);
     }
     free(set.v);
+    free(firsts);
     return rc;
 }
 
