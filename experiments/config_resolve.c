@@ -141,6 +141,17 @@ static int resolve_train(struct parser *ps, size_t s, struct exp_train *t)
         return -1;
     t->lr_min = p == 2 ? get_d(ps, "train", "lr_min_ratio", s) * t->lr
                        : get_d(ps, "train", "lr_min", s);
+    if (p == 2 && t->lr_min != 0.0 && t->lr_min < 1e-30) {
+        const struct entry *en = get_entry(ps, "train", "lr_min_ratio", s);
+        char a[40];
+
+        cfg_fmt_double(a, sizeof(a), t->lr_min);
+        cfg_fail_at(ps, en->line ? en->line : -1, RL_ERR_ARG,
+                    "%s: train.lr_min_ratio = '%.120s': the floor lr x lr_min_ratio = %s is "
+                    "below 1e-30 (float32 arithmetic); use 0 or a larger ratio",
+                    cfg_loc(ps, en, l, sizeof(l)), en->value, a);
+        return -1;
+    }
     t->clip = get_d(ps, "train", "clip", s);
     t->eval_every = get_u(ps, "train", "eval_every", s);
     t->checkpoint_every = get_u(ps, "train", "checkpoint_every", s);

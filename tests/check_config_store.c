@@ -135,7 +135,7 @@ static void gen_experiment(struct gen *g)
         "fashion-mnist", "shapes", "shapes-count", "folder:/data/dtd", "cifar10:/d/c10:train",
         "idx:/d/mnist", "folder:/data/eurosat/", "cifar100:/d/c100",
     };
-    static const char *const lrs[] = { "1e-3", "3e-4", "0.01", "1e-30", "10", "2.5e-5" };
+    static const char *const lrs[] = { "1e-3", "3e-4", "0.01", "1e-20", "10", "2.5e-5" };
     static const char *const wds[] = { "0", "0.01", "0.1", "1e-30", "10" };
     static const char *const alphas[] = { "0", "8", "16", "0.5", "1000000" };
     static const char *const drops[] = { "0", "0.1", "0.5", "0.99" };
@@ -504,6 +504,10 @@ START_TEST(test_store_refused_values)
         ck_assert(e.methods[0].train.eps == 1e-30);
         experiment_free(&e);
     }
+    /* a floor derived from lr_min_ratio that float32 cannot hold */
+    expect_error("[train]\nlr = 2e-30\nlr_min_ratio = 0.25\n", NULL, 0, "t.ini:3: "
+                 "train.lr_min_ratio = '0.25': the floor lr x lr_min_ratio = 5e-31 is below "
+                 "1e-30 (float32 arithmetic); use 0 or a larger ratio");
     /* targets that select no layer of the 4-layer model */
     expect_expand_error("[method]\nlayers = 99\n", NULL, 0, "t.ini: lora: method.towers, "
                         "method.layers and method.modules (vision:99:q_proj,k_proj,v_proj,fc1,"
