@@ -38,6 +38,8 @@
 #define MAX_WORD        160          /* longest run without a space in a value */
 #define MAX_LIST        4096
 #define FLOAT_TINY      1e-30        /* smallest non-zero magnitude of a float key */
+#define MAX_PATH_CHARS  1024         /* a path or dataset spec (file names built on it
+                                        stay within the 4096 of PATH_MAX) */
 
 /* ------------------------------------------------------------------------ */
 /* the key table                                                             */
@@ -374,6 +376,8 @@ static int check_spec(const char *s, char *w, size_t wn)
     size_t off = 0;
 
     nlen = colon ? (size_t)(colon - s) : len;
+    if (strlen(s) > MAX_PATH_CHARS)
+        return why(w, wn, "expected a dataset spec of at most %d characters", MAX_PATH_CHARS);
     for (size_t i = 0; i < sizeof(readers) / sizeof(readers[0]); i++) {
         const struct dataset_ops *r = readers[i];
 
@@ -552,8 +556,13 @@ static int parse_one(const struct keydef *kd, const char *v, struct value *out, 
     case K_TEXT:
         return 0;
     case K_PATH:
+        if (strlen(v) > MAX_PATH_CHARS)
+            return why(w, wn, "expected a path of at most %d characters", MAX_PATH_CHARS);
         return *v ? 0 : why(w, wn, "expected a path");
     case K_MODEL:
+        if (strlen(v) > MAX_PATH_CHARS)
+            return why(w, wn, "expected a preset or a model directory of at most %d characters",
+                       MAX_PATH_CHARS);
         if (cfg_is_preset(v) || (strchr(v, '/') && *v))
             return 0;
         return why(w, wn, "expected a preset (%s) or a model directory (a path with a '/', "

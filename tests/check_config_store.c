@@ -332,6 +332,20 @@ static void expect_expand_error_with(const char *text, exp_shapes_fn shapes, con
     experiment_free(&e);
 }
 
+/* like expect_expand_error, the message starting with prefix */
+static void expect_expand_error_prefix(const char *text, const char *prefix)
+{
+    struct experiment e;
+    struct run_plan *p = NULL;
+    size_t n = 0;
+
+    ck_assert_int_eq(parse(&e, text), RL_OK);
+    ck_assert_int_eq(experiment_expand(&e, NULL, NULL, &p, &n), RL_ERR_ARG);
+    if (strncmp(rl_error_msg(), prefix, strlen(prefix)))
+        ck_abort_msg("'%s' does not start with '%s'", rl_error_msg(), prefix);
+    experiment_free(&e);
+}
+
 static char *repeat(char c, size_t n)
 {
     char *s = malloc(n + 1);
@@ -418,6 +432,21 @@ START_TEST(test_store_refused_derived)
                  "has a word longer than 160 characters (the run file stores it and must read "
                  "it back)", a);
         expect_expand_error("[model]\npretrain_dir = /p\n", NULL, 0, msg);
+        /* paths (with spaces) are at most 1024 characters, so every file name
+         * built on them fits PATH_MAX */
+        {
+            char *big = repeat('d', 1100);
+
+            for (size_t i = 100; i < 1100; i += 100)
+                big[i] = ' ';
+            big[0] = '/';
+            setenv("RANDLORA_OUT", big, 1);
+            expect_expand_error_prefix("[model]\npretrain_dir = /p\n",
+                                       "t.ini: run lora-r8-f1-seed1: experiment.output = '/ddd");
+            ck_assert_ptr_nonnull(strstr(rl_error_msg(), "': expected a path of at most 1024 "
+                                         "characters (the run file stores it"));
+            free(big);
+        }
         if (old)
             setenv("RANDLORA_OUT", old, 1);
         else
