@@ -304,8 +304,8 @@ static int resolve_settings(struct parser *ps, size_t reg, struct exp_method *m)
             char l[512];
 
             cfg_fail_at(ps, en->line ? en->line : -1, RL_ERR_ARG,
-                        "%s: %s.%s = '%.120s': the axes of "
-                        "%s give more than %d settings", cfg_loc(ps, en, l, sizeof(l)),
+                        "%s: %s.%s = '%.120s': the axes of %s give more than %d settings",
+                        cfg_loc(ps, en, l, sizeof(l)),
                         cfg_keys[k].section, cfg_keys[k].key, en->value, ops->name, EXP_MAX_RUNS);
             free(a.buf);
             free(a.items);
