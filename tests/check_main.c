@@ -38,6 +38,7 @@ int main(int argc, char **argv)
         suite_encode,
         suite_runner,
         suite_runner_val,
+        suite_overwrite,
         suite_analyze,
         suite_sweep,
         suite_bench,

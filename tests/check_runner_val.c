@@ -5,7 +5,7 @@
  * sample, other seeds other splits; periodic and final /eval rows are the
  * validation split and /final/accuracy the test set (checked against runs
  * that evaluate those sets directly); the fraction and spec forms; resume
- * bit for bit with a split.
+ * bit for bit with a split; `randlora info` on such a file.
  */
 #include <check.h>
 #include <math.h>
@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/commands.h"
 #include "core/status.h"
 #include "datasets/dataset.h"
 #include "datasets/fewshot.h"
@@ -169,6 +170,15 @@ START_TEST(test_val_run_records)
     free(acc);
     free(loss);
     store_close(s);
+
+    /* randlora info tells the split, the rows' set and both finals */
+    char *argv[] = { "info", path, NULL }, *txt, want[128];
+    ck_assert_int_eq(run_cmd_captured(cmd_info, 2, argv, &txt), 0);
+    ck_assert_msg(strstr(txt, "2 per class of shapes-count, 6 items held out"), "%s", txt);
+    ck_assert_msg(strstr(txt, "2 rows on the val set, last at step 6"), "%s", txt);
+    snprintf(want, sizeof(want), "val accuracy %.4f", f.val_accuracy);
+    ck_assert_msg(strstr(txt, want), "%s lacks %s", txt, want);
+    free(txt);
     run_plans_free(plans, 1);
     experiment_free(&e);
     tmp_cleanup(&t);

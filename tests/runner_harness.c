@@ -5,6 +5,7 @@
  * process and resumed beside one run straight through.
  */
 #include <check.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,4 +166,38 @@ void interrupted_and_straight(const struct run_plan *plan, const struct tmp *t,
     *pa = read_adapter(a, n);
     *pb = read_adapter(b, &nb);
     ck_assert_uint_eq(*n, nb);
+}
+
+int run_cmd_captured(cmd_fn cmd, int argc, char **argv, char **text)
+{
+    char path[] = "/tmp/rl_cmd_out_XXXXXX";
+    int fd = mkstemp(path);
+    int so = dup(1), se = dup(2);
+    long n;
+    FILE *fp;
+
+    ck_assert_int_ge(fd, 0);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    int rc = cmd(argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(so, 1);
+    dup2(se, 2);
+    close(so);
+    close(se);
+    close(fd);
+    fp = fopen(path, "rb");
+    ck_assert_ptr_nonnull(fp);
+    fseek(fp, 0, SEEK_END);
+    n = ftell(fp);
+    rewind(fp);
+    *text = calloc((size_t)n + 1, 1);
+    ck_assert_ptr_nonnull(*text);
+    ck_assert_uint_eq(fread(*text, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+    unlink(path);
+    return rc;
 }

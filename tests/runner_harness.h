@@ -46,4 +46,9 @@ void interrupted_and_straight(const struct run_plan *plan, const struct tmp *t,
                               char a[256], char b[256], float **pa, float **pb,
                               size_t *n, struct runner_result *res);
 
+/* A command (commands.h) with stdout and stderr both captured: its exit
+ * status; *text (caller frees) what it printed. argv[argc] must be NULL. */
+typedef int (*cmd_fn)(int argc, char **argv);
+int run_cmd_captured(cmd_fn cmd, int argc, char **argv, char **text);
+
 #endif /* RANDLORA_TESTS_RUNNER_HARNESS_H */

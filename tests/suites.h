@@ -32,6 +32,7 @@ Suite *suite_store_val(void);
 Suite *suite_encode(void);
 Suite *suite_runner(void);
 Suite *suite_runner_val(void);
+Suite *suite_overwrite(void);
 Suite *suite_analyze(void);
 Suite *suite_sweep(void);
 Suite *suite_bench(void);
