@@ -88,6 +88,8 @@ const char *run_plan_diff(const struct run_plan *a, const struct run_plan *b)
     DIFF(a->augment == b->augment, "data.augment");
     DIFF(a->shots == b->shots, "data.shots");
     DIFF(a->fraction == b->fraction, "data.fractions");
+    DIFF(a->val.kind == b->val.kind && a->val.per_class == b->val.per_class &&
+         a->val.fraction == b->val.fraction && str_eq(a->val.spec, b->val.spec), "data.val");
     DIFF(a->seed == b->seed, "sweep.seeds");
     DIFF(a->sample_seed == b->sample_seed, "data.sample_seed");
     DIFF(str_eq(a->method, b->method), "method.methods");
@@ -174,6 +176,7 @@ int cfg_check_plan(const char *source, const struct run_plan *p)
         (rc = check_string(source, p, "model", "pretrain_data", p->model.pretrain_data)) ||
         (rc = check_string(source, p, "data", "dataset", p->dataset)) ||
         (rc = check_string(source, p, "data", "eval", p->eval)) ||
+        (rc = check_string(source, p, "data", "val", p->val.spec)) ||
         (rc = check_string(source, p, "data", "prompt", p->prompt)))
         return rc;
     if (p->adapter.r > EXP_MAX_RANK)

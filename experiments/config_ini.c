@@ -346,6 +346,7 @@ void experiment_free(struct experiment *e)
     free(e->prompt);
     free(e->shots);
     free(e->fractions);
+    free(e->val.spec);
     for (size_t i = 0; i < e->n_methods; i++) {
         free(e->methods[i].sizes);
         for (size_t j = 0; j < e->methods[i].n_settings; j++)

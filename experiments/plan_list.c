@@ -60,7 +60,9 @@ static struct opened *open_spec(struct opened_set *set, const struct run_plan *p
 static bool same_sample(const struct run_plan *a, const struct run_plan *b)
 {
     return !strcmp(a->dataset, b->dataset) && !strcmp(a->eval, b->eval) &&
-           a->shots == b->shots && a->fraction == b->fraction;
+           a->shots == b->shots && a->fraction == b->fraction && a->val.kind == b->val.kind &&
+           a->val.per_class == b->val.per_class && a->val.fraction == b->val.fraction &&
+           (a->val.kind != EXP_VAL_SPEC || !strcmp(a->val.spec, b->val.spec));
 }
 
 int plan_list_check_data(const struct run_plan *plans, size_t n, size_t *n_train)
@@ -72,8 +74,10 @@ int plan_list_check_data(const struct run_plan *plans, size_t n, size_t *n_train
 
     for (size_t i = 0; i < n && rc == RL_OK; i++) {
         const struct run_plan *p = &plans[i];
-        struct opened *tr, *ev;
-        size_t *idx = NULL, f;
+        struct opened *tr, *ev, *va = NULL;
+        struct fewshot_request rq = { .shots = p->shots, .fraction = p->fraction,
+                                      .seed = p->sample_seed };
+        size_t *idx = NULL, *val_idx = NULL, n_val = 0, f;
 
         for (f = 0; f < n_firsts && !same_sample(&plans[firsts[f]], p); f++)
             ;
@@ -87,21 +91,32 @@ int plan_list_check_data(const struct run_plan *plans, size_t n, size_t *n_train
             rc = RL_ERR_ARG;
             break;
         }
-        if (tr->ds.n_classes != ev->ds.n_classes) {
-            rc = rl_error_set(RL_ERR_ARG, "run %s: data.dataset = '%s' has %d classes but "
-                              "data.eval = '%s' has %d", p->id, p->dataset, tr->ds.n_classes,
-                              p->eval, ev->ds.n_classes);
+        if (p->val.kind == EXP_VAL_SPEC &&
+            !(va = open_spec(&set, p, "data.val", p->val.spec, false))) {
+            rc = RL_ERR_ARG;
             break;
         }
-        if (p->shots)
-            rc = p->shots > INT32_MAX ? rl_error_set(RL_ERR_ARG, "too many shots")
-               : fewshot_kshot(tr->labels, tr->ds.n, tr->ds.n_classes,
-                               (const char *const *)tr->ds.class_names, (int)p->shots,
-                               p->sample_seed, &idx, &n_train[i]);
-        else
-            rc = fewshot_fraction(tr->labels, tr->ds.n, tr->ds.n_classes, p->fraction,
-                                  p->sample_seed, &idx, &n_train[i]);
+        if (tr->ds.n_classes != ev->ds.n_classes || (va && va->ds.n_classes != tr->ds.n_classes)) {
+            rc = rl_error_set(RL_ERR_ARG, "run %s: data.dataset = '%s' has %d classes but "
+                              "%s = '%s' has %d", p->id, p->dataset, tr->ds.n_classes,
+                              va && va->ds.n_classes != tr->ds.n_classes ? "data.val"
+                                                                          : "data.eval",
+                              va && va->ds.n_classes != tr->ds.n_classes ? p->val.spec : p->eval,
+                              va && va->ds.n_classes != tr->ds.n_classes ? va->ds.n_classes
+                                                                          : ev->ds.n_classes);
+            break;
+        }
+        /* as the run samples it (runner.c sample_data): the validation items
+         * held out first, then the shots or the fraction of what is left */
+        if (p->val.kind == EXP_VAL_PER_CLASS)
+            rq.val_per_class = p->val.per_class;
+        else if (p->val.kind == EXP_VAL_FRACTION)
+            rq.val_fraction = p->val.fraction;
+        rc = fewshot_split(tr->labels, tr->ds.n, tr->ds.n_classes,
+                           (const char *const *)tr->ds.class_names, &rq, &idx, &n_train[i],
+                           &val_idx, &n_val);
         free(idx);
+        free(val_idx);
         if (rc != RL_OK) {
             snprintf(msg, sizeof(msg), "%s", rl_error_msg());
             rc = rl_error_set(RL_ERR_ARG, "run %s: data.dataset = '%s': %s", p->id, p->dataset,

@@ -32,12 +32,13 @@
 
 #include "experiments/config.h"
 
-/* Open every distinct data.dataset and data.eval spec of the plans once,
- * check that each plan's eval set has its training set's classes, and
- * sample each plan's training set as the run will (k shots or a fraction
- * per class, with its sample seed) into n_train[i] (the caller's array of
- * n). RL_ERR_ARG naming the run, the key and the spec when a spec cannot
- * be opened, the classes differ, or a class has fewer items than the shots. */
+/* Open every distinct data.dataset, data.eval and data.val spec of the
+ * plans once, check that each plan's eval (and validation) set has its
+ * training set's classes, and sample each plan's training set as the run
+ * will (fewshot_split: the validation items held out first, then k shots or
+ * a fraction per class, with its sample seed) into n_train[i] (the caller's
+ * array of n). RL_ERR_ARG naming the run, the key and the spec when a spec
+ * cannot be opened, the classes differ, or a class has too few items. */
 int plan_list_check_data(const struct run_plan *plans, size_t n, size_t *n_train);
 
 /* The width of the id column: the longest id (at least 24). */

@@ -88,6 +88,8 @@ static void put_text(struct gen *g, size_t n_words, bool braces)
         if (i && col > 60) {
             put(g, "\n    ");
             col = 0;
+            if (*w == '#')              /* a line starting with '#' is a comment */
+                w = "tag";
         } else if (i) {
             put(g, " ");
         }
@@ -190,6 +192,14 @@ static void gen_experiment(struct gen *g)
     if (below(g, 2))
         put(g, "sample_seed = %zu\n", below(g, 1000));
     put(g, "eval_limit = %zu\nimage_size = %zu\n", below(g, 5000), below(g, 300));
+    {
+        static const char *const vals[] = { "none", "8", "0.1", "25%", "folder:/data/val set" };
+        const char *v = pick(g, vals, 5);
+
+        /* a validation dataset pairs with one training set, not the eval one */
+        if (strcmp(v, "folder:/data/val set") || !strchr(g->text, ','))
+            put(g, "val = %s\n", v);
+    }
 
     put(g, "[method]\nmethods = ");
     {

@@ -9,8 +9,9 @@
  *                  over the sampled training set), effective batch,
  *                  trainable count (from config.json's shapes), state
  *   train          train --dry-run lists every run, or the one --run names
- *   data           a train or eval spec that cannot be opened, classes that
- *                  differ, too few items for the shots: exit 2 naming them
+ *   data           a train, eval or val spec that cannot be opened, classes
+ *                  that differ, too few items for the validation split or the
+ *                  shots: exit 2 naming them
  *   refusals       layers selecting nothing, VeRA at a budget of 1e11, a run
  *                  id over the limit, ';' values, non-UTF-8 overrides, eps 0:
  *                  exit 2 from sweep and train, with and without --dry-run
@@ -254,6 +255,12 @@ START_TEST(test_dry_data)
     expect_dry_refusal(&d, cmd_train, "train", "data.eval=folder:/nonexistent/y:test", true,
                        "randlora train: run lora-r4-s2-lr1e-3-seed1: data.eval = "
                        "'folder:/nonexistent/y:test' cannot be opened: ");
+    expect_dry_refusal(&d, cmd_sweep, "sweep", "data.val=folder:/nonexistent/v", true,
+                       "randlora sweep: run lora-r4-s2-lr1e-3-seed1: data.val = "
+                       "'folder:/nonexistent/v' cannot be opened: ");
+    expect_dry_refusal(&d, cmd_sweep, "sweep", "data.val=1000000", true,
+                       "randlora sweep: run lora-r4-s2-lr1e-3-seed1: data.dataset = "
+                       "'shapes-count': ");
     expect_dry_refusal(&d, cmd_sweep, "sweep", "data.eval=shapes:test", true,
                        "randlora sweep: run lora-r4-s2-lr1e-3-seed1: data.dataset = "
                        "'shapes-count' has ");

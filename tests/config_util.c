@@ -104,6 +104,14 @@ void check_round_trip(const struct run_plan *a)
     ck_assert_str_eq(b->prompt, a->prompt);
     ck_assert_uint_eq(b->image_size, a->image_size);
     ck_assert_uint_eq(b->eval_limit, a->eval_limit);
+    ck_assert_int_eq(b->val.kind, a->val.kind);
+    ck_assert_uint_eq(b->val.per_class, a->val.per_class);
+    ck_assert(b->val.fraction == a->val.fraction);
+    if (a->val.spec || b->val.spec) {
+        ck_assert_ptr_nonnull(a->val.spec);
+        ck_assert_ptr_nonnull(b->val.spec);
+        ck_assert_str_eq(b->val.spec, a->val.spec);
+    }
     ck_assert_int_eq(b->templates, a->templates);
     ck_assert_int_eq(b->augment, a->augment);
     ck_assert_uint_eq(b->shots, a->shots);
