@@ -1,7 +1,6 @@
 /*
  * config_util.h: helpers of the experiment-file suites (check_config.c,
- * check_config_grid.c, check_config_axes.c, check_config_store.c,
- * check_dry_run.c).
+ * check_config_grid.c, check_config_axes.c, check_config_store.c).
  */
 #ifndef RANDLORA_TESTS_CONFIG_UTIL_H
 #define RANDLORA_TESTS_CONFIG_UTIL_H

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/alloc.h"
 
@@ -162,50 +161,4 @@ const char *fixture_path(const char *name)
 
     snprintf(path, sizeof(path), "%s/%s", dir && *dir ? dir : "tests/fixtures", name);
     return path;
-}
-
-/* the whole of f from its start, NUL-terminated (malloc'd) */
-static char *read_back(FILE *f)
-{
-    long n;
-    char *buf;
-
-    fflush(f);
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    buf = xmalloc((size_t)(n > 0 ? n : 0) + 1);
-    fseek(f, 0, SEEK_SET);
-    n = n > 0 ? (long)fread(buf, 1, (size_t)n, f) : 0;
-    buf[n] = '\0';
-    return buf;
-}
-
-int test_run_captured(int (*cmd)(int, char **), int argc, const char *const *argv, char **out,
-                      char **err)
-{
-    FILE *fo = tmpfile(), *fe = tmpfile();
-    int saved_out, saved_err, rc;
-
-    if (!fo || !fe)
-        abort();
-    fflush(stdout);
-    fflush(stderr);
-    saved_out = dup(1);
-    saved_err = dup(2);
-    dup2(fileno(fo), 1);
-    dup2(fileno(fe), 2);
-    rc = cmd(argc, (char **)argv);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(saved_out, 1);
-    dup2(saved_err, 2);
-    close(saved_out);
-    close(saved_err);
-    if (out)
-        *out = read_back(fo);
-    if (err)
-        *err = read_back(fe);
-    fclose(fo);
-    fclose(fe);
-    return rc;
 }

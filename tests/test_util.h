@@ -59,10 +59,4 @@ const char *test_path(const char *dir, const char *fmt, ...)
  * with name, in a static buffer. */
 const char *fixture_path(const char *name);
 
-/* Run a command's entry point (cli/commands.h, e.g. cmd_sweep) with its
- * stdout and stderr captured: *out and *err (malloc'd, NUL-terminated; either
- * pointer may be NULL to drop it). Returns the command's exit status. */
-int test_run_captured(int (*cmd)(int, char **), int argc, const char *const *argv, char **out,
-                      char **err);
-
 #endif /* RANDLORA_TESTS_TEST_UTIL_H */
