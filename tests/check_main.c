@@ -37,6 +37,7 @@ int main(int argc, char **argv)
         suite_runner,
         suite_analyze,
         suite_sweep,
+        suite_run_group,
         suite_bench,
     };
     SRunner *sr = srunner_create(NULL);
