@@ -33,6 +33,7 @@ int main(int argc, char **argv)
         suite_adapter_io,
         suite_config,
         suite_store,
+        suite_store_val,
         suite_encode,
         suite_runner,
         suite_analyze,

@@ -27,6 +27,7 @@ Suite *suite_clip_recompute(void);
 Suite *suite_adapter_io(void);
 Suite *suite_config(void);
 Suite *suite_store(void);
+Suite *suite_store_val(void);
 Suite *suite_encode(void);
 Suite *suite_runner(void);
 Suite *suite_analyze(void);
