@@ -39,6 +39,8 @@ int main(int argc, char **argv)
         suite_analyze,
         suite_sweep,
         suite_run_group,
+        suite_report,
+        suite_report_files,
         suite_bench,
     };
     SRunner *sr = srunner_create(NULL);
