@@ -136,7 +136,7 @@ START_TEST(test_report_grid)
                            "method.methods=lora,none" };
     ck_assert_int_eq(report(&f, 8, argv, &out, &err), 0);
     ck_assert_ptr_nonnull(strstr(err, "lora-lr3e-3-seed1.h5: its stored plan differs from the "
-                                      "grid's run lora-r4-s4-seed1 (lr=0.003 vs 0.001; file vs grid)"));
+                                      "grid's run lora-r4-s4-seed1 (file vs grid: lr=0.003 vs 0.001)"));
     ck_assert_ptr_nonnull(strstr(err, "lora-lr3e-3-seed3.h5"));
     ck_assert_ptr_null(strstr(err, "lora-lr1e-3-seed1.h5"));   /* a run of the grid */
     ck_assert_ptr_nonnull(strstr(out, "seed 4 has no run file"));
