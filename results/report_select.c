@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,9 +189,15 @@ static void note_add(char **notes, const char *fmt, ...)
     memcpy(*notes + old, line, add + 1);
 }
 
+/* "lr=0.001: " naming the setting in a note, "" when it is the only one */
 static const char *setting_label(const struct report_setting *s)
 {
-    return s->compact && *s->compact ? s->compact : "the setting";
+    static char buf[512];
+
+    if (!s->compact || !*s->compact)
+        return "";
+    snprintf(buf, sizeof(buf), "%s: ", s->compact);
+    return buf;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -328,6 +335,15 @@ static void setting_compute(struct report_group *g, struct report_setting *st,
         const struct report_run *r = &set->runs[st->runs[i]];
         bool done = r->present && r->completed;
 
+        v[i] = o[i] = t[i] = NAN;
+        /* the same run twice (e.g. two directories holding copies): the
+         * first one counts, once */
+        if (i && set->runs[st->runs[i - 1]].key.seed == r->key.seed && r->present &&
+            set->runs[st->runs[i - 1]].present) {
+            note_add(&g->notes, "%sseed %llu twice: %s not counted", setting_label(st),
+                     (unsigned long long)r->key.seed, r->path);
+            continue;
+        }
         v[i] = done && r->has_val ? metric_of(r, metric) : NAN;
         o[i] = done && r->has_val ? metric_of(r, metric == REPORT_VAL_LOSS ? REPORT_VAL_ACCURACY
                                                                            : REPORT_VAL_LOSS)
@@ -335,25 +351,19 @@ static void setting_compute(struct report_group *g, struct report_setting *st,
         t[i] = done ? r->test_accuracy : NAN;
         if (r->stopped) {
             stopped = true;
-            note_add(&g->notes, "%s: seed %llu stopped (non-finite loss): not selectable",
+            note_add(&g->notes, "%sseed %llu stopped (non-finite loss): not selectable",
                      setting_label(st), (unsigned long long)r->key.seed);
         } else if (!r->present) {
-            note_add(&g->notes, "%s: seed %llu has no run file", setting_label(st),
+            note_add(&g->notes, "%sseed %llu has no run file", setting_label(st),
                      (unsigned long long)r->key.seed);
         } else if (!r->completed) {
-            note_add(&g->notes, "%s: seed %llu did not finish (%s)", setting_label(st),
+            note_add(&g->notes, "%sseed %llu did not finish (%s)", setting_label(st),
                      (unsigned long long)r->key.seed, r->path);
         }
         if (r->present && (r->stopped || !r->completed))
             g->marks |= REPORT_MARK_INCOMPLETE;
         if (!r->present)
             g->marks |= REPORT_MARK_INCOMPLETE;
-        if (i && set->runs[st->runs[i - 1]].key.seed == r->key.seed && r->present &&
-            set->runs[st->runs[i - 1]].present) {
-            g->marks |= REPORT_MARK_INCOMPLETE;
-            note_add(&g->notes, "%s: seed %llu twice (%s)", setting_label(st),
-                     (unsigned long long)r->key.seed, r->path);
-        }
     }
     /* expected seeds without any run of this setting */
     for (size_t k = 0; k < n_seeds; k++) {
@@ -363,7 +373,7 @@ static void setting_compute(struct report_group *g, struct report_setting *st,
             found = set->runs[st->runs[i]].key.seed == seeds[k];
         if (!found) {
             g->marks |= REPORT_MARK_INCOMPLETE;
-            note_add(&g->notes, "%s: seed %llu missing", setting_label(st),
+            note_add(&g->notes, "%sseed %llu missing", setting_label(st),
                      (unsigned long long)seeds[k]);
         }
     }

@@ -440,6 +440,10 @@ void run_key_from_plan(const struct run_plan *plan, struct run_key *k)
         /* a budget-sized run's group is its budget, not the rank it matched */
         if (pl == PLACE_GROUP && plan->budget && !strcmp(all.v[i].key, "method.rank"))
             pl = PLACE_IGNORED;
+        /* `none` trains nothing: its [train] and [method] keys change nothing */
+        if (pl == PLACE_SETTING && !strcmp(plan->method, "none") &&
+            (!strncmp(all.v[i].key, "train.", 6) || !strncmp(all.v[i].key, "method.", 7)))
+            pl = PLACE_IGNORED;
         if (pl == PLACE_GROUP)
             add_line(&group, &all.v[i]);
         if (pl == PLACE_SETTING) {

@@ -31,6 +31,9 @@
  *            [model], eval, prompt, ... A key the renderer gains later (a
  *            new hyperparameter or axis) lands here without a change to
  *            this file.
+ *            For the zero-shot baseline `none`, which trains nothing, the
+ *            [train] and [method] keys are ignored: its runs at any lr are
+ *            one setting.
  *
  * Canonical strings: `group`, `setting` and `config` are the kept items as
  * "section.key=value" lines joined with '\n' (no trailing newline), so two

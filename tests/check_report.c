@@ -206,6 +206,16 @@ START_TEST(test_missing_and_unfinished)
     ck_assert_ptr_nonnull(strstr(g->notes, "seed 2 stopped"));
     report_free(&rep);
 
+    /* a copy of a run (same setting and seed) counts once */
+    add(&set, "lora", 4, "0.001", 2, 0.7, 1.0, 0.99);
+    ck_assert_int_eq(report_build(&rep, &set, &acc_opts), RL_OK);
+    g = find(&rep, "lora", 4);
+    s = &g->settings[g->chosen];
+    ck_assert_uint_eq(s->test.n, 2);
+    ck_assert_double_eq_tol(s->test.mean, 0.55, 1e-12);
+    ck_assert_ptr_nonnull(strstr(g->notes, "lr=0.001: seed 2 twice: run.h5 not counted"));
+    report_free(&rep);
+
     /* with the grid's seeds 1..4, every setting misses seed 4 */
     uint64_t seeds[] = { 1, 2, 3, 4 };
     struct report_options o = { REPORT_VAL_ACCURACY, seeds, 4 };

@@ -183,6 +183,16 @@ START_TEST(test_groups)
     ck_assert_str_eq(fu.group, "model.name=clip-tiny\ndata.dataset=shapes-count\n"
                                "data.shots=4\nmethod.methods=full");
     ck_assert_str_eq(no.method, "none");
+    {
+        const char *none_lr[] = { "method.methods=none", "train.lr=5e-2", "method.alpha=3" };
+        struct run_key no2;
+
+        key_of(&no2, none_lr, 3);       /* nothing trained: lr and alpha change nothing */
+        ck_assert_str_eq(no.config, no2.config);
+        ck_assert_ptr_null(run_key_get(&no2, "train.lr"));
+        ck_assert_ptr_nonnull(run_key_get(&no2, "data.eval_limit"));
+        run_key_free(&no2);
+    }
     ck_assert_uint_eq(fu.rank, 0);
     ck_assert_str_eq(run_key_get(&fu, "train.lr"), "0.0001");
     {
