@@ -110,6 +110,7 @@ struct report_setting {
     char   *compact;        /* what differs from the method's other settings  */
     size_t  n_runs;         /* runs of the setting, present or not            */
     size_t  n_trainable;    /* of its first run                               */
+    size_t  rank;           /* of its first run (the matched one under a budget) */
     struct report_stat val, other_val, test;   /* metric, the other one, test */
     bool    selectable;
     bool    chosen;

@@ -331,6 +331,7 @@ static void setting_compute(struct report_group *g, struct report_setting *st,
 
     sort_by_seed(st->runs, st->n_runs, set);
     st->n_trainable = set->runs[st->runs[0]].key.n_trainable;
+    st->rank = set->runs[st->runs[0]].key.rank;
     for (size_t i = 0; i < st->n_runs; i++) {
         const struct report_run *r = &set->runs[st->runs[i]];
         bool done = r->present && r->completed;

@@ -53,6 +53,21 @@ static void add(struct report_set *set, const char *method, size_t shots, const 
     report_set_add(set, &r);
 }
 
+/* a randlora run sized by budget 50000 whose setting (lr) matched rank r */
+static void add_budget(struct report_set *set, const char *lr, uint64_t seed, double val,
+                       double test, size_t r, size_t trainable)
+{
+    add(set, "randlora", 4, lr, seed, val, 1.0, test);
+    struct run_key *k = &set->runs[set->n - 1].key;
+
+    free(k->group);
+    k->group = xstrdup("model.name=m\ndata.dataset=d\ndata.shots=4\nmethod.methods=randlora\n"
+                       "method.budget=50000");
+    k->budget = 50000;
+    k->rank = r;
+    k->n_trainable = trainable;
+}
+
 static const struct report_options acc_opts = { REPORT_VAL_ACCURACY, NULL, 0 };
 
 static const struct report_group *find(const struct report *rep, const char *method,
@@ -365,6 +380,33 @@ START_TEST(test_formats)
 }
 END_TEST
 
+/* a budget row shows its budget, and the rank and count of the chosen
+ * setting (which the budget matched for it) */
+START_TEST(test_budget_rows)
+{
+    struct report_set set = { 0 };
+    struct report rep;
+    char *t = NULL;
+    size_t len = 0;
+    FILE *fp;
+
+    for (uint64_t s = 1; s <= 2; s++) {
+        add_budget(&set, "0.001", s, 0.4, 0.3, 2, 49000);
+        add_budget(&set, "0.003", s, 0.6, 0.5, 3, 50100);
+    }
+    ck_assert_int_eq(report_build(&rep, &set, &acc_opts), RL_OK);
+    ck_assert_uint_eq(rep.n_groups, 1);
+    ck_assert_ptr_nonnull(fp = open_memstream(&t, &len));
+    report_print(fp, &rep, REPORT_TEXT, false);
+    fclose(fp);
+    ck_assert_msg(strstr(t, "randlora      50000     3      50100  0.5000 +- 0.0000 (2)"), "%s", t);
+    ck_assert_ptr_nonnull(strstr(t, "randlora b50000    4-shot   lr=0.003"));
+    free(t);
+    report_free(&rep);
+    report_set_free(&set);
+}
+END_TEST
+
 Suite *suite_report(void)
 {
     Suite *s = suite_create("report");
@@ -376,6 +418,7 @@ Suite *suite_report(void)
     tcase_add_test(tc, test_no_validation);
     tcase_add_test(tc, test_statistics);
     tcase_add_test(tc, test_formats);
+    tcase_add_test(tc, test_budget_rows);
     suite_add_tcase(s, tc);
     return s;
 }
