@@ -474,7 +474,12 @@ int sweep_run(const struct experiment *e, const struct run_plan *plans, size_t n
     c->run = n_todo;
     c->failed = n_fails;
 
-    rc = sweep_write_summary(output, plans, n, out, err, &c->rows);
+    /* a shard sees only part of the grid: the report waits for --summary */
+    rc = sweep_write_summary(output, plans, n, n_shards > 1 ? NULL : out, err, &c->rows);
+    if (n_shards > 1)
+        fprintf(out, "shard %zu/%zu done; the report of the whole grid: randlora sweep -c %s "
+                "--summary (after the last shard)\n", o->shard, n_shards,
+                o->config_path ? o->config_path : "FILE");
     if (rc != RL_OK)
         fprintf(err, "randlora sweep: %s\n", rl_error_msg());
     fprintf(out, "%zu run%s in %.1f s (%zu skipped, %zu failed); summary: %s/%s\n", n_todo,

@@ -42,8 +42,9 @@
  *      of the grid (its stored plan differs), and prints the report table
  *      (results/report.h: per dataset, method, budget or rank and shots or
  *      fraction, the setting with the best mean val_accuracy over seeds and
- *      its test accuracy). When runs failed, their ids and messages are
- *      listed last and RL_ERR is returned.
+ *      its test accuracy; a shard prints instead how to get the report of
+ *      the whole grid: --summary after the last shard). When runs failed,
+ *      their ids and messages are listed last and RL_ERR is returned.
  *
  * Each run goes in its own process so that runs do not share memory, peak
  * RSS is per run, and a crash costs one run; `randlora train --run ID` runs

@@ -268,8 +268,8 @@ static void choose(struct report_group *g, enum report_metric metric)
         n_complete += g->settings[s].test.n;
         if (g->settings[s].selectable)
             n_sel++;
-        else if (g->settings[s].val.n == 0)
-            n_noval++;
+        else if (g->settings[s].val.n == 0 && g->settings[s].test.n > 0)
+            n_noval++;                  /* completed, but no validation metric */
     }
     if (n_complete == 0 && n_sel == 0) {
         g->choice = REPORT_NONE_COMPLETE;
@@ -317,6 +317,44 @@ static void choose(struct report_group *g, enum report_metric metric)
     }
 }
 
+/* seeds of one kind of trouble in a setting, for one note line */
+#define SEED_LIST_MAX 12
+
+struct seed_list {
+    uint64_t seed[SEED_LIST_MAX];
+    size_t n;                   /* all of them, also past SEED_LIST_MAX */
+    const char *path;           /* the first one's file, or NULL */
+};
+
+static void seed_list_add(struct seed_list *l, uint64_t seed, const char *path)
+{
+    if (l->n < SEED_LIST_MAX)
+        l->seed[l->n] = seed;
+    if (!l->n)
+        l->path = path;
+    l->n++;
+}
+
+/* "lr=0.001: seed 3 did not finish (PATH)" or "seeds 2, 3, 5 missing" */
+static void seed_list_note(char **notes, const struct report_setting *st,
+                           const struct seed_list *l, const char *what)
+{
+    char seeds[256];
+    size_t len = 0;
+
+    if (!l->n)
+        return;
+    for (size_t i = 0; i < l->n && i < SEED_LIST_MAX; i++)
+        len += (size_t)snprintf(seeds + len, sizeof(seeds) - len, "%s%llu", i ? ", " : "",
+                                (unsigned long long)l->seed[i]);
+    if (l->n > SEED_LIST_MAX)
+        snprintf(seeds + len, sizeof(seeds) - len, ", ... (%zu in all)", l->n);
+    if (l->n == 1 && l->path)
+        note_add(notes, "%sseed %s %s (%s)", setting_label(st), seeds, what, l->path);
+    else
+        note_add(notes, "%sseed%s %s %s", setting_label(st), l->n == 1 ? "" : "s", seeds, what);
+}
+
 /* ------------------------------------------------------------------------ */
 /* one setting                                                               */
 
@@ -327,7 +365,8 @@ static void setting_compute(struct report_group *g, struct report_setting *st,
     double *v = xcalloc(st->n_runs, sizeof(double));
     double *o = xcalloc(st->n_runs, sizeof(double));
     double *t = xcalloc(st->n_runs, sizeof(double));
-    bool stopped = false;
+    struct seed_list twice = { 0 }, stopped = { 0 }, no_file = { 0 }, unfinished = { 0 };
+    struct seed_list missing = { 0 };
 
     sort_by_seed(st->runs, st->n_runs, set);
     st->n_trainable = set->runs[st->runs[0]].key.n_trainable;
@@ -341,8 +380,7 @@ static void setting_compute(struct report_group *g, struct report_setting *st,
          * first one counts, once */
         if (i && set->runs[st->runs[i - 1]].key.seed == r->key.seed && r->present &&
             set->runs[st->runs[i - 1]].present) {
-            note_add(&g->notes, "%sseed %llu twice: %s not counted", setting_label(st),
-                     (unsigned long long)r->key.seed, r->path);
+            seed_list_add(&twice, r->key.seed, r->path);
             continue;
         }
         v[i] = done && r->has_val ? metric_of(r, metric) : NAN;
@@ -350,21 +388,12 @@ static void setting_compute(struct report_group *g, struct report_setting *st,
                                                                            : REPORT_VAL_LOSS)
                                   : NAN;
         t[i] = done ? r->test_accuracy : NAN;
-        if (r->stopped) {
-            stopped = true;
-            note_add(&g->notes, "%sseed %llu stopped (non-finite loss): not selectable",
-                     setting_label(st), (unsigned long long)r->key.seed);
-        } else if (!r->present) {
-            note_add(&g->notes, "%sseed %llu has no run file", setting_label(st),
-                     (unsigned long long)r->key.seed);
-        } else if (!r->completed) {
-            note_add(&g->notes, "%sseed %llu did not finish (%s)", setting_label(st),
-                     (unsigned long long)r->key.seed, r->path);
-        }
-        if (r->present && (r->stopped || !r->completed))
-            g->marks |= REPORT_MARK_INCOMPLETE;
-        if (!r->present)
-            g->marks |= REPORT_MARK_INCOMPLETE;
+        if (r->stopped)
+            seed_list_add(&stopped, r->key.seed, r->path);
+        else if (!r->present)
+            seed_list_add(&no_file, r->key.seed, NULL);
+        else if (!r->completed)
+            seed_list_add(&unfinished, r->key.seed, r->path);
     }
     /* expected seeds without any run of this setting */
     for (size_t k = 0; k < n_seeds; k++) {
@@ -372,16 +401,20 @@ static void setting_compute(struct report_group *g, struct report_setting *st,
 
         for (size_t i = 0; i < st->n_runs && !found; i++)
             found = set->runs[st->runs[i]].key.seed == seeds[k];
-        if (!found) {
-            g->marks |= REPORT_MARK_INCOMPLETE;
-            note_add(&g->notes, "%sseed %llu missing", setting_label(st),
-                     (unsigned long long)seeds[k]);
-        }
+        if (!found)
+            seed_list_add(&missing, seeds[k], NULL);
     }
+    if (stopped.n || no_file.n || unfinished.n || missing.n)
+        g->marks |= REPORT_MARK_INCOMPLETE;
+    seed_list_note(&g->notes, st, &stopped, "stopped (non-finite loss): not selectable");
+    seed_list_note(&g->notes, st, &unfinished, "did not finish");
+    seed_list_note(&g->notes, st, &no_file, "without a run file");
+    seed_list_note(&g->notes, st, &missing, "missing");
+    seed_list_note(&g->notes, st, &twice, "twice: the copy not counted");
     report_stat_compute(&st->val, v, st->n_runs);
     report_stat_compute(&st->other_val, o, st->n_runs);
     report_stat_compute(&st->test, t, st->n_runs);
-    st->selectable = st->val.n > 0 && !stopped;
+    st->selectable = st->val.n > 0 && stopped.n == 0;
     free(v);
     free(o);
     free(t);

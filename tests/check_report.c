@@ -228,7 +228,7 @@ START_TEST(test_missing_and_unfinished)
     s = &g->settings[g->chosen];
     ck_assert_uint_eq(s->test.n, 2);
     ck_assert_double_eq_tol(s->test.mean, 0.55, 1e-12);
-    ck_assert_ptr_nonnull(strstr(g->notes, "lr=0.001: seed 2 twice: run.h5 not counted"));
+    ck_assert_ptr_nonnull(strstr(g->notes, "lr=0.001: seed 2 twice: the copy not counted (run.h5)"));
     report_free(&rep);
 
     /* with the grid's seeds 1..4, every setting misses seed 4 */
@@ -343,7 +343,7 @@ START_TEST(test_formats)
     ck_assert_ptr_nonnull(strstr(t, "0.1000 +- 0.0000 (3)"));
     ck_assert_ptr_nonnull(strstr(t, "lora r4"));
     ck_assert_ptr_nonnull(strstr(t, "lr=0.001"));
-    ck_assert_ptr_nonnull(strstr(t, "seed 2 missing"));
+    ck_assert_ptr_nonnull(strstr(t, "seeds 2, 3 missing"));
     ck_assert_ptr_null(strstr(t, "every setting"));
     /* the test mean of the unchosen setting appears only with --all */
     ck_assert_ptr_null(strstr(t, "0.7100"));

@@ -139,7 +139,7 @@ START_TEST(test_report_grid)
                                       "grid's run lora-r4-s4-seed1 (file vs grid: lr=0.003 vs 0.001)"));
     ck_assert_ptr_nonnull(strstr(err, "lora-lr3e-3-seed3.h5"));
     ck_assert_ptr_null(strstr(err, "lora-lr1e-3-seed1.h5"));   /* a run of the grid */
-    ck_assert_ptr_nonnull(strstr(out, "seed 4 has no run file"));
+    ck_assert_ptr_nonnull(strstr(out, "seed 4 without a run file"));
     ck_assert_ptr_nonnull(strstr(out, "0.5200 +- 0.0200 (3)*"));
     free(out);
     free(err);
