@@ -497,6 +497,27 @@ static void tex_cell(FILE *out, const struct report_group *g)
         fprintf(out, "$^{%s}$", marks);
 }
 
+/* what the marks and "n/s" of the table mean, as comments */
+static void latex_legend(FILE *out, const struct report *rep, size_t table)
+{
+    unsigned all = 0;
+    bool ns = false;
+
+    for (size_t g = 0; g < rep->n_groups; g++)
+        if (rep->groups[g].table == table) {
+            all |= rep->groups[g].marks;
+            ns |= rep->groups[g].choice == REPORT_NOT_SELECTABLE;
+        }
+    if (all & REPORT_MARK_INCOMPLETE)
+        fprintf(out, "%% *: seeds missing or runs unfinished (means over the completed runs)\n");
+    if (all & REPORT_MARK_NO_VAL)
+        fprintf(out, "%% !: settings without a validation metric left out of the choice\n");
+    if (all & REPORT_MARK_TIE)
+        fprintf(out, "%% =: a tie on the validation mean, decided by the tie rule\n");
+    if (ns)
+        fprintf(out, "%% n/s: several settings and no validation split: not selectable\n");
+}
+
 static void print_latex(FILE *out, const struct report *rep, size_t table, const struct table *t)
 {
     char buf[96];
@@ -527,6 +548,7 @@ static void print_latex(FILE *out, const struct report *rep, size_t table, const
         fprintf(out, " \\\\\n");
     }
     fprintf(out, "\\hline\n\\end{tabular}\n");
+    latex_legend(out, rep, table);
     /* the chosen settings, as comments the source keeps */
     for (size_t r = 0; r < t->n_rows; r++)
         for (size_t c = 0; c < t->n_cols; c++) {

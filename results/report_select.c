@@ -78,24 +78,27 @@ double report_t975(size_t df)
 
 void report_stat_compute(struct report_stat *st, const double *x, size_t n)
 {
-    double sum = 0.0, ss = 0.0;
+    /* sums of the differences from the first value: equal values give
+     * exactly that value and sd 0, and nothing cancels for nearby ones */
+    double x0 = NAN, d = 0.0, dd = 0.0, ss;
 
     st->n = 0;
     st->mean = st->sd = st->lo = st->hi = NAN;
     for (size_t i = 0; i < n; i++)
         if (isfinite(x[i])) {
-            sum += x[i];
+            if (!st->n)
+                x0 = x[i];
+            d += x[i] - x0;
+            dd += (x[i] - x0) * (x[i] - x0);
             st->n++;
         }
     if (!st->n)
         return;
-    st->mean = sum / (double)st->n;
+    st->mean = x0 + d / (double)st->n;
     if (st->n < 2)
         return;
-    for (size_t i = 0; i < n; i++)
-        if (isfinite(x[i]))
-            ss += (x[i] - st->mean) * (x[i] - st->mean);
-    st->sd = sqrt(ss / (double)(st->n - 1));
+    ss = dd - d * d / (double)st->n;
+    st->sd = sqrt(ss > 0.0 ? ss / (double)(st->n - 1) : 0.0);
     if (st->n >= 3) {
         double half = report_t975(st->n - 1) * st->sd / sqrt((double)st->n);
 

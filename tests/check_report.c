@@ -285,6 +285,12 @@ START_TEST(test_statistics)
     ck_assert_double_eq_tol(st.mean, 0.65, 1e-12);
     ck_assert_double_eq_tol(st.sd, 0.037416573867739396, 1e-12);
     ck_assert_double_eq_tol(st.hi - st.mean, 0.0595381186255734, 1e-12);
+    {
+        const double same[] = { 0.1, 0.1, 0.1 };
+
+        report_stat_compute(&st, same, 3);          /* equal values: exact */
+        ck_assert(st.mean == 0.1 && st.sd == 0.0 && st.lo == 0.1 && st.hi == 0.1);
+    }
     report_stat_compute(&st, one, 1);
     ck_assert_uint_eq(st.n, 1);
     ck_assert(isnan(st.sd) && isnan(st.lo));
@@ -373,6 +379,7 @@ START_TEST(test_formats)
     ck_assert_ptr_nonnull(strstr(t, "\\begin{tabular}{lrrrcc}"));
     ck_assert_ptr_nonnull(strstr(t, "lora & -- & 4 & 1000 & $0.5200 \\pm 0.0200$"));
     ck_assert_ptr_nonnull(strstr(t, "$0.8000$$^{*}$"));
+    ck_assert_ptr_nonnull(strstr(t, "% *: seeds missing or runs unfinished"));
     ck_assert_ptr_nonnull(strstr(t, "\\end{tabular}"));
     free(t);
     report_free(&rep);
