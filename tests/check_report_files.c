@@ -199,6 +199,11 @@ START_TEST(test_report_errors)
     ck_assert_ptr_nonnull(strstr(err, "--metric 'accuracy'"));
     free(out);
     free(err);
+    const char *latex_all[] = { "report", f.dir, "--format", "latex", "--all" };
+    ck_assert_int_eq(report(&f, 5, latex_all, &out, &err), 2);
+    ck_assert_ptr_nonnull(strstr(err, "--all goes with --format text, md or tsv"));
+    free(out);
+    free(err);
     const char *missing[] = { "report", "/nonexistent/runs" };
     ck_assert_int_eq(report(&f, 2, missing, &out, &err), 2);
     ck_assert_ptr_nonnull(strstr(err, "/nonexistent/runs: No such file or directory"));
