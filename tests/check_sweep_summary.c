@@ -146,7 +146,7 @@ START_TEST(test_summary_names_other_plans)
     snprintf(o_out, sizeof(o_out), "experiment.output=%s", out);
     const char *argv[] = { "sweep", "--summary", "-c", test_path(dir, "exp.ini"), "-s", o_out,
                            "-s", "sweep.seeds=1,2", "-s", "method.methods=none,lora" };
-    ck_assert_int_eq(run_files_cmd(cmd_sweep, 10, argv, test_path(dir, "o.txt"),
+    ck_assert_int_eq(run_files_cmd_captured(cmd_sweep, 10, argv, test_path(dir, "o.txt"),
                                       test_path(dir, "e.txt")), 0);
     o = run_files_slurp(test_path(dir, "o.txt"));
     e = run_files_slurp(test_path(dir, "e.txt"));
