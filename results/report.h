@@ -35,11 +35,13 @@
  *   *  some seeds are missing or some runs did not finish in this group: the
  *      expected seeds are the grid's (report_options.seeds) or else every
  *      seed seen in the same table (dataset and model); a setting that
- *      lacks one, has an unfinished or stopped run, or a seed twice marks
- *      its group, and the footnote names them. Nothing is filled in: the
- *      means are over the runs that completed.
- *   !  some settings of the group had no validation metric and were left
- *      out of the choice.
+ *      lacks one, has an unfinished or stopped run, or (with a grid) a run
+ *      without a file marks its group, and the notes name them, one line
+ *      per setting and kind. Nothing is filled in: the means are over the
+ *      runs that completed. (The same run twice, e.g. a copy in a second
+ *      directory, counts once, with a note and no mark.)
+ *   !  some settings of the group completed without a validation metric and
+ *      were left out of the choice.
  *   =  the best mean was tied and a tie rule above decided.
  *
  * Ownership: a report_set owns its runs (and every string in them);
