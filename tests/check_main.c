@@ -45,6 +45,10 @@ int main(int argc, char **argv)
         suite_analyze,
         suite_sweep,
         suite_dry_run,
+        suite_run_group,
+        suite_report,
+        suite_report_files,
+        suite_sweep_summary,
         suite_bench,
     };
     SRunner *sr = srunner_create(NULL);
