@@ -809,8 +809,9 @@ int runner_run(const struct run_plan *plan, const char *out_path,
     res->steps = s.total_steps;
     res->images_per_s = t_train > 0 ? (double)s.images_seen / t_train : 0.0;
     res->peak_rss_bytes = peak_rss_bytes();
-    rc = store_write_final(st, &(struct store_final){ acc, eval_loss, res->peak_rss_bytes,
-                                                      res->images_per_s });
+    rc = store_write_final(st, &(struct store_final){ .accuracy = acc, .loss = eval_loss,
+                                                      .peak_rss_bytes = res->peak_rss_bytes,
+                                                      .images_per_s = res->images_per_s });
     if (rc == RL_OK)
         rc = store_finish(st);
     if (rc == RL_OK)

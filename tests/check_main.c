@@ -33,10 +33,12 @@ int main(int argc, char **argv)
         suite_adapter_io,
         suite_config,
         suite_store,
+        suite_store_val,
         suite_encode,
         suite_runner,
         suite_analyze,
         suite_sweep,
+        suite_run_group,
         suite_bench,
     };
     SRunner *sr = srunner_create(NULL);

@@ -27,10 +27,12 @@ Suite *suite_clip_recompute(void);
 Suite *suite_adapter_io(void);
 Suite *suite_config(void);
 Suite *suite_store(void);
+Suite *suite_store_val(void);
 Suite *suite_encode(void);
 Suite *suite_runner(void);
 Suite *suite_analyze(void);
 Suite *suite_sweep(void);
+Suite *suite_run_group(void);
 Suite *suite_bench(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */
