@@ -761,7 +761,7 @@ START_TEST(test_plot)
     char *argv3[] = { "plot", paths[0], "-o", figs, "--layer", "text_model.encoder.layers.0.self_attn.q_proj", NULL };
     rc = run_cmd(cmd_plot, argv3, out);
     txt = slurp(out);
-    ck_assert_msg(rc == 0 && strstr(txt, "1 run ->"), "%s", txt);
+    ck_assert_msg(rc == 0 && strstr(txt, "1 run, 1 setting ->"), "%s", txt);
     free(txt);
     check_figure(figs, "spectrum", rendered);
     argv3[5] = "vision_model.nowhere";

@@ -37,6 +37,7 @@ int main(int argc, char **argv)
         suite_encode,
         suite_runner,
         suite_analyze,
+        suite_plot,
         suite_sweep,
         suite_run_group,
         suite_bench,

@@ -31,6 +31,7 @@ Suite *suite_store_val(void);
 Suite *suite_encode(void);
 Suite *suite_runner(void);
 Suite *suite_analyze(void);
+Suite *suite_plot(void);
 Suite *suite_sweep(void);
 Suite *suite_run_group(void);
 Suite *suite_bench(void);

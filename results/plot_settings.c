@@ -1,0 +1,146 @@
+/*
+ * plot_settings.c: runs grouped into settings (the whole configuration but
+ * the seed), their statistics over seeds, and the selected setting of each
+ * group (plot_runs.h).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "results/plot_runs.h"
+
+void plot_mean_std(const double *v, size_t n, double *mean, double *std, size_t *used)
+{
+    double m = 0.0, ss = 0.0;
+    size_t k = 0;
+
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(v[i])) {
+            m += v[i];
+            k++;
+        }
+    if (k == 0) {
+        *mean = *std = NAN;
+        *used = 0;
+        return;
+    }
+    m /= (double)k;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(v[i]))
+            ss += (v[i] - m) * (v[i] - m);
+    *mean = m;
+    *std = k > 1 ? sqrt(ss / (double)(k - 1)) : 0.0;
+    *used = k;
+}
+
+static void setting_stats(struct plot_setting *st, const struct plot_run *runs)
+{
+    double *acc = xmalloc_array(st->n, sizeof(double)), *val = xmalloc_array(st->n, sizeof(double));
+    size_t used;
+
+    for (size_t i = 0; i < st->n; i++) {
+        acc[i] = runs[st->runs[i]].accuracy;
+        val[i] = runs[st->runs[i]].val_accuracy;
+    }
+    plot_mean_std(acc, st->n, &st->acc_mean, &st->acc_std, &st->n_done);
+    plot_mean_std(val, st->n, &st->val_mean, &st->val_std, &used);
+    free(acc);
+    free(val);
+}
+
+/* seeds ascending within a setting */
+static const struct plot_run *sort_runs;
+static int seed_cmp(const void *a, const void *b)
+{
+    uint64_t x = sort_runs[*(const size_t *)a].key.seed, y = sort_runs[*(const size_t *)b].key.seed;
+    return x < y ? -1 : x > y;
+}
+
+/* is a better than b as the group's selection (plot_runs.h's rule)? */
+static bool better(const struct plot_setting *a, const struct plot_setting *b)
+{
+    if (a->val_mean != b->val_mean)
+        return a->val_mean > b->val_mean;
+    if (a->n_done != b->n_done)
+        return a->n_done > b->n_done;
+    return strcmp(a->key->setting, b->key->setting) < 0;
+}
+
+/* labels and the selection of the group of settings[g0] */
+static void group_select(struct plot_setting *st, size_t n, size_t g0, bool *seen)
+{
+    const char *group = st[g0].key->group;
+    size_t m = 0, *members = xmalloc_array(n, sizeof(size_t));
+    const char **settings = xmalloc_array(n, sizeof(char *));
+
+    for (size_t i = g0; i < n; i++)
+        if (!seen[i] && !strcmp(st[i].key->group, group)) {
+            seen[i] = true;
+            settings[m] = st[i].key->setting;
+            members[m++] = i;
+        }
+    struct plot_setting *best = NULL;
+    for (size_t j = 0; j < m; j++) {
+        struct plot_setting *s = &st[members[j]];
+        s->label = m > 1 ? run_key_setting_compact(s->key->setting, settings, m) : xstrdup("");
+        s->group_settings = m;
+        if (isfinite(s->val_mean) && (!best || better(s, best)))
+            best = s;
+    }
+    if (!best && m == 1)
+        best = &st[members[0]];
+    if (best)
+        best->selected = true;
+    else
+        for (size_t j = 0; j < m; j++)
+            st[members[j]].group_unselected = true;
+    free(members);
+    free(settings);
+}
+
+void plot_set_group(struct plot_set *set)
+{
+    struct plot_setting *st = xcalloc(set->n_runs ? set->n_runs : 1, sizeof(*st));
+    size_t n = 0;
+
+    for (size_t i = 0; i < set->n_runs; i++) {
+        const struct run_key *k = &set->runs[i].key;
+        size_t j;
+        for (j = 0; j < n; j++)
+            if (!strcmp(st[j].key->config, k->config))
+                break;
+        if (j == n) {
+            st[n].key = k;
+            st[n].runs = xmalloc_array(set->n_runs, sizeof(size_t));
+            n++;
+        }
+        st[j].runs[st[j].n++] = i;
+    }
+    sort_runs = set->runs;
+    for (size_t j = 0; j < n; j++) {
+        qsort(st[j].runs, st[j].n, sizeof(size_t), seed_cmp);
+        setting_stats(&st[j], set->runs);
+    }
+    bool *seen = xcalloc(n ? n : 1, sizeof(bool));
+    for (size_t j = 0; j < n; j++)
+        if (!seen[j])
+            group_select(st, n, j, seen);
+    free(seen);
+    set->settings = st;
+    set->n_settings = n;
+}
+
+void plot_set_free(struct plot_set *set)
+{
+    for (size_t i = 0; i < set->n_settings; i++) {
+        free(set->settings[i].runs);
+        free(set->settings[i].label);
+    }
+    free(set->settings);
+    for (size_t i = 0; i < set->n_runs; i++)
+        plot_run_free(&set->runs[i]);
+    free(set->runs);
+    memset(set, 0, sizeof(*set));
+}
