@@ -161,7 +161,7 @@ static void prepare(struct plot_prepared *pr, const struct plot_figure *fig, con
     size_t n = 0;
 
     pr->p = xmalloc_array(s->n ? s->n : 1, sizeof(*pr->p));
-    pr->has_err = s->yerr != NULL;
+    pr->has_err = 0;
     for (size_t i = 0; i < s->n; i++) {
         double x = s->x ? s->x[i] : (double)(i + 1);
         double y = s->y[i], e = s->yerr ? s->yerr[i] : 0.0, xe = s->xerr ? s->xerr[i] : 0.0;
@@ -169,6 +169,8 @@ static void prepare(struct plot_prepared *pr, const struct plot_figure *fig, con
         if (!isfinite(x) || !isfinite(y) || !isfinite(e) || !isfinite(xe))
             continue;
         pr->p[n++] = (struct plot_point){x, y, e, xe, s->count ? s->count[i] : 1, i};
+        if (e != 0.0)
+            pr->has_err = 1;   /* bars and bands only where there is a spread */
     }
 
     if (plot_is_acc(fig->kind) && fig->kind != PLOT_ACC_COST) {

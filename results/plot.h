@@ -55,7 +55,8 @@
  * at or below chance (0 when chance is not known) and spans at least
  * PLOT_ACC_MIN_SPAN (20 accuracy points), so a gap of a few points is drawn
  * as the small gap it is. Other figures take a fixed range with ymin < ymax,
- * else gnuplot's automatic one.
+ * one from 0 with `yzero` (ranks), else gnuplot's automatic one. Error bars
+ * and bands are drawn only where some yerr is nonzero.
  *
  *     double steps[3] = {0, 10, 20}, loss[3] = {2.3, 1.1, 0.7};
  *     struct plot_series s = { .name = "lora", .n = 3, .x = steps, .y = loss };
@@ -127,6 +128,7 @@ struct plot_figure {
     double chance;                    /* accuracy figures: 1/classes; 0 unknown */
     int acc_yrange;                   /* PLOT_CURVE, PLOT_LAYER: accuracy rule  */
     double ymin, ymax;                /* fixed y range when ymin < ymax         */
+    int yzero;                        /* else from 0, the top automatic         */
     int width, height;                /* pixels; 0: 800 x 560                   */
 };
 

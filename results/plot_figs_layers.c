@@ -224,6 +224,7 @@ static void fig_per_site(struct plot_ctx *c, const struct sites *s, const struct
     case M_EFFECTIVE:
         fig.title = "effective rank of dW per layer (Roy & Vetterli)";
         fig.ylabel = "effective rank";
+        fig.yzero = 1;
         name = "effective_rank";
         add_measure(&b, s, rep, n_rep, m, NULL);
         break;

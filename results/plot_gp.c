@@ -194,9 +194,11 @@ static void write_axes(FILE *f, const struct plot_figure *fig, const struct plot
         x_extent(pr, fig->n_series, &lo, &hi, fig->logx);
         if (lo <= hi && fig->logx)
             put_range(f, "x", lo / 1.5, hi * 1.5);
-        else if (lo <= hi)
-            put_range(f, "x", lo - 0.1 * (hi - lo) - 1e-9 * fabs(lo) - 1e-12,
-                      hi + 0.1 * (hi - lo) + 1e-9 * fabs(hi) + 1e-12);
+        else if (lo <= hi) {
+            /* a tenth of the range each side; 5% of the value when all equal */
+            double pad = fmax(0.1 * (hi - lo), fmax(0.05 * fabs(hi), 1e-9));
+            put_range(f, "x", lo - pad, hi + pad);
+        }
         break;
     case PLOT_SPECTRUM:
         fputs("set logscale y\nset format y '%.0e'\n", f);
@@ -224,6 +226,8 @@ static void write_axes(FILE *f, const struct plot_figure *fig, const struct plot
         put_range(f, "y", lo, hi);
     } else if (fig->ymin < fig->ymax) {
         put_range(f, "y", fig->ymin, fig->ymax);
+    } else if (fig->yzero && !fig->logy) {
+        fputs("set yrange [0:*]\n", f);
     }
 }
 
