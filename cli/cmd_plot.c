@@ -138,15 +138,19 @@ static void print_selection(const struct plot_set *set, bool all)
         const struct plot_setting *st = &set->settings[i];
         if (st->group_settings < 2 || !st->selected)
             continue;
-        char shots[48];
+        char where[96];
+        int len = 0;
+        if (st->key->budget)
+            len = snprintf(where, sizeof where, " budget %zu", st->key->budget);
+        else if (st->key->rank)
+            len = snprintf(where, sizeof where, " r%zu", st->key->rank);
         if (st->key->shots)
-            snprintf(shots, sizeof shots, "%zu shots", st->key->shots);
+            snprintf(where + len, sizeof where - (size_t)len, ", %zu shots", st->key->shots);
         else
-            snprintf(shots, sizeof shots, "fraction %g", st->key->fraction);
-        printf("%s %s %zu, %s: %zu settings; selected %s (mean val accuracy %.4f over %zu seed%s)%s\n",
-               st->key->method, st->key->budget ? "budget" : "rank", st->key->budget ? st->key->budget : st->key->rank,
-               shots, st->group_settings,
-               st->label, st->val_mean, st->n_done, st->n_done == 1 ? "" : "s", all ? ", every setting drawn" : "");
+            snprintf(where + len, sizeof where - (size_t)len, ", fraction %g", st->key->fraction);
+        printf("%s%s: %zu settings; selected %s (mean val accuracy %.4f over %zu seed%s)%s\n", st->key->method,
+               where, st->group_settings, st->label, st->val_mean, st->n_done, st->n_done == 1 ? "" : "s",
+               all ? ", every setting drawn" : "");
     }
     for (size_t i = 0; i < set->n_settings; i++) {
         const struct plot_setting *st = &set->settings[i];
