@@ -324,6 +324,42 @@ char *run_key_setting_compact(const char *setting, const char *const *settings, 
     return text_take(&t);
 }
 
+char *run_key_diff(const struct run_key *a, const struct run_key *b)
+{
+    struct items x = { 0 }, y = { 0 };
+    struct text t = { 0 };
+    char num[64];
+
+    parse_setting(a->config, &x);
+    parse_setting(b->config, &y);
+    for (int pass = 0; pass < 2; pass++) {
+        const struct items *from = pass ? &y : &x, *other = pass ? &x : &y;
+
+        for (size_t i = 0; i < from->n; i++) {
+            const char *key = from->v[i].key;
+            const char *va = items_get(&x, key), *vb = items_get(&y, key);
+
+            if (same_value(va, vb) || (pass && items_get(other, key)))
+                continue;                   /* equal, or listed in pass 0 */
+            if (t.len)
+                text_puts(&t, ", ");
+            text_puts(&t, run_key_short_name(key));
+            text_add(&t, "=", 1);
+            text_puts(&t, va ? va : "-");
+            text_puts(&t, " vs ");
+            text_puts(&t, vb ? vb : "-");
+        }
+    }
+    if (a->seed != b->seed) {
+        snprintf(num, sizeof(num), "%sseed %llu vs %llu", t.len ? ", " : "",
+                 (unsigned long long)a->seed, (unsigned long long)b->seed);
+        text_puts(&t, num);
+    }
+    items_free(x.v, x.n);
+    items_free(y.v, y.n);
+    return t.s;
+}
+
 /* ------------------------------------------------------------------------ */
 /* keys                                                                      */
 

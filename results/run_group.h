@@ -113,4 +113,11 @@ const char *run_key_short_name(const char *key);
  * "" when nothing differs. `setting` need not be among `settings`. */
 char *run_key_setting_compact(const char *setting, const char *const *settings, size_t n);
 
+/* What differs between two runs, for messages naming a run file whose
+ * stored plan is not the grid's: their configurations (group and setting
+ * keys, short names) and seeds, "lr=0.001 vs 0.003, shots=4 vs 8, seed 1 vs
+ * 2" (a's value first; "-" for a key one of them lacks). Allocated (caller
+ * frees); NULL when configuration and seed are equal. */
+char *run_key_diff(const struct run_key *a, const struct run_key *b);
+
 #endif /* RANDLORA_RESULTS_RUN_GROUP_H */

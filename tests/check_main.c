@@ -40,6 +40,8 @@ int main(int argc, char **argv)
         suite_plot,
         suite_sweep,
         suite_run_group,
+        suite_report,
+        suite_report_files,
         suite_bench,
     };
     SRunner *sr = srunner_create(NULL);
