@@ -52,7 +52,7 @@ static void fx_setup(struct fx *f, bool has_val)
 static int report(const struct fx *f, int argc, const char **argv, char **out, char **err)
 {
     const char *po = test_path(f->dir, "out.txt"), *pe = test_path(f->dir, "err.txt");
-    int rc = run_cmd_captured(cmd_report, argc, argv, po, pe);
+    int rc = run_files_cmd_captured(cmd_report, argc, argv, po, pe);
 
     *out = run_files_slurp(po);
     *err = run_files_slurp(pe);

@@ -61,7 +61,7 @@ const char *run_file_write(const char *dir, const struct run_file_spec *spec)
     return path;
 }
 
-int run_cmd_captured(int (*cmd)(int, char **), int argc, const char **argv,
+int run_files_cmd_captured(int (*cmd)(int, char **), int argc, const char **argv,
                      const char *out_path, const char *err_path)
 {
     int saved_out, saved_err, fo, fe, rc;

@@ -30,7 +30,7 @@ const char *run_file_write(const char *dir, const struct run_file_spec *spec);
 
 /* cmd(argc, argv) with stdout and stderr sent to the files out_path and
  * err_path (created); returns its exit status. */
-int run_cmd_captured(int (*cmd)(int, char **), int argc, const char **argv,
+int run_files_cmd_captured(int (*cmd)(int, char **), int argc, const char **argv,
                      const char *out_path, const char *err_path);
 
 /* The whole file, allocated (caller frees); NULL when it cannot be read. */
