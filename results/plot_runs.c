@@ -35,6 +35,7 @@ void plot_run_free(struct plot_run *r)
     free(r->layers);
     free(r->cka_vision);
     free(r->cka_text);
+    report_run_free(&r->rec);
     memset(r, 0, sizeof(*r));
 }
 
@@ -178,7 +179,7 @@ int plot_run_read(const char *path, struct plot_run *r)
     r->eval_split = "test";
     if ((rc = store_open(&s, path)))
         goto done;
-    if ((rc = run_key_from_store(s, &r->key)))
+    if ((rc = run_key_from_store(s, &r->key)) || (rc = report_run_read(s, path, &r->rec)))
         goto done;
     const struct adapter_ops *ops = adapter_ops_find(r->key.method);
     r->has_rank = ops && (ops->flags & ADAPTER_F_RANK);

@@ -16,12 +16,12 @@
  * (mean and sample standard deviation over seeds). Runs at different
  * learning rates, or differing in any other key, are never merged. Within
  * a group (dataset, model, method, budget or rank, shots or fraction) one
- * setting is selected: the one with the best mean validation accuracy over
- * its finished seeds (ties: more finished seeds, then the smaller setting
- * string), the rule `randlora report` applies. A group none of whose
- * settings has a validation accuracy selects nothing when it holds several
- * settings (all are drawn, and plot says so), and its only setting when it
- * holds one.
+ * setting is selected by the report engine (results/report.h,
+ * report_build: the best mean validation accuracy over seeds, its tie
+ * rules, stopped runs never chosen), so plot draws what `randlora report`
+ * tabulates. A group of several settings none of which has a validation
+ * accuracy selects nothing (all are drawn, and plot says so); a group of
+ * one setting selects it.
  *
  * Ownership: a plot_set owns its runs and settings; plot_set_free frees
  * them. Settings point into their first run's key (valid while the set is).
@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "results/report.h"
 #include "results/run_group.h"
 
 /* one adapted layer's /analysis */
@@ -68,6 +69,8 @@ struct plot_run {
     size_t n_layers;
     double *cka_vision, *cka_text;  /* per encoder layer; NaN: not computed   */
     size_t n_cka_vision, n_cka_text;
+    struct report_run rec;          /* the report engine's record (moved into
+                                       plot_set.report_runs by plot_set_group) */
 };
 
 /* the runs of one whole configuration but the seed */
@@ -89,6 +92,8 @@ struct plot_set {
     size_t n_runs;
     struct plot_setting *settings;  /* in order of their first run            */
     size_t n_settings;
+    struct report_set report_runs;  /* run i's record at index i              */
+    struct report report;           /* the selection                          */
 };
 
 /* Read one run file (read-only, SWMR read). On failure r is freed and the

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/status.h"
 #include "results/plot_runs.h"
 
 void plot_mean_std(const double *v, size_t n, double *mean, double *std, size_t *used)
@@ -58,18 +59,8 @@ static int seed_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* is a better than b as the group's selection (plot_runs.h's rule)? */
-static bool better(const struct plot_setting *a, const struct plot_setting *b)
-{
-    if (a->val_mean != b->val_mean)
-        return a->val_mean > b->val_mean;
-    if (a->n_done != b->n_done)
-        return a->n_done > b->n_done;
-    return strcmp(a->key->setting, b->key->setting) < 0;
-}
-
-/* labels and the selection of the group of settings[g0] */
-static void group_select(struct plot_setting *st, size_t n, size_t g0, bool *seen)
+/* labels (the keys that differ in the group) of the group of settings[g0] */
+static void group_label(struct plot_setting *st, size_t n, size_t g0, bool *seen)
 {
     const char *group = st[g0].key->group;
     size_t m = 0, *members = xmalloc_array(n, sizeof(size_t));
@@ -81,23 +72,52 @@ static void group_select(struct plot_setting *st, size_t n, size_t g0, bool *see
             settings[m] = st[i].key->setting;
             members[m++] = i;
         }
-    struct plot_setting *best = NULL;
     for (size_t j = 0; j < m; j++) {
         struct plot_setting *s = &st[members[j]];
         s->label = m > 1 ? run_key_setting_compact(s->key->setting, settings, m) : xstrdup("");
         s->group_settings = m;
-        if (isfinite(s->val_mean) && (!best || better(s, best)))
-            best = s;
     }
-    if (!best && m == 1)
-        best = &st[members[0]];
-    if (best)
-        best->selected = true;
-    else
-        for (size_t j = 0; j < m; j++)
-            st[members[j]].group_unselected = true;
     free(members);
     free(settings);
+}
+
+/* the setting of group g's setting k among st[0..n) */
+static struct plot_setting *find_setting(struct plot_setting *st, size_t n, const struct report_group *g, size_t k)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(st[i].key->group, g->first->key.group) && !strcmp(st[i].key->setting, g->settings[k].setting))
+            return &st[i];
+    return NULL;
+}
+
+/* the report engine's choice per group (plot_runs.h) */
+static void select_settings(struct plot_set *set)
+{
+    const struct report_options o = { .metric = REPORT_VAL_ACCURACY };
+
+    for (size_t i = 0; i < set->n_runs; i++)
+        report_set_add(&set->report_runs, &set->runs[i].rec);     /* moved: index i */
+    if (report_build(&set->report, &set->report_runs, &o) != RL_OK) {
+        /* nothing selected: every setting drawn, as for a group without
+         * validation data */
+        for (size_t i = 0; i < set->n_settings; i++)
+            set->settings[i].group_unselected = set->settings[i].group_settings > 1;
+        return;
+    }
+    for (size_t g = 0; g < set->report.n_groups; g++) {
+        const struct report_group *grp = &set->report.groups[g];
+        for (size_t k = 0; k < grp->n_settings; k++) {
+            struct plot_setting *st = find_setting(set->settings, set->n_settings, grp, k);
+            if (!st)
+                continue;
+            if (grp->choice == REPORT_CHOSEN)
+                st->selected = (long)k == grp->chosen;
+            else if (grp->n_settings == 1)
+                st->selected = true;             /* REPORT_ONLY; or still training */
+            else
+                st->group_unselected = true;     /* nothing to select by (yet) */
+        }
+    }
 }
 
 void plot_set_group(struct plot_set *set)
@@ -126,10 +146,11 @@ void plot_set_group(struct plot_set *set)
     bool *seen = xcalloc(n ? n : 1, sizeof(bool));
     for (size_t j = 0; j < n; j++)
         if (!seen[j])
-            group_select(st, n, j, seen);
+            group_label(st, n, j, seen);
     free(seen);
     set->settings = st;
     set->n_settings = n;
+    select_settings(set);
 }
 
 void plot_set_free(struct plot_set *set)
@@ -139,6 +160,8 @@ void plot_set_free(struct plot_set *set)
         free(set->settings[i].label);
     }
     free(set->settings);
+    report_free(&set->report);
+    report_set_free(&set->report_runs);
     for (size_t i = 0; i < set->n_runs; i++)
         plot_run_free(&set->runs[i]);
     free(set->runs);

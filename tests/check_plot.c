@@ -10,6 +10,7 @@
  *   - chance, zero-shot and numerical-rank reference lines in the .gp;
  *   - the y range rule (plot_acc_yrange) and its use in the .gp;
  *   - every figure's four files from a synthetic directory.
+ * RANDLORA_TEST_KEEP=1 keeps each test's directory (runs and figures).
  */
 #include <fcntl.h>
 #include <math.h>
@@ -180,9 +181,15 @@ static void setup(void)
     ck_assert_ptr_nonnull(test_tmpdir_make(dir, sizeof dir, "plot"));
 }
 
+/* RANDLORA_TEST_KEEP=1 keeps each test's run directory and figures */
 static void teardown(void)
 {
-    test_tmpdir_remove(dir);
+    const char *keep = getenv("RANDLORA_TEST_KEEP");
+
+    if (keep && *keep && strcmp(keep, "0"))
+        printf("check_plot: kept %s\n", dir);
+    else
+        test_tmpdir_remove(dir);
 }
 
 START_TEST(test_grouping_never_merges_lrs)
