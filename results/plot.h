@@ -21,7 +21,8 @@
  *
  * The kinds:
  *   PLOT_LOSS        training loss against step, one line per run (log y
- *                    with `logy`);
+ *                    with `logy`, fitted to the data, when they span at
+ *                    least 4x; else linear);
  *   PLOT_ACC_PARAMS  accuracy against trainable parameters, log x;
  *   PLOT_ACC_SHOTS   accuracy against shots per class, log2 x with a tic at
  *                    each shot count present;
@@ -117,7 +118,8 @@ struct plot_figure {
     const char *xlabel, *ylabel;      /* NULL: the kind's default              */
     const struct plot_series *series;
     size_t n_series;
-    int logy;                         /* PLOT_LOSS, PLOT_CURVE: log y axis      */
+    int logy;                         /* PLOT_LOSS, PLOT_CURVE: log y axis
+                                         (when the data span at least 4x)      */
     int logx;                         /* PLOT_ACC_COST: log x axis              */
     int normalise;                    /* PLOT_SPECTRUM: s_i / s_1 per series    */
     size_t n_xtics;                   /* PLOT_RANK, PLOT_LAYER: named x tics:   */

@@ -65,14 +65,22 @@ const char *plot_selection_note(const struct plot_ctx *c)
             unselected = true;
     }
     if (c->all_settings)
-        return selected || unselected ? " (every setting)" : "";
+        return selected || unselected ? "\nevery setting" : "";
     if (selected && unselected)
-        return " (selected setting by best mean val accuracy; groups without val: every setting)";
+        return "\nselected setting by best mean val accuracy; groups without val: every setting";
     if (selected)
-        return " (selected setting per method: best mean val accuracy)";
+        return "\nselected setting per method: best mean val accuracy";
     if (unselected)
-        return " (every setting: no validation accuracy to select by)";
+        return "\nevery setting: no validation accuracy to select by";
     return "";
+}
+
+const char *plot_seeds_note(const struct plot_ctx *c)
+{
+    for (size_t i = 0; i < c->set->n_settings; i++)
+        if (plot_drawn(c, &c->set->settings[i]) && c->set->settings[i].n > 1)
+            return "mean +- std over seeds";
+    return "one seed: no spread shown";
 }
 
 /* ------------------------------------------------------------ data settings */

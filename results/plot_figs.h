@@ -47,9 +47,14 @@ bool plot_drawn(const struct plot_ctx *c, const struct plot_setting *st);
 const char *plot_setting_name(const struct plot_ctx *c, const struct plot_setting *st, bool rank, char *buf,
                               size_t cap);
 
-/* " (selected setting per method: best mean validation accuracy)" when a
- * drawn group had several settings and a selection, else "" */
+/* a second title line, "\nselected setting per method: best mean val
+ * accuracy", when a drawn group had several settings and a selection (or
+ * what was drawn instead), else "" */
 const char *plot_selection_note(const struct plot_ctx *c);
+
+/* "mean +- std over seeds", or "one seed: no spread shown" when no drawn
+ * setting has more than one run: for the y labels */
+const char *plot_seeds_note(const struct plot_ctx *c);
 
 void plot_figs_acc(struct plot_ctx *c);
 void plot_figs_curves(struct plot_ctx *c);

@@ -83,8 +83,9 @@ static void acc_by_dset(struct plot_ctx *c, const struct acc_fig *af)
         struct plot_refline refs[2];
         double chance, lo = INFINITY, hi = -INFINITY;
         size_t nref = plot_acc_reflines(c, &ds[j], refs, &chance);
-        char nb[256], name[96], dtext[48], title[400];
+        char nb[256], name[96], dtext[48], title[400], ylabel[96];
 
+        snprintf(ylabel, sizeof ylabel, "test accuracy (%s)", plot_seeds_note(c));
         for (size_t i = 0; i < set->n_settings; i++) {
             const struct plot_setting *st = &set->settings[i];
             double xe, x;
@@ -104,8 +105,8 @@ static void acc_by_dset(struct plot_ctx *c, const struct acc_fig *af)
             plot_dset_name(af->base, &ds[j], drawn == 0, name, sizeof name);
             snprintf(title, sizeof title, "test accuracy vs %s, %s%s", af->what, dtext, plot_selection_note(c));
             struct plot_figure fig = { .kind = af->kind, .title = title, .xlabel = af->xlabel,
-                                       .ylabel = "test accuracy (mean +- std over seeds)", .reflines = refs,
-                                       .n_reflines = nref, .chance = chance, .logx = hi > 10 * lo };
+                                       .ylabel = ylabel, .reflines = refs, .n_reflines = nref,
+                                       .chance = chance, .logx = hi > 10 * lo };
             plot_sb_draw(c, &b, &fig, name);
             drawn++;
         }
@@ -154,7 +155,9 @@ static void fig_acc_shots(struct plot_ctx *c)
         struct plot_refline refs[2];
         double chance;
         size_t nref = plot_acc_reflines(c, NULL, refs, &chance);
-        char name[256], title[400], fname[64];
+        char name[256], title[400], fname[64], ylabel[96];
+
+        snprintf(ylabel, sizeof ylabel, "test accuracy (%s)", plot_seeds_note(c));
 
         for (size_t i = 0; i < set->n_settings; i++) {
             const struct plot_setting *st = &set->settings[i];
@@ -178,9 +181,8 @@ static void fig_acc_shots(struct plot_ctx *c)
                 snprintf(fname, sizeof fname, "acc_shots_b%zu", budgets[b]);
             else
                 snprintf(fname, sizeof fname, "acc_shots_rank");
-            struct plot_figure fig = { .kind = PLOT_ACC_SHOTS, .title = title,
-                                       .ylabel = "test accuracy (mean +- std over seeds)", .reflines = refs,
-                                       .n_reflines = nref, .chance = chance };
+            struct plot_figure fig = { .kind = PLOT_ACC_SHOTS, .title = title, .ylabel = ylabel,
+                                       .reflines = refs, .n_reflines = nref, .chance = chance };
             plot_sb_draw(c, &sb, &fig, fname);
             drawn++;
         }
@@ -191,7 +193,8 @@ static void fig_acc_shots(struct plot_ctx *c)
     free(budgets);
 }
 
-/* the setting's label without its lr: what else differs in its group */
+/* the setting's label without its lr (and lr_min, the absolute floor
+ * lr_min_ratio makes of it): what else differs in its group */
 static void label_without_lr(const char *label, char *buf, size_t cap)
 {
     size_t len = 0;
@@ -201,7 +204,7 @@ static void label_without_lr(const char *label, char *buf, size_t cap)
     while (*p) {
         const char *e = strchr(p, ' ');
         size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (strncmp(p, "lr=", 3) && len + n + 2 < cap) {
+        if (strncmp(p, "lr=", 3) && strncmp(p, "lr_min=", 7) && len + n + 2 < cap) {
             len += (size_t)snprintf(buf + len, cap - len, "%s%.*s", len ? " " : "", (int)n, p);
         }
         p += n;
@@ -226,7 +229,7 @@ static void fig_acc_lr(struct plot_ctx *c)
         size_t nref = plot_acc_reflines(c, &ds[j], refs, &chance), n_lr = 0;
         double lr0 = NAN;
         bool val = false;
-        char nb[256], rest[200], name[96], dtext[48], title[400];
+        char nb[256], rest[200], name[96], dtext[48], title[400], ylabel[96];
 
         for (size_t i = 0; i < set->n_settings; i++) {
             const struct plot_setting *st = &set->settings[i];
@@ -254,10 +257,9 @@ static void fig_acc_lr(struct plot_ctx *c)
             plot_dset_text(&ds[j], dtext, sizeof dtext);
             plot_dset_name("acc_lr", &ds[j], drawn == 0, name, sizeof name);
             snprintf(title, sizeof title, "accuracy vs learning rate, %s (every setting)", dtext);
-            struct plot_figure fig = { .kind = PLOT_ACC_LR, .title = title,
-                                       .ylabel = val ? "accuracy (mean +- std over seeds)"
-                                                     : "test accuracy (mean +- std over seeds)",
-                                       .reflines = refs, .n_reflines = nref, .chance = chance };
+            snprintf(ylabel, sizeof ylabel, "%saccuracy (%s)", val ? "" : "test ", plot_seeds_note(c));
+            struct plot_figure fig = { .kind = PLOT_ACC_LR, .title = title, .ylabel = ylabel, .reflines = refs,
+                                       .n_reflines = nref, .chance = chance };
             plot_sb_draw(c, &b, &fig, name);
             drawn++;
         }

@@ -132,12 +132,13 @@ static bool largest_size(const struct plot_ctx *c, const struct plot_setting *st
     return true;
 }
 
-/* " (largest budget or rank per method)" when some smaller one is left out */
+/* a title line, "largest budget or rank per method", when some smaller
+ * one is left out */
 static const char *size_note(const struct plot_ctx *c)
 {
     for (size_t i = 0; i < c->set->n_settings; i++)
         if (plot_drawn(c, &c->set->settings[i]) && !largest_size(c, &c->set->settings[i]))
-            return ", largest budget or rank per method";
+            return "\nlargest budget or rank per method";
     return "";
 }
 
@@ -160,14 +161,15 @@ static void fig_curves(struct plot_ctx *c, bool loss)
 
         for (size_t i = 0; i < set->n_settings; i++) {
             const struct plot_setting *st = &set->settings[i];
-            if (!plot_drawn(c, st) || !plot_dset_has(&ds[j], st->key) || !largest_size(c, st))
+            if (!plot_drawn(c, st) || !plot_dset_has(&ds[j], st->key) || !largest_size(c, st) ||
+                !strcmp(st->key->method, "none"))
                 continue;
             plot_setting_name(c, st, false, nb, sizeof nb);
             if (loss) {
                 seed_curve(c, st, TRAIN_LOSS, &b, nb, "train");
                 snprintf(style, sizeof style, "%s", ev);
                 seed_curve(c, st, EVAL_LOSS, &b, nb, style);
-            } else if (strcmp(st->key->method, "none")) {
+            } else {
                 seed_curve(c, st, EVAL_ACC, &b, nb, NULL);
             }
         }
@@ -177,11 +179,11 @@ static void fig_curves(struct plot_ctx *c, bool loss)
             if (loss) {
                 snprintf(title, sizeof title, "training and %s loss, %s%s%s", ev, dtext, size_note(c),
                          plot_selection_note(c));
-                snprintf(ylabel, sizeof ylabel, "loss (mean +- std over seeds)");
+                snprintf(ylabel, sizeof ylabel, "loss (%s)", plot_seeds_note(c));
             } else {
                 snprintf(title, sizeof title, "%s accuracy during training, %s%s%s", ev, dtext, size_note(c),
                          plot_selection_note(c));
-                snprintf(ylabel, sizeof ylabel, "%s accuracy (mean +- std over seeds)", ev);
+                snprintf(ylabel, sizeof ylabel, "%s accuracy (%s)", ev, plot_seeds_note(c));
             }
             struct plot_figure fig = { .kind = PLOT_CURVE, .title = title, .ylabel = ylabel, .logy = loss,
                                        .reflines = refs, .n_reflines = nref, .chance = chance,
@@ -208,7 +210,8 @@ static void fig_loss_shots(struct plot_ctx *c)
     for (size_t j = nd; j-- > 0;)
         for (size_t i = 0; i < set->n_settings; i++) {
             const struct plot_setting *st = &set->settings[i];
-            if (!plot_drawn(c, st) || !plot_dset_has(&ds[j], st->key) || !largest_size(c, st))
+            if (!plot_drawn(c, st) || !plot_dset_has(&ds[j], st->key) || !largest_size(c, st) ||
+                !strcmp(st->key->method, "none"))
                 continue;
             plot_dset_text(&ds[j], style, sizeof style);
             seed_curve(c, st, TRAIN_LOSS, &b, plot_setting_name(c, st, false, nb, sizeof nb), style);
@@ -218,9 +221,11 @@ static void fig_loss_shots(struct plot_ctx *c)
     else if (b.n == 0)
         printf("note: loss_shots: no run has training rows yet; skipped\n");
     else {
-        snprintf(title, sizeof title, "training loss by shots (line style), mean +- std over seeds%s%s",
-                 size_note(c), plot_selection_note(c));
-        struct plot_figure fig = { .kind = PLOT_CURVE, .title = title, .ylabel = "training loss", .logy = 1 };
+        char ylabel[96];
+        snprintf(title, sizeof title, "training loss by shots (line style)%s%s", size_note(c),
+                 plot_selection_note(c));
+        snprintf(ylabel, sizeof ylabel, "training loss (%s)", plot_seeds_note(c));
+        struct plot_figure fig = { .kind = PLOT_CURVE, .title = title, .ylabel = ylabel, .logy = 1 };
         plot_sb_draw(c, &b, &fig, "loss_shots");
     }
     plot_sb_free(&b);

@@ -192,6 +192,8 @@ static size_t add_measure(struct plot_sb *b, const struct sites *s, const struct
     char nb[96];
 
     for (size_t i = 0; i < n_rep; i++) {
+        if (m >= M_COSINE && rep[i]->is_reference)
+            continue;                   /* itself: 1 everywhere, not a result */
         rep_name(rep[i], nb, sizeof nb);
         for (size_t t = 0; t < s->n; t++) {
             const struct plot_layer *l = layer_find(rep[i], s->site[t]);
@@ -205,6 +207,21 @@ static size_t add_measure(struct plot_sb *b, const struct sites *s, const struct
     return added;
 }
 
+/* what, and on a second line the reference (when the runs name one) */
+static const char *ref_title(char *buf, size_t cap, const char *what, const struct plot_run **rep, size_t n_rep)
+{
+    const char *ref = NULL;
+
+    for (size_t i = 0; i < n_rep && !ref; i++)
+        if (rep[i]->reference && rep[i]->reference[0])
+            ref = rep[i]->reference;
+    if (ref)
+        snprintf(buf, cap, "%s\nreference: %s", what, ref);
+    else
+        snprintf(buf, cap, "%s", what);
+    return buf;
+}
+
 static void fig_per_site(struct plot_ctx *c, const struct sites *s, const struct plot_run **rep, size_t n_rep,
                          enum measure m)
 {
@@ -213,6 +230,7 @@ static void fig_per_site(struct plot_ctx *c, const struct sites *s, const struct
     struct plot_figure fig = { .kind = PLOT_LAYER, .n_xtics = s->n, .xtic_at = s->at, .xtic_labels = s->lab,
                                .width = s->n > 24 ? (int)(s->n * 32 + 200) : 0 };
     const char *name;
+    char title[600];
 
     switch (m) {
     case M_RANK:
@@ -229,7 +247,7 @@ static void fig_per_site(struct plot_ctx *c, const struct sites *s, const struct
         add_measure(&b, s, rep, n_rep, m, NULL);
         break;
     case M_COSINE:
-        fig.title = "cosine of dW with the reference's dW per layer";
+        fig.title = ref_title(title, sizeof title, "cosine of dW with the reference's dW per layer", rep, n_rep);
         fig.ylabel = "cos(dW, dW_ref)";
         fig.reflines = &zero;
         fig.n_reflines = 1;
@@ -237,7 +255,8 @@ static void fig_per_site(struct plot_ctx *c, const struct sites *s, const struct
         add_measure(&b, s, rep, n_rep, m, NULL);
         break;
     default:
-        fig.title = "top-k singular subspace overlap with the reference's dW per layer";
+        fig.title = ref_title(title, sizeof title, "top-k singular subspace overlap with the reference's dW per layer",
+                              rep, n_rep);
         fig.ylabel = "overlap ||U_k^T U_ref,k||_F^2 / k";
         fig.ymin = 0;
         fig.ymax = 1.05;
@@ -266,6 +285,8 @@ static void fig_cka(struct plot_ctx *c, const struct plot_run **rep, size_t n_re
         nt = rep[i]->n_cka_text > nt ? rep[i]->n_cka_text : nt;
     }
     for (size_t i = 0; i < n_rep; i++) {
+        if (rep[i]->is_reference)
+            continue;
         rep_name(rep[i], nb, sizeof nb);
         for (size_t l = 0; l < rep[i]->n_cka_vision; l++)
             if (isfinite(rep[i]->cka_vision[l]))
@@ -285,7 +306,10 @@ static void fig_cka(struct plot_ctx *c, const struct plot_run **rep, size_t n_re
             snprintf(label[l], sizeof label[l], "%s%zu", l < nv ? "vision " : "text ", l < nv ? l : l - nv);
             lab[l] = label[l];
         }
-        struct plot_figure fig = { .kind = PLOT_LAYER, .title = "activation CKA to the reference per encoder layer",
+        char title[600];
+        struct plot_figure fig = { .kind = PLOT_LAYER,
+                                   .title = ref_title(title, sizeof title,
+                                                      "activation CKA to the reference per encoder layer", rep, n_rep),
                                    .xlabel = "encoder layer (output)", .ylabel = "linear CKA",
                                    .n_xtics = nv + nt, .xtic_at = at, .xtic_labels = lab, .ymin = 0,
                                    .ymax = 1.05 };

@@ -4,6 +4,7 @@
  * and the same again for the SVG.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,9 @@ static const char *const palette[N_STYLES] = {
 };
 /* filled circle, square, triangle, diamond, inverted triangle; open ones */
 static const int point_types[N_STYLES] = {7, 5, 9, 13, 11, 6, 4, 8};
+/* a style's points where points are drawn: the linetype's own (filled)
+ * for the first style, open ones for the others */
+static const int style_points[N_DASHES] = {0, 6, 4, 8, 12};
 /* solid, dashed, dotted, dash-dot, long dash */
 static const int dash_types[N_DASHES] = {1, 2, 3, 4, 5};
 #define REF_COLOUR "#505050"
@@ -163,6 +167,65 @@ static void layer_x_tics(FILE *f, const struct plot_figure *fig, const struct pl
     }
 }
 
+/* a text of several lines ('\n') as one gnuplot string: 'a' . "\n" . 'b' */
+static void put_lines(FILE *f, const char *s)
+{
+    for (;;) {
+        const char *nl = strchr(s, '\n');
+        size_t n = nl ? (size_t)(nl - s) : strlen(s);
+        char *line = xmalloc(n + 1);
+
+        memcpy(line, s, n);
+        line[n] = '\0';
+        plot_put_quoted(f, line);
+        free(line);
+        if (!nl)
+            return;
+        fputs(" . \"\\n\" . ", f);
+        s = nl + 1;
+    }
+}
+
+/* a log y axis fitted to the data (gnuplot would round out to decades),
+ * with a tic every factor of 2 when the data span less than 30x; data
+ * spanning less than 4x get a linear axis (a log one would show one tic) */
+static void log_y_range(FILE *f, const struct plot_figure *fig, const struct plot_prepared *pr)
+{
+    double lo = INFINITY, hi = -INFINITY;
+
+    for (size_t i = 0; i < fig->n_series; i++)
+        for (size_t j = 0; j < pr[i].n; j++) {
+            double a = pr[i].p[j].y - pr[i].p[j].e, b = pr[i].p[j].y + pr[i].p[j].e;
+            if (pr[i].p[j].y > 0) {
+                lo = fmin(lo, a > 0 ? a : pr[i].p[j].y);
+                hi = fmax(hi, b);
+            }
+        }
+    if (!(lo <= hi) || hi < 4 * lo)
+        return;
+    fputs("set logscale y\n", f);
+    put_range(f, "y", lo / 1.15, hi * 1.15);
+    if (hi / lo < 30) {
+        /* tics at 1-2-5 (1-2-3-5-7 within a decade) of each decade */
+        static const double m3[] = {1, 2, 5}, m5[] = {1, 2, 3, 5, 7};
+        const double *m = hi / lo < 10 ? m5 : m3;
+        size_t nm = hi / lo < 10 ? 5 : 3;
+        int first = 1;
+
+        fputs("set ytics (", f);
+        for (int d = (int)floor(log10(lo / 1.15)); d <= (int)ceil(log10(hi * 1.15)); d++)
+            for (size_t k = 0; k < nm; k++) {
+                double v = m[k] * pow(10.0, d);
+                if (v < lo / 1.15 || v > hi * 1.15)
+                    continue;
+                fputs(first ? "" : ", ", f);
+                plot_put_num(f, v);
+                first = 0;
+            }
+        fputs(")\nset format y '%g'\n", f);
+    }
+}
+
 /* the axes and key of each kind */
 static void write_axes(FILE *f, const struct plot_figure *fig, const struct plot_prepared *pr, int n_groups)
 {
@@ -172,7 +235,7 @@ static void write_axes(FILE *f, const struct plot_figure *fig, const struct plot
     case PLOT_LOSS:
     case PLOT_CURVE:
         if (fig->logy)
-            fputs("set logscale y\n", f);
+            log_y_range(f, fig, pr);
         break;
     case PLOT_ACC_PARAMS:
         fputs("set logscale x 10\nset format x '%.0s%c'\n", f);
@@ -231,14 +294,22 @@ static void write_axes(FILE *f, const struct plot_figure *fig, const struct plot
     }
 }
 
-/* reference lines: dashed grey, labelled alternately left and right so
- * two close lines do not print over each other */
-static void write_reflines(FILE *f, const struct plot_figure *fig)
+/* reference lines: dashed grey, labelled at the left above the line; a
+ * line within 5% of the y range of an earlier one gets its label below,
+ * so two close lines (chance and a zero-shot at chance) stay readable */
+static void write_reflines(FILE *f, const struct plot_figure *fig, const struct plot_prepared *pr)
 {
+    double lo, hi;
+
+    y_extent(fig, pr, &lo, &hi);
     for (size_t i = 0; i < fig->n_reflines; i++) {
         const struct plot_refline *r = &fig->reflines[i];
         char label[256];
+        bool below = false;
 
+        for (size_t j = 0; j < i; j++)
+            if (fabs(fig->reflines[j].y - r->y) <= 0.05 * (hi - lo))
+                below = true;
         snprintf(label, sizeof label, "%s %.3g", r->label ? r->label : "reference", r->y);
         fputs("# reference line: ", f);
         plot_put_plain(f, label);
@@ -249,10 +320,15 @@ static void write_reflines(FILE *f, const struct plot_figure *fig)
         fputs(" nohead front linecolor rgb '" REF_COLOUR "' linewidth 1.5 dashtype 2\n", f);
         fprintf(f, "set label %zu ", i + 1);
         plot_put_quoted(f, label);
-        fprintf(f, " at graph %s, first ", i % 2 ? "0.98" : "0.02");
+        fputs(" at graph 0.02, first ", f);
         plot_put_num(f, r->y);
-        fprintf(f, " %s offset 0,0.6 front textcolor rgb '" REF_COLOUR "' noenhanced\n", i % 2 ? "right" : "left");
+        fprintf(f, " left offset 0,%s front textcolor rgb '" REF_COLOUR "' noenhanced\n", below ? "-0.7" : "0.6");
     }
+}
+
+static int has_points(enum plot_kind k)
+{
+    return k == PLOT_ACC_PARAMS || k == PLOT_ACC_SHOTS || k == PLOT_ACC_LR || k == PLOT_LAYER;
 }
 
 /* one series' plot clause(s) */
@@ -260,10 +336,12 @@ static void write_series(FILE *f, const struct plot_figure *fig, const struct pl
                          int n_groups)
 {
     int lt = p->group + 1;
-    char dt[24] = "";   /* a style's dash type; else the linetype's own */
+    char dt[48] = "";   /* a style's dash type; else the linetype's own */
 
     if (p->dash >= 0 || fig->kind == PLOT_LOSS)
         snprintf(dt, sizeof dt, " dashtype %d", p->dash >= 0 ? dash_types[p->dash % N_DASHES] : 1);
+    if (p->dash > 0 && has_points(fig->kind))
+        snprintf(dt + strlen(dt), sizeof dt - strlen(dt), " pointtype %d", style_points[p->dash % N_DASHES]);
 
     if (fig->kind == PLOT_CURVE && p->has_err) {
         /* the band first, under its line */
@@ -354,7 +432,7 @@ int plot_write_gp(const struct plot_figure *fig, const struct plot_prepared *pr,
 
     if (fig->title) {
         fputs("set title ", f);
-        plot_put_quoted(f, fig->title);
+        put_lines(f, fig->title);
         fputs(" noenhanced\n", f);
     }
     fputs("set xlabel ", f);
@@ -363,7 +441,7 @@ int plot_write_gp(const struct plot_figure *fig, const struct plot_prepared *pr,
     plot_put_quoted(f, fig->ylabel ? fig->ylabel : default_ylabel(fig));
     fputs(" noenhanced\nset grid\nset border 3\nset tics nomirror out\n", f);
     write_axes(f, fig, pr, n_groups);
-    write_reflines(f, fig);
+    write_reflines(f, fig, pr);
 
     fputs("\nplot \\\n", f);
     for (size_t i = 0; i < fig->n_series; i++) {
@@ -396,8 +474,13 @@ int plot_write_gp(const struct plot_figure *fig, const struct plot_prepared *pr,
         for (int d = 0; d < n_dashes; d++)
             for (size_t i = 0; i < fig->n_series; i++)
                 if (pr[i].dash == d) {
-                    fprintf(f, ", \\\n    NaN with lines linecolor rgb 'black' dashtype %d linewidth 2 title ",
-                            dash_types[d % N_DASHES]);
+                    if (has_points(fig->kind))
+                        fprintf(f, ", \\\n    NaN with linespoints linecolor rgb 'black' dashtype %d linewidth 2 "
+                                   "pointtype %d title ",
+                                dash_types[d % N_DASHES], d % N_DASHES ? style_points[d % N_DASHES] : 7);
+                    else
+                        fprintf(f, ", \\\n    NaN with lines linecolor rgb 'black' dashtype %d linewidth 2 title ",
+                                dash_types[d % N_DASHES]);
                     plot_put_quoted(f, fig->series[i].style);
                     break;
                 }

@@ -3,6 +3,7 @@
  */
 #include "results/plot_runs.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@ void plot_run_free(struct plot_run *r)
     free(r->layers);
     free(r->cka_vision);
     free(r->cka_text);
+    free(r->reference);
     report_run_free(&r->rec);
     memset(r, 0, sizeof(*r));
 }
@@ -157,6 +159,14 @@ static int read_analysis(struct store *s, struct plot_run *r)
     store_free_names(names, n);
     if (rc == RL_OK)
         qsort(r->layers, r->n_layers, sizeof(*r->layers), layer_cmp);
+    if (rc == RL_OK && store_attr_get_string(s, "/analysis", "reference", &r->reference) == RL_OK &&
+        r->reference[0]) {
+        char *a = realpath(r->reference, NULL), *b = realpath(r->path, NULL);
+        r->is_reference = a && b && !strcmp(a, b);
+        free(a);
+        free(b);
+    }
+    rl_error_clear();
     if (rc == RL_OK)
         rc = read_cka(s, "vision", &r->cka_vision, &r->n_cka_vision);
     if (rc == RL_OK)

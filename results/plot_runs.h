@@ -69,6 +69,8 @@ struct plot_run {
     size_t n_layers;
     double *cka_vision, *cka_text;  /* per encoder layer; NaN: not computed   */
     size_t n_cka_vision, n_cka_text;
+    char *reference;                /* /analysis attr reference ("" none)     */
+    bool is_reference;              /* that reference is this file itself     */
     struct report_run rec;          /* the report engine's record (moved into
                                        plot_set.report_runs by plot_set_group) */
 };
