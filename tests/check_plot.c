@@ -106,6 +106,10 @@ static void write_synth(const struct synth *y)
         ck_assert_int_eq(store_write_scalar(s, "/analysis/cka/vision_layer_0", 0.9), RL_OK);
         ck_assert_int_eq(store_write_scalar(s, "/analysis/cka/vision_layer_1", 0.8), RL_OK);
         ck_assert_int_eq(store_write_scalar(s, "/analysis/cka/text_layer_0", 0.95), RL_OK);
+        /* analysed against full fine-tuning at lr 1e-3, seed 1 (itself, for that run) */
+        char ref[300];
+        snprintf(ref, sizeof ref, "%s/full-lr0.001-s4-seed1.h5", dir);
+        ck_assert_int_eq(store_attr_set_string(s, "/analysis", "reference", ref), RL_OK);
     }
     store_close(s);
     free(idx);
@@ -239,6 +243,9 @@ START_TEST(test_grouping_never_merges_lrs)
     ck_assert_ptr_null(strstr(tsv, "# index 1"));
     ck_assert_msg(strstr(tsv, "selected setting"), "%s", tsv);
     free(tsv);
+    char *gp = slurp_file(test_path(dir, "figures/acc_params.gp"));
+    ck_assert_msg(strstr(gp, "4 shots' . \"\\n\" . 'selected setting per method"), "%s", gp);
+    free(gp);
     /* acc_lr: every learning rate its own point, validation and test */
     tsv = slurp_file(test_path(dir, "figures/acc_lr.tsv"));
     for (int l = 0; l < 3; l++) {
@@ -299,6 +306,8 @@ START_TEST(test_band_numbers)
     char *gp = slurp_file(test_path(dir, "figures/curves_loss.gp"));
     ck_assert_msg(strstr(gp, "filledcurves") && strstr(gp, "title 'train'") && strstr(gp, "title 'validation'"),
                   "%s", gp);
+    /* losses from 1.0 to 2.4: less than 4x, a linear axis */
+    ck_assert_msg(!strstr(gp, "set logscale y"), "%s", gp);
     free(gp);
     /* the validation accuracy curve at step 10: 0.45 + 0.01 seed */
     tsv = slurp_file(test_path(dir, "figures/curves_acc.tsv"));
@@ -313,6 +322,7 @@ START_TEST(test_reference_lines)
 {
     write_lr_sweep(true, true);
     write_synth(&(struct synth){ "none", 1e-3, 4, 1, 0.15, 0.16, 0, false });
+    write_synth(&(struct synth){ "lora", 1e-3, 4, 1, 0.3, 0.3, 0, true });
     ck_assert_int_eq(plot(NULL, NULL), 0);
     static const char *const acc_figs[] = { "acc_params", "acc_shots", "acc_lr", "acc_memory", "acc_time",
                                             "curves_acc" };
@@ -367,11 +377,19 @@ START_TEST(test_every_figure_written)
     char *gp = slurp_file(test_path(dir, "figures/loss_shots.gp"));
     ck_assert_msg(strstr(gp, "title '1 shot'") && strstr(gp, "title '4 shots'"), "%s", gp);
     free(gp);
-    /* cka: vision and text layers, y from 0 to 1 */
+    /* cka: vision and text layers, y from 0 to 1; the reference run itself
+     * (full, analysed against itself) is not a result and is left out */
     char *tsv = slurp_file(test_path(dir, "figures/cka.tsv"));
-    ck_assert_msg(strstr(tsv, "full (vision)") && strstr(tsv, "full (text)") && strstr(tsv, "\n2\t0.95\t"), "%s",
-                  tsv);
+    ck_assert_msg(strstr(tsv, "lora r4 (vision)") && strstr(tsv, "lora r4 (text)") && strstr(tsv, "\n2\t0.95\t") &&
+                      !strstr(tsv, ": full ("),
+                  "%s", tsv);
     free(tsv);
+    tsv = slurp_file(test_path(dir, "figures/ref_cosine.tsv"));
+    ck_assert_msg(strstr(tsv, "lora r4") && !strstr(tsv, "# index 1"), "%s", tsv);
+    free(tsv);
+    gp = slurp_file(test_path(dir, "figures/cka.gp"));
+    ck_assert_msg(strstr(gp, "'reference: ") && strstr(gp, "full-lr0.001-s4-seed1.h5'"), "%s", gp);
+    free(gp);
 }
 END_TEST
 
