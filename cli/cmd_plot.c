@@ -154,6 +154,15 @@ static void print_selection(const struct plot_set *set, bool all)
     }
     for (size_t i = 0; i < set->n_settings; i++) {
         const struct plot_setting *st = &set->settings[i];
+        for (size_t k = 1; k < st->n && st->n_dup_seeds; k++) {
+            const struct plot_run *a = &set->runs[st->runs[k - 1]], *b = &set->runs[st->runs[k]];
+            if (a->key.seed == b->key.seed)
+                printf("note: %s and %s: one setting, the same seed %llu: both averaged\n", a->path, b->path,
+                       (unsigned long long)a->key.seed);
+        }
+    }
+    for (size_t i = 0; i < set->n_settings; i++) {
+        const struct plot_setting *st = &set->settings[i];
         if (st->group_unselected) {
             printf("note: %s: %zu settings and no validation accuracy to select by: every setting drawn\n",
                    st->key->method, st->group_settings);

@@ -87,6 +87,9 @@ struct plot_setting {
     bool selected;                  /* the group's selected setting           */
     bool group_unselected;          /* its group has several, none selected   */
     size_t group_settings;          /* settings in its group                  */
+    size_t n_dup_seeds;             /* runs whose seed an earlier run of the
+                                       setting has (averaged all the same;
+                                       plot names them)                     */
 };
 
 struct plot_set {

@@ -51,12 +51,14 @@ static void setting_stats(struct plot_setting *st, const struct plot_run *runs)
     free(val);
 }
 
-/* seeds ascending within a setting */
+/* seeds ascending within a setting, then file names */
 static const struct plot_run *sort_runs;
 static int seed_cmp(const void *a, const void *b)
 {
-    uint64_t x = sort_runs[*(const size_t *)a].key.seed, y = sort_runs[*(const size_t *)b].key.seed;
-    return x < y ? -1 : x > y;
+    const struct plot_run *p = &sort_runs[*(const size_t *)a], *q = &sort_runs[*(const size_t *)b];
+    if (p->key.seed != q->key.seed)
+        return p->key.seed < q->key.seed ? -1 : 1;
+    return strcmp(p->path, q->path);
 }
 
 /* labels (the keys that differ in the group) of the group of settings[g0] */
@@ -141,6 +143,9 @@ void plot_set_group(struct plot_set *set)
     sort_runs = set->runs;
     for (size_t j = 0; j < n; j++) {
         qsort(st[j].runs, st[j].n, sizeof(size_t), seed_cmp);
+        for (size_t k = 1; k < st[j].n; k++)
+            if (set->runs[st[j].runs[k]].key.seed == set->runs[st[j].runs[k - 1]].key.seed)
+                st[j].n_dup_seeds++;
         setting_stats(&st[j], set->runs);
     }
     bool *seen = xcalloc(n ? n : 1, sizeof(bool));

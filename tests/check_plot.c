@@ -61,6 +61,7 @@ struct synth {
     int shots, seed;
     double acc, val, off;
     bool analysis;
+    const char *tag;     /* file name suffix (a second file of one run) */
 };
 
 static void write_synth(const struct synth *y)
@@ -79,7 +80,8 @@ static void write_synth(const struct synth *y)
         .val_index = vidx, .n_val_index = has_val ? 1 : 0,
     };
     struct store *s;
-    const char *path = test_path(dir, "%s-lr%g-s%d-seed%d.h5", y->method, y->lr, y->shots, y->seed);
+    const char *path = test_path(dir, "%s-lr%g-s%d-seed%d%s.h5", y->method, y->lr, y->shots, y->seed,
+                                 y->tag ? y->tag : "");
 
     ck_assert_msg(store_create(&s, path, &info) == RL_OK, "%s", rl_error_msg());
     for (int t = 1; t <= 10; t++) {
@@ -129,7 +131,7 @@ static void write_lr_sweep(bool val, bool analysis)
         for (int seed = 1; seed <= 3; seed++)
             write_synth(&(struct synth){ "full", lrs[l], 4, seed, test_base[l] + 0.01 * seed,
                                          val ? val_base[l] + 0.01 * seed : NAN, 0.1 * (seed - 1),
-                                         analysis && seed == 1 });
+                                         analysis && seed == 1, NULL });
 }
 
 static char *slurp_file(const char *path)
@@ -268,13 +270,21 @@ START_TEST(test_grouping_never_merges_lrs)
 }
 END_TEST
 
-/* without validation accuracy, several settings are all drawn, named */
+/* without validation accuracy, several settings are all drawn, named; a
+ * seed present twice in one setting is named */
 START_TEST(test_no_validation_draws_every_setting)
 {
     write_lr_sweep(false, false);
     ck_assert_int_eq(plot(NULL, NULL), 0);
     char *txt = slurp_file(test_path(dir, "out.txt"));
-    ck_assert_msg(strstr(txt, "no validation accuracy to select by"), "%s", txt);
+    ck_assert_msg(strstr(txt, "no validation accuracy to select by") && !strstr(txt, "the same seed"), "%s", txt);
+    free(txt);
+    write_synth(&(struct synth){ "full", 1e-2, 4, 2, 0.5, NAN, 0, false, "-again" });
+    ck_assert_int_eq(plot(NULL, NULL), 0);
+    txt = slurp_file(test_path(dir, "out.txt"));
+    ck_assert_msg(strstr(txt, "full-lr0.01-s4-seed2-again.h5 and ") &&
+                      strstr(txt, "full-lr0.01-s4-seed2.h5: one setting, the same seed 2: both averaged"),
+                  "%s", txt);
     free(txt);
     char *tsv = slurp_file(test_path(dir, "figures/acc_params.tsv"));
     double m, sd;
@@ -321,8 +331,8 @@ END_TEST
 START_TEST(test_reference_lines)
 {
     write_lr_sweep(true, true);
-    write_synth(&(struct synth){ "none", 1e-3, 4, 1, 0.15, 0.16, 0, false });
-    write_synth(&(struct synth){ "lora", 1e-3, 4, 1, 0.3, 0.3, 0, true });
+    write_synth(&(struct synth){ "none", 1e-3, 4, 1, 0.15, 0.16, 0, false, NULL });
+    write_synth(&(struct synth){ "lora", 1e-3, 4, 1, 0.3, 0.3, 0, true, NULL });
     ck_assert_int_eq(plot(NULL, NULL), 0);
     static const char *const acc_figs[] = { "acc_params", "acc_shots", "acc_lr", "acc_memory", "acc_time",
                                             "curves_acc" };
@@ -358,7 +368,7 @@ START_TEST(test_every_figure_written)
     write_lr_sweep(true, true);
     for (int seed = 1; seed <= 2; seed++)
         for (int shots = 1; shots <= 4; shots *= 4)
-            write_synth(&(struct synth){ "lora", 1e-3, shots, seed, 0.3 + 0.01 * shots, 0.3, 0.05 * seed, seed == 1 });
+            write_synth(&(struct synth){ "lora", 1e-3, shots, seed, 0.3 + 0.01 * shots, 0.3, 0.05 * seed, seed == 1, NULL });
     ck_assert_int_eq(plot(NULL, NULL), 0);
     static const char *const figs[] = { "acc_params", "acc_params_s1", "acc_shots", "acc_lr", "acc_memory",
                                         "acc_time", "loss", "curves_acc", "curves_acc_s1", "curves_loss",
