@@ -43,7 +43,7 @@ static void report_usage(FILE *out)
             "  --metric M   val_accuracy (default, highest wins) or val_loss (lowest wins)\n"
             "  --format F   text (default), md (Markdown), tsv (one row per cell), latex\n"
             "  --all        also every setting of every cell, with its validation and\n"
-            "               test means (tsv: one row per setting)\n");
+            "               test means (tsv: one row per setting; not with latex)\n");
 }
 
 /* one usage error line (cli.h), exit status 2 */
@@ -110,6 +110,8 @@ int cmd_report(int argc, char **argv)
         return bad("no directory given");
     if (n_ov && !file)
         return bad("-s needs -c FILE");
+    if (all && fmt == REPORT_LATEX)
+        return bad("--all goes with --format text, md or tsv (latex prints the chosen cells)");
 
     if (file) {
         struct runner_shapes shapes = { 0 };

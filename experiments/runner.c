@@ -4,13 +4,11 @@
  * records. The step and the evaluation are in train_step.c; the model,
  * tokenizer and shape helpers other commands share in runner_model.c.
  */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/alloc.h"

@@ -35,11 +35,13 @@
  *   *  some seeds are missing or some runs did not finish in this group: the
  *      expected seeds are the grid's (report_options.seeds) or else every
  *      seed seen in the same table (dataset and model); a setting that
- *      lacks one, has an unfinished or stopped run, or a seed twice marks
- *      its group, and the footnote names them. Nothing is filled in: the
- *      means are over the runs that completed.
- *   !  some settings of the group had no validation metric and were left
- *      out of the choice.
+ *      lacks one, has an unfinished or stopped run, or (with a grid) a run
+ *      without a file marks its group, and the notes name them, one line
+ *      per setting and kind. Nothing is filled in: the means are over the
+ *      runs that completed. (The same run twice, e.g. a copy in a second
+ *      directory, counts once, with a note and no mark.)
+ *   !  some settings of the group completed without a validation metric and
+ *      were left out of the choice.
  *   =  the best mean was tied and a tie rule above decided.
  *
  * Ownership: a report_set owns its runs (and every string in them);
@@ -110,6 +112,7 @@ struct report_setting {
     char   *compact;        /* what differs from the method's other settings  */
     size_t  n_runs;         /* runs of the setting, present or not            */
     size_t  n_trainable;    /* of its first run                               */
+    size_t  rank;           /* of its first run (the matched one under a budget) */
     struct report_stat val, other_val, test;   /* metric, the other one, test */
     bool    selectable;
     bool    chosen;
@@ -147,6 +150,11 @@ void report_set_free(struct report_set *set);
 int report_run_read(struct store *s, const char *path, struct report_run *r);
 void report_run_free(struct report_run *r);
 
+/* The names of the *.h5 files directly in dir (not starting with '.'), in
+ * strcmp order; allocated (free each and the array). RL_ERR_IO with one
+ * line when dir cannot be read. */
+int report_list_run_files(const char *dir, char ***names, size_t *n);
+
 /* Every *.h5 directly in dir, in name order (or dir itself when it is a
  * file), added to set. A file that cannot be read is left out with one line
  * on err naming it; RL_ERR_ARG (nothing added) when dir cannot be read. */
@@ -162,6 +170,13 @@ int report_set_load(struct report_set *set, const char *dir, FILE *err);
  * the files named. RL_ERR_FORMAT when a plan does not render back. */
 int report_grid_check(struct report_set *set, const struct run_plan *plans, size_t n_plans,
                       const char *prog, FILE *err, size_t *n_differ);
+
+/* Compare set with the grid (when plans is non-NULL: report_grid_check,
+ * the expected seeds then default to the grid's), then build and print the
+ * report on out (out NULL: only the comparison). */
+int report_set_print(FILE *out, FILE *err, const char *prog, struct report_set *set,
+                     const struct run_plan *plans, size_t n_plans,
+                     const struct report_options *o, enum report_format fmt, bool all);
 
 /* Everything `randlora report` does after parsing its arguments: load the
  * run files of dirs[0..n_dirs) (each a directory or a run file), compare

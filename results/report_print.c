@@ -89,10 +89,10 @@ static const struct report_setting *chosen(const struct report_group *g)
     return g && g->chosen >= 0 ? &g->settings[g->chosen] : NULL;
 }
 
-/* the trainable count of a row: its chosen settings' common count, or 0
- * with *varies when they differ */
-static size_t row_trainable(const struct report *rep, size_t table, const struct table *t,
-                            const struct run_key *row, bool *varies)
+/* a row's trainable count (rank: its rank) over its cells: the chosen
+ * settings' common value, or *varies when they differ */
+static size_t row_value(const struct report *rep, size_t table, const struct table *t,
+                        const struct run_key *row, bool rank, bool *varies)
 {
     size_t n = 0;
     bool have = false;
@@ -105,13 +105,30 @@ static size_t row_trainable(const struct report *rep, size_t table, const struct
 
         if (!g)
             continue;
-        v = s ? s->n_trainable : g->settings[0].n_trainable;
+        if (!s)
+            s = &g->settings[0];
+        v = rank ? s->rank : s->n_trainable;
         if (have && v != n)
             *varies = true;
         n = v;
         have = true;
     }
     return n;
+}
+
+/* the rank column: the rank, or under a budget the matched rank */
+static void rank_text(const struct report *rep, size_t table, const struct table *t,
+                      const struct run_key *row, char *buf, size_t cap)
+{
+    bool varies;
+    size_t r = row_value(rep, table, t, row, true, &varies);
+
+    if (!r)
+        snprintf(buf, cap, "-");
+    else if (varies)
+        snprintf(buf, cap, "varies");
+    else
+        snprintf(buf, cap, "%zu", r);
 }
 
 static void col_label(const struct run_key *k, char *buf, size_t cap)
@@ -246,11 +263,11 @@ static void print_main(FILE *out, const struct report *rep, size_t table, const 
     for (size_t r = 0; r < t->n_rows; r++) {
         const struct run_key *k = t->rows[r];
         bool varies;
-        size_t tr = row_trainable(rep, table, t, k, &varies);
+        size_t tr = row_value(rep, table, t, k, false, &varies);
         char budget[32], rank[32], trainable[32];
 
         snprintf(budget, sizeof(budget), k->budget ? "%zu" : "-", k->budget);
-        snprintf(rank, sizeof(rank), k->rank && !k->budget ? "%zu" : "-", k->rank);
+        rank_text(rep, table, t, k, rank, sizeof(rank));
         snprintf(trainable, sizeof(trainable), varies ? "varies" : "%zu", tr);
         if (md)
             fprintf(out, "| %s | %s | %s | %s |", k->method, budget, rank, trainable);
@@ -480,6 +497,27 @@ static void tex_cell(FILE *out, const struct report_group *g)
         fprintf(out, "$^{%s}$", marks);
 }
 
+/* what the marks and "n/s" of the table mean, as comments */
+static void latex_legend(FILE *out, const struct report *rep, size_t table)
+{
+    unsigned all = 0;
+    bool ns = false;
+
+    for (size_t g = 0; g < rep->n_groups; g++)
+        if (rep->groups[g].table == table) {
+            all |= rep->groups[g].marks;
+            ns |= rep->groups[g].choice == REPORT_NOT_SELECTABLE;
+        }
+    if (all & REPORT_MARK_INCOMPLETE)
+        fprintf(out, "%% *: seeds missing or runs unfinished (means over the completed runs)\n");
+    if (all & REPORT_MARK_NO_VAL)
+        fprintf(out, "%% !: settings without a validation metric left out of the choice\n");
+    if (all & REPORT_MARK_TIE)
+        fprintf(out, "%% =: a tie on the validation mean, decided by the tie rule\n");
+    if (ns)
+        fprintf(out, "%% n/s: several settings and no validation split: not selectable\n");
+}
+
 static void print_latex(FILE *out, const struct report *rep, size_t table, const struct table *t)
 {
     char buf[96];
@@ -497,17 +535,20 @@ static void print_latex(FILE *out, const struct report *rep, size_t table, const
     for (size_t r = 0; r < t->n_rows; r++) {
         const struct run_key *k = t->rows[r];
         bool varies;
-        size_t tr = row_trainable(rep, table, t, k, &varies);
+        size_t tr = row_value(rep, table, t, k, false, &varies);
+        char rank[32];
 
+        rank_text(rep, table, t, k, rank, sizeof(rank));
         tex_text(out, k->method);
         fprintf(out, k->budget ? " & %zu" : " & --", k->budget);
-        fprintf(out, k->rank && !k->budget ? " & %zu" : " & --", k->rank);
+        fprintf(out, " & %s", strcmp(rank, "-") ? rank : "--");
         fprintf(out, varies ? " & varies" : " & %zu", tr);
         for (size_t c = 0; c < t->n_cols; c++)
             tex_cell(out, cell(rep, table, k, t->cols[c]));
         fprintf(out, " \\\\\n");
     }
     fprintf(out, "\\hline\n\\end{tabular}\n");
+    latex_legend(out, rep, table);
     /* the chosen settings, as comments the source keeps */
     for (size_t r = 0; r < t->n_rows; r++)
         for (size_t c = 0; c < t->n_cols; c++) {

@@ -65,13 +65,38 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+int report_list_run_files(const char *dir, char ***names, size_t *n)
+{
+    DIR *d;
+    struct dirent *de;
+    size_t cap = 0;
+
+    *names = NULL;
+    *n = 0;
+    if (!(d = opendir(dir)))
+        return rl_error_set(RL_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+
+        if (len < 4 || de->d_name[0] == '.' || strcmp(de->d_name + len - 3, ".h5"))
+            continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 32;
+            *names = xrealloc_array(*names, cap, sizeof(**names));
+        }
+        (*names)[(*n)++] = xstrdup(de->d_name);
+    }
+    closedir(d);
+    if (*n)
+        qsort(*names, *n, sizeof(**names), name_cmp);
+    return RL_OK;
+}
+
 int report_set_load(struct report_set *set, const char *dir, FILE *err)
 {
     struct stat st;
-    DIR *d;
-    struct dirent *de;
-    char **names = NULL;
-    size_t n = 0, cap = 0;
+    char **names;
+    size_t n;
 
     if (!err)
         err = stderr;
@@ -82,22 +107,8 @@ int report_set_load(struct report_set *set, const char *dir, FILE *err)
             return rl_error_set(RL_ERR_ARG, "%s: not a readable run file", dir);
         return RL_OK;
     }
-    if (!(d = opendir(dir)))
-        return rl_error_set(RL_ERR_ARG, "%s: cannot open directory: %s", dir, strerror(errno));
-    while ((de = readdir(d)) != NULL) {
-        size_t len = strlen(de->d_name);
-
-        if (len < 4 || de->d_name[0] == '.' || strcmp(de->d_name + len - 3, ".h5"))
-            continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 32;
-            names = xrealloc_array(names, cap, sizeof(*names));
-        }
-        names[n++] = xstrdup(de->d_name);
-    }
-    closedir(d);
-    if (n)
-        qsort(names, n, sizeof(*names), name_cmp);
+    if (report_list_run_files(dir, &names, &n) != RL_OK)
+        return rl_error_set(RL_ERR_ARG, "%s", rl_error_msg());
     for (size_t i = 0; i < n; i++) {
         size_t need = strlen(dir) + strlen(names[i]) + 2;
         char *path = xmalloc(need);
@@ -169,7 +180,7 @@ int report_grid_check(struct report_set *set, const struct run_plan *plans, size
             run_key_free(&want);
             free(ini);
             fprintf(err, "%s: warning: %s: its stored plan differs from the grid's run %s "
-                    "(%s; file vs grid): reported as a setting of its own\n", prog, r->path,
+                    "(file vs grid: %s): reported as a setting of its own\n", prog, r->path,
                     plans[p].id, diff ? diff : "in rendering only");
             free(diff);
         } else {
@@ -186,22 +197,16 @@ int report_grid_check(struct report_set *set, const struct run_plan *plans, size
     return rc;
 }
 
-int report_from_dirs(FILE *out, FILE *err, const char *prog, const char *const *dirs,
-                     size_t n_dirs, const struct run_plan *plans, size_t n_plans,
+int report_set_print(FILE *out, FILE *err, const char *prog, struct report_set *set,
+                     const struct run_plan *plans, size_t n_plans,
                      const struct report_options *o, enum report_format fmt, bool all)
 {
-    struct report_set set = { 0 };
     struct report rep;
     struct report_options opt = *o;
     uint64_t *seeds = NULL;
     int rc = RL_OK;
 
-    for (size_t d = 0; d < n_dirs && rc == RL_OK; d++)
-        rc = report_set_load(&set, dirs[d], err);
-    if (rc == RL_OK && set.n == 0)
-        rc = rl_error_set(RL_ERR_ARG, "no readable run file (*.h5) in %s%s", dirs[0],
-                          n_dirs > 1 ? " and the other paths given" : "");
-    if (rc == RL_OK && plans) {
+    if (plans) {
         /* the grid's seeds, in grid order, unless the caller gave some */
         if (!o->seeds) {
             seeds = xcalloc(n_plans ? n_plans : 1, sizeof(*seeds));
@@ -216,13 +221,30 @@ int report_from_dirs(FILE *out, FILE *err, const char *prog, const char *const *
             }
             opt.seeds = seeds;
         }
-        rc = report_grid_check(&set, plans, n_plans, prog, err, NULL);
+        rc = report_grid_check(set, plans, n_plans, prog, err, NULL);
     }
-    if (rc == RL_OK && (rc = report_build(&rep, &set, &opt)) == RL_OK) {
+    if (rc == RL_OK && out && (rc = report_build(&rep, set, &opt)) == RL_OK) {
         report_print(out, &rep, fmt, all);
         report_free(&rep);
     }
     free(seeds);
+    return rc;
+}
+
+int report_from_dirs(FILE *out, FILE *err, const char *prog, const char *const *dirs,
+                     size_t n_dirs, const struct run_plan *plans, size_t n_plans,
+                     const struct report_options *o, enum report_format fmt, bool all)
+{
+    struct report_set set = { 0 };
+    int rc = RL_OK;
+
+    for (size_t d = 0; d < n_dirs && rc == RL_OK; d++)
+        rc = report_set_load(&set, dirs[d], err);
+    if (rc == RL_OK && set.n == 0)
+        rc = rl_error_set(RL_ERR_ARG, "no readable run file (*.h5) in %s%s", dirs[0],
+                          n_dirs > 1 ? " and the other paths given" : "");
+    if (rc == RL_OK)
+        rc = report_set_print(out, err, prog, &set, plans, n_plans, o, fmt, all);
     report_set_free(&set);
     return rc;
 }

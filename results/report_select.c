@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,24 +78,27 @@ double report_t975(size_t df)
 
 void report_stat_compute(struct report_stat *st, const double *x, size_t n)
 {
-    double sum = 0.0, ss = 0.0;
+    /* sums of the differences from the first value: equal values give
+     * exactly that value and sd 0, and nothing cancels for nearby ones */
+    double x0 = NAN, d = 0.0, dd = 0.0, ss;
 
     st->n = 0;
     st->mean = st->sd = st->lo = st->hi = NAN;
     for (size_t i = 0; i < n; i++)
         if (isfinite(x[i])) {
-            sum += x[i];
+            if (!st->n)
+                x0 = x[i];
+            d += x[i] - x0;
+            dd += (x[i] - x0) * (x[i] - x0);
             st->n++;
         }
     if (!st->n)
         return;
-    st->mean = sum / (double)st->n;
+    st->mean = x0 + d / (double)st->n;
     if (st->n < 2)
         return;
-    for (size_t i = 0; i < n; i++)
-        if (isfinite(x[i]))
-            ss += (x[i] - st->mean) * (x[i] - st->mean);
-    st->sd = sqrt(ss / (double)(st->n - 1));
+    ss = dd - d * d / (double)st->n;
+    st->sd = sqrt(ss > 0.0 ? ss / (double)(st->n - 1) : 0.0);
     if (st->n >= 3) {
         double half = report_t975(st->n - 1) * st->sd / sqrt((double)st->n);
 
@@ -188,9 +192,15 @@ static void note_add(char **notes, const char *fmt, ...)
     memcpy(*notes + old, line, add + 1);
 }
 
+/* "lr=0.001: " naming the setting in a note, "" when it is the only one */
 static const char *setting_label(const struct report_setting *s)
 {
-    return s->compact && *s->compact ? s->compact : "the setting";
+    static char buf[512];
+
+    if (!s->compact || !*s->compact)
+        return "";
+    snprintf(buf, sizeof(buf), "%s: ", s->compact);
+    return buf;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -261,8 +271,8 @@ static void choose(struct report_group *g, enum report_metric metric)
         n_complete += g->settings[s].test.n;
         if (g->settings[s].selectable)
             n_sel++;
-        else if (g->settings[s].val.n == 0)
-            n_noval++;
+        else if (g->settings[s].val.n == 0 && g->settings[s].test.n > 0)
+            n_noval++;                  /* completed, but no validation metric */
     }
     if (n_complete == 0 && n_sel == 0) {
         g->choice = REPORT_NONE_COMPLETE;
@@ -310,6 +320,44 @@ static void choose(struct report_group *g, enum report_metric metric)
     }
 }
 
+/* seeds of one kind of trouble in a setting, for one note line */
+#define SEED_LIST_MAX 12
+
+struct seed_list {
+    uint64_t seed[SEED_LIST_MAX];
+    size_t n;                   /* all of them, also past SEED_LIST_MAX */
+    const char *path;           /* the first one's file, or NULL */
+};
+
+static void seed_list_add(struct seed_list *l, uint64_t seed, const char *path)
+{
+    if (l->n < SEED_LIST_MAX)
+        l->seed[l->n] = seed;
+    if (!l->n)
+        l->path = path;
+    l->n++;
+}
+
+/* "lr=0.001: seed 3 did not finish (PATH)" or "seeds 2, 3, 5 missing" */
+static void seed_list_note(char **notes, const struct report_setting *st,
+                           const struct seed_list *l, const char *what)
+{
+    char seeds[256];
+    size_t len = 0;
+
+    if (!l->n)
+        return;
+    for (size_t i = 0; i < l->n && i < SEED_LIST_MAX; i++)
+        len += (size_t)snprintf(seeds + len, sizeof(seeds) - len, "%s%llu", i ? ", " : "",
+                                (unsigned long long)l->seed[i]);
+    if (l->n > SEED_LIST_MAX)
+        snprintf(seeds + len, sizeof(seeds) - len, ", ... (%zu in all)", l->n);
+    if (l->n == 1 && l->path)
+        note_add(notes, "%sseed %s %s (%s)", setting_label(st), seeds, what, l->path);
+    else
+        note_add(notes, "%sseed%s %s %s", setting_label(st), l->n == 1 ? "" : "s", seeds, what);
+}
+
 /* ------------------------------------------------------------------------ */
 /* one setting                                                               */
 
@@ -320,40 +368,35 @@ static void setting_compute(struct report_group *g, struct report_setting *st,
     double *v = xcalloc(st->n_runs, sizeof(double));
     double *o = xcalloc(st->n_runs, sizeof(double));
     double *t = xcalloc(st->n_runs, sizeof(double));
-    bool stopped = false;
+    struct seed_list twice = { 0 }, stopped = { 0 }, no_file = { 0 }, unfinished = { 0 };
+    struct seed_list missing = { 0 };
 
     sort_by_seed(st->runs, st->n_runs, set);
     st->n_trainable = set->runs[st->runs[0]].key.n_trainable;
+    st->rank = set->runs[st->runs[0]].key.rank;
     for (size_t i = 0; i < st->n_runs; i++) {
         const struct report_run *r = &set->runs[st->runs[i]];
         bool done = r->present && r->completed;
 
+        v[i] = o[i] = t[i] = NAN;
+        /* the same run twice (e.g. two directories holding copies): the
+         * first one counts, once */
+        if (i && set->runs[st->runs[i - 1]].key.seed == r->key.seed && r->present &&
+            set->runs[st->runs[i - 1]].present) {
+            seed_list_add(&twice, r->key.seed, r->path);
+            continue;
+        }
         v[i] = done && r->has_val ? metric_of(r, metric) : NAN;
         o[i] = done && r->has_val ? metric_of(r, metric == REPORT_VAL_LOSS ? REPORT_VAL_ACCURACY
                                                                            : REPORT_VAL_LOSS)
                                   : NAN;
         t[i] = done ? r->test_accuracy : NAN;
-        if (r->stopped) {
-            stopped = true;
-            note_add(&g->notes, "%s: seed %llu stopped (non-finite loss): not selectable",
-                     setting_label(st), (unsigned long long)r->key.seed);
-        } else if (!r->present) {
-            note_add(&g->notes, "%s: seed %llu has no run file", setting_label(st),
-                     (unsigned long long)r->key.seed);
-        } else if (!r->completed) {
-            note_add(&g->notes, "%s: seed %llu did not finish (%s)", setting_label(st),
-                     (unsigned long long)r->key.seed, r->path);
-        }
-        if (r->present && (r->stopped || !r->completed))
-            g->marks |= REPORT_MARK_INCOMPLETE;
-        if (!r->present)
-            g->marks |= REPORT_MARK_INCOMPLETE;
-        if (i && set->runs[st->runs[i - 1]].key.seed == r->key.seed && r->present &&
-            set->runs[st->runs[i - 1]].present) {
-            g->marks |= REPORT_MARK_INCOMPLETE;
-            note_add(&g->notes, "%s: seed %llu twice (%s)", setting_label(st),
-                     (unsigned long long)r->key.seed, r->path);
-        }
+        if (r->stopped)
+            seed_list_add(&stopped, r->key.seed, r->path);
+        else if (!r->present)
+            seed_list_add(&no_file, r->key.seed, NULL);
+        else if (!r->completed)
+            seed_list_add(&unfinished, r->key.seed, r->path);
     }
     /* expected seeds without any run of this setting */
     for (size_t k = 0; k < n_seeds; k++) {
@@ -361,16 +404,20 @@ static void setting_compute(struct report_group *g, struct report_setting *st,
 
         for (size_t i = 0; i < st->n_runs && !found; i++)
             found = set->runs[st->runs[i]].key.seed == seeds[k];
-        if (!found) {
-            g->marks |= REPORT_MARK_INCOMPLETE;
-            note_add(&g->notes, "%s: seed %llu missing", setting_label(st),
-                     (unsigned long long)seeds[k]);
-        }
+        if (!found)
+            seed_list_add(&missing, seeds[k], NULL);
     }
+    if (stopped.n || no_file.n || unfinished.n || missing.n)
+        g->marks |= REPORT_MARK_INCOMPLETE;
+    seed_list_note(&g->notes, st, &stopped, "stopped (non-finite loss): not selectable");
+    seed_list_note(&g->notes, st, &unfinished, "did not finish");
+    seed_list_note(&g->notes, st, &no_file, "without a run file");
+    seed_list_note(&g->notes, st, &missing, "missing");
+    seed_list_note(&g->notes, st, &twice, "twice: the copy not counted");
     report_stat_compute(&st->val, v, st->n_runs);
     report_stat_compute(&st->other_val, o, st->n_runs);
     report_stat_compute(&st->test, t, st->n_runs);
-    st->selectable = st->val.n > 0 && !stopped;
+    st->selectable = st->val.n > 0 && stopped.n == 0;
     free(v);
     free(o);
     free(t);

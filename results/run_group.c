@@ -214,26 +214,34 @@ const char *run_key_short_name(const char *key)
     return dot ? dot + 1 : key;
 }
 
-/* "name=value" appended to t (space-separated), numbers with %g */
-static void add_compact(struct text *t, const char *key, const char *value)
+/* "name=value" (key NULL: the value alone) appended to t, numbers with %g,
+ * lists without their spaces */
+static void add_value(struct text *t, const char *key, const char *value)
 {
     char num[48];
     char *end;
     double v = strtod(value, &end);
 
-    if (t->len)
-        text_add(t, " ", 1);
-    text_puts(t, run_key_short_name(key));
-    text_add(t, "=", 1);
+    if (key) {
+        text_puts(t, run_key_short_name(key));
+        text_add(t, "=", 1);
+    }
     if (*value && !*end && end != value && isfinite(v)) {
         snprintf(num, sizeof(num), "%g", v);
         text_puts(t, num);
     } else {
-        /* a list value ("q_proj, v_proj") without its spaces */
         for (const char *c = value; *c; c++)
             if (*c != ' ')
                 text_add(t, c, 1);
     }
+}
+
+/* "name=value" appended to t, space-separated */
+static void add_compact(struct text *t, const char *key, const char *value)
+{
+    if (t->len)
+        text_add(t, " ", 1);
+    add_value(t, key, value);
 }
 
 static void make_brief(struct run_key *k)
@@ -342,16 +350,14 @@ char *run_key_diff(const struct run_key *a, const struct run_key *b)
             if (same_value(va, vb) || (pass && items_get(other, key)))
                 continue;                   /* equal, or listed in pass 0 */
             if (t.len)
-                text_puts(&t, ", ");
-            text_puts(&t, run_key_short_name(key));
-            text_add(&t, "=", 1);
-            text_puts(&t, va ? va : "-");
+                text_puts(&t, "; ");
+            add_value(&t, key, va ? va : "-");
             text_puts(&t, " vs ");
-            text_puts(&t, vb ? vb : "-");
+            add_value(&t, NULL, vb ? vb : "-");
         }
     }
     if (a->seed != b->seed) {
-        snprintf(num, sizeof(num), "%sseed %llu vs %llu", t.len ? ", " : "",
+        snprintf(num, sizeof(num), "%sseed %llu vs %llu", t.len ? "; " : "",
                  (unsigned long long)a->seed, (unsigned long long)b->seed);
         text_puts(&t, num);
     }
@@ -385,26 +391,35 @@ const char *run_key_get(const struct run_key *k, const char *key)
     return NULL;
 }
 
-int run_key_from_config_text(const char *ini, const char *where, struct run_key *k)
+int run_plan_from_config_text(const char *ini, const char *where, struct run_plan **plan)
 {
     struct experiment e;
-    struct run_plan *plan = NULL;
     size_t n_plans = 0;
-    struct items all = { 0 }, setting = { 0 };
-    struct text group = { 0 }, set = { 0 }, config = { 0 };
-    char *canon;
     int rc = RL_OK;
 
-    memset(k, 0, sizeof(*k));
+    *plan = NULL;
     memset(&e, 0, sizeof(e));
     if (!where)
         where = "run";
     if (experiment_parse(&e, ini, where, NULL, 0) != RL_OK ||
-        experiment_expand(&e, NULL, NULL, &plan, &n_plans) != RL_OK || n_plans != 1) {
+        experiment_expand(&e, NULL, NULL, plan, &n_plans) != RL_OK || n_plans != 1) {
         rc = rl_error_set(RL_ERR_FORMAT, "%s: /config is not one run: %s", where,
                           n_plans > 1 ? "several runs" : rl_error_msg());
-        goto out;
+        if (*plan)
+            run_plans_free(*plan, n_plans);
+        *plan = NULL;
     }
+    experiment_free(&e);
+    return rc;
+}
+
+void run_key_from_plan(const struct run_plan *plan, struct run_key *k)
+{
+    struct items all = { 0 }, setting = { 0 };
+    struct text group = { 0 }, set = { 0 }, config = { 0 };
+    char *canon;
+
+    memset(k, 0, sizeof(*k));
     k->id = xstrdup(plan->id);
     k->dataset = xstrdup(plan->dataset);
     k->model = xstrdup(plan->model.name);
@@ -425,6 +440,10 @@ int run_key_from_config_text(const char *ini, const char *where, struct run_key 
         /* a budget-sized run's group is its budget, not the rank it matched */
         if (pl == PLACE_GROUP && plan->budget && !strcmp(all.v[i].key, "method.rank"))
             pl = PLACE_IGNORED;
+        /* `none` trains nothing: its [train] and [method] keys change nothing */
+        if (pl == PLACE_SETTING && !strcmp(plan->method, "none") &&
+            (!strncmp(all.v[i].key, "train.", 6) || !strncmp(all.v[i].key, "method.", 7)))
+            pl = PLACE_IGNORED;
         if (pl == PLACE_GROUP)
             add_line(&group, &all.v[i]);
         if (pl == PLACE_SETTING) {
@@ -444,13 +463,21 @@ int run_key_from_config_text(const char *ini, const char *where, struct run_key 
     k->items = setting.v;
     k->n_items = setting.n;
     make_brief(k);
-    rl_error_clear();
-out:
     items_free(all.v, all.n);
-    if (plan)
-        run_plans_free(plan, n_plans);
-    experiment_free(&e);
-    return rc;
+}
+
+int run_key_from_config_text(const char *ini, const char *where, struct run_key *k)
+{
+    struct run_plan *plan;
+    int rc;
+
+    memset(k, 0, sizeof(*k));
+    if ((rc = run_plan_from_config_text(ini, where, &plan)) != RL_OK)
+        return rc;
+    run_key_from_plan(plan, k);
+    run_plans_free(plan, 1);
+    rl_error_clear();
+    return RL_OK;
 }
 
 int run_key_from_store(struct store *s, struct run_key *k)

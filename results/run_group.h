@@ -31,6 +31,9 @@
  *            [model], eval, prompt, ... A key the renderer gains later (a
  *            new hyperparameter or axis) lands here without a change to
  *            this file.
+ *            For the zero-shot baseline `none`, which trains nothing, the
+ *            [train] and [method] keys are ignored: its runs at any lr are
+ *            one setting.
  *
  * Canonical strings: `group`, `setting` and `config` are the kept items as
  * "section.key=value" lines joined with '\n' (no trailing newline), so two
@@ -56,6 +59,7 @@
 #include <stdint.h>
 
 struct store;
+struct run_plan;
 
 /* one "section.key = value" of a rendered plan */
 struct run_key_item {
@@ -90,6 +94,15 @@ struct run_key {
  * text is not the plan of exactly one run. On failure k is zeroed. */
 int  run_key_from_config_text(const char *ini, const char *where, struct run_key *k);
 
+/* The one run plan of stored plan text `ini` (parsed and expanded without
+ * shapes, as `randlora train` reads a run file back): *plan is an array of
+ * one, free with run_plans_free(*plan, 1); NULL on failure (RL_ERR_FORMAT
+ * with one line naming `where`). */
+int  run_plan_from_config_text(const char *ini, const char *where, struct run_plan **plan);
+
+/* The key of a plan (always succeeds). */
+void run_key_from_plan(const struct run_plan *plan, struct run_key *k);
+
 /* The same from an open run file's /config; rank and n_trainable are then
  * the ones stored in /method (what was trained). */
 int  run_key_from_store(struct store *s, struct run_key *k);
@@ -115,9 +128,10 @@ char *run_key_setting_compact(const char *setting, const char *const *settings, 
 
 /* What differs between two runs, for messages naming a run file whose
  * stored plan is not the grid's: their configurations (group and setting
- * keys, short names) and seeds, "lr=0.001 vs 0.003, shots=4 vs 8, seed 1 vs
- * 2" (a's value first; "-" for a key one of them lacks). Allocated (caller
- * frees); NULL when configuration and seed are equal. */
+ * keys, short names, values as run_key_setting_compact prints them) and
+ * seeds, "lr=0.001 vs 0.003; shots=4 vs 8; seed 1 vs 2" (a's value first;
+ * "-" for a key one of them lacks). Allocated (caller frees); NULL when
+ * configuration and seed are equal. */
 char *run_key_diff(const struct run_key *a, const struct run_key *b);
 
 #endif /* RANDLORA_RESULTS_RUN_GROUP_H */

@@ -45,6 +45,7 @@ int main(int argc, char **argv)
         suite_run_group,
         suite_report,
         suite_report_files,
+        suite_sweep_summary,
         suite_bench,
     };
     SRunner *sr = srunner_create(NULL);

@@ -53,6 +53,21 @@ static void add(struct report_set *set, const char *method, size_t shots, const 
     report_set_add(set, &r);
 }
 
+/* a randlora run sized by budget 50000 whose setting (lr) matched rank r */
+static void add_budget(struct report_set *set, const char *lr, uint64_t seed, double val,
+                       double test, size_t r, size_t trainable)
+{
+    add(set, "randlora", 4, lr, seed, val, 1.0, test);
+    struct run_key *k = &set->runs[set->n - 1].key;
+
+    free(k->group);
+    k->group = xstrdup("model.name=m\ndata.dataset=d\ndata.shots=4\nmethod.methods=randlora\n"
+                       "method.budget=50000");
+    k->budget = 50000;
+    k->rank = r;
+    k->n_trainable = trainable;
+}
+
 static const struct report_options acc_opts = { REPORT_VAL_ACCURACY, NULL, 0 };
 
 static const struct report_group *find(const struct report *rep, const char *method,
@@ -206,6 +221,16 @@ START_TEST(test_missing_and_unfinished)
     ck_assert_ptr_nonnull(strstr(g->notes, "seed 2 stopped"));
     report_free(&rep);
 
+    /* a copy of a run (same setting and seed) counts once */
+    add(&set, "lora", 4, "0.001", 2, 0.7, 1.0, 0.99);
+    ck_assert_int_eq(report_build(&rep, &set, &acc_opts), RL_OK);
+    g = find(&rep, "lora", 4);
+    s = &g->settings[g->chosen];
+    ck_assert_uint_eq(s->test.n, 2);
+    ck_assert_double_eq_tol(s->test.mean, 0.55, 1e-12);
+    ck_assert_ptr_nonnull(strstr(g->notes, "lr=0.001: seed 2 twice: the copy not counted (run.h5)"));
+    report_free(&rep);
+
     /* with the grid's seeds 1..4, every setting misses seed 4 */
     uint64_t seeds[] = { 1, 2, 3, 4 };
     struct report_options o = { REPORT_VAL_ACCURACY, seeds, 4 };
@@ -260,6 +285,12 @@ START_TEST(test_statistics)
     ck_assert_double_eq_tol(st.mean, 0.65, 1e-12);
     ck_assert_double_eq_tol(st.sd, 0.037416573867739396, 1e-12);
     ck_assert_double_eq_tol(st.hi - st.mean, 0.0595381186255734, 1e-12);
+    {
+        const double same[] = { 0.1, 0.1, 0.1 };
+
+        report_stat_compute(&st, same, 3);          /* equal values: exact */
+        ck_assert(st.mean == 0.1 && st.sd == 0.0 && st.lo == 0.1 && st.hi == 0.1);
+    }
     report_stat_compute(&st, one, 1);
     ck_assert_uint_eq(st.n, 1);
     ck_assert(isnan(st.sd) && isnan(st.lo));
@@ -318,7 +349,7 @@ START_TEST(test_formats)
     ck_assert_ptr_nonnull(strstr(t, "0.1000 +- 0.0000 (3)"));
     ck_assert_ptr_nonnull(strstr(t, "lora r4"));
     ck_assert_ptr_nonnull(strstr(t, "lr=0.001"));
-    ck_assert_ptr_nonnull(strstr(t, "seed 2 missing"));
+    ck_assert_ptr_nonnull(strstr(t, "seeds 2, 3 missing"));
     ck_assert_ptr_null(strstr(t, "every setting"));
     /* the test mean of the unchosen setting appears only with --all */
     ck_assert_ptr_null(strstr(t, "0.7100"));
@@ -348,7 +379,35 @@ START_TEST(test_formats)
     ck_assert_ptr_nonnull(strstr(t, "\\begin{tabular}{lrrrcc}"));
     ck_assert_ptr_nonnull(strstr(t, "lora & -- & 4 & 1000 & $0.5200 \\pm 0.0200$"));
     ck_assert_ptr_nonnull(strstr(t, "$0.8000$$^{*}$"));
+    ck_assert_ptr_nonnull(strstr(t, "% *: seeds missing or runs unfinished"));
     ck_assert_ptr_nonnull(strstr(t, "\\end{tabular}"));
+    free(t);
+    report_free(&rep);
+    report_set_free(&set);
+}
+END_TEST
+
+/* a budget row shows its budget, and the rank and count of the chosen
+ * setting (which the budget matched for it) */
+START_TEST(test_budget_rows)
+{
+    struct report_set set = { 0 };
+    struct report rep;
+    char *t = NULL;
+    size_t len = 0;
+    FILE *fp;
+
+    for (uint64_t s = 1; s <= 2; s++) {
+        add_budget(&set, "0.001", s, 0.4, 0.3, 2, 49000);
+        add_budget(&set, "0.003", s, 0.6, 0.5, 3, 50100);
+    }
+    ck_assert_int_eq(report_build(&rep, &set, &acc_opts), RL_OK);
+    ck_assert_uint_eq(rep.n_groups, 1);
+    ck_assert_ptr_nonnull(fp = open_memstream(&t, &len));
+    report_print(fp, &rep, REPORT_TEXT, false);
+    fclose(fp);
+    ck_assert_msg(strstr(t, "randlora      50000     3      50100  0.5000 +- 0.0000 (2)"), "%s", t);
+    ck_assert_ptr_nonnull(strstr(t, "randlora b50000    4-shot   lr=0.003"));
     free(t);
     report_free(&rep);
     report_set_free(&set);
@@ -366,6 +425,7 @@ Suite *suite_report(void)
     tcase_add_test(tc, test_no_validation);
     tcase_add_test(tc, test_statistics);
     tcase_add_test(tc, test_formats);
+    tcase_add_test(tc, test_budget_rows);
     suite_add_tcase(s, tc);
     return s;
 }

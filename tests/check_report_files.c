@@ -136,10 +136,10 @@ START_TEST(test_report_grid)
                            "method.methods=lora,none" };
     ck_assert_int_eq(report(&f, 8, argv, &out, &err), 0);
     ck_assert_ptr_nonnull(strstr(err, "lora-lr3e-3-seed1.h5: its stored plan differs from the "
-                                      "grid's run lora-r4-s4-seed1 (lr=0.003 vs 0.001; file vs grid)"));
+                                      "grid's run lora-r4-s4-seed1 (file vs grid: lr=0.003 vs 0.001)"));
     ck_assert_ptr_nonnull(strstr(err, "lora-lr3e-3-seed3.h5"));
     ck_assert_ptr_null(strstr(err, "lora-lr1e-3-seed1.h5"));   /* a run of the grid */
-    ck_assert_ptr_nonnull(strstr(out, "seed 4 has no run file"));
+    ck_assert_ptr_nonnull(strstr(out, "seed 4 without a run file"));
     ck_assert_ptr_nonnull(strstr(out, "0.5200 +- 0.0200 (3)*"));
     free(out);
     free(err);
@@ -197,6 +197,11 @@ START_TEST(test_report_errors)
     const char *metric[] = { "report", f.dir, "--metric", "accuracy" };
     ck_assert_int_eq(report(&f, 4, metric, &out, &err), 2);
     ck_assert_ptr_nonnull(strstr(err, "--metric 'accuracy'"));
+    free(out);
+    free(err);
+    const char *latex_all[] = { "report", f.dir, "--format", "latex", "--all" };
+    ck_assert_int_eq(report(&f, 5, latex_all, &out, &err), 2);
+    ck_assert_ptr_nonnull(strstr(err, "--all goes with --format text, md or tsv"));
     free(out);
     free(err);
     const char *missing[] = { "report", "/nonexistent/runs" };

@@ -183,6 +183,16 @@ START_TEST(test_groups)
     ck_assert_str_eq(fu.group, "model.name=clip-tiny\ndata.dataset=shapes-count\n"
                                "data.shots=4\nmethod.methods=full");
     ck_assert_str_eq(no.method, "none");
+    {
+        const char *none_lr[] = { "method.methods=none", "train.lr=5e-2", "method.alpha=3" };
+        struct run_key no2;
+
+        key_of(&no2, none_lr, 3);       /* nothing trained: lr and alpha change nothing */
+        ck_assert_str_eq(no.config, no2.config);
+        ck_assert_ptr_null(run_key_get(&no2, "train.lr"));
+        ck_assert_ptr_nonnull(run_key_get(&no2, "data.eval_limit"));
+        run_key_free(&no2);
+    }
     ck_assert_uint_eq(fu.rank, 0);
     ck_assert_str_eq(run_key_get(&fu, "train.lr"), "0.0001");
     {
@@ -295,6 +305,30 @@ START_TEST(test_from_store)
 }
 END_TEST
 
+START_TEST(test_diff)
+{
+    const char *other[] = { "train.lr=3e-3", "data.shots=8", "sweep.seeds=2",
+                            "experiment.output=/tmp/x" };
+    const char *epochs[] = { "train.epochs.lora=2" };
+    struct run_key a, b, c;
+    char *d;
+
+    key_of(&a, NULL, 0);
+    key_of(&b, other, 4);
+    key_of(&c, epochs, 1);
+    ck_assert_ptr_null(run_key_diff(&a, &a));
+    d = run_key_diff(&a, &b);
+    ck_assert_str_eq(d, "shots=4 vs 8; lr=0.001 vs 0.003; seed 1 vs 2");
+    free(d);
+    d = run_key_diff(&a, &c);
+    ck_assert_str_eq(d, "steps=10 vs -; epochs=- vs 2");
+    free(d);
+    run_key_free(&a);
+    run_key_free(&b);
+    run_key_free(&c);
+}
+END_TEST
+
 START_TEST(test_short_names)
 {
     ck_assert_str_eq(run_key_short_name("train.weight_decay"), "wd");
@@ -316,6 +350,7 @@ Suite *suite_run_group(void)
     tcase_add_test(tc, test_budget_group);
     tcase_add_test(tc, test_bad_text);
     tcase_add_test(tc, test_from_store);
+    tcase_add_test(tc, test_diff);
     tcase_add_test(tc, test_short_names);
     suite_add_tcase(s, tc);
     return s;

@@ -5,13 +5,17 @@
  * sample, other seeds other splits; periodic and final /eval rows are the
  * validation split and /final/accuracy the test set (checked against runs
  * that evaluate those sets directly); the fraction and spec forms; resume
- * bit for bit with a split; `randlora info` on such a file.
+ * bit for bit with a split; `randlora info` on such a file; a run file
+ * from before the split resumed by the runner.
  */
 #include <check.h>
+#include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 #include "core/status.h"
@@ -335,6 +339,66 @@ START_TEST(test_val_resume_exact)
 }
 END_TEST
 
+/* a run file of the code before the validation split: an interrupted run
+ * without a split, the split's objects deleted; the runner resumes it to the
+ * end and the file still reads as having no split */
+START_TEST(test_old_file_resumes)
+{
+    struct tmp t;
+    struct experiment e;
+    struct run_plan *plans;
+    struct runner_result res;
+    size_t kill_step = 4;
+    struct runner_hooks h = { .ctx = &kill_step, .on_step = exit_at_step };
+    char path[256];
+    int status, completed = 0;
+    pid_t pid;
+
+    tmp_setup(&t, true);
+    make_plan(&plans, &e, &t, NULL, 0);
+    snprintf(path, sizeof(path), "%s/old.h5", t.dir);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        run_quiet(&plans[0], path, &h, false, &res);
+        _exit(3);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    /* what the old code did not write (h5clear's flag reset, then delete) */
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    struct store *st;
+    ck_assert_int_eq(store_resume(&st, path), RL_OK);     /* clears the dead writer's flags */
+    store_close(st);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    ck_assert(f >= 0);
+    ck_assert(H5Ldelete(f, "/data/val_index", H5P_DEFAULT) >= 0);
+    ck_assert(H5Ldelete(f, "/final/val_accuracy", H5P_DEFAULT) >= 0);
+    ck_assert(H5Ldelete(f, "/final/val_loss", H5P_DEFAULT) >= 0);
+    ck_assert(H5Adelete_by_name(f, "/data", "val", H5P_DEFAULT) >= 0);
+    ck_assert(H5Adelete_by_name(f, "/data", "val_spec", H5P_DEFAULT) >= 0);
+    ck_assert(H5Adelete_by_name(f, "/eval", "split", H5P_DEFAULT) >= 0);
+    ck_assert(H5Fclose(f) >= 0);
+
+    ck_assert_msg(run_quiet(&plans[0], path, NULL, true, &res) == RL_OK, "%s", rl_error_msg());
+    ck_assert_uint_eq(res.resumed_from, 3);
+    ck_assert(isnan(res.val_accuracy));
+    struct store *s;
+    struct store_final fin;
+    const char *split;
+    ck_assert_int_eq(store_open(&s, path), RL_OK);
+    ck_assert_int_eq(store_read_final(s, &fin, &completed), RL_OK);
+    ck_assert(completed && !fin.has_val && fin.accuracy == res.accuracy);
+    ck_assert_int_eq(store_read_eval_split(s, &split), RL_OK);
+    ck_assert_str_eq(split, "test");
+    store_close(s);
+    run_plans_free(plans, 1);
+    experiment_free(&e);
+    tmp_cleanup(&t);
+}
+END_TEST
+
 Suite *suite_runner_val(void)
 {
     Suite *s = suite_create("runner_val");
@@ -346,6 +410,7 @@ Suite *suite_runner_val(void)
     tcase_add_test(tc, test_val_spec_sets);
     tcase_add_test(tc, test_val_fraction_form);
     tcase_add_test(tc, test_val_resume_exact);
+    tcase_add_test(tc, test_old_file_resumes);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -39,6 +39,7 @@ Suite *suite_sweep(void);
 Suite *suite_run_group(void);
 Suite *suite_report(void);
 Suite *suite_report_files(void);
+Suite *suite_sweep_summary(void);
 Suite *suite_bench(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */
