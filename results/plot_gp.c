@@ -397,10 +397,23 @@ static int styled(const struct plot_prepared *pr, size_t n)
     return 0;
 }
 
+/* the default width, grown by 7 pixels per character of the longest key
+ * entry beyond 16 (the key sits beside the plot), at most 1600 */
+static int default_width(const struct plot_figure *fig)
+{
+    size_t longest = 0;
+
+    for (size_t i = 0; i < fig->n_series; i++) {
+        size_t n = fig->series[i].name ? strlen(fig->series[i].name) : 9;
+        longest = n > longest ? n : longest;
+    }
+    return longest > 16 ? (int)fmin(1600.0, 800.0 + 7.0 * (double)(longest - 16)) : 800;
+}
+
 int plot_write_gp(const struct plot_figure *fig, const struct plot_prepared *pr, int n_groups, int n_dashes,
                   const char *path, const char *base)
 {
-    const int w = fig->width > 0 ? fig->width : 800, h = fig->height > 0 ? fig->height : 560;
+    const int w = fig->width > 0 ? fig->width : default_width(fig), h = fig->height > 0 ? fig->height : 560;
     char *tmp, nb[32], *tsv = plot_path_with(base, ".tsv"), *png = plot_path_with(base, ".png");
     char *svg = plot_path_with(base, ".svg");
     FILE *f = plot_open_tmp(path, &tmp);
