@@ -131,7 +131,8 @@ struct plot_figure {
     int acc_yrange;                   /* PLOT_CURVE, PLOT_LAYER: accuracy rule  */
     double ymin, ymax;                /* fixed y range when ymin < ymax         */
     int yzero;                        /* else from 0, the top automatic         */
-    int width, height;                /* pixels; 0: 800 x 560                   */
+    int width, height;                /* pixels; 0: 800 (wider for key entries
+                                         over 16 characters, up to 1600) x 560 */
 };
 
 /* Write STEM.tsv and STEM.gp, then render STEM.png and STEM.svg.
