@@ -11,9 +11,10 @@
  *   - export writes a peft directory that adapter_io_import reads back equal
  *     (parameters and shared tensors bit for bit) for LoRA, VeRA, RandLoRA;
  *   - plot on a sweep (3 methods x 3 budgets x 3 shots x 2 seeds, plus a run
- *     interrupted while training) writes all five figures (PNG and SVG too
- *     when gnuplot is present); without /analysis the spectrum and rank
- *     figures are skipped with a note;
+ *     interrupted while training) writes the accuracy, loss, spectrum and
+ *     rank figures (PNG and SVG too when gnuplot is present); without
+ *     /analysis the per-layer figures are skipped with a note (the grouping,
+ *     selection, reference lines and every other figure: check_plot.c);
  *   - hostile run files (missing groups, attributes, tensors; wrong shapes,
  *     ranks, methods; non-finite values; a bad config; not HDF5) give exit 2
  *     with a message naming the object.
@@ -296,7 +297,8 @@ static void write_run(const char *path, const struct run_plan *plan, const struc
         }
         if (o->live)
             _exit(0);                           /* killed: nothing closed */
-        ck_assert_int_eq(store_write_final(s, &(struct store_final){ acc, linf, 1 << 20, 100.0 }), RL_OK);
+        ck_assert_int_eq(store_write_final(s, &(struct store_final){ .accuracy = acc, .loss = linf,
+                                                       .peak_rss_bytes = 1 << 20, .images_per_s = 100.0 }), RL_OK);
         ck_assert_int_eq(store_finish(s), RL_OK);
         if (!o->no_adapter) {
             char p[512];
@@ -746,7 +748,7 @@ START_TEST(test_plot)
     char *argv3[] = { "plot", paths[0], "-o", figs, "--layer", "text_model.encoder.layers.0.self_attn.q_proj", NULL };
     rc = run_cmd(cmd_plot, argv3, out);
     txt = slurp(out);
-    ck_assert_msg(rc == 0 && strstr(txt, "1 run ->"), "%s", txt);
+    ck_assert_msg(rc == 0 && strstr(txt, "1 run, 1 setting ->"), "%s", txt);
     free(txt);
     check_figure(figs, "spectrum", rendered);
     argv3[5] = "vision_model.nowhere";
@@ -1001,7 +1003,8 @@ static void write_model_run(const char *path, const struct run_plan *plan, uint6
     };
     ck_assert_msg(store_create(&s, path, &info) == RL_OK, "%s", rl_error_msg());
     ck_assert_int_eq(store_append_train(s, &(struct store_train_row){ 1, 1.0, 1e-3, 1.0, 0.1 }), RL_OK);
-    ck_assert_int_eq(store_write_final(s, &(struct store_final){ 0.5, 1.0, 1 << 20, 100.0 }), RL_OK);
+    ck_assert_int_eq(store_write_final(s, &(struct store_final){ .accuracy = 0.5, .loss = 1.0,
+                                                       .peak_rss_bytes = 1 << 20, .images_per_s = 100.0 }), RL_OK);
     ck_assert_int_eq(store_finish(s), RL_OK);
     for (size_t i = 0; i < ca.n_sites; i++) {
         struct adapter_tensor tv[8];
