@@ -7,10 +7,12 @@
  * The input is the file's text. It is parsed (experiment_parse) and, when
  * it has at most 64 runs, expanded (experiment_expand, with the linear
  * shapes of a tiny model so budget-matched methods expand too). For each of
- * the first 8 plans, its rendering must parse and expand, without shapes,
- * to exactly one plan whose rendering is the same text. Any status of the
- * first parse and expansion is fine; a crash, sanitizer report, leak, hang
- * or a broken round trip is a bug. Seeds (tests/fuzz/corpus/plan/): the
+ * the first 8 plans, run_plan_check_roundtrip must pass (experiment_expand
+ * promises it), and, checked here again without it, its rendering must
+ * parse and expand, without shapes, to exactly one plan equal to it in
+ * every field (run_plan_diff) whose rendering is the same text. Any status
+ * of the first parse and expansion is fine; a crash, sanitizer report,
+ * leak, hang or a broken round trip is a bug. Seeds (tests/fuzz/corpus/plan/): the
  * experiment files of experiments/ and small plans with lists, suffixes and axes.
  */
 #include <stddef.h>
@@ -51,12 +53,21 @@ static void check_roundtrip(const struct run_plan *p)
 
     if (!ini)
         abort();
+    if (run_plan_check_roundtrip(p) != RL_OK) {
+        fprintf(stderr, "fuzz_plan: run_plan_check_roundtrip: %s\n", rl_error_msg());
+        abort();
+    }
     if (experiment_parse(&e, ini, "rendered.ini", NULL, 0) != RL_OK) {
         fprintf(stderr, "fuzz_plan: the rendering does not parse: %s\n%s", rl_error_msg(), ini);
         abort();
     }
     if (experiment_expand(&e, NULL, NULL, &back, &n) != RL_OK || n != 1) {
         fprintf(stderr, "fuzz_plan: the rendering expands to %zu plans: %s\n%s", n, rl_error_msg(), ini);
+        abort();
+    }
+    const char *differs = run_plan_diff(p, &back[0]);
+    if (differs) {
+        fprintf(stderr, "fuzz_plan: %s differs after the round trip of\n%s", differs, ini);
         abort();
     }
     again = run_plan_to_ini(&back[0]);
