@@ -126,7 +126,8 @@ clean:
 #   make fuzz FUZZ_SECONDS=N  builds every harness with clang into build/fuzz/
 #                             and runs each for N seconds; any crash,
 #                             sanitizer report, leak or timeout fails it
-#                             (the input lands in build/fuzz/crash/NAME/)
+#                             (the input lands in build/fuzz/crash/NAME/);
+#                             tests/fuzz/NAME.options: more libFuzzer flags
 #   fuzz-replay (in make check) builds each harness with $(CC) and the
 #                             FUZZ_MAIN driver (tests/fuzz/fuzz_replay.h) and
 #                             runs the committed corpus through it once
@@ -174,6 +175,7 @@ fuzz: deps
 	    LSAN_OPTIONS=suppressions=$(CURDIR)/tests/fuzz/lsan.supp OMP_NUM_THREADS=1 \
 	    $(FUZZ_DIR)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT) -rss_limit_mb=2048 \
 	        -print_final_stats=1 -close_fd_mask=3 -artifact_prefix=$(FUZZ_DIR)/crash/$$n/ \
+	        $$(cat tests/fuzz/$$n.options 2>/dev/null) \
 	        $(FUZZ_DIR)/corpus/$$n tests/fuzz/corpus/$$n > $(FUZZ_DIR)/$$n.log 2>&1 \
 	        || { tail -n 60 $(FUZZ_DIR)/$$n.log; echo "fuzz: $$n FAILED (log $(FUZZ_DIR)/$$n.log)"; exit 1; }; \
 	    grep -h -E '^stat::number_of_executed_units|^#[0-9]+.*DONE' $(FUZZ_DIR)/$$n.log | tail -n 1; \

@@ -20,7 +20,7 @@
  * inside raw data has odds of 2^-64 per offset); each match must be a whole
  * collection inside the file whose objects tile it as above, else the file
  * is refused (RL_ERR_FORMAT naming the file and the collection's offset).
- * The scan reads the file once, in 1 MiB blocks.
+ * The scan reads the file once, in blocks of 1 MiB (or the file's size).
  */
 #include <hdf5.h>
 #include <errno.h>
@@ -119,7 +119,8 @@ static int check_file(const char *path, const char *shown)
         return rl_error_set(RL_ERR_IO, "%s: cannot seek: %s", shown, strerror(errno));
     }
     fsize = (uint64_t)ftello(fp);
-    buf = xmalloc(SCAN_BLOCK + sizeof gcol_magic);
+    size_t block = fsize < SCAN_BLOCK ? (size_t)fsize + 1 : SCAN_BLOCK;
+    buf = xmalloc(block + sizeof gcol_magic);
     /* buf holds [base, base + keep + got): the last 7 bytes of the previous
      * block, then the next block, so a match across blocks is seen */
     while (rc == RL_OK && base + keep < fsize) {
@@ -127,7 +128,7 @@ static int check_file(const char *path, const char *shown)
             rc = rl_error_set(RL_ERR_IO, "%s: cannot seek: %s", shown, strerror(errno));
             break;
         }
-        size_t got = fread(buf + keep, 1, SCAN_BLOCK, fp);
+        size_t got = fread(buf + keep, 1, block, fp);
         if (got == 0) {
             rc = rl_error_set(RL_ERR_IO, "%s: read error", shown);
             break;
