@@ -10,9 +10,11 @@
  *   - store_open, then the config text (store_read_config), the run's plan
  *     (run_plan_read) and its adapters (run_adapters_load, what export and
  *     analyze read), the checkpoint with its parameter and moment blocks (up
- *     to 2^20 parameters), every curve, and every dataset under /adapter and
- *     /analysis read as a tensor or a scalar (what plot reads), found by
- *     listing the groups.
+ *     to 2^20 parameters), every curve, the train and validation indices,
+ *     the record `report` reads (report_run_read), and every dataset under
+ *     /adapter and /analysis read as a tensor or a scalar, found by listing
+ *     the groups;
+ *   - what `plot` reads of a run (plot_run_read).
  * Any status is fine; a crash, sanitizer report or hang is a bug. Leaks
  * are not checked input by input (tests/fuzz/store.options): libhdf5 keeps
  * memory from one input to the next, so libFuzzer's leak check (run when an
@@ -35,6 +37,8 @@
 
 #include "cli/commands.h"
 #include "core/status.h"
+#include "results/plot_runs.h"
+#include "results/report.h"
 #include "results/run_adapters.h"
 #include "results/store.h"
 #include "tests/fuzz/fuzz_files.h"
@@ -122,8 +126,8 @@ static void read_tree(struct store *s, const char *path, int depth, size_t *budg
         double d;
         int64_t v;
 
-        snprintf(child, sizeof child, "%s/%s", strcmp(path, "/") ? path : "", names[i]);
-        if (!store_has(s, child))
+        int len = snprintf(child, sizeof child, "%s/%s", strcmp(path, "/") ? path : "", names[i]);
+        if (len < 0 || (size_t)len >= sizeof child || !store_has(s, child))
             continue;
         if (store_read_tensor(s, child, &t, &nd, dims) == RL_OK && nd > STORE_MAX_DIMS)
             abort();
@@ -165,8 +169,23 @@ static void read_run(const char *path)
     if (store_read_train_index(s, &idx, &nidx) == RL_OK && nidx && !idx)
         abort();
     free(idx);
+    idx = NULL;
+    if (store_read_val_index(s, &idx, &nidx) == RL_OK && nidx && !idx)
+        abort();
+    free(idx);
+    const char *split;
+    (void)store_read_eval_split(s, &split);
+    struct report_run rr;
+    memset(&rr, 0, sizeof rr);
+    if (report_run_read(s, path, &rr) == RL_OK)
+        report_run_free(&rr);
     read_tree(s, "/", 0, &budget);
     store_close(s);
+
+    struct plot_run pr;
+    memset(&pr, 0, sizeof pr);
+    if (plot_run_read(path, &pr) == RL_OK)
+        plot_run_free(&pr);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
