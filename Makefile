@@ -2,9 +2,10 @@
 #
 #   make            build ./randlora (objects under build/)
 #   make run        the main job (installs missing Debian packages first)
-#   make check      the test suite (installs missing Debian packages first)
+#   make check      the test suite, then the fuzz corpora replayed (installs
+#                   missing Debian packages first)
 #   make bench      benchmarks
-#   make fuzz       every libFuzzer harness in tests/fuzz/ for FUZZ_SECONDS each
+#   make fuzz       every libFuzzer harness in tests/fuzz/ for FUZZ_SECONDS (20) each
 #   make clean
 #
 # Switches: SAN=1 (ASan + UBSan), NO_OMP=1 (no OpenMP), OPT=... (default
