@@ -1,6 +1,7 @@
 /*
  * cli.h: what the subcommands (commands.h) share in reading their command
- * line: the one-line usage error and positive whole numbers.
+ * line: the one-line usage error, positive whole numbers, and the command
+ * line that resumes an interrupted train or sweep.
  */
 #ifndef RANDLORA_EXPERIMENTS_CLI_H
 #define RANDLORA_EXPERIMENTS_CLI_H
@@ -16,5 +17,10 @@ int cli_bad(const char *cmd, bool help_hint, const char *fmt, ...)
 /* s a whole decimal number in 1..max, no sign, no other characters: 0 and
  * *out set, else -1 and *out untouched */
 int cli_parse_count(const char *s, size_t max, size_t *out);
+
+/* "randlora CMD ARG... --resume": argv[1..argc) shell-quoted where needed
+ * ('it'\''s'), with --resume appended unless it is there; allocated, the
+ * caller frees. */
+char *cli_resume_command(const char *cmd, int argc, char **argv);
 
 #endif /* RANDLORA_EXPERIMENTS_CLI_H */

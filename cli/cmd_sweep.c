@@ -4,13 +4,15 @@
  * experiment file's grid into <output>/<id>.h5, then <output>/summary.tsv
  * and an accuracy table (experiments/sweep.h).
  * Exit status 0 (every selected run complete), 2 for bad usage or bad input
- * (one line; nothing run), 1 when runs failed (the others still ran).
+ * (one line; nothing run), 1 when runs failed (the others still ran), 130 /
+ * 143 after SIGINT / SIGTERM (the running runs record their step and stop).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/interrupt.h"
 #include "core/status.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
@@ -61,6 +63,7 @@ int cmd_sweep(int argc, char **argv)
     struct experiment e;
     struct run_plan *plans = NULL;
     struct runner_shapes shapes = { 0 };
+    char *resume_cmd;
     int rc;
 
     sweep_options_init(&o);
@@ -118,9 +121,12 @@ int cmd_sweep(int argc, char **argv)
     if (summary_only && (o.dry_run || o.n_shards))
         return bad("--summary goes with neither --dry-run nor --shard");
     o.config_path = file;
+    resume_cmd = cli_resume_command("sweep", argc, argv);
+    o.resume_command = resume_cmd;
 
     if ((rc = experiment_load(&e, file, ov, n_ov)) != RL_OK) {
         fprintf(stderr, "randlora sweep: %s\n", rl_error_msg());
+        free(resume_cmd);
         return rl_exit_code(rc);
     }
     rc = experiment_expand(&e, runner_plan_shapes, &shapes, &plans, &n_plans);
@@ -135,5 +141,6 @@ int cmd_sweep(int argc, char **argv)
         fprintf(stderr, "randlora sweep: %s\n", rl_error_msg());
     run_plans_free(plans, n_plans);
     experiment_free(&e);
-    return rl_exit_code(rc);
+    free(resume_cmd);
+    return interrupt_exit_code(rc);
 }

@@ -19,6 +19,8 @@ const char *rl_strerror(int status)
     case RL_ERR_IO:     return "input/output error";
     case RL_ERR_FORMAT: return "malformed input";
     case RL_ERR_NA:     return "not available";
+    case RL_ERR_WRITE:  return "write failed";
+    case RL_ERR_INTERRUPTED: return "interrupted";
     default:            return "unknown status";
     }
 }
@@ -50,6 +52,7 @@ int rl_exit_code(int status)
     case RL_ERR_ARG:
     case RL_ERR_FORMAT:
     case RL_ERR_IO:     return 2;
+    case RL_ERR_INTERRUPTED: return 130;
     default:            return 1;
     }
 }

@@ -25,6 +25,10 @@ enum rl_status {
     RL_ERR_IO     = -4,   /* a file could not be opened, read or written     */
     RL_ERR_FORMAT = -5,   /* a file's contents are malformed                 */
     RL_ERR_NA     = -6,   /* not available: an optional operation is absent  */
+    RL_ERR_WRITE  = -7,   /* an output could not be written (disk full, I/O
+                             error, read-only file system): exit status 1    */
+    RL_ERR_INTERRUPTED = -8, /* stopped by SIGINT or SIGTERM (core/interrupt.h):
+                                exit status 128 + the signal                 */
 };
 
 /* Short, fixed description of a status code ("bad argument", ...). */
@@ -41,7 +45,8 @@ const char *rl_error_msg(void);
 /* Forget the last message. */
 void rl_error_clear(void);
 
-/* Process exit status for a status code: 0 ok, 2 bad usage or bad input, 1 otherwise. */
+/* Process exit status for a status code: 0 ok, 2 bad usage or bad input,
+ * 130 interrupted (interrupt_exit_code gives 143 for SIGTERM), 1 otherwise. */
 int rl_exit_code(int status);
 
 /* Always-on assertion for invariants; never for input validation. */

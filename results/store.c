@@ -37,6 +37,18 @@ const char *const store_i_ckpt_names[N_CKPT] = {
 
 void store_i_h5_quiet(void)
 {
+    static bool first = true;
+
+    /* No exit-time cleanup: HDF5's would flush and close again a file whose
+     * H5Fclose failed (a full disk), and crash in it. Every file is closed
+     * (and its failure reported) by store_close / store_commit; one left
+     * open at exit, by a writer that died half-way, is what a kill leaves,
+     * which the SWMR file and the commit protocol survive (store.h). Only
+     * effective before the library's first call, which this is. */
+    if (first) {
+        first = false;
+        H5dont_atexit();
+    }
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
@@ -44,11 +56,19 @@ struct walk_ctx {
     char msg[160];
 };
 
+/* HDF5's innermost message; a failed system call's (the sec2 driver's
+ * "file write failed: time = ..., errno = 28, error message = '...', ...")
+ * is cut to the system's text of errno: "No space left on device". */
 static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
 {
     struct walk_ctx *w = data;
+    const char *en;
 
-    if (n == 0 && e->desc)
+    if (n != 0 || !e->desc)
+        return 0;
+    if ((en = strstr(e->desc, "errno = ")) != NULL && atoi(en + 8) > 0)
+        snprintf(w->msg, sizeof w->msg, "%s", strerror(atoi(en + 8)));
+    else
         snprintf(w->msg, sizeof w->msg, "%s", e->desc);
     return 0;
 }
@@ -65,6 +85,13 @@ void store_i_h5_keep(void)
     H5Eclear2(H5E_DEFAULT);
     if (w.msg[0])
         memcpy(kept_msg, w.msg, sizeof kept_msg);
+}
+
+/* the cause of a failure outside HDF5 (an injected one, a copy, a rename),
+ * for the next store_i_h5_error */
+void store_i_keep_errno(int err)
+{
+    snprintf(kept_msg, sizeof kept_msg, "%s", strerror(err));
 }
 
 /* rl_error_set with " (HDF5: innermost message)" appended when HDF5 has one
@@ -137,17 +164,27 @@ void store_i_close_handles(struct store *s)
     for (int i = 0; i < N_CKPT; i++)  close_id(&s->ckpt[i]);
 }
 
-void store_close(struct store *s)
+int store_close(struct store *s)
 {
+    int rc = RL_OK;
+
     if (!s)
-        return;
+        return RL_OK;
     store_i_h5_quiet();
     store_i_close_handles(s);
-    if (s->file >= 0)
-        H5Fclose(s->file);
+    if (s->file >= 0) {
+        /* a writer's close writes what is cached: a write like any other */
+        bool writer = s->mode != MODE_READ;
+        if ((writer && store_i_fault()) || H5Fclose(s->file) < 0)
+            rc = store_i_h5_error(writer ? RL_ERR_WRITE : RL_ERR_IO, "%s: cannot close%s", s->path,
+                                  writer ? " (what was written since the last flush is lost)" : "");
+        s->file = -1;        /* a failed close is not retried, nor at exit */
+    }
     H5Eclear2(H5E_DEFAULT);
+    store_i_discard_work(s);
     free(s->path);
     free(s);
+    return rc;
 }
 
 const char *store_path(const struct store *s)

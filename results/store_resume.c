@@ -28,8 +28,8 @@ static int truncate_group(struct store *s, const char *group, const char *const 
     for (int i = 0; i < count; i++) {
         snprintf(p, sizeof p, "/%s/%s", group, names[i]);
         hid_t d = H5Dopen2(s->file, p, H5P_DEFAULT);
-        int rc = d < 0 || H5Dset_extent(d, &n) < 0
-                     ? store_i_h5_error(RL_ERR_IO, "%s: %s: cannot truncate to %zu rows", s->path, p, rows) : RL_OK;
+        int rc = d < 0 || store_i_fault() || H5Dset_extent(d, &n) < 0
+                     ? store_i_h5_error(RL_ERR_WRITE, "%s: %s: cannot truncate to %zu rows", s->path, p, rows) : RL_OK;
         if (d >= 0)
             H5Dclose(d);
         if (rc)
@@ -55,7 +55,10 @@ int store_resume(struct store **out, const char *path)
     if ((rc = store_i_check_is_hdf5(path)))
         return rc;
     s = store_new(path);
-    s->file = store_i_file_open(path, H5F_ACC_RDWR, false, true, why);
+    /* a commit that died left its working copy: not a result, remove it */
+    s->work_path = store_i_work_name(path);
+    store_i_discard_work(s);
+    s->file = store_i_fault() ? -1 : store_i_file_open(path, H5F_ACC_RDWR, false, true, why);
     if (s->file < 0) {
         store_close(s);
         return rl_error_set(RL_ERR_IO, "%s: cannot reopen read-write to resume%s", path, why);
@@ -63,8 +66,8 @@ int store_resume(struct store **out, const char *path)
     s->mode = MODE_RW;
     /* The dead SWMR writer's metadata may lie past the end of allocation
      * recorded in the superblock: grow it to the file's size (h5clear -i 0). */
-    if (H5Fincrement_filesize(s->file, 0) < 0) {
-        rc = store_i_h5_error(RL_ERR_IO, "%s: cannot reset the end of allocation to resume", path);
+    if (store_i_fault() || H5Fincrement_filesize(s->file, 0) < 0) {
+        rc = store_i_h5_error(RL_ERR_WRITE, "%s: cannot reset the end of allocation to resume", path);
         goto fail;
     }
     if ((rc = store_i_validate(s)) || (rc = store_read_final(s, &f, &completed)) ||

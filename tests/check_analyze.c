@@ -310,7 +310,6 @@ static void write_run(const char *path, const struct run_plan *plan, const struc
         }
         if (o->live)
             _exit(0);                           /* killed: nothing closed */
-        ck_assert_int_eq(store_write_final(s, &(struct store_final){ acc, linf, 1 << 20, 100.0 }), RL_OK);
         ck_assert_int_eq(store_finish(s), RL_OK);
         if (!o->no_adapter) {
             char p[512];
@@ -332,6 +331,8 @@ static void write_run(const char *path, const struct run_plan *plan, const struc
             ck_assert_int_eq(store_attr_set_string(s, "/adapter", "method", plan->method), RL_OK);
             ck_assert_int_eq(store_attr_set_int64(s, "/adapter", "r", (int64_t)plan->adapter.r), RL_OK);
         }
+        ck_assert_int_eq(store_write_final(s, &(struct store_final){ acc, linf, 1 << 20, 100.0 }), RL_OK);
+        ck_assert_int_eq(store_commit(s), RL_OK);
         store_close(s);
     } else {
         int st = 0;
@@ -833,6 +834,12 @@ static struct store *rw(const char *path)
     return s;
 }
 
+static void rw_commit(struct store *s)
+{
+    ck_assert_msg(store_commit(s) == RL_OK, "%s", rl_error_msg());
+    store_close(s);
+}
+
 START_TEST(test_hostile)
 {
     make_tmpdir();
@@ -859,22 +866,22 @@ START_TEST(test_hostile)
     write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_attr_set_string(s, "/adapter", "method", "vera"), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "attribute method = 'vera'");
     write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_attr_set_int64(s, "/adapter", "r", 8), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "/adapter: attribute r = 8");
     write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_attr_set_int64(s, q0, "d_in", (int64_t)1 << 40), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "attribute d_in = 1099511627776");
     write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_attr_set_string(s, q0, "d_out", "32"), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "q_proj: attribute d_out: expected integer");
 
     /* tensors: missing, wrong shape (the attrs say 40x32), non-finite, a
@@ -886,7 +893,7 @@ START_TEST(test_hostile)
     write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_attr_set_int64(s, q0, "d_out", 40), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "q_proj/lora_B.weight: shape 32x4, expected 40x4");
     write_run(path, lora, NULL, NULL);
     s = rw(path);
@@ -894,26 +901,26 @@ START_TEST(test_hostile)
     float bad[4 * 32] = { 0 };
     bad[77] = NAN;
     ck_assert_int_eq(store_write_tensor(s, p, bad, 2, (size_t[]){ 4, 32 }), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "q_proj/lora_A.weight: non-finite value at element 77");
     write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_attr_set_int64(s, q0, "d_out", 2), RL_OK);
     ck_assert_int_eq(store_attr_set_int64(s, q0, "d_in", 3), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, q0);
     /* a site that is a dataset, not a group */
     write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_write_tensor(s, "/adapter/stray", bad, 1, (size_t[]){ 3 }), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "/adapter/stray: not a group");
 
     /* shared tensors of the wrong shape */
     write_run(path, rl, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_write_tensor(s, "/adapter/shared/randlora_A", bad, 2, (size_t[]){ 4, 30 }), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "/adapter/shared/randlora_A: shape 4x30, expected 4x1x32");
 
     /* the config */
@@ -1015,7 +1022,6 @@ static void write_model_run(const char *path, const struct run_plan *plan, uint6
     };
     ck_assert_msg(store_create(&s, path, &info) == RL_OK, "%s", rl_error_msg());
     ck_assert_int_eq(store_append_train(s, &(struct store_train_row){ 1, 1.0, 1e-3, 1.0, 0.1 }), RL_OK);
-    ck_assert_int_eq(store_write_final(s, &(struct store_final){ 0.5, 1.0, 1 << 20, 100.0 }), RL_OK);
     ck_assert_int_eq(store_finish(s), RL_OK);
     for (size_t i = 0; i < ca.n_sites; i++) {
         struct adapter_tensor tv[8];
@@ -1031,6 +1037,8 @@ static void write_model_run(const char *path, const struct run_plan *plan, uint6
     }
     ck_assert_int_eq(store_attr_set_string(s, "/adapter", "method", plan->method), RL_OK);
     ck_assert_int_eq(store_attr_set_int64(s, "/adapter", "r", (int64_t)plan->adapter.r), RL_OK);
+    ck_assert_int_eq(store_write_final(s, &(struct store_final){ 0.5, 1.0, 1 << 20, 100.0 }), RL_OK);
+    ck_assert_int_eq(store_commit(s), RL_OK);
     store_close(s);
     clip_adapters_free(&ca);
     clip_model_free(&m);
