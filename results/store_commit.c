@@ -161,10 +161,7 @@ static int sync_path(const char *path, bool dir)
     return err;
 }
 
-/* Copy s->path to the working copy and open that read-write; a copy that
- * HDF5 will not open gives open_status (RL_ERR_WRITE for the writer's own
- * file, RL_ERR_IO for a file given to store_open_rw: a writer died in it). */
-static int open_work(struct store *s, int open_status)
+int store_i_open_work(struct store *s, int open_status, bool clear_flags)
 {
     char why[192];
     int rc;
@@ -175,7 +172,7 @@ static int open_work(struct store *s, int open_status)
         s->work_path = NULL;
         return rc;
     }
-    s->file = store_i_file_open(s->work_path, H5F_ACC_RDWR, false, false, why);
+    s->file = store_i_file_open(s->work_path, H5F_ACC_RDWR, false, clear_flags, why);
     if (s->file < 0) {
         store_i_discard_work(s);
         return rl_error_set(open_status, "%s: cannot open its working copy read-write%s", s->path, why);
@@ -197,7 +194,7 @@ int store_finish(struct store *s)
     s->mode = MODE_READ;
     if (bad)
         return store_i_h5_error(RL_ERR_WRITE, "%s: cannot close the SWMR writer", s->path);
-    return open_work(s, RL_ERR_WRITE);
+    return store_i_open_work(s, RL_ERR_WRITE, false);
 }
 
 int store_open_rw(struct store **out, const char *path)
@@ -212,7 +209,7 @@ int store_open_rw(struct store **out, const char *path)
     if ((rc = store_i_check_is_hdf5(path)))
         return rc;
     s = store_new(path);
-    if ((rc = open_work(s, RL_ERR_IO)) || (rc = store_i_validate(s))) {
+    if ((rc = store_i_open_work(s, RL_ERR_IO, false)) || (rc = store_i_validate(s))) {
         store_close(s);
         return rc;
     }

@@ -93,6 +93,11 @@ int store_i_fault(void);
 char *store_i_work_name(const char *path);
 /* remove an uncommitted working copy (the file at path is untouched) */
 void store_i_discard_work(struct store *s);
+/* Copy s->path to the working copy and open that read-write (MODE_RW),
+ * clearing a dead writer's "open for write" flags when clear_flags; a copy
+ * HDF5 will not open gives open_status (RL_ERR_WRITE for the writer's own
+ * file, RL_ERR_IO for a file given to store_open_rw). */
+int store_i_open_work(struct store *s, int open_status, bool clear_flags);
 
 /* store_read.c */
 int store_i_read_i64_at(struct store *s, const char *path, int64_t *v);

@@ -38,6 +38,7 @@ int main(int argc, char **argv)
         suite_analyze,
         suite_sweep,
         suite_bench,
+        suite_commit,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;
