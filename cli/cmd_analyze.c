@@ -453,11 +453,10 @@ done:
     cka_result_free(&cres);
     cka_acts_free(&acts);
     run_adapters_free(&ra);
-    {
-        int rc_close = store_close(s);
-        if (rc == RL_OK)
-            rc = rc_close;
-    }
+    if (rc == RL_OK)
+        rc = store_close(s);
+    else
+        store_close(s);        /* its failure would hide the first one's message */
     return rc;
 }
 

@@ -638,10 +638,15 @@ int runner_run(const struct run_plan *plan, const char *out_path,
 
 out:
     {
-        /* a failing close (the last flush of a full disk) is the run's failure */
+        /* a failing close (the last flush of a full disk) is the run's
+         * failure, unless it already failed: then its message stays */
+        char first[1024];
+        snprintf(first, sizeof first, "%s", rc != RL_OK ? rl_error_msg() : "");
         int rc_close = store_close(st);
         if (rc_close != RL_OK && (rc == RL_OK || rc == RL_ERR_INTERRUPTED))
             rc = rc_close;
+        else if (rc != RL_OK)
+            rl_error_set(rc, "%s", first);
     }
     res->seconds = timer_now() - t0;
     free(ini);

@@ -210,7 +210,7 @@ int store_open_rw(struct store **out, const char *path)
         return rc;
     s = store_new(path);
     if ((rc = store_i_open_work(s, RL_ERR_IO, false)) || (rc = store_i_validate(s))) {
-        store_close(s);
+        store_i_close(s, false);
         return rc;
     }
     *out = s;

@@ -66,6 +66,7 @@ __attribute__((format(printf, 2, 3)))
 int store_i_h5_error(int status, const char *fmt, ...);
 struct store *store_new(const char *path);
 void store_i_close_handles(struct store *s);
+int store_i_close(struct store *s, bool report);
 hid_t store_i_file_open_lock(const char *path, unsigned flags, bool create, bool clear_flags, bool lock,
                      char why[192]);
 hid_t store_i_file_open(const char *path, unsigned flags, bool create, bool clear_flags, char why[192]);

@@ -100,6 +100,6 @@ int store_resume(struct store **out, const char *path)
     *out = s;
     return RL_OK;
 fail:
-    store_close(s);
+    store_i_close(s, false);
     return rc;
 }

@@ -42,11 +42,11 @@ static int attr_write(struct store *s, const char *obj, const char *name, hid_t 
 
     if ((o = H5Oopen(s->file, obj, H5P_DEFAULT)) < 0)
         return store_i_h5_error(RL_ERR_IO, "%s: %s: cannot open to set attribute %s", s->path, obj, name);
-    if (store_i_fault() || (H5Aexists(o, name) > 0 && H5Adelete(o, name) < 0)) {
+    if (H5Aexists(o, name) > 0 && H5Adelete(o, name) < 0) {
         rc = store_i_h5_error(RL_ERR_WRITE, "%s: %s: cannot replace attribute %s", s->path, obj, name);
         goto done;
     }
-    if ((sp = H5Screate(H5S_SCALAR)) < 0 ||
+    if ((sp = H5Screate(H5S_SCALAR)) < 0 || store_i_fault() ||
         (a = H5Acreate2(o, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
         H5Awrite(a, mtype, value) < 0)
         rc = store_i_h5_error(RL_ERR_WRITE, "%s: %s: cannot write attribute %s", s->path, obj, name);
@@ -335,17 +335,17 @@ int store_create(struct store **out, const char *path, const struct store_run_in
     if (s->file < 0) {
         free(s->work_path);
         s->work_path = NULL;
-        store_close(s);
+        store_i_close(s, false);
         return rl_error_set(RL_ERR_IO, "%s: cannot create the results file%s", path, why);
     }
     s->mode = MODE_RW;
     if ((rc = write_layout(s, info)) || (rc = store_i_start_swmr(s))) {
-        store_close(s);
+        store_i_close(s, false);
         return rc;
     }
     if (store_i_fault() || rename(s->work_path, path) != 0) {
         rc = rl_error_set(RL_ERR_WRITE, "%s: cannot rename %s to it: %s", path, s->work_path, strerror(errno));
-        store_close(s);
+        store_i_close(s, false);
         return rc;
     }
     free(s->work_path);

@@ -26,16 +26,6 @@
 #define KILLED 77          /* the child died at the write it was told */
 #define FINISHED 78        /* the child's run ended before that write */
 
-/* 3 steps of 4 (a checkpoint at 2: the last step is redone on resume),
- * eval at 2 and after the last; a small adapter (3 sites) keeps the number
- * of writes, and so the number of runs, small */
-#define STEPS 3
-static const char *const short_run[] = {
-    "method.rank=2", "method.towers=vision", "method.modules=q_proj", "train.steps=3",
-    "train.batch=4", "train.eval_every=2", "train.checkpoint_every=2", "data.eval_limit=8",
-};
-#define N_SHORT (sizeof(short_run) / sizeof(short_run[0]))
-
 static int kill_at(void *ctx, unsigned long n)
 {
     if (n == *(const unsigned long *)ctx)
@@ -171,7 +161,7 @@ static enum left settle(const struct run_plan *p, const char *path, const struct
     ck_assert_int_eq(run_child(p, path, true, 0, &already_complete), FINISHED);
     ck_assert_msg(already_complete == (left == LEFT_COMPLETE), "%s: already_complete %d, left %d", when,
                   already_complete, left);
-    check_complete(path, ref, STEPS, when, false);
+    check_complete(path, ref, RUN_SHORT_STEPS, when, false);
     return left;
 }
 
@@ -187,7 +177,7 @@ START_TEST(test_kill_at_every_write)
     unsigned long k;
 
     tmp_setup(&t, true);
-    make_plan(&plans, &e, &t, short_run, N_SHORT);
+    make_plan(&plans, &e, &t, run_short, RUN_SHORT_N);
     snprintf(ref_path, sizeof ref_path, "%s/ref.h5", t.dir);
     snprintf(path, sizeof path, "%s/run.h5", t.dir);
     reference_run(&ref, &plans[0], ref_path);
@@ -252,7 +242,7 @@ START_TEST(test_kill_at_every_write_of_resume)
     struct run_plan *plans;
     struct reference ref;
     char ref_path[128], path[128], when[64];
-    size_t seen[3] = { 0, 0, 0 }, n_mid, last = STEPS;
+    size_t seen[3] = { 0, 0, 0 }, n_mid, last = RUN_SHORT_STEPS;
     struct runner_hooks h = { .ctx = &last, .on_step = exit_after_step };
     bool fresh_run = false;
     unsigned long k;
@@ -260,7 +250,7 @@ START_TEST(test_kill_at_every_write_of_resume)
     pid_t pid;
 
     tmp_setup(&t, true);
-    make_plan(&plans, &e, &t, short_run, N_SHORT);
+    make_plan(&plans, &e, &t, run_short, RUN_SHORT_N);
     snprintf(ref_path, sizeof ref_path, "%s/ref.h5", t.dir);
     snprintf(path, sizeof path, "%s/run.h5", t.dir);
     reference_run(&ref, &plans[0], ref_path);
@@ -284,7 +274,7 @@ START_TEST(test_kill_at_every_write_of_resume)
     ck_assert_msg(k > 30, "only %lu writes", k - 1);
     ck_assert_msg(seen[LEFT_NOTHING] == 0 && seen[LEFT_UNFINISHED] > 0 && seen[LEFT_COMPLETE] > 0,
                   "left nothing %zu, unfinished %zu, complete %zu times", seen[0], seen[1], seen[2]);
-    check_complete(path, &ref, STEPS, "resumed through", false);
+    check_complete(path, &ref, RUN_SHORT_STEPS, "resumed through", false);
     free(mid);
     free(ref.adapter);
     run_plans_free(plans, 1);
@@ -329,7 +319,7 @@ START_TEST(test_kill_at_every_write_of_analyze)
     int64_t topk = 0;
 
     tmp_setup(&t, true);
-    make_plan(&plans, &e, &t, short_run, N_SHORT);
+    make_plan(&plans, &e, &t, run_short, RUN_SHORT_N);
     snprintf(ref_path, sizeof ref_path, "%s/ref.h5", t.dir);
     snprintf(path, sizeof path, "%s/a.h5", t.dir);
     reference_run(&ref, &plans[0], ref_path);
@@ -338,7 +328,7 @@ START_TEST(test_kill_at_every_write_of_analyze)
         put_bytes(path, orig, n_orig);
         int how = analyze_child(path, k);
         snprintf(when, sizeof when, "analyze killed at write %lu", k);
-        check_complete(path, &ref, STEPS, when, true);
+        check_complete(path, &ref, RUN_SHORT_STEPS, when, true);
         ck_assert_int_eq(store_open(&s, path), RL_OK);
         bool has = store_has(s, "/analysis");
         if (has)   /* written last: the analysis is whole */

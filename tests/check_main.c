@@ -39,6 +39,7 @@ int main(int argc, char **argv)
         suite_sweep,
         suite_bench,
         suite_commit,
+        suite_stop,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

@@ -55,6 +55,11 @@ void tmp_cleanup(struct tmp *t)
     ck_assert_int_eq(system(cmd), 0);
 }
 
+const char *const run_short[RUN_SHORT_N] = {
+    "method.rank=2", "method.towers=vision", "method.modules=q_proj", "train.steps=3",
+    "train.batch=4", "train.eval_every=2", "train.checkpoint_every=2", "data.eval_limit=8",
+};
+
 void tiny_ini_text(char *text, size_t cap, const struct tmp *t)
 {
     snprintf(text, cap,

@@ -36,6 +36,13 @@ void tiny_ini_text(char *text, size_t cap, const struct tmp *t);
 void make_plan(struct run_plan **plans, struct experiment *e, const struct tmp *t,
                const char *const *ov, size_t n_ov);
 
+/* Overrides that make the plan short: 3 steps of 4 (a checkpoint at 2: the
+ * last step is redone on resume), eval at 2 and after the last, a small
+ * adapter (r2 on the vision tower's q_proj: 3 sites), 8 eval items. */
+#define RUN_SHORT_N 8
+#define RUN_SHORT_STEPS 3
+extern const char *const run_short[RUN_SHORT_N];
+
 /* runner_run with verbosity 0 */
 int run_quiet(const struct run_plan *p, const char *path, const struct runner_hooks *h,
               bool resume, struct runner_result *res);

@@ -33,5 +33,6 @@ Suite *suite_analyze(void);
 Suite *suite_sweep(void);
 Suite *suite_bench(void);
 Suite *suite_commit(void);
+Suite *suite_stop(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */
