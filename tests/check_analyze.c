@@ -43,6 +43,7 @@
 #include "results/run_adapters.h"
 #include "results/store.h"
 #include "suites.h"
+#include "test_util.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -112,17 +113,6 @@ static int run_cmd(int (*fn)(int, char **), char **argv, const char *out)
     return rc;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    char *buf = xcalloc(1 << 16, 1);
-
-    ck_assert_ptr_nonnull(fp);
-    size_t n = fread(buf, 1, (1 << 16) - 1, fp);
-    buf[n] = '\0';
-    fclose(fp);
-    return buf;
-}
 
 static long file_size(const char *path)
 {
@@ -465,7 +455,7 @@ START_TEST(test_analyze)
     write_simple(rl, "randlora", 4, NULL);
     write_simple(full, "full", 0, NULL);
     int rc = analyze(out, lora, rl, NULL, NULL);
-    char *txt = slurp(out);
+    char *txt = test_slurp(out);
     ck_assert_msg(rc == 0, "%s", txt);
     ck_assert_msg(strstr(txt, "lora r=4, 5 adapted layers") && strstr(txt, "randlora r=4, 5 adapted layers") &&
                       strstr(txt, "vision_model.encoder.layers.0.mlp.fc1") && strstr(txt, "64x32"),
@@ -542,7 +532,7 @@ START_TEST(test_analyze)
 
     /* --reference: a run against itself: cosine 1, overlaps 1 */
     rc = analyze6(out, full, "--reference", full, "--cka-batch", "0", NULL);
-    txt = slurp(out);
+    txt = test_slurp(out);
     ck_assert_msg(rc == 0 && strstr(txt, "cosine"), "%s", txt);
     free(txt);
     ck_assert_int_eq(store_open(&s, full), RL_OK);
@@ -607,7 +597,7 @@ START_TEST(test_export)
         write_simple(path, cases[c].method, cases[c].rank, NULL);
         char *argv[] = { "export", (char *)path, "-o", (char *)odir, NULL };
         int rc = run_cmd(cmd_export, argv, out);
-        char *txt = slurp(out);
+        char *txt = test_slurp(out);
         ck_assert_msg(rc == 0, "%s: %s", cases[c].method, txt);
         free(txt);
         char f[600];
@@ -720,7 +710,7 @@ START_TEST(test_plot)
     snprintf(figs, sizeof figs, "%s/figures", sweep);
     char *argv1[] = { "plot", sweep, NULL };
     int rc = run_cmd(cmd_plot, argv1, out);
-    char *txt = slurp(out);
+    char *txt = test_slurp(out);
     ck_assert_msg(rc == 0, "%s", txt);
     ck_assert_msg(strstr(txt, "55 runs") && strstr(txt, "randlora analyze"), "%s", txt);
     free(txt);
@@ -731,12 +721,12 @@ START_TEST(test_plot)
     for (size_t i = 0; i < n; i++)
         argv2[i + 1] = paths[i];
     rc = run_cmd(cmd_analyze, argv2, out);
-    txt = slurp(out);
+    txt = test_slurp(out);
     ck_assert_msg(rc == 0, "%s", txt);
     free(txt);
     free(argv2);
     rc = run_cmd(cmd_plot, argv1, out);
-    txt = slurp(out);
+    txt = test_slurp(out);
     ck_assert_msg(rc == 0, "%s", txt);
     bool rendered = have_gnuplot();
     for (size_t f = 0; f < sizeof figures / sizeof figures[0]; f++)
@@ -748,11 +738,11 @@ START_TEST(test_plot)
     /* the spectrum holds one series per method; the rank figure every layer */
     char p[800];
     snprintf(p, sizeof p, "%s/spectrum.tsv", figs);
-    txt = slurp(p);
+    txt = test_slurp(p);
     ck_assert_msg(strstr(txt, "lora r11") && strstr(txt, "vera r") && strstr(txt, "randlora r1"), "%s", txt);
     free(txt);
     snprintf(p, sizeof p, "%s/rank.gp", figs);
-    txt = slurp(p);
+    txt = test_slurp(p);
     ck_assert_msg(strstr(txt, "v0.fc1") && strstr(txt, "t0.q_proj"), "%s", txt);
     free(txt);
 
@@ -760,13 +750,13 @@ START_TEST(test_plot)
     snprintf(figs, sizeof figs, "%s/one", tmpdir);
     char *argv3[] = { "plot", paths[0], "-o", figs, "--layer", "text_model.encoder.layers.0.self_attn.q_proj", NULL };
     rc = run_cmd(cmd_plot, argv3, out);
-    txt = slurp(out);
+    txt = test_slurp(out);
     ck_assert_msg(rc == 0 && strstr(txt, "1 run ->"), "%s", txt);
     free(txt);
     check_figure(figs, "spectrum", rendered);
     argv3[5] = "vision_model.nowhere";
     rc = run_cmd(cmd_plot, argv3, out);
-    txt = slurp(out);
+    txt = test_slurp(out);
     ck_assert_msg(rc == 0 && strstr(txt, "no analysed run has layer vision_model.nowhere"), "%s", txt);
     free(txt);
 
@@ -776,7 +766,7 @@ START_TEST(test_plot)
     fputs("not hdf5", fp);
     fclose(fp);
     rc = run_cmd(cmd_plot, argv1, out);
-    txt = slurp(out);
+    txt = test_slurp(out);
     ck_assert_msg(rc == 2 && strstr(txt, "zz-broken.h5") && strstr(txt, "55 runs"), "%s", txt);
     free(txt);
     unlink(p);
@@ -816,13 +806,13 @@ static void expect_bad(const char *path, const char *needle)
     const char *out = tmp_path("err.txt");
     char *argv[] = { "analyze", (char *)path, NULL };
     int rc = run_cmd(cmd_analyze, argv, out);
-    char *txt = slurp(out);
+    char *txt = test_slurp(out);
     ck_assert_msg(rc == 2 && strstr(txt, needle) && strstr(txt, "randlora analyze: "), "rc %d, want '%s': %s", rc,
                   needle, txt);
     free(txt);
     char *argv2[] = { "export", (char *)path, "-o", (char *)tmp_path("exp"), NULL };
     rc = run_cmd(cmd_export, argv2, out);
-    txt = slurp(out);
+    txt = test_slurp(out);
     ck_assert_msg(rc == 2 && strstr(txt, needle), "export rc %d, want '%s': %s", rc, needle, txt);
     free(txt);
 }
@@ -1085,7 +1075,7 @@ START_TEST(test_cka)
 
     /* a run against itself: 1 at every layer of both towers */
     rc = analyze(out, lora, "--reference", lora, NULL);
-    txt = slurp(out);
+    txt = test_slurp(out);
     ck_assert_msg(rc == 0 && strstr(txt, "activation CKA") && strstr(txt, "64 images x 17 tokens = 1088 rows"),
                   "%s", txt);
     free(txt);
@@ -1106,7 +1096,7 @@ START_TEST(test_cka)
     /* against the full run: in [0, 1] and below 1 everywhere (both towers
      * adapted differently); --cka-batch sets the images */
     rc = analyze6(out, lora, lora_t, "--reference", full, "--cka-batch", "24");
-    txt = slurp(out);
+    txt = test_slurp(out);
     ck_assert_msg(rc == 0 && strstr(txt, "24 images x 17 tokens"), "%s", txt);
     free(txt);
     for (size_t l = 0; l < 2; l++)
@@ -1126,11 +1116,11 @@ START_TEST(test_cka)
 
     /* another model, other eval data: exit 2, named, nothing written */
     rc = analyze(out, other, "--reference", lora, NULL);
-    txt = slurp(out);
+    txt = test_slurp(out);
     ck_assert_msg(rc == 2 && strstr(txt, other) && strstr(txt, "one model"), "%s", txt);
     free(txt);
     rc = analyze(out, oeval, "--reference", lora, NULL);
-    txt = slurp(out);
+    txt = test_slurp(out);
     ck_assert_msg(rc == 2 && strstr(txt, "eval data 'shapes:test'") && strstr(txt, "shapes-count:test"), "%s", txt);
     free(txt);
     ck_assert_int_eq(store_open(&s, other), RL_OK);

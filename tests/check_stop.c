@@ -28,6 +28,7 @@
 #include "results/store.h"
 #include "run_harness.h"
 #include "suites.h"
+#include "test_util.h"
 
 /* what the fault hook does at write `at` */
 enum action { COUNT, FAIL_FROM, SIGNAL_SELF, SIGNAL_PARENT };
@@ -88,17 +89,6 @@ static int cmd_child(int (*fn)(int, char **), char **argv, const char *out, stru
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    char *buf = xcalloc(1 << 16, 1);
-
-    ck_assert_ptr_nonnull(fp);
-    size_t n = fread(buf, 1, (1 << 16) - 1, fp);
-    buf[n] = '\0';
-    fclose(fp);
-    return buf;
-}
 
 static size_t count_lines(const char *s)
 {
@@ -167,164 +157,165 @@ static void same_adapter(const char *path, const float *ref, size_t n_ref, const
     free(a);
 }
 
-/* `train` straight into ref.h5; its adapter, and the writes it made */
-static float *reference(const struct tmp *t, size_t *n, unsigned long *writes)
-{
-    struct cmdline c;
-    struct hook h = { .action = COUNT };
-    char ref[128], out[128];
+/* a test's setting: the tiny model, an uninterrupted `train` into ref.h5
+ * (its adapter, and the writes it made), and the commands of the test, a
+ * first one and the same with --resume, into path (train) or dir (sweep) */
+struct fixture {
+    struct tmp t;
+    float *ref;
+    size_t n_ref;
+    unsigned long n_writes;
+    char path[200], dir[128], out[128];
+    struct cmdline c, r;
+};
 
-    snprintf(ref, sizeof ref, "%s/ref.h5", t->dir);
-    snprintf(out, sizeof out, "%s/ref.txt", t->dir);
-    cmdline(&c, t, "train", ref, NULL);
-    ck_assert_int_eq(cmd_child(cmd_train, c.argv, out, &h), 0);
-    *writes = h.count;
-    return read_adapter(ref, n);
+static void fixture_setup(struct fixture *f, const char *cmd)
+{
+    struct hook h = { .action = COUNT };
+    char ref[128];
+
+    tmp_setup(&f->t, true);
+    snprintf(ref, sizeof ref, "%s/ref.h5", f->t.dir);
+    snprintf(f->out, sizeof f->out, "%s/out.txt", f->t.dir);
+    snprintf(f->dir, sizeof f->dir, "%s/sw", f->t.dir);
+    cmdline(&f->c, &f->t, "train", ref, NULL);
+    ck_assert_int_eq(cmd_child(cmd_train, f->c.argv, f->out, &h), 0);
+    f->n_writes = h.count;
+    ck_assert_uint_gt(f->n_writes, 60);
+    f->ref = read_adapter(ref, &f->n_ref);
+    if (!strcmp(cmd, "train"))
+        snprintf(f->path, sizeof f->path, "%s/run.h5", f->t.dir);
+    else
+        snprintf(f->path, sizeof f->path, "%s/lora-r2-s4-seed1.h5", f->dir);
+    cmdline(&f->c, &f->t, cmd, strcmp(cmd, "train") ? f->dir : f->path, NULL);
+    cmdline(&f->r, &f->t, cmd, strcmp(cmd, "train") ? f->dir : f->path, "--resume");
+}
+
+static void fixture_free(struct fixture *f)
+{
+    free(f->ref);
+    tmp_cleanup(&f->t);
+}
+
+/* the command with --resume (no hook) succeeds, says `want` (NULL: no
+ * check) and leaves the uninterrupted run's adapter */
+static void resume_matches(struct fixture *f, int (*fn)(int, char **), const char *want, const char *when)
+{
+    int status = cmd_child(fn, f->r.argv, f->out, NULL);
+    char *txt = test_slurp(f->out);
+
+    ck_assert_msg(status == 0 && (!want || strstr(txt, want)), "%s: resume: status %d: %s", when, status, txt);
+    free(txt);
+    same_adapter(f->path, f->ref, f->n_ref, when);
 }
 
 /* a full disk at write k, for k spread over a whole run (every 5th, and
  * every one of the last 40: the end of training and the commit) */
 START_TEST(test_write_failure_train)
 {
-    struct tmp t;
-    struct cmdline c, r;
-    char path[128], out[128], when[64];
-    unsigned long n_writes, k;
-    size_t n_ref, tried = 0;
+    struct fixture f;
+    char when[64];
+    unsigned long k;
+    size_t tried = 0;
 
-    tmp_setup(&t, true);
-    float *ref = reference(&t, &n_ref, &n_writes);
-    ck_assert_uint_gt(n_writes, 60);
-    snprintf(path, sizeof path, "%s/run.h5", t.dir);
-    snprintf(out, sizeof out, "%s/out.txt", t.dir);
-    cmdline(&c, &t, "train", path, NULL);
-    cmdline(&r, &t, "train", path, "--resume");
-    for (k = 1; k <= n_writes; k += k + 40 > n_writes ? 1 : 5) {
+    fixture_setup(&f, "train");
+    for (k = 1; k <= f.n_writes; k += k + 40 > f.n_writes ? 1 : 5) {
         struct hook h = { .action = FAIL_FROM, .at = k };
 
-        snprintf(when, sizeof when, "write %lu of %lu failed", k, n_writes);
-        unlink(path);
-        int status = cmd_child(cmd_train, c.argv, out, &h);
-        char *txt = slurp(out);
+        snprintf(when, sizeof when, "write %lu of %lu failed", k, f.n_writes);
+        unlink(f.path);
+        int status = cmd_child(cmd_train, f.c.argv, f.out, &h);
+        char *txt = test_slurp(f.out);
         ck_assert_msg(status == 1, "%s: exit status %d: %s", when, status, txt);
         /* the first failure is named, not the close that failed after it */
-        ck_assert_msg(count_lines(txt) == 1 && strstr(txt, "randlora train: ") == txt && strstr(txt, path) &&
+        ck_assert_msg(count_lines(txt) == 1 && strstr(txt, "randlora train: ") == txt && strstr(txt, f.path) &&
                       strstr(txt, "No space left on device") && !strstr(txt, "cannot close ("), "%s: %s", when, txt);
         free(txt);
         /* space is back: --resume finishes the run */
-        status = cmd_child(cmd_train, r.argv, out, NULL);
-        txt = slurp(out);
-        ck_assert_msg(status == 0, "%s: resume exit status %d: %s", when, status, txt);
-        free(txt);
-        same_adapter(path, ref, n_ref, when);
+        resume_matches(&f, cmd_train, NULL, when);
         tried++;
     }
     ck_assert_uint_gt(tried, 50);
-    free(ref);
-    tmp_cleanup(&t);
+    fixture_free(&f);
 }
 END_TEST
 
 /* a sweep whose run cannot write its file counts it as failed */
 START_TEST(test_write_failure_sweep)
 {
-    struct tmp t;
-    struct cmdline c, r;
-    char dir[128], out[128], path[200];
-    unsigned long n_writes;
-    size_t n_ref;
+    struct fixture f;
+    char cmd[300];
 
-    tmp_setup(&t, true);
-    float *ref = reference(&t, &n_ref, &n_writes);
-    snprintf(dir, sizeof dir, "%s/sw", t.dir);
-    snprintf(out, sizeof out, "%s/out.txt", t.dir);
-    cmdline(&c, &t, "sweep", dir, NULL);
-    cmdline(&r, &t, "sweep", dir, "--resume");
+    fixture_setup(&f, "sweep");
     /* the last write (the directory's sync) and one in training */
-    unsigned long at[2] = { n_writes, n_writes / 2 };
+    unsigned long at[2] = { f.n_writes, f.n_writes / 2 };
     for (int i = 0; i < 2; i++) {
         struct hook h = { .action = FAIL_FROM, .at = at[i] };
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f.dir);
         ck_assert_int_eq(system(cmd), 0);
-        int status = cmd_child(cmd_sweep, c.argv, out, &h);
-        char *txt = slurp(out);
+        int status = cmd_child(cmd_sweep, f.c.argv, f.out, &h);
+        char *txt = test_slurp(f.out);
         ck_assert_msg(status == 1 && strstr(txt, "(0 skipped, 1 failed)") && strstr(txt, "FAILED") &&
                       strstr(txt, "No space left on device"), "write %lu: status %d: %s", at[i], status, txt);
         free(txt);
-        status = cmd_child(cmd_sweep, r.argv, out, NULL);
-        txt = slurp(out);
-        ck_assert_msg(status == 0 && strstr(txt, "0 failed"), "resume: status %d: %s", status, txt);
-        free(txt);
-        snprintf(path, sizeof path, "%s/lora-r2-s4-seed1.h5", dir);
-        same_adapter(path, ref, n_ref, "sweep resumed");
+        resume_matches(&f, cmd_sweep, "0 failed", "sweep resumed");
     }
-    free(ref);
-    tmp_cleanup(&t);
+    fixture_free(&f);
 }
 END_TEST
 
-/* rows 1..n in /train, not complete */
-static void interrupted_file(const char *path, size_t n)
+/* the step named in "interrupted at step N" of txt; the file has rows
+ * 1..N in /train and is not complete */
+static size_t interrupted_file(const char *path, const char *txt)
 {
     struct store *s;
-    struct store_final f;
+    struct store_final fin;
     int completed = 1;
     int64_t *st;
     double *v;
-    size_t rows;
+    size_t rows, step = 0;
+    const char *at = strstr(txt, "interrupted at step ");
 
+    ck_assert_msg(at && sscanf(at, "interrupted at step %zu", &step) == 1, "%s", txt);
+    ck_assert(step >= 1 && step <= RUN_SHORT_STEPS);
     ck_assert_msg(store_open(&s, path) == RL_OK, "%s", rl_error_msg());
-    ck_assert_int_eq(store_read_final(s, &f, &completed), RL_OK);
+    ck_assert_int_eq(store_read_final(s, &fin, &completed), RL_OK);
     ck_assert_int_eq(completed, 0);
     ck_assert_int_eq(store_read_curve(s, "train", "loss", &st, &v, &rows), RL_OK);
-    ck_assert_uint_eq(rows, n);
+    ck_assert_uint_eq(rows, step);
     for (size_t i = 0; i < rows; i++)
         ck_assert_int_eq(st[i], (int64_t)i + 1);
     free(st);
     free(v);
     store_close(s);
+    return step;
 }
 
 /* SIGINT and SIGTERM at a write in the middle of the run */
 START_TEST(test_signal_train)
 {
     static const int sigs[2] = { SIGINT, SIGTERM };
-    struct tmp t;
-    struct cmdline c, r;
-    char path[128], out[128], want[1024];
-    unsigned long n_writes;
-    size_t n_ref, step;
+    struct fixture f;
+    char want[1024];
 
-    tmp_setup(&t, true);
-    float *ref = reference(&t, &n_ref, &n_writes);
-    snprintf(path, sizeof path, "%s/run.h5", t.dir);
-    snprintf(out, sizeof out, "%s/out.txt", t.dir);
-    cmdline(&c, &t, "train", path, NULL);
-    cmdline(&r, &t, "train", path, "--resume");
+    fixture_setup(&f, "train");
     /* the command the message names: this one with --resume */
     int len = snprintf(want, sizeof want, "; resume with randlora");
-    for (int i = 0; i < r.argc; i++)
-        len += snprintf(want + len, sizeof want - (size_t)len, " %s", r.argv[i]);
+    for (int i = 0; i < f.r.argc; i++)
+        len += snprintf(want + len, sizeof want - (size_t)len, " %s", f.r.argv[i]);
     for (int i = 0; i < 2; i++) {
-        struct hook h = { .action = SIGNAL_SELF, .at = n_writes / 2, .sig = sigs[i] };
-        unlink(path);
-        int status = cmd_child(cmd_train, c.argv, out, &h);
-        char *txt = slurp(out), *at = strstr(txt, "interrupted at step ");
+        struct hook h = { .action = SIGNAL_SELF, .at = f.n_writes / 2, .sig = sigs[i] };
+        unlink(f.path);
+        int status = cmd_child(cmd_train, f.c.argv, f.out, &h);
+        char *txt = test_slurp(f.out);
         ck_assert_msg(status == 128 + sigs[i], "exit status %d: %s", status, txt);
-        ck_assert_msg(count_lines(txt) == 1 && at && sscanf(at, "interrupted at step %zu", &step) == 1 &&
-                      strstr(txt, i ? "(SIGTERM)" : "(SIGINT)") && strstr(txt, want), "%s\nwanted: %s", txt, want);
-        ck_assert(step >= 1 && step <= RUN_SHORT_STEPS);
+        ck_assert_msg(count_lines(txt) == 1 && strstr(txt, i ? "(SIGTERM)" : "(SIGINT)") && strstr(txt, want),
+                      "%s\nwanted: %s", txt, want);
+        interrupted_file(f.path, txt);
         free(txt);
-        interrupted_file(path, step);
-        status = cmd_child(cmd_train, r.argv, out, NULL);
-        txt = slurp(out);
-        ck_assert_msg(status == 0, "resume: %d: %s", status, txt);
-        free(txt);
-        same_adapter(path, ref, n_ref, "resumed after a signal");
+        resume_matches(&f, cmd_train, NULL, "resumed after a signal");
     }
-    free(ref);
-    tmp_cleanup(&t);
+    fixture_free(&f);
 }
 END_TEST
 
@@ -332,34 +323,19 @@ END_TEST
  * and stops, the sweep says how to resume and exits 143 */
 START_TEST(test_signal_sweep)
 {
-    struct tmp t;
-    struct cmdline c, r;
-    char dir[128], out[128], path[200];
-    unsigned long n_writes;
-    size_t n_ref, step;
+    struct fixture f;
 
-    tmp_setup(&t, true);
-    float *ref = reference(&t, &n_ref, &n_writes);
-    snprintf(dir, sizeof dir, "%s/sw", t.dir);
-    snprintf(out, sizeof out, "%s/out.txt", t.dir);
-    cmdline(&c, &t, "sweep", dir, NULL);
-    cmdline(&r, &t, "sweep", dir, "--resume");
-    struct hook h = { .action = SIGNAL_PARENT, .at = n_writes / 2, .sig = SIGTERM };
-    int status = cmd_child(cmd_sweep, c.argv, out, &h);
-    char *txt = slurp(out), *at = strstr(txt, "interrupted at step ");
-    ck_assert_msg(status == 143 && at && sscanf(at, "interrupted at step %zu", &step) == 1 &&
-                  strstr(txt, "interrupted (SIGTERM) with 1 of 1 runs unfinished; resume with randlora sweep -c") &&
-                  !strstr(txt, "FAILED"), "status %d: %s", status, txt);
+    fixture_setup(&f, "sweep");
+    struct hook h = { .action = SIGNAL_PARENT, .at = f.n_writes / 2, .sig = SIGTERM };
+    int status = cmd_child(cmd_sweep, f.c.argv, f.out, &h);
+    char *txt = test_slurp(f.out);
+    ck_assert_msg(status == 143 && !strstr(txt, "FAILED") &&
+                  strstr(txt, "interrupted (SIGTERM) with 1 of 1 runs unfinished; resume with randlora sweep -c"),
+                  "status %d: %s", status, txt);
+    interrupted_file(f.path, txt);
     free(txt);
-    snprintf(path, sizeof path, "%s/lora-r2-s4-seed1.h5", dir);
-    interrupted_file(path, step);
-    status = cmd_child(cmd_sweep, r.argv, out, NULL);
-    txt = slurp(out);
-    ck_assert_msg(status == 0 && strstr(txt, "0 failed"), "resume: status %d: %s", status, txt);
-    free(txt);
-    same_adapter(path, ref, n_ref, "sweep resumed after SIGTERM");
-    free(ref);
-    tmp_cleanup(&t);
+    resume_matches(&f, cmd_sweep, "0 failed", "sweep resumed after SIGTERM");
+    fixture_free(&f);
 }
 END_TEST
 

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE   /* nftw's FTW_PHYS */
 #include "test_util.h"
 
+#include <check.h>
 #include <ftw.h>
 #include <math.h>
 #include <stdarg.h>
@@ -161,4 +162,16 @@ const char *fixture_path(const char *name)
 
     snprintf(path, sizeof(path), "%s/%s", dir && *dir ? dir : "tests/fixtures", name);
     return path;
+}
+
+char *test_slurp(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    char *buf = xcalloc(1 << 16, 1);
+
+    ck_assert_msg(fp != NULL, "%s: cannot open", path);
+    size_t n = fread(buf, 1, (1 << 16) - 1, fp);
+    buf[n] = '\0';
+    fclose(fp);
+    return buf;
 }

@@ -55,6 +55,10 @@ void test_tmpdir_remove(const char *dir);
 const char *test_path(const char *dir, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* The whole text of a (small: up to 64 KiB) file, allocated; fails the
+ * test when it cannot be read. */
+char *test_slurp(const char *path);
+
 /* Path of a committed fixture: RANDLORA_FIXTURES or "tests/fixtures", joined
  * with name, in a static buffer. */
 const char *fixture_path(const char *name);
