@@ -4,11 +4,13 @@
 #include "cli/cli.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/alloc.h"
 
@@ -84,10 +86,39 @@ char *cli_resume_command(const char *cmd, int argc, char **argv)
         snprintf(buf, cap, "randlora %s", cmd);
     }
     for (int i = 1; i < argc; i++) {
-        has_resume |= !strcmp(argv[i], "--resume");
+        bool is_value = i > 1 && argv[i - 1][0] == '-' && strcmp(argv[i - 1], "--resume") &&
+                        strcmp(argv[i - 1], "--force") && strcmp(argv[i - 1], "-q");
+        if (!is_value && !strcmp(argv[i], "--force"))
+            continue;                     /* the file is to be continued now */
+        has_resume |= !is_value && !strcmp(argv[i], "--resume");
         append_quoted(&buf, &len, &cap, argv[i]);
     }
     if (!has_resume)
         append_quoted(&buf, &len, &cap, "--resume");
     return buf;
+}
+
+int cli_output_dir_ok(const char *cmd, const char *dir, bool force)
+{
+    struct stat st;
+    struct dirent *e;
+    size_t entries = 0;
+    DIR *d;
+
+    if (stat(dir, &st) != 0)
+        return 0;                                  /* missing: created by the writer */
+    if (!S_ISDIR(st.st_mode))
+        return cli_bad(cmd, false, "%s exists and is not a directory; give an output directory", dir);
+    if (force)
+        return 0;
+    if (!(d = opendir(dir)))
+        return cli_bad(cmd, false, "%s: cannot read the output directory: %s", dir, strerror(errno));
+    while ((e = readdir(d)) != NULL)
+        entries += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    if (entries == 0)
+        return 0;
+    return cli_bad(cmd, false, "%s is not empty (%zu entr%s); write elsewhere, or add --force to write "
+                   "into it (files of the same names are replaced)", dir, entries,
+                   entries == 1 ? "y" : "ies");
 }

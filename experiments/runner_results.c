@@ -67,6 +67,8 @@ int runner_create_store(struct store **st, struct run_state *s, const char *path
     size_t n_shared = 0, nt = runner_shared_count(s, t, 16);
     char threads[128], blas[64], commit[64];
     int64_t *idx = xmalloc_array(s->n_train ? s->n_train : 1, sizeof(*idx));
+    int64_t *vidx = xmalloc_array(s->n_val ? s->n_val : 1, sizeof(*vidx));
+    char val[64] = "";
     struct thread_policy tp = threads_current();
     int rc;
 
@@ -74,6 +76,10 @@ int runner_create_store(struct store **st, struct run_state *s, const char *path
         n_shared += t[i].n;
     for (size_t i = 0; i < s->n_train; i++)
         idx[i] = (int64_t)s->train_idx[i];
+    for (size_t i = 0; i < s->n_val; i++)
+        vidx[i] = (int64_t)s->val_idx[i];
+    if (s->has_val && p->val.kind != EXP_VAL_SPEC)
+        exp_val_text(&p->val, val, sizeof(val));
     threads_describe(threads, sizeof(threads));
     snprintf(blas, sizeof(blas), "openblas %s", tp.blas_mode ? tp.blas_mode : "");
     git_commit(commit, sizeof(commit));
@@ -86,9 +92,13 @@ int runner_create_store(struct store **st, struct run_state *s, const char *path
         .data_spec = p->dataset, .shots = (int64_t)p->shots,
         .fraction = p->shots ? 0.0 : p->fraction, .sampling_seed = p->sample_seed,
         .train_index = idx, .n_train_index = s->n_train, .flush_every = flush_every,
+        .val = p->val.kind == EXP_VAL_SPEC ? p->val.spec : val,
+        .val_spec = p->val.kind == EXP_VAL_SPEC ? p->val.spec : p->dataset,
+        .val_index = vidx, .n_val_index = s->n_val,
     };
     rc = store_create(st, path, &info);
     free(idx);
+    free(vidx);
     return rc;
 }
 

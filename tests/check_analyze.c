@@ -321,7 +321,8 @@ static void write_run(const char *path, const struct run_plan *plan, const struc
             ck_assert_int_eq(store_attr_set_string(s, "/adapter", "method", plan->method), RL_OK);
             ck_assert_int_eq(store_attr_set_int64(s, "/adapter", "r", (int64_t)plan->adapter.r), RL_OK);
         }
-        ck_assert_int_eq(store_write_final(s, &(struct store_final){ acc, linf, 1 << 20, 100.0 }), RL_OK);
+        ck_assert_int_eq(store_write_final(s, &(struct store_final){ .accuracy = acc, .loss = linf,
+                                                       .peak_rss_bytes = 1 << 20, .images_per_s = 100.0 }), RL_OK);
         ck_assert_int_eq(store_commit(s), RL_OK);
         store_close(s);
     } else {
@@ -1027,7 +1028,8 @@ static void write_model_run(const char *path, const struct run_plan *plan, uint6
     }
     ck_assert_int_eq(store_attr_set_string(s, "/adapter", "method", plan->method), RL_OK);
     ck_assert_int_eq(store_attr_set_int64(s, "/adapter", "r", (int64_t)plan->adapter.r), RL_OK);
-    ck_assert_int_eq(store_write_final(s, &(struct store_final){ 0.5, 1.0, 1 << 20, 100.0 }), RL_OK);
+    ck_assert_int_eq(store_write_final(s, &(struct store_final){ .accuracy = 0.5, .loss = 1.0,
+                                                       .peak_rss_bytes = 1 << 20, .images_per_s = 100.0 }), RL_OK);
     ck_assert_int_eq(store_commit(s), RL_OK);
     store_close(s);
     clip_adapters_free(&ca);

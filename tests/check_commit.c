@@ -1,7 +1,7 @@
 /*
  * check_commit.c: the results file's commit protocol (results/store.h,
  * "Commit") proved by killing the process at every write the store makes:
- * a short run on the tiny model (run_harness.h) is started in a child that
+ * a short run on the tiny model (runner_harness.h) is started in a child that
  * _exits at write k, for every k from 1 to the last, and the file left is
  * then either complete and whole (its adapter and final records those of an
  * uninterrupted run, bit for bit) or resumes to exactly that; the same for
@@ -20,7 +20,7 @@
 #include "cli/commands.h"
 #include "core/status.h"
 #include "results/store.h"
-#include "run_harness.h"
+#include "runner_harness.h"
 #include "suites.h"
 
 #define KILLED 77          /* the child died at the write it was told */

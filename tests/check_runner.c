@@ -24,7 +24,10 @@
 #include "formats/safetensors.h"
 #include "results/store.h"
 #include "suites.h"
-#include "run_harness.h"
+
+/* a CLIP with clip-tiny's byte vocabulary, 16x16 images, width 32, 2 layers */
+#include "runner_harness.h"
+
 
 /* ------------------------------------------------------------------------ */
 
@@ -161,42 +164,6 @@ START_TEST(test_loss_falls)
 }
 END_TEST
 
-static void exit_at_step(void *ctx, size_t step)
-{
-    if (step == *(size_t *)ctx)
-        _exit(0);
-}
-
-/* plans[0] twice in t's folder: "interrupted.h5", killed at step 7 in a
- * child and resumed from its checkpoint at step 6, and "straight.h5", run
- * through; both adapters out, asserted to be the same size */
-static void interrupted_and_straight(const struct run_plan *plan, const struct tmp *t,
-                                     char a[256], char b[256], float **pa, float **pb,
-                                     size_t *n, struct runner_result *res)
-{
-    size_t kill_step = 7, nb;
-    struct runner_hooks h = { .ctx = &kill_step, .on_step = exit_at_step };
-    pid_t pid;
-    int status;
-
-    snprintf(a, 256, "%s/interrupted.h5", t->dir);
-    snprintf(b, 256, "%s/straight.h5", t->dir);
-    /* the child dies at step 7 without closing anything */
-    pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        run_quiet(plan, a, &h, false, res);
-        _exit(3);                                 /* not reached */
-    }
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    ck_assert_msg(run_quiet(plan, a, NULL, true, res) == RL_OK, "%s", rl_error_msg());
-    ck_assert_uint_eq(res->resumed_from, 6);
-    ck_assert_msg(run_quiet(plan, b, NULL, false, res) == RL_OK, "%s", rl_error_msg());
-    *pa = read_adapter(a, n);
-    *pb = read_adapter(b, &nb);
-    ck_assert_uint_eq(*n, nb);
-}
 
 /* a run killed after step 7 (checkpoint at 6) and resumed ends with the
  * adapter of an uninterrupted run, bit for bit; RandLoRA with dropout and
@@ -401,7 +368,7 @@ START_TEST(test_pretrain_dir)
     static const char *const tmpl[] = { "{}" };
 
     tmp_setup(&t, false);
-    run_tiny_config(&c);
+    runner_tiny_config(&c);
     snprintf(dir, sizeof(dir), "%s/pre/tiny", t.dir);
 
     /* the runner refuses a preset that was not pretrained, naming the command */

@@ -26,7 +26,7 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "results/store.h"
-#include "run_harness.h"
+#include "runner_harness.h"
 #include "suites.h"
 #include "test_util.h"
 

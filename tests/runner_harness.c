@@ -1,20 +1,23 @@
 /*
- * run_harness.c: the tiny fine-tuning setup of the runner suites
- * (run_harness.h).
+ * runner_harness.c: what the runner suites share (runner_harness.h): a tiny
+ * random CLIP in a temporary directory, a one-run plan on shapes-count,
+ * quiet runs, the adapter of a run file, and a run interrupted in a child
+ * process and resumed beside one run straight through.
  */
-#include "run_harness.h"
-
 #include <check.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/status.h"
 #include "formats/safetensors.h"
 #include "results/store.h"
+#include "runner_harness.h"
 
-/* a CLIP with clip-tiny's byte vocabulary, 16x16 images, width 32, 2 layers */
-void run_tiny_config(struct clip_config *c)
+void runner_tiny_config(struct clip_config *c)
 {
     ck_assert_int_eq(clip_config_preset(c, "clip-tiny"), RL_OK);
     c->vision.image_size = 16;
@@ -40,7 +43,7 @@ void tmp_setup(struct tmp *t, bool with_model)
     snprintf(t->model, sizeof(t->model), "%s/model", t->dir);
     if (!with_model)
         return;
-    run_tiny_config(&c);
+    runner_tiny_config(&c);
     ck_assert_int_eq(clip_model_init(&m, &c), RL_OK);
     clip_model_init_random(&m, 7);
     ck_assert_int_eq(clip_model_save(&m, t->model, ST_F32), RL_OK);
@@ -74,6 +77,7 @@ void tiny_ini_text(char *text, size_t cap, const struct tmp *t)
              "[sweep]\nseeds = 1\n", t->dir, t->model);
 }
 
+/* the plan of a one-run experiment on the tiny model, with overrides */
 void make_plan(struct run_plan **plans, struct experiment *e, const struct tmp *t,
                const char *const *ov, size_t n_ov)
 {
@@ -87,7 +91,7 @@ void make_plan(struct run_plan **plans, struct experiment *e, const struct tmp *
 }
 
 int run_quiet(const struct run_plan *p, const char *path, const struct runner_hooks *h,
-                     bool resume, struct runner_result *res)
+              bool resume, struct runner_result *res)
 {
     struct runner_options o;
 
@@ -135,4 +139,75 @@ float *read_adapter(const char *path, size_t *n_out)
     store_close(s);
     *n_out = total;
     return all;
+}
+
+void exit_at_step(void *ctx, size_t step)
+{
+    if (step == *(size_t *)ctx)
+        _exit(0);
+}
+
+/* plans[0] twice in t's folder: "interrupted.h5", killed at step 7 in a
+ * child and resumed from its checkpoint at step 6, and "straight.h5", run
+ * through; both adapters out, asserted to be the same size */
+void interrupted_and_straight(const struct run_plan *plan, const struct tmp *t,
+                              char a[256], char b[256], float **pa, float **pb,
+                              size_t *n, struct runner_result *res)
+{
+    size_t kill_step = 7, nb;
+    struct runner_hooks h = { .ctx = &kill_step, .on_step = exit_at_step };
+    pid_t pid;
+    int status;
+
+    snprintf(a, 256, "%s/interrupted.h5", t->dir);
+    snprintf(b, 256, "%s/straight.h5", t->dir);
+    /* the child dies at step 7 without closing anything */
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        run_quiet(plan, a, &h, false, res);
+        _exit(3);                                 /* not reached */
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_msg(run_quiet(plan, a, NULL, true, res) == RL_OK, "%s", rl_error_msg());
+    ck_assert_uint_eq(res->resumed_from, 6);
+    ck_assert_msg(run_quiet(plan, b, NULL, false, res) == RL_OK, "%s", rl_error_msg());
+    *pa = read_adapter(a, n);
+    *pb = read_adapter(b, &nb);
+    ck_assert_uint_eq(*n, nb);
+}
+
+int run_cmd_captured(cmd_fn cmd, int argc, char **argv, char **text)
+{
+    char path[] = "/tmp/rl_cmd_out_XXXXXX";
+    int fd = mkstemp(path);
+    int so = dup(1), se = dup(2);
+    long n;
+    FILE *fp;
+
+    ck_assert_int_ge(fd, 0);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    int rc = cmd(argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(so, 1);
+    dup2(se, 2);
+    close(so);
+    close(se);
+    close(fd);
+    fp = fopen(path, "rb");
+    ck_assert_ptr_nonnull(fp);
+    fseek(fp, 0, SEEK_END);
+    n = ftell(fp);
+    rewind(fp);
+    *text = calloc((size_t)n + 1, 1);
+    ck_assert_ptr_nonnull(*text);
+    ck_assert_uint_eq(fread(*text, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+    unlink(path);
+    return rc;
 }
