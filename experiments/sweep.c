@@ -520,7 +520,7 @@ int sweep_run(const struct experiment *e, const struct run_plan *plans, size_t n
         rc = rl_error_set(RL_ERR, "%zu of %zu runs failed (%s); rerun with --resume to retry "
                           "them", n_fails, n_todo, ids);
     }
-    if (interrupt_pending())
+    if (n_todo && interrupt_pending())
         rc = rl_error_set(RL_ERR_INTERRUPTED, "interrupted (%s) with %zu of %zu runs unfinished; resume with %s",
                           interrupt_pending() == SIGTERM ? "SIGTERM" : "SIGINT", n_todo - n_ok, n_todo,
                           o->resume_command ? o->resume_command : "--resume");

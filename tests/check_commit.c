@@ -22,6 +22,7 @@
 #include "results/store.h"
 #include "runner_harness.h"
 #include "suites.h"
+#include "test_util.h"
 
 #define KILLED 77          /* the child died at the write it was told */
 #define FINISHED 78        /* the child's run ended before that write */
@@ -202,37 +203,6 @@ START_TEST(test_kill_at_every_write)
 }
 END_TEST
 
-/* the bytes of a file (allocated), *n its size */
-static char *file_bytes(const char *path, size_t *n)
-{
-    FILE *fp = fopen(path, "rb");
-    char *buf;
-
-    ck_assert_ptr_nonnull(fp);
-    ck_assert_int_eq(fseek(fp, 0, SEEK_END), 0);
-    *n = (size_t)ftell(fp);
-    rewind(fp);
-    buf = malloc(*n ? *n : 1);
-    ck_assert_uint_eq(fread(buf, 1, *n, fp), *n);
-    fclose(fp);
-    return buf;
-}
-
-static void put_bytes(const char *path, const char *buf, size_t n)
-{
-    FILE *fp = fopen(path, "wb");
-
-    ck_assert_ptr_nonnull(fp);
-    ck_assert_uint_eq(fwrite(buf, 1, n, fp), n);
-    ck_assert_int_eq(fclose(fp), 0);
-}
-
-static void exit_after_step(void *ctx, size_t step)
-{
-    if (step == *(const size_t *)ctx)
-        _exit(KILLED);
-}
-
 /* a kill at every write of a resume (store_resume's truncation outside SWMR
  * mode, the step redone, the commit) leaves a file that resumes again */
 START_TEST(test_kill_at_every_write_of_resume)
@@ -243,7 +213,7 @@ START_TEST(test_kill_at_every_write_of_resume)
     struct reference ref;
     char ref_path[128], path[128], when[64];
     size_t seen[3] = { 0, 0, 0 }, n_mid, last = RUN_SHORT_STEPS;
-    struct runner_hooks h = { .ctx = &last, .on_step = exit_after_step };
+    struct runner_hooks h = { .ctx = &last, .on_step = exit_at_step };
     bool fresh_run = false;
     unsigned long k;
     int status;
@@ -262,10 +232,10 @@ START_TEST(test_kill_at_every_write_of_resume)
         _exit(1);
     }
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == KILLED);
-    char *mid = file_bytes(path, &n_mid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    char *mid = test_read_file(path, &n_mid);
     for (k = 1;; k++) {
-        put_bytes(path, mid, n_mid);
+        test_write_file(path, mid, n_mid);
         if (run_child(&plans[0], path, true, k, NULL) == FINISHED)
             break;
         snprintf(when, sizeof when, "resume killed at write %lu", k);
@@ -323,9 +293,9 @@ START_TEST(test_kill_at_every_write_of_analyze)
     snprintf(ref_path, sizeof ref_path, "%s/ref.h5", t.dir);
     snprintf(path, sizeof path, "%s/a.h5", t.dir);
     reference_run(&ref, &plans[0], ref_path);
-    char *orig = file_bytes(ref_path, &n_orig);
+    char *orig = test_read_file(ref_path, &n_orig);
     for (k = 1;; k++) {
-        put_bytes(path, orig, n_orig);
+        test_write_file(path, orig, n_orig);
         int how = analyze_child(path, k);
         snprintf(when, sizeof when, "analyze killed at write %lu", k);
         check_complete(path, &ref, RUN_SHORT_STEPS, when, true);
@@ -338,7 +308,7 @@ START_TEST(test_kill_at_every_write_of_analyze)
         if (has) {
             analyzed++;
         } else {
-            char *now = file_bytes(path, &n_now);
+            char *now = test_read_file(path, &n_now);
             ck_assert_msg(n_now == n_orig && memcmp(now, orig, n_orig) == 0, "%s: the file changed", when);
             free(now);
             as_was++;

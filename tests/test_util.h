@@ -59,6 +59,12 @@ const char *test_path(const char *dir, const char *fmt, ...)
  * test when it cannot be read. */
 char *test_slurp(const char *path);
 
+/* All the bytes of a file (allocated, caller frees), *n its size; and a
+ * file (created or truncated) holding buf[0..n). Both fail the test on an
+ * error. */
+char *test_read_file(const char *path, size_t *n);
+void test_write_file(const char *path, const void *buf, size_t n);
+
 /* Path of a committed fixture: RANDLORA_FIXTURES or "tests/fixtures", joined
  * with name, in a static buffer. */
 const char *fixture_path(const char *name);
