@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli/cli.h"
 #include "cli/commands.h"
 #include "core/alloc.h"
 #include "core/status.h"
@@ -339,6 +340,21 @@ START_TEST(test_signal_sweep)
 }
 END_TEST
 
+/* the command named in the interruption message: quoted where the shell
+ * needs it, --force dropped (the file is to be continued), --resume once */
+START_TEST(test_resume_command)
+{
+    char *argv1[] = { "train", "-c", "my exp.ini", "-s", "data.prompt=it's {}", "--force", "-q", NULL };
+    char *c = cli_resume_command("train", 7, argv1);
+    ck_assert_str_eq(c, "randlora train -c 'my exp.ini' -s 'data.prompt=it'\\''s {}' -q --resume");
+    free(c);
+    char *argv2[] = { "sweep", "--resume", "-c", "x.ini", "-s", "--force", NULL };
+    c = cli_resume_command("sweep", 6, argv2);
+    ck_assert_str_eq(c, "randlora sweep --resume -c x.ini -s --force");
+    free(c);
+}
+END_TEST
+
 Suite *suite_stop(void)
 {
     Suite *s = suite_create("stop");
@@ -349,6 +365,7 @@ Suite *suite_stop(void)
     tcase_add_test(tc, test_write_failure_sweep);
     tcase_add_test(tc, test_signal_train);
     tcase_add_test(tc, test_signal_sweep);
+    tcase_add_test(tc, test_resume_command);
     suite_add_tcase(s, tc);
     return s;
 }
