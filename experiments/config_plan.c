@@ -166,15 +166,15 @@ static int plan_size(const struct experiment *e, const struct exp_method *m, siz
         if (m->by_budget && !e->run_rank) {
             rc = adapter_match_budget(m->ops, &base->adapter, sh, nsh, base->budget, &r, &count);
             if (rc != RL_OK)
-                return rl_error_set(rc, "%s: %s at budget %zu: %s", e->source, m->ops->name,
-                                    base->budget, rl_error_msg());
+                return rl_error_prefix(rc, "%s: %s at budget %zu", e->source, m->ops->name,
+                                       base->budget);
             base->adapter.r = r;
         }
         for (size_t i = 0; i < nsh; i++) {
             rc = adapter_check(m->ops, &base->adapter, sh[i].d_out, sh[i].d_in);
             if (rc != RL_OK)
-                return rl_error_set(rc, "%s: %s with rank %zu: %s", e->source, m->ops->name,
-                                    base->adapter.r, rl_error_msg());
+                return rl_error_prefix(rc, "%s: %s with rank %zu", e->source, m->ops->name,
+                                       base->adapter.r);
         }
         base->n_trainable = adapter_count(m->ops, &base->adapter, sh, nsh);
     } else if (e->run_trainable) {

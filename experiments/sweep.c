@@ -107,11 +107,10 @@ static int file_state(const struct run_plan *p, const char *path, enum file_stat
     if (access(path, F_OK) != 0)
         return RL_OK;
     if ((rc = store_open(&s, path)) != RL_OK)
-        return rl_error_set(RL_ERR_ARG, "%s exists but is not a readable run file (%s); "
-                            "remove it", path, rl_error_msg());
+        return rl_error_prefix(RL_ERR_ARG, "%s exists but is not a readable run file (remove "
+                               "it)", path);
     if ((rc = store_read_config(s, &text)) != RL_OK) {
-        rc = rl_error_set(RL_ERR_ARG, "%s: no run configuration (%s); remove it", path,
-                          rl_error_msg());
+        rc = rl_error_prefix(RL_ERR_ARG, "%s: no run configuration (remove it)", path);
         goto out;
     }
     ini = run_plan_to_ini(p);
@@ -539,8 +538,9 @@ int sweep_read_row(const char *path, struct sweep_row *r)
         goto out;
     if (experiment_parse(&e, text, path, NULL, 0) != RL_OK ||
         experiment_expand(&e, NULL, NULL, &plan, &n_plans) != RL_OK || n_plans != 1) {
-        rc = rl_error_set(RL_ERR_FORMAT, "%s: /config is not one run: %s", path,
-                          n_plans > 1 ? "several runs" : rl_error_msg());
+        rc = n_plans > 1
+                 ? rl_error_set(RL_ERR_FORMAT, "%s: /config is not one run: several runs", path)
+                 : rl_error_prefix(RL_ERR_FORMAT, "%s: /config is not one run", path);
         goto out;
     }
     r->id = xstrdup(plan->id);

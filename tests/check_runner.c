@@ -24,6 +24,7 @@
 #include "formats/safetensors.h"
 #include "results/store.h"
 #include "suites.h"
+#include "test_proc.h"
 
 /* a CLIP with clip-tiny's byte vocabulary, 16x16 images, width 32, 2 layers */
 static void tiny_config(struct clip_config *c)
@@ -301,7 +302,7 @@ static void interrupted_and_straight(const struct run_plan *plan, const struct t
     snprintf(a, 256, "%s/interrupted.h5", t->dir);
     snprintf(b, 256, "%s/straight.h5", t->dir);
     /* the child dies at step 7 without closing anything */
-    pid = fork();
+    pid = test_fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
         run_quiet(plan, a, &h, false, res);
