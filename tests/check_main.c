@@ -40,6 +40,8 @@ int main(int argc, char **argv)
         suite_analyze,
         suite_sweep,
         suite_bench,
+        suite_limits,
+        suite_refusals,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

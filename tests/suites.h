@@ -32,5 +32,7 @@ Suite *suite_runner(void);
 Suite *suite_analyze(void);
 Suite *suite_sweep(void);
 Suite *suite_bench(void);
+Suite *suite_limits(void);
+Suite *suite_refusals(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */

@@ -3,6 +3,7 @@
  */
 #include "test_proc.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,8 +16,13 @@ pid_t test_fork(void)
 
     fflush(NULL);
     pid = fork();
-    if (pid == 0)
+    if (pid == 0) {
+        /* Check's SIGTERM and SIGINT handlers signal the whole process
+         * group: a child that dies of one must not take the tests along */
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
         threads_init(1);
+    }
     return pid;
 }
 

@@ -25,7 +25,8 @@
 
 #include <sys/types.h>
 
-/* fork() after flushing stdio; the child runs on one thread. -1 on failure. */
+/* fork() after flushing stdio; the child runs on one thread, with the
+ * default actions for SIGTERM and SIGINT. -1 on failure. */
 pid_t test_fork(void);
 
 /* fn(arg) in a child (test_fork) that then exits 0; the child's wait
