@@ -22,6 +22,7 @@
 #include "results/store.h"
 #include "runner_harness.h"
 #include "suites.h"
+#include "test_cmd.h"
 #include "test_util.h"
 
 #define KILLED 77          /* the child died at the write it was told */
@@ -233,7 +234,7 @@ START_TEST(test_kill_at_every_write_of_resume)
     }
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    char *mid = test_read_file(path, &n_mid);
+    char *mid = test_slurp(path, &n_mid);
     for (k = 1;; k++) {
         test_write_file(path, mid, n_mid);
         if (run_child(&plans[0], path, true, k, NULL) == FINISHED)
@@ -293,7 +294,7 @@ START_TEST(test_kill_at_every_write_of_analyze)
     snprintf(ref_path, sizeof ref_path, "%s/ref.h5", t.dir);
     snprintf(path, sizeof path, "%s/a.h5", t.dir);
     reference_run(&ref, &plans[0], ref_path);
-    char *orig = test_read_file(ref_path, &n_orig);
+    char *orig = test_slurp(ref_path, &n_orig);
     for (k = 1;; k++) {
         test_write_file(path, orig, n_orig);
         int how = analyze_child(path, k);
@@ -308,7 +309,7 @@ START_TEST(test_kill_at_every_write_of_analyze)
         if (has) {
             analyzed++;
         } else {
-            char *now = test_read_file(path, &n_now);
+            char *now = test_slurp(path, &n_now);
             ck_assert_msg(n_now == n_orig && memcmp(now, orig, n_orig) == 0, "%s: the file changed", when);
             free(now);
             as_was++;

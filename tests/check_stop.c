@@ -29,6 +29,7 @@
 #include "results/store.h"
 #include "runner_harness.h"
 #include "suites.h"
+#include "test_cmd.h"
 #include "test_util.h"
 
 /* what the fault hook does at write `at` */
@@ -203,7 +204,7 @@ static void fixture_free(struct fixture *f)
 static void resume_matches(struct fixture *f, int (*fn)(int, char **), const char *want, const char *when)
 {
     int status = cmd_child(fn, f->r.argv, f->out, NULL);
-    char *txt = test_slurp(f->out);
+    char *txt = test_slurp(f->out, NULL);
 
     ck_assert_msg(status == 0 && (!want || strstr(txt, want)), "%s: resume: status %d: %s", when, status, txt);
     free(txt);
@@ -226,7 +227,7 @@ START_TEST(test_write_failure_train)
         snprintf(when, sizeof when, "write %lu of %lu failed", k, f.n_writes);
         unlink(f.path);
         int status = cmd_child(cmd_train, f.c.argv, f.out, &h);
-        char *txt = test_slurp(f.out);
+        char *txt = test_slurp(f.out, NULL);
         ck_assert_msg(status == 1, "%s: exit status %d: %s", when, status, txt);
         /* the first failure is named, not the close that failed after it */
         ck_assert_msg(count_lines(txt) == 1 && strstr(txt, "randlora train: ") == txt && strstr(txt, f.path) &&
@@ -255,7 +256,7 @@ START_TEST(test_write_failure_sweep)
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", f.dir);
         ck_assert_int_eq(system(cmd), 0);
         int status = cmd_child(cmd_sweep, f.c.argv, f.out, &h);
-        char *txt = test_slurp(f.out);
+        char *txt = test_slurp(f.out, NULL);
         ck_assert_msg(status == 1 && strstr(txt, "(0 skipped, 1 failed)") && strstr(txt, "FAILED") &&
                       strstr(txt, "No space left on device"), "write %lu: status %d: %s", at[i], status, txt);
         free(txt);
@@ -308,7 +309,7 @@ START_TEST(test_signal_train)
         struct hook h = { .action = SIGNAL_SELF, .at = f.n_writes / 2, .sig = sigs[i] };
         unlink(f.path);
         int status = cmd_child(cmd_train, f.c.argv, f.out, &h);
-        char *txt = test_slurp(f.out);
+        char *txt = test_slurp(f.out, NULL);
         ck_assert_msg(status == 128 + sigs[i], "exit status %d: %s", status, txt);
         ck_assert_msg(count_lines(txt) == 1 && strstr(txt, i ? "(SIGTERM)" : "(SIGINT)") && strstr(txt, want),
                       "%s\nwanted: %s", txt, want);
@@ -329,7 +330,7 @@ START_TEST(test_signal_sweep)
     fixture_setup(&f, "sweep");
     struct hook h = { .action = SIGNAL_PARENT, .at = f.n_writes / 2, .sig = SIGTERM };
     int status = cmd_child(cmd_sweep, f.c.argv, f.out, &h);
-    char *txt = test_slurp(f.out);
+    char *txt = test_slurp(f.out, NULL);
     ck_assert_msg(status == 143 && !strstr(txt, "FAILED") &&
                   strstr(txt, "interrupted (SIGTERM) with 1 of 1 runs unfinished; resume with randlora sweep -c"),
                   "status %d: %s", status, txt);

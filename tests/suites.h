@@ -37,6 +37,7 @@ Suite *suite_runner(void);
 Suite *suite_runner_val(void);
 Suite *suite_overwrite(void);
 Suite *suite_analyze(void);
+Suite *suite_plot(void);
 Suite *suite_sweep(void);
 Suite *suite_dry_run(void);
 Suite *suite_run_group(void);
@@ -46,5 +47,7 @@ Suite *suite_sweep_summary(void);
 Suite *suite_bench(void);
 Suite *suite_commit(void);
 Suite *suite_stop(void);
+Suite *suite_limits(void);
+Suite *suite_refusals(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */

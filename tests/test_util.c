@@ -164,35 +164,6 @@ const char *fixture_path(const char *name)
     return path;
 }
 
-char *test_slurp(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    char *buf = xcalloc(1 << 16, 1);
-
-    ck_assert_msg(fp != NULL, "%s: cannot open", path);
-    size_t n = fread(buf, 1, (1 << 16) - 1, fp);
-    buf[n] = '\0';
-    fclose(fp);
-    return buf;
-}
-
-char *test_read_file(const char *path, size_t *n)
-{
-    FILE *fp = fopen(path, "rb");
-    char *buf;
-    long size;
-
-    ck_assert_msg(fp != NULL, "%s: cannot open", path);
-    ck_assert_int_eq(fseek(fp, 0, SEEK_END), 0);
-    ck_assert_int_ge(size = ftell(fp), 0);
-    rewind(fp);
-    *n = (size_t)size;
-    buf = xmalloc(*n ? *n : 1);
-    ck_assert_uint_eq(fread(buf, 1, *n, fp), *n);
-    fclose(fp);
-    return buf;
-}
-
 void test_write_file(const char *path, const void *buf, size_t n)
 {
     FILE *fp = fopen(path, "wb");

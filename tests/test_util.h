@@ -55,14 +55,8 @@ void test_tmpdir_remove(const char *dir);
 const char *test_path(const char *dir, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* The whole text of a (small: up to 64 KiB) file, allocated; fails the
- * test when it cannot be read. */
-char *test_slurp(const char *path);
-
-/* All the bytes of a file (allocated, caller frees), *n its size; and a
- * file (created or truncated) holding buf[0..n). Both fail the test on an
- * error. */
-char *test_read_file(const char *path, size_t *n);
+/* A file (created or truncated) holding buf[0..n); fails the test on an
+ * error. (test_cmd.h's test_slurp reads one.) */
 void test_write_file(const char *path, const void *buf, size_t n);
 
 /* Path of a committed fixture: RANDLORA_FIXTURES or "tests/fixtures", joined
