@@ -520,6 +520,8 @@ static int resolve_method(struct parser *ps, size_t reg, struct exp_method *m)
     m->adapter.vera_d_init = (float)get_d(ps, "method", "vera_d_init", s);
     get(ps, "method", "basis", s, &v);
     RL_ASSERT(adapter_basis_parse(cfg_w_basis[v.word], &m->adapter.basis) == RL_OK);
+    if (get_u(ps, "method", "nola_bases", s))       /* 0: the profile's k */
+        m->adapter.nola_bases = get_u(ps, "method", "nola_bases", s);
     get(ps, "method", "towers", s, &v);
     m->targets.towers = v.mask;
     cfg_value_free(&v);

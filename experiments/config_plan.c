@@ -166,11 +166,11 @@ static int plan_size(const struct experiment *e, const struct exp_method *m, siz
         if (rc != RL_OK)
             return rc;
         if (m->by_budget && !e->run_rank) {
-            rc = adapter_match_budget(m->ops, &base->adapter, sh, nsh, base->budget, &r, &count);
+            rc = adapter_match_budget_cfg(m->ops, &base->adapter, sh, nsh, base->budget,
+                                          &base->adapter, &count);
             if (rc != RL_OK)
                 return rl_error_set(rc, "%s: %s at budget %zu: %s", e->source, m->ops->name,
                                     base->budget, rl_error_msg());
-            base->adapter.r = r;
         }
         for (size_t i = 0; i < nsh; i++) {
             rc = adapter_check(m->ops, &base->adapter, sh[i].d_out, sh[i].d_in);
