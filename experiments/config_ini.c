@@ -496,9 +496,9 @@ static int resolve_method(struct parser *ps, size_t reg, struct exp_method *m)
         if ((p = pair(ps, "method", "rank", "budget", s)) < 0)
             return -1;
         if (p == 0) {
-            /* peft's default ranks */
+            /* the method's default rank (peft's; NoLA the paper's 1) */
             m->sizes = xmalloc(sizeof(*m->sizes));
-            m->sizes[0] = !strcmp(ops->name, "vera") ? 256 : !strcmp(ops->name, "lora") ? 8 : 32;
+            m->sizes[0] = ops->default_rank;
             m->n_sizes = 1;
         } else {
             get(ps, "method", p == 1 ? "rank" : "budget", s, &v);

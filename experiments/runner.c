@@ -319,16 +319,10 @@ static size_t shared_count(struct run_state *s, struct adapter_tensor *t, size_t
     return s->trains ? adapter_method_tensors(&s->ca.method, t, max) : 0;
 }
 
-/* the alpha the method uses (adapter.h: <= 0 means LoRA's 8, RandLoRA's 20 r) */
+/* the alpha the method uses (adapter_alpha: <= 0 means the method's default) */
 static double effective_alpha(const struct run_plan *p)
 {
-    if (p->adapter.alpha > 0)
-        return p->adapter.alpha;
-    if (!strcmp(p->method, "lora"))
-        return 8.0;
-    if (!strcmp(p->method, "randlora"))
-        return 20.0 * (double)p->adapter.r;
-    return 0.0;
+    return adapter_alpha(&p->adapter);
 }
 
 static int create_store(struct store **st, struct run_state *s, const char *path,

@@ -87,6 +87,19 @@ int adapter_cfg_profile(struct adapter_cfg *cfg, const char *profile)
                         "paper_2024)", profile ? profile : "(null)");
 }
 
+float adapter_alpha(const struct adapter_cfg *cfg)
+{
+    if (!cfg->method)
+        return 0.0f;
+    if (!strcmp(cfg->method, "lora"))
+        return lora_scaling(cfg) * (cfg->rslora ? sqrtf((float)cfg->r) : (float)cfg->r);
+    if (!strcmp(cfg->method, "randlora"))
+        return cfg->alpha > 0.0f ? cfg->alpha : 20.0f * (float)cfg->r;
+    if (!strcmp(cfg->method, "nola"))
+        return nola_scaling(cfg) * (float)cfg->r;
+    return 0.0f;
+}
+
 int adapter_basis_parse(const char *name, enum adapter_basis *out)
 {
     static const char *const names[] = { "dense", "sparse", "very_sparse" };

@@ -222,6 +222,8 @@ struct adapter_ops {
     const char *summary;
     int      api_version;
     unsigned flags;
+    size_t   default_rank;       /* the rank an experiment uses when it gives none
+                                    (peft's defaults; NoLA the paper's 1); 0: none */
 
     /* closed forms: trainable floats of one layer; shared frozen floats of a
      * method; the rank of dW for generic parameter values */
@@ -415,6 +417,10 @@ size_t randlora_n_bases(const struct adapter_cfg *cfg, size_t d_out, size_t d_in
 float  randlora_scaling(const struct adapter_cfg *cfg, size_t n);
 /* LoRA's s */
 float  lora_scaling(const struct adapter_cfg *cfg);
+/* the numerator of the method's scaling as it runs: cfg.alpha when > 0, else
+ * its default (LoRA 8, or 1 under the paper rule; RandLoRA 20 r; NoLA 1);
+ * 0 for methods without one (VeRA, full, none) */
+float  adapter_alpha(const struct adapter_cfg *cfg);
 /* NoLA's s = alpha / r (alpha default 1, the authors' lora_alpha) */
 float  nola_scaling(const struct adapter_cfg *cfg);
 

@@ -190,6 +190,7 @@ const struct adapter_ops lora_ops = {
     .api_version    = ADAPTER_API_VERSION,
     .flags          = ADAPTER_F_RANK | ADAPTER_F_DROPOUT | ADAPTER_F_RANK_LE_DIMS |
                       ADAPTER_F_COUNT_MONOTONE,
+    .default_rank   = 8,
     .n_trainable    = lora_n_trainable,
     .max_rank       = lora_max_rank,
     .init           = lora_init,

@@ -310,6 +310,7 @@ const struct adapter_ops nola_ops = {
     .api_version    = ADAPTER_API_VERSION,
     .flags          = ADAPTER_F_RANK | ADAPTER_F_DROPOUT | ADAPTER_F_INIT_NONZERO |
                       ADAPTER_F_BUDGET_BASES,
+    .default_rank   = 1,
     .n_trainable    = nola_n_trainable,
     .n_shared       = nola_n_shared,
     .max_rank       = nola_max_rank,

@@ -434,6 +434,7 @@ const struct adapter_ops randlora_ops = {
     .summary        = "RandLoRA: dW = s sum_i B_i Lambda_i A Gamma_i, shared random bases",
     .api_version    = ADAPTER_API_VERSION,
     .flags          = ADAPTER_F_RANK | ADAPTER_F_DROPOUT | ADAPTER_F_RANK_LE_DIMS,
+    .default_rank   = 32,
     .n_trainable    = randlora_n_trainable,
     .n_shared       = randlora_n_shared,
     .max_rank       = randlora_max_rank,
