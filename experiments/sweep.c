@@ -1,6 +1,6 @@
 /*
- * sweep.c: the grid of an experiment run plan by plan in child processes,
- * and summary.tsv (sweep.h).
+ * sweep.c: the grid of an experiment run plan by plan in child processes
+ * (sweep.h); summary.tsv and the closing table are in sweep_summary.c.
  */
 #include "experiments/sweep.h"
 
@@ -21,6 +21,7 @@
 #include "core/status.h"
 #include "core/threads.h"
 #include "core/timer.h"
+#include "experiments/plan_list.h"
 #include "experiments/run_lock.h"
 #include "experiments/runner.h"
 #include "methods/adapter.h"
@@ -415,15 +416,13 @@ int sweep_run(const struct experiment *e, const struct run_plan *plans, size_t n
     if (n_shards > 1)
         fprintf(out, ", shard %zu/%zu: %zu of them", o->shard, n_shards, n_sel);
     fprintf(out, " -> %s\n", output);
-    for (size_t s = 0; s < n_sel; s++) {
-        const struct run_plan *p = &plans[sel[s]];
-        const struct adapter_ops *ops = adapter_ops_find(p->method);
-        char rank[32] = "";
+    {
+        size_t w = plan_list_id_width(plans, n);
 
-        if (ops && (ops->flags & ADAPTER_F_RANK))
-            snprintf(rank, sizeof(rank), "r=%zu", (size_t)p->adapter.r);
-        fprintf(out, "  %-32s %-9s %-7s %10zu trainable  %s\n", p->id, p->method, rank,
-                p->n_trainable, state_name(state[sel[s]], o->resume));
+        plan_list_header(out, w, true);
+        for (size_t s = 0; s < n_sel; s++)
+            plan_list_line(out, &plans[sel[s]], w, o->n_train ? o->n_train[sel[s]] : SIZE_MAX,
+                           state_name(state[sel[s]], o->resume));
     }
     fflush(out);
     if (o->dry_run)
@@ -474,7 +473,12 @@ int sweep_run(const struct experiment *e, const struct run_plan *plans, size_t n
     c->run = n_todo;
     c->failed = n_fails;
 
-    rc = sweep_write_summary(output, plans, n, out, err, &c->rows);
+    /* a shard sees only part of the grid: the report waits for --summary */
+    rc = sweep_write_summary(output, plans, n, n_shards > 1 ? NULL : out, err, &c->rows);
+    if (n_shards > 1)
+        fprintf(out, "shard %zu/%zu done; the report of the whole grid: randlora sweep -c %s "
+                "--summary (after the last shard)\n", o->shard, n_shards,
+                o->config_path ? o->config_path : "FILE");
     if (rc != RL_OK)
         fprintf(err, "randlora sweep: %s\n", rl_error_msg());
     fprintf(out, "%zu run%s in %.1f s (%zu skipped, %zu failed); summary: %s/%s\n", n_todo,
@@ -504,378 +508,5 @@ done:
     free(paths);
     free(todo);
     free(sel);
-    return rc;
-}
-
-/* ------------------------------------------------------------------------ */
-/* summary.tsv                                                               */
-
-void sweep_row_free(struct sweep_row *r)
-{
-    free(r->id);
-    free(r->dataset);
-    free(r->method);
-    free(r->status);
-    memset(r, 0, sizeof(*r));
-}
-
-int sweep_read_row(const char *path, struct sweep_row *r)
-{
-    struct store *s = NULL;
-    struct experiment e;
-    struct run_plan *plan = NULL;
-    struct store_final f;
-    char *text = NULL, *stopped = NULL;
-    int64_t *steps = NULL;
-    double *wall = NULL;
-    size_t n_plans = 0, n = 0;
-    int completed = 0, rc;
-
-    memset(r, 0, sizeof(*r));
-    memset(&e, 0, sizeof(e));
-    if ((rc = store_open(&s, path)) != RL_OK)
-        return rc;
-    if ((rc = store_read_config(s, &text)) != RL_OK)
-        goto out;
-    if (experiment_parse(&e, text, path, NULL, 0) != RL_OK ||
-        experiment_expand(&e, NULL, NULL, &plan, &n_plans) != RL_OK || n_plans != 1) {
-        rc = rl_error_set(RL_ERR_FORMAT, "%s: /config is not one run: %s", path,
-                          n_plans > 1 ? "several runs" : rl_error_msg());
-        goto out;
-    }
-    r->id = xstrdup(plan->id);
-    r->dataset = xstrdup(plan->dataset);
-    r->method = xstrdup(plan->method);
-    r->budget = plan->budget;
-    r->shots = plan->shots;
-    r->fraction = plan->shots ? 0.0 : plan->fraction;
-    r->seed = plan->seed;
-    if ((rc = store_attr_get_int64(s, "/method", "rank", &r->rank)) != RL_OK ||
-        (rc = store_attr_get_int64(s, "/method", "n_trainable", &r->n_trainable)) != RL_OK ||
-        (rc = store_read_final(s, &f, &completed)) != RL_OK ||
-        (rc = store_read_curve(s, "train", "wall_s", &steps, &wall, &n)) != RL_OK)
-        goto out;
-    r->accuracy = completed ? f.accuracy : NAN;
-    r->loss = completed ? f.loss : NAN;
-    r->images_per_s = completed ? f.images_per_s : NAN;
-    r->peak_rss_bytes = completed ? f.peak_rss_bytes : 0;
-    r->seconds = n ? wall[n - 1] : 0.0;
-    if (store_attr_get_int64(s, "/", "runner_steps", &r->steps) != RL_OK)
-        r->steps = n ? steps[n - 1] : 0;
-    if (store_attr_get_string(s, "/", "stopped", &stopped) == RL_OK)
-        r->status = xstrdup("stopped");
-    else
-        r->status = xstrdup(completed ? "complete" : "incomplete");
-    rl_error_clear();
-out:
-    if (rc != RL_OK)
-        sweep_row_free(r);
-    free(stopped);
-    free(steps);
-    free(wall);
-    free(text);
-    if (plan)
-        run_plans_free(plan, n_plans);
-    experiment_free(&e);
-    store_close(s);
-    return rc;
-}
-
-struct row_entry {
-    struct sweep_row row;
-    char  *name;        /* file name */
-    size_t order;       /* grid index, or SIZE_MAX */
-};
-
-static int entry_cmp(const void *a, const void *b)
-{
-    const struct row_entry *x = a, *y = b;
-
-    if (x->order != y->order)
-        return x->order < y->order ? -1 : 1;
-    return strcmp(x->name, y->name);
-}
-
-/* a TSV field: tabs and line ends become spaces */
-static void put_field(FILE *fp, const char *s)
-{
-    for (; *s; s++)
-        fputc(*s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s, fp);
-}
-
-static void put_double(FILE *fp, const char *fmt, double v)
-{
-    if (isnan(v))
-        fputs("nan", fp);
-    else
-        fprintf(fp, fmt, v);
-}
-
-static int write_tsv(const char *dir, const struct row_entry *rows, size_t n)
-{
-    size_t need = strlen(dir) + sizeof(SWEEP_SUMMARY_FILE) + 16;
-    char *tmp = xmalloc(need), *final = xmalloc(need);
-    FILE *fp;
-    int fd, rc = RL_OK;
-
-    snprintf(tmp, need, "%s/.%s.XXXXXX", dir, SWEEP_SUMMARY_FILE);
-    snprintf(final, need, "%s/%s", dir, SWEEP_SUMMARY_FILE);
-    if ((fd = mkstemp(tmp)) < 0) {
-        rc = rl_error_set(RL_ERR_IO, "%s: cannot create a temporary file: %s", dir,
-                          strerror(errno));
-        goto out;
-    }
-    (void)fchmod(fd, 0644);
-    if (!(fp = fdopen(fd, "w"))) {
-        close(fd);
-        unlink(tmp);
-        rc = rl_error_set(RL_ERR_IO, "%s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    fputs("id\tdataset\tmethod\trank\tbudget\tshots\tfraction\tseed\tn_trainable\taccuracy\tloss"
-          "\tsteps\tseconds\timages_per_s\tpeak_rss_bytes\tstatus\n", fp);
-    for (size_t i = 0; i < n; i++) {
-        const struct sweep_row *r = &rows[i].row;
-
-        put_field(fp, r->id);
-        fputc('\t', fp);
-        put_field(fp, r->dataset);
-        fprintf(fp, "\t%s\t%lld\t%zu\t%zu\t%.17g\t%llu\t%lld\t", r->method, (long long)r->rank,
-                r->budget, r->shots, r->fraction, (unsigned long long)r->seed,
-                (long long)r->n_trainable);
-        put_double(fp, "%.17g", r->accuracy);
-        fputc('\t', fp);
-        put_double(fp, "%.17g", r->loss);
-        fprintf(fp, "\t%lld\t", (long long)r->steps);
-        put_double(fp, "%.3f", r->seconds);
-        fputc('\t', fp);
-        put_double(fp, "%.3f", r->images_per_s);
-        fprintf(fp, "\t%lld\t%s\n", (long long)r->peak_rss_bytes, r->status);
-    }
-    if (fflush(fp) != 0 || ferror(fp) || fsync(fileno(fp)) != 0) {
-        rc = rl_error_set(RL_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
-        fclose(fp);
-        unlink(tmp);
-        goto out;
-    }
-    if (fclose(fp) != 0 || rename(tmp, final) != 0) {
-        rc = rl_error_set(RL_ERR_IO, "%s: cannot write: %s", final, strerror(errno));
-        unlink(tmp);
-    }
-out:
-    free(tmp);
-    free(final);
-    return rc;
-}
-
-/* ---------------------------------------------------------------- table */
-
-struct col { size_t shots; double fraction; };
-struct trow {
-    const char *dataset, *method;
-    size_t budget;
-    int64_t rank, n_trainable;
-};
-
-static bool same_col(const struct col *a, const struct sweep_row *r)
-{
-    return a->shots == r->shots && a->fraction == r->fraction;
-}
-
-static int col_cmp(const void *a, const void *b)
-{
-    const struct col *x = a, *y = b;
-
-    if ((x->shots == 0) != (y->shots == 0))
-        return x->shots ? -1 : 1;                 /* shots before fractions */
-    if (x->shots != y->shots)
-        return x->shots < y->shots ? -1 : 1;
-    return x->fraction < y->fraction ? -1 : x->fraction > y->fraction;
-}
-
-static bool has_rank(const char *method)
-{
-    const struct adapter_ops *ops = adapter_ops_find(method);
-
-    return ops && (ops->flags & ADAPTER_F_RANK);
-}
-
-static bool same_trow(const struct trow *t, const struct sweep_row *r, bool by_dataset)
-{
-    if (strcmp(t->method, r->method) || t->budget != r->budget)
-        return false;
-    if (by_dataset && strcmp(t->dataset, r->dataset))
-        return false;
-    return r->budget || !has_rank(r->method) || t->rank == r->rank;
-}
-
-static void print_table(FILE *out, const struct row_entry *rows, size_t n)
-{
-    struct col *cols = xcalloc(n ? n : 1, sizeof(*cols));
-    struct trow *trows = xcalloc(n ? n : 1, sizeof(*trows));
-    size_t n_cols = 0, n_trows = 0;
-    bool by_dataset = false, any_sd = false;
-    char buf[64];
-
-    if (!n)
-        goto out;
-    for (size_t i = 1; i < n; i++)
-        if (strcmp(rows[i].row.dataset, rows[0].row.dataset))
-            by_dataset = true;
-    for (size_t i = 0; i < n; i++) {
-        const struct sweep_row *r = &rows[i].row;
-        size_t k;
-
-        for (k = 0; k < n_cols && !same_col(&cols[k], r); k++)
-            ;
-        if (k == n_cols)
-            cols[n_cols++] = (struct col){ r->shots, r->fraction };
-        for (k = 0; k < n_trows && !same_trow(&trows[k], r, by_dataset); k++)
-            ;
-        if (k == n_trows)
-            trows[n_trows++] = (struct trow){ r->dataset, r->method, r->budget, r->rank,
-                                              r->n_trainable };
-    }
-    qsort(cols, n_cols, sizeof(*cols), col_cmp);
-
-    fprintf(out, "\nfinal accuracy");
-    fprintf(out, " (%zu run file%s)\n", n, n == 1 ? "" : "s");
-    if (by_dataset)
-        fprintf(out, "%-20s ", "dataset");
-    fprintf(out, "%-9s %8s %6s %10s", "method", "budget", "rank", "trainable");
-    for (size_t k = 0; k < n_cols; k++) {
-        if (cols[k].shots)
-            snprintf(buf, sizeof(buf), "%zu-shot", cols[k].shots);
-        else
-            snprintf(buf, sizeof(buf), "f=%g", cols[k].fraction);
-        fprintf(out, " %15s", buf);
-    }
-    fputc('\n', out);
-    for (size_t t = 0; t < n_trows; t++) {
-        const struct trow *tr = &trows[t];
-
-        if (by_dataset)
-            fprintf(out, "%-20.20s ", tr->dataset);
-        fprintf(out, "%-9s", tr->method);
-        if (tr->budget)
-            fprintf(out, " %8zu", tr->budget);
-        else
-            fprintf(out, " %8s", "-");
-        if (has_rank(tr->method) && tr->rank > 0)
-            fprintf(out, " %6lld", (long long)tr->rank);
-        else
-            fprintf(out, " %6s", "-");
-        fprintf(out, " %10lld", (long long)tr->n_trainable);
-        for (size_t k = 0; k < n_cols; k++) {
-            double sum = 0.0, sum2 = 0.0;
-            size_t cnt = 0, present = 0;
-
-            for (size_t i = 0; i < n; i++) {
-                const struct sweep_row *r = &rows[i].row;
-
-                if (!same_trow(tr, r, by_dataset) || !same_col(&cols[k], r))
-                    continue;
-                present++;
-                if (!strcmp(r->status, "complete") && isfinite(r->accuracy)) {
-                    sum += r->accuracy;
-                    sum2 += r->accuracy * r->accuracy;
-                    cnt++;
-                }
-            }
-            if (cnt == 0)
-                snprintf(buf, sizeof(buf), "%s", present ? "(unfinished)" : "-");
-            else if (cnt == 1)
-                snprintf(buf, sizeof(buf), "%.4f", sum);
-            else {
-                double mean = sum / (double)cnt;
-                double var = (sum2 - (double)cnt * mean * mean) / (double)(cnt - 1);
-
-                snprintf(buf, sizeof(buf), "%.4f+-%.4f", mean, var > 0 ? sqrt(var) : 0.0);
-                any_sd = true;
-            }
-            fprintf(out, " %15s", buf);
-        }
-        fputc('\n', out);
-    }
-    if (any_sd)
-        fprintf(out, "(mean +- standard deviation over seeds)\n");
-out:
-    free(cols);
-    free(trows);
-}
-
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-int sweep_write_summary(const char *dir, const struct run_plan *plans, size_t n_plans,
-                        FILE *table, FILE *err, size_t *n_rows)
-{
-    DIR *d;
-    struct dirent *de;
-    char **names = NULL;
-    size_t n_names = 0, cap = 0, n = 0;
-    struct row_entry *rows;
-    int rc;
-
-    if (!err)
-        err = stderr;
-    if (n_rows)
-        *n_rows = 0;
-    if (!(d = opendir(dir)))
-        return rl_error_set(RL_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
-    while ((de = readdir(d)) != NULL) {
-        size_t len = strlen(de->d_name);
-
-        if (len < 4 || de->d_name[0] == '.' || strcmp(de->d_name + len - 3, ".h5"))
-            continue;
-        if (n_names == cap) {
-            cap = cap ? 2 * cap : 32;
-            names = xrealloc_array(names, cap, sizeof(*names));
-        }
-        names[n_names++] = xstrdup(de->d_name);
-    }
-    closedir(d);
-    if (n_names)
-        qsort(names, n_names, sizeof(*names), name_cmp);
-
-    rows = xcalloc(n_names ? n_names : 1, sizeof(*rows));
-    for (size_t i = 0; i < n_names; i++) {
-        size_t need = strlen(dir) + strlen(names[i]) + 2;
-        char *path = xmalloc(need);
-
-        snprintf(path, need, "%s/%s", dir, names[i]);
-        if (sweep_read_row(path, &rows[n].row) != RL_OK) {
-            fprintf(err, "randlora sweep: %s: left out of %s: %s\n", path, SWEEP_SUMMARY_FILE,
-                    rl_error_msg());
-            free(path);
-            continue;
-        }
-        free(path);
-        rows[n].name = names[i];
-        rows[n].order = SIZE_MAX;
-        for (size_t p = 0; p < n_plans; p++) {
-            size_t len = strlen(plans[p].id);
-
-            if (!strncmp(names[i], plans[p].id, len) && !strcmp(names[i] + len, ".h5")) {
-                rows[n].order = p;
-                break;
-            }
-        }
-        n++;
-    }
-    qsort(rows, n, sizeof(*rows), entry_cmp);
-    rc = write_tsv(dir, rows, n);
-    if (rc == RL_OK && n_rows)
-        *n_rows = n;
-    if (table)
-        print_table(table, rows, n);
-    for (size_t i = 0; i < n; i++)
-        sweep_row_free(&rows[i].row);
-    free(rows);
-    for (size_t i = 0; i < n_names; i++)
-        free(names[i]);
-    free(names);
     return rc;
 }

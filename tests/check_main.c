@@ -33,6 +33,9 @@ int main(int argc, char **argv)
         suite_clip_recompute,
         suite_adapter_io,
         suite_config,
+        suite_config_grid,
+        suite_config_axes,
+        suite_config_store,
         suite_val_split,
         suite_store,
         suite_store_val,
@@ -42,6 +45,11 @@ int main(int argc, char **argv)
         suite_overwrite,
         suite_analyze,
         suite_sweep,
+        suite_dry_run,
+        suite_run_group,
+        suite_report,
+        suite_report_files,
+        suite_sweep_summary,
         suite_bench,
     };
     SRunner *sr = srunner_create(NULL);

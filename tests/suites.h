@@ -27,6 +27,9 @@ Suite *suite_clip_paths(void);
 Suite *suite_clip_recompute(void);
 Suite *suite_adapter_io(void);
 Suite *suite_config(void);
+Suite *suite_config_grid(void);
+Suite *suite_config_axes(void);
+Suite *suite_config_store(void);
 Suite *suite_val_split(void);
 Suite *suite_store(void);
 Suite *suite_store_val(void);
@@ -36,6 +39,11 @@ Suite *suite_runner_val(void);
 Suite *suite_overwrite(void);
 Suite *suite_analyze(void);
 Suite *suite_sweep(void);
+Suite *suite_dry_run(void);
+Suite *suite_run_group(void);
+Suite *suite_report(void);
+Suite *suite_report_files(void);
+Suite *suite_sweep_summary(void);
 Suite *suite_bench(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */
