@@ -214,9 +214,7 @@ static bool axis_applies(struct parser *ps, const struct adapter_ops *ops, size_
         return !strcmp(name, "lora");
     if (!strcmp(key, "vera_d_init"))
         return !strcmp(name, "vera");
-    if (!strcmp(key, "profile"))        /* RandLoRA's rules, LoRA's, NoLA's k */
-        return !strcmp(name, "randlora") || !strcmp(name, "lora") || !strcmp(name, "nola");
-    if (!strcmp(key, "basis"))
+    if (!strcmp(key, "profile") || !strcmp(key, "basis"))
         return !strcmp(name, "randlora") || !strcmp(name, "nola");
     return false;
 }
