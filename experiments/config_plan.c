@@ -175,7 +175,8 @@ static int cmp_id(const void *a, const void *b)
 
 /* the rank, budget and counts of one (dataset, method, size, setting) */
 struct sized {
-    size_t r, budget, n_trainable;
+    struct adapter_cfg adapter;   /* the setting's, with the matched rank (or NoLA's k) */
+    size_t budget, n_trainable;
 };
 
 /* r, budget, counts for one (dataset, method, size, setting) into *out; the
@@ -252,7 +253,7 @@ static int plan_size(const struct experiment *e, const struct exp_method *m, siz
     } else if (e->run_trainable) {
         base->n_trainable = e->run_trainable;
     }
-    out->r = base->adapter.r;
+    out->adapter = base->adapter;
     out->budget = base->budget;
     out->n_trainable = base->n_trainable;
     return RL_OK;
@@ -346,10 +347,9 @@ int cfg_expand(const struct experiment *e, exp_shapes_fn shapes, void *ctx,
                             const struct sized *z = &sz[si * n_set + ti];
                             char id[512];
 
-                            base.adapter = st->adapter;
+                            base.adapter = z->adapter;
                             base.profile = st->profile;
                             base.train = st->train;
-                            base.adapter.r = z->r;
                             base.budget = z->budget;
                             base.n_trainable = z->n_trainable;
                             base.shots = di < e->n_shots ? e->shots[di] : 0;

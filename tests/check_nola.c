@@ -11,6 +11,8 @@
  *              file of another k refused with a message naming the key
  *   golden     tests/fixtures/nola_golden.bin from tests/ref/nola_golden.py
  *              (PyTorch, the RandLoRA authors' expressions)
+ *   plans      method.budget picks k, nola_bases and the profile set it, the
+ *              default rank is 1, and a plan reads back from its own ini
  *   profiles   paper: LoRA alpha 1 / A = 0 / B kaiming(r d_out), RandLoRA
  *              1/r; paper_2024: RandLoRA 10/r; peft unchanged
  */
@@ -20,6 +22,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "experiments/config.h"
 #include "core/status.h"
 #include "methods/adapter.h"
 #include "methods/adapter_io.h"
@@ -395,6 +398,74 @@ START_TEST(test_paper_profiles)
 }
 END_TEST
 
+/* two layers, 64x32 and 32x64, whatever the plan */
+static int two_shapes(void *ctx, const struct run_plan *plan, const struct adapter_shape **sh,
+                      size_t *n)
+{
+    static const struct adapter_shape shapes[2] = { { 64, 32 }, { 32, 64 } };
+
+    (void)ctx;
+    (void)plan;
+    *sh = shapes;
+    *n = 2;
+    return RL_OK;
+}
+
+static void expand_one(const char *method_section, struct run_plan **p)
+{
+    char text[512];
+    struct experiment e;
+    size_t n;
+
+    snprintf(text, sizeof(text), "[model]\nname = clip-tiny\n[method]\nmethods = nola\n%s",
+             method_section);
+    ck_assert_msg(experiment_parse(&e, text, "t.ini", NULL, 0) == RL_OK, "%s", rl_error_msg());
+    ck_assert_msg(experiment_expand(&e, two_shapes, NULL, p, &n) == RL_OK, "%s",
+                  rl_error_msg());
+    ck_assert_uint_eq(n, 1);
+    experiment_free(&e);
+}
+
+START_TEST(test_nola_plans)
+{
+    struct run_plan *p, *q;
+    struct experiment e;
+    char *ini;
+    size_t n;
+
+    expand_one("", &p);                              /* defaults: rank 1, k 256 */
+    ck_assert_uint_eq(p[0].adapter.r, 1);
+    ck_assert_uint_eq(p[0].adapter.nola_bases, 256);
+    ck_assert_uint_eq(p[0].n_trainable, 2 * 2 * 256);
+    run_plans_free(p, 1);
+    expand_one("profile = paper\n", &p);
+    ck_assert_uint_eq(p[0].adapter.nola_bases, 1024);
+    ck_assert_float_eq(p[0].adapter.alpha, 0.0f);
+    run_plans_free(p, 1);
+    expand_one("profile = paper\nnola_bases.nola = 64\nrank = 2\n", &p);
+    ck_assert_uint_eq(p[0].adapter.nola_bases, 64);
+    ck_assert_uint_eq(p[0].adapter.r, 2);
+    run_plans_free(p, 1);
+
+    expand_one("budget = 1003\n", &p);              /* k = 251: 4 x 251 = 1004 */
+    ck_assert_uint_eq(p[0].adapter.nola_bases, 251);
+    ck_assert_uint_eq(p[0].adapter.r, 1);
+    ck_assert_uint_eq(p[0].n_trainable, 1004);
+    /* the stored plan reads back without shapes, k included */
+    ini = run_plan_to_ini(&p[0]);
+    ck_assert_msg(strstr(ini, "nola_bases = 251") != NULL, "%s", ini);
+    ck_assert_msg(experiment_parse(&e, ini, "run.ini", NULL, 0) == RL_OK, "%s", rl_error_msg());
+    ck_assert_int_eq(experiment_expand(&e, NULL, NULL, &q, &n), RL_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_uint_eq(q[0].adapter.nola_bases, 251);
+    ck_assert_uint_eq(q[0].n_trainable, 1004);
+    run_plans_free(q, n);
+    experiment_free(&e);
+    free(ini);
+    run_plans_free(p, 1);
+}
+END_TEST
+
 Suite *suite_nola(void)
 {
     Suite *s = suite_create("nola");
@@ -406,6 +477,7 @@ Suite *suite_nola(void)
     tcase_add_test(tc, test_nola_gradcheck);
     tcase_add_test(tc, test_nola_files);
     tcase_add_test(tc, test_nola_golden);
+    tcase_add_test(tc, test_nola_plans);
     tcase_add_test(tc, test_paper_profiles);
     suite_add_tcase(s, tc);
     return s;
