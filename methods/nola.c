@@ -22,11 +22,12 @@
  * the paper; 2 k floats per layer, whatever the layer's shape.
  *
  * Each forward, merge and projection first mixes the bases into A and B
- * (2 k r (d_in + d_out) FLOPs), then it is LoRA with those factors; the
+ * (2 k r (d_in + d_out) FLOPs, BLAS matrix-vector products), then it is LoRA with those factors; the
  * coefficient gradients contract dL/dA and dL/dB with the bases:
  *   dalpha_i = <A_i, dL/dA>,  dbeta_i = <B_i, dL/dB>.
  * Per layer: the mixed A, B of the last forward and h = x A^T, dh (N, r).
  */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,6 @@ struct nola_shared {
     float *Bm;     /* (max_out, r)      scratch: mixed B (merge)   */
     float *dA;     /* (r, max_in)       scratch: dL/dA             */
     float *dB;     /* (max_out, r)      scratch: dL/dB             */
-    double *acc;   /* (r max_in + max_out r) scratch: the mixing sums */
 };
 
 struct nola_priv {
@@ -112,7 +112,6 @@ static int nola_method_init(struct adapter_method *m)
     sh->dA = xmalloc_array(r * m->max_in, sizeof(float));
     sh->Bm = xmalloc_array(m->max_out * r, sizeof(float));
     sh->dB = xmalloc_array(m->max_out * r, sizeof(float));
-    sh->acc = xmalloc_array(r * (m->max_in + m->max_out), sizeof(double));
     rng_split(&g, &m->rng, 0);
     fill_basis(&g, sh->A, nA, m);
     fill_basis(&g, sh->B, nB, m);
@@ -130,7 +129,6 @@ static void nola_method_free(struct adapter_method *m)
         free(sh->Bm);
         free(sh->dA);
         free(sh->dB);
-        free(sh->acc);
         free(sh);
     }
     m->priv = NULL;
@@ -187,50 +185,36 @@ static size_t nola_tensors(struct adapter *a, float *base, struct adapter_tensor
 }
 
 /* A (r, d_in) = sum_i alpha_i A_i and B (d_out, r) = sum_i beta_i B_i from
- * the coefficients coef (2, k), summed in double (k is large: 1024) */
+ * the coefficients coef (2, k): matrix-vector products over the bases seen
+ * as (k, r max_in) and (k, max_out r) matrices, row j of A at a time (its
+ * first d_in columns), B's first d_out rows at once */
 static void mix(const struct adapter *a, const float *coef, float *Am, float *Bm)
 {
     const struct nola_shared *sh = a->method->priv;
     size_t r = a->method->cfg.r, k = sh->k, di = a->d_in, dout = a->d_out;
-    size_t mi = a->method->max_in, mo = a->method->max_out;
-    double *sa = sh->acc, *sb = sh->acc + r * di;
+    size_t lda = r * a->method->max_in, ldb = a->method->max_out * r;
 
-    memset(sh->acc, 0, r * (di + dout) * sizeof(double));
-    for (size_t i = 0; i < k; i++) {
-        double al = coef[i], be = coef[k + i];
-        const float *Ai = sh->A + i * r * mi, *Bi = sh->B + i * mo * r;
-
-        for (size_t j = 0; j < r; j++)
-            for (size_t c = 0; c < di; c++)
-                sa[j * di + c] += al * Ai[j * mi + c];
-        for (size_t o = 0; o < dout * r; o++)      /* rows o < d_out are the first d_out r */
-            sb[o] += be * Bi[o];
-    }
-    for (size_t i = 0; i < r * di; i++)
-        Am[i] = (float)sa[i];
-    for (size_t i = 0; i < dout * r; i++)
-        Bm[i] = (float)sb[i];
+    RL_ASSERT(k <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX);
+    for (size_t j = 0; j < r; j++)
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int)k, (int)di, 1.0f,
+                    sh->A + j * a->method->max_in, (int)lda, coef, 1, 0.0f, Am + j * di, 1);
+    cblas_sgemv(CblasRowMajor, CblasTrans, (int)k, (int)(dout * r), 1.0f, sh->B, (int)ldb,
+                coef + k, 1, 0.0f, Bm, 1);
 }
 
-/* grads (2, k) += the bases contracted with dA (r, d_in) and dB (d_out, r) */
+/* grads (2, k) += the bases contracted with dA (r, d_in) and dB (d_out, r):
+ * dalpha_i = <A_i, dA>, dbeta_i = <B_i, dB> */
 static void contract(const struct adapter *a, const float *dA, const float *dB, float *grads)
 {
     const struct nola_shared *sh = a->method->priv;
     size_t r = a->method->cfg.r, k = sh->k, di = a->d_in, dout = a->d_out;
-    size_t mi = a->method->max_in, mo = a->method->max_out;
+    size_t lda = r * a->method->max_in, ldb = a->method->max_out * r;
 
-    for (size_t i = 0; i < k; i++) {
-        const float *Ai = sh->A + i * r * mi, *Bi = sh->B + i * mo * r;
-        double ga = 0.0, gb = 0.0;
-
-        for (size_t j = 0; j < r; j++)
-            for (size_t c = 0; c < di; c++)
-                ga += (double)Ai[j * mi + c] * dA[j * di + c];
-        for (size_t o = 0; o < dout * r; o++)
-            gb += (double)Bi[o] * dB[o];
-        grads[i] += (float)ga;
-        grads[k + i] += (float)gb;
-    }
+    for (size_t j = 0; j < r; j++)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)k, (int)di, 1.0f,
+                    sh->A + j * a->method->max_in, (int)lda, dA + j * di, 1, 1.0f, grads, 1);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)k, (int)(dout * r), 1.0f, sh->B, (int)ldb,
+                dB, 1, 1.0f, grads + k, 1);
 }
 
 /* x (N, d_in), y (N, d_out): A, B mixed; h = x A^T (N, r); y += s h B^T */
