@@ -13,6 +13,8 @@
  *              (PyTorch, the RandLoRA authors' expressions)
  *   plans      method.budget picks k, nola_bases and the profile set it, the
  *              default rank is 1, and a plan reads back from its own ini
+ *   params     `randlora params` with --bases and --budget; --bases refused
+ *              (exit status 2) for another method or 0
  *   profiles   paper: LoRA alpha 1 / A = 0 / B kaiming(r d_out), RandLoRA
  *              1/r; paper_2024: RandLoRA 10/r; peft unchanged
  */
@@ -24,6 +26,7 @@
 #include "core/rng.h"
 #include "experiments/config.h"
 #include "core/status.h"
+#include "cli/commands.h"
 #include "methods/adapter.h"
 #include "methods/adapter_io.h"
 #include "golden.h"
@@ -466,6 +469,25 @@ START_TEST(test_nola_plans)
 }
 END_TEST
 
+/* `randlora params`: NoLA counts, --bases only for NoLA (exit status 2 otherwise) */
+START_TEST(test_nola_cmd_params)
+{
+    char *ok[] = { "params", "--method", "nola", "--rank", "1", "--bases", "8", "--shape",
+                   "4x6", "--count" };
+    char *budget[] = { "params", "--method", "nola", "--budget", "100", "--shape", "4x6",
+                       "--count" };
+    char *lora[] = { "params", "--method", "lora", "--rank", "1", "--bases", "8", "--shape",
+                     "4x6" };
+    char *zero[] = { "params", "--method", "nola", "--rank", "1", "--bases", "0", "--shape",
+                     "4x6" };
+
+    ck_assert_int_eq(cmd_params(10, ok), 0);
+    ck_assert_int_eq(cmd_params(8, budget), 0);
+    ck_assert_int_eq(cmd_params(9, lora), 2);
+    ck_assert_int_eq(cmd_params(9, zero), 2);
+}
+END_TEST
+
 Suite *suite_nola(void)
 {
     Suite *s = suite_create("nola");
@@ -478,6 +500,7 @@ Suite *suite_nola(void)
     tcase_add_test(tc, test_nola_files);
     tcase_add_test(tc, test_nola_golden);
     tcase_add_test(tc, test_nola_plans);
+    tcase_add_test(tc, test_nola_cmd_params);
     tcase_add_test(tc, test_paper_profiles);
     suite_add_tcase(s, tc);
     return s;
