@@ -108,11 +108,10 @@ static int file_state(const struct run_plan *p, const char *path, enum file_stat
     if (access(path, F_OK) != 0)
         return RL_OK;
     if ((rc = store_open(&s, path)) != RL_OK)
-        return rl_error_set(RL_ERR_ARG, "%s exists but is not a readable run file (%s); "
-                            "remove it", path, rl_error_msg());
+        return rl_error_prefix(RL_ERR_ARG, "%s exists but is not a readable run file (remove "
+                               "it)", path);
     if ((rc = store_read_config(s, &text)) != RL_OK) {
-        rc = rl_error_set(RL_ERR_ARG, "%s: no run configuration (%s); remove it", path,
-                          rl_error_msg());
+        rc = rl_error_prefix(RL_ERR_ARG, "%s: no run configuration (remove it)", path);
         goto out;
     }
     ini = run_plan_to_ini(p);

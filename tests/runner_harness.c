@@ -16,6 +16,7 @@
 #include "formats/safetensors.h"
 #include "results/store.h"
 #include "runner_harness.h"
+#include "test_proc.h"
 
 void runner_tiny_config(struct clip_config *c)
 {
@@ -152,7 +153,7 @@ void interrupted_and_straight(const struct run_plan *plan, const struct tmp *t,
     snprintf(a, 256, "%s/interrupted.h5", t->dir);
     snprintf(b, 256, "%s/straight.h5", t->dir);
     /* the child dies at step 7 without closing anything */
-    pid = fork();
+    pid = test_fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
         run_quiet(plan, a, &h, false, res);

@@ -46,5 +46,7 @@ Suite *suite_report(void);
 Suite *suite_report_files(void);
 Suite *suite_sweep_summary(void);
 Suite *suite_bench(void);
+Suite *suite_limits(void);
+Suite *suite_refusals(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */
