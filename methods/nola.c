@@ -7,7 +7,8 @@
  *   s  = alpha / r, alpha defaulting to the authors' lora_alpha 1
  *
  * Frozen random bases, one set per model, sliced per layer like RandLoRA's
- * (generate_basis: shared=False, one tensor for every layer):
+ * (generate_basis: shared=False, one tensor for every layer; the sizes k of
+ * the layers' slices all equal cfg.nola_bases):
  *   nola_A (k, r, max_in)    A_i[j, c] = nola_A[i, j, c], c < d_in
  *   nola_B (k, max_out, r)   B_i[o, j] = nola_B[i, o, j], o < d_out
  * dense: uniform draws (kaiming-uniform; the bound cancels), each tensor
@@ -22,8 +23,9 @@
  * the paper; 2 k floats per layer, whatever the layer's shape.
  *
  * Each forward, merge and projection first mixes the bases into A and B
- * (2 k r (d_in + d_out) FLOPs, BLAS matrix-vector products), then it is LoRA with those factors; the
- * coefficient gradients contract dL/dA and dL/dB with the bases:
+ * (2 k r (d_in + d_out) FLOPs, BLAS matrix-vector products), then it is
+ * LoRA with those factors; the coefficient gradients contract dL/dA and
+ * dL/dB with the bases:
  *   dalpha_i = <A_i, dL/dA>,  dbeta_i = <B_i, dL/dB>.
  * Per layer: the mixed A, B of the last forward and h = x A^T, dh (N, r).
  */
