@@ -7,8 +7,7 @@
  *   s  = alpha / r, alpha defaulting to the authors' lora_alpha 1
  *
  * Frozen random bases, one set per model, sliced per layer like RandLoRA's
- * (generate_basis: shared=False, one tensor for every layer; the sizes k of
- * the layers' slices all equal cfg.nola_bases):
+ * (generate_basis: shared=False, one tensor for every layer):
  *   nola_A (k, r, max_in)    A_i[j, c] = nola_A[i, j, c], c < d_in
  *   nola_B (k, max_out, r)   B_i[o, j] = nola_B[i, o, j], o < d_out
  * dense: uniform draws (kaiming-uniform; the bound cancels), each tensor
