@@ -24,6 +24,7 @@ int main(int argc, char **argv)
         suite_block,
         suite_block_pooled,
         suite_adapters,
+        suite_nola,
         suite_safetensors,
         suite_datasets,
         suite_tokenizer,

@@ -16,6 +16,7 @@ Suite *suite_optim(void);
 Suite *suite_block(void);
 Suite *suite_block_pooled(void);
 Suite *suite_adapters(void);
+Suite *suite_nola(void);
 Suite *suite_safetensors(void);
 Suite *suite_datasets(void);
 Suite *suite_tokenizer(void);
