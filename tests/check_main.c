@@ -22,6 +22,8 @@ int main(int argc, char **argv)
         suite_block,
         suite_block_pooled,
         suite_adapters,
+        suite_adapter_counts,
+        suite_adapter_methods,
         suite_safetensors,
         suite_datasets,
         suite_tokenizer,
@@ -38,6 +40,7 @@ int main(int argc, char **argv)
         suite_analyze,
         suite_sweep,
         suite_bench,
+        suite_docs,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

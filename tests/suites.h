@@ -16,6 +16,8 @@ Suite *suite_optim(void);
 Suite *suite_block(void);
 Suite *suite_block_pooled(void);
 Suite *suite_adapters(void);
+Suite *suite_adapter_counts(void);
+Suite *suite_adapter_methods(void);
 Suite *suite_safetensors(void);
 Suite *suite_datasets(void);
 Suite *suite_tokenizer(void);
@@ -32,5 +34,6 @@ Suite *suite_runner(void);
 Suite *suite_analyze(void);
 Suite *suite_sweep(void);
 Suite *suite_bench(void);
+Suite *suite_docs(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */

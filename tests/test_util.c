@@ -4,12 +4,15 @@
 #define _GNU_SOURCE   /* nftw's FTW_PHYS */
 #include "test_util.h"
 
+#include <errno.h>
 #include <ftw.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <check.h>
 
 #include "core/alloc.h"
 
@@ -92,6 +95,16 @@ float *test_randn(struct rng *r, size_t n, float std)
     return x;
 }
 
+double test_max_abs(const float *x, size_t n)
+{
+    double m = 0.0;
+
+    for (size_t i = 0; i < n; i++)
+        if (fabs(x[i]) > m)
+            m = fabs(x[i]);
+    return m;
+}
+
 double test_max_abs_diff(const float *a, const float *b, size_t n)
 {
     double m = 0.0;
@@ -161,4 +174,24 @@ const char *fixture_path(const char *name)
 
     snprintf(path, sizeof(path), "%s/%s", dir && *dir ? dir : "tests/fixtures", name);
     return path;
+}
+
+char *test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    long n;
+
+    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    n = ftell(f);
+    ck_assert_int_ge(n, 0);
+    rewind(f);
+    buf = xmalloc((size_t)n + 1);
+    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    buf[n] = '\0';
+    if (len)
+        *len = (size_t)n;
+    return buf;
 }

@@ -40,6 +40,9 @@ double dot_double(const float *out, const float *r, size_t n);
 /* max over i < n of |a[i] - b[i]|, in double */
 double test_max_abs_diff(const float *a, const float *b, size_t n);
 
+/* max over i < n of |x[i]|, in double */
+double test_max_abs(const float *x, size_t n);
+
 /* freshly allocated (caller frees) arrays */
 float *test_randn(struct rng *r, size_t n, float std);
 float *test_zeros(size_t n);
@@ -54,6 +57,11 @@ void test_tmpdir_remove(const char *dir);
  * call can take a few of these paths at once. */
 const char *test_path(const char *dir, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* The whole of a file, NUL-terminated (the caller frees); *len (when not
+ * NULL) its size without the NUL. A file that cannot be read fails the
+ * test, naming it. */
+char *test_read_file(const char *path, size_t *len);
 
 /* Path of a committed fixture: RANDLORA_FIXTURES or "tests/fixtures", joined
  * with name, in a static buffer. */
