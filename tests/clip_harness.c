@@ -150,3 +150,18 @@ void write_weights(const struct clip_model *m, const char *dir, const char *skip
     ck_assert_int_eq(st_writer_write(w, path), RL_OK);
     st_writer_free(w);
 }
+
+const char *clip_fixture_dir(void)
+{
+    static char buf[1024];
+
+    snprintf(buf, sizeof(buf), "%s", fixture_path("clip_tiny"));
+    return buf;
+}
+
+void clip_load_fixture(struct clip_model *m)
+{
+    int rc = clip_model_load(m, clip_fixture_dir());
+
+    ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
+}

@@ -47,4 +47,10 @@ void tiny_ids(int32_t ids[3 * 7]);
 void write_weights(const struct clip_model *m, const char *dir, const char *skip,
                    const char *reshape);
 
+/* the fixture model directory tests/fixtures/clip_tiny (a complete HF-style
+ * directory with golden.bin; fixture_path's rules), in a static buffer */
+const char *clip_fixture_dir(void);
+/* m loaded from it (asserted) */
+void clip_load_fixture(struct clip_model *m);
+
 #endif /* RANDLORA_TESTS_CLIP_HARNESS_H */

@@ -10,6 +10,7 @@
 Suite *suite_core(void);
 Suite *suite_validators(void);
 Suite *suite_nn(void);
+Suite *suite_nn_embed(void);
 Suite *suite_attention(void);
 Suite *suite_loss(void);
 Suite *suite_optim(void);
@@ -24,6 +25,7 @@ Suite *suite_tokenizer(void);
 Suite *suite_loader(void);
 Suite *suite_analysis(void);
 Suite *suite_clip(void);
+Suite *suite_clip_model(void);
 Suite *suite_clip_paths(void);
 Suite *suite_clip_recompute(void);
 Suite *suite_adapter_io(void);
