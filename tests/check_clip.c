@@ -42,7 +42,6 @@
 #include "suites.h"
 #include "test_util.h"
 
-#define GOLDEN_HINT "/usr/bin/python3 tests/ref/make_clip_golden.py"
 #define ATOL 1e-5
 #define RTOL 1e-4
 
@@ -76,32 +75,12 @@ static size_t compare(const char *name, const float *got, const float *want, siz
     return tensor_compare(name, got, want, n, ATOL, RTOL);
 }
 
-static void open_golden(struct golden *g)
-{
-    char path[1100];
-    int rc;
-
-    snprintf(path, sizeof(path), "%s/golden.bin", clip_fixture_dir());
-    rc = golden_open(g, path, GOLDEN_HINT);
-    ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
-}
-
-/* a golden tensor by name with its element count checked */
-static const float *gget(const struct golden *g, const char *name, size_t n)
-{
-    const struct golden_tensor *t = golden_find(g, name);
-
-    ck_assert_msg(t != NULL, "golden tensor '%s' missing (%s)", name, GOLDEN_HINT);
-    ck_assert_msg(t->n == n, "golden tensor '%s' has %zu elements, expected %zu", name, t->n, n);
-    return t->data;
-}
-
 /* golden inputs: pixels (3,3,16,16), ids (3,12) */
 static void golden_inputs(const struct golden *g, float **pixels, int32_t **ids)
 {
-    const float *f = gget(g, "ids", GB * GCTX);
+    const float *f = clip_golden_get(g, "ids", GB * GCTX);
 
-    *pixels = test_copy(gget(g, "pixels", GB * 3 * GIMG * GIMG), GB * 3 * GIMG * GIMG);
+    *pixels = test_copy(clip_golden_get(g, "pixels", GB * 3 * GIMG * GIMG), GB * 3 * GIMG * GIMG);
     *ids = xmalloc_array(GB * GCTX, sizeof(int32_t));
     for (size_t i = 0; i < GB * GCTX; i++)
         (*ids)[i] = (int32_t)f[i];
@@ -124,7 +103,7 @@ static size_t compare_token_grad(const struct golden *g, const struct clip_model
     ck_assert_ptr_nonnull(rows);
     want = test_zeros(V * C);
     {
-        const float *gr = gget(g, name, rows->n * C);
+        const float *gr = clip_golden_get(g, name, rows->n * C);
 
         for (size_t i = 0; i < rows->n; i++) {
             size_t id = (size_t)rows->data[i];
@@ -184,7 +163,7 @@ START_TEST(test_golden_forward)
     int32_t *ids;
     size_t fails = 0;
 
-    open_golden(&g);
+    clip_open_golden(&g);
     clip_load_fixture(&m);
     ck_assert_uint_eq(m.cfg.vision.hidden, 32);
     ck_assert_uint_eq(m.cfg.text.hidden, 24);
@@ -197,10 +176,10 @@ START_TEST(test_golden_forward)
     pipe_init(&p, &m, NULL, GB, GCTX, pixels, ids);
     loss = pipe_forward(&p);
     ck_assert_uint_eq(p.tr.T, 10);               /* cut at the longest EOT (9) + 1 */
-    fails += compare("image_embeds", p.img, gget(&g, "base.image_embeds", GB * GD), GB * GD);
-    fails += compare("text_embeds", p.txt, gget(&g, "base.text_embeds", GB * GD), GB * GD);
-    fails += compare("logits", p.h.logits, gget(&g, "base.logits", GB * GB), GB * GB);
-    fails += compare("loss", &loss, gget(&g, "base.loss", 1), 1);
+    fails += compare("image_embeds", p.img, clip_golden_get(&g, "base.image_embeds", GB * GD), GB * GD);
+    fails += compare("text_embeds", p.txt, clip_golden_get(&g, "base.text_embeds", GB * GD), GB * GD);
+    fails += compare("logits", p.h.logits, clip_golden_get(&g, "base.logits", GB * GB), GB * GB);
+    fails += compare("loss", &loss, clip_golden_get(&g, "base.loss", 1), 1);
     ck_assert_uint_eq(fails, 0);
     pipe_free(&p);
     free(pixels);
@@ -222,7 +201,7 @@ START_TEST(test_golden_weight_grads)
     size_t fails = 0;
     char name[160];
 
-    open_golden(&g);
+    clip_open_golden(&g);
     clip_load_fixture(&m);
     golden_inputs(&g, &pixels, &ids);
     clip_grads_init(&cg, &m);
@@ -237,10 +216,10 @@ START_TEST(test_golden_weight_grads)
         if (t->offset == (size_t)(m.w.t_tok - m.params))
             fails += compare_token_grad(&g, &m, name, cg.buf + t->offset);
         else
-            fails += compare(name, cg.buf + t->offset, gget(&g, name, t->numel), t->numel);
+            fails += compare(name, cg.buf + t->offset, clip_golden_get(&g, name, t->numel), t->numel);
     }
     fails += compare("base.grad.pixels", dpix,
-                     gget(&g, "base.grad.pixels", GB * 3 * GIMG * GIMG), GB * 3 * GIMG * GIMG);
+                     clip_golden_get(&g, "base.grad.pixels", GB * 3 * GIMG * GIMG), GB * 3 * GIMG * GIMG);
     ck_assert_uint_eq(fails, 0);
     pipe_free(&p);
     clip_grads_free(&cg);
@@ -277,7 +256,7 @@ START_TEST(test_golden_full_adapter)
     char name[160];
     int rc;
 
-    open_golden(&g);
+    clip_open_golden(&g);
     clip_load_fixture(&m);
     golden_inputs(&g, &pixels, &ids);
     rc = clip_targets_parse("vision:0:fc2 vision:1:q_proj;text:0:fc1;text:1:out_proj,v_proj", t,
@@ -290,13 +269,13 @@ START_TEST(test_golden_full_adapter)
     pipe_init(&p, &m, &ca, GB, GCTX, pixels, ids);
     clip_adapters_zero_grad(&ca);
     loss = pipe_backward(&p, NULL, NULL);
-    fails += compare("loss (full, dW = 0)", &loss, gget(&g, "base.loss", 1), 1);
+    fails += compare("loss (full, dW = 0)", &loss, clip_golden_get(&g, "base.loss", 1), 1);
     for (size_t i = 0; i < sizeof(sites) / sizeof(sites[0]); i++) {
         struct adapter *a = clip_adapters_find(&ca, sites[i].t, sites[i].l, sites[i].lin);
 
         ck_assert_ptr_nonnull(a);
         snprintf(name, sizeof(name), "base.grad.%s", sites[i].w);
-        fails += compare(name, a->grads, gget(&g, name, a->n_params), a->n_params);
+        fails += compare(name, a->grads, clip_golden_get(&g, name, a->n_params), a->n_params);
     }
     ck_assert_uint_eq(fails, 0);
     pipe_free(&p);
@@ -318,21 +297,21 @@ START_TEST(test_golden_crossentropy_head)
     int32_t targets[GB];
     size_t fails = 0;
 
-    open_golden(&g);
+    clip_open_golden(&g);
     clip_load_fixture(&m);
-    img = gget(&g, "base.image_embeds", GB * GD);
-    txt = gget(&g, "base.text_embeds", GB * GD);
-    tf = gget(&g, "ce.targets", GB);
+    img = clip_golden_get(&g, "base.image_embeds", GB * GD);
+    txt = clip_golden_get(&g, "base.text_embeds", GB * GD);
+    tf = clip_golden_get(&g, "ce.targets", GB);
     for (int i = 0; i < GB; i++)
         targets[i] = (int32_t)tf[i];
     clip_head_init(&h, GB, GB, GD);
     clip_head_logits(&h, img, txt, GB, GB, clip_logit_scale(&m));
     loss = clip_head_crossentropy(&h, targets);
     clip_head_backward(&h, dimg, dtxt, NULL, 1.0f);
-    fails += compare("ce.loss", &loss, gget(&g, "ce.loss", 1), 1);
-    fails += compare("ce.grad.image_embeds", dimg, gget(&g, "ce.grad.image_embeds", GB * GD),
+    fails += compare("ce.loss", &loss, clip_golden_get(&g, "ce.loss", 1), 1);
+    fails += compare("ce.grad.image_embeds", dimg, clip_golden_get(&g, "ce.grad.image_embeds", GB * GD),
                      GB * GD);
-    fails += compare("ce.grad.text_embeds", dtxt, gget(&g, "ce.grad.text_embeds", GB * GD),
+    fails += compare("ce.grad.text_embeds", dtxt, clip_golden_get(&g, "ce.grad.text_embeds", GB * GD),
                      GB * GD);
     ck_assert_uint_eq(fails, 0);
     clip_head_free(&h);
@@ -352,7 +331,7 @@ static char *golden_caption(const struct golden *g, const char *name)
     const struct golden_tensor *t = golden_find(g, name);
     char *s;
 
-    ck_assert_msg(t != NULL, "golden tensor '%s' missing (%s)", name, GOLDEN_HINT);
+    ck_assert_msg(t != NULL, "golden tensor '%s' missing (%s)", name, CLIP_GOLDEN_HINT);
     s = xmalloc_array(t->n + 1, 1);
     for (size_t i = 0; i < t->n; i++) {
         ck_assert(t->data[i] >= 1.0f && t->data[i] <= 255.0f);
@@ -379,7 +358,7 @@ START_TEST(test_fixture_tokenizer)
         snprintf(path, sizeof(path), "%s/%s", clip_fixture_dir(), files[i]);
         ck_assert_msg(stat(path, &st) == 0, "%s: %s", path, strerror(errno));
     }
-    open_golden(&g);
+    clip_open_golden(&g);
     clip_load_fixture(&m);
     rc = tok_load_dir(&tok, clip_fixture_dir());
     ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
@@ -389,9 +368,9 @@ START_TEST(test_fixture_tokenizer)
     ck_assert_int_eq(tok_eot(tok), m.cfg.text.eos_token_id);
     ck_assert_uint_eq(m.cfg.text.context, GCTX);
 
-    gids = gget(&g, "ids", GB * GCTX);
-    pads = gget(&g, "text.pad", GB);
-    eots = gget(&g, "text.eot", GB);
+    gids = clip_golden_get(&g, "ids", GB * GCTX);
+    pads = clip_golden_get(&g, "text.pad", GB);
+    eots = clip_golden_get(&g, "text.eot", GB);
     for (size_t b = 0; b < GB; b++) {
         snprintf(name, sizeof(name), "text.caption.%zu", b);
         cap = golden_caption(&g, name);
@@ -410,7 +389,7 @@ START_TEST(test_fixture_tokenizer)
 
     /* a caption longer than the context: truncated, end token last */
     cap = golden_caption(&g, "tok.caption");
-    tids = gget(&g, "tok.ids", GCTX);
+    tids = clip_golden_get(&g, "tok.ids", GCTX);
     ck_assert_int_eq(tok_set_frame(tok, GCTX, 0, true), RL_OK);
     ck_assert_int_eq(tok_encode(tok, cap, row, &eot), RL_OK);
     for (size_t j = 0; j < GCTX; j++)
@@ -488,7 +467,7 @@ static void load_view(const struct golden *g, const char *name, const struct ada
     for (int i = 0; i < at->ndim; i++)
         dims[i] = at->shape[i];
     src = golden_get(g, name, (size_t)at->ndim, dims);
-    ck_assert_msg(src != NULL, "%s (%s)", rl_error_msg(), GOLDEN_HINT);
+    ck_assert_msg(src != NULL, "%s (%s)", rl_error_msg(), CLIP_GOLDEN_HINT);
     memcpy(at->data, src, at->n * sizeof(float));
 }
 
@@ -504,7 +483,7 @@ static void case_run(struct case_run *cr, const struct adapter_case *c)
 
     memset(cr, 0, sizeof(*cr));
     cr->c = c;
-    open_golden(&cr->g);
+    clip_open_golden(&cr->g);
     clip_load_fixture(&cr->m);
     golden_inputs(&cr->g, &cr->pixels, &cr->ids);
     rc = clip_targets_parse(c->targets, t, 8, &nt);
@@ -517,7 +496,7 @@ static void case_run(struct case_run *cr, const struct adapter_case *c)
 
     /* the script's settings: r, alpha, and the scaling they give */
     snprintf(name, sizeof(name), "%s.meta", c->name);
-    meta = gget(&cr->g, name, 3);
+    meta = clip_golden_get(&cr->g, name, 3);
     ck_assert_msg((size_t)meta[0] == c->r && meta[1] == c->alpha, "%s: r %g alpha %g in the "
                   "golden, %zu %g here", c->name, (double)meta[0], (double)meta[1], c->r,
                   (double)c->alpha);
@@ -567,13 +546,13 @@ static size_t case_compare(struct case_run *cr)
     char name[256], site[128];
 
     snprintf(name, sizeof(name), "%s.image_embeds", cn);
-    fails += compare(name, cr->p.img, gget(&cr->g, name, GB * GD), GB * GD);
+    fails += compare(name, cr->p.img, clip_golden_get(&cr->g, name, GB * GD), GB * GD);
     snprintf(name, sizeof(name), "%s.text_embeds", cn);
-    fails += compare(name, cr->p.txt, gget(&cr->g, name, GB * GD), GB * GD);
+    fails += compare(name, cr->p.txt, clip_golden_get(&cr->g, name, GB * GD), GB * GD);
     snprintf(name, sizeof(name), "%s.logits", cn);
-    fails += compare(name, cr->p.h.logits, gget(&cr->g, name, GB * GB), GB * GB);
+    fails += compare(name, cr->p.h.logits, clip_golden_get(&cr->g, name, GB * GB), GB * GB);
     snprintf(name, sizeof(name), "%s.loss", cn);
-    fails += compare(name, &cr->loss, gget(&cr->g, name, 1), 1);
+    fails += compare(name, &cr->loss, clip_golden_get(&cr->g, name, 1), 1);
     for (size_t k = 0; k < cr->ca.n_sites; k++) {
         struct adapter_tensor at[4];
         size_t n = adapter_tensors(&cr->ca.adapters[k], true, at, 4);
@@ -581,7 +560,7 @@ static size_t case_compare(struct case_run *cr)
         clip_site_name(&cr->ca.sites[k], site, sizeof(site));
         for (size_t i = 0; i < n; i++) {
             snprintf(name, sizeof(name), "%s.grad.%s.%s", cn, site, at[i].name);
-            fails += compare(name, at[i].data, gget(&cr->g, name, at[i].n), at[i].n);
+            fails += compare(name, at[i].data, clip_golden_get(&cr->g, name, at[i].n), at[i].n);
         }
     }
     return fails;
@@ -667,7 +646,7 @@ START_TEST(test_golden_check_can_fail)
     ck_assert_ptr_nonnull(a);
     ck_assert_uint_eq(adapter_tensors(a, true, at, 4), 2);
     ck_assert_str_eq(at[1].name, "randlora_gamma");
-    want = gget(&cr.g, gname, at[1].n);
+    want = clip_golden_get(&cr.g, gname, at[1].n);
     ck_assert_uint_eq(tensor_compare(gname, at[1].data, want, at[1].n, ATOL, RTOL), 0);
 
     /* one expected element off by 1e-3 (well above 1e-5 + 1e-4 |want|) */
@@ -687,7 +666,7 @@ START_TEST(test_golden_check_can_fail)
     sh[1].data[0] += 0.5f;
     pipe_forward(&cr.p);
     ck_assert_uint_gt(tensor_compare("image_embeds (randlora_B[0] changed)", cr.p.img,
-                                     gget(&cr.g, "randlora_paper.image_embeds", GB * GD),
+                                     clip_golden_get(&cr.g, "randlora_paper.image_embeds", GB * GD),
                                      GB * GD, ATOL, RTOL), 0);
     free(want_copy);
     case_free(&cr);

@@ -5,7 +5,6 @@
  * check_nn.c's (gradcheck, naive, null, known); the tolerances and helpers
  * are in nn_checks.h.
  */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -63,6 +63,11 @@ const char *test_path(const char *dir, const char *fmt, ...)
  * test, naming it. */
 char *test_read_file(const char *path, size_t *len);
 
+/* path written with data[0..n) (created or truncated), or with text; a
+ * failure fails the test, naming the file */
+void test_write_file(const char *path, const void *data, size_t n);
+void test_write_text(const char *path, const char *text);
+
 /* Path of a committed fixture: RANDLORA_FIXTURES or "tests/fixtures", joined
  * with name, in a static buffer. */
 const char *fixture_path(const char *name);
