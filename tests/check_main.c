@@ -36,6 +36,7 @@ int main(int argc, char **argv)
         suite_clip_paths,
         suite_clip_recompute,
         suite_adapter_io,
+        suite_adapter_io_hostile,
         suite_config,
         suite_store,
         suite_encode,
