@@ -1,6 +1,7 @@
 /*
  * cli.h: what the subcommands (commands.h) share in reading their command
- * line: the one-line usage error and positive whole numbers.
+ * line: the one-line usage error, positive whole numbers, and the refusal to
+ * write into an output directory that already holds something.
  */
 #ifndef RANDLORA_EXPERIMENTS_CLI_H
 #define RANDLORA_EXPERIMENTS_CLI_H
@@ -16,5 +17,12 @@ int cli_bad(const char *cmd, bool help_hint, const char *fmt, ...)
 /* s a whole decimal number in 1..max, no sign, no other characters: 0 and
  * *out set, else -1 and *out untouched */
 int cli_parse_count(const char *s, size_t max, size_t *out);
+
+/* May CMD write into output directory `dir`? 0 when dir is missing or an
+ * empty directory, or when force (the caller then writes into it, replacing
+ * files of the same names and leaving the others). Otherwise one line naming
+ * dir and --force (cli_bad) and 2; a dir that exists but is not a directory
+ * is refused even with force. */
+int cli_output_dir_ok(const char *cmd, const char *dir, bool force);
 
 #endif /* RANDLORA_EXPERIMENTS_CLI_H */

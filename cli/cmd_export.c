@@ -1,13 +1,16 @@
 /*
- * cmd_export.c: `randlora export RUN.h5 -o OUT_DIR`: a finished run's trained
+ * cmd_export.c: `randlora export RUN.h5 -o OUT_DIR [--force]`: a finished run's trained
  * adapter as a peft adapter directory (methods/adapter_io.h):
  * OUT_DIR/adapter_model.safetensors and OUT_DIR/adapter_config.json, the
  * shared frozen tensors included (save_projection). The adapters are rebuilt
  * from the run file (results/run_adapters.h); base_model_name_or_path is the
  * run's [model] name.
  *
- * Exit status: 0 written (or nothing to export for `none`), 2 bad usage or a
- * bad or unfinished run file, 1 other failures.
+ * OUT_DIR must be missing or empty unless --force (cli_output_dir_ok).
+ *
+ * Exit status: 0 written (or nothing to export for `none`), 2 bad usage, a
+ * non-empty OUT_DIR without --force, or a bad or unfinished run file, 1
+ * other failures.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,12 +27,13 @@
 static void export_usage(FILE *out)
 {
     fprintf(out,
-            "usage: randlora export RUN.h5 -o OUT_DIR\n"
+            "usage: randlora export RUN.h5 -o OUT_DIR [--force]\n"
             "\n"
             "Write the run's trained adapter in Hugging Face peft's format:\n"
             "OUT_DIR/" ADAPTER_IO_WEIGHTS_NAME " and OUT_DIR/" ADAPTER_IO_CONFIG_NAME "\n"
             "(peft key names; the shared frozen bases are saved too). OUT_DIR is created\n"
-            "(one level) when missing.\n");
+            "(one level) when missing; one that holds anything is refused unless --force\n"
+            "(then the two files are replaced, other files left as they are).\n");
 }
 
 /* one usage error line (cli.h), exit status 2 */
@@ -38,6 +42,7 @@ static void export_usage(FILE *out)
 int cmd_export(int argc, char **argv)
 {
     const char *run = NULL, *out = NULL;
+    bool force = false;
     struct store *s = NULL;
     struct run_adapters ra;
     struct adapter_io_module *mods = NULL;
@@ -51,6 +56,8 @@ int cmd_export(int argc, char **argv)
             if (i + 1 >= argc)
                 return bad("%s needs a directory", argv[i]);
             out = argv[++i];
+        } else if (!strcmp(argv[i], "--force")) {
+            force = true;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             return bad("unknown option '%s'", argv[i]);
         } else if (run) {
@@ -63,6 +70,8 @@ int cmd_export(int argc, char **argv)
         return bad("no run file given");
     if (!out || !*out)
         return bad("no output directory given (-o OUT_DIR)");
+    if (cli_output_dir_ok("export", out, force))
+        return 2;
 
     memset(&ra, 0, sizeof ra);
     if ((rc = store_open(&s, run)) || (rc = run_adapters_load(&ra, s)))

@@ -86,6 +86,35 @@ static void print_attr_str(struct store *s, const char *obj, const char *name, c
     free(v);
 }
 
+/* the validation split line: "val  2 per class of SPEC, 20 items held out" */
+static int info_val(struct store *s)
+{
+    int64_t *idx = NULL;
+    size_t n = 0;
+    char *val = NULL, *spec = NULL;
+    int rc;
+
+    if ((rc = store_read_val_index(s, &idx, &n)))
+        return rc;
+    free(idx);
+    if (n == 0) {
+        printf("%-12s none (evaluations during training are on the test set)\n", "val");
+        return RL_OK;
+    }
+    if ((rc = store_attr_get_string(s, "/data", "val", &val)) == RL_OK &&
+        (rc = store_attr_get_string(s, "/data", "val_spec", &spec)) == RL_OK) {
+        if (!strcmp(val, spec))
+            printf("%-12s %s, %zu items\n", "val", spec, n);
+        else if (val[strspn(val, "0123456789")] == '\0')
+            printf("%-12s %s per class of %s, %zu items held out\n", "val", val, spec, n);
+        else
+            printf("%-12s fraction %s of every class of %s, %zu items held out\n", "val", val, spec, n);
+    }
+    free(val);
+    free(spec);
+    return rc;
+}
+
 static int info_results(const char *path)
 {
     struct store *s = NULL;
@@ -135,6 +164,8 @@ static int info_results(const char *path)
     else
         printf("%-12s %s, fraction %g, seed %llu, %zu training examples\n", "data", str, fraction,
                (unsigned long long)seed, nidx);
+    if ((rc = info_val(s)))
+        goto done;
 
     if ((rc = store_rows(s, &trows, &erows)))
         goto done;
@@ -150,13 +181,15 @@ static int info_results(const char *path)
         printf("%-12s no rows\n", "train");
     free(steps);
     free(vals);
-    if ((rc = store_read_curve(s, "eval", "accuracy", &steps, &vals, &n)))
+    const char *split = "test";
+    if ((rc = store_read_eval_split(s, &split)) ||
+        (rc = store_read_curve(s, "eval", "accuracy", &steps, &vals, &n)))
         goto done;
     if (n)
-        printf("%-12s %zu rows, last at step %lld: accuracy %.4f\n", "eval", n, (long long)steps[n - 1],
-               vals[n - 1]);
+        printf("%-12s %zu rows on the %s set, last at step %lld: accuracy %.4f\n", "eval", n, split,
+               (long long)steps[n - 1], vals[n - 1]);
     else
-        printf("%-12s no rows\n", "eval");
+        printf("%-12s no rows (%s set)\n", "eval", split);
     free(steps);
     free(vals);
 
@@ -179,6 +212,9 @@ static int info_results(const char *path)
                (double)f.peak_rss_bytes / (1024.0 * 1024.0), f.images_per_s);
     else
         printf("%-12s not written (the run is live, was interrupted, or failed)\n", "final");
+    if (completed && f.has_val)
+        printf("%-12s val accuracy %.4f, val loss %.6g (the accuracy above is the test set's)\n",
+               "final val", f.val_accuracy, f.val_loss);
 
     char **names = NULL;
     size_t nn = 0;

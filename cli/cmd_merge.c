@@ -3,6 +3,7 @@
  * saved as a full model directory.
  *
  *     randlora merge --model DIR --adapter ADAPTER_DIR -o OUT_DIR [--dtype F32|F16|BF16]
+ *                    [--force]
  *
  * 1. the model: DIR/config.json + DIR/model.safetensors (clip_model_load);
  * 2. the adapter: ADAPTER_DIR/adapter_config.json (method, rank, scaling:
@@ -24,13 +25,14 @@
  *    (vocab.json, merges.txt, tokenizer.json, tokenizer_config.json,
  *    special_tokens_map.json, preprocessor_config.json, and the byte-level
  *    tokenizer_bytes.json of a pretrained clip-tiny) copied. Each file is
- *    written to a temporary name and renamed. OUT_DIR must not be DIR.
+ *    written to a temporary name and renamed. OUT_DIR must not be DIR, and
+ *    must be missing or empty unless --force (cli_output_dir_ok).
  *
  * The merged model computes what the adapted model computes (the test
  * compares both towers' embeddings within 1e-5).
  *
- * Exit status: 0 written; 2 bad usage or bad input (one line on stderr);
- * 1 other failures.
+ * Exit status: 0 written; 2 bad usage, bad input or a non-empty OUT_DIR
+ * without --force (one line on stderr); 1 other failures.
  */
 #include <errno.h>
 #include <limits.h>
@@ -45,6 +47,7 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "core/threads.h"
+#include "cli/cli.h"
 #include "cli/commands.h"
 #include "methods/adapter.h"
 #include "methods/adapter_io.h"
@@ -63,7 +66,7 @@ static void merge_usage(FILE *out)
 {
     fprintf(out,
             "usage: randlora merge --model DIR --adapter ADAPTER_DIR -o OUT_DIR\n"
-            "                      [--dtype F32|F16|BF16]\n"
+            "                      [--dtype F32|F16|BF16] [--force]\n"
             "\n"
             "Merge a peft-format adapter (adapter_config.json + adapter_model.safetensors;\n"
             "LoRA, VeRA, RandLoRA or this harness's FULL) into the model's weights,\n"
@@ -74,8 +77,11 @@ static void merge_usage(FILE *out)
             "  --model DIR          the base model directory the adapter was trained on\n"
             "  --adapter DIR        the adapter directory (randlora export, peft's\n"
             "                       save_pretrained)\n"
-            "  -o OUT_DIR           the merged model (created; must not be DIR)\n"
-            "  --dtype T            F32 (default), F16 or BF16 for model.safetensors\n");
+            "  -o OUT_DIR           the merged model (created; must not be DIR; one that\n"
+            "                       holds anything is refused without --force)\n"
+            "  --dtype T            F32 (default), F16 or BF16 for model.safetensors\n"
+            "  --force              write into a non-empty OUT_DIR, replacing the files\n"
+            "                       merge writes (others are left as they are)\n");
 }
 
 static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -343,6 +349,7 @@ int cmd_merge(int argc, char **argv)
 {
     const char *model = NULL, *adapter = NULL, *out = NULL;
     int dtype = ST_F32, rc;
+    bool force = false;
 
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
@@ -350,6 +357,10 @@ int cmd_merge(int argc, char **argv)
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
             merge_usage(stdout);
             return 0;
+        }
+        if (!strcmp(o, "--force")) {
+            force = true;
+            continue;
         }
         if (i + 1 >= argc)
             return bad_usage("option '%s' needs a value", o);
@@ -371,6 +382,8 @@ int cmd_merge(int argc, char **argv)
         return bad_usage("--model DIR, --adapter DIR and -o OUT_DIR are required");
     if (same_dir(model, out))
         return bad_usage("-o %s is the model directory; write the merged model elsewhere", out);
+    if (cli_output_dir_ok("merge", out, force))
+        return 2;
 
     threads_init(0);
     rc = merge_run(model, adapter, out, dtype);

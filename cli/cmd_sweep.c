@@ -2,7 +2,7 @@
  * cmd_sweep.c: `randlora sweep -c FILE [-s section.key=value ...] [--jobs N]
  * [--shard I/N] [--resume] [--dry-run] [--summary] [-q]`: every run of an
  * experiment file's grid into <output>/<id>.h5, then <output>/summary.tsv
- * and an accuracy table (experiments/sweep.h).
+ * and the report table (experiments/sweep.h, results/report.h).
  * Exit status 0 (every selected run complete), 2 for bad usage or bad input
  * (one line; nothing run), 1 when runs failed (the others still ran).
  */
@@ -28,7 +28,8 @@ static void sweep_usage(FILE *out)
             "\n"
             "Every run of an experiment file's grid (methods x budgets or ranks x shots x\n"
             "seeds x datasets), each into <output>/<run id>.h5, then <output>/summary.tsv\n"
-            "(one row per run file) and a table of final accuracies.\n"
+            "(one row per run file) and the report table (randlora report: test accuracy\n"
+            "at each method's setting chosen on validation, over seeds).\n"
             "\n"
             "  -c FILE      the experiment file (INI)\n"
             "  -s S.K=V     override a key (repeatable), e.g. -s train.steps=50\n"
@@ -40,7 +41,8 @@ static void sweep_usage(FILE *out)
             "               their last checkpoint; without it a sweep refuses to touch an\n"
             "               existing run file\n"
             "  --dry-run    print the runs (id, method, rank, trainable count, state) only\n"
-            "  --summary    only rewrite summary.tsv from the run files and print the table\n"
+            "  --summary    only rewrite summary.tsv from the run files, name the files that\n"
+            "               are not runs of the grid, and print the report table\n"
             "  -q           no per-step progress from the runs\n"
             "\n"
             "Example (a Slurm array of 8 tasks):\n"

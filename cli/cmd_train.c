@@ -1,14 +1,17 @@
 /*
  * cmd_train.c: `randlora train -c FILE [-s section.key=value ...] [-o RUN.h5]
- * [--run ID] [--resume]`: one fine-tuning run of an experiment file
+ * [--run ID] [--resume | --force]`: one fine-tuning run of an experiment file
  * (experiments/runner.h). The file may expand to several runs: `train` runs
- * the only one, or the one --run names. Prints one result line:
- *     lora-b25000-s4-seed1: accuracy 0.6120, 32768 trainable, 100 steps, 41.2 s -> FILE
+ * the only one, or the one --run names. An existing RUN.h5 is never
+ * replaced silently: --resume continues it, --force replaces it, neither is
+ * a refusal. Prints one result line (val: with a validation split):
+ *     lora-b25000-s4-seed1: accuracy 0.6120 (val 0.6000), 32768 trainable, 100 steps, 41.2 s -> FILE
  * Exit status 0, 2 for bad usage or bad input (one line), 1 otherwise.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/status.h"
@@ -25,7 +28,7 @@ static void train_usage(FILE *out)
 {
     fprintf(out,
             "usage: randlora train -c FILE [-s section.key=value ...] [-o RUN.h5] [--run ID]\n"
-            "                      [--resume] [-q]\n"
+            "                      [--resume | --force] [-q]\n"
             "\n"
             "One fine-tuning run of an experiment file: class prompts through the text\n"
             "tower, images through the vision tower, cross-entropy on scaled cosine logits,\n"
@@ -37,6 +40,8 @@ static void train_usage(FILE *out)
             "  -o RUN.h5    results file (default: <experiment output>/<run id>.h5)\n"
             "  --run ID     which run, when the file expands to several\n"
             "  --resume     continue RUN.h5 from its last checkpoint\n"
+            "  --force      replace an existing RUN.h5 (without --resume or --force an\n"
+            "               existing RUN.h5 is refused)\n"
             "  -q           no progress line\n");
 }
 
@@ -54,7 +59,7 @@ int cmd_train(int argc, char **argv)
     const char *file = NULL, *out = NULL, *run_id = NULL;
     const char *ov[MAX_OVERRIDES];
     size_t n_ov = 0, n_plans = 0;
-    bool resume = false, quiet = false;
+    bool resume = false, quiet = false, force = false;
     struct experiment e;
     struct run_plan *plans = NULL, *plan = NULL;
     struct runner_shapes shapes = { 0 };
@@ -79,6 +84,10 @@ int cmd_train(int argc, char **argv)
             quiet = true;
             continue;
         }
+        if (!strcmp(a, "--force")) {
+            force = true;
+            continue;
+        }
         if (strcmp(a, "-c") && strcmp(a, "-s") && strcmp(a, "-o") && strcmp(a, "--run"))
             return bad("unknown option '%s' (see randlora train --help)", a);
         if (i + 1 >= argc)
@@ -97,6 +106,8 @@ int cmd_train(int argc, char **argv)
     }
     if (!file)
         return bad("-c FILE is required (see randlora train --help)");
+    if (resume && force)
+        return bad("--resume continues RUN.h5 and --force replaces it: give one");
 
     threads_init(0);
     if ((rc = experiment_load(&e, file, ov, n_ov)) != RL_OK)
@@ -144,6 +155,11 @@ int cmd_train(int argc, char **argv)
         status = fail(rc);
         goto done;
     }
+    if (!resume && !force && access(out, F_OK) == 0) {
+        run_lock_release(&lk);
+        status = bad("%s exists; continue it with --resume, or replace it with --force", out);
+        goto done;
+    }
     rc = runner_run(plan, out, &o, &res);
     run_lock_release(&lk);
     if (rc != RL_OK) {
@@ -153,6 +169,9 @@ int cmd_train(int argc, char **argv)
     if (res.already_complete)
         printf("%s: already complete: accuracy %.4f, %zu trainable -> %s\n", plan->id,
                res.accuracy, res.n_trainable, out);
+    else if (res.n_val_items)
+        printf("%s: accuracy %.4f (val %.4f), %zu trainable, %zu steps, %.1f s -> %s\n", plan->id,
+               res.accuracy, res.val_accuracy, res.n_trainable, res.steps, res.seconds, out);
     else
         printf("%s: accuracy %.4f, %zu trainable, %zu steps, %.1f s -> %s\n", plan->id,
                res.accuracy, res.n_trainable, res.steps, res.seconds, out);

@@ -17,6 +17,7 @@ int cmd_analyze(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
 #endif /* RANDLORA_EXPERIMENTS_COMMANDS_H */

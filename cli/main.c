@@ -30,6 +30,7 @@ static const struct command commands[] = {
     { "plot",    cmd_plot,    "figures (PNG + SVG with .gp and .tsv) from a directory of run files" },
     { "export",  cmd_export,  "a run's trained adapter in peft's format (adapter_model.safetensors + config)" },
     { "sweep",   cmd_sweep,   "the whole grid of an experiment file (--jobs, --shard, --resume) and summary.tsv" },
+    { "report",  cmd_report,  "the comparison table: each method's setting chosen on validation, test accuracy over seeds" },
     { "bench",   cmd_bench,   "time full training steps on random weights: images/s, FLOP rate, GEMM share, peak RSS" },
 };
 

@@ -1,9 +1,11 @@
 /*
- * fewshot.c: k-shot and fraction sampling (see fewshot.h).
+ * fewshot.c: k-shot and fraction sampling, and the validation split held out
+ * before them (see fewshot.h).
  */
 #include "datasets/fewshot.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,4 +143,111 @@ int fewshot_fraction(const int *labels, size_t n, int n_classes, double frac, ui
     *idx_out = out;
     *n_out = total;
     return RL_OK;
+}
+
+/* the held-out validation items of every class (see fewshot_split) */
+static int holdout(const int *labels, size_t n, int n_classes, const char *const *class_names,
+                   const struct fewshot_request *rq, size_t **idx_out, size_t *n_out)
+{
+    size_t *order, *start, *out, total = 0;
+    struct rng root;
+    int rc;
+
+    if ((rc = group(labels, n, n_classes, &order, &start)) != RL_OK)
+        return rc;
+    out = xmalloc_array(n ? n : 1, sizeof(*out));
+    rng_init(&root, rq->seed ^ FEWSHOT_VAL_SALT);
+    for (int c = 0; c < n_classes && rc == RL_OK; c++) {
+        size_t n_c = start[c + 1] - start[c], m;
+
+        if (rq->val_per_class) {
+            m = rq->val_per_class;
+            if (n_c < m) {
+                rc = rl_error_set(RL_ERR_ARG, "validation split: class %d%s%s%s has %zu item%s, "
+                                  "fewer than the %zu held out (data.val)", c,
+                                  class_names ? " ('" : "", class_names ? class_names[c] : "",
+                                  class_names ? "')" : "", n_c, n_c == 1 ? "" : "s", m);
+                break;
+            }
+        } else {
+            m = (size_t)floor(rq->val_fraction * (double)n_c + 0.5);
+            if (m == 0 && n_c > 1)
+                m = 1;
+            if (n_c > 0 && m >= n_c)
+                m = n_c - 1;
+        }
+        pick(order + start[c], n_c, m, &root, c, out + total);
+        total += m;
+    }
+    free(order);
+    free(start);
+    if (rc != RL_OK) {
+        free(out);
+        return rc;
+    }
+    qsort(out, total, sizeof(*out), cmp_size);
+    *idx_out = out;
+    *n_out = total;
+    return RL_OK;
+}
+
+static int sample(const int *labels, size_t n, int n_classes, const char *const *class_names,
+                  const struct fewshot_request *rq, size_t **idx, size_t *n_idx)
+{
+    if (rq->shots)
+        return fewshot_kshot(labels, n, n_classes, class_names, (int)rq->shots, rq->seed, idx,
+                             n_idx);
+    return fewshot_fraction(labels, n, n_classes, rq->fraction, rq->seed, idx, n_idx);
+}
+
+int fewshot_split(const int *labels, size_t n, int n_classes, const char *const *class_names,
+                  const struct fewshot_request *rq, size_t **train, size_t *n_train,
+                  size_t **val, size_t *n_val)
+{
+    size_t *held = NULL, n_held = 0, *pool, n_pool = 0, *sub = NULL, n_sub = 0;
+    int *pool_labels;
+    int rc;
+
+    *train = *val = NULL;
+    *n_train = *n_val = 0;
+    if (rq->shots > (size_t)INT32_MAX)
+        return rl_error_set(RL_ERR_ARG, "few-shot sampling: %zu shots", rq->shots);
+    if (!rq->val_per_class && !(rq->val_fraction > 0.0))
+        return sample(labels, n, n_classes, class_names, rq, train, n_train);
+    if (!rq->val_per_class && !(rq->val_fraction < 1.0))
+        return rl_error_set(RL_ERR_ARG, "validation split: fraction %g outside (0, 1)",
+                            rq->val_fraction);
+    if ((rc = holdout(labels, n, n_classes, class_names, rq, &held, &n_held)) != RL_OK)
+        return rc;
+
+    /* the pool: every item not held out, in ascending order */
+    pool = xmalloc_array(n - n_held ? n - n_held : 1, sizeof(*pool));
+    pool_labels = xmalloc_array(n - n_held ? n - n_held : 1, sizeof(*pool_labels));
+    for (size_t i = 0, h = 0; i < n; i++) {
+        if (h < n_held && held[h] == i) {
+            h++;
+            continue;
+        }
+        pool[n_pool] = i;
+        pool_labels[n_pool++] = labels[i];
+    }
+    rc = sample(pool_labels, n_pool, n_classes, class_names, rq, &sub, &n_sub);
+    if (rc != RL_OK) {
+        char msg[512];
+
+        snprintf(msg, sizeof msg, "%s", rl_error_msg());
+        rc = rl_error_set(rc, "%s, after holding out %zu validation items (data.val)", msg, n_held);
+    } else {
+        for (size_t i = 0; i < n_sub; i++)      /* pool ascending: stays sorted */
+            sub[i] = pool[sub[i]];
+        *train = sub;
+        *n_train = n_sub;
+        *val = held;
+        *n_val = n_held;
+        held = NULL;
+    }
+    free(held);
+    free(pool);
+    free(pool_labels);
+    return rc;
 }

@@ -81,6 +81,7 @@ const struct keydef cfg_keys[] = {
     { "data", "fractions",   K_FRACTIONS, 0, NULL, 0, 1, NULL },
     { "data", "sample_seed", K_SEED,      F_RUN, "run", 0, 0, NULL },
     { "data", "eval_limit",  K_UINT,      0, "0", 0, UMAX, NULL },
+    { "data", "val",         K_VAL,       0, "none", 1, 1e6, NULL },
 
     { "method", "methods",     K_METHODS, 0, "lora", 0, 0, NULL },
     { "method", "rank",        K_UINTS,   F_SUFFIX, NULL, 1, 1e6, NULL },
@@ -354,6 +355,53 @@ static int check_spec(const char *s, char *w, size_t wn)
                ":train or :test)", (int)nlen, s, known);
 }
 
+/* data.val: none | N (per class) | a fraction "0.1" or "10%" | a dataset spec */
+static int parse_val(const struct keydef *kd, const char *v, struct value *out, char *w, size_t wn)
+{
+    size_t len = strlen(v);
+    double d;
+
+    if (!strcmp(v, "none")) {
+        out->word = EXP_VAL_NONE;
+        return 0;
+    }
+    if (len > 1 && v[len - 1] == '%') {
+        char num[64];
+
+        if (len - 1 < sizeof(num)) {
+            memcpy(num, v, len - 1);
+            num[len - 1] = '\0';
+            if (parse_num(num, &d) && d > 0 && d < 100) {
+                out->word = EXP_VAL_FRACTION;
+                out->d = d / 100.0;
+                return 0;
+            }
+        }
+        return why(w, wn, "expected a percentage in (0%%, 100%%) of every class of the training pool");
+    }
+    if (strspn(v, "0123456789") == len && len > 0) {
+        if (!uint_in(kd, v, &out->u))
+            return why(w, wn, "expected an integer in [1, 1000000] (items of every class held out)");
+        out->word = EXP_VAL_PER_CLASS;
+        return 0;
+    }
+    if (parse_num(v, &d)) {
+        if (!(d > 0 && d < 1))
+            return why(w, wn, "expected a fraction in (0, 1) of every class of the training pool");
+        out->word = EXP_VAL_FRACTION;
+        out->d = d;
+        return 0;
+    }
+    if (check_spec(v, w, wn))
+        return why(w, wn, "expected none, N (items of every class held out of the training pool), "
+                   "a fraction such as 0.1 or 10%%, or a dataset spec (such as cifar10:DIR:test)");
+    out->word = EXP_VAL_SPEC;
+    out->ls = xcalloc(1, sizeof(*out->ls));
+    out->ls[0] = xstrdup(v);
+    out->n = 1;
+    return 0;
+}
+
 /* split a comma list into trimmed items (in a copy, *buf to free) */
 static int split_list(const char *s, char **buf, char ***items, size_t *n, char *w, size_t wn)
 {
@@ -494,6 +542,8 @@ int cfg_parse_value(const struct keydef *kd, const char *v, struct value *out, c
             return why(w, wn, "expected an integer in [0, 2^64)%s",
                        (kd->flags & F_RUN) ? " or run" : "");
         return 0;
+    case K_VAL:
+        return parse_val(kd, v, out, w, wn);
     case K_LAYERS: {
         const char *dash;
         uint64_t a, b;

@@ -58,6 +58,15 @@
  *                                     neither shots nor fractions: 1
  *   sample_seed   run                 seed of the few-shot sampling; "run": the
  *                                     run's seed
+ *   val           none                the validation split (struct exp_val):
+ *                                     N (an integer: N items of every class
+ *                                     held out of the training pool), a
+ *                                     fraction in (0, 1) of every class of the
+ *                                     pool ("0.1" or "10%"), or a dataset spec
+ *                                     (one dataset only; not the train or the
+ *                                     eval spec); held-out items are sampled
+ *                                     with sample_seed before the shots or
+ *                                     fractions, from which they are removed
  *   eval_limit    0                   evaluate on the first N items (0: all)
  * [method]           (every key but `methods` takes a .METHOD suffix)
  *   methods       lora                list of lora, vera, randlora, full, none
@@ -148,6 +157,15 @@ struct exp_targets {
 };
 
 enum exp_templates { EXP_TEMPLATES_PROMPT = 0, EXP_TEMPLATES_DATASET };
+
+/* data.val: the validation split */
+enum exp_val_kind { EXP_VAL_NONE = 0, EXP_VAL_PER_CLASS, EXP_VAL_FRACTION, EXP_VAL_SPEC };
+struct exp_val {
+    enum exp_val_kind kind;
+    size_t per_class;           /* EXP_VAL_PER_CLASS: items of every class   */
+    double fraction;            /* EXP_VAL_FRACTION: in (0, 1)                */
+    char  *spec;                /* EXP_VAL_SPEC: a dataset spec (owned)       */
+};
 enum exp_augment   { EXP_AUGMENT_NONE = 0, EXP_AUGMENT_FLIP, EXP_AUGMENT_CROP_FLIP };
 
 /* [train], resolved for one method */
@@ -205,6 +223,7 @@ struct experiment {
     bool     sample_seed_set;
     uint64_t sample_seed;
     size_t   eval_limit;
+    struct exp_val val;
     struct exp_method *methods; size_t n_methods;
     uint64_t *seeds;  size_t n_seeds;
     size_t   jobs;
@@ -225,6 +244,7 @@ struct run_plan {
     size_t   shots;             /* k per class, or 0 when fraction is used   */
     double   fraction;          /* (0, 1] when shots == 0                    */
     uint64_t seed, sample_seed;
+    struct exp_val val;         /* the validation split (spec owned)          */
     const char *method;         /* registry name (static)                    */
     struct adapter_cfg adapter; /* r resolved (budget matched), seed = init seed */
     const char *profile;
@@ -271,6 +291,9 @@ void run_plans_free(struct run_plan *plans, size_t n);
  * every key explicit, [run] pinning id, matched rank and count. Parsing it
  * and expanding (shapes not needed) gives the same plan. */
 char *run_plan_to_ini(const struct run_plan *p);
+
+/* data.val as the experiment file writes it ("8", "0.1", a spec; "none"). */
+void exp_val_text(const struct exp_val *v, char *buf, size_t size);
 
 /* The targets in clip_targets_parse syntax ("vision:*:q_proj,v_proj;text:..."). */
 int  exp_targets_spec(const struct exp_targets *t, char *buf, size_t size);

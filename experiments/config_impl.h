@@ -43,6 +43,7 @@ enum ktype {
     K_TOWERS,
     K_LAYERS,
     K_MODULES,
+    K_VAL,          /* data.val: none, N per class, fraction, or a spec  */
 };
 
 enum {
@@ -86,6 +87,8 @@ struct value {
     char   **ls;                   /* K_SPECS                               */
     unsigned mask;                 /* K_TOWERS, K_MODULES                   */
     size_t   lo, hi;               /* K_LAYERS                              */
+    /* K_VAL: word = enum exp_val_kind, u = per class, d = fraction, ls[0]
+     * (n = 1) = the spec */
 };
 
 /* config.c */

@@ -535,6 +535,51 @@ static int resolve_method(struct parser *ps, size_t reg, struct exp_method *m)
     return resolve_train(ps, s, &m->train);
 }
 
+/* same dataset and split ("x" reads as "x:train") */
+static bool same_split(const char *a, const char *b)
+{
+    size_t la = cfg_strip_split(a), lb = cfg_strip_split(b);
+    const char *sa = a[la] ? a + la : ":train", *sb = b[lb] ? b + lb : ":train";
+
+    return la == lb && !memcmp(a, b, la) && !strcmp(sa, sb);
+}
+
+/* data.val, and the checks that involve data.dataset and data.eval */
+static int resolve_val(struct parser *ps, struct experiment *e)
+{
+    const struct entry *en = get_entry(ps, "data", "val", 0);
+    struct value v;
+    char l[512];
+    const char *clash = NULL;
+
+    get(ps, "data", "val", 0, &v);
+    e->val.kind = (enum exp_val_kind)v.word;
+    e->val.per_class = v.u;
+    e->val.fraction = v.d;
+    if (v.word == EXP_VAL_SPEC) {
+        e->val.spec = v.ls[0];
+        free(v.ls);
+    }
+    if (e->val.kind != EXP_VAL_SPEC)
+        return 0;
+    if (e->n_datasets != 1) {
+        fail_at(ps, en->line ? en->line : -1, RL_ERR_ARG, "%s: data.val = '%.120s': a validation "
+                "dataset pairs with one data.dataset, there are %zu (hold items out instead: "
+                "val = N or a fraction)", loc(ps, en, l, sizeof(l)), en->value, e->n_datasets);
+        return -1;
+    }
+    if (same_split(e->val.spec, e->evals[0]))
+        clash = "the eval (test) set: the test set must not choose anything";
+    else if (same_split(e->val.spec, e->datasets[0]))
+        clash = "the training set: hold items out of it with val = N or a fraction instead";
+    if (clash) {
+        fail_at(ps, en->line ? en->line : -1, RL_ERR_ARG, "%s: data.val = '%.120s': is %s",
+                loc(ps, en, l, sizeof(l)), en->value, clash);
+        return -1;
+    }
+    return 0;
+}
+
 static int resolve(struct parser *ps, struct experiment *e)
 {
     struct value v;
@@ -623,6 +668,8 @@ static int resolve(struct parser *ps, struct experiment *e)
     e->sample_seed_set = !v.run;
     e->sample_seed = v.u64;
     e->eval_limit = get_u(ps, "data", "eval_limit", 0);
+    if (resolve_val(ps, e))
+        return -1;
 
     get(ps, "method", "methods", 0, &v);
     e->methods = xcalloc(v.n, sizeof(*e->methods));
@@ -670,6 +717,7 @@ void experiment_free(struct experiment *e)
     free(e->prompt);
     free(e->shots);
     free(e->fractions);
+    free(e->val.spec);
     for (size_t i = 0; i < e->n_methods; i++)
         free(e->methods[i].sizes);
     free(e->methods);

@@ -98,6 +98,7 @@ void run_plan_free(struct run_plan *p)
     free(p->dataset);
     free(p->eval);
     free(p->prompt);
+    free(p->val.spec);
     memset(p, 0, sizeof(*p));
 }
 
@@ -123,6 +124,7 @@ static void plan_copy(struct run_plan *dst, const struct run_plan *src)
     dst->dataset = dup_or_null(src->dataset);
     dst->eval = dup_or_null(src->eval);
     dst->prompt = dup_or_null(src->prompt);
+    dst->val.spec = dup_or_null(src->val.spec);
 }
 
 static int cmp_id(const void *a, const void *b)
@@ -207,6 +209,7 @@ int experiment_expand(const struct experiment *e, exp_shapes_fn shapes, void *ct
     base.prompt = e->prompt;
     base.image_size = e->image_size;
     base.eval_limit = e->eval_limit;
+    base.val = e->val;
     base.templates = e->templates;
     base.augment = e->augment;
     for (size_t d = 0; d < e->n_datasets && rc == RL_OK; d++) {

@@ -186,6 +186,23 @@ int exp_targets_spec(const struct exp_targets *t, char *buf, size_t size)
     return RL_OK;
 }
 
+void exp_val_text(const struct exp_val *v, char *buf, size_t size)
+{
+    switch (v->kind) {
+    case EXP_VAL_PER_CLASS:
+        snprintf(buf, size, "%zu", v->per_class);
+        break;
+    case EXP_VAL_FRACTION:
+        cfg_fmt_double(buf, size, v->fraction);
+        break;
+    case EXP_VAL_SPEC:
+        snprintf(buf, size, "%s", v->spec ? v->spec : "");
+        break;
+    default:
+        snprintf(buf, size, "none");
+    }
+}
+
 char *run_plan_to_ini(const struct run_plan *p)
 {
     struct sbuf b = { 0 };
@@ -224,6 +241,13 @@ char *run_plan_to_ini(const struct run_plan *p)
         sb_kv_d(&b, "fractions", p->fraction);
     sb_kv_u64(&b, "sample_seed", p->sample_seed);
     sb_kv_u(&b, "eval_limit", p->eval_limit);
+    /* written only when set: files of runs without a split stay as they were */
+    if (p->val.kind == EXP_VAL_SPEC) {
+        sb_kv(&b, "val", p->val.spec);
+    } else if (p->val.kind != EXP_VAL_NONE) {
+        exp_val_text(&p->val, tmp, sizeof(tmp));
+        sb_kv(&b, "val", tmp);
+    }
 
     sb_printf(&b, "\n[method]\n");
     sb_kv(&b, "methods", p->method);

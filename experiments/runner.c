@@ -1,16 +1,14 @@
 /*
  * runner.c: one fine-tuning run (runner.h): the model, tokenizer, data and
  * adapters of a plan, the results file, resume, the step loop, the final
- * records. The step and the evaluation are in train_step.c.
+ * records. The step and the evaluation are in train_step.c; the model,
+ * tokenizer and shape helpers other commands share in runner_model.c.
  */
-#include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -23,205 +21,12 @@
 #include "results/store.h"
 
 #define RUNNER_HARNESS_VERSION "randlora 0.1"
-#define BYTES_TOKENIZER_FILE   "tokenizer_bytes.json"
 #define EVAL_CACHE_MAX_BYTES   ((size_t)256 << 20)
 
 void runner_options_init(struct runner_options *o)
 {
     memset(o, 0, sizeof(*o));
     o->verbosity = 1;
-}
-
-/* ------------------------------------------------------------------------ */
-/* model, tokenizer, shapes                                                  */
-
-const char *runner_model_dir(const struct exp_model *model)
-{
-    return model->preset ? model->pretrain_dir : model->name;
-}
-
-static bool file_exists(const char *dir, const char *name)
-{
-    char path[4096];
-    struct stat st;
-
-    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
-        return false;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-int runner_load_model(struct clip_model *m, const struct exp_model *model)
-{
-    const char *dir = runner_model_dir(model);
-
-    memset(m, 0, sizeof(*m));
-    if (model->preset && (!file_exists(dir, "config.json") ||
-                          !file_exists(dir, "model.safetensors")))
-        return rl_error_set(RL_ERR_ARG, "model %s is not pretrained yet: %s has no config.json "
-                            "+ model.safetensors (run `randlora pretrain -c FILE` with this "
-                            "experiment file first)", model->name, dir);
-    return clip_model_load(m, dir);
-}
-
-/* {"type": "bytes", "offset": 0, "sot": 256, "eot": 257} */
-static int load_bytes_spec(const char *dir, int32_t *offset, int32_t *sot, int32_t *eot)
-{
-    char path[4096];
-    FILE *fp;
-    char buf[4096];
-    size_t n;
-    cJSON *j, *it;
-    int rc = RL_OK;
-
-    snprintf(path, sizeof(path), "%s/%s", dir, BYTES_TOKENIZER_FILE);
-    if (!(fp = fopen(path, "rb")))
-        return rl_error_set(RL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    n = fread(buf, 1, sizeof(buf) - 1, fp);
-    fclose(fp);
-    buf[n] = '\0';
-    if (!(j = cJSON_Parse(buf)))
-        return rl_error_set(RL_ERR_FORMAT, "%s: not JSON", path);
-    it = cJSON_GetObjectItemCaseSensitive(j, "type");
-    if (!cJSON_IsString(it) || strcmp(it->valuestring, "bytes"))
-        rc = rl_error_set(RL_ERR_FORMAT, "%s: \"type\" must be \"bytes\"", path);
-    const char *keys[3] = { "offset", "sot", "eot" };
-    int32_t *dst[3] = { offset, sot, eot };
-    for (int k = 0; k < 3 && rc == RL_OK; k++) {
-        it = cJSON_GetObjectItemCaseSensitive(j, keys[k]);
-        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 1e6 ||
-            it->valuedouble != (double)(int32_t)it->valuedouble)
-            rc = rl_error_set(RL_ERR_FORMAT, "%s: \"%s\" must be a whole number in [0, 1e6]",
-                              path, keys[k]);
-        else
-            *dst[k] = (int32_t)it->valuedouble;
-    }
-    cJSON_Delete(j);
-    if (rc == RL_OK && ((*sot >= *offset && *sot <= *offset + 255) ||
-                        (*eot >= *offset && *eot <= *offset + 255)))
-        rc = rl_error_set(RL_ERR_FORMAT, "%s: sot/eot inside the byte range [offset, offset+255]",
-                          path);
-    return rc;
-}
-
-int runner_load_tokenizer(struct tokenizer **out, const char *dir, const struct clip_config *cfg)
-{
-    const struct clip_text_config *tc = &cfg->text;
-    int32_t offset = 0, sot = 256, eot = 257;
-    int rc;
-
-    *out = NULL;
-    if ((file_exists(dir, "vocab.json") && file_exists(dir, "merges.txt")) ||
-        file_exists(dir, "tokenizer.json")) {
-        if ((rc = tok_load_dir(out, dir)) != RL_OK)
-            return rc;
-    } else {
-        if (file_exists(dir, BYTES_TOKENIZER_FILE)) {
-            if ((rc = load_bytes_spec(dir, &offset, &sot, &eot)) != RL_OK)
-                return rc;
-        } else if (!(tc->vocab_size == 258 && tc->bos_token_id == 256 &&
-                     tc->eos_token_id == 257)) {
-            return rl_error_set(RL_ERR_IO, "%s: no tokenizer (vocab.json + merges.txt, "
-                                "tokenizer.json or " BYTES_TOKENIZER_FILE ")", dir);
-        }
-        if ((size_t)offset + 256 > tc->vocab_size || (size_t)sot >= tc->vocab_size ||
-            (size_t)eot >= tc->vocab_size || eot != tc->eos_token_id)
-            return rl_error_set(RL_ERR_FORMAT, "%s: byte tokenizer (offset %d, sot %d, eot %d) "
-                                "does not fit the model (vocab %zu, eos %lld)", dir, (int)offset,
-                                (int)sot, (int)eot, tc->vocab_size, (long long)tc->eos_token_id);
-        *out = tok_new_bytes(offset, sot, eot);
-    }
-    rc = tok_set_frame(*out, (int)tc->context,
-                       tc->pad_token_id >= 0 ? (int32_t)tc->pad_token_id : 0, true);
-    if (rc != RL_OK) {
-        tok_free(*out);
-        *out = NULL;
-    }
-    return rc;
-}
-
-size_t runner_target_shapes(const struct clip_config *cfg, const struct exp_targets *t,
-                            struct adapter_shape *out, size_t max)
-{
-    size_t n = 0;
-
-    for (int tw = 0; tw < 2; tw++) {
-        size_t L = tw == 0 ? cfg->vision.layers : cfg->text.layers;
-        size_t C = tw == 0 ? cfg->vision.hidden : cfg->text.hidden;
-        size_t F = tw == 0 ? cfg->vision.intermediate : cfg->text.intermediate;
-
-        if (!(t->towers & (1u << tw)))
-            continue;
-        for (size_t l = t->layer_lo; l < L && l <= t->layer_hi; l++)
-            for (int i = 0; i < BLOCK_NUM_LINEARS; i++) {
-                if (!((t->modules >> i) & 1u))
-                    continue;
-                if (out && n < max) {
-                    out[n].d_out = i == BLOCK_LIN_FC1 ? F : C;
-                    out[n].d_in = i == BLOCK_LIN_FC2 ? F : C;
-                }
-                n++;
-            }
-    }
-    return n;
-}
-
-static int plan_config(const struct exp_model *model, struct clip_config *cfg)
-{
-    char path[4096];
-
-    if (model->preset)
-        return clip_config_preset(cfg, model->name);
-    snprintf(path, sizeof(path), "%s/config.json", model->name);
-    return clip_config_load(cfg, path);
-}
-
-int runner_plan_shapes(void *ctx, const struct run_plan *plan, const struct adapter_shape **shapes,
-                       size_t *n)
-{
-    struct runner_shapes *s = ctx;
-    struct clip_config cfg;
-    int rc = plan_config(&plan->model, &cfg);
-    size_t k;
-
-    if (rc != RL_OK)
-        return rc;
-    k = runner_target_shapes(&cfg, &plan->targets, NULL, 0);
-    if (k > s->cap) {
-        free(s->shapes);
-        s->shapes = xmalloc_array(k, sizeof(*s->shapes));
-        s->cap = k;
-    }
-    s->n = runner_target_shapes(&cfg, &plan->targets, s->shapes, s->cap);
-    *shapes = s->shapes;
-    *n = s->n;
-    return RL_OK;
-}
-
-void runner_shapes_free(struct runner_shapes *s)
-{
-    free(s->shapes);
-    memset(s, 0, sizeof(*s));
-}
-
-int runner_mkdir_p(const char *dir)
-{
-    char path[4096];
-    size_t n = strlen(dir);
-
-    if (n == 0 || n >= sizeof(path))
-        return rl_error_set(RL_ERR_ARG, "bad directory name '%s'", dir);
-    memcpy(path, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (path[i] != '/' && path[i] != '\0')
-            continue;
-        char c = path[i];
-
-        path[i] = '\0';
-        if (mkdir(path, 0777) != 0 && errno != EEXIST)
-            return rl_error_set(RL_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-        path[i] = c;
-    }
-    return RL_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -313,8 +118,10 @@ static void state_free(struct run_state *s)
 {
     loader_close(s->train_L);
     loader_close(s->eval_L);
+    loader_close(s->val_L);
     dataset_close(&s->train_ds);
     dataset_close(&s->eval_ds);
+    dataset_close(&s->val_ds);
     adamw_free(&s->opt);
     clip_head_free(&s->head);
     if (s->vr.buf)
@@ -332,7 +139,43 @@ static void state_free(struct run_state *s)
     free(s->img);
     free(s->dimg);
     free(s->train_idx);
+    free(s->val_idx);
     free(s->weights_path);
+}
+
+/* The training sample and the validation split (runner.h): held out of the
+ * pool (fewshot_split), or the first eval_limit items of the val spec. */
+static int sample_data(struct run_state *s, const struct run_plan *p, const int *labels)
+{
+    struct fewshot_request rq = { .shots = p->shots, .fraction = p->fraction,
+                                  .seed = p->sample_seed };
+    int rc;
+
+    if (p->val.kind == EXP_VAL_PER_CLASS)
+        rq.val_per_class = p->val.per_class;
+    else if (p->val.kind == EXP_VAL_FRACTION)
+        rq.val_fraction = p->val.fraction;
+    if ((rc = fewshot_split(labels, s->train_ds.n, s->train_ds.n_classes,
+                            (const char *const *)s->train_ds.class_names, &rq, &s->train_idx,
+                            &s->n_train, &s->val_idx, &s->n_val)) != RL_OK)
+        return rc;
+    if (p->val.kind == EXP_VAL_SPEC) {
+        if ((rc = dataset_open(&s->val_ds, p->val.spec)) != RL_OK)
+            return rc;
+        if (s->val_ds.n_classes != s->train_ds.n_classes)
+            return rl_error_set(RL_ERR_ARG, "%s: %d classes, but the validation set %s (data.val) "
+                                "has %d", p->dataset, s->train_ds.n_classes, p->val.spec,
+                                s->val_ds.n_classes);
+        s->n_val = p->eval_limit && p->eval_limit < s->val_ds.n ? p->eval_limit : s->val_ds.n;
+        s->val_idx = xmalloc_array(s->n_val ? s->n_val : 1, sizeof(*s->val_idx));
+        for (size_t i = 0; i < s->n_val; i++)
+            s->val_idx[i] = i;
+    }
+    s->has_val = p->val.kind != EXP_VAL_NONE;
+    if (s->has_val && s->n_val == 0)
+        return rl_error_set(RL_ERR_ARG, "%s: data.val holds out no items (classes of one item "
+                            "each?)", p->id);
+    return RL_OK;
 }
 
 /* everything a run needs before its first step */
@@ -385,17 +228,14 @@ static int state_init(struct run_state *s, const struct run_plan *p)
     }
     s->M = (size_t)s->train_ds.n_classes;
     labels = dataset_labels(&s->train_ds);
-    if (p->shots)
-        rc = fewshot_kshot(labels, s->train_ds.n, s->train_ds.n_classes,
-                           (const char *const *)s->train_ds.class_names, (int)p->shots,
-                           p->sample_seed, &s->train_idx, &s->n_train);
-    else
-        rc = fewshot_fraction(labels, s->train_ds.n, s->train_ds.n_classes, p->fraction,
-                              p->sample_seed, &s->train_idx, &s->n_train);
-    if (rc != RL_OK)
+    if ((rc = sample_data(s, p, labels)) != RL_OK)
         goto out;
     if ((rc = open_loader(&s->train_L, &s->train_ds, s->train_idx, s->n_train, s->B, size, p,
                           true)) != RL_OK)
+        goto out;
+    if (s->has_val &&
+        (rc = open_loader(&s->val_L, p->val.kind == EXP_VAL_SPEC ? &s->val_ds : &s->train_ds,
+                          s->val_idx, s->n_val, s->B, size, p, false)) != RL_OK)
         goto out;
     n_eval = p->eval_limit && p->eval_limit < s->eval_ds.n ? p->eval_limit : s->eval_ds.n;
     if ((rc = open_loader(&s->eval_L, &s->eval_ds, NULL, n_eval, s->B, size, p, false)))
@@ -499,6 +339,8 @@ static int create_store(struct store **st, struct run_state *s, const char *path
     size_t n_shared = 0, nt = shared_count(s, t, 16);
     char threads[128], blas[64], commit[64];
     int64_t *idx = xmalloc_array(s->n_train ? s->n_train : 1, sizeof(*idx));
+    int64_t *vidx = xmalloc_array(s->n_val ? s->n_val : 1, sizeof(*vidx));
+    char val[64] = "";
     struct thread_policy tp = threads_current();
     int rc;
 
@@ -506,6 +348,10 @@ static int create_store(struct store **st, struct run_state *s, const char *path
         n_shared += t[i].n;
     for (size_t i = 0; i < s->n_train; i++)
         idx[i] = (int64_t)s->train_idx[i];
+    for (size_t i = 0; i < s->n_val; i++)
+        vidx[i] = (int64_t)s->val_idx[i];
+    if (s->has_val && p->val.kind != EXP_VAL_SPEC)
+        exp_val_text(&p->val, val, sizeof(val));
     threads_describe(threads, sizeof(threads));
     snprintf(blas, sizeof(blas), "openblas %s", tp.blas_mode ? tp.blas_mode : "");
     git_commit(commit, sizeof(commit));
@@ -518,9 +364,13 @@ static int create_store(struct store **st, struct run_state *s, const char *path
         .data_spec = p->dataset, .shots = (int64_t)p->shots,
         .fraction = p->shots ? 0.0 : p->fraction, .sampling_seed = p->sample_seed,
         .train_index = idx, .n_train_index = s->n_train, .flush_every = flush_every,
+        .val = p->val.kind == EXP_VAL_SPEC ? p->val.spec : val,
+        .val_spec = p->val.kind == EXP_VAL_SPEC ? p->val.spec : p->dataset,
+        .val_index = vidx, .n_val_index = s->n_val,
     };
     rc = store_create(st, path, &info);
     free(idx);
+    free(vidx);
     return rc;
 }
 
@@ -659,7 +509,7 @@ int runner_run(const struct run_plan *plan, const char *out_path,
     if (!res)
         res = &local;
     memset(res, 0, sizeof(*res));
-    res->accuracy = res->loss = NAN;
+    res->accuracy = res->loss = res->val_accuracy = res->val_loss = NAN;
     log = opt->log ? opt->log : stderr;
     memset(&s, 0, sizeof(s));
     s.hooks = opt->hooks;
@@ -668,6 +518,7 @@ int runner_run(const struct run_plan *plan, const char *out_path,
         goto out;
     res->n_trainable = s.trains ? s.ca.n_params : 0;
     res->n_train_items = s.n_train;
+    res->n_val_items = s.n_val;
     {
         struct adapter_tensor t[16];
         size_t nt = shared_count(&s, t, 16);
@@ -687,6 +538,8 @@ int runner_run(const struct run_plan *plan, const char *out_path,
             res->already_complete = true;
             res->accuracy = pr.fin.accuracy;
             res->loss = pr.fin.loss;
+            res->val_accuracy = pr.fin.val_accuracy;
+            res->val_loss = pr.fin.val_loss;
             res->images_per_s = pr.fin.images_per_s;
             res->peak_rss_bytes = pr.fin.peak_rss_bytes;
             res->steps = s.total_steps;
@@ -726,6 +579,11 @@ int runner_run(const struct run_plan *plan, const char *out_path,
                 plan->id, plan->method, res->n_trainable, s.n_train, s.M, s.total_steps, s.B,
                 s.accumulate, (double)res->activation_bytes / 1048576.0,
                 plan->train.recompute ? " (layers recomputed in the backward)" : "");
+    /* the set of the /eval rows: the validation split when there is one */
+    struct loader *split_L = s.has_val ? s.val_L : s.eval_L;
+    const char *split_name = s.has_val ? "the validation split (data.val)" : plan->eval;
+    const char *split_word = s.has_val ? "val" : "eval";
+
     progress_init(&prog, plan->id, s.total_steps, log);
     if (s.total_steps > start && (rc = run_seek(&s, start + 1)) != RL_OK)
         goto out;
@@ -760,7 +618,7 @@ int runner_run(const struct run_plan *plan, const char *out_path,
         if ((rc = rc2) != RL_OK)
             goto out;
         if (plan->train.eval_every && step % plan->train.eval_every == 0) {
-            if ((rc = run_eval(&s, &acc, &eval_loss)) != RL_OK)
+            if ((rc = run_eval(&s, split_L, split_name, &acc, &eval_loss)) != RL_OK)
                 goto out;
             if ((rc = store_append_eval(st, (int64_t)step, acc, eval_loss)) != RL_OK)
                 goto out;
@@ -768,8 +626,8 @@ int runner_run(const struct run_plan *plan, const char *out_path,
             pr.last_acc = acc;
             pr.last_loss = eval_loss;
             if (opt->verbosity > 0)
-                fprintf(log, "%s%s: step %zu eval accuracy %.4f loss %.4f\n",
-                        prog.is_tty ? "\r\033[K" : "", plan->id, step, acc, eval_loss);
+                fprintf(log, "%s%s: step %zu %s accuracy %.4f loss %.4f\n",
+                        prog.is_tty ? "\r\033[K" : "", plan->id, step, split_word, acc, eval_loss);
         }
         /* merged weights back to their file's bits at every checkpoint (a
          * resumed run starts from them) and every CLIP_REBASE_EVERY steps */
@@ -789,17 +647,27 @@ int runner_run(const struct run_plan *plan, const char *out_path,
     if (opt->verbosity > 0 && s.total_steps > start)
         progress_finish(&prog);
 
-    /* the final evaluation (reused when the last step had one) */
+    /* the final evaluation of the /eval rows' set (reused when the last step
+     * had one), then, with a validation split, the test set: only now */
     if (pr.last_eval_step == (int64_t)s.total_steps) {
         acc = pr.last_acc;
         eval_loss = pr.last_loss;
     } else {
-        if ((rc = run_eval(&s, &acc, &eval_loss)) != RL_OK)
+        if ((rc = run_eval(&s, split_L, split_name, &acc, &eval_loss)) != RL_OK)
             goto out;
         if ((rc = store_append_eval(st, (int64_t)s.total_steps, acc, eval_loss)) != RL_OK)
             goto out;
         if (opt->verbosity > 0)
-            fprintf(log, "%s: step %zu eval accuracy %.4f loss %.4f\n", plan->id,
+            fprintf(log, "%s: step %zu %s accuracy %.4f loss %.4f\n", plan->id,
+                    s.total_steps, split_word, acc, eval_loss);
+    }
+    if (s.has_val) {
+        res->val_accuracy = acc;
+        res->val_loss = eval_loss;
+        if ((rc = run_eval(&s, s.eval_L, plan->eval, &acc, &eval_loss)) != RL_OK)
+            goto out;
+        if (opt->verbosity > 0)
+            fprintf(log, "%s: step %zu test accuracy %.4f loss %.4f\n", plan->id,
                     s.total_steps, acc, eval_loss);
     }
     if ((rc = run_rebase(&s)) != RL_OK)        /* the model as it was loaded */
@@ -809,8 +677,12 @@ int runner_run(const struct run_plan *plan, const char *out_path,
     res->steps = s.total_steps;
     res->images_per_s = t_train > 0 ? (double)s.images_seen / t_train : 0.0;
     res->peak_rss_bytes = peak_rss_bytes();
-    rc = store_write_final(st, &(struct store_final){ acc, eval_loss, res->peak_rss_bytes,
-                                                      res->images_per_s });
+    rc = store_write_final(st, &(struct store_final){ .accuracy = acc, .loss = eval_loss,
+                                                      .peak_rss_bytes = res->peak_rss_bytes,
+                                                      .images_per_s = res->images_per_s,
+                                                      .val_accuracy = res->val_accuracy,
+                                                      .val_loss = res->val_loss,
+                                                      .has_val = s.has_val });
     if (rc == RL_OK)
         rc = store_finish(st);
     if (rc == RL_OK)

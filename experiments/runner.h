@@ -17,9 +17,13 @@
  *     Face directory. The tokenizer comes from the same directory
  *     (runner_load_tokenizer);
  *   - data: the train spec, k-shot or fraction sampled with
- *     plan->sample_seed (indices stored in the file); the eval spec, its
- *     first eval_limit items; both through the loader at the model's image
- *     size (CLIP transform; augmentation as plan->augment);
+ *     plan->sample_seed (indices stored in the file); the validation split
+ *     (plan->val, optional): items of every class held out of the training
+ *     pool before the shots are drawn (datasets/fewshot.h fewshot_split), or
+ *     the first eval_limit items of its own spec (indices stored); the eval
+ *     (test) spec, its first eval_limit items; all through the loader at the
+ *     model's image size (CLIP transform; augmentation as plan->augment, for
+ *     training only);
  *   - class prompts: plan->prompt with each class name, tokenized once; for
  *     evaluation with templates = dataset, the dataset's templates ensembled
  *     (clip_class_features);
@@ -44,8 +48,11 @@
  *     CLIP_REBASE_EVERY steps and at the end (the file must not change
  *     during the run);
  *   - evaluation every eval_every steps and after the last: accuracy and
- *     mean cross-entropy on the eval set (adapters in eval mode, no grad;
- *     merged where cheaper, as no dropout applies);
+ *     mean cross-entropy (adapters in eval mode, no grad; merged where
+ *     cheaper, as no dropout applies) on the validation split when the run
+ *     has one, else on the eval set; these are the /eval rows (attribute
+ *     split says which). After the last step the test (eval) set is
+ *     evaluated too, and only then: nothing during training reads it;
  *   - a checkpoint every checkpoint_every steps: the trainable block, AdamW's
  *     m and v, the step (= AdamW's t), the run's RNG. The data order and
  *     augmentation are functions of (seed, epoch, batch) (loader.h) and the
@@ -62,8 +69,9 @@
  * The results file (store.h's schema 1) gets, besides the store's phase-1
  * layout: /config = run_plan_to_ini(plan); /method counts (n_trainable, and
  * n_frozen_shared = the method's shared tensors, VeRA's A/B or RandLoRA's
- * bases); /data/train_index; /train and /eval live; /final (accuracy, loss,
- * peak RSS from getrusage, training images/s); and after training:
+ * bases); /data/train_index, /data/val_index; /train and /eval live; /final
+ * (test accuracy and loss, val_accuracy and val_loss with a split, peak RSS
+ * from getrusage, training images/s); and after training:
  *     /adapter                     attrs method (string), r (int64)
  *     /adapter/<site>/<tensor>     float32, peft's tensor names and shapes
  *                                  (adapter_tensors), site = clip_site_name,
@@ -113,7 +121,10 @@ struct runner_options {
 };
 
 struct runner_result {
-    double   accuracy, loss;     /* final eval (NaN when stopped)                */
+    double   accuracy, loss;     /* final eval on the test set (NaN when stopped) */
+    double   val_accuracy, val_loss; /* final eval on the validation split (NaN:
+                                        none, or stopped)                         */
+    size_t   n_val_items;        /* validation items (0: no split)                */
     size_t   n_trainable, n_frozen_shared;
     size_t   n_train_items;      /* sampled training items                        */
     size_t   steps;              /* optimizer steps done in all (incl. resumed)   */

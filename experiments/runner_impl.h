@@ -47,6 +47,14 @@ struct run_state {
     struct dataset train_ds, eval_ds;
     struct loader *train_L, *eval_L;
     size_t *train_idx, n_train;
+    /* the validation split (plan->val): items val_idx of train_ds when held
+     * out of the pool, the first n_val of val_ds for a spec; val_L NULL when
+     * the run has none. The test loader eval_L is read only after the last
+     * step. */
+    bool has_val;
+    struct dataset val_ds;
+    struct loader *val_L;
+    size_t *val_idx, n_val;
 
     struct adamw opt;
     struct lr_cosine sched;
@@ -76,8 +84,10 @@ int run_step(struct run_state *s, size_t step, double *loss, double *gnorm, doub
  * Between steps only. */
 int run_rebase(struct run_state *s);
 
-/* Accuracy and mean cross-entropy on the eval set (adapters in eval mode;
- * layers merged for the eval where that is cheaper, unmerged after). */
-int run_eval(struct run_state *s, double *accuracy, double *loss);
+/* Accuracy and mean cross-entropy on the items of loader L (s->val_L or
+ * s->eval_L; `what` names the set in errors), adapters in eval mode; layers
+ * merged for the eval where that is cheaper, unmerged after. */
+int run_eval(struct run_state *s, struct loader *L, const char *what, double *accuracy,
+             double *loss);
 
 #endif /* RANDLORA_EXPERIMENTS_RUNNER_IMPL_H */

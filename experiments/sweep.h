@@ -38,8 +38,13 @@
  *      line per finished run:
  *          [ 3/12] lora-b25000-s4-seed1  accuracy 0.6120  41.2 s
  *   5. rewrites <output>/summary.tsv from the run files present
- *      (sweep_write_summary) and prints the accuracy table. When runs
- *      failed, their ids and messages are listed last and RL_ERR is returned.
+ *      (sweep_write_summary), names any run file there that is not a run
+ *      of the grid (its stored plan differs), and prints the report table
+ *      (results/report.h: per dataset, method, budget or rank and shots or
+ *      fraction, the setting with the best mean val_accuracy over seeds and
+ *      its test accuracy; a shard prints instead how to get the report of
+ *      the whole grid: --summary after the last shard). When runs failed,
+ *      their ids and messages are listed last and RL_ERR is returned.
  *
  * Each run goes in its own process so that runs do not share memory, peak
  * RSS is per run, and a crash costs one run; `randlora train --run ID` runs
@@ -49,16 +54,26 @@
  * in the directory that holds a run configuration): first the grid's runs in
  * grid order, then any other run files by name. Columns, tab-separated:
  *     id dataset method rank budget shots fraction seed n_trainable
- *     accuracy loss steps seconds images_per_s peak_rss_bytes status
+ *     accuracy loss steps_done seconds images_per_s peak_rss_bytes status
+ *     val_accuracy val_loss
+ *     lr weight_decay alpha scaling steps epochs batch accumulate warmup
+ *     dropout profile basis modules towers
  * budget 0: sized by rank; shots 0: a fraction of the training set, else
- * fraction 0; accuracy and loss (the final evaluation) with %.17g, so equal
- * text means bit-identical values, "nan" until the run completed; steps:
- * the steps done; seconds: the training wall time (all sessions of a resumed
- * run); status: complete, stopped (non-finite loss; root attr `stopped`), or
- * incomplete (interrupted, or still running). The file is written to a
- * temporary name in the same directory and renamed over the old one, so a
- * reader sees a whole table; since it is derived from the run files only,
- * shards and resumed sweeps converge to the same summary.
+ * fraction 0; accuracy and loss (the final evaluation on the test set) and
+ * val_accuracy, val_loss (on the validation split; nan without one) with
+ * %.17g, so equal text means bit-identical values, "nan" until the run
+ * completed; steps_done: the steps done; seconds: the training wall time
+ * (all sessions of a resumed run); status: complete, stopped (non-finite
+ * loss; root attr `stopped`), or incomplete (interrupted, or still
+ * running). The hyperparameter columns are the stored plan's values as the
+ * experiment file writes them ("-" where the plan has none: steps of a run
+ * sized in epochs and the reverse; lists without spaces, "q_proj,v_proj");
+ * alpha 0 is the method's default; scaling is the adapter's scaling rule
+ * (LoRA alpha/r or alpha/sqrt(r) with rslora, RandLoRA alpha/r,
+ * alpha/(r*sqrt(n)) or 1/r by profile, "-" for the others). The file is
+ * written to a temporary name in the same directory and renamed over the
+ * old one, so a reader sees a whole table; since it is derived from the run
+ * files only, shards and resumed sweeps converge to the same summary.
  */
 #ifndef RANDLORA_EXPERIMENTS_SWEEP_H
 #define RANDLORA_EXPERIMENTS_SWEEP_H
@@ -69,6 +84,7 @@
 #include <stdio.h>
 
 #include "experiments/config.h"
+#include "results/report.h"
 
 #define SWEEP_SUMMARY_FILE "summary.tsv"
 
@@ -92,6 +108,9 @@ struct sweep_counts {
     size_t rows;              /* rows written to summary.tsv                         */
 };
 
+/* the hyperparameter columns of summary.tsv (sweep_hyper_column) */
+#define SWEEP_N_HYPER 14
+
 /* one row of summary.tsv, read from a run file (strings owned) */
 struct sweep_row {
     char    *id, *dataset, *method, *status;
@@ -100,10 +119,13 @@ struct sweep_row {
     double   fraction;
     uint64_t seed;
     int64_t  n_trainable;
-    double   accuracy, loss;      /* NaN unless complete */
-    int64_t  steps;
+    double   accuracy, loss;      /* test set; NaN unless complete             */
+    double   val_accuracy, val_loss;  /* NaN unless complete with a val split  */
+    int64_t  steps;               /* the steps done (column steps_done)        */
     double   seconds, images_per_s;
     int64_t  peak_rss_bytes;
+    char    *hyper[SWEEP_N_HYPER];    /* the hyperparameter columns' text       */
+    struct report_run run;        /* the report's record of the file           */
 };
 
 void sweep_options_init(struct sweep_options *o);
@@ -118,6 +140,10 @@ int sweep_run(const struct experiment *e, const struct run_plan *plans, size_t n
 /* "I/N" with 0 <= I < N: RL_ERR_ARG with a message otherwise. */
 int sweep_parse_shard(const char *spec, size_t *shard, size_t *n_shards);
 
+/* The name of hyperparameter column i (< SWEEP_N_HYPER): "lr", ...,
+ * "towers"; NULL past the end. */
+const char *sweep_hyper_column(size_t i);
+
 /* The summary row of a run file: RL_ERR_FORMAT / RL_ERR_IO when it is not
  * a readable run file. */
 int  sweep_read_row(const char *path, struct sweep_row *row);
@@ -125,11 +151,11 @@ void sweep_row_free(struct sweep_row *row);
 
 /* Rewrite dir/summary.tsv (atomically, see above) from the run files in
  * dir, rows of the grid's plans (may be NULL) first. Files that cannot be
- * read are left out with a line on err (NULL: stderr). *n_rows may be NULL.
- * With table non-NULL, the accuracy table is printed there: one row per
- * dataset, method and budget (or rank), one column per shots / fraction
- * setting, the mean final accuracy over seeds of the complete runs (with
- * the standard deviation when there are several). */
+ * read are left out with a line on err (NULL: stderr). With plans, every
+ * run file whose stored plan is not a run of the grid is named on err
+ * ("randlora sweep: warning: PATH: ...", report_grid_check). *n_rows may be
+ * NULL. With table non-NULL, the report is printed there (report_print,
+ * text; the grid's runs without a file count as missing seeds). */
 int sweep_write_summary(const char *dir, const struct run_plan *plans, size_t n_plans,
                         FILE *table, FILE *err, size_t *n_rows);
 

@@ -212,7 +212,8 @@ int run_step(struct run_state *s, size_t step, double *loss, double *gnorm, doub
     return RL_OK;
 }
 
-int run_eval(struct run_state *s, double *accuracy, double *loss)
+int run_eval(struct run_state *s, struct loader *L, const char *what, double *accuracy,
+             double *loss)
 {
     const size_t D = s->D, MK = s->M * s->K;
     struct clip_adapters *ca = s->trains ? &s->ca : NULL;
@@ -237,12 +238,12 @@ int run_eval(struct run_state *s, double *accuracy, double *loss)
         clip_class_features(s->class_feat, s->eval_txt, s->M, s->K, D);
         s->class_feat_valid = true;
     }
-    if ((rc = loader_epoch(s->eval_L, 0)) != RL_OK)
+    if ((rc = loader_epoch(L, 0)) != RL_OK)
         goto out;
     for (;;) {
         struct loader_batch b;
 
-        if ((rc = loader_next(s->eval_L, &b)) != RL_OK || b.n == 0)
+        if ((rc = loader_next(L, &b)) != RL_OK || b.n == 0)
             break;
         rc = clip_vision_forward(&s->vr, &s->m, ca, b.x, (size_t)b.n, s->img);
         if (rc != RL_OK)
@@ -268,7 +269,7 @@ out:
     if (rc != RL_OK)
         return rc;
     if (rows == 0)
-        return rl_error_set(RL_ERR_ARG, "%s: the evaluation set is empty", s->plan->eval);
+        return rl_error_set(RL_ERR_ARG, "%s: the evaluation set is empty", what);
     *accuracy = (double)correct / (double)rows;
     *loss = loss_sum / (double)rows;
     return RL_OK;

@@ -12,12 +12,18 @@
  *                     (float64), n_trainable, n_frozen_shared (int64)
  *   /data             attr spec (string), shots (int64, 0 when a fraction is
  *                     used), fraction (float64, 0 when shots are used),
- *                     sampling_seed (uint64)
+ *                     sampling_seed (uint64); val (string: the data.val
+ *                     value, "" when the run has no validation split),
+ *                     val_spec (string: the dataset /data/val_index indexes,
+ *                     the train spec when held out of the pool; "" when none)
  *   /data/train_index int64[n]: the sampled training indices
+ *   /data/val_index   int64[n]: the validation items (empty when none)
  *   /train/step       int64[rows]   } 1-D, chunked (1024), unlimited,
  *   /train/{loss,lr,grad_norm,wall_s} float64[rows]  } appended live (SWMR);
  *   /eval/step        int64[rows]   } fill values: step -1, floats NaN
- *   /eval/{accuracy,loss} float64[rows]
+ *   /eval/{accuracy,loss} float64[rows]; /eval attr split (string): "val"
+ *                     when the rows evaluate the validation split, "test"
+ *                     when they evaluate the test (eval) set
  *   /checkpoint/current     int64 scalar: slot (0 or 1) of the last complete
  *                           checkpoint, -1 when none was written
  *   /checkpoint/step        int64[2]          } one entry per slot
@@ -28,6 +34,14 @@
  *   /checkpoint/{params,adam_m,adam_v} float32[2][n_trainable]
  *   /final/{accuracy,loss,images_per_s} float64 scalars (NaN until written),
  *   /final/peak_rss_bytes int64, /final/completed int64 (0, 1 once written)
+ *   /final/{val_accuracy,val_loss} float64 scalars: the final evaluation on
+ *                     the validation split (NaN when the run has none);
+ *                     /final/{accuracy,loss} are always the test set's
+ *
+ * Files written before the validation split lack /data/val_index, the /data
+ * attributes val and val_spec, /eval's split and /final/val_*: they still
+ * open, read and resume; the readers report them as no split (an empty
+ * index, split "test", NaN and has_val false).
  *   /adapter/<layer>/<tensor>   float32 tensors       } written after training
  *   /analysis/<layer>/<name>    tensors and scalars   } (phase 2, below)
  *
@@ -150,6 +164,10 @@ struct store_run_info {
     uint64_t       sampling_seed;
     const int64_t *train_index;      /* n_train_index sampled indices          */
     size_t         n_train_index;
+    const char    *val;              /* data.val as written; NULL/"": no split */
+    const char    *val_spec;         /* the dataset val_index indexes          */
+    const int64_t *val_index;        /* n_val_index validation items           */
+    size_t         n_val_index;
 
     size_t         flush_every;      /* flush /train every K appends; 0 = 1    */
 };
@@ -159,10 +177,15 @@ struct store_train_row {
     double  loss, lr, grad_norm, wall_s;
 };
 
+/* accuracy, loss: the test (eval) set. val_*: the validation split, written
+ * only when has_val (a zero-initialised struct writes none: NaN stays); a
+ * reader gets NaN and has_val false when the file has none. */
 struct store_final {
     double  accuracy, loss;
     int64_t peak_rss_bytes;
     double  images_per_s;
+    double  val_accuracy, val_loss;
+    bool    has_val;
 };
 
 /* What a checkpoint records besides the three float blocks and the RNG. */
@@ -190,7 +213,7 @@ int store_append_eval(struct store *s, int64_t step, double accuracy, double los
 int store_write_checkpoint(struct store *s, int64_t step, const float *params,
                            const float *m, const float *v, const struct rng *rng);
 
-/* Write /final and set /final/completed = 1. */
+/* Write /final (val_* only when f->has_val) and set /final/completed = 1. */
 int store_write_final(struct store *s, const struct store_final *f);
 
 /* Flush every dataset now (also done by the calls above as documented). */
@@ -258,6 +281,14 @@ int store_read_config(struct store *s, char **text);
 
 /* /data/train_index (allocated, caller frees; NULL when empty). */
 int store_read_train_index(struct store *s, int64_t **index, size_t *n);
+
+/* /data/val_index (allocated, caller frees; NULL with *n = 0 when empty or,
+ * in a file older than the validation split, absent). */
+int store_read_val_index(struct store *s, int64_t **index, size_t *n);
+
+/* The split /eval's rows evaluate: "val" or "test" ("test" for a file older
+ * than the attribute). Points to a static string. */
+int store_read_eval_split(struct store *s, const char **split);
 
 /* Does the object (group or dataset) `path` exist? */
 bool store_has(struct store *s, const char *path);

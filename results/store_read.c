@@ -393,6 +393,13 @@ int store_read_final(struct store *s, struct store_final *f, int *completed)
         (rc = store_i_read_i64_at(s, "/final/peak_rss_bytes", &f->peak_rss_bytes)) ||
         (rc = store_i_read_i64_at(s, "/final/completed", &c)))
         return rc;
+    /* absent in files older than the validation split */
+    f->val_accuracy = f->val_loss = NAN;
+    if (store_i_obj_exists(s->file, "/final/val_accuracy") &&
+        ((rc = store_i_read_f64_at(s, "/final/val_accuracy", &f->val_accuracy)) ||
+         (rc = store_i_read_f64_at(s, "/final/val_loss", &f->val_loss))))
+        return rc;
+    f->has_val = !isnan(f->val_accuracy);
     if (completed)
         *completed = c == 1;
     return RL_OK;
@@ -417,7 +424,8 @@ int store_read_config(struct store *s, char **text)
     return rc;
 }
 
-int store_read_train_index(struct store *s, int64_t **index, size_t *n)
+/* a whole int64[n] index dataset at path */
+static int read_index(struct store *s, const char *path, int64_t **index, size_t *n)
 {
     hid_t d;
     hsize_t len = 0;
@@ -426,19 +434,56 @@ int store_read_train_index(struct store *s, int64_t **index, size_t *n)
     store_i_h5_quiet();
     *index = NULL;
     *n = 0;
-    if ((rc = store_i_ds_open(s, "/data/train_index", H5T_INTEGER, 0, 1, NULL, &len, &d)))
+    if ((rc = store_i_ds_open(s, path, H5T_INTEGER, 0, 1, NULL, &len, &d)))
         return rc;
     int64_t *p = alloc_or_null((size_t)len, sizeof(*p));
     if (len && !p)
-        rc = rl_error_set(RL_ERR_NOMEM, "%s: /data/train_index: no memory for %llu entries", s->path,
+        rc = rl_error_set(RL_ERR_NOMEM, "%s: %s: no memory for %llu entries", s->path, path,
                           (unsigned long long)len);
-    else if ((rc = read_prefix(s, "/data/train_index", d, H5T_NATIVE_INT64, (size_t)len, p)) == RL_OK) {
+    else if ((rc = read_prefix(s, path, d, H5T_NATIVE_INT64, (size_t)len, p)) == RL_OK) {
         *index = p;
         *n = (size_t)len;
         p = NULL;
     }
     free(p);
     H5Dclose(d);
+    return rc;
+}
+
+int store_read_train_index(struct store *s, int64_t **index, size_t *n)
+{
+    return read_index(s, "/data/train_index", index, n);
+}
+
+int store_read_val_index(struct store *s, int64_t **index, size_t *n)
+{
+    store_i_h5_quiet();
+    *index = NULL;
+    *n = 0;
+    if (!store_i_obj_exists(s->file, "/data/val_index"))
+        return RL_OK;                    /* a file older than the validation split */
+    return read_index(s, "/data/val_index", index, n);
+}
+
+int store_read_eval_split(struct store *s, const char **split)
+{
+    char *v = NULL;
+    int rc;
+
+    store_i_h5_quiet();
+    *split = "test";
+    if (H5Aexists_by_name(s->file, "/eval", "split", H5P_DEFAULT) <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return RL_OK;                    /* a file older than the attribute */
+    }
+    if ((rc = store_attr_get_string(s, "/eval", "split", &v)))
+        return rc;
+    if (!strcmp(v, "val"))
+        *split = "val";
+    else if (strcmp(v, "test"))
+        rc = rl_error_set(RL_ERR_FORMAT, "%s: /eval: attribute split is \"%s\", expected \"val\" or \"test\"",
+                          s->path, v);
+    free(v);
     return rc;
 }
 

@@ -249,19 +249,25 @@ static int write_layout(struct store *s, const struct store_run_info *in)
         return rc;
 
     /* data */
-    hsize_t nidx = in->n_train_index;
+    hsize_t nidx = in->n_train_index, nval = in->n_val_index;
+    bool has_val = in->val && *in->val;
     if ((rc = make_group(s, "/data")) ||
         (rc = store_i_attr_write_str(s, "/data", "spec", in->data_spec)) ||
         (rc = store_i_attr_write_i64(s, "/data", "shots", in->shots)) ||
         (rc = store_i_attr_write_f64(s, "/data", "fraction", in->fraction)) ||
         (rc = attr_write_u64(s, "/data", "sampling_seed", in->sampling_seed)) ||
+        (rc = store_i_attr_write_str(s, "/data", "val", in->val)) ||
+        (rc = store_i_attr_write_str(s, "/data", "val_spec", has_val ? in->val_spec : "")) ||
         (rc = write_all(s, "/data/train_index", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, &nidx,
-                        in->train_index)))
+                        in->train_index)) ||
+        (rc = write_all(s, "/data/val_index", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, &nval,
+                        in->val_index)))
         return rc;
 
     /* curves */
     char p[64];
-    if ((rc = make_group(s, "/train")) || (rc = make_group(s, "/eval")))
+    if ((rc = make_group(s, "/train")) || (rc = make_group(s, "/eval")) ||
+        (rc = store_i_attr_write_str(s, "/eval", "split", has_val ? "val" : "test")))
         return rc;
     for (int i = 0; i < N_TRAIN; i++) {
         snprintf(p, sizeof p, "/train/%s", store_i_train_names[i]);
@@ -296,7 +302,9 @@ static int write_layout(struct store *s, const struct store_run_info *in)
         (rc = make_fixed(s, "/final/loss", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 0, NULL, &nan_fill)) ||
         (rc = make_fixed(s, "/final/images_per_s", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 0, NULL, &nan_fill)) ||
         (rc = make_fixed(s, "/final/peak_rss_bytes", H5T_STD_I64LE, H5T_NATIVE_INT64, 0, NULL, &zero_i)) ||
-        (rc = make_fixed(s, "/final/completed", H5T_STD_I64LE, H5T_NATIVE_INT64, 0, NULL, &zero_i)))
+        (rc = make_fixed(s, "/final/completed", H5T_STD_I64LE, H5T_NATIVE_INT64, 0, NULL, &zero_i)) ||
+        (rc = make_fixed(s, "/final/val_accuracy", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 0, NULL, &nan_fill)) ||
+        (rc = make_fixed(s, "/final/val_loss", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 0, NULL, &nan_fill)))
         return rc;
     return RL_OK;
 }
@@ -320,9 +328,10 @@ int store_create(struct store **out, const char *path, const struct store_run_in
     if (!path || !*path || !info)
         return rl_error_set(RL_ERR_ARG, "store_create: no path or no run info");
     if ((int64_t)info->n_trainable < 0 || (int64_t)info->n_train_index < 0 ||
-        (info->n_train_index && !info->train_index))
-        return rl_error_set(RL_ERR_ARG, "%s: bad run info (n_trainable %zu, %zu train indices)", path,
-                            info->n_trainable, info->n_train_index);
+        (info->n_train_index && !info->train_index) || (int64_t)info->n_val_index < 0 ||
+        (info->n_val_index && !info->val_index))
+        return rl_error_set(RL_ERR_ARG, "%s: bad run info (n_trainable %zu, %zu train indices, %zu val indices)",
+                            path, info->n_trainable, info->n_train_index, info->n_val_index);
     s = store_new(path);
     s->n_trainable = info->n_trainable;
     s->flush_every = info->flush_every ? info->flush_every : 1;
@@ -502,6 +511,8 @@ int store_write_final(struct store *s, const struct store_final *f)
         (rc = write_scalar_at(s, "/final/loss", H5T_NATIVE_DOUBLE, &f->loss)) ||
         (rc = write_scalar_at(s, "/final/images_per_s", H5T_NATIVE_DOUBLE, &f->images_per_s)) ||
         (rc = write_scalar_at(s, "/final/peak_rss_bytes", H5T_NATIVE_INT64, &f->peak_rss_bytes)) ||
+        (f->has_val && (rc = write_scalar_at(s, "/final/val_accuracy", H5T_NATIVE_DOUBLE, &f->val_accuracy))) ||
+        (f->has_val && (rc = write_scalar_at(s, "/final/val_loss", H5T_NATIVE_DOUBLE, &f->val_loss))) ||
         (rc = write_scalar_at(s, "/final/completed", H5T_NATIVE_INT64, &one)))
         return rc;
     return RL_OK;

@@ -310,7 +310,8 @@ static void write_run(const char *path, const struct run_plan *plan, const struc
         }
         if (o->live)
             _exit(0);                           /* killed: nothing closed */
-        ck_assert_int_eq(store_write_final(s, &(struct store_final){ acc, linf, 1 << 20, 100.0 }), RL_OK);
+        ck_assert_int_eq(store_write_final(s, &(struct store_final){ .accuracy = acc, .loss = linf,
+                                                       .peak_rss_bytes = 1 << 20, .images_per_s = 100.0 }), RL_OK);
         ck_assert_int_eq(store_finish(s), RL_OK);
         if (!o->no_adapter) {
             char p[512];
@@ -1015,7 +1016,8 @@ static void write_model_run(const char *path, const struct run_plan *plan, uint6
     };
     ck_assert_msg(store_create(&s, path, &info) == RL_OK, "%s", rl_error_msg());
     ck_assert_int_eq(store_append_train(s, &(struct store_train_row){ 1, 1.0, 1e-3, 1.0, 0.1 }), RL_OK);
-    ck_assert_int_eq(store_write_final(s, &(struct store_final){ 0.5, 1.0, 1 << 20, 100.0 }), RL_OK);
+    ck_assert_int_eq(store_write_final(s, &(struct store_final){ .accuracy = 0.5, .loss = 1.0,
+                                                       .peak_rss_bytes = 1 << 20, .images_per_s = 100.0 }), RL_OK);
     ck_assert_int_eq(store_finish(s), RL_OK);
     for (size_t i = 0; i < ca.n_sites; i++) {
         struct adapter_tensor tv[8];

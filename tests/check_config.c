@@ -789,7 +789,7 @@ START_TEST(test_errors)
                  "sections: experiment, model, data, method, train, sweep, run)");
     expect_error("[data]\nshot = 1\n", NULL, 0, "t.ini:2: unknown key data.shot (valid keys in "
                  "[data]: dataset, eval, image_size, prompt, templates, augment, shots, fractions, "
-                 "sample_seed, eval_limit)");
+                 "sample_seed, eval_limit, val)");
     expect_error("lr = 1\n", NULL, 0, "t.ini:1: lr = '1' is outside a section (start with a "
                  "[section] line)");
     expect_error("[train]\nlr = 1e-3x\n", NULL, 0,

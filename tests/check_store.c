@@ -170,7 +170,8 @@ START_TEST(test_roundtrip)
     expect_error(store_write_tensor(s, "/adapter/x/A", small, 2, dims2), RL_ERR_ARG, "SWMR");
     expect_error(store_attr_set_int64(s, "/", "late", 1), RL_ERR_ARG, "SWMR");
 
-    struct store_final fin = { 0.8125, 0.4375, 123456789, 987.5 };
+    struct store_final fin = { .accuracy = 0.8125, .loss = 0.4375, .peak_rss_bytes = 123456789,
+                              .images_per_s = 987.5 };
     ck_assert_int_eq(store_write_final(s, &fin), RL_OK);
     ck_assert_int_eq(store_finish(s), RL_OK);
     expect_error(store_append_eval(s, 99, 0, 0), RL_ERR_ARG, "SWMR");
@@ -425,7 +426,7 @@ START_TEST(test_interrupted_and_resume)
     }
     block_at(50, p, m, v);
     ck_assert_int_eq(store_write_checkpoint(s, 50, p, m, v, &rng), RL_OK);
-    struct store_final fin = { 0.75, 0.5, 1 << 20, 100 };
+    struct store_final fin = { .accuracy = 0.75, .loss = 0.5, .peak_rss_bytes = 1 << 20, .images_per_s = 100 };
     ck_assert_int_eq(store_write_final(s, &fin), RL_OK);
     ck_assert_int_eq(store_finish(s), RL_OK);
     store_close(s);
