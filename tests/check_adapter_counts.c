@@ -21,6 +21,7 @@
 #include "methods/adapter.h"
 #include "adapter_harness.h"
 #include "golden.h"
+#include "run_files.h"
 #include "suites.h"
 #include "test_util.h"
 
@@ -144,41 +145,27 @@ END_TEST
  * bad usage with exit status 2 (stdout captured into a temporary file) */
 static int run_params(char *out, size_t cap, size_t *err_lines, const char *const *args, int n)
 {
-    char *argv[16], err[1024];
-    FILE *tmp = tmpfile(), *etmp = tmpfile();
-    int saved, esaved, rc;
-    size_t len;
+    const char *argv[16];
+    char dir[256], *text, *err;
+    int rc;
 
-    ck_assert_ptr_nonnull(tmp);
-    ck_assert_ptr_nonnull(etmp);
-    ck_assert_int_le(n, 15);
+    ck_assert_int_le(n, 14);
+    ck_assert_ptr_nonnull(test_tmpdir_make(dir, sizeof(dir), "params"));
     argv[0] = "params";
     for (int i = 0; i < n; i++)
-        argv[i + 1] = (char *)args[i];
-    fflush(stdout);
-    fflush(stderr);
-    saved = dup(fileno(stdout));
-    esaved = dup(fileno(stderr));
-    dup2(fileno(tmp), fileno(stdout));
-    dup2(fileno(etmp), fileno(stderr));
-    rc = cmd_params(n + 1, argv);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(saved, fileno(stdout));
-    dup2(esaved, fileno(stderr));
-    close(saved);
-    close(esaved);
-    rewind(tmp);
-    len = fread(out, 1, cap - 1, tmp);
-    out[len] = '\0';
-    rewind(etmp);
-    len = fread(err, 1, sizeof(err) - 1, etmp);
-    err[len] = '\0';
+        argv[i + 1] = args[i];
+    argv[n + 1] = NULL;
+    rc = run_files_cmd_captured(cmd_params, n + 1, argv, test_path(dir, "out"),
+                                test_path(dir, "err"));
+    text = test_read_file(test_path(dir, "out"), NULL);
+    err = test_read_file(test_path(dir, "err"), NULL);
+    snprintf(out, cap, "%s", text);
     *err_lines = 0;
-    for (size_t i = 0; i < len; i++)
-        *err_lines += err[i] == '\n';
-    fclose(tmp);
-    fclose(etmp);
+    for (const char *p = err; *p; p++)
+        *err_lines += *p == '\n';
+    free(text);
+    free(err);
+    test_tmpdir_remove(dir);
     return rc;
 }
 

@@ -5,7 +5,6 @@
 #include "cmd_harness.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 #include <check.h>
 
 #include "core/status.h"
+#include "run_files.h"
 
 char cmd_tmpdir[256];
 char cmd_fixdir[PATH_MAX];
@@ -71,8 +71,8 @@ void captured_free(struct captured *c)
 
 struct captured run_cmd(int (*fn)(int, char **), ...)
 {
-    char *argv[32];
-    int argc = 0, save_out, save_err, fo, fe;
+    const char *argv[32];
+    int argc = 0;
     struct captured c;
     va_list ap;
     char outp[1100], errp[1100];
@@ -80,31 +80,14 @@ struct captured run_cmd(int (*fn)(int, char **), ...)
     va_start(ap, fn);
     for (const char *a; (a = va_arg(ap, const char *)) != NULL;) {
         ck_assert_int_lt(argc, 31);
-        argv[argc++] = (char *)a;
+        argv[argc++] = a;
     }
     va_end(ap);
     argv[argc] = NULL;
     snprintf(outp, sizeof outp, "%s/.stdout", cmd_tmpdir);
     snprintf(errp, sizeof errp, "%s/.stderr", cmd_tmpdir);
-    fflush(stdout);
-    fflush(stderr);
-    save_out = dup(1);
-    save_err = dup(2);
-    fo = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    fe = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ck_assert(save_out >= 0 && save_err >= 0 && fo >= 0 && fe >= 0);
-    dup2(fo, 1);
-    dup2(fe, 2);
-    close(fo);
-    close(fe);
     rl_error_clear();
-    c.status = fn(argc, argv);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(save_out, 1);
-    dup2(save_err, 2);
-    close(save_out);
-    close(save_err);
+    c.status = run_files_cmd_captured(fn, argc, argv, outp, errp);
     c.out = test_read_file(outp, NULL);
     c.err = test_read_file(errp, NULL);
     unlink(outp);
@@ -113,7 +96,7 @@ struct captured run_cmd(int (*fn)(int, char **), ...)
 }
 
 void assert_one_line_error(const struct captured *c, const char *prefix, const char *want,
-                                  const char *what)
+                           const char *what)
 {
     size_t nl = 0, len = strlen(c->err);
 
