@@ -1,10 +1,12 @@
 /*
  * cmd_train.c: `randlora train -c FILE [-s section.key=value ...] [-o RUN.h5]
- * [--run ID] [--resume | --force]`: one fine-tuning run of an experiment file
- * (experiments/runner.h). The file may expand to several runs: `train` runs
- * the only one, or the one --run names. An existing RUN.h5 is never
- * replaced silently: --resume continues it, --force replaces it, neither is
- * a refusal. Prints one result line (val: with a validation split):
+ * [--run ID] [--resume | --force] [--dry-run]`: one fine-tuning run of an
+ * experiment file (experiments/runner.h). The file may expand to several
+ * runs: `train` runs the only one, or the one --run names; --dry-run lists
+ * them (experiments/plan_list.h) after opening their data, and runs
+ * nothing. An existing RUN.h5 is never replaced silently: --resume
+ * continues it, --force replaces it, neither is a refusal. Prints one result
+ * line (val: with a validation split):
  *     lora-b25000-s4-seed1: accuracy 0.6120 (val 0.6000), 32768 trainable, 100 steps, 41.2 s -> FILE
  * Exit status 0, 2 for bad usage or bad input (one line), 1 otherwise.
  */
@@ -19,6 +21,7 @@
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "experiments/config.h"
+#include "experiments/plan_list.h"
 #include "experiments/run_lock.h"
 #include "experiments/runner.h"
 
@@ -28,7 +31,7 @@ static void train_usage(FILE *out)
 {
     fprintf(out,
             "usage: randlora train -c FILE [-s section.key=value ...] [-o RUN.h5] [--run ID]\n"
-            "                      [--resume | --force] [-q]\n"
+            "                      [--resume | --force] [--dry-run] [-q]\n"
             "\n"
             "One fine-tuning run of an experiment file: class prompts through the text\n"
             "tower, images through the vision tower, cross-entropy on scaled cosine logits,\n"
@@ -42,6 +45,9 @@ static void train_usage(FILE *out)
             "  --resume     continue RUN.h5 from its last checkpoint\n"
             "  --force      replace an existing RUN.h5 (without --resume or --force an\n"
             "               existing RUN.h5 is refused)\n"
+            "  --dry-run    print the run (or, without --run, every run of the file): id,\n"
+            "               method, rank, lr, steps, effective batch, trainable count,\n"
+            "               after opening its datasets; train nothing, create nothing\n"
             "  -q           no progress line\n");
 }
 
@@ -54,12 +60,31 @@ static int fail(int rc)
     return rl_exit_code(rc);
 }
 
+/* --dry-run: the plans' data opened and counted, one line each */
+static int dry_run_list(const char *file, const struct run_plan *plans, size_t n)
+{
+    size_t *n_train = xcalloc(n ? n : 1, sizeof(*n_train)), w;
+    int rc = plan_list_check_data(plans, n, n_train);
+
+    if (rc != RL_OK) {
+        free(n_train);
+        return fail(rc);
+    }
+    printf("train %s: %zu run%s (dry run: nothing trained)\n", file, n, n == 1 ? "" : "s");
+    w = plan_list_id_width(plans, n);
+    plan_list_header(stdout, w, false);
+    for (size_t i = 0; i < n; i++)
+        plan_list_line(stdout, &plans[i], w, n_train[i], NULL);
+    free(n_train);
+    return 0;
+}
+
 int cmd_train(int argc, char **argv)
 {
     const char *file = NULL, *out = NULL, *run_id = NULL;
     const char *ov[MAX_OVERRIDES];
     size_t n_ov = 0, n_plans = 0;
-    bool resume = false, quiet = false, force = false;
+    bool resume = false, quiet = false, force = false, dry_run = false;
     struct experiment e;
     struct run_plan *plans = NULL, *plan = NULL;
     struct runner_shapes shapes = { 0 };
@@ -86,6 +111,10 @@ int cmd_train(int argc, char **argv)
         }
         if (!strcmp(a, "--force")) {
             force = true;
+            continue;
+        }
+        if (!strcmp(a, "--dry-run")) {
+            dry_run = true;
             continue;
         }
         if (strcmp(a, "-c") && strcmp(a, "-s") && strcmp(a, "-o") && strcmp(a, "--run"))
@@ -121,6 +150,10 @@ int cmd_train(int argc, char **argv)
     for (size_t i = 0; i < n_plans; i++)
         if (run_id ? !strcmp(plans[i].id, run_id) : n_plans == 1)
             plan = &plans[i];
+    if (dry_run && (plan || !run_id)) {
+        status = dry_run_list(file, plan ? plan : plans, plan ? 1 : n_plans);
+        goto done;
+    }
     if (!plan) {
         size_t len = 0, cap = 1;
         char *ids;

@@ -21,6 +21,7 @@
 #include "core/status.h"
 #include "core/threads.h"
 #include "core/timer.h"
+#include "experiments/plan_list.h"
 #include "experiments/run_lock.h"
 #include "experiments/runner.h"
 #include "methods/adapter.h"
@@ -415,15 +416,13 @@ int sweep_run(const struct experiment *e, const struct run_plan *plans, size_t n
     if (n_shards > 1)
         fprintf(out, ", shard %zu/%zu: %zu of them", o->shard, n_shards, n_sel);
     fprintf(out, " -> %s\n", output);
-    for (size_t s = 0; s < n_sel; s++) {
-        const struct run_plan *p = &plans[sel[s]];
-        const struct adapter_ops *ops = adapter_ops_find(p->method);
-        char rank[32] = "";
+    {
+        size_t w = plan_list_id_width(plans, n);
 
-        if (ops && (ops->flags & ADAPTER_F_RANK))
-            snprintf(rank, sizeof(rank), "r=%zu", (size_t)p->adapter.r);
-        fprintf(out, "  %-32s %-9s %-7s %10zu trainable  %s\n", p->id, p->method, rank,
-                p->n_trainable, state_name(state[sel[s]], o->resume));
+        plan_list_header(out, w, true);
+        for (size_t s = 0; s < n_sel; s++)
+            plan_list_line(out, &plans[sel[s]], w, o->n_train ? o->n_train[sel[s]] : SIZE_MAX,
+                           state_name(state[sel[s]], o->resume));
     }
     fflush(out);
     if (o->dry_run)

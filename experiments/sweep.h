@@ -16,8 +16,9 @@
  *   1. selects the plans of this shard: plan->index % n_shards == shard
  *      (n_shards 0 or 1: all of them);
  *   2. prints the grid: its size, the shard's share, one line per selected
- *      plan (id, method, rank, trainable count, and what will happen to it);
- *      with dry_run it stops here (nothing created, nothing run);
+ *      plan (experiments/plan_list.h: id, method, rank, lr, steps, effective
+ *      batch, trainable count, and what will happen to it); with dry_run it
+ *      stops here (nothing created, nothing run);
  *   3. refuses (RL_ERR_ARG, nothing run) when a preset model is not
  *      pretrained yet (naming `randlora pretrain -c FILE`), or, without
  *      resume, when a selected plan's run file <output>/<id>.h5 already exists
@@ -98,6 +99,9 @@ struct sweep_options {
                                  (with one run at a time) and a line per start       */
     FILE  *out;               /* grid, per-run lines, table; NULL: stdout            */
     FILE  *err;               /* failures; NULL: stderr                              */
+    const size_t *n_train;    /* per plan (by position): its sampled training items,
+                                 to list epochs as steps (plan_list_check_data);
+                                 NULL: not counted                                   */
 };
 
 struct sweep_counts {
