@@ -11,9 +11,10 @@
  *   - export writes a peft directory that adapter_io_import reads back equal
  *     (parameters and shared tensors bit for bit) for LoRA, VeRA, RandLoRA;
  *   - plot on a sweep (3 methods x 3 budgets x 3 shots x 2 seeds, plus a run
- *     interrupted while training) writes all five figures (PNG and SVG too
- *     when gnuplot is present); without /analysis the spectrum and rank
- *     figures are skipped with a note;
+ *     interrupted while training) writes the accuracy, loss, spectrum and
+ *     rank figures (PNG and SVG too when gnuplot is present); without
+ *     /analysis the per-layer figures are skipped with a note (the grouping,
+ *     selection, reference lines and every other figure: check_plot.c);
  *   - hostile run files (missing groups, attributes, tensors; wrong shapes,
  *     ranks, methods; non-finite values; a bad config; not HDF5) give exit 2
  *     with a message naming the object.
@@ -761,7 +762,7 @@ START_TEST(test_plot)
     char *argv3[] = { "plot", paths[0], "-o", figs, "--layer", "text_model.encoder.layers.0.self_attn.q_proj", NULL };
     rc = run_cmd(cmd_plot, argv3, out);
     txt = slurp(out);
-    ck_assert_msg(rc == 0 && strstr(txt, "1 run ->"), "%s", txt);
+    ck_assert_msg(rc == 0 && strstr(txt, "1 run, 1 setting ->"), "%s", txt);
     free(txt);
     check_figure(figs, "spectrum", rendered);
     argv3[5] = "vision_model.nowhere";

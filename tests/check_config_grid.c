@@ -292,24 +292,29 @@ START_TEST(test_shipped)
     size_t n;
     int rc;
 
-    /* quickstart: 4 methods x 3 shots, one matched budget */
+    /* quickstart: none + 4 methods at one matched budget, 2 shots, 2 seeds,
+     * three learning rates per trained method: 4 + 4 x 3 x 2 x 2 = 52 */
     rc = experiment_load(&e, experiment_path("quickstart.ini"), NULL, 0);
     ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
     ck_assert_str_eq(e.output, "out/runs/quickstart");
     ck_assert_str_eq(e.model.name, "clip-tiny");
-    ck_assert_uint_eq(e.n_shots, 3);
+    ck_assert_uint_eq(e.n_shots, 2);
     ck_assert_uint_eq(e.n_fractions, 0);
     ck_assert_int_eq(experiment_expand(&e, fake_shapes, &fm, &p, &n), RL_OK);
-    ck_assert_uint_eq(n, 12);
-    ck_assert_str_eq(p[0].id, "lora-b25000-s1-seed1");
-    ck_assert_uint_eq(p[0].adapter.r, 2);
-    ck_assert_str_eq(p[3].id, "vera-b25000-s1-seed1");
-    ck_assert_uint_eq(p[3].adapter.r, 420);
-    ck_assert(p[3].train.lr == 1e-2);
-    ck_assert_str_eq(p[6].id, "randlora-b25000-s1-seed1");
-    ck_assert_uint_eq(p[6].adapter.r, 32);
-    ck_assert_str_eq(p[11].id, "full-s16-seed1");
-    ck_assert_uint_eq(p[11].targets.towers, EXP_TOWER_VISION | EXP_TOWER_TEXT);
+    ck_assert_uint_eq(n, 52);
+    ck_assert_str_eq(p[0].id, "none-s4-seed1");
+    ck_assert_str_eq(p[4].id, "lora-b25000-s4-lr1e-3-seed1");
+    ck_assert_uint_eq(p[4].adapter.r, 2);
+    ck_assert_str_eq(p[5].id, "lora-b25000-s4-lr1e-3-seed2");
+    ck_assert_str_eq(p[16].id, "vera-b25000-s4-lr0.01-seed1");
+    ck_assert_uint_eq(p[16].adapter.r, 420);
+    ck_assert(p[16].train.lr == 1e-2);
+    ck_assert_str_eq(p[28].id, "randlora-b25000-s4-lr3e-4-seed1");
+    ck_assert_uint_eq(p[28].adapter.r, 32);
+    ck_assert(p[28].train.lr == 3e-4);
+    ck_assert_str_eq(p[51].id, "full-s16-lr3e-3-seed2");
+    ck_assert(p[51].train.lr == 3e-3);
+    ck_assert_uint_eq(p[51].targets.towers, EXP_TOWER_VISION | EXP_TOWER_TEXT);
     run_plans_free(p, n);
     experiment_free(&e);
 
