@@ -50,6 +50,7 @@ int main(int argc, char **argv)
         suite_runner_val,
         suite_overwrite,
         suite_analyze,
+        suite_analyze_cka,
         suite_plot,
         suite_sweep,
         suite_dry_run,
