@@ -8,7 +8,8 @@
  *     section fails too;
  *   - every key row of docs/experiments.md (a table row whose first cell is
  *     `key`, under a "### [section]" heading) names a key of the key table
- *     (experiments/config.c), and every key of the table has such a row.
+ *     (experiments/config.c), and every key of the table has exactly one
+ *     such row.
  *
  * The executable is $RANDLORA_BIN (make check sets it to the build's
  * randlora; default build/randlora); the docs are read from the working
@@ -290,6 +291,24 @@ static size_t unknown_keys(const char *md, const char *where)
     return bad;
 }
 
+/* key rows that repeat an earlier row of the same section, each named */
+static size_t repeated_keys(const char *md, const char *where)
+{
+    struct doc_key *keys;
+    size_t n = doc_keys(md, &keys), bad = 0;
+
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(keys[i].section, keys[j].section) && !strcmp(keys[i].key, keys[j].key)) {
+                fprintf(stderr, "%s:%zu: [%s] %s has a row already (line %zu)\n", where,
+                        keys[i].line, keys[i].section, keys[i].key, keys[j].line);
+                bad++;
+                break;
+            }
+    free(keys);
+    return bad;
+}
+
 /* keys of the key table without a row in the doc, each named */
 static size_t missing_keys(const char *md, const char *where)
 {
@@ -347,6 +366,7 @@ START_TEST(test_every_key_documented)
     free(keys);
     ck_assert_uint_eq(unknown_keys(md, EXPERIMENTS_MD), 0);
     ck_assert_uint_eq(missing_keys(md, EXPERIMENTS_MD), 0);
+    ck_assert_uint_eq(repeated_keys(md, EXPERIMENTS_MD), 0);
     free(md);
 }
 END_TEST
@@ -378,7 +398,8 @@ START_TEST(test_flag_check_can_fail)
 }
 END_TEST
 
-/* the key checker fails on an unknown key row and on a key without a row */
+/* the key checker fails on an unknown key row, a key without a row and a
+ * key with two rows in its section */
 START_TEST(test_key_check_can_fail)
 {
     char *md = test_read_file(EXPERIMENTS_MD, NULL);
@@ -387,6 +408,9 @@ START_TEST(test_key_check_can_fail)
                       "### [data]\n| `lr` | x |\n## Other\n| `lr` | not a key row |\n";
 
     ck_assert_uint_eq(unknown_keys(bad, BAD_DOC_NAME), 2);
+    ck_assert_uint_eq(repeated_keys(bad, BAD_DOC_NAME), 0);
+    ck_assert_uint_eq(repeated_keys("### [train]\n| `lr` | a |\n| `lr` | b |\n### [data]\n"
+                                    "| `lr` | c |\n", BAD_DOC_NAME), 1);
     /* the real doc with the row of train.eps cut out */
     ck_assert_ptr_nonnull(row);
     eol = strchr(row + 1, '\n');
