@@ -186,7 +186,6 @@ static int plan_size(const struct experiment *e, const struct exp_method *m, siz
 {
     const struct adapter_shape *sh = NULL;
     size_t nsh = 0, r = 0, count = 0;
-    char msg[1024];
     int rc;
 
     base->budget = 0;
@@ -222,11 +221,9 @@ static int plan_size(const struct experiment *e, const struct exp_method *m, siz
         }
         if (m->by_budget && !e->run_rank) {
             rc = adapter_match_budget(m->ops, &base->adapter, sh, nsh, base->budget, &r, &count);
-            if (rc != RL_OK) {
-                snprintf(msg, sizeof(msg), "%s", rl_error_msg());
-                return rl_error_set(rc, "%s: %s at budget %zu: %s", e->source, m->ops->name,
-                                    base->budget, msg);
-            }
+            if (rc != RL_OK)
+                return rl_error_prefix(rc, "%s: %s at budget %zu", e->source, m->ops->name,
+                                       base->budget);
             if (r > EXP_MAX_RANK)
                 return rl_error_set(RL_ERR_ARG, "%s: %s at method.budget = %zu: the matched rank "
                                     "%zu is over the limit of %d (run.rank); give a smaller "
@@ -236,11 +233,9 @@ static int plan_size(const struct experiment *e, const struct exp_method *m, siz
         }
         for (size_t i = 0; i < nsh; i++) {
             rc = adapter_check(m->ops, &base->adapter, sh[i].d_out, sh[i].d_in);
-            if (rc != RL_OK) {
-                snprintf(msg, sizeof(msg), "%s", rl_error_msg());
-                return rl_error_set(rc, "%s: %s with rank %zu: %s", e->source, m->ops->name,
-                                    base->adapter.r, msg);
-            }
+            if (rc != RL_OK)
+                return rl_error_prefix(rc, "%s: %s with rank %zu", e->source, m->ops->name,
+                                       base->adapter.r);
         }
         base->n_trainable = adapter_count(m->ops, &base->adapter, sh, nsh);
         count = adapter_count_shared(m->ops, &base->adapter, sh, nsh);

@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/alloc.h"
+#include "core/read_file.h"
 #include "core/status.h"
 #include "methods/adapter_io_impl.h"
 #include "formats/safetensors.h"
@@ -53,45 +54,6 @@ static int name_index(const char *const *names, size_t n, const char *s)
 
 /* ------------------------------------------------------------------------ */
 /* reading the config                                                        */
-
-static int read_text(const char *path, char **out, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-
-    *out = NULL;
-    if (!fp)
-        return rl_error_set(RL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    for (;;) {
-        size_t got;
-
-        if (n == cap) {
-            if (cap >= MAX_CONFIG_BYTES) {
-                fclose(fp);
-                free(buf);
-                return rl_error_set(RL_ERR_FORMAT, "%s: larger than %zu bytes", path,
-                                    MAX_CONFIG_BYTES);
-            }
-            cap = cap ? cap * 2 : 4096;
-            buf = xrealloc_array(buf, cap + 1, 1);
-        }
-        got = fread(buf + n, 1, cap - n, fp);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(fp)) {
-        fclose(fp);
-        free(buf);
-        return rl_error_set(RL_ERR_IO, "%s: read failed", path);
-    }
-    fclose(fp);
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return RL_OK;
-}
 
 static int parse_json(const char *path, const char *text, size_t len, cJSON **out)
 {
@@ -380,7 +342,7 @@ int adapter_io_load_config(const char *path, cJSON **root)
 {
     char *text;
     size_t len = 0;
-    int rc = read_text(path, &text, &len);
+    int rc = rl_read_file(path, MAX_CONFIG_BYTES, &text, &len);
 
     if (rc)
         return rc;

@@ -230,8 +230,6 @@ void synth_write_run(const char *path, const struct run_plan *plan, const struct
         }
         if (o->live)
             _exit(0);                           /* killed: nothing closed */
-        ck_assert_int_eq(store_write_final(s, &(struct store_final){ .accuracy = acc, .loss = linf,
-                                                       .peak_rss_bytes = 1 << 20, .images_per_s = 100.0 }), RL_OK);
         ck_assert_int_eq(store_finish(s), RL_OK);
         if (!o->no_adapter) {
             char p[512];
@@ -253,6 +251,9 @@ void synth_write_run(const char *path, const struct run_plan *plan, const struct
             ck_assert_int_eq(store_attr_set_string(s, "/adapter", "method", plan->method), RL_OK);
             ck_assert_int_eq(store_attr_set_int64(s, "/adapter", "r", (int64_t)plan->adapter.r), RL_OK);
         }
+        ck_assert_int_eq(store_write_final(s, &(struct store_final){ .accuracy = acc, .loss = linf,
+                                                       .peak_rss_bytes = 1 << 20, .images_per_s = 100.0 }), RL_OK);
+        ck_assert_int_eq(store_commit(s), RL_OK);
         store_close(s);
     } else {
         int st = 0;

@@ -23,6 +23,7 @@
 #include "golden.h"
 #include "run_files.h"
 #include "suites.h"
+#include "test_cmd.h"
 #include "test_util.h"
 
 /* ------------------------------------------------------------------------ */
@@ -157,8 +158,8 @@ static int run_params(char *out, size_t cap, size_t *err_lines, const char *cons
     argv[n + 1] = NULL;
     rc = run_files_cmd_captured(cmd_params, n + 1, argv, test_path(dir, "out"),
                                 test_path(dir, "err"));
-    text = test_read_file(test_path(dir, "out"), NULL);
-    err = test_read_file(test_path(dir, "err"), NULL);
+    text = test_slurp(test_path(dir, "out"), NULL);
+    err = test_slurp(test_path(dir, "err"), NULL);
     snprintf(out, cap, "%s", text);
     *err_lines = 0;
     for (const char *p = err; *p; p++)

@@ -28,6 +28,7 @@
 #include "methods/adapter_io.h"
 #include "adapter_io_harness.h"
 #include "suites.h"
+#include "test_cmd.h"
 #include "test_util.h"
 
 #define FIXTURE_HINT "/usr/bin/python3 tests/ref/make_adapter_io_fixture.py"
@@ -243,7 +244,7 @@ static void export_one(const char *method, size_t d_out, size_t d_in, struct st_
     adapter_method_free(&m);
     ck_assert_int_eq(st_open(f, aio_tmp_path(ADAPTER_IO_WEIGHTS_NAME)), RL_OK);
     ck_assert_str_eq(st_metadata_get(*f, "format"), "pt");
-    text = test_read_file(aio_tmp_path(ADAPTER_IO_CONFIG_NAME), NULL);
+    text = test_slurp(aio_tmp_path(ADAPTER_IO_CONFIG_NAME), NULL);
     *config = cJSON_Parse(text);
     free(text);
     ck_assert_ptr_nonnull(*config);
@@ -388,7 +389,7 @@ START_TEST(test_randlora_paper_alpha)
     ck_assert_int_eq(adapter_cfg_profile(&cfg, "paper"), RL_OK);
     io_model_init(&md, &cfg);
     ck_assert_int_eq(adapter_io_export(&files, &md.m, md.mods, N_LAYERS), RL_OK);
-    text = test_read_file(aio_tmp_path(ADAPTER_IO_CONFIG_NAME), NULL);
+    text = test_slurp(aio_tmp_path(ADAPTER_IO_CONFIG_NAME), NULL);
     o = cJSON_Parse(text);
     ck_assert_ptr_nonnull(o);
     expect_json_num(o, "randlora_alpha", 1);

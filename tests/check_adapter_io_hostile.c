@@ -25,6 +25,7 @@
 #include "methods/adapter_io.h"
 #include "adapter_io_harness.h"
 #include "suites.h"
+#include "test_cmd.h"
 #include "test_util.h"
 
 /* ------------------------------------------------------------------------ */
@@ -46,7 +47,7 @@ static void hostile_setup(void)
     io_model_init(&hm, &cfg);
     io_model_randomize(&hm, 5);
     ck_assert_int_eq(adapter_io_export(&files, &hm.m, hm.mods, N_LAYERS), RL_OK);
-    good_config = test_read_file(aio_tmp_path(ADAPTER_IO_CONFIG_NAME), NULL);
+    good_config = test_slurp(aio_tmp_path(ADAPTER_IO_CONFIG_NAME), NULL);
     io_model_randomize(&hm, 6);          /* the in-memory state differs from the files */
     snapshot_n = 0;
     for (int i = 0; i < N_LAYERS; i++)
@@ -237,7 +238,7 @@ END_TEST
 START_TEST(test_hostile_weights)
 {
     const char *wpath = aio_tmp_path(ADAPTER_IO_WEIGHTS_NAME);
-    char *good = test_read_file(wpath, NULL);     /* binary, but read whole */
+    char *good = test_slurp(wpath, NULL);     /* binary, but read whole */
     struct stat sb;
     float bad[3 * 17];
 

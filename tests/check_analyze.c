@@ -42,6 +42,7 @@
 #include "results/store.h"
 #include "analyze_harness.h"
 #include "suites.h"
+#include "test_cmd.h"
 #include "test_util.h"
 
 /* ------------------------------------------------------------------ tests */
@@ -116,7 +117,7 @@ START_TEST(test_analyze)
     synth_write_simple(rl, "randlora", 4, NULL);
     synth_write_simple(full, "full", 0, NULL);
     int rc = an_analyze(out, lora, rl, NULL, NULL);
-    char *txt = test_read_file(out, NULL);
+    char *txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 0, "%s", txt);
     ck_assert_msg(strstr(txt, "lora r=4, 5 adapted layers") && strstr(txt, "randlora r=4, 5 adapted layers") &&
                       strstr(txt, "vision_model.encoder.layers.0.mlp.fc1") && strstr(txt, "64x32"),
@@ -193,7 +194,7 @@ START_TEST(test_analyze)
 
     /* --reference: a run against itself: cosine 1, overlaps 1 */
     rc = an_analyze6(out, full, "--reference", full, "--cka-batch", "0", NULL);
-    txt = test_read_file(out, NULL);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 0 && strstr(txt, "cosine"), "%s", txt);
     free(txt);
     ck_assert_int_eq(store_open(&s, full), RL_OK);
@@ -258,7 +259,7 @@ START_TEST(test_export)
         synth_write_simple(path, cases[c].method, cases[c].rank, NULL);
         char *argv[] = { "export", (char *)path, "-o", (char *)odir, NULL };
         int rc = an_run_cmd(cmd_export, argv, out);
-        char *txt = test_read_file(out, NULL);
+        char *txt = test_slurp(out, NULL);
         ck_assert_msg(rc == 0, "%s: %s", cases[c].method, txt);
         free(txt);
         char f[600];
@@ -371,7 +372,7 @@ START_TEST(test_plot)
     snprintf(figs, sizeof figs, "%s/figures", sweep);
     char *argv1[] = { "plot", sweep, NULL };
     int rc = an_run_cmd(cmd_plot, argv1, out);
-    char *txt = test_read_file(out, NULL);
+    char *txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 0, "%s", txt);
     ck_assert_msg(strstr(txt, "55 runs") && strstr(txt, "randlora analyze"), "%s", txt);
     free(txt);
@@ -382,12 +383,12 @@ START_TEST(test_plot)
     for (size_t i = 0; i < n; i++)
         argv2[i + 1] = paths[i];
     rc = an_run_cmd(cmd_analyze, argv2, out);
-    txt = test_read_file(out, NULL);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 0, "%s", txt);
     free(txt);
     free(argv2);
     rc = an_run_cmd(cmd_plot, argv1, out);
-    txt = test_read_file(out, NULL);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 0, "%s", txt);
     bool rendered = an_have_gnuplot();
     for (size_t f = 0; f < sizeof figures / sizeof figures[0]; f++)
@@ -399,11 +400,11 @@ START_TEST(test_plot)
     /* the spectrum holds one series per method; the rank figure every layer */
     char p[800];
     snprintf(p, sizeof p, "%s/spectrum.tsv", figs);
-    txt = test_read_file(p, NULL);
+    txt = test_slurp(p, NULL);
     ck_assert_msg(strstr(txt, "lora r11") && strstr(txt, "vera r") && strstr(txt, "randlora r1"), "%s", txt);
     free(txt);
     snprintf(p, sizeof p, "%s/rank.gp", figs);
-    txt = test_read_file(p, NULL);
+    txt = test_slurp(p, NULL);
     ck_assert_msg(strstr(txt, "v0.fc1") && strstr(txt, "t0.q_proj"), "%s", txt);
     free(txt);
 
@@ -411,13 +412,13 @@ START_TEST(test_plot)
     snprintf(figs, sizeof figs, "%s/one", an_tmpdir);
     char *argv3[] = { "plot", paths[0], "-o", figs, "--layer", "text_model.encoder.layers.0.self_attn.q_proj", NULL };
     rc = an_run_cmd(cmd_plot, argv3, out);
-    txt = test_read_file(out, NULL);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 0 && strstr(txt, "1 run, 1 setting ->"), "%s", txt);
     free(txt);
     check_figure(figs, "spectrum", rendered);
     argv3[5] = "vision_model.nowhere";
     rc = an_run_cmd(cmd_plot, argv3, out);
-    txt = test_read_file(out, NULL);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 0 && strstr(txt, "no analysed run has layer vision_model.nowhere"), "%s", txt);
     free(txt);
 
@@ -427,7 +428,7 @@ START_TEST(test_plot)
     fputs("not hdf5", fp);
     fclose(fp);
     rc = an_run_cmd(cmd_plot, argv1, out);
-    txt = test_read_file(out, NULL);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 2 && strstr(txt, "zz-broken.h5") && strstr(txt, "55 runs"), "%s", txt);
     free(txt);
     unlink(p);
@@ -467,13 +468,13 @@ static void expect_bad(const char *path, const char *needle)
     const char *out = an_tmp_path("err.txt");
     char *argv[] = { "analyze", (char *)path, NULL };
     int rc = an_run_cmd(cmd_analyze, argv, out);
-    char *txt = test_read_file(out, NULL);
+    char *txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 2 && strstr(txt, needle) && strstr(txt, "randlora analyze: "), "rc %d, want '%s': %s", rc,
                   needle, txt);
     free(txt);
     char *argv2[] = { "export", (char *)path, "-o", (char *)an_tmp_path("exp"), NULL };
     rc = an_run_cmd(cmd_export, argv2, out);
-    txt = test_read_file(out, NULL);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 2 && strstr(txt, needle), "export rc %d, want '%s': %s", rc, needle, txt);
     free(txt);
 }
@@ -483,6 +484,12 @@ static struct store *rw(const char *path)
     struct store *s;
     ck_assert_int_eq(store_open_rw(&s, path), RL_OK);
     return s;
+}
+
+static void rw_commit(struct store *s)
+{
+    ck_assert_msg(store_commit(s) == RL_OK, "%s", rl_error_msg());
+    store_close(s);
 }
 
 START_TEST(test_hostile)
@@ -511,22 +518,22 @@ START_TEST(test_hostile)
     synth_write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_attr_set_string(s, "/adapter", "method", "vera"), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "attribute method = 'vera'");
     synth_write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_attr_set_int64(s, "/adapter", "r", 8), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "/adapter: attribute r = 8");
     synth_write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_attr_set_int64(s, q0, "d_in", (int64_t)1 << 40), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "attribute d_in = 1099511627776");
     synth_write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_attr_set_string(s, q0, "d_out", "32"), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "q_proj: attribute d_out: expected integer");
 
     /* tensors: missing, wrong shape (the attrs say 40x32), non-finite, a
@@ -538,7 +545,7 @@ START_TEST(test_hostile)
     synth_write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_attr_set_int64(s, q0, "d_out", 40), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "q_proj/lora_B.weight: shape 32x4, expected 40x4");
     synth_write_run(path, lora, NULL, NULL);
     s = rw(path);
@@ -546,26 +553,26 @@ START_TEST(test_hostile)
     float bad[4 * 32] = { 0 };
     bad[77] = NAN;
     ck_assert_int_eq(store_write_tensor(s, p, bad, 2, (size_t[]){ 4, 32 }), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "q_proj/lora_A.weight: non-finite value at element 77");
     synth_write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_attr_set_int64(s, q0, "d_out", 2), RL_OK);
     ck_assert_int_eq(store_attr_set_int64(s, q0, "d_in", 3), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, q0);
     /* a site that is a dataset, not a group */
     synth_write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_write_tensor(s, "/adapter/stray", bad, 1, (size_t[]){ 3 }), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "/adapter/stray: not a group");
 
     /* shared tensors of the wrong shape */
     synth_write_run(path, rl, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_write_tensor(s, "/adapter/shared/randlora_A", bad, 2, (size_t[]){ 4, 30 }), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "/adapter/shared/randlora_A: shape 4x30, expected 4x1x32");
 
     /* the config */

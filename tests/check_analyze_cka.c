@@ -25,6 +25,7 @@
 #include "results/store.h"
 #include "analyze_harness.h"
 #include "suites.h"
+#include "test_cmd.h"
 #include "test_util.h"
 
 /* ------------------------------------------------- activation CKA (model) */
@@ -107,8 +108,6 @@ static void write_model_run(const char *path, const struct run_plan *plan, uint6
     };
     ck_assert_msg(store_create(&s, path, &info) == RL_OK, "%s", rl_error_msg());
     ck_assert_int_eq(store_append_train(s, &(struct store_train_row){ 1, 1.0, 1e-3, 1.0, 0.1 }), RL_OK);
-    ck_assert_int_eq(store_write_final(s, &(struct store_final){ .accuracy = 0.5, .loss = 1.0,
-                                                       .peak_rss_bytes = 1 << 20, .images_per_s = 100.0 }), RL_OK);
     ck_assert_int_eq(store_finish(s), RL_OK);
     for (size_t i = 0; i < ca.n_sites; i++) {
         struct adapter_tensor tv[8];
@@ -124,6 +123,9 @@ static void write_model_run(const char *path, const struct run_plan *plan, uint6
     }
     ck_assert_int_eq(store_attr_set_string(s, "/adapter", "method", plan->method), RL_OK);
     ck_assert_int_eq(store_attr_set_int64(s, "/adapter", "r", (int64_t)plan->adapter.r), RL_OK);
+    ck_assert_int_eq(store_write_final(s, &(struct store_final){ .accuracy = 0.5, .loss = 1.0,
+                                                       .peak_rss_bytes = 1 << 20, .images_per_s = 100.0 }), RL_OK);
+    ck_assert_int_eq(store_commit(s), RL_OK);
     store_close(s);
     clip_adapters_free(&ca);
     clip_model_free(&m);
@@ -170,7 +172,7 @@ START_TEST(test_cka)
 
     /* a run against itself: 1 at every layer of both towers */
     rc = an_analyze(out, lora, "--reference", lora, NULL);
-    txt = test_read_file(out, NULL);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 0 && strstr(txt, "activation CKA") && strstr(txt, "64 images x 17 tokens = 1088 rows"),
                   "%s", txt);
     free(txt);
@@ -191,7 +193,7 @@ START_TEST(test_cka)
     /* against the full run: in [0, 1] and below 1 everywhere (both towers
      * adapted differently); --cka-batch sets the images */
     rc = an_analyze6(out, lora, lora_t, "--reference", full, "--cka-batch", "24");
-    txt = test_read_file(out, NULL);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 0 && strstr(txt, "24 images x 17 tokens"), "%s", txt);
     free(txt);
     for (size_t l = 0; l < 2; l++)
@@ -211,11 +213,11 @@ START_TEST(test_cka)
 
     /* another model, other eval data: exit 2, named, nothing written */
     rc = an_analyze(out, other, "--reference", lora, NULL);
-    txt = test_read_file(out, NULL);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 2 && strstr(txt, other) && strstr(txt, "one model"), "%s", txt);
     free(txt);
     rc = an_analyze(out, oeval, "--reference", lora, NULL);
-    txt = test_read_file(out, NULL);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 2 && strstr(txt, "eval data 'shapes:test'") && strstr(txt, "shapes-count:test"), "%s", txt);
     free(txt);
     ck_assert_int_eq(store_open(&s, other), RL_OK);

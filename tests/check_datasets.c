@@ -18,6 +18,7 @@
 #include "datasets/fewshot.h"
 #include "dataset_files.h"
 #include "suites.h"
+#include "test_cmd.h"
 #include "test_util.h"
 
 /* --- IDX fixtures ------------------------------------------------------------ */
@@ -217,7 +218,7 @@ START_TEST(test_idx_corrupt)
     ds_tmp_teardown();
     ds_tmp_setup();
     ds_write_bytes(tp("x.gz"), good, n, 1);
-    gzb = (uint8_t *)test_read_file(tp("x.gz"), &gzn);
+    gzb = (uint8_t *)test_slurp(tp("x.gz"), &gzn);
     idx_bad("train-images-idx3-ubyte.gz", gzb, gzn / 2, 1, RL_ERR_FORMAT, "");
     idx_bad("train-images-idx3-ubyte.gz", gzb, gzn - 4, 1, RL_ERR_FORMAT, "");
     gzb[gzn - 6] ^= 0x55;   /* CRC */
@@ -231,7 +232,7 @@ START_TEST(test_idx_corrupt)
     ds_tmp_teardown();
     ds_tmp_setup();
     ds_write_bytes(tp("x.gz"), bad, n, 1);
-    gzb = (uint8_t *)test_read_file(tp("x.gz"), &gzn);
+    gzb = (uint8_t *)test_slurp(tp("x.gz"), &gzn);
     idx_bad("train-images-idx3-ubyte.gz", gzb, gzn, 1, RL_ERR_FORMAT, "truncated");
     free(gzb);
     bad[4] = 0;
@@ -239,7 +240,7 @@ START_TEST(test_idx_corrupt)
     ds_tmp_teardown();
     ds_tmp_setup();
     ds_write_bytes(tp("x.gz"), bad, n, 1);
-    gzb = (uint8_t *)test_read_file(tp("x.gz"), &gzn);
+    gzb = (uint8_t *)test_slurp(tp("x.gz"), &gzn);
     idx_bad("train-images-idx3-ubyte.gz", gzb, gzn, 1, RL_ERR_FORMAT, "data continues");
     free(gzb);
 }

@@ -27,6 +27,7 @@
 #include "core/alloc.h"
 #include "experiments/config_impl.h"   /* the key table, cfg_keys */
 #include "suites.h"
+#include "test_cmd.h"
 #include "test_util.h"
 
 #define CLI_MD         "docs/cli.md"
@@ -336,7 +337,7 @@ static size_t missing_keys(const char *md, const char *where)
 
 START_TEST(test_every_flag_documented)
 {
-    char *help = run_randlora("--help"), *cli_md = test_read_file(CLI_MD, NULL);
+    char *help = run_randlora("--help"), *cli_md = test_slurp(CLI_MD, NULL);
     char names[64][MAX_NAME];
     size_t n = help_commands(help, names, 64), missing = 0;
 
@@ -359,7 +360,7 @@ END_TEST
 
 START_TEST(test_every_key_documented)
 {
-    char *md = test_read_file(EXPERIMENTS_MD, NULL);
+    char *md = test_slurp(EXPERIMENTS_MD, NULL);
     struct doc_key *keys;
 
     ck_assert_uint_ge(doc_keys(md, &keys), cfg_n_keys);
@@ -402,7 +403,7 @@ END_TEST
  * key with two rows in its section */
 START_TEST(test_key_check_can_fail)
 {
-    char *md = test_read_file(EXPERIMENTS_MD, NULL);
+    char *md = test_slurp(EXPERIMENTS_MD, NULL);
     char *row = strstr(md, "\n| `eps` |"), *eol;
     const char *bad = "## Keys\n### [train]\n| `lr` | 1e-3 |\n| `learning_rate` | 1e-3 |\n"
                       "### [data]\n| `lr` | x |\n## Other\n| `lr` | not a key row |\n";

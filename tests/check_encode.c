@@ -103,11 +103,11 @@ START_TEST(test_text_golden)
     }
     test_write_file(tp("captions.txt"), text, n);
 
-    struct captured c = run_cmd(cmd_encode, "encode", "--model", cmd_fixdir, "--text",
+    struct test_captured c = test_run_cmd(cmd_tmpdir, cmd_encode, "encode", "--model", cmd_fixdir, "--text",
                                 tp("captions.txt"), "-o", tp("text.h5"), "--batch", "2", NULL);
     ck_assert_msg(c.status == 0, "exit %d: %s", c.status, c.err);
     ck_assert_ptr_nonnull(strstr(c.out, "/text_embeds float32 [3, 16]"));
-    captured_free(&c);
+    test_captured_free(&c);
     assert_no_temp_files();
 
     float *emb = h5_read(tp("text.h5"), "/text_embeds", 0, &rows, &cols);
@@ -131,10 +131,10 @@ START_TEST(test_text_golden)
 
     /* --limit 2 and a file without a final newline, with CRLF */
     test_write_text(tp("crlf.txt"), "a photo of a cat.\r\nA DOG!\r\nlast");
-    c = run_cmd(cmd_encode, "encode", "--model", cmd_fixdir, "--text", tp("crlf.txt"), "-o",
+    c = test_run_cmd(cmd_tmpdir, cmd_encode, "encode", "--model", cmd_fixdir, "--text", tp("crlf.txt"), "-o",
                 tp("crlf.h5"), "--limit", "2", NULL);
     ck_assert_msg(c.status == 0, "exit %d: %s", c.status, c.err);
-    captured_free(&c);
+    test_captured_free(&c);
     emb = h5_read(tp("crlf.h5"), "/text_embeds", 0, &rows, &cols);
     ck_assert_uint_eq(rows, 2);
     /* row 1 "A DOG!" = golden row 1 */
@@ -144,10 +144,10 @@ START_TEST(test_text_golden)
 
     /* an empty file */
     test_write_text(tp("empty.txt"), "");
-    c = run_cmd(cmd_encode, "encode", "--model", cmd_fixdir, "--text", tp("empty.txt"), "-o",
+    c = test_run_cmd(cmd_tmpdir, cmd_encode, "encode", "--model", cmd_fixdir, "--text", tp("empty.txt"), "-o",
                 tp("empty.h5"), NULL);
-    assert_one_line_error(&c, "randlora encode: ", "no captions", "empty caption file");
-    captured_free(&c);
+    test_assert_one_line_error(&c, "randlora encode: ", "no captions", "empty caption file");
+    test_captured_free(&c);
     ck_assert_int_ne(access(tp("empty.h5"), F_OK), 0);
     assert_no_temp_files();
 
@@ -156,10 +156,10 @@ START_TEST(test_text_golden)
     ck_assert_int_eq(mkdir(nt, 0777), 0);
     ck_assert_int_eq(symlink(cmd_fixture_file("config.json"), tp("notok/config.json")), 0);
     ck_assert_int_eq(symlink(cmd_fixture_file("model.safetensors"), tp("notok/model.safetensors")), 0);
-    c = run_cmd(cmd_encode, "encode", "--model", nt, "--text", tp("captions.txt"), "-o",
+    c = test_run_cmd(cmd_tmpdir, cmd_encode, "encode", "--model", nt, "--text", tp("captions.txt"), "-o",
                 tp("x.h5"), NULL);
-    assert_one_line_error(&c, "randlora encode: ", "notok", "no tokenizer");
-    captured_free(&c);
+    test_assert_one_line_error(&c, "randlora encode: ", "notok", "no tokenizer");
+    test_captured_free(&c);
 
     golden_close(&g);
     free(text);
@@ -184,10 +184,10 @@ START_TEST(test_text_bytes)
     test_write_text(tp("tiny/tokenizer_bytes.json"),
                "{\"type\": \"bytes\", \"offset\": 0, \"sot\": 256, \"eot\": 257}\n");
     test_write_text(tp("tiny_caps.txt"), "a red circle\n\ntwo blue squares and a triangle\n");
-    struct captured c = run_cmd(cmd_encode, "encode", "--model", d, "--text", tp("tiny_caps.txt"),
+    struct test_captured c = test_run_cmd(cmd_tmpdir, cmd_encode, "encode", "--model", d, "--text", tp("tiny_caps.txt"),
                                 "-o", tp("tiny.h5"), NULL);
     ck_assert_msg(c.status == 0, "exit %d: %s", c.status, c.err);
-    captured_free(&c);
+    test_captured_free(&c);
 
     ctx = m.cfg.text.context;
     const size_t D = m.cfg.projection_dim;
@@ -307,11 +307,11 @@ START_TEST(test_images_folder)
     transform_init_clip(&t, GIMG);
     float *want = reference_images(&m, spec, 7, &t, lab);
 
-    struct captured c = run_cmd(cmd_encode, "encode", "--model", cmd_fixdir, "--images", spec, "-o",
+    struct test_captured c = test_run_cmd(cmd_tmpdir, cmd_encode, "encode", "--model", cmd_fixdir, "--images", spec, "-o",
                                 tp("img.h5"), "--batch", "3", NULL);
     ck_assert_msg(c.status == 0, "exit %d: %s", c.status, c.err);
     ck_assert_ptr_nonnull(strstr(c.out, "/image_embeds float32 [7, 16]"));
-    captured_free(&c);
+    test_captured_free(&c);
     assert_no_temp_files();
     float *emb = h5_read(tp("img.h5"), "/image_embeds", 0, &rows, &cols);
     int32_t *labels = h5_read(tp("img.h5"), "/labels", 1, &rows, &cols);
@@ -326,10 +326,10 @@ START_TEST(test_images_folder)
     free(labels);
 
     /* --limit 4: the first four */
-    c = run_cmd(cmd_encode, "encode", "--model", cmd_fixdir, "--images", spec, "-o", tp("lim.h5"),
+    c = test_run_cmd(cmd_tmpdir, cmd_encode, "encode", "--model", cmd_fixdir, "--images", spec, "-o", tp("lim.h5"),
                 "--limit", "4", NULL);
     ck_assert_msg(c.status == 0, "exit %d: %s", c.status, c.err);
-    captured_free(&c);
+    test_captured_free(&c);
     emb = h5_read(tp("lim.h5"), "/image_embeds", 0, &rows, &cols);
     ck_assert_uint_eq(rows, 4);
     ck_assert_int_eq(tensor_compare("image_embeds[:4]", emb, want, 4 * GD, 1e-5, 0), 0);
@@ -338,20 +338,20 @@ START_TEST(test_images_folder)
 
     /* a corrupt image: one line naming it, no output */
     test_write_file(tp("img/train/cat/9.png"), "\x89PNG\r\n\x1a\nbroken", 14);
-    c = run_cmd(cmd_encode, "encode", "--model", cmd_fixdir, "--images", spec, "-o", tp("bad.h5"),
+    c = test_run_cmd(cmd_tmpdir, cmd_encode, "encode", "--model", cmd_fixdir, "--images", spec, "-o", tp("bad.h5"),
                 NULL);
     ck_assert_int_eq(c.status, 2);
     ck_assert_msg(strstr(c.err, "9.png") != NULL, "stderr: %s", c.err);
     ck_assert_msg(strstr(c.err, "randlora encode: ") != NULL, "stderr: %s", c.err);
-    captured_free(&c);
+    test_captured_free(&c);
     ck_assert_int_ne(access(tp("bad.h5"), F_OK), 0);
     assert_no_temp_files();
 
     /* an unknown dataset spec */
-    c = run_cmd(cmd_encode, "encode", "--model", cmd_fixdir, "--images", "nosuch:x", "-o",
+    c = test_run_cmd(cmd_tmpdir, cmd_encode, "encode", "--model", cmd_fixdir, "--images", "nosuch:x", "-o",
                 tp("bad.h5"), NULL);
     ck_assert_int_eq(c.status, 2);
-    captured_free(&c);
+    test_captured_free(&c);
 
     clip_model_free(&m);
 }
@@ -401,11 +401,11 @@ START_TEST(test_preprocessor)
     t.std[0] = 0.25f, t.std[1] = 0.3f, t.std[2] = 0.35f;
     float *want = reference_images(&m, spec, 7, &t, lab);
 
-    struct captured c = run_cmd(cmd_encode, "encode", "--model", dir, "--images", spec, "-o",
+    struct test_captured c = test_run_cmd(cmd_tmpdir, cmd_encode, "encode", "--model", dir, "--images", spec, "-o",
                                 tp("pp.h5"), NULL);
     ck_assert_msg(c.status == 0, "exit %d: %s", c.status, c.err);
     ck_assert_ptr_nonnull(strstr(c.out, "preprocessor_config.json"));
-    captured_free(&c);
+    test_captured_free(&c);
     float *emb = h5_read(tp("pp.h5"), "/image_embeds", 0, &rows, &cols);
     ck_assert_int_eq(tensor_compare("image_embeds (preprocessor)", emb, want, 7 * GD, 1e-5, 0), 0);
     free(emb);
@@ -414,9 +414,9 @@ START_TEST(test_preprocessor)
     /* the old flat form (size: 16, crop_size: 16) */
     test_write_text(pp, "{\"crop_size\": 16, \"size\": 16, \"image_mean\": [0.5, 0.4, 0.3],"
                    " \"image_std\": [0.25, 0.3, 0.35]}");
-    c = run_cmd(cmd_encode, "encode", "--model", dir, "--images", spec, "-o", tp("pp2.h5"), NULL);
+    c = test_run_cmd(cmd_tmpdir, cmd_encode, "encode", "--model", dir, "--images", spec, "-o", tp("pp2.h5"), NULL);
     ck_assert_msg(c.status == 0, "exit %d: %s", c.status, c.err);
-    captured_free(&c);
+    test_captured_free(&c);
 
     /* refused: a crop that is not the model's image size, bad values */
     static const char *const bad[][2] = {
@@ -434,10 +434,10 @@ START_TEST(test_preprocessor)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         test_write_text(pp, bad[i][0]);
-        c = run_cmd(cmd_encode, "encode", "--model", dir, "--images", spec, "-o", tp("ppx.h5"),
+        c = test_run_cmd(cmd_tmpdir, cmd_encode, "encode", "--model", dir, "--images", spec, "-o", tp("ppx.h5"),
                     NULL);
-        assert_one_line_error(&c, "randlora encode: ", bad[i][1], bad[i][0]);
-        captured_free(&c);
+        test_assert_one_line_error(&c, "randlora encode: ", bad[i][1], bad[i][0]);
+        test_captured_free(&c);
         ck_assert_int_ne(access(tp("ppx.h5"), F_OK), 0);
     }
     clip_model_free(&m);

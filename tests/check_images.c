@@ -21,6 +21,7 @@
 #include "datasets/transforms.h"
 #include "dataset_files.h"
 #include "suites.h"
+#include "test_cmd.h"
 #include "test_util.h"
 
 /* --- images and folders ------------------------------------------------------------ */
@@ -156,7 +157,7 @@ static void corrupt_variants(const char *good_path, const char *bad_name)
 {
     struct ds_image img = {0};
     size_t n;
-    uint8_t *data = (uint8_t *)test_read_file(good_path, &n);
+    uint8_t *data = (uint8_t *)test_slurp(good_path, &n);
     const char *bad = tp("%s", bad_name);
 
     for (size_t cut = 0; cut < n; cut += (cut < 64 ? 1 : 7)) {
@@ -186,7 +187,7 @@ START_TEST(test_image_corrupt)
     /* a PNG whose header claims 60000 x 60000 */
     {
         size_t n;
-        uint8_t *d = (uint8_t *)test_read_file(tp("ok.png"), &n);
+        uint8_t *d = (uint8_t *)test_slurp(tp("ok.png"), &n);
         uLong crc;
 
         d[16] = 0; d[17] = 0; d[18] = 0xea; d[19] = 0x60;

@@ -35,6 +35,7 @@
 #include "clip_harness.h"
 #include "cmd_harness.h"
 #include "suites.h"
+#include "test_cmd.h"
 #include "test_util.h"
 
 /* info                                                                      */
@@ -48,7 +49,7 @@ START_TEST(test_info)
     snprintf(want, sizeof want, "tensors      %zu\n", st_count(f));
     st_close(f);
 
-    struct captured c = run_cmd(cmd_info, "info", cmd_fixture_file("model.safetensors"), NULL);
+    struct test_captured c = test_run_cmd(cmd_tmpdir, cmd_info, "info", cmd_fixture_file("model.safetensors"), NULL);
     ck_assert_msg(c.status == 0, "exit %d: %s", c.status, c.err);
     ck_assert_msg(strstr(c.out, want) != NULL, "no '%s' in:\n%s", want, c.out);
     ck_assert_ptr_nonnull(strstr(c.out, "tensors      80\n"));
@@ -59,29 +60,29 @@ START_TEST(test_info)
     ck_assert_ptr_nonnull(strstr(c.out, "[32, 3, 4, 4]"));
     ck_assert_ptr_nonnull(strstr(c.out, "text_model.embeddings.position_ids"));
     ck_assert_str_eq(c.err, "");
-    captured_free(&c);
+    test_captured_free(&c);
 
     /* the model directory */
-    c = run_cmd(cmd_info, "info", cmd_fixdir, NULL);
+    c = test_run_cmd(cmd_tmpdir, cmd_info, "info", cmd_fixdir, NULL);
     ck_assert_msg(c.status == 0, "exit %d: %s", c.status, c.err);
     ck_assert_ptr_nonnull(strstr(c.out, "projection 16"));
     ck_assert_ptr_nonnull(strstr(c.out, "all 78 tensors of the config present"));
     ck_assert_ptr_nonnull(strstr(c.out, "2 other keys ignored"));
     ck_assert_ptr_nonnull(strstr(c.out, "vocab.json yes"));
     ck_assert_ptr_nonnull(strstr(c.out, "tensors      80\n"));
-    captured_free(&c);
+    test_captured_free(&c);
 
     /* a file of another kind, a missing file, bad usage */
     test_write_text(tp("notes.txt"), "hello\n");
-    c = run_cmd(cmd_info, "info", tp("notes.txt"), NULL);
-    assert_one_line_error(&c, "randlora info: ", "notes.txt", "text file");
-    captured_free(&c);
-    c = run_cmd(cmd_info, "info", tp("missing.safetensors"), NULL);
-    assert_one_line_error(&c, "randlora info: ", "missing.safetensors", "missing file");
-    captured_free(&c);
-    c = run_cmd(cmd_info, "info", cmd_tmpdir, NULL);
-    assert_one_line_error(&c, "randlora info: ", "config.json", "empty directory");
-    captured_free(&c);
+    c = test_run_cmd(cmd_tmpdir, cmd_info, "info", tp("notes.txt"), NULL);
+    test_assert_one_line_error(&c, "randlora info: ", "notes.txt", "text file");
+    test_captured_free(&c);
+    c = test_run_cmd(cmd_tmpdir, cmd_info, "info", tp("missing.safetensors"), NULL);
+    test_assert_one_line_error(&c, "randlora info: ", "missing.safetensors", "missing file");
+    test_captured_free(&c);
+    c = test_run_cmd(cmd_tmpdir, cmd_info, "info", cmd_tmpdir, NULL);
+    test_assert_one_line_error(&c, "randlora info: ", "config.json", "empty directory");
+    test_captured_free(&c);
 }
 END_TEST
 
@@ -154,11 +155,11 @@ static void merge_one(const struct merge_case *mc, const char *tag)
     ck_assert_msg(test_max_abs_diff(txt_a, clip_golden_get(&g, "base.text_embeds", GB * GD), GB * GD) > 0.05,
                   "%s: the adapter does not change the text embeddings", tag);
 
-    struct captured c = run_cmd(cmd_merge, "merge", "--model", cmd_fixdir, "--adapter", adir_s, "-o",
+    struct test_captured c = test_run_cmd(cmd_tmpdir, cmd_merge, "merge", "--model", cmd_fixdir, "--adapter", adir_s, "-o",
                                 odir_s, NULL);
     ck_assert_msg(c.status == 0, "%s: exit %d: %s", tag, c.status, c.err);
     ck_assert_msg(strstr(c.out, "2 tokenizer/preprocessor files copied") != NULL, "%s", c.out);
-    captured_free(&c);
+    test_captured_free(&c);
 
     clip_load_dir(&merged, odir_s);
     clip_vision_run_init(&vr, &merged, GB, false);
@@ -195,7 +196,7 @@ static void merge_one(const struct merge_case *mc, const char *tag)
     /* the tokenizer files are copies */
     char p1[1200];
     snprintf(p1, sizeof p1, "%s/vocab.json", odir_s);
-    char *a = test_read_file(p1, NULL), *b = test_read_file(cmd_fixture_file("vocab.json"), NULL);
+    char *a = test_slurp(p1, NULL), *b = test_slurp(cmd_fixture_file("vocab.json"), NULL);
     ck_assert_str_eq(a, b);
     free(a);
     free(b);
@@ -218,10 +219,10 @@ START_TEST(test_merge)
         merge_one(&cases[i], cases[i].method);
 
     /* -o the model directory itself */
-    struct captured c = run_cmd(cmd_merge, "merge", "--model", cmd_fixdir, "--adapter",
+    struct test_captured c = test_run_cmd(cmd_tmpdir, cmd_merge, "merge", "--model", cmd_fixdir, "--adapter",
                                 tp("adapter_lora"), "-o", cmd_fixdir, NULL);
-    assert_one_line_error(&c, "randlora merge: ", "model directory", "-o DIR");
-    captured_free(&c);
+    test_assert_one_line_error(&c, "randlora merge: ", "model directory", "-o DIR");
+    test_captured_free(&c);
 
     /* an adapter key naming a layer the model does not have */
     char dst[1200];
@@ -229,7 +230,7 @@ START_TEST(test_merge)
     struct st_writer *w = st_writer_new();
     ck_assert_int_eq(mkdir(tp("adapter_bad"), 0777), 0);
     snprintf(dst, sizeof dst, "%s", tp("adapter_bad/adapter_config.json"));
-    char *cfgtext = test_read_file(tp("adapter_lora/adapter_config.json"), NULL);
+    char *cfgtext = test_slurp(tp("adapter_lora/adapter_config.json"), NULL);
     test_write_text(dst, cfgtext);
     free(cfgtext);
     ck_assert_int_eq(st_writer_add(w, "base_model.model.vision_model.encoder.layers.7.self_attn."
@@ -237,17 +238,17 @@ START_TEST(test_merge)
                                    (const int64_t[]){ 2, 32 }, ST_F32), RL_OK);
     ck_assert_int_eq(st_writer_write(w, tp("adapter_bad/adapter_model.safetensors")), RL_OK);
     st_writer_free(w);
-    c = run_cmd(cmd_merge, "merge", "--model", cmd_fixdir, "--adapter", tp("adapter_bad"), "-o",
+    c = test_run_cmd(cmd_tmpdir, cmd_merge, "merge", "--model", cmd_fixdir, "--adapter", tp("adapter_bad"), "-o",
                 tp("merged_bad"), NULL);
-    assert_one_line_error(&c, "randlora merge: ", "layers.7.self_attn", "bad layer");
-    captured_free(&c);
+    test_assert_one_line_error(&c, "randlora merge: ", "layers.7.self_attn", "bad layer");
+    test_captured_free(&c);
     ck_assert_int_ne(access(tp("merged_bad"), F_OK), 0);
 
     /* a missing adapter directory */
-    c = run_cmd(cmd_merge, "merge", "--model", cmd_fixdir, "--adapter", tp("nosuch"), "-o",
+    c = test_run_cmd(cmd_tmpdir, cmd_merge, "merge", "--model", cmd_fixdir, "--adapter", tp("nosuch"), "-o",
                 tp("merged_x"), NULL);
-    assert_one_line_error(&c, "randlora merge: ", "nosuch", "missing adapter");
-    captured_free(&c);
+    test_assert_one_line_error(&c, "randlora merge: ", "nosuch", "missing adapter");
+    test_captured_free(&c);
 }
 END_TEST
 
@@ -360,12 +361,12 @@ START_TEST(test_hostile)
         const struct hostile *h = &cases[i];
         const char *dir = cmd_model_dir(h->name, 1);
         char file[1200];
-        struct captured c;
+        struct test_captured c;
 
         snprintf(file, sizeof file, "%s/model.safetensors", dir);
         if (!strcmp(h->name, "truncated")) {
             size_t len;
-            char *all = test_read_file(cmd_fixture_file("model.safetensors"), &len);
+            char *all = test_slurp(cmd_fixture_file("model.safetensors"), &len);
 
             test_write_file(file, all, len / 2);
             free(all);
@@ -379,27 +380,27 @@ START_TEST(test_hostile)
             write_st(file, h->header, h->claimed, h->data);
         }
 
-        c = run_cmd(cmd_info, "info", file, NULL);
+        c = test_run_cmd(cmd_tmpdir, cmd_info, "info", file, NULL);
         if (h->info_ok) {
             ck_assert_msg(c.status == 0, "%s: info exit %d: %s", h->name, c.status, c.err);
-            captured_free(&c);
+            test_captured_free(&c);
             /* the directory view checks the weights against the config */
-            c = run_cmd(cmd_info, "info", dir, NULL);
+            c = test_run_cmd(cmd_tmpdir, cmd_info, "info", dir, NULL);
         }
-        assert_one_line_error(&c, "randlora info: ", h->want ? h->want : "model.safetensors",
+        test_assert_one_line_error(&c, "randlora info: ", h->want ? h->want : "model.safetensors",
                               h->name);
         ck_assert_ptr_nonnull(strstr(c.err, "model.safetensors"));
-        captured_free(&c);
+        test_captured_free(&c);
 
-        c = run_cmd(cmd_encode, "encode", "--model", dir, "--text", caps, "-o", tp("h.h5"), NULL);
-        assert_one_line_error(&c, "randlora encode: ", h->want ? h->want : "model.safetensors",
+        c = test_run_cmd(cmd_tmpdir, cmd_encode, "encode", "--model", dir, "--text", caps, "-o", tp("h.h5"), NULL);
+        test_assert_one_line_error(&c, "randlora encode: ", h->want ? h->want : "model.safetensors",
                               h->name);
-        captured_free(&c);
-        c = run_cmd(cmd_encode, "encode", "--model", dir, "--images", "shapes", "-o", tp("h.h5"),
+        test_captured_free(&c);
+        c = test_run_cmd(cmd_tmpdir, cmd_encode, "encode", "--model", dir, "--images", "shapes", "-o", tp("h.h5"),
                     "--limit", "2", NULL);
-        assert_one_line_error(&c, "randlora encode: ", h->want ? h->want : "model.safetensors",
+        test_assert_one_line_error(&c, "randlora encode: ", h->want ? h->want : "model.safetensors",
                               h->name);
-        captured_free(&c);
+        test_captured_free(&c);
         ck_assert_int_ne(access(tp("h.h5"), F_OK), 0);
     }
     assert_no_temp_files();
@@ -430,29 +431,29 @@ START_TEST(test_usage)
         int (*fn)(int, char **) = !strcmp(a[0], "encode") ? cmd_encode
                                   : !strcmp(a[0], "merge") ? cmd_merge : cmd_info;
         char prefix[32];
-        struct captured c;
+        struct test_captured c;
 
-        c = run_cmd(fn, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], NULL);
+        c = test_run_cmd(cmd_tmpdir, fn, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], NULL);
         snprintf(prefix, sizeof prefix, "randlora %s: ", a[0]);
-        assert_one_line_error(&c, prefix, NULL, a[0]);
-        captured_free(&c);
+        test_assert_one_line_error(&c, prefix, NULL, a[0]);
+        test_captured_free(&c);
     }
-    struct captured c = run_cmd(cmd_encode, "encode", "--model", "x", "--text", "a", "-o", "y",
+    struct test_captured c = test_run_cmd(cmd_tmpdir, cmd_encode, "encode", "--model", "x", "--text", "a", "-o", "y",
                                 "--batch", "0", NULL);
-    assert_one_line_error(&c, "randlora encode: ", "--batch", "batch 0");
-    captured_free(&c);
-    c = run_cmd(cmd_merge, "merge", "--model", "x", "--adapter", "y", "-o", "z", "--dtype", "I64",
+    test_assert_one_line_error(&c, "randlora encode: ", "--batch", "batch 0");
+    test_captured_free(&c);
+    c = test_run_cmd(cmd_tmpdir, cmd_merge, "merge", "--model", "x", "--adapter", "y", "-o", "z", "--dtype", "I64",
                 NULL);
-    assert_one_line_error(&c, "randlora merge: ", "--dtype", "dtype I64");
-    captured_free(&c);
-    c = run_cmd(cmd_encode, "encode", "--help", NULL);
+    test_assert_one_line_error(&c, "randlora merge: ", "--dtype", "dtype I64");
+    test_captured_free(&c);
+    c = test_run_cmd(cmd_tmpdir, cmd_encode, "encode", "--help", NULL);
     ck_assert_int_eq(c.status, 0);
     ck_assert_ptr_nonnull(strstr(c.out, "usage: randlora encode"));
-    captured_free(&c);
-    c = run_cmd(cmd_merge, "merge", "--help", NULL);
+    test_captured_free(&c);
+    c = test_run_cmd(cmd_tmpdir, cmd_merge, "merge", "--help", NULL);
     ck_assert_int_eq(c.status, 0);
     ck_assert_ptr_nonnull(strstr(c.out, "usage: randlora merge"));
-    captured_free(&c);
+    test_captured_free(&c);
 }
 END_TEST
 

@@ -54,5 +54,9 @@ Suite *suite_report_files(void);
 Suite *suite_sweep_summary(void);
 Suite *suite_bench(void);
 Suite *suite_docs(void);
+Suite *suite_commit(void);
+Suite *suite_stop(void);
+Suite *suite_limits(void);
+Suite *suite_refusals(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */

@@ -4,15 +4,13 @@
 #define _GNU_SOURCE   /* nftw's FTW_PHYS */
 #include "test_util.h"
 
-#include <errno.h>
+#include <check.h>
 #include <ftw.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <check.h>
 
 #include "core/alloc.h"
 
@@ -176,33 +174,13 @@ const char *fixture_path(const char *name)
     return path;
 }
 
-char *test_read_file(const char *path, size_t *len)
+void test_write_file(const char *path, const void *buf, size_t n)
 {
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
+    FILE *fp = fopen(path, "wb");
 
-    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    n = ftell(f);
-    ck_assert_int_ge(n, 0);
-    rewind(f);
-    buf = xmalloc((size_t)n + 1);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    buf[n] = '\0';
-    if (len)
-        *len = (size_t)n;
-    return buf;
-}
-
-void test_write_file(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-
-    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-    ck_assert_uint_eq(fwrite(data, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_msg(fp != NULL, "%s: cannot create", path);
+    ck_assert_uint_eq(fwrite(buf, 1, n, fp), n);
+    ck_assert_int_eq(fclose(fp), 0);
 }
 
 void test_write_text(const char *path, const char *text)

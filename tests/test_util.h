@@ -58,14 +58,10 @@ void test_tmpdir_remove(const char *dir);
 const char *test_path(const char *dir, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* The whole of a file, NUL-terminated (the caller frees); *len (when not
- * NULL) its size without the NUL. A file that cannot be read fails the
- * test, naming it. */
-char *test_read_file(const char *path, size_t *len);
-
-/* path written with data[0..n) (created or truncated), or with text; a
- * failure fails the test, naming the file */
-void test_write_file(const char *path, const void *data, size_t n);
+/* A file (created or truncated) holding buf[0..n); fails the test on an
+ * error. (test_cmd.h's test_slurp reads one.) */
+void test_write_file(const char *path, const void *buf, size_t n);
+/* the same with a NUL-terminated text */
 void test_write_text(const char *path, const char *text);
 
 /* Path of a committed fixture: RANDLORA_FIXTURES or "tests/fixtures", joined
