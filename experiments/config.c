@@ -46,7 +46,7 @@
 
 const char *const cfg_w_templates[] = { "prompt", "dataset", NULL };
 const char *const cfg_w_augment[]   = { "none", "flip", "crop_flip", NULL };
-const char *const cfg_w_profile[]   = { "peft", "paper", NULL };
+const char *const cfg_w_profile[]   = { "peft", "paper", "paper_2024", NULL };
 const char *const cfg_w_basis[]     = { "dense", "sparse", "very_sparse", NULL };
 const char *const cfg_w_module[EXP_N_MODULES] = {
     "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2",
@@ -95,6 +95,7 @@ const struct keydef cfg_keys[] = {
     { "method", "vera_d_init", K_DOUBLE,  F_SUFFIX, "0.1", -1e6, 1e6, NULL },
     { "method", "profile",     K_WORD,    F_SUFFIX, "peft", 0, 0, cfg_w_profile },
     { "method", "basis",       K_WORD,    F_SUFFIX, "dense", 0, 0, cfg_w_basis },
+    { "method", "nola_bases",  K_UINT,    F_SUFFIX, "0", 0, 1 << 24, NULL },
     { "method", "towers",      K_TOWERS,  F_SUFFIX, "vision, text", 0, 0, NULL },
     { "method", "layers",      K_LAYERS,  F_SUFFIX, "*", 0, 0, NULL },
     { "method", "modules",     K_MODULES, F_SUFFIX, "q_proj, k_proj, v_proj, fc1, fc2", 0, 0, NULL },

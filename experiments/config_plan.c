@@ -175,7 +175,8 @@ static int cmp_id(const void *a, const void *b)
 
 /* the rank, budget and counts of one (dataset, method, size, setting) */
 struct sized {
-    size_t r, budget, n_trainable;
+    struct adapter_cfg adapter;   /* the setting's, with the matched rank (or NoLA's k) */
+    size_t budget, n_trainable;
 };
 
 /* r, budget, counts for one (dataset, method, size, setting) into *out; the
@@ -220,16 +221,16 @@ static int plan_size(const struct experiment *e, const struct exp_method *m, siz
                                 m->ops->name, spec, base->model.name);
         }
         if (m->by_budget && !e->run_rank) {
-            rc = adapter_match_budget(m->ops, &base->adapter, sh, nsh, base->budget, &r, &count);
+            rc = adapter_match_budget_cfg(m->ops, &base->adapter, sh, nsh, base->budget,
+                                          &base->adapter, &count);
             if (rc != RL_OK)
                 return rl_error_prefix(rc, "%s: %s at budget %zu", e->source, m->ops->name,
                                        base->budget);
-            if (r > EXP_MAX_RANK)
+            if (base->adapter.r > EXP_MAX_RANK)
                 return rl_error_set(RL_ERR_ARG, "%s: %s at method.budget = %zu: the matched rank "
                                     "%zu is over the limit of %d (run.rank); give a smaller "
-                                    "budget", e->source, m->ops->name, base->budget, r,
-                                    EXP_MAX_RANK);
-            base->adapter.r = r;
+                                    "budget", e->source, m->ops->name, base->budget,
+                                    base->adapter.r, EXP_MAX_RANK);
         }
         for (size_t i = 0; i < nsh; i++) {
             rc = adapter_check(m->ops, &base->adapter, sh[i].d_out, sh[i].d_in);
@@ -247,7 +248,7 @@ static int plan_size(const struct experiment *e, const struct exp_method *m, siz
     } else if (e->run_trainable) {
         base->n_trainable = e->run_trainable;
     }
-    out->r = base->adapter.r;
+    out->adapter = base->adapter;
     out->budget = base->budget;
     out->n_trainable = base->n_trainable;
     return RL_OK;
@@ -341,10 +342,9 @@ int cfg_expand(const struct experiment *e, exp_shapes_fn shapes, void *ctx,
                             const struct sized *z = &sz[si * n_set + ti];
                             char id[512];
 
-                            base.adapter = st->adapter;
+                            base.adapter = z->adapter;
                             base.profile = st->profile;
                             base.train = st->train;
-                            base.adapter.r = z->r;
                             base.budget = z->budget;
                             base.n_trainable = z->n_trainable;
                             base.shots = di < e->n_shots ? e->shots[di] : 0;

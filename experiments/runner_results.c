@@ -47,18 +47,6 @@ size_t runner_shared_count(struct run_state *s, struct adapter_tensor *t, size_t
     return s->trains ? adapter_method_tensors(&s->ca.method, t, max) : 0;
 }
 
-/* the alpha the method uses (adapter.h: <= 0 means LoRA's 8, RandLoRA's 20 r) */
-static double effective_alpha(const struct run_plan *p)
-{
-    if (p->adapter.alpha > 0)
-        return p->adapter.alpha;
-    if (!strcmp(p->method, "lora"))
-        return 8.0;
-    if (!strcmp(p->method, "randlora"))
-        return 20.0 * (double)p->adapter.r;
-    return 0.0;
-}
-
 int runner_create_store(struct store **st, struct run_state *s, const char *path,
                         const char *ini, size_t flush_every)
 {
@@ -87,7 +75,7 @@ int runner_create_store(struct store **st, struct run_state *s, const char *path
         .harness_version = RUNNER_HARNESS_VERSION, .git_commit = commit, .threads = threads,
         .blas = blas, .config_text = ini, .method = p->method,
         .rank = (int64_t)(s->trains && (s->ca.method.ops->flags & ADAPTER_F_RANK) ? p->adapter.r : 0),
-        .alpha = effective_alpha(p), .profile = p->profile,
+        .alpha = adapter_alpha(&p->adapter), .profile = p->profile,
         .n_trainable = s->trains ? s->ca.n_params : 0, .n_frozen_shared = n_shared,
         .data_spec = p->dataset, .shots = (int64_t)p->shots,
         .fraction = p->shots ? 0.0 : p->fraction, .sampling_seed = p->sample_seed,

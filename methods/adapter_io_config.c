@@ -33,6 +33,7 @@ static const struct {
     const char *method, *peft_type;
 } peft_types[] = {
     { "lora", "LORA" }, { "vera", "VERA" }, { "randlora", "RANDLORA" }, { "full", "FULL" },
+    { "nola", "NOLA" },
 };
 #define N_PEFT_TYPES (sizeof(peft_types) / sizeof(peft_types[0]))
 
@@ -213,7 +214,7 @@ static int read_metadata(const struct st_file *f, struct adapter_cfg *cfg)
         return rc;
     cfg->n_rule = (enum adapter_n_rule)v;
     v = cfg->scaling;
-    if ((rc = meta_enum(f, "rl_scaling", adapter_io_scaling_names, 3, &v)))
+    if ((rc = meta_enum(f, "rl_scaling", adapter_io_scaling_names, 4, &v)))
         return rc;
     cfg->scaling = (enum adapter_scaling)v;
     v = cfg->lambda_init;
@@ -249,7 +250,7 @@ int adapter_io_parse_config(const cJSON *o, const char *path, const struct st_fi
             ops = adapter_ops_find(peft_types[i].method);
     if (!ops)
         return rl_error_set(RL_ERR_FORMAT, "%s: key 'peft_type' is '%s', expected LORA, VERA, "
-                            "RANDLORA or FULL", path,
+                            "RANDLORA, FULL or NOLA", path,
                             adapter_io_shown(sb, sizeof sb, v->valuestring));
     if ((rc = unsupported(o, path)))
         return rc;
@@ -286,12 +287,32 @@ int adapter_io_parse_config(const cJSON *o, const char *path, const struct st_fi
         /* peft's _pre_injection_hook: very_sparse wins over sparse */
         cfg->basis = very_sparse ? ADAPTER_BASIS_VERY_SPARSE
                    : sparse ? ADAPTER_BASIS_SPARSE : ADAPTER_BASIS_DENSE;
+    } else if (!strcmp(ops->name, "nola")) {
+        uint64_t k = 0;
+
+        cfg->alpha = 1.0f;                                 /* the authors' lora_alpha */
+        if (!jget(o, "nola_num_basis"))
+            return rl_error_set(RL_ERR_FORMAT, "%s: key 'nola_num_basis' is missing", path);
+        if ((rc = juint(o, path, "nola_num_basis", &k)) ||
+            (rc = jfloat(o, path, "nola_alpha", &cfg->alpha)) ||
+            (rc = jfloat(o, path, "nola_dropout", &cfg->dropout)) ||
+            (rc = jbool(o, path, "sparse", &sparse)) ||
+            (rc = jbool(o, path, "very_sparse", &very_sparse)))
+            return rc;
+        if (k == 0 || k > ((uint64_t)1 << 24))
+            return rl_error_set(RL_ERR_FORMAT, "%s: key 'nola_num_basis' is %" PRIu64 ", "
+                                "expected 1 .. 2^24", path, k);
+        cfg->nola_bases = (size_t)k;
+        cfg->basis = very_sparse ? ADAPTER_BASIS_VERY_SPARSE
+                   : sparse ? ADAPTER_BASIS_SPARSE : ADAPTER_BASIS_DENSE;
     }
     if (!(cfg->dropout >= 0.0f && cfg->dropout < 1.0f))
         return rl_error_set(RL_ERR_FORMAT, "%s: the dropout %g is outside [0, 1)", path,
                             (double)cfg->dropout);
     if (!strcmp(ops->name, "lora") && !(cfg->alpha > 0.0f))
         return rl_error_set(RL_ERR_FORMAT, "%s: key 'lora_alpha' must be positive", path);
+    if (!strcmp(ops->name, "nola") && !(cfg->alpha > 0.0f))
+        return rl_error_set(RL_ERR_FORMAT, "%s: key 'nola_alpha' must be positive", path);
     if (!strcmp(ops->name, "randlora") && !(cfg->alpha > 0.0f))
         return rl_error_set(RL_ERR_FORMAT, "%s: key 'randlora_alpha' must be positive", path);
     if (f && (rc = read_metadata(f, cfg)))

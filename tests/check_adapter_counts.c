@@ -39,6 +39,8 @@ static size_t expected_count(const char *name, const struct adapter_cfg *cfg, si
         return r * (d_in + d_out);
     if (!strcmp(name, "vera"))
         return r + d_out;
+    if (!strcmp(name, "nola"))
+        return 2 * cfg->nola_bases;
     if (!strcmp(name, "randlora")) {
         size_t n;
 
@@ -301,7 +303,7 @@ static size_t expected_rank(struct adapter_method *m, const char *name, size_t r
 {
     size_t d = d_out < d_in ? d_out : d_in;
 
-    if (!strcmp(name, "lora") || !strcmp(name, "vera"))
+    if (!strcmp(name, "lora") || !strcmp(name, "vera") || !strcmp(name, "nola"))
         return r < d ? r : d;
     if (!strcmp(name, "randlora"))
         return randlora_live_columns(m, d);     /* n r >= d under both n rules */

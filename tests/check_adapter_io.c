@@ -66,6 +66,7 @@ static const struct rt_case rt_cases[] = {
       0xFEDCBA9876543210ull },
     { "randlora", "peft",  ADAPTER_BASIS_DENSE, true, ADAPTER_SCALE_ALPHA_R_SQRT_N, false, 6.0f,
       0.0f, 0.1f, 5 },
+    { "nola",     "peft",  ADAPTER_BASIS_SPARSE, false, 0, false, 2.0f,  0.0f,  0.1f, 8 },
     { "full",     "peft",  ADAPTER_BASIS_DENSE, false, 0, false, 0.0f,  0.0f,  0.1f, 6 },
     { "none",     "peft",  ADAPTER_BASIS_DENSE, false, 0, false, 0.0f,  0.0f,  0.1f, 7 },
 };

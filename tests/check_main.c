@@ -27,6 +27,7 @@ int main(int argc, char **argv)
         suite_adapters,
         suite_adapter_counts,
         suite_adapter_methods,
+        suite_nola,
         suite_safetensors,
         suite_datasets,
         suite_images,

@@ -19,6 +19,7 @@ Suite *suite_block_pooled(void);
 Suite *suite_adapters(void);
 Suite *suite_adapter_counts(void);
 Suite *suite_adapter_methods(void);
+Suite *suite_nola(void);
 Suite *suite_safetensors(void);
 Suite *suite_datasets(void);
 Suite *suite_images(void);
