@@ -109,8 +109,8 @@ run: deps
 	./randlora report $(QS_DIR) -c experiments/quickstart.ini
 
 check: deps
-	$(Q)$(MAKE) --no-print-directory $(BUILD)/tests/check_main
-	$(Q)$(BUILD)/tests/check_main
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/tests/check_main $(BUILD)/randlora
+	$(Q)RANDLORA_BIN=$(BUILD)/randlora $(BUILD)/tests/check_main
 
 # bench: the kernel benchmark, then issue 7's table (bench/run_table.sh:
 # randlora bench vs bench/torch_baseline.py, about 10 minutes on 2 cores;

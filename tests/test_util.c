@@ -93,6 +93,16 @@ float *test_randn(struct rng *r, size_t n, float std)
     return x;
 }
 
+double test_max_abs(const float *x, size_t n)
+{
+    double m = 0.0;
+
+    for (size_t i = 0; i < n; i++)
+        if (fabs(x[i]) > m)
+            m = fabs(x[i]);
+    return m;
+}
+
 double test_max_abs_diff(const float *a, const float *b, size_t n)
 {
     double m = 0.0;
@@ -171,4 +181,9 @@ void test_write_file(const char *path, const void *buf, size_t n)
     ck_assert_msg(fp != NULL, "%s: cannot create", path);
     ck_assert_uint_eq(fwrite(buf, 1, n, fp), n);
     ck_assert_int_eq(fclose(fp), 0);
+}
+
+void test_write_text(const char *path, const char *text)
+{
+    test_write_file(path, text, strlen(text));
 }

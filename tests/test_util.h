@@ -40,6 +40,9 @@ double dot_double(const float *out, const float *r, size_t n);
 /* max over i < n of |a[i] - b[i]|, in double */
 double test_max_abs_diff(const float *a, const float *b, size_t n);
 
+/* max over i < n of |x[i]|, in double */
+double test_max_abs(const float *x, size_t n);
+
 /* freshly allocated (caller frees) arrays */
 float *test_randn(struct rng *r, size_t n, float std);
 float *test_zeros(size_t n);
@@ -58,6 +61,8 @@ const char *test_path(const char *dir, const char *fmt, ...)
 /* A file (created or truncated) holding buf[0..n); fails the test on an
  * error. (test_cmd.h's test_slurp reads one.) */
 void test_write_file(const char *path, const void *buf, size_t n);
+/* the same with a NUL-terminated text */
+void test_write_text(const char *path, const char *text);
 
 /* Path of a committed fixture: RANDLORA_FIXTURES or "tests/fixtures", joined
  * with name, in a static buffer. */
