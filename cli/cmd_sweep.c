@@ -4,7 +4,8 @@
  * experiment file's grid into <output>/<id>.h5, then <output>/summary.tsv
  * and the report table (experiments/sweep.h, results/report.h).
  * Exit status 0 (every selected run complete), 2 for bad usage or bad input
- * (one line; nothing run), 1 when runs failed (the others still ran).
+ * (one line; nothing run), 1 when runs failed (the others still ran), 130 /
+ * 143 after SIGINT / SIGTERM (the running runs record their step and stop).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/interrupt.h"
 #include "core/status.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
@@ -67,6 +69,7 @@ int cmd_sweep(int argc, char **argv)
     struct experiment e;
     struct run_plan *plans = NULL;
     struct runner_shapes shapes = { 0 };
+    char *resume_cmd;
     size_t *n_train = NULL;
     int rc;
 
@@ -125,9 +128,12 @@ int cmd_sweep(int argc, char **argv)
     if (summary_only && (o.dry_run || o.n_shards))
         return bad("--summary goes with neither --dry-run nor --shard");
     o.config_path = file;
+    resume_cmd = cli_resume_command("sweep", argc, argv);
+    o.resume_command = resume_cmd;
 
     if ((rc = experiment_load(&e, file, ov, n_ov)) != RL_OK) {
         fprintf(stderr, "randlora sweep: %s\n", rl_error_msg());
+        free(resume_cmd);
         return rl_exit_code(rc);
     }
     rc = experiment_expand(&e, runner_plan_shapes, &shapes, &plans, &n_plans);
@@ -148,5 +154,6 @@ int cmd_sweep(int argc, char **argv)
     free(n_train);
     run_plans_free(plans, n_plans);
     experiment_free(&e);
-    return rl_exit_code(rc);
+    free(resume_cmd);
+    return interrupt_exit_code(rc);
 }

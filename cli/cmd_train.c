@@ -8,7 +8,10 @@
  * continues it, --force replaces it, neither is a refusal. Prints one result
  * line (val: with a validation split):
  *     lora-b25000-s4-seed1: accuracy 0.6120 (val 0.6000), 32768 trainable, 100 steps, 41.2 s -> FILE
- * Exit status 0, 2 for bad usage or bad input (one line), 1 otherwise.
+ * Exit status 0, 2 for bad usage or bad input (one line), 1 otherwise (a
+ * results file that cannot be written included), 130 / 143 after SIGINT /
+ * SIGTERM: the step in progress is finished and recorded, then
+ *     randlora train: ID: interrupted at step 7 (SIGINT); resume with randlora train -c x.ini --resume
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/interrupt.h"
 #include "core/status.h"
 #include "core/threads.h"
 #include "cli/cli.h"
@@ -57,7 +61,7 @@ static void train_usage(FILE *out)
 static int fail(int rc)
 {
     fprintf(stderr, "randlora train: %s\n", rl_error_msg());
-    return rl_exit_code(rc);
+    return interrupt_exit_code(rc);
 }
 
 /* --dry-run: the plans' data opened and counted, one line each */
@@ -91,7 +95,7 @@ int cmd_train(int argc, char **argv)
     struct runner_options o;
     struct runner_result res;
     struct run_lock lk;
-    char path[4096];
+    char path[4096], *resume_cmd = NULL;
     int rc, status;
 
     for (int i = 1; i < argc; i++) {
@@ -184,6 +188,8 @@ int cmd_train(int argc, char **argv)
     runner_options_init(&o);
     o.resume = resume;
     o.verbosity = quiet ? 0 : 1;
+    resume_cmd = cli_resume_command("train", argc, argv);
+    o.resume_command = resume_cmd;
     if ((rc = run_lock_acquire(&lk, out)) != RL_OK) {
         status = fail(rc);
         goto done;
@@ -193,7 +199,9 @@ int cmd_train(int argc, char **argv)
         status = bad("%s exists; continue it with --resume, or replace it with --force", out);
         goto done;
     }
+    interrupt_install();
     rc = runner_run(plan, out, &o, &res);
+    interrupt_restore();
     run_lock_release(&lk);
     if (rc != RL_OK) {
         status = fail(rc);
@@ -210,6 +218,7 @@ int cmd_train(int argc, char **argv)
                res.accuracy, res.n_trainable, res.steps, res.seconds, out);
     status = 0;
 done:
+    free(resume_cmd);
     run_plans_free(plans, n_plans);
     experiment_free(&e);
     return status;

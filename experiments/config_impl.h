@@ -21,6 +21,9 @@
 
 #define MAX_FILE_BYTES  (1u << 20)
 #define WRAP_COL        100
+#define FLOAT_TINY      1e-30        /* smallest non-zero magnitude of a float key */
+#define BIG             1e9          /* the upper bound of most counts       */
+#define UMAX            18446744073709551615.0  /* 2^64 - 1, as a double     */
 
 /* ------------------------------------------------------------------------ */
 /* the key table                                                             */

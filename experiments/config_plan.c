@@ -175,7 +175,8 @@ static int cmp_id(const void *a, const void *b)
 
 /* the rank, budget and counts of one (dataset, method, size, setting) */
 struct sized {
-    size_t r, budget, n_trainable;
+    struct adapter_cfg adapter;   /* the setting's, with the matched rank (or NoLA's k) */
+    size_t budget, n_trainable;
 };
 
 /* r, budget, counts for one (dataset, method, size, setting) into *out; the
@@ -186,7 +187,6 @@ static int plan_size(const struct experiment *e, const struct exp_method *m, siz
 {
     const struct adapter_shape *sh = NULL;
     size_t nsh = 0, r = 0, count = 0;
-    char msg[1024];
     int rc;
 
     base->budget = 0;
@@ -221,26 +221,22 @@ static int plan_size(const struct experiment *e, const struct exp_method *m, siz
                                 m->ops->name, spec, base->model.name);
         }
         if (m->by_budget && !e->run_rank) {
-            rc = adapter_match_budget(m->ops, &base->adapter, sh, nsh, base->budget, &r, &count);
-            if (rc != RL_OK) {
-                snprintf(msg, sizeof(msg), "%s", rl_error_msg());
-                return rl_error_set(rc, "%s: %s at budget %zu: %s", e->source, m->ops->name,
-                                    base->budget, msg);
-            }
-            if (r > EXP_MAX_RANK)
+            rc = adapter_match_budget_cfg(m->ops, &base->adapter, sh, nsh, base->budget,
+                                          &base->adapter, &count);
+            if (rc != RL_OK)
+                return rl_error_prefix(rc, "%s: %s at budget %zu", e->source, m->ops->name,
+                                       base->budget);
+            if (base->adapter.r > EXP_MAX_RANK)
                 return rl_error_set(RL_ERR_ARG, "%s: %s at method.budget = %zu: the matched rank "
                                     "%zu is over the limit of %d (run.rank); give a smaller "
-                                    "budget", e->source, m->ops->name, base->budget, r,
-                                    EXP_MAX_RANK);
-            base->adapter.r = r;
+                                    "budget", e->source, m->ops->name, base->budget,
+                                    base->adapter.r, EXP_MAX_RANK);
         }
         for (size_t i = 0; i < nsh; i++) {
             rc = adapter_check(m->ops, &base->adapter, sh[i].d_out, sh[i].d_in);
-            if (rc != RL_OK) {
-                snprintf(msg, sizeof(msg), "%s", rl_error_msg());
-                return rl_error_set(rc, "%s: %s with rank %zu: %s", e->source, m->ops->name,
-                                    base->adapter.r, msg);
-            }
+            if (rc != RL_OK)
+                return rl_error_prefix(rc, "%s: %s with rank %zu", e->source, m->ops->name,
+                                       base->adapter.r);
         }
         base->n_trainable = adapter_count(m->ops, &base->adapter, sh, nsh);
         count = adapter_count_shared(m->ops, &base->adapter, sh, nsh);
@@ -252,7 +248,7 @@ static int plan_size(const struct experiment *e, const struct exp_method *m, siz
     } else if (e->run_trainable) {
         base->n_trainable = e->run_trainable;
     }
-    out->r = base->adapter.r;
+    out->adapter = base->adapter;
     out->budget = base->budget;
     out->n_trainable = base->n_trainable;
     return RL_OK;
@@ -346,10 +342,9 @@ int cfg_expand(const struct experiment *e, exp_shapes_fn shapes, void *ctx,
                             const struct sized *z = &sz[si * n_set + ti];
                             char id[512];
 
-                            base.adapter = st->adapter;
+                            base.adapter = z->adapter;
                             base.profile = st->profile;
                             base.train = st->train;
-                            base.adapter.r = z->r;
                             base.budget = z->budget;
                             base.n_trainable = z->n_trainable;
                             base.shots = di < e->n_shots ? e->shots[di] : 0;

@@ -266,6 +266,8 @@ char *run_plan_to_ini(const struct run_plan *p)
     sb_kv_f(&b, "vera_d_init", p->adapter.vera_d_init);
     sb_kv(&b, "profile", p->profile);
     sb_kv(&b, "basis", cfg_w_basis[p->adapter.basis]);
+    if (!strcmp(p->method, "nola"))
+        sb_kv_u(&b, "nola_bases", p->adapter.nola_bases);
     sb_kv(&b, "towers", towers_text(p->targets.towers));
     layers_text(&p->targets, tmp, sizeof(tmp));
     sb_kv(&b, "layers", tmp);

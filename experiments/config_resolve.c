@@ -207,7 +207,7 @@ static bool axis_applies(struct parser *ps, const struct adapter_ops *ops, size_
         return true;
     }
     if (!strcmp(key, "alpha"))
-        return !strcmp(name, "lora") || !strcmp(name, "randlora");
+        return !strcmp(name, "lora") || !strcmp(name, "randlora") || !strcmp(name, "nola");
     if (!strcmp(key, "dropout"))
         return (ops->flags & ADAPTER_F_DROPOUT) != 0;
     if (!strcmp(key, "rslora"))
@@ -215,7 +215,7 @@ static bool axis_applies(struct parser *ps, const struct adapter_ops *ops, size_
     if (!strcmp(key, "vera_d_init"))
         return !strcmp(name, "vera");
     if (!strcmp(key, "profile") || !strcmp(key, "basis"))
-        return !strcmp(name, "randlora");
+        return !strcmp(name, "randlora") || !strcmp(name, "nola");
     return false;
 }
 
@@ -236,6 +236,8 @@ static int resolve_setting(struct parser *ps, const struct adapter_ops *ops, siz
     st->adapter.vera_d_init = (float)get_d(ps, "method", "vera_d_init", s);
     get(ps, "method", "basis", s, &v);
     RL_ASSERT(adapter_basis_parse(cfg_w_basis[v.word], &st->adapter.basis) == RL_OK);
+    if (get_u(ps, "method", "nola_bases", s))       /* 0: the profile's k */
+        st->adapter.nola_bases = get_u(ps, "method", "nola_bases", s);
     return resolve_train(ps, s, &st->train);
 }
 
@@ -361,9 +363,9 @@ static int resolve_method(struct parser *ps, size_t reg, struct exp_method *m)
         if ((p = pair(ps, "method", "rank", "budget", s)) < 0)
             return -1;
         if (p == 0) {
-            /* peft's default ranks */
+            /* the method's default rank (peft's; NoLA the paper's 1) */
             m->sizes = xmalloc(sizeof(*m->sizes));
-            m->sizes[0] = !strcmp(ops->name, "vera") ? 256 : !strcmp(ops->name, "lora") ? 8 : 32;
+            m->sizes[0] = ops->default_rank;
             m->n_sizes = 1;
         } else {
             get(ps, "method", p == 1 ? "rank" : "budget", s, &v);

@@ -18,6 +18,7 @@
 #include "results/analysis.h"
 #include "results/plot.h"
 #include "suites.h"
+#include "test_cmd.h"
 #include "test_util.h"
 
 /* ------------------------------------------------------------------------ */
@@ -504,26 +505,7 @@ static char *tpath(const char *name)
     return b;
 }
 
-/* whole file as a NUL-terminated string (caller frees), *len its size */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    n = ftell(f);
-    ck_assert_int_ge(n, 0);
-    rewind(f);
-    buf = xmalloc((size_t)n + 1);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    if (len)
-        *len = (size_t)n;
-    return buf;
-}
+#define slurp test_slurp     /* test_cmd.h */
 
 static long file_size(const char *path)
 {

@@ -428,6 +428,33 @@ END_TEST
 /* ------------------------------------------------------------------------ */
 /* (4) the golden reader against hostile files                               */
 
+static unsigned char *slurp(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *b;
+    long end;
+
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    end = ftell(f);
+    ck_assert(end > 0);
+    rewind(f);
+    b = xmalloc((size_t)end);
+    ck_assert_uint_eq(fread(b, 1, (size_t)end, f), (size_t)end);
+    fclose(f);
+    *size = (size_t)end;
+    return b;
+}
+
+static void spit(const char *path, const unsigned char *b, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+
+    ck_assert_msg(f != NULL, "cannot write %s", path);
+    ck_assert_uint_eq(fwrite(b, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
 static void put_u32(unsigned char *p, uint32_t v)
 {
     p[0] = (unsigned char)v;
@@ -444,7 +471,7 @@ static void expect_reject(const char *path, const unsigned char *b, size_t n, in
     struct golden g;
     int rc;
 
-    test_write_file(path, b, n);
+    spit(path, b, n);
     rl_error_clear();
     rc = golden_open(&g, path, GOLDEN_HINT);
     ck_assert_msg(rc == want, "%s (%zu bytes): rc %d, want %d; %s", what, n, rc, want,
@@ -465,11 +492,11 @@ START_TEST(test_golden_rejects_corrupt)
 
     ck_assert(mkdtemp(dir) != NULL);
     snprintf(path, sizeof(path), "%s/bad.bin", dir);
-    orig = test_read_file(fixture_path(GOLDEN_FILE), &size);
+    orig = slurp(fixture_path(GOLDEN_FILE), &size);
     b = xmalloc(size + 8);
 
     /* the good copy reads */
-    test_write_file(path, orig, size);
+    spit(path, orig, size);
     ck_assert_msg(golden_open(&g, path, GOLDEN_HINT) == RL_OK, "%s", rl_error_msg());
     ck_assert_uint_eq(g.count, 84);
     golden_close(&g);

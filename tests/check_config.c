@@ -365,7 +365,7 @@ START_TEST(test_errors)
                  "t.ini:2: data.sample_seed = 'soon': expected an integer in [0, 2^64) or run");
     expect_error("[method]\nmethods = lora, dora\n", NULL, 0,
                  "t.ini:2: method.methods = 'lora, dora': unknown method 'dora' (known: lora, "
-                 "vera, randlora, full, none)");
+                 "vera, randlora, nola, full, none)");
     expect_error("[data]\nshots =\n", NULL, 0, "t.ini:2: data.shots = '': an empty list");
     expect_error("[data]\nshots = 1,,4\n", NULL, 0,
                  "t.ini:2: data.shots = '1,,4': an empty item in the list");
@@ -376,7 +376,7 @@ START_TEST(test_errors)
                  "(0, 1]");
     expect_error("[train]\nlr.vear = 1e-2\n", NULL, 0,
                  "t.ini:2: train.lr.vear = '1e-2': unknown method 'vear' in the suffix (known: "
-                 "lora, vera, randlora, full, none)");
+                 "lora, vera, randlora, nola, full, none)");
     expect_error("[data]\nshots.lora = 1\n", NULL, 0,
                  "t.ini:2: data.shots.lora = '1': data.shots takes no .METHOD suffix (only the "
                  "[method] keys but methods and the [train] keys do)");

@@ -3,9 +3,11 @@
  *
  * Runs every suite in suites.h, prints Check's summary line, and exits
  * non-zero when any test failed. CK_RUN_SUITE / CK_RUN_CASE select a part;
- * CK_FORK=no runs in-process (for gdb and valgrind).
+ * CK_FORK=no runs in-process (for gdb and valgrind), on one thread.
  */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/threads.h"
 #include "suites.h"
@@ -16,21 +18,28 @@ int main(int argc, char **argv)
         suite_core,
         suite_validators,
         suite_nn,
+        suite_nn_embed,
         suite_attention,
         suite_loss,
         suite_optim,
         suite_block,
         suite_block_pooled,
         suite_adapters,
+        suite_adapter_counts,
+        suite_adapter_methods,
+        suite_nola,
         suite_safetensors,
         suite_datasets,
+        suite_images,
         suite_tokenizer,
         suite_loader,
         suite_analysis,
         suite_clip,
+        suite_clip_model,
         suite_clip_paths,
         suite_clip_recompute,
         suite_adapter_io,
+        suite_adapter_io_hostile,
         suite_config,
         suite_config_grid,
         suite_config_axes,
@@ -40,10 +49,12 @@ int main(int argc, char **argv)
         suite_store_heap,
         suite_store_val,
         suite_encode,
+        suite_model_cmds,
         suite_runner,
         suite_runner_val,
         suite_overwrite,
         suite_analyze,
+        suite_analyze_cka,
         suite_plot,
         suite_sweep,
         suite_dry_run,
@@ -52,12 +63,25 @@ int main(int argc, char **argv)
         suite_report_files,
         suite_sweep_summary,
         suite_bench,
+        suite_docs,
+        suite_commit,
+        suite_stop,
+        suite_limits,
+        suite_refusals,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;
 
     (void)argc;
     threads_exec_wait_policy(argv);
+    /* CK_FORK=no (for gdb and valgrind) runs every test in this process,
+     * and a child forked after OpenMP's pool has started (the tests'
+     * children, a sweep's runs) hangs in its first parallel region: one
+     * thread then, here and in every child (RANDLORA_THREADS) */
+    if (getenv("CK_FORK") && !strcmp(getenv("CK_FORK"), "no")) {
+        setenv("RANDLORA_THREADS", "1", 1);
+        fprintf(stderr, "check_main: CK_FORK=no: every test in this process, on one thread\n");
+    }
     /* tests run on few threads so timings of the suite are stable */
     threads_init(getenv("RANDLORA_THREADS") ? 0 : 2);
     for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++)

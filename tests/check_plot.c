@@ -92,8 +92,8 @@ static void write_synth(const struct synth *y)
     }
     struct store_final f = { .accuracy = y->acc, .loss = 0.5, .peak_rss_bytes = (int64_t)(100 + y->seed) << 20,
                              .images_per_s = 50, .val_accuracy = y->val, .val_loss = 0.6, .has_val = has_val };
-    ck_assert_int_eq(store_write_final(s, &f), RL_OK);
     ck_assert_int_eq(store_finish(s), RL_OK);
+    ck_assert_int_eq(store_write_final(s, &f), RL_OK);
     if (y->analysis) {
         const float sv[3] = { 2.0f, 1.0f, 1e-9f };
         size_t d = 3;
@@ -113,6 +113,7 @@ static void write_synth(const struct synth *y)
         snprintf(ref, sizeof ref, "%s/full-lr0.001-s4-seed1.h5", dir);
         ck_assert_int_eq(store_attr_set_string(s, "/analysis", "reference", ref), RL_OK);
     }
+    ck_assert_int_eq(store_commit(s), RL_OK);
     store_close(s);
     free(idx);
     free(ini);

@@ -31,6 +31,7 @@
 #include "results/run_adapters.h"
 #include "results/store.h"
 #include "suites.h"
+#include "test_cmd.h"
 #include "test_util.h"
 
 static char tmpdir[256];
@@ -91,12 +92,20 @@ static int read_strings(const char *path)
     return first;
 }
 
-/* cmd_info with its output sent to /dev/null; its exit status */
-static int info_quiet(const char *path)
+/* `randlora info FILE`, in-process; its exit status */
+static int info_status(const char *path)
 {
-    char *argv[3] = { "info", (char *)path, NULL };
+    struct test_captured c = test_run_cmd(tmpdir, cmd_info, "info", path, NULL);
+    int status = c.status;
 
-    return test_run_cmd(cmd_info, 2, argv, NULL);
+    test_captured_free(&c);
+    return status;
+}
+
+/* the fixture's bytes (caller frees) */
+static unsigned char *read_fixture(size_t *n)
+{
+    return (unsigned char *)test_slurp(fixture_path("run_lora.h5"), n);
 }
 
 static void setup(void)
@@ -112,13 +121,13 @@ static void teardown(void)
 START_TEST(test_pristine)
 {
     size_t n, at[8];
-    unsigned char *f = test_read_file(fixture_path("run_lora.h5"), &n);
+    unsigned char *f = read_fixture(&n);
     const char *path = test_path(tmpdir, "run.h5");
 
     ck_assert_uint_ge(find_heaps(f, n, at, 8), 1);
     test_write_file(path, f, n);
     ck_assert_msg(read_strings(path) == RL_OK, "%s", rl_error_msg());
-    ck_assert_int_eq(info_quiet(path), 0);
+    ck_assert_int_eq(info_status(path), 0);
     free(f);
 }
 END_TEST
@@ -126,7 +135,7 @@ END_TEST
 START_TEST(test_flipped_object_size)
 {
     size_t n, at[8];
-    unsigned char *f = test_read_file(fixture_path("run_lora.h5"), &n);
+    unsigned char *f = read_fixture(&n);
     const char *path = test_path(tmpdir, "flipped.h5");
     struct store *s;
     char *v = NULL;
@@ -143,7 +152,7 @@ START_TEST(test_flipped_object_size)
                   rl_error_msg());
     ck_assert_int_eq(store_read_config(s, &v), RL_ERR_FORMAT);
     store_close(s);
-    ck_assert_int_eq(info_quiet(path), 2);
+    ck_assert_int_eq(info_status(path), 2);
     free(f);
 }
 END_TEST
@@ -152,7 +161,7 @@ START_TEST(test_every_heap_header_byte)
 {
     static const unsigned char masks[] = { 0x08, 0x80, 0xff };
     size_t n, at[8], nh, tried = 0, refused = 0;
-    unsigned char *f = test_read_file(fixture_path("run_lora.h5"), &n);
+    unsigned char *f = read_fixture(&n);
     const char *path = test_path(tmpdir, "mutant.h5");
 
     nh = find_heaps(f, n, at, 8);

@@ -150,3 +150,42 @@ void write_weights(const struct clip_model *m, const char *dir, const char *skip
     ck_assert_int_eq(st_writer_write(w, path), RL_OK);
     st_writer_free(w);
 }
+
+const char *clip_fixture_dir(void)
+{
+    static char buf[1024];
+
+    snprintf(buf, sizeof(buf), "%s", fixture_path("clip_tiny"));
+    return buf;
+}
+
+void clip_load_dir(struct clip_model *m, const char *dir)
+{
+    int rc = clip_model_load(m, dir);
+
+    ck_assert_msg(rc == RL_OK, "%s: %s", dir, rl_error_msg());
+}
+
+void clip_load_fixture(struct clip_model *m)
+{
+    clip_load_dir(m, clip_fixture_dir());
+}
+
+void clip_open_golden(struct golden *g)
+{
+    char path[1100];
+    int rc;
+
+    snprintf(path, sizeof(path), "%s/golden.bin", clip_fixture_dir());
+    rc = golden_open(g, path, CLIP_GOLDEN_HINT);
+    ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
+}
+
+const float *clip_golden_get(const struct golden *g, const char *name, size_t n)
+{
+    const struct golden_tensor *t = golden_find(g, name);
+
+    ck_assert_msg(t != NULL, "golden tensor '%s' missing (%s)", name, CLIP_GOLDEN_HINT);
+    ck_assert_msg(t->n == n, "golden tensor '%s' has %zu elements, expected %zu", name, t->n, n);
+    return t->data;
+}

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "golden.h"
 #include "models/clip.h"
 
 /* images = texts = B, ids (B,T); borrows m, ca (may be NULL), pixels, ids */
@@ -46,5 +47,19 @@ void tiny_ids(int32_t ids[3 * 7]);
  * `reshape` a transposed shape (either may be NULL) */
 void write_weights(const struct clip_model *m, const char *dir, const char *skip,
                    const char *reshape);
+
+/* the fixture model directory tests/fixtures/clip_tiny (a complete HF-style
+ * directory with golden.bin; fixture_path's rules), in a static buffer */
+const char *clip_fixture_dir(void);
+/* m loaded from it (asserted) */
+void clip_load_fixture(struct clip_model *m);
+
+/* the fixture's golden.bin (written by CLIP_GOLDEN_HINT), opened (asserted) */
+#define CLIP_GOLDEN_HINT "/usr/bin/python3 tests/ref/make_clip_golden.py"
+void clip_open_golden(struct golden *g);
+/* a golden tensor by name with its element count checked */
+const float *clip_golden_get(const struct golden *g, const char *name, size_t n);
+/* m loaded from the model directory dir (asserted) */
+void clip_load_dir(struct clip_model *m, const char *dir);
 
 #endif /* RANDLORA_TESTS_CLIP_HARNESS_H */

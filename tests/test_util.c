@@ -5,14 +5,12 @@
 #include "test_util.h"
 
 #include <check.h>
-#include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/alloc.h"
 
@@ -95,6 +93,16 @@ float *test_randn(struct rng *r, size_t n, float std)
     return x;
 }
 
+double test_max_abs(const float *x, size_t n)
+{
+    double m = 0.0;
+
+    for (size_t i = 0; i < n; i++)
+        if (fabs(x[i]) > m)
+            m = fabs(x[i]);
+    return m;
+}
+
 double test_max_abs_diff(const float *a, const float *b, size_t n)
 {
     double m = 0.0;
@@ -166,50 +174,16 @@ const char *fixture_path(const char *name)
     return path;
 }
 
-unsigned char *test_read_file(const char *path, size_t *size)
+void test_write_file(const char *path, const void *buf, size_t n)
 {
-    FILE *f = fopen(path, "rb");
-    unsigned char *b;
-    long end;
+    FILE *fp = fopen(path, "wb");
 
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    end = ftell(f);
-    ck_assert(end > 0);
-    rewind(f);
-    b = xmalloc((size_t)end);
-    ck_assert_uint_eq(fread(b, 1, (size_t)end, f), (size_t)end);
-    fclose(f);
-    *size = (size_t)end;
-    return b;
+    ck_assert_msg(fp != NULL, "%s: cannot create", path);
+    ck_assert_uint_eq(fwrite(buf, 1, n, fp), n);
+    ck_assert_int_eq(fclose(fp), 0);
 }
 
-void test_write_file(const char *path, const void *data, size_t n)
+void test_write_text(const char *path, const char *text)
 {
-    FILE *f = fopen(path, "wb");
-
-    ck_assert_msg(f != NULL, "cannot write %s", path);
-    ck_assert_uint_eq(fwrite(data, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
-int test_run_cmd(int (*cmd)(int, char **), int argc, char **argv, const char *out)
-{
-    int fd = out ? open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600) : open("/dev/null", O_WRONLY);
-    int so = dup(1), se = dup(2);
-
-    ck_assert_int_ge(fd, 0);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    int rc = cmd(argc, argv);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(so, 1);
-    dup2(se, 2);
-    close(so);
-    close(se);
-    close(fd);
-    return rc;
+    test_write_file(path, text, strlen(text));
 }

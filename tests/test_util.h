@@ -40,6 +40,9 @@ double dot_double(const float *out, const float *r, size_t n);
 /* max over i < n of |a[i] - b[i]|, in double */
 double test_max_abs_diff(const float *a, const float *b, size_t n);
 
+/* max over i < n of |x[i]|, in double */
+double test_max_abs(const float *x, size_t n);
+
 /* freshly allocated (caller frees) arrays */
 float *test_randn(struct rng *r, size_t n, float std);
 float *test_zeros(size_t n);
@@ -55,14 +58,11 @@ void test_tmpdir_remove(const char *dir);
 const char *test_path(const char *dir, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* The whole file at path (malloc'd, *size bytes, at least one) and its
- * inverse; both fail the test on any error. */
-unsigned char *test_read_file(const char *path, size_t *size);
-void test_write_file(const char *path, const void *data, size_t n);
-
-/* cmd(argc, argv) (one of cli/commands.h) with stdout and stderr sent to the
- * file out (NULL: /dev/null); its exit status. */
-int test_run_cmd(int (*cmd)(int, char **), int argc, char **argv, const char *out);
+/* A file (created or truncated) holding buf[0..n); fails the test on an
+ * error. (test_cmd.h's test_slurp reads one.) */
+void test_write_file(const char *path, const void *buf, size_t n);
+/* the same with a NUL-terminated text */
+void test_write_text(const char *path, const char *text);
 
 /* Path of a committed fixture: RANDLORA_FIXTURES or "tests/fixtures", joined
  * with name, in a static buffer. */
