@@ -46,6 +46,7 @@ int main(int argc, char **argv)
         suite_report_files,
         suite_sweep_summary,
         suite_bench,
+        suite_gemm_bf16,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;
