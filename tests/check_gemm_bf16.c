@@ -7,7 +7,8 @@
  * for that element (derived in gemm_bound below and in core/gemm_bf16.h),
  * not a loose constant. On a CPU without AVX512-BF16 or AMX the GEMM tests
  * print why they skip and pass; the conversion, argument and refusal tests
- * run everywhere.
+ * run everywhere. The last tests check the frozen linear's bf16 path
+ * (models/block_linear.c) the same way.
  */
 #include <dnnl.h>
 #include <math.h>
@@ -21,6 +22,8 @@
 #include "core/gemm_bf16.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "models/block_impl.h"
+#include "models/nn.h"
 #include "suites.h"
 #include "test_util.h"
 
@@ -324,6 +327,61 @@ START_TEST(test_gemm_primitive_cache)
 }
 END_TEST
 
+/* A frozen linear on the bf16 path (block_adapters.w_bf16 set, factored,
+ * no adapter): the forward out = b + x W^T and the input gradient
+ * dinp += dout W are the bf16 products, each element within the bound of
+ * gemm_check (the bias and the previous dinp as C0, beta 1); the bias
+ * gradient is fp32, the same bits as linear_backward's. (That a merged
+ * linear ignores the copy: check_clip_bf16.c.) */
+START_TEST(test_frozen_linear_bf16_path)
+{
+    const size_t N = 37, C = 48, OC = 80;
+    struct block_adapters ad;
+    struct rng r;
+    float *x, *w, *b, *dout, *out, *bias_rows, *dinp0, *dinp, *db, *db_ref, *out_ref;
+    bf16 *wh = malloc(OC * C * sizeof(*wh));
+    double worst;
+
+    if (!gemm_available("frozen linear")) {
+        free(wh);
+        return;
+    }
+    rng_init(&r, 1503);
+    x = test_randn(&r, N * C, 1.0f);
+    w = test_randn(&r, OC * C, 0.2f);
+    b = test_randn(&r, OC, 1.0f);
+    dout = test_randn(&r, N * OC, 1.0f);
+    dinp0 = test_randn(&r, N * C, 1.0f);
+    out = test_zeros(N * OC);
+    out_ref = test_zeros(N * OC);
+    bias_rows = test_zeros(N * OC);
+    dinp = test_copy(dinp0, N * C);
+    db = test_zeros(OC);
+    db_ref = test_zeros(OC);
+    for (size_t n = 0; n < N; n++)
+        memcpy(bias_rows + n * OC, b, OC * sizeof(float));
+    memset(&ad, 0, sizeof(ad));
+    bf16_from_f32_array(wh, w, OC * C);
+    ad.w_bf16[BLOCK_LIN_FC1] = wh;
+
+    adapted_linear_forward(out, x, w, b, &ad, BLOCK_LIN_FC1, N, C, OC);
+    ck_assert_uint_eq(gemm_check(out, bias_rows, 1.0f, x, w, GEMM_BF16_B_NK, N, OC, C, 0, 0,
+                                 &worst), 0);
+    /* dinp (N,C) += dout (N,OC) W (OC,C): B = W read as [K=OC, N=C] */
+    adapted_linear_backward(dinp, NULL, db, dout, x, w, &ad, BLOCK_LIN_FC1, N, C, OC);
+    ck_assert_uint_eq(gemm_check(dinp, dinp0, 1.0f, dout, w, GEMM_BF16_B_KN, N, C, OC, 0, 0,
+                                 &worst), 0);
+    linear_backward(NULL, NULL, db_ref, dout, x, w, N, C, OC);
+    ck_assert_int_eq(memcmp(db, db_ref, OC * sizeof(float)), 0);
+    /* not the fp32 result: the bf16 path ran */
+    linear_forward(out_ref, x, w, b, N, C, OC);
+    ck_assert(memcmp(out, out_ref, N * OC * sizeof(float)) != 0);
+
+    free(x); free(w); free(b); free(dout); free(out); free(out_ref); free(bias_rows);
+    free(dinp0); free(dinp); free(db); free(db_ref); free(wh);
+}
+END_TEST
+
 /* bad arguments are refused with a message on any CPU, before oneDNN runs */
 START_TEST(test_gemm_bad_arguments)
 {
@@ -399,6 +457,7 @@ Suite *suite_gemm_bf16(void)
     tcase_add_test(gemm, test_gemm_bf16_inputs_fp32_accumulation);
     tcase_add_test(gemm, test_gemm_check_detects_wrong_results);
     tcase_add_test(gemm, test_gemm_primitive_cache);
+    tcase_add_test(gemm, test_frozen_linear_bf16_path);
     tcase_add_test(gemm, test_gemm_bad_arguments);
     tcase_add_test(gemm, test_gemm_refused_without_bf16_isa);
     suite_add_tcase(s, gemm);

@@ -47,6 +47,7 @@ int main(int argc, char **argv)
         suite_sweep_summary,
         suite_bench,
         suite_gemm_bf16,
+        suite_clip_bf16,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

@@ -41,5 +41,6 @@ Suite *suite_report_files(void);
 Suite *suite_sweep_summary(void);
 Suite *suite_bench(void);
 Suite *suite_gemm_bf16(void);
+Suite *suite_clip_bf16(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */
