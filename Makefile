@@ -97,14 +97,19 @@ deps:
 
 # run and check install dependencies first, then build in a fresh make so
 # pkg-config sees the installed packages.
-# run: the quickstart end to end (README, "Running experiments"): pretrain
-# clip-tiny (cached), the sweep (finished runs kept), analysis, figures.
+# run: the quickstart end to end (README, "The two commands"): pretrain
+# clip-tiny (cached), the sweep (finished runs kept), the per-layer analysis
+# (into analysis.txt: hundreds of lines), the figures, and last the report
+# table, so the final screen is the result.
+QS_DIR = $(OUT_ROOT)/runs/quickstart
 run: deps
 	$(Q)$(MAKE) --no-print-directory randlora
 	./randlora pretrain -c experiments/quickstart.ini
 	./randlora sweep -c experiments/quickstart.ini --resume
-	./randlora analyze $(OUT_ROOT)/runs/quickstart/*.h5
-	./randlora plot $(OUT_ROOT)/runs/quickstart
+	./randlora analyze $(QS_DIR)/*.h5 > $(QS_DIR)/analysis.txt
+	@echo "per-layer analysis (spectra, ranks): $(QS_DIR)/analysis.txt"
+	./randlora plot $(QS_DIR)
+	./randlora report $(QS_DIR) -c experiments/quickstart.ini
 
 check: deps
 	$(Q)$(MAKE) --no-print-directory $(BUILD)/tests/check_main

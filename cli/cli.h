@@ -1,7 +1,8 @@
 /*
  * cli.h: what the subcommands (commands.h) share in reading their command
- * line: the one-line usage error, positive whole numbers, and the refusal to
- * write into an output directory that already holds something.
+ * line: the one-line usage error, positive whole numbers, the refusal to
+ * write into an output directory that already holds something, and the
+ * command line that resumes an interrupted train or sweep.
  */
 #ifndef RANDLORA_EXPERIMENTS_CLI_H
 #define RANDLORA_EXPERIMENTS_CLI_H
@@ -18,6 +19,11 @@ int cli_bad(const char *cmd, bool help_hint, const char *fmt, ...)
  * *out set, else -1 and *out untouched */
 int cli_parse_count(const char *s, size_t max, size_t *out);
 
+/* "randlora CMD ARG... --resume": argv[1..argc) shell-quoted where needed
+ * ('it'\''s'), without --force, with --resume appended unless it is there
+ * (an option's value is never taken for either); allocated, the caller
+ * frees. */
+char *cli_resume_command(const char *cmd, int argc, char **argv);
 /* May CMD write into output directory `dir`? 0 when dir is missing or an
  * empty directory, or when force (the caller then writes into it, replacing
  * files of the same names and leaving the others). Otherwise one line naming

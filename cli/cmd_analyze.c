@@ -445,11 +445,18 @@ attrs:
                        (rc = store_attr_set_string(s, "/analysis", "reference", ref ? ref->path : "")) ||
                        (rc = store_attr_set_int64(s, "/analysis", "topk", (int64_t)topk))))
         goto done;
+    /* everything went into a working copy; now it replaces the file in one
+     * rename (results/store.h, "Commit"): interrupted before, the file is
+     * as it was */
+    rc = store_commit(s);
 done:
     cka_result_free(&cres);
     cka_acts_free(&acts);
     run_adapters_free(&ra);
-    store_close(s);
+    if (rc == RL_OK)
+        rc = store_close(s);
+    else
+        store_close(s);        /* its failure would hide the first one's message */
     return rc;
 }
 

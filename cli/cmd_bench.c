@@ -500,8 +500,8 @@ static void bench_usage(FILE *out)
             "calibration GEMM rate and the peak RSS of a fresh child process.\n"
             "\n"
             "  --model P       a preset (clip-tiny, clip-vit-b-32, ...) or a config.json\n"
-            "  --method M      lora, vera, randlora, full or none (forward only)\n"
-            "  --rank R        default: lora 32, vera 256, randlora 6\n"
+            "  --method M      lora, vera, randlora, nola, full or none (forward only)\n"
+            "  --rank R        default: lora 32, vera 256, randlora 6, nola 1\n"
             "  --batch B       images per micro-batch (default 32)\n"
             "  --accumulate A  micro-batches per optimizer step (default 1)\n"
             "  --classes K     class prompts (default 10)\n"
@@ -692,7 +692,7 @@ int cmd_bench(int argc, char **argv)
     if (!o.method)
         return bad("--method is required");
     if (!adapter_ops_find(o.method))
-        return bad("unknown method '%s' (lora, vera, randlora, full, none)", o.method);
+        return bad("unknown method '%s' (lora, vera, randlora, nola, full, none)", o.method);
     if (o.classes < 2)
         return bad("--classes must be at least 2");
     if (!o.rank)

@@ -18,7 +18,9 @@
  * size, crop_size, resample, do_normalize; Hugging Face's crop rounding
  * (H - size) // 2), else OpenAI CLIP's (CLIP_MEAN / CLIP_STD, torchvision's
  * rounding). Captions are one per line of FILE (a trailing "\r" dropped,
- * empty lines kept as empty captions, so row i is line i + 1), tokenized by
+ * empty lines kept as empty captions, so row i is line i + 1; FILE at most
+ * 1 GiB, a line at most TOK_MAX_TEXT_BYTES = 1 MiB, both checked before
+ * the output is created), tokenized by
  * the model directory's tokenizer as a training run does
  * (runner_load_tokenizer: vocab.json + merges.txt or tokenizer.json; the
  * byte-level tokenizer of a pretrained clip-tiny) and framed as
@@ -29,7 +31,9 @@
  * This is not a run file (results/store.h): it is written here with the
  * HDF5 API directly, fixed-size datasets filled batch by batch (memory stays
  * one batch), into OUT.h5.tmp.PID next to OUT and renamed when complete, so
- * OUT is either absent, the old file, or the whole new one.
+ * OUT is either absent, the old file, or the whole new one. The temporary
+ * file is removed on every failure, a fatal signal included
+ * (cli/tmp_guard.h).
  *
  * Exit status: 0 written; 2 bad usage or bad input (one line on stderr
  * naming the file, key or tensor); 1 other failures.
@@ -47,6 +51,7 @@
 
 #include "core/alloc.h"
 #include "core/progress.h"
+#include "core/read_file.h"
 #include "core/status.h"
 #include "core/threads.h"
 #include "core/timer.h"
@@ -55,6 +60,7 @@
 #include "datasets/transforms.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "cli/tmp_guard.h"
 #include "experiments/runner.h"
 #include "models/clip.h"
 #include "models/tokenizer.h"
@@ -80,7 +86,7 @@ static void encode_usage(FILE *out)
             "                  /image_embeds float32 [N, proj] and /labels int32 [N]\n"
             "  --text FILE     one caption per line through the tokenizer and the text\n"
             "                  tower: writes /text_embeds float32 [N, proj] and\n"
-            "                  /input_ids int32 [N, context]\n"
+            "                  /input_ids int32 [N, context] (lines of at most 1 MiB)\n"
             "  -o OUT.h5       the output (written to a temporary file, then renamed)\n"
             "  --batch N       rows per forward (default %d)\n"
             "  --limit N       only the first N images or lines\n"
@@ -103,48 +109,6 @@ static char *path_join(const char *dir, const char *file)
 
     snprintf(p, n, "%s/%s", dir, file);
     return p;
-}
-
-/* the whole file, NUL-terminated (NULs inside are kept; *len says how many) */
-static int read_file(const char *path, size_t max, char **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    size_t n = 0, cap = 4096;
-    char *buf;
-
-    *out = NULL;
-    *len = 0;
-    if (!f)
-        return rl_error_set(RL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    buf = xmalloc(cap + 1);
-    for (;;) {
-        size_t got = fread(buf + n, 1, cap - n, f);
-
-        n += got;
-        if (n < cap) {
-            int err = ferror(f) ? errno : 0;
-
-            if (err || ferror(f)) {
-                fclose(f);
-                free(buf);
-                return rl_error_set(RL_ERR_IO, "%s: cannot read: %s", path,
-                                    err ? strerror(err) : "read error");
-            }
-            break;
-        }
-        if (cap >= max) {
-            fclose(f);
-            free(buf);
-            return rl_error_set(RL_ERR_FORMAT, "%s: larger than %zu bytes", path, max);
-        }
-        cap *= 2;
-        buf = xrealloc_array(buf, cap + 1, 1);
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return RL_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -253,7 +217,7 @@ static int preproc_load(struct preproc *p, const char *dir, size_t image_size)
     }
     p->from_file = true;
     p->round = CROP_ROUND_HF;
-    if ((rc = read_file(path, PREPROC_MAX_BYTES, &text, &len)))
+    if ((rc = rl_read_file(path, PREPROC_MAX_BYTES, &text, &len)))
         goto out;
     o = cJSON_ParseWithLength(text, len);
     if (!o || !cJSON_IsObject(o)) {
@@ -342,6 +306,7 @@ static int h5_create(struct h5out *o, const char *path)
     o->path = path;
     o->tmp = xmalloc(n);
     snprintf(o->tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    tmp_guard_set(o->tmp);           /* a fatal signal from here on removes it */
     fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl < 0)
         return h5_fail(o, "cannot create");
@@ -351,6 +316,7 @@ static int h5_create(struct h5out *o, const char *path)
     if (o->file < 0) {
         int rc = h5_fail(o, "cannot create");
 
+        tmp_guard_clear();
         free(o->tmp);
         o->tmp = NULL;
         return rc;
@@ -420,6 +386,7 @@ static int h5_commit(struct h5out *o)
                           strerror(errno));
     if (rc)
         unlink(o->tmp);
+    tmp_guard_clear();
     free(o->tmp);
     o->tmp = NULL;
     return rc;
@@ -435,6 +402,7 @@ static void h5_abort(struct h5out *o)
     H5Eclear2(H5E_DEFAULT);
     o->file = -1;
     unlink(o->tmp);
+    tmp_guard_clear();
     free(o->tmp);
     o->tmp = NULL;
 }
@@ -611,7 +579,7 @@ static int encode_text(const struct encode_args *a, const struct clip_model *m)
                           (int)tok_eot(tok), (long long)tc->eos_token_id);
         goto out;
     }
-    if ((rc = read_file(a->text, TEXT_MAX_BYTES, &text, &len)))
+    if ((rc = rl_read_file(a->text, TEXT_MAX_BYTES, &text, &len)))
         goto out;
     split_lines(text, len, &lines, &lens, &n);
     if (a->limit && a->limit < n)
@@ -620,6 +588,13 @@ static int encode_text(const struct encode_args *a, const struct clip_model *m)
         rc = rl_error_set(RL_ERR_FORMAT, "%s: no captions (the file is empty)", a->text);
         goto out;
     }
+    for (size_t i = 0; i < n; i++)   /* before the output exists */
+        if (lens[i] > TOK_MAX_TEXT_BYTES) {
+            rc = rl_error_set(RL_ERR_FORMAT, "%s:%zu: a caption of %zu bytes is longer than the "
+                              "limit of %zu bytes per line", a->text, i + 1, lens[i],
+                              (size_t)TOK_MAX_TEXT_BYTES);
+            goto out;
+        }
     batch = a->batch < n ? a->batch : n;
     clip_text_run_init(&tr, m, batch, 0, false);
     ids = xmalloc_array(batch * ctx, sizeof(int32_t));
@@ -640,19 +615,11 @@ static int encode_text(const struct encode_args *a, const struct clip_model *m)
 
         for (size_t i = 0; i < nb && !rc; i++) {
             rc = tok_encode_n(tok, lines[b0 + i], lens[b0 + i], ids + i * ctx, NULL);
-            if (rc) {
-                char why[512];
-
-                snprintf(why, sizeof why, "%s", rl_error_msg());
-                rc = rl_error_set(rc, "%s:%zu: %s", a->text, b0 + i + 1, why);
-            }
+            if (rc)
+                rc = rl_error_prefix(rc, "%s:%zu", a->text, b0 + i + 1);
         }
-        if (!rc && (rc = clip_text_forward(&tr, m, NULL, ids, nb, ctx, emb))) {
-            char why[512];
-
-            snprintf(why, sizeof why, "%s", rl_error_msg());
-            rc = rl_error_set(rc, "%s: lines %zu-%zu: %s", a->text, b0 + 1, b0 + nb, why);
-        }
+        if (!rc && (rc = clip_text_forward(&tr, m, NULL, ids, nb, ctx, emb)))
+            rc = rl_error_prefix(rc, "%s: lines %zu-%zu", a->text, b0 + 1, b0 + nb);
         if (rc || (rc = h5_write_rows(&o, d_emb, H5T_NATIVE_FLOAT, b0, nb, D, emb)) ||
             (rc = h5_write_rows(&o, d_ids, H5T_NATIVE_INT32, b0, nb, ctx, ids)))
             goto out;

@@ -207,14 +207,28 @@ static int info_results(const char *path)
     int completed = 0;
     if ((rc = store_read_final(s, &f, &completed)))
         goto done;
+    /* a run stopped by a non-finite loss or gradient records why and where
+     * (experiments/runner.c: root attributes stopped, stopped_step) */
+    char *stopped = NULL;
+    int64_t stopped_step = -1;
+    bool was_stopped = store_attr_get_string(s, "/", "stopped", &stopped) == RL_OK;
     if (completed)
         printf("%-12s accuracy %.4f, loss %.6g, peak RSS %.1f MiB, %.1f images/s\n", "final", f.accuracy, f.loss,
                (double)f.peak_rss_bytes / (1024.0 * 1024.0), f.images_per_s);
+    else if (was_stopped)
+        printf("%-12s not written (the run stopped)\n", "final");
     else
         printf("%-12s not written (the run is live, was interrupted, or failed)\n", "final");
     if (completed && f.has_val)
         printf("%-12s val accuracy %.4f, val loss %.6g (the accuracy above is the test set's)\n",
                "final val", f.val_accuracy, f.val_loss);
+    if (was_stopped) {
+        if (store_attr_get_int64(s, "/", "stopped_step", &stopped_step) == RL_OK)
+            printf("%-12s at step %lld: %s\n", "stopped", (long long)stopped_step, stopped);
+        else
+            printf("%-12s %s\n", "stopped", stopped);
+    }
+    free(stopped);
 
     char **names = NULL;
     size_t nn = 0;
@@ -438,7 +452,8 @@ int cmd_info(int argc, char **argv)
     if (argc == 2 && !strcmp(argv[1], "--help")) {
         printf("usage: randlora info FILE|MODEL_DIR\n"
                "Summarise a results file (HDF5): method, counts, steps trained, last loss,\n"
-               "final accuracy, checkpoint, groups present.\n"
+               "final accuracy, checkpoint, why and where a run stopped (a non-finite\n"
+               "loss or gradient), groups present.\n"
                "List a safetensors file: every tensor's name, dtype and shape, the count,\n"
                "the total number of parameters and __metadata__.\n"
                "A model directory (config.json + model.safetensors): the config summary,\n"

@@ -287,10 +287,7 @@ static int merge_run(const char *model_dir, const char *adapter_dir, const char 
         (rc = adapted_targets(weights, &m, &lt, &targets, &nt)))
         goto out;
     if ((rc = clip_adapters_init(&ca, &m, &info.cfg, targets, nt, 1, 1))) {
-        char why[512];
-
-        snprintf(why, sizeof why, "%s", rl_error_msg());
-        rc = rl_error_set(rc, "%s: %s", adapter_dir, why);
+        rc = rl_error_prefix(rc, "%s", adapter_dir);
         goto out;
     }
     mods = xcalloc(ca.n_sites, sizeof(*mods));

@@ -23,20 +23,23 @@ static void params_usage(FILE *out)
 {
     fprintf(out,
             "usage: randlora params --method M (--rank R | --budget P) --shape OUTxIN\n"
-            "                       [--shape OUTxIN ...] [--repeat L] [--profile peft|paper]\n"
-            "                       [--count]\n"
+            "                       [--shape OUTxIN ...] [--repeat L] [--profile P]\n"
+            "                       [--bases K] [--count]\n"
             "\n"
             "Trainable-parameter counts in closed form, per layer shape and in total, and\n"
-            "the shared frozen tensors (VeRA's A/B, RandLoRA's bases).\n"
+            "the shared frozen tensors (VeRA's A/B, RandLoRA's and NoLA's bases).\n"
             "\n"
-            "  --method M      lora, vera, randlora, full or none\n"
+            "  --method M      lora, vera, randlora, nola, full or none\n"
             "  --rank R        the rank (ignored by full and none)\n"
             "  --budget P      instead of --rank: the rank whose count is closest to P\n"
+            "                  (NoLA: the number of bases K, at rank 1)\n"
             "  --shape OUTxIN  an adapted linear layer, weight OUT x IN (repeatable)\n"
             "  --repeat L      the shapes repeat L times (e.g. transformer layers; default 1)\n"
-            "  --profile P     RandLoRA's rules: peft (n = ceil(d/r), default) or paper\n"
-            "                  (n = floor(d/r) + 1)\n"
-            "  --count         print only the trainable count (with --budget: RANK COUNT)\n"
+            "  --profile P     peft (default), paper or paper_2024: RandLoRA's n = ceil(d/r)\n"
+            "                  or floor(d/r) + 1; NoLA's K 256 or 1024\n"
+            "  --bases K       NoLA: random bases per side (default: the profile's)\n"
+            "  --count         print only the trainable count (with --budget: RANK COUNT,\n"
+            "                  NoLA: K COUNT)\n"
             "\n"
             "Example (peft's Llama-3.2-3B benchmark, prints 9175040):\n"
             "  randlora params --method lora --rank 32 --shape 3072x3072 --shape 1024x3072 \\\n"
@@ -68,9 +71,9 @@ static int parse_shape(const char *s, struct adapter_shape *sh)
 int cmd_params(int argc, char **argv)
 {
     const char *method = NULL, *profile = "peft", *rank_s = NULL, *budget_s = NULL;
-    const char *repeat_s = NULL;
+    const char *repeat_s = NULL, *bases_s = NULL;
     struct adapter_shape shapes[MAX_SHAPES], *all;
-    size_t n_shapes = 0, rank = 0, budget = 0, repeat = 1, n_all, total, shared;
+    size_t n_shapes = 0, rank = 0, budget = 0, repeat = 1, n_all, total, shared, bases = 0;
     bool count_only = false;
     const struct adapter_ops *ops;
     struct adapter_cfg cfg;
@@ -88,7 +91,8 @@ int cmd_params(int argc, char **argv)
             continue;
         }
         if (strcmp(o, "--method") && strcmp(o, "--rank") && strcmp(o, "--budget") &&
-            strcmp(o, "--shape") && strcmp(o, "--repeat") && strcmp(o, "--profile"))
+            strcmp(o, "--shape") && strcmp(o, "--repeat") && strcmp(o, "--profile") &&
+            strcmp(o, "--bases"))
             return bad("unknown option '%s'", o);
         if (i + 1 >= argc)
             return bad("%s needs a value", o);
@@ -102,6 +106,8 @@ int cmd_params(int argc, char **argv)
             repeat_s = argv[++i];
         else if (!strcmp(o, "--profile"))
             profile = argv[++i];
+        else if (!strcmp(o, "--bases"))
+            bases_s = argv[++i];
         else {
             if (n_shapes == MAX_SHAPES)
                 return bad("at most 256 --shape options");
@@ -112,10 +118,10 @@ int cmd_params(int argc, char **argv)
         }
     }
     if (!method)
-        return bad("--method is required (lora, vera, randlora, full or none)");
+        return bad("--method is required (lora, vera, randlora, nola, full or none)");
     ops = adapter_ops_find(method);
     if (!ops)
-        return bad("unknown method '%s' (expected lora, vera, randlora, full or none)",
+        return bad("unknown method '%s' (expected lora, vera, randlora, nola, full or none)",
                    method);
     if (n_shapes == 0)
         return bad("at least one --shape OUTxIN is required");
@@ -125,6 +131,10 @@ int cmd_params(int argc, char **argv)
         return bad("give --rank or --budget, not both");
     if (rank_s && cli_parse_count(rank_s, SIZE_MAX, &rank))
         return bad("--rank '%s': expected a positive integer", rank_s);
+    if (bases_s && !(ops->flags & ADAPTER_F_BUDGET_BASES))
+        return bad("--bases is NoLA's; method %s has no bases to set", ops->name);
+    if (bases_s && (cli_parse_count(bases_s, (size_t)1 << 24, &bases) || bases == 0))
+        return bad("--bases '%s': expected an integer in 1 .. 16777216", bases_s);
     if (budget_s && cli_parse_count(budget_s, SIZE_MAX, &budget))
         return bad("--budget '%s': expected a positive integer", budget_s);
     if (budget_s && !(ops->flags & ADAPTER_F_RANK))
@@ -134,7 +144,9 @@ int cmd_params(int argc, char **argv)
 
     adapter_cfg_defaults(&cfg, ops->name, rank);
     if (adapter_cfg_profile(&cfg, profile) != RL_OK)
-        return bad("--profile '%s': expected peft or paper", profile);
+        return bad("--profile '%s': expected peft, paper or paper_2024", profile);
+    if (bases)
+        cfg.nola_bases = bases;
 
     /* the full list: the shapes, repeat times */
     if (!size_mul_ok(n_shapes, repeat, &n_all) || n_all > ((size_t)1 << 24))
@@ -144,13 +156,13 @@ int cmd_params(int argc, char **argv)
         memcpy(all + l * n_shapes, shapes, n_shapes * sizeof(*shapes));
 
     if (budget_s) {
-        rc = adapter_match_budget(ops, &cfg, all, n_all, budget, &rank, &total);
+        rc = adapter_match_budget_cfg(ops, &cfg, all, n_all, budget, &cfg, &total);
         if (rc) {
             free(all);
             fprintf(stderr, "randlora params: %s\n", rl_error_msg());
             return rl_exit_code(rc);
         }
-        cfg.r = rank;
+        rank = cfg.r;
     }
     for (size_t i = 0; i < n_shapes; i++) {
         rc = adapter_check(ops, &cfg, shapes[i].d_out, shapes[i].d_in);
@@ -166,13 +178,14 @@ int cmd_params(int argc, char **argv)
 
     if (count_only) {
         if (budget_s)
-            printf("%zu %zu\n", rank, total);
+            printf("%zu %zu\n", (ops->flags & ADAPTER_F_BUDGET_BASES) ? cfg.nola_bases : rank,
+                   total);
         else
             printf("%zu\n", total);
         return 0;
     }
     printf("method     %s", ops->name);
-    if (!strcmp(ops->name, "randlora"))
+    if (!strcmp(ops->name, "randlora") || !strcmp(ops->name, "nola"))
         printf(" (profile %s)", profile);
     printf("\n");
     if (ops->flags & ADAPTER_F_RANK)
@@ -188,6 +201,8 @@ int cmd_params(int argc, char **argv)
         snprintf(sh, sizeof(sh), "%zux%zu", shapes[i].d_out, shapes[i].d_in);
         if (!strcmp(ops->name, "randlora"))
             snprintf(nb, sizeof(nb), "%zu", randlora_n_bases(&cfg, shapes[i].d_out, shapes[i].d_in));
+        else if (ops->flags & ADAPTER_F_BUDGET_BASES)
+            snprintf(nb, sizeof(nb), "%zu", cfg.nola_bases);
         printf("%-14s %8s %14zu %8zu %16zu\n", sh, nb, per, repeat, per * repeat);
     }
     printf("trainable  %zu\n", total);

@@ -4,17 +4,21 @@
  * experiment file's grid into <output>/<id>.h5, then <output>/summary.tsv
  * and the report table (experiments/sweep.h, results/report.h).
  * Exit status 0 (every selected run complete), 2 for bad usage or bad input
- * (one line; nothing run), 1 when runs failed (the others still ran).
+ * (one line; nothing run), 1 when runs failed (the others still ran), 130 /
+ * 143 after SIGINT / SIGTERM (the running runs record their step and stop).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
+#include "core/interrupt.h"
 #include "core/status.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "experiments/config.h"
+#include "experiments/plan_list.h"
 #include "experiments/runner.h"
 #include "experiments/sweep.h"
 
@@ -26,10 +30,11 @@ static void sweep_usage(FILE *out)
             "usage: randlora sweep -c FILE [-s section.key=value ...] [--jobs N] [--shard I/N]\n"
             "                      [--resume] [--dry-run] [--summary] [-q]\n"
             "\n"
-            "Every run of an experiment file's grid (methods x budgets or ranks x shots x\n"
-            "seeds x datasets), each into <output>/<run id>.h5, then <output>/summary.tsv\n"
-            "(one row per run file) and the report table (randlora report: test accuracy\n"
-            "at each method's setting chosen on validation, over seeds).\n"
+            "Every run of an experiment file's grid (datasets x methods x budgets or ranks\n"
+            "x shots x hyperparameter settings x seeds), each into <output>/<run id>.h5,\n"
+            "then <output>/summary.tsv (one row per run file) and the report table\n"
+            "(randlora report: test accuracy at each method's setting chosen on\n"
+            "validation, over seeds).\n"
             "\n"
             "  -c FILE      the experiment file (INI)\n"
             "  -s S.K=V     override a key (repeatable), e.g. -s train.steps=50\n"
@@ -40,7 +45,8 @@ static void sweep_usage(FILE *out)
             "  --resume     skip runs whose file is complete, continue unfinished ones from\n"
             "               their last checkpoint; without it a sweep refuses to touch an\n"
             "               existing run file\n"
-            "  --dry-run    print the runs (id, method, rank, trainable count, state) only\n"
+            "  --dry-run    print the runs (id, method, rank, lr, steps, effective batch,\n"
+            "               trainable count, state) after opening every dataset; run nothing\n"
             "  --summary    only rewrite summary.tsv from the run files, name the files that\n"
             "               are not runs of the grid, and print the report table\n"
             "  -q           no per-step progress from the runs\n"
@@ -63,6 +69,8 @@ int cmd_sweep(int argc, char **argv)
     struct experiment e;
     struct run_plan *plans = NULL;
     struct runner_shapes shapes = { 0 };
+    char *resume_cmd;
+    size_t *n_train = NULL;
     int rc;
 
     sweep_options_init(&o);
@@ -120,13 +128,21 @@ int cmd_sweep(int argc, char **argv)
     if (summary_only && (o.dry_run || o.n_shards))
         return bad("--summary goes with neither --dry-run nor --shard");
     o.config_path = file;
+    resume_cmd = cli_resume_command("sweep", argc, argv);
+    o.resume_command = resume_cmd;
 
     if ((rc = experiment_load(&e, file, ov, n_ov)) != RL_OK) {
         fprintf(stderr, "randlora sweep: %s\n", rl_error_msg());
+        free(resume_cmd);
         return rl_exit_code(rc);
     }
     rc = experiment_expand(&e, runner_plan_shapes, &shapes, &plans, &n_plans);
     runner_shapes_free(&shapes);
+    if (rc == RL_OK && o.dry_run) {
+        n_train = xcalloc(n_plans ? n_plans : 1, sizeof(*n_train));
+        rc = plan_list_check_data(plans, n_plans, n_train);
+        o.n_train = n_train;
+    }
     if (rc == RL_OK) {
         if (summary_only)
             rc = sweep_write_summary(e.output, plans, n_plans, stdout, stderr, NULL);
@@ -135,7 +151,9 @@ int cmd_sweep(int argc, char **argv)
     }
     if (rc != RL_OK)
         fprintf(stderr, "randlora sweep: %s\n", rl_error_msg());
+    free(n_train);
     run_plans_free(plans, n_plans);
     experiment_free(&e);
-    return rl_exit_code(rc);
+    free(resume_cmd);
+    return interrupt_exit_code(rc);
 }

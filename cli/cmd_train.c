@@ -1,12 +1,17 @@
 /*
  * cmd_train.c: `randlora train -c FILE [-s section.key=value ...] [-o RUN.h5]
- * [--run ID] [--resume | --force]`: one fine-tuning run of an experiment file
- * (experiments/runner.h). The file may expand to several runs: `train` runs
- * the only one, or the one --run names. An existing RUN.h5 is never
- * replaced silently: --resume continues it, --force replaces it, neither is
- * a refusal. Prints one result line (val: with a validation split):
+ * [--run ID] [--resume | --force] [--dry-run]`: one fine-tuning run of an
+ * experiment file (experiments/runner.h). The file may expand to several
+ * runs: `train` runs the only one, or the one --run names; --dry-run lists
+ * them (experiments/plan_list.h) after opening their data, and runs
+ * nothing. An existing RUN.h5 is never replaced silently: --resume
+ * continues it, --force replaces it, neither is a refusal. Prints one result
+ * line (val: with a validation split):
  *     lora-b25000-s4-seed1: accuracy 0.6120 (val 0.6000), 32768 trainable, 100 steps, 41.2 s -> FILE
- * Exit status 0, 2 for bad usage or bad input (one line), 1 otherwise.
+ * Exit status 0, 2 for bad usage or bad input (one line), 1 otherwise (a
+ * results file that cannot be written included), 130 / 143 after SIGINT /
+ * SIGTERM: the step in progress is finished and recorded, then
+ *     randlora train: ID: interrupted at step 7 (SIGINT); resume with randlora train -c x.ini --resume
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,11 +19,13 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/interrupt.h"
 #include "core/status.h"
 #include "core/threads.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "experiments/config.h"
+#include "experiments/plan_list.h"
 #include "experiments/run_lock.h"
 #include "experiments/runner.h"
 
@@ -28,7 +35,7 @@ static void train_usage(FILE *out)
 {
     fprintf(out,
             "usage: randlora train -c FILE [-s section.key=value ...] [-o RUN.h5] [--run ID]\n"
-            "                      [--resume | --force] [-q]\n"
+            "                      [--resume | --force] [--dry-run] [-q]\n"
             "\n"
             "One fine-tuning run of an experiment file: class prompts through the text\n"
             "tower, images through the vision tower, cross-entropy on scaled cosine logits,\n"
@@ -42,6 +49,9 @@ static void train_usage(FILE *out)
             "  --resume     continue RUN.h5 from its last checkpoint\n"
             "  --force      replace an existing RUN.h5 (without --resume or --force an\n"
             "               existing RUN.h5 is refused)\n"
+            "  --dry-run    print the run (or, without --run, every run of the file): id,\n"
+            "               method, rank, lr, steps, effective batch, trainable count,\n"
+            "               after opening its datasets; train nothing, create nothing\n"
             "  -q           no progress line\n");
 }
 
@@ -51,7 +61,26 @@ static void train_usage(FILE *out)
 static int fail(int rc)
 {
     fprintf(stderr, "randlora train: %s\n", rl_error_msg());
-    return rl_exit_code(rc);
+    return interrupt_exit_code(rc);
+}
+
+/* --dry-run: the plans' data opened and counted, one line each */
+static int dry_run_list(const char *file, const struct run_plan *plans, size_t n)
+{
+    size_t *n_train = xcalloc(n ? n : 1, sizeof(*n_train)), w;
+    int rc = plan_list_check_data(plans, n, n_train);
+
+    if (rc != RL_OK) {
+        free(n_train);
+        return fail(rc);
+    }
+    printf("train %s: %zu run%s (dry run: nothing trained)\n", file, n, n == 1 ? "" : "s");
+    w = plan_list_id_width(plans, n);
+    plan_list_header(stdout, w, false);
+    for (size_t i = 0; i < n; i++)
+        plan_list_line(stdout, &plans[i], w, n_train[i], NULL);
+    free(n_train);
+    return 0;
 }
 
 int cmd_train(int argc, char **argv)
@@ -59,14 +88,14 @@ int cmd_train(int argc, char **argv)
     const char *file = NULL, *out = NULL, *run_id = NULL;
     const char *ov[MAX_OVERRIDES];
     size_t n_ov = 0, n_plans = 0;
-    bool resume = false, quiet = false, force = false;
+    bool resume = false, quiet = false, force = false, dry_run = false;
     struct experiment e;
     struct run_plan *plans = NULL, *plan = NULL;
     struct runner_shapes shapes = { 0 };
     struct runner_options o;
     struct runner_result res;
     struct run_lock lk;
-    char path[4096];
+    char path[4096], *resume_cmd = NULL;
     int rc, status;
 
     for (int i = 1; i < argc; i++) {
@@ -86,6 +115,10 @@ int cmd_train(int argc, char **argv)
         }
         if (!strcmp(a, "--force")) {
             force = true;
+            continue;
+        }
+        if (!strcmp(a, "--dry-run")) {
+            dry_run = true;
             continue;
         }
         if (strcmp(a, "-c") && strcmp(a, "-s") && strcmp(a, "-o") && strcmp(a, "--run"))
@@ -121,6 +154,10 @@ int cmd_train(int argc, char **argv)
     for (size_t i = 0; i < n_plans; i++)
         if (run_id ? !strcmp(plans[i].id, run_id) : n_plans == 1)
             plan = &plans[i];
+    if (dry_run && (plan || !run_id)) {
+        status = dry_run_list(file, plan ? plan : plans, plan ? 1 : n_plans);
+        goto done;
+    }
     if (!plan) {
         size_t len = 0, cap = 1;
         char *ids;
@@ -151,6 +188,8 @@ int cmd_train(int argc, char **argv)
     runner_options_init(&o);
     o.resume = resume;
     o.verbosity = quiet ? 0 : 1;
+    resume_cmd = cli_resume_command("train", argc, argv);
+    o.resume_command = resume_cmd;
     if ((rc = run_lock_acquire(&lk, out)) != RL_OK) {
         status = fail(rc);
         goto done;
@@ -160,7 +199,9 @@ int cmd_train(int argc, char **argv)
         status = bad("%s exists; continue it with --resume, or replace it with --force", out);
         goto done;
     }
+    interrupt_install();
     rc = runner_run(plan, out, &o, &res);
+    interrupt_restore();
     run_lock_release(&lk);
     if (rc != RL_OK) {
         status = fail(rc);
@@ -177,6 +218,7 @@ int cmd_train(int argc, char **argv)
                res.accuracy, res.n_trainable, res.steps, res.seconds, out);
     status = 0;
 done:
+    free(resume_cmd);
     run_plans_free(plans, n_plans);
     experiment_free(&e);
     return status;

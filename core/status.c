@@ -6,8 +6,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-static _Thread_local char last_error[1024];
+static _Thread_local char last_error[RL_ERROR_MAX];
 
 const char *rl_strerror(int status)
 {
@@ -19,6 +20,8 @@ const char *rl_strerror(int status)
     case RL_ERR_IO:     return "input/output error";
     case RL_ERR_FORMAT: return "malformed input";
     case RL_ERR_NA:     return "not available";
+    case RL_ERR_WRITE:  return "write failed";
+    case RL_ERR_INTERRUPTED: return "interrupted";
     default:            return "unknown status";
     }
 }
@@ -30,6 +33,36 @@ int rl_error_set(int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof(last_error), fmt, ap);
     va_end(ap);
+    return status;
+}
+
+int rl_error_prefix(int status, const char *fmt, ...)
+{
+    char prefix[RL_ERROR_MAX];
+    size_t np, nm, room;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof(prefix), fmt, ap);
+    va_end(ap);
+    np = strlen(prefix);
+    nm = strlen(last_error);
+    if (nm == 0) {
+        memcpy(last_error, prefix, np + 1);
+        return status;
+    }
+    /* PREFIX ": " MESSAGE, cut to the buffer: the message moves right first
+     * (memmove: it overlaps itself), then the prefix goes in front */
+    room = sizeof(last_error) - 1;
+    if (np > room - 2)
+        np = room - 2;
+    if (nm > room - np - 2)
+        nm = room - np - 2;
+    memmove(last_error + np + 2, last_error, nm);
+    memcpy(last_error, prefix, np);
+    last_error[np] = ':';
+    last_error[np + 1] = ' ';
+    last_error[np + 2 + nm] = '\0';
     return status;
 }
 
@@ -50,6 +83,7 @@ int rl_exit_code(int status)
     case RL_ERR_ARG:
     case RL_ERR_FORMAT:
     case RL_ERR_IO:     return 2;
+    case RL_ERR_INTERRUPTED: return 130;
     default:            return 1;
     }
 }

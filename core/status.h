@@ -13,6 +13,12 @@
  *     ...
  *     int rc = idx_open(&ds, path);
  *     if (rc != RL_OK) { fprintf(stderr, "randlora: %s\n", rl_error_msg()); return rl_exit_code(rc); }
+ *
+ * To add context to a callee's message, prefix it (never pass rl_error_msg()
+ * back into rl_error_set: that formats the buffer into itself):
+ *     if ((rc = adapter_check(...)) != RL_OK)
+ *         return rl_error_prefix(rc, "%s: %s with rank %zu", file, name, r);
+ *     // "x.ini: lora with rank 4096: layer 128x128 is smaller than ..."
  */
 #ifndef RANDLORA_CORE_STATUS_H
 #define RANDLORA_CORE_STATUS_H
@@ -25,6 +31,10 @@ enum rl_status {
     RL_ERR_IO     = -4,   /* a file could not be opened, read or written     */
     RL_ERR_FORMAT = -5,   /* a file's contents are malformed                 */
     RL_ERR_NA     = -6,   /* not available: an optional operation is absent  */
+    RL_ERR_WRITE  = -7,   /* an output could not be written (disk full, I/O
+                             error, read-only file system): exit status 1    */
+    RL_ERR_INTERRUPTED = -8, /* stopped by SIGINT or SIGTERM (core/interrupt.h):
+                                exit status 128 + the signal                 */
 };
 
 /* Short, fixed description of a status code ("bad argument", ...). */
@@ -35,13 +45,25 @@ const char *rl_strerror(int status);
 int rl_error_set(int status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Put a printf-style prefix and ": " before this thread's current message
+ * ("PREFIX: MESSAGE"; just PREFIX when none is recorded) and return
+ * `status`. The prefix is formatted into a buffer of its own, so its
+ * arguments may point into the current message. Over the buffer's size
+ * (RL_ERROR_MAX bytes with the NUL) the prefix is kept whole as far as it
+ * fits and the message's tail is cut; the result is always NUL-terminated. */
+int rl_error_prefix(int status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define RL_ERROR_MAX 1024
+
 /* The last message recorded on this thread, or rl_strerror of nothing. */
 const char *rl_error_msg(void);
 
 /* Forget the last message. */
 void rl_error_clear(void);
 
-/* Process exit status for a status code: 0 ok, 2 bad usage or bad input, 1 otherwise. */
+/* Process exit status for a status code: 0 ok, 2 bad usage or bad input,
+ * 130 interrupted (interrupt_exit_code gives 143 for SIGTERM), 1 otherwise. */
 int rl_exit_code(int status);
 
 /* Always-on assertion for invariants; never for input validation. */

@@ -17,7 +17,9 @@
  * without images is an error.
  *
  * Images are decoded when loaded (image.c), always as RGB (gray files are
- * replicated), with their own size: ds->height and ds->width are 0.
+ * replicated), with their own size: ds->height and ds->width are 0. A file
+ * of more than IMAGE_MAX_PIXELS (2^26) pixels is refused from its header
+ * (image.h): the transforms resize every image to the model's size anyway.
  */
 #include <dirent.h>
 #include <errno.h>

@@ -21,6 +21,17 @@
 #define IMAGE_MAX_FILE ((size_t)1 << 30)
 #define IMAGE_MAX_SIDE 65535u
 
+/* an image file's width x height against IMAGE_MAX_PIXELS, before any
+ * pixel is allocated or decoded */
+static int check_pixels(const char *name, const char *format, size_t w, size_t h)
+{
+    if (w * h <= IMAGE_MAX_PIXELS)           /* sides <= 65535: no overflow */
+        return RL_OK;
+    return rl_error_set(RL_ERR_FORMAT, "%s: %s: %zu x %zu = %zu pixels, more than the limit of "
+                        "%zu pixels for an image file (downscale it)", name, format, w, h, w * h,
+                        (size_t)IMAGE_MAX_PIXELS);
+}
+
 /* --- PNG --------------------------------------------------------------------- */
 
 struct png_ctx {
@@ -80,6 +91,10 @@ static int decode_png(const uint8_t *data, size_t n, const char *name, struct ds
     png_set_read_fn(png, &ctx, png_read_cb);
     png_read_info(png, info);
     png_get_IHDR(png, info, &w, &h, &bit_depth, &color_type, NULL, NULL, NULL);
+    if ((rc = check_pixels(name, "PNG", w, h)) != RL_OK) {
+        png_destroy_read_struct(&png, &info, NULL);
+        return rc;
+    }
     if (color_type == PNG_COLOR_TYPE_PALETTE)
         png_set_palette_to_rgb(png);
     if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8)
@@ -96,11 +111,8 @@ static int decode_png(const uint8_t *data, size_t n, const char *name, struct ds
     if (png_get_rowbytes(png, info) != (size_t)w * (size_t)channels)
         png_error(png, "unexpected row size");
     if ((rc = ds_image_reserve(img, channels, (int)h, (int)w)) != RL_OK) {
-        char msg[256];
-
-        snprintf(msg, sizeof(msg), "%s", rl_error_msg());
         png_destroy_read_struct(&png, &info, NULL);
-        return rl_error_set(rc, "%s: PNG: %s", name, msg);
+        return rl_error_prefix(rc, "%s: PNG", name);
     }
     rows = malloc(h * sizeof(*rows));
     if (!rows)
@@ -174,6 +186,11 @@ static int decode_jpeg(const uint8_t *data, size_t n, const char *name, struct d
         cinfo.out_color_space = JCS_RGB;
         channels = 3;
         break;
+    }
+    if (cinfo.image_width <= IMAGE_MAX_SIDE && cinfo.image_height <= IMAGE_MAX_SIDE &&
+        (rc = check_pixels(name, "JPEG", cinfo.image_width, cinfo.image_height)) != RL_OK) {
+        jpeg_destroy_decompress(&cinfo);
+        return rc;
     }
     if (cinfo.image_width > IMAGE_MAX_SIDE || cinfo.image_height > IMAGE_MAX_SIDE ||
         (rc = ds_image_reserve(img, channels, (int)cinfo.image_height,

@@ -37,13 +37,16 @@
 
 #define MAX_WORD        160          /* longest run without a space in a value */
 #define MAX_LIST        4096
+#define FLOAT_TINY      1e-30        /* smallest non-zero magnitude of a float key */
+#define MAX_PATH_CHARS  1024         /* a path or dataset spec (file names built on it
+                                        stay within the 4096 of PATH_MAX) */
 
 /* ------------------------------------------------------------------------ */
 /* the key table                                                             */
 
 const char *const cfg_w_templates[] = { "prompt", "dataset", NULL };
 const char *const cfg_w_augment[]   = { "none", "flip", "crop_flip", NULL };
-const char *const cfg_w_profile[]   = { "peft", "paper", NULL };
+const char *const cfg_w_profile[]   = { "peft", "paper", "paper_2024", NULL };
 const char *const cfg_w_precision[] = { "fp32", "bf16", NULL };   /* enum clip_precision */
 const char *const cfg_w_basis[]     = { "dense", "sparse", "very_sparse", NULL };
 const char *const cfg_w_module[EXP_N_MODULES] = {
@@ -67,7 +70,7 @@ const struct keydef cfg_keys[] = {
     { "model", "pretrain_corpus",       K_UINT,   0, "20000", 1, BIG, NULL },
     { "model", "pretrain_steps",        K_UINT,   0, "2000", 1, BIG, NULL },
     { "model", "pretrain_batch",        K_UINT,   0, "64", 1, 1e6, NULL },
-    { "model", "pretrain_lr",           K_DOUBLE, F_LO_OPEN, "1e-3", 0, 10, NULL },
+    { "model", "pretrain_lr",           K_DOUBLE, 0, "1e-3", FLOAT_TINY, 10, NULL },
     { "model", "pretrain_weight_decay", K_DOUBLE, 0, "0.1", 0, 10, NULL },
     { "model", "pretrain_warmup",       K_UINT,   0, "100", 0, BIG, NULL },
     { "model", "pretrain_seed",         K_SEED,   0, "0", 0, 0, NULL },
@@ -85,7 +88,7 @@ const struct keydef cfg_keys[] = {
     { "data", "val",         K_VAL,       0, "none", 1, 1e6, NULL },
 
     { "method", "methods",     K_METHODS, 0, "lora", 0, 0, NULL },
-    { "method", "rank",        K_UINTS,   F_SUFFIX, NULL, 1, 1e6, NULL },
+    { "method", "rank",        K_UINTS,   F_SUFFIX, NULL, 1, EXP_MAX_RANK, NULL },
     { "method", "budget",      K_UINTS,   F_SUFFIX, NULL, 1, UMAX, NULL },
     { "method", "alpha",       K_DOUBLE,  F_SUFFIX, "0", 0, 1e6, NULL },
     { "method", "dropout",     K_DOUBLE,  F_SUFFIX | F_HI_OPEN, "0", 0, 1, NULL },
@@ -93,6 +96,7 @@ const struct keydef cfg_keys[] = {
     { "method", "vera_d_init", K_DOUBLE,  F_SUFFIX, "0.1", -1e6, 1e6, NULL },
     { "method", "profile",     K_WORD,    F_SUFFIX, "peft", 0, 0, cfg_w_profile },
     { "method", "basis",       K_WORD,    F_SUFFIX, "dense", 0, 0, cfg_w_basis },
+    { "method", "nola_bases",  K_UINT,    F_SUFFIX, "0", 0, 1 << 24, NULL },
     { "method", "towers",      K_TOWERS,  F_SUFFIX, "vision, text", 0, 0, NULL },
     { "method", "layers",      K_LAYERS,  F_SUFFIX, "*", 0, 0, NULL },
     { "method", "modules",     K_MODULES, F_SUFFIX, "q_proj, k_proj, v_proj, fc1, fc2", 0, 0, NULL },
@@ -103,11 +107,11 @@ const struct keydef cfg_keys[] = {
     { "train", "min_epoch_steps",  K_UINT,   F_SUFFIX, "10", 1, BIG, NULL },
     { "train", "batch",            K_UINT,   F_SUFFIX, "32", 1, 1e6, NULL },
     { "train", "accumulate",       K_UINT,   F_SUFFIX, "1", 1, 1e6, NULL },
-    { "train", "lr",               K_DOUBLE, F_SUFFIX | F_LO_OPEN, "1e-3", 0, 10, NULL },
+    { "train", "lr",               K_DOUBLE, F_SUFFIX, "1e-3", FLOAT_TINY, 10, NULL },
     { "train", "weight_decay",     K_DOUBLE, F_SUFFIX, "0.01", 0, 10, NULL },
     { "train", "beta1",            K_DOUBLE, F_SUFFIX | F_HI_OPEN, "0.9", 0, 1, NULL },
     { "train", "beta2",            K_DOUBLE, F_SUFFIX | F_HI_OPEN, "0.999", 0, 1, NULL },
-    { "train", "eps",              K_DOUBLE, F_SUFFIX, "1e-8", 0, 1, NULL },
+    { "train", "eps",              K_DOUBLE, F_SUFFIX, "1e-8", FLOAT_TINY, 1, NULL },
     { "train", "warmup",           K_UINT,   F_SUFFIX, "0", 0, BIG, NULL },
     { "train", "lr_min",           K_DOUBLE, F_SUFFIX, "0", 0, 10, NULL },
     { "train", "lr_min_ratio",     K_DOUBLE, F_SUFFIX, NULL, 0, 1, NULL },
@@ -122,11 +126,35 @@ const struct keydef cfg_keys[] = {
     { "sweep", "jobs",  K_UINT,  0, "1", 1, 1024, NULL },
 
     { "run", "id",        K_NAME, 0, NULL, 0, 0, NULL },
-    { "run", "rank",      K_UINT, 0, NULL, 1, 1e6, NULL },
+    { "run", "rank",      K_UINT, 0, NULL, 1, EXP_MAX_RANK, NULL },
     { "run", "trainable", K_UINT, 0, NULL, 0, UMAX, NULL },
 };
 
 const size_t cfg_n_keys = sizeof(cfg_keys) / sizeof(cfg_keys[0]);
+
+/* The keys that take a comma list expanded as a grid axis (the run id names
+ * the value after the tag; "" = the value alone). The axes expand in the key
+ * table's order above, the first one outermost. */
+static const struct {
+    const char *section, *key, *tag;
+} axes[] = {
+    { "method", "alpha", "alpha" },       { "method", "dropout", "drop" },
+    { "method", "rslora", "rslora" },     { "method", "vera_d_init", "dinit" },
+    { "method", "profile", "" },          { "method", "basis", "" },
+    { "train", "steps", "steps" },        { "train", "epochs", "ep" },
+    { "train", "batch", "bs" },           { "train", "accumulate", "acc" },
+    { "train", "lr", "lr" },              { "train", "weight_decay", "wd" },
+    { "train", "warmup", "warm" },        { "train", "lr_min", "lrmin" },
+    { "train", "lr_min_ratio", "lrminr" }, { "train", "clip", "clip" },
+};
+
+const char *cfg_axis_tag(const struct keydef *kd)
+{
+    for (size_t i = 0; i < sizeof(axes) / sizeof(axes[0]); i++)
+        if (!strcmp(axes[i].section, kd->section) && !strcmp(axes[i].key, kd->key))
+            return axes[i].tag;
+    return NULL;
+}
 
 const char *const cfg_sections[] = {
     "experiment", "model", "data", "method", "train", "sweep", "run", NULL,
@@ -298,6 +326,26 @@ static bool double_in(const struct keydef *kd, double v)
     return true;
 }
 
+/* v as kd's number: in range as a double and after rounding to float32 (the
+ * training arithmetic), and 0 or at least FLOAT_TINY in magnitude */
+static int check_double(const struct keydef *kd, const char *s, double *out, char *w, size_t wn)
+{
+    char rt[96];
+    double v;
+
+    range_text(kd, rt, sizeof(rt));
+    if (!parse_num(s, &v) || !double_in(kd, v))
+        return why(w, wn, "expected a number %s", rt);
+    if (v != 0.0 && fabs(v) < FLOAT_TINY)
+        return why(w, wn, "expected a number %s, and 0 or at least %g in magnitude (float32 "
+                   "arithmetic)", rt, FLOAT_TINY);
+    if (!double_in(kd, (double)(float)v))
+        return why(w, wn, "expected a number %s also in float32 (it rounds to %.9g there)", rt,
+                   (double)(float)v);
+    *out = v;
+    return 0;
+}
+
 bool cfg_is_preset(const char *s)
 {
     for (size_t i = 0; presets[i]; i++)
@@ -332,6 +380,8 @@ static int check_spec(const char *s, char *w, size_t wn)
     size_t off = 0;
 
     nlen = colon ? (size_t)(colon - s) : len;
+    if (strlen(s) > MAX_PATH_CHARS)
+        return why(w, wn, "expected a dataset spec of at most %d characters", MAX_PATH_CHARS);
     for (size_t i = 0; i < sizeof(readers) / sizeof(readers[0]); i++) {
         const struct dataset_ops *r = readers[i];
 
@@ -405,7 +455,7 @@ static int parse_val(const struct keydef *kd, const char *v, struct value *out, 
 }
 
 /* split a comma list into trimmed items (in a copy, *buf to free) */
-static int split_list(const char *s, char **buf, char ***items, size_t *n, char *w, size_t wn)
+int cfg_split_list(const char *s, char **buf, char ***items, size_t *n, char *w, size_t wn)
 {
     char *copy, *p;
     size_t cap = 1;
@@ -452,7 +502,7 @@ static int split_list(const char *s, char **buf, char ***items, size_t *n, char 
 
 static bool bad_name(const char *s)
 {
-    if (!*s || *s == '.' || strlen(s) > 64)
+    if (!*s || *s == '.' || strlen(s) > EXP_MAX_ID)
         return true;
     for (const char *p = s; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
@@ -461,19 +511,65 @@ static bool bad_name(const char *s)
     return false;
 }
 
+static int parse_one(const struct keydef *kd, const char *v, struct value *out, char *w,
+                     size_t wn);
+
+static bool is_scalar_type(enum ktype t)
+{
+    return t == K_WORD || t == K_UINT || t == K_DOUBLE || t == K_BOOL || t == K_SEED ||
+           t == K_LAYERS;
+}
+
+/* the items of an axis value (a comma list), each parsed as one value; out
+ * holds the first; two items equal (in float32 for numbers) are refused */
+static int parse_axis_list(const struct keydef *kd, const char *v, struct value *out, char *w,
+                           size_t wn)
+{
+    char *buf, **it, sub[512];
+    size_t n;
+    struct value *vals;
+    int rc = 0;
+
+    if (cfg_split_list(v, &buf, &it, &n, w, wn))
+        return -1;
+    vals = xcalloc(n, sizeof(*vals));
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (parse_one(kd, it[i], &vals[i], sub, sizeof(sub))) {
+            rc = why(w, wn, "item '%s': %s", it[i], sub);
+            break;
+        }
+        for (size_t j = 0; j < i && !rc; j++) {
+            bool same = kd->type == K_DOUBLE ? (float)vals[j].d == (float)vals[i].d
+                      : kd->type == K_BOOL   ? vals[j].b == vals[i].b
+                      : kd->type == K_WORD   ? vals[j].word == vals[i].word
+                                             : vals[j].u == vals[i].u;
+
+            if (same)
+                rc = why(w, wn, "'%s' is listed twice%s", it[i],
+                         kd->type == K_DOUBLE && strcmp(it[i], it[j]) ? " (equal in float32)"
+                                                                      : "");
+        }
+    }
+    if (!rc)
+        *out = vals[0];
+    free(vals);
+    free(buf);
+    free(it);
+    return rc;
+}
+
 /* Parse v as kd's type into out; -1 with an explanation in w. */
 int cfg_parse_value(const struct keydef *kd, const char *v, struct value *out, char *w,
                 size_t wn)
 {
-    char rt[96], words[256], *buf = NULL, **it = NULL;
-    size_t n = 0;
-    int rc = 0;
-
     memset(out, 0, sizeof(*out));
     /* every value must survive being written back into an INI file */
     {
         size_t run = 0;
 
+        if (*v == ';')
+            return why(w, wn, "a value cannot start with ';' (an INI file reads it back as a "
+                       "comment)");
         for (const char *p = v; *p; p++) {
             if (*p == '\n' || *p == '\r')
                 return why(w, wn, "a value cannot contain a line break");
@@ -484,6 +580,24 @@ int cfg_parse_value(const struct keydef *kd, const char *v, struct value *out, c
                 return why(w, wn, "has a word longer than %d characters", MAX_WORD);
         }
     }
+    if (is_scalar_type(kd->type) && strchr(v, ',')) {
+        if (cfg_axis_tag(kd))
+            return parse_axis_list(kd, v, out, w, wn);
+        return why(w, wn, "expected one value: %s.%s takes no list (docs/experiments.md lists "
+                   "the keys that do)", kd->section, kd->key);
+    }
+    return parse_one(kd, v, out, w, wn);
+}
+
+/* one value of kd's type (lists: every item) */
+static int parse_one(const struct keydef *kd, const char *v, struct value *out, char *w,
+                     size_t wn)
+{
+    char rt[96], words[256], *buf = NULL, **it = NULL;
+    size_t n = 0;
+    int rc = 0;
+
+    memset(out, 0, sizeof(*out));
     switch (kd->type) {
     case K_NAME:
         if (bad_name(v))
@@ -493,8 +607,13 @@ int cfg_parse_value(const struct keydef *kd, const char *v, struct value *out, c
     case K_TEXT:
         return 0;
     case K_PATH:
+        if (strlen(v) > MAX_PATH_CHARS)
+            return why(w, wn, "expected a path of at most %d characters", MAX_PATH_CHARS);
         return *v ? 0 : why(w, wn, "expected a path");
     case K_MODEL:
+        if (strlen(v) > MAX_PATH_CHARS)
+            return why(w, wn, "expected a preset or a model directory of at most %d characters",
+                       MAX_PATH_CHARS);
         if (cfg_is_preset(v) || (strchr(v, '/') && *v))
             return 0;
         return why(w, wn, "expected a preset (%s) or a model directory (a path with a '/', "
@@ -522,11 +641,7 @@ int cfg_parse_value(const struct keydef *kd, const char *v, struct value *out, c
         }
         return 0;
     case K_DOUBLE:
-        if (!parse_num(v, &out->d) || !double_in(kd, out->d)) {
-            range_text(kd, rt, sizeof(rt));
-            return why(w, wn, "expected a number %s", rt);
-        }
-        return 0;
+        return check_double(kd, v, &out->d, w, wn);
     case K_BOOL:
         if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1"))
             out->b = true;
@@ -583,7 +698,7 @@ int cfg_parse_value(const struct keydef *kd, const char *v, struct value *out, c
     }
 
     /* lists */
-    if (split_list(v, &buf, &it, &n, w, wn))
+    if (cfg_split_list(v, &buf, &it, &n, w, wn))
         return -1;
     switch (kd->type) {
     case K_SPECS:

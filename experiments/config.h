@@ -19,10 +19,13 @@
  *     experiment_free(&e);
  *
  * ---------------------------------------------------------------------------
- * The file. Sections and keys, with their defaults ("-" = no default; see the
- * README's "Experiment files" for the longer story). A value may continue on
+ * The file. Sections and keys, with their defaults ("-" = no default; see
+ * docs/experiments.md for the longer story). A value may continue on
  * indented lines (joined with one space). Comments: lines starting with ';'
- * or '#', and " ;" to the end of a line. Lists are comma-separated.
+ * or '#', and " ;" to the end of a line. Lists are comma-separated. Keys
+ * marked [axis] take a list too, expanded as a grid axis (below). The text
+ * must be UTF-8. Numbers used in float32 must be in range also after
+ * rounding to float32, and 0 or at least 1e-30 in magnitude.
  *
  * [experiment]
  *   name          experiment          [A-Za-z0-9._-], names the output folder
@@ -70,17 +73,21 @@
  *   eval_limit    0                   evaluate on the first N items (0: all)
  * [method]           (every key but `methods` takes a .METHOD suffix)
  *   methods       lora                list of lora, vera, randlora, full, none
- *   rank          -                   list of ranks, axis; absent: the method's
- *                                     peft default (lora 8, vera 256, randlora 32)
+ *   rank          -                   list of ranks in [1, 1e6], axis; absent: the
+ *                                     method's peft default (lora 8, vera 256,
+ *                                     randlora 32)
  *   budget        -                   list of trainable-parameter budgets, axis:
  *                                     each picks the rank whose count is closest
- *                                     (adapter_match_budget); not with `rank`
- *   alpha         0                   0: the method's default (lora 8, randlora 20 r)
- *   dropout       0                   in [0, 1)
- *   rslora        false               LoRA: alpha / sqrt(r)
- *   vera_d_init   0.1                 VeRA's initial lambda_d
- *   profile       peft                peft | paper (RandLoRA's n, scaling, init)
- *   basis         dense               dense | sparse | very_sparse
+ *                                     (adapter_match_budget; at most 1e6); not
+ *                                     with `rank`
+ *   alpha         0                   [axis] in [0, 1e6]; 0: the method's default
+ *                                     (lora 8, randlora 20 r)
+ *   dropout       0                   [axis] in [0, 1)
+ *   rslora        false               [axis] LoRA: alpha / sqrt(r)
+ *   vera_d_init   0.1                 [axis] VeRA's initial lambda_d, in [-1e6, 1e6]
+ *   profile       peft                [axis] peft | paper (RandLoRA's n, scaling,
+ *                                     init)
+ *   basis         dense               [axis] dense | sparse | very_sparse
  *   towers        vision, text        list of vision, text (both = the two)
  *   layers        *                   * | N | A-B (inclusive, 0-based)
  *   modules       q_proj, k_proj, v_proj, fc1, fc2
@@ -88,19 +95,20 @@
  *                                     fc1, fc2, or the groups attn, qkv, mlp, all
  *   init_seed     run                 adapter seed (bases, inits); "run": the run's
  * [train]            (every key takes a .METHOD suffix)
- *   steps         1000                optimizer steps; not with `epochs`
- *   epochs        -                   passes over the sampled training set
+ *   steps         1000                [axis] optimizer steps; not with `epochs`
+ *   epochs        -                   [axis] passes over the sampled training set
  *   min_epoch_steps 10                with epochs: at least this many steps per
  *                                     epoch (the paper's over-sampling)
- *   batch         32                  micro-batch
- *   accumulate    1                   micro-batches per optimizer step
- *   lr            1e-3
- *   weight_decay  0.01                AdamW, decoupled
- *   beta1 0.9, beta2 0.999, eps 1e-8
- *   warmup        0                   linear warmup steps
- *   lr_min        0                   cosine floor; not with `lr_min_ratio`
- *   lr_min_ratio  -                   cosine floor as a fraction of lr
- *   clip          1.0                 max gradient norm, 0: no clipping
+ *   batch         32                  [axis] micro-batch
+ *   accumulate    1                   [axis] micro-batches per optimizer step
+ *   lr            1e-3                [axis] in [1e-30, 10]
+ *   weight_decay  0.01                [axis] AdamW, decoupled, in [0, 10]
+ *   beta1 0.9, beta2 0.999            in [0, 1) (also in float32)
+ *   eps           1e-8                in [1e-30, 1]
+ *   warmup        0                   [axis] linear warmup steps
+ *   lr_min        0                   [axis] cosine floor; not with `lr_min_ratio`
+ *   lr_min_ratio  -                   [axis] cosine floor as a fraction of lr
+ *   clip          1.0                 [axis] max gradient norm, 0: no clipping
  *   eval_every    0                   steps between evaluations (0: at the end)
  *   checkpoint_every 0                steps between checkpoints (0: none)
  *   recompute     false               keep only the layers' inputs and run each
@@ -121,8 +129,10 @@
  *
  * Rules:
  *   - an unknown section or key, a key given twice in a file, a bad value, an
- *     empty list, a value listed twice, an unknown method (also in a suffix),
- *     or a suffix on a key that takes none is RL_ERR_ARG with one line:
+ *     empty list, a value listed twice (numbers: equal in float32), a list on
+ *     a key that takes one value, a value starting with ';', text that is
+ *     not UTF-8, an unknown method (also in a suffix), or a suffix on a key
+ *     that takes none is RL_ERR_ARG with one line:
  *         FILE:LINE: section.key = 'value': what was expected
  *     ("-s:" instead of FILE:LINE for an override);
  *   - `key.METHOD` overrides `key` for that method; of the exclusive pairs
@@ -134,9 +144,26 @@
  *
  * The grid, in this order (outermost first): datasets, methods (as listed),
  * ranks or budgets (as listed; full and none: once), shots then fractions,
- * seeds. Run ids: METHOD[-rR|-bB]-(sK|fF)-seedS, prefixed with the dataset's
- * name when there are several datasets ("lora-r32-s4-seed1",
- * "randlora-b50000-s16-seed2", "full-f0.5-seed1", "dtd-vera-r256-s1-seed1").
+ * the method's settings, seeds. A method's settings are the grid of its
+ * [axis] keys with more than one item (key.METHOD's list replaces the plain
+ * one), in the key table's order (the order above), the last fastest; a key
+ * the method does not read (alpha: lora, randlora; dropout: lora, vera,
+ * randlora; rslora: lora; vera_d_init: vera; profile, basis: randlora;
+ * [train]: all but none; of steps/epochs and lr_min/lr_min_ratio the one in
+ * effect) is no axis for it. Run ids:
+ * [DATASET-]METHOD[-rR|-bB]-(sK|fF)[-TAGvalue...]-seedS, the dataset's name
+ * when there are several datasets, one TAGvalue per axis of the method
+ * (tags alpha drop rslora dinit, profile and basis by value, steps ep bs acc
+ * lr wd warm lrmin lrminr clip; numbers in their shortest exact text):
+ * "lora-r32-s4-seed1", "randlora-b50000-s16-seed2", "full-f0.5-seed1",
+ * "dtd-vera-r256-s1-seed1", "lora-r8-s4-lr3e-3-wd0.1-seed1".
+ *
+ * Expansion refuses (RL_ERR_ARG, one line naming the key, value and limit)
+ * every plan a run file could not read back: an id over EXP_MAX_ID
+ * characters, derived values (experiment.output, model.pretrain_dir,
+ * data.eval) that are not valid values, a matched rank over EXP_MAX_RANK,
+ * counts over EXP_MAX_PARAMS, targets that select no layer, and anything
+ * run_plan_check_roundtrip finds (docs/experiments.md).
  */
 #ifndef RANDLORA_EXPERIMENTS_CONFIG_H
 #define RANDLORA_EXPERIMENTS_CONFIG_H
@@ -152,6 +179,16 @@
 #define EXP_TOWER_VISION 1u
 #define EXP_TOWER_TEXT   2u
 #define EXP_N_MODULES    6
+
+/* the most runs a grid may have (and settings a method's axes may give) */
+#define EXP_MAX_RUNS     1000000
+/* the largest rank (method.rank, run.rank, a budget-matched rank) */
+#define EXP_MAX_RANK     1000000
+/* the most trainable, and shared frozen, parameters of one run (16 GiB of
+ * float32 each) */
+#define EXP_MAX_PARAMS   (UINT64_C(1) << 32)
+/* the longest run id (run.id, a name) */
+#define EXP_MAX_ID       64
 
 struct exp_targets {
     unsigned towers;            /* EXP_TOWER_* bits                          */
@@ -197,18 +234,31 @@ struct exp_model {
     uint64_t pretrain_seed;
 };
 
+/* One point of a method's hyperparameter axes (a value of each key that
+ * takes a list), resolved. */
+struct exp_setting {
+    struct adapter_cfg adapter; /* r = 0 and seed = 0 until a plan sets them */
+    const char *profile;        /* "peft" or "paper"                         */
+    struct exp_train train;
+    char    *tag;               /* the run-id part naming the axes' values,
+                                   "-lr0.003-wd0.1"; "" without axes (owned) */
+};
+
 /* one entry of method.methods with every per-method key resolved */
 struct exp_method {
     const struct adapter_ops *ops;  /* ops->name is the method's name        */
     bool     by_budget;         /* sizes are budgets (else ranks)            */
     size_t  *sizes;             /* ranks or budgets; NULL for full and none  */
     size_t   n_sizes;
-    struct adapter_cfg adapter; /* r = 0 and seed = 0 until a plan sets them */
-    const char *profile;        /* "peft" or "paper"                         */
+    struct exp_setting *settings;   /* the grid of the method's axes, first
+                                   axis outermost; at least one          */
+    size_t   n_settings;
+    struct adapter_cfg adapter; /* = settings[0] (the first of every list)   */
+    const char *profile;
     struct exp_targets targets;
     bool     init_seed_set;     /* false: the run's seed                     */
     uint64_t init_seed;
-    struct exp_train train;
+    struct exp_train train;     /* = settings[0].train                       */
 };
 
 /* the sweep: a parsed, validated experiment file */
@@ -284,8 +334,9 @@ size_t experiment_n_runs(const struct experiment *e);
 
 /* The grid as plans, in the order above. `shapes` may be NULL when no method
  * uses a budget (n_trainable is then 0); otherwise every plan is checked
- * against its shapes (a rank a layer refuses is RL_ERR_ARG) and counted.
- * RL_ERR_ARG when two runs would get the same id. */
+ * against its shapes (a rank a layer refuses, targets that select no layer:
+ * RL_ERR_ARG) and counted. RL_ERR_ARG when two runs would get the same id or
+ * a plan would not read back from its run file (above). */
 int  experiment_expand(const struct experiment *e, exp_shapes_fn shapes, void *ctx,
                        struct run_plan **plans, size_t *n_plans);
 void run_plan_free(struct run_plan *p);
@@ -295,6 +346,19 @@ void run_plans_free(struct run_plan *plans, size_t n);
  * every key explicit, [run] pinning id, matched rank and count. Parsing it
  * and expanding (shapes not needed) gives the same plan. */
 char *run_plan_to_ini(const struct run_plan *p);
+
+/* Whether the plan survives being stored: run_plan_to_ini(p) parsed back
+ * (experiment_parse, as export, analyze and plot read a run file's /config)
+ * and expanded gives one plan equal to p in every field (run_plan_diff), and
+ * rendering that gives the same text. RL_OK, or RL_ERR_ARG with one line
+ * ("its stored configuration would not read back: ..."). experiment_expand
+ * runs it on every plan; a fuzzer may call it on any plan experiment_expand
+ * returned. */
+int  run_plan_check_roundtrip(const struct run_plan *p);
+
+/* NULL when a and b are the same run in every field but `index`, else the
+ * key of the first field that differs ("train.lr", "data.eval", ...). */
+const char *run_plan_diff(const struct run_plan *a, const struct run_plan *b);
 
 /* data.val as the experiment file writes it ("8", "0.1", a spec; "none"). */
 void exp_val_text(const struct exp_val *v, char *buf, size_t size);

@@ -3,9 +3,11 @@
  * API (that is config.h). The key table's types, the typed values and the
  * helpers the parts share:
  *   config.c         the key table and the typed values
- *   config_ini.c     stage 1 (collect: INI via libinih, overrides) and
- *                    stage 2 (resolve)
+ *   config_ini.c     stage 1 (collect: INI via libinih, overrides)
+ *   config_resolve.c stage 2 (resolve: typed fields, per-method keys,
+ *                    the settings of each method's axes)
  *   config_plan.c    stage 3 (expand: plans, run ids)
+ *   config_check.c   what a run file must read back, checked at expansion
  *   config_render.c  a plan rendered back as INI
  */
 #ifndef EXPERIMENTS_CONFIG_IMPL_H
@@ -104,8 +106,67 @@ bool cfg_is_preset(const char *s);
 size_t cfg_strip_split(const char *s);
 int cfg_parse_value(const struct keydef *kd, const char *v, struct value *out, char *w,
                 size_t wn);
+/* Split a comma list into trimmed items: *items point into *buf (caller
+ * frees both); -1 with the reason in w for an empty list or item. */
+int cfg_split_list(const char *s, char **buf, char ***items, size_t *n, char *w, size_t wn);
+/* The run-id tag of a key that takes a list expanded as a grid axis ("lr",
+ * "wd", ...; "" for a value named by itself), NULL for any other key. */
+const char *cfg_axis_tag(const struct keydef *kd);
 
 /* config_plan.c */
+/* the shortest text that strtod reads back as v ("%.*g") */
 void cfg_fmt_double(char *buf, size_t cap, double v);
+/* the same, or its exponent form when that is shorter, with the exponent
+ * written plainly: 0.003 -> "3e-3", 1e-05 -> "1e-5", 0.01 -> "0.01" (run ids) */
+void cfg_fmt_id_number(char *buf, size_t cap, double v);
+
+/* config_ini.c / config_resolve.c: the collected file */
+struct entry {
+    char *value;            /* NULL: not set                      */
+    const char *src;        /* file name or "-s"                  */
+    int   line;             /* 0 for an override                  */
+};
+
+struct parser {
+    struct entry *ent;      /* N_KEYS x n_slots                   */
+    size_t n_slots;         /* 1 + registry size                  */
+    const char *where;
+    /* reader */
+    const char *p;
+    int line;
+    bool indented;
+    /* the entry whose value is still growing, for continuations */
+    struct entry *pending;
+    size_t pending_key, pending_slot;
+    /* first error */
+    int err_line;           /* 0: none; -1: not tied to a line     */
+    int err_rc;
+    /* stage 2: per key, the item of an axis list that the setting being
+     * resolved takes (NULL: the key's own text); N_KEYS entries or NULL */
+    const char **pick;
+};
+
+struct entry *cfg_slot(struct parser *ps, size_t k, size_t s);
+const char *cfg_slot_suffix(const struct parser *ps, size_t s);   /* NULL for slot 0 */
+/* "FILE:LINE" or "-s" or "FILE" */
+const char *cfg_loc(const struct parser *ps, const struct entry *en, char *buf, size_t cap);
+/* record the first error (rl_error_set) */
+void cfg_fail_at(struct parser *ps, int line, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int  cfg_collect(struct parser *ps, const char *text, const char *where,
+                 const char *const *ov, size_t n_ov);
+void cfg_parser_free(struct parser *ps);
+/* stage 2; -1 with the error recorded in ps */
+int  cfg_resolve(struct parser *ps, struct experiment *e);
+
+/* experiment_expand; check_store false skips cfg_check_plan (which expands
+ * the rendered plan again itself) */
+int cfg_expand(const struct experiment *e, exp_shapes_fn shapes, void *ctx,
+               struct run_plan **plans, size_t *n_plans, bool check_store);
+
+/* config_check.c: what a run file must read back, checked at expansion.
+ * RL_ERR_ARG with one line starting with source. */
+int cfg_check_run_id(const char *source, const char *id);
+int cfg_check_plan(const char *source, const struct run_plan *p);
 
 #endif

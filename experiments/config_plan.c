@@ -21,9 +21,12 @@
 /* ------------------------------------------------------------------------ */
 /* stage 3: expand                                                           */
 
+/* runs of one method per dataset, shots or fraction and seed */
 static size_t method_runs(const struct exp_method *m)
 {
-    return m->n_sizes ? m->n_sizes : 1;
+    size_t n = m->n_sizes ? m->n_sizes : 1;
+
+    return size_mul_ok(n, m->n_settings, &n) ? n : SIZE_MAX;
 }
 
 static bool mul_ok(size_t *acc, size_t b)
@@ -45,7 +48,6 @@ size_t experiment_n_runs(const struct experiment *e)
     return n;
 }
 
-/* shortest text that strtod reads back as v */
 void cfg_fmt_double(char *buf, size_t cap, double v)
 {
     for (int prec = 1; prec <= 17; prec++) {
@@ -53,6 +55,43 @@ void cfg_fmt_double(char *buf, size_t cap, double v)
         if (strtod(buf, NULL) == v)
             return;
     }
+}
+
+/* "3e-05" -> "3e-5", "1e+06" -> "1e6" in place */
+static void plain_exponent(char *s)
+{
+    char *e = strchr(s, 'e'), *d;
+
+    if (!e)
+        return;
+    d = e + 1;
+    if (*d == '+')
+        memmove(d, d + 1, strlen(d));
+    else if (*d == '-')
+        d++;
+    while (d[0] == '0' && d[1])
+        memmove(d, d + 1, strlen(d));
+}
+
+void cfg_fmt_id_number(char *buf, size_t cap, double v)
+{
+    char fixed[64] = "", expo[48];
+    int prec;
+
+    for (prec = 1; prec < 17; prec++) {
+        snprintf(expo, sizeof(expo), "%.*e", prec - 1, v);
+        if (strtod(expo, NULL) == v)
+            break;
+    }
+    snprintf(expo, sizeof(expo), "%.*e", prec - 1, v);
+    plain_exponent(expo);
+    if (fabs(v) < 1e15)
+        for (int d = 0; d <= 20; d++) {
+            snprintf(fixed, sizeof(fixed), "%.*f", d, v);
+            if (strtod(fixed, NULL) == v)
+                break;
+        }
+    snprintf(buf, cap, "%s", *fixed && strlen(fixed) <= strlen(expo) ? fixed : expo);
 }
 
 /* a file-name-safe tag for a dataset spec: "fashion-mnist", "dtd" */
@@ -134,9 +173,17 @@ static int cmp_id(const void *a, const void *b)
     return strcmp((*x)->id, (*y)->id);
 }
 
-/* r, budget, counts for one (dataset, method, size) */
+/* the rank, budget and counts of one (dataset, method, size, setting) */
+struct sized {
+    struct adapter_cfg adapter;   /* the setting's, with the matched rank (or NoLA's k) */
+    size_t budget, n_trainable;
+};
+
+/* r, budget, counts for one (dataset, method, size, setting) into *out; the
+ * limits a run file must be able to read back are checked here, before
+ * anything is allocated for the run */
 static int plan_size(const struct experiment *e, const struct exp_method *m, size_t size_i,
-                     struct run_plan *base, exp_shapes_fn shapes, void *ctx)
+                     struct run_plan *base, exp_shapes_fn shapes, void *ctx, struct sized *out)
 {
     const struct adapter_shape *sh = NULL;
     size_t nsh = 0, r = 0, count = 0;
@@ -165,28 +212,82 @@ static int plan_size(const struct experiment *e, const struct exp_method *m, siz
         rc = shapes(ctx, base, &sh, &nsh);
         if (rc != RL_OK)
             return rc;
+        if (nsh == 0 && strcmp(m->ops->name, "none")) {
+            char spec[256] = "";
+
+            exp_targets_spec(&base->targets, spec, sizeof(spec));
+            return rl_error_set(RL_ERR_ARG, "%s: %s: method.towers, method.layers and "
+                                "method.modules (%s) select no layer of model %s", e->source,
+                                m->ops->name, spec, base->model.name);
+        }
         if (m->by_budget && !e->run_rank) {
-            rc = adapter_match_budget(m->ops, &base->adapter, sh, nsh, base->budget, &r, &count);
+            rc = adapter_match_budget_cfg(m->ops, &base->adapter, sh, nsh, base->budget,
+                                          &base->adapter, &count);
             if (rc != RL_OK)
-                return rl_error_set(rc, "%s: %s at budget %zu: %s", e->source, m->ops->name,
-                                    base->budget, rl_error_msg());
-            base->adapter.r = r;
+                return rl_error_prefix(rc, "%s: %s at budget %zu", e->source, m->ops->name,
+                                       base->budget);
+            if (base->adapter.r > EXP_MAX_RANK)
+                return rl_error_set(RL_ERR_ARG, "%s: %s at method.budget = %zu: the matched rank "
+                                    "%zu is over the limit of %d (run.rank); give a smaller "
+                                    "budget", e->source, m->ops->name, base->budget,
+                                    base->adapter.r, EXP_MAX_RANK);
         }
         for (size_t i = 0; i < nsh; i++) {
             rc = adapter_check(m->ops, &base->adapter, sh[i].d_out, sh[i].d_in);
             if (rc != RL_OK)
-                return rl_error_set(rc, "%s: %s with rank %zu: %s", e->source, m->ops->name,
-                                    base->adapter.r, rl_error_msg());
+                return rl_error_prefix(rc, "%s: %s with rank %zu", e->source, m->ops->name,
+                                       base->adapter.r);
         }
         base->n_trainable = adapter_count(m->ops, &base->adapter, sh, nsh);
+        count = adapter_count_shared(m->ops, &base->adapter, sh, nsh);
+        if (base->n_trainable > EXP_MAX_PARAMS || count > EXP_MAX_PARAMS)
+            return rl_error_set(RL_ERR_ARG, "%s: %s with rank %zu: %zu trainable and %zu shared "
+                                "frozen parameters, over the limit of %llu each", e->source,
+                                m->ops->name, base->adapter.r, base->n_trainable, count,
+                                (unsigned long long)EXP_MAX_PARAMS);
     } else if (e->run_trainable) {
         base->n_trainable = e->run_trainable;
     }
+    out->adapter = base->adapter;
+    out->budget = base->budget;
+    out->n_trainable = base->n_trainable;
     return RL_OK;
+}
+
+/* the run id: [DATASET-]METHOD[-rR|-bB]-(sK|fF)[AXES]-seedS, checked against
+ * what run.id accepts */
+static int plan_id(const struct experiment *e, const char *tag, const struct exp_method *m,
+                   size_t size_i, const struct run_plan *base, const struct exp_setting *st,
+                   char *id, size_t cap)
+{
+    char size_part[48] = "", data_part[48];
+
+    if (m->n_sizes)
+        snprintf(size_part, sizeof(size_part), "-%c%zu", m->by_budget ? 'b' : 'r',
+                 m->sizes[size_i]);
+    if (base->shots) {
+        snprintf(data_part, sizeof(data_part), "s%zu", base->shots);
+    } else {
+        char f[32];
+
+        cfg_fmt_double(f, sizeof(f), base->fraction);
+        snprintf(data_part, sizeof(data_part), "f%s", f);
+    }
+    snprintf(id, cap, "%s%s%s%s-%s%s-seed%llu", tag, *tag ? "-" : "", m->ops->name, size_part,
+             data_part, st->tag, (unsigned long long)base->seed);
+    if (e->run_id)
+        return RL_OK;
+    return cfg_check_run_id(e->source, id);
 }
 
 int experiment_expand(const struct experiment *e, exp_shapes_fn shapes, void *ctx,
                       struct run_plan **plans_out, size_t *n_out)
+{
+    return cfg_expand(e, shapes, ctx, plans_out, n_out, true);
+}
+
+int cfg_expand(const struct experiment *e, exp_shapes_fn shapes, void *ctx,
+               struct run_plan **plans_out, size_t *n_out, bool check_store)
 {
     size_t n = experiment_n_runs(e), k = 0, n_data = e->n_shots + e->n_fractions;
     struct run_plan *plans, base;
@@ -194,9 +295,9 @@ int experiment_expand(const struct experiment *e, exp_shapes_fn shapes, void *ct
 
     *plans_out = NULL;
     *n_out = 0;
-    if (n == SIZE_MAX || n > 1000000)
-        return rl_error_set(RL_ERR_ARG, "%s: the grid is too large (more than a million runs)",
-                            e->source);
+    if (n == SIZE_MAX || n > EXP_MAX_RUNS)
+        return rl_error_set(RL_ERR_ARG, "%s: the grid is too large (more than %d runs)",
+                            e->source, EXP_MAX_RUNS);
     if (e->run_id && n != 1)
         return rl_error_set(RL_ERR_ARG, "%s: [run] pins one run but the grid has %zu", e->source,
                             n);
@@ -221,53 +322,47 @@ int experiment_expand(const struct experiment *e, exp_shapes_fn shapes, void *ct
         base.eval = e->evals[d];
         for (size_t mi = 0; mi < e->n_methods && rc == RL_OK; mi++) {
             const struct exp_method *m = &e->methods[mi];
+            size_t n_sizes = m->n_sizes ? m->n_sizes : 1, n_set = m->n_settings;
+            struct sized *sz = xcalloc(n_sizes * n_set, sizeof(*sz));
 
             base.method = m->ops->name;
-            base.adapter = m->adapter;
-            base.profile = m->profile;
             base.targets = m->targets;
-            base.train = m->train;
-            for (size_t si = 0; si < method_runs(m) && rc == RL_OK; si++) {
-                char size_part[48] = "";
-
-                rc = plan_size(e, m, si, &base, shapes, ctx);
-                if (rc != RL_OK)
-                    break;
-                if (m->n_sizes)
-                    snprintf(size_part, sizeof(size_part), "-%c%zu", m->by_budget ? 'b' : 'r',
-                             m->sizes[si]);
-                for (size_t di = 0; di < n_data; di++) {
-                    for (size_t zi = 0; zi < e->n_seeds; zi++) {
-                        struct run_plan *p = &plans[k];
-                        char data_part[48], id[512];
-
-                        if (di < e->n_shots) {
-                            base.shots = e->shots[di];
-                            base.fraction = 0;
-                            snprintf(data_part, sizeof(data_part), "s%zu", base.shots);
-                        } else {
-                            char f[32];
-
-                            base.shots = 0;
-                            base.fraction = e->fractions[di - e->n_shots];
-                            cfg_fmt_double(f, sizeof(f), base.fraction);
-                            snprintf(data_part, sizeof(data_part), "f%s", f);
-                        }
-                        base.seed = e->seeds[zi];
-                        base.sample_seed = e->sample_seed_set ? e->sample_seed : base.seed;
-                        base.adapter.seed = m->init_seed_set ? m->init_seed : base.seed;
-                        base.train.seed = m->train.seed_set ? m->train.seed : base.seed;
-                        base.train.seed_set = true;
-                        snprintf(id, sizeof(id), "%s%s%s%s-%s-seed%llu", tag, *tag ? "-" : "",
-                                 m->ops->name, size_part, data_part,
-                                 (unsigned long long)base.seed);
-                        base.id = e->run_id ? e->run_id : id;
-                        base.index = k;
-                        plan_copy(p, &base);
-                        k++;
-                    }
+            /* budget matching once per (size, setting): a setting can change
+             * the count (profile, basis, rslora) */
+            for (size_t si = 0; si < n_sizes && rc == RL_OK; si++)
+                for (size_t ti = 0; ti < n_set && rc == RL_OK; ti++) {
+                    base.adapter = m->settings[ti].adapter;
+                    rc = plan_size(e, m, si, &base, shapes, ctx, &sz[si * n_set + ti]);
                 }
-            }
+            for (size_t si = 0; si < n_sizes && rc == RL_OK; si++)
+                for (size_t di = 0; di < n_data && rc == RL_OK; di++)
+                    for (size_t ti = 0; ti < n_set && rc == RL_OK; ti++)
+                        for (size_t zi = 0; zi < e->n_seeds && rc == RL_OK; zi++) {
+                            const struct exp_setting *st = &m->settings[ti];
+                            const struct sized *z = &sz[si * n_set + ti];
+                            char id[512];
+
+                            base.adapter = z->adapter;
+                            base.profile = st->profile;
+                            base.train = st->train;
+                            base.budget = z->budget;
+                            base.n_trainable = z->n_trainable;
+                            base.shots = di < e->n_shots ? e->shots[di] : 0;
+                            base.fraction = di < e->n_shots ? 0 : e->fractions[di - e->n_shots];
+                            base.seed = e->seeds[zi];
+                            base.sample_seed = e->sample_seed_set ? e->sample_seed : base.seed;
+                            base.adapter.seed = m->init_seed_set ? m->init_seed : base.seed;
+                            base.train.seed = st->train.seed_set ? st->train.seed : base.seed;
+                            base.train.seed_set = true;
+                            rc = plan_id(e, tag, m, si, &base, st, id, sizeof(id));
+                            if (rc != RL_OK)
+                                break;
+                            base.id = e->run_id ? e->run_id : id;
+                            base.index = k;
+                            plan_copy(&plans[k], &base);
+                            k++;
+                        }
+            free(sz);
         }
     }
     if (rc == RL_OK) {
@@ -282,6 +377,9 @@ int experiment_expand(const struct experiment *e, exp_shapes_fn shapes, void *ct
                                   "distinct names)", e->source, order[i]->id);
         free(order);
     }
+    /* everything a run file must read back: refused here, never trained */
+    for (size_t i = 0; i < n && rc == RL_OK && check_store; i++)
+        rc = cfg_check_plan(e->source, &plans[i]);
     if (rc != RL_OK) {
         run_plans_free(plans, k);
         return rc;

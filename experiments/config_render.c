@@ -50,11 +50,13 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-/* key = value, wrapped onto indented continuation lines at single spaces */
+/* key = value, wrapped onto indented continuation lines at single spaces
+ * (a continuation line may not hold '=': the first cut comes after the last
+ * one; libinih reads lines of at most INI_MAX_LINE - 3 characters) */
 static void sb_kv(struct sbuf *b, const char *key, const char *value)
 {
     size_t col = strlen(key) + 3;
-    const char *p = value;
+    const char *p = value, *last_eq = strrchr(value, '=');
 
     sb_printf(b, "%s =", key);
     if (!*p) {
@@ -65,11 +67,14 @@ static void sb_kv(struct sbuf *b, const char *key, const char *value)
     while (*p) {
         /* the longest piece that fits, ending before a single space */
         size_t len = strlen(p), cut = len;
+        size_t min_cut = last_eq && last_eq >= p ? (size_t)(last_eq - p) + 1 : 1;
 
-        if (col + len > WRAP_COL && !strchr(p, '=')) {
+        /* a value with '=' stays on one line while that line can be read
+         * (as run files written before wrapping it stored it) */
+        if (col + len > WRAP_COL && (!last_eq || col + len > INI_MAX_LINE - 3)) {
             size_t best = 0;
 
-            for (size_t i = 1; i + 1 < len; i++)
+            for (size_t i = min_cut; i + 1 < len; i++)
                 if (p[i] == ' ' && p[i - 1] != ' ' && p[i + 1] != ' ' && p[i + 1] != ';' &&
                     p[i + 1] != '#' && (col + i <= WRAP_COL || !best))
                     best = i;
@@ -261,6 +266,8 @@ char *run_plan_to_ini(const struct run_plan *p)
     sb_kv_f(&b, "vera_d_init", p->adapter.vera_d_init);
     sb_kv(&b, "profile", p->profile);
     sb_kv(&b, "basis", cfg_w_basis[p->adapter.basis]);
+    if (!strcmp(p->method, "nola"))
+        sb_kv_u(&b, "nola_bases", p->adapter.nola_bases);
     sb_kv(&b, "towers", towers_text(p->targets.towers));
     layers_text(&p->targets, tmp, sizeof(tmp));
     sb_kv(&b, "layers", tmp);

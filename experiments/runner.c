@@ -1,26 +1,26 @@
 /*
  * runner.c: one fine-tuning run (runner.h): the model, tokenizer, data and
- * adapters of a plan, the results file, resume, the step loop, the final
- * records. The step and the evaluation are in train_step.c; the model,
- * tokenizer and shape helpers other commands share in runner_model.c.
+ * adapters of a plan, resume, the step loop, interruption (SIGINT, SIGTERM).
+ * The step and the evaluation are in train_step.c; the results file and its
+ * commit in runner_results.c; the model, tokenizer and shape helpers other
+ * commands share in runner_model.c.
  */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/interrupt.h"
 #include "core/progress.h"
 #include "core/status.h"
-#include "core/threads.h"
 #include "core/timer.h"
 #include "datasets/fewshot.h"
 #include "experiments/runner_impl.h"
 #include "results/store.h"
 
-#define RUNNER_HARNESS_VERSION "randlora 0.1"
 #define EVAL_CACHE_MAX_BYTES   ((size_t)256 << 20)
 
 void runner_options_init(struct runner_options *o)
@@ -90,28 +90,6 @@ static int open_loader(struct loader **L, const struct dataset *ds, const size_t
         cfg.cache = 1;
     }
     return loader_open(L, ds, idx, n, &cfg);
-}
-
-static void git_commit(char *buf, size_t size)
-{
-    FILE *p = popen("git rev-parse --short=12 HEAD 2>/dev/null", "r");
-
-    snprintf(buf, size, "unknown");
-    if (p) {
-        if (fgets(buf, (int)size, p))
-            buf[strcspn(buf, "\r\n")] = '\0';
-        if (pclose(p) != 0 || !buf[0])
-            snprintf(buf, size, "unknown");
-    }
-}
-
-static int64_t peak_rss_bytes(void)
-{
-    struct rusage ru;
-
-    if (getrusage(RUSAGE_SELF, &ru) != 0)
-        return -1;
-    return (int64_t)ru.ru_maxrss * 1024;
 }
 
 static void state_free(struct run_state *s)
@@ -320,177 +298,6 @@ out:
 }
 
 /* ------------------------------------------------------------------------ */
-/* the results file                                                          */
-
-static size_t shared_count(struct run_state *s, struct adapter_tensor *t, size_t max)
-{
-    return s->trains ? adapter_method_tensors(&s->ca.method, t, max) : 0;
-}
-
-/* the alpha the method uses (adapter.h: <= 0 means LoRA's 8, RandLoRA's 20 r) */
-static double effective_alpha(const struct run_plan *p)
-{
-    if (p->adapter.alpha > 0)
-        return p->adapter.alpha;
-    if (!strcmp(p->method, "lora"))
-        return 8.0;
-    if (!strcmp(p->method, "randlora"))
-        return 20.0 * (double)p->adapter.r;
-    return 0.0;
-}
-
-static int create_store(struct store **st, struct run_state *s, const char *path,
-                        const char *ini, size_t flush_every)
-{
-    const struct run_plan *p = s->plan;
-    struct adapter_tensor t[16];
-    size_t n_shared = 0, nt = shared_count(s, t, 16);
-    char threads[128], blas[64], commit[64];
-    int64_t *idx = xmalloc_array(s->n_train ? s->n_train : 1, sizeof(*idx));
-    int64_t *vidx = xmalloc_array(s->n_val ? s->n_val : 1, sizeof(*vidx));
-    char val[64] = "";
-    struct thread_policy tp = threads_current();
-    int rc;
-
-    for (size_t i = 0; i < nt; i++)
-        n_shared += t[i].n;
-    for (size_t i = 0; i < s->n_train; i++)
-        idx[i] = (int64_t)s->train_idx[i];
-    for (size_t i = 0; i < s->n_val; i++)
-        vidx[i] = (int64_t)s->val_idx[i];
-    if (s->has_val && p->val.kind != EXP_VAL_SPEC)
-        exp_val_text(&p->val, val, sizeof(val));
-    threads_describe(threads, sizeof(threads));
-    snprintf(blas, sizeof(blas), "openblas %s", tp.blas_mode ? tp.blas_mode : "");
-    git_commit(commit, sizeof(commit));
-    struct store_run_info info = {
-        .harness_version = RUNNER_HARNESS_VERSION, .git_commit = commit, .threads = threads,
-        .blas = blas, .config_text = ini, .method = p->method,
-        .rank = (int64_t)(s->trains && (s->ca.method.ops->flags & ADAPTER_F_RANK) ? p->adapter.r : 0),
-        .alpha = effective_alpha(p), .profile = p->profile,
-        .n_trainable = s->trains ? s->ca.n_params : 0, .n_frozen_shared = n_shared,
-        .data_spec = p->dataset, .shots = (int64_t)p->shots,
-        .fraction = p->shots ? 0.0 : p->fraction, .sampling_seed = p->sample_seed,
-        .train_index = idx, .n_train_index = s->n_train, .flush_every = flush_every,
-        .val = p->val.kind == EXP_VAL_SPEC ? p->val.spec : val,
-        .val_spec = p->val.kind == EXP_VAL_SPEC ? p->val.spec : p->dataset,
-        .val_index = vidx, .n_val_index = s->n_val,
-    };
-    rc = store_create(st, path, &info);
-    free(idx);
-    free(vidx);
-    return rc;
-}
-
-/* phase 3: /adapter (runner.h) and the root attributes */
-static int write_adapter(struct store *st, struct run_state *s)
-{
-    struct adapter_tensor t[16];
-    char site[160], path[512];
-    int rc = RL_OK;
-
-    if (!s->trains)
-        return RL_OK;
-    for (size_t k = 0; k < s->ca.n_sites && rc == RL_OK; k++) {
-        struct adapter *a = &s->ca.adapters[k];
-        size_t nt = adapter_tensors(a, false, t, 16);
-
-        clip_site_name(&s->ca.sites[k], site, sizeof(site));
-        for (size_t i = 0; i < nt && rc == RL_OK; i++) {
-            snprintf(path, sizeof(path), "/adapter/%s/%s", site, t[i].name);
-            rc = store_write_tensor(st, path, t[i].data, (size_t)t[i].ndim, t[i].shape);
-        }
-        snprintf(path, sizeof(path), "/adapter/%s", site);
-        if (rc == RL_OK && nt)
-            rc = store_attr_set_int64(st, path, "d_out", (int64_t)a->d_out);
-        if (rc == RL_OK && nt)
-            rc = store_attr_set_int64(st, path, "d_in", (int64_t)a->d_in);
-    }
-    size_t ns = shared_count(s, t, 16);
-    for (size_t i = 0; i < ns && rc == RL_OK; i++) {
-        snprintf(path, sizeof(path), "/adapter/shared/%s", t[i].name);
-        rc = store_write_tensor(st, path, t[i].data, (size_t)t[i].ndim, t[i].shape);
-    }
-    if (rc == RL_OK)
-        rc = store_attr_set_string(st, "/adapter", "method", s->plan->method);
-    if (rc == RL_OK)
-        rc = store_attr_set_int64(st, "/adapter", "r",
-                                  (s->ca.method.ops->flags & ADAPTER_F_RANK)
-                                      ? (int64_t)s->plan->adapter.r : 0);
-    return rc;
-}
-
-/* what an earlier writer of path left: completed, config, last eval and wall */
-struct prior {
-    bool completed;
-    struct store_final fin;
-    double last_wall;
-    int64_t last_eval_step;
-    double last_acc, last_loss;
-};
-
-static int read_prior(const char *path, const char *ini, const char *id, struct prior *pr)
-{
-    struct store *rd = NULL;
-    struct store_checkpoint_info ci = { 0 };
-    char *text = NULL;
-    int completed = 0;
-    int64_t *steps = NULL;
-    double *vals = NULL, *loss = NULL;
-    size_t n = 0, rows_t = 0, rows_e = 0;
-    int rc;
-
-    memset(pr, 0, sizeof(*pr));
-    pr->last_eval_step = -1;
-    if ((rc = store_open(&rd, path)) != RL_OK)
-        return rc;
-    if ((rc = store_read_config(rd, &text)) != RL_OK)
-        goto out;
-    if (strcmp(text, ini) != 0) {
-        rc = rl_error_set(RL_ERR_ARG, "%s: holds a run with another configuration than %s's; "
-                          "remove it or run without --resume", path, id);
-        goto out;
-    }
-    if ((rc = store_read_final(rd, &pr->fin, &completed)) != RL_OK)
-        goto out;
-    pr->completed = completed != 0;
-    if (pr->completed)
-        goto out;
-    rc = store_read_checkpoint(rd, &ci, NULL, NULL, NULL, NULL);
-    if (rc == RL_ERR_NA) {
-        rc = RL_OK;                      /* no checkpoint: start over in this file */
-        rl_error_clear();
-        goto out;
-    }
-    if (rc != RL_OK)
-        goto out;
-    rows_t = ci.train_rows;
-    rows_e = ci.eval_rows;
-    if ((rc = store_read_curve(rd, "train", "wall_s", NULL, &vals, &n)) != RL_OK)
-        goto out;
-    if (rows_t && rows_t <= n)
-        pr->last_wall = vals[rows_t - 1];
-    free(vals);
-    vals = NULL;
-    if ((rc = store_read_curve(rd, "eval", "accuracy", &steps, &vals, &n)) != RL_OK)
-        goto out;
-    if ((rc = store_read_curve(rd, "eval", "loss", NULL, &loss, &n)) != RL_OK)
-        goto out;
-    if (rows_e && rows_e <= n) {
-        pr->last_eval_step = steps[rows_e - 1];
-        pr->last_acc = vals[rows_e - 1];
-        pr->last_loss = loss[rows_e - 1];
-    }
-out:
-    free(text);
-    free(steps);
-    free(vals);
-    free(loss);
-    store_close(rd);
-    return rc;
-}
-
-/* ------------------------------------------------------------------------ */
 /* the run                                                                   */
 
 int runner_run(const struct run_plan *plan, const char *out_path,
@@ -500,7 +307,7 @@ int runner_run(const struct run_plan *plan, const char *out_path,
     struct runner_result local;
     struct run_state s;
     struct store *st = NULL;
-    struct prior pr = { .last_eval_step = -1 };
+    struct run_prior pr = { .last_eval_step = -1 };
     struct progress prog;
     FILE *log;
     char *ini = NULL;
@@ -529,7 +336,7 @@ int runner_run(const struct run_plan *plan, const char *out_path,
     res->n_val_items = s.n_val;
     {
         struct adapter_tensor t[16];
-        size_t nt = shared_count(&s, t, 16);
+        size_t nt = runner_shared_count(&s, t, 16);
 
         for (size_t i = 0; i < nt; i++)
             res->n_frozen_shared += t[i].n;
@@ -540,7 +347,7 @@ int runner_run(const struct run_plan *plan, const char *out_path,
     if (opt->resume && access(out_path, F_OK) == 0) {
         struct store_checkpoint_info ci;
 
-        if ((rc = read_prior(out_path, ini, plan->id, &pr)) != RL_OK)
+        if ((rc = runner_read_prior(out_path, ini, plan->id, &pr)) != RL_OK)
             goto out;
         if (pr.completed) {
             res->already_complete = true;
@@ -576,7 +383,7 @@ int runner_run(const struct run_plan *plan, const char *out_path,
         res->resumed_from = start;
         if (opt->verbosity > 0 && start)
             fprintf(log, "%s: resuming at step %zu of %zu\n", plan->id, start, s.total_steps);
-    } else if ((rc = create_store(&st, &s, out_path, ini, opt->flush_every)) != RL_OK) {
+    } else if ((rc = runner_create_store(&st, &s, out_path, ini, opt->flush_every)) != RL_OK) {
         goto out;
     }
 
@@ -614,11 +421,7 @@ int runner_run(const struct run_plan *plan, const char *out_path,
             if (opt->verbosity > 0)
                 fprintf(log, "%s%s: stopped: %s\n", prog.is_tty ? "\n" : "", plan->id, why);
             if (rc2 == RL_OK)
-                rc2 = store_finish(st);
-            if (rc2 == RL_OK)
-                rc2 = store_attr_set_string(st, "/", "stopped", why);
-            if (rc2 == RL_OK)
-                rc2 = store_attr_set_int64(st, "/", "stopped_step", (int64_t)step);
+                rc2 = runner_commit_stopped(st, why, step);
             res->stopped = true;
             res->steps = step - 1;
             rc = rc2 != RL_OK ? rc2 : rl_error_set(RL_ERR, "%s: stopped: %s", plan->id, why);
@@ -652,6 +455,17 @@ int runner_run(const struct run_plan *plan, const char *out_path,
                             t_train > 0 ? (double)s.images_seen / t_train : -1.0);
         if (s.hooks && s.hooks->on_step)
             s.hooks->on_step(s.hooks->ctx, step);
+        if (interrupt_pending()) {
+            /* the step's records are whole; the file resumes from its
+             * last checkpoint (results/store.h), bit for bit */
+            if (opt->verbosity > 0 && prog.is_tty)
+                fputc('\n', log);
+            res->steps = step;
+            rc = rl_error_set(RL_ERR_INTERRUPTED, "%s: interrupted at step %zu (%s); resume with %s",
+                              plan->id, step, interrupt_pending() == SIGTERM ? "SIGTERM" : "SIGINT",
+                              opt->resume_command ? opt->resume_command : "--resume");
+            goto out;
+        }
     }
     if (opt->verbosity > 0 && s.total_steps > start)
         progress_finish(&prog);
@@ -685,22 +499,26 @@ int runner_run(const struct run_plan *plan, const char *out_path,
     res->loss = eval_loss;
     res->steps = s.total_steps;
     res->images_per_s = t_train > 0 ? (double)s.images_seen / t_train : 0.0;
-    res->peak_rss_bytes = peak_rss_bytes();
-    rc = store_write_final(st, &(struct store_final){ .accuracy = acc, .loss = eval_loss,
-                                                      .peak_rss_bytes = res->peak_rss_bytes,
-                                                      .images_per_s = res->images_per_s,
-                                                      .val_accuracy = res->val_accuracy,
-                                                      .val_loss = res->val_loss,
-                                                      .has_val = s.has_val });
-    if (rc == RL_OK)
-        rc = store_finish(st);
-    if (rc == RL_OK)
-        rc = write_adapter(st, &s);
-    if (rc == RL_OK)
-        rc = store_attr_set_int64(st, "/", "runner_steps", (int64_t)s.total_steps);
+    res->peak_rss_bytes = runner_peak_rss_bytes();
+    rc = runner_commit_final(st, &s, &(struct store_final){ .accuracy = acc, .loss = eval_loss,
+                                                            .peak_rss_bytes = res->peak_rss_bytes,
+                                                            .images_per_s = res->images_per_s,
+                                                            .val_accuracy = res->val_accuracy,
+                                                            .val_loss = res->val_loss,
+                                                            .has_val = s.has_val });
 
 out:
-    store_close(st);
+    {
+        /* a failing close (the last flush of a full disk) is the run's
+         * failure, unless it already failed: then its message stays */
+        char first[1024];
+        snprintf(first, sizeof first, "%s", rc != RL_OK ? rl_error_msg() : "");
+        int rc_close = store_close(st);
+        if (rc_close != RL_OK && (rc == RL_OK || rc == RL_ERR_INTERRUPTED))
+            rc = rc_close;
+        else if (rc != RL_OK)
+            rl_error_set(rc, "%s", first);
+    }
     res->seconds = timer_now() - t0;
     free(ini);
     state_free(&s);

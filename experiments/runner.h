@@ -117,6 +117,8 @@ struct runner_options {
     int  verbosity;         /* 0 silent, 1 progress line + eval lines (default)     */
     FILE *log;              /* where progress goes; NULL: stderr                   */
     size_t flush_every;     /* store's /train flush period; 0: 1 (every row)      */
+    const char *resume_command; /* named in the interruption message ("randlora
+                               train -c x.ini --resume"); NULL: "--resume"        */
     const struct runner_hooks *hooks;
 };
 
@@ -142,8 +144,13 @@ void runner_options_init(struct runner_options *o);
 /* One run (see above). out_path's directory must exist. RL_ERR_ARG for a
  * plan the model or data refuse (a missing pretrained model, an image size
  * other than the model's, too few items for the shots), RL_ERR_IO /
- * RL_ERR_FORMAT for files, RL_ERR for a stopped (non-finite) run. res may
- * be NULL. */
+ * RL_ERR_FORMAT for files, RL_ERR_WRITE when the results file cannot be
+ * written (disk full, I/O error: the file then resumes once the cause is
+ * gone), RL_ERR for a stopped (non-finite) run, RL_ERR_INTERRUPTED after a
+ * SIGINT or SIGTERM (core/interrupt.h, installed by the caller): the step in
+ * progress is finished and recorded, the run stops with "<id>: interrupted
+ * at step N (SIGINT); resume with <opt->resume_command>", and the file
+ * resumes bit for bit. res may be NULL. */
 int runner_run(const struct run_plan *plan, const char *out_path,
                const struct runner_options *opt, struct runner_result *res);
 

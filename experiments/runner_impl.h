@@ -16,6 +16,7 @@
 #include "experiments/runner.h"
 #include "models/clip.h"
 #include "models/optim.h"
+#include "results/store.h"
 
 struct run_state {
     const struct run_plan *plan;
@@ -89,5 +90,39 @@ int run_rebase(struct run_state *s);
  * merged for the eval where that is cheaper, unmerged after. */
 int run_eval(struct run_state *s, struct loader *L, const char *what, double *accuracy,
              double *loss);
+
+/* ---------------------------------------------- runner_results.c: the file */
+
+/* the method's shared frozen tensors (VeRA's A/B, RandLoRA's bases), at most
+ * max into t; 0 for method none */
+size_t runner_shared_count(struct run_state *s, struct adapter_tensor *t, size_t max);
+
+/* Create the results file with the run's metadata (store_create). */
+int runner_create_store(struct store **st, struct run_state *s, const char *path, const char *ini,
+                        size_t flush_every);
+
+/* what an earlier writer of a file left: completed, its last eval and wall */
+struct run_prior {
+    bool completed;
+    struct store_final fin;
+    double last_wall;
+    int64_t last_eval_step;
+    double last_acc, last_loss;
+};
+
+/* Read it (RL_ERR_ARG when the file holds another configuration than ini). */
+int runner_read_prior(const char *path, const char *ini, const char *id, struct run_prior *pr);
+
+/* The end of a finished run: store_finish, /adapter, root attr runner_steps,
+ * /final (completed last), store_commit. Until the commit's rename the
+ * file is the unfinished run, after it the complete one. */
+int runner_commit_final(struct store *st, struct run_state *s, const struct store_final *f);
+
+/* The end of a run stopped by a non-finite value: root attrs stopped and
+ * stopped_step committed the same way; /final/completed stays 0. */
+int runner_commit_stopped(struct store *st, const char *why, size_t step);
+
+/* peak resident set size of the process (getrusage), -1 when unknown */
+int64_t runner_peak_rss_bytes(void);
 
 #endif /* RANDLORA_EXPERIMENTS_RUNNER_IMPL_H */

@@ -18,9 +18,11 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/interrupt.h"
 #include "core/status.h"
 #include "core/threads.h"
 #include "core/timer.h"
+#include "experiments/plan_list.h"
 #include "experiments/run_lock.h"
 #include "experiments/runner.h"
 #include "methods/adapter.h"
@@ -107,11 +109,10 @@ static int file_state(const struct run_plan *p, const char *path, enum file_stat
     if (access(path, F_OK) != 0)
         return RL_OK;
     if ((rc = store_open(&s, path)) != RL_OK)
-        return rl_error_set(RL_ERR_ARG, "%s exists but is not a readable run file (%s); "
-                            "remove it", path, rl_error_msg());
+        return rl_error_prefix(RL_ERR_ARG, "%s exists but is not a readable run file (remove "
+                               "it)", path);
     if ((rc = store_read_config(s, &text)) != RL_OK) {
-        rc = rl_error_set(RL_ERR_ARG, "%s: no run configuration (%s); remove it", path,
-                          rl_error_msg());
+        rc = rl_error_prefix(RL_ERR_ARG, "%s: no run configuration (remove it)", path);
         goto out;
     }
     ini = run_plan_to_ini(p);
@@ -163,7 +164,8 @@ struct child_report {
 };
 
 static _Noreturn void child_main(const struct run_plan *p, const char *path, bool resume,
-                                 int threads, int verbosity, FILE *log, int fd)
+                                 const char *resume_command, int threads, int verbosity, FILE *log,
+                                 int fd)
 {
     struct runner_options ro;
     struct runner_result res;
@@ -184,6 +186,7 @@ static _Noreturn void child_main(const struct run_plan *p, const char *path, boo
         ro.resume = resume;
         ro.verbosity = verbosity;
         ro.log = log;
+        ro.resume_command = resume_command;
         rc = runner_run(p, path, &ro, &res);
         run_lock_release(&lk);
     }
@@ -203,7 +206,7 @@ static _Noreturn void child_main(const struct run_plan *p, const char *path, boo
     if (write(fd, &rep, sizeof(rep)) == (ssize_t)sizeof(rep) && len)
         (void)!write(fd, msg, len);
     close(fd);
-    status = rl_exit_code(rc);
+    status = interrupt_exit_code(rc);
     fflush(NULL);
     _exit(rc != RL_OK && status == 0 ? 1 : status);
 }
@@ -258,9 +261,11 @@ static void describe_status(int wstatus, char *buf, size_t n)
 /* Run plans[todo[0..n_todo)] with at most `jobs` children. */
 static void run_children(const struct run_plan *plans, char *const *paths, const size_t *todo,
                          size_t n_todo, size_t jobs, const struct sweep_options *o, FILE *out,
-                         FILE *err, struct failure *fails, size_t *n_fails)
+                         FILE *err, struct failure *fails, size_t *n_fails, size_t *n_ok)
 {
     struct slot *slots = xcalloc(jobs, sizeof(*slots));
+    /* the running children, for the SIGINT / SIGTERM handler to pass on */
+    volatile pid_t *pids = xcalloc(jobs, sizeof(*pids));
     size_t next = 0, running = 0, done = 0;
     const int threads = cores_total() / (int)jobs > 1 ? cores_total() / (int)jobs : 1;
     const int run_verbosity = jobs == 1 ? o->verbosity : 0;
@@ -268,8 +273,9 @@ static void run_children(const struct run_plan *plans, char *const *paths, const
 
     for (size_t j = 0; j < jobs; j++)
         slots[j].pid = -1;
-    while (next < n_todo || running > 0) {
-        while (running < jobs && next < n_todo) {
+    interrupt_forward(pids, jobs);
+    while ((next < n_todo && !interrupt_pending()) || running > 0) {
+        while (running < jobs && next < n_todo && !interrupt_pending()) {
             size_t k = todo[next++], j = 0;
             int fds[2];
             pid_t pid;
@@ -278,10 +284,14 @@ static void run_children(const struct run_plan *plans, char *const *paths, const
                 j++;
             fflush(NULL);
             fds[0] = fds[1] = -1;
+            /* a signal between fork and the child's reset would be passed
+             * on to its siblings by the child: held until then */
+            interrupt_block(1);
             if (pipe(fds) != 0 || (pid = fork()) < 0) {
                 char m[256];
                 int e = errno;
 
+                interrupt_block(0);
                 if (fds[0] >= 0) {
                     close(fds[0]);
                     close(fds[1]);
@@ -293,12 +303,17 @@ static void run_children(const struct run_plan *plans, char *const *paths, const
                 continue;
             }
             if (pid == 0) {
+                interrupt_forward(NULL, 0);
+                interrupt_block(0);
                 close(fds[0]);
                 for (size_t i = 0; i < jobs; i++)
                     if (slots[i].pid != -1)
                         close(slots[i].fd);
-                child_main(&plans[k], paths[k], o->resume, threads, run_verbosity, err, fds[1]);
+                child_main(&plans[k], paths[k], o->resume, o->resume_command, threads,
+                           run_verbosity, err, fds[1]);
             }
+            pids[j] = pid;
+            interrupt_block(0);
             close(fds[1]);
             slots[j] = (struct slot){ pid, fds[0], k, timer_now() };
             running++;
@@ -331,12 +346,19 @@ static void run_children(const struct run_plan *plans, char *const *paths, const
         read_report(slots[j].fd, &rep, msg, &have);
         close(slots[j].fd);
         slots[j].pid = -1;
+        pids[j] = 0;
         running--;
         done++;
         if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 && have && rep.ok) {
             fprintf(out, "[%*zu/%zu] %-32s accuracy %.4f  %8.1f s%s\n", width, done, n_todo,
                     plans[k].id, rep.accuracy, secs,
                     rep.already_complete ? "  (was complete)" : "");
+            (*n_ok)++;
+        } else if (interrupt_pending() && WIFEXITED(wstatus) &&
+                   WEXITSTATUS(wstatus) == interrupt_exit_code(RL_ERR_INTERRUPTED)) {
+            /* stopped by the sweep's own interruption: not a failure */
+            fprintf(out, "[%*zu/%zu] %-32s interrupted after %.1f s: %s\n", width, done, n_todo,
+                    plans[k].id, secs, msg);
         } else {
             char how[128];
 
@@ -352,6 +374,8 @@ static void run_children(const struct run_plan *plans, char *const *paths, const
         }
         fflush(out);
     }
+    interrupt_forward(NULL, 0);
+    free((void *)pids);
     free(slots);
 }
 
@@ -378,7 +402,7 @@ int sweep_run(const struct experiment *e, const struct run_plan *plans, size_t n
     char **paths = xcalloc(n ? n : 1, sizeof(*paths));
     enum file_state *state = xcalloc(n ? n : 1, sizeof(*state));
     struct failure *fails = xcalloc(n ? n : 1, sizeof(*fails));
-    size_t n_fails = 0, n_bad = 0, n_exist = 0, jobs;
+    size_t n_fails = 0, n_bad = 0, n_exist = 0, n_ok = 0, jobs;
     const char *first_exist = NULL;
     char first_bad[1024] = "";
     const char *output = e->output;
@@ -415,15 +439,13 @@ int sweep_run(const struct experiment *e, const struct run_plan *plans, size_t n
     if (n_shards > 1)
         fprintf(out, ", shard %zu/%zu: %zu of them", o->shard, n_shards, n_sel);
     fprintf(out, " -> %s\n", output);
-    for (size_t s = 0; s < n_sel; s++) {
-        const struct run_plan *p = &plans[sel[s]];
-        const struct adapter_ops *ops = adapter_ops_find(p->method);
-        char rank[32] = "";
+    {
+        size_t w = plan_list_id_width(plans, n);
 
-        if (ops && (ops->flags & ADAPTER_F_RANK))
-            snprintf(rank, sizeof(rank), "r=%zu", (size_t)p->adapter.r);
-        fprintf(out, "  %-32s %-9s %-7s %10zu trainable  %s\n", p->id, p->method, rank,
-                p->n_trainable, state_name(state[sel[s]], o->resume));
+        plan_list_header(out, w, true);
+        for (size_t s = 0; s < n_sel; s++)
+            plan_list_line(out, &plans[sel[s]], w, o->n_train ? o->n_train[sel[s]] : SIZE_MAX,
+                           state_name(state[sel[s]], o->resume));
     }
     fflush(out);
     if (o->dry_run)
@@ -469,7 +491,9 @@ int sweep_run(const struct experiment *e, const struct run_plan *plans, size_t n
     if (n_todo) {
         fprintf(out, "running %zu run%s, %zu at a time\n", n_todo, n_todo == 1 ? "" : "s", jobs);
         fflush(out);
-        run_children(plans, paths, todo, n_todo, jobs, o, out, err, fails, &n_fails);
+        interrupt_install();
+        run_children(plans, paths, todo, n_todo, jobs, o, out, err, fails, &n_fails, &n_ok);
+        interrupt_restore();
     }
     c->run = n_todo;
     c->failed = n_fails;
@@ -499,6 +523,10 @@ int sweep_run(const struct experiment *e, const struct run_plan *plans, size_t n
         rc = rl_error_set(RL_ERR, "%zu of %zu runs failed (%s); rerun with --resume to retry "
                           "them", n_fails, n_todo, ids);
     }
+    if (n_todo && interrupt_pending())
+        rc = rl_error_set(RL_ERR_INTERRUPTED, "interrupted (%s) with %zu of %zu runs unfinished; resume with %s",
+                          interrupt_pending() == SIGTERM ? "SIGTERM" : "SIGINT", n_todo - n_ok, n_todo,
+                          o->resume_command ? o->resume_command : "--resume");
 done:
     for (size_t f = 0; f < n_fails; f++)
         free(fails[f].msg);

@@ -16,8 +16,9 @@
  *   1. selects the plans of this shard: plan->index % n_shards == shard
  *      (n_shards 0 or 1: all of them);
  *   2. prints the grid: its size, the shard's share, one line per selected
- *      plan (id, method, rank, trainable count, and what will happen to it);
- *      with dry_run it stops here (nothing created, nothing run);
+ *      plan (experiments/plan_list.h: id, method, rank, lr, steps, effective
+ *      batch, trainable count, and what will happen to it); with dry_run it
+ *      stops here (nothing created, nothing run);
  *   3. refuses (RL_ERR_ARG, nothing run) when a preset model is not
  *      pretrained yet (naming `randlora pretrain -c FILE`), or, without
  *      resume, when a selected plan's run file <output>/<id>.h5 already exists
@@ -45,6 +46,14 @@
  *      its test accuracy; a shard prints instead how to get the report of
  *      the whole grid: --summary after the last shard). When runs failed,
  *      their ids and messages are listed last and RL_ERR is returned.
+ *      A run whose results file could not be written (disk full: the
+ *      runner's RL_ERR_WRITE) is a failed run like any other.
+ *
+ * SIGINT and SIGTERM (core/interrupt.h): the parent passes the signal on to
+ * the running children (each finishes its step, records it and exits 130 /
+ * 143, its file resumable), starts no more runs, waits for the children,
+ * writes the summary and returns RL_ERR_INTERRUPTED: "interrupted (SIGINT)
+ * with 3 of 12 runs unfinished; resume with <resume_command>".
  *
  * Each run goes in its own process so that runs do not share memory, peak
  * RSS is per run, and a crash costs one run; `randlora train --run ID` runs
@@ -98,6 +107,11 @@ struct sweep_options {
                                  (with one run at a time) and a line per start       */
     FILE  *out;               /* grid, per-run lines, table; NULL: stdout            */
     FILE  *err;               /* failures; NULL: stderr                              */
+    const char *resume_command; /* named when interrupted ("randlora sweep -c x.ini
+                                 --resume"); NULL: "--resume"                        */
+    const size_t *n_train;    /* per plan (by position): its sampled training items,
+                                 to list epochs as steps (plan_list_check_data);
+                                 NULL: not counted                                   */
 };
 
 struct sweep_counts {

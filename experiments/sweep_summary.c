@@ -42,16 +42,19 @@ const char *sweep_hyper_column(size_t i)
 }
 
 /* the adapter's scaling rule as text: LoRA alpha/r or alpha/sqrt(r)
- * (rsLoRA), RandLoRA by its profile's rule; "-" for the others */
+ * (rsLoRA), RandLoRA by its profile's rule, NoLA alpha/r; "-" for the others */
 static const char *scaling_text(const struct run_plan *p)
 {
     if (!strcmp(p->method, "lora"))
         return p->adapter.rslora ? "alpha/sqrt(r)" : "alpha/r";
+    if (!strcmp(p->method, "nola"))
+        return "alpha/r";
     if (!strcmp(p->method, "randlora")) {
         switch (p->adapter.scaling) {
         case ADAPTER_SCALE_ALPHA_R:        return "alpha/r";
         case ADAPTER_SCALE_ALPHA_R_SQRT_N: return "alpha/(r*sqrt(n))";
         case ADAPTER_SCALE_ONE_OVER_R:     return "1/r";
+        case ADAPTER_SCALE_TEN_OVER_R:     return "10/r";
         }
     }
     return "-";

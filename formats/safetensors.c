@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "core/utf8.h"
 #include "formats/safetensors_impl.h"
 
 /* ------------------------------------------------------------------------ */
@@ -112,29 +113,5 @@ uint16_t st_f32_to_bf16(float f)
 /* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
 bool st_utf8_valid(const unsigned char *s, size_t n)
 {
-    size_t i = 0;
-
-    while (i < n) {
-        unsigned c = s[i];
-        size_t len;
-        uint32_t cp;
-
-        if (c < 0x80) { i++; continue; }
-        if (c >= 0xc2 && c <= 0xdf) { len = 2; cp = c & 0x1f; }
-        else if (c >= 0xe0 && c <= 0xef) { len = 3; cp = c & 0x0f; }
-        else if (c >= 0xf0 && c <= 0xf4) { len = 4; cp = c & 0x07; }
-        else return false;
-        if (n - i < len)
-            return false;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += len;
-    }
-    return true;
+    return utf8_valid(s, n);
 }

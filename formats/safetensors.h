@@ -120,10 +120,12 @@ const void *st_data(const struct st_file *f, const struct st_info *t);
 /* Convert the tensor to float32 into out[0 .. t->numel). */
 int st_read_f32(const struct st_file *f, const struct st_info *t, float *out);
 
-/* Find `name`, check its shape equals shape[0..ndim) and read it as float32.
- * RL_ERR_FORMAT naming the tensor and the file when it is missing, when its
- * shape differs (both shapes in the message) or when its dtype cannot be
- * converted. */
+/* Find `name`, check its shape equals shape[0..ndim) and read it as float32:
+ * the loader of weights (models, adapters). RL_ERR_FORMAT naming the tensor
+ * and the file when it is missing, when its shape differs (both shapes in
+ * the message), when its dtype cannot be converted, and when a value is NaN
+ * or infinite ("tensor 'NAME' has a non-finite value (nan) at element I";
+ * I is the first such flat index; out is then partly written). */
 int st_load_f32(const struct st_file *f, const char *name, int ndim, const int64_t *shape,
                 float *out);
 

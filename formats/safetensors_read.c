@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -598,6 +599,15 @@ int st_load_f32(const struct st_file *f, const char *name, int ndim, const int64
         return rl_error_set(RL_ERR_FORMAT, "%s: tensor '%s' has shape %s, expected %s", f->path,
                             shown(sb, sizeof sb, name), got, want);
     }
-    return st_read_f32(f, t, out);
+    int rc = st_read_f32(f, t, out);
+    if (rc != RL_OK)
+        return rc;
+    /* weights: a NaN or an infinity would make every output NaN */
+    for (size_t i = 0; i < t->numel; i++)
+        if (!isfinite(out[i]))
+            return rl_error_set(RL_ERR_FORMAT, "%s: tensor '%s' has a non-finite value (%g) at "
+                                "element %zu; weights must be finite", f->path,
+                                shown(sb, sizeof sb, name), (double)out[i], i);
+    return RL_OK;
 }
 

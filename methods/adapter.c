@@ -22,7 +22,7 @@
 /* registry                                                                  */
 
 static const struct adapter_ops *const adapter_list[] = {
-    &lora_ops, &vera_ops, &randlora_ops, &full_ops, &none_ops, NULL,
+    &lora_ops, &vera_ops, &randlora_ops, &nola_ops, &full_ops, &none_ops, NULL,
 };
 
 const struct adapter_ops *const *adapter_registry(void)
@@ -69,17 +69,35 @@ int adapter_cfg_profile(struct adapter_cfg *cfg, const char *profile)
         cfg->scaling = ADAPTER_SCALE_ALPHA_R;
         cfg->lambda_init = ADAPTER_LAMBDA_ZERO;
         cfg->gamma_init = ADAPTER_GAMMA_INV_MAX_N_D;
+        cfg->lora_rule = ADAPTER_LORA_PEFT;
+        cfg->nola_bases = 256;          /* peft has no NoLA: this harness's default */
         return RL_OK;
     }
-    if (profile && !strcmp(profile, "paper")) {
+    if (profile && (!strcmp(profile, "paper") || !strcmp(profile, "paper_2024"))) {
         cfg->n_rule = ADAPTER_N_FLOOR_PLUS_ONE;
-        cfg->scaling = ADAPTER_SCALE_ONE_OVER_R;
+        cfg->scaling = !strcmp(profile, "paper") ? ADAPTER_SCALE_ONE_OVER_R
+                                                 : ADAPTER_SCALE_TEN_OVER_R;
         cfg->lambda_init = ADAPTER_LAMBDA_INV_MAX_N_R;
         cfg->gamma_init = ADAPTER_GAMMA_ZERO;
+        cfg->lora_rule = ADAPTER_LORA_PAPER;
+        cfg->nola_bases = 1024;         /* the authors' finetune.py (num_basis) */
         return RL_OK;
     }
-    return rl_error_set(RL_ERR_ARG, "unknown adapter profile '%s' (expected peft or paper)",
-                        profile ? profile : "(null)");
+    return rl_error_set(RL_ERR_ARG, "unknown adapter profile '%s' (expected peft, paper or "
+                        "paper_2024)", profile ? profile : "(null)");
+}
+
+float adapter_alpha(const struct adapter_cfg *cfg)
+{
+    if (!cfg->method)
+        return 0.0f;
+    if (!strcmp(cfg->method, "lora"))
+        return lora_scaling(cfg) * (cfg->rslora ? sqrtf((float)cfg->r) : (float)cfg->r);
+    if (!strcmp(cfg->method, "randlora"))
+        return cfg->alpha > 0.0f ? cfg->alpha : 20.0f * (float)cfg->r;
+    if (!strcmp(cfg->method, "nola"))
+        return nola_scaling(cfg) * (float)cfg->r;
+    return 0.0f;
 }
 
 int adapter_basis_parse(const char *name, enum adapter_basis *out)
@@ -111,10 +129,15 @@ static int check_cfg(const struct adapter_ops *ops, const struct adapter_cfg *cf
         return rl_error_set(RL_ERR_ARG, "%s: alpha and d_initial must be finite", ops->name);
     if ((unsigned)cfg->basis > ADAPTER_BASIS_VERY_SPARSE ||
         (unsigned)cfg->n_rule > ADAPTER_N_FLOOR_PLUS_ONE ||
-        (unsigned)cfg->scaling > ADAPTER_SCALE_ONE_OVER_R ||
+        (unsigned)cfg->scaling > ADAPTER_SCALE_TEN_OVER_R ||
+        (unsigned)cfg->lora_rule > ADAPTER_LORA_PAPER ||
         (unsigned)cfg->lambda_init > ADAPTER_LAMBDA_INV_MAX_N_R ||
         (unsigned)cfg->gamma_init > ADAPTER_GAMMA_ZERO)
         return rl_error_set(RL_ERR_ARG, "%s: a RandLoRA setting is out of range", ops->name);
+    if ((ops->flags & ADAPTER_F_BUDGET_BASES) &&
+        (cfg->nola_bases == 0 || cfg->nola_bases > ((size_t)1 << 24)))
+        return rl_error_set(RL_ERR_ARG, "%s: number of bases %zu is outside 1 .. 2^24",
+                            ops->name, cfg->nola_bases);
     return RL_OK;
 }
 
@@ -180,9 +203,48 @@ static size_t absdiff(size_t a, size_t b)
     return a > b ? a - b : b - a;
 }
 
-int adapter_match_budget(const struct adapter_ops *ops, const struct adapter_cfg *cfg,
-                         const struct adapter_shape *shapes, size_t n_shapes, size_t budget,
-                         size_t *r_out, size_t *count_out)
+/* the value of *knob in [1, hi] whose count is closest to the budget (ties:
+ * the smaller), for a count non-decreasing in it: the first value with
+ * count >= budget by bisection, then the closer of it and its predecessor */
+static void match_monotone(const struct adapter_ops *ops, struct adapter_cfg *c, size_t *knob,
+                           size_t hi, const struct adapter_shape *shapes, size_t n_shapes,
+                           size_t budget, size_t *best, size_t *best_n)
+{
+    size_t lo = 1;
+
+    *knob = hi;
+    if (adapter_count(ops, c, shapes, n_shapes) < budget) {
+        lo = hi;
+    } else {
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+
+            *knob = mid;
+            if (adapter_count(ops, c, shapes, n_shapes) >= budget)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+    }
+    *best = lo;
+    *knob = lo;
+    *best_n = adapter_count(ops, c, shapes, n_shapes);
+    if (lo > 1) {
+        size_t n_prev;
+
+        *knob = lo - 1;
+        n_prev = adapter_count(ops, c, shapes, n_shapes);
+        if (absdiff(n_prev, budget) <= absdiff(*best_n, budget)) {
+            *best = lo - 1;
+            *best_n = n_prev;
+        }
+    }
+    *knob = *best;
+}
+
+int adapter_match_budget_cfg(const struct adapter_ops *ops, const struct adapter_cfg *cfg,
+                             const struct adapter_shape *shapes, size_t n_shapes,
+                             size_t budget, struct adapter_cfg *out, size_t *count_out)
 {
     struct adapter_cfg c = *cfg;
     size_t r_hi = (size_t)1 << 30, best_r = 0, best_n = 0;
@@ -191,6 +253,24 @@ int adapter_match_budget(const struct adapter_ops *ops, const struct adapter_cfg
         return rl_error_set(RL_ERR_ARG, "%s has no rank to match a budget with", ops->name);
     if (n_shapes == 0)
         return rl_error_set(RL_ERR_ARG, "budget matching needs at least one layer shape");
+    if (ops->flags & ADAPTER_F_BUDGET_BASES) {
+        /* NoLA: the rank stays, the number of bases k moves */
+        size_t k;
+
+        if (c.r == 0)
+            c.r = 1;                    /* the paper's NoLA rank */
+        c.nola_bases = 1;
+        for (size_t i = 0; i < n_shapes; i++) {
+            int rc = adapter_check(ops, &c, shapes[i].d_out, shapes[i].d_in);
+
+            if (rc)
+                return rc;
+        }
+        match_monotone(ops, &c, &c.nola_bases, (size_t)1 << 24, shapes, n_shapes, budget, &k,
+                       count_out);
+        *out = c;
+        return RL_OK;
+    }
     /* the largest rank every layer accepts */
     for (size_t i = 0; i < n_shapes; i++) {
         size_t d = shapes[i].d_out < shapes[i].d_in ? shapes[i].d_out : shapes[i].d_in;
@@ -206,37 +286,7 @@ int adapter_match_budget(const struct adapter_ops *ops, const struct adapter_cfg
             return rc;
     }
     if (ops->flags & ADAPTER_F_COUNT_MONOTONE) {
-        /* the count grows with r: find the first r with count >= budget by
-         * bisection, then the closer of it and its predecessor */
-        size_t lo = 1, hi = r_hi;
-
-        c.r = hi;
-        if (adapter_count(ops, &c, shapes, n_shapes) < budget) {
-            lo = hi;
-        } else {
-            while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-
-                c.r = mid;
-                if (adapter_count(ops, &c, shapes, n_shapes) >= budget)
-                    hi = mid;
-                else
-                    lo = mid + 1;
-            }
-        }
-        best_r = lo;
-        c.r = lo;
-        best_n = adapter_count(ops, &c, shapes, n_shapes);
-        if (lo > 1) {
-            size_t n_prev;
-
-            c.r = lo - 1;
-            n_prev = adapter_count(ops, &c, shapes, n_shapes);
-            if (absdiff(n_prev, budget) <= absdiff(best_n, budget)) {
-                best_r = lo - 1;
-                best_n = n_prev;
-            }
-        }
+        match_monotone(ops, &c, &c.r, r_hi, shapes, n_shapes, budget, &best_r, &best_n);
     } else {
         /* not monotone (RandLoRA: fewer bases as r grows): scan every rank */
         if (r_hi > ((size_t)1 << 20))
@@ -252,9 +302,22 @@ int adapter_match_budget(const struct adapter_ops *ops, const struct adapter_cfg
             }
         }
     }
-    *r_out = best_r;
+    c.r = best_r;
+    *out = c;
     *count_out = best_n;
     return RL_OK;
+}
+
+int adapter_match_budget(const struct adapter_ops *ops, const struct adapter_cfg *cfg,
+                         const struct adapter_shape *shapes, size_t n_shapes, size_t budget,
+                         size_t *r_out, size_t *count_out)
+{
+    struct adapter_cfg c;
+    int rc = adapter_match_budget_cfg(ops, cfg, shapes, n_shapes, budget, &c, count_out);
+
+    if (rc == RL_OK)
+        *r_out = c.r;
+    return rc;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -79,12 +79,20 @@ enum adapter_scaling {
     ADAPTER_SCALE_ALPHA_R = 0,    /* alpha / r                     (peft)          */
     ADAPTER_SCALE_ALPHA_R_SQRT_N, /* alpha / (r sqrt(n))           (authors' fork) */
     ADAPTER_SCALE_ONE_OVER_R,     /* 1 / r                         (vision code)   */
+    ADAPTER_SCALE_TEN_OVER_R,     /* 10 / r    (vision code before c7a6515, 2025-02) */
 };
 
 /* RandLoRA's initial Lambda (r, n) */
 enum adapter_lambda_init {
     ADAPTER_LAMBDA_ZERO = 0,      /* 0                             (peft)          */
     ADAPTER_LAMBDA_INV_MAX_N_R,   /* 1 / max(n, r)                 (vision code)   */
+};
+
+/* LoRA's alpha default and init (methods.md 1, "the paper's LoRA") */
+enum adapter_lora_rule {
+    ADAPTER_LORA_PEFT = 0,        /* alpha 8; A kaiming-uniform, B = 0  (peft)     */
+    ADAPTER_LORA_PAPER,           /* alpha 1 (s = 1/r); A = 0, B ~ U(+-1/sqrt(r d_out))
+                                     (vision code rand_lora.py, nn.Linear layers)  */
 };
 
 /* RandLoRA's initial Gamma (n, d) */
@@ -94,10 +102,12 @@ enum adapter_gamma_init {
 };
 
 struct adapter_cfg {
-    const char *method;          /* "lora", "vera", "randlora", "full", "none"    */
+    const char *method;          /* "lora", "vera", "randlora", "nola", "full",
+                                    "none"                                        */
     size_t   r;                  /* rank (ignored by full and none)               */
-    float    alpha;              /* LoRA and RandLoRA numerator; <= 0: the method's
-                                    default (LoRA 8 as peft; RandLoRA 20 r)       */
+    float    alpha;              /* LoRA, RandLoRA and NoLA numerator; <= 0: the
+                                    method's default (LoRA 8 as peft, 1 under the
+                                    paper rule; RandLoRA 20 r; NoLA 1)            */
     float    dropout;            /* on the adapter branch's input, in [0, 1)       */
     bool     rslora;             /* LoRA: s = alpha / sqrt(r) instead of alpha / r */
     float    vera_d_init;        /* VeRA: initial lambda_d (peft d_initial 0.1)    */
@@ -106,6 +116,9 @@ struct adapter_cfg {
     enum adapter_scaling     scaling;
     enum adapter_lambda_init lambda_init;
     enum adapter_gamma_init  gamma_init;
+    enum adapter_lora_rule   lora_rule;
+    size_t   nola_bases;         /* NoLA: random bases per side, k (set by the
+                                    profile: peft 256, paper 1024 as the authors) */
     uint64_t seed;               /* peft's projection_prng_key: shared bases and
                                     per-layer random inits derive from it         */
 };
@@ -114,11 +127,19 @@ struct adapter_cfg {
  * dropout 0, no rsLoRA, d_initial 0.1, dense bases, seed 0. */
 void adapter_cfg_defaults(struct adapter_cfg *cfg, const char *method, size_t r);
 
-/* Set RandLoRA's n rule, scaling and Lambda/Gamma init at once:
- *   "peft":  ceil(d/r), alpha/r (alpha default 20 r), Lambda 0, Gamma 1/max(n,d)
- *   "paper": min(1000, floor(d/r)+1), 1/r, Lambda 1/max(n,r), Gamma 0
- * (methods.md 3.8). The basis density is left as it is. RL_ERR_ARG for an
- * unknown name. */
+/* Set RandLoRA's n rule, scaling and Lambda/Gamma init and LoRA's rule at once:
+ *   "peft":  ceil(d/r), alpha/r (alpha default 20 r), Lambda 0, Gamma 1/max(n,d);
+ *            LoRA as peft
+ *   "paper": min(1000, floor(d/r)+1), 1/r, Lambda 1/max(n,r), Gamma 0; LoRA as
+ *            the vision code (alpha 1, A = 0, B kaiming): the authors' current
+ *            rand_lora.py (4ac565e, unchanged since c7a6515)
+ *   "paper_2024": "paper" with RandLoRA at 10/r, as rand_lora.py had it from
+ *            b16b979 (2024-11) to 0878151 (2025-01-06)
+ * NoLA's k: 256 under "peft" (peft has no NoLA; this harness's default), the
+ * authors' 1024 under the paper profiles; set cfg.nola_bases after the
+ * profile to choose another. (methods.md 3.8, "NoLA"). The basis density is
+ * left as it is.
+ * RL_ERR_ARG for an unknown name. */
 int adapter_cfg_profile(struct adapter_cfg *cfg, const char *profile);
 
 /* "dense", "sparse", "very_sparse" -> basis; RL_ERR_ARG otherwise */
@@ -190,6 +211,10 @@ enum {
                                            merged backward accumulates the weight
                                            gradient into a->grads directly, and
                                            project_grad is grads += gw           */
+    ADAPTER_F_INIT_NONZERO = 1u << 5, /* dW != 0 at init, as its authors start it
+                                           (NoLA); the identity-at-init test skips it */
+    ADAPTER_F_BUDGET_BASES = 1u << 6, /* budget matching picks cfg.nola_bases (the
+                                           count is linear in it) at the given rank */
 };
 
 struct adapter_ops {
@@ -197,6 +222,8 @@ struct adapter_ops {
     const char *summary;
     int      api_version;
     unsigned flags;
+    size_t   default_rank;       /* the rank an experiment uses when it gives none
+                                    (peft's defaults; NoLA the paper's 1); 0: none */
 
     /* closed forms: trainable floats of one layer; shared frozen floats of a
      * method; the rank of dW for generic parameter values */
@@ -259,7 +286,7 @@ struct adapter_ops {
 /* ------------------------------------------------------------------------ */
 /* registry                                                                  */
 
-extern const struct adapter_ops lora_ops, vera_ops, randlora_ops, full_ops, none_ops;
+extern const struct adapter_ops lora_ops, vera_ops, randlora_ops, nola_ops, full_ops, none_ops;
 
 /* the methods, NULL-terminated, in a fixed order */
 const struct adapter_ops *const *adapter_registry(void);
@@ -378,11 +405,23 @@ size_t adapter_n_trainable(const struct adapter_method *m, size_t d_out, size_t 
 int adapter_match_budget(const struct adapter_ops *ops, const struct adapter_cfg *cfg,
                          const struct adapter_shape *shapes, size_t n_shapes, size_t budget,
                          size_t *r_out, size_t *count_out);
+/* The same for every method with a size to tune: *out = *cfg with the rank
+ * matched, or for ADAPTER_F_BUDGET_BASES (NoLA) the number of bases k closest
+ * to the budget at cfg->r (ties: the smaller). out may alias cfg. */
+int adapter_match_budget_cfg(const struct adapter_ops *ops, const struct adapter_cfg *cfg,
+                             const struct adapter_shape *shapes, size_t n_shapes,
+                             size_t budget, struct adapter_cfg *out, size_t *count_out);
 
 /* RandLoRA's n for a layer and its scaling (exposed for counting and tests) */
 size_t randlora_n_bases(const struct adapter_cfg *cfg, size_t d_out, size_t d_in);
 float  randlora_scaling(const struct adapter_cfg *cfg, size_t n);
 /* LoRA's s */
 float  lora_scaling(const struct adapter_cfg *cfg);
+/* the numerator of the method's scaling as it runs: cfg.alpha when > 0, else
+ * its default (LoRA 8, or 1 under the paper rule; RandLoRA 20 r; NoLA 1);
+ * 0 for methods without one (VeRA, full, none) */
+float  adapter_alpha(const struct adapter_cfg *cfg);
+/* NoLA's s = alpha / r (alpha default 1, the authors' lora_alpha) */
+float  nola_scaling(const struct adapter_cfg *cfg);
 
 #endif /* RANDLORA_METHODS_ADAPTER_H */

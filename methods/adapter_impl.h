@@ -50,6 +50,16 @@ static inline void tensor_view(struct adapter_tensor *t, const char *name, float
     t->n = d0 * (ndim > 1 ? d1 : 1) * (ndim > 2 ? d2 : 1);
 }
 
+/* ternary map of a U[0,1) draw for sparse random bases, s the sparsity:
+ * -1 or +1 with probability 1/(2s) each, else 0 (peft's
+ * _init_randlora_A_randlora_B_sparse, the vision code's gen_mats_sparse) */
+static inline float adapter_ternary(float u, float s)
+{
+    float t = 1.0f / (2.0f * s);
+
+    return u < t ? -1.0f : u > 1.0f - t ? 1.0f : 0.0f;
+}
+
 /* x[0..n) /= its unbiased standard deviation (torch's Tensor.std()),
  * computed in double; left alone when that is 0 or n < 2. */
 void adapter_normalize_std(float *x, size_t n);

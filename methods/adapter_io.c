@@ -18,7 +18,8 @@
 /* names                                                                     */
 
 const char *const adapter_io_n_rule_names[] = { "ceil", "floor_plus_one" };
-const char *const adapter_io_scaling_names[] = { "alpha_r", "alpha_r_sqrt_n", "one_over_r" };
+const char *const adapter_io_scaling_names[] = { "alpha_r", "alpha_r_sqrt_n", "one_over_r",
+                                                 "ten_over_r" };
 const char *const adapter_io_lambda_names[] = { "zero", "inv_max_n_r" };
 const char *const adapter_io_gamma_names[] = { "inv_max_n_d", "zero" };
 const char *const adapter_io_basis_names[] = { "dense", "sparse", "very_sparse" };
@@ -112,5 +113,7 @@ float adapter_io_randlora_peft_alpha(const struct adapter_cfg *cfg)
 
     if (cfg->scaling == ADAPTER_SCALE_ONE_OVER_R)
         return 1.0f;
+    if (cfg->scaling == ADAPTER_SCALE_TEN_OVER_R)
+        return 10.0f;
     return cfg->alpha > 0.0f ? cfg->alpha : 20.0f * r;
 }

@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/alloc.h"
+#include "core/read_file.h"
 #include "core/status.h"
 #include "methods/adapter_io_impl.h"
 #include "formats/safetensors.h"
@@ -32,6 +33,7 @@ static const struct {
     const char *method, *peft_type;
 } peft_types[] = {
     { "lora", "LORA" }, { "vera", "VERA" }, { "randlora", "RANDLORA" }, { "full", "FULL" },
+    { "nola", "NOLA" },
 };
 #define N_PEFT_TYPES (sizeof(peft_types) / sizeof(peft_types[0]))
 
@@ -53,45 +55,6 @@ static int name_index(const char *const *names, size_t n, const char *s)
 
 /* ------------------------------------------------------------------------ */
 /* reading the config                                                        */
-
-static int read_text(const char *path, char **out, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-
-    *out = NULL;
-    if (!fp)
-        return rl_error_set(RL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    for (;;) {
-        size_t got;
-
-        if (n == cap) {
-            if (cap >= MAX_CONFIG_BYTES) {
-                fclose(fp);
-                free(buf);
-                return rl_error_set(RL_ERR_FORMAT, "%s: larger than %zu bytes", path,
-                                    MAX_CONFIG_BYTES);
-            }
-            cap = cap ? cap * 2 : 4096;
-            buf = xrealloc_array(buf, cap + 1, 1);
-        }
-        got = fread(buf + n, 1, cap - n, fp);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(fp)) {
-        fclose(fp);
-        free(buf);
-        return rl_error_set(RL_ERR_IO, "%s: read failed", path);
-    }
-    fclose(fp);
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return RL_OK;
-}
 
 static int parse_json(const char *path, const char *text, size_t len, cJSON **out)
 {
@@ -251,7 +214,7 @@ static int read_metadata(const struct st_file *f, struct adapter_cfg *cfg)
         return rc;
     cfg->n_rule = (enum adapter_n_rule)v;
     v = cfg->scaling;
-    if ((rc = meta_enum(f, "rl_scaling", adapter_io_scaling_names, 3, &v)))
+    if ((rc = meta_enum(f, "rl_scaling", adapter_io_scaling_names, 4, &v)))
         return rc;
     cfg->scaling = (enum adapter_scaling)v;
     v = cfg->lambda_init;
@@ -287,7 +250,7 @@ int adapter_io_parse_config(const cJSON *o, const char *path, const struct st_fi
             ops = adapter_ops_find(peft_types[i].method);
     if (!ops)
         return rl_error_set(RL_ERR_FORMAT, "%s: key 'peft_type' is '%s', expected LORA, VERA, "
-                            "RANDLORA or FULL", path,
+                            "RANDLORA, FULL or NOLA", path,
                             adapter_io_shown(sb, sizeof sb, v->valuestring));
     if ((rc = unsupported(o, path)))
         return rc;
@@ -324,12 +287,32 @@ int adapter_io_parse_config(const cJSON *o, const char *path, const struct st_fi
         /* peft's _pre_injection_hook: very_sparse wins over sparse */
         cfg->basis = very_sparse ? ADAPTER_BASIS_VERY_SPARSE
                    : sparse ? ADAPTER_BASIS_SPARSE : ADAPTER_BASIS_DENSE;
+    } else if (!strcmp(ops->name, "nola")) {
+        uint64_t k = 0;
+
+        cfg->alpha = 1.0f;                                 /* the authors' lora_alpha */
+        if (!jget(o, "nola_num_basis"))
+            return rl_error_set(RL_ERR_FORMAT, "%s: key 'nola_num_basis' is missing", path);
+        if ((rc = juint(o, path, "nola_num_basis", &k)) ||
+            (rc = jfloat(o, path, "nola_alpha", &cfg->alpha)) ||
+            (rc = jfloat(o, path, "nola_dropout", &cfg->dropout)) ||
+            (rc = jbool(o, path, "sparse", &sparse)) ||
+            (rc = jbool(o, path, "very_sparse", &very_sparse)))
+            return rc;
+        if (k == 0 || k > ((uint64_t)1 << 24))
+            return rl_error_set(RL_ERR_FORMAT, "%s: key 'nola_num_basis' is %" PRIu64 ", "
+                                "expected 1 .. 2^24", path, k);
+        cfg->nola_bases = (size_t)k;
+        cfg->basis = very_sparse ? ADAPTER_BASIS_VERY_SPARSE
+                   : sparse ? ADAPTER_BASIS_SPARSE : ADAPTER_BASIS_DENSE;
     }
     if (!(cfg->dropout >= 0.0f && cfg->dropout < 1.0f))
         return rl_error_set(RL_ERR_FORMAT, "%s: the dropout %g is outside [0, 1)", path,
                             (double)cfg->dropout);
     if (!strcmp(ops->name, "lora") && !(cfg->alpha > 0.0f))
         return rl_error_set(RL_ERR_FORMAT, "%s: key 'lora_alpha' must be positive", path);
+    if (!strcmp(ops->name, "nola") && !(cfg->alpha > 0.0f))
+        return rl_error_set(RL_ERR_FORMAT, "%s: key 'nola_alpha' must be positive", path);
     if (!strcmp(ops->name, "randlora") && !(cfg->alpha > 0.0f))
         return rl_error_set(RL_ERR_FORMAT, "%s: key 'randlora_alpha' must be positive", path);
     if (f && (rc = read_metadata(f, cfg)))
@@ -380,7 +363,7 @@ int adapter_io_load_config(const char *path, cJSON **root)
 {
     char *text;
     size_t len = 0;
-    int rc = read_text(path, &text, &len);
+    int rc = rl_read_file(path, MAX_CONFIG_BYTES, &text, &len);
 
     if (rc)
         return rc;

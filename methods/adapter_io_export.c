@@ -114,7 +114,8 @@ static char *config_json(const struct adapter_method *m, const struct adapter_io
 
     if (!strcmp(name, "lora")) {
         cJSON_AddNumberToObject(o, "r", (double)cfg->r);
-        add_raw_float(o, "lora_alpha", cfg->alpha > 0.0f ? cfg->alpha : 8.0f);
+        add_raw_float(o, "lora_alpha", cfg->alpha > 0.0f ? cfg->alpha
+                      : cfg->lora_rule == ADAPTER_LORA_PAPER ? 1.0f : 8.0f);
         add_raw_float(o, "lora_dropout", cfg->dropout);
         cJSON_AddBoolToObject(o, "use_rslora", cfg->rslora);
         cJSON_AddBoolToObject(o, "use_dora", false);
@@ -137,6 +138,16 @@ static char *config_json(const struct adapter_method *m, const struct adapter_io
         cJSON_AddBoolToObject(o, "sparse", cfg->basis == ADAPTER_BASIS_SPARSE);
         cJSON_AddBoolToObject(o, "very_sparse", cfg->basis == ADAPTER_BASIS_VERY_SPARSE);
         cJSON_AddBoolToObject(o, "init_weights", true);
+    } else if (!strcmp(name, "nola")) {
+        /* this project's (peft has no NoLA): coefficients + the bases */
+        cJSON_AddNumberToObject(o, "r", (double)cfg->r);
+        cJSON_AddNumberToObject(o, "nola_num_basis", (double)cfg->nola_bases);
+        add_raw_float(o, "nola_alpha", cfg->alpha > 0.0f ? cfg->alpha : 1.0f);
+        add_raw_float(o, "nola_dropout", cfg->dropout);
+        add_raw_u64(o, "projection_prng_key", cfg->seed);
+        cJSON_AddBoolToObject(o, "save_projection", true);
+        cJSON_AddBoolToObject(o, "sparse", cfg->basis == ADAPTER_BASIS_SPARSE);
+        cJSON_AddBoolToObject(o, "very_sparse", cfg->basis == ADAPTER_BASIS_VERY_SPARSE);
     }
     sort_object(o);
     text = cJSON_Print(o);

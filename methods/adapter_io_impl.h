@@ -29,7 +29,7 @@
 /* the values of the rl_n_rule, rl_scaling, rl_lambda_init, rl_gamma_init
  * metadata, indexed by the adapter_cfg enums; the basis kinds by name */
 extern const char *const adapter_io_n_rule_names[2];
-extern const char *const adapter_io_scaling_names[3];
+extern const char *const adapter_io_scaling_names[4];
 extern const char *const adapter_io_lambda_names[2];
 extern const char *const adapter_io_gamma_names[2];
 extern const char *const adapter_io_basis_names[3];

@@ -53,6 +53,20 @@ static int check_against(const struct adapter_cfg *fc, const struct adapter_meth
                                 "the adapters' is %g", path, (double)fc->alpha,
                                 (double)lora_scaling(fc), (double)lora_scaling(mc));
     }
+    if (!strcmp(name, "nola")) {
+        if (fc->nola_bases != mc->nola_bases)
+            return rl_error_set(RL_ERR_FORMAT, "%s: key 'nola_num_basis' is %zu, but the "
+                                "adapters have %zu bases", path, fc->nola_bases,
+                                mc->nola_bases);
+        if (fc->basis != mc->basis)
+            return rl_error_set(RL_ERR_FORMAT, "%s: keys 'sparse'/'very_sparse' say %s bases, but "
+                                "the adapters' are %s", path, adapter_io_basis_names[fc->basis],
+                                adapter_io_basis_names[mc->basis]);
+        if (!close_rel(nola_scaling(fc), nola_scaling(mc)))
+            return rl_error_set(RL_ERR_FORMAT, "%s: key 'nola_alpha' %g gives the scaling %g, but "
+                                "the adapters' is %g", path, (double)fc->alpha,
+                                (double)nola_scaling(fc), (double)nola_scaling(mc));
+    }
     if (!strcmp(name, "randlora")) {
         if (fc->n_rule != mc->n_rule)
             return rl_error_set(RL_ERR_FORMAT, "%s: the number-of-bases rule is %s, but the "

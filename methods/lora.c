@@ -5,6 +5,12 @@
  *   s = alpha / r  (rsLoRA: alpha / sqrt(r)), alpha defaults to peft's 8.
  *   Init: A ~ U(-1/sqrt(d_in), 1/sqrt(d_in)) (kaiming_uniform, a = sqrt 5),
  *   B = 0, so dW = 0 at step 0.
+ * The paper rule (cfg.lora_rule, profile "paper"): the RandLoRA authors'
+ * vision-code LoRA (rand_lora.py register_param, param_type 'lora', on an
+ * nn.Linear): alpha defaults to their lora_alpha 1 (s = 1/r); the factor on
+ * the input side is zero and the output side's, a (1, r, d_out) tensor there,
+ * is kaiming-uniform with fan_in r d_out: here A = 0 and
+ * B ~ U(-1/sqrt(r d_out), 1/sqrt(r d_out)). dW = 0 at step 0 too.
  *
  * params: [A (r*d_in) | B (d_out*r)].
  * Per layer it keeps h = x~ A^T (N, r) from the forward for dB, and a dh
@@ -25,7 +31,8 @@ struct lora_priv {
 
 float lora_scaling(const struct adapter_cfg *cfg)
 {
-    float alpha = cfg->alpha > 0.0f ? cfg->alpha : 8.0f;
+    float alpha = cfg->alpha > 0.0f ? cfg->alpha
+                : cfg->lora_rule == ADAPTER_LORA_PAPER ? 1.0f : 8.0f;
 
     return cfg->rslora ? alpha / sqrtf((float)cfg->r) : alpha / (float)cfg->r;
 }
@@ -53,6 +60,14 @@ static int lora_init(struct adapter *a)
     p->s = lora_scaling(cfg);
     p->h = xmalloc_array(a->method->max_rows * r, sizeof(float));
     p->dh = xmalloc_array(a->method->max_rows * r, sizeof(float));
+    if (cfg->lora_rule == ADAPTER_LORA_PAPER) {
+        /* the vision code: input side 0, output side kaiming (fan_in r d_out) */
+        bound = 1.0f / sqrtf((float)(r * a->d_out));
+        for (size_t i = 0; i < r * a->d_in; i++)
+            a->params[i] = 0.0f;
+        rng_fill_uniform(&a->rng, a->params + r * a->d_in, a->d_out * r, -bound, bound);
+        return RL_OK;
+    }
     /* kaiming_uniform_(A, a=sqrt(5)): gain sqrt(2/6), bound gain*sqrt(3/fan_in) */
     rng_fill_uniform(&a->rng, a->params, r * a->d_in, -bound, bound);
     for (size_t i = 0; i < a->d_out * r; i++)
@@ -175,6 +190,7 @@ const struct adapter_ops lora_ops = {
     .api_version    = ADAPTER_API_VERSION,
     .flags          = ADAPTER_F_RANK | ADAPTER_F_DROPOUT | ADAPTER_F_RANK_LE_DIMS |
                       ADAPTER_F_COUNT_MONOTONE,
+    .default_rank   = 8,
     .n_trainable    = lora_n_trainable,
     .max_rank       = lora_max_rank,
     .init           = lora_init,

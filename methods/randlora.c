@@ -74,6 +74,8 @@ float randlora_scaling(const struct adapter_cfg *cfg, size_t n)
         return alpha / (r * sqrtf((float)n));
     case ADAPTER_SCALE_ONE_OVER_R:
         return 1.0f / r;
+    case ADAPTER_SCALE_TEN_OVER_R:
+        return 10.0f / r;
     case ADAPTER_SCALE_ALPHA_R:
     default:
         return alpha / r;
@@ -100,14 +102,6 @@ static size_t randlora_max_rank(const struct adapter_cfg *cfg, size_t d_out, siz
     size_t d = d_out < d_in ? d_out : d_in, nr = n_rule(cfg, d) * cfg->r;
 
     return nr < d ? nr : d;
-}
-
-/* ternary map of a U[0,1) draw (peft's _init_randlora_A_randlora_B_sparse) */
-static float ternary(float u, float s)
-{
-    float t = 1.0f / (2.0f * s);
-
-    return u < t ? -1.0f : u > 1.0f - t ? 1.0f : 0.0f;
 }
 
 static int randlora_method_init(struct adapter_method *m)
@@ -143,9 +137,9 @@ static int randlora_method_init(struct adapter_method *m)
         float s = m->cfg.basis == ADAPTER_BASIS_SPARSE ? 3.0f : sqrtf((float)sh->min_dim);
 
         for (size_t i = 0; i < nA; i++)
-            sh->A[i] = ternary(rng_uniform(&g), s);
+            sh->A[i] = adapter_ternary(rng_uniform(&g), s);
         for (size_t i = 0; i < nB; i++)
-            sh->B[i] = ternary(rng_uniform(&g), s);
+            sh->B[i] = adapter_ternary(rng_uniform(&g), s);
     }
     adapter_normalize_std(sh->A, nA);
     adapter_normalize_std(sh->B, nB);
@@ -440,6 +434,7 @@ const struct adapter_ops randlora_ops = {
     .summary        = "RandLoRA: dW = s sum_i B_i Lambda_i A Gamma_i, shared random bases",
     .api_version    = ADAPTER_API_VERSION,
     .flags          = ADAPTER_F_RANK | ADAPTER_F_DROPOUT | ADAPTER_F_RANK_LE_DIMS,
+    .default_rank   = 32,
     .n_trainable    = randlora_n_trainable,
     .n_shared       = randlora_n_shared,
     .max_rank       = randlora_max_rank,

@@ -300,6 +300,7 @@ const struct adapter_ops vera_ops = {
     .summary        = "VeRA: dW = diag(b) B diag(d) A, shared frozen A, B",
     .api_version    = ADAPTER_API_VERSION,
     .flags          = ADAPTER_F_RANK | ADAPTER_F_DROPOUT | ADAPTER_F_COUNT_MONOTONE,
+    .default_rank   = 256,
     .n_trainable    = vera_n_trainable,
     .n_shared       = vera_n_shared,
     .max_rank       = vera_max_rank,

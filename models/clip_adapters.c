@@ -302,14 +302,13 @@ int clip_adapters_init(struct clip_adapters *ca, const struct clip_model *m,
     for (size_t k = 0; k < ca->n_sites; k++) {
         struct clip_site *s = &ca->sites[k];
         size_t d_out, d_in;
-        char name[128], why[512];
+        char name[128];
 
         lin_shape(m, s->tower, s->lin, &d_out, &d_in);
         rc = adapter_init(&ca->adapters[k], &ca->method, d_out, d_in, ca->params + s->offset,
                           ca->grads + s->offset);
         if (rc) {
-            snprintf(why, sizeof(why), "%s", rl_error_msg());
-            rc = rl_error_set(rc, "%s: %s", clip_site_name(s, name, sizeof(name)), why);
+            rc = rl_error_prefix(rc, "%s", clip_site_name(s, name, sizeof(name)));
             goto out;
         }
         (s->tower == CLIP_TOWER_VISION ? ca->vision : ca->text)[s->layer].lin[s->lin] =

@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/alloc.h"
+#include "core/read_file.h"
 #include "core/status.h"
 #include "formats/safetensors.h"
 
@@ -287,49 +288,11 @@ int clip_config_parse(struct clip_config *c, const char *json, size_t len, const
     return clip_config_validate(c, where);
 }
 
-/* the whole of a small file, NUL-terminated; RL_ERR_IO / RL_ERR_FORMAT */
-static int read_small_file(const char *path, size_t max, char **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    size_t n = 0, cap = 4096;
-
-    *out = NULL;
-    if (!f)
-        return rl_error_set(RL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    buf = xmalloc(cap + 1);
-    for (;;) {
-        size_t got = fread(buf + n, 1, cap - n, f);
-
-        n += got;
-        if (n < cap) {
-            if (ferror(f)) {
-                fclose(f);
-                free(buf);
-                return rl_error_set(RL_ERR_IO, "%s: read error", path);
-            }
-            break;
-        }
-        if (cap >= max) {
-            fclose(f);
-            free(buf);
-            return rl_error_set(RL_ERR_FORMAT, "%s: larger than %zu bytes", path, max);
-        }
-        cap *= 2;
-        buf = xrealloc_array(buf, cap + 1, 1);
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return RL_OK;
-}
-
 int clip_config_load(struct clip_config *c, const char *path)
 {
     char *json = NULL;
     size_t len = 0;
-    int rc = read_small_file(path, CONFIG_MAX_BYTES, &json, &len);
+    int rc = rl_read_file(path, CONFIG_MAX_BYTES, &json, &len);
 
     if (rc)
         return rc;

@@ -91,6 +91,13 @@ enum tok_kind { TOK_BPE, TOK_BYTES };
 #define TOK_CLIP_CONTEXT    77
 #define TOK_CLIP_MAX_MERGES 48894   /* 49152 - 256 - 2: the reference's merges slice */
 
+/* The longest text tok_encode_n frames, in bytes (1 MiB; a 77-token row
+ * holds a few hundred bytes of prose). Its work is bounded by it: the text
+ * is normalised whole (about 8 bytes per input byte), then BPE runs word by
+ * word, about 110 bytes per byte of the longest word, and stops at the
+ * words the row needs. */
+#define TOK_MAX_TEXT_BYTES ((size_t)1 << 20)
+
 struct tokenizer;
 
 /* CLIP BPE from the two Hugging Face slow-tokenizer files. */
@@ -121,7 +128,8 @@ int tok_context(const struct tokenizer *t);
  * RL_ERR_ARG on a bad value. */
 int tok_set_frame(struct tokenizer *t, int context, int32_t pad_id, bool truncate);
 
-/* The unframed ids of len bytes of text (no sot/eot, no padding, no limit):
+/* The unframed ids of len bytes of text (no sot/eot, no padding, no limit;
+ * its work grows with len, so callers bound len):
  * *ids is allocated (caller frees; NULL when *n is 0). Always RL_OK for a
  * loaded tokenizer. */
 int tok_tokenize(const struct tokenizer *t, const char *text, size_t len,
@@ -129,8 +137,11 @@ int tok_tokenize(const struct tokenizer *t, const char *text, size_t len,
 
 /* One framed row of tok_context(t) ids; *eot_pos (may be NULL) = index of
  * the first end token. RL_ERR_ARG when the text does not fit and truncation
- * is off (ids are then still written, truncated). tok_encode takes a
- * NUL-terminated string, tok_encode_n any bytes. */
+ * is off (ids are then still written, truncated), and when it is longer
+ * than TOK_MAX_TEXT_BYTES ("a text of N bytes is longer than the
+ * tokenizer's limit of 1048576 bytes"; nothing written). Only the words
+ * the row needs go through BPE. tok_encode takes a NUL-terminated string,
+ * tok_encode_n any bytes. */
 int tok_encode_n(const struct tokenizer *t, const char *text, size_t len,
                  int32_t *ids, int *eot_pos);
 int tok_encode(const struct tokenizer *t, const char *text, int32_t *ids, int *eot_pos);

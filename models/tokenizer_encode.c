@@ -28,11 +28,35 @@ static void ivec_push(struct ivec *a, int32_t x)
 
 struct hent { int32_t rank, pos, a, b; };
 
+/* one word's work arrays, grown to the longest word seen (cap bytes) */
 struct bpe_work {
     int32_t *sym, *nxt, *prv;
     struct hent *heap, *batch;
-    size_t nheap, nbatch;
+    size_t nheap, nbatch, cap;
 };
+
+static void work_reserve(struct bpe_work *w, size_t n)
+{
+    if (n <= w->cap)
+        return;
+    w->cap = n > 2 * w->cap ? n : 2 * w->cap;
+    w->sym = xrealloc_array(w->sym, w->cap, sizeof(*w->sym));
+    w->nxt = xrealloc_array(w->nxt, w->cap, sizeof(*w->nxt));
+    w->prv = xrealloc_array(w->prv, w->cap, sizeof(*w->prv));
+    free(w->heap);
+    free(w->batch);
+    w->heap = xmalloc_array(w->cap, 3 * sizeof(*w->heap));
+    w->batch = xmalloc_array(w->cap, 3 * sizeof(*w->batch));
+}
+
+static void work_free(struct bpe_work *w)
+{
+    free(w->sym);
+    free(w->nxt);
+    free(w->prv);
+    free(w->heap);
+    free(w->batch);
+}
 
 static bool hless(const struct hent *x, const struct hent *y)
 {
@@ -91,6 +115,7 @@ static void push_pair(const struct tokenizer *t, struct bpe_work *w, int32_t pos
 static void bpe_word(const struct tokenizer *t, struct bpe_work *w, const uint8_t *s, size_t n,
                      struct ivec *out)
 {
+    work_reserve(w, n);
     for (size_t i = 0; i < n; i++) {
         w->sym[i] = i + 1 < n ? t->byte_id[s[i]] : t->byte_end_id[s[i]];
         w->nxt[i] = i + 1 < n ? (int32_t)(i + 1) : -1;
@@ -127,12 +152,18 @@ static void bpe_word(const struct tokenizer *t, struct bpe_work *w, const uint8_
 }
 
 
-static void bpe_tokenize(const struct tokenizer *t, const char *text, size_t len, struct ivec *out)
+/* The words of the normalised text, in order, until out holds at least
+ * limit ids (SIZE_MAX: all). Normalisation sees the whole text (its
+ * clean-up and Final_Sigma look ahead); BPE then runs word by word, so its
+ * work is the longest word, and a framed row stops after the words it
+ * needs: the ids already out never change when more words follow. */
+static void bpe_tokenize(const struct tokenizer *t, const char *text, size_t len, size_t limit,
+                         struct ivec *out)
 {
     size_t n, pos = 0;
     char *s = tok_normalize(t, text, len, &n);
     pcre2_match_data *md;
-    struct bpe_work w;
+    struct bpe_work w = { 0 };
 
     if (n == 0) {
         free(s);
@@ -140,12 +171,7 @@ static void bpe_tokenize(const struct tokenizer *t, const char *text, size_t len
     }
     md = pcre2_match_data_create_from_pattern(t->re, NULL);
     RL_ASSERT(md != NULL);
-    w.sym = xmalloc_array(n, sizeof(*w.sym));
-    w.nxt = xmalloc_array(n, sizeof(*w.nxt));
-    w.prv = xmalloc_array(n, sizeof(*w.prv));
-    w.heap = xmalloc_array(n, 3 * sizeof(*w.heap));
-    w.batch = xmalloc_array(n, 3 * sizeof(*w.batch));
-    while (pos < n) {
+    while (pos < n && out->n < limit) {
         int rc = pcre2_match(t->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
         PCRE2_SIZE *ov;
         size_t b, e;
@@ -164,30 +190,28 @@ static void bpe_tokenize(const struct tokenizer *t, const char *text, size_t len
             bpe_word(t, &w, (const uint8_t *)s + b, e - b, out);
         pos = e;
     }
-    free(w.sym);
-    free(w.nxt);
-    free(w.prv);
-    free(w.heap);
-    free(w.batch);
+    work_free(&w);
     pcre2_match_data_free(md);
     free(s);
 }
 
-static void tokenize_into(const struct tokenizer *t, const char *text, size_t len, struct ivec *out)
+/* at least limit ids of the text when it has them (all: SIZE_MAX) */
+static void tokenize_into(const struct tokenizer *t, const char *text, size_t len, size_t limit,
+                          struct ivec *out)
 {
     if (t->kind == TOK_BYTES) {
-        for (size_t i = 0; i < len; i++)
+        for (size_t i = 0; i < len && out->n < limit; i++)
             ivec_push(out, t->offset + (uint8_t)text[i]);
         return;
     }
-    bpe_tokenize(t, text, len, out);
+    bpe_tokenize(t, text, len, limit, out);
 }
 
 int tok_tokenize(const struct tokenizer *t, const char *text, size_t len, int32_t **ids, size_t *n)
 {
     struct ivec v = { 0 };
 
-    tokenize_into(t, text, len, &v);
+    tokenize_into(t, text, len, SIZE_MAX, &v);
     *ids = v.v;
     *n = v.n;
     return RL_OK;
@@ -199,13 +223,17 @@ int tok_encode_n(const struct tokenizer *t, const char *text, size_t len, int32_
     size_t keep, ctx = (size_t)t->ctx;
     int rc = RL_OK;
 
-    tokenize_into(t, text, len, &v);
+    if (len > TOK_MAX_TEXT_BYTES)
+        return rl_error_set(RL_ERR_ARG, "a text of %zu bytes is longer than the tokenizer's "
+                            "limit of %zu bytes", len, (size_t)TOK_MAX_TEXT_BYTES);
+    /* ctx - 2 ids fill the row; one more tells whether the text overflows */
+    tokenize_into(t, text, len, ctx - 1, &v);
     keep = v.n;
     if (keep + 2 > ctx) {
         keep = ctx - 2;
         if (!t->truncate)
-            rc = rl_error_set(RL_ERR_ARG, "text of %zu tokens does not fit the context of %d "
-                              "(with start and end tokens)", v.n, t->ctx);
+            rc = rl_error_set(RL_ERR_ARG, "text of more than %zu tokens does not fit the context "
+                              "of %d (with start and end tokens)", keep, t->ctx);
     }
     ids[0] = t->sot;
     if (keep)
@@ -233,11 +261,8 @@ int tok_encode_batch(const struct tokenizer *t, const char *const *texts, size_t
 {
     for (size_t i = 0; i < n; i++) {
         int rc = tok_encode(t, texts[i], ids + i * (size_t)t->ctx, eot_pos ? eot_pos + i : NULL);
-        if (rc != RL_OK) {
-            char msg[512];
-            snprintf(msg, sizeof(msg), "%s", rl_error_msg());
-            return rl_error_set(rc, "text %zu: %s", i, msg);
-        }
+        if (rc != RL_OK)
+            return rl_error_prefix(rc, "text %zu", i);
     }
     return RL_OK;
 }

@@ -254,11 +254,8 @@ static int load_merges_json(struct tokenizer *t, const cJSON *arr, const char *f
         }
         snprintf(where, sizeof(where), "model.merges[%zu]", i);
         rc = add_merge(t, a, na, b, nb, rank++, where, "model.vocab");
-        if (rc != RL_OK) {
-            char msg[512];
-            snprintf(msg, sizeof(msg), "%s", rl_error_msg());
-            return rl_error_set(rc, "%s: %s", file, msg);
-        }
+        if (rc != RL_OK)
+            return rl_error_prefix(rc, "%s", file);
         i++;
     }
     return RL_OK;

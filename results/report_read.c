@@ -108,7 +108,7 @@ int report_set_load(struct report_set *set, const char *dir, FILE *err)
         return RL_OK;
     }
     if (report_list_run_files(dir, &names, &n) != RL_OK)
-        return rl_error_set(RL_ERR_ARG, "%s", rl_error_msg());
+        return RL_ERR_ARG;                        /* its message stands */
     for (size_t i = 0; i < n; i++) {
         size_t need = strlen(dir) + strlen(names[i]) + 2;
         char *path = xmalloc(need);

@@ -403,8 +403,9 @@ int run_plan_from_config_text(const char *ini, const char *where, struct run_pla
         where = "run";
     if (experiment_parse(&e, ini, where, NULL, 0) != RL_OK ||
         experiment_expand(&e, NULL, NULL, plan, &n_plans) != RL_OK || n_plans != 1) {
-        rc = rl_error_set(RL_ERR_FORMAT, "%s: /config is not one run: %s", where,
-                          n_plans > 1 ? "several runs" : rl_error_msg());
+        rc = n_plans > 1
+                 ? rl_error_set(RL_ERR_FORMAT, "%s: /config is not one run: several runs", where)
+                 : rl_error_prefix(RL_ERR_FORMAT, "%s: /config is not one run", where);
         if (*plan)
             run_plans_free(*plan, n_plans);
         *plan = NULL;

@@ -37,18 +37,40 @@ const char *const store_i_ckpt_names[N_CKPT] = {
 
 void store_i_h5_quiet(void)
 {
+    static bool first = true;
+
+    /* No exit-time cleanup: HDF5's would flush and close again a file whose
+     * H5Fclose failed (a full disk), and crash in it. Every file is closed
+     * (and its failure reported) by store_close / store_commit; one left
+     * open at exit, by a writer that died half-way, is what a kill leaves,
+     * which the SWMR file and the commit protocol survive (store.h). Only
+     * effective before the library's first call, which this is. */
+    if (first) {
+        first = false;
+        H5dont_atexit();
+    }
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
 struct walk_ctx {
     char msg[160];
+    bool is_errno;             /* msg is a system call's strerror */
 };
 
+/* HDF5's innermost message; a failed system call's (the sec2 driver's
+ * "file write failed: time = ..., errno = 28, error message = '...', ...")
+ * is cut to the system's text of errno: "No space left on device". */
 static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
 {
     struct walk_ctx *w = data;
+    const char *en;
 
-    if (n == 0 && e->desc)
+    if (n != 0 || !e->desc)
+        return 0;
+    w->is_errno = (en = strstr(e->desc, "errno = ")) != NULL && atoi(en + 8) > 0;
+    if (w->is_errno)
+        snprintf(w->msg, sizeof w->msg, "%s", strerror(atoi(en + 8)));
+    else
         snprintf(w->msg, sizeof w->msg, "%s", e->desc);
     return 0;
 }
@@ -56,24 +78,37 @@ static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
 /* HDF5's innermost message, kept by h5_keep for an h5_error that comes after
  * cleanup calls (every HDF5 call clears the error stack on entry). */
 static char kept_msg[160];
+static bool kept_is_errno;
 
 void store_i_h5_keep(void)
 {
-    struct walk_ctx w = { { 0 } };
+    struct walk_ctx w = { { 0 }, false };
 
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, &w);
     H5Eclear2(H5E_DEFAULT);
-    if (w.msg[0])
+    if (w.msg[0]) {
         memcpy(kept_msg, w.msg, sizeof kept_msg);
+        kept_is_errno = w.is_errno;
+    }
+}
+
+/* the cause of a failure outside HDF5 (an injected one, a copy, a rename),
+ * for the next store_i_h5_error */
+void store_i_keep_errno(int err)
+{
+    snprintf(kept_msg, sizeof kept_msg, "%s", strerror(err));
+    kept_is_errno = true;
 }
 
 /* rl_error_set with " (HDF5: innermost message)" appended when HDF5 has one
- * (on its stack, or kept by store_i_h5_keep); clears both. */
+ * (on its stack, or kept by store_i_h5_keep / store_i_keep_errno), or
+ * " (No space left on device)" when that is a failed system call's; clears
+ * both. */
 __attribute__((format(printf, 2, 3)))
 int store_i_h5_error(int status, const char *fmt, ...)
 {
     char head[512];
-    struct walk_ctx w = { { 0 } };
+    struct walk_ctx w = { { 0 }, false };
     va_list ap;
 
     va_start(ap, fmt);
@@ -81,11 +116,13 @@ int store_i_h5_error(int status, const char *fmt, ...)
     va_end(ap);
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, &w);
     H5Eclear2(H5E_DEFAULT);
-    if (!w.msg[0])
+    if (!w.msg[0]) {
         memcpy(w.msg, kept_msg, sizeof w.msg);
+        w.is_errno = kept_is_errno;
+    }
     kept_msg[0] = '\0';
     if (w.msg[0])
-        return rl_error_set(status, "%s (HDF5: %s)", head, w.msg);
+        return rl_error_set(status, "%s (%s%s)", head, w.is_errno ? "" : "HDF5: ", w.msg);
     return rl_error_set(status, "%s", head);
 }
 
@@ -137,17 +174,36 @@ void store_i_close_handles(struct store *s)
     for (int i = 0; i < N_CKPT; i++)  close_id(&s->ckpt[i]);
 }
 
-void store_close(struct store *s)
+int store_close(struct store *s)
 {
+    return store_i_close(s, true);
+}
+
+/* store_close; report false: a failure of the close is not recorded (the
+ * caller is failing already and keeps its own message) */
+int store_i_close(struct store *s, bool report)
+{
+    int rc = RL_OK;
+
     if (!s)
-        return;
+        return RL_OK;
     store_i_h5_quiet();
     store_i_close_handles(s);
-    if (s->file >= 0)
-        H5Fclose(s->file);
+    if (s->file >= 0) {
+        /* a writer's close writes what is cached: a write like any other;
+         * a reader's failing close loses nothing and is not reported */
+        bool writer = s->mode != MODE_READ;
+        if ((writer && store_i_fault()) || (H5Fclose(s->file) < 0 && writer))
+            rc = report ? store_i_h5_error(RL_ERR_WRITE, "%s: cannot close (what was written since the last "
+                                           "flush is lost)", s->path)
+                        : RL_ERR_WRITE;
+        s->file = -1;        /* a failed close is not retried, nor at exit */
+    }
     H5Eclear2(H5E_DEFAULT);
+    store_i_discard_work(s);
     free(s->path);
     free(s);
+    return rc;
 }
 
 const char *store_path(const struct store *s)
@@ -189,7 +245,7 @@ static hid_t make_fapl(bool clear_flags, bool lock)
 hid_t store_i_file_open_lock(const char *path, unsigned flags, bool create, bool clear_flags, bool lock,
                      char why[192])
 {
-    struct walk_ctx w = { { 0 } };
+    struct walk_ctx w = { { 0 }, false };
     hid_t fapl = make_fapl(clear_flags, lock), f = -1;
 
     /* A SWMR reader retries a metadata read that fails its checksum (a

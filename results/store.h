@@ -47,22 +47,50 @@
  *
  * Life cycle of the writer (SWMR: single writer, many readers):
  *
- *   1. store_create: creates the file with H5F_LIBVER_LATEST and EVERY object
- *      of phase 1 (all of the above except /adapter and /analysis contents),
- *      writes the metadata, then calls H5Fstart_swmr_write. From here on no
- *      group, dataset or attribute can be created (SWMR forbids it); only the
- *      pre-created datasets are extended or overwritten.
- *   2. store_append_train / store_append_eval / store_write_checkpoint /
- *      store_write_final while training. Readers (store_open, `randlora info`,
- *      plots) can open the file meanwhile and see the rows flushed so far.
- *   3. store_finish: flushes, closes the SWMR writer and reopens the file
- *      read-write in the ordinary mode, so /adapter and /analysis can be
- *      created (store_write_tensor, store_write_scalar, store_attr_set_*).
- *   4. store_close.
+ *   1. store_create: creates "<path>.tmp" with H5F_LIBVER_LATEST and EVERY
+ *      object of phase 1 (all of the above except /adapter and /analysis
+ *      contents), writes the metadata, calls H5Fstart_swmr_write and renames
+ *      the file to path: path never holds a half-made layout. From here on
+ *      no group, dataset or attribute can be created (SWMR forbids it); only
+ *      the pre-created datasets are extended or overwritten.
+ *   2. store_append_train / store_append_eval / store_write_checkpoint while
+ *      training. Readers (store_open, `randlora info`, plots) can open the
+ *      file meanwhile and see the rows flushed so far.
+ *   3. store_finish: closes the SWMR writer (the file is now an unfinished
+ *      run, closed cleanly), copies it to "<path>.tmp", the working copy, and
+ *      opens that read-write without SWMR. Everything after goes into the
+ *      working copy: /adapter and attributes (store_write_tensor,
+ *      store_attr_set_*), then store_write_final (/final and, last,
+ *      /final/completed = 1).
+ *   4. store_commit: closes the working copy (checked), fsyncs it, renames it
+ *      over path and fsyncs the directory. store_close without store_commit
+ *      removes the working copy and leaves path as it was.
  *
- * Flushing and what an interruption leaves: store_append_train flushes the
+ * Commit (what a process killed at any instant leaves): before the rename,
+ * path is the unfinished run (phases 1-2: the SWMR file; after
+ * store_finish: the same, closed cleanly), which store_resume continues from
+ * its last checkpoint; after it, path is the complete file, adapter and
+ * final records included. /final/completed = 1 is never in a file without
+ * the rest. A leftover "<path>.tmp" is garbage (store_resume removes it).
+ * store_open_rw (adding /analysis to a finished file) works the same way:
+ * it opens a working copy and store_commit replaces the file with it. The
+ * copy costs a read and a write of the file (copy_file_range: in the
+ * kernel, or a reflink where the file system has them) and the file's size
+ * in free space for a moment; a checkpoint holds 6 * n_trainable floats.
+ *
+ * Failures: every write (an HDF5 create, write, extend or flush, a close,
+ * the copy, fsync and rename) that fails returns RL_ERR_WRITE with one line
+ * naming the file and the cause ("run.h5: /train/loss: cannot append row 12
+ * (HDF5: No space left on device)"); the caller stops and store_close's
+ * the store, which reports a failing close too. The file is then what a kill
+ * at that moment leaves (above): resumable once the disk has room. HDF5's
+ * own exit-time close is switched off (H5dont_atexit), so a file whose
+ * close failed is not closed again at exit. For tests, store_set_fault_hook
+ * is called before each write and can fail it or end the process there.
+ *
+ * Flushing: store_append_train flushes the
  * five /train datasets every `flush_every` appends (default 1: every row);
- * store_append_eval, store_write_checkpoint and store_write_final flush every
+ * store_append_eval and store_write_checkpoint flush every
  * dataset. A flush is H5Dflush on each dataset (a few write(2) calls, no
  * fsync): measured about 22 us per appended row with flush_every = 1 against
  * 8 us at 10 and 6 us at 100, negligible against a training step of
@@ -71,15 +99,14 @@
  * file holds every flushed row and the last complete checkpoint; it opens with
  * store_open (SWMR read) and continues with store_resume. (HDF5 1.10 marks
  * such a file "open for write": h5dump refuses it until `h5clear -s FILE`;
- * store_open and `randlora info` read it as is.) Phase 3 writes without SWMR
- * protection; it is short, and the training results were closed before it.
+ * store_open and `randlora info` read it as is.)
  *
  * Checkpoints are double-buffered: store_write_checkpoint fills the slot that
  * is not current, flushes, then flips /checkpoint/current and flushes again,
  * so a writer killed half-way through a checkpoint leaves the previous one
  * intact. The price is twice the checkpoint storage (3 * 2 * n_trainable
- * floats). Only the death of the process is covered, not of the machine
- * (there is no fsync).
+ * floats). During training only the death of the process is covered, not
+ * of the machine (no fsync per step); the commit is fsynced.
  *
  * Resume: store_resume reopens a file whose writer is gone, truncates /train
  * and /eval back to the rows recorded with the current checkpoint
@@ -117,10 +144,11 @@
  *         if (step % eval_every == 0) rc = store_append_eval(st, step, acc, eval_loss);
  *         if (step % ckpt_every == 0) rc = store_write_checkpoint(st, step, p, m, v, &rng);
  *     }
- *     rc = store_write_final(st, &(struct store_final){ acc, loss, rss, ips });
  *     rc = store_finish(st);
  *     size_t dims[2] = { r, d };
  *     rc = store_write_tensor(st, "/adapter/vision.0.q/lora_A", a, 2, dims);
+ *     rc = store_write_final(st, &(struct store_final){ acc, loss, rss, ips });
+ *     rc = store_commit(st);                  // now run.h5 is complete
  *     store_close(st);
  *
  *     // a reader
@@ -213,18 +241,27 @@ int store_append_eval(struct store *s, int64_t step, double accuracy, double los
 int store_write_checkpoint(struct store *s, int64_t step, const float *params,
                            const float *m, const float *v, const struct rng *rng);
 
-/* Write /final (val_* only when f->has_val) and set /final/completed = 1. */
+/* Write /final (val_* only when f->has_val) and set /final/completed = 1,
+ * into the working copy: after store_finish, before store_commit
+ * (RL_ERR_ARG otherwise). Call it after everything else the complete file
+ * must hold. */
 int store_write_final(struct store *s, const struct store_final *f);
 
 /* Flush every dataset now (also done by the calls above as documented). */
 int store_flush(struct store *s);
 
-/* Leave SWMR mode: close and reopen read-write without SWMR (phase 3).
- * A reader that has the file open holds a shared lock; store_finish retries
- * for up to 3 s for readers to close it, then reopens without locking rather
- * than lose the adapter (the file is safe; a reader still open may get
- * errors until it reopens). Readers that poll should open, read and close. */
+/* Leave SWMR mode (phase 3): close the SWMR writer, copy the file to its
+ * working copy and open that read-write without SWMR. Readers that have the
+ * file open keep reading it undisturbed (the commit renames a new file over
+ * it; they see the complete one when they reopen). */
 int store_finish(struct store *s);
+
+/* Make the working copy (store_finish, store_open_rw) the file: close it,
+ * fsync, rename over the file, fsync the directory (phase 4, "Commit"
+ * above). Whatever the outcome the store's file is closed after it: only
+ * store_close remains. RL_ERR_WRITE naming the file and the cause; the file
+ * is then as it was before store_finish / store_open_rw. */
+int store_commit(struct store *s);
 
 /* Reopen the file of an interrupted writer (SWMR, phases 1-2) read-write,
  * truncate /train and /eval to the current checkpoint's rows (to 0 rows when
@@ -234,8 +271,19 @@ int store_finish(struct store *s);
  * size. RL_ERR_ARG when the run was already completed (/final/completed = 1). */
 int store_resume(struct store **out, const char *path);
 
-/* Close the file and free the store; NULL is a no-op. */
-void store_close(struct store *s);
+/* Close the file and free the store; NULL is a no-op. An uncommitted working
+ * copy is removed (the file keeps what it had). RL_ERR_WRITE when a writer's
+ * close fails (what it had not flushed is lost; the file is what a kill would
+ * have left), RL_OK otherwise. */
+int store_close(struct store *s);
+
+/* Tests: fn(ctx, n) is called before the n-th write of the process (n from
+ * 1; store_i_fault in store_impl.h lists what counts as a write) and returns
+ * 0 to let it happen or an errno value to make it fail with that cause; it
+ * may also end the process (_exit) to leave the file as a kill at that
+ * instant would. NULL removes the hook; setting it resets n. */
+typedef int (*store_fault_fn)(void *ctx, unsigned long n);
+void store_set_fault_hook(store_fault_fn fn, void *ctx);
 
 /* ---------------------------------------------------------------- readers */
 
@@ -246,8 +294,9 @@ void store_close(struct store *s);
  * results file of this schema. */
 int store_open(struct store **out, const char *path);
 
-/* Open read-write without SWMR, for adding /analysis to a finished run. The
- * file must have been closed cleanly. */
+/* Open a working copy of a finished run read-write, for adding /analysis;
+ * store_commit makes it the file, store_close alone drops it (the file is
+ * never changed in place). The file must have been closed cleanly. */
 int store_open_rw(struct store **out, const char *path);
 
 /* The file's path (owned by the store). */
@@ -304,7 +353,8 @@ void store_free_names(char **names, size_t n);
 /* Write a float32 tensor at `path` (e.g. "/adapter/vision.0.q/lora_A"),
  * creating missing groups and replacing an existing object of that name.
  * 1 <= ndim <= STORE_MAX_DIMS; stored chunked + shuffle + deflate(4) from
- * 16 KiB up. Not while the writer is in SWMR mode (RL_ERR_ARG). */
+ * 16 KiB up. Only into a working copy (after store_finish or store_open_rw),
+ * not while the writer is in SWMR mode (RL_ERR_ARG). */
 int store_write_tensor(struct store *s, const char *path, const float *data,
                        size_t ndim, const size_t *dims);
 

@@ -7,6 +7,8 @@
  *   store_read.c    opening, validation and the readers
  *   store_tensor.c  phase 3: tensors, scalars and attributes
  *   store_resume.c  store_resume
+ *   store_commit.c  the working copy and its commit (store_finish,
+ *                   store_open_rw, store_commit), the fault hook
  */
 #ifndef RESULTS_STORE_IMPL_H
 #define RESULTS_STORE_IMPL_H
@@ -29,8 +31,6 @@ enum store_mode { MODE_READ, MODE_SWMR, MODE_RW };
 #define READ_MAX_ELEMS ((hsize_t)1 << 32)
 /* largest string (config, attribute) a reader accepts, in bytes */
 #define READ_MAX_STRING ((size_t)64 << 20)
-/* how long store_finish waits for readers to close the file */
-#define FINISH_WAIT_MS 3000
 /* metadata read attempts of a SWMR reader (see store_i_file_open_lock) */
 #define SWMR_READ_ATTEMPTS 24
 
@@ -51,6 +51,9 @@ struct store {
     size_t          n_trainable;
     size_t          flush_every, since_flush;
     int64_t         current;          /* writer: current checkpoint slot or -1    */
+    char           *work_path;        /* the working copy written instead of path
+                                         until store_commit renames it; NULL when
+                                         the store writes path itself            */
 };
 
 #define ANY_DIM ((hsize_t)-1)
@@ -58,10 +61,12 @@ struct store {
 /* store.c */
 void store_i_h5_quiet(void);
 void store_i_h5_keep(void);
+void store_i_keep_errno(int err);
 __attribute__((format(printf, 2, 3)))
 int store_i_h5_error(int status, const char *fmt, ...);
 struct store *store_new(const char *path);
 void store_i_close_handles(struct store *s);
+int store_i_close(struct store *s, bool report);
 hid_t store_i_file_open_lock(const char *path, unsigned flags, bool create, bool clear_flags, bool lock,
                      char why[192]);
 hid_t store_i_file_open(const char *path, unsigned flags, bool create, bool clear_flags, char why[192]);
@@ -78,6 +83,22 @@ int store_i_attr_write_str(struct store *s, const char *obj, const char *name, c
 int store_i_attr_write_i64(struct store *s, const char *obj, const char *name, int64_t v);
 int store_i_attr_write_f64(struct store *s, const char *obj, const char *name, double v);
 int store_i_start_swmr(struct store *s);
+
+/* store_commit.c */
+/* Before each write to a file (HDF5 create, write, extend, flush, close; the
+ * commit's copy, fsync and rename): 0 to go on, 1 when the test hook
+ * (store_set_fault_hook) makes this write fail, its cause kept for
+ * store_i_h5_error. Use: if (store_i_fault() || H5Dwrite(...) < 0) fail. */
+int store_i_fault(void);
+/* "<path>.tmp": where the working copy of path is written (allocated) */
+char *store_i_work_name(const char *path);
+/* remove an uncommitted working copy (the file at path is untouched) */
+void store_i_discard_work(struct store *s);
+/* Copy s->path to the working copy and open that read-write (MODE_RW),
+ * clearing a dead writer's "open for write" flags when clear_flags; a copy
+ * HDF5 will not open gives open_status (RL_ERR_WRITE for the writer's own
+ * file, RL_ERR_IO for a file given to store_open_rw). */
+int store_i_open_work(struct store *s, int open_status, bool clear_flags);
 
 /* store_read.c */
 int store_i_read_i64_at(struct store *s, const char *path, int64_t *v);

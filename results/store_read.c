@@ -1,5 +1,5 @@
 /*
- * store_read.c: opening a results file (store_open, store_open_rw), the
+ * store_read.c: opening a results file (store_open), the
  * validation of its layout and the readers of curves, checkpoints, the final
  * record, the config text, the train index and the listing of groups.
  */
@@ -141,7 +141,7 @@ int store_i_check_is_hdf5(const char *path)
     return RL_OK;
 }
 
-static int open_common(struct store **out, const char *path, bool rw)
+int store_open(struct store **out, const char *path)
 {
     struct store *s;
     char why[192];
@@ -154,18 +154,13 @@ static int open_common(struct store **out, const char *path, bool rw)
     if ((rc = store_i_check_is_hdf5(path)))
         return rc;
     s = store_new(path);
-    if (rw) {
-        s->file = store_i_file_open(path, H5F_ACC_RDWR, false, false, why);
-        s->mode = MODE_RW;
-    } else {
-        s->file = store_i_file_open(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, false, false, why);
-        s->swmr_read = s->file >= 0;
-        if (s->file < 0)
-            s->file = store_i_file_open(path, H5F_ACC_RDONLY, false, false, why);
-        s->mode = MODE_READ;
-    }
+    s->file = store_i_file_open(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, false, false, why);
+    s->swmr_read = s->file >= 0;
+    if (s->file < 0)
+        s->file = store_i_file_open(path, H5F_ACC_RDONLY, false, false, why);
+    s->mode = MODE_READ;
     if (s->file < 0) {
-        rc = rl_error_set(rw ? RL_ERR_IO : RL_ERR_FORMAT, "%s: cannot open%s%s", path, rw ? " read-write" : "", why);
+        rc = rl_error_set(RL_ERR_FORMAT, "%s: cannot open%s", path, why);
         store_close(s);
         return rc;
     }
@@ -175,16 +170,6 @@ static int open_common(struct store **out, const char *path, bool rw)
     }
     *out = s;
     return RL_OK;
-}
-
-int store_open(struct store **out, const char *path)
-{
-    return open_common(out, path, false);
-}
-
-int store_open_rw(struct store **out, const char *path)
-{
-    return open_common(out, path, true);
 }
 
 /* extent of a 1-D dataset at path (checked as a curve) */

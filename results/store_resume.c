@@ -1,7 +1,10 @@
 /*
- * store_resume.c: store_resume, reopening the file of a dead writer: it
- * repairs the end of allocation, truncates the curves to the last checkpoint
- * and starts SWMR writing again.
+ * store_resume.c: store_resume, reopening the file of a dead writer. The
+ * repairs are made in a working copy (store_commit.c): it clears the dead
+ * writer's flags, repairs the end of allocation, truncates the curves to the
+ * last checkpoint and starts SWMR writing; only then is it renamed over the
+ * file. A resume killed half-way leaves the file as it was (the repairs
+ * outside SWMR mode would leave it "open for write", unreadable).
  */
 #include <hdf5.h>
 #include <errno.h>
@@ -28,8 +31,8 @@ static int truncate_group(struct store *s, const char *group, const char *const 
     for (int i = 0; i < count; i++) {
         snprintf(p, sizeof p, "/%s/%s", group, names[i]);
         hid_t d = H5Dopen2(s->file, p, H5P_DEFAULT);
-        int rc = d < 0 || H5Dset_extent(d, &n) < 0
-                     ? store_i_h5_error(RL_ERR_IO, "%s: %s: cannot truncate to %zu rows", s->path, p, rows) : RL_OK;
+        int rc = d < 0 || store_i_fault() || H5Dset_extent(d, &n) < 0
+                     ? store_i_h5_error(RL_ERR_WRITE, "%s: %s: cannot truncate to %zu rows", s->path, p, rows) : RL_OK;
         if (d >= 0)
             H5Dclose(d);
         if (rc)
@@ -46,7 +49,6 @@ int store_resume(struct store **out, const char *path)
     int completed = 0, rc;
     int64_t cur = -1;
     size_t trows, erows;
-    char why[192];
 
     store_i_h5_quiet();
     *out = NULL;
@@ -55,16 +57,12 @@ int store_resume(struct store **out, const char *path)
     if ((rc = store_i_check_is_hdf5(path)))
         return rc;
     s = store_new(path);
-    s->file = store_i_file_open(path, H5F_ACC_RDWR, false, true, why);
-    if (s->file < 0) {
-        store_close(s);
-        return rl_error_set(RL_ERR_IO, "%s: cannot reopen read-write to resume%s", path, why);
-    }
-    s->mode = MODE_RW;
+    if ((rc = store_i_open_work(s, RL_ERR_IO, true)))
+        goto fail;
     /* The dead SWMR writer's metadata may lie past the end of allocation
      * recorded in the superblock: grow it to the file's size (h5clear -i 0). */
-    if (H5Fincrement_filesize(s->file, 0) < 0) {
-        rc = store_i_h5_error(RL_ERR_IO, "%s: cannot reset the end of allocation to resume", path);
+    if (store_i_fault() || H5Fincrement_filesize(s->file, 0) < 0) {
+        rc = store_i_h5_error(RL_ERR_WRITE, "%s: cannot reset the end of allocation to resume", path);
         goto fail;
     }
     if ((rc = store_i_validate(s)) || (rc = store_read_final(s, &f, &completed)) ||
@@ -92,9 +90,16 @@ int store_resume(struct store **out, const char *path)
     s->current = cur;
     if ((rc = store_i_start_swmr(s)))
         goto fail;
+    if (store_i_fault() || rename(s->work_path, path) != 0) {
+        rc = rl_error_set(RL_ERR_WRITE, "%s: cannot replace it with its repaired copy %s: %s", path, s->work_path,
+                          strerror(errno));
+        goto fail;
+    }
+    free(s->work_path);
+    s->work_path = NULL;
     *out = s;
     return RL_OK;
 fail:
-    store_close(s);
+    store_i_close(s, false);
     return rc;
 }

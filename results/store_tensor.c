@@ -39,8 +39,8 @@ static int clear_for_write(struct store *s, const char *path)
         return RL_OK;
     if (k != H5I_DATASET)
         return rl_error_set(RL_ERR_ARG, "%s: %s: exists and is not a dataset", s->path, path);
-    if (H5Ldelete(s->file, path, H5P_DEFAULT) < 0)
-        return store_i_h5_error(RL_ERR_IO, "%s: %s: cannot replace", s->path, path);
+    if (store_i_fault() || H5Ldelete(s->file, path, H5P_DEFAULT) < 0)
+        return store_i_h5_error(RL_ERR_WRITE, "%s: %s: cannot replace", s->path, path);
     return RL_OK;
 }
 
@@ -50,9 +50,9 @@ static int create_with_parents(struct store *s, const char *path, hid_t ftype, h
     int rc = RL_OK;
 
     *out = -1;
-    if (lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0 ||
+    if (lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0 || store_i_fault() ||
         (*out = H5Dcreate2(s->file, path, ftype, space, lcpl, dcpl, H5P_DEFAULT)) < 0)
-        rc = store_i_h5_error(RL_ERR_IO, "%s: %s: cannot create the dataset", s->path, path);
+        rc = store_i_h5_error(RL_ERR_WRITE, "%s: %s: cannot create the dataset", s->path, path);
     if (lcpl >= 0)
         H5Pclose(lcpl);
     return rc;
@@ -108,8 +108,8 @@ int store_write_tensor(struct store *s, const char *path, const float *data, siz
     }
     if ((rc = create_with_parents(s, path, H5T_IEEE_F32LE, sp, dcpl, &d)))
         goto done;
-    if (total && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-        rc = store_i_h5_error(RL_ERR_IO, "%s: %s: cannot write", s->path, path);
+    if (total && (store_i_fault() || H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0))
+        rc = store_i_h5_error(RL_ERR_WRITE, "%s: %s: cannot write", s->path, path);
 done:
     if (d >= 0) H5Dclose(d);
     if (dcpl >= 0) H5Pclose(dcpl);
@@ -181,8 +181,8 @@ static int write_scalar(struct store *s, const char *path, hid_t ftype, hid_t mt
     if ((sp = H5Screate(H5S_SCALAR)) < 0)
         return store_i_h5_error(RL_ERR, "%s: %s: dataspace", s->path, path);
     if ((rc = create_with_parents(s, path, ftype, sp, H5P_DEFAULT, &d)) == RL_OK &&
-        H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
-        rc = store_i_h5_error(RL_ERR_IO, "%s: %s: cannot write", s->path, path);
+        (store_i_fault() || H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0))
+        rc = store_i_h5_error(RL_ERR_WRITE, "%s: %s: cannot write", s->path, path);
     if (d >= 0) H5Dclose(d);
     H5Sclose(sp);
     return rc;

@@ -1,8 +1,9 @@
 /*
  * store_write.c: the writer side of the results file: the writing helpers,
  * store_create (phase 1, the layout), the SWMR appends of phase 2 (curves,
- * checkpoints, the final record) and store_finish. See store.h for the life
- * cycle.
+ * checkpoints) and the final record. See store.h for the life cycle and
+ * store_commit.c for store_finish and the commit. Every write is preceded by
+ * store_i_fault() (the tests' hook) and fails with RL_ERR_WRITE.
  */
 #include <hdf5.h>
 #include <errno.h>
@@ -42,13 +43,13 @@ static int attr_write(struct store *s, const char *obj, const char *name, hid_t 
     if ((o = H5Oopen(s->file, obj, H5P_DEFAULT)) < 0)
         return store_i_h5_error(RL_ERR_IO, "%s: %s: cannot open to set attribute %s", s->path, obj, name);
     if (H5Aexists(o, name) > 0 && H5Adelete(o, name) < 0) {
-        rc = store_i_h5_error(RL_ERR_IO, "%s: %s: cannot replace attribute %s", s->path, obj, name);
+        rc = store_i_h5_error(RL_ERR_WRITE, "%s: %s: cannot replace attribute %s", s->path, obj, name);
         goto done;
     }
-    if ((sp = H5Screate(H5S_SCALAR)) < 0 ||
+    if ((sp = H5Screate(H5S_SCALAR)) < 0 || store_i_fault() ||
         (a = H5Acreate2(o, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
         H5Awrite(a, mtype, value) < 0)
-        rc = store_i_h5_error(RL_ERR_IO, "%s: %s: cannot write attribute %s", s->path, obj, name);
+        rc = store_i_h5_error(RL_ERR_WRITE, "%s: %s: cannot write attribute %s", s->path, obj, name);
 done:
     if (a >= 0) H5Aclose(a);
     if (sp >= 0) H5Sclose(sp);
@@ -86,10 +87,10 @@ int store_i_attr_write_f64(struct store *s, const char *obj, const char *name, d
 
 static int make_group(struct store *s, const char *path)
 {
-    hid_t g = H5Gcreate2(s->file, path, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t g = store_i_fault() ? -1 : H5Gcreate2(s->file, path, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
 
     if (g < 0)
-        return store_i_h5_error(RL_ERR_IO, "%s: %s: cannot create the group", s->path, path);
+        return store_i_h5_error(RL_ERR_WRITE, "%s: %s: cannot create the group", s->path, path);
     H5Gclose(g);
     return RL_OK;
 }
@@ -104,9 +105,9 @@ static int make_curve(struct store *s, const char *path, hid_t ftype, hid_t mtyp
     int rc = RL_OK;
 
     if (sp < 0 || dcpl < 0 || H5Pset_chunk(dcpl, 1, &chunk) < 0 ||
-        H5Pset_fill_value(dcpl, mtype, fill) < 0 ||
+        H5Pset_fill_value(dcpl, mtype, fill) < 0 || store_i_fault() ||
         (d = H5Dcreate2(s->file, path, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0)
-        rc = store_i_h5_error(RL_ERR_IO, "%s: %s: cannot create the dataset", s->path, path);
+        rc = store_i_h5_error(RL_ERR_WRITE, "%s: %s: cannot create the dataset", s->path, path);
     if (d >= 0) H5Dclose(d);
     if (dcpl >= 0) H5Pclose(dcpl);
     if (sp >= 0) H5Sclose(sp);
@@ -128,8 +129,8 @@ static int make_fixed(struct store *s, const char *path, hid_t ftype, hid_t mtyp
     if (sp < 0 || dcpl < 0 || H5Pset_layout(dcpl, H5D_CONTIGUOUS) < 0 ||
         H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) < 0 ||
         (fill ? H5Pset_fill_value(dcpl, mtype, fill) : H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER)) < 0 ||
-        (d = H5Dcreate2(s->file, path, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0)
-        rc = store_i_h5_error(RL_ERR_IO, "%s: %s: cannot create the dataset", s->path, path);
+        store_i_fault() || (d = H5Dcreate2(s->file, path, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0)
+        rc = store_i_h5_error(RL_ERR_WRITE, "%s: %s: cannot create the dataset", s->path, path);
     if (d >= 0) H5Dclose(d);
     if (dcpl >= 0) H5Pclose(dcpl);
     if (sp >= 0) H5Sclose(sp);
@@ -144,9 +145,10 @@ static int write_all(struct store *s, const char *path, hid_t ftype, hid_t mtype
     hid_t d = -1;
     int rc = RL_OK;
 
-    if (sp < 0 || (d = H5Dcreate2(s->file, path, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+    if (sp < 0 || store_i_fault() ||
+        (d = H5Dcreate2(s->file, path, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
         H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-        rc = store_i_h5_error(RL_ERR_IO, "%s: %s: cannot write the dataset", s->path, path);
+        rc = store_i_h5_error(RL_ERR_WRITE, "%s: %s: cannot write the dataset", s->path, path);
     if (d >= 0) H5Dclose(d);
     if (sp >= 0) H5Sclose(sp);
     return rc;
@@ -161,7 +163,7 @@ static int write_rows(hid_t d, hid_t mtype, int rank, hsize_t row, hsize_t count
     hid_t fs = H5Dget_space(d), ms = -1;
     int ok = 0;
 
-    if (fs >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL) >= 0 &&
+    if (!store_i_fault() && fs >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL) >= 0 &&
         (ms = H5Screate_simple(rank, cnt, NULL)) >= 0 &&
         H5Dwrite(d, mtype, ms, fs, H5P_DEFAULT, data) >= 0)
         ok = 1;
@@ -311,8 +313,8 @@ static int write_layout(struct store *s, const struct store_run_info *in)
 
 int store_i_start_swmr(struct store *s)
 {
-    if (H5Fstart_swmr_write(s->file) < 0)
-        return store_i_h5_error(RL_ERR_IO, "%s: cannot start SWMR writing", s->path);
+    if (store_i_fault() || H5Fstart_swmr_write(s->file) < 0)
+        return store_i_h5_error(RL_ERR_WRITE, "%s: cannot start SWMR writing", s->path);
     s->mode = MODE_SWMR;
     return open_writer_handles(s);
 }
@@ -335,16 +337,28 @@ int store_create(struct store **out, const char *path, const struct store_run_in
     s = store_new(path);
     s->n_trainable = info->n_trainable;
     s->flush_every = info->flush_every ? info->flush_every : 1;
-    s->file = store_i_file_open(path, 0, true, false, why);
+    /* written as "<path>.tmp" and renamed to path once in SWMR mode: path
+     * never holds a half-made layout */
+    s->work_path = store_i_work_name(path);
+    s->file = store_i_file_open(s->work_path, 0, true, false, why);
     if (s->file < 0) {
-        store_close(s);
+        free(s->work_path);
+        s->work_path = NULL;
+        store_i_close(s, false);
         return rl_error_set(RL_ERR_IO, "%s: cannot create the results file%s", path, why);
     }
     s->mode = MODE_RW;
     if ((rc = write_layout(s, info)) || (rc = store_i_start_swmr(s))) {
-        store_close(s);
+        store_i_close(s, false);
         return rc;
     }
+    if (store_i_fault() || rename(s->work_path, path) != 0) {
+        rc = rl_error_set(RL_ERR_WRITE, "%s: cannot rename %s to it: %s", path, s->work_path, strerror(errno));
+        store_i_close(s, false);
+        return rc;
+    }
+    free(s->work_path);
+    s->work_path = NULL;
     *out = s;
     return RL_OK;
 }
@@ -360,8 +374,8 @@ static int need_swmr(const struct store *s, const char *fn)
 static int flush_set(struct store *s, hid_t *ids, int n, const char *group)
 {
     for (int i = 0; i < n; i++)
-        if (H5Dflush(ids[i]) < 0)
-            return store_i_h5_error(RL_ERR_IO, "%s: /%s: cannot flush", s->path, group);
+        if (store_i_fault() || H5Dflush(ids[i]) < 0)
+            return store_i_h5_error(RL_ERR_WRITE, "%s: /%s: cannot flush", s->path, group);
     return RL_OK;
 }
 
@@ -373,11 +387,11 @@ static int append_row(struct store *s, hid_t *ids, int n, const char *const *nam
 
     for (int k = 1; k <= n; k++) {
         int i = k % n;       /* 1, 2, ..., n-1, then 0 (step) */
-        int bad = H5Dset_extent(ids[i], &newn) < 0 ||
+        int bad = store_i_fault() || H5Dset_extent(ids[i], &newn) < 0 ||
                   (i == 0 ? write_rows(ids[i], H5T_NATIVE_INT64, 1, rows, 1, 1, step)
                           : write_rows(ids[i], H5T_NATIVE_DOUBLE, 1, rows, 1, 1, &vals[i - 1])) < 0;
         if (bad)
-            return store_i_h5_error(RL_ERR_IO, "%s: /%s/%s: cannot append row %zu", s->path, group, names[i], rows);
+            return store_i_h5_error(RL_ERR_WRITE, "%s: /%s/%s: cannot append row %zu", s->path, group, names[i], rows);
     }
     return RL_OK;
 }
@@ -432,8 +446,8 @@ int store_flush(struct store *s)
     store_i_h5_quiet();
     if (s->mode == MODE_READ)
         return RL_OK;
-    if (H5Fflush(s->file, H5F_SCOPE_LOCAL) < 0)
-        return store_i_h5_error(RL_ERR_IO, "%s: cannot flush", s->path);
+    if (store_i_fault() || H5Fflush(s->file, H5F_SCOPE_LOCAL) < 0)
+        return store_i_h5_error(RL_ERR_WRITE, "%s: cannot flush", s->path);
     s->since_flush = 0;
     return RL_OK;
 }
@@ -476,12 +490,12 @@ int store_write_checkpoint(struct store *s, int64_t step, const float *params, c
         (n && (write_rows(s->ckpt[CK_PARAMS], H5T_NATIVE_FLOAT, 2, hs, 1, n, params) < 0 ||
                write_rows(s->ckpt[CK_M], H5T_NATIVE_FLOAT, 2, hs, 1, n, m) < 0 ||
                write_rows(s->ckpt[CK_V], H5T_NATIVE_FLOAT, 2, hs, 1, n, v) < 0)))
-        return store_i_h5_error(RL_ERR_IO, "%s: /checkpoint: cannot write slot %lld", s->path, (long long)slot);
+        return store_i_h5_error(RL_ERR_WRITE, "%s: /checkpoint: cannot write slot %lld", s->path, (long long)slot);
     if ((rc = flush_set(s, s->ckpt + 1, N_CKPT - 1, "checkpoint")))
         return rc;
     /* only now is the new slot complete: make it current */
-    if (H5Dwrite(s->ckpt[CK_CURRENT], H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &slot) < 0)
-        return store_i_h5_error(RL_ERR_IO, "%s: /checkpoint/current: cannot write", s->path);
+    if (store_i_fault() || H5Dwrite(s->ckpt[CK_CURRENT], H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &slot) < 0)
+        return store_i_h5_error(RL_ERR_WRITE, "%s: /checkpoint/current: cannot write", s->path);
     if ((rc = flush_set(s, s->ckpt + CK_CURRENT, 1, "checkpoint")))
         return rc;
     s->current = slot;
@@ -491,8 +505,8 @@ int store_write_checkpoint(struct store *s, int64_t step, const float *params, c
 static int write_scalar_at(struct store *s, const char *path, hid_t mtype, const void *v)
 {
     hid_t d = H5Dopen2(s->file, path, H5P_DEFAULT);
-    int rc = d < 0 || H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0 || H5Dflush(d) < 0
-                 ? store_i_h5_error(RL_ERR_IO, "%s: %s: cannot write", s->path, path) : RL_OK;
+    int rc = d < 0 || store_i_fault() || H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0
+                 ? store_i_h5_error(RL_ERR_WRITE, "%s: %s: cannot write", s->path, path) : RL_OK;
 
     if (d >= 0)
         H5Dclose(d);
@@ -505,8 +519,9 @@ int store_write_final(struct store *s, const struct store_final *f)
     const int64_t one = 1;
 
     store_i_h5_quiet();
-    if ((rc = need_swmr(s, "store_write_final")) || (rc = flush_curves(s)))
-        return rc;
+    if (s->mode != MODE_RW || !s->work_path)
+        return rl_error_set(RL_ERR_ARG, "%s: store_write_final: after store_finish only (the final records go "
+                            "into the working copy that store_commit makes the file)", s->path);
     if ((rc = write_scalar_at(s, "/final/accuracy", H5T_NATIVE_DOUBLE, &f->accuracy)) ||
         (rc = write_scalar_at(s, "/final/loss", H5T_NATIVE_DOUBLE, &f->loss)) ||
         (rc = write_scalar_at(s, "/final/images_per_s", H5T_NATIVE_DOUBLE, &f->images_per_s)) ||
@@ -515,36 +530,5 @@ int store_write_final(struct store *s, const struct store_final *f)
         (f->has_val && (rc = write_scalar_at(s, "/final/val_loss", H5T_NATIVE_DOUBLE, &f->val_loss))) ||
         (rc = write_scalar_at(s, "/final/completed", H5T_NATIVE_INT64, &one)))
         return rc;
-    return RL_OK;
-}
-
-int store_finish(struct store *s)
-{
-    int rc;
-    char why[192];
-
-    store_i_h5_quiet();
-    if ((rc = need_swmr(s, "store_finish")))
-        return rc;
-    store_i_close_handles(s);
-    herr_t e = H5Fclose(s->file);
-    s->file = -1;
-    if (e < 0)
-        return store_i_h5_error(RL_ERR_IO, "%s: cannot close the SWMR writer", s->path);
-    /* A SWMR reader holds a shared lock while it has the file open. Give
-     * readers (plots polling the file) FINISH_WAIT_MS to let go, then open
-     * without the lock rather than lose the adapter: the file is safe, a
-     * reader still open may read errors until it reopens. */
-    for (int waited = 0;; waited += 10) {
-        s->file = store_i_file_open(s->path, H5F_ACC_RDWR, false, false, why);
-        if (s->file >= 0 || !strstr(why, "lock") || waited >= FINISH_WAIT_MS)
-            break;
-        nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
-    }
-    if (s->file < 0 && strstr(why, "lock"))
-        s->file = store_i_file_open_lock(s->path, H5F_ACC_RDWR, false, false, false, why);
-    if (s->file < 0)
-        return rl_error_set(RL_ERR_IO, "%s: cannot reopen read-write after training%s", s->path, why);
-    s->mode = MODE_RW;
     return RL_OK;
 }

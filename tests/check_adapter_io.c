@@ -32,6 +32,7 @@
 #include "methods/adapter_io.h"
 #include "formats/safetensors.h"
 #include "suites.h"
+#include "test_cmd.h"
 #include "test_util.h"
 
 #define N_ROWS 4
@@ -78,24 +79,6 @@ static void write_file(const char *path, const char *text, size_t len)
     ck_assert_ptr_nonnull(f);
     ck_assert_uint_eq(fwrite(text, 1, len, f), len);
     ck_assert_int_eq(fclose(f), 0);
-}
-
-static char *read_file_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    n = ftell(f);
-    ck_assert_int_ge(n, 0);
-    rewind(f);
-    buf = xmalloc((size_t)n + 1);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -189,6 +172,7 @@ static const struct rt_case rt_cases[] = {
       0xFEDCBA9876543210ull },
     { "randlora", "peft",  ADAPTER_BASIS_DENSE, true, ADAPTER_SCALE_ALPHA_R_SQRT_N, false, 6.0f,
       0.0f, 0.1f, 5 },
+    { "nola",     "peft",  ADAPTER_BASIS_SPARSE, false, 0, false, 2.0f,  0.0f,  0.1f, 8 },
     { "full",     "peft",  ADAPTER_BASIS_DENSE, false, 0, false, 0.0f,  0.0f,  0.1f, 6 },
     { "none",     "peft",  ADAPTER_BASIS_DENSE, false, 0, false, 0.0f,  0.0f,  0.1f, 7 },
 };
@@ -367,7 +351,7 @@ static void export_one(const char *method, size_t d_out, size_t d_in, struct st_
     adapter_method_free(&m);
     ck_assert_int_eq(st_open(f, tmp_path(ADAPTER_IO_WEIGHTS_NAME)), RL_OK);
     ck_assert_str_eq(st_metadata_get(*f, "format"), "pt");
-    text = read_file_text(tmp_path(ADAPTER_IO_CONFIG_NAME));
+    text = test_slurp(tmp_path(ADAPTER_IO_CONFIG_NAME), NULL);
     *config = cJSON_Parse(text);
     free(text);
     ck_assert_ptr_nonnull(*config);
@@ -512,7 +496,7 @@ START_TEST(test_randlora_paper_alpha)
     ck_assert_int_eq(adapter_cfg_profile(&cfg, "paper"), RL_OK);
     model_init(&md, &cfg);
     ck_assert_int_eq(adapter_io_export(&files, &md.m, md.mods, N_LAYERS), RL_OK);
-    text = read_file_text(tmp_path(ADAPTER_IO_CONFIG_NAME));
+    text = test_slurp(tmp_path(ADAPTER_IO_CONFIG_NAME), NULL);
     o = cJSON_Parse(text);
     ck_assert_ptr_nonnull(o);
     expect_json_num(o, "randlora_alpha", 1);
@@ -609,7 +593,7 @@ static void hostile_setup(void)
     model_init(&hm, &cfg);
     model_randomize(&hm, 5);
     ck_assert_int_eq(adapter_io_export(&files, &hm.m, hm.mods, N_LAYERS), RL_OK);
-    good_config = read_file_text(tmp_path(ADAPTER_IO_CONFIG_NAME));
+    good_config = test_slurp(tmp_path(ADAPTER_IO_CONFIG_NAME), NULL);
     model_randomize(&hm, 6);          /* the in-memory state differs from the files */
     snapshot_n = 0;
     for (int i = 0; i < N_LAYERS; i++)
@@ -800,7 +784,7 @@ END_TEST
 START_TEST(test_hostile_weights)
 {
     const char *wpath = tmp_path(ADAPTER_IO_WEIGHTS_NAME);
-    char *good = read_file_text(wpath);     /* binary, but read whole */
+    char *good = test_slurp(wpath, NULL);     /* binary, but read whole */
     struct stat sb;
     float bad[3 * 17];
 

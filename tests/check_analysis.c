@@ -18,6 +18,7 @@
 #include "results/analysis.h"
 #include "results/plot.h"
 #include "suites.h"
+#include "test_cmd.h"
 #include "test_util.h"
 
 /* ------------------------------------------------------------------------ */
@@ -504,26 +505,7 @@ static char *tpath(const char *name)
     return b;
 }
 
-/* whole file as a NUL-terminated string (caller frees), *len its size */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    n = ftell(f);
-    ck_assert_int_ge(n, 0);
-    rewind(f);
-    buf = xmalloc((size_t)n + 1);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    if (len)
-        *len = (size_t)n;
-    return buf;
-}
+#define slurp test_slurp     /* test_cmd.h */
 
 static long file_size(const char *path)
 {
@@ -542,9 +524,9 @@ static const double loss_c[4] = {2.5, 1.0, 0.5, 0.25};
 
 static struct plot_figure loss_figure(struct plot_series *s, const char *stem)
 {
-    s[0] = (struct plot_series){"lora", 4, steps, loss_a, NULL};
-    s[1] = (struct plot_series){"vera_r256_seed_0", 4, steps, loss_b, NULL};
-    s[2] = (struct plot_series){"lora", 4, steps, loss_c, NULL};
+    s[0] = (struct plot_series){.name = "lora", .n = 4, .x = steps, .y = loss_a};
+    s[1] = (struct plot_series){.name = "vera_r256_seed_0", .n = 4, .x = steps, .y = loss_b};
+    s[2] = (struct plot_series){.name = "lora", .n = 4, .x = steps, .y = loss_c};
     return (struct plot_figure){.kind = PLOT_LOSS, .stem = stem, .title = "oxford_pets, 4 shots",
                                 .series = s, .n_series = 3, .logy = 1};
 }
@@ -619,7 +601,7 @@ START_TEST(test_plot_shots_aggregates_seeds)
     const double x[7] = {4, 1, 16, 4, 1, 16, 2};
     const double y[7] = {0.6, 0.5, 0.9, 0.8, 0.5, 0.9, 0.55};
     const double x2[2] = {1, 8}, y2[2] = {0.25, 0.5};
-    struct plot_series s[2] = {{"rand_lora", 7, x, y, NULL}, {"lora", 2, x2, y2, NULL}};
+    struct plot_series s[2] = {{.name = "rand_lora", .n = 7, .x = x, .y = y}, {.name = "lora", .n = 2, .x = x2, .y = y2}};
     struct plot_figure fig = {.kind = PLOT_ACC_SHOTS, .stem = tpath("shots"), .series = s,
                               .n_series = 2};
     char *tsv, *gp;
@@ -646,9 +628,9 @@ START_TEST(test_plot_other_kinds_content)
     const double params[2] = {1e4, 1e5}, acc[2] = {0.5, 0.625}, err[2] = {0.01, 0.02};
     const double at[3] = {0, 1, 2};
     const char *labels[3] = {"v0.q_proj", "it's_v1", "v2"};
-    struct plot_series sp = {"lora_r8", 5, NULL, sv, NULL};
-    struct plot_series rs[2] = {{"lora", 3, layer, rk, NULL}, {"randlora", 3, layer, rk2, NULL}};
-    struct plot_series ps = {"vera", 2, params, acc, err};
+    struct plot_series sp = {.name = "lora_r8", .n = 5, .x = NULL, .y = sv};
+    struct plot_series rs[2] = {{.name = "lora", .n = 3, .x = layer, .y = rk}, {.name = "randlora", .n = 3, .x = layer, .y = rk2}};
+    struct plot_series ps = {.name = "vera", .n = 2, .x = params, .y = acc, .yerr = err};
     struct plot_figure f1 = {.kind = PLOT_SPECTRUM, .stem = tpath("spec"), .series = &sp,
                              .n_series = 1, .normalise = 1};
     struct plot_figure f2 = {.kind = PLOT_RANK, .stem = tpath("rank"), .series = rs,
@@ -696,7 +678,7 @@ START_TEST(test_plot_render_all_kinds)
     const double x[5] = {1, 2, 4, 8, 16}, y[5] = {0.5, 0.6, 0.7, 0.75, 0.8};
     const double y2[5] = {0.45, 0.55, 0.72, 0.7, 0.85};
     const double sv[5] = {4, 2, 1, 0.5, 0.25};
-    struct plot_series s2[2] = {{"lora", 5, x, y, NULL}, {"full_ft", 5, x, y2, NULL}};
+    struct plot_series s2[2] = {{.name = "lora", .n = 5, .x = x, .y = y}, {.name = "full_ft", .n = 5, .x = x, .y = y2}};
     struct plot_series ls[3];
     struct plot_figure figs[5];
     const char *stems[5] = {"r_loss", "r_params", "r_shots", "r_spec", "r_rank"};
@@ -706,7 +688,7 @@ START_TEST(test_plot_render_all_kinds)
     for (int k = 1; k < 5; k++)
         figs[k] = (struct plot_figure){.kind = (enum plot_kind)k, .stem = tpath(stems[k]),
                                        .series = s2, .n_series = 2};
-    figs[3].series = (struct plot_series[]){{"lora", 5, NULL, sv, NULL}};
+    figs[3].series = (struct plot_series[]){{.name = "lora", .n = 5, .x = NULL, .y = sv}};
     figs[3].n_series = 1;
     for (int k = 0; k < 5; k++) {
         char name[64], *png;
@@ -783,8 +765,8 @@ END_TEST
 START_TEST(test_plot_errors)
 {
     const double y[2] = {NAN, INFINITY};
-    struct plot_series s = {"a", 2, NULL, y, NULL};
-    struct plot_series ok = {"a", 1, NULL, y + 0, NULL};
+    struct plot_series s = {.name = "a", .n = 2, .x = NULL, .y = y};
+    struct plot_series ok = {.name = "a", .n = 1, .y = y + 0};
     const double fine[1] = {1.0};
     struct plot_figure fig = {.kind = PLOT_LOSS, .stem = NULL, .series = &s, .n_series = 1};
 

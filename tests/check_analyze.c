@@ -11,9 +11,10 @@
  *   - export writes a peft directory that adapter_io_import reads back equal
  *     (parameters and shared tensors bit for bit) for LoRA, VeRA, RandLoRA;
  *   - plot on a sweep (3 methods x 3 budgets x 3 shots x 2 seeds, plus a run
- *     interrupted while training) writes all five figures (PNG and SVG too
- *     when gnuplot is present); without /analysis the spectrum and rank
- *     figures are skipped with a note;
+ *     interrupted while training) writes the accuracy, loss, spectrum and
+ *     rank figures (PNG and SVG too when gnuplot is present); without
+ *     /analysis the per-layer figures are skipped with a note (the grouping,
+ *     selection, reference lines and every other figure: check_plot.c);
  *   - hostile run files (missing groups, attributes, tensors; wrong shapes,
  *     ranks, methods; non-finite values; a bad config; not HDF5) give exit 2
  *     with a message naming the object.
@@ -43,6 +44,8 @@
 #include "results/run_adapters.h"
 #include "results/store.h"
 #include "suites.h"
+#include "test_cmd.h"
+#include "test_util.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -112,17 +115,6 @@ static int run_cmd(int (*fn)(int, char **), char **argv, const char *out)
     return rc;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    char *buf = xcalloc(1 << 16, 1);
-
-    ck_assert_ptr_nonnull(fp);
-    size_t n = fread(buf, 1, (1 << 16) - 1, fp);
-    buf[n] = '\0';
-    fclose(fp);
-    return buf;
-}
 
 static long file_size(const char *path)
 {
@@ -310,8 +302,6 @@ static void write_run(const char *path, const struct run_plan *plan, const struc
         }
         if (o->live)
             _exit(0);                           /* killed: nothing closed */
-        ck_assert_int_eq(store_write_final(s, &(struct store_final){ .accuracy = acc, .loss = linf,
-                                                       .peak_rss_bytes = 1 << 20, .images_per_s = 100.0 }), RL_OK);
         ck_assert_int_eq(store_finish(s), RL_OK);
         if (!o->no_adapter) {
             char p[512];
@@ -333,6 +323,9 @@ static void write_run(const char *path, const struct run_plan *plan, const struc
             ck_assert_int_eq(store_attr_set_string(s, "/adapter", "method", plan->method), RL_OK);
             ck_assert_int_eq(store_attr_set_int64(s, "/adapter", "r", (int64_t)plan->adapter.r), RL_OK);
         }
+        ck_assert_int_eq(store_write_final(s, &(struct store_final){ .accuracy = acc, .loss = linf,
+                                                       .peak_rss_bytes = 1 << 20, .images_per_s = 100.0 }), RL_OK);
+        ck_assert_int_eq(store_commit(s), RL_OK);
         store_close(s);
     } else {
         int st = 0;
@@ -465,7 +458,7 @@ START_TEST(test_analyze)
     write_simple(rl, "randlora", 4, NULL);
     write_simple(full, "full", 0, NULL);
     int rc = analyze(out, lora, rl, NULL, NULL);
-    char *txt = slurp(out);
+    char *txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 0, "%s", txt);
     ck_assert_msg(strstr(txt, "lora r=4, 5 adapted layers") && strstr(txt, "randlora r=4, 5 adapted layers") &&
                       strstr(txt, "vision_model.encoder.layers.0.mlp.fc1") && strstr(txt, "64x32"),
@@ -542,7 +535,7 @@ START_TEST(test_analyze)
 
     /* --reference: a run against itself: cosine 1, overlaps 1 */
     rc = analyze6(out, full, "--reference", full, "--cka-batch", "0", NULL);
-    txt = slurp(out);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 0 && strstr(txt, "cosine"), "%s", txt);
     free(txt);
     ck_assert_int_eq(store_open(&s, full), RL_OK);
@@ -607,7 +600,7 @@ START_TEST(test_export)
         write_simple(path, cases[c].method, cases[c].rank, NULL);
         char *argv[] = { "export", (char *)path, "-o", (char *)odir, NULL };
         int rc = run_cmd(cmd_export, argv, out);
-        char *txt = slurp(out);
+        char *txt = test_slurp(out, NULL);
         ck_assert_msg(rc == 0, "%s: %s", cases[c].method, txt);
         free(txt);
         char f[600];
@@ -720,7 +713,7 @@ START_TEST(test_plot)
     snprintf(figs, sizeof figs, "%s/figures", sweep);
     char *argv1[] = { "plot", sweep, NULL };
     int rc = run_cmd(cmd_plot, argv1, out);
-    char *txt = slurp(out);
+    char *txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 0, "%s", txt);
     ck_assert_msg(strstr(txt, "55 runs") && strstr(txt, "randlora analyze"), "%s", txt);
     free(txt);
@@ -731,12 +724,12 @@ START_TEST(test_plot)
     for (size_t i = 0; i < n; i++)
         argv2[i + 1] = paths[i];
     rc = run_cmd(cmd_analyze, argv2, out);
-    txt = slurp(out);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 0, "%s", txt);
     free(txt);
     free(argv2);
     rc = run_cmd(cmd_plot, argv1, out);
-    txt = slurp(out);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 0, "%s", txt);
     bool rendered = have_gnuplot();
     for (size_t f = 0; f < sizeof figures / sizeof figures[0]; f++)
@@ -748,11 +741,11 @@ START_TEST(test_plot)
     /* the spectrum holds one series per method; the rank figure every layer */
     char p[800];
     snprintf(p, sizeof p, "%s/spectrum.tsv", figs);
-    txt = slurp(p);
+    txt = test_slurp(p, NULL);
     ck_assert_msg(strstr(txt, "lora r11") && strstr(txt, "vera r") && strstr(txt, "randlora r1"), "%s", txt);
     free(txt);
     snprintf(p, sizeof p, "%s/rank.gp", figs);
-    txt = slurp(p);
+    txt = test_slurp(p, NULL);
     ck_assert_msg(strstr(txt, "v0.fc1") && strstr(txt, "t0.q_proj"), "%s", txt);
     free(txt);
 
@@ -760,13 +753,13 @@ START_TEST(test_plot)
     snprintf(figs, sizeof figs, "%s/one", tmpdir);
     char *argv3[] = { "plot", paths[0], "-o", figs, "--layer", "text_model.encoder.layers.0.self_attn.q_proj", NULL };
     rc = run_cmd(cmd_plot, argv3, out);
-    txt = slurp(out);
-    ck_assert_msg(rc == 0 && strstr(txt, "1 run ->"), "%s", txt);
+    txt = test_slurp(out, NULL);
+    ck_assert_msg(rc == 0 && strstr(txt, "1 run, 1 setting ->"), "%s", txt);
     free(txt);
     check_figure(figs, "spectrum", rendered);
     argv3[5] = "vision_model.nowhere";
     rc = run_cmd(cmd_plot, argv3, out);
-    txt = slurp(out);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 0 && strstr(txt, "no analysed run has layer vision_model.nowhere"), "%s", txt);
     free(txt);
 
@@ -776,7 +769,7 @@ START_TEST(test_plot)
     fputs("not hdf5", fp);
     fclose(fp);
     rc = run_cmd(cmd_plot, argv1, out);
-    txt = slurp(out);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 2 && strstr(txt, "zz-broken.h5") && strstr(txt, "55 runs"), "%s", txt);
     free(txt);
     unlink(p);
@@ -816,13 +809,13 @@ static void expect_bad(const char *path, const char *needle)
     const char *out = tmp_path("err.txt");
     char *argv[] = { "analyze", (char *)path, NULL };
     int rc = run_cmd(cmd_analyze, argv, out);
-    char *txt = slurp(out);
+    char *txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 2 && strstr(txt, needle) && strstr(txt, "randlora analyze: "), "rc %d, want '%s': %s", rc,
                   needle, txt);
     free(txt);
     char *argv2[] = { "export", (char *)path, "-o", (char *)tmp_path("exp"), NULL };
     rc = run_cmd(cmd_export, argv2, out);
-    txt = slurp(out);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 2 && strstr(txt, needle), "export rc %d, want '%s': %s", rc, needle, txt);
     free(txt);
 }
@@ -832,6 +825,12 @@ static struct store *rw(const char *path)
     struct store *s;
     ck_assert_int_eq(store_open_rw(&s, path), RL_OK);
     return s;
+}
+
+static void rw_commit(struct store *s)
+{
+    ck_assert_msg(store_commit(s) == RL_OK, "%s", rl_error_msg());
+    store_close(s);
 }
 
 START_TEST(test_hostile)
@@ -860,22 +859,22 @@ START_TEST(test_hostile)
     write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_attr_set_string(s, "/adapter", "method", "vera"), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "attribute method = 'vera'");
     write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_attr_set_int64(s, "/adapter", "r", 8), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "/adapter: attribute r = 8");
     write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_attr_set_int64(s, q0, "d_in", (int64_t)1 << 40), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "attribute d_in = 1099511627776");
     write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_attr_set_string(s, q0, "d_out", "32"), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "q_proj: attribute d_out: expected integer");
 
     /* tensors: missing, wrong shape (the attrs say 40x32), non-finite, a
@@ -887,7 +886,7 @@ START_TEST(test_hostile)
     write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_attr_set_int64(s, q0, "d_out", 40), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "q_proj/lora_B.weight: shape 32x4, expected 40x4");
     write_run(path, lora, NULL, NULL);
     s = rw(path);
@@ -895,26 +894,26 @@ START_TEST(test_hostile)
     float bad[4 * 32] = { 0 };
     bad[77] = NAN;
     ck_assert_int_eq(store_write_tensor(s, p, bad, 2, (size_t[]){ 4, 32 }), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "q_proj/lora_A.weight: non-finite value at element 77");
     write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_attr_set_int64(s, q0, "d_out", 2), RL_OK);
     ck_assert_int_eq(store_attr_set_int64(s, q0, "d_in", 3), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, q0);
     /* a site that is a dataset, not a group */
     write_run(path, lora, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_write_tensor(s, "/adapter/stray", bad, 1, (size_t[]){ 3 }), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "/adapter/stray: not a group");
 
     /* shared tensors of the wrong shape */
     write_run(path, rl, NULL, NULL);
     s = rw(path);
     ck_assert_int_eq(store_write_tensor(s, "/adapter/shared/randlora_A", bad, 2, (size_t[]){ 4, 30 }), RL_OK);
-    store_close(s);
+    rw_commit(s);
     expect_bad(path, "/adapter/shared/randlora_A: shape 4x30, expected 4x1x32");
 
     /* the config */
@@ -1016,8 +1015,6 @@ static void write_model_run(const char *path, const struct run_plan *plan, uint6
     };
     ck_assert_msg(store_create(&s, path, &info) == RL_OK, "%s", rl_error_msg());
     ck_assert_int_eq(store_append_train(s, &(struct store_train_row){ 1, 1.0, 1e-3, 1.0, 0.1 }), RL_OK);
-    ck_assert_int_eq(store_write_final(s, &(struct store_final){ .accuracy = 0.5, .loss = 1.0,
-                                                       .peak_rss_bytes = 1 << 20, .images_per_s = 100.0 }), RL_OK);
     ck_assert_int_eq(store_finish(s), RL_OK);
     for (size_t i = 0; i < ca.n_sites; i++) {
         struct adapter_tensor tv[8];
@@ -1033,6 +1030,9 @@ static void write_model_run(const char *path, const struct run_plan *plan, uint6
     }
     ck_assert_int_eq(store_attr_set_string(s, "/adapter", "method", plan->method), RL_OK);
     ck_assert_int_eq(store_attr_set_int64(s, "/adapter", "r", (int64_t)plan->adapter.r), RL_OK);
+    ck_assert_int_eq(store_write_final(s, &(struct store_final){ .accuracy = 0.5, .loss = 1.0,
+                                                       .peak_rss_bytes = 1 << 20, .images_per_s = 100.0 }), RL_OK);
+    ck_assert_int_eq(store_commit(s), RL_OK);
     store_close(s);
     clip_adapters_free(&ca);
     clip_model_free(&m);
@@ -1079,7 +1079,7 @@ START_TEST(test_cka)
 
     /* a run against itself: 1 at every layer of both towers */
     rc = analyze(out, lora, "--reference", lora, NULL);
-    txt = slurp(out);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 0 && strstr(txt, "activation CKA") && strstr(txt, "64 images x 17 tokens = 1088 rows"),
                   "%s", txt);
     free(txt);
@@ -1100,7 +1100,7 @@ START_TEST(test_cka)
     /* against the full run: in [0, 1] and below 1 everywhere (both towers
      * adapted differently); --cka-batch sets the images */
     rc = analyze6(out, lora, lora_t, "--reference", full, "--cka-batch", "24");
-    txt = slurp(out);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 0 && strstr(txt, "24 images x 17 tokens"), "%s", txt);
     free(txt);
     for (size_t l = 0; l < 2; l++)
@@ -1120,11 +1120,11 @@ START_TEST(test_cka)
 
     /* another model, other eval data: exit 2, named, nothing written */
     rc = analyze(out, other, "--reference", lora, NULL);
-    txt = slurp(out);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 2 && strstr(txt, other) && strstr(txt, "one model"), "%s", txt);
     free(txt);
     rc = analyze(out, oeval, "--reference", lora, NULL);
-    txt = slurp(out);
+    txt = test_slurp(out, NULL);
     ck_assert_msg(rc == 2 && strstr(txt, "eval data 'shapes:test'") && strstr(txt, "shapes-count:test"), "%s", txt);
     free(txt);
     ck_assert_int_eq(store_open(&s, other), RL_OK);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "core/alloc.h"
 #include "core/progress.h"
@@ -13,6 +14,7 @@
 #include "core/status.h"
 #include "core/threads.h"
 #include "suites.h"
+#include "test_proc.h"
 
 START_TEST(test_status_messages)
 {
@@ -30,6 +32,60 @@ START_TEST(test_status_messages)
 }
 END_TEST
 
+/* rl_error_prefix: the callee's message after the caller's context, never
+ * formatted into itself (issue 13 finding 6) */
+START_TEST(test_error_prefix)
+{
+    char want[RL_ERROR_MAX], big[3 * RL_ERROR_MAX];
+    size_t n;
+
+    rl_error_set(RL_ERR_ARG, "lora: rank 4096 exceeds min(128, 128) of layer 128x128");
+    ck_assert_int_eq(rl_error_prefix(RL_ERR_ARG, "%s: %s with rank %d", "X.ini", "lora", 4096),
+                     RL_ERR_ARG);
+    ck_assert_str_eq(rl_error_msg(), "X.ini: lora with rank 4096: lora: rank 4096 exceeds "
+                     "min(128, 128) of layer 128x128");
+    /* twice: both prefixes, once each */
+    rl_error_prefix(RL_ERR_ARG, "sweep");
+    ck_assert_str_eq(rl_error_msg(), "sweep: X.ini: lora with rank 4096: lora: rank 4096 "
+                     "exceeds min(128, 128) of layer 128x128");
+    /* the prefix's own arguments may be the current message */
+    rl_error_set(RL_ERR_IO, "abc");
+    rl_error_prefix(RL_ERR_IO, "%s/%s", rl_error_msg(), rl_error_msg());
+    ck_assert_str_eq(rl_error_msg(), "abc/abc: abc");
+    /* nothing recorded: the prefix alone */
+    rl_error_clear();
+    ck_assert_int_eq(rl_error_prefix(RL_ERR_FORMAT, "f.json: %d", 7), RL_ERR_FORMAT);
+    ck_assert_str_eq(rl_error_msg(), "f.json: 7");
+
+    /* a long message is cut at its end, the prefix kept */
+    memset(big, 'm', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    rl_error_set(RL_ERR, "%s", big);
+    rl_error_prefix(RL_ERR, "%s", "ctx");
+    n = strlen(rl_error_msg());
+    ck_assert_uint_eq(n, RL_ERROR_MAX - 1);
+    ck_assert(!strncmp(rl_error_msg(), "ctx: mmm", 8));
+    ck_assert_int_eq(rl_error_msg()[n - 1], 'm');
+    /* a prefix longer than the buffer: cut, still terminated, ": " last */
+    rl_error_set(RL_ERR, "tail");
+    memset(big, 'p', sizeof(big) - 1);
+    rl_error_prefix(RL_ERR, "%s", big);
+    n = strlen(rl_error_msg());
+    ck_assert_uint_eq(n, RL_ERROR_MAX - 1);
+    memset(want, 'p', RL_ERROR_MAX - 3);
+    memcpy(want + RL_ERROR_MAX - 3, ": ", 3);
+    ck_assert_str_eq(rl_error_msg(), want);
+    /* a prefix and a message that just fit */
+    memset(big, 'q', RL_ERROR_MAX - 1 - 2 - 4);
+    big[RL_ERROR_MAX - 1 - 2 - 4] = '\0';
+    rl_error_set(RL_ERR, "tail");
+    rl_error_prefix(RL_ERR, "%s", big);
+    ck_assert_uint_eq(strlen(rl_error_msg()), RL_ERROR_MAX - 1);
+    ck_assert_str_eq(rl_error_msg() + RL_ERROR_MAX - 1 - 6, ": tail");
+    rl_error_clear();
+}
+END_TEST
+
 START_TEST(test_size_overflow)
 {
     size_t out;
@@ -42,12 +98,20 @@ START_TEST(test_size_overflow)
 }
 END_TEST
 
-/* an overflowing request must abort, not return a short block */
+static void overflowing_alloc(void *unused)
+{
+    (void)unused;
+    free(xmalloc_array(SIZE_MAX / 4, 8));
+}
+
+/* an overflowing request must abort, not return a short block (in a child
+ * of its own: test_proc.h) */
 START_TEST(test_xmalloc_array_overflow_aborts)
 {
-    void *p = xmalloc_array(SIZE_MAX / 4, 8);
+    int st = test_in_child(overflowing_alloc, NULL);
 
-    free(p);
+    ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "wait status %d, expected SIGABRT",
+                  st);
 }
 END_TEST
 
@@ -171,7 +235,7 @@ END_TEST
 START_TEST(test_threads_policy)
 {
     char buf[128];
-    struct thread_policy p = threads_init(1);
+    struct thread_policy before = threads_current(), p = threads_init(1);
 
     ck_assert_int_eq(p.n_blas, 1);
 #ifdef _OPENMP
@@ -180,7 +244,7 @@ START_TEST(test_threads_policy)
 #endif
     ck_assert_ptr_nonnull(getenv("OPENBLAS_THREAD_TIMEOUT"));
     ck_assert_ptr_nonnull(strstr(threads_describe(buf, sizeof(buf)), "blas=1"));
-    threads_init(2);
+    threads_init(before.n_omp);                   /* the next tests run as before */
 }
 END_TEST
 
@@ -190,8 +254,9 @@ Suite *suite_core(void)
     TCase *tc = tcase_create("core");
 
     tcase_add_test(tc, test_status_messages);
+    tcase_add_test(tc, test_error_prefix);
     tcase_add_test(tc, test_size_overflow);
-    tcase_add_test_raise_signal(tc, test_xmalloc_array_overflow_aborts, SIGABRT);
+    tcase_add_test(tc, test_xmalloc_array_overflow_aborts);
     tcase_add_test(tc, test_xcalloc_aligned);
     tcase_add_test(tc, test_rng_fixed_stream);
     tcase_add_test(tc, test_rng_uniform_moments);

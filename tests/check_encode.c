@@ -59,6 +59,7 @@
 #include "models/tokenizer.h"
 #include "golden.h"
 #include "suites.h"
+#include "test_cmd.h"
 #include "test_util.h"
 
 #define GOLDEN_HINT "/usr/bin/python3 tests/ref/make_clip_golden.py"
@@ -112,27 +113,6 @@ static void write_text(const char *path, const char *text)
     write_bytes(path, text, strlen(text));
 }
 
-/* the whole of a file (NUL-terminated) */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    n = ftell(f);
-    ck_assert_int_ge(n, 0);
-    rewind(f);
-    buf = xmalloc((size_t)n + 1);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    buf[n] = '\0';
-    if (len)
-        *len = (size_t)n;
-    return buf;
-}
-
 /* a model directory in tmp: config.json and (unless no_weights) the
  * fixture's model.safetensors, vocab.json, merges.txt as symlinks */
 static const char *make_model_dir(const char *name, int no_weights)
@@ -158,84 +138,13 @@ static const char *make_model_dir(const char *name, int no_weights)
 }
 
 /* ------------------------------------------------------------------------ */
-/* running a command in-process with stdout and stderr captured              */
+/* running a command in-process with stdout and stderr captured (test_cmd.h) */
 
-struct captured {
-    int status;
-    char *out, *err;
-};
-
-static void captured_free(struct captured *c)
-{
-    free(c->out);
-    free(c->err);
-    memset(c, 0, sizeof(*c));
-}
-
-/* fn(argv...) with argv NULL-terminated; argv[0] is the command's name */
-static struct captured run_cmd(int (*fn)(int, char **), ...)
-{
-    char *argv[32];
-    int argc = 0, save_out, save_err, fo, fe;
-    struct captured c;
-    va_list ap;
-    char outp[1100], errp[1100];
-
-    va_start(ap, fn);
-    for (const char *a; (a = va_arg(ap, const char *)) != NULL;) {
-        ck_assert_int_lt(argc, 31);
-        argv[argc++] = (char *)a;
-    }
-    va_end(ap);
-    argv[argc] = NULL;
-    snprintf(outp, sizeof outp, "%s/.stdout", tmpdir);
-    snprintf(errp, sizeof errp, "%s/.stderr", tmpdir);
-    fflush(stdout);
-    fflush(stderr);
-    save_out = dup(1);
-    save_err = dup(2);
-    fo = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    fe = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ck_assert(save_out >= 0 && save_err >= 0 && fo >= 0 && fe >= 0);
-    dup2(fo, 1);
-    dup2(fe, 2);
-    close(fo);
-    close(fe);
-    rl_error_clear();
-    c.status = fn(argc, argv);
-    fflush(stdout);
-    fflush(stderr);
-    dup2(save_out, 1);
-    dup2(save_err, 2);
-    close(save_out);
-    close(save_err);
-    c.out = slurp(outp, NULL);
-    c.err = slurp(errp, NULL);
-    unlink(outp);
-    unlink(errp);
-    return c;
-}
-
-/* exit 2 and exactly one line on stderr that starts with prefix and
- * contains want (when not NULL) */
-static void assert_one_line_error(const struct captured *c, const char *prefix, const char *want,
-                                  const char *what)
-{
-    size_t nl = 0, len = strlen(c->err);
-
-    for (const char *p = c->err; *p; p++)
-        nl += *p == '\n';
-    if (getenv("RANDLORA_TEST_VERBOSE"))
-        printf("%-24.24s exit %d: %s", what, c->status, c->err);
-    ck_assert_msg(c->status == 2, "%s: exit %d, expected 2 (stderr: %s)", what, c->status, c->err);
-    ck_assert_msg(nl == 1 && len > 1 && c->err[len - 1] == '\n',
-                  "%s: stderr is not one line: '%s'", what, c->err);
-    ck_assert_msg(!strncmp(c->err, prefix, strlen(prefix)), "%s: stderr '%s' does not start "
-                  "with '%s'", what, c->err, prefix);
-    if (want)
-        ck_assert_msg(strstr(c->err, want) != NULL, "%s: stderr '%s' does not mention '%s'",
-                      what, c->err, want);
-}
+#define captured test_captured
+#define captured_free test_captured_free
+#define run_cmd(...) test_run_cmd(tmpdir, __VA_ARGS__)
+#define assert_one_line_error test_assert_one_line_error
+#define slurp test_slurp
 
 /* ------------------------------------------------------------------------ */
 /* reading the output file                                                   */

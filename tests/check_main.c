@@ -3,9 +3,11 @@
  *
  * Runs every suite in suites.h, prints Check's summary line, and exits
  * non-zero when any test failed. CK_RUN_SUITE / CK_RUN_CASE select a part;
- * CK_FORK=no runs in-process (for gdb and valgrind).
+ * CK_FORK=no runs in-process (for gdb and valgrind), on one thread.
  */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/threads.h"
 #include "suites.h"
@@ -22,6 +24,7 @@ int main(int argc, char **argv)
         suite_block,
         suite_block_pooled,
         suite_adapters,
+        suite_nola,
         suite_safetensors,
         suite_datasets,
         suite_tokenizer,
@@ -32,6 +35,9 @@ int main(int argc, char **argv)
         suite_clip_recompute,
         suite_adapter_io,
         suite_config,
+        suite_config_grid,
+        suite_config_axes,
+        suite_config_store,
         suite_val_split,
         suite_store,
         suite_store_val,
@@ -40,12 +46,18 @@ int main(int argc, char **argv)
         suite_runner_val,
         suite_overwrite,
         suite_analyze,
+        suite_plot,
         suite_sweep,
+        suite_dry_run,
         suite_run_group,
         suite_report,
         suite_report_files,
         suite_sweep_summary,
         suite_bench,
+        suite_commit,
+        suite_stop,
+        suite_limits,
+        suite_refusals,
         suite_gemm_bf16,
         suite_clip_bf16,
     };
@@ -54,6 +66,14 @@ int main(int argc, char **argv)
 
     (void)argc;
     threads_exec_wait_policy(argv);
+    /* CK_FORK=no (for gdb and valgrind) runs every test in this process,
+     * and a child forked after OpenMP's pool has started (the tests'
+     * children, a sweep's runs) hangs in its first parallel region: one
+     * thread then, here and in every child (RANDLORA_THREADS) */
+    if (getenv("CK_FORK") && !strcmp(getenv("CK_FORK"), "no")) {
+        setenv("RANDLORA_THREADS", "1", 1);
+        fprintf(stderr, "check_main: CK_FORK=no: every test in this process, on one thread\n");
+    }
     /* tests run on few threads so timings of the suite are stable */
     threads_init(getenv("RANDLORA_THREADS") ? 0 : 2);
     for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++)

@@ -517,7 +517,7 @@ static float *path_run(const struct tmp *t, const char *method, const char *mode
  * evaluations merged too): max |diff| <= 1e-4 max |adapter| */
 START_TEST(test_paths_same_training)
 {
-    static const char *const methods[] = { "lora", "vera", "randlora", "full" };
+    static const char *const methods[] = { "lora", "vera", "randlora", "full", "nola" };
     const char *method = methods[_i];
     struct tmp t;
     float *f, *x;
@@ -679,7 +679,7 @@ Suite *suite_runner(void)
     tcase_add_test(tc, test_pretrain_dir);
     tcase_add_test(tc, test_folder_templates);
     tcase_add_test(tc, test_cmd_train_usage);
-    tcase_add_loop_test(tc, test_paths_same_training, 0, 4);
+    tcase_add_loop_test(tc, test_paths_same_training, 0, 5);
     tcase_add_test(tc, test_paths_resume_exact);
     tcase_add_loop_test(tc, test_recompute_same_training, 0, 2);
     suite_add_tcase(s, tc);

@@ -26,6 +26,7 @@
 #include "results/store.h"
 #include "runner_harness.h"
 #include "suites.h"
+#include "test_proc.h"
 
 /* the split fewshot_split draws from shapes-count for a plan */
 static void expected_split(const struct run_plan *p, size_t **train, size_t *n_train, size_t **val,
@@ -357,7 +358,7 @@ START_TEST(test_old_file_resumes)
     tmp_setup(&t, true);
     make_plan(&plans, &e, &t, NULL, 0);
     snprintf(path, sizeof(path), "%s/old.h5", t.dir);
-    pid = fork();
+    pid = test_fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
         run_quiet(&plans[0], path, &h, false, &res);

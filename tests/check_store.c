@@ -172,9 +172,10 @@ START_TEST(test_roundtrip)
 
     struct store_final fin = { .accuracy = 0.8125, .loss = 0.4375, .peak_rss_bytes = 123456789,
                               .images_per_s = 987.5 };
-    ck_assert_int_eq(store_write_final(s, &fin), RL_OK);
+    expect_error(store_write_final(s, &fin), RL_ERR_ARG, "after store_finish");
     ck_assert_int_eq(store_finish(s), RL_OK);
     expect_error(store_append_eval(s, 99, 0, 0), RL_ERR_ARG, "SWMR");
+    ck_assert_int_eq(store_write_final(s, &fin), RL_OK);
 
     /* phase 3: adapter tensors (one big enough to be chunked + compressed) and analysis */
     size_t big_dims[3] = { 64, 33, 17 };
@@ -195,6 +196,7 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(store_attr_set_double(s, "/analysis", "tolerance", 1e-6), RL_OK);
     expect_error(store_write_tensor(s, "/adapter", small, 1, &(size_t){ 6 }), RL_ERR_ARG, "not a dataset");
     expect_error(store_write_tensor(s, "/adapter/bad//x", small, 1, &(size_t){ 6 }), RL_ERR_ARG, "bad object path");
+    ck_assert_int_eq(store_commit(s), RL_OK);
     store_close(s);
 
     /* everything back */
@@ -322,6 +324,7 @@ START_TEST(test_roundtrip)
     /* a finished run reopened read-write gets more analysis */
     ck_assert_int_eq(store_open_rw(&s, path), RL_OK);
     ck_assert_int_eq(store_write_scalar(s, "/analysis/text.11.v/effective_rank", 3.5), RL_OK);
+    ck_assert_int_eq(store_commit(s), RL_OK);
     store_close(s);
     ck_assert_int_eq(store_open(&s, path), RL_OK);
     ck_assert_int_eq(store_read_scalar(s, "/analysis/text.11.v/effective_rank", &d), RL_OK);
@@ -427,8 +430,9 @@ START_TEST(test_interrupted_and_resume)
     block_at(50, p, m, v);
     ck_assert_int_eq(store_write_checkpoint(s, 50, p, m, v, &rng), RL_OK);
     struct store_final fin = { .accuracy = 0.75, .loss = 0.5, .peak_rss_bytes = 1 << 20, .images_per_s = 100 };
-    ck_assert_int_eq(store_write_final(s, &fin), RL_OK);
     ck_assert_int_eq(store_finish(s), RL_OK);
+    ck_assert_int_eq(store_write_final(s, &fin), RL_OK);
+    ck_assert_int_eq(store_commit(s), RL_OK);
     store_close(s);
 
     ck_assert_int_eq(store_open(&s, path), RL_OK);
@@ -519,10 +523,11 @@ START_TEST(test_swmr_live_reader)
         if (write(to_parent[1], "2", 1) != 1)
             _exit(7);
         wait_byte(to_child[0]);
-        /* the reader still has the file open: store_finish waits for it
-         * (FINISH_WAIT_MS), then reopens without the lock */
+        /* the reader still has the file open: the commit renames a new
+         * file over it */
         if (store_finish(w) != RL_OK ||
-            store_write_tensor(w, "/adapter/l0/A", (float[]){ 1, 2, 3 }, 1, &(size_t){ 3 }) != RL_OK) {
+            store_write_tensor(w, "/adapter/l0/A", (float[]){ 1, 2, 3 }, 1, &(size_t){ 3 }) != RL_OK ||
+            store_commit(w) != RL_OK) {
             fprintf(stderr, "live writer: %s\n", rl_error_msg());
             code = 1;
         }
@@ -863,6 +868,7 @@ START_TEST(test_info)
     ck_assert_int_eq(store_open_rw(&s, path), RL_OK);
     ck_assert_int_eq(store_write_tensor(s, "/adapter/l0/A", (float[]){ 1, 2 }, 1, &(size_t){ 2 }), RL_OK);
     ck_assert_int_eq(store_write_tensor(s, "/adapter/l1/A", (float[]){ 1, 2 }, 1, &(size_t){ 2 }), RL_OK);
+    ck_assert_int_eq(store_commit(s), RL_OK);
     store_close(s);
     ck_assert_int_eq(run_info_cmd(path, out), 0);
     char *txt = slurp(out);

@@ -49,8 +49,9 @@ static void write_run(const char *path, const char *val, bool has_val)
     ck_assert_int_eq(store_append_eval(s, 2, 0.5, 1.5), RL_OK);
     struct store_final f = { .accuracy = 0.625, .loss = 1.25, .peak_rss_bytes = 1, .images_per_s = 2,
                              .val_accuracy = 0.75, .val_loss = 0.875, .has_val = has_val };
-    ck_assert_int_eq(store_write_final(s, &f), RL_OK);
     ck_assert_int_eq(store_finish(s), RL_OK);
+    ck_assert_int_eq(store_write_final(s, &f), RL_OK);
+    ck_assert_int_eq(store_commit(s), RL_OK);
     store_close(s);
 }
 
@@ -166,8 +167,9 @@ START_TEST(test_old_file)
     /* it resumes and finishes as an old file (no val metrics to write) */
     ck_assert_int_eq(store_resume(&s, path), RL_OK);
     ck_assert_int_eq(store_append_train(s, &(struct store_train_row){ 2, 1.0, 1e-3, 0.5, 0.2 }), RL_OK);
-    ck_assert_int_eq(store_write_final(s, &(struct store_final){ .accuracy = 0.5, .loss = 1.0 }), RL_OK);
     ck_assert_int_eq(store_finish(s), RL_OK);
+    ck_assert_int_eq(store_write_final(s, &(struct store_final){ .accuracy = 0.5, .loss = 1.0 }), RL_OK);
+    ck_assert_int_eq(store_commit(s), RL_OK);
     store_close(s);
     ck_assert_int_eq(store_open(&s, path), RL_OK);
     ck_assert_int_eq(store_read_final(s, &f, &completed), RL_OK);
@@ -189,6 +191,7 @@ START_TEST(test_bad_split)
     write_run(path, "2", true);
     ck_assert_int_eq(store_open_rw(&s, path), RL_OK);
     ck_assert_int_eq(store_attr_set_string(s, "/eval", "split", "train"), RL_OK);
+    ck_assert_int_eq(store_commit(s), RL_OK);
     store_close(s);
     ck_assert_int_eq(store_open(&s, path), RL_OK);
     ck_assert_int_eq(store_read_eval_split(s, &split), RL_ERR_FORMAT);

@@ -24,6 +24,7 @@
 #include "models/clip.h"
 #include "formats/safetensors.h"
 #include "suites.h"
+#include "test_proc.h"
 
 #define N_GRID 4
 
@@ -241,7 +242,7 @@ static void interrupted_run(const struct run_plan *p, const char *path)
     pid_t pid;
 
     fflush(NULL);
-    pid = fork();
+    pid = test_fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
         struct runner_options o;
@@ -370,6 +371,9 @@ START_TEST(test_shards_and_jobs)
     char *text, *text2;
     const int f[] = { 3, 8, 9, 10, 11 };          /* rank n_trainable accuracy loss steps */
 
+    const char *env = getenv("RANDLORA_THREADS");
+    char *saved = env ? strdup(env) : NULL;      /* put back at the end (CK_FORK=no sets it) */
+
     tmp_setup(&t);
     setenv("RANDLORA_THREADS", "1", 1);
     {
@@ -408,7 +412,11 @@ START_TEST(test_shards_and_jobs)
     }
     free(text);
     free(text2);
-    unsetenv("RANDLORA_THREADS");
+    if (saved)
+        setenv("RANDLORA_THREADS", saved, 1);
+    else
+        unsetenv("RANDLORA_THREADS");
+    free(saved);
     tmp_cleanup(&t);
 }
 END_TEST

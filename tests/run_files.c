@@ -52,7 +52,9 @@ const char *run_file_write(const char *dir, const struct run_file_spec *spec)
             .images_per_s = 100.0, .val_accuracy = spec->val_accuracy,
             .val_loss = spec->val_loss, .has_val = spec->has_val,
         };
+        ck_assert_int_eq(store_finish(s), RL_OK);
         ck_assert_int_eq(store_write_final(s, &f), RL_OK);
+        ck_assert_int_eq(store_commit(s), RL_OK);
     }
     store_close(s);
     free(ini);

@@ -16,6 +16,7 @@
 #include "formats/safetensors.h"
 #include "results/store.h"
 #include "runner_harness.h"
+#include "test_proc.h"
 
 void runner_tiny_config(struct clip_config *c)
 {
@@ -58,14 +59,14 @@ void tmp_cleanup(struct tmp *t)
     ck_assert_int_eq(system(cmd), 0);
 }
 
-/* the plan of a one-run experiment on the tiny model, with overrides */
-void make_plan(struct run_plan **plans, struct experiment *e, const struct tmp *t,
-               const char *const *ov, size_t n_ov)
-{
-    char text[2048];
-    size_t n = 0;
+const char *const run_short[RUN_SHORT_N] = {
+    "method.rank=2", "method.towers=vision", "method.modules=q_proj", "train.steps=3",
+    "train.batch=4", "train.eval_every=2", "train.checkpoint_every=2", "data.eval_limit=8",
+};
 
-    snprintf(text, sizeof(text),
+void tiny_ini_text(char *text, size_t cap, const struct tmp *t)
+{
+    snprintf(text, cap,
              "[experiment]\nname = t\noutput = %s\n"
              "[model]\nname = %s\n"
              "[data]\ndataset = shapes-count\neval = shapes-count:test\nprompt = {}\n"
@@ -75,6 +76,16 @@ void make_plan(struct run_plan **plans, struct experiment *e, const struct tmp *
              "[train]\nsteps = 6\nbatch = 12\nlr = 1e-2\nweight_decay = 0\neval_every = 3\n"
              "checkpoint_every = 3\n"
              "[sweep]\nseeds = 1\n", t->dir, t->model);
+}
+
+/* the plan of a one-run experiment on the tiny model, with overrides */
+void make_plan(struct run_plan **plans, struct experiment *e, const struct tmp *t,
+               const char *const *ov, size_t n_ov)
+{
+    char text[2048];
+    size_t n = 0;
+
+    tiny_ini_text(text, sizeof(text), t);
     ck_assert_msg(experiment_parse(e, text, "test.ini", ov, n_ov) == RL_OK, "%s", rl_error_msg());
     ck_assert_msg(experiment_expand(e, NULL, NULL, plans, &n) == RL_OK, "%s", rl_error_msg());
     ck_assert_uint_eq(n, 1);
@@ -152,7 +163,7 @@ void interrupted_and_straight(const struct run_plan *plan, const struct tmp *t,
     snprintf(a, 256, "%s/interrupted.h5", t->dir);
     snprintf(b, 256, "%s/straight.h5", t->dir);
     /* the child dies at step 7 without closing anything */
-    pid = fork();
+    pid = test_fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
         run_quiet(plan, a, &h, false, res);

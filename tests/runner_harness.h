@@ -1,6 +1,7 @@
 /*
  * runner_harness.h: helpers the runner suites share (check_runner.c,
- * check_runner_val.c). Failures abort the test (Check).
+ * check_runner_val.c, check_commit.c, check_stop.c). Failures abort the
+ * test (Check).
  */
 #ifndef RANDLORA_TESTS_RUNNER_HARNESS_H
 #define RANDLORA_TESTS_RUNNER_HARNESS_H
@@ -24,8 +25,19 @@ struct tmp {
 void tmp_setup(struct tmp *t, bool with_model);
 void tmp_cleanup(struct tmp *t);
 
-/* the plan of a one-run experiment on the tiny model (shapes-count, 4 shots,
- * LoRA r 4, 6 steps, eval and checkpoint every 3), with overrides */
+/* the text of a one-run experiment file on the tiny model (shapes-count, 4
+ * shots, LoRA r 4 on both towers' q, v, fc1, 6 steps of 12, eval and
+ * checkpoint every 3, output t->dir) */
+void tiny_ini_text(char *text, size_t cap, const struct tmp *t);
+
+/* Overrides that make it short: 3 steps of 4 (a checkpoint at 2: the last
+ * step is redone on resume), eval at 2 and after the last, a small adapter
+ * (r2 on the vision tower's q_proj: 3 sites), 8 eval items. */
+#define RUN_SHORT_N 8
+#define RUN_SHORT_STEPS 3
+extern const char *const run_short[RUN_SHORT_N];
+
+/* its plan, with overrides */
 void make_plan(struct run_plan **plans, struct experiment *e, const struct tmp *t,
                const char *const *ov, size_t n_ov);
 

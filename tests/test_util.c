@@ -4,6 +4,7 @@
 #define _GNU_SOURCE   /* nftw's FTW_PHYS */
 #include "test_util.h"
 
+#include <check.h>
 #include <ftw.h>
 #include <math.h>
 #include <stdarg.h>
@@ -161,4 +162,13 @@ const char *fixture_path(const char *name)
 
     snprintf(path, sizeof(path), "%s/%s", dir && *dir ? dir : "tests/fixtures", name);
     return path;
+}
+
+void test_write_file(const char *path, const void *buf, size_t n)
+{
+    FILE *fp = fopen(path, "wb");
+
+    ck_assert_msg(fp != NULL, "%s: cannot create", path);
+    ck_assert_uint_eq(fwrite(buf, 1, n, fp), n);
+    ck_assert_int_eq(fclose(fp), 0);
 }

@@ -55,6 +55,10 @@ void test_tmpdir_remove(const char *dir);
 const char *test_path(const char *dir, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* A file (created or truncated) holding buf[0..n); fails the test on an
+ * error. (test_cmd.h's test_slurp reads one.) */
+void test_write_file(const char *path, const void *buf, size_t n);
+
 /* Path of a committed fixture: RANDLORA_FIXTURES or "tests/fixtures", joined
  * with name, in a static buffer. */
 const char *fixture_path(const char *name);
