@@ -21,6 +21,9 @@ FP       = -fno-math-errno
 WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Werror=implicit-function-declaration -Werror=vla
 PKGS     = openblas hdf5 zlib libpng libjpeg inih libcjson libpcre2-8
+# oneDNN (bf16 GEMMs, core/gemm_bf16.c): Debian's libdnnl-dev ships no
+# pkg-config file; its header and library are in the default paths
+DNNL_LIBS = -ldnnl
 
 BUILD   := build
 ifeq ($(SAN),1)
@@ -40,7 +43,7 @@ PKG_LIBS    = $(shell pkg-config --libs $(PKGS))
 CHECK_LIBS  = $(shell pkg-config --libs check)
 CFLAGS     += $(CSTD) $(FP) $(WARN) $(OPT) $(OMP) -pthread -g -MMD -MP -I. $(PKG_CFLAGS)
 LDFLAGS    += $(LDSAN) $(OMP) -pthread
-LDLIBS     += $(PKG_LIBS) -lm
+LDLIBS     += $(PKG_LIBS) $(DNNL_LIBS) -lm
 
 ifneq ($(V),1)
   Q = @

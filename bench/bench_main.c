@@ -12,6 +12,11 @@
  *   attention     attention fwd+bwd, fast path vs the naive reference
  *   block         one encoder layer forward+backward, frozen and trained:
  *                 time, GFLOP/s and share of time that GEMM FLOPs explain
+ *   bf16 gemm     oneDNN's bf16 matmul (core/gemm_bf16.h) on the step's
+ *                 linear shapes, forward (C = A W^T) and input gradient
+ *                 (C = A W), against cblas_sgemm of the same shape in the
+ *                 same run; with A converted from fp32 (what the step does)
+ *                 and with A already bf16
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -19,7 +24,9 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/gemm_bf16.h"
 #include "core/rng.h"
+#include "core/status.h"
 #include "core/threads.h"
 #include "core/timer.h"
 #include "models/block.h"
@@ -71,6 +78,83 @@ static void run_linear(void *ctx)
     linear_forward(c->y, c->x, c->w, c->b, c->N, c->C, c->OC);
     linear_backward(c->dx, c->train ? c->dw : NULL, c->train ? c->db : NULL,
                     c->dy, c->x, c->w, c->N, c->C, c->OC);
+}
+
+/* one product of the step's linears: C[M,N] = A[M,K] op(W), W stored
+ * [N,K] (forward, W[out,in]) or [K,N] (input gradient, W[out,in] read as
+ * [K=out, N=in]); W in fp32 for sgemm and bf16 for oneDNN */
+struct bf16_case {
+    size_t M, N, K;
+    enum gemm_bf16_b_layout lay;
+    float *a, *w, *c;
+    bf16 *a_h, *w_h;
+};
+
+static void run_sgemm_case(void *ctx)
+{
+    struct bf16_case *c = ctx;
+    int nk = c->lay == GEMM_BF16_B_NK;
+
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, nk ? CblasTrans : CblasNoTrans, (int)c->M,
+                (int)c->N, (int)c->K, 1.0f, c->a, (int)c->K, c->w, nk ? (int)c->K : (int)c->N,
+                0.0f, c->c, (int)c->N);
+}
+
+static void run_bf16_f32a(void *ctx)
+{
+    struct bf16_case *c = ctx;
+
+    RL_ASSERT(gemm_bf16_f32a(c->c, c->a, c->w_h, c->M, c->N, c->K, c->lay, 0.0f) == RL_OK);
+}
+
+static void run_bf16(void *ctx)
+{
+    struct bf16_case *c = ctx;
+
+    RL_ASSERT(gemm_bf16(c->c, c->a_h, c->w_h, c->M, c->N, c->K, c->lay, 0.0f) == RL_OK);
+}
+
+/* bf16 vs fp32 on the step's shapes (M = B*T rows; 768 <-> 3072) */
+static void bench_bf16_gemms(struct rng *r, size_t M, size_t C, size_t F)
+{
+    const struct { size_t N, K; enum gemm_bf16_b_layout lay; const char *what; } shapes[] = {
+        { C, C, GEMM_BF16_B_NK, "fwd q/k/v/out" },
+        { F, C, GEMM_BF16_B_NK, "fwd fc1" },
+        { C, F, GEMM_BF16_B_NK, "fwd fc2" },
+        { C, F, GEMM_BF16_B_KN, "dinp fc1" },
+        { F, C, GEMM_BF16_B_KN, "dinp fc2" },
+    };
+    char buf[160];
+
+    printf("bf16: %s\n", gemm_bf16_describe(buf, sizeof(buf)));
+    if (gemm_bf16_check() != RL_OK) {
+        printf("bf16 gemm: skipped: %s\n", rl_error_msg());
+        return;
+    }
+    printf("bf16 gemm, MxNxK: sgemm, bf16 (A converted from fp32 in the call), A already bf16,\n"
+           "  GFLOP/s; then bf16's speed-up over sgemm, same shape, same run\n");
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        struct bf16_case c = { .M = M, .N = shapes[i].N, .K = shapes[i].K, .lay = shapes[i].lay };
+        double flops = 2.0 * c.M * c.N * c.K, t32, t16, t16b;
+        char name[64];
+
+        c.a = bench_randn(r, c.M * c.K);
+        c.w = bench_randn(r, c.N * c.K);
+        c.c = xcalloc(c.M * c.N, sizeof(float));
+        c.a_h = xmalloc_array(c.M * c.K, sizeof(bf16));
+        c.w_h = xmalloc_array(c.N * c.K, sizeof(bf16));
+        bf16_from_f32_array(c.a_h, c.a, c.M * c.K);
+        bf16_from_f32_array(c.w_h, c.w, c.N * c.K);
+        /* interleaved: each rate measured right after the others */
+        t32 = bench_time(run_sgemm_case, &c, 5, 3);
+        t16 = bench_time(run_bf16_f32a, &c, 5, 3);
+        t16b = bench_time(run_bf16, &c, 5, 3);
+        snprintf(name, sizeof(name), "  %-13s %zux%zux%zu", shapes[i].what, c.M, c.N, c.K);
+        printf("%-30s %6.1f %6.1f %6.1f GFLOP/s  %5.2fx (A bf16 %5.2fx)\n",
+               name, flops / t32 * 1e-9, flops / t16 * 1e-9, flops / t16b * 1e-9, t32 / t16,
+               t32 / t16b);
+        free(c.a); free(c.w); free(c.c); free(c.a_h); free(c.w_h);
+    }
 }
 
 struct attention_case {
@@ -206,6 +290,7 @@ int main(int argc, char **argv)
                train ? "block fwd+bwd (trained)" : "block fwd+bwd (frozen)",
                1e3 * t, flops / t * 1e-9, 100.0 * (flops / peak) / t);
     }
+    bench_bf16_gemms(&r, N, C, F);
     free(pbuf); free(gbuf); free(abuf); free(gabuf);
     free(bc.x); free(bc.dy); free(bc.y); free(bc.dx);
     free(ac.q); free(ac.k); free(ac.v); free(ac.dout); free(ac.out);

@@ -66,6 +66,7 @@
 
 #include "bench/gemm_count.h"
 #include "core/alloc.h"
+#include "core/gemm_bf16.h"
 #include "core/rng.h"
 #include "core/status.h"
 #include "core/threads.h"
@@ -87,6 +88,7 @@ struct bench_opts {
     int threads;
     bool json, in_process;
     bool recompute;             /* layers recomputed in the backward          */
+    enum clip_precision precision;  /* of the frozen linears' products        */
     uint64_t seed;
 };
 
@@ -97,6 +99,9 @@ struct bench_result {
     size_t rank, batch, accumulate, classes, steps, text_tokens;
     int threads;
     bool recompute;
+    char precision[8];          /* "fp32" or "bf16"                           */
+    char bf16_backend[128];     /* gemm_bf16_describe, under bf16             */
+    double bf16_weights_mb;     /* the frozen linears' bf16 copies            */
     size_t n_trainable;
     size_t n_sites, merged_sites; /* adapted linears; on the merged path      */
     double step_median_s, step_min_s, images_per_s;
@@ -327,6 +332,14 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
             (rc = clip_adapters_init(&ca, &m, &acfg, tg, nt, B, K)) ||
             (rc = adamw_init(&opt, &ADAMW_CFG_DEFAULT, ca.n_params)))
             goto out;
+        if ((rc = clip_adapters_set_precision(&ca, &m, o->precision)) != RL_OK) {
+            char why[512];
+
+            snprintf(why, sizeof(why), "%s", rl_error_msg());
+            rc = rl_error_set(RL_ERR_ARG, "--precision %s: %s",
+                              clip_precision_name(o->precision), why);
+            goto out;
+        }
     }
     if (trains && o->recompute) {
         clip_vision_run_init_recompute(&vr, &m, B);
@@ -425,6 +438,10 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
     res->text_tokens = cut;
     res->threads = threads_current().n_blas;
     res->recompute = trains && o->recompute;
+    snprintf(res->precision, sizeof(res->precision), "%s", clip_precision_name(o->precision));
+    if (o->precision == CLIP_PRECISION_BF16)
+        gemm_bf16_describe(res->bf16_backend, sizeof(res->bf16_backend));
+    res->bf16_weights_mb = (double)ca.n_w_bf16 * sizeof(uint16_t) / (1024.0 * 1024.0);
     res->n_trainable = trains ? ca.n_params : 0;
     res->n_sites = trains ? ca.n_sites : 0;
     res->merged_sites = merged;
@@ -472,7 +489,8 @@ static void bench_usage(FILE *out)
     fprintf(out,
             "usage: randlora bench --model PRESET|CONFIG.json --method M [--rank R] [--batch B]\n"
             "                      [--accumulate A] [--classes K] [--steps S] [--threads T]\n"
-            "                      [--seed N] [--recompute] [--json] [--in-process]\n"
+            "                      [--seed N] [--recompute] [--precision fp32|bf16] [--json]\n"
+            "                      [--in-process]\n"
             "\n"
             "Time full fine-tuning steps on random weights: the text tower on K class\n"
             "prompts, the vision tower on B images, cross-entropy, backward through both\n"
@@ -491,6 +509,9 @@ static void bench_usage(FILE *out)
             "  --threads T     OpenBLAS and OpenMP threads (default: RANDLORA_THREADS or all)\n"
             "  --recompute     keep only the layers' inputs; recompute each layer's\n"
             "                  forward in the backward (less memory, more arithmetic)\n"
+            "  --precision P   fp32 (default) or bf16: the frozen linears' forward and input\n"
+            "                  gradient as bf16 GEMMs with fp32 accumulation (oneDNN; needs\n"
+            "                  AVX512-BF16 or AMX), everything else fp32\n"
             "  --json          one JSON line instead of text\n"
             "  --in-process    run here, not in a child (peak RSS is then this process's)\n");
 }
@@ -506,13 +527,15 @@ static void print_result(const struct bench_result *r, bool json)
     if (json) {
         printf("{\"impl\":\"c\",\"model\":\"%s\",\"method\":\"%s\",\"rank\":%zu,\"batch\":%zu,"
                "\"accumulate\":%zu,\"classes\":%zu,\"text_tokens\":%zu,\"steps\":%zu,"
-               "\"threads\":%d,\"recompute\":%s,\"n_trainable\":%zu,\"n_sites\":%zu,\"merged_sites\":%zu,"
+               "\"threads\":%d,\"recompute\":%s,\"precision\":\"%s\",\"bf16_backend\":\"%s\","
+               "\"bf16_weights_mb\":%.1f,\"n_trainable\":%zu,\"n_sites\":%zu,\"merged_sites\":%zu,"
                "\"step_s\":%.6f,\"step_min_s\":%.6f,"
                "\"images_per_s\":%.4f,\"model_gflop\":%.4f,\"gflops\":%.3f,"
                "\"gemm_gflop_counted\":%.4f,\"gemm_share\":%.4f,\"gemm_gflops\":%.3f,"
                "\"peak_gflops\":%.3f,\"peak_rss_mb\":%.1f,\"loss\":%.6g}\n",
                r->model, r->method, r->rank, r->batch, r->accumulate, r->classes,
                r->text_tokens, r->steps, r->threads, r->recompute ? "true" : "false",
+               r->precision, r->bf16_backend, r->bf16_weights_mb,
                r->n_trainable, r->n_sites,
                r->merged_sites, r->step_median_s,
                r->step_min_s, r->images_per_s, r->model_flops / 1e9, gflops,
@@ -525,6 +548,9 @@ static void print_result(const struct bench_result *r, bool json)
         printf(", batch %zu x %zu, %zu class prompts of %zu tokens, %d threads%s\n",
                r->accumulate, r->batch, r->classes, r->text_tokens, r->threads,
                r->recompute ? ", layers recomputed in the backward" : "");
+        if (r->bf16_backend[0])
+            printf("  precision            bf16 frozen linears (%.1f MiB of bf16 copies; %s)\n",
+                   r->bf16_weights_mb, r->bf16_backend);
         printf("  trainable            %zu in %zu adapted linears (%zu on the merged path)\n",
                r->n_trainable, r->n_sites, r->merged_sites);
         printf("  step (median of %zu)  %.3f s (min %.3f s)\n", r->steps, r->step_median_s,
@@ -635,6 +661,10 @@ int cmd_bench(int argc, char **argv)
             o.model = val;
         else if (!strcmp(a, "--method"))
             o.method = val;
+        else if (!strcmp(a, "--precision")) {
+            if (clip_precision_parse(val, &o.precision) != RL_OK)
+                return bad("--precision wants fp32 or bf16, not '%s'", val);
+        }
         else if (!strcmp(a, "--rank") || !strcmp(a, "--batch") || !strcmp(a, "--accumulate") ||
                  !strcmp(a, "--classes") || !strcmp(a, "--steps") || !strcmp(a, "--threads") ||
                  !strcmp(a, "--seed")) {
@@ -667,6 +697,9 @@ int cmd_bench(int argc, char **argv)
         return bad("--classes must be at least 2");
     if (!o.rank)
         o.rank = default_rank(o.method);
+    if (o.precision == CLIP_PRECISION_BF16 && !strcmp(o.method, "none"))
+        return bad("--precision bf16 applies to the frozen linears of a training method, "
+                   "not none");
 
     rc = o.in_process ? bench_run(&o, &res) : bench_fork(&o, &res);
     if (rc != RL_OK) {

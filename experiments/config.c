@@ -35,6 +35,7 @@
 const char *const cfg_w_templates[] = { "prompt", "dataset", NULL };
 const char *const cfg_w_augment[]   = { "none", "flip", "crop_flip", NULL };
 const char *const cfg_w_profile[]   = { "peft", "paper", "paper_2024", NULL };
+const char *const cfg_w_precision[] = { "fp32", "bf16", NULL };   /* enum clip_precision */
 const char *const cfg_w_basis[]     = { "dense", "sparse", "very_sparse", NULL };
 const char *const cfg_w_module[EXP_N_MODULES] = {
     "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2",
@@ -100,6 +101,7 @@ const struct keydef cfg_keys[] = {
     { "train", "eval_every",       K_UINT,   F_SUFFIX, "0", 0, BIG, NULL },
     { "train", "checkpoint_every", K_UINT,   F_SUFFIX, "0", 0, BIG, NULL },
     { "train", "recompute",        K_BOOL,   F_SUFFIX, "false", 0, 0, NULL },
+    { "train", "precision",        K_WORD,   F_SUFFIX, "fp32", 0, 0, cfg_w_precision },
     { "train", "seed",             K_SEED,   F_SUFFIX | F_RUN, "run", 0, 0, NULL },
 
     { "sweep", "seeds", K_SEEDS, 0, "1", 0, 0, NULL },

@@ -115,6 +115,9 @@
  *                                     layer's forward again in the backward: the
  *                                     same results, much less activation memory,
  *                                     more arithmetic (models/clip.h)
+ *   precision     fp32                fp32 | bf16: the frozen linears' forward
+ *                                     and input gradient as bf16 GEMMs, fp32
+ *                                     accumulation (models/clip.h)
  *   seed          run                 data order, augmentation, dropout
  * [sweep]
  *   seeds         1                   list of run seeds, axis
@@ -217,6 +220,7 @@ struct exp_train {
     double   clip;              /* 0: no clipping                            */
     size_t   eval_every, checkpoint_every;
     bool     recompute;         /* clip_*_run_init_recompute                 */
+    unsigned precision;         /* enum clip_precision (0 fp32, 1 bf16)      */
     bool     seed_set;          /* false: the run's seed                     */
     uint64_t seed;
 };

@@ -70,6 +70,7 @@ struct keydef {
 extern const char *const cfg_w_templates[];
 extern const char *const cfg_w_augment[];
 extern const char *const cfg_w_profile[];
+extern const char *const cfg_w_precision[];
 extern const char *const cfg_w_basis[];
 extern const char *const cfg_w_module[EXP_N_MODULES];
 extern const char *const cfg_sections[];

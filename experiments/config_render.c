@@ -297,6 +297,9 @@ char *run_plan_to_ini(const struct run_plan *p)
      * and files of runs that store their activations stay as they were */
     if (p->train.recompute)
         sb_kv(&b, "recompute", "true");
+    /* written only when not fp32 (bf16 changes the results): fp32 files as before */
+    if (p->train.precision)
+        sb_kv(&b, "precision", cfg_w_precision[p->train.precision]);
     sb_kv_u64(&b, "seed", p->train.seed);
 
     sb_printf(&b, "\n[sweep]\n");

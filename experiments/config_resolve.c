@@ -157,6 +157,8 @@ static int resolve_train(struct parser *ps, size_t s, struct exp_train *t)
     t->checkpoint_every = get_u(ps, "train", "checkpoint_every", s);
     get(ps, "train", "recompute", s, &v);
     t->recompute = v.b;
+    get(ps, "train", "precision", s, &v);
+    t->precision = (unsigned)v.word;
     get(ps, "train", "seed", s, &v);
     t->seed_set = !v.run;
     t->seed = v.u64;

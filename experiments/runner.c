@@ -246,6 +246,14 @@ static int state_init(struct run_state *s, const struct run_plan *p)
 
         if ((rc = clip_adapters_init(&s->ca, &s->m, &p->adapter, &t, 1, s->B, s->M)) != RL_OK)
             goto out;
+        if ((rc = clip_adapters_set_precision(&s->ca, &s->m,
+                                              (enum clip_precision)p->train.precision)) != RL_OK) {
+            char why[512];
+
+            snprintf(why, sizeof(why), "%s", rl_error_msg());
+            rc = rl_error_set(RL_ERR_ARG, "%s: train.precision = bf16: %s", p->id, why);
+            goto out;
+        }
         for (size_t k = 0; k < s->ca.n_sites; k++) {
             if (s->ca.sites[k].tower == CLIP_TOWER_VISION)
                 s->vision_adapted = true;
@@ -382,10 +390,11 @@ int runner_run(const struct run_plan *plan, const char *out_path,
     res->activation_bytes = (s.vr.n_floats + s.tr.n_floats) * sizeof(float);
     if (opt->verbosity > 0)
         fprintf(log, "%s: %s, %zu trainable, %zu train items (%zu classes), %zu steps of %zu x %zu"
-                ", activations %.1f MiB%s\n",
+                ", activations %.1f MiB%s%s\n",
                 plan->id, plan->method, res->n_trainable, s.n_train, s.M, s.total_steps, s.B,
                 s.accumulate, (double)res->activation_bytes / 1048576.0,
-                plan->train.recompute ? " (layers recomputed in the backward)" : "");
+                plan->train.recompute ? " (layers recomputed in the backward)" : "",
+                s.ca.w_bf16 ? ", frozen linears in bf16" : "");
     /* the set of the /eval rows: the validation split when there is one */
     struct loader *split_L = s.has_val ? s.val_L : s.eval_L;
     const char *split_name = s.has_val ? "the validation split (data.val)" : plan->eval;

@@ -39,6 +39,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum block_act {
     BLOCK_ACT_QUICK_GELU = 0,   /* x * sigmoid(1.702 x): OpenAI CLIP        */
@@ -219,6 +220,12 @@ struct block_adapters {
     float *gw;                  /* needed when any merged[i]                  */
     float *gw_sum[BLOCK_NUM_LINEARS];   /* NULL: project at once (above)      */
     bool rows[BLOCK_NUM_LINEARS];       /* project_rows instead of gw (above) */
+    /* linear i's frozen weight rounded to bf16 (train.precision = bf16:
+     * clip_adapters_set_precision), or NULL (fp32). When set and the linear
+     * is on the factored path, its forward and its input gradient are bf16
+     * GEMMs with fp32 accumulation (core/gemm_bf16.h); a merged weight
+     * (W + dW) and every weight gradient stay fp32. */
+    const uint16_t *w_bf16[BLOCK_NUM_LINEARS];
 };
 
 /* block_forward / block_backward with adapters; ad == NULL is the plain

@@ -8,6 +8,8 @@
 
 #include <string.h>
 
+#include "core/gemm_bf16.h"
+#include "core/parallel.h"
 #include "methods/adapter.h"
 #include "models/nn.h"
 
@@ -40,13 +42,39 @@ static bool lin_merged(const struct block_adapters *ad, enum block_linear i)
     return ad && ad->lin[i] && ad->merged[i];
 }
 
+/* linear i's bf16 weight when its products run in bf16: set, and the
+ * factored path (a merged weight holds W + dW, which the copy does not) */
+static const bf16 *lin_bf16(const struct block_adapters *ad, enum block_linear i)
+{
+    return ad && ad->w_bf16[i] && !lin_merged(ad, i) ? ad->w_bf16[i] : NULL;
+}
+
+/* linear_forward with W in bf16: out (N,OC) = b + bf16(inp) (N,C) W^T,
+ * summed in fp32. The precision was checked when the copy was made
+ * (clip_adapters_set_precision), so a failure here is a broken invariant. */
+static void linear_forward_bf16(float *out, const float *inp, const bf16 *w, const float *b,
+                                size_t N, size_t C, size_t OC)
+{
+    if (b) {
+        PARALLEL_FOR(N * OC)
+        for (size_t n = 0; n < N; n++)
+            memcpy(out + n * OC, b, OC * sizeof(float));
+    }
+    RL_ASSERT(gemm_bf16_f32a(out, inp, w, N, OC, C, GEMM_BF16_B_NK, b ? 1.0f : 0.0f) == RL_OK);
+}
+
 /* out (N, d_out) = inp W^T + b, then += the adapter's branch on inp (factored
  * path; merged: W already holds W + dW) */
 void adapted_linear_forward(float *out, const float *inp, const float *w, const float *b,
                             const struct block_adapters *ad, enum block_linear i,
                             size_t N, size_t C, size_t OC)
 {
-    linear_forward(out, inp, w, b, N, C, OC);
+    const bf16 *w16 = lin_bf16(ad, i);
+
+    if (w16)
+        linear_forward_bf16(out, inp, w16, b, N, C, OC);
+    else
+        linear_forward(out, inp, w, b, N, C, OC);
     if (lin_adapter(ad, i) && !lin_merged(ad, i))
         adapter_forward(ad->lin[i], inp, out, N);
 }
@@ -95,7 +123,16 @@ void adapted_linear_backward(float *dinp, float *dw, float *db, const float *dou
                 dw[k] += gw[k];
         return;
     }
-    linear_backward(dinp, dw, db, dout, inp, w, N, C, OC);
+    if (lin_bf16(ad, i) && !dw) {
+        /* frozen weight in bf16: dinp (N,C) += bf16(dout) (N,OC) W (OC,C);
+         * the bias gradient in fp32 */
+        if (dinp)
+            RL_ASSERT(gemm_bf16_f32a(dinp, dout, lin_bf16(ad, i), N, C, OC, GEMM_BF16_B_KN,
+                                     1.0f) == RL_OK);
+        linear_backward(NULL, NULL, db, dout, inp, w, N, C, OC);
+    } else {
+        linear_backward(dinp, dw, db, dout, inp, w, N, C, OC);
+    }
     if (a)
         adapter_backward(a, inp, dout, dinp, N);
 }

@@ -303,6 +303,9 @@ struct clip_adapters {
                                    sum over a step's micro-batches (d_out x
                                    d_in), allocated at the site's first step
                                    of more than one micro-batch; else NULL    */
+    uint16_t *w_bf16;           /* the frozen linears' weights in bf16, one
+                                   block (clip_adapters_set_precision), or NULL */
+    size_t n_w_bf16;            /* its elements                               */
 };
 
 /* Attach cfg's method to every linear matched by the targets, for forwards
@@ -399,6 +402,27 @@ void clip_adapters_end_step(struct clip_adapters *ca, struct clip_model *m);
 /* re-read the drifted sites' weights from a safetensors file (the model's
  * own, as it was loaded); RL_ERR_ARG while sites are merged */
 int  clip_adapters_rebase(struct clip_adapters *ca, struct clip_model *m, const char *path);
+
+/* Numeric precision of the frozen linears' products (train.precision). */
+enum clip_precision {
+    CLIP_PRECISION_FP32 = 0,    /* everything fp32 (the default)              */
+    CLIP_PRECISION_BF16,        /* frozen linears' forward and input gradient
+                                   as bf16 GEMMs, fp32 accumulation            */
+};
+/* "fp32" | "bf16" -> precision; RL_ERR_ARG otherwise */
+int  clip_precision_parse(const char *name, enum clip_precision *out);
+const char *clip_precision_name(enum clip_precision p);
+/* Under CLIP_PRECISION_BF16: round every frozen linear weight of both
+ * towers (those not trained as a whole: every linear but those of a method
+ * whose parameters are the weight, full) to bf16 once, into one block owned
+ * by ca (2 bytes per weight element, on top of the fp32 model, which merges,
+ * exports and the re-base still use), and point each layer's
+ * block_adapters.w_bf16 at them. Call after the weights are loaded and
+ * before the first step. RL_ERR_NA (the CPU has no fast bf16 GEMM,
+ * gemm_bf16_check's message) leaves everything fp32. FP32: nothing. */
+int  clip_adapters_set_precision(struct clip_adapters *ca, const struct clip_model *m,
+                                 enum clip_precision p);
+
 /* the runner's rebase period in steps (experiments/train_step.c) */
 #define CLIP_REBASE_EVERY 100
 

@@ -343,6 +343,7 @@ void clip_adapters_free(struct clip_adapters *ca)
         for (size_t k = 0; k < ca->n_sites; k++)
             free(ca->gw_sum[k]);
     free(ca->gw_sum);
+    free(ca->w_bf16);
     memset(ca, 0, sizeof(*ca));
 }
 

@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
     build-essential pkg-config
     libopenblas-dev                 # GEMMs
+    libdnnl-dev                     # oneDNN: bf16 GEMMs (AMX, AVX512-BF16)
     libhdf5-dev hdf5-tools          # results files (h5dump to inspect them)
     check libsubunit-dev            # the test framework
     zlib1g-dev                      # gzip'd IDX files

@@ -68,6 +68,8 @@ int main(int argc, char **argv)
         suite_stop,
         suite_limits,
         suite_refusals,
+        suite_gemm_bf16,
+        suite_clip_bf16,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

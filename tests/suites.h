@@ -60,5 +60,7 @@ Suite *suite_commit(void);
 Suite *suite_stop(void);
 Suite *suite_limits(void);
 Suite *suite_refusals(void);
+Suite *suite_gemm_bf16(void);
+Suite *suite_clip_bf16(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */
