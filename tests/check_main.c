@@ -34,6 +34,7 @@ int main(int argc, char **argv)
         suite_tokenizer,
         suite_loader,
         suite_analysis,
+        suite_plot_writer,
         suite_clip,
         suite_clip_model,
         suite_clip_paths,

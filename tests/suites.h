@@ -26,6 +26,7 @@ Suite *suite_images(void);
 Suite *suite_tokenizer(void);
 Suite *suite_loader(void);
 Suite *suite_analysis(void);
+Suite *suite_plot_writer(void);
 Suite *suite_clip(void);
 Suite *suite_clip_model(void);
 Suite *suite_clip_paths(void);
