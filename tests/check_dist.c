@@ -1,0 +1,216 @@
+/*
+ * check_dist.c: data-parallel training (core/dist.h, docs/cluster.md).
+ *
+ * `mpirun -np 2 randlora train` on the tiny model against one process with
+ * the same effective batch (train.batch 4 x train.accumulate 2), for LoRA
+ * and full fine-tuning: the final adapters agree within DIST_BOUND (the
+ * ranks' partial gradients are summed in rank order, one process sums the
+ * micro-batches one after the other: the same sum, associated otherwise),
+ * while a run with another effective batch does not. Skipped, saying so,
+ * when mpirun is absent or the build has no MPI. Also: an MPI build started
+ * without mpirun runs as one process, and under mpirun the refusals (too
+ * few micro-batches for the ranks, commands other than train) exit 2.
+ * The binary is $RANDLORA_BIN (make check sets it).
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/dist.h"
+#include "runner_harness.h"
+#include "suites.h"
+#include "test_cmd.h"
+#include "test_util.h"
+
+/* largest |difference| allowed between the 2-rank and the 1-process
+ * adapters after 3 AdamW steps: round-off of the gradients' summation order
+ * (a few ulp of values of order 1) carried through Adam; measured 1.2e-7
+ * for LoRA on both towers, 0 (bit for bit) for full fine-tuning of the
+ * vision tower (RANDLORA_TEST_VERBOSE=1 prints both) */
+#define DIST_BOUND 1e-5
+
+/* the settings every run shares: 3 steps of 4 x 2 images, a small eval */
+static const char *const common =
+    "-q -s train.steps=3 -s train.batch=4 -s data.eval_limit=8 -s train.eval_every=0 "
+    "-s train.checkpoint_every=0";
+
+static const char *bin(void)
+{
+    const char *b = getenv("RANDLORA_BIN");
+
+    return b && *b ? b : "./randlora";
+}
+
+/* true when this build and this machine can run mpirun; else why not on
+ * stderr */
+static bool mpi_available(void)
+{
+    if (!dist_built_with_mpi()) {
+        fprintf(stderr, "check_dist: SKIPPED: built without MPI (MPI=0, or no libopenmpi-dev)\n");
+        return false;
+    }
+    if (system("command -v mpirun >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "check_dist: SKIPPED: no mpirun on PATH (scripts/deps.sh installs "
+                "openmpi-bin)\n");
+        return false;
+    }
+    return true;
+}
+
+/* `[mpirun -np ranks] randlora train -c t/x.ini -o t/out common extra`,
+ * one thread per process; its exit status (-1: it did not exit) */
+static int train(const struct tmp *t, int ranks, const char *out, const char *extra)
+{
+    char cmd[2048], launcher[128] = "";
+    int st;
+
+    if (ranks)
+        snprintf(launcher, sizeof(launcher), "mpirun --oversubscribe --allow-run-as-root -np %d",
+                 ranks);
+    snprintf(cmd, sizeof(cmd),
+             "RANDLORA_THREADS=1 %s %s train -c %s/x.ini -o %s/%s %s %s >%s/%s.log 2>&1",
+             launcher, bin(), t->dir, t->dir, out, common, extra, t->dir, out);
+    st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void setup(struct tmp *t)
+{
+    char text[2048], path[256];
+
+    tmp_setup(t, true);
+    tiny_ini_text(text, sizeof(text), t);
+    snprintf(path, sizeof(path), "%s/x.ini", t->dir);
+    test_write_text(path, text);
+}
+
+static float *adapter_of(const struct tmp *t, const char *name, size_t *n)
+{
+    char path[256];
+
+    snprintf(path, sizeof(path), "%s/%s", t->dir, name);
+    return read_adapter(path, n);
+}
+
+/* method (with its extra settings) on 2 ranks, on 1 process with the same
+ * effective batch, and on 1 process with half of it */
+static void two_ranks_match_one(const char *method)
+{
+    char same[512], half[512];
+    struct tmp t;
+    float *two, *one, *other;
+    size_t n2, n1, n3;
+    double d_same, d_other;
+
+    if (!mpi_available())
+        return;
+    setup(&t);
+    snprintf(same, sizeof(same), "%s -s train.accumulate=2", method);
+    snprintf(half, sizeof(half), "%s -s train.accumulate=1", method);
+    ck_assert_int_eq(train(&t, 2, "two.h5", same), 0);
+    ck_assert_int_eq(train(&t, 0, "one.h5", same), 0);
+    ck_assert_int_eq(train(&t, 0, "other.h5", half), 0);
+    two = adapter_of(&t, "two.h5", &n2);
+    one = adapter_of(&t, "one.h5", &n1);
+    other = adapter_of(&t, "other.h5", &n3);
+    ck_assert_uint_eq(n2, n1);
+    ck_assert_uint_eq(n3, n1);
+    d_same = test_max_abs_diff(two, one, n1);
+    d_other = test_max_abs_diff(other, one, n1);
+    if (getenv("RANDLORA_TEST_VERBOSE"))
+        fprintf(stderr, "check_dist %s: %zu values, 2 ranks vs 1: %g (bit for bit: %s); "
+                "half the batch: %g\n", method, n1, d_same,
+                memcmp(two, one, n1 * sizeof(float)) ? "no" : "yes", d_other);
+    ck_assert_msg(d_same <= DIST_BOUND, "2 ranks vs 1 process: max |diff| %g > %g", d_same,
+                  DIST_BOUND);
+    /* the comparison can fail: another effective batch is far off */
+    ck_assert_msg(d_other > 10 * DIST_BOUND, "half the batch: max |diff| only %g", d_other);
+    free(two);
+    free(one);
+    free(other);
+    tmp_cleanup(&t);
+}
+
+START_TEST(lora_two_ranks)
+{
+    two_ranks_match_one("-s method.methods=lora -s method.rank=2");
+}
+END_TEST
+
+START_TEST(full_two_ranks)
+{
+    two_ranks_match_one("-s method.methods=full -s method.towers=vision -s train.lr=1e-3");
+}
+END_TEST
+
+/* without a launcher an MPI build is one process: rank 0 of 1, one result
+ * line, the file written */
+START_TEST(no_launcher_one_process)
+{
+    struct tmp t;
+    char path[256], *log;
+    float *a;
+    size_t n;
+
+    ck_assert_int_eq(dist_size(), 1);
+    ck_assert_int_eq(dist_rank(), 0);
+    setup(&t);
+    ck_assert_int_eq(train(&t, 0, "plain.h5", "-s train.accumulate=2"), 0);
+    snprintf(path, sizeof(path), "%s/plain.h5.log", t.dir);
+    log = test_slurp(path, NULL);
+    ck_assert_msg(strstr(log, "accuracy") && !strstr(log, "MPI"), "%s", log);
+    a = adapter_of(&t, "plain.h5", &n);
+    ck_assert_uint_gt(n, 0);
+    free(a);
+    free(log);
+    tmp_cleanup(&t);
+}
+END_TEST
+
+/* under mpirun: fewer micro-batches than ranks, and a command that does
+ * not divide its work, are refused with exit status 2 and one message */
+START_TEST(refusals_under_mpirun)
+{
+    struct tmp t;
+    char cmd[1024], path[256], *log;
+    int st;
+
+    if (!mpi_available())
+        return;
+    setup(&t);
+    ck_assert_int_eq(train(&t, 2, "few.h5", "-s train.accumulate=1"), 2);
+    snprintf(path, sizeof(path), "%s/few.h5.log", t.dir);
+    log = test_slurp(path, NULL);
+    ck_assert_msg(strstr(log, "train.accumulate = 1, but 2 MPI ranks"), "%s", log);
+    free(log);
+    snprintf(path, sizeof(path), "%s/few.h5", t.dir);
+    ck_assert_msg(access(path, F_OK) != 0, "a refused run left %s", path);
+
+    snprintf(cmd, sizeof(cmd), "mpirun --oversubscribe --allow-run-as-root -np 2 %s threads "
+             ">%s/threads.log 2>&1", bin(), t.dir);
+    st = system(cmd);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    snprintf(path, sizeof(path), "%s/threads.log", t.dir);
+    log = test_slurp(path, NULL);
+    ck_assert_msg(strstr(log, "threads does not run on 2 MPI ranks"), "%s", log);
+    free(log);
+    tmp_cleanup(&t);
+}
+END_TEST
+
+Suite *suite_dist(void)
+{
+    Suite *s = suite_create("dist");
+    TCase *tc = tcase_create("mpirun");
+
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, lora_two_ranks);
+    tcase_add_test(tc, full_two_ranks);
+    tcase_add_test(tc, no_launcher_one_process);
+    tcase_add_test(tc, refusals_under_mpirun);
+    suite_add_tcase(s, tc);
+    return s;
+}
