@@ -7,7 +7,8 @@
  * ranks' partial gradients are summed in rank order, one process sums the
  * micro-batches one after the other: the same sum, associated otherwise),
  * while a run with another effective batch does not. Skipped, saying so,
- * when mpirun is absent or the build has no MPI. Also: an MPI build started
+ * when mpirun is absent or the build has no MPI. A checkpoint one process
+ * wrote resumes on 2 ranks to the same adapter. Also: an MPI build started
  * without mpirun runs as one process, and under mpirun the refusals (too
  * few micro-batches for the ranks, commands other than train) exit 2.
  * The binary is $RANDLORA_BIN (make check sets it).
@@ -20,9 +21,11 @@
 #include <unistd.h>
 
 #include "core/dist.h"
+#include "core/status.h"
 #include "runner_harness.h"
 #include "suites.h"
 #include "test_cmd.h"
+#include "test_proc.h"
 #include "test_util.h"
 
 /* largest |difference| allowed between the 2-rank and the 1-process
@@ -60,9 +63,10 @@ static bool mpi_available(void)
     return true;
 }
 
-/* `[mpirun -np ranks] randlora train -c t/x.ini -o t/out common extra`,
- * one thread per process; its exit status (-1: it did not exit) */
-static int train(const struct tmp *t, int ranks, const char *out, const char *extra)
+/* `[mpirun -np ranks] randlora train -c t/x.ini -o t/out args`, one thread
+ * per process, its output into t/out.log; its exit status (-1: it did not
+ * exit) */
+static int train(const struct tmp *t, int ranks, const char *out, const char *args)
 {
     char cmd[2048], launcher[128] = "";
     int st;
@@ -71,10 +75,26 @@ static int train(const struct tmp *t, int ranks, const char *out, const char *ex
         snprintf(launcher, sizeof(launcher), "mpirun --oversubscribe --allow-run-as-root -np %d",
                  ranks);
     snprintf(cmd, sizeof(cmd),
-             "RANDLORA_THREADS=1 %s %s train -c %s/x.ini -o %s/%s %s %s >%s/%s.log 2>&1",
-             launcher, bin(), t->dir, t->dir, out, common, extra, t->dir, out);
+             "RANDLORA_THREADS=1 %s %s train -c %s/x.ini -o %s/%s %s >%s/%s.log 2>&1",
+             launcher, bin(), t->dir, t->dir, out, args, t->dir, out);
     st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* train(...) exiting with status want, else the test fails showing its
+ * output */
+static void expect_train(const struct tmp *t, int ranks, const char *out, const char *args,
+                         int want)
+{
+    char path[256], *log;
+    int got = train(t, ranks, out, args);
+
+    if (got == want)
+        return;
+    snprintf(path, sizeof(path), "%s/%s.log", t->dir, out);
+    log = test_slurp(path, NULL);
+    ck_abort_msg("train on %d rank(s) -o %s: exit %d, expected %d:\n%s", ranks, out, got, want,
+                 log);
 }
 
 static void setup(struct tmp *t)
@@ -108,11 +128,11 @@ static void two_ranks_match_one(const char *method)
     if (!mpi_available())
         return;
     setup(&t);
-    snprintf(same, sizeof(same), "%s -s train.accumulate=2", method);
-    snprintf(half, sizeof(half), "%s -s train.accumulate=1", method);
-    ck_assert_int_eq(train(&t, 2, "two.h5", same), 0);
-    ck_assert_int_eq(train(&t, 0, "one.h5", same), 0);
-    ck_assert_int_eq(train(&t, 0, "other.h5", half), 0);
+    snprintf(same, sizeof(same), "%s %s -s train.accumulate=2", common, method);
+    snprintf(half, sizeof(half), "%s %s -s train.accumulate=1", common, method);
+    expect_train(&t, 2, "two.h5", same, 0);
+    expect_train(&t, 0, "one.h5", same, 0);
+    expect_train(&t, 0, "other.h5", half, 0);
     two = adapter_of(&t, "two.h5", &n2);
     one = adapter_of(&t, "one.h5", &n1);
     other = adapter_of(&t, "other.h5", &n3);
@@ -146,6 +166,73 @@ START_TEST(full_two_ranks)
 }
 END_TEST
 
+/* a checkpoint written by one process (killed after step 3, checkpoint
+ * at 2) resumed on 2 ranks: the final adapter within DIST_BOUND of one
+ * process straight through (a checkpoint holds nothing of the number of
+ * ranks; rank 0 reads it and broadcasts it) */
+START_TEST(resume_on_two_ranks)
+{
+    static const char *const ov[] = {
+        "train.steps=4", "train.batch=4", "train.accumulate=2", "data.eval_limit=8",
+        "train.eval_every=0", "train.checkpoint_every=2", "method.methods=lora",
+        "method.rank=2", "method.towers=vision", "method.modules=q_proj",
+    };
+    const size_t n_ov = sizeof(ov) / sizeof(ov[0]);
+    struct run_plan *plans;
+    struct experiment e;
+    struct tmp t;
+    char args[1024] = "", path[256], *log;
+    size_t len = 0, kill_step = 3, n, n1, n_plans = 0;
+    struct runner_shapes shapes = { 0 };
+    struct runner_hooks h = { .ctx = &kill_step, .on_step = exit_at_step };
+    float *resumed, *straight;
+    pid_t pid;
+    int st;
+
+    if (!mpi_available())
+        return;
+    setup(&t);
+    /* the plan as `randlora train -c x.ini -s ...` makes it (cmd_train.c) */
+    snprintf(path, sizeof(path), "%s/x.ini", t.dir);
+    ck_assert_msg(experiment_load(&e, path, ov, n_ov) == RL_OK, "%s", rl_error_msg());
+    ck_assert_msg(experiment_expand(&e, runner_plan_shapes, &shapes, &plans, &n_plans) == RL_OK,
+                  "%s", rl_error_msg());
+    runner_shapes_free(&shapes);
+    ck_assert_uint_eq(n_plans, 1);
+    for (size_t i = 0; i < n_ov; i++)
+        len += (size_t)snprintf(args + len, sizeof(args) - len, " -s %s", ov[i]);
+    snprintf(path, sizeof(path), "%s/resumed.h5", t.dir);
+    pid = test_fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        run_quiet(&plans[0], path, &h, false, NULL);
+        _exit(3);                                 /* not reached */
+    }
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    snprintf(args + len, sizeof(args) - len, " --resume");
+    expect_train(&t, 2, "resumed.h5", args, 0);
+    snprintf(path, sizeof(path), "%s/resumed.h5.log", t.dir);
+    log = test_slurp(path, NULL);
+    ck_assert_msg(strstr(log, "resuming at step 2 of 4"), "%s", log);
+    expect_train(&t, 0, "straight.h5", args, 0);
+    resumed = adapter_of(&t, "resumed.h5", &n);
+    straight = adapter_of(&t, "straight.h5", &n1);
+    ck_assert_uint_eq(n, n1);
+    if (getenv("RANDLORA_TEST_VERBOSE"))
+        fprintf(stderr, "check_dist resume: 1 process to step 3, resumed at 2 on 2 ranks vs 1 "
+                "process: %g (bit for bit: %s)\n", test_max_abs_diff(resumed, straight, n),
+                memcmp(resumed, straight, n * sizeof(float)) ? "no" : "yes");
+    ck_assert_double_le(test_max_abs_diff(resumed, straight, n), DIST_BOUND);
+    free(resumed);
+    free(straight);
+    free(log);
+    run_plans_free(plans, 1);
+    experiment_free(&e);
+    tmp_cleanup(&t);
+}
+END_TEST
+
 /* without a launcher an MPI build is one process: rank 0 of 1, one result
  * line, the file written */
 START_TEST(no_launcher_one_process)
@@ -158,7 +245,7 @@ START_TEST(no_launcher_one_process)
     ck_assert_int_eq(dist_size(), 1);
     ck_assert_int_eq(dist_rank(), 0);
     setup(&t);
-    ck_assert_int_eq(train(&t, 0, "plain.h5", "-s train.accumulate=2"), 0);
+    expect_train(&t, 0, "plain.h5", common, 0);
     snprintf(path, sizeof(path), "%s/plain.h5.log", t.dir);
     log = test_slurp(path, NULL);
     ck_assert_msg(strstr(log, "accuracy") && !strstr(log, "MPI"), "%s", log);
@@ -181,7 +268,8 @@ START_TEST(refusals_under_mpirun)
     if (!mpi_available())
         return;
     setup(&t);
-    ck_assert_int_eq(train(&t, 2, "few.h5", "-s train.accumulate=1"), 2);
+    snprintf(cmd, sizeof(cmd), "%s -s train.accumulate=1", common);
+    expect_train(&t, 2, "few.h5", cmd, 2);
     snprintf(path, sizeof(path), "%s/few.h5.log", t.dir);
     log = test_slurp(path, NULL);
     ck_assert_msg(strstr(log, "train.accumulate = 1, but 2 MPI ranks"), "%s", log);
@@ -209,6 +297,7 @@ Suite *suite_dist(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, lora_two_ranks);
     tcase_add_test(tc, full_two_ranks);
+    tcase_add_test(tc, resume_on_two_ranks);
     tcase_add_test(tc, no_launcher_one_process);
     tcase_add_test(tc, refusals_under_mpirun);
     suite_add_tcase(s, tc);
