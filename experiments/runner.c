@@ -334,7 +334,8 @@ static int open_results(struct run_state *s, const struct run_plan *plan, const 
         if ((rc = store_resume(st, out_path)) != RL_OK)
             return rc;
         rc = store_read_checkpoint(*st, &ci, s->trains ? s->ca.params : NULL,
-                                   s->trains ? s->opt.m : NULL, s->trains ? s->opt.v : NULL, &s->rng);
+                                   s->trains ? s->opt.m : NULL, s->trains ? s->opt.v : NULL,
+                                   &s->rng);
         if (rc == RL_ERR_NA) {
             rl_error_clear();
             rc = RL_OK;
@@ -346,18 +347,16 @@ static int open_results(struct run_state *s, const struct run_plan *plan, const 
             *start = (size_t)ci.step;
             s->opt.t = (uint64_t)*start;
         }
-        if (*start > s->total_steps) {
-            rc = rl_error_set(RL_ERR_FORMAT, "%s: checkpoint at step %zu, but the run has %zu "
-                              "steps", out_path, *start, s->total_steps);
-            return rc;
-        }
+        if (*start > s->total_steps)
+            return rl_error_set(RL_ERR_FORMAT, "%s: checkpoint at step %zu, but the run has %zu "
+                                "steps", out_path, *start, s->total_steps);
         res->resumed_from = *start;
         if (opt->verbosity > 0 && *start)
-            fprintf(opt->log ? opt->log : stderr, "%s: resuming at step %zu of %zu\n", plan->id, *start, s->total_steps);
-    } else if ((rc = runner_create_store(st, s, out_path, ini, opt->flush_every)) != RL_OK) {
-        return rc;
+            fprintf(opt->log ? opt->log : stderr, "%s: resuming at step %zu of %zu\n", plan->id,
+                    *start, s->total_steps);
+        return RL_OK;
     }
-    return rc;
+    return runner_create_store(st, s, out_path, ini, opt->flush_every);
 }
 
 /* every rank's rc agreed: RL_OK when all succeeded; else this rank's own
@@ -390,7 +389,6 @@ static void share_resume(struct run_state *s, struct runner_result *res, struct 
         s->opt.t = (uint64_t)*start;
     }
 }
-
 
 int runner_run(const struct run_plan *plan, const char *out_path,
                const struct runner_options *opt, struct runner_result *res)
