@@ -6,6 +6,7 @@
  * nothing is allocated per step.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -304,20 +305,69 @@ int run_step(struct run_state *s, size_t step, double *loss, double *gnorm, doub
     return RL_OK;
 }
 
+/* one evaluation batch's counts: what the ranks exchange (run_eval) */
+struct eval_counts {
+    double loss_rows;            /* mean cross-entropy x rows                    */
+    int64_t correct, rows;
+};
+
+/* the batches of loader L this rank evaluates (batch i goes to rank i mod
+ * K; every rank reads them all), each one's counts into mine[i] */
+static int eval_batches(struct run_state *s, struct loader *L, struct clip_adapters *ca,
+                        struct eval_counts *mine, size_t nb)
+{
+    const size_t K = (size_t)dist_size(), r = (size_t)dist_rank();
+    int rc;
+
+    if ((rc = loader_epoch(L, 0)) != RL_OK)
+        return rc;
+    for (size_t i = 0;; i++) {
+        struct loader_batch b;
+        int64_t correct = 0;
+
+        if ((rc = loader_next(L, &b)) != RL_OK || b.n == 0)
+            return rc;
+        RL_ASSERT(i < nb);
+        if (i % K != r)
+            continue;                           /* another rank's */
+        rc = clip_vision_forward(&s->vr, &s->m, ca, b.x, (size_t)b.n, s->img);
+        if (rc != RL_OK)
+            return rc;
+        clip_head_logits(&s->head, s->img, s->class_feat, (size_t)b.n, s->M, s->scale);
+        mine[i].loss_rows = (double)clip_head_crossentropy(&s->head, b.labels) * (double)b.n;
+        for (int j = 0; j < b.n; j++) {
+            const float *row = s->head.logits + (size_t)j * s->M;
+            size_t best = 0;
+
+            for (size_t c = 1; c < s->M; c++)
+                if (row[c] > row[best])
+                    best = c;
+            correct += best == (size_t)b.labels[j];
+        }
+        mine[i].correct = correct;
+        mine[i].rows = b.n;
+    }
+}
+
 int run_eval(struct run_state *s, struct loader *L, const char *what, double *accuracy,
              double *loss)
 {
-    const size_t D = s->D, MK = s->M * s->K;
+    const size_t D = s->D, MK = s->M * s->K, K = (size_t)dist_size();
+    const size_t nb = loader_batches_per_epoch(L);
     struct clip_adapters *ca = s->trains ? &s->ca : NULL;
+    /* per evaluation, not per step: allocated here */
+    struct eval_counts *mine = xcalloc(nb ? nb : 1, sizeof(*mine));
+    struct eval_counts *all = K > 1 ? xcalloc(K * (nb ? nb : 1), sizeof(*all)) : mine;
     size_t correct = 0, rows = 0;
     double loss_sum = 0.0;
-    int rc = RL_OK;
+    int rc = RL_OK, first;
 
     if (s->trains) {
         clip_adapters_set_training(&s->ca, false);
         /* no dropout now: the merged path is open to every layer */
         begin_paths(s, s->eval_ids, MK, MK < s->M ? MK : s->M, 0);
     }
+    /* the class features: on every rank (all of them score against them) */
     if (s->text_adapted || !s->class_feat_valid) {
         for (size_t c0 = 0; c0 < MK && rc == RL_OK; c0 += s->M) {
             size_t n = MK - c0 < s->M ? MK - c0 : s->M;
@@ -325,39 +375,37 @@ int run_eval(struct run_state *s, struct loader *L, const char *what, double *ac
             rc = clip_text_forward(&s->tr, &s->m, ca, s->eval_ids + c0 * s->ctx, n, s->ctx,
                                    s->eval_txt + c0 * D);
         }
-        if (rc != RL_OK)
-            goto out;
-        clip_class_features(s->class_feat, s->eval_txt, s->M, s->K, D);
-        s->class_feat_valid = true;
-    }
-    if ((rc = loader_epoch(L, 0)) != RL_OK)
-        goto out;
-    for (;;) {
-        struct loader_batch b;
-
-        if ((rc = loader_next(L, &b)) != RL_OK || b.n == 0)
-            break;
-        rc = clip_vision_forward(&s->vr, &s->m, ca, b.x, (size_t)b.n, s->img);
-        if (rc != RL_OK)
-            break;
-        clip_head_logits(&s->head, s->img, s->class_feat, (size_t)b.n, s->M, s->scale);
-        loss_sum += (double)clip_head_crossentropy(&s->head, b.labels) * (double)b.n;
-        for (int i = 0; i < b.n; i++) {
-            const float *row = s->head.logits + (size_t)i * s->M;
-            size_t best = 0;
-
-            for (size_t c = 1; c < s->M; c++)
-                if (row[c] > row[best])
-                    best = c;
-            correct += best == (size_t)b.labels[i];
+        if (rc == RL_OK) {
+            clip_class_features(s->class_feat, s->eval_txt, s->M, s->K, D);
+            s->class_feat_valid = true;
         }
-        rows += (size_t)b.n;
     }
-out:
+    if (rc == RL_OK)
+        rc = eval_batches(s, L, ca, mine, nb);
     if (s->trains) {
         clip_adapters_end_step(&s->ca, &s->m);
         clip_adapters_set_training(&s->ca, true);
     }
+    /* the ranks agree on failure, then sum the batches' counts in batch
+     * order: the same sums, bit for bit, as one process */
+    first = dist_first(rc != RL_OK);
+    if (first >= 0 && rc == RL_OK)
+        rc = rl_error_set(RL_ERR, "%s: MPI rank %d of %zu failed to evaluate (its message is "
+                          "above)", what, first, K);
+    if (rc == RL_OK) {
+        if (K > 1)
+            dist_allgather(mine, all, nb * sizeof(*mine));
+        for (size_t i = 0; i < nb; i++) {
+            const struct eval_counts *c = &all[(i % K) * nb + i];
+
+            loss_sum += c->loss_rows;
+            correct += (size_t)c->correct;
+            rows += (size_t)c->rows;
+        }
+    }
+    if (all != mine)
+        free(all);
+    free(mine);
     if (rc != RL_OK)
         return rc;
     if (rows == 0)

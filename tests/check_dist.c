@@ -6,7 +6,8 @@
  * and full fine-tuning: the final adapters agree within DIST_BOUND (the
  * ranks' partial gradients are summed in rank order, one process sums the
  * micro-batches one after the other: the same sum, associated otherwise),
- * while a run with another effective batch does not. Skipped, saying so,
+ * while a run with another effective batch does not; where the adapters
+ * are the same bits, so are the final evaluations (split over the ranks). Skipped, saying so,
  * when mpirun is absent or the build has no MPI. A checkpoint one process
  * wrote resumes on 2 ranks to the same adapter. Also: an MPI build started
  * without mpirun runs as one process, and under mpirun the refusals (too
@@ -22,6 +23,7 @@
 
 #include "core/dist.h"
 #include "core/status.h"
+#include "results/store.h"
 #include "runner_harness.h"
 #include "suites.h"
 #include "test_cmd.h"
@@ -122,6 +124,22 @@ static float *adapter_of(const struct tmp *t, const char *name, size_t *n)
     return read_adapter(path, n);
 }
 
+/* the final test-set evaluation of a finished file */
+static struct store_final final_of(const struct tmp *t, const char *name)
+{
+    struct store_final f;
+    struct store *st;
+    char path[256];
+    int completed = 0;
+
+    snprintf(path, sizeof(path), "%s/%s", t->dir, name);
+    ck_assert_int_eq(store_open(&st, path), RL_OK);
+    ck_assert_int_eq(store_read_final(st, &f, &completed), RL_OK);
+    ck_assert_int_eq(completed, 1);
+    store_close(st);
+    return f;
+}
+
 /* method (with its extra settings) on 2 ranks, on 1 process with the same
  * effective batch, and on 1 process with half of it */
 static void two_ranks_match_one(const char *method)
@@ -153,6 +171,15 @@ static void two_ranks_match_one(const char *method)
                 memcmp(two, one, n1 * sizeof(float)) ? "no" : "yes", d_other);
     ck_assert_msg(d_same <= DIST_BOUND, "2 ranks vs 1 process: max |diff| %g > %g", d_same,
                   DIST_BOUND);
+    if (memcmp(two, one, n1 * sizeof(float)) == 0) {
+        /* the same adapter: the evaluation split over the ranks (batch i
+         * on rank i mod 2) sums to one process's numbers, bit for bit */
+        struct store_final f2 = final_of(&t, "two.h5"), f1 = final_of(&t, "one.h5");
+
+        ck_assert_msg(f2.loss == f1.loss && f2.accuracy == f1.accuracy,
+                      "final eval on 2 ranks: loss %.17g accuracy %g; one process %.17g %g",
+                      f2.loss, f2.accuracy, f1.loss, f1.accuracy);
+    }
     /* the comparison can fail: another effective batch is far off */
     ck_assert_msg(d_other > 10 * DIST_BOUND, "half the batch: max |diff| only %g", d_other);
     free(two);
