@@ -15,6 +15,7 @@
  * The binary is $RANDLORA_BIN (make check sets it).
  */
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,6 +268,72 @@ START_TEST(resume_on_two_ranks)
 }
 END_TEST
 
+/* a run on 2 ranks stopped by SIGTERM to mpirun (which forwards it: the
+ * ranks agree to stop after the same step) once its log shows step 4,
+ * resumed by one process: the adapter of one process straight through
+ * within DIST_BOUND (a checkpoint holds nothing of the number of ranks) */
+START_TEST(two_ranks_resumed_by_one)
+{
+    const char *args = "-s train.steps=300 -s train.batch=4 -s train.accumulate=2 "
+                       "-s data.eval_limit=8 -s train.eval_every=2 -s train.checkpoint_every=2 "
+                       "-s method.methods=lora -s method.rank=2 -s method.towers=vision "
+                       "-s method.modules=q_proj";
+    char cmd[2048], path[256], *log = NULL;
+    struct tmp t;
+    float *resumed, *straight;
+    size_t n, n1;
+    pid_t pid;
+    int st;
+
+    if (!mpi_available())
+        return;
+    setup(&t);
+    snprintf(path, sizeof(path), "%s/stopped.h5.log", t.dir);
+    snprintf(cmd, sizeof(cmd), "exec env RANDLORA_THREADS=1 " MPIRUN "2 %s train -c %s/x.ini -o "
+             "%s/stopped.h5 %s >%s 2>&1", bin(), t.dir, t.dir, args, path);
+    pid = test_fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 6000; i++) {            /* 60 s at most */
+        if (access(path, F_OK) == 0) {
+            free(log);
+            log = test_slurp(path, NULL);
+            if (strstr(log, "step 4 "))
+                break;
+        }
+        usleep(10000);
+    }
+    ck_assert_int_eq(kill(pid, SIGTERM), 0);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    free(log);
+    log = test_slurp(path, NULL);
+    ck_assert_msg(strstr(log, "interrupted at step"), "the 2 ranks were not interrupted:\n%s",
+                  log);
+    free(log);
+
+    snprintf(cmd, sizeof(cmd), "%s --resume", args);
+    expect_train(&t, 0, "stopped.h5", cmd, 0);
+    log = test_slurp(path, NULL);
+    ck_assert_msg(strstr(log, "resuming at step"), "%s", log);
+    expect_train(&t, 0, "straight.h5", args, 0);
+    resumed = adapter_of(&t, "stopped.h5", &n);
+    straight = adapter_of(&t, "straight.h5", &n1);
+    ck_assert_uint_eq(n, n1);
+    if (getenv("RANDLORA_TEST_VERBOSE"))
+        fprintf(stderr, "check_dist: stopped on 2 ranks, resumed by 1 process vs 1 process: %g "
+                "(bit for bit: %s)\n", test_max_abs_diff(resumed, straight, n),
+                memcmp(resumed, straight, n * sizeof(float)) ? "no" : "yes");
+    ck_assert_double_le(test_max_abs_diff(resumed, straight, n), DIST_BOUND);
+    free(resumed);
+    free(straight);
+    free(log);
+    tmp_cleanup(&t);
+}
+END_TEST
+
 /* without a launcher an MPI build is one process: rank 0 of 1, one result
  * line, the file written */
 START_TEST(no_launcher_one_process)
@@ -331,6 +398,7 @@ Suite *suite_dist(void)
     tcase_add_test(tc, lora_two_ranks);
     tcase_add_test(tc, full_two_ranks);
     tcase_add_test(tc, resume_on_two_ranks);
+    tcase_add_test(tc, two_ranks_resumed_by_one);
     tcase_add_test(tc, no_launcher_one_process);
     tcase_add_test(tc, refusals_under_mpirun);
     suite_add_tcase(s, tc);
