@@ -125,6 +125,27 @@ static float *adapter_of(const struct tmp *t, const char *name, size_t *n)
     return read_adapter(path, n);
 }
 
+/* the adapters of files a and b in t's folder within DIST_BOUND (what
+ * names the case; RANDLORA_TEST_VERBOSE=1 prints the difference) */
+static void expect_close_adapters(const struct tmp *t, const char *a, const char *b,
+                                  const char *what)
+{
+    float *pa, *pb;
+    size_t na, nb;
+    double d;
+
+    pa = adapter_of(t, a, &na);
+    pb = adapter_of(t, b, &nb);
+    ck_assert_uint_eq(na, nb);
+    d = test_max_abs_diff(pa, pb, na);
+    if (getenv("RANDLORA_TEST_VERBOSE"))
+        fprintf(stderr, "check_dist: %s: %g (bit for bit: %s)\n", what, d,
+                memcmp(pa, pb, na * sizeof(float)) ? "no" : "yes");
+    ck_assert_msg(d <= DIST_BOUND, "%s: max |diff| %g > %g", what, d, DIST_BOUND);
+    free(pa);
+    free(pb);
+}
+
 /* the final test-set evaluation of a finished file */
 static struct store_final final_of(const struct tmp *t, const char *name)
 {
@@ -217,10 +238,9 @@ START_TEST(resume_on_two_ranks)
     struct experiment e;
     struct tmp t;
     char args[1024] = "", path[256], *log;
-    size_t len = 0, kill_step = 3, n, n1, n_plans = 0;
+    size_t len = 0, kill_step = 3, n_plans = 0;
     struct runner_shapes shapes = { 0 };
     struct runner_hooks h = { .ctx = &kill_step, .on_step = exit_at_step };
-    float *resumed, *straight;
     pid_t pid;
     int st;
 
@@ -251,16 +271,8 @@ START_TEST(resume_on_two_ranks)
     log = test_slurp(path, NULL);
     ck_assert_msg(strstr(log, "resuming at step 2 of 4"), "%s", log);
     expect_train(&t, 0, "straight.h5", args, 0);
-    resumed = adapter_of(&t, "resumed.h5", &n);
-    straight = adapter_of(&t, "straight.h5", &n1);
-    ck_assert_uint_eq(n, n1);
-    if (getenv("RANDLORA_TEST_VERBOSE"))
-        fprintf(stderr, "check_dist resume: 1 process to step 3, resumed at 2 on 2 ranks vs 1 "
-                "process: %g (bit for bit: %s)\n", test_max_abs_diff(resumed, straight, n),
-                memcmp(resumed, straight, n * sizeof(float)) ? "no" : "yes");
-    ck_assert_double_le(test_max_abs_diff(resumed, straight, n), DIST_BOUND);
-    free(resumed);
-    free(straight);
+    expect_close_adapters(&t, "resumed.h5", "straight.h5",
+                          "1 process to step 3, resumed at 2 on 2 ranks vs 1 process");
     free(log);
     run_plans_free(plans, 1);
     experiment_free(&e);
@@ -280,8 +292,6 @@ START_TEST(two_ranks_resumed_by_one)
                        "-s method.modules=q_proj";
     char cmd[2048], path[256], *log = NULL;
     struct tmp t;
-    float *resumed, *straight;
-    size_t n, n1;
     pid_t pid;
     int st;
 
@@ -319,16 +329,8 @@ START_TEST(two_ranks_resumed_by_one)
     log = test_slurp(path, NULL);
     ck_assert_msg(strstr(log, "resuming at step"), "%s", log);
     expect_train(&t, 0, "straight.h5", args, 0);
-    resumed = adapter_of(&t, "stopped.h5", &n);
-    straight = adapter_of(&t, "straight.h5", &n1);
-    ck_assert_uint_eq(n, n1);
-    if (getenv("RANDLORA_TEST_VERBOSE"))
-        fprintf(stderr, "check_dist: stopped on 2 ranks, resumed by 1 process vs 1 process: %g "
-                "(bit for bit: %s)\n", test_max_abs_diff(resumed, straight, n),
-                memcmp(resumed, straight, n * sizeof(float)) ? "no" : "yes");
-    ck_assert_double_le(test_max_abs_diff(resumed, straight, n), DIST_BOUND);
-    free(resumed);
-    free(straight);
+    expect_close_adapters(&t, "stopped.h5", "straight.h5",
+                          "stopped on 2 ranks, resumed by 1 process vs 1 process");
     free(log);
     tmp_cleanup(&t);
 }
