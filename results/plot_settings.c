@@ -61,23 +61,6 @@ static int seed_cmp(const void *a, const void *b)
     return strcmp(p->path, q->path);
 }
 
-/* "lr_min=..." dropped from a label that has "lr=...": lr_min is the
- * absolute floor lr_min_ratio makes of lr, so it differs whenever lr does */
-static void drop_lr_min(char *label)
-{
-    char *p;
-
-    if (strncmp(label, "lr=", 3) && !strstr(label, " lr="))
-        return;
-    while ((p = strstr(label, "lr_min=")) != NULL && (p == label || p[-1] == ' ')) {
-        char *e = strchr(p, ' ');
-        if (e)
-            memmove(p, e + 1, strlen(e + 1) + 1);
-        else
-            *(p > label ? p - 1 : p) = '\0';
-    }
-}
-
 /* labels (the keys that differ in the group) of the group of settings[g0] */
 static void group_label(struct plot_setting *st, size_t n, size_t g0, bool *seen)
 {
@@ -94,7 +77,6 @@ static void group_label(struct plot_setting *st, size_t n, size_t g0, bool *seen
     for (size_t j = 0; j < m; j++) {
         struct plot_setting *s = &st[members[j]];
         s->label = m > 1 ? run_key_setting_compact(s->key->setting, settings, m) : xstrdup("");
-        drop_lr_min(s->label);
         s->group_settings = m;
     }
     free(members);

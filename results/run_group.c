@@ -300,6 +300,18 @@ static bool same_value(const char *a, const char *b)
     return a && b ? !strcmp(a, b) : a == b;
 }
 
+/* whether `key` has another value (or is missing) in one of others[0..n) */
+static bool key_differs(const struct items *mine, const struct items *others, size_t n,
+                        const char *key)
+{
+    const char *v = items_get(mine, key);
+
+    for (size_t i = 0; i < n; i++)
+        if (!same_value(v, items_get(&others[i], key)))
+            return true;
+    return false;
+}
+
 char *run_key_setting_compact(const char *setting, const char *const *settings, size_t n)
 {
     struct items mine = { 0 }, *others = xcalloc(n ? n : 1, sizeof(*others));
@@ -315,13 +327,16 @@ char *run_key_setting_compact(const char *setting, const char *const *settings, 
             if (!in_keys(&keys, others[i].v[j].key))
                 items_push(&keys, xstrdup(others[i].v[j].key), NULL);
     }
+    bool lr_differs = key_differs(&mine, others, n, "train.lr");
+
     for (size_t k = 0; k < keys.n; k++) {
         const char *v = items_get(&mine, keys.v[k].key);
-        bool differs = false;
 
-        for (size_t i = 0; i < n && !differs; i++)
-            differs = !same_value(v, items_get(&others[i], keys.v[k].key));
-        if (differs)
+        /* the stored lr_min is the floor lr_min_ratio derives from lr: it
+         * differs whenever lr does and says nothing more */
+        if (lr_differs && !strcmp(keys.v[k].key, "train.lr_min"))
+            continue;
+        if (key_differs(&mine, others, n, keys.v[k].key))
             add_compact(&t, keys.v[k].key, v ? v : "-");
     }
     for (size_t i = 0; i < n; i++)

@@ -122,7 +122,9 @@ const char *run_key_short_name(const char *key);
 /* A compact human form of `setting` (a canonical setting string) naming
  * only the keys whose value differs among settings[0..n) (a key missing
  * from one of them counts as differing): "lr=3e-3 wd=0.1". Numbers are
- * printed with %g. Keys are in rendering order. Allocated (caller frees);
+ * printed with %g. Keys are in rendering order. train.lr_min is left out
+ * when train.lr differs (the stored lr_min is the floor lr_min_ratio derives
+ * from lr). Allocated (caller frees);
  * "" when nothing differs. `setting` need not be among `settings`. */
 char *run_key_setting_compact(const char *setting, const char *const *settings, size_t n);
 

@@ -150,6 +150,25 @@ START_TEST(test_hyperparameters_split_settings)
         ck_assert_str_eq(s, "steps=10 epochs=-");
         free(s);
     }
+    {
+        /* lr_min_ratio stores an lr_min that follows lr: named once, as lr */
+        const char *r1[] = { "train.lr_min_ratio=0.01" };
+        const char *r3[] = { "train.lr=3e-3", "train.lr_min_ratio=0.01" };
+        struct run_key x, y;
+
+        key_of(&x, r1, 1);
+        key_of(&y, r3, 2);
+        ck_assert_str_ne(run_key_get(&x, "train.lr_min"), run_key_get(&y, "train.lr_min"));
+        {
+            const char *two[] = { x.setting, y.setting };
+
+            s = run_key_setting_compact(y.setting, two, 2);
+            ck_assert_str_eq(s, "lr=0.003");
+            free(s);
+        }
+        run_key_free(&x);
+        run_key_free(&y);
+    }
     run_key_free(&a);
     run_key_free(&b);
     run_key_free(&c);
