@@ -6,15 +6,18 @@
  * and full fine-tuning: the final adapters agree within DIST_BOUND (the
  * ranks' partial gradients are summed in rank order, one process sums the
  * micro-batches one after the other: the same sum, associated otherwise),
- * while a run with another effective batch does not; where the adapters
- * are the same bits, so are the final evaluations (split over the ranks). Skipped, saying so,
- * when mpirun is absent or the build has no MPI. A checkpoint one process
- * wrote resumes on 2 ranks to the same adapter. Also: an MPI build started
- * without mpirun runs as one process, and under mpirun the refusals (too
- * few micro-batches for the ranks, commands other than train) exit 2.
+ * while a run with another effective batch does not; where the adapters are
+ * the same bits, so are the final evaluations (split over the ranks). A
+ * checkpoint one process wrote resumes on 2 ranks, and a 2-rank run stopped
+ * by SIGTERM or by killing a rank resumes in one process, to the same
+ * adapter. An MPI build started without mpirun runs as one process; under
+ * mpirun the refusals (too few micro-batches for the ranks, commands other
+ * than train) exit 2. Skipped, saying so, when mpirun is absent or the
+ * build has no MPI (the one-process test still runs).
  * The binary is $RANDLORA_BIN (make check sets it).
  */
 #include <check.h>
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -280,27 +283,23 @@ START_TEST(resume_on_two_ranks)
 }
 END_TEST
 
-/* a run on 2 ranks stopped by SIGTERM to mpirun (which forwards it: the
- * ranks agree to stop after the same step) once its log shows step 4,
- * resumed by one process: the adapter of one process straight through
- * within DIST_BOUND (a checkpoint holds nothing of the number of ranks) */
-START_TEST(two_ranks_resumed_by_one)
-{
-    const char *args = "-s train.steps=300 -s train.batch=4 -s train.accumulate=2 "
-                       "-s data.eval_limit=8 -s train.eval_every=2 -s train.checkpoint_every=2 "
-                       "-s method.methods=lora -s method.rank=2 -s method.towers=vision "
-                       "-s method.modules=q_proj";
-    char cmd[2048], path[256], *log = NULL;
-    struct tmp t;
-    pid_t pid;
-    int st;
+/* the long run the stop tests interrupt: LoRA on the vision tower, 300
+ * steps of 4 x 2, an eval line and a checkpoint every 2 steps */
+static const char *const long_run =
+    "-s train.steps=300 -s train.batch=4 -s train.accumulate=2 -s data.eval_limit=8 "
+    "-s train.eval_every=2 -s train.checkpoint_every=2 -s method.methods=lora -s method.rank=2 "
+    "-s method.towers=vision -s method.modules=q_proj";
 
-    if (!mpi_available())
-        return;
-    setup(&t);
-    snprintf(path, sizeof(path), "%s/stopped.h5.log", t.dir);
+/* long_run on 2 ranks into t/stopped.h5 (log t/stopped.h5.log), started in
+ * the background: mpirun's pid, once the log shows step 4 */
+static pid_t start_long_run(const struct tmp *t)
+{
+    char cmd[2048], path[256], *log = NULL;
+    pid_t pid;
+
+    snprintf(path, sizeof(path), "%s/stopped.h5.log", t->dir);
     snprintf(cmd, sizeof(cmd), "exec env RANDLORA_THREADS=1 " MPIRUN "2 %s train -c %s/x.ini -o "
-             "%s/stopped.h5 %s >%s 2>&1", bin(), t.dir, t.dir, args, path);
+             "%s/stopped.h5 %s >%s 2>&1", bin(), t->dir, t->dir, long_run, path);
     pid = test_fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -316,22 +315,127 @@ START_TEST(two_ranks_resumed_by_one)
         }
         usleep(10000);
     }
+    free(log);
+    return pid;
+}
+
+/* the pid of MPI rank `rank` among the children of mpirun's threads
+ * (Open MPI forks the ranks from one of them and sets OMPI_COMM_WORLD_RANK
+ * in each), or -1 */
+static pid_t rank_pid(pid_t mpirun, int rank)
+{
+    char want[64], path[300], word[32];
+    struct dirent *d;
+    pid_t found = -1;
+    DIR *tasks;
+
+    snprintf(want, sizeof(want), "OMPI_COMM_WORLD_RANK=%d", rank);
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)mpirun);
+    if (!(tasks = opendir(path)))
+        return -1;
+    while (found < 0 && (d = readdir(tasks))) {
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%s/children", (int)mpirun, d->d_name);
+        if (d->d_name[0] == '.' || !(f = fopen(path, "r")))
+            continue;
+        while (found < 0 && fscanf(f, "%31s", word) == 1) {
+            const pid_t child = (pid_t)atol(word);
+            char var[4096];
+            FILE *e;
+            int c;
+            size_t n = 0;
+
+            /* NUL-separated NAME=VALUE; /proc files report no size */
+            snprintf(path, sizeof(path), "/proc/%d/environ", (int)child);
+            if (!(e = fopen(path, "r")))
+                continue;
+            while ((c = fgetc(e)) != EOF) {
+                if (c != '\0' && n + 1 < sizeof(var)) {
+                    var[n++] = (char)c;
+                    continue;
+                }
+                var[n] = '\0';
+                if (!strcmp(var, want))
+                    found = child;
+                n = 0;
+            }
+            fclose(e);
+        }
+        fclose(f);
+    }
+    closedir(tasks);
+    return found;
+}
+
+/* t/stopped.h5 resumed by one process: the adapter of one process
+ * straight through within DIST_BOUND (what names the case) */
+static void resume_alone_and_compare(const struct tmp *t, const char *what)
+{
+    char args[1024], path[256], *log;
+
+    snprintf(args, sizeof(args), "%s --resume", long_run);
+    expect_train(t, 0, "stopped.h5", args, 0);
+    snprintf(path, sizeof(path), "%s/stopped.h5.log", t->dir);
+    log = test_slurp(path, NULL);
+    ck_assert_msg(strstr(log, "resuming at step"), "%s", log);
+    free(log);
+    expect_train(t, 0, "straight.h5", long_run, 0);
+    expect_close_adapters(t, "stopped.h5", "straight.h5", what);
+}
+
+/* a run on 2 ranks stopped by SIGTERM to mpirun (which forwards it: the
+ * ranks agree to stop after the same step) resumes in one process (a
+ * checkpoint holds nothing of the number of ranks) */
+START_TEST(two_ranks_resumed_by_one)
+{
+    char path[256], *log;
+    struct tmp t;
+    pid_t pid;
+    int st;
+
+    if (!mpi_available())
+        return;
+    setup(&t);
+    pid = start_long_run(&t);
     ck_assert_int_eq(kill(pid, SIGTERM), 0);
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    free(log);
+    snprintf(path, sizeof(path), "%s/stopped.h5.log", t.dir);
     log = test_slurp(path, NULL);
     ck_assert_msg(strstr(log, "interrupted at step"), "the 2 ranks were not interrupted:\n%s",
                   log);
     free(log);
+    resume_alone_and_compare(&t, "stopped on 2 ranks, resumed by 1 process vs 1 process");
+    tmp_cleanup(&t);
+}
+END_TEST
 
-    snprintf(cmd, sizeof(cmd), "%s --resume", args);
-    expect_train(&t, 0, "stopped.h5", cmd, 0);
-    log = test_slurp(path, NULL);
-    ck_assert_msg(strstr(log, "resuming at step"), "%s", log);
-    expect_train(&t, 0, "straight.h5", args, 0);
-    expect_close_adapters(&t, "stopped.h5", "straight.h5",
-                          "stopped on 2 ranks, resumed by 1 process vs 1 process");
-    free(log);
+/* rank 1 killed (SIGKILL) mid-run: mpirun ends the job with a failure,
+ * and rank 0's file resumes in one process like after any crash */
+START_TEST(rank_killed_leaves_resumable_file)
+{
+    struct tmp t;
+    pid_t pid, victim;
+    int st;
+
+    if (!mpi_available())
+        return;
+    setup(&t);
+    pid = start_long_run(&t);
+    victim = rank_pid(pid, 1);
+    if (victim < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        tmp_cleanup(&t);
+        fprintf(stderr, "check_dist: SKIPPED rank_killed_leaves_resumable_file: rank 1's pid "
+                "not found under /proc\n");
+        return;
+    }
+    ck_assert_int_eq(kill(victim, SIGKILL), 0);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(!(WIFEXITED(st) && WEXITSTATUS(st) == 0), "mpirun exited 0 after a rank "
+                  "was killed");
+    resume_alone_and_compare(&t, "rank 1 killed, resumed by 1 process vs 1 process");
     tmp_cleanup(&t);
 }
 END_TEST
@@ -401,6 +505,7 @@ Suite *suite_dist(void)
     tcase_add_test(tc, full_two_ranks);
     tcase_add_test(tc, resume_on_two_ranks);
     tcase_add_test(tc, two_ranks_resumed_by_one);
+    tcase_add_test(tc, rank_killed_leaves_resumable_file);
     tcase_add_test(tc, no_launcher_one_process);
     tcase_add_test(tc, refusals_under_mpirun);
     suite_add_tcase(s, tc);
