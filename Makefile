@@ -2,8 +2,10 @@
 #
 #   make            build ./randlora (objects under build/)
 #   make run        the main job (installs missing Debian packages first)
-#   make check      the test suite (installs missing Debian packages first)
+#   make check      the test suite, then the fuzz corpora replayed (installs
+#                   missing Debian packages first)
 #   make bench      benchmarks
+#   make fuzz       every libFuzzer harness in tests/fuzz/ for FUZZ_SECONDS (20) each
 #   make clean
 #
 # Switches: SAN=1 (ASan + UBSan), NO_OMP=1 (no OpenMP), OPT=... (default
@@ -78,7 +80,7 @@ BENCH_OBJ = $(BUILD)/bench/bench_main.o
 OUT_ROOT  = $(if $(RANDLORA_OUT),$(RANDLORA_OUT),out)
 
 
-.PHONY: all run check bench clean deps
+.PHONY: all run check bench clean deps fuzz fuzz-build fuzz-replay
 all: randlora
 
 randlora: $(BUILD)/randlora
@@ -130,8 +132,9 @@ run: deps
 	./randlora report $(QS_DIR) -c experiments/quickstart.ini
 
 check: deps
-	$(Q)$(MAKE) --no-print-directory $(BUILD)/tests/check_main $(BUILD)/randlora
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/tests/check_main $(BUILD)/randlora $(FUZZ_REPLAY)
 	$(Q)RANDLORA_BIN=$(BUILD)/randlora $(BUILD)/tests/check_main
+	$(Q)$(MAKE) --no-print-directory fuzz-replay
 
 # bench: the kernel benchmark, then issue 7's table (bench/run_table.sh:
 # randlora bench vs bench/torch_baseline.py, about 10 minutes on 2 cores;
@@ -144,4 +147,73 @@ bench: deps
 clean:
 	rm -rf build randlora
 
+# ------------------------------------------------------------------ fuzzing
+# tests/fuzz/fuzz_NAME.c: one libFuzzer harness per reader, its seeds in
+# tests/fuzz/corpus/NAME/ (docs/reliability.md, "Fuzzing").
+#   make fuzz FUZZ_SECONDS=N  builds every harness with clang into build/fuzz/
+#                             and runs each for N seconds; any crash,
+#                             sanitizer report, leak or timeout fails it
+#                             (the input lands in build/fuzz/crash/NAME/);
+#                             tests/fuzz/NAME.options: more libFuzzer flags
+#   fuzz-replay (in make check) builds each harness with $(CC) and the
+#                             FUZZ_MAIN driver (tests/fuzz/fuzz_replay.h) and
+#                             runs the committed corpus through it once
+FUZZ_SECONDS ?= 20
+FUZZ_CC      ?= clang
+FUZZ_DIR      = build/fuzz
+FUZZ_NAMES    = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS     = $(FUZZ_NAMES:%=$(FUZZ_DIR)/fuzz_%)
+FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=undefined
+# OpenMP as in the real build (clang's libomp; make fuzz runs one thread);
+# -Wno-pass-failed: clang at -O1 cannot always honour the "omp simd" hint
+FUZZ_CFLAGS   = $(CSTD) $(FP) $(WARN) -Wno-pass-failed -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) -fopenmp -pthread -MMD -MP \
+                -I. $(PKG_CFLAGS)
+FUZZ_LIB_OBJ  = $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+FUZZ_CLI_OBJ  = $(CLI_SRC:%.c=$(FUZZ_DIR)/obj/%.o) $(FUZZ_DIR)/obj/bench/gemm_count.o
+FUZZ_REPLAY   = $(FUZZ_NAMES:%=$(BUILD)/fuzz/replay_%)
+# per input: a hang past this many seconds is a failure too
+FUZZ_TIMEOUT ?= 10
+
+$(FUZZ_DIR)/obj/%.o: %.c Makefile
+	@mkdir -p $(dir $@)
+	@echo "  CLANG $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_DIR)/librandlora.a: $(FUZZ_LIB_OBJ) $(FUZZ_CLI_OBJ)
+	$(Q)ar rcs $@.$$$$ $^ && mv -f $@.$$$$ $@
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_replay.h $(FUZZ_DIR)/librandlora.a
+	@echo "  FUZZ  $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/librandlora.a $(LDLIBS)
+
+# the replay drivers: the same harnesses, built like the tests
+$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_replay.h $(CLI_OBJ) $(BUILD)/librandlora.a
+	@mkdir -p $(dir $@)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(CFLAGS) -DFUZZ_MAIN $(LDFLAGS) -o $@ $< $(CLI_OBJ) $(BUILD)/librandlora.a $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: deps
+	$(Q)$(MAKE) --no-print-directory fuzz-build
+	$(Q)for n in $(FUZZ_NAMES); do \
+	    mkdir -p $(FUZZ_DIR)/corpus/$$n $(FUZZ_DIR)/crash/$$n || exit 1; \
+	    echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	    LSAN_OPTIONS=suppressions=$(CURDIR)/tests/fuzz/lsan.supp OMP_NUM_THREADS=1 \
+	    $(FUZZ_DIR)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT) -rss_limit_mb=2048 \
+	        -print_final_stats=1 -close_fd_mask=3 -artifact_prefix=$(FUZZ_DIR)/crash/$$n/ \
+	        $$(cat tests/fuzz/$$n.options 2>/dev/null) \
+	        $(FUZZ_DIR)/corpus/$$n tests/fuzz/corpus/$$n > $(FUZZ_DIR)/$$n.log 2>&1 \
+	        || { tail -n 60 $(FUZZ_DIR)/$$n.log; echo "fuzz: $$n FAILED (log $(FUZZ_DIR)/$$n.log)"; exit 1; }; \
+	    grep -h -E '^stat::number_of_executed_units|^#[0-9]+.*DONE' $(FUZZ_DIR)/$$n.log | tail -n 1; \
+	done
+
+fuzz-replay: $(FUZZ_REPLAY)
+	$(Q)for n in $(FUZZ_NAMES); do \
+	    LSAN_OPTIONS=suppressions=$(CURDIR)/tests/fuzz/lsan.supp $(BUILD)/fuzz/replay_$$n tests/fuzz/corpus/$$n/* \
+	        > $(BUILD)/fuzz/replay_$$n.log 2>&1 || { cat $(BUILD)/fuzz/replay_$$n.log; echo "fuzz-replay: $$n FAILED"; exit 1; }; \
+	done
+	@echo "fuzz-replay: $(words $(FUZZ_NAMES)) harnesses, $$(ls tests/fuzz/corpus/*/* | wc -l) corpus files"
+
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)
+-include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_CLI_OBJ:.o=.d) $(FUZZ_BINS:=.d) $(FUZZ_REPLAY:=.d)

@@ -461,6 +461,9 @@ int store_i_read_string(struct store *s, hid_t id, hid_t t, bool is_attr, const 
     *out = NULL;
     if (H5Tis_variable_str(t) > 0) {
         char *v = NULL;
+        /* HDF5 trusts the global heap it reads the string from */
+        if ((rc = store_i_check_heaps(s)))
+            return rc;
         if ((mt = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 ||
             H5Tset_cset(mt, H5Tget_cset(t)) < 0)
             rc = store_i_h5_error(RL_ERR, "%s: %s: string type", s->path, what);

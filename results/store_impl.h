@@ -9,6 +9,7 @@
  *   store_resume.c  store_resume
  *   store_commit.c  the working copy and its commit (store_finish,
  *                   store_open_rw, store_commit), the fault hook
+ *   store_heap.c    the check of the global heaps before variable-length reads
  */
 #ifndef RESULTS_STORE_IMPL_H
 #define RESULTS_STORE_IMPL_H
@@ -44,6 +45,7 @@ struct store {
     hid_t           file;
     enum store_mode mode;
     bool            swmr_read;        /* opened with H5F_ACC_SWMR_READ            */
+    bool            heaps_checked;    /* store_i_check_heaps passed               */
     hid_t           train[N_TRAIN];   /* open while mode == MODE_SWMR, else -1    */
     hid_t           eval[N_EVAL];
     hid_t           ckpt[N_CKPT];
@@ -83,6 +85,12 @@ int store_i_attr_write_str(struct store *s, const char *obj, const char *name, c
 int store_i_attr_write_i64(struct store *s, const char *obj, const char *name, int64_t v);
 int store_i_attr_write_f64(struct store *s, const char *obj, const char *name, double v);
 int store_i_start_swmr(struct store *s);
+
+/* store_heap.c */
+/* Before HDF5 reads variable-length data of the open file: every global heap
+ * collection in it whole (once per store). RL_ERR_FORMAT naming the file
+ * and the byte offset of a corrupt collection. */
+int store_i_check_heaps(struct store *s);
 
 /* store_commit.c */
 /* Before each write to a file (HDF5 create, write, extend, flush, close; the

@@ -17,6 +17,7 @@ packages=(
     libpcre2-dev                    # the CLIP tokenizer's pre-tokenisation regex
     gnuplot-nox                     # figures
     libopenmpi-dev openmpi-bin      # data-parallel training (core/dist.c; docs/cluster.md)
+    clang libclang-rt-dev libomp-dev # make fuzz (libFuzzer, ASan, UBSan; OpenMP under clang)
     dataset-fashion-mnist           # the default real benchmark
 )
 

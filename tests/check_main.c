@@ -46,6 +46,8 @@ int main(int argc, char **argv)
         suite_config_store,
         suite_val_split,
         suite_store,
+        suite_store_hostile,
+        suite_store_heap,
         suite_store_val,
         suite_encode,
         suite_model_cmds,

@@ -38,6 +38,8 @@ Suite *suite_config_axes(void);
 Suite *suite_config_store(void);
 Suite *suite_val_split(void);
 Suite *suite_store(void);
+Suite *suite_store_hostile(void);
+Suite *suite_store_heap(void);
 Suite *suite_store_val(void);
 Suite *suite_encode(void);
 Suite *suite_model_cmds(void);

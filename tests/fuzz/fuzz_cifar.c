@@ -2,7 +2,7 @@
  * fuzz_cifar.c: libFuzzer entry point for the CIFAR-10/100 binary reader
  * (datasets/cifar.c), driven through dataset_open like a user's spec.
  *
- * Not built by make. Input layout:
+ * Input layout:
  *     byte 0        bits 0-1: reader (0 cifar10, 1 cifar100, 2 cifar100-coarse,
  *                   3 cifar10 with the data split over data_batch_1 and _2);
  *                   bit 2: the test split; bit 3: write a names file
@@ -13,20 +13,11 @@
  * crash, sanitizer report, leak or hang is a bug. Records are 3073 bytes
  * (CIFAR-10) or 3074 (CIFAR-100), so use -max_len of a few records.
  *
- * Build and run (clang with libFuzzer, from the repository root):
- *     clang -std=c11 -D_DEFAULT_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. \
- *         tests/fuzz/fuzz_cifar.c datasets/[a-z]*.c core/status.c core/alloc.c core/rng.c \
- *         core/timer.c $(pkg-config --cflags --libs zlib libpng libjpeg) -lm -lpthread \
- *         -o build/fuzz_cifar
- *     mkdir -p build/fuzz_cifar_corpus && build/fuzz_cifar -max_len=12400 build/fuzz_cifar_corpus
- * A seed: one byte 0x00 followed by one 3073-byte record whose first byte is
- * a label below 10.
- *
- * Without libFuzzer (gcc), -DFUZZ_MAIN builds a driver that runs each file
- * named on the command line once:
- *     gcc -std=c11 -D_DEFAULT_SOURCE -DFUZZ_MAIN -g -fsanitize=address,undefined -I. \
- *         tests/fuzz/fuzz_cifar.c build/san/librandlora.a \
- *         $(pkg-config --libs zlib libpng libjpeg) -lm -o build/fuzz_cifar_main
+ * Built and run by `make fuzz` (build/fuzz/fuzz_cifar, seeds in
+ * tests/fuzz/corpus/cifar/); `make check` replays the seeds through the same
+ * code built with $(CC) and tests/fuzz/fuzz_replay.h. One harness alone:
+ *     make build/fuzz/fuzz_cifar
+ *     build/fuzz/fuzz_cifar -max_total_time=60 build/fuzz/corpus/cifar tests/fuzz/corpus/cifar
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -37,23 +28,13 @@
 #include <unistd.h>
 
 #include "datasets/dataset.h"
+#include "tests/fuzz/fuzz_files.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const all_files[] = { "data_batch_1.bin", "data_batch_2.bin", "test_batch.bin",
                                          "train.bin", "test.bin", "batches.meta.txt",
                                          "fine_label_names.txt", "coarse_label_names.txt" };
-
-static void write_file(const char *path, const uint8_t *p, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-
-    if (!f)
-        return;
-    if (n)
-        fwrite(p, 1, n, f);
-    fclose(f);
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -84,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (n > size)
             n = size;
         snprintf(path, sizeof(path), "%s/%s", dir, names[kind]);
-        write_file(path, data, n);
+        (void)fuzz_write_file(path, data, n);
         data += n;
         size -= n;
     }
@@ -92,14 +73,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t half = size / 2;
 
         snprintf(path, sizeof(path), "%s/data_batch_1.bin", dir);
-        write_file(path, data, half);
+        (void)fuzz_write_file(path, data, half);
         snprintf(path, sizeof(path), "%s/data_batch_2.bin", dir);
-        write_file(path, data + half, size - half);
+        (void)fuzz_write_file(path, data + half, size - half);
     } else {
         snprintf(path, sizeof(path), "%s/%s", dir,
                  kind == 0 || kind == 3 ? (test ? "test_batch.bin" : "data_batch_1.bin")
                                         : (test ? "test.bin" : "train.bin"));
-        write_file(path, data, size);
+        (void)fuzz_write_file(path, data, size);
     }
     snprintf(spec, sizeof(spec), "%s:%s%s", readers[kind], dir, test ? ":test" : "");
     if (dataset_open(&ds, spec) == 0) {

@@ -2,7 +2,7 @@
  * fuzz_image.c: libFuzzer entry point for the PNG and JPEG decoders
  * (datasets/image.c) and the transform that follows them in the loader.
  *
- * Not built by make. Byte 0 picks the path, the rest is the image file:
+ * Byte 0 picks the path, the rest is the image file:
  *     bit 0   0: decode from memory (image_decode); 1: write a temporary
  *             file and read it (image_read_file), as the folder reader does
  *     bit 1   after a successful decode, make the image RGB and run the CLIP
@@ -11,20 +11,11 @@
  * Any status is fine; a crash, sanitizer report, leak or hang is a bug. A
  * decoded image must have the size and channel count the decoder reports.
  *
- * Build and run (clang with libFuzzer, from the repository root):
- *     clang -std=c11 -D_DEFAULT_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. \
- *         tests/fuzz/fuzz_image.c datasets/[a-z]*.c core/status.c core/alloc.c core/rng.c \
- *         core/timer.c $(pkg-config --cflags --libs zlib libpng libjpeg) -lm -lpthread \
- *         -o build/fuzz_image
- *     mkdir -p build/fuzz_image_corpus && build/fuzz_image -max_len=8192 build/fuzz_image_corpus
- * Seed the corpus with small PNG and JPEG files (gray, RGB, palette, alpha,
- * 16-bit, interlaced, progressive), each behind one byte, e.g. 0x02.
- *
- * Without libFuzzer (gcc), -DFUZZ_MAIN builds a driver that runs each file
- * named on the command line once:
- *     gcc -std=c11 -D_DEFAULT_SOURCE -DFUZZ_MAIN -g -fsanitize=address,undefined -I. \
- *         tests/fuzz/fuzz_image.c build/san/librandlora.a \
- *         $(pkg-config --libs zlib libpng libjpeg) -lm -o build/fuzz_image_main
+ * Built and run by `make fuzz` (build/fuzz/fuzz_image, seeds in
+ * tests/fuzz/corpus/image/); `make check` replays the seeds through the same
+ * code built with $(CC) and tests/fuzz/fuzz_replay.h. One harness alone:
+ *     make build/fuzz/fuzz_image
+ *     build/fuzz/fuzz_image -max_total_time=60 build/fuzz/corpus/image tests/fuzz/corpus/image
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -36,6 +27,7 @@
 #include "datasets/dataset.h"
 #include "datasets/image.h"
 #include "datasets/transforms.h"
+#include "tests/fuzz/fuzz_files.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -52,16 +44,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     data++;
     size--;
     if (mode & 1) {
-        FILE *f;
-
         if (!path[0])
             snprintf(path, sizeof(path), "/tmp/fuzz_image_%ld.img", (long)getpid());
-        f = fopen(path, "wb");
-        if (!f)
+        if (fuzz_write_file(path, data, size) != 0)
             return 0;
-        if (size)
-            fwrite(data, 1, size, f);
-        fclose(f);
         rc = image_read_file(path, &img);
         unlink(path);
     } else {

@@ -1,17 +1,11 @@
 /*
  * fuzz_safetensors.c: libFuzzer harness for the safetensors reader.
  *
- * Not part of `make check` (the Makefile builds only the top level of
- * tests/). Build and run it from the repository root with clang:
- *
- *     mkdir -p build/fuzz/corpus
- *     cp tests/fixtures/st_torch.safetensors build/fuzz/corpus/
- *     clang -std=c11 -D_DEFAULT_SOURCE -g -O1 -I. \
- *         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
- *         tests/fuzz/fuzz_safetensors.c formats/safetensors.c formats/safetensors_read.c \
- *         formats/safetensors_write.c core/status.c core/alloc.c \
- *         $(pkg-config --cflags --libs libcjson) -o build/fuzz/fuzz_safetensors
- *     build/fuzz/fuzz_safetensors -max_total_time=60 -max_len=4096 build/fuzz/corpus
+ * Built and run by `make fuzz` (build/fuzz/fuzz_safetensors, seeds in
+ * tests/fuzz/corpus/safetensors/); `make check` replays the seeds through the same
+ * code built with $(CC) and tests/fuzz/fuzz_replay.h. One harness alone:
+ *     make build/fuzz/fuzz_safetensors
+ *     build/fuzz/fuzz_safetensors -max_total_time=60 build/fuzz/corpus/safetensors tests/fuzz/corpus/safetensors
  *
  * Each input is opened from memory as a whole file image (an exact-size heap
  * copy, so ASan sees any read past its end); an accepted file has every
@@ -64,3 +58,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(copy);
     return 0;
 }
+
+#include "tests/fuzz/fuzz_replay.h"

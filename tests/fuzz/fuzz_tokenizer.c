@@ -2,18 +2,11 @@
  * fuzz_tokenizer.c: libFuzzer harness for the CLIP BPE tokenizer (and the
  * byte-level one) on arbitrary input text.
  *
- * Not part of `make check` (the Makefile builds only the top level of
- * tests/). Build and run it from the repository root with clang:
- *
- *     mkdir -p build/fuzz/corpus_tok
- *     printf 'a photo of a cat.' > build/fuzz/corpus_tok/seed
- *     clang -std=c11 -D_DEFAULT_SOURCE -g -O1 -I. \
- *         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
- *         tests/fuzz/fuzz_tokenizer.c models/tokenizer.c models/tokenizer_tables.c \
- *         models/tokenizer_text.c models/tokenizer_load.c models/tokenizer_encode.c \
- *         core/status.c core/alloc.c \
- *         $(pkg-config --cflags --libs libcjson libpcre2-8) -o build/fuzz/fuzz_tokenizer
- *     build/fuzz/fuzz_tokenizer -max_total_time=60 -max_len=4096 build/fuzz/corpus_tok
+ * Built and run by `make fuzz` (build/fuzz/fuzz_tokenizer, seeds in
+ * tests/fuzz/corpus/tokenizer/); `make check` replays the seeds through the same
+ * code built with $(CC) and tests/fuzz/fuzz_replay.h. One harness alone:
+ *     make build/fuzz/fuzz_tokenizer
+ *     build/fuzz/fuzz_tokenizer -max_total_time=60 build/fuzz/corpus/tokenizer tests/fuzz/corpus/tokenizer
  *
  * The fixture vocabulary (tests/fixtures/tokenizer/, or RANDLORA_FIXTURES)
  * is loaded once. Each input is an exact-size heap copy (so ASan sees any
@@ -90,3 +83,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(copy);
     return 0;
 }
+
+#include "tests/fuzz/fuzz_replay.h"
