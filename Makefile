@@ -10,7 +10,8 @@
 #
 # Switches: SAN=1 (ASan + UBSan), NO_OMP=1 (no OpenMP), OPT=... (default
 # -O3 -march=native; never -ffast-math: training numerics depend on IEEE
-# semantics), V=1 (echo commands).
+# semantics), V=1 (echo commands), MPI=0 (no MPI even when installed:
+# every run is one process; core/dist.h, docs/cluster.md).
 
 CC      ?= gcc
 OPT     ?= -O3 -march=native
@@ -44,6 +45,19 @@ CHECK_LIBS  = $(shell pkg-config --libs check)
 CFLAGS     += $(CSTD) $(FP) $(WARN) $(OPT) $(OMP) -pthread -g -MMD -MP -I. $(PKG_CFLAGS)
 LDFLAGS    += $(LDSAN) $(OMP) -pthread
 LDLIBS     += $(PKG_LIBS) $(DNNL_LIBS) -lm
+
+# MPI (core/dist.c, the only file that includes mpi.h): Open MPI's
+# pkg-config file when it is installed, unless MPI=0 (objects then go under
+# build/.../nompi). build/.../mpi.on or mpi.off records which way dist.o was
+# built, so installing MPI later rebuilds it.
+ifeq ($(MPI),0)
+  BUILD := $(BUILD)/nompi
+else
+  MPI_PKG = $(shell pkg-config --exists ompi-c 2>/dev/null && echo ompi-c)
+endif
+MPI_STAMP = $(BUILD)/mpi.$(if $(MPI_PKG),on,off)
+LDLIBS   += $(if $(MPI_PKG),$(shell pkg-config --libs $(MPI_PKG)))
+$(BUILD)/core/dist.o: CFLAGS += $(if $(MPI_PKG),-DRANDLORA_MPI $(shell pkg-config --cflags $(MPI_PKG)))
 
 ifneq ($(V),1)
   Q = @
@@ -86,6 +100,10 @@ $(BUILD)/tests/check_main: $(TEST_OBJ) $(CLI_OBJ) $(BUILD)/librandlora.a
 $(BUILD)/bench/bench_main: $(BENCH_OBJ) $(BUILD)/librandlora.a
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/core/dist.o: $(MPI_STAMP)
+$(BUILD)/mpi.on $(BUILD)/mpi.off:
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/mpi.on $(BUILD)/mpi.off && touch $@
 
 # objects depend on this file too: a changed flag rebuilds them
 $(BUILD)/%.o: %.c Makefile

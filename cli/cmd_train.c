@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/dist.h"
 #include "core/interrupt.h"
 #include "core/status.h"
 #include "core/threads.h"
@@ -83,12 +84,47 @@ static int dry_run_list(const char *file, const struct run_plan *plans, size_t n
     return 0;
 }
 
+/* The results file out (the plan's default: its folder made first) its
+ * lock taken into *lk; an existing one refused without --resume or
+ * --force. 0, or the exit status (the message printed). */
+static int claim_output(const struct run_plan *plan, const char *out, bool is_default,
+                        bool resume, bool force, struct run_lock *lk)
+{
+    int rc;
+
+    if (is_default && (rc = runner_mkdir_p(plan->output)) != RL_OK)
+        return fail(rc);
+    if ((rc = run_lock_acquire(lk, out)) != RL_OK)
+        return fail(rc);
+    if (!resume && !force && access(out, F_OK) == 0) {
+        run_lock_release(lk);
+        return bad("%s exists; continue it with --resume, or replace it with --force", out);
+    }
+    return 0;
+}
+
+/* the one result line */
+static void print_result(const struct run_plan *plan, const struct runner_result *res,
+                         const char *out)
+{
+    if (res->already_complete)
+        printf("%s: already complete: accuracy %.4f, %zu trainable -> %s\n", plan->id,
+               res->accuracy, res->n_trainable, out);
+    else if (res->n_val_items)
+        printf("%s: accuracy %.4f (val %.4f), %zu trainable, %zu steps, %.1f s -> %s\n",
+               plan->id, res->accuracy, res->val_accuracy, res->n_trainable, res->steps,
+               res->seconds, out);
+    else
+        printf("%s: accuracy %.4f, %zu trainable, %zu steps, %.1f s -> %s\n", plan->id,
+               res->accuracy, res->n_trainable, res->steps, res->seconds, out);
+}
+
 int cmd_train(int argc, char **argv)
 {
     const char *file = NULL, *out = NULL, *run_id = NULL;
     const char *ov[MAX_OVERRIDES];
     size_t n_ov = 0, n_plans = 0;
-    bool resume = false, quiet = false, force = false, dry_run = false;
+    bool resume = false, quiet = false, force = false, dry_run = false, is_default;
     struct experiment e;
     struct run_plan *plans = NULL, *plan = NULL;
     struct runner_shapes shapes = { 0 };
@@ -176,46 +212,33 @@ int cmd_train(int argc, char **argv)
         free(ids);
         goto done;
     }
-    if (!out) {
-        if ((rc = runner_mkdir_p(plan->output)) != RL_OK) {
-            status = fail(rc);
-            goto done;
-        }
+    is_default = !out;
+    if (is_default) {
         snprintf(path, sizeof(path), "%s/%s.h5", plan->output, plan->id);
         out = path;
     }
-
     runner_options_init(&o);
     o.resume = resume;
     o.verbosity = quiet ? 0 : 1;
     resume_cmd = cli_resume_command("train", argc, argv);
     o.resume_command = resume_cmd;
-    if ((rc = run_lock_acquire(&lk, out)) != RL_OK) {
-        status = fail(rc);
+    /* the results file's folder, lock and refusal: rank 0's alone (the
+     * only writer; docs/cluster.md); the other ranks exit with its status */
+    status = dist_rank() == 0 ? claim_output(plan, out, is_default, resume, force, &lk) : 0;
+    dist_broadcast(&status, sizeof(status));
+    if (status != 0)
         goto done;
-    }
-    if (!resume && !force && access(out, F_OK) == 0) {
-        run_lock_release(&lk);
-        status = bad("%s exists; continue it with --resume, or replace it with --force", out);
-        goto done;
-    }
     interrupt_install();
     rc = runner_run(plan, out, &o, &res);
     interrupt_restore();
-    run_lock_release(&lk);
+    if (dist_rank() == 0)
+        run_lock_release(&lk);
     if (rc != RL_OK) {
         status = fail(rc);
         goto done;
     }
-    if (res.already_complete)
-        printf("%s: already complete: accuracy %.4f, %zu trainable -> %s\n", plan->id,
-               res.accuracy, res.n_trainable, out);
-    else if (res.n_val_items)
-        printf("%s: accuracy %.4f (val %.4f), %zu trainable, %zu steps, %.1f s -> %s\n", plan->id,
-               res.accuracy, res.val_accuracy, res.n_trainable, res.steps, res.seconds, out);
-    else
-        printf("%s: accuracy %.4f, %zu trainable, %zu steps, %.1f s -> %s\n", plan->id,
-               res.accuracy, res.n_trainable, res.steps, res.seconds, out);
+    if (dist_rank() == 0)                          /* one result line */
+        print_result(plan, &res, out);
     status = 0;
 done:
     free(resume_cmd);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/dist.h"
 #include "core/threads.h"
 #include "cli/commands.h"
 
@@ -50,9 +51,9 @@ static void usage(FILE *out)
             "Exit status: 0 success, 2 bad usage or bad input, 1 other failure.\n");
 }
 
-int main(int argc, char **argv)
+/* the command argv[1] names, its exit status */
+static int dispatch(int argc, char **argv)
 {
-    threads_exec_wait_policy(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -61,9 +62,29 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    /* under an MPI launcher with several ranks only `train` divides its
+     * work (docs/cluster.md); any other command would run K times over */
+    if (dist_size() > 1 && strcmp(argv[1], "train")) {
+        if (dist_rank() == 0)
+            fprintf(stderr, "randlora: %s does not run on %d MPI ranks; only train does (start "
+                    "it without mpirun, or one rank; sweeps: --shard I/N)\n", argv[1],
+                    dist_size());
+        return 2;
+    }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (!strcmp(argv[1], commands[i].name))
             return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "randlora: unknown command '%s' (see randlora --help)\n", argv[1]);
     return 2;
+}
+
+int main(int argc, char **argv)
+{
+    int status;
+
+    threads_exec_wait_policy(argv);             /* may exec: before MPI starts */
+    dist_init(&argc, &argv);
+    status = dispatch(argc, argv);
+    dist_finalize();
+    return status;
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/dist.h"
 #include "core/interrupt.h"
 #include "core/progress.h"
 #include "core/status.h"
@@ -119,6 +120,9 @@ static void state_free(struct run_state *s)
     free(s->train_idx);
     free(s->val_idx);
     free(s->weights_path);
+    free(s->micro_loss);
+    free(s->micro_loss_all);
+    free(s->outcomes);
 }
 
 /* The training sample and the validation split (runner.h): held out of the
@@ -291,6 +295,7 @@ static int state_init(struct run_state *s, const struct run_plan *p)
     s->class_feat = xcalloc(s->M * s->D, sizeof(float));
     s->img = xcalloc(s->B * s->D, sizeof(float));
     s->dimg = xcalloc(s->B * s->D, sizeof(float));
+    rc = run_share_init(s);
 out:
     free(labels);
     tok_free(tok);
@@ -300,10 +305,95 @@ out:
 /* ------------------------------------------------------------------------ */
 /* the run                                                                   */
 
+/* The results file of rank 0 (the only writer): resumed (its checkpoint
+ * into s, *start its step, *pr what the last writer left; a completed run:
+ * res->already_complete) or created. */
+static int open_results(struct run_state *s, const struct run_plan *plan, const char *out_path,
+                        const char *ini, const struct runner_options *opt,
+                        struct runner_result *res, struct store **st, struct run_prior *pr,
+                        size_t *start)
+{
+    int rc = RL_OK;
+
+    if (opt->resume && access(out_path, F_OK) == 0) {
+        struct store_checkpoint_info ci;
+
+        if ((rc = runner_read_prior(out_path, ini, plan->id, pr)) != RL_OK)
+            return rc;
+        if (pr->completed) {
+            res->already_complete = true;
+            res->accuracy = pr->fin.accuracy;
+            res->loss = pr->fin.loss;
+            res->val_accuracy = pr->fin.val_accuracy;
+            res->val_loss = pr->fin.val_loss;
+            res->images_per_s = pr->fin.images_per_s;
+            res->peak_rss_bytes = pr->fin.peak_rss_bytes;
+            res->steps = s->total_steps;
+            return rc;
+        }
+        if ((rc = store_resume(st, out_path)) != RL_OK)
+            return rc;
+        rc = store_read_checkpoint(*st, &ci, s->trains ? s->ca.params : NULL,
+                                   s->trains ? s->opt.m : NULL, s->trains ? s->opt.v : NULL,
+                                   &s->rng);
+        if (rc == RL_ERR_NA) {
+            rl_error_clear();
+            rc = RL_OK;
+            pr->last_eval_step = -1;
+            pr->last_wall = 0;
+        } else if (rc != RL_OK) {
+            return rc;
+        } else {
+            *start = (size_t)ci.step;
+            s->opt.t = (uint64_t)*start;
+        }
+        if (*start > s->total_steps)
+            return rl_error_set(RL_ERR_FORMAT, "%s: checkpoint at step %zu, but the run has %zu "
+                                "steps", out_path, *start, s->total_steps);
+        res->resumed_from = *start;
+        if (opt->verbosity > 0 && *start)
+            fprintf(opt->log ? opt->log : stderr, "%s: resuming at step %zu of %zu\n", plan->id,
+                    *start, s->total_steps);
+        return RL_OK;
+    }
+    return runner_create_store(st, s, out_path, ini, opt->flush_every);
+}
+
+/* every rank's rc agreed: RL_OK when all succeeded; else this rank's own
+ * failure, or RL_ERR naming the first rank that failed */
+static int ranks_agree(int rc)
+{
+    const int first = dist_first(rc != RL_OK);
+
+    if (first < 0 || rc != RL_OK)
+        return rc;
+    return rl_error_set(RL_ERR, "MPI rank %d of %d failed (its message is above)", first,
+                        dist_size());
+}
+
+/* what rank 0 read from the file (a resumed run's checkpoint, the prior
+ * writer's last eval, a completed run's result) onto the other ranks */
+static void share_resume(struct run_state *s, struct runner_result *res, struct run_prior *pr,
+                         size_t *start)
+{
+    if (dist_size() == 1)
+        return;
+    dist_broadcast(res, sizeof(*res));
+    dist_broadcast(pr, sizeof(*pr));
+    dist_broadcast(start, sizeof(*start));
+    dist_broadcast(&s->rng, sizeof(s->rng));
+    if (s->trains && *start > 0) {
+        dist_broadcast(s->ca.params, s->ca.n_params * sizeof(float));
+        dist_broadcast(s->opt.m, s->ca.n_params * sizeof(float));
+        dist_broadcast(s->opt.v, s->ca.n_params * sizeof(float));
+        s->opt.t = (uint64_t)*start;
+    }
+}
+
 int runner_run(const struct run_plan *plan, const char *out_path,
                const struct runner_options *opt, struct runner_result *res)
 {
-    struct runner_options defaults;
+    struct runner_options defaults, quiet_opt;
     struct runner_result local;
     struct run_state s;
     struct store *st = NULL;
@@ -315,11 +405,19 @@ int runner_run(const struct run_plan *plan, const char *out_path,
     const double t0 = timer_now();
     double t_train = 0.0, acc = NAN, eval_loss = NAN;
     size_t start = 0, step;
+    const bool writer = dist_rank() == 0;  /* the results file's only writer */
+    bool agreed = false;                   /* a failure every rank shares    */
     int rc;
 
     if (!opt) {
         runner_options_init(&defaults);
         opt = &defaults;
+    }
+    if (!writer) {
+        /* one progress line for a data-parallel run: rank 0's */
+        quiet_opt = *opt;
+        quiet_opt.verbosity = 0;
+        opt = &quiet_opt;
     }
     if (!res)
         res = &local;
@@ -329,8 +427,11 @@ int runner_run(const struct run_plan *plan, const char *out_path,
     memset(&s, 0, sizeof(s));
     s.hooks = opt->hooks;
 
-    if ((rc = state_init(&s, plan)) != RL_OK)
+    rc = state_init(&s, plan);
+    if ((rc = ranks_agree(rc)) != RL_OK) {
+        agreed = true;
         goto out;
+    }
     res->n_trainable = s.trains ? s.ca.n_params : 0;
     res->n_train_items = s.n_train;
     res->n_val_items = s.n_val;
@@ -343,49 +444,17 @@ int runner_run(const struct run_plan *plan, const char *out_path,
     }
     ini = run_plan_to_ini(plan);
 
-    /* the file: resume it, or create it */
-    if (opt->resume && access(out_path, F_OK) == 0) {
-        struct store_checkpoint_info ci;
-
-        if ((rc = runner_read_prior(out_path, ini, plan->id, &pr)) != RL_OK)
-            goto out;
-        if (pr.completed) {
-            res->already_complete = true;
-            res->accuracy = pr.fin.accuracy;
-            res->loss = pr.fin.loss;
-            res->val_accuracy = pr.fin.val_accuracy;
-            res->val_loss = pr.fin.val_loss;
-            res->images_per_s = pr.fin.images_per_s;
-            res->peak_rss_bytes = pr.fin.peak_rss_bytes;
-            res->steps = s.total_steps;
-            goto out;
-        }
-        if ((rc = store_resume(&st, out_path)) != RL_OK)
-            goto out;
-        rc = store_read_checkpoint(st, &ci, s.trains ? s.ca.params : NULL,
-                                   s.trains ? s.opt.m : NULL, s.trains ? s.opt.v : NULL, &s.rng);
-        if (rc == RL_ERR_NA) {
-            rl_error_clear();
-            rc = RL_OK;
-            pr.last_eval_step = -1;
-            pr.last_wall = 0;
-        } else if (rc != RL_OK) {
-            goto out;
-        } else {
-            start = (size_t)ci.step;
-            s.opt.t = (uint64_t)start;
-        }
-        if (start > s.total_steps) {
-            rc = rl_error_set(RL_ERR_FORMAT, "%s: checkpoint at step %zu, but the run has %zu "
-                              "steps", out_path, start, s.total_steps);
-            goto out;
-        }
-        res->resumed_from = start;
-        if (opt->verbosity > 0 && start)
-            fprintf(log, "%s: resuming at step %zu of %zu\n", plan->id, start, s.total_steps);
-    } else if ((rc = runner_create_store(&st, &s, out_path, ini, opt->flush_every)) != RL_OK) {
+    /* the file: rank 0 resumes or creates it and is its only writer; the
+     * others take what it read (share_resume) */
+    if (writer)
+        rc = open_results(&s, plan, out_path, ini, opt, res, &st, &pr, &start);
+    if ((rc = ranks_agree(rc)) != RL_OK) {
+        agreed = true;
         goto out;
     }
+    share_resume(&s, res, &pr, &start);
+    if (res->already_complete)
+        goto out;
 
     res->activation_bytes = (s.vr.n_floats + s.tr.n_floats) * sizeof(float);
     if (opt->verbosity > 0)
@@ -411,17 +480,20 @@ int runner_run(const struct run_plan *plan, const char *out_path,
         why[0] = '\0';
         rc = run_step(&s, step, &loss, &gnorm, &lr, why, sizeof(why));
         t_train += timer_now() - ta;
-        if (rc != RL_OK && !why[0])
+        if (rc != RL_OK && !why[0]) {
+            agreed = true;                         /* run_step agreed on it */
             goto out;                              /* loader / model error */
+        }
         row = (struct store_train_row){ (int64_t)step, loss, lr, gnorm,
                                         pr.last_wall + timer_now() - t0 };
-        int rc2 = store_append_train(st, &row);
+        int rc2 = writer ? store_append_train(st, &row) : RL_OK;
         if (why[0]) {
             /* non-finite: record where and stop */
             if (opt->verbosity > 0)
                 fprintf(log, "%s%s: stopped: %s\n", prog.is_tty ? "\n" : "", plan->id, why);
-            if (rc2 == RL_OK)
+            if (rc2 == RL_OK && writer)
                 rc2 = runner_commit_stopped(st, why, step);
+            agreed = true;                     /* every rank saw the same value */
             res->stopped = true;
             res->steps = step - 1;
             rc = rc2 != RL_OK ? rc2 : rl_error_set(RL_ERR, "%s: stopped: %s", plan->id, why);
@@ -432,7 +504,7 @@ int runner_run(const struct run_plan *plan, const char *out_path,
         if (plan->train.eval_every && step % plan->train.eval_every == 0) {
             if ((rc = run_eval(&s, split_L, split_name, &acc, &eval_loss)) != RL_OK)
                 goto out;
-            if ((rc = store_append_eval(st, (int64_t)step, acc, eval_loss)) != RL_OK)
+            if (writer && (rc = store_append_eval(st, (int64_t)step, acc, eval_loss)) != RL_OK)
                 goto out;
             pr.last_eval_step = (int64_t)step;
             pr.last_acc = acc;
@@ -446,7 +518,7 @@ int runner_run(const struct run_plan *plan, const char *out_path,
         if (((plan->train.checkpoint_every && step % plan->train.checkpoint_every == 0) ||
              step % CLIP_REBASE_EVERY == 0) && (rc = run_rebase(&s)) != RL_OK)
             goto out;
-        if (plan->train.checkpoint_every && step % plan->train.checkpoint_every == 0 &&
+        if (writer && plan->train.checkpoint_every && step % plan->train.checkpoint_every == 0 &&
             (rc = store_write_checkpoint(st, (int64_t)step, s.ca.params, s.opt.m, s.opt.v,
                                          &s.rng)) != RL_OK)
             goto out;
@@ -455,7 +527,10 @@ int runner_run(const struct run_plan *plan, const char *out_path,
                             t_train > 0 ? (double)s.images_seen / t_train : -1.0);
         if (s.hooks && s.hooks->on_step)
             s.hooks->on_step(s.hooks->ctx, step);
-        if (interrupt_pending()) {
+        /* the ranks stop together: at the first step after any of them
+         * was interrupted */
+        if (dist_first(interrupt_pending() != 0) >= 0) {
+            agreed = true;
             /* the step's records are whole; the file resumes from its
              * last checkpoint (results/store.h), bit for bit */
             if (opt->verbosity > 0 && prog.is_tty)
@@ -478,7 +553,8 @@ int runner_run(const struct run_plan *plan, const char *out_path,
     } else {
         if ((rc = run_eval(&s, split_L, split_name, &acc, &eval_loss)) != RL_OK)
             goto out;
-        if ((rc = store_append_eval(st, (int64_t)s.total_steps, acc, eval_loss)) != RL_OK)
+        if (writer &&
+            (rc = store_append_eval(st, (int64_t)s.total_steps, acc, eval_loss)) != RL_OK)
             goto out;
         if (opt->verbosity > 0)
             fprintf(log, "%s: step %zu %s accuracy %.4f loss %.4f\n", plan->id,
@@ -500,7 +576,8 @@ int runner_run(const struct run_plan *plan, const char *out_path,
     res->steps = s.total_steps;
     res->images_per_s = t_train > 0 ? (double)s.images_seen / t_train : 0.0;
     res->peak_rss_bytes = runner_peak_rss_bytes();
-    rc = runner_commit_final(st, &s, &(struct store_final){ .accuracy = acc, .loss = eval_loss,
+    if (writer)
+        rc = runner_commit_final(st, &s, &(struct store_final){ .accuracy = acc, .loss = eval_loss,
                                                             .peak_rss_bytes = res->peak_rss_bytes,
                                                             .images_per_s = res->images_per_s,
                                                             .val_accuracy = res->val_accuracy,
@@ -522,5 +599,13 @@ out:
     res->seconds = timer_now() - t0;
     free(ini);
     state_free(&s);
+    if (rc != RL_OK && !agreed && dist_size() > 1) {
+        /* a failure only this rank saw (rank 0's file, a loader): the
+         * others would wait for it at the next step; the file is closed
+         * and resumes from its last checkpoint */
+        fprintf(stderr, "randlora: MPI rank %d of %d: %s\n", dist_rank(), dist_size(),
+                rl_error_msg());
+        dist_abort(1);
+    }
     return rc;
 }

@@ -63,7 +63,14 @@ struct run_state {
     uint64_t dropout_seed;       /* root of the per-micro-batch dropout streams  */
     struct rng rng;              /* the run's RNG (checkpointed)                 */
 
-    size_t images_seen;          /* training images in this call                 */
+    size_t images_seen;          /* training images in this call (all ranks')    */
+
+    /* data-parallel runs (core/dist.h; one rank in one process): each
+     * step's rows-weighted micro-batch losses, this rank's (accumulate; 0
+     * for the others' micro-batches) and every rank's (K x accumulate);
+     * each rank's outcome of its share (K) */
+    double *micro_loss, *micro_loss_all;
+    struct share_outcome *outcomes;
     char *weights_path;          /* the model's safetensors file (rebase), or NULL */
 };
 
@@ -71,7 +78,13 @@ struct run_state {
  * (step - 1) * accumulate of the data stream: put the loader there. */
 int run_seek(struct run_state *s, size_t step);
 
-/* One optimizer step (1-based `step`). *loss: the rows-weighted mean
+/* The rank's share of the steps: RL_ERR_ARG when train.accumulate is
+ * below the number of ranks (each rank computes at least one micro-batch);
+ * the buffers above. */
+int run_share_init(struct run_state *s);
+
+/* One optimizer step (1-based `step`), the step's micro-batches shared
+ * among the ranks (docs/cluster.md) and their gradients summed. *loss: the rows-weighted mean
  * loss; *gnorm: the norm before clipping; *lr: the lr used. RL_OK, or
  * RL_ERR with `why` filled ("non-finite loss (nan) at step 3, micro-batch 0")
  * when the loss or the norm is not finite (the optimizer is then not

@@ -6,9 +6,12 @@
  * nothing is allocated per step.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "core/alloc.h"
+#include "core/dist.h"
 #include "core/status.h"
 #include "experiments/runner_impl.h"
 
@@ -108,10 +111,46 @@ int run_rebase(struct run_state *s)
     return clip_adapters_rebase(&s->ca, &s->m, s->weights_path);
 }
 
-/* the micro-batches of one step: gradients accumulated (not yet averaged)
- * into s->ca.grads, with the merged sites merged for the whole step */
-static int accumulate(struct run_state *s, size_t step, double *loss_sum, size_t *rows_out,
-                      double *loss, double *gnorm, double *lr, char *why, size_t why_size)
+/* the micro-batches [*lo, *hi) of each step this rank computes: contiguous
+ * shares, rank r's from accumulate * r / K (docs/cluster.md); all of them
+ * in one process */
+static void my_share(const struct run_state *s, size_t *lo, size_t *hi)
+{
+    const size_t K = (size_t)dist_size(), r = (size_t)dist_rank();
+
+    *lo = s->accumulate * r / K;
+    *hi = s->accumulate * (r + 1) / K;
+}
+
+/* what one rank's share of a step came to (agree_step) */
+struct share_outcome {
+    int32_t rc;                  /* an error other than a non-finite loss        */
+    uint64_t bad_micro;          /* first non-finite micro-batch; UINT64_MAX: none */
+    double bad_loss;
+};
+
+int run_share_init(struct run_state *s)
+{
+    const size_t K = (size_t)dist_size();
+
+    if (s->trains && s->accumulate < K)
+        return rl_error_set(RL_ERR_ARG, "%s: train.accumulate = %zu, but %zu MPI ranks share "
+                            "each step's micro-batches: make it at least %zu (docs/cluster.md)",
+                            s->plan->id, s->accumulate, K, K);
+    s->micro_loss = xcalloc(s->accumulate, sizeof(double));
+    s->micro_loss_all = xcalloc(K * s->accumulate, sizeof(double));
+    s->outcomes = xcalloc(K, sizeof(struct share_outcome));
+    return RL_OK;
+}
+
+/* the micro-batches of one step this rank computes: gradients accumulated
+ * (not yet averaged) into s->ca.grads, with the merged sites merged for the
+ * whole step; each one's rows-weighted loss into s->micro_loss[micro] (0
+ * for the other ranks' micro-batches). Every rank reads every micro-batch
+ * (the loaders stay in step) and counts its rows into *rows_out. A
+ * non-finite loss stops this rank's share: *bad_micro, *bad_loss. */
+static int accumulate(struct run_state *s, size_t step, size_t lo, size_t hi, size_t *rows_out,
+                      size_t *bad_micro, double *bad_loss)
 {
     const size_t D = s->D;
     const bool text_once = text_once_per_step(s);
@@ -122,6 +161,7 @@ static int accumulate(struct run_state *s, size_t step, double *loss_sum, size_t
         s->txt_valid = false;                   /* the parameters changed */
         memset(s->dtxt, 0, s->M * D * sizeof(float));
     }
+    memset(s->micro_loss, 0, s->accumulate * sizeof(double));
     for (size_t micro = 0; micro < s->accumulate; micro++) {
         struct loader_batch b;
         double l;
@@ -131,6 +171,11 @@ static int accumulate(struct run_state *s, size_t step, double *loss_sum, size_t
         if (rc != RL_OK)
             return rc;
         RL_ASSERT(b.n > 0 && (size_t)b.n <= s->B);
+        rows += (size_t)b.n;
+        *rows_out = rows;
+        s->images_seen += (size_t)b.n;
+        if (micro < lo || micro >= hi)
+            continue;                           /* another rank's */
         seed_dropout(s, (uint64_t)(step - 1) * s->accumulate + micro);
         if ((rc = train_text_forward(s)) != RL_OK)
             return rc;
@@ -142,16 +187,11 @@ static int accumulate(struct run_state *s, size_t step, double *loss_sum, size_t
         if (s->hooks && s->hooks->on_loss)
             s->hooks->on_loss(s->hooks->ctx, step, micro, &l);
         if (!isfinite(l)) {
-            snprintf(why, why_size, "non-finite loss (%g) at step %zu, micro-batch %zu", l, step,
-                     micro);
-            *loss = l;
-            *gnorm = NAN;
-            *lr = NAN;
-            return rl_error_set(RL_ERR, "%s", why);
+            *bad_micro = micro;
+            *bad_loss = l;
+            return RL_OK;
         }
-        *loss_sum += l * (double)b.n;
-        rows += (size_t)b.n;
-        *rows_out = rows;
+        s->micro_loss[micro] = l * (double)b.n;
 
         /* accumulate = 1: the mean loss's gradient as it is; otherwise the
          * rows-weighted sum, divided by the step's rows below */
@@ -164,33 +204,86 @@ static int accumulate(struct run_state *s, size_t step, double *loss_sum, size_t
             clip_vision_backward(&s->vr, &s->m, &s->ca, NULL, s->dimg, NULL);
         if (s->text_adapted && !text_once)
             clip_text_backward(&s->tr, &s->m, &s->ca, NULL, s->dtxt);
-        s->images_seen += (size_t)b.n;
     }
     if (text_once)
         clip_text_backward(&s->tr, &s->m, &s->ca, NULL, s->dtxt);
     return RL_OK;
 }
 
+/* The ranks' outcomes agreed, the same on every rank: RL_OK when every
+ * share was computed, with *loss_sum the rows-weighted losses summed in
+ * micro-batch order (as one process sums them); otherwise the first
+ * non-finite loss in micro-batch order (why filled as one process fills
+ * it), or RL_ERR naming the rank that failed (that rank keeps its own
+ * message). */
+static int agree_step(struct run_state *s, size_t step, int rc, size_t bad_micro,
+                      double bad_loss, double *loss_sum, double *loss, char *why,
+                      size_t why_size)
+{
+    const size_t K = (size_t)dist_size(), A = s->accumulate;
+    struct share_outcome mine, *all = s->outcomes;
+    size_t first = K;
+
+    memset(&mine, 0, sizeof(mine));             /* no stray bytes on the wire */
+    mine.rc = rc;
+    mine.bad_micro = bad_micro == SIZE_MAX ? UINT64_MAX : bad_micro;
+    mine.bad_loss = bad_loss;
+    dist_allgather(&mine, all, sizeof(mine));
+    for (size_t r = 0; r < K; r++)
+        if (all[r].rc != RL_OK) {
+            if (r == (size_t)dist_rank())
+                return rc;
+            return rl_error_set(RL_ERR, "step %zu: MPI rank %zu of %zu failed (its message is "
+                                "above)", step, r, K);
+        }
+    for (size_t r = 0; r < K; r++)
+        if (all[r].bad_micro != UINT64_MAX && first == K)
+            first = r;                          /* shares are in micro-batch order */
+    if (first < K) {
+        snprintf(why, why_size, "non-finite loss (%g) at step %zu, micro-batch %zu",
+                 all[first].bad_loss, step, (size_t)all[first].bad_micro);
+        *loss = all[first].bad_loss;
+        return rl_error_set(RL_ERR, "%s", why);
+    }
+    dist_allgather(s->micro_loss, s->micro_loss_all, A * sizeof(double));
+    *loss_sum = 0.0;
+    for (size_t micro = 0; micro < A; micro++) {
+        double v = 0.0;                         /* one rank's value, zeros elsewhere */
+
+        for (size_t r = 0; r < K; r++)
+            v += s->micro_loss_all[r * A + micro];
+        *loss_sum += v;
+    }
+    return RL_OK;
+}
+
 int run_step(struct run_state *s, size_t step, double *loss, double *gnorm, double *lr,
              char *why, size_t why_size)
 {
-    double loss_sum = 0.0;
-    size_t rows = 0;
+    double loss_sum = 0.0, bad_loss = 0.0;
+    size_t rows = 0, lo, hi, bad_micro = SIZE_MAX;
     int rc;
 
+    my_share(s, &lo, &hi);
     clip_adapters_zero_grad(&s->ca);
     /* the merged sites brought to this step's parameters before the first
      * micro-batch (merged, or re-merged from the last step's); their summed
      * weight gradients projected once after the last. Where re-merging is
      * cheaper (RandLoRA) they stay merged across the optimizer step, and
      * run_rebase and run_eval unmerge (models/clip.h). */
-    begin_paths(s, s->train_ids, s->M, s->M, s->accumulate);
-    rc = accumulate(s, step, &loss_sum, &rows, loss, gnorm, lr, why, why_size);
+    begin_paths(s, s->train_ids, s->M, s->M, hi - lo);
+    rc = accumulate(s, step, lo, hi, &rows, &bad_micro, &bad_loss);
     clip_adapters_end_backward(&s->ca, &s->m);
+    rc = agree_step(s, step, rc, bad_micro, bad_loss, &loss_sum, loss, why, why_size);
     if (rc != RL_OK) {
+        *gnorm = NAN;
+        *lr = NAN;
         clip_adapters_end_step(&s->ca, &s->m);
         return rc;
     }
+    /* the ranks' gradients summed in rank order (core/dist.h); nothing in
+     * one process */
+    dist_sum_floats(s->ca.grads, s->ca.n_params);
     if (s->accumulate > 1) {
         const float inv = 1.0f / (float)rows;
 
@@ -212,20 +305,69 @@ int run_step(struct run_state *s, size_t step, double *loss, double *gnorm, doub
     return RL_OK;
 }
 
+/* one evaluation batch's counts: what the ranks exchange (run_eval) */
+struct eval_counts {
+    double loss_rows;            /* mean cross-entropy x rows                    */
+    int64_t correct, rows;
+};
+
+/* the batches of loader L this rank evaluates (batch i goes to rank i mod
+ * K; every rank reads them all), each one's counts into mine[i] */
+static int eval_batches(struct run_state *s, struct loader *L, struct clip_adapters *ca,
+                        struct eval_counts *mine, size_t nb)
+{
+    const size_t K = (size_t)dist_size(), r = (size_t)dist_rank();
+    int rc;
+
+    if ((rc = loader_epoch(L, 0)) != RL_OK)
+        return rc;
+    for (size_t i = 0;; i++) {
+        struct loader_batch b;
+        int64_t correct = 0;
+
+        if ((rc = loader_next(L, &b)) != RL_OK || b.n == 0)
+            return rc;
+        RL_ASSERT(i < nb);
+        if (i % K != r)
+            continue;                           /* another rank's */
+        rc = clip_vision_forward(&s->vr, &s->m, ca, b.x, (size_t)b.n, s->img);
+        if (rc != RL_OK)
+            return rc;
+        clip_head_logits(&s->head, s->img, s->class_feat, (size_t)b.n, s->M, s->scale);
+        mine[i].loss_rows = (double)clip_head_crossentropy(&s->head, b.labels) * (double)b.n;
+        for (int j = 0; j < b.n; j++) {
+            const float *row = s->head.logits + (size_t)j * s->M;
+            size_t best = 0;
+
+            for (size_t c = 1; c < s->M; c++)
+                if (row[c] > row[best])
+                    best = c;
+            correct += best == (size_t)b.labels[j];
+        }
+        mine[i].correct = correct;
+        mine[i].rows = b.n;
+    }
+}
+
 int run_eval(struct run_state *s, struct loader *L, const char *what, double *accuracy,
              double *loss)
 {
-    const size_t D = s->D, MK = s->M * s->K;
+    const size_t D = s->D, MK = s->M * s->K, K = (size_t)dist_size();
+    const size_t nb = loader_batches_per_epoch(L);
     struct clip_adapters *ca = s->trains ? &s->ca : NULL;
+    /* per evaluation, not per step: allocated here */
+    struct eval_counts *mine = xcalloc(nb ? nb : 1, sizeof(*mine));
+    struct eval_counts *all = K > 1 ? xcalloc(K * (nb ? nb : 1), sizeof(*all)) : mine;
     size_t correct = 0, rows = 0;
     double loss_sum = 0.0;
-    int rc = RL_OK;
+    int rc = RL_OK, first;
 
     if (s->trains) {
         clip_adapters_set_training(&s->ca, false);
         /* no dropout now: the merged path is open to every layer */
         begin_paths(s, s->eval_ids, MK, MK < s->M ? MK : s->M, 0);
     }
+    /* the class features: on every rank (all of them score against them) */
     if (s->text_adapted || !s->class_feat_valid) {
         for (size_t c0 = 0; c0 < MK && rc == RL_OK; c0 += s->M) {
             size_t n = MK - c0 < s->M ? MK - c0 : s->M;
@@ -233,39 +375,37 @@ int run_eval(struct run_state *s, struct loader *L, const char *what, double *ac
             rc = clip_text_forward(&s->tr, &s->m, ca, s->eval_ids + c0 * s->ctx, n, s->ctx,
                                    s->eval_txt + c0 * D);
         }
-        if (rc != RL_OK)
-            goto out;
-        clip_class_features(s->class_feat, s->eval_txt, s->M, s->K, D);
-        s->class_feat_valid = true;
-    }
-    if ((rc = loader_epoch(L, 0)) != RL_OK)
-        goto out;
-    for (;;) {
-        struct loader_batch b;
-
-        if ((rc = loader_next(L, &b)) != RL_OK || b.n == 0)
-            break;
-        rc = clip_vision_forward(&s->vr, &s->m, ca, b.x, (size_t)b.n, s->img);
-        if (rc != RL_OK)
-            break;
-        clip_head_logits(&s->head, s->img, s->class_feat, (size_t)b.n, s->M, s->scale);
-        loss_sum += (double)clip_head_crossentropy(&s->head, b.labels) * (double)b.n;
-        for (int i = 0; i < b.n; i++) {
-            const float *row = s->head.logits + (size_t)i * s->M;
-            size_t best = 0;
-
-            for (size_t c = 1; c < s->M; c++)
-                if (row[c] > row[best])
-                    best = c;
-            correct += best == (size_t)b.labels[i];
+        if (rc == RL_OK) {
+            clip_class_features(s->class_feat, s->eval_txt, s->M, s->K, D);
+            s->class_feat_valid = true;
         }
-        rows += (size_t)b.n;
     }
-out:
+    if (rc == RL_OK)
+        rc = eval_batches(s, L, ca, mine, nb);
     if (s->trains) {
         clip_adapters_end_step(&s->ca, &s->m);
         clip_adapters_set_training(&s->ca, true);
     }
+    /* the ranks agree on failure, then sum the batches' counts in batch
+     * order: the same sums, bit for bit, as one process */
+    first = dist_first(rc != RL_OK);
+    if (first >= 0 && rc == RL_OK)
+        rc = rl_error_set(RL_ERR, "%s: MPI rank %d of %zu failed to evaluate (its message is "
+                          "above)", what, first, K);
+    if (rc == RL_OK) {
+        if (K > 1)
+            dist_allgather(mine, all, nb * sizeof(*mine));
+        for (size_t i = 0; i < nb; i++) {
+            const struct eval_counts *c = &all[(i % K) * nb + i];
+
+            loss_sum += c->loss_rows;
+            correct += (size_t)c->correct;
+            rows += (size_t)c->rows;
+        }
+    }
+    if (all != mine)
+        free(all);
+    free(mine);
     if (rc != RL_OK)
         return rc;
     if (rows == 0)

@@ -16,6 +16,7 @@ packages=(
     libcjson-dev                    # config.json, vocab.json, adapter_config.json
     libpcre2-dev                    # the CLIP tokenizer's pre-tokenisation regex
     gnuplot-nox                     # figures
+    libopenmpi-dev openmpi-bin      # data-parallel training (core/dist.c; docs/cluster.md)
     clang libclang-rt-dev libomp-dev # make fuzz (libFuzzer, ASan, UBSan; OpenMP under clang)
     dataset-fashion-mnist           # the default real benchmark
 )
