@@ -343,6 +343,25 @@ static void print_cka(const struct cka_ctx *c, const struct cka_result *res, con
     }
 }
 
+/* Whether the run at path is of method `none` (the frozen model: no update
+ * to analyze). Read-only; errors as run_plan_read's. */
+static int is_frozen_run(const char *path, bool *frozen)
+{
+    struct store *s = NULL;
+    struct run_plan *plan = NULL;
+    int rc;
+
+    *frozen = false;
+    if ((rc = store_open(&s, path)))
+        return rc;
+    if ((rc = run_plan_read(s, &plan)) == RL_OK) {
+        *frozen = !strcmp(plan->method, "none");
+        run_plans_free(plan, 1);
+    }
+    store_close(s);
+    return rc;
+}
+
 static int analyze_run(const char *path, const struct reference *ref, struct cka_ctx *cka, double rel_tol,
                        size_t topk)
 {
@@ -356,6 +375,16 @@ static int analyze_run(const char *path, const struct reference *ref, struct cka
     memset(&ra, 0, sizeof ra);
     memset(&acts, 0, sizeof acts);
     memset(&cres, 0, sizeof cres);
+    {
+        bool frozen;
+
+        if ((rc = is_frozen_run(path, &frozen)))
+            return rc;
+        if (frozen) {
+            printf("%s: none (the frozen model): no update to analyze\n", path);
+            return RL_OK;
+        }
+    }
     if ((rc = store_open_rw(&s, path)))
         return rc;
     if ((rc = run_adapters_load(&ra, s)))

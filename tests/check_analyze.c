@@ -124,6 +124,24 @@ START_TEST(test_analyze)
                   "%s", txt);
     free(txt);
 
+    {
+        /* the frozen model (`none`) has no /adapter: noted, not an error */
+        const char *none = an_tmp_path("none.h5");
+        struct run_plan *p = synth_plan("none", 0, 4, 1);
+        struct synth_opts o = { .no_adapter = true };
+
+        synth_write_run(none, p, &o, NULL);
+        run_plans_free(p, 1);
+        rc = an_analyze(out, none, lora, NULL, NULL);
+        txt = test_slurp(out, NULL);
+        ck_assert_msg(rc == 0 && strstr(txt, "none (the frozen model): no update to analyze") &&
+                          strstr(txt, "lora r=4, 5 adapted layers"), "%s", txt);
+        free(txt);
+        ck_assert_int_eq(store_open(&s, none), RL_OK);
+        ck_assert(!store_has(s, "/analysis"));
+        store_close(s);
+    }
+
     double first_eff[N_SITES];
     for (int pass = 0; pass < 2; pass++) {
         /* LoRA: rank <= 4 (= 4, random factors); norms agree with dW */
