@@ -73,6 +73,7 @@ int main(int argc, char **argv)
         suite_gemm_bf16,
         suite_clip_bf16,
         suite_dist,
+        suite_dist_sweep,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

@@ -65,5 +65,6 @@ Suite *suite_refusals(void);
 Suite *suite_gemm_bf16(void);
 Suite *suite_clip_bf16(void);
 Suite *suite_dist(void);
+Suite *suite_dist_sweep(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */
