@@ -327,26 +327,16 @@ END_TEST
 START_TEST(rank_killed_leaves_resumable_file)
 {
     struct tmp t;
-    pid_t pid, victim;
-    int st;
+    pid_t pid;
 
     if (!mpi_available("check_dist"))
         return;
     setup(&t);
     pid = start_long_run(&t);
-    victim = rank_pid(pid, 1);
-    if (victim < 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &st, 0);
+    if (!kill_rank(pid, 1, "check_dist", "rank_killed_leaves_resumable_file")) {
         tmp_cleanup(&t);
-        fprintf(stderr, "check_dist: SKIPPED rank_killed_leaves_resumable_file: rank 1's pid "
-                "not found under /proc\n");
         return;
     }
-    ck_assert_int_eq(kill(victim, SIGKILL), 0);
-    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    ck_assert_msg(!(WIFEXITED(st) && WEXITSTATUS(st) == 0), "mpirun exited 0 after a rank "
-                  "was killed");
     resume_alone_and_compare(&t, "rank 1 killed, resumed by 1 process vs 1 process");
     tmp_cleanup(&t);
 }

@@ -5,9 +5,11 @@
 
 #include <check.h>
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/dist.h"
@@ -80,6 +82,24 @@ pid_t rank_pid(pid_t mpirun, int rank)
     }
     closedir(tasks);
     return found;
+}
+
+bool kill_rank(pid_t mpirun, int rank, const char *who, const char *test)
+{
+    const pid_t victim = rank_pid(mpirun, rank);
+    int st;
+
+    if (victim < 0) {
+        kill(mpirun, SIGKILL);
+        waitpid(mpirun, &st, 0);
+        fprintf(stderr, "%s: SKIPPED %s: rank %d's pid not found under /proc\n", who, test, rank);
+        return false;
+    }
+    ck_assert_int_eq(kill(victim, SIGKILL), 0);
+    ck_assert_int_eq(waitpid(mpirun, &st, 0), mpirun);
+    ck_assert_msg(!(WIFEXITED(st) && WEXITSTATUS(st) == 0), "mpirun exited 0 after rank %d was "
+                  "killed", rank);
+    return true;
 }
 
 bool has_checkpoint(const char *path, size_t min_step)

@@ -30,6 +30,12 @@ bool mpi_available(const char *who);
  * each), or -1 */
 pid_t rank_pid(pid_t mpirun, int rank);
 
+/* Kill MPI rank `rank` of the job mpirun started (SIGKILL) and wait for
+ * mpirun, asserting that it fails. false when the rank's pid cannot be
+ * found: mpirun is then killed and waited for, and a line on stderr says
+ * that `test` of suite `who` was skipped. */
+bool kill_rank(pid_t mpirun, int rank, const char *who, const char *test);
+
 /* whether the run file at path (being written, SWMR) holds a checkpoint of
  * step min_step or later */
 bool has_checkpoint(const char *path, size_t min_step);
