@@ -18,7 +18,8 @@
 # gradient sum on rank 0 (its `MPI:` line: the gather + sum + broadcast, and
 # the barrier before it, i.e. waiting for the slower rank); cpu_s: user +
 # system seconds of the whole command (all ranks, loading and evaluation
-# included). Needs mpirun (openmpi-bin) and an MPI build.
+# included). Needs mpirun (openmpi-bin), h5dump (hdf5-tools) and an MPI
+# build.
 #
 # Environment: RANDLORA (build/randlora), DIST_BENCH_DIR (build/bench/dist:
 # the model directories, 0.6 GB for clip-vit-b-32, and the run files).
@@ -83,7 +84,7 @@ INI
             { time "${launch[@]}" "$RL" train -c "$ini" -o "$out" --force -q >"$log" 2>&1; } \
                 2>"$log.time" || { echo "failed: $model $method on $ranks rank(s), see $log"; exit 1; }
             read -r _ user sys <"$log.time"
-            ips=$("$RL" info "$out" | sed -n 's/.* \([0-9.]*\) images\/s.*/\1/p')
+            ips=$(h5dump -d /final/images_per_s "$out" | sed -n 's/^ *(0): *//p')
             trainable=$("$RL" info "$out" | sed -n 's/^parameters *\([0-9]*\) trainable.*/\1/p')
             sums=0 exch=0 wait=0
             if line=$(grep '^MPI:' "$log"); then

@@ -6,6 +6,8 @@
  * Exit status 0 (every selected run complete), 2 for bad usage or bad input
  * (one line; nothing run), 1 when runs failed (the others still ran), 130 /
  * 143 after SIGINT / SIGTERM (the running runs record their step and stop).
+ * Under mpirun rank 0 runs the sweep and hands the runs out; the other
+ * ranks serve (experiments/sweep_ranks.h) and exit with rank 0's status.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -53,9 +55,13 @@ static void sweep_usage(FILE *out)
             "               are not runs of the grid, and print the report table\n"
             "  -q           no per-step progress from the runs\n"
             "\n"
-            "Example (a Slurm array of 8 tasks):\n"
+            "Under mpirun -np K, rank 0 hands whole runs to the K ranks, one run per\n"
+            "rank at a time (each run one process; --jobs is refused there).\n"
+            "\n"
+            "Examples (a Slurm array of 8 tasks; 8 ranks in one allocation):\n"
             "  #SBATCH --array=0-7\n"
-            "  randlora sweep -c exp.ini --resume --shard $SLURM_ARRAY_TASK_ID/8\n");
+            "  randlora sweep -c exp.ini --resume --shard $SLURM_ARRAY_TASK_ID/8\n"
+            "  mpirun -np 8 randlora sweep -c exp.ini --resume\n");
 }
 
 /* one usage error line (cli.h), exit status 2 */
