@@ -21,7 +21,6 @@
 #include "core/dist.h"
 #include "core/interrupt.h"
 #include "core/status.h"
-#include "core/threads.h"
 #include "core/timer.h"
 #include "experiments/plan_list.h"
 #include "experiments/runner.h"
@@ -29,8 +28,6 @@
 #include "experiments/sweep_ranks.h"
 #include "methods/adapter.h"
 #include "results/store.h"
-
-#define MSG_MAX 1024
 
 void sweep_options_init(struct sweep_options *o)
 {
