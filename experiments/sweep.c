@@ -166,13 +166,12 @@ static void run_children(const struct run_plan *plans, char *const *paths, const
             for (size_t i = 0; i < jobs; i++)
                 if (slots[i].pid != -1)
                     open_fds[n_open++] = slots[i].fd;
-            pid = sweep_child_start(&plans[k], paths[k], &args, open_fds, n_open, &fd, why,
-                                    sizeof(why));
+            pid = sweep_child_start(&plans[k], paths[k], &args, open_fds, n_open, &pids[j], &fd,
+                                    why, sizeof(why));
             if (pid < 0) {
                 sweep_tally_not_started(t, out, plans, k, why);
                 continue;
             }
-            pids[j] = pid;
             slots[j] = (struct slot){ pid, fd, k, timer_now() };
             running++;
             if (jobs > 1 && o->verbosity > 0)

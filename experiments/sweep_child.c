@@ -99,7 +99,7 @@ static _Noreturn void child_main(const struct run_plan *p, const char *path,
 
 pid_t sweep_child_start(const struct run_plan *p, const char *path,
                         const struct sweep_child_args *a, const int *close_fds, size_t n_close,
-                        int *fd, char *why, size_t why_size)
+                        volatile pid_t *forward_slot, int *fd, char *why, size_t why_size)
 {
     const pid_t parent = getpid();
     int fds[2] = { -1, -1 };
@@ -139,6 +139,7 @@ pid_t sweep_child_start(const struct run_plan *p, const char *path,
             close(close_fds[i]);
         child_main(p, path, a, fds[1]);
     }
+    *forward_slot = pid;
     interrupt_block(0);
     close(fds[1]);
     *fd = fds[0];

@@ -4,7 +4,8 @@
  *
  *     struct sweep_child_args a = { .resume = true, .threads = 2, .log = stderr };
  *     int fd;
- *     pid_t pid = sweep_child_start(&plans[k], paths[k], &a, NULL, 0, &fd, why, sizeof(why));
+ *     pid_t pid = sweep_child_start(&plans[k], paths[k], &a, NULL, 0, &pids[j], &fd, why,
+ *                                   sizeof(why));
  *     waitpid(pid, &wstatus, 0);
  *     struct sweep_outcome oc;
  *     sweep_child_collect(fd, wstatus, timer_now() - t0, &oc);
@@ -79,11 +80,14 @@ int sweep_threads(size_t jobs);
 
 /* Fork a child that runs p into path (above). Returns its pid and *fd, the
  * read end of its report pipe (the caller closes it: sweep_child_collect);
- * the child closes close_fds[0..n_close) first (the pipes of its running
- * siblings). -1 when no process could be started, the reason in why. */
+ * the pid is also stored in *forward_slot (an entry of the array given to
+ * interrupt_forward) before SIGINT and SIGTERM are unblocked again, so a
+ * signal from then on reaches the child. The child closes
+ * close_fds[0..n_close) first (the pipes of its running siblings). -1 when
+ * no process could be started, the reason in why. */
 pid_t sweep_child_start(const struct run_plan *p, const char *path,
                         const struct sweep_child_args *a, const int *close_fds, size_t n_close,
-                        int *fd, char *why, size_t why_size);
+                        volatile pid_t *forward_slot, int *fd, char *why, size_t why_size);
 
 /* Read the ended child's report from fd (closed here) into oc, with its
  * wait status and wall time. */

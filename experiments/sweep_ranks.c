@@ -97,14 +97,13 @@ void sweep_ranks_run(const struct run_plan *plans, char *const *paths, const siz
         if (own[0] == 0 && next < n_todo && !interrupt_pending()) {
             const size_t k = todo[next++];
             char why[256];
-            pid_t pid = sweep_child_start(&plans[k], paths[k], &args, NULL, 0, &own_fd, why,
-                                          sizeof(why));
+            pid_t pid = sweep_child_start(&plans[k], paths[k], &args, NULL, 0, &own[0], &own_fd,
+                                          why, sizeof(why));
 
             if (pid < 0) {
                 sweep_tally_not_started(t, out, plans, k, why);
                 continue;
             }
-            own[0] = pid;
             own_plan = k;
             own_t0 = timer_now();
             announce(out, o, 0, plans[k].id, args.threads);
@@ -179,7 +178,8 @@ static void run_one(const struct run_plan *plans, size_t k, const struct sweep_o
     char *path = sweep_plan_path(&plans[k]), why[256];
     const double t0 = timer_now();
     int fd, wstatus = 0;
-    pid_t pid = sweep_child_start(&plans[k], path, &args, NULL, 0, &fd, why, sizeof(why));
+    pid_t pid = sweep_child_start(&plans[k], path, &args, NULL, 0, &child[0], &fd, why,
+                                  sizeof(why));
 
     free(path);
     if (pid < 0) {
@@ -188,7 +188,6 @@ static void run_one(const struct run_plan *plans, size_t k, const struct sweep_o
         snprintf(oc->msg, sizeof(oc->msg), "%s", why);
         return;
     }
-    child[0] = pid;
     while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
         ;
     child[0] = 0;
