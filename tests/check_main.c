@@ -32,6 +32,7 @@ int main(int argc, char **argv)
         suite_datasets,
         suite_images,
         suite_tokenizer,
+        suite_bpe_tokenizer,
         suite_loader,
         suite_analysis,
         suite_plot_writer,
