@@ -33,6 +33,7 @@ int main(int argc, char **argv)
         suite_images,
         suite_tokenizer,
         suite_bpe_tokenizer,
+        suite_bpe_hostile,
         suite_loader,
         suite_analysis,
         suite_plot_writer,

@@ -25,6 +25,7 @@ Suite *suite_datasets(void);
 Suite *suite_images(void);
 Suite *suite_tokenizer(void);
 Suite *suite_bpe_tokenizer(void);
+Suite *suite_bpe_hostile(void);
 Suite *suite_loader(void);
 Suite *suite_analysis(void);
 Suite *suite_plot_writer(void);
