@@ -118,6 +118,15 @@ int32_t bpe_vocab_size(const struct bpe_tokenizer *t) { return t->vocab_size; }
 
 int32_t bpe_bos_id(const struct bpe_tokenizer *t) { return t->n_prefix ? t->prefix[0] : -1; }
 
+void bpe_template(const struct bpe_tokenizer *t, const int32_t **prefix, int *n_prefix,
+                  const int32_t **suffix, int *n_suffix)
+{
+    *prefix = t->prefix;
+    *n_prefix = t->n_prefix;
+    *suffix = t->suffix;
+    *n_suffix = t->n_suffix;
+}
+
 bool bpe_is_special(const struct bpe_tokenizer *t, int32_t id)
 {
     return id >= 0 && id < t->vocab_size && t->tokens[id].added >= 0 &&

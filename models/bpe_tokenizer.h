@@ -89,6 +89,10 @@ int32_t bpe_token_id(const struct bpe_tokenizer *t, const char *token);
 /* The id the post-processor puts first with add_special (Llama 3's
  * <|begin_of_text|>), -1 when it puts none (GPT-2, Qwen2). */
 int32_t bpe_bos_id(const struct bpe_tokenizer *t);
+/* The post-processor's single template: the ids before and after the
+ * text (pointers into t; counts 0 when there are none). */
+void bpe_template(const struct bpe_tokenizer *t, const int32_t **prefix, int *n_prefix,
+                  const int32_t **suffix, int *n_suffix);
 /* Whether id is an added token marked special. */
 bool bpe_is_special(const struct bpe_tokenizer *t, int32_t id);
 

@@ -34,6 +34,8 @@ int main(int argc, char **argv)
         suite_tokenizer,
         suite_bpe_tokenizer,
         suite_bpe_hostile,
+        suite_commonsense,
+        suite_commonsense_synth,
         suite_loader,
         suite_analysis,
         suite_plot_writer,

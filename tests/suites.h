@@ -26,6 +26,8 @@ Suite *suite_images(void);
 Suite *suite_tokenizer(void);
 Suite *suite_bpe_tokenizer(void);
 Suite *suite_bpe_hostile(void);
+Suite *suite_commonsense(void);
+Suite *suite_commonsense_synth(void);
 Suite *suite_loader(void);
 Suite *suite_analysis(void);
 Suite *suite_plot_writer(void);
