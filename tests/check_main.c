@@ -36,6 +36,7 @@ int main(int argc, char **argv)
         suite_bpe_hostile,
         suite_commonsense,
         suite_commonsense_synth,
+        suite_tokenize_cmd,
         suite_loader,
         suite_analysis,
         suite_plot_writer,
