@@ -37,6 +37,7 @@ int main(int argc, char **argv)
         suite_commonsense,
         suite_commonsense_synth,
         suite_tokenize_cmd,
+        suite_commonsense_cmd,
         suite_loader,
         suite_analysis,
         suite_plot_writer,

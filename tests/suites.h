@@ -29,6 +29,7 @@ Suite *suite_bpe_hostile(void);
 Suite *suite_commonsense(void);
 Suite *suite_commonsense_synth(void);
 Suite *suite_tokenize_cmd(void);
+Suite *suite_commonsense_cmd(void);
 Suite *suite_loader(void);
 Suite *suite_analysis(void);
 Suite *suite_plot_writer(void);
