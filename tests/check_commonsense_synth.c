@@ -39,6 +39,7 @@ START_TEST(test_deterministic)
     ck_assert(same_set(&a, &b));
     ck_assert(!same_set(&a, &c));
     cs_free(&b);
+    cs_free(&c);
     ck_assert_int_eq(cs_synth_test(&b, "synth_boolq", 7, 50), RL_OK);
     ck_assert(!same_set(&a, &b));
     ck_assert_int_eq(cs_synth_test(&c, "boolq", 7, 5), RL_ERR_ARG);
