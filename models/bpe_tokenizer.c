@@ -85,7 +85,7 @@ pcre2_code *bpe_compile_regex(const char *pattern, size_t len, bool literal, con
         return NULL;
     }
     re = pcre2_compile((PCRE2_SPTR)(literal ? pattern : pat), literal ? len : strlen(pat),
-                       PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0), &err, &off, NULL);
+                       PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP), &err, &off, NULL);
     free(pat);
     if (!re) {
         PCRE2_UCHAR msg[160];

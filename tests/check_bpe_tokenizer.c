@@ -3,7 +3,8 @@
  * Hugging Face `tokenizers` (tests/fixtures/bpe/, made by
  * tests/ref/bpe_golden.py): GPT-2 (ByteLevel regex, "a b" merges, with and
  * without add_prefix_space), Llama 3 (Split regex, ignore_merges, BOS
- * template) and Qwen2 (NFC, Split regex), ~50 texts each: the ids with and
+ * template), Qwen2 (NFC, Split regex) and a Split String + Removed
+ * configuration, ~50 texts each: the ids with and
  * without special tokens, decode with and without skip_special, and the
  * round trip. check_bpe_hostile.c has the refusals and hostile text.
  */
@@ -21,7 +22,7 @@
 #include "suites.h"
 #include "test_util.h"
 
-static const char *const KINDS[] = { "gpt2", "gpt2_prefix", "llama3", "qwen2" };
+static const char *const KINDS[] = { "gpt2", "gpt2_prefix", "llama3", "qwen2", "splits" };
 
 static struct bpe_tokenizer *load_kind(const char *kind)
 {
@@ -201,7 +202,7 @@ Suite *suite_bpe_tokenizer(void)
     TCase *tc = tcase_create("golden");
 
     tcase_set_timeout(tc, 60);
-    tcase_add_loop_test(tc, test_golden_ids, 0, 4);
+    tcase_add_loop_test(tc, test_golden_ids, 0, 5);
     tcase_add_loop_test(tc, test_round_trip, 0, 2);
     tcase_add_test(tc, test_accessors);
     suite_add_tcase(s, tc);

@@ -20,6 +20,9 @@ Writes tests/fixtures/bpe/:
   qwen2.json        NFC normalizer, Split(Qwen2 regex, Isolated) + ByteLevel,
                     ByteLevel post-processor (adds nothing), an added token
                     with normalized=true ("café!", matched after NFC)
+  splits.json       Split("--", String, Isolated) + Split([0-9], Regex, Removed) +
+                    ByteLevel(add_prefix_space=true, use_regex=true): the String
+                    pattern, the Removed behavior, a prefix space per piece
   expected.json     per tokenizer, per text: the input bytes (hex), the ids
                     with and without special tokens added, and decode() of
                     the ids with and without skip_special_tokens (hex)
@@ -93,6 +96,7 @@ TEXTS = [
     "'S 'T 'Re 'vE 'M 'LL 'D and \u2019s curly",
     "numbers 1 12 123 1234 12345 1234567 3.14159 1,000,000 2024-06-01",
     "abc123def 4x4 x86_64 v1.2.3",
+    "a--b -- c---d 1-2--3 --",
     "a  b   c    d\t\te\t \tf",
     "line one\nline two\n\nline four\r\nline five\r\n\r\n",
     "\n\n\nstarts with newlines",
@@ -147,6 +151,12 @@ def base_tokenizer(kind):
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=(kind == "gpt2_prefix"))
         tok.post_processor = processors.ByteLevel(trim_offsets=True)
         specials = ["<|endoftext|>"]
+    elif kind == "splits":
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split("--", behavior="isolated"),
+            pre_tokenizers.Split(Regex(r"[0-9]"), behavior="removed"),
+            pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)])
+        specials = ["<|endoftext|>"]
     elif kind == "llama3":
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(LLAMA3_RE), behavior="isolated", invert=False),
@@ -190,7 +200,7 @@ def hexs(b):
 def main():
     os.makedirs(OUT, exist_ok=True)
     expected = {}
-    for kind in ["gpt2", "gpt2_prefix", "llama3", "qwen2"]:
+    for kind in ["gpt2", "gpt2_prefix", "llama3", "qwen2", "splits"]:
         tok = base_tokenizer(kind)
         path = os.path.join(OUT, kind + ".json")
         tok.save(path)
