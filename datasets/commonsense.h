@@ -96,6 +96,30 @@ int  cs_tokenize_train(const struct bpe_tokenizer *t, const struct cs_item *it, 
                        size_t cutoff, bool train_on_inputs, struct cs_example *ex);
 void cs_example_free(struct cs_example *ex);
 
+/* Every item of set as cs_tokenize_train, items in parallel (OpenMP; the
+ * tokenizer is read-only): *out is a new array of set->n examples. On a
+ * failure nothing is kept and the message names the first failing item
+ * ("item N: ..."). */
+int  cs_tokenize_set(const struct bpe_tokenizer *t, const struct cs_set *set, int32_t eos_id,
+                     size_t cutoff, bool train_on_inputs, struct cs_example **out);
+void cs_examples_free(struct cs_example *ex, size_t n);
+
+/* n examples (ex[idx[0..n)]) as one right-padded batch: T is the longest
+ * length rounded up to a multiple of `multiple` (>= 1; finetune.py's
+ * DataCollatorForSeq2Seq uses 8), ids[b * T + i] holds pad_id and
+ * target[b * T + i] 0 past example b's length len[b]. (The reference pads
+ * on the left; with rotary positions and the padding masked out a causal
+ * LM gives the same result either way.) RL_ERR_ARG when n is 0. */
+struct cs_batch {
+    int32_t *ids;
+    uint8_t *target;
+    size_t *len;
+    size_t n, T;
+};
+int  cs_batch_pad(const struct cs_example *ex, const size_t *idx, size_t n, int32_t pad_id,
+                  size_t multiple, struct cs_batch *b);
+void cs_batch_free(struct cs_batch *b);
+
 /* evaluate(): decoded.split("### Response:")[-1].strip(), allocated */
 char *cs_response(const char *decoded);
 /* extract_answer: the first match in the stripped response (Python's

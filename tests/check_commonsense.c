@@ -2,8 +2,9 @@
  * check_commonsense.c: the commonsense format (datasets/commonsense.c):
  * reading item arrays (and refusing bad ones with the item and key named),
  * the prompt templates byte for byte, training tokenization with the loss
- * mask and cutoff (through the Llama 3 fixture tokenizer), the answer
- * extraction and response splitting, and the accuracy average.
+ * mask and cutoff (through the Llama 3 fixture tokenizer), a whole set
+ * tokenized in parallel and padded batches, the answer extraction and
+ * response splitting, and the accuracy average.
  *
  * The expected prompts and extractions were produced by running the
  * functions themselves (generate_prompt of PaulAlbert31/RandLoRA's
@@ -18,6 +19,7 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "datasets/commonsense.h"
+#include "datasets/commonsense_synth.h"
 #include "models/bpe_tokenizer.h"
 #include "suites.h"
 #include "test_util.h"
@@ -182,6 +184,48 @@ START_TEST(test_tokenize)
 }
 END_TEST
 
+START_TEST(test_set_and_batch)
+{
+    struct bpe_tokenizer *t = llama3();
+    struct cs_set set;
+    struct cs_example *ex, one = { 0 };
+    struct cs_batch b;
+    size_t idx[3] = { 4, 0, 2 }, T = 0;
+    int32_t eos = bpe_token_id(t, "<|end_of_text|>");
+
+    cs_synth_train(&set, 3, 40);
+    ck_assert_int_eq(cs_tokenize_set(t, &set, eos, 64, false, &ex), RL_OK);
+    for (size_t i = 0; i < set.n; i++) {            /* the same as one at a time */
+        ck_assert_int_eq(cs_tokenize_train(t, &set.items[i], eos, 64, false, &one), RL_OK);
+        ck_assert_uint_eq(one.n, ex[i].n);
+        ck_assert_int_eq(memcmp(one.ids, ex[i].ids, one.n * sizeof(*one.ids)), 0);
+        ck_assert_int_eq(memcmp(one.target, ex[i].target, one.n), 0);
+        cs_example_free(&one);
+    }
+    ck_assert_int_eq(cs_batch_pad(ex, idx, 3, -7, 8, &b), RL_OK);
+    for (size_t k = 0; k < 3; k++)
+        T = ex[idx[k]].n > T ? ex[idx[k]].n : T;
+    ck_assert_uint_eq(b.T, (T + 7) / 8 * 8);
+    for (size_t k = 0; k < 3; k++) {
+        const struct cs_example *e = &ex[idx[k]];
+        ck_assert_uint_eq(b.len[k], e->n);
+        for (size_t i = 0; i < b.T; i++) {
+            ck_assert_int_eq(b.ids[k * b.T + i], i < e->n ? e->ids[i] : -7);
+            ck_assert_int_eq(b.target[k * b.T + i], i < e->n ? e->target[i] : 0);
+        }
+    }
+    cs_batch_free(&b);
+    ck_assert_int_eq(cs_batch_pad(ex, idx, 0, 0, 8, &b), RL_ERR_ARG);
+    cs_examples_free(ex, set.n);
+    /* a failure names the (first) failing item */
+    ck_assert_int_eq(cs_tokenize_set(t, &set, eos, 1, false, &ex), RL_ERR_ARG);
+    ck_assert_ptr_null(ex);
+    ck_assert_msg(strstr(rl_error_msg(), "item 0: cutoff length 1") != NULL, "%s", rl_error_msg());
+    cs_free(&set);
+    bpe_tokenizer_free(t);
+}
+END_TEST
+
 START_TEST(test_extract)
 {
     static const struct { const char *task, *response, *want; } cases[] = {
@@ -244,6 +288,7 @@ Suite *suite_commonsense(void)
     tcase_add_test(tc, test_refused);
     tcase_add_test(tc, test_prompts);
     tcase_add_test(tc, test_tokenize);
+    tcase_add_test(tc, test_set_and_batch);
     tcase_add_test(tc, test_extract);
     tcase_add_test(tc, test_accuracy);
     suite_add_tcase(s, tc);
