@@ -67,6 +67,9 @@ static int get_id(const cJSON *v, int32_t *out)
 
 /* ------------------------------------------------------------------ model */
 
+/* model.merges as tokenizers reads them, which differs from the CLIP
+ * reader's (tokenizer_load.c): a string splits at exactly one space,
+ * "#version" entries are skipped without a rank, and there is no cap */
 static int load_merges(struct bpe_tokenizer *t, const cJSON *arr, const char *file)
 {
     const cJSON *e;
