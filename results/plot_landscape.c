@@ -400,12 +400,12 @@ static int write_map_gp(const struct plot_landscape *p, const char *gp, const ch
     fprintf(f, "]\n# colours above the range (losses over %.1f x the worst solution's) are clipped to its top\n",
             TOP_FACTOR);
     fputs("set palette defined (0 '#0d0887', 1 '#6a00a8', 2 '#b12a90', 3 '#e16462', 4 '#fca636', 5 '#f0f921')\n"
-          "set pm3d map interpolate 4,4\nset size ratio -1\nset tics out nomirror\nset key off\n"
+          "set pm3d map interpolate 4,4\nset style textbox opaque fillcolor rgb 'white' noborder\nset size ratio -1\nset tics out nomirror\nset key off\n"
           "splot data index 0 using 1:2:3 with pm3d nocontours notitle, \\\n"
           "      data index 0 using 1:2:3 with lines nosurface linecolor rgb 'white' linewidth 1 notitle, \\\n"
           "      data index 1 using 1:2:3 with points nocontours pointtype 7 pointsize 1.6 linecolor rgb 'black' "
           "notitle, \\\n"
-          "      data index 1 using 1:2:3:4 with labels nocontours left offset 1,0.8 textcolor rgb 'black' "
+          "      data index 1 using 1:2:3:4 with labels nocontours boxed center offset 0,1.1 textcolor rgb 'black' "
           "font 'sans,11' notitle\nunset output\n\n",
           f);
     fputs("set terminal svg noenhanced size 820,700 dynamic font 'sans,11' background rgb 'white'\nset output ", f);

@@ -57,6 +57,7 @@ int main(int argc, char **argv)
         suite_overwrite,
         suite_analyze,
         suite_analyze_cka,
+        suite_landscape,
         suite_plot,
         suite_sweep,
         suite_dry_run,

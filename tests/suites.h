@@ -49,6 +49,7 @@ Suite *suite_runner_val(void);
 Suite *suite_overwrite(void);
 Suite *suite_analyze(void);
 Suite *suite_analyze_cka(void);
+Suite *suite_landscape(void);
 Suite *suite_plot(void);
 Suite *suite_sweep(void);
 Suite *suite_dry_run(void);
