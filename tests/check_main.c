@@ -59,6 +59,7 @@ int main(int argc, char **argv)
         suite_analyze_cka,
         suite_landscape,
         suite_adapter_io_layout,
+        suite_init_adapter,
         suite_plot,
         suite_sweep,
         suite_dry_run,

@@ -51,6 +51,7 @@ Suite *suite_analyze(void);
 Suite *suite_analyze_cka(void);
 Suite *suite_landscape(void);
 Suite *suite_adapter_io_layout(void);
+Suite *suite_init_adapter(void);
 Suite *suite_plot(void);
 Suite *suite_sweep(void);
 Suite *suite_dry_run(void);
