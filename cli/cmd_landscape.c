@@ -64,18 +64,18 @@ static int write_result(const char *out, const struct landscape_info *in, const 
 {
     static const char *const run_attr[LANDSCAPE_RUNS] = { "run_a", "run_b", "run_c" };
     static const char *const label_attr[LANDSCAPE_RUNS] = { "label_a", "label_b", "label_c" };
-    struct h5out h = { .file = -1 };
+    struct h5out h = { .file = -1, .latest = true };
     double cx[LANDSCAPE_RUNS], cy[LANDSCAPE_RUNS];
     int rc;
 
     for (size_t k = 0; k < LANDSCAPE_RUNS; k++)
         landscape_corner(k, &cx[k], &cy[k]);
-    if ((rc = h5out_create(&h, out)) || (rc = h5out_attr_string(&h, "kind", "landscape")) ||
+    if ((rc = h5out_create(&h, out)) || (rc = h5out_attr_fixed_string(&h, "kind", "landscape")) ||
         (rc = h5out_attr_int64(&h, "schema_version", LANDSCAPE_SCHEMA)) ||
-        (rc = h5out_attr_string(&h, "harness", "randlora landscape")) ||
-        (rc = h5out_attr_string(&h, "model", in->model)) ||
-        (rc = h5out_attr_string(&h, "dataset", in->dataset)) ||
-        (rc = h5out_attr_string(&h, "prompt", in->prompt)) ||
+        (rc = h5out_attr_fixed_string(&h, "harness", "randlora landscape")) ||
+        (rc = h5out_attr_fixed_string(&h, "model", in->model)) ||
+        (rc = h5out_attr_fixed_string(&h, "dataset", in->dataset)) ||
+        (rc = h5out_attr_fixed_string(&h, "prompt", in->prompt)) ||
         (rc = h5out_attr_double(&h, "data_ratio", o->data_ratio)) ||
         (rc = h5out_attr_int64(&h, "data_seed", (int64_t)o->seed)) ||
         (rc = h5out_attr_int64(&h, "n_items", (int64_t)in->n_items)) ||
@@ -85,8 +85,8 @@ static int write_result(const char *out, const struct landscape_info *in, const 
         (rc = h5out_attr_double(&h, "seconds", r->seconds)))
         goto fail;
     for (size_t k = 0; k < LANDSCAPE_RUNS && !rc; k++)
-        if ((rc = h5out_attr_string(&h, run_attr[k], in->run[k])) == RL_OK)
-            rc = h5out_attr_string(&h, label_attr[k], in->label[k]);
+        if ((rc = h5out_attr_fixed_string(&h, run_attr[k], in->run[k])) == RL_OK)
+            rc = h5out_attr_fixed_string(&h, label_attr[k], in->label[k]);
     if (rc || (rc = h5out_write(&h, "x", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, r->grid.nx, 0, r->x)) ||
         (rc = h5out_write(&h, "y", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, r->grid.ny, 0, r->y)) ||
         (rc = h5out_write(&h, "loss", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, r->grid.nx, r->grid.ny, r->loss)) ||

@@ -46,6 +46,8 @@ int h5out_create(struct h5out *o, const char *path)
     if (fapl < 0)
         return h5out_fail(o, "cannot create");
     H5Pset_file_locking(fapl, 0, 1);
+    if (o->latest)
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
     o->file = H5Fcreate(o->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (o->file < 0) {
@@ -182,4 +184,21 @@ int h5out_write(struct h5out *o, const char *name, hid_t type, hid_t memtype, si
     if (ds >= 0)
         H5Dclose(ds);
     return rc;
+}
+
+int h5out_attr_fixed_string(struct h5out *o, const char *name, const char *value)
+{
+    hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR), attr = -1;
+    int ok = type >= 0 && space >= 0 && H5Tset_size(type, strlen(value) + 1) >= 0 &&
+             H5Tset_strpad(type, H5T_STR_NULLTERM) >= 0 && H5Tset_cset(type, H5T_CSET_UTF8) >= 0 &&
+             (attr = H5Acreate2(o->file, name, type, space, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
+             H5Awrite(attr, type, value) >= 0;
+
+    if (attr >= 0)
+        H5Aclose(attr);
+    if (space >= 0)
+        H5Sclose(space);
+    if (type >= 0)
+        H5Tclose(type);
+    return ok ? RL_OK : h5out_fail(o, "cannot write an attribute");
 }

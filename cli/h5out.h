@@ -24,6 +24,7 @@
 #define RANDLORA_CLI_H5OUT_H
 
 #include <hdf5.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,10 +32,16 @@ struct h5out {
     const char *path;         /* the final name (borrowed)                  */
     char *tmp;                /* where it is written                        */
     hid_t file;
+    bool latest;              /* set before h5out_create: HDF5 1.10's format
+                                 (checksummed object headers; 1.8 tools
+                                 cannot read it), as run files are          */
 };
 
 int h5out_create(struct h5out *o, const char *path);
 int h5out_attr_string(struct h5out *o, const char *name, const char *value);
+/* a fixed-length UTF-8 string (no global heap: readers of hostile files
+ * need not trust one) */
+int h5out_attr_fixed_string(struct h5out *o, const char *name, const char *value);
 int h5out_attr_double(struct h5out *o, const char *name, double value);
 int h5out_attr_int64(struct h5out *o, const char *name, int64_t value);
 /* a fixed-size dataset (rows, cols), or (rows) when cols == 0 */

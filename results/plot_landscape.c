@@ -30,41 +30,42 @@ static hid_t open_file(const char *path)
     H5Pset_file_locking(fapl, 0, 1);
     f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
+    /* only HDF5 1.10's format, whose superblock and object headers carry
+     * checksums: a damaged header is then HDF5's error, not its crash */
+    if (f >= 0) {
+        H5F_info2_t info;
+
+        if (H5Fget_info2(f, &info) < 0 || info.super.version < 2) {
+            H5Fclose(f);
+            f = -1;
+        }
+    }
     H5Eclear2(H5E_DEFAULT);
     return f;
 }
 
-/* a root string attribute, malloc'd; NULL when missing or not a string */
+/* a root fixed-length string attribute, malloc'd; NULL when missing or not
+ * one (variable-length strings live in a global heap, which HDF5 reads
+ * without a checksum: the writer never uses them, the reader never trusts
+ * one) */
 static char *attr_string(hid_t f, const char *name)
 {
     hid_t a = H5Aexists(f, name) > 0 ? H5Aopen(f, name, H5P_DEFAULT) : -1;
-    hid_t t = a >= 0 ? H5Aget_type(a) : -1, mt = -1, sp = a >= 0 ? H5Aget_space(a) : -1;
+    hid_t t = a >= 0 ? H5Aget_type(a) : -1, sp = a >= 0 ? H5Aget_space(a) : -1;
     char *out = NULL;
 
-    if (t >= 0 && H5Tget_class(t) == H5T_STRING && sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1) {
-        if (H5Tis_variable_str(t) > 0) {
-            char *v = NULL;
+    if (t >= 0 && H5Tget_class(t) == H5T_STRING && H5Tis_variable_str(t) == 0 && sp >= 0 &&
+        H5Sget_simple_extent_npoints(sp) == 1) {
+        size_t n = H5Tget_size(t);
 
-            mt = H5Tcopy(t);                /* the file's character set: no conversion */
-            if (H5Aread(a, mt, &v) >= 0 && v) {
-                out = xstrdup(v);
-                H5free_memory(v);
-            }
-        } else {
-            size_t n = H5Tget_size(t);
-
-            if (n > 0 && n < 65536) {
-                out = xcalloc(n + 1, 1);
-                mt = H5Tcopy(t);
-                if (H5Aread(a, mt, out) < 0) {
-                    free(out);
-                    out = NULL;
-                }
+        if (n > 0 && n < 65536) {
+            out = xcalloc(n + 1, 1);
+            if (H5Aread(a, t, out) < 0) {
+                free(out);
+                out = NULL;
             }
         }
     }
-    if (mt >= 0)
-        H5Tclose(mt);
     if (sp >= 0)
         H5Sclose(sp);
     if (t >= 0)
@@ -189,8 +190,11 @@ int plot_landscape_read(const char *path, struct plot_landscape *p)
 
     memset(p, 0, sizeof(*p));
     p->path = xstrdup(path);
-    if ((f = open_file(path)) < 0)
-        return rl_error_set(RL_ERR_FORMAT, "%s: cannot open as an HDF5 file", path);
+    if ((f = open_file(path)) < 0) {
+        plot_landscape_free(p);
+        return rl_error_set(RL_ERR_FORMAT, "%s: cannot open as an HDF5 file of the 1.10 format (superblock "
+                            "version 2 or later, as randlora landscape writes)", path);
+    }
     kind = attr_string(f, "kind");
     if (!kind || strcmp(kind, "landscape"))
         rc = rl_error_set(RL_ERR_FORMAT, "%s: root attribute kind is '%s', expected 'landscape'", path,

@@ -16,12 +16,14 @@
  *     those values, and `plot` draws both figures from it;
  *   - refusals, exit 2 with one line naming the cause: runs of another
  *     model, a run of `none`, a missing file, two runs, a bad --grid,
- *     --data-ratio or --path-points; a file that is not a landscape or has
- *     a /loss of the wrong shape is refused by the reader.
+ *     --data-ratio or --path-points; a file that is not a landscape, has
+ *     a /loss of the wrong shape or is in HDF5's oldest format (no
+ *     checksums) is refused by the reader.
  */
 #include <hdf5.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -329,22 +331,24 @@ static void refusals(void)
 
 
 /* a landscape-kind file with one object changed */
-static void write_fake(const char *path, size_t nx_loss)
+static void write_fake(const char *path, size_t nx_loss, bool latest)
 {
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t st = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR), a;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), f, st = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR), a;
     const char *kind = "landscape";
     double v[4] = { 0, 1, 2, 3 };
     hsize_t d1[1] = { 3 }, d2[2] = { nx_loss, 3 };
 
-    H5Tset_size(st, H5T_VARIABLE);
+    H5Pset_libver_bounds(fapl, latest ? H5F_LIBVER_LATEST : H5F_LIBVER_EARLIEST, H5F_LIBVER_LATEST);
+    f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    H5Tset_size(st, strlen(kind) + 1);
     a = H5Acreate2(f, "kind", st, sp, H5P_DEFAULT, H5P_DEFAULT);
-    H5Awrite(a, st, &kind);
+    H5Awrite(a, st, kind);
     H5Aclose(a);
     const char *const sattr[] = { "run_a", "run_b", "run_c", "label_a", "label_b", "label_c", "dataset" };
     for (size_t i = 0; i < sizeof sattr / sizeof *sattr; i++) {
         a = H5Acreate2(f, sattr[i], st, sp, H5P_DEFAULT, H5P_DEFAULT);
-        H5Awrite(a, st, &kind);
+        H5Awrite(a, st, kind);
         H5Aclose(a);
     }
     const char *const dattr[] = { "zero_loss", "data_ratio", "n_items" };
@@ -379,13 +383,19 @@ static void reader_refuses(void)
     char path[300];
 
     snprintf(path, sizeof path, "%s/fake.h5", T.dir);
-    write_fake(path, 3);
+    write_fake(path, 3, true);
     ck_assert(plot_landscape_is(path));
     ck_assert_msg(plot_landscape_read(path, &p) == RL_OK, "%s", rl_error_msg());  /* the fake is whole */
     plot_landscape_free(&p);
-    write_fake(path, 2);
+    write_fake(path, 2, true);
     ck_assert_int_eq(plot_landscape_read(path, &p), RL_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(rl_error_msg(), "/loss: 2x3, expected 3x3"));
+    /* the same file in HDF5's oldest format (object headers without
+     * checksums) is not read */
+    write_fake(path, 3, false);
+    ck_assert(!plot_landscape_is(path));
+    ck_assert_int_eq(plot_landscape_read(path, &p), RL_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(rl_error_msg(), "superblock"));
     /* a run file is not a landscape */
     ck_assert(!plot_landscape_is(run_path[0]));
     ck_assert_int_eq(plot_landscape_read(run_path[0], &p), RL_ERR_FORMAT);
