@@ -5,6 +5,7 @@
 #include "cli/h5out.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,21 +62,60 @@ int h5out_create(struct h5out *o, const char *path)
     return RL_OK;
 }
 
-int h5out_attr_string(struct h5out *o, const char *name, const char *value)
+/* a scalar root attribute of file type ftype, written from value as
+ * memtype (the types are closed here when owned) */
+static int attr_scalar(struct h5out *o, const char *name, hid_t ftype, hid_t memtype, const void *value,
+                       bool owned)
 {
-    hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR), attr = -1;
-    int ok = type >= 0 && space >= 0 && H5Tset_size(type, H5T_VARIABLE) >= 0 &&
-             H5Tset_cset(type, H5T_CSET_UTF8) >= 0 &&
-             (attr = H5Acreate2(o->file, name, type, space, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
-             H5Awrite(attr, type, &value) >= 0;
+    hid_t space = H5Screate(H5S_SCALAR), attr = -1;
+    int ok = ftype >= 0 && space >= 0 &&
+             (attr = H5Acreate2(o->file, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
+             H5Awrite(attr, memtype, value) >= 0;
 
     if (attr >= 0)
         H5Aclose(attr);
     if (space >= 0)
         H5Sclose(space);
-    if (type >= 0)
-        H5Tclose(type);
+    if (owned && ftype >= 0)
+        H5Tclose(ftype);
     return ok ? RL_OK : h5out_fail(o, "cannot write an attribute");
+}
+
+/* a UTF-8 string type: variable-length (size 0) or of `size` bytes */
+static hid_t string_type(size_t size)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+
+    if (t >= 0 && (H5Tset_size(t, size ? size : H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0 ||
+                   (size && H5Tset_strpad(t, H5T_STR_NULLTERM) < 0))) {
+        H5Tclose(t);
+        t = -1;
+    }
+    return t;
+}
+
+int h5out_attr_string(struct h5out *o, const char *name, const char *value)
+{
+    hid_t t = string_type(0);
+
+    return attr_scalar(o, name, t, t, &value, true);
+}
+
+int h5out_attr_fixed_string(struct h5out *o, const char *name, const char *value)
+{
+    hid_t t = string_type(strlen(value) + 1);
+
+    return attr_scalar(o, name, t, t, value, true);
+}
+
+int h5out_attr_double(struct h5out *o, const char *name, double value)
+{
+    return attr_scalar(o, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value, false);
+}
+
+int h5out_attr_int64(struct h5out *o, const char *name, int64_t value)
+{
+    return attr_scalar(o, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value, false);
 }
 
 /* a fixed-size dataset (rows, cols) or (rows) when cols == 0 */
@@ -150,29 +190,6 @@ void h5out_abort(struct h5out *o)
     o->tmp = NULL;
 }
 
-static int attr_scalar(struct h5out *o, const char *name, hid_t filetype, hid_t memtype, const void *value)
-{
-    hid_t space = H5Screate(H5S_SCALAR), attr = -1;
-    int ok = space >= 0 && (attr = H5Acreate2(o->file, name, filetype, space, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
-             H5Awrite(attr, memtype, value) >= 0;
-
-    if (attr >= 0)
-        H5Aclose(attr);
-    if (space >= 0)
-        H5Sclose(space);
-    return ok ? RL_OK : h5out_fail(o, "cannot write an attribute");
-}
-
-int h5out_attr_double(struct h5out *o, const char *name, double value)
-{
-    return attr_scalar(o, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value);
-}
-
-int h5out_attr_int64(struct h5out *o, const char *name, int64_t value)
-{
-    return attr_scalar(o, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
-}
-
 int h5out_write(struct h5out *o, const char *name, hid_t type, hid_t memtype, size_t rows, size_t cols,
                 const void *data)
 {
@@ -184,21 +201,4 @@ int h5out_write(struct h5out *o, const char *name, hid_t type, hid_t memtype, si
     if (ds >= 0)
         H5Dclose(ds);
     return rc;
-}
-
-int h5out_attr_fixed_string(struct h5out *o, const char *name, const char *value)
-{
-    hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR), attr = -1;
-    int ok = type >= 0 && space >= 0 && H5Tset_size(type, strlen(value) + 1) >= 0 &&
-             H5Tset_strpad(type, H5T_STR_NULLTERM) >= 0 && H5Tset_cset(type, H5T_CSET_UTF8) >= 0 &&
-             (attr = H5Acreate2(o->file, name, type, space, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
-             H5Awrite(attr, type, value) >= 0;
-
-    if (attr >= 0)
-        H5Aclose(attr);
-    if (space >= 0)
-        H5Sclose(space);
-    if (type >= 0)
-        H5Tclose(type);
-    return ok ? RL_OK : h5out_fail(o, "cannot write an attribute");
 }

@@ -44,6 +44,18 @@ static hid_t open_file(const char *path)
     return f;
 }
 
+/* close an attribute, its type and its space (each when open) */
+static void close_attr(hid_t a, hid_t t, hid_t sp)
+{
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (t >= 0)
+        H5Tclose(t);
+    if (a >= 0)
+        H5Aclose(a);
+    H5Eclear2(H5E_DEFAULT);
+}
+
 /* a root fixed-length string attribute, malloc'd; NULL when missing or not
  * one (variable-length strings live in a global heap, which HDF5 reads
  * without a checksum: the writer never uses them, the reader never trusts
@@ -66,13 +78,7 @@ static char *attr_string(hid_t f, const char *name)
             }
         }
     }
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (t >= 0)
-        H5Tclose(t);
-    if (a >= 0)
-        H5Aclose(a);
-    H5Eclear2(H5E_DEFAULT);
+    close_attr(a, t, sp);
     return out;
 }
 
@@ -83,13 +89,7 @@ static int attr_double(hid_t f, const char *name, double *v)
     int ok = t >= 0 && (H5Tget_class(t) == H5T_FLOAT || H5Tget_class(t) == H5T_INTEGER) && sp >= 0 &&
              H5Sget_simple_extent_npoints(sp) == 1 && H5Aread(a, H5T_NATIVE_DOUBLE, v) >= 0;
 
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (t >= 0)
-        H5Tclose(t);
-    if (a >= 0)
-        H5Aclose(a);
-    H5Eclear2(H5E_DEFAULT);
+    close_attr(a, t, sp);
     return ok ? 0 : -1;
 }
 
