@@ -54,6 +54,7 @@ static void plot_usage(FILE *out)
             "`analyze --reference` the CKA, cosine and subspace overlap to the reference.\n"
             "Seeds of one setting (the whole configuration but the seed) are averaged,\n"
             "different settings never. Runs still training are read as far as they have got.\n"
+            "A landscape file (randlora landscape) is drawn as its contour map and barriers.\n"
             "\n"
             "  -o OUTDIR      where the figures go (default DIR/figures)\n"
             "  --layer SITE   the layer of the spectrum figure, e.g.\n"
