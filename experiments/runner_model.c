@@ -139,10 +139,9 @@ size_t runner_target_shapes(const struct clip_config *cfg, const struct exp_targ
             for (int i = 0; i < BLOCK_NUM_LINEARS; i++) {
                 if (!((t->modules >> i) & 1u))
                     continue;
-                if (out && n < max) {
-                    out[n].d_out = i == BLOCK_LIN_FC1 ? F : C;
-                    out[n].d_in = i == BLOCK_LIN_FC2 ? F : C;
-                }
+                if (out && n < max)
+                    block_linear_shape((enum block_linear)i, C, F, &out[n].d_out,
+                                       &out[n].d_in);
                 n++;
             }
     }
