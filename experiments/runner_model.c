@@ -150,12 +150,9 @@ size_t runner_target_shapes(const struct clip_config *cfg, const struct exp_targ
 
 static int plan_config(const struct exp_model *model, struct clip_config *cfg)
 {
-    char path[4096];
-
     if (model->preset)
         return clip_config_preset(cfg, model->name);
-    snprintf(path, sizeof(path), "%s/config.json", model->name);
-    return clip_config_load(cfg, path);
+    return clip_config_load_dir(cfg, model->name, NULL);   /* either layout */
 }
 
 int runner_plan_shapes(void *ctx, const struct run_plan *plan, const struct adapter_shape **shapes,

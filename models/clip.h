@@ -404,6 +404,9 @@ void clip_adapters_zero_grad(struct clip_adapters *ca);
 void clip_adapters_set_training(struct clip_adapters *ca, bool training);
 /* "vision_model.encoder.layers.3.self_attn.q_proj" for site i, in buf */
 const char *clip_site_name(const struct clip_site *s, char *buf, size_t size);
+/* the weight (d_out, d_in) site s adapts, in m's block: in_proj's is the
+ * layer's adjacent q/k/v weights, one (3C, C) matrix */
+float *clip_site_weight(struct clip_model *m, const struct clip_site *s);
 /* the adapter at (tower, layer, lin), or NULL */
 struct adapter *clip_adapters_find(const struct clip_adapters *ca, enum clip_tower tower,
                                    size_t layer, enum block_linear lin);

@@ -400,7 +400,7 @@ int clip_path_mode_parse(const char *name, enum clip_path_mode *out)
 
 /* the frozen weight (d_out, d_in) of a site, writable: m->params is the
  * model's own block, viewed const by the layers */
-static float *site_weight(struct clip_model *m, const struct clip_site *s)
+float *clip_site_weight(struct clip_model *m, const struct clip_site *s)
 {
     const struct block_params *p = &(s->tower == CLIP_TOWER_VISION ? m->vlayer : m->tlayer)[s->layer];
     const float *w = block_linear_weight(p, s->lin);
@@ -489,9 +489,9 @@ static void site_unmerge(struct clip_adapters *ca, struct clip_model *m, size_t 
     const struct clip_site *s = &ca->sites[k];
 
     if (ca->merged_params)
-        adapter_unmerge_old(&ca->adapters[k], site_weight(m, s), site_merged_params(ca, k));
+        adapter_unmerge_old(&ca->adapters[k], clip_site_weight(m, s), site_merged_params(ca, k));
     else
-        adapter_unmerge(&ca->adapters[k], site_weight(m, s));
+        adapter_unmerge(&ca->adapters[k], clip_site_weight(m, s));
     ca->merged[k] = false;
     site_layer(ca, s)->merged[s->lin] = false;
     ca->n_merged--;
@@ -528,7 +528,7 @@ void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
         const struct clip_site *s = &ca->sites[k];
         struct adapter *a = &ca->adapters[k];
         const size_t np = a->n_params;
-        float *w = site_weight(m, s);
+        float *w = clip_site_weight(m, s);
         const size_t rows_k = clip_site_rows(m, s, sz);
         const size_t micro = s->tower == CLIP_TOWER_VISION ? sz->vision_micro : sz->text_micro;
         bool merge = site_wants_merge(ca, k, rows_k, micro);
@@ -622,7 +622,7 @@ int clip_adapters_rebase(struct clip_adapters *ca, struct clip_model *m, const c
      * the model's layout says which stored tensors hold it (a packed site's
      * three HF tensors, or open_clip's one in_proj_weight) */
     for (size_t k = 0; k < ca->n_sites && rc == RL_OK; k++) {
-        const float *w = site_weight(m, &ca->sites[k]);
+        const float *w = clip_site_weight(m, &ca->sites[k]);
 
         if (!ca->drifted[k])
             continue;

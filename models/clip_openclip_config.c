@@ -235,6 +235,15 @@ int clip_openclip_config_parse(struct clip_config *c, const char *json, size_t l
         return rl_error_set(RL_ERR_FORMAT, "%s: expected a JSON object with \"model_cfg\" (an "
                             "object with vision_cfg and text_cfg)", where);
     }
+    /* quick_gelu: the key; without it, a model name that says so (open_clip's
+     * "-quickgelu" model variants), else open_clip's default, nn.GELU */
+    if (!item(mc, "quick_gelu")) {
+        const cJSON *nm = item(root, "model_name") ? item(root, "model_name")
+                                                   : item(mc, "model_name");
+
+        if (nm && cJSON_IsString(nm) && strstr(nm->valuestring, "quickgelu"))
+            act = BLOCK_ACT_QUICK_GELU;
+    }
     if ((it = item(mc, "quick_gelu"))) {
         if (!cJSON_IsBool(it))
             rc = rl_error_set(RL_ERR_FORMAT, "%s: model_cfg.quick_gelu: expected true or false",

@@ -23,6 +23,8 @@
 #include <string.h>
 
 #include "clip_harness.h"
+#include "cli/commands.h"
+#include "test_cmd.h"
 #include "core/rng.h"
 #include "core/status.h"
 #include "experiments/runner.h"
@@ -463,6 +465,60 @@ START_TEST(test_inproj_paper_lora_init)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* the paper's placement on ViT-B/32: randlora params --model                */
+
+/* randlora params --count for method args on clip-vit-b-32's in_proj, fc1,
+ * fc2, both towers */
+static size_t params_count(const char *dir, const char *method, const char *rank,
+                           const char *profile)
+{
+    struct test_captured c = test_run_cmd(dir, cmd_params, "params", "--method", method,
+                                          "--rank", rank, "--profile", profile, "--model",
+                                          "clip-vit-b-32", "--modules", "in_proj,fc1,fc2",
+                                          "--count", NULL);
+    size_t n;
+
+    ck_assert_msg(c.status == 0, "params %s: %s", method, c.err);
+    n = strtoull(c.out, NULL, 10);
+    test_captured_free(&c);
+    return n;
+}
+
+START_TEST(test_inproj_paper_counts)
+{
+    /* per tower: width d, MLP 4d, 12 layers; in_proj (3d, d), fc1 (4d, d),
+     * fc2 (d, 4d): min dimension d everywhere, max 3d, 4d, 4d */
+    const size_t dv = 768, dt = 512, L = 12, r_rl = 6, r_lo = 32, r_ve = 256, k = 1024;
+    const size_t nv = dv / r_rl + 1, nt = dt / r_rl + 1;   /* paper: floor(d/r) + 1 */
+    char dir[1024];
+    struct test_captured c;
+
+    ck_assert_ptr_nonnull(test_tmpdir_make(dir, sizeof(dir), "inproj_counts"));
+    /* RandLoRA n (r + d) per layer: 5,198,184 (the "about 5.2 M") */
+    ck_assert_uint_eq(params_count(dir, "randlora", "6", "paper"),
+                      3 * L * (nv * (r_rl + dv) + nt * (r_rl + dt)));
+    /* LoRA r (d_in + d_out): 6,881,280 ("about 6.9 M") */
+    ck_assert_uint_eq(params_count(dir, "lora", "32", "paper"),
+                      L * r_lo * ((dv + 3 * dv) + 2 * (dv + 4 * dv) +
+                                  (dt + 3 * dt) + 2 * (dt + 4 * dt)));
+    /* VeRA r + d_out */
+    ck_assert_uint_eq(params_count(dir, "vera", "256", "peft"),
+                      L * (3 * r_ve + 3 * dv + 4 * dv + dv + 3 * r_ve + 3 * dt + 4 * dt + dt));
+    /* NoLA 2 k per layer at any shape */
+    ck_assert_uint_eq(params_count(dir, "nola", "1", "paper"), 2 * k * 6 * L);
+    /* full: the adapted matrices */
+    ck_assert_uint_eq(params_count(dir, "full", "1", "peft"),
+                      L * (3 * dv * dv + 8 * dv * dv + 3 * dt * dt + 8 * dt * dt));
+    c = test_run_cmd(dir, cmd_params, "params", "--method", "lora", "--rank", "4", "--model",
+                     "clip-vit-b-32", "--modules", "in_proj,q_proj", NULL);
+    test_assert_one_line_error(&c, "randlora params: ", "in_proj is q, k and v as one linear",
+                               "in_proj with q_proj");
+    test_captured_free(&c);
+    test_tmpdir_remove(dir);
+}
+END_TEST
+
 Suite *suite_inproj(void)
 {
     Suite *s = suite_create("inproj");
@@ -477,6 +533,7 @@ Suite *suite_inproj(void)
     tcase_add_test(tc, test_inproj_rebase_openclip);
     tcase_add_test(tc, test_inproj_bf16_copies);
     tcase_add_test(tc, test_inproj_paper_lora_init);
+    tcase_add_test(tc, test_inproj_paper_counts);
     suite_add_tcase(s, tc);
     return s;
 }
