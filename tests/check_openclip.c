@@ -470,6 +470,60 @@ START_TEST(test_openclip_commands)
 }
 END_TEST
 
+/* train on a model dir (merged path: the runner re-bases from the model's
+ * own weights file at each checkpoint), then info's train and final lines */
+static char *train_summary(const char *dir, const char *model, const char *tag)
+{
+    char ini[1400], out[1400], h5[1500], text[2048];
+    struct test_captured c;
+    char *a, *b, *res;
+    FILE *f;
+
+    snprintf(ini, sizeof(ini), "%s/%s.ini", dir, tag);
+    snprintf(out, sizeof(out), "%s/%s", dir, tag);
+    snprintf(text, sizeof(text),
+             "[experiment]\nname = t\noutput = %s\n[model]\nname = %s\n"
+             "[data]\ndataset = shapes-count\neval = shapes-count:test\nprompt = {}\n"
+             "shots = 4\neval_limit = 24\n[method]\nmethods = randlora\nrank = 4\n"
+             "modules = in_proj, fc1\n[train]\nsteps = 4\nbatch = 12\nlr = 1e-2\n"
+             "eval_every = 2\ncheckpoint_every = 2\n[sweep]\nseeds = 1\n", out, model);
+    f = fopen(ini, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    c = test_run_cmd(dir, cmd_train, "train", "-c", ini, "-q", NULL);
+    ck_assert_msg(c.status == 0, "train on %s: %s", model, c.err);
+    test_captured_free(&c);
+    snprintf(h5, sizeof(h5), "%s/randlora-r4-s4-seed1.h5", out);
+    c = test_run_cmd(dir, cmd_info, "info", h5, NULL);
+    ck_assert_msg(c.status == 0, "info: %s", c.err);
+    a = strstr(c.out, "\ntrain ");
+    b = strstr(c.out, ", peak RSS");
+    ck_assert(a && b && b > a);
+    res = strndup(a, (size_t)(b - a));
+    test_captured_free(&c);
+    return res;
+}
+
+START_TEST(test_openclip_train)
+{
+    char dir[1024];
+    char *oc, *hf;
+
+    ck_assert_ptr_nonnull(test_tmpdir_make(dir, sizeof(dir), "octrain"));
+    setenv("RANDLORA_ADAPTER_PATH", "merged", 1);
+    oc = train_summary(dir, oc_dir(), "oc");
+    hf = train_summary(dir, oc_hf_dir(), "hf");
+    unsetenv("RANDLORA_ADAPTER_PATH");
+    /* the same block, the same run: losses and accuracy to the last digit */
+    ck_assert_msg(!strcmp(oc, hf), "open_clip:\n%s\nHF:\n%s", oc, hf);
+    ck_assert_ptr_nonnull(strstr(oc, "final"));
+    free(oc);
+    free(hf);
+    test_tmpdir_remove(dir);
+}
+END_TEST
+
 Suite *suite_openclip(void)
 {
     Suite *s = suite_create("openclip");
@@ -482,6 +536,7 @@ Suite *suite_openclip(void)
     tcase_add_test(tc, test_openclip_config);
     tcase_add_test(tc, test_openclip_hostile);
     tcase_add_test(tc, test_openclip_commands);
+    tcase_add_test(tc, test_openclip_train);
     suite_add_tcase(s, tc);
     return s;
 }
