@@ -14,7 +14,9 @@
  *           cross-entropy over class prompts (fine-tuning)
  *
  * Files: clip.c (forward, backward, heads), clip_io.c (config.json,
- * safetensors load and save, the tensor table), clip_adapters.c (targets
+ * safetensors load and save, the tensor table), clip_layout.c (the two
+ * directory layouts, HF's and open_clip's, on the one block),
+ * clip_openclip_config.c (open_clip_config.json), clip_adapters.c (targets
  * and the trainable block), presets.c (preset shapes, random init).
  *
  * Memory (llm.c's malloc_and_point; style-anchors.md 1.3, 7.5):
@@ -280,12 +282,15 @@ int clip_openclip_config_parse(struct clip_config *c, const char *json, size_t l
  * with RL_ERR_ARG set when open_clip cannot express it (above) */
 char *clip_openclip_config_to_json(const struct clip_config *c);
 
-/* Load a model directory: DIR/config.json + DIR/model.safetensors (F32,
- * F16 or BF16, converted to float). Every table tensor must be present with
- * its shape (RL_ERR_FORMAT naming it otherwise); other keys (the legacy
- * position_ids buffers) are ignored. logit_scale may be () or (1). */
+/* Load a model directory of either layout (clip_dir_layout; m->layout says
+ * which): DIR/config.json + DIR/model.safetensors, or open_clip_config.json
+ * + open_clip_model.safetensors (F32, F16 or BF16, converted to float).
+ * Every stored tensor must be present with its shape (RL_ERR_FORMAT naming
+ * it otherwise); other keys (the legacy position_ids buffers) are ignored.
+ * logit_scale may be () or (1). */
 int  clip_model_load(struct clip_model *m, const char *dir);
-/* Load the weights of an already laid-out model from a safetensors file. */
+/* Load the weights of an already laid-out model from an HF-layout
+ * safetensors file (clip_model_load_weights_as for either layout). */
 int  clip_model_load_weights(struct clip_model *m, const char *path);
 /* Write DIR/config.json and DIR/model.safetensors (dtype ST_F32, ST_F16 or
  * ST_BF16); DIR is created when missing. */
