@@ -38,7 +38,7 @@ const char *const cfg_w_profile[]   = { "peft", "paper", "paper_2024", NULL };
 const char *const cfg_w_precision[] = { "fp32", "bf16", NULL };   /* enum clip_precision */
 const char *const cfg_w_basis[]     = { "dense", "sparse", "very_sparse", NULL };
 const char *const cfg_w_module[EXP_N_MODULES] = {
-    "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2",
+    "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2", "in_proj",
 };
 
 const struct keydef cfg_keys[] = {

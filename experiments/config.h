@@ -183,7 +183,7 @@
  * v_proj, out_proj, fc1, fc2) */
 #define EXP_TOWER_VISION 1u
 #define EXP_TOWER_TEXT   2u
-#define EXP_N_MODULES    6
+#define EXP_N_MODULES    7   /* enum block_linear: the six, then in_proj */
 
 /* the most runs a grid may have (and settings a method's axes may give) */
 #define EXP_MAX_RUNS     1000000

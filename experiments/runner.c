@@ -180,12 +180,9 @@ static int state_init(struct run_state *s, const struct run_plan *p)
     if ((rc = runner_load_model(&s->m, &p->model)) != RL_OK)
         return rc;
     {
-        /* where merged weights are re-based from (clip_adapters_rebase) */
-        const char *dir = runner_model_dir(&p->model);
-        size_t n = strlen(dir) + sizeof("/model.safetensors");
-
-        s->weights_path = xmalloc(n);
-        snprintf(s->weights_path, n, "%s/model.safetensors", dir);
+        /* where merged weights are re-based from (clip_adapters_rebase):
+         * the weights file of the layout the model was loaded from */
+        s->weights_path = clip_dir_file(runner_model_dir(&p->model), s->m.layout, true);
     }
     size = s->m.cfg.vision.image_size;
     if (p->image_size && p->image_size != size)

@@ -415,7 +415,10 @@ START_TEST(test_errors)
                  "clip-vit-l-14) or a model directory (a path with a '/', e.g. ./clip-vit-b32)");
     expect_error("[method]\nmodules = q_proj, c_fc\n", NULL, 0,
                  "t.ini:2: method.modules = 'q_proj, c_fc': item 'c_fc': expected q_proj, "
-                 "k_proj, v_proj, out_proj, fc1, fc2, or attn, qkv, mlp, all");
+                 "k_proj, v_proj, out_proj, fc1, fc2, in_proj, or attn, qkv, mlp, all");
+    expect_error("[method]\nmodules = in_proj, k_proj\n", NULL, 0,
+                 "t.ini:2: method.modules = 'in_proj, k_proj': in_proj adapts q, k and v as one "
+                 "linear; list it or q_proj, k_proj, v_proj (qkv), not both");
     expect_error("[method]\nlayers = 5-2\n", NULL, 0, "t.ini:2: method.layers = '5-2': expected "
                  "* (every layer), a layer N or a range A-B with A <= B (0-based, inclusive)");
     expect_error("[method]\ntowers = audio\n", NULL, 0, "t.ini:2: method.towers = 'audio': item "

@@ -45,6 +45,8 @@ int main(int argc, char **argv)
         suite_clip_model,
         suite_clip_paths,
         suite_clip_recompute,
+        suite_inproj,
+        suite_openclip,
         suite_adapter_io,
         suite_adapter_io_hostile,
         suite_config,

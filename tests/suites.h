@@ -36,6 +36,8 @@ Suite *suite_plot_writer(void);
 Suite *suite_clip(void);
 Suite *suite_clip_model(void);
 Suite *suite_clip_paths(void);
+Suite *suite_inproj(void);
+Suite *suite_openclip(void);
 Suite *suite_clip_recompute(void);
 Suite *suite_adapter_io(void);
 Suite *suite_adapter_io_hostile(void);
