@@ -37,6 +37,7 @@ int main(int argc, char **argv)
         suite_plot_writer,
         suite_clip,
         suite_clip_model,
+        suite_dinov2,
         suite_clip_paths,
         suite_clip_recompute,
         suite_adapter_io,
