@@ -117,6 +117,7 @@ const char *run_plan_diff(const struct run_plan *a, const struct run_plan *b)
     DIFF(s->batch == t->batch, "train.batch");
     DIFF(s->accumulate == t->accumulate, "train.accumulate");
     DIFF(s->lr == t->lr, "train.lr");
+    DIFF(s->lr_head == t->lr_head, "train.lr_head");
     DIFF(s->weight_decay == t->weight_decay, "train.weight_decay");
     DIFF(s->beta1 == t->beta1, "train.beta1");
     DIFF(s->beta2 == t->beta2, "train.beta2");

@@ -338,6 +338,8 @@ int run_adapters_load(struct run_adapters *ra, struct store *s)
             has_shared = true;
             continue;
         }
+        if (!strcmp(names[i], RUN_ADAPTERS_HEAD))
+            continue;
         snprintf(obj, sizeof obj, "/adapter/%s", names[i]);
         if ((rc = store_list(s, obj, &sub, &n_sub))) {
             rc = keep_format(rc);
