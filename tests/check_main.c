@@ -55,6 +55,7 @@ int main(int argc, char **argv)
         suite_model_cmds,
         suite_runner,
         suite_runner_val,
+        suite_train_head,
         suite_overwrite,
         suite_analyze,
         suite_analyze_cka,
