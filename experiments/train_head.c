@@ -210,6 +210,9 @@ int run_head_prepare(struct run_state *s, size_t *size, struct transform *tf, bo
         h->FD = s->m.cfg.projection_dim;
         return RL_OK;
     }
+    if (p->train.recompute)
+        return rl_error_set(RL_ERR_ARG, "%s: train.recompute is not implemented for DINOv2 "
+                            "models (every layer's activations are kept)", p->id);
     transform_init_clip(tf, (int)s->m.cfg.vision.image_size);
     if ((rc = head_preprocessing(runner_model_dir(&p->model), s->m.cfg.vision.image_size,
                                  p->image_size, tf, &from_file)) != RL_OK)
@@ -242,6 +245,8 @@ int run_head_init(struct run_state *s)
         return rc;
     if (h->dinov2)
         dinov2_run_init(&h->dr, &s->m, s->B, s->vision_adapted);
+    else if (p->train.recompute && s->vision_adapted)
+        clip_vision_run_init_recompute(&s->vr, &s->m, s->B);
     else
         clip_vision_run_init(&s->vr, &s->m, s->B, s->vision_adapted);
     return RL_OK;

@@ -504,18 +504,18 @@ static char *join(const char *dir, const char *name)
 
 int dinov2_model_load(struct clip_model *m, const char *dir)
 {
+    char *path = join(dir, "config.json");
     struct clip_config cfg;
-    char *cpath = join(dir, "config.json"), *wpath = join(dir, "model.safetensors");
-    int rc;
+    int rc = dinov2_config_load(&cfg, path);
 
+    free(path);
     memset(m, 0, sizeof(*m));
-    rc = dinov2_config_load(&cfg, cpath);
-    if (!rc)
-        rc = dinov2_model_init(m, &cfg);
-    if (!rc && (rc = clip_model_load_weights(m, wpath)))
+    if (rc || (rc = dinov2_model_init(m, &cfg)))
+        return rc;
+    path = join(dir, "model.safetensors");
+    if ((rc = clip_model_load_weights(m, path)))
         clip_model_free(m);
-    free(cpath);
-    free(wpath);
+    free(path);
     return rc;
 }
 

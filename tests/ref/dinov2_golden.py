@@ -29,38 +29,21 @@ for S = the native size and a larger one (position interpolation).
 import json
 import math
 import os
-import struct
 import sys
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-MAGIC = b"RLGT"
-VERSION = 1
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_block_golden import write as write_golden  # noqa: E402  the RLGT writer
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIX = os.path.normpath(os.path.join(HERE, "..", "fixtures"))
 
 LINEARS = [("q", "attention.attention.query"), ("k", "attention.attention.key"),
            ("v", "attention.attention.value"), ("o", "attention.output.dense"),
            ("fc1", "mlp.fc1"), ("fc2", "mlp.fc2")]
-
-
-def write_golden(path, tensors):
-    names = [n for n, _ in tensors]
-    assert len(names) == len(set(names)), "duplicate tensor names"
-    with open(path, "wb") as f:
-        f.write(MAGIC)
-        f.write(struct.pack("<II", VERSION, len(tensors)))
-        for name, t in tensors:
-            t = t.detach().to(torch.float32).contiguous()
-            nb = name.encode("utf-8")
-            f.write(struct.pack("<I", len(nb)))
-            f.write(nb)
-            f.write(struct.pack("<I", t.dim()))
-            f.write(struct.pack("<%dI" % t.dim(), *t.shape))
-            vals = t.reshape(-1).tolist()
-            f.write(struct.pack("<%df" % len(vals), *vals))
 
 
 def make_weights(cfg, gen):
