@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/commands.h"
 #include "core/status.h"
 #include "datasets/transforms.h"
 #include "experiments/config.h"
@@ -129,6 +130,30 @@ START_TEST(test_methods_train_dinov2)
         if (!strcmp(methods[i], "none"))
             ck_assert_uint_eq(res.n_trainable % 65, 0);
         ck_assert(res.accuracy >= 0 && res.accuracy <= 1);
+    }
+    /* the rest of the pipeline reads a head run: export writes the adapters
+     * under the checkpoint's module paths, analyze and info read it */
+    {
+        char run[256], out[256], *txt = NULL;
+        char *ex[] = { "export", run, "-o", out, NULL };
+        char *an[] = { "analyze", run, NULL };
+        char *in[] = { "info", run, NULL };
+        struct st_file *f;
+
+        snprintf(run, sizeof(run), "%s/lora.h5", t.dir);
+        snprintf(out, sizeof(out), "%s/exported", t.dir);
+        ck_assert_msg(run_cmd_captured(cmd_export, 4, ex, &txt) == 0, "%s", txt);
+        free(txt);
+        snprintf(out, sizeof(out), "%s/exported/adapter_model.safetensors", t.dir);
+        ck_assert_int_eq(st_open(&f, out), RL_OK);
+        ck_assert_ptr_nonnull(st_find(f, "base_model.model.encoder.layer.1.attention.attention."
+                                         "query.lora_A.weight"));
+        st_close(f);
+        ck_assert_msg(run_cmd_captured(cmd_analyze, 2, an, &txt) == 0, "%s", txt);
+        free(txt);
+        ck_assert_msg(run_cmd_captured(cmd_info, 2, in, &txt) == 0, "%s", txt);
+        ck_assert_ptr_nonnull(strstr(txt, "method       lora"));
+        free(txt);
     }
     tmp_cleanup(&t);
 }
