@@ -312,6 +312,45 @@ START_TEST(test_preprocessing)
 }
 END_TEST
 
+/* the keys round-trip through a run's stored config; a prompt-classifier
+ * run's text is as before unless they are set */
+START_TEST(test_config_keys)
+{
+    static const char *const set[] = { "train.lr_head=0.01", "model.features=cls_mean" };
+    static const char *const head[] = { "model.head=linear" };
+    struct tmp t;
+    struct experiment e;
+    struct run_plan *plans;
+    char *text;
+
+    tmp_setup(&t, false);
+    make_plan(&plans, &e, &t, NULL, 0);
+    text = run_plan_to_ini(&plans[0]);
+    ck_assert_ptr_null(strstr(text, "head"));
+    ck_assert_ptr_null(strstr(text, "features"));
+    free(text);
+    run_plans_free(plans, 1);
+    experiment_free(&e);
+    make_plan(&plans, &e, &t, set, 2);
+    ck_assert_int_eq(run_plan_check_roundtrip(&plans[0]), RL_OK);
+    text = run_plan_to_ini(&plans[0]);
+    ck_assert_ptr_nonnull(strstr(text, "lr_head = 0.01"));
+    ck_assert_ptr_nonnull(strstr(text, "features = cls_mean"));
+    free(text);
+    run_plans_free(plans, 1);
+    experiment_free(&e);
+    make_plan(&plans, &e, &t, head, 1);
+    ck_assert_int_eq(run_plan_check_roundtrip(&plans[0]), RL_OK);
+    text = run_plan_to_ini(&plans[0]);
+    ck_assert_ptr_nonnull(strstr(text, "head = linear"));
+    ck_assert_ptr_nonnull(strstr(text, "lr_head = 0.001"));
+    free(text);
+    run_plans_free(plans, 1);
+    experiment_free(&e);
+    tmp_cleanup(&t);
+}
+END_TEST
+
 Suite *suite_train_head(void)
 {
     Suite *s = suite_create("train_head");
@@ -323,6 +362,7 @@ Suite *suite_train_head(void)
     tcase_add_test(tc, test_resume_exact);
     tcase_add_test(tc, test_lr_head);
     tcase_add_test(tc, test_preprocessing);
+    tcase_add_test(tc, test_config_keys);
     suite_add_tcase(s, tc);
     return s;
 }
