@@ -377,12 +377,12 @@ static int info_model_dir(const char *dir)
     snprintf(cpath, nd, "%s/config.json", dir);
     snprintf(wpath, nd, "%s/model.safetensors", dir);
     if ((rc = backbone_config_load(&c, cpath)) ||
-        (rc = c.layout == CLIP_LAYOUT_DINOV2 ? dinov2_model_init(&m, &c)
+        (rc = c.arch == CLIP_ARCH_DINOV2 ? dinov2_model_init(&m, &c)
                                              : clip_model_init(&m, &c)) ||
         (rc = st_open(&f, wpath)))
         goto out;
     printf("%-12s %s\n", "model", dir);
-    if (c.layout == CLIP_LAYOUT_DINOV2)
+    if (c.arch == CLIP_ARCH_DINOV2)
         printf("%-12s DINOv2, %zu register tokens, layerscale, %s parameters\n", "config",
                c.vision.register_tokens, grouped(g, sizeof g, dinov2_config_n_params(&c)));
     else
@@ -392,7 +392,7 @@ static int info_model_dir(const char *dir)
            "MLP %zu, %s\n", "vision", c.vision.image_size, c.vision.patch_size,
            clip_vision_tokens(&c.vision), c.vision.hidden, c.vision.layers, c.vision.heads,
            c.vision.intermediate, act_str(c.vision.act));
-    if (c.layout != CLIP_LAYOUT_DINOV2)
+    if (c.arch != CLIP_ARCH_DINOV2)
         printf("%-12s vocab %zu, context %zu, width %zu, %zu layers, %zu heads, MLP %zu, %s, "
                "eos %lld\n", "text", c.text.vocab_size, c.text.context, c.text.hidden,
                c.text.layers, c.text.heads, c.text.intermediate, act_str(c.text.act),

@@ -200,7 +200,7 @@ static int state_init(struct run_state *s, const struct run_plan *p)
         if ((rc = run_head_prepare(s, &size, &tf, &custom_tf)) != RL_OK)
             return rc;
     } else {
-        if (s->m.cfg.layout == CLIP_LAYOUT_DINOV2)
+        if (s->m.cfg.arch == CLIP_ARCH_DINOV2)
             return rl_error_set(RL_ERR_ARG, "%s: model %s is a DINOv2 image backbone, which has "
                                 "no text tower for class prompts: set model.head = linear",
                                 p->id, p->model.name);

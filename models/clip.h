@@ -103,13 +103,13 @@ struct clip_text_config {
 /* whose weights a struct clip_model holds: CLIP's two towers, or a DINOv2
  * image backbone (models/dinov2.h: the vision tower only, HF Dinov2Model
  * names, LayerScale, no projection; text.layers = 0) */
-enum clip_layout {
-    CLIP_LAYOUT_CLIP = 0,
-    CLIP_LAYOUT_DINOV2,
+enum clip_arch {
+    CLIP_ARCH_CLIP = 0,
+    CLIP_ARCH_DINOV2,
 };
 
 struct clip_config {
-    enum clip_layout layout;    /* CLIP_LAYOUT_CLIP unless models/dinov2.h set it */
+    enum clip_arch arch;      /* CLIP_ARCH_CLIP unless models/dinov2.h set it */
     struct clip_text_config text;
     struct clip_vision_config vision;
     size_t projection_dim;      /* D, 512                                    */
@@ -270,7 +270,7 @@ int clip_targets_parse(const char *spec, struct clip_target *out, size_t max, si
 
 /* one adapted linear */
 struct clip_site {
-    enum clip_layout layout;    /* the model's: names the site (clip_site_name) */
+    enum clip_arch arch;      /* the model's: names the site (clip_site_name) */
     enum clip_tower tower;
     size_t layer;
     enum block_linear lin;

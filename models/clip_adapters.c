@@ -186,7 +186,7 @@ static void lin_shape(const struct clip_model *m, enum clip_tower t, enum block_
 
 const char *clip_site_name(const struct clip_site *s, char *buf, size_t size)
 {
-    if (s->layout == CLIP_LAYOUT_DINOV2) {
+    if (s->arch == CLIP_ARCH_DINOV2) {
         snprintf(buf, size, "encoder.layer.%zu.%s", s->layer, dinov2_linear_paths[s->lin]);
         return buf;
     }
@@ -280,7 +280,7 @@ int clip_adapters_init(struct clip_adapters *ca, const struct clip_model *m,
                 if (!((sel[tw][l] >> i) & 1u))
                     continue;
                 s = &ca->sites[ca->n_sites++];
-                s->layout = m->cfg.layout;
+                s->arch = m->cfg.arch;
                 s->tower = (enum clip_tower)tw;
                 s->layer = l;
                 s->lin = (enum block_linear)i;

@@ -330,7 +330,7 @@ static void add_num(cJSON *o, const char *key, double v)
 
 char *clip_config_to_json(const struct clip_config *c)
 {
-    if (c->layout == CLIP_LAYOUT_DINOV2)
+    if (c->arch == CLIP_ARCH_DINOV2)
         return dinov2_config_to_json(c);
 
     cJSON *root = cJSON_CreateObject(), *t = cJSON_CreateObject(), *v = cJSON_CreateObject();

@@ -23,7 +23,7 @@
  * native grid the table is used as it is. A "dinov2_with_registers" config
  * must have num_register_tokens >= 1 (the two go together here).
  *
- * A DINOv2 model is a struct clip_model with cfg.layout = CLIP_LAYOUT_DINOV2:
+ * A DINOv2 model is a struct clip_model with cfg.arch = CLIP_ARCH_DINOV2:
  * the same one-block weights (HF key names, dinov2_io.c), each layer's 16
  * block.h tensors followed by its two LayerScale vectors (block_params.ls1,
  * ls2), no text tower (text.layers = 0); so clip_adapters (targets "vision:"

@@ -44,7 +44,7 @@ static const char *const layer_names[BLOCK_NUM_PARAMS] = {
 void dinov2_config_defaults(struct clip_config *c)
 {
     memset(c, 0, sizeof(*c));
-    c->layout = CLIP_LAYOUT_DINOV2;
+    c->arch = CLIP_ARCH_DINOV2;
     c->vision = (struct clip_vision_config){
         .image_size = 224, .patch_size = 14, .num_channels = 3, .hidden = 768,
         .layers = 12, .heads = 12, .intermediate = 3072, .act = BLOCK_ACT_GELU,
@@ -373,7 +373,7 @@ int dinov2_model_init(struct clip_model *m, const struct clip_config *cfg)
     int rc;
 
     memset(m, 0, sizeof(*m));
-    if (cfg->layout != CLIP_LAYOUT_DINOV2)
+    if (cfg->arch != CLIP_ARCH_DINOV2)
         return rl_error_set(RL_ERR_ARG, "dinov2_model_init: not a DINOv2 config");
     if ((rc = validate(cfg, "dinov2 config")))
         return rc;

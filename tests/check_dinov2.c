@@ -41,7 +41,7 @@ static void load_fixture(struct clip_model *m, struct golden *g, const char *nam
     snprintf(dir, sizeof(dir), "%s", fixture_path(name));
     rc = backbone_model_load(m, dir);
     ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
-    ck_assert_int_eq(m->cfg.layout, CLIP_LAYOUT_DINOV2);
+    ck_assert_int_eq(m->cfg.arch, CLIP_ARCH_DINOV2);
     snprintf(path, sizeof(path), "%s/golden.bin", dir);
     rc = golden_open(g, path, DINOV2_GOLDEN_HINT);
     ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
@@ -314,7 +314,7 @@ START_TEST(test_presets_and_round_trip)
     ck_assert_int_eq(dinov2_model_save(&m, dir, ST_F32), RL_OK);
     rc = backbone_model_load(&back, dir);
     ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
-    ck_assert_int_eq(back.cfg.layout, CLIP_LAYOUT_DINOV2);
+    ck_assert_int_eq(back.cfg.arch, CLIP_ARCH_DINOV2);
     ck_assert_uint_eq(back.cfg.vision.register_tokens, 1);
     ck_assert_uint_eq(back.n_params, m.n_params);
     ck_assert_int_eq(memcmp(back.params, m.params, m.n_params * sizeof(float)), 0);
