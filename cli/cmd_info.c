@@ -28,6 +28,7 @@
 #include "core/status.h"
 #include "cli/commands.h"
 #include "models/clip.h"
+#include "models/dinov2.h"
 #include "formats/safetensors.h"
 #include "results/store.h"
 
@@ -375,7 +376,8 @@ static int info_model_dir(const char *dir)
     int rc;
 
     memset(&m, 0, sizeof(m));
-    if ((rc = clip_config_load_dir(&c, dir, &layout)) || (rc = clip_model_init(&m, &c)))
+    if ((rc = backbone_config_load_dir(&c, dir, &layout)) ||
+        (rc = c.arch == CLIP_ARCH_DINOV2 ? dinov2_model_init(&m, &c) : clip_model_init(&m, &c)))
         goto out;
     snprintf(wpath, nd, "%s/%s", dir, clip_layout_weights_file(layout));
     if ((rc = st_open(&f, wpath)))
@@ -383,16 +385,21 @@ static int info_model_dir(const char *dir)
     printf("%-12s %s\n", "model", dir);
     printf("%-12s %s (%s + %s)\n", "layout", layout == CLIP_LAYOUT_OPENCLIP ? "open_clip" :
            "Hugging Face", clip_layout_config_file(layout), clip_layout_weights_file(layout));
-    printf("%-12s CLIP, projection %zu, %s parameters\n", "config", c.projection_dim,
-           grouped(g, sizeof g, clip_config_n_params(&c)));
+    if (c.arch == CLIP_ARCH_DINOV2)
+        printf("%-12s DINOv2, %zu register tokens, layerscale, %s parameters\n", "config",
+               c.vision.register_tokens, grouped(g, sizeof g, dinov2_config_n_params(&c)));
+    else
+        printf("%-12s CLIP, projection %zu, %s parameters\n", "config", c.projection_dim,
+               grouped(g, sizeof g, clip_config_n_params(&c)));
     printf("%-12s image %zu, patch %zu (%zu tokens), width %zu, %zu layers, %zu heads, "
            "MLP %zu, %s\n", "vision", c.vision.image_size, c.vision.patch_size,
            clip_vision_tokens(&c.vision), c.vision.hidden, c.vision.layers, c.vision.heads,
            c.vision.intermediate, act_str(c.vision.act));
-    printf("%-12s vocab %zu, context %zu, width %zu, %zu layers, %zu heads, MLP %zu, %s, "
-           "eos %lld\n", "text", c.text.vocab_size, c.text.context, c.text.hidden,
-           c.text.layers, c.text.heads, c.text.intermediate, act_str(c.text.act),
-           (long long)c.text.eos_token_id);
+    if (c.arch != CLIP_ARCH_DINOV2)
+        printf("%-12s vocab %zu, context %zu, width %zu, %zu layers, %zu heads, MLP %zu, %s, "
+               "eos %lld\n", "text", c.text.vocab_size, c.text.context, c.text.hidden,
+               c.text.layers, c.text.heads, c.text.intermediate, act_str(c.text.act),
+               (long long)c.text.eos_token_id);
     /* every stored tensor present with its shape (logit_scale: () or (1)) */
     if ((rc = clip_model_check_file(&m, layout, f, wpath, &present)))
         goto out;

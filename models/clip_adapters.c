@@ -13,6 +13,7 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "models/clip.h"
+#include "models/dinov2.h"
 #include "formats/safetensors.h"
 
 static const char *const tower_names[CLIP_NUM_TOWERS] = { "vision", "text" };
@@ -161,6 +162,11 @@ int clip_targets_parse(const char *spec, struct clip_target *out, size_t max, si
 /* "vision (layers 0-11), text (layers 0-11); modules: ..." */
 static const char *what_exists(const struct clip_model *m, char *buf, size_t size)
 {
+    if (m->cfg.text.layers == 0) {      /* an image backbone (DINOv2) */
+        snprintf(buf, size, "towers: vision (layers 0-%zu); modules: " MODULE_LIST,
+                 m->cfg.vision.layers - 1);
+        return buf;
+    }
     snprintf(buf, size, "towers: vision (layers 0-%zu), text (layers 0-%zu); modules: "
              MODULE_LIST, m->cfg.vision.layers - 1, m->cfg.text.layers - 1);
     return buf;
@@ -183,6 +189,10 @@ static void lin_shape(const struct clip_model *m, enum clip_tower t, enum block_
 
 const char *clip_site_name(const struct clip_site *s, char *buf, size_t size)
 {
+    if (s->arch == CLIP_ARCH_DINOV2) {
+        snprintf(buf, size, "encoder.layer.%zu.%s", s->layer, dinov2_linear_paths[s->lin]);
+        return buf;
+    }
     snprintf(buf, size, "%s.encoder.layers.%zu.%s", tower_prefix[s->tower], s->layer,
              block_linear_paths[s->lin]);
     return buf;
@@ -221,13 +231,19 @@ static int select_sites(const struct clip_model *m, const struct clip_target *ta
             return rl_error_set(RL_ERR_ARG, "adapter target %zu matches no linear layer (%s)", k,
                                 what_exists(m, exists, sizeof(exists)));
     }
-    /* in_proj is q, k and v: one adapter over the three, or theirs */
+    /* in_proj is q, k and v: one adapter over the three, or theirs; a
+     * DINOv2 checkpoint has no packed projection to name it by */
     for (int tw = 0; tw < CLIP_NUM_TOWERS; tw++)
-        for (size_t l = 0; l < tower_layers(m, (enum clip_tower)tw); l++)
+        for (size_t l = 0; l < tower_layers(m, (enum clip_tower)tw); l++) {
+            if ((sel[tw][l] & IN_PROJ_MODULE) && m->cfg.arch == CLIP_ARCH_DINOV2)
+                return rl_error_set(RL_ERR_ARG, "adapter targets: in_proj (open_clip's packed "
+                                    "q, k and v) is CLIP's; a DINOv2 model has separate query, "
+                                    "key and value linears: use q_proj, k_proj, v_proj");
             if ((sel[tw][l] & IN_PROJ_MODULE) && (sel[tw][l] & QKV_MODULES))
                 return rl_error_set(RL_ERR_ARG, "adapter targets: %s layer %zu gets both in_proj "
                                     "(q, k and v packed as one linear) and q_proj, k_proj or "
                                     "v_proj; choose one of the two", tower_names[tw], l);
+        }
     return RL_OK;
 }
 
@@ -280,6 +296,7 @@ int clip_adapters_init(struct clip_adapters *ca, const struct clip_model *m,
                 if (!((sel[tw][l] >> i) & 1u))
                     continue;
                 s = &ca->sites[ca->n_sites++];
+                s->arch = m->cfg.arch;
                 s->tower = (enum clip_tower)tw;
                 s->layer = l;
                 s->lin = (enum block_linear)i;
