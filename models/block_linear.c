@@ -42,11 +42,19 @@ static bool lin_merged(const struct block_adapters *ad, enum block_linear i)
     return ad && ad->lin[i] && ad->merged[i];
 }
 
+/* linear i's weight holds W + dW now: its own adapter is merged, or, for
+ * q, k and v, the packed in_proj adapter over the three is */
+static bool weight_merged(const struct block_adapters *ad, enum block_linear i)
+{
+    return lin_merged(ad, i) ||
+           (i <= BLOCK_LIN_V && lin_merged(ad, BLOCK_LIN_IN_PROJ));
+}
+
 /* linear i's bf16 weight when its products run in bf16: set, and the
  * factored path (a merged weight holds W + dW, which the copy does not) */
 static const bf16 *lin_bf16(const struct block_adapters *ad, enum block_linear i)
 {
-    return ad && ad->w_bf16[i] && !lin_merged(ad, i) ? ad->w_bf16[i] : NULL;
+    return ad && ad->w_bf16[i] && !weight_merged(ad, i) ? ad->w_bf16[i] : NULL;
 }
 
 /* linear_forward with W in bf16: out (N,OC) = b + bf16(inp) (N,C) W^T,
