@@ -343,24 +343,29 @@ START_TEST(test_shipped)
     ck_assert(!e.model.preset);
     ck_assert_str_eq(e.prompt, "An image of {}");
     ck_assert_int_eq(experiment_expand(&e, NULL, NULL, &p, &n), RL_OK);
-    /* 2 datasets x 4 methods x (4 shots + 2 fractions) */
-    ck_assert_uint_eq(n, 48);
+    /* 2 datasets x 4 methods x 4 shots (50% and 100%: clip_b32_full.ini) */
+    ck_assert_uint_eq(n, 32);
     ck_assert_str_eq(p[0].id, "dtd-randlora-r6-s1-seed8539");
     ck_assert_uint_eq(p[0].adapter.r, 6);
     ck_assert_int_eq(p[0].adapter.n_rule, ADAPTER_N_FLOOR_PLUS_ONE);
     ck_assert_int_eq(p[0].adapter.scaling, ADAPTER_SCALE_ONE_OVER_R);
-    ck_assert_str_eq(p[6].id, "dtd-lora-r32-s1-seed8539");
-    ck_assert_int_eq(p[6].adapter.n_rule, ADAPTER_N_CEIL);
-    ck_assert_str_eq(p[12].id, "dtd-vera-r256-s1-seed8539");
-    ck_assert(p[12].train.lr == 1e-2);
-    ck_assert(fabs(p[12].train.lr_min - 1e-4) < 1e-18);
-    ck_assert_str_eq(p[23].id, "dtd-full-f1-seed8539");
-    ck_assert_uint_eq(p[23].train.epochs, 10);
-    ck_assert_uint_eq(p[23].train.batch * p[23].train.accumulate, 128);
-    ck_assert(p[23].train.weight_decay == 0.1);
-    ck_assert(p[23].train.clip == 1.0);
-    ck_assert_uint_eq(p[23].train.warmup, 0);
-    ck_assert_str_eq(p[24].id, "eurosat-randlora-r6-s1-seed8539");
+    ck_assert_str_eq(p[4].id, "dtd-lora-r32-s1-seed8539");
+    ck_assert_str_eq(p[4].profile, "paper");     /* the authors' LoRA */
+    ck_assert_str_eq(p[8].id, "dtd-vera-r256-s1-seed8539");
+    ck_assert(p[8].train.lr == 1e-2);
+    ck_assert(fabs(p[8].train.lr_min - 1e-4) < 1e-18);
+    ck_assert_str_eq(p[15].id, "dtd-full-s16-seed8539");
+    ck_assert_uint_eq(p[15].train.epochs, 10);
+    ck_assert_uint_eq(p[15].train.batch, 128);
+    ck_assert_uint_eq(p[15].train.accumulate, 1);
+    ck_assert(p[15].train.lr == 1e-3);
+    ck_assert(p[15].train.weight_decay == 0.1);
+    ck_assert(p[15].train.clip == 1.0);
+    ck_assert_uint_eq(p[15].train.warmup, 0);
+    ck_assert(p[15].train.epoch_repeat);
+    ck_assert_int_eq(p[15].train.loss, EXP_LOSS_INBATCH);
+    ck_assert(p[15].train.logit_scale_raw);
+    ck_assert_str_eq(p[16].id, "eurosat-randlora-r6-s1-seed8539");
     for (size_t i = 0; i < n; i += 5)
         check_round_trip(&p[i]);
     run_plans_free(p, n);
@@ -373,7 +378,7 @@ START_TEST(test_shipped)
 
         rc = experiment_load(&e, experiment_path("clip_b32_fewshot.ini"), ov, 2);
         ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
-        ck_assert_uint_eq(experiment_n_runs(&e), 24);
+        ck_assert_uint_eq(experiment_n_runs(&e), 16);
         ck_assert_str_eq(e.evals[0], "folder:/data/dtd:test");
         experiment_free(&e);
     }
