@@ -105,6 +105,9 @@ int dataset_open(struct dataset *ds, const char *spec)
     if (!ops)
         return rl_error_set(RL_ERR_ARG, "dataset spec '%s': unknown reader '%.*s'; known: %s "
                             "(optional :train or :test)", spec, (int)name_len, spec, known);
+    if (split == DS_VAL && !ops->has_val)
+        return rl_error_set(RL_ERR_ARG, "dataset spec '%s': '%s' has no :val split (only :train "
+                            "and :test; folder and zhou have :val)", spec, ops->name);
     if (colon) {
         size_t alen = len - name_len - 1;
 
@@ -121,9 +124,6 @@ int dataset_open(struct dataset *ds, const char *spec)
         return rl_error_set(RL_ERR_ARG, "dataset spec '%s': '%s' needs a directory, as in %s",
                             spec, ops->name, ops->usage);
     }
-    if (split == DS_VAL && !ops->has_val)
-        return rl_error_set(RL_ERR_ARG, "dataset spec '%s': '%s' has no :val split (only :train "
-                            "and :test; folder and zhou have :val)", spec, ops->name);
     ds->ops = ops;
     ds->split = split;
     rc = ops->open(ds, arg, split);

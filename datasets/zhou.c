@@ -232,24 +232,32 @@ static int image_root(const char *file, const char *dir, const char *first, char
 static int read_text(const char *file, char **text, size_t *len)
 {
     FILE *f = fopen(file, "rb");
-    size_t n;
+    struct stat st;
+    size_t n, cap;
     char *t;
 
     if (!f)
         return rl_error_set(RL_ERR_IO, "%s: cannot open: %s", file, strerror(errno));
-    t = xmalloc(ZHOU_MAX_BYTES + 1);
-    n = fread(t, 1, ZHOU_MAX_BYTES + 1, f);
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return rl_error_set(RL_ERR_IO, "%s: not a regular file", file);
+    }
+    if ((unsigned long long)st.st_size > ZHOU_MAX_BYTES) {
+        fclose(f);
+        return rl_error_set(RL_ERR_FORMAT, "%s: larger than %zu MiB; not a split file", file,
+                            ZHOU_MAX_BYTES >> 20);
+    }
+    cap = (size_t)st.st_size;
+    t = xmalloc(cap + 1);
+    n = fread(t, 1, cap + 1, f);            /* a file that grew is read as it was */
     if (ferror(f)) {
         fclose(f);
         free(t);
         return rl_error_set(RL_ERR_IO, "%s: read error", file);
     }
     fclose(f);
-    if (n > ZHOU_MAX_BYTES) {
-        free(t);
-        return rl_error_set(RL_ERR_FORMAT, "%s: larger than %zu MiB; not a split file", file,
-                            ZHOU_MAX_BYTES >> 20);
-    }
+    if (n > cap)
+        n = cap;
     t[n] = '\0';
     *text = t;
     *len = n;

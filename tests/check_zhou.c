@@ -20,6 +20,7 @@
 #include "datasets/dataset.h"
 #include "datasets/meta.h"
 #include "experiments/config.h"
+#include "experiments/plan_list.h"
 #include "dataset_files.h"
 #include "suites.h"
 #include "test_util.h"
@@ -268,6 +269,44 @@ START_TEST(test_meta)
 }
 END_TEST
 
+/* the dry run opens the data with the plan's data.classnames: a set that
+ * does not fit is refused before anything runs */
+START_TEST(test_dry_run)
+{
+    static const char *const digits[10] = { "0", "1", "2", "3", "4", "5", "6", "7", "8", "9" };
+    struct dataset ds;
+    struct experiment e;
+    struct run_plan *p;
+    size_t n, n_train[1];
+    char text[1024];
+
+    open_named(&ds, digits, 10);
+    dataset_close(&ds);
+    snprintf(text, sizeof(text), "[data]\ndataset = zhou:%s\neval = zhou:%s\n"
+             "classnames = %%s\n", tp("split_zhou_N.json"), tp("split_zhou_N.json"));
+    {
+        char t2[1200];
+
+        snprintf(t2, sizeof(t2), text, "cifar10");
+        ck_assert_int_eq(experiment_parse(&e, t2, "t.ini", NULL, 0), RL_OK);
+        ck_assert_int_eq(experiment_expand(&e, NULL, NULL, &p, &n), RL_OK);
+        ck_assert_msg(plan_list_check_data(p, n, n_train) == RL_OK, "%s", rl_error_msg());
+        ck_assert_uint_eq(n_train[0], 10);
+        run_plans_free(p, n);
+        experiment_free(&e);
+        snprintf(t2, sizeof(t2), text, "cifar100");
+        ck_assert_int_eq(experiment_parse(&e, t2, "t.ini", NULL, 0), RL_OK);
+        ck_assert_int_eq(experiment_expand(&e, NULL, NULL, &p, &n), RL_OK);
+        ck_fails_with(plan_list_check_data(p, n, n_train), RL_ERR_ARG,
+                      "run lora-r8-f1-seed1: ");
+        ck_assert_ptr_nonnull(strstr(rl_error_msg(), "the set names 100 classes, the dataset "
+                                     "has 10"));
+        run_plans_free(p, n);
+        experiment_free(&e);
+    }
+}
+END_TEST
+
 START_TEST(test_shipped)
 {
     static const struct { const char *set; int classes, templates; } sets[] = {
@@ -316,12 +355,14 @@ Suite *suite_zhou(void)
     Suite *s = suite_create("zhou");
     TCase *tc = tcase_create("zhou");
 
+    tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, ds_tmp_setup, ds_tmp_teardown);
     tcase_add_test(tc, test_splits);
     tcase_add_test(tc, test_beside);
     tcase_add_test(tc, test_hostile);
     tcase_add_test(tc, test_val_specs);
     tcase_add_test(tc, test_meta);
+    tcase_add_test(tc, test_dry_run);
     tcase_add_test(tc, test_shipped);
     suite_add_tcase(s, tc);
     return s;
