@@ -106,39 +106,61 @@ static void norm(const char *s, char *out, size_t cap)
     out[i] = '\0';
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* whether b holds a's names (normalised) in another order */
-static int permuted(char *const *a, char *const *b, int n)
+/* The first label whose own name (normalised) is the set's name of another
+ * label, -1 when none: the dataset names its classes in another order than
+ * the set, and applying the set by label would name them wrongly. *other
+ * gets that other label. */
+static int misplaced(char *const *own, char *const *set, int n, int *other)
 {
     char **x = xcalloc((size_t)n, sizeof(*x)), **y = xcalloc((size_t)n, sizeof(*y));
-    int same_order = 1, same_set = 1;
+    int found = -1;
 
     for (int i = 0; i < n; i++) {
         char t[1024];
 
-        norm(a[i], t, sizeof(t));
+        norm(own[i], t, sizeof(t));
         x[i] = xstrdup(t);
-        norm(b[i], t, sizeof(t));
+        norm(set[i], t, sizeof(t));
         y[i] = xstrdup(t);
-        same_order &= !strcmp(x[i], y[i]);
     }
-    qsort(x, (size_t)n, sizeof(*x), cmp_str);
-    qsort(y, (size_t)n, sizeof(*y), cmp_str);
-    for (int i = 0; i < n; i++)
-        same_set &= !strcmp(x[i], y[i]);
+    for (int i = 0; i < n && found < 0; i++)
+        for (int j = 0; j < n; j++)
+            if (j != i && !strcmp(x[i], y[j]) && strcmp(x[i], y[i])) {
+                found = i;
+                *other = j;
+                break;
+            }
     ds_free_lines(x, n);
     ds_free_lines(y, n);
-    return same_set && !same_order;
+    return found;
+}
+
+/* whether the names are all decimal numbers but not 0 .. n-1 or 1 .. n in
+ * order: class folders named by number sort as text (1, 10, 100, 101, 11,
+ * ...), so label i is not class i + 1 */
+static int numbers_out_of_order(char *const *names, int n)
+{
+    int from0 = 1, from1 = 1;
+
+    for (int i = 0; i < n; i++) {
+        char *end;
+        long v;
+
+        if (!isdigit((unsigned char)names[i][0]))
+            return 0;
+        v = strtol(names[i], &end, 10);
+        if (*end)
+            return 0;
+        from0 &= v == i;
+        from1 &= v == i + 1;
+    }
+    return !from0 && !from1;
 }
 
 int ds_meta_apply(struct dataset *ds, const char *set)
 {
     char file[256], **names = NULL, **tmpl = NULL;
-    int n_names = 0, n_tmpl = 0, rc;
+    int n_names = 0, n_tmpl = 0, rc, bad, other = 0;
 
     snprintf(file, sizeof(file), "%s.classes", set);
     rc = read_meta(file, &names, &n_names);
@@ -149,12 +171,22 @@ int ds_meta_apply(struct dataset *ds, const char *set)
         return rl_error_set(RL_ERR_ARG, "%s: data.classnames = %s: the set names %d classes, the "
                             "dataset has %d", ds->spec, set, n_names, ds->n_classes);
     }
-    if (rc == RL_OK && permuted(ds->class_names, names, n_names)) {
+    if (rc == RL_OK && numbers_out_of_order(ds->class_names, n_names)) {
         ds_free_lines(names, n_names);
-        return rl_error_set(RL_ERR_ARG, "%s: data.classnames = %s: the dataset's classes are the "
-                            "set's in another order, so its labels would be named wrongly (give "
-                            "names by folder in classnames.txt, or data.classnames = dataset)",
-                            ds->spec, set);
+        return rl_error_set(RL_ERR_ARG, "%s: data.classnames = %s: the dataset's classes are "
+                            "numbers out of order ('%s' is label 0, '%s' label 1: folders sort "
+                            "as text), so the set's names would go to the wrong labels (give "
+                            "names by folder in classnames.txt)", ds->spec, set,
+                            ds->class_names[0], ds->class_names[1]);
+    }
+    if (rc == RL_OK && (bad = misplaced(ds->class_names, names, n_names, &other)) >= 0) {
+        rc = rl_error_set(RL_ERR_ARG, "%s: data.classnames = %s: the dataset's classes are the "
+                          "set's in another order ('%s' is label %d here, %d in the set), so "
+                          "its labels would be named wrongly (give names by folder in "
+                          "classnames.txt, or data.classnames = dataset)", ds->spec, set,
+                          ds->class_names[bad], bad, other);
+        ds_free_lines(names, n_names);
+        return rc;
     }
     snprintf(file, sizeof(file), "%s.templates", set);
     rc = read_meta(file, &tmpl, &n_tmpl);

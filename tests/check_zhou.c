@@ -248,8 +248,31 @@ START_TEST(test_meta)
     /* the same names in another order: refused */
     open_named(&ds, cifar_rev, 10);
     ck_fails_with(ds_meta_select(&ds, "cifar10", "x"), RL_ERR_ARG,
-                  "the dataset's classes are the set's in another order");
+                  "the dataset's classes are the set's in another order ('truck' is label 0 "
+                  "here, 9 in the set)");
     dataset_close(&ds);
+    /* one name moved among others the set does not have: refused too */
+    {
+        static const char *const one_moved[10] = { "a", "b", "c", "d", "e", "f", "g", "h",
+                                                   "Automobile", "j" };
+
+        open_named(&ds, one_moved, 10);
+        ck_fails_with(ds_meta_select(&ds, "cifar10", "x"), RL_ERR_ARG,
+                      "('Automobile' is label 8 here, 1 in the set)");
+        dataset_close(&ds);
+    }
+
+    /* class folders named by number, sorted as text: refused */
+    {
+        static const char *const text_order[10] = { "1", "10", "2", "3", "4", "5", "6", "7",
+                                                    "8", "9" };
+
+        open_named(&ds, text_order, 10);
+        ck_fails_with(ds_meta_select(&ds, "mnist", "x"), RL_ERR_ARG,
+                      "the dataset's classes are numbers out of order ('1' is label 0, '10' "
+                      "label 1");
+        dataset_close(&ds);
+    }
 
     /* counts, unknown sets */
     open_named(&ds, digits, 3);
