@@ -78,5 +78,8 @@ Suite *suite_refusals(void);
 Suite *suite_gemm_bf16(void);
 Suite *suite_clip_bf16(void);
 Suite *suite_dist(void);
+Suite *suite_protocol(void);
+Suite *suite_inbatch(void);
+Suite *suite_zhou(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */
