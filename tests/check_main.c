@@ -87,6 +87,9 @@ int main(int argc, char **argv)
         suite_clip_bf16,
         suite_dist,
         suite_dist_sweep,
+        suite_protocol,
+        suite_inbatch,
+        suite_zhou,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

@@ -79,5 +79,8 @@ Suite *suite_gemm_bf16(void);
 Suite *suite_clip_bf16(void);
 Suite *suite_dist(void);
 Suite *suite_dist_sweep(void);
+Suite *suite_protocol(void);
+Suite *suite_inbatch(void);
+Suite *suite_zhou(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */
