@@ -88,6 +88,7 @@ int main(int argc, char **argv)
         suite_dist,
         suite_dist_sweep,
         suite_protocol,
+        suite_paper_ini,
         suite_inbatch,
         suite_zhou,
     };

@@ -80,6 +80,7 @@ Suite *suite_clip_bf16(void);
 Suite *suite_dist(void);
 Suite *suite_dist_sweep(void);
 Suite *suite_protocol(void);
+Suite *suite_paper_ini(void);
 Suite *suite_inbatch(void);
 Suite *suite_zhou(void);
 
