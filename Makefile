@@ -106,6 +106,12 @@ $(BUILD)/bench/random_model: $(BUILD)/bench/random_model.o $(BUILD)/librandlora.
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# the logits of a DINOv2 backbone + a peft adapter with a head, for
+# tests/ref/check_head_export_in_peft.py (not part of `make check`)
+$(BUILD)/tests/ref/head_logits: $(BUILD)/tests/ref/head_logits.o $(BUILD)/librandlora.a
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/core/dist.o: $(MPI_STAMP)
 $(BUILD)/mpi.on $(BUILD)/mpi.off:
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/mpi.on $(BUILD)/mpi.off && touch $@

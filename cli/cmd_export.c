@@ -11,6 +11,10 @@
  * directory's absolute path; never a preset name alone ("clip-tiny" names
  * nothing peft can find).
  *
+ * A model.head = linear run's classifier (/adapter/classifier) is written
+ * beside the adapters as peft writes modules_to_save ["classifier"]:
+ * base_model.model.classifier.weight and .bias (adapter_io.h).
+ *
  * OUT_DIR must be missing or empty unless --force (cli_output_dir_ok).
  *
  * Exit status: 0 written (or nothing to export for `none`), 2 bad usage, a
@@ -18,6 +22,7 @@
  * other failures.
  */
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +105,36 @@ static char *export_base_model(const struct run_plan *p, const char **note)
     return out;
 }
 
+/* a model.head = linear run's /adapter/classifier (weight (M, FD), bias
+ * (M)) into *h, the buffers allocated in *w, *b; both NULL without a head */
+static int load_head(struct store *s, const char *run, struct adapter_io_head *h, float **w,
+                     float **b)
+{
+    size_t nw = 0, nb = 0, dw[STORE_MAX_DIMS], db[STORE_MAX_DIMS];
+    int rc;
+
+    *w = *b = NULL;
+    if (!store_has(s, "/adapter/" RUN_ADAPTERS_HEAD "/weight"))
+        return RL_OK;
+    if ((rc = store_read_tensor(s, "/adapter/" RUN_ADAPTERS_HEAD "/weight", w, &nw, dw)) ||
+        (rc = store_read_tensor(s, "/adapter/" RUN_ADAPTERS_HEAD "/bias", b, &nb, db)))
+        return rc;
+    if (nw != 2 || nb != 1 || db[0] != dw[0] || dw[0] == 0 || dw[1] == 0)
+        return rl_error_set(RL_ERR_FORMAT, "%s: /adapter/" RUN_ADAPTERS_HEAD " must hold weight "
+                            "(M, FD) and bias (M)", run);
+    for (size_t i = 0; i < dw[0] * dw[1]; i++)
+        if (!isfinite((*w)[i]))
+            return rl_error_set(RL_ERR_FORMAT, "%s: /adapter/" RUN_ADAPTERS_HEAD "/weight has a "
+                                "non-finite value at %zu", run, i);
+    for (size_t i = 0; i < db[0]; i++)
+        if (!isfinite((*b)[i]))
+            return rl_error_set(RL_ERR_FORMAT, "%s: /adapter/" RUN_ADAPTERS_HEAD "/bias has a "
+                                "non-finite value at %zu", run, i);
+    *h = (struct adapter_io_head){ .path = RUN_ADAPTERS_HEAD, .weight = *w, .bias = *b,
+                                   .out = dw[0], .in = dw[1] };
+    return RL_OK;
+}
+
 int cmd_export(int argc, char **argv)
 {
     const char *run = NULL, *out = NULL;
@@ -108,8 +143,11 @@ int cmd_export(int argc, char **argv)
     struct run_adapters ra;
     struct adapter_io_module *mods = NULL;
     char *base = NULL;
+    struct adapter_io_head head;
+    float *hw = NULL, *hb = NULL;
     int rc;
 
+    memset(&head, 0, sizeof head);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             export_usage(stdout);
@@ -155,16 +193,25 @@ int cmd_export(int argc, char **argv)
     const char *note = "";
     base = export_base_model(ra.plan, &note);
     struct adapter_io_files files = { .dir = out, .base_model = base };
+    if ((rc = load_head(s, run, &head, &hw, &hb)))
+        goto done;
+    if (hw)
+        files.head = &head;
     if ((rc = adapter_io_export(&files, &ra.m, mods, ra.n_sites)))
         goto done;
     printf("%s: %s adapter, %zu layers -> %s/" ADAPTER_IO_WEIGHTS_NAME ", %s/" ADAPTER_IO_CONFIG_NAME "\n", run,
            ra.method, ra.n_sites, out, out);
     printf("  base_model_name_or_path: %s (%s)\n", base, note);
+    if (hw)
+        printf("  head: classifier (%zu classes x %zu features) as modules_to_save [\"classifier\"]\n",
+               head.out, head.in);
 done:
     if (rc)
         fprintf(stderr, "randlora export: %s\n", rl_error_msg());
     free(mods);
     free(base);
+    free(hw);
+    free(hb);
     run_adapters_free(&ra);
     store_close(s);
     return rl_exit_code(rc);

@@ -197,8 +197,8 @@ static void linear_table_free(struct linear_table *t)
 /* The modules the adapter's weight keys name: targets (one per adapted
  * (tower, layer), exact module masks), *n_targets. */
 static int adapted_targets(const char *weights, const struct clip_model *m,
-                           const struct linear_table *lt, struct clip_target **targets,
-                           size_t *n_targets)
+                           const struct linear_table *lt, const char *head,
+                           struct clip_target **targets, size_t *n_targets)
 {
     const size_t plen = strlen(MERGE_LAYER_PREFIX);
     unsigned *mask = xcalloc(lt->n / BLOCK_NUM_LINEARS, sizeof(unsigned));
@@ -217,6 +217,9 @@ static int adapted_targets(const char *weights, const struct clip_model *m,
         if (strncmp(key, MERGE_LAYER_PREFIX, plen) != 0)
             continue;                   /* shared tensors: adapter_io_import checks them */
         rest = key + plen;
+        if (head && !strncmp(rest, head, strlen(head)) &&
+            (!strcmp(rest + strlen(head), ".weight") || !strcmp(rest + strlen(head), ".bias")))
+            continue;                   /* the head: read by merge_head */
         for (size_t k = 0; k < lt->n && !found; k++) {
             size_t nl = strlen(lt->names[k]);
 
@@ -259,6 +262,31 @@ out:
     return rc;
 }
 
+/* the head's shape (its weight's, 2-D) when the weights file holds it
+ * (modules_to_save); head->out stays 0 without one. adapter_io_import
+ * then checks both tensors against it. */
+static int head_shape(const char *weights, const char *name, struct adapter_io_head *head)
+{
+    char key[128];
+    struct st_file *f = NULL;
+    const struct st_info *t;
+    int rc;
+
+    snprintf(key, sizeof key, MERGE_LAYER_PREFIX "%s.weight", name);
+    if ((rc = st_open(&f, weights)))
+        return rc;
+    t = st_find(f, key);
+    if (t && (t->ndim != 2 || t->shape[0] < 1 || t->shape[1] < 1 || t->numel > ((size_t)1 << 28) ||
+              t->shape[0] > (1 << 20) || t->shape[1] > (1 << 20)))
+        rc = rl_error_set(RL_ERR_FORMAT, "%s: tensor '%s' must be 2-D (classes, features), each "
+                          "1 .. 2^20", weights, key);
+    else if (t)
+        *head = (struct adapter_io_head){ .path = name, .out = (size_t)t->shape[0],
+                                          .in = (size_t)t->shape[1] };
+    st_close(f);
+    return rc;
+}
+
 /* DIR and OUT the same directory? (OUT may not exist yet) */
 static bool same_dir(const char *a, const char *b)
 {
@@ -280,6 +308,8 @@ static int merge_run(const char *model_dir, const char *adapter_dir, const char 
     char (*names)[CLIP_MAX_NAME] = NULL;
     char *weights = path_join(adapter_dir, ADAPTER_IO_WEIGHTS_NAME);
     size_t nt = 0, copied = 0;
+    struct adapter_io_head head = { 0 };
+    float *hbuf = NULL;
     int rc;
 
     memset(&info, 0, sizeof(info));
@@ -290,7 +320,7 @@ static int merge_run(const char *model_dir, const char *adapter_dir, const char 
     }
     linear_table_init(&lt, &m);
     if ((rc = adapter_io_read_config(&files, &info)) ||
-        (rc = adapted_targets(weights, &m, &lt, &targets, &nt)))
+        (rc = adapted_targets(weights, &m, &lt, info.head, &targets, &nt)))
         goto out;
     if ((rc = clip_adapters_init(&ca, &m, &info.cfg, targets, nt, 1, 1))) {
         rc = rl_error_prefix(rc, "%s", adapter_dir);
@@ -301,6 +331,13 @@ static int merge_run(const char *model_dir, const char *adapter_dir, const char 
     for (size_t k = 0; k < ca.n_sites; k++) {
         mods[k].path = clip_site_name(&ca.sites[k], names[k], sizeof(names[k]));
         mods[k].adapter = &ca.adapters[k];
+    }
+    if (info.head && (rc = head_shape(weights, info.head, &head)))
+        goto out;
+    if (head.out) {
+        head.weight = hbuf = xmalloc_array(head.out * (head.in + 1), sizeof(float));
+        head.bias = hbuf + head.out * head.in;
+        files.head = &head;
     }
     if ((rc = adapter_io_import(&files, &ca.method, mods, ca.n_sites)))
         goto out;
@@ -331,8 +368,12 @@ static int merge_run(const char *model_dir, const char *adapter_dir, const char 
                adapter_dir, info.cfg.method, info.cfg.r, ca.n_sites, ca.n_sites - n_text, n_text,
                out_dir, clip_layout_config_file(layout), clip_layout_weights_file(layout),
                st_dtype_name((enum st_dtype)dtype), copied, copied == 1 ? "" : "s");
+        if (head.loaded)
+            printf("  the adapter's linear head '%s' (%zu classes x %zu features) is not part of the "
+                   "backbone checkpoint: it stays in %s\n", head.path, head.out, head.in, adapter_dir);
     }
 out:
+    free(hbuf);
     free(names);
     free(mods);
     clip_adapters_free(&ca);

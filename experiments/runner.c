@@ -318,7 +318,8 @@ adapters:
         if (!head && (rc = adamw_init(&s->opt, &ac, s->ca.n_params)) != RL_OK)
             goto out;
     }
-    if ((rc = run_init_adapter(s)) != RL_OK)
+    /* a head run imports after its head exists (run_head_init, below) */
+    if (!head && (rc = run_init_adapter(s)) != RL_OK)
         goto out;
     s->total_steps = s->trains || head ? run_plan_total_steps(p, s->n_train) : 0;
     if (s->total_steps == SIZE_MAX) {
@@ -335,6 +336,8 @@ adapters:
     /* activations and head buffers: all before the first step */
     if (head) {
         if ((rc = run_head_init(s)) == RL_OK)
+            rc = run_init_adapter(s);
+        if (rc == RL_OK)
             rc = run_share_init(s);
         goto out;
     }

@@ -158,6 +158,8 @@ int  run_head_eval(struct run_state *s, struct loader *L, const char *what, doub
                    double *loss);
 /* the head (NULL for the prompt classifier) */
 const struct linear_head *run_head_of(const struct run_state *s);
+/* the same, to write its parameters (train.init_adapter, runner_init.c) */
+struct linear_head *run_head_params(struct run_state *s);
 /* DINOv2's transform from DIR/preprocessor_config.json (exposed for tests) */
 int  head_preprocessing(const char *dir, size_t image_size, size_t data_size,
                         struct transform *t, bool *from_file);

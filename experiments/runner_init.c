@@ -15,6 +15,11 @@
  * would generate. AdamW's moments and the learning-rate schedule start
  * afresh. A resumed run imports again, then its checkpoint's parameters
  * replace the trainable ones (the shared tensors stay the adapter's).
+ *
+ * A model.head = linear run (imported after run_head_init) also reads the
+ * adapter's classifier when it holds one (modules_to_save ["classifier"],
+ * shape (classes, features) checked); without one the head keeps its fresh
+ * init. An adapter with a head refuses to load into a run without one.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +29,7 @@
 #include "core/status.h"
 #include "experiments/runner_impl.h"
 #include "methods/adapter_io.h"
+#include "models/head.h"
 
 int run_init_adapter(struct run_state *s)
 {
@@ -59,6 +65,16 @@ int run_init_adapter(struct run_state *s)
     for (size_t k = 0; k < s->ca.n_sites; k++) {
         mods[k].path = clip_site_name(&s->ca.sites[k], names[k], sizeof(names[k]));
         mods[k].adapter = &s->ca.adapters[k];
+    }
+    struct linear_head *lh = run_head_params(s);
+    struct adapter_io_head head = { .path = "classifier" };
+
+    if (lh) {
+        head.weight = lh->w;
+        head.bias = lh->b;
+        head.out = lh->out;
+        head.in = lh->in;
+        files.head = &head;
     }
     rc = adapter_io_import(&files, &s->ca.method, mods, s->ca.n_sites);
     if (rc)

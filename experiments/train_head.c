@@ -313,6 +313,11 @@ const struct linear_head *run_head_of(const struct run_state *s)
     return s->rh ? &s->rh->head : NULL;
 }
 
+struct linear_head *run_head_params(struct run_state *s)
+{
+    return s->rh ? &s->rh->head : NULL;
+}
+
 /* ------------------------------------------------------------------------ */
 /* the step                                                                  */
 

@@ -27,12 +27,17 @@
  *     depend on regenerating them.
  *
  *   adapter_config.json         peft's config class fields that apply:
+ *       head      base_model.model.classifier.weight        (M, FD)
+ *                 base_model.model.classifier.bias          (M)
+ *                 (files->head: a model.head = linear run's classifier, as
+ *                 peft saves modules_to_save ["classifier"])
  *       all       peft_type ("LORA", "VERA", "RANDLORA"; "FULL" for full,
  *                 which peft does not know), base_model_name_or_path,
  *                 revision, task_type, inference_mode (true, as peft's
  *                 save_pretrained), target_modules (the module paths given,
  *                 sorted), bias "none", fan_in_fan_out false,
- *                 modules_to_save, layers_to_transform, layers_pattern (null)
+ *                 modules_to_save (null; ["classifier"] with a head),
+ *                 layers_to_transform, layers_pattern (null)
  *       LORA      r, lora_alpha, lora_dropout, use_rslora, use_dora false,
  *                 init_lora_weights true, rank_pattern {}, alpha_pattern {}
  *       VERA      r, projection_prng_key, save_projection true, vera_dropout,
@@ -75,6 +80,7 @@
 #ifndef RANDLORA_METHODS_ADAPTER_IO_H
 #define RANDLORA_METHODS_ADAPTER_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "methods/adapter.h"
@@ -89,12 +95,27 @@ struct adapter_io_module {
     struct adapter *adapter;
 };
 
+/* a linear classification head saved beside the adapters, as peft saves
+ * a module listed in modules_to_save (models/head.h): the keys
+ * base_model.model.<path>.weight (out, in) and .bias (out), the
+ * ".modules_to_save.default" of peft's wrapper removed as
+ * get_peft_model_state_dict removes it; adapter_config.json's
+ * modules_to_save is [<path>]. */
+struct adapter_io_head {
+    const char *path;         /* "classifier" (Dinov2ForImageClassification's) */
+    float *weight, *bias;     /* (out, in), (out): export reads, import writes */
+    size_t out, in;
+    bool loaded;              /* import: set when the file held the head       */
+};
+
 /* where the two files are */
 struct adapter_io_files {
     const char *dir;          /* holds both (export creates it, one level); or NULL */
     const char *weights;      /* NULL: <dir>/adapter_model.safetensors      */
     const char *config;       /* NULL: <dir>/adapter_config.json            */
     const char *base_model;   /* export: base_model_name_or_path, or NULL   */
+    struct adapter_io_head *head; /* a head to save / load too, or NULL:
+                                     import of a file holding one then fails */
 };
 
 /* Write both files for the adapters mods[0..n) of method m (each file
@@ -117,6 +138,7 @@ struct adapter_io_info {
     char   *base_model;       /* base_model_name_or_path, or NULL */
     char  **targets;          /* target_modules (a regex string: one entry) */
     size_t  n_targets;
+    char   *head;             /* modules_to_save's one entry, or NULL      */
 };
 
 /* Read adapter_config.json (and the weights file's metadata when it exists)

@@ -158,9 +158,24 @@ static int unsupported(const cJSON *o, const char *path)
     if ((rc = jbool(o, path, "use_dora", &b)) || b)
         return rc ? rc : rl_error_set(RL_ERR_FORMAT, "%s: key 'use_dora' must be false (DoRA is "
                                       "not supported)", path);
-    if ((v = jget(o, "modules_to_save")) && !(cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0))
-        return rl_error_set(RL_ERR_FORMAT, "%s: key 'modules_to_save' must be null (extra "
-                            "trainable modules are not supported)", path);
+    return RL_OK;
+}
+
+/* modules_to_save: null, [], or one module name (a linear head, as
+ * peft's ["classifier"]) -> info->head */
+static int modules_to_save(const cJSON *o, const char *path, struct adapter_io_info *info)
+{
+    const cJSON *v = jget(o, "modules_to_save"), *e;
+
+    if (!v || (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0))
+        return RL_OK;
+    e = cJSON_IsArray(v) && cJSON_GetArraySize(v) == 1 ? cJSON_GetArrayItem(v, 0) : NULL;
+    if (!cJSON_IsString(e) || !e->valuestring[0] || strchr(e->valuestring, '.') ||
+        strlen(e->valuestring) > 64)
+        return rl_error_set(RL_ERR_FORMAT, "%s: key 'modules_to_save' must be null or one module "
+                            "name (a linear head such as [\"classifier\"]; other extra trainable "
+                            "modules are not supported)", path);
+    info->head = xstrdup(e->valuestring);
     return RL_OK;
 }
 
@@ -252,7 +267,7 @@ int adapter_io_parse_config(const cJSON *o, const char *path, const struct st_fi
         return rl_error_set(RL_ERR_FORMAT, "%s: key 'peft_type' is '%s', expected LORA, VERA, "
                             "RANDLORA, FULL or NOLA", path,
                             adapter_io_shown(sb, sizeof sb, v->valuestring));
-    if ((rc = unsupported(o, path)))
+    if ((rc = unsupported(o, path)) || (rc = modules_to_save(o, path, info)))
         return rc;
     if (ops->flags & ADAPTER_F_RANK) {
         if (!jget(o, "r"))
@@ -355,6 +370,7 @@ void adapter_io_info_free(struct adapter_io_info *info)
         free(info->targets[i]);
     free(info->targets);
     free(info->base_model);
+    free(info->head);
     memset(info, 0, sizeof(*info));
 }
 

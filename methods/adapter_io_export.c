@@ -79,7 +79,7 @@ static void add_raw_u64(cJSON *o, const char *key, uint64_t v)
 
 
 static char *config_json(const struct adapter_method *m, const struct adapter_io_module *mods,
-                         size_t n, const char *base_model)
+                         size_t n, const char *base_model, const struct adapter_io_head *head)
 {
     const struct adapter_cfg *cfg = &m->cfg;
     const char *name = m->ops->name;
@@ -108,7 +108,13 @@ static char *config_json(const struct adapter_method *m, const struct adapter_io
     /* the fields every tuner config here has */
     cJSON_AddStringToObject(o, "bias", "none");
     cJSON_AddBoolToObject(o, "fan_in_fan_out", false);
-    cJSON_AddNullToObject(o, "modules_to_save");
+    if (head) {
+        cJSON *ms = cJSON_AddArrayToObject(o, "modules_to_save");
+
+        cJSON_AddItemToArray(ms, cJSON_CreateString(head->path));
+    } else {
+        cJSON_AddNullToObject(o, "modules_to_save");
+    }
     cJSON_AddNullToObject(o, "layers_to_transform");
     cJSON_AddNullToObject(o, "layers_pattern");
 
@@ -214,6 +220,27 @@ static int add_metadata(struct st_writer *w, const struct adapter_cfg *cfg, cons
     return rc;
 }
 
+/* the head as peft saves a modules_to_save module (adapter_io.h) */
+static int add_head(struct st_writer *w, const struct adapter_io_head *h)
+{
+    const int64_t ws[2] = { (int64_t)h->out, (int64_t)h->in }, bs[1] = { (int64_t)h->out };
+    char *kw, *kb;
+    int rc;
+
+    if (!h->path || !h->path[0] || strchr(h->path, '.') || !h->weight || !h->bias || !h->out ||
+        !h->in)
+        return rl_error_set(RL_ERR_ARG, "adapter files: the head needs a module name without dots, "
+                            "its weight, bias and sizes");
+    kw = adapter_io_cat3(LAYER_PREFIX, h->path, ".weight");
+    kb = adapter_io_cat3(LAYER_PREFIX, h->path, ".bias");
+    rc = st_writer_add(w, kw, h->weight, 2, ws, ST_F32);
+    if (!rc)
+        rc = st_writer_add(w, kb, h->bias, 1, bs, ST_F32);
+    free(kw);
+    free(kb);
+    return rc;
+}
+
 int adapter_io_export(const struct adapter_io_files *files, struct adapter_method *m,
                       const struct adapter_io_module *mods, size_t n)
 {
@@ -243,6 +270,8 @@ int adapter_io_export(const struct adapter_io_files *files, struct adapter_metho
         rc = adapter_export_tensors(mods[i].adapter, w, prefix);
         free(prefix);
     }
+    if (!rc && files->head)
+        rc = add_head(w, files->head);
     ns = adapter_method_tensors(m, t, MAX_VIEWS);
     RL_ASSERT(ns <= MAX_VIEWS);
     for (size_t i = 0; i < ns && !rc; i++) {
@@ -258,7 +287,7 @@ int adapter_io_export(const struct adapter_io_files *files, struct adapter_metho
     if (!rc)
         rc = st_writer_write(w, weights);
     if (!rc) {
-        text = config_json(m, mods, n, files->base_model);
+        text = config_json(m, mods, n, files->base_model, files->head);
         rc = write_text_atomic(config, text);
     }
 out:

@@ -107,6 +107,39 @@ struct staged {
     size_t  n;
 };
 
+/* the head's weight (out, in) and bias (out) staged when the file has
+ * either (then both, shape-checked and finite); *found says whether it had */
+static int stage_head(const struct st_file *f, const char *weights, struct adapter_io_head *h,
+                      struct staged *st, size_t *n_st, struct adapter_io_keys *keys, bool *found)
+{
+    const int64_t ws[2] = { (int64_t)h->out, (int64_t)h->in }, bs[1] = { (int64_t)h->out };
+    char *kw = adapter_io_cat3(LAYER_PREFIX, h->path, ".weight");
+    char *kb = adapter_io_cat3(LAYER_PREFIX, h->path, ".bias");
+    int rc = RL_OK;
+
+    *found = st_find(f, kw) || st_find(f, kb);
+    if (!*found) {
+        free(kw);
+        free(kb);
+        return RL_OK;
+    }
+    st[*n_st] = (struct staged){ .dst = h->weight, .n = h->out * h->in,
+                                 .buf = xmalloc_array(h->out * h->in, sizeof(float)) };
+    st[*n_st + 1] = (struct staged){ .dst = h->bias, .n = h->out,
+                                     .buf = xmalloc_array(h->out, sizeof(float)) };
+    *n_st += 2;
+    rc = st_load_f32(f, kw, 2, ws, st[*n_st - 2].buf);
+    if (!rc)
+        rc = st_load_f32(f, kb, 1, bs, st[*n_st - 1].buf);
+    if (!rc)
+        rc = check_finite(weights, kw, st[*n_st - 2].buf, h->out * h->in);
+    if (!rc)
+        rc = check_finite(weights, kb, st[*n_st - 1].buf, h->out);
+    adapter_io_keys_push(keys, kw);
+    adapter_io_keys_push(keys, kb);
+    return rc;
+}
+
 int adapter_io_import(const struct adapter_io_files *files, struct adapter_method *m,
                       const struct adapter_io_module *mods, size_t n)
 {
@@ -118,6 +151,7 @@ int adapter_io_import(const struct adapter_io_files *files, struct adapter_metho
     size_t n_st = 0;
     struct st_file *f = NULL;
     cJSON *root = NULL;
+    bool head_found = false;
     int rc;
 
     memset(&info, 0, sizeof(info));
@@ -134,7 +168,7 @@ int adapter_io_import(const struct adapter_io_files *files, struct adapter_metho
         (rc = check_against(&info.cfg, m, mods, n, config)))
         goto out;
 
-    st = xcalloc(n + MAX_VIEWS, sizeof(*st));
+    st = xcalloc(n + MAX_VIEWS + 2, sizeof(*st));
     /* each layer: read into a buffer laid out as its params */
     for (size_t i = 0; i < n && !rc; i++) {
         struct adapter *a = mods[i].adapter;
@@ -157,6 +191,18 @@ int adapter_io_import(const struct adapter_io_files *files, struct adapter_metho
         n_st++;
         free(prefix);
     }
+    /* the head (files->head), when the file holds one: both tensors */
+    if (!rc && !files->head && info.head) {
+        char *kw = adapter_io_cat3(LAYER_PREFIX, info.head, ".weight");
+
+        if (st_find(f, kw))
+            rc = rl_error_set(RL_ERR_FORMAT, "%s: the adapter holds a linear head '%s' "
+                              "(modules_to_save), but there is no head to load it into "
+                              "(model.head = linear)", weights, info.head);
+        free(kw);
+    }
+    if (!rc && files->head)
+        rc = stage_head(f, weights, files->head, st, &n_st, &keys, &head_found);
     /* the shared tensors: at the model level, and/or copied under every
      * module (peft's older layout; adapter_io_shared.c) */
     if (!rc) {
@@ -187,9 +233,12 @@ int adapter_io_import(const struct adapter_io_files *files, struct adapter_metho
         }
         RL_ASSERT(rc != RL_OK);
     }
-    if (!rc)
+    if (!rc) {
         for (size_t i = 0; i < n_st; i++)
             memcpy(st[i].dst, st[i].buf, st[i].n * sizeof(float));
+        if (files->head)
+            files->head->loaded = head_found;
+    }
 out:
     for (size_t i = 0; i < n_st; i++)
         free(st[i].buf);

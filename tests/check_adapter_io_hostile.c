@@ -204,7 +204,7 @@ START_TEST(test_hostile_config)
     expect_fail(RL_ERR_FORMAT, cpath, "use_dora");
     put_config_with("fan_in_fan_out", "true");
     expect_fail(RL_ERR_FORMAT, cpath, "fan_in_fan_out");
-    put_config_with("modules_to_save", "[\"classifier\"]");
+    put_config_with("modules_to_save", "[\"classifier\", \"pooler\"]");   /* one head only */
     expect_fail(RL_ERR_FORMAT, cpath, "modules_to_save");
     put_config_with("target_modules", "[1, 2]");
     expect_fail(RL_ERR_FORMAT, cpath, "target_modules");

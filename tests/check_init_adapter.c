@@ -31,19 +31,6 @@
 #include "test_cmd.h"
 #include "test_util.h"
 
-static double final_loss(const char *path)
-{
-    struct store *s;
-    struct store_final f;
-    int completed = 0;
-
-    ck_assert_int_eq(store_open(&s, path), RL_OK);
-    ck_assert_int_eq(store_read_final(s, &f, &completed), RL_OK);
-    ck_assert_int_eq(completed, 1);
-    store_close(s);
-    return f.loss;
-}
-
 /* one run of the tiny experiment with these overrides (NULL-terminated) */
 static int train(const struct tmp *t, const char *path, const char *const *extra)
 {
@@ -138,9 +125,9 @@ START_TEST(test_init_adapter)
         ck_assert_msg(train(&t, r2, from) == RL_OK, "%s", rl_error_msg());
         ck_assert_msg(train(&t, r3, fresh) == RL_OK, "%s", rl_error_msg());
     }
-    l1 = final_loss(r1);
-    l2 = final_loss(r2);
-    l3 = final_loss(r3);
+    l1 = run_final_loss(r1);
+    l2 = run_final_loss(r2);
+    l3 = run_final_loss(r3);
     ck_assert_msg(fabs(l2 - l1) <= 1e-6 * (1.0 + fabs(l1)), "started from the export: %.9f, exported run: %.9f", l2,
                   l1);
     ck_assert_msg(fabs(l3 - l1) > 1e-4, "afresh %.9f, trained %.9f: the test cannot tell them apart", l3, l1);

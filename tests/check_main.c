@@ -50,6 +50,8 @@ int main(int argc, char **argv)
         suite_openclip,
         suite_adapter_io,
         suite_adapter_io_hostile,
+        suite_adapter_io_head,
+        suite_init_head,
         suite_config,
         suite_config_grid,
         suite_config_axes,

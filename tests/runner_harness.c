@@ -212,3 +212,17 @@ int run_cmd_captured(cmd_fn cmd, int argc, char **argv, char **text)
     unlink(path);
     return rc;
 }
+
+/* the test loss a finished run file records (/final; completed) */
+double run_final_loss(const char *path)
+{
+    struct store *s;
+    struct store_final f;
+    int completed = 0;
+
+    ck_assert_int_eq(store_open(&s, path), RL_OK);
+    ck_assert_int_eq(store_read_final(s, &f, &completed), RL_OK);
+    ck_assert_int_eq(completed, 1);
+    store_close(s);
+    return f.loss;
+}

@@ -63,4 +63,7 @@ void interrupted_and_straight(const struct run_plan *plan, const struct tmp *t,
 typedef int (*cmd_fn)(int argc, char **argv);
 int run_cmd_captured(cmd_fn cmd, int argc, char **argv, char **text);
 
+/* the final test loss of a finished run file (asserts it completed) */
+double run_final_loss(const char *path);
+
 #endif /* RANDLORA_TESTS_RUNNER_HARNESS_H */

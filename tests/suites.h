@@ -43,6 +43,8 @@ Suite *suite_openclip(void);
 Suite *suite_clip_recompute(void);
 Suite *suite_adapter_io(void);
 Suite *suite_adapter_io_hostile(void);
+Suite *suite_adapter_io_head(void);
+Suite *suite_init_head(void);
 Suite *suite_config(void);
 Suite *suite_config_grid(void);
 Suite *suite_config_axes(void);
