@@ -17,10 +17,15 @@
 #                                   compares RandLoRA with this project's full;
 #                                   BENCH_TORCH_ACC=1 runs PyTorch too)
 #   clip-tiny, batch 128:           lora, vera, randlora, full
+#   dinov2-vit-b-14, batch 32:      lora r=32 + a linear head (10 classes) on
+#                                   [cls, mean patch] (cli/bench_dinov2.c;
+#                                   PyTorch: the same layout in plain torch)
 # Steps (timed, after a warm-up of one micro-batch): BENCH_STEPS (3) for
 # clip-vit-b-32 at batch 32, BENCH_STEPS_ACC (3) for the accumulated rows,
 # BENCH_STEPS_TINY (5) for clip-tiny. About 7 minutes on 2 idle cores (a
 # single timed 4 x 32 step proved too noisy: 0.91x to 1.30x between runs).
+#
+# BENCH_ROWS=dinov2 runs the DINOv2 row only.
 #
 # Environment: BENCH_THREADS (2), RANDLORA (./randlora), TORCH_PYTHON
 # (/usr/bin/python3: Debian's python3-torch; the python3 first on PATH may
@@ -76,6 +81,7 @@ row() {
 
 start=$(date +%s)
 echo "issue 7 table: $T threads; PyTorch: $([ $TORCH = 1 ] && echo "$TORCH_VERSION ($PY), wait policies ${BENCH_TORCH_WAIT:-passive}" || echo "not found ($PY cannot import torch): the C half only")" >&2
+if [ "${BENCH_ROWS:-all}" != dinov2 ]; then
 row clip-vit-b-32 lora 32 32 1 "$S" 1
 row clip-vit-b-32 vera 256 32 1 "$S" 1
 row clip-vit-b-32 randlora 6 32 1 "$S" 1
@@ -86,5 +92,7 @@ row clip-vit-b-32 full 1 32 4 "$SA" "${BENCH_TORCH_ACC:-0}"
 for m in lora:32 vera:256 randlora:6 full:1; do
     row clip-tiny "${m%%:*}" "${m##*:}" 128 1 "$ST" 1
 done
+fi
+row dinov2-vit-b-14 lora 32 32 1 "$S" 1
 echo "  (table measured in $(( $(date +%s) - start )) s; JSON lines in $OUT)" >&2
 python3 bench/table.py "$OUT" $([ $TORCH = 1 ] || echo --no-torch)

@@ -30,9 +30,9 @@ def main():
 
     hdr = ("model", "method", "r", "batch", "step s", "img/s", "torch img/s", "x torch",
            "GFLOP/s", "peak", "%peak", "torch %peak", "GEMM %", "RSS MiB", "torch RSS", "RSS x")
-    fmt = "%-13s %-8s %3s %6s %7s %7s %11s %7s %7s %5s %5s %11s %6s %7s %9s %5s"
+    fmt = "%-15s %-8s %3s %6s %7s %7s %11s %7s %7s %5s %5s %11s %6s %7s %9s %5s"
     print(fmt % hdr)
-    print("-" * 134)
+    print("-" * 136)
     for r in c:
         t = torch.get(key(r))
         gf = r["model_gflop"] / r["step_s"]

@@ -16,6 +16,12 @@ PyTorch (Debian's python3-torch 1.13; run it with /usr/bin/python3):
            alpha 20 r, Lambda 0, Gamma 1/max(n, d), and peft's memory-saving
            autograd function UniqueBaseGrad), full (the targeted weights
            trainable), none (forward and loss only).
+  dinov2   dinov2-vit-b-14: HF Dinov2Model's layout (patch conv with bias, class
+           token, position embeddings, pre-LN blocks with LayerScale and exact
+           GELU, final layernorm) at 224 px, features [class token, mean of the
+           patch tokens] into a trainable linear head (--classes classes);
+           the same adapters on q, k, v, out_proj, fc1, fc2; cross-entropy on
+           the head's logits (randlora bench's DINOv2 step, cli/bench_dinov2.c).
   step     per micro-batch: the text tower on K class prompts (BOS, random
            ids, EOT at the positions cmd_bench.c uses, padded to the longest
            EOT + 1 as the tokenizer's padding=True does), the vision tower on
@@ -60,6 +66,12 @@ PRESETS = {
 }
 PRESETS["clip-vit-b-16"] = json.loads(json.dumps(PRESETS["clip-vit-b-32"]))
 PRESETS["clip-vit-b-16"]["vision"]["patch_size"] = 16
+# DINOv2 ViT-B/14 at 224 px (randlora bench's dinov2-vit-b-14): vision only,
+# a linear head on [class token, mean patch token]
+PRESETS["dinov2-vit-b-14"] = dict(
+    dinov2=True,
+    vision=dict(image_size=224, patch_size=14, channels=3, hidden=768, layers=12, heads=12,
+                intermediate=3072))
 
 DEFAULT_RANK = {"lora": 32, "vera": 256, "randlora": 6}
 TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
@@ -239,6 +251,48 @@ class Text(nn.Module):
         return self.text_projection(x[torch.arange(K), eot])
 
 
+# --------------------------------------------------------------------------
+# DINOv2 in plain torch (HF Dinov2Model's layout, q/k/v/out named as CLIP's)
+
+class DinoLayer(Layer):
+    """pre-LN block with LayerScale (lambda1) and exact GELU, eps 1e-6"""
+
+    def __init__(self, C, H, Fd):
+        super().__init__(C, H, Fd)
+        self.layer_norm1, self.layer_norm2 = nn.LayerNorm(C, eps=1e-6), nn.LayerNorm(C, eps=1e-6)
+        self.ls1, self.ls2 = nn.Parameter(torch.ones(C)), nn.Parameter(torch.ones(C))
+
+    def forward(self, x, mask):
+        x = x + self.ls1 * self.self_attn(self.layer_norm1(x), mask)
+        return x + self.ls2 * self.fc2(F.gelu(self.fc1(self.layer_norm2(x))))
+
+
+class Dinov2(nn.Module):
+    """patch conv with bias, class token, position embeddings, DinoLayers,
+    final layernorm; features [class token, mean of the patch tokens] (2C)
+    into a linear head (Dinov2ForImageClassification's classifier)"""
+
+    def __init__(self, c, classes):
+        super().__init__()
+        C = c["hidden"]
+        self.patch_embedding = nn.Conv2d(c["channels"], C, c["patch_size"], c["patch_size"])
+        T = (c["image_size"] // c["patch_size"]) ** 2 + 1
+        self.cls_token = nn.Parameter(torch.randn(1, 1, C) * 0.02)
+        self.position_embeddings = nn.Parameter(torch.randn(1, T, C) * 0.02)
+        self.layers = nn.ModuleList(DinoLayer(C, c["heads"], c["intermediate"])
+                                    for _ in range(c["layers"]))
+        self.layernorm = nn.LayerNorm(C, eps=1e-6)
+        self.classifier = nn.Linear(2 * C, classes)
+
+    def forward(self, px):
+        p = self.patch_embedding(px).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls_token.expand(p.shape[0], -1, -1), p], dim=1) + self.position_embeddings
+        for layer in self.layers:
+            x = layer(x, None)
+        x = self.layernorm(x)
+        return self.classifier(torch.cat([x[:, 0], x[:, 1:].mean(dim=1)], dim=-1))
+
+
 def adapt(model, method, r, gen):
     """wrap every targeted linear; returns the trainable parameters"""
     for p in model.parameters():
@@ -292,21 +346,29 @@ def main():
     torch.manual_seed(a.seed)
     gen = torch.Generator().manual_seed(a.seed)
     cfg = PRESETS[a.model]
-    vision, text = Vision(cfg["vision"], cfg["proj"]), Text(cfg["text"], cfg["proj"])
-    model = nn.ModuleDict(dict(vision=vision, text=text))
+    dino = cfg.get("dinov2", False)
+    if dino:
+        model = Dinov2(cfg["vision"], a.classes)
+    else:
+        vision, text = Vision(cfg["vision"], cfg["proj"]), Text(cfg["text"], cfg["proj"])
+        model = nn.ModuleDict(dict(vision=vision, text=text))
     for mod in model.modules():
         if isinstance(mod, nn.Linear):
             nn.init.normal_(mod.weight, std=0.02)
             if mod.bias is not None:
                 nn.init.zeros_(mod.bias)
     params = adapt(model, a.method, r, gen)
+    if dino:                                              # the head trains with every method
+        model.classifier.weight.requires_grad_(True)
+        model.classifier.bias.requires_grad_(True)
+        params = params + [model.classifier.weight, model.classifier.bias]
     trains = len(params) > 0
     opt = torch.optim.AdamW(params, lr=1e-3) if trains else None
     n_trainable = sum(p.numel() for p in params)
 
     B, K, A = a.batch, a.classes, a.accumulate
     vc = cfg["vision"]
-    ids = prompts(cfg["text"], K, gen)
+    ids = prompts(cfg["text"], K, gen) if not dino else torch.zeros(K, 0, dtype=torch.long)
     pixels = torch.randn(A, B, vc["channels"], vc["image_size"], vc["image_size"],
                          generator=gen)
     labels = torch.randint(0, K, (A, B), generator=gen)
@@ -318,9 +380,12 @@ def main():
             opt.zero_grad(set_to_none=True)
         for mb in range(micro_batches):
             with torch.set_grad_enabled(trains):
-                txt = F.normalize(text(ids), dim=-1)
-                img = F.normalize(vision(pixels[mb]), dim=-1)
-                loss = F.cross_entropy(scale * img @ txt.t(), labels[mb])
+                if dino:
+                    loss = F.cross_entropy(model(pixels[mb]), labels[mb])
+                else:
+                    txt = F.normalize(text(ids), dim=-1)
+                    img = F.normalize(vision(pixels[mb]), dim=-1)
+                    loss = F.cross_entropy(scale * img @ txt.t(), labels[mb])
                 if trains:
                     (loss / micro_batches).backward()
             losses.append(loss.item())

@@ -73,46 +73,13 @@
 #include "core/timer.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "cli/bench_impl.h"
 #include "methods/adapter.h"
 #include "models/clip.h"
 #include "models/optim.h"
 
 /* ------------------------------------------------------------------------ */
 /* options and results                                                       */
-
-struct bench_opts {
-    const char *model;          /* preset name or a config.json path          */
-    const char *method;
-    size_t rank;                /* 0: the rank for the method         */
-    size_t batch, accumulate, classes, steps;
-    int threads;
-    bool json, in_process;
-    bool recompute;             /* layers recomputed in the backward          */
-    enum clip_precision precision;  /* of the frozen linears' products        */
-    uint64_t seed;
-};
-
-/* sent from the child through a pipe: plain data only */
-struct bench_result {
-    char model[64];
-    char method[16];
-    size_t rank, batch, accumulate, classes, steps, text_tokens;
-    int threads;
-    bool recompute;
-    char precision[8];          /* "fp32" or "bf16"                           */
-    char bf16_backend[128];     /* gemm_bf16_describe, under bf16             */
-    double bf16_weights_mb;     /* the frozen linears' bf16 copies            */
-    size_t n_trainable;
-    size_t n_sites, merged_sites; /* adapted linears; on the merged path      */
-    double step_median_s, step_min_s, images_per_s;
-    double model_flops;         /* analytic, per optimizer step               */
-    double gemm_flops;          /* counted by the wrapper, per step (mean)    */
-    double gemm_share;          /* time in GEMMs / step time, timed steps     */
-    double gemm_rate;           /* counted GEMM FLOPs / time in GEMMs         */
-    double peak_gemm_rate;      /* calibration GEMM                           */
-    double loss;                /* of the last step                           */
-    long peak_rss_kb;
-};
 
 static size_t default_rank(const char *method)
 {
@@ -205,7 +172,33 @@ static double model_flops(const struct clip_model *m, const struct clip_adapters
 /* ------------------------------------------------------------------------ */
 /* the step                                                                  */
 
-static int cmp_double(const void *a, const void *b)
+/* what both steps fill alike: the options echoed, the median and minimum
+ * of the S step times (sorted here), images/s, the GEMM share and rate
+ * (gemm_s seconds and gemm_f FLOPs counted over the timed steps) */
+void bench_result_timing(struct bench_result *res, const struct bench_opts *o, double *times,
+                         double total_s, double gemm_s, double gemm_f)
+{
+    const size_t S = o->steps;
+
+    snprintf(res->model, sizeof(res->model), "%s", o->model);
+    snprintf(res->method, sizeof(res->method), "%s", o->method);
+    res->rank = strcmp(o->method, "none") && strcmp(o->method, "full") ? o->rank : 0;
+    res->batch = o->batch;
+    res->accumulate = o->accumulate;
+    res->classes = o->classes;
+    res->steps = S;
+    res->threads = threads_current().n_blas;
+    snprintf(res->precision, sizeof(res->precision), "%s", clip_precision_name(o->precision));
+    qsort(times, S, sizeof(double), bench_cmp_double);
+    res->step_median_s = S % 2 ? times[S / 2] : 0.5 * (times[S / 2 - 1] + times[S / 2]);
+    res->step_min_s = times[0];
+    res->images_per_s = (double)(o->accumulate * o->batch) / res->step_median_s;
+    res->gemm_flops = gemm_f / (double)S;
+    res->gemm_share = gemm_s / total_s;
+    res->gemm_rate = gemm_s > 0 ? gemm_f / gemm_s : 0.0;
+}
+
+int bench_cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
 
@@ -244,7 +237,7 @@ static size_t make_prompts(int32_t *ids, size_t K, const struct clip_text_config
     return cut;
 }
 
-static double calibrate_gemm(void)
+double bench_calibrate_gemm(void)
 {
     const size_t M = 1024, N = 3072, K = 768;
     float *a = xmalloc_array(M * K, sizeof(float)), *b = xmalloc_array(N * K, sizeof(float));
@@ -306,6 +299,8 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
     struct rusage ru;
     int rc;
 
+    if (bench_is_dinov2(o->model))
+        return bench_dinov2_run(o, res);
     memset(res, 0, sizeof(*res));
     threads_init(o->threads);
     if ((rc = load_config(&cfg, o->model)) != RL_OK)
@@ -428,32 +423,17 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
     gemm_count_stop();
     gemm_f = (double)gemm_count_flops();
 
-    snprintf(res->model, sizeof(res->model), "%s", o->model);
-    snprintf(res->method, sizeof(res->method), "%s", o->method);
-    res->rank = trains && strcmp(o->method, "full") ? o->rank : 0;
-    res->batch = B;
-    res->accumulate = A;
-    res->classes = K;
-    res->steps = S;
+    bench_result_timing(res, o, times, total_s, gemm_s, gemm_f);
     res->text_tokens = cut;
-    res->threads = threads_current().n_blas;
     res->recompute = trains && o->recompute;
-    snprintf(res->precision, sizeof(res->precision), "%s", clip_precision_name(o->precision));
     if (o->precision == CLIP_PRECISION_BF16)
         gemm_bf16_describe(res->bf16_backend, sizeof(res->bf16_backend));
     res->bf16_weights_mb = (double)ca.n_w_bf16 * sizeof(uint16_t) / (1024.0 * 1024.0);
     res->n_trainable = trains ? ca.n_params : 0;
     res->n_sites = trains ? ca.n_sites : 0;
     res->merged_sites = merged;
-    qsort(times, S, sizeof(double), cmp_double);
-    res->step_median_s = S % 2 ? times[S / 2] : 0.5 * (times[S / 2 - 1] + times[S / 2]);
-    res->step_min_s = times[0];
-    res->images_per_s = (double)(A * B) / res->step_median_s;
     res->model_flops = model_flops(&m, trains ? &ca : NULL, B, K, cut, A, trains,
                                    trains && o->recompute);
-    res->gemm_flops = gemm_f / (double)S;
-    res->gemm_share = gemm_s / total_s;
-    res->gemm_rate = gemm_s > 0 ? gemm_f / gemm_s : 0.0;
     res->loss = loss;
     rc = RL_OK;
 out:
@@ -474,7 +454,7 @@ out:
     clip_model_free(&m);
     if (rc == RL_OK) {
         /* after everything is freed, so its buffers do not raise the peak */
-        res->peak_gemm_rate = calibrate_gemm();
+        res->peak_gemm_rate = bench_calibrate_gemm();
         if (getrusage(RUSAGE_SELF, &ru) == 0)
             res->peak_rss_kb = ru.ru_maxrss;
     }
@@ -499,7 +479,9 @@ static void bench_usage(FILE *out)
             "FLOPs (analytic) and their rate, the share of time in GEMMs (measured), the\n"
             "calibration GEMM rate and the peak RSS of a fresh child process.\n"
             "\n"
-            "  --model P       a preset (clip-tiny, clip-vit-b-32, ...) or a config.json\n"
+            "  --model P       a preset (clip-tiny, clip-vit-b-32, ...) or a config.json;\n"
+            "                  dinov2-vit-b-14 (or a DINOv2 preset): the image backbone with a\n"
+            "                  linear head of K classes on [cls, mean patch], no text tower\n"
             "  --method M      lora, vera, randlora, nola, full or none (forward only)\n"
             "  --rank R        default: lora 32, vera 256, randlora 6, nola 1\n"
             "  --batch B       images per micro-batch (default 32)\n"
@@ -545,9 +527,13 @@ static void print_result(const struct bench_result *r, bool json)
         printf("model %s, method %s", r->model, r->method);
         if (r->rank)
             printf(" r=%zu", r->rank);
-        printf(", batch %zu x %zu, %zu class prompts of %zu tokens, %d threads%s\n",
-               r->accumulate, r->batch, r->classes, r->text_tokens, r->threads,
-               r->recompute ? ", layers recomputed in the backward" : "");
+        if (r->text_tokens)
+            printf(", batch %zu x %zu, %zu class prompts of %zu tokens, %d threads%s\n",
+                   r->accumulate, r->batch, r->classes, r->text_tokens, r->threads,
+                   r->recompute ? ", layers recomputed in the backward" : "");
+        else                            /* a DINOv2 step (bench_dinov2.c) */
+            printf(", batch %zu x %zu, a linear head of %zu classes on [cls, mean patch], "
+                   "%d threads\n", r->accumulate, r->batch, r->classes, r->threads);
         if (r->bf16_backend[0])
             printf("  precision            bf16 frozen linears (%.1f MiB of bf16 copies; %s)\n",
                    r->bf16_weights_mb, r->bf16_backend);
@@ -697,6 +683,8 @@ int cmd_bench(int argc, char **argv)
         return bad("--classes must be at least 2");
     if (!o.rank)
         o.rank = default_rank(o.method);
+    if (bench_is_dinov2(o.model) && o.recompute)
+        return bad("--recompute is not available for the DINOv2 step (%s)", o.model);
     if (o.precision == CLIP_PRECISION_BF16 && !strcmp(o.method, "none"))
         return bad("--precision bf16 applies to the frozen linears of a training method, "
                    "not none");

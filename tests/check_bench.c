@@ -3,7 +3,8 @@
  * config (a config.json in a temporary directory), in-process, 2 steps per
  * method: the JSON line has every field, the loss is finite, the FLOP counts
  * are positive and 0 < GEMM share <= 1; the text output has its lines; bad
- * usage exits 2. No timing assertions: speed targets are `make bench`'s.
+ * usage exits 2; the DINOv2 step with a head on vit-tiny (test_bench_dinov2).
+ * No timing assertions: speed targets are `make bench`'s.
  */
 #include <check.h>
 #include <fcntl.h>
@@ -166,6 +167,41 @@ START_TEST(test_bench_none_and_errors)
 }
 END_TEST
 
+/* the DINOv2 step (cli/bench_dinov2.c) on vit-tiny (32 px, patch 4, width
+ * 128, 4 layers, MLP 512, 1 register token): LoRA r 4 on the six linears of
+ * every layer plus a head of 3 classes on cls_mean (256 features); two
+ * micro-batches; the analytic FLOPs agree with the GEMMs counted;
+ * `none` trains the head alone; --recompute is refused */
+START_TEST(test_bench_dinov2)
+{
+    char buf[4096];
+    char *lora[] = { "bench", "--model", "vit-tiny", "--method", "lora", "--rank", "4",
+                     "--batch", "2", "--accumulate", "2", "--classes", "3", "--steps", "2",
+                     "--threads", "2", "--json", "--in-process", NULL };
+    char *none[] = { "bench", "--model", "vit-tiny", "--method", "none", "--batch", "2",
+                     "--classes", "3", "--steps", "1", "--json", "--in-process", NULL };
+    char *rc_[] = { "bench", "--model", "dinov2-vit-b-14", "--method", "lora", "--recompute", NULL };
+    double ratio;
+
+    setup_dir();
+    ck_assert_int_eq(run_bench(lora, (int)(sizeof(lora) / sizeof(lora[0])) - 1, buf, sizeof(buf)), 0);
+    /* 4 layers x (4 x 4 (128 + 128) + 2 x 4 (128 + 512)) + 3 x 256 + 3 */
+    ck_assert_msg(field(buf, "n_trainable") == 4 * (4 * 4 * 256 + 2 * 4 * 640) + 771, "%s", buf);
+    ck_assert(field(buf, "n_sites") == 24 && field(buf, "text_tokens") == 0);
+    ck_assert(field(buf, "accumulate") == 2 && field(buf, "classes") == 3);
+    ck_assert(isfinite(field(buf, "loss")) && field(buf, "images_per_s") > 0);
+    ck_assert(field(buf, "gemm_share") > 0 && field(buf, "gemm_share") <= 1.0);
+    ratio = field(buf, "gemm_gflop_counted") / field(buf, "model_gflop");
+    ck_assert_msg(ratio > 0.9 && ratio < 1.3, "counted / analytic FLOPs %.3f: %s", ratio, buf);
+    ck_assert(strstr(buf, "\"model\":\"vit-tiny\"") != NULL);
+
+    ck_assert_int_eq(run_bench(none, (int)(sizeof(none) / sizeof(none[0])) - 1, buf, sizeof(buf)), 0);
+    ck_assert_msg(field(buf, "n_trainable") == 771 && field(buf, "n_sites") == 0, "%s", buf);
+    ck_assert_int_eq(run_bench(rc_, (int)(sizeof(rc_) / sizeof(rc_[0])) - 1, buf, sizeof(buf)), 2);
+    cleanup_dir();
+}
+END_TEST
+
 Suite *suite_bench(void)
 {
     Suite *s = suite_create("bench");
@@ -175,6 +211,7 @@ Suite *suite_bench(void)
     tcase_add_test(tc, test_bench_json_fields);
     tcase_add_test(tc, test_bench_text_accumulate);
     tcase_add_test(tc, test_bench_none_and_errors);
+    tcase_add_test(tc, test_bench_dinov2);
     suite_add_tcase(s, tc);
     return s;
 }
