@@ -72,6 +72,7 @@ int main(int argc, char **argv)
         suite_refusals,
         suite_gemm_bf16,
         suite_clip_bf16,
+        suite_run_precision,
         suite_dist,
     };
     SRunner *sr = srunner_create(NULL);
