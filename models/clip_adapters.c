@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/bf16.h"
 #include "core/status.h"
 #include "models/clip.h"
 #include "formats/safetensors.h"
@@ -469,6 +470,21 @@ static bool site_wants_merge(const struct clip_adapters *ca, size_t k, size_t ro
                                                    ADAPTER_PATH_MERGED;
 }
 
+/* site k's bf16 copy (train.precision = bf16), rounded again from its
+ * fp32 weight after a merge, re-merge, unmerge or rebase changed it: the
+ * copy is always bf16(the fp32 weight), so a merged site's bf16 products
+ * run on W + dW merged in fp32 and rounded once, and after a rebase the
+ * copy is again the one made at load, bit for bit */
+static void site_sync_bf16(struct clip_adapters *ca, struct clip_model *m, size_t k)
+{
+    const struct clip_site *s = &ca->sites[k];
+    const uint16_t *copy = site_layer(ca, s)->w_bf16[s->lin];
+
+    if (copy)
+        bf16_from_f32_array(ca->w_bf16 + (copy - ca->w_bf16), site_weight(m, s),
+                            ca->adapters[k].d_out * ca->adapters[k].d_in);
+}
+
 /* site k's weight back to W: unmerged with the parameters it was merged
  * with (without a snapshot those are the current ones: such sites are
  * unmerged by end_backward, before the parameters change) */
@@ -480,6 +496,7 @@ static void site_unmerge(struct clip_adapters *ca, struct clip_model *m, size_t 
         adapter_unmerge_old(&ca->adapters[k], site_weight(m, s), site_merged_params(ca, k));
     else
         adapter_unmerge(&ca->adapters[k], site_weight(m, s));
+    site_sync_bf16(ca, m, k);
     ca->merged[k] = false;
     site_layer(ca, s)->merged[s->lin] = false;
     ca->n_merged--;
@@ -529,6 +546,7 @@ void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
 
             if (memcmp(old, a->params, np * sizeof(float)) != 0) {
                 adapter_remerge(a, w, old);
+                site_sync_bf16(ca, m, k);
                 memcpy(old, a->params, np * sizeof(float));
                 changed = true;
             }
@@ -536,6 +554,7 @@ void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
             if (!ca->gw)
                 ca->gw = xcalloc_aligned(largest_weight(ca), sizeof(float));
             adapter_merge(a, w);            /* a pair begins: counted at its end */
+            site_sync_bf16(ca, m, k);
             if (ca->merged_params)
                 memcpy(site_merged_params(ca, k), a->params, np * sizeof(float));
             ca->merged[k] = true;
@@ -620,6 +639,7 @@ int clip_adapters_rebase(struct clip_adapters *ca, struct clip_model *m, const c
             break;
         rc = st_load_f32(f, name, 2, shape, site_weight(m, s));
         st_close(f);
+        site_sync_bf16(ca, m, k);
         if (rc == RL_OK)
             ca->drifted[k] = false;
     }

@@ -5,7 +5,9 @@
  * bf16 is not bit-exact, so the step is compared with the fp32 step on the
  * same weights and inputs within a bound derived from bf16 rounding
  * (step_bound below), and shown to fail that bound when the bf16 weights
- * are wrong. On a CPU without AVX512-BF16 or AMX: the precision is refused
+ * are wrong. The merged path: merged in fp32, rounded once into the copy
+ * (exactly), and a rebase restores the load-time copies bit for bit. On a
+ * CPU without AVX512-BF16 or AMX: the precision is refused
  * with a clear message and nothing changes (tested), and the step
  * comparison prints why it skips.
  */
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/bf16.h"
 #include "core/gemm_bf16.h"
 #include "core/rng.h"
@@ -191,26 +194,19 @@ START_TEST(test_bf16_step_bound_detects_wrong_weights)
 }
 END_TEST
 
-/* every layer's every linear points at exactly the bf16 rounding of its own
- * fp32 weight, and on the merged path the copies are not used: the step is
- * the fp32 merged step bit for bit */
-START_TEST(test_bf16_copies_are_the_weights)
+/* every layer's every linear points at exactly the bf16 rounding of its
+ * own fp32 weight as it is now (after a merge: of W + dW); returns how
+ * many copies' elements differ from `before` (a saved ca.w_bf16, or NULL) */
+static size_t assert_copies_are_weights(const struct step_case *s, const uint16_t *before)
 {
-    struct step_case s, s32;
-    float *g32, *g16, loss32, loss16;
+    size_t changed = 0;
 
-    if (gemm_bf16_check() != RL_OK) {
-        printf("check_clip_bf16: wiring test skipped: %s\n", rl_error_msg());
-        return;
-    }
-    step_case_init(&s);
-    ck_assert_int_eq(clip_adapters_set_precision(&s.ca, &s.m, CLIP_PRECISION_BF16), RL_OK);
     for (int tw = 0; tw < CLIP_NUM_TOWERS; tw++)
         for (size_t l = 0; l < 4; l++) {
-            const struct block_params *p = tw == CLIP_TOWER_VISION ? &s.m.vlayer[l]
-                                                                   : &s.m.tlayer[l];
-            const struct block_adapters *ad = tw == CLIP_TOWER_VISION ? &s.ca.vision[l]
-                                                                      : &s.ca.text[l];
+            const struct block_params *p = tw == CLIP_TOWER_VISION ? &s->m.vlayer[l]
+                                                                   : &s->m.tlayer[l];
+            const struct block_adapters *ad = tw == CLIP_TOWER_VISION ? &s->ca.vision[l]
+                                                                      : &s->ca.text[l];
             const float *w[BLOCK_NUM_LINEARS] = { p->q_w, p->k_w, p->v_w, p->o_w, p->fc1_w,
                                                   p->fc2_w };
 
@@ -218,23 +214,140 @@ START_TEST(test_bf16_copies_are_the_weights)
                 size_t n = i >= BLOCK_LIN_FC1 ? 128 * 512 : 128 * 128;
 
                 ck_assert_ptr_nonnull(ad->w_bf16[i]);
-                for (size_t k = 0; k < n; k++)
+                for (size_t k = 0; k < n; k++) {
                     ck_assert_msg(ad->w_bf16[i][k] == bf16_from_f32(w[i][k]),
                                   "tower %d layer %zu linear %d element %zu", tw, l, i, k);
+                    if (before)
+                        changed += ad->w_bf16[i][k] != before[ad->w_bf16[i] - s->ca.w_bf16 + k];
+                }
             }
         }
-    /* merged everywhere, against a fresh fp32 case merged everywhere */
+    return changed;
+}
+
+/* each layer's every linear points at exactly the bf16 rounding of its own
+ * fp32 weight */
+START_TEST(test_bf16_copies_are_the_weights)
+{
+    struct step_case s;
+
+    if (gemm_bf16_check() != RL_OK) {
+        printf("check_clip_bf16: wiring test skipped: %s\n", rl_error_msg());
+        return;
+    }
+    step_case_init(&s);
+    ck_assert_int_eq(clip_adapters_set_precision(&s.ca, &s.m, CLIP_PRECISION_BF16), RL_OK);
+    assert_copies_are_weights(&s, NULL);
+    step_case_free(&s);
+}
+END_TEST
+
+static const struct clip_step_size step_size = {
+    .images = STEP_B, .texts = STEP_B, .text_tokens = STEP_T, .vision_micro = 1, .text_micro = 1,
+};
+
+/* The merged path in bf16: merged in fp32 (the weights are those of the
+ * fp32 merged step bit for bit), rounded once into each copy (the copies
+ * are bf16(W + dW) exactly, and differ from bf16(W)); the step within the
+ * bound of the fp32 merged step; after end_step the copies are bf16(W)
+ * again (of the unmerged fp32 weights) */
+START_TEST(test_bf16_merged_step)
+{
+    struct step_case s, s32;
+    float *g32, *g16, loss32, loss16;
+    uint16_t *load_copy;
+    double dl, dg;
+    const size_t L = 4;
+
+    if (gemm_bf16_check() != RL_OK) {
+        printf("check_clip_bf16: merged test skipped: %s\n", rl_error_msg());
+        return;
+    }
+    step_case_init(&s);
     step_case_init(&s32);
+    ck_assert_int_eq(clip_adapters_set_precision(&s.ca, &s.m, CLIP_PRECISION_BF16), RL_OK);
+    load_copy = xmalloc_array(s.ca.n_w_bf16, sizeof(uint16_t));
+    memcpy(load_copy, s.ca.w_bf16, s.ca.n_w_bf16 * sizeof(uint16_t));
     g32 = test_zeros(s.ca.n_params);
     g16 = test_zeros(s.ca.n_params);
     s.ca.path_mode = s32.ca.path_mode = CLIP_PATH_MERGED;
-    loss16 = step_run(&s, g16);
-    loss32 = step_run(&s32, g32);
-    ck_assert(loss16 == loss32);
-    ck_assert_int_eq(memcmp(g16, g32, s.ca.n_params * sizeof(float)), 0);
+    clip_adapters_zero_grad(&s.ca);
+    clip_adapters_zero_grad(&s32.ca);
+    clip_adapters_begin_step(&s.ca, &s.m, &step_size);
+    clip_adapters_begin_step(&s32.ca, &s32.m, &step_size);
+    ck_assert_uint_eq(s.ca.n_merged, s.ca.n_sites);
+    ck_assert_int_eq(memcmp(s.m.params, s32.m.params, s.m.n_params * sizeof(float)), 0);
+    ck_assert_msg(assert_copies_are_weights(&s, load_copy) > 0,
+                  "the merge left every bf16 copy as bf16(W)");
+    loss16 = pipe_backward(&s.p, NULL, NULL);
+    loss32 = pipe_backward(&s32.p, NULL, NULL);
+    clip_adapters_end_step(&s.ca, &s.m);
+    clip_adapters_end_step(&s32.ca, &s32.m);
+    assert_copies_are_weights(&s, NULL);
+    memcpy(g16, s.ca.grads, s.ca.n_params * sizeof(float));
+    memcpy(g32, s32.ca.grads, s.ca.n_params * sizeof(float));
+    dl = fabs((double)loss16 - loss32) / fabs((double)loss32);
+    dg = rel_l2(g16, g32, s.ca.n_params);
+    printf("check_clip_bf16: merged: loss rel. diff %.2e (bound %.2e); adapter grads rel. "
+           "diff %.2e (bound %.2e)\n", dl, step_bound(4 * L), dg, step_bound(8 * L));
+    ck_assert(isfinite(loss16));
+    ck_assert_msg(dl <= step_bound(4 * L), "loss rel. diff %.3g", dl);
+    ck_assert_msg(dg <= step_bound(8 * L), "grad rel. diff %.3g", dg);
+    ck_assert_msg(dg > 0.0, "bf16 changed nothing: the merged bf16 path did not run");
+    free(load_copy);
     free(g32); free(g16);
     step_case_free(&s);
     step_case_free(&s32);
+}
+END_TEST
+
+/* Many merge / change / unmerge rounds with large updates drift the fp32
+ * weights far enough that some bf16 roundings of them change (asserted: the
+ * check below could fail); the copies track the weights throughout, and a
+ * rebase from the model's file restores the weights and the copies made at
+ * load bit for bit */
+START_TEST(test_bf16_rebase_restores_copies)
+{
+    struct step_case s;
+    uint16_t *load_copy;
+    float *w0;
+    char dir[1024], path[1200];
+    struct rng r;
+    size_t drifted;
+
+    if (gemm_bf16_check() != RL_OK) {
+        printf("check_clip_bf16: rebase test skipped: %s\n", rl_error_msg());
+        return;
+    }
+    step_case_init(&s);
+    ck_assert_ptr_nonnull(test_tmpdir_make(dir, sizeof(dir), "bf16"));
+    write_weights(&s.m, dir, NULL, NULL);
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    ck_assert_int_eq(clip_adapters_set_precision(&s.ca, &s.m, CLIP_PRECISION_BF16), RL_OK);
+    load_copy = xmalloc_array(s.ca.n_w_bf16, sizeof(uint16_t));
+    memcpy(load_copy, s.ca.w_bf16, s.ca.n_w_bf16 * sizeof(uint16_t));
+    w0 = test_copy(s.m.params, s.m.n_params);
+    s.ca.path_mode = CLIP_PATH_MERGED;
+    rng_init(&r, 4);
+    for (int round = 0; round < 20; round++) {
+        for (size_t i = 0; i < s.ca.n_params; i++)
+            s.ca.params[i] += 2.0f * rng_normal(&r);
+        clip_adapters_begin_step(&s.ca, &s.m, &step_size);
+        ck_assert_uint_eq(s.ca.n_merged, s.ca.n_sites);
+        clip_adapters_end_step(&s.ca, &s.m);
+    }
+    drifted = assert_copies_are_weights(&s, load_copy);
+    printf("check_clip_bf16: after 20 merge/unmerge rounds %zu of %zu bf16 weights differ "
+           "from the load-time copy\n", drifted, s.ca.n_w_bf16);
+    ck_assert_msg(drifted > 0, "the fp32 drift never reached a bf16 rounding: the rebase "
+                  "check below would prove nothing");
+    ck_assert_int_eq(clip_adapters_rebase(&s.ca, &s.m, path), RL_OK);
+    ck_assert_int_eq(memcmp(s.m.params, w0, s.m.n_params * sizeof(float)), 0);
+    ck_assert_int_eq(memcmp(s.ca.w_bf16, load_copy, s.ca.n_w_bf16 * sizeof(uint16_t)), 0);
+    free(w0);
+    free(load_copy);
+    test_tmpdir_remove(dir);
+    step_case_free(&s);
 }
 END_TEST
 
@@ -340,6 +453,8 @@ Suite *suite_clip_bf16(void)
     tcase_add_test(tc, test_bf16_step_within_bound);
     tcase_add_test(tc, test_bf16_step_bound_detects_wrong_weights);
     tcase_add_test(tc, test_bf16_copies_are_the_weights);
+    tcase_add_test(tc, test_bf16_merged_step);
+    tcase_add_test(tc, test_bf16_rebase_restores_copies);
     tcase_add_test(tc, test_precision_parse_and_refusal);
     tcase_add_test(tc, test_bf16_skips_trained_weights);
     tcase_add_test(tc, test_train_precision_key);
