@@ -74,12 +74,12 @@ int runner_create_store(struct store **st, struct run_state *s, const char *path
     git_commit(commit, sizeof(commit));
     /* the precision in effect: bf16 copies made (a trained run with
      * train.precision = bf16), and then the kernel oneDNN runs them on */
-    const bool bf16 = s->trains && s->ca.w_bf16;
-    if (bf16)
+    const bool runs_bf16 = s->trains && s->ca.w_bf16;
+    if (runs_bf16)
         gemm_bf16_describe(gemm, sizeof(gemm));
     struct store_run_info info = {
         .harness_version = RUNNER_HARNESS_VERSION, .git_commit = commit, .threads = threads,
-        .blas = blas, .precision = bf16 ? "bf16" : "fp32", .bf16_gemm = gemm,
+        .blas = blas, .precision = runs_bf16 ? "bf16" : "fp32", .bf16_gemm = gemm,
         .config_text = ini, .method = p->method,
         .rank = (int64_t)(s->trains && (s->ca.method.ops->flags & ADAPTER_F_RANK) ? p->adapter.r : 0),
         .alpha = adapter_alpha(&p->adapter), .profile = p->profile,

@@ -412,17 +412,17 @@ enum clip_precision {
 /* "fp32" | "bf16" -> precision; RL_ERR_ARG otherwise */
 int  clip_precision_parse(const char *name, enum clip_precision *out);
 const char *clip_precision_name(enum clip_precision p);
-/* Under CLIP_PRECISION_BF16: round every frozen linear weight of both
- * towers (those not trained as a whole: every linear but those of a method
- * whose parameters are the weight, full) to bf16 once, into one block owned
- * by ca (2 bytes per weight element, on top of the fp32 model, which merges,
- * exports and the re-base still use), and point each layer's
- * block_adapters.w_bf16 at them. Each copy stays bf16(its fp32 weight):
- * clip_adapters_begin_step, end_backward, end_step and rebase round it
- * again from the fp32 weight whenever they change that weight (a merge in
- * fp32 rounded once; after a rebase the copy made at load, bit for bit).
- * Call after the weights are loaded and before the first step. RL_ERR_NA (the CPU has no fast bf16 GEMM,
- * gemm_bf16_check's message) leaves everything fp32. FP32: nothing. */
+/* Under CLIP_PRECISION_BF16: round every linear weight of both towers to
+ * bf16 once (every W is frozen here: full fine-tuning trains a delta dW
+ * beside it), into one block owned by ca (2 bytes per weight element, on
+ * top of the fp32 model, which merges, exports and the re-base still use),
+ * and point each layer's block_adapters.w_bf16 at them. Each copy stays
+ * bf16(its fp32 weight): clip_adapters_begin_step, end_backward, end_step
+ * and rebase round it again whenever they change that weight (a merge done
+ * in fp32, rounded once; after a rebase the copy made at load, bit for
+ * bit). Call after the weights are loaded and before the first step.
+ * RL_ERR_NA (the CPU has no fast bf16 GEMM, gemm_bf16_check's message)
+ * leaves everything fp32. FP32: nothing. */
 int  clip_adapters_set_precision(struct clip_adapters *ca, const struct clip_model *m,
                                  enum clip_precision p);
 

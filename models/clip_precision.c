@@ -37,15 +37,11 @@ static const float *layer_weight(const struct block_params *p, enum block_linear
     return w[i];
 }
 
-/* the weight is frozen: no adapter whose parameters are the weight itself */
-static int lin_frozen(const struct block_adapters *ad, enum block_linear i)
-{
-    return !ad->lin[i] || !(ad->lin[i]->ops->flags & ADAPTER_F_GRAD_IS_GW);
-}
-
-/* visit every frozen linear of both towers: count (out == NULL) or convert
- * into out and point the layer at it; returns the elements visited */
-static size_t each_frozen_linear(struct clip_adapters *ca, const struct clip_model *m,
+/* visit every linear of both towers (each weight W is frozen: full
+ * fine-tuning trains a delta dW beside it, methods/full.c): count (out ==
+ * NULL) or convert into out and point the layer at it; returns the
+ * elements visited */
+static size_t each_linear(struct clip_adapters *ca, const struct clip_model *m,
                                  bf16 *out)
 {
     size_t total = 0;
@@ -62,8 +58,6 @@ static size_t each_frozen_linear(struct clip_adapters *ca, const struct clip_mod
                 const float *w = layer_weight(&lp[l], (enum block_linear)i, bc->C, bc->F,
                                               &n);
 
-                if (!lin_frozen(&la[l], (enum block_linear)i))
-                    continue;
                 if (out) {
                     bf16_from_f32_array(out + total, w, n);
                     la[l].w_bf16[i] = out + total;
@@ -85,9 +79,9 @@ int clip_adapters_set_precision(struct clip_adapters *ca, const struct clip_mode
     if ((rc = gemm_bf16_check()) != RL_OK)
         return rc;
     RL_ASSERT(ca->w_bf16 == NULL);
-    n = each_frozen_linear(ca, m, NULL);
+    n = each_linear(ca, m, NULL);
     ca->w_bf16 = xmalloc_array(n ? n : 1, sizeof(bf16));
     ca->n_w_bf16 = n;
-    each_frozen_linear(ca, m, ca->w_bf16);
+    each_linear(ca, m, ca->w_bf16);
     return RL_OK;
 }

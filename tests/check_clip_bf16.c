@@ -37,11 +37,12 @@ struct step_case {
     int32_t ids[STEP_B * STEP_T];
 };
 
-/* clip-tiny with random weights, LoRA r8 on all six linears of both towers
- * (B non-zero, so every adapter gradient is), 4 images, 4 prompts of 9
- * tokens (bos, bytes, eos at 5..8), factored path everywhere (the path bf16
- * applies to) */
-static void step_case_init(struct step_case *s)
+/* clip-tiny with random weights, `method` (rank r) on all six linears of
+ * both towers, its parameters moved by N(0, noise) (LoRA's B non-zero, so
+ * every adapter gradient is), 4 images, 4 prompts of 9 tokens (bos, bytes,
+ * eos at 5..8), factored path everywhere */
+static void step_case_init_method(struct step_case *s, const char *method, size_t r_,
+                                  float noise)
 {
     struct clip_target t[1];
     struct adapter_cfg acfg;
@@ -51,12 +52,12 @@ static void step_case_init(struct step_case *s)
     memset(s, 0, sizeof(*s));
     ck_assert_int_eq(clip_model_preset(&s->m, "clip-tiny", 7), RL_OK);
     ck_assert_int_eq(clip_targets_parse("all", t, 1, &nt), RL_OK);
-    adapter_cfg_defaults(&acfg, "lora", 8);
+    adapter_cfg_defaults(&acfg, method, r_);
     ck_assert_int_eq(clip_adapters_init(&s->ca, &s->m, &acfg, t, nt, STEP_B, STEP_B), RL_OK);
     s->ca.path_mode = CLIP_PATH_FACTORED;
     rng_init(&r, 15);
     for (size_t i = 0; i < s->ca.n_params; i++)
-        s->ca.params[i] += 0.05f * rng_normal(&r);
+        s->ca.params[i] += noise * rng_normal(&r);
     s->pixels = test_randn(&r, STEP_B * 3 * 32 * 32, 1.0f);
     for (size_t b = 0; b < STEP_B; b++) {
         size_t eos = 5 + b;
@@ -65,6 +66,12 @@ static void step_case_init(struct step_case *s)
             s->ids[b * STEP_T + k] = k == 0 ? 256 : k < eos ? (int32_t)rng_below(&r, 256) : 257;
     }
     pipe_init(&s->p, &s->m, &s->ca, STEP_B, STEP_T, s->pixels, s->ids);
+}
+
+/* LoRA r8, parameters moved by N(0, 0.05) */
+static void step_case_init(struct step_case *s)
+{
+    step_case_init_method(s, "lora", 8, 0.05f);
 }
 
 static void step_case_free(struct step_case *s)
@@ -129,37 +136,60 @@ static double step_bound(size_t products)
     return (double)products * (2 * u + u * u);
 }
 
+/* a bf16 step (loss16, g16) against the fp32 one: loss within
+ * step_bound(16), the n gradients within step_bound(32) in norm (L = 4
+ * layers, above), printed with `what`; and not equal (bf16 ran) */
+static void assert_step_within_bound(const char *what, float loss16, float loss32,
+                                     const float *g16, const float *g32, size_t n)
+{
+    const size_t L = 4;
+    const double dl = fabs((double)loss16 - loss32) / fabs((double)loss32);
+    const double dg = rel_l2(g16, g32, n);
+
+    printf("check_clip_bf16: %s: loss %.7g (fp32 %.7g): rel. diff %.2e (bound %.2e); "
+           "grads rel. diff %.2e (bound %.2e)\n", what, (double)loss16, (double)loss32, dl,
+           step_bound(4 * L), dg, step_bound(8 * L));
+    ck_assert(isfinite(loss16));
+    ck_assert_msg(dl <= step_bound(4 * L), "%s: loss rel. diff %.3g", what, dl);
+    ck_assert_msg(dg <= step_bound(8 * L), "%s: grad rel. diff %.3g", what, dg);
+    ck_assert_msg(dg > 0.0, "%s: bf16 changed nothing: the bf16 path did not run", what);
+}
+
+static size_t assert_copies_are_weights(const struct step_case *s, const uint16_t *before);
+
+/* one step of s in fp32, then bf16 copies of every linear of both towers
+ * (LoRA trains none of the weights; full trains a delta beside each), the
+ * same step in bf16: the copies are the weights' roundings, and the bf16
+ * step is within the bound of the fp32 one */
+static void compare_steps(struct step_case *s, const char *what)
+{
+    const size_t L = 4, lin_per_layer = 4 * 128 * 128 + 2 * 128 * 512;
+    float *g32 = test_zeros(s->ca.n_params), *g16 = test_zeros(s->ca.n_params);
+    float loss32, loss16;
+
+    loss32 = step_run(s, g32);
+    ck_assert_int_eq(clip_adapters_set_precision(&s->ca, &s->m, CLIP_PRECISION_BF16), RL_OK);
+    ck_assert_uint_eq(s->ca.n_w_bf16, 2 * L * lin_per_layer);
+    loss16 = step_run(s, g16);
+    assert_copies_are_weights(s, NULL);
+    assert_step_within_bound(what, loss16, loss32, g16, g32, s->ca.n_params);
+    free(g32);
+    free(g16);
+}
+
 /* bf16 within the bound of fp32 on loss and every adapter gradient; the
  * copies cover every linear weight of both towers (LoRA trains none of
  * them) */
 START_TEST(test_bf16_step_within_bound)
 {
     struct step_case s;
-    float *g32, *g16, loss32, loss16;
-    const size_t L = 4, lin_per_layer = 4 * 128 * 128 + 2 * 128 * 512;
-    double dl, dg;
 
     if (gemm_bf16_check() != RL_OK) {
         printf("check_clip_bf16: step comparison skipped: %s\n", rl_error_msg());
         return;
     }
     step_case_init(&s);
-    g32 = test_zeros(s.ca.n_params);
-    g16 = test_zeros(s.ca.n_params);
-    loss32 = step_run(&s, g32);
-    ck_assert_int_eq(clip_adapters_set_precision(&s.ca, &s.m, CLIP_PRECISION_BF16), RL_OK);
-    ck_assert_uint_eq(s.ca.n_w_bf16, 2 * L * lin_per_layer);
-    loss16 = step_run(&s, g16);
-    dl = fabs((double)loss16 - loss32) / fabs((double)loss32);
-    dg = rel_l2(g16, g32, s.ca.n_params);
-    printf("check_clip_bf16: loss %.7g (fp32 %.7g): rel. diff %.2e (bound %.2e); "
-           "adapter grads rel. diff %.2e (bound %.2e)\n",
-           (double)loss16, (double)loss32, dl, step_bound(4 * L), dg, step_bound(8 * L));
-    ck_assert(isfinite(loss16));
-    ck_assert_msg(dl <= step_bound(4 * L), "loss rel. diff %.3g", dl);
-    ck_assert_msg(dg <= step_bound(8 * L), "grad rel. diff %.3g", dg);
-    ck_assert_msg(dg > 0.0, "bf16 changed nothing: the bf16 path did not run");
-    free(g32); free(g16);
+    compare_steps(&s, "factored");
     step_case_free(&s);
 }
 END_TEST
@@ -256,8 +286,6 @@ START_TEST(test_bf16_merged_step)
     struct step_case s, s32;
     float *g32, *g16, loss32, loss16;
     uint16_t *load_copy;
-    double dl, dg;
-    const size_t L = 4;
 
     if (gemm_bf16_check() != RL_OK) {
         printf("check_clip_bf16: merged test skipped: %s\n", rl_error_msg());
@@ -286,14 +314,7 @@ START_TEST(test_bf16_merged_step)
     assert_copies_are_weights(&s, NULL);
     memcpy(g16, s.ca.grads, s.ca.n_params * sizeof(float));
     memcpy(g32, s32.ca.grads, s.ca.n_params * sizeof(float));
-    dl = fabs((double)loss16 - loss32) / fabs((double)loss32);
-    dg = rel_l2(g16, g32, s.ca.n_params);
-    printf("check_clip_bf16: merged: loss rel. diff %.2e (bound %.2e); adapter grads rel. "
-           "diff %.2e (bound %.2e)\n", dl, step_bound(4 * L), dg, step_bound(8 * L));
-    ck_assert(isfinite(loss16));
-    ck_assert_msg(dl <= step_bound(4 * L), "loss rel. diff %.3g", dl);
-    ck_assert_msg(dg <= step_bound(8 * L), "grad rel. diff %.3g", dg);
-    ck_assert_msg(dg > 0.0, "bf16 changed nothing: the merged bf16 path did not run");
+    assert_step_within_bound("merged", loss16, loss32, g16, g32, s.ca.n_params);
     free(load_copy);
     free(g32); free(g16);
     step_case_free(&s);
@@ -380,30 +401,21 @@ START_TEST(test_precision_parse_and_refusal)
 }
 END_TEST
 
-/* full fine-tuning trains the weights: none of them gets a bf16 copy */
-START_TEST(test_bf16_skips_trained_weights)
+/* full fine-tuning trains a delta dW beside each frozen W: every linear
+ * gets a copy, and its step (merged: bf16(W + dW), merged in fp32) is within
+ * the bound of the fp32 full step */
+START_TEST(test_bf16_full_fine_tuning)
 {
-    struct clip_model m;
-    struct clip_adapters ca;
-    struct clip_target t[1];
-    struct adapter_cfg acfg;
-    size_t nt;
+    struct step_case s;
 
     if (gemm_bf16_check() != RL_OK) {
         printf("check_clip_bf16: full fine-tuning test skipped: %s\n", rl_error_msg());
         return;
     }
-    ck_assert_int_eq(clip_model_preset(&m, "clip-tiny", 3), RL_OK);
-    ck_assert_int_eq(clip_targets_parse("all", t, 1, &nt), RL_OK);
-    adapter_cfg_defaults(&acfg, "full", 0);
-    ck_assert_int_eq(clip_adapters_init(&ca, &m, &acfg, t, nt, 2, 2), RL_OK);
-    ck_assert_int_eq(clip_adapters_set_precision(&ca, &m, CLIP_PRECISION_BF16), RL_OK);
-    ck_assert_uint_eq(ca.n_w_bf16, 0);
-    for (size_t l = 0; l < 4; l++)
-        for (int i = 0; i < BLOCK_NUM_LINEARS; i++)
-            ck_assert_ptr_null(ca.vision[l].w_bf16[i]);
-    clip_adapters_free(&ca);
-    clip_model_free(&m);
+    step_case_init_method(&s, "full", 0, 0.002f);
+    s.ca.path_mode = CLIP_PATH_MERGED;
+    compare_steps(&s, "full");
+    step_case_free(&s);
 }
 END_TEST
 
@@ -456,7 +468,7 @@ Suite *suite_clip_bf16(void)
     tcase_add_test(tc, test_bf16_merged_step);
     tcase_add_test(tc, test_bf16_rebase_restores_copies);
     tcase_add_test(tc, test_precision_parse_and_refusal);
-    tcase_add_test(tc, test_bf16_skips_trained_weights);
+    tcase_add_test(tc, test_bf16_full_fine_tuning);
     tcase_add_test(tc, test_train_precision_key);
     suite_add_tcase(s, tc);
     return s;
