@@ -227,6 +227,12 @@ struct block_adapters {
      * to bf16(the fp32 weight), W + dW while merged (merged in fp32, rounded
      * once). Every weight gradient stays an fp32 product. */
     const uint16_t *w_bf16[BLOCK_NUM_LINEARS];
+    /* while linear i is merged under bf16: the second term of its merged
+     * weight's split, bf16(W + dW - w_bf16[i]), so that its products run
+     * on w_bf16 + w_bf16_lo, W + dW to about 16 bits: an update dW far
+     * below bf16's rounding of W is kept (one bf16 weight would lose it);
+     * NULL otherwise */
+    const uint16_t *w_bf16_lo[BLOCK_NUM_LINEARS];
 };
 
 /* block_forward / block_backward with adapters; ad == NULL is the plain

@@ -322,6 +322,78 @@ START_TEST(test_bf16_merged_step)
 }
 END_TEST
 
+/* An update far below bf16's rounding of W (full fine-tuning's dW at
+ * ~2e-5, W's elements ~0.03: half a bf16 step is ~1e-4) must still reach
+ * the merged bf16 weight. While merged, every site has its second term
+ * lo = bf16(W + dW - hi), and the update the products see, hi + lo - W,
+ * is dW within 1% in norm; hi alone (one bf16 weight) is more than 50% off
+ * (asserted, so the 1% can fail). After end_step no site has a second term. */
+START_TEST(test_bf16_merged_keeps_small_update)
+{
+    struct step_case s;
+    struct rng r;
+    float *w0;
+    double err_split = 0.0, err_hi = 0.0, norm = 0.0;
+    size_t with_lo = 0;
+
+    if (gemm_bf16_check() != RL_OK) {
+        printf("check_clip_bf16: small-update test skipped: %s\n", rl_error_msg());
+        return;
+    }
+    step_case_init_method(&s, "full", 0, 0.0f);
+    rng_init(&r, 9);
+    for (size_t i = 0; i < s.ca.n_params; i++)
+        s.ca.params[i] = 2e-5f * rng_normal(&r);
+    w0 = test_copy(s.m.params, s.m.n_params);
+    ck_assert_int_eq(clip_adapters_set_precision(&s.ca, &s.m, CLIP_PRECISION_BF16), RL_OK);
+    s.ca.path_mode = CLIP_PATH_MERGED;
+    clip_adapters_begin_step(&s.ca, &s.m, &step_size);
+    ck_assert_uint_eq(s.ca.n_merged, s.ca.n_sites);
+    for (int tw = 0; tw < CLIP_NUM_TOWERS; tw++)
+        for (size_t l = 0; l < 4; l++) {
+            const struct block_params *p = tw == CLIP_TOWER_VISION ? &s.m.vlayer[l]
+                                                                   : &s.m.tlayer[l];
+            const struct block_adapters *ad = tw == CLIP_TOWER_VISION ? &s.ca.vision[l]
+                                                                      : &s.ca.text[l];
+            const float *w[BLOCK_NUM_LINEARS] = { p->q_w, p->k_w, p->v_w, p->o_w, p->fc1_w,
+                                                  p->fc2_w };
+
+            for (int i = 0; i < BLOCK_NUM_LINEARS; i++) {
+                const uint16_t *hi = ad->w_bf16[i], *lo = ad->w_bf16_lo[i];
+                const size_t n = i >= BLOCK_LIN_FC1 ? 128 * 512 : 128 * 128;
+                const float *pristine = w0 + (w[i] - s.m.params);
+
+                ck_assert_ptr_nonnull(lo);
+                with_lo++;
+                for (size_t e = 0; e < n; e++) {
+                    const double dw = (double)w[i][e] - pristine[e];
+                    const double h = bf16_to_f32(hi[e]), lo_e = bf16_to_f32(lo[e]);
+
+                    ck_assert(hi[e] == bf16_from_f32(w[i][e]));
+                    ck_assert(lo[e] == bf16_from_f32(w[i][e] - bf16_to_f32(hi[e])));
+                    err_split += (h + lo_e - pristine[e] - dw) * (h + lo_e - pristine[e] - dw);
+                    err_hi += (h - pristine[e] - dw) * (h - pristine[e] - dw);
+                    norm += dw * dw;
+                }
+            }
+        }
+    ck_assert_uint_eq(with_lo, s.ca.n_sites);
+    printf("check_clip_bf16: a small update in the merged bf16 weight: rel. error %.2e with "
+           "the split, %.2e with one bf16 weight\n", sqrt(err_split / norm),
+           sqrt(err_hi / norm));
+    ck_assert(norm > 0.0);
+    ck_assert_msg(sqrt(err_split / norm) <= 0.01, "split: %.3g", sqrt(err_split / norm));
+    ck_assert_msg(sqrt(err_hi / norm) > 0.5, "hi alone kept the update (%.3g): the test "
+                  "cannot tell the split from it", sqrt(err_hi / norm));
+    clip_adapters_end_step(&s.ca, &s.m);
+    for (size_t l = 0; l < 4; l++)
+        for (int i = 0; i < BLOCK_NUM_LINEARS; i++)
+            ck_assert(s.ca.vision[l].w_bf16_lo[i] == NULL && s.ca.text[l].w_bf16_lo[i] == NULL);
+    free(w0);
+    step_case_free(&s);
+}
+END_TEST
+
 /* Many merge / change / unmerge rounds with large updates drift the fp32
  * weights far enough that some bf16 roundings of them change (asserted: the
  * check below could fail); the copies track the weights throughout, and a
@@ -466,6 +538,7 @@ Suite *suite_clip_bf16(void)
     tcase_add_test(tc, test_bf16_step_bound_detects_wrong_weights);
     tcase_add_test(tc, test_bf16_copies_are_the_weights);
     tcase_add_test(tc, test_bf16_merged_step);
+    tcase_add_test(tc, test_bf16_merged_keeps_small_update);
     tcase_add_test(tc, test_bf16_rebase_restores_copies);
     tcase_add_test(tc, test_precision_parse_and_refusal);
     tcase_add_test(tc, test_bf16_full_fine_tuning);
