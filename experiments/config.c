@@ -103,6 +103,7 @@ const struct keydef cfg_keys[] = {
     { "train", "recompute",        K_BOOL,   F_SUFFIX, "false", 0, 0, NULL },
     { "train", "precision",        K_WORD,   F_SUFFIX, "fp32", 0, 0, cfg_w_precision },
     { "train", "seed",             K_SEED,   F_SUFFIX | F_RUN, "run", 0, 0, NULL },
+    { "train", "init_adapter",     K_PATH,   0, NULL, 0, 0, NULL },
 
     { "sweep", "seeds", K_SEEDS, 0, "1", 0, 0, NULL },
     { "sweep", "jobs",  K_UINT,  0, "1", 1, 1024, NULL },

@@ -119,6 +119,11 @@
  *                                     and input gradient as bf16 GEMMs, fp32
  *                                     accumulation (models/clip.h)
  *   seed          run                 data order, augmentation, dropout
+ *   init_adapter  -                   a peft-format adapter directory the run
+ *                                     starts from (adapter_config.json +
+ *                                     adapter_model.safetensors): its config
+ *                                     must match the run's method, rank,
+ *                                     scaling and layers (runner.h)
  * [sweep]
  *   seeds         1                   list of run seeds, axis
  *   jobs          1                   runs at once
@@ -270,6 +275,7 @@ struct experiment {
     size_t   n_datasets;
     size_t   image_size;        /* 0: the model's                            */
     char    *prompt;
+    char    *init_adapter;      /* train.init_adapter, or NULL               */
     enum exp_templates templates;
     enum exp_augment augment;
     size_t  *shots;   size_t n_shots;
@@ -292,6 +298,8 @@ struct run_plan {
     char    *experiment, *output, *description;
     struct exp_model model;
     char    *dataset, *eval, *prompt;
+    char    *init_adapter;      /* train.init_adapter: the adapter directory
+                                   the run starts from, or NULL              */
     size_t   image_size, eval_limit;
     enum exp_templates templates;
     enum exp_augment augment;

@@ -267,6 +267,8 @@ static int state_init(struct run_state *s, const struct run_plan *p)
         if ((rc = adamw_init(&s->opt, &ac, s->ca.n_params)) != RL_OK)
             goto out;
     }
+    if ((rc = run_init_adapter(s)) != RL_OK)
+        goto out;
     s->total_steps = s->trains ? run_plan_total_steps(p, s->n_train) : 0;
     if (s->total_steps == SIZE_MAX) {
         rc = rl_error_set(RL_ERR_ARG, "%s: the number of steps overflows", p->id);

@@ -279,7 +279,7 @@ START_TEST(test_overrides)
         expect_error(text, o1, 1, "-s: unknown key train.lrr (valid keys in [train]: steps, "
                      "epochs, min_epoch_steps, batch, accumulate, lr, weight_decay, beta1, beta2, "
                      "eps, warmup, lr_min, lr_min_ratio, clip, eval_every, checkpoint_every, "
-                     "recompute, precision, seed)");
+                     "recompute, precision, seed, init_adapter)");
     }
     {
         const char *o1[] = { "train.lr=fast" };
