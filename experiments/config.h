@@ -34,8 +34,10 @@
  *   description   (empty)             free text, copied into every run
  * [model]
  *   name          clip-tiny           a preset (clip-tiny, clip-vit-b-32,
- *                                     clip-vit-b-16, clip-vit-l-14) or a Hugging
- *                                     Face model directory (a path with a '/')
+ *                                     clip-vit-b-16, clip-vit-l-14, vit-tiny) or
+ *                                     a Hugging Face model directory (a path
+ *                                     with a '/'): CLIP, or DINOv2 (model_type
+ *                                     dinov2 / dinov2_with_registers)
  *   pretrain_dir  OUT/models/NAME     where a preset is pretrained to / found
  *   pretrain_data shapes              dataset spec of the contrastive corpus
  *   pretrain_corpus 20000             items of the corpus used
@@ -44,7 +46,13 @@
  *   pretrain_lr   1e-3
  *   pretrain_weight_decay 0.1
  *   pretrain_warmup 100
- *   pretrain_seed 0
+ *   pretrain_seed 0                   (also vit-tiny's random init)
+ *   head          prompt              prompt (CLIP's class prompts) | linear (a
+ *                                     trained linear head on the image
+ *                                     backbone's features: DINOv2, or CLIP's
+ *                                     image tower alone; experiments/train_head.c)
+ *   features      cls                 with head = linear on DINOv2: cls |
+ *                                     cls_mean (class token and mean patch token)
  * [data]
  *   dataset       fashion-mnist       list of dataset specs (datasets/dataset.h);
  *                                     more than one is a sweep axis
@@ -54,6 +62,9 @@
  *   prompt        a photo of a {}.    the class prompt, exactly one "{}"
  *   templates     prompt              prompt | dataset (eval with the dataset's
  *                                     templates.txt ensemble when it has one)
+ *   classnames    dataset             dataset (its own names) | auto (the
+ *                                     metadata set named like the dataset,
+ *                                     datasets/meta) | a set's name (dtd, ...)
  *   augment       none                none | flip | crop_flip (random resized
  *                                     crop, scale 0.5-1, and flip)
  *   shots         -                   list of k (samples per class), axis
@@ -99,9 +110,17 @@
  *   epochs        -                   [axis] passes over the sampled training set
  *   min_epoch_steps 10                with epochs: at least this many steps per
  *                                     epoch (the paper's over-sampling)
+ *   min_epoch_rule steps              steps | repeat: the authors' rule (repeat
+ *                                     the set int(min / (n / batch)) + 1 times
+ *                                     when it has fewer micro-batches)
+ *   dataset_epochs -                  NAME:N, ...: epochs per dataset (by the
+ *                                     run ids' dataset name, ignoring case);
+ *                                     replaces steps / epochs for that dataset
  *   batch         32                  [axis] micro-batch
  *   accumulate    1                   [axis] micro-batches per optimizer step
  *   lr            1e-3                [axis] in [1e-30, 10]
+ *   lr_head       1e-3                the linear head's peak lr (model.head =
+ *                                     linear), on lr's schedule
  *   weight_decay  0.01                [axis] AdamW, decoupled, in [0, 10]
  *   beta1 0.9, beta2 0.999            in [0, 1) (also in float32)
  *   eps           1e-8                in [1e-30, 1]
@@ -109,6 +128,12 @@
  *   lr_min        0                   [axis] cosine floor; not with `lr_min_ratio`
  *   lr_min_ratio  -                   [axis] cosine floor as a fraction of lr
  *   clip          1.0                 [axis] max gradient norm, 0: no clipping
+ *   loss          prompts             prompts (cross-entropy over every class
+ *                                     prompt) | inbatch (one prompt per image
+ *                                     of the batch, target the first of its
+ *                                     class: the authors' CLIPVL)
+ *   logit_scale   exp                 exp (CLIP's exp(logit_scale)) | raw (the
+ *                                     parameter itself, as the authors' code)
  *   eval_every    0                   steps between evaluations (0: at the end)
  *   checkpoint_every 0                steps between checkpoints (0: none)
  *   recompute     false               keep only the layers' inputs and run each
@@ -183,7 +208,7 @@
  * v_proj, out_proj, fc1, fc2) */
 #define EXP_TOWER_VISION 1u
 #define EXP_TOWER_TEXT   2u
-#define EXP_N_MODULES    6
+#define EXP_N_MODULES    7   /* enum block_linear: the six, then in_proj */
 
 /* the most runs a grid may have (and settings a method's axes may give) */
 #define EXP_MAX_RUNS     1000000
@@ -213,13 +238,21 @@ struct exp_val {
 };
 enum exp_augment   { EXP_AUGMENT_NONE = 0, EXP_AUGMENT_FLIP, EXP_AUGMENT_CROP_FLIP };
 
+/* train.loss: cross-entropy over every class prompt, or the authors'
+ * in-batch contrastive loss (one prompt per image of the batch) */
+enum exp_loss { EXP_LOSS_PROMPTS = 0, EXP_LOSS_INBATCH };
+
 /* [train], resolved for one method */
 struct exp_train {
     size_t   steps;             /* > 0, or 0 when epochs is used             */
     size_t   epochs;            /* > 0, or 0 when steps is used              */
     size_t   min_epoch_steps;
+    bool     epoch_repeat;      /* min_epoch_rule = repeat (the authors')    */
+    enum exp_loss loss;
+    bool     logit_scale_raw;   /* logits scaled by logit_scale, not its exp */
     size_t   batch, accumulate;
     double   lr, weight_decay, beta1, beta2, eps;
+    double   lr_head;           /* the linear head's peak lr (model.head)    */
     size_t   warmup;
     double   lr_min;            /* absolute (lr_min_ratio resolved)          */
     double   clip;              /* 0: no clipping                            */
@@ -230,6 +263,13 @@ struct exp_train {
     uint64_t seed;
 };
 
+/* model.head: CLIP's prompt classifier, or a trained linear head on the
+ * image backbone's features (experiments/train_head.c) */
+enum exp_head {
+    EXP_HEAD_PROMPT = 0,
+    EXP_HEAD_LINEAR,
+};
+
 struct exp_model {
     char    *name;              /* preset name or directory                  */
     bool     preset;
@@ -237,6 +277,8 @@ struct exp_model {
     size_t   pretrain_corpus, pretrain_steps, pretrain_batch, pretrain_warmup;
     double   pretrain_lr, pretrain_weight_decay;
     uint64_t pretrain_seed;
+    enum exp_head head;         /* model.head: the classifier                */
+    unsigned features;          /* model.features: enum dinov2_pool          */
 };
 
 /* One point of a method's hyperparameter axes (a value of each key that
@@ -264,6 +306,11 @@ struct exp_method {
     bool     init_seed_set;     /* false: the run's seed                     */
     uint64_t init_seed;
     struct exp_train train;     /* = settings[0].train                       */
+    /* train.dataset_epochs: a dataset whose name (exp_dataset_name) matches
+     * names[i], ignoring case, trains epochs[i] epochs (owned; n 0: none) */
+    char   **epoch_names;
+    size_t  *epoch_values;
+    size_t   n_epoch_table;
 };
 
 /* the sweep: a parsed, validated experiment file */
@@ -277,6 +324,7 @@ struct experiment {
     char    *prompt;
     char    *init_adapter;      /* train.init_adapter, or NULL               */
     enum exp_templates templates;
+    char    *classnames;        /* data.classnames: "dataset", "auto" or a set */
     enum exp_augment augment;
     size_t  *shots;   size_t n_shots;
     double  *fractions; size_t n_fractions;   /* [1.0] when neither given    */
@@ -302,6 +350,7 @@ struct run_plan {
                                    the run starts from, or NULL              */
     size_t   image_size, eval_limit;
     enum exp_templates templates;
+    char    *classnames;        /* data.classnames (datasets/meta.h)         */
     enum exp_augment augment;
     size_t   shots;             /* k per class, or 0 when fraction is used   */
     double   fraction;          /* (0, 1] when shots == 0                    */
@@ -375,7 +424,17 @@ void exp_val_text(const struct exp_val *v, char *buf, size_t size);
 int  exp_targets_spec(const struct exp_targets *t, char *buf, size_t size);
 
 /* Optimizer steps of a plan given the size of its sampled training set:
- * train.steps, or epochs * max(min_epoch_steps, ceil(n / (batch * accumulate))). */
+ * train.steps, or with min_epoch_rule = steps
+ *     epochs * max(min_epoch_steps, ceil(n / (batch * accumulate))),
+ * with min_epoch_rule = repeat (the authors' finetune.py): the set counted
+ * R = floor(min_epoch_steps * batch / n) + 1 times when it gives fewer than
+ * min_epoch_steps micro-batches (else R = 1), and
+ *     ceil(n * R * epochs / (batch * accumulate)). */
 size_t run_plan_total_steps(const struct run_plan *p, size_t n_train_items);
+
+/* The name train.dataset_epochs matches a dataset spec by: the run ids'
+ * dataset part ("dtd" for folder:/data/dtd, "DescribableTextures" for
+ * zhou:DIR/split_zhou_DescribableTextures.json), into buf. */
+void exp_dataset_name(const char *spec, char *buf, size_t cap);
 
 #endif /* RANDLORA_EXPERIMENTS_CONFIG_H */

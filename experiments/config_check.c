@@ -79,12 +79,15 @@ const char *run_plan_diff(const struct run_plan *a, const struct run_plan *b)
     DIFF(a->model.pretrain_weight_decay == b->model.pretrain_weight_decay,
          "model.pretrain_weight_decay");
     DIFF(a->model.pretrain_seed == b->model.pretrain_seed, "model.pretrain_seed");
+    DIFF(a->model.head == b->model.head, "model.head");
+    DIFF(a->model.features == b->model.features, "model.features");
     DIFF(str_eq(a->dataset, b->dataset), "data.dataset");
     DIFF(str_eq(a->eval, b->eval), "data.eval");
     DIFF(str_eq(a->prompt, b->prompt), "data.prompt");
     DIFF(a->image_size == b->image_size, "data.image_size");
     DIFF(a->eval_limit == b->eval_limit, "data.eval_limit");
     DIFF(a->templates == b->templates, "data.templates");
+    DIFF(str_eq(a->classnames, b->classnames), "data.classnames");
     DIFF(a->augment == b->augment, "data.augment");
     DIFF(a->shots == b->shots, "data.shots");
     DIFF(a->fraction == b->fraction, "data.fractions");
@@ -114,9 +117,13 @@ const char *run_plan_diff(const struct run_plan *a, const struct run_plan *b)
     DIFF(s->steps == t->steps, "train.steps");
     DIFF(s->epochs == t->epochs, "train.epochs");
     DIFF(s->min_epoch_steps == t->min_epoch_steps, "train.min_epoch_steps");
+    DIFF(s->epoch_repeat == t->epoch_repeat, "train.min_epoch_rule");
+    DIFF(s->loss == t->loss, "train.loss");
+    DIFF(s->logit_scale_raw == t->logit_scale_raw, "train.logit_scale");
     DIFF(s->batch == t->batch, "train.batch");
     DIFF(s->accumulate == t->accumulate, "train.accumulate");
     DIFF(s->lr == t->lr, "train.lr");
+    DIFF(s->lr_head == t->lr_head, "train.lr_head");
     DIFF(s->weight_decay == t->weight_decay, "train.weight_decay");
     DIFF(s->beta1 == t->beta1, "train.beta1");
     DIFF(s->beta2 == t->beta2, "train.beta2");

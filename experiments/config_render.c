@@ -232,6 +232,11 @@ char *run_plan_to_ini(const struct run_plan *p)
     sb_kv_d(&b, "pretrain_weight_decay", p->model.pretrain_weight_decay);
     sb_kv_u(&b, "pretrain_warmup", p->model.pretrain_warmup);
     sb_kv_u64(&b, "pretrain_seed", p->model.pretrain_seed);
+    /* written only with a head: files of prompt-classifier runs as before */
+    if (p->model.head != EXP_HEAD_PROMPT)
+        sb_kv(&b, "head", cfg_w_head[p->model.head]);
+    if (p->model.head != EXP_HEAD_PROMPT || p->model.features)
+        sb_kv(&b, "features", cfg_w_features[p->model.features]);
 
     sb_printf(&b, "\n[data]\n");
     sb_kv(&b, "dataset", p->dataset);
@@ -239,6 +244,9 @@ char *run_plan_to_ini(const struct run_plan *p)
     sb_kv_u(&b, "image_size", p->image_size);
     sb_kv(&b, "prompt", p->prompt);
     sb_kv(&b, "templates", cfg_w_templates[p->templates]);
+    /* written only when not the default: files written before it read back */
+    if (p->classnames && strcmp(p->classnames, "dataset"))
+        sb_kv(&b, "classnames", p->classnames);
     sb_kv(&b, "augment", cfg_w_augment[p->augment]);
     if (p->shots)
         sb_kv_u(&b, "shots", p->shots);
@@ -281,9 +289,16 @@ char *run_plan_to_ini(const struct run_plan *p)
     else
         sb_kv_u(&b, "epochs", p->train.epochs);
     sb_kv_u(&b, "min_epoch_steps", p->train.min_epoch_steps);
+    /* the keys below are written only when not their default, so files of
+     * runs written before they existed read back as they were */
+    if (p->train.epoch_repeat)
+        sb_kv(&b, "min_epoch_rule", cfg_w_epoch_rule[1]);
     sb_kv_u(&b, "batch", p->train.batch);
     sb_kv_u(&b, "accumulate", p->train.accumulate);
     sb_kv_d(&b, "lr", p->train.lr);
+    /* with a head, or when set: prompt-classifier files as before */
+    if (p->model.head != EXP_HEAD_PROMPT || p->train.lr_head != 1e-3)
+        sb_kv_d(&b, "lr_head", p->train.lr_head);
     sb_kv_d(&b, "weight_decay", p->train.weight_decay);
     sb_kv_d(&b, "beta1", p->train.beta1);
     sb_kv_d(&b, "beta2", p->train.beta2);
@@ -291,6 +306,10 @@ char *run_plan_to_ini(const struct run_plan *p)
     sb_kv_u(&b, "warmup", p->train.warmup);
     sb_kv_d(&b, "lr_min", p->train.lr_min);
     sb_kv_d(&b, "clip", p->train.clip);
+    if (p->train.loss != EXP_LOSS_PROMPTS)
+        sb_kv(&b, "loss", cfg_w_loss[p->train.loss]);
+    if (p->train.logit_scale_raw)
+        sb_kv(&b, "logit_scale", cfg_w_logit_scale[1]);
     sb_kv_u(&b, "eval_every", p->train.eval_every);
     sb_kv_u(&b, "checkpoint_every", p->train.checkpoint_every);
     /* written only when set: it changes memory and time, never the results,

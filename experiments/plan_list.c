@@ -12,6 +12,7 @@
 #include "core/status.h"
 #include "datasets/dataset.h"
 #include "datasets/fewshot.h"
+#include "datasets/meta.h"
 #include "methods/adapter.h"
 
 /* one opened spec, kept while the plans are checked */
@@ -106,6 +107,16 @@ int plan_list_check_data(const struct run_plan *plans, size_t n, size_t *n_train
                                                                           : ev->ds.n_classes);
             break;
         }
+        if (p->classnames) {
+            char name[128];
+
+            exp_dataset_name(p->dataset, name, sizeof(name));
+            if ((rc = ds_meta_select(&tr->ds, p->classnames, name)) != RL_OK) {
+                snprintf(msg, sizeof(msg), "%s", rl_error_msg());
+                rc = rl_error_set(RL_ERR_ARG, "run %s: %s", p->id, msg);
+                break;
+            }
+        }
         /* as the run samples it (runner.c sample_data): the validation items
          * held out first, then the shots or the fraction of what is left */
         if (p->val.kind == EXP_VAL_PER_CLASS)
@@ -156,7 +167,7 @@ void plan_list_line(FILE *out, const struct run_plan *p, size_t id_width, size_t
     const struct exp_train *t = &p->train;
     size_t eff = t->batch * t->accumulate;
 
-    if (!strcmp(p->method, "none")) {           /* evaluated, never trained */
+    if (!strcmp(p->method, "none") && p->model.head == EXP_HEAD_PROMPT) {  /* never trained */
         fprintf(out, "  %-*s %-9s %-8s %8s %12s %10s %11zu%s%s\n", (int)id_width, p->id,
                 p->method, "-", "-", "0", "-", p->n_trainable, state ? "  " : "",
                 state ? state : "");

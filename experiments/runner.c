@@ -19,6 +19,7 @@
 #include "core/status.h"
 #include "core/timer.h"
 #include "datasets/fewshot.h"
+#include "datasets/meta.h"
 #include "experiments/runner_impl.h"
 #include "results/store.h"
 
@@ -65,13 +66,17 @@ static int encode_prompts(const struct tokenizer *tok, char *const *names, size_
     return RL_OK;
 }
 
+/* tf: the evaluation transform to start from (NULL: CLIP's at size) */
 static int open_loader(struct loader **L, const struct dataset *ds, const size_t *idx, size_t n,
-                       size_t B, size_t size, const struct run_plan *p, bool train)
+                       size_t B, size_t size, const struct run_plan *p, bool train,
+                       const struct transform *tf)
 {
     struct loader_config cfg;
     size_t bytes;
 
     loader_config_init(&cfg, (int)B, (int)size);
+    if (tf)
+        cfg.transform = *tf;
     if (train) {
         cfg.shuffle = 1;
         cfg.repeat = 1;
@@ -109,6 +114,7 @@ static void state_free(struct run_state *s)
         clip_text_run_free(&s->tr);
     clip_adapters_free(&s->ca);
     clip_model_free(&s->m);
+    run_head_free(s);
     free(s->train_ids);
     free(s->eval_ids);
     free(s->txt);
@@ -117,6 +123,10 @@ static void state_free(struct run_state *s)
     free(s->class_feat);
     free(s->img);
     free(s->dimg);
+    free(s->ib_ids);
+    free(s->ib_txt);
+    free(s->ib_dtxt);
+    free(s->ib_targets);
     free(s->train_idx);
     free(s->val_idx);
     free(s->weights_path);
@@ -160,6 +170,28 @@ static int sample_data(struct run_state *s, const struct run_plan *p, const int 
     return RL_OK;
 }
 
+/* data.classnames: the shipped metadata's names and templates
+ * (datasets/meta.h) for the training and the test set */
+static int apply_classnames(struct run_state *s, const struct run_plan *p)
+{
+    char name[128];
+    int rc;
+
+    if (!p->classnames)
+        return RL_OK;
+    exp_dataset_name(p->dataset, name, sizeof(name));
+    if ((rc = ds_meta_select(&s->train_ds, p->classnames, name)) != RL_OK)
+        return rc;
+    return ds_meta_select(&s->eval_ds, p->classnames, name);
+}
+
+/* the most text rows one forward runs: the class prompts, or with the
+ * in-batch loss a micro-batch's prompts when there are more of those */
+static size_t text_rows(const struct run_state *s, const struct run_plan *p)
+{
+    return p->train.loss == EXP_LOSS_INBATCH && s->B > s->M ? s->B : s->M;
+}
+
 /* everything a run needs before its first step */
 static int state_init(struct run_state *s, const struct run_plan *p)
 {
@@ -168,6 +200,9 @@ static int state_init(struct run_state *s, const struct run_plan *p)
     int *labels = NULL;
     char *const *templates;
     char *one_template[1];
+    struct transform tf;
+    bool custom_tf = false;
+    const bool head = p->model.head == EXP_HEAD_LINEAR;
     int rc;
 
     s->plan = p;
@@ -180,23 +215,32 @@ static int state_init(struct run_state *s, const struct run_plan *p)
     if ((rc = runner_load_model(&s->m, &p->model)) != RL_OK)
         return rc;
     {
-        /* where merged weights are re-based from (clip_adapters_rebase) */
-        const char *dir = runner_model_dir(&p->model);
-        size_t n = strlen(dir) + sizeof("/model.safetensors");
-
-        s->weights_path = xmalloc(n);
-        snprintf(s->weights_path, n, "%s/model.safetensors", dir);
+        /* where merged weights are re-based from (clip_adapters_rebase):
+         * the weights file of the layout the model was loaded from */
+        s->weights_path = clip_dir_file(runner_model_dir(&p->model), s->m.layout, true);
     }
-    size = s->m.cfg.vision.image_size;
-    if (p->image_size && p->image_size != size)
-        return rl_error_set(RL_ERR_ARG, "%s: data.image_size = %zu, but model %s takes %zux%zu "
-                            "images (set 0: the model's)", p->id, p->image_size, p->model.name,
-                            size, size);
-    s->D = s->m.cfg.projection_dim;
-    s->ctx = s->m.cfg.text.context;
-    s->scale = clip_logit_scale(&s->m);
-    if ((rc = runner_load_tokenizer(&tok, runner_model_dir(&p->model), &s->m.cfg)) != RL_OK)
-        return rc;
+    if (head) {
+        /* an image backbone with a linear head (train_head.c) */
+        if ((rc = run_head_prepare(s, &size, &tf, &custom_tf)) != RL_OK)
+            return rc;
+    } else {
+        if (s->m.cfg.arch == CLIP_ARCH_DINOV2)
+            return rl_error_set(RL_ERR_ARG, "%s: model %s is a DINOv2 image backbone, which has "
+                                "no text tower for class prompts: set model.head = linear",
+                                p->id, p->model.name);
+        size = s->m.cfg.vision.image_size;
+        if (p->image_size && p->image_size != size)
+            return rl_error_set(RL_ERR_ARG, "%s: data.image_size = %zu, but model %s takes "
+                                "%zux%zu images (set 0: the model's)", p->id, p->image_size,
+                                p->model.name, size, size);
+        s->D = s->m.cfg.projection_dim;
+        s->ctx = s->m.cfg.text.context;
+        /* train.logit_scale = raw: the parameter itself, as the authors'
+         * CLIPVL.forward multiplies by it (docs/comparison.md) */
+        s->scale = p->train.logit_scale_raw ? s->m.w.logit_scale[0] : clip_logit_scale(&s->m);
+        if ((rc = runner_load_tokenizer(&tok, runner_model_dir(&p->model), &s->m.cfg)) != RL_OK)
+            return rc;
+    }
 
     /* data */
     if ((rc = dataset_open(&s->train_ds, p->dataset)) != RL_OK)
@@ -208,21 +252,26 @@ static int state_init(struct run_state *s, const struct run_plan *p)
                           s->train_ds.n_classes, p->eval, s->eval_ds.n_classes);
         goto out;
     }
+    if ((rc = apply_classnames(s, p)) != RL_OK)
+        goto out;
     s->M = (size_t)s->train_ds.n_classes;
     labels = dataset_labels(&s->train_ds);
     if ((rc = sample_data(s, p, labels)) != RL_OK)
         goto out;
+    const struct transform *tfp = custom_tf ? &tf : NULL;
     if ((rc = open_loader(&s->train_L, &s->train_ds, s->train_idx, s->n_train, s->B, size, p,
-                          true)) != RL_OK)
+                          true, tfp)) != RL_OK)
         goto out;
     if (s->has_val &&
         (rc = open_loader(&s->val_L, p->val.kind == EXP_VAL_SPEC ? &s->val_ds : &s->train_ds,
-                          s->val_idx, s->n_val, s->B, size, p, false)) != RL_OK)
+                          s->val_idx, s->n_val, s->B, size, p, false, tfp)) != RL_OK)
         goto out;
     n_eval = p->eval_limit && p->eval_limit < s->eval_ds.n ? p->eval_limit : s->eval_ds.n;
-    if ((rc = open_loader(&s->eval_L, &s->eval_ds, NULL, n_eval, s->B, size, p, false)))
+    if ((rc = open_loader(&s->eval_L, &s->eval_ds, NULL, n_eval, s->B, size, p, false, tfp)))
         goto out;
 
+    if (head)
+        goto adapters;
     /* prompts: one per class for training; the eval ensemble */
     one_template[0] = p->prompt;
     templates = one_template;
@@ -240,15 +289,17 @@ static int state_init(struct run_state *s, const struct run_plan *p)
                              s->ctx, &max_T)) != RL_OK)
         goto out;
 
-    /* adapters */
+adapters:
     if (s->trains) {
-        struct clip_target t = { p->targets.towers, p->targets.layer_lo, p->targets.layer_hi,
-                                 p->targets.modules };
+        /* with a head only the image tower runs: its linears are the targets */
+        struct clip_target t = { head ? 1u << CLIP_TOWER_VISION : p->targets.towers,
+                                 p->targets.layer_lo, p->targets.layer_hi, p->targets.modules };
         struct adamw_cfg ac = { .lr = p->train.lr, .beta1 = p->train.beta1,
                                 .beta2 = p->train.beta2, .eps = p->train.eps,
                                 .weight_decay = p->train.weight_decay };
 
-        if ((rc = clip_adapters_init(&s->ca, &s->m, &p->adapter, &t, 1, s->B, s->M)) != RL_OK)
+        if ((rc = clip_adapters_init(&s->ca, &s->m, &p->adapter, &t, 1, s->B,
+                                     text_rows(s, p))) != RL_OK)
             goto out;
         if ((rc = clip_adapters_set_precision(&s->ca, &s->m,
                                               (enum clip_precision)p->train.precision)) != RL_OK) {
@@ -264,12 +315,12 @@ static int state_init(struct run_state *s, const struct run_plan *p)
             else
                 s->text_adapted = true;
         }
-        if ((rc = adamw_init(&s->opt, &ac, s->ca.n_params)) != RL_OK)
+        if (!head && (rc = adamw_init(&s->opt, &ac, s->ca.n_params)) != RL_OK)
             goto out;
     }
     if ((rc = run_init_adapter(s)) != RL_OK)
         goto out;
-    s->total_steps = s->trains ? run_plan_total_steps(p, s->n_train) : 0;
+    s->total_steps = s->trains || head ? run_plan_total_steps(p, s->n_train) : 0;
     if (s->total_steps == SIZE_MAX) {
         rc = rl_error_set(RL_ERR_ARG, "%s: the number of steps overflows", p->id);
         goto out;
@@ -282,15 +333,26 @@ static int state_init(struct run_state *s, const struct run_plan *p)
     rng_init(&s->rng, p->seed);
 
     /* activations and head buffers: all before the first step */
+    if (head) {
+        if ((rc = run_head_init(s)) == RL_OK)
+            rc = run_share_init(s);
+        goto out;
+    }
     if (p->train.recompute && s->vision_adapted)
         clip_vision_run_init_recompute(&s->vr, &s->m, s->B);
     else
         clip_vision_run_init(&s->vr, &s->m, s->B, s->vision_adapted);
     if (p->train.recompute && s->text_adapted)
-        clip_text_run_init_recompute(&s->tr, &s->m, s->M, max_T);
+        clip_text_run_init_recompute(&s->tr, &s->m, text_rows(s, p), max_T);
     else
-        clip_text_run_init(&s->tr, &s->m, s->M, max_T, s->text_adapted);
-    clip_head_init(&s->head, s->B, s->M, s->D);
+        clip_text_run_init(&s->tr, &s->m, text_rows(s, p), max_T, s->text_adapted);
+    clip_head_init(&s->head, s->B, text_rows(s, p), s->D);
+    if (p->train.loss == EXP_LOSS_INBATCH) {
+        s->ib_ids = xcalloc(s->B * s->ctx, sizeof(int32_t));
+        s->ib_txt = xcalloc(s->B * s->D, sizeof(float));
+        s->ib_dtxt = xcalloc(s->B * s->D, sizeof(float));
+        s->ib_targets = xcalloc(s->B, sizeof(int32_t));
+    }
     s->txt = xcalloc(s->M * s->D, sizeof(float));
     s->dtxt = xcalloc(s->M * s->D, sizeof(float));
     s->eval_txt = xcalloc(s->M * s->K * s->D, sizeof(float));
@@ -335,9 +397,12 @@ static int open_results(struct run_state *s, const struct run_plan *plan, const 
         }
         if ((rc = store_resume(st, out_path)) != RL_OK)
             return rc;
-        rc = store_read_checkpoint(*st, &ci, s->trains ? s->ca.params : NULL,
-                                   s->trains ? s->opt.m : NULL, s->trains ? s->opt.v : NULL,
-                                   &s->rng);
+        const bool any = run_n_trainable(s) > 0;
+
+        rc = store_read_checkpoint(*st, &ci, run_ckpt_params(s), any ? s->opt.m : NULL,
+                                   any ? s->opt.v : NULL, &s->rng);
+        if (rc == RL_OK)
+            run_ckpt_scatter(s);
         if (rc == RL_ERR_NA) {
             rl_error_clear();
             rc = RL_OK;
@@ -434,7 +499,7 @@ int runner_run(const struct run_plan *plan, const char *out_path,
         agreed = true;
         goto out;
     }
-    res->n_trainable = s.trains ? s.ca.n_params : 0;
+    res->n_trainable = run_n_trainable(&s);
     res->n_train_items = s.n_train;
     res->n_val_items = s.n_val;
     {
@@ -458,7 +523,8 @@ int runner_run(const struct run_plan *plan, const char *out_path,
     if (res->already_complete)
         goto out;
 
-    res->activation_bytes = (s.vr.n_floats + s.tr.n_floats) * sizeof(float);
+    res->activation_bytes = (s.rh ? run_head_activation_floats(&s)
+                                   : s.vr.n_floats + s.tr.n_floats) * sizeof(float);
     if (opt->verbosity > 0)
         fprintf(log, "%s: %s, %zu trainable, %zu train items (%zu classes), %zu steps of %zu x %zu"
                 ", activations %.1f MiB%s%s\n",
@@ -521,8 +587,8 @@ int runner_run(const struct run_plan *plan, const char *out_path,
              step % CLIP_REBASE_EVERY == 0) && (rc = run_rebase(&s)) != RL_OK)
             goto out;
         if (writer && plan->train.checkpoint_every && step % plan->train.checkpoint_every == 0 &&
-            (rc = store_write_checkpoint(st, (int64_t)step, s.ca.params, s.opt.m, s.opt.v,
-                                         &s.rng)) != RL_OK)
+            (rc = store_write_checkpoint(st, (int64_t)step, run_ckpt_params(&s), s.opt.m,
+                                         s.opt.v, &s.rng)) != RL_OK)
             goto out;
         if (opt->verbosity > 0)
             progress_update(&prog, step, loss, lr,

@@ -42,13 +42,21 @@ static bool lin_merged(const struct block_adapters *ad, enum block_linear i)
     return ad && ad->lin[i] && ad->merged[i];
 }
 
+/* q, k or v while the packed in_proj adapter over the three is merged:
+ * their weights hold W + dW, which their copies (of W) do not */
+static bool in_proj_merged(const struct block_adapters *ad, enum block_linear i)
+{
+    return i <= BLOCK_LIN_V && lin_merged(ad, BLOCK_LIN_IN_PROJ);
+}
+
 /* linear i's bf16 weight when its products run in bf16, or NULL: the
- * rounding of W (factored path), or while merged the first term of W + dW's
- * two-term split, whose second term is lin_bf16_lo (clip_adapters rounds
- * them again after every merge, re-merge, unmerge and rebase) */
+ * rounding of W (factored path), or while its own adapter is merged the
+ * first term of W + dW's two-term split, whose second term is lin_bf16_lo
+ * (clip_adapters rounds them again after every merge, re-merge, unmerge and
+ * rebase); q, k and v under a merged in_proj run fp32 */
 static const bf16 *lin_bf16(const struct block_adapters *ad, enum block_linear i)
 {
-    return ad ? ad->w_bf16[i] : NULL;
+    return ad && ad->w_bf16[i] && !in_proj_merged(ad, i) ? ad->w_bf16[i] : NULL;
 }
 
 static const bf16 *lin_bf16_lo(const struct block_adapters *ad, enum block_linear i)

@@ -31,16 +31,17 @@ const char *clip_precision_name(enum clip_precision p)
 static const float *layer_weight(const struct block_params *p, enum block_linear i,
                                  size_t C, size_t F, size_t *n)
 {
-    const float *w[BLOCK_NUM_LINEARS] = { p->q_w, p->k_w, p->v_w, p->o_w, p->fc1_w, p->fc2_w };
+    size_t d_out, d_in;
 
-    *n = i == BLOCK_LIN_FC1 || i == BLOCK_LIN_FC2 ? C * F : C * C;
-    return w[i];
+    block_linear_shape(i, C, F, &d_out, &d_in);
+    *n = d_out * d_in;
+    return block_linear_weight(p, i);
 }
 
-/* visit every linear of both towers (each weight W is frozen: full
- * fine-tuning trains a delta dW beside it, methods/full.c): count (out ==
- * NULL) or convert into out and point the layer at it; returns the
- * elements visited */
+/* visit every linear of both towers but in_proj (each weight W is frozen:
+ * full fine-tuning trains a delta dW beside it, methods/full.c; in_proj has
+ * no copy of its own: q, k and v's are its rows): count (out == NULL) or
+ * convert into out and point the layer at it; returns the elements visited */
 static size_t each_linear(struct clip_adapters *ca, const struct clip_model *m,
                                  bf16 *out)
 {
@@ -55,9 +56,11 @@ static size_t each_linear(struct clip_adapters *ca, const struct clip_model *m,
         for (size_t l = 0; l < L; l++)
             for (int i = 0; i < BLOCK_NUM_LINEARS; i++) {
                 size_t n;
-                const float *w = layer_weight(&lp[l], (enum block_linear)i, bc->C, bc->F,
-                                              &n);
+                const float *w;
 
+                if (i == BLOCK_LIN_IN_PROJ)
+                    continue;
+                w = layer_weight(&lp[l], (enum block_linear)i, bc->C, bc->F, &n);
                 if (out) {
                     bf16_from_f32_array(out + total, w, n);
                     la[l].w_bf16[i] = out + total;

@@ -43,8 +43,11 @@ int main(int argc, char **argv)
         suite_plot_writer,
         suite_clip,
         suite_clip_model,
+        suite_dinov2,
         suite_clip_paths,
         suite_clip_recompute,
+        suite_inproj,
+        suite_openclip,
         suite_adapter_io,
         suite_adapter_io_hostile,
         suite_config,
@@ -60,6 +63,7 @@ int main(int argc, char **argv)
         suite_model_cmds,
         suite_runner,
         suite_runner_val,
+        suite_train_head,
         suite_overwrite,
         suite_analyze,
         suite_analyze_cka,
@@ -83,6 +87,11 @@ int main(int argc, char **argv)
         suite_clip_bf16,
         suite_run_precision,
         suite_dist,
+        suite_dist_sweep,
+        suite_protocol,
+        suite_paper_ini,
+        suite_inbatch,
+        suite_zhou,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

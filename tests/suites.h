@@ -34,8 +34,12 @@ Suite *suite_loader(void);
 Suite *suite_analysis(void);
 Suite *suite_plot_writer(void);
 Suite *suite_clip(void);
+Suite *suite_dinov2(void);
+Suite *suite_train_head(void);
 Suite *suite_clip_model(void);
 Suite *suite_clip_paths(void);
+Suite *suite_inproj(void);
+Suite *suite_openclip(void);
 Suite *suite_clip_recompute(void);
 Suite *suite_adapter_io(void);
 Suite *suite_adapter_io_hostile(void);
@@ -75,5 +79,10 @@ Suite *suite_gemm_bf16(void);
 Suite *suite_clip_bf16(void);
 Suite *suite_run_precision(void);
 Suite *suite_dist(void);
+Suite *suite_dist_sweep(void);
+Suite *suite_protocol(void);
+Suite *suite_paper_ini(void);
+Suite *suite_inbatch(void);
+Suite *suite_zhou(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */
