@@ -28,6 +28,7 @@
 #include <sys/resource.h>
 
 #include "bench/gemm_count.h"
+#include "core/gemm_bf16.h"
 #include "cli/bench_impl.h"
 #include "core/alloc.h"
 #include "core/rng.h"
@@ -117,7 +118,7 @@ int bench_dinov2_run(const struct bench_opts *o, struct bench_result *res)
     size_t nt, FD, img_floats, merged = 0;
     float *pixels = NULL, *feats = NULL, *dfeats = NULL;
     int32_t *labels = NULL;
-    double *times = NULL, gemm_s = 0.0, total_s = 0.0, loss = 0.0;
+    double *times = NULL, gemm_s = 0.0, total_s = 0.0, loss = 0.0, bf16_s = 0.0, bf16_f = 0.0;
     struct rng r;
     struct rusage ru;
     int rc;
@@ -156,6 +157,7 @@ int bench_dinov2_run(const struct bench_opts *o, struct bench_result *res)
     /* step 0 warms up (page faults, thread pools) on one micro-batch */
     for (size_t step = 0; step <= S; step++) {
         const size_t Am = step == 0 ? 1 : A;
+        const struct gemm_bf16_stats b0 = gemm_bf16_stats();
         double t0, dt, g0 = 0.0, loss_sum = 0.0;
 
         if (step == 1)
@@ -201,15 +203,22 @@ int bench_dinov2_run(const struct bench_opts *o, struct bench_result *res)
         adamw_step(&ho, h.params, h.grads);
         dt = timer_now() - t0;
         loss = loss_sum / (double)Am;
+        if (step < BENCH_MAX_LOSSES)
+            res->losses[res->n_losses++] = loss;
         if (step >= 1) {
             times[step - 1] = dt;
             total_s += dt;
             gemm_s += gemm_count_seconds() - g0;
+            bf16_s += gemm_bf16_stats().seconds - b0.seconds;
+            bf16_f += gemm_bf16_stats().flops - b0.flops;
         }
     }
     gemm_count_stop();
 
-    bench_result_timing(res, o, times, total_s, gemm_s, (double)gemm_count_flops());
+    bench_result_timing(res, o, times, total_s, gemm_s, (double)gemm_count_flops(), bf16_s, bf16_f);
+    if (o->precision == CLIP_PRECISION_BF16)
+        gemm_bf16_describe(res->bf16_backend, sizeof(res->bf16_backend));
+    res->bf16_weights_mb = (double)ca.n_w_bf16 * sizeof(uint16_t) / (1024.0 * 1024.0);
     res->n_trainable = (trains ? ca.n_params : 0) + h.n_params;
     res->n_sites = trains ? ca.n_sites : 0;
     res->merged_sites = merged;
@@ -230,7 +239,9 @@ out:
     clip_adapters_free(&ca);
     clip_model_free(&m);
     if (rc == RL_OK) {
-        res->peak_gemm_rate = bench_calibrate_gemm();
+        res->peak_gemm_rate = bench_calibrate(false);
+        if (o->precision == CLIP_PRECISION_BF16)
+            res->peak_bf16_rate = bench_calibrate(true);
         if (getrusage(RUSAGE_SELF, &ru) == 0)
             res->peak_rss_kb = ru.ru_maxrss;
     }

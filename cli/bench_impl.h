@@ -24,6 +24,9 @@ struct bench_opts {
     uint64_t seed;
 };
 
+/* per-step losses reported: the warm-up step and the first timed ones */
+#define BENCH_MAX_LOSSES 64
+
 /* sent from the child through a pipe: plain data only */
 struct bench_result {
     char model[64];
@@ -42,19 +45,31 @@ struct bench_result {
     double gemm_share;          /* time in GEMMs / step time, timed steps     */
     double gemm_rate;           /* counted GEMM FLOPs / time in GEMMs         */
     double peak_gemm_rate;      /* calibration GEMM                           */
+    /* under bf16: oneDNN's products (core/gemm_bf16.h stats), timed steps */
+    double bf16_gemm_flops;     /* per step (mean)                            */
+    double bf16_gemm_share;     /* time in bf16 products / step time          */
+    double bf16_gemm_rate;      /* their FLOPs / their time (A's conversion
+                                   included)                                  */
+    double peak_bf16_rate;      /* calibration: oneDNN bf16, same shape as
+                                   the sgemm one, A and B already bf16       */
     double loss;                /* of the last step                           */
+    double losses[BENCH_MAX_LOSSES];  /* each step's loss, the warm-up first  */
+    size_t n_losses;
     long peak_rss_kb;
 };
 
 /* the options echoed, the S = o->steps step times (sorted) as median,
  * minimum and images/s, the GEMM share and rate from gemm_s seconds and
- * gemm_f FLOPs counted over the timed steps (total_s long) */
+ * gemm_f FLOPs counted over the timed steps (total_s long), the bf16
+ * products' from bf16_s and bf16_f */
 void   bench_result_timing(struct bench_result *res, const struct bench_opts *o, double *times,
-                           double total_s, double gemm_s, double gemm_f);
+                           double total_s, double gemm_s, double gemm_f, double bf16_s,
+                           double bf16_f);
 /* qsort comparison of doubles */
 int    bench_cmp_double(const void *a, const void *b);
-/* the calibration GEMM's rate (FLOP/s): 1024 x 3072 x 768, best of a few */
-double bench_calibrate_gemm(void);
+/* the calibration product's best rate (FLOP/s), 1024 x 3072 x 768: sgemm,
+ * or oneDNN bf16 (A and B already bf16) */
+double bench_calibrate(bool use_bf16);
 
 /* bench_dinov2.c: a DINOv2 model? (its presets, and the bench-only
  * "dinov2-vit-b-14": dinov2-base's shapes at 224 px) */
