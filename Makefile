@@ -226,5 +226,5 @@ fuzz-replay: $(FUZZ_REPLAY)
 	done
 	@echo "fuzz-replay: $(words $(FUZZ_NAMES)) harnesses, $$(ls tests/fuzz/corpus/*/* | wc -l) corpus files"
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d) $(BUILD)/tests/ref/head_logits.d
 -include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_CLI_OBJ:.o=.d) $(FUZZ_BINS:=.d) $(FUZZ_REPLAY:=.d)

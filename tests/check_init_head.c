@@ -8,6 +8,8 @@
  *     adapters and head stay the exported ones) ends with the exported
  *     run's test loss, while the same run started afresh does not: the
  *     head is read, not only the adapters.
+ * and, on the tiny CLIP's image tower, `randlora merge` of such an export
+ * merges the adapters and leaves the head in the adapter, saying so.
  * (A DINOv2 run without a head is refused before any import; an adapter
  * with a head into adapters without one is check_adapter_io_head.c's.)
  */
@@ -25,8 +27,9 @@
 #include "test_cmd.h"
 #include "test_util.h"
 
-/* one head run on the fixture with these overrides (NULL-terminated) */
-static int train(const struct tmp *t, const char *path, bool head, const char *const *extra)
+/* one head run (model.head = linear; cls_mean features or cls) with these
+ * overrides (NULL-terminated) */
+static int train(const struct tmp *t, const char *path, bool cls_mean, const char *const *extra)
 {
     const char *ov[20] = { "train.steps=4", "train.eval_every=0", "train.checkpoint_every=0",
                            "data.eval_limit=16", "train.lr=3e-2", "method.towers=vision",
@@ -36,11 +39,10 @@ static int train(const struct tmp *t, const char *path, bool head, const char *c
     struct run_plan *plans = NULL;
     int rc;
 
-    if (head) {
-        ov[n++] = "model.head=linear";
+    ov[n++] = "model.head=linear";
+    ov[n++] = "train.lr_head=3e-2";
+    if (cls_mean)                 /* DINOv2's; CLIP's image tower gives cls */
         ov[n++] = "model.features=cls_mean";
-        ov[n++] = "train.lr_head=3e-2";
-    }
     for (; extra && *extra && n < 20; extra++)
         ov[n++] = *extra;
     make_plan(&plans, &e, t, ov, n);
@@ -95,6 +97,31 @@ START_TEST(test_init_head)
 }
 END_TEST
 
+/* a head on CLIP's image tower: export, then merge: the adapters are
+ * merged, the head is read and checked and left in the adapter (said so) */
+START_TEST(test_merge_head)
+{
+    struct tmp t;
+    char r1[256], dir[256], out[256];
+    struct test_captured c;
+
+    tmp_setup(&t, true);
+    snprintf(r1, sizeof r1, "%s/r1.h5", t.dir);
+    snprintf(dir, sizeof dir, "%s/exported", t.dir);
+    snprintf(out, sizeof out, "%s/merged", t.dir);
+    ck_assert_msg(train(&t, r1, false, NULL) == RL_OK, "%s", rl_error_msg());
+    c = test_run_cmd(t.dir, cmd_export, "export", r1, "-o", dir, NULL);
+    ck_assert_msg(c.status == 0 && strstr(c.out, "head: classifier ("), "%s%s", c.out, c.err);
+    test_captured_free(&c);
+    c = test_run_cmd(t.dir, cmd_merge, "merge", "--model", t.model, "--adapter", dir, "-o", out, NULL);
+    ck_assert_msg(c.status == 0, "%s", c.err);
+    ck_assert_msg(strstr(c.out, "linear head 'classifier'") &&
+                  strstr(c.out, "is not part of the backbone checkpoint"), "%s", c.out);
+    test_captured_free(&c);
+    tmp_cleanup(&t);
+}
+END_TEST
+
 Suite *suite_init_head(void)
 {
     Suite *s = suite_create("init_head");
@@ -102,6 +129,7 @@ Suite *suite_init_head(void)
 
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_init_head);
+    tcase_add_test(tc, test_merge_head);
     suite_add_tcase(s, tc);
     return s;
 }
