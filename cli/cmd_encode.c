@@ -60,6 +60,7 @@
 #include "datasets/transforms.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "cli/h5_out.h"
 #include "cli/tmp_guard.h"
 #include "experiments/runner.h"
 #include "models/clip.h"
@@ -271,143 +272,6 @@ out:
 }
 
 /* ------------------------------------------------------------------------ */
-/* the output file                                                           */
-
-struct h5out {
-    const char *path;         /* the final name                             */
-    char *tmp;                /* where it is written                        */
-    hid_t file;
-};
-
-/* HDF5's innermost message, appended to ours */
-static herr_t h5_walk(unsigned n, const H5E_error2_t *e, void *data)
-{
-    (void)n;
-    if (e->desc && *e->desc)
-        snprintf((char *)data, 256, "%s", e->desc);
-    return 0;
-}
-
-static int h5_fail(const struct h5out *o, const char *what)
-{
-    char msg[256] = "";
-
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk, msg);
-    H5Eclear2(H5E_DEFAULT);
-    return rl_error_set(RL_ERR_IO, "%s: %s%s%s", o->path, what, *msg ? ": " : "", msg);
-}
-
-static int h5_create(struct h5out *o, const char *path)
-{
-    size_t n = strlen(path) + 32;
-    hid_t fapl;
-
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    o->path = path;
-    o->tmp = xmalloc(n);
-    snprintf(o->tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    tmp_guard_set(o->tmp);           /* a fatal signal from here on removes it */
-    fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0)
-        return h5_fail(o, "cannot create");
-    H5Pset_file_locking(fapl, 0, 1);
-    o->file = H5Fcreate(o->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
-    if (o->file < 0) {
-        int rc = h5_fail(o, "cannot create");
-
-        tmp_guard_clear();
-        free(o->tmp);
-        o->tmp = NULL;
-        return rc;
-    }
-    return RL_OK;
-}
-
-static int h5_attr_string(struct h5out *o, const char *name, const char *value)
-{
-    hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR), attr = -1;
-    int ok = type >= 0 && space >= 0 && H5Tset_size(type, H5T_VARIABLE) >= 0 &&
-             H5Tset_cset(type, H5T_CSET_UTF8) >= 0 &&
-             (attr = H5Acreate2(o->file, name, type, space, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
-             H5Awrite(attr, type, &value) >= 0;
-
-    if (attr >= 0)
-        H5Aclose(attr);
-    if (space >= 0)
-        H5Sclose(space);
-    if (type >= 0)
-        H5Tclose(type);
-    return ok ? RL_OK : h5_fail(o, "cannot write an attribute");
-}
-
-/* a fixed-size dataset (rows, cols) or (rows) when cols == 0 */
-static int h5_dataset(struct h5out *o, const char *name, hid_t type, size_t rows, size_t cols,
-                      hid_t *out)
-{
-    hsize_t dims[2] = { rows, cols };
-    hid_t space = H5Screate_simple(cols ? 2 : 1, dims, NULL);
-
-    *out = space < 0 ? -1 : H5Dcreate2(o->file, name, type, space, H5P_DEFAULT, H5P_DEFAULT,
-                                       H5P_DEFAULT);
-    if (space >= 0)
-        H5Sclose(space);
-    return *out >= 0 ? RL_OK : h5_fail(o, "cannot create a dataset");
-}
-
-/* rows row0 .. row0 + n of a dataset made by h5_dataset */
-static int h5_write_rows(struct h5out *o, hid_t ds, hid_t memtype, size_t row0, size_t n,
-                         size_t cols, const void *data)
-{
-    hsize_t start[2] = { row0, 0 }, count[2] = { n, cols };
-    int rank = cols ? 2 : 1;
-    hid_t fs = H5Dget_space(ds), ms = H5Screate_simple(rank, count, NULL);
-    int ok = fs >= 0 && ms >= 0 &&
-             H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
-             H5Dwrite(ds, memtype, ms, fs, H5P_DEFAULT, data) >= 0;
-
-    if (ms >= 0)
-        H5Sclose(ms);
-    if (fs >= 0)
-        H5Sclose(fs);
-    return ok ? RL_OK : h5_fail(o, "cannot write");
-}
-
-/* close and rename into place */
-static int h5_commit(struct h5out *o)
-{
-    int rc = RL_OK;
-
-    if (H5Fclose(o->file) < 0)
-        rc = h5_fail(o, "cannot close");
-    o->file = -1;
-    if (!rc && rename(o->tmp, o->path) != 0)
-        rc = rl_error_set(RL_ERR_IO, "%s: cannot rename %s into place: %s", o->path, o->tmp,
-                          strerror(errno));
-    if (rc)
-        unlink(o->tmp);
-    tmp_guard_clear();
-    free(o->tmp);
-    o->tmp = NULL;
-    return rc;
-}
-
-/* close and remove the temporary file (after a failure) */
-static void h5_abort(struct h5out *o)
-{
-    if (!o->tmp)
-        return;
-    if (o->file >= 0)
-        H5Fclose(o->file);
-    H5Eclear2(H5E_DEFAULT);
-    o->file = -1;
-    unlink(o->tmp);
-    tmp_guard_clear();
-    free(o->tmp);
-    o->tmp = NULL;
-}
-
-/* ------------------------------------------------------------------------ */
 /* the two encoders                                                          */
 
 struct encode_args {
@@ -464,15 +328,15 @@ static int encode_images(const struct encode_args *a, const struct clip_model *m
         goto out;
     clip_vision_run_init(&vr, m, batch, false);
     emb = xmalloc_array(batch * D, sizeof(float));
-    if ((rc = h5_create(&o, a->out)) ||
-        (rc = h5_attr_string(&o, "harness", "randlora encode")) ||
-        (rc = h5_attr_string(&o, "kind", "images")) ||
-        (rc = h5_attr_string(&o, "model", a->model_dir)) ||
-        (rc = h5_attr_string(&o, "source", a->images)) ||
-        (rc = h5_attr_string(&o, "preprocessing", pp.from_file ? "preprocessor_config.json"
+    if ((rc = h5out_create(&o, a->out)) ||
+        (rc = h5out_attr_string(&o, "harness", "randlora encode")) ||
+        (rc = h5out_attr_string(&o, "kind", "images")) ||
+        (rc = h5out_attr_string(&o, "model", a->model_dir)) ||
+        (rc = h5out_attr_string(&o, "source", a->images)) ||
+        (rc = h5out_attr_string(&o, "preprocessing", pp.from_file ? "preprocessor_config.json"
                                                                : "openai clip defaults")) ||
-        (rc = h5_dataset(&o, "image_embeds", H5T_IEEE_F32LE, n, D, &d_emb)) ||
-        (rc = h5_dataset(&o, "labels", H5T_STD_I32LE, n, 0, &d_lab)))
+        (rc = h5out_dataset(&o, "image_embeds", H5T_IEEE_F32LE, n, D, &d_emb)) ||
+        (rc = h5out_dataset(&o, "labels", H5T_STD_I32LE, n, 0, &d_lab)))
         goto out;
 
     progress_init(&prog, "encode images", loader_batches_per_epoch(L), stderr);
@@ -483,8 +347,8 @@ static int encode_images(const struct encode_args *a, const struct clip_model *m
         if ((rc = loader_next(L, &b)) || b.n == 0)
             break;
         if ((rc = clip_vision_forward(&vr, m, NULL, b.x, (size_t)b.n, emb)) ||
-            (rc = h5_write_rows(&o, d_emb, H5T_NATIVE_FLOAT, done, (size_t)b.n, D, emb)) ||
-            (rc = h5_write_rows(&o, d_lab, H5T_NATIVE_INT32, done, (size_t)b.n, 0, b.labels)))
+            (rc = h5out_write_rows(&o, d_emb, H5T_NATIVE_FLOAT, done, (size_t)b.n, D, emb)) ||
+            (rc = h5out_write_rows(&o, d_lab, H5T_NATIVE_INT32, done, (size_t)b.n, 0, b.labels)))
             break;
         done += (size_t)b.n;
         progress_update(&prog, b.batch + 1, -1, -1, (double)done / (timer_now() - t0 + 1e-9));
@@ -498,7 +362,7 @@ static int encode_images(const struct encode_args *a, const struct clip_model *m
     d_emb = d_lab = -1;
     progress_finish(&prog);
     started = false;
-    if ((rc = h5_commit(&o)))
+    if ((rc = h5out_commit(&o)))
         goto out;
     printf("wrote %s: /image_embeds float32 [%zu, %zu], /labels int32 [%zu] (%s, %s "
            "preprocessing, %.1f s)\n", a->out, n, D, n, a->images,
@@ -509,7 +373,7 @@ out:
         H5Dclose(d_emb);
     if (d_lab >= 0)
         H5Dclose(d_lab);
-    h5_abort(&o);
+    h5out_abort(&o);
     free(emb);
     clip_vision_run_free(&vr);
     if (L)
@@ -599,13 +463,13 @@ static int encode_text(const struct encode_args *a, const struct clip_model *m)
     clip_text_run_init(&tr, m, batch, 0, false);
     ids = xmalloc_array(batch * ctx, sizeof(int32_t));
     emb = xmalloc_array(batch * D, sizeof(float));
-    if ((rc = h5_create(&o, a->out)) ||
-        (rc = h5_attr_string(&o, "harness", "randlora encode")) ||
-        (rc = h5_attr_string(&o, "kind", "text")) ||
-        (rc = h5_attr_string(&o, "model", a->model_dir)) ||
-        (rc = h5_attr_string(&o, "source", a->text)) ||
-        (rc = h5_dataset(&o, "text_embeds", H5T_IEEE_F32LE, n, D, &d_emb)) ||
-        (rc = h5_dataset(&o, "input_ids", H5T_STD_I32LE, n, ctx, &d_ids)))
+    if ((rc = h5out_create(&o, a->out)) ||
+        (rc = h5out_attr_string(&o, "harness", "randlora encode")) ||
+        (rc = h5out_attr_string(&o, "kind", "text")) ||
+        (rc = h5out_attr_string(&o, "model", a->model_dir)) ||
+        (rc = h5out_attr_string(&o, "source", a->text)) ||
+        (rc = h5out_dataset(&o, "text_embeds", H5T_IEEE_F32LE, n, D, &d_emb)) ||
+        (rc = h5out_dataset(&o, "input_ids", H5T_STD_I32LE, n, ctx, &d_ids)))
         goto out;
 
     progress_init(&prog, "encode text", (n + batch - 1) / batch, stderr);
@@ -620,8 +484,8 @@ static int encode_text(const struct encode_args *a, const struct clip_model *m)
         }
         if (!rc && (rc = clip_text_forward(&tr, m, NULL, ids, nb, ctx, emb)))
             rc = rl_error_prefix(rc, "%s: lines %zu-%zu", a->text, b0 + 1, b0 + nb);
-        if (rc || (rc = h5_write_rows(&o, d_emb, H5T_NATIVE_FLOAT, b0, nb, D, emb)) ||
-            (rc = h5_write_rows(&o, d_ids, H5T_NATIVE_INT32, b0, nb, ctx, ids)))
+        if (rc || (rc = h5out_write_rows(&o, d_emb, H5T_NATIVE_FLOAT, b0, nb, D, emb)) ||
+            (rc = h5out_write_rows(&o, d_ids, H5T_NATIVE_INT32, b0, nb, ctx, ids)))
             goto out;
         done += nb;
         progress_update(&prog, b0 / batch + 1, -1, -1, -1);
@@ -631,7 +495,7 @@ static int encode_text(const struct encode_args *a, const struct clip_model *m)
     d_emb = d_ids = -1;
     progress_finish(&prog);
     started = false;
-    if ((rc = h5_commit(&o)))
+    if ((rc = h5out_commit(&o)))
         goto out;
     printf("wrote %s: /text_embeds float32 [%zu, %zu], /input_ids int32 [%zu, %zu] (%zu "
            "captions of %s, %.1f s)\n", a->out, n, D, n, ctx, done, a->text, timer_now() - t0);
@@ -641,7 +505,7 @@ out:
         H5Dclose(d_emb);
     if (d_ids >= 0)
         H5Dclose(d_ids);
-    h5_abort(&o);
+    h5out_abort(&o);
     free(emb);
     free(ids);
     clip_text_run_free(&tr);

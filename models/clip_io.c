@@ -19,6 +19,7 @@
 #include "core/alloc.h"
 #include "core/read_file.h"
 #include "core/status.h"
+#include "core/write_file.h"
 #include "formats/safetensors.h"
 
 #define CONFIG_MAX_BYTES ((size_t)16 << 20)   /* a config.json is a few KB  */
@@ -375,37 +376,10 @@ char *clip_config_to_json(const struct clip_config *c)
     return s;
 }
 
-/* write text to path through a temporary file and rename() */
-static int write_text_atomic(const char *path, const char *text)
-{
-    size_t n = strlen(path) + 16;
-    char *tmp = xmalloc(n);
-    FILE *f;
-    int ok;
-
-    snprintf(tmp, n, "%s.tmp%ld", path, (long)getpid());
-    f = fopen(tmp, "wb");
-    if (!f) {
-        int rc = rl_error_set(RL_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
-        free(tmp);
-        return rc;
-    }
-    ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        int rc = rl_error_set(RL_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-        remove(tmp);
-        free(tmp);
-        return rc;
-    }
-    free(tmp);
-    return RL_OK;
-}
-
 int clip_config_save(const struct clip_config *c, const char *path)
 {
     char *s = clip_config_to_json(c);
-    int rc = write_text_atomic(path, s);
+    int rc = rl_write_text_atomic(path, s);
 
     cJSON_free(s);
     return rc;
@@ -615,16 +589,6 @@ void clip_grads_zero(struct clip_grads *g, const struct clip_model *m)
 /* ------------------------------------------------------------------------ */
 /* model directories                                                         */
 
-/* dir + "/" + file, malloc'd */
-static char *join(const char *dir, const char *file)
-{
-    size_t n = strlen(dir) + strlen(file) + 2;
-    char *p = xmalloc(n);
-
-    snprintf(p, n, "%s/%s", dir, file);
-    return p;
-}
-
 int clip_model_load_weights(struct clip_model *m, const char *path)
 {
     struct st_file *f;
@@ -651,7 +615,8 @@ int clip_model_load_weights(struct clip_model *m, const char *path)
 int clip_model_load(struct clip_model *m, const char *dir)
 {
     struct clip_config cfg;
-    char *cpath = join(dir, "config.json"), *wpath = join(dir, "model.safetensors");
+    char *cpath = rl_path_join(dir, "config.json");
+    char *wpath = rl_path_join(dir, "model.safetensors");
     int rc;
 
     memset(m, 0, sizeof(*m));
@@ -678,8 +643,8 @@ int clip_model_save(const struct clip_model *m, const char *dir, int dtype)
         return rl_error_set(RL_ERR_ARG, "%s: weights can be saved as F32, F16 or BF16", dir);
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return rl_error_set(RL_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
-    cpath = join(dir, "config.json");
-    wpath = join(dir, "model.safetensors");
+    cpath = rl_path_join(dir, "config.json");
+    wpath = rl_path_join(dir, "model.safetensors");
     w = st_writer_new();
     for (size_t i = 0; i < m->n_tensors && rc == RL_OK; i++) {
         const struct clip_tensor *t = &m->tensors[i];
