@@ -399,7 +399,10 @@ static int load_sharded(struct llama_model *m, const char *dir, const char *inde
         if (done[i])
             continue;
         path = rl_path_join(dir, file);
-        rc = st_open(&f, path);
+        rc = access(path, F_OK) == 0
+                 ? st_open(&f, path)
+                 : rl_error_set(RL_ERR_FORMAT, "%s: weight_map names shard '%s', which is not "
+                                "in %s", index_path, file, dir);
         free(path);
         if (rc)
             break;

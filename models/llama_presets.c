@@ -16,6 +16,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/rng.h"
 #include "core/status.h"
@@ -118,7 +119,13 @@ int llama_model_preset(struct llama_model *m, const char *name, uint64_t seed)
 
 int llama_model_open(struct llama_model *m, const char *name_or_dir, uint64_t seed)
 {
+    struct stat st;
+
+    memset(m, 0, sizeof(*m));
     if (llama_is_preset(name_or_dir))
         return llama_model_preset(m, name_or_dir, seed);
+    if (stat(name_or_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return rl_error_set(RL_ERR_ARG, "'%s' is neither a decoder preset (llama-tiny, "
+                            "qwen2-0.5b) nor a model directory", name_or_dir);
     return llama_model_load(m, name_or_dir);
 }

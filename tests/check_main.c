@@ -73,6 +73,9 @@ int main(int argc, char **argv)
         suite_gemm_bf16,
         suite_clip_bf16,
         suite_dist,
+        suite_llama_nn,
+        suite_llama_model,
+        suite_llama_score,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

@@ -65,5 +65,8 @@ Suite *suite_refusals(void);
 Suite *suite_gemm_bf16(void);
 Suite *suite_clip_bf16(void);
 Suite *suite_dist(void);
+Suite *suite_llama_nn(void);
+Suite *suite_llama_model(void);
+Suite *suite_llama_score(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */
