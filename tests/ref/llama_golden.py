@@ -25,7 +25,7 @@ PyTorch):
 
 Run from the repository root with a Python that has torch:
 
-    /usr/bin/python3 tests/ref/llama_golden.py
+    /usr/bin/python3 tests/ref/llama_golden.py [OUT_DIR]
 
 The reference is plain torch in float32 written from HF's modeling_llama.py
 and modeling_qwen2.py definitions (RMSNorm, rotate_half rotary embeddings,
@@ -47,7 +47,8 @@ MAGIC = b"RLGT"
 VERSION = 1
 SEED = 20260512
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.normpath(os.path.join(HERE, "..", "fixtures", "llama"))
+OUT = os.path.normpath(sys.argv[1] if len(sys.argv) > 1 else
+                       os.path.join(HERE, "..", "fixtures", "llama"))
 
 LT_NAMES = [
     "input_layernorm.weight",
