@@ -89,6 +89,10 @@ int llama_config_validate(const struct llama_config *c, const char *where);
 int llama_config_parse(struct llama_config *c, const char *json, size_t len, const char *where);
 int llama_config_load(struct llama_config *c, const char *path);
 char *llama_config_to_json(const struct llama_config *c);     /* malloc'd */
+/* config.json at path names a causal language model (architectures
+ * "...ForCausalLM", or model_type llama / qwen2): the decoder's, not CLIP's,
+ * reader applies (randlora info). No error is set. */
+bool llama_config_file_is_decoder(const char *path);
 /* floats of every weight; SIZE_MAX on overflow */
 size_t llama_config_n_params(const struct llama_config *c);
 /* inv_freq (head_dim/2) after rope_scaling, as HF's rope init computes it */
@@ -175,6 +179,12 @@ const struct llama_tensor *llama_model_find(const struct llama_model *m, const c
  * missing or mis-shaped tensor, a bad index file or config key is
  * RL_ERR_FORMAT with one line naming it. */
 int  llama_model_load(struct llama_model *m, const char *dir);
+/* The same checks as llama_model_load on cfg's table without reading or
+ * allocating the weights (headers only): every tensor present with its
+ * shape in a dtype that converts. *n_tensors: the table's; *n_files: the
+ * safetensors files read. */
+int  llama_model_check_dir(const struct llama_config *cfg, const char *dir, size_t *n_tensors,
+                           size_t *n_files);
 /* the index file's weight_map: tensor name -> shard file (for tests and
  * the fuzz harness): RL_ERR_FORMAT unless it is an object of "name":
  * "file" pairs, files plain names ending in .safetensors */

@@ -320,6 +320,31 @@ int llama_config_load(struct llama_config *c, const char *path)
     return rc;
 }
 
+bool llama_config_file_is_decoder(const char *path)
+{
+    char *json = NULL;
+    size_t len = 0;
+    cJSON *root;
+    bool yes = false;
+
+    if (rl_read_file(path, CONFIG_MAX_BYTES, &json, &len) != RL_OK)
+        return false;
+    root = cJSON_ParseWithLength(json, len);
+    if (root && cJSON_IsObject(root)) {
+        const cJSON *archs = item(root, "architectures"), *mt = item(root, "model_type");
+        const cJSON *a0 = archs && cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
+
+        yes = (a0 && cJSON_IsString(a0) && (strstr(a0->valuestring, "ForCausalLM") ||
+                                            strstr(a0->valuestring, "LlamaModel") ||
+                                            strstr(a0->valuestring, "Qwen2Model"))) ||
+              (mt && cJSON_IsString(mt) && (!strcmp(mt->valuestring, "llama") ||
+                                            !strcmp(mt->valuestring, "qwen2")));
+    }
+    cJSON_Delete(root);
+    free(json);
+    return yes;
+}
+
 int llama_config_validate(const struct llama_config *c, const char *where)
 {
     if (!c->hidden || c->hidden > DIM_MAX || !c->intermediate || c->intermediate > DIM_MAX ||

@@ -147,19 +147,19 @@ static size_t *layer_offsets(const struct llama_model *m)
     return off;
 }
 
-int llama_model_init(struct llama_model *m, const struct llama_config *cfg)
+/* the tensor table of a validated config, without the block: m->tensors,
+ * n_tensors, n_params; the offsets of the embedding, norm and head views */
+static void table_build(struct llama_model *m, const struct llama_config *cfg, size_t *emb,
+                        size_t *norm, size_t *head)
 {
     const size_t L = cfg->layers, C = cfg->hidden, V = cfg->vocab_size;
-    size_t off = 0, emb, norm, head = 0, *lt_off;
+    size_t off = 0;
     char name[LLAMA_MAX_NAME];
-    int rc;
 
     memset(m, 0, sizeof(*m));
-    if ((rc = llama_config_validate(cfg, "llama config")))
-        return rc;
     m->cfg = *cfg;
     m->tensors = xcalloc(3 + L * LT_COUNT, sizeof(*m->tensors));
-    emb = table_add(m, &off, "model.embed_tokens.weight", V, C);
+    *emb = table_add(m, &off, "model.embed_tokens.weight", V, C);
     for (size_t l = 0; l < L; l++)
         for (size_t t = 0; t < LT_COUNT; t++) {
             size_t rows, cols;
@@ -170,18 +170,28 @@ int llama_model_init(struct llama_model *m, const struct llama_config *cfg)
             snprintf(name, sizeof(name), "model.layers.%zu.%s", l, llama_layer_tensor_names[t]);
             table_add(m, &off, name, rows, cols);
         }
-    norm = table_add(m, &off, "model.norm.weight", C, 0);
-    if (!cfg->tie_word_embeddings)
-        head = table_add(m, &off, "lm_head.weight", V, C);
+    *norm = table_add(m, &off, "model.norm.weight", C, 0);
+    *head = cfg->tie_word_embeddings ? *emb : table_add(m, &off, "lm_head.weight", V, C);
     m->n_params = off;
     RL_ASSERT(off == llama_config_n_params(cfg));
-    m->params = xcalloc_aligned(off, sizeof(float));
+}
+
+int llama_model_init(struct llama_model *m, const struct llama_config *cfg)
+{
+    size_t emb, norm, head, *lt_off;
+    int rc;
+
+    memset(m, 0, sizeof(*m));
+    if ((rc = llama_config_validate(cfg, "llama config")))
+        return rc;
+    table_build(m, cfg, &emb, &norm, &head);
+    m->params = xcalloc_aligned(m->n_params, sizeof(float));
     m->embed = m->params + emb;
     m->norm = m->params + norm;
-    m->lm_head = cfg->tie_word_embeddings ? m->embed : m->params + head;
-    m->layer = xcalloc(L, sizeof(*m->layer));
+    m->lm_head = m->params + head;
+    m->layer = xcalloc(cfg->layers, sizeof(*m->layer));
     lt_off = layer_offsets(m);
-    point_layers(m->layer, m->params, lt_off, L);
+    point_layers(m->layer, m->params, lt_off, cfg->layers);
     free(lt_off);
     m->inv_freq = xmalloc_array(cfg->head_dim / 2, sizeof(float));
     llama_rope_inv_freq(cfg, m->inv_freq);
@@ -359,9 +369,44 @@ const char *llama_index_file(const struct llama_index *ix, const char *tensor)
 /* ------------------------------------------------------------------------ */
 /* loading                                                                   */
 
-/* every table tensor whose file is `file` (NULL: all) from the open f */
+/* "[a, b, ...]" of a shape, into buf */
+static const char *shape_str(char *buf, size_t cap, int ndim, const int64_t *shape)
+{
+    size_t n = (size_t)snprintf(buf, cap, "[");
+
+    for (int d = 0; d < ndim && n < cap; d++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    if (n < cap)
+        snprintf(buf + n, cap - n, "]");
+    return buf;
+}
+
+/* t is in f with its shape, in a dtype the loader converts (the checks of
+ * st_load_f32 without reading the values) */
+static int check_tensor(const struct st_file *f, const struct llama_tensor *t)
+{
+    const struct st_info *si = st_find(f, t->name);
+    char got[128], want[64];
+    bool ok = si && si->ndim == t->ndim;
+
+    for (int d = 0; ok && d < t->ndim; d++)
+        ok = si->shape[d] == t->shape[d];
+    if (!si)
+        return rl_error_set(RL_ERR_FORMAT, "%s: tensor '%s' not found", st_path(f), t->name);
+    if (!ok)
+        return rl_error_set(RL_ERR_FORMAT, "%s: tensor '%s' has shape %s, expected %s",
+                            st_path(f), t->name, shape_str(got, sizeof got, si->ndim, si->shape),
+                            shape_str(want, sizeof want, t->ndim, t->shape));
+    if (si->dtype != ST_F32 && si->dtype != ST_F16 && si->dtype != ST_BF16)
+        return rl_error_set(RL_ERR_FORMAT, "%s: tensor '%s' is %s (expected F32, F16 or BF16)",
+                            st_path(f), t->name, st_dtype_name(si->dtype));
+    return RL_OK;
+}
+
+/* every table tensor whose file is `file` (NULL: all) from the open f:
+ * read into the block, or (read false) only checked */
 static int load_from(struct llama_model *m, const struct st_file *f,
-                     const struct llama_index *ix, const char *file)
+                     const struct llama_index *ix, const char *file, bool read)
 {
     for (size_t i = 0; i < m->n_tensors; i++) {
         const struct llama_tensor *t = &m->tensors[i];
@@ -369,13 +414,16 @@ static int load_from(struct llama_model *m, const struct st_file *f,
 
         if (file && strcmp(llama_index_file(ix, t->name), file))
             continue;
-        if ((rc = st_load_f32(f, t->name, t->ndim, t->shape, m->params + t->offset)))
+        rc = read ? st_load_f32(f, t->name, t->ndim, t->shape, m->params + t->offset)
+                  : check_tensor(f, t);
+        if (rc)
             return rc;
     }
     return RL_OK;
 }
 
-static int load_sharded(struct llama_model *m, const char *dir, const char *index_path)
+static int load_sharded(struct llama_model *m, const char *dir, const char *index_path,
+                        bool read, size_t *n_files)
 {
     struct llama_index *ix = NULL;
     char *json = NULL;
@@ -406,8 +454,9 @@ static int load_sharded(struct llama_model *m, const char *dir, const char *inde
         free(path);
         if (rc)
             break;
-        rc = load_from(m, f, ix, file);
+        rc = load_from(m, f, ix, file, read);
         st_close(f);
+        ++*n_files;
         for (size_t j = i; j < m->n_tensors; j++)
             if (!strcmp(llama_index_file(ix, m->tensors[j].name), file))
                 done[j] = true;
@@ -417,37 +466,62 @@ static int load_sharded(struct llama_model *m, const char *dir, const char *inde
     return rc;
 }
 
+/* the weights of the laid-out m from dir: one file or the index's shards */
+static int load_dir(struct llama_model *m, const char *dir, bool read, size_t *n_files)
+{
+    char *ipath = rl_path_join(dir, INDEX_NAME), *wpath = rl_path_join(dir, WEIGHTS_NAME);
+    int rc;
+
+    *n_files = 0;
+    if (access(ipath, F_OK) == 0) {
+        rc = load_sharded(m, dir, ipath, read, n_files);
+    } else if (access(wpath, F_OK) == 0) {
+        struct st_file *f;
+
+        if (!(rc = st_open(&f, wpath))) {
+            rc = load_from(m, f, NULL, NULL, read);
+            st_close(f);
+            *n_files = 1;
+        }
+    } else {
+        rc = rl_error_set(RL_ERR_FORMAT, "%s: neither %s nor %s", dir, WEIGHTS_NAME,
+                          INDEX_NAME);
+    }
+    free(ipath);
+    free(wpath);
+    return rc;
+}
+
 int llama_model_load(struct llama_model *m, const char *dir)
 {
     struct llama_config cfg;
     char *cpath = rl_path_join(dir, "config.json");
-    char *ipath = rl_path_join(dir, INDEX_NAME), *wpath = rl_path_join(dir, WEIGHTS_NAME);
+    size_t n_files;
     int rc;
 
     memset(m, 0, sizeof(*m));
     rc = llama_config_load(&cfg, cpath);
     if (!rc)
         rc = llama_model_init(m, &cfg);
-    if (!rc) {
-        if (access(ipath, F_OK) == 0) {
-            rc = load_sharded(m, dir, ipath);
-        } else if (access(wpath, F_OK) == 0) {
-            struct st_file *f;
-
-            if (!(rc = st_open(&f, wpath))) {
-                rc = load_from(m, f, NULL, NULL);
-                st_close(f);
-            }
-        } else {
-            rc = rl_error_set(RL_ERR_FORMAT, "%s: neither %s nor %s", dir, WEIGHTS_NAME,
-                              INDEX_NAME);
-        }
-        if (rc)
-            llama_model_free(m);
-    }
+    if (!rc && (rc = load_dir(m, dir, true, &n_files)))
+        llama_model_free(m);
     free(cpath);
-    free(ipath);
-    free(wpath);
+    return rc;
+}
+
+int llama_model_check_dir(const struct llama_config *cfg, const char *dir, size_t *n_tensors,
+                          size_t *n_files)
+{
+    struct llama_model m;
+    size_t emb, norm, head;
+    int rc;
+
+    if ((rc = llama_config_validate(cfg, dir)))
+        return rc;
+    table_build(&m, cfg, &emb, &norm, &head);
+    rc = load_dir(&m, dir, false, n_files);
+    *n_tensors = m.n_tensors;
+    free(m.tensors);
     return rc;
 }
 

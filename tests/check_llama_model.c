@@ -391,7 +391,7 @@ START_TEST(test_save_load_round_trip)
     char dir[256];
     struct llama_model a, b;
     const size_t shards = _i == 1 ? 3 : 1;
-    const int dtype = _i == 2 ? ST_BF16 : ST_F32;
+    const int dtype = _i == 2 ? ST_BF16 : _i == 3 ? ST_F16 : ST_F32;
 
     ck_assert_ptr_nonnull(test_tmpdir_make(dir, sizeof(dir), "llama_save"));
     small_model(&a, _i == 1);
@@ -405,7 +405,9 @@ START_TEST(test_save_load_round_trip)
         ck_assert_int_eq(memcmp(a.params, b.params, a.n_params * sizeof(float)), 0);
     } else {
         for (size_t i = 0; i < a.n_params; i++)
-            ck_assert_float_eq(b.params[i], st_bf16_to_f32(st_f32_to_bf16(a.params[i])));
+            ck_assert_float_eq(b.params[i], dtype == ST_BF16
+                                                ? st_bf16_to_f32(st_f32_to_bf16(a.params[i]))
+                                                : st_f16_to_f32(st_f32_to_f16(a.params[i])));
     }
     if (shards > 1)
         ck_assert_int_eq(access(test_path(dir, "m/model-00003-of-00003.safetensors"), 0), 0);
@@ -510,7 +512,7 @@ Suite *suite_llama_model(void)
     tcase_add_loop_test(tc, test_merged_equals_factored, 0, 3);
     tcase_add_loop_test(tc, test_generate_matches_forward, 0, 2);
     tcase_add_test(tc, test_generate_stops_at_eos);
-    tcase_add_loop_test(tc, test_save_load_round_trip, 0, 3);
+    tcase_add_loop_test(tc, test_save_load_round_trip, 0, 4);
     tcase_add_loop_test(tc, test_config_json_round_trip, 0, 2);
     tcase_add_test(tc, test_presets);
     tcase_add_test(tc, test_targets);

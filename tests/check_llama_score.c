@@ -14,7 +14,9 @@
  *     line too long), config.json keys, missing and mis-shaped tensors,
  *     the index file (not JSON, a tensor it does not map, a path outside
  *     the directory, a shard that is not there), --text (no tokenizer yet);
- *     no temporary output is left behind.
+ *     no temporary output is left behind;
+ *   - `randlora info` on decoder directories (the summary, the headers
+ *     checked, a mis-shaped tensor named).
  */
 #include <hdf5.h>
 #include <limits.h>
@@ -397,6 +399,32 @@ START_TEST(test_score_usage)
 }
 END_TEST
 
+/* randlora info on decoder directories: the summary, every tensor checked
+ * in the headers (one file and shards), a mismatch refused naming it */
+START_TEST(test_info_decoder_dirs)
+{
+    struct test_captured c;
+    char model[PATH_MAX];
+
+    c = test_run_cmd(dir, cmd_info, "info", fixture_abs("qwen2"), NULL);
+    ck_assert_msg(c.status == 0, "%s", c.err);
+    ck_assert(strstr(c.out, "Qwen2ForCausalLM, 9,528 parameters") != NULL);
+    ck_assert(strstr(c.out, "all 26 tensors of the config present with their shapes in 2 files"));
+    test_captured_free(&c);
+    c = test_run_cmd(dir, cmd_info, "info", fixture_abs("llama_bf16"), NULL);
+    ck_assert_msg(c.status == 0, "%s", c.err);
+    ck_assert(strstr(c.out, "4 heads over 2 key/value heads of 12") != NULL);
+    ck_assert(strstr(c.out, "(llama3 scaling)") != NULL);
+    test_captured_free(&c);
+    snprintf(model, sizeof(model), "%s",
+             model_with_config("wide", "\"intermediate_size\": 40", "\"intermediate_size\": 41"));
+    c = test_run_cmd(dir, cmd_info, "info", model, NULL);
+    test_assert_one_line_error(&c, "randlora info: ", "'model.layers.0.mlp.gate_proj.weight' has "
+                               "shape [40, 32], expected [41, 32]", "info, a mis-shaped tensor");
+    test_captured_free(&c);
+}
+END_TEST
+
 Suite *suite_llama_score(void)
 {
     Suite *s = suite_create("llama_score");
@@ -410,6 +438,7 @@ Suite *suite_llama_score(void)
     tcase_add_test(tc, test_score_bad_config);
     tcase_add_test(tc, test_score_bad_index);
     tcase_add_test(tc, test_score_usage);
+    tcase_add_test(tc, test_info_decoder_dirs);
     suite_add_tcase(s, tc);
     return s;
 }
