@@ -14,7 +14,7 @@
  *   - save and load round trips (one file, shards, BF16), config JSON round
  *     trips, the presets' shapes and counts, the target list.
  * Hostile inputs (config keys, shapes, tensors, index files):
- * check_llama_score.c, which runs them through the score command.
+ * check_llama_cmds.c, which runs them through the score command.
  */
 #include <math.h>
 #include <stdio.h>

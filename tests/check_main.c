@@ -75,7 +75,7 @@ int main(int argc, char **argv)
         suite_dist,
         suite_llama_nn,
         suite_llama_model,
-        suite_llama_score,
+        suite_llama_cmds,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

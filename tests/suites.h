@@ -67,6 +67,6 @@ Suite *suite_clip_bf16(void);
 Suite *suite_dist(void);
 Suite *suite_llama_nn(void);
 Suite *suite_llama_model(void);
-Suite *suite_llama_score(void);
+Suite *suite_llama_cmds(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */

@@ -1,5 +1,5 @@
 /*
- * check_llama_score.c: `randlora score` (cli/cmd_score.c) on the decoder
+ * check_llama_cmds.c: `randlora score` (cli/cmd_score.c) on the decoder
  * fixtures, run in-process:
  *
  *   - the golden test: every line's per-token log-probabilities and their
@@ -16,7 +16,8 @@
  *     the directory, a shard that is not there), --text (no tokenizer yet);
  *     no temporary output is left behind;
  *   - `randlora info` on decoder directories (the summary, the headers
- *     checked, a mis-shaped tensor named).
+ *     checked, a mis-shaped tensor named);
+ *   - `randlora bench` on a decoder preset (its JSON line, a refusal).
  */
 #include <hdf5.h>
 #include <limits.h>
@@ -40,7 +41,7 @@ static char dir[256];
 
 static void setup(void)
 {
-    ck_assert_ptr_nonnull(test_tmpdir_make(dir, sizeof(dir), "llama_score"));
+    ck_assert_ptr_nonnull(test_tmpdir_make(dir, sizeof(dir), "llama_cmds"));
 }
 
 static void teardown(void)
@@ -425,9 +426,30 @@ START_TEST(test_info_decoder_dirs)
 }
 END_TEST
 
-Suite *suite_llama_score(void)
+/* randlora bench on a decoder preset: one JSON line with the step's
+ * figures, in-process (the decoder bench does not fork) */
+START_TEST(test_bench_decoder)
 {
-    Suite *s = suite_create("llama_score");
+    struct test_captured c = test_run_cmd(dir, cmd_bench, "bench", "--model", "llama-tiny",
+                                          "--seq", "8", "--batch", "2", "--steps", "1",
+                                          "--threads", "1", "--json", NULL);
+
+    ck_assert_msg(c.status == 0, "%s", c.err);
+    ck_assert(strstr(c.out, "\"model\":\"llama-tiny\"") != NULL);
+    ck_assert(strstr(c.out, "\"method\":\"lora\",\"rank\":16,\"batch\":2,\"seq\":8") != NULL);
+    ck_assert(strstr(c.out, "\"n_sites\":20") != NULL);
+    ck_assert(strstr(c.out, "\"tokens_per_s\":") != NULL);
+    test_captured_free(&c);
+    c = test_run_cmd(dir, cmd_bench, "bench", "--model", "llama-tiny", "--seq", "600", NULL);
+    test_assert_one_line_error(&c, "randlora bench: ", "--seq 600 exceeds llama-tiny's 512",
+                               "a sequence too long");
+    test_captured_free(&c);
+}
+END_TEST
+
+Suite *suite_llama_cmds(void)
+{
+    Suite *s = suite_create("llama_cmds");
     TCase *tc = tcase_create("score");
 
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -439,6 +461,7 @@ Suite *suite_llama_score(void)
     tcase_add_test(tc, test_score_bad_index);
     tcase_add_test(tc, test_score_usage);
     tcase_add_test(tc, test_info_decoder_dirs);
+    tcase_add_test(tc, test_bench_decoder);
     suite_add_tcase(s, tc);
     return s;
 }
