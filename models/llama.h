@@ -368,30 +368,53 @@ void llama_backward(struct llama_run *r, const struct llama_model *m,
 /* ------------------------------------------------------------------------ */
 /* greedy generation with a KV cache (llama_generate.c)                     */
 
+/* The keys and values of every position seen so far, per layer and per
+ * sequence, for n_seq sequences of up to cap positions. A step runs rows
+ * of one or more sequences: the rows of a sequence are consecutive in the
+ * step and continue it at its next position (a prompt: one sequence's
+ * tokens; a decoding step: one row per sequence). The linears run on all
+ * the step's rows at once (one read of each weight for the whole batch),
+ * attention per sequence against its own cache. */
 struct llama_cache {
-    size_t cap;                 /* positions it holds                        */
-    size_t pos;                 /* positions filled                          */
-    size_t max_new;             /* rows a step may add                       */
+    size_t n_seq, cap;          /* sequences, positions each                 */
+    size_t max_rows;            /* rows a step may run                       */
+    size_t *pos;                /* (n_seq) positions filled                  */
+    size_t n_logits;            /* rows of logits of the last step           */
+    size_t *logit_seq;          /* (max_rows) their sequences                */
     float *buf;
-    float *k, *v;               /* (L, cap, KVH*hs)                          */
-    float *x, *y, *tmp;         /* (max_new, C)                              */
-    struct llama_layer_acts acts;   /* for max_new rows                      */
-    float *att;                 /* (NH, max_new, cap)                        */
-    float *cos_t, *sin_t;       /* (max_new, hs/2)                           */
-    float *logits;              /* (V)                                       */
+    float *k, *v;               /* (L, n_seq, cap, KVH*hs)                   */
+    float *x, *y, *tmp;         /* (max_rows, C)                             */
+    struct llama_layer_acts acts;   /* for max_rows rows                     */
+    float *att;                 /* (NH, max_rows, cap)                       */
+    float *cos_t, *sin_t;       /* (max_rows, hs/2): each row's position     */
+    float *logits;              /* (max_rows, V): after each sequence's last
+                                   row of the last step, in step order       */
 };
-void llama_cache_init(struct llama_cache *kc, const struct llama_model *m, size_t cap,
-                      size_t max_new);
+void llama_cache_init(struct llama_cache *kc, const struct llama_model *m, size_t n_seq,
+                      size_t cap, size_t max_rows);
 void llama_cache_free(struct llama_cache *kc);
-/* run ids (n) at positions kc->pos .. kc->pos+n-1, appending their keys and
- * values; kc->logits = the last row's logits. RL_ERR_ARG past cap. */
+/* run ids (n) of sequences seq (n; NULL: all sequence 0), appending their
+ * keys and values; kc->logits row k = the logits after the last row of the
+ * k-th sequence run in the step (kc->n_logits, kc->logit_seq). RL_ERR_ARG
+ * past a sequence's cap, max_position_embeddings or max_rows, for an id
+ * outside the vocabulary, or when a sequence's rows are not consecutive. */
 int  llama_cache_step(struct llama_cache *kc, const struct llama_model *m,
-                      const struct llama_adapters *la, const int32_t *ids, size_t n);
+                      const struct llama_adapters *la, const int32_t *ids, const size_t *seq,
+                      size_t n);
 /* Greedy decoding of one sequence: the prompt (n_prompt ids) then up to
- * max_new argmax tokens, stopping after an eos id of the config. Writes
- * the new ids to out and returns how many (or a negative status). */
+ * max_new argmax tokens (the first largest logit, as torch.argmax),
+ * stopping after an eos id of the config. Writes the new ids to out and
+ * returns how many (or a negative status). */
 long llama_generate_greedy(const struct llama_model *m, const struct llama_adapters *la,
                            const int32_t *prompt, size_t n_prompt, size_t max_new,
                            int32_t *out);
+/* The same for n sequences at once: prompts[i] (lens[i] ids) each prefilled
+ * on its own, then every unfinished sequence's next token in one step of
+ * up to n rows. out (n, max_new) row-major; n_out[i] the tokens of
+ * sequence i. Each sequence's tokens equal llama_generate_greedy's on its
+ * prompt (up to round-off in the logits: the rows share the GEMMs). */
+int  llama_generate_greedy_batch(const struct llama_model *m, const struct llama_adapters *la,
+                                 const int32_t *const *prompts, const size_t *lens, size_t n,
+                                 size_t max_new, int32_t *out, size_t *n_out);
 
 #endif /* RANDLORA_MODELS_LLAMA_H */

@@ -336,8 +336,8 @@ START_TEST(test_generate_matches_forward)
     memcpy(seq + 5, out, sizeof(out));
     llama_run_init(&r, &m, 1, 5 + n_new, false);
     logits = malloc(m.cfg.vocab_size * sizeof(float));
-    llama_cache_init(&kc, &m, 5 + n_new, 5);
-    ck_assert_int_eq(llama_cache_step(&kc, &m, _i ? &la : NULL, prompt, 5), RL_OK);
+    llama_cache_init(&kc, &m, 1, 5 + n_new, 5);
+    ck_assert_int_eq(llama_cache_step(&kc, &m, _i ? &la : NULL, prompt, NULL, 5), RL_OK);
     for (size_t k = 0; k < n_new; k++) {
         const size_t T = 5 + k;
         size_t best = 0;
@@ -351,15 +351,65 @@ START_TEST(test_generate_matches_forward)
         ck_assert_uint_eq(tensor_compare("cached logits", kc.logits, logits, m.cfg.vocab_size,
                                          1e-5, 1e-4), 0);
         if (k + 1 < n_new)
-            ck_assert_int_eq(llama_cache_step(&kc, &m, _i ? &la : NULL, &out[k], 1), RL_OK);
+            ck_assert_int_eq(llama_cache_step(&kc, &m, _i ? &la : NULL, &out[k], NULL, 1), RL_OK);
     }
     /* the cache refuses to run past its capacity */
-    ck_assert_int_eq(llama_cache_step(&kc, &m, NULL, out, 2), RL_ERR_ARG);
+    ck_assert_int_eq(llama_cache_step(&kc, &m, NULL, out, NULL, 2), RL_ERR_ARG);
     llama_cache_free(&kc);
     free(logits);
     llama_run_free(&r);
     if (_i)
         llama_adapters_free(&la);
+    llama_model_free(&m);
+}
+END_TEST
+
+/* several prompts of different lengths at once: each sequence's tokens
+ * equal its own greedy generation; a sequence that meets an eos stops
+ * while the others go on; the cache refuses interleaved rows */
+START_TEST(test_generate_batch_matches_single)
+{
+    static const int32_t p0[] = { 256, 72, 105 }, p1[] = { 256, 1, 2, 3, 4, 5, 6 },
+                         p2[] = { 256 }, p3[] = { 256, 200, 100, 50, 25 };
+    const int32_t *const prompts[4] = { p0, p1, p2, p3 };
+    const size_t lens[4] = { 3, 7, 1, 5 }, max_new = 10;
+    struct llama_model m;
+    struct llama_adapters la;
+    int32_t out[4 * 10], one[10];
+    size_t n_out[4];
+
+    ck_assert_int_eq(llama_model_preset(&m, "llama-tiny", 4), RL_OK);
+    adapters_on(&la, &m, "lora", "q_proj,v_proj,down_proj", 2);
+    random_adapter_params(&la, 5);
+    m.cfg.n_eos = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        ck_assert_int_eq(llama_generate_greedy_batch(&m, &la, prompts, lens, 4, max_new, out,
+                                                     n_out), RL_OK);
+        for (size_t i = 0; i < 4; i++) {
+            long k = llama_generate_greedy(&m, &la, prompts[i], lens[i], max_new, one);
+
+            ck_assert_int_eq(k, (long)n_out[i]);
+            for (long t = 0; t < k; t++)
+                ck_assert_int_eq(out[i * max_new + (size_t)t], one[t]);
+        }
+        /* second pass: sequence 1's third token as an eos ends it there */
+        if (pass == 0)
+            ck_assert_uint_eq(n_out[1], max_new);
+        m.cfg.n_eos = 1;
+        m.cfg.eos_token_id[0] = out[1 * max_new + 2];
+    }
+    ck_assert_uint_eq(n_out[1], 3);
+    {
+        struct llama_cache kc;
+        const int32_t ids[3] = { 1, 2, 3 };
+        const size_t seq[3] = { 0, 1, 0 };
+
+        llama_cache_init(&kc, &m, 2, 8, 4);
+        ck_assert_int_eq(llama_cache_step(&kc, &m, NULL, ids, seq, 3), RL_ERR_ARG);
+        ck_assert(strstr(rl_error_msg(), "not consecutive") != NULL);
+        llama_cache_free(&kc);
+    }
+    llama_adapters_free(&la);
     llama_model_free(&m);
 }
 END_TEST
@@ -512,6 +562,7 @@ Suite *suite_llama_model(void)
     tcase_add_loop_test(tc, test_merged_equals_factored, 0, 3);
     tcase_add_loop_test(tc, test_generate_matches_forward, 0, 2);
     tcase_add_test(tc, test_generate_stops_at_eos);
+    tcase_add_test(tc, test_generate_batch_matches_single);
     tcase_add_loop_test(tc, test_save_load_round_trip, 0, 4);
     tcase_add_loop_test(tc, test_config_json_round_trip, 0, 2);
     tcase_add_test(tc, test_presets);
