@@ -9,7 +9,8 @@
  * the backward through every layer into the adapters, gradient clipping at
  * 1.0 and AdamW. Adapters of --method (default lora, rank 16) on the
  * paper's targets q_proj, k_proj, v_proj, up_proj, down_proj of every
- * layer, on the factored path. One warm-up step, then --steps timed ones.
+ * layer, on the factored path; --recompute keeps only the layers' inputs
+ * (llama_run_init_recompute). One warm-up step, then --steps timed ones.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,7 +75,10 @@ int bench_decoder(const struct bench_decoder_opts *o)
         llama_model_free(&m);
         return rc;
     }
-    llama_run_init(&r, &m, B, T, true);
+    if (o->recompute)
+        llama_run_init_recompute(&r, &m, B, T);
+    else
+        llama_run_init(&r, &m, B, T, true);
     ids = xmalloc_array(N, sizeof(int32_t));
     tgt = xmalloc_array(N, sizeof(int32_t));
     rng_init(&rg, o->seed + 1);
@@ -102,19 +106,21 @@ int bench_decoder(const struct bench_decoder_opts *o)
 
         if (o->json)
             printf("{\"impl\":\"c\",\"model\":\"%s\",\"method\":\"%s\",\"rank\":%zu,"
-                   "\"batch\":%zu,\"seq\":%zu,\"steps\":%zu,\"threads\":%d,"
+                   "\"batch\":%zu,\"seq\":%zu,\"steps\":%zu,\"threads\":%d,\"recompute\":%s,"
                    "\"n_trainable\":%zu,\"n_sites\":%zu,\"step_s\":%.6f,\"step_min_s\":%.6f,"
                    "\"tokens_per_s\":%.3f,\"peak_rss_mb\":%.1f,\"loss\":%.6g}\n",
-                   o->model, method, acfg.r, B, T, o->steps, n_threads, la.n_params,
+                   o->model, method, acfg.r, B, T, o->steps, n_threads,
+                   o->recompute ? "true" : "false", la.n_params,
                    la.n_sites, med, times[1], (double)N / med, (double)rss / 1024.0, loss);
         else
             printf("model %s (%zu parameters), method %s r=%zu on %s, batch %zu x %zu "
-                   "tokens, %d threads\n"
+                   "tokens, %d threads%s\n"
                    "  trainable            %zu in %zu adapted linears (factored)\n"
                    "  step (median of %zu)  %.3f s (min %.3f s)\n"
                    "  tokens/s             %.1f\n"
                    "  peak RSS             %.1f MiB\n",
                    o->model, m.n_params, method, acfg.r, PAPER_TARGETS, B, T, n_threads,
+                   o->recompute ? ", layers recomputed in the backward" : "",
                    la.n_params, la.n_sites, o->steps, med, times[1], (double)N / med,
                    (double)rss / 1024.0);
     }

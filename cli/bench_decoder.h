@@ -17,6 +17,7 @@ struct bench_decoder_opts {
     int threads;                /* 0: the default policy                     */
     uint64_t seed;
     bool json;
+    bool recompute;             /* llama_run_init_recompute              */
 };
 
 /* time the steps and print the result line(s); a status on failure */

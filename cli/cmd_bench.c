@@ -705,7 +705,7 @@ int cmd_bench(int argc, char **argv)
         struct bench_decoder_opts d = {
             .model = o.model, .method = o.method, .rank = o.rank, .batch = o.batch_set ?
             o.batch : 1, .seq = o.seq, .steps = o.steps, .threads = o.threads,
-            .seed = o.seed, .json = o.json,
+            .seed = o.seed, .json = o.json, .recompute = o.recompute,
         };
 
         if (o.method && !adapter_ops_find(o.method))

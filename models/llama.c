@@ -11,6 +11,7 @@
 
 #include "core/alloc.h"
 #include "core/parallel.h"
+#include "core/rng.h"
 #include "core/status.h"
 #include "models/exp_vec.h"
 #include "models/llama_nn.h"
@@ -33,14 +34,14 @@ struct run_layout {
 };
 
 static size_t run_layout(struct run_layout *s, const struct llama_config *c, size_t B,
-                         size_t T, bool train)
+                         size_t T, bool train, size_t n_acts)
 {
     const size_t N = mul(B, T), NC = mul(N, c->hidden), L = c->layers;
     size_t total = 0;
 
     s->rope = mul(T, c->head_dim / 2);
     s->res = mul(train ? L + 1 : 2, NC);
-    s->acts = mul(train ? L : 1, llama_layer_acts_size(c, B, T));
+    s->acts = mul(n_acts, llama_layer_acts_size(c, B, T));
     s->tmp = NC;
     s->xf = NC;
     s->rstd = N;
@@ -55,17 +56,23 @@ static size_t run_layout(struct run_layout *s, const struct llama_config *c, siz
     return total;
 }
 
+/* layers whose activations the run keeps at once */
+static size_t acts_count(const struct llama_run *r, const struct llama_config *c)
+{
+    return r->train && !r->recompute ? c->layers : 1;
+}
+
 /* point every view for a batch of (B, T) inside the buffer laid out for
  * (max_B, max_T): the views shrink with the batch, the offsets stay */
 static void run_point(struct llama_run *r, const struct llama_config *c, size_t B, size_t T)
 {
     struct run_layout s;
     const size_t NC = B * T * c->hidden;
-    const size_t n_acts = r->train ? c->layers : 1;
+    const size_t n_acts = acts_count(r, c);
     const size_t stride = llama_layer_acts_size(c, r->max_B, r->max_T);
     float *p = r->buf;
 
-    run_layout(&s, c, r->max_B, r->max_T, r->train);
+    run_layout(&s, c, r->max_B, r->max_T, r->train, n_acts);
     r->cos_t = p;                       p += s.rope;
     r->sin_t = p;                       p += s.rope;
     r->res = p;                         p += s.res;
@@ -88,8 +95,8 @@ static void run_point(struct llama_run *r, const struct llama_config *c, size_t 
     r->T = T;
 }
 
-void llama_run_init(struct llama_run *r, const struct llama_model *m, size_t max_B,
-                    size_t max_T, bool train)
+static void run_init(struct llama_run *r, const struct llama_model *m, size_t max_B,
+                     size_t max_T, bool train, bool recompute)
 {
     struct run_layout s;
 
@@ -98,11 +105,26 @@ void llama_run_init(struct llama_run *r, const struct llama_model *m, size_t max
     r->max_B = max_B;
     r->max_T = max_T;
     r->train = train;
-    r->n_floats = run_layout(&s, &m->cfg, max_B, max_T, train);
+    r->recompute = recompute;
+    r->n_floats = run_layout(&s, &m->cfg, max_B, max_T, train, acts_count(r, &m->cfg));
     r->buf = xcalloc_aligned(r->n_floats, sizeof(float));
     r->ids = xcalloc(mul(max_B, max_T), sizeof(int32_t));
-    r->acts = xcalloc(train ? m->cfg.layers : 1, sizeof(*r->acts));
+    r->acts = xcalloc(acts_count(r, &m->cfg), sizeof(*r->acts));
+    if (recompute)
+        r->rngs = xcalloc(mul(m->cfg.layers, LLAMA_NUM_LINEARS), sizeof(*r->rngs));
     run_point(r, &m->cfg, max_B, max_T);
+}
+
+void llama_run_init(struct llama_run *r, const struct llama_model *m, size_t max_B,
+                    size_t max_T, bool train)
+{
+    run_init(r, m, max_B, max_T, train, false);
+}
+
+void llama_run_init_recompute(struct llama_run *r, const struct llama_model *m, size_t max_B,
+                              size_t max_T)
+{
+    run_init(r, m, max_B, max_T, true, true);
 }
 
 void llama_run_free(struct llama_run *r)
@@ -110,6 +132,7 @@ void llama_run_free(struct llama_run *r)
     free(r->buf);
     free(r->ids);
     free(r->acts);
+    free(r->rngs);
     memset(r, 0, sizeof(*r));
 }
 
@@ -123,6 +146,22 @@ static float *res_slot(const struct llama_run *r, const struct llama_config *c, 
 
 /* ------------------------------------------------------------------------ */
 /* forward                                                                   */
+
+/* save (or, save false, restore) the random streams of a layer's adapters,
+ * so a recomputed forward draws the same dropout masks */
+static void rngs_copy(struct rng *saved, const struct llama_layer_adapters *ad, bool save)
+{
+    for (size_t i = 0; ad && i < LLAMA_NUM_LINEARS; i++) {
+        struct adapter *a = ad->lin[i].a;
+
+        if (!a)
+            continue;
+        if (save)
+            saved[i] = a->rng;
+        else
+            a->rng = saved[i];
+    }
+}
 
 int llama_forward(struct llama_run *r, const struct llama_model *m,
                   const struct llama_adapters *la, const int32_t *ids, size_t B, size_t T)
@@ -151,10 +190,15 @@ int llama_forward(struct llama_run *r, const struct llama_model *m,
         for (size_t n = 0; n < N; n++)
             memcpy(x0 + n * C, m->embed + (size_t)ids[n] * C, C * sizeof(float));
     }
-    for (size_t l = 0; l < L; l++)
-        llama_layer_forward(res_slot(r, c, l + 1), &r->acts[r->train ? l : 0], r->tmp,
-                            res_slot(r, c, l), &m->layer[l], la ? &la->layer[l] : NULL, c,
-                            r->cos_t, r->sin_t, B, T);
+    for (size_t l = 0; l < L; l++) {
+        const struct llama_layer_adapters *ad = la ? &la->layer[l] : NULL;
+
+        if (r->recompute)
+            rngs_copy(r->rngs + l * LLAMA_NUM_LINEARS, ad, true);
+        llama_layer_forward(res_slot(r, c, l + 1), &r->acts[acts_count(r, c) > 1 ? l : 0],
+                            r->tmp, res_slot(r, c, l), &m->layer[l], ad, c, r->cos_t, r->sin_t,
+                            B, T);
+    }
     rmsnorm_forward(r->xf, r->rstd_f, res_slot(r, c, L), m->norm, N, C, c->rms_norm_eps);
     return RL_OK;
 }
@@ -299,13 +343,22 @@ void llama_backward(struct llama_run *r, const struct llama_model *m,
                      N, C);
     for (size_t l = L; l-- > lo;) {
         const bool need_dinp = l > lo || g;
+        const struct llama_layer_adapters *ad = la ? &la->layer[l] : NULL;
+        struct llama_layer_acts *acts = &r->acts[acts_count(r, c) > 1 ? l : 0];
         float *swap;
 
+        if (r->recompute && l + 1 < L) {
+            /* the layer's forward again (its output into dnext, a scratch
+             * here), with its adapters' streams as they were */
+            rngs_copy(r->rngs + l * LLAMA_NUM_LINEARS, ad, false);
+            llama_layer_forward(dnext, acts, r->tmp, res_slot(r, c, l), &m->layer[l], ad, c,
+                                r->cos_t, r->sin_t, r->B, r->T);
+        }
         if (need_dinp)
             memset(dnext, 0, N * C * sizeof(float));
         llama_layer_backward(need_dinp ? dnext : NULL, g ? &g->layer[l] : NULL, &r->gacts,
-                             dcur, &r->acts[l], res_slot(r, c, l), &m->layer[l],
-                             la ? &la->layer[l] : NULL, c, r->cos_t, r->sin_t, r->B, r->T);
+                             dcur, acts, res_slot(r, c, l), &m->layer[l], ad, c, r->cos_t,
+                             r->sin_t, r->B, r->T);
         swap = dcur;
         dcur = dnext;
         dnext = swap;

@@ -9,6 +9,8 @@
  *   - finite differences through the whole decoder, of adapter parameters
  *     (LoRA on all seven linears) and of weights; the merged path's
  *     gradients against the factored path's;
+ *   - a run that recomputes layers in the backward against one that stores
+ *     them: the same loss and gradients bit for bit, with dropout;
  *   - greedy generation with a KV cache against the forward of the whole
  *     sequence without one (the same tokens, logits within 1e-5);
  *   - save and load round trips (one file, shards, BF16), config JSON round
@@ -307,6 +309,57 @@ START_TEST(test_merged_equals_factored)
 }
 END_TEST
 
+/* a run that recomputes each layer's forward in the backward gives the
+ * storing run's loss and gradients bit for bit: LoRA with branch dropout
+ * on every linear (the masks must repeat) over two steps, and every weight
+ * trained (_i 1) */
+START_TEST(test_recompute_equals_storing)
+{
+    struct llama_model m;
+    struct llama_adapters la[2];
+    struct llama_run r[2];
+    struct llama_grads g[2];
+    struct adapter_cfg cfg;
+    struct llama_target t[1];
+    size_t nt;
+    double loss[2];
+
+    small_model(&m, false);
+    adapter_cfg_defaults(&cfg, "lora", 2);
+    cfg.dropout = 0.25f;
+    ck_assert_int_eq(llama_targets_parse("all", t, 1, &nt), RL_OK);
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(llama_adapters_init(&la[k], &m, &cfg, t, nt, 64), RL_OK);
+        random_adapter_params(&la[k], 8);
+        if (k)
+            llama_run_init_recompute(&r[k], &m, 2, 6);
+        else
+            llama_run_init(&r[k], &m, 2, 6, true);
+        llama_grads_init(&g[k], &m);
+    }
+    ck_assert_uint_lt(r[1].n_floats, r[0].n_floats);
+    for (int step = 0; step < 2; step++) {
+        for (int k = 0; k < 2; k++) {
+            llama_adapters_zero_grad(&la[k]);
+            llama_grads_zero(&g[k], &m);
+            ck_assert_int_eq(llama_forward(&r[k], &m, &la[k], fd_ids, 2, 6), RL_OK);
+            loss[k] = llama_lm_loss(&r[k], &m, fd_tgt, true, _i ? &g[k] : NULL);
+            llama_backward(&r[k], &m, &la[k], _i ? &g[k] : NULL);
+        }
+        ck_assert(loss[0] == loss[1]);
+        ck_assert_int_eq(memcmp(la[0].grads, la[1].grads, la[0].n_params * sizeof(float)), 0);
+        ck_assert_int_eq(memcmp(g[0].buf, g[1].buf, m.n_params * sizeof(float)), 0);
+        ck_assert(dot_double(la[0].grads, la[0].grads, la[0].n_params) > 1e-6);
+    }
+    for (int k = 0; k < 2; k++) {
+        llama_grads_free(&g[k]);
+        llama_run_free(&r[k]);
+        llama_adapters_free(&la[k]);
+    }
+    llama_model_free(&m);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* generation                                                                */
 
@@ -560,6 +613,7 @@ Suite *suite_llama_model(void)
     tcase_add_loop_test(tc, test_fd_weights, 0, 2);
     tcase_add_test(tc, test_fd_adapters);
     tcase_add_loop_test(tc, test_merged_equals_factored, 0, 3);
+    tcase_add_loop_test(tc, test_recompute_equals_storing, 0, 2);
     tcase_add_loop_test(tc, test_generate_matches_forward, 0, 2);
     tcase_add_test(tc, test_generate_stops_at_eos);
     tcase_add_test(tc, test_generate_batch_matches_single);
