@@ -17,21 +17,18 @@
 
 #include <string.h>
 
-#include "core/alloc.h"
 #include "core/status.h"
+#include "models/block_impl.h"
 #include "models/llama_nn.h"
 #include "models/nn.h"
 
-/* N*x, overflow-checked (sizes come from a validated config) */
+/* overflow-checked product (sizes come from a validated config) */
 static size_t mul(size_t a, size_t b)
 {
-    size_t r;
-
-    RL_ASSERT(size_mul_ok(a, b, &r));
-    return r;
+    return block_mul(a, b);
 }
 
-/* floats of each view, in struct order */
+/* floats of each view of struct llama_layer_acts, in struct order */
 static size_t acts_sizes(size_t s[13], const struct llama_config *c, size_t B, size_t T)
 {
     const size_t N = mul(B, T), C = c->hidden, F = c->intermediate;
@@ -40,13 +37,9 @@ static size_t acts_sizes(size_t s[13], const struct llama_config *c, size_t B, s
         N, mul(N, C), mul(N, qd), mul(N, kvd), mul(N, kvd), mul(mul(B, c->heads), mul(T, T)),
         mul(N, qd), mul(N, C), N, mul(N, C), mul(N, F), mul(N, F), mul(N, F),
     };
-    size_t total = 0;
 
-    for (int i = 0; i < 13; i++) {
-        s[i] = sz[i];
-        RL_ASSERT(size_add_ok(total, sz[i], &total));
-    }
-    return total;
+    memcpy(s, sz, sizeof(sz));
+    return block_sum(s, 13);
 }
 
 size_t llama_layer_acts_size(const struct llama_config *c, size_t B, size_t T)
@@ -64,12 +57,10 @@ void llama_layer_acts_point(struct llama_layer_acts *a, float *buf,
     size_t s[13];
 
     acts_sizes(s, c, B, T);
-    for (int i = 0; i < 13; i++) {
-        *views[i] = buf;
-        buf += s[i];
-    }
+    block_point_views(views, s, 13, buf);
 }
 
+/* floats of each view of struct llama_layer_grad_acts, in struct order */
 static size_t grad_sizes(size_t s[11], const struct llama_config *c, size_t B, size_t T)
 {
     const size_t N = mul(B, T), C = c->hidden, F = c->intermediate;
@@ -78,13 +69,9 @@ static size_t grad_sizes(size_t s[11], const struct llama_config *c, size_t B, s
         mul(N, C), mul(N, C), mul(N, C), mul(N, F), mul(N, F), mul(N, F), mul(N, qd),
         mul(N, qd), mul(N, kvd), mul(N, kvd), mul(mul(B, c->heads), mul(T, T)),
     };
-    size_t total = 0;
 
-    for (int i = 0; i < 11; i++) {
-        s[i] = sz[i];
-        RL_ASSERT(size_add_ok(total, sz[i], &total));
-    }
-    return total;
+    memcpy(s, sz, sizeof(sz));
+    return block_sum(s, 11);
 }
 
 size_t llama_layer_grad_acts_size(const struct llama_config *c, size_t B, size_t T)
@@ -102,10 +89,7 @@ void llama_layer_grad_acts_point(struct llama_layer_grad_acts *g, float *buf,
     size_t s[11];
 
     grad_sizes(s, c, B, T);
-    for (int i = 0; i < 11; i++) {
-        *views[i] = buf;
-        buf += s[i];
-    }
+    block_point_views(views, s, 11, buf);
 }
 
 /* linear i's adapter view, or NULL (the plain linear) */
