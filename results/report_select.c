@@ -13,6 +13,7 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
+#include "methods/adapter.h"
 
 /* ------------------------------------------------------------------------ */
 /* the set of runs                                                           */
@@ -115,17 +116,26 @@ static bool same_table(const struct run_key *a, const struct run_key *b)
     return !strcmp(a->dataset, b->dataset) && !strcmp(a->model, b->model);
 }
 
-/* none first, full last, the others in order of first appearance */
+/* none first, full last, the registry's methods in registry order (lora,
+ * vera, randlora, nola: the order a sweep runs them), anything else after
+ * them in order of first appearance; so a report's row order does not
+ * depend on the order its files were read in */
 static int method_rank(const char *method, const char *const *seen, size_t n_seen)
 {
+    const struct adapter_ops *const *reg = adapter_registry();
+    size_t n_reg = adapter_registry_size();
+
     if (!strcmp(method, "none"))
         return -1;
     if (!strcmp(method, "full"))
         return 1 << 20;
+    for (size_t i = 0; i < n_reg; i++)
+        if (!strcmp(method, reg[i]->name))
+            return (int)i;
     for (size_t i = 0; i < n_seen; i++)
         if (!strcmp(method, seen[i]))
-            return (int)i;
-    return (int)n_seen;
+            return (int)(n_reg + i);
+    return (int)(n_reg + n_seen);
 }
 
 static int cmp_num(double a, double b)

@@ -414,6 +414,27 @@ START_TEST(test_budget_rows)
 }
 END_TEST
 
+/* the rows come in the registry's method order (none, lora, vera,
+ * randlora, nola, full) whatever order the runs were read in: a standalone
+ * report reads its files sorted by name, a sweep in plan order */
+START_TEST(test_method_order)
+{
+    static const char *const read_order[] = { "full", "lora", "nola", "none", "randlora", "vera" };
+    static const char *const want[] = { "none", "lora", "vera", "randlora", "nola", "full" };
+    struct report_set set = { 0 };
+    struct report rep;
+
+    for (size_t i = 0; i < sizeof(read_order) / sizeof(read_order[0]); i++)
+        add(&set, read_order[i], 4, "0.001", 1, 0.5, 1.0, 0.5);
+    ck_assert_int_eq(report_build(&rep, &set, &acc_opts), RL_OK);
+    ck_assert_uint_eq(rep.n_groups, 6);
+    for (size_t g = 0; g < rep.n_groups; g++)
+        ck_assert_str_eq(rep.groups[g].first->key.method, want[g]);
+    report_free(&rep);
+    report_set_free(&set);
+}
+END_TEST
+
 Suite *suite_report(void)
 {
     Suite *s = suite_create("report");
@@ -426,6 +447,7 @@ Suite *suite_report(void)
     tcase_add_test(tc, test_statistics);
     tcase_add_test(tc, test_formats);
     tcase_add_test(tc, test_budget_rows);
+    tcase_add_test(tc, test_method_order);
     suite_add_tcase(s, tc);
     return s;
 }
