@@ -23,7 +23,7 @@
  *
  * Lines run in batches of --batch (default 8), padded on the right: causal
  * attention keeps the padding from changing any scored position. The file
- * goes through OUT.tmp.PID and a rename (cli/h5_out.h).
+ * goes through OUT.tmp.PID and a rename (cli/h5out.h).
  *
  * Exit status: 0 written; 2 bad usage or bad input (one line on stderr
  * naming the file, line or key); 1 other failures.
@@ -40,13 +40,12 @@
 
 #include "cli/cli.h"
 #include "cli/commands.h"
-#include "cli/h5_out.h"
+#include "cli/h5out.h"
 #include "core/alloc.h"
 #include "core/read_file.h"
 #include "core/status.h"
 #include "core/threads.h"
 #include "core/timer.h"
-#include "core/write_file.h"
 #include "models/bpe_tokenizer.h"
 #include "models/llama.h"
 

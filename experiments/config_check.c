@@ -79,6 +79,8 @@ const char *run_plan_diff(const struct run_plan *a, const struct run_plan *b)
     DIFF(a->model.pretrain_weight_decay == b->model.pretrain_weight_decay,
          "model.pretrain_weight_decay");
     DIFF(a->model.pretrain_seed == b->model.pretrain_seed, "model.pretrain_seed");
+    DIFF(a->model.head == b->model.head, "model.head");
+    DIFF(a->model.features == b->model.features, "model.features");
     DIFF(str_eq(a->dataset, b->dataset), "data.dataset");
     DIFF(str_eq(a->eval, b->eval), "data.eval");
     DIFF(str_eq(a->prompt, b->prompt), "data.prompt");
@@ -117,6 +119,7 @@ const char *run_plan_diff(const struct run_plan *a, const struct run_plan *b)
     DIFF(s->batch == t->batch, "train.batch");
     DIFF(s->accumulate == t->accumulate, "train.accumulate");
     DIFF(s->lr == t->lr, "train.lr");
+    DIFF(s->lr_head == t->lr_head, "train.lr_head");
     DIFF(s->weight_decay == t->weight_decay, "train.weight_decay");
     DIFF(s->beta1 == t->beta1, "train.beta1");
     DIFF(s->beta2 == t->beta2, "train.beta2");
@@ -128,6 +131,7 @@ const char *run_plan_diff(const struct run_plan *a, const struct run_plan *b)
     DIFF(s->checkpoint_every == t->checkpoint_every, "train.checkpoint_every");
     DIFF(s->recompute == t->recompute, "train.recompute");
     DIFF(s->seed_set == t->seed_set && s->seed == t->seed, "train.seed");
+    DIFF(str_eq(a->init_adapter, b->init_adapter), "train.init_adapter");
 #undef DIFF
     return NULL;
 }
@@ -177,7 +181,8 @@ int cfg_check_plan(const char *source, const struct run_plan *p)
         (rc = check_string(source, p, "data", "dataset", p->dataset)) ||
         (rc = check_string(source, p, "data", "eval", p->eval)) ||
         (rc = check_string(source, p, "data", "val", p->val.spec)) ||
-        (rc = check_string(source, p, "data", "prompt", p->prompt)))
+        (rc = check_string(source, p, "data", "prompt", p->prompt)) ||
+        (rc = check_string(source, p, "train", "init_adapter", p->init_adapter)))
         return rc;
     if (p->adapter.r > EXP_MAX_RANK)
         return rl_error_set(RL_ERR_ARG, "%s: run %s: rank %zu is over the limit of %d (run.rank)",
