@@ -91,6 +91,7 @@ int main(int argc, char **argv)
         suite_llama_cmds,
         suite_dist_sweep,
         suite_protocol,
+        suite_paper_ini,
         suite_inbatch,
         suite_zhou,
     };
