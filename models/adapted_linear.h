@@ -1,9 +1,11 @@
 /*
  * adapted_linear.h: one frozen linear y = x W^T + b with its adapter
- * (methods/adapter.h) on the factored or the merged path, independent of
- * which model it sits in. The CLIP encoder layer (block_linear.c,
- * struct block_adapters) and the Llama decoder layer (llama_layer.c) both
- * describe each of their linears by one struct adapted_lin and call these.
+ * (methods/adapter.h) on the factored or the merged path, in fp32,
+ * independent of which model it sits in: the Llama decoder layer
+ * (llama_layer.c) describes each of its linears by one struct adapted_lin.
+ * The CLIP encoder's block_linear.c applies the same rules to struct
+ * block_adapters (plus its bf16 copies and packed in_proj); the two could
+ * share this code once those settle.
  *
  * The two paths and the variants of the merged backward are those of
  * block.h's struct block_adapters, documented there.
@@ -20,12 +22,9 @@ struct adapter;
 struct adapted_lin {
     struct adapter *a;          /* NULL: the plain linear                     */
     bool merged;                /* a is merged: w holds W + dW (a != NULL)    */
-    bool weight_merged;         /* w holds another adapter's W + dW (CLIP's
-                                   packed in_proj over q, k, v): no bf16 copy */
     float *gw;                  /* merged weight-gradient scratch (d_out*d_in)*/
     float *gw_sum;              /* NULL, or the step-long weight-gradient sum */
     bool rows;                  /* merged: project_rows instead of gw         */
-    const uint16_t *w_bf16;     /* the frozen weight in bf16, or NULL (fp32)  */
 };
 
 /* out (N, OC) = inp (N, C) W^T + b, plus the adapter's branch on inp when
