@@ -1,6 +1,7 @@
 #!/bin/bash
-# bench/run_table.sh: issue 7's table, `randlora bench` and PyTorch side by
-# side (make bench runs it after the kernel benchmark).
+# bench/run_table.sh: issue 7's table (fp32) and issue 15's (bf16),
+# `randlora bench` and PyTorch side by side (make bench runs it after the
+# kernel benchmark).
 #
 #   bash bench/run_table.sh [OUT.jsonl]
 #
@@ -22,9 +23,19 @@
 # BENCH_STEPS_TINY (5) for clip-tiny. About 7 minutes on 2 idle cores (a
 # single timed 4 x 32 step proved too noisy: 0.91x to 1.30x between runs).
 #
-# Environment: BENCH_THREADS (2), RANDLORA (./randlora), TORCH_PYTHON
-# (/usr/bin/python3: Debian's python3-torch; the python3 first on PATH may
-# lack torch), BENCH_TORCH_WAIT (passive | default). By default PyTorch
+# bf16 (issue 15), when `randlora threads` reports a bf16 kernel (AMX or
+# AVX512-BF16; BENCH_PRECISIONS chooses): the same models and methods at
+# batch 32 and 128 with `randlora bench --precision bf16`, each against
+# PyTorch under torch.autocast(bf16) (`--precision bf16`) and with its
+# frozen linears cast to bf16 once (`--precision bf16-cast`), in the same
+# run; table.py prints both tables, the ISA and the targets.
+#
+# Environment: BENCH_THREADS (2), RANDLORA (./randlora), TORCH_PYTHON (the
+# python3 first on PATH when it imports torch, else /usr/bin/python3:
+# Debian's python3-torch; the table prints the version),
+# BENCH_PRECISIONS ("fp32 bf16"; "bf16" alone is the bf16 subset; bf16 is
+# skipped with a note on a CPU without a bf16 kernel), BENCH_TORCH_WAIT
+# (passive | default). By default PyTorch
 # runs with OMP_WAIT_POLICY=passive and OPENBLAS_THREAD_TIMEOUT=16, the
 # policies randlora itself runs with (core/threads.h): under libgomp's
 # default active wait its OpenMP workers spin and starve OpenBLAS's threads
@@ -40,7 +51,14 @@ S=${BENCH_STEPS:-3}
 SA=${BENCH_STEPS_ACC:-3}
 ST=${BENCH_STEPS_TINY:-5}
 RL=${RANDLORA:-./randlora}
-PY=${TORCH_PYTHON:-/usr/bin/python3}
+if [ -n "${TORCH_PYTHON:-}" ]; then
+    PY=$TORCH_PYTHON
+elif PY=$(command -v python3) && "$PY" -c 'import torch' 2>/dev/null; then
+    :
+else
+    PY=/usr/bin/python3
+fi
+PRECISIONS=${BENCH_PRECISIONS:-fp32 bf16}
 OUT=${1:-build/bench/table.jsonl}
 case ${BENCH_TORCH_WAIT:-passive} in
     passive) TORCH_WAIT="OMP_WAIT_POLICY=passive OPENBLAS_THREAD_TIMEOUT=16" ;;
@@ -57,34 +75,64 @@ else
     TORCH=0
 fi
 
-# model method rank batch accumulate steps torch(0/1) [randlora bench options]
+# PyTorch's precisions paired with randlora's: fp32 with fp32; bf16 with
+# autocast and with the frozen weights cast once
+torch_precisions() {
+    [ "$1" = bf16 ] && echo "bf16 bf16-cast" || echo fp32
+}
+
+# precision model method rank batch accumulate steps torch(0/1) [randlora bench options]
 row() {
-    local model=$1 method=$2 rank=$3 batch=$4 acc=$5 steps=$6 with_torch=$7
-    shift 7
-    echo "  $model $method r=$rank batch ${acc}x$batch, $steps steps: randlora $*" >&2
+    local prec=$1 model=$2 method=$3 rank=$4 batch=$5 acc=$6 steps=$7 with_torch=$8 tp
+    shift 8
+    echo "  $prec $model $method r=$rank batch ${acc}x$batch, $steps steps: randlora $*" >&2
     "$RL" bench --model "$model" --method "$method" --rank "$rank" --batch "$batch" \
-        --accumulate "$acc" --steps "$steps" --threads "$T" --json "$@" >> "$OUT" ||
-        echo "    randlora bench failed (status $?)" >&2
+        --accumulate "$acc" --steps "$steps" --threads "$T" --precision "$prec" --json "$@" \
+        >> "$OUT" || echo "    randlora bench failed (status $?)" >&2
     if [ "$TORCH" = 1 ] && [ "$with_torch" = 1 ]; then
-        echo "  $model $method r=$rank batch ${acc}x$batch, $steps steps: pytorch" >&2
-        env $TORCH_WAIT OMP_NUM_THREADS=$T OPENBLAS_NUM_THREADS=$T \
-            "$PY" bench/torch_baseline.py --model "$model" --method "$method" --rank "$rank" \
-            --batch "$batch" --accumulate "$acc" --steps "$steps" --threads "$T" >> "$OUT" ||
-            echo "    torch_baseline.py failed (status $?)" >&2
+        for tp in $(torch_precisions "$prec"); do
+            echo "  $prec $model $method r=$rank batch ${acc}x$batch, $steps steps: pytorch $tp" >&2
+            env $TORCH_WAIT OMP_NUM_THREADS=$T OPENBLAS_NUM_THREADS=$T \
+                "$PY" bench/torch_baseline.py --model "$model" --method "$method" \
+                --rank "$rank" --batch "$batch" --accumulate "$acc" --steps "$steps" \
+                --threads "$T" --precision "$tp" >> "$OUT" ||
+                echo "    torch_baseline.py failed (status $?)" >&2
+        done
     fi
 }
 
 start=$(date +%s)
-echo "issue 7 table: $T threads; PyTorch: $([ $TORCH = 1 ] && echo "$TORCH_VERSION ($PY), wait policies ${BENCH_TORCH_WAIT:-passive}" || echo "not found ($PY cannot import torch): the C half only")" >&2
-row clip-vit-b-32 lora 32 32 1 "$S" 1
-row clip-vit-b-32 vera 256 32 1 "$S" 1
-row clip-vit-b-32 randlora 6 32 1 "$S" 1
-row clip-vit-b-32 full 1 32 1 "$S" 1
-row clip-vit-b-32 full 1 32 1 "$S" 0 --recompute
-row clip-vit-b-32 randlora 6 32 4 "$SA" "${BENCH_TORCH_ACC:-0}"
-row clip-vit-b-32 full 1 32 4 "$SA" "${BENCH_TORCH_ACC:-0}"
-for m in lora:32 vera:256 randlora:6 full:1; do
-    row clip-tiny "${m%%:*}" "${m##*:}" 128 1 "$ST" 1
+echo "issue 7/15 tables: $T threads; PyTorch: $([ $TORCH = 1 ] && echo "$TORCH_VERSION ($PY), wait policies ${BENCH_TORCH_WAIT:-passive}" || echo "not found ($PY cannot import torch): the C half only")" >&2
+BF16_LINE=$("$RL" threads | sed -n 's/^bf16: //p')
+echo "{\"impl\":\"env\",\"bf16\":\"$BF16_LINE\",\"cpu\":\"$(lscpu | sed -n 's/^Model name: *//p' | head -1)\",\"torch_python\":\"$PY\"}" >> "$OUT"
+for prec in $PRECISIONS; do
+    case $prec in
+    fp32)
+        row fp32 clip-vit-b-32 lora 32 32 1 "$S" 1
+        row fp32 clip-vit-b-32 vera 256 32 1 "$S" 1
+        row fp32 clip-vit-b-32 randlora 6 32 1 "$S" 1
+        row fp32 clip-vit-b-32 full 1 32 1 "$S" 1
+        row fp32 clip-vit-b-32 full 1 32 1 "$S" 0 --recompute
+        row fp32 clip-vit-b-32 randlora 6 32 4 "$SA" "${BENCH_TORCH_ACC:-0}"
+        row fp32 clip-vit-b-32 full 1 32 4 "$SA" "${BENCH_TORCH_ACC:-0}"
+        for m in lora:32 vera:256 randlora:6 full:1; do
+            row fp32 clip-tiny "${m%%:*}" "${m##*:}" 128 1 "$ST" 1
+        done
+        ;;
+    bf16)
+        case $BF16_LINE in
+        *matmul=*) ;;
+        *) echo "  bf16 skipped: $BF16_LINE" >&2; continue ;;
+        esac
+        for m in lora:32 vera:256 randlora:6 full:1; do
+            row bf16 clip-vit-b-32 "${m%%:*}" "${m##*:}" 32 1 "$S" 1
+        done
+        for m in lora:32 vera:256 randlora:6 full:1; do
+            row bf16 clip-tiny "${m%%:*}" "${m##*:}" 128 1 "$ST" 1
+        done
+        ;;
+    *) echo "run_table.sh: BENCH_PRECISIONS takes fp32 and bf16" >&2; exit 2 ;;
+    esac
 done
 echo "  (table measured in $(( $(date +%s) - start )) s; JSON lines in $OUT)" >&2
 python3 bench/table.py "$OUT" $([ $TORCH = 1 ] || echo --no-torch)

@@ -1,19 +1,39 @@
 #!/usr/bin/env python3
-"""bench/table.py: issue 7's table from the JSON lines of bench/run_table.sh.
+"""bench/table.py: issue 7's (fp32) and issue 15's (bf16) tables from the JSON
+lines of bench/run_table.sh.
 
     python3 bench/table.py build/bench/table.jsonl [--no-torch]
 
 Pairs each `randlora bench` line (impl "c") with the bench/torch_baseline.py
-line of the same configuration (model, method, rank, batch, accumulate) and
-prints them side by side, then each target of the issue as met / NOT met.
-Standard library only (runs on any python3).
+lines of the same configuration (model, method, rank, batch, accumulate) in
+the same precision (fp32 with fp32; bf16 with PyTorch's autocast and its
+frozen-weights-cast variant) and prints them side by side, then each target
+of the issues as met / NOT met. Standard library only (runs on any python3).
 """
 import json
 import sys
 
 
-def key(r):
-    return (r["model"], r["method"], r.get("rank", 0), r["batch"], r["accumulate"])
+def key(r, precision=None):
+    """a configuration; PyTorch's precision names (bf16, bf16-cast) given
+    explicitly for a C row's partners"""
+    return (r["model"], r["method"], r.get("rank", 0), r["batch"], r["accumulate"],
+            precision or r.get("precision", "fp32"))
+
+
+class Targets:
+    """prints each target as met / NOT met / n/a (ok None) and counts them"""
+
+    def __init__(self):
+        self.met = self.total = 0
+
+    def __call__(self, ok, text):
+        if ok is None:
+            print("  [ n/a   ] " + text)
+            return
+        self.total += 1
+        self.met += bool(ok)
+        print("  [%s] %s" % ("met    " if ok else "NOT met", text))
 
 
 def main():
@@ -25,8 +45,21 @@ def main():
             line = line.strip()
             if line.startswith("{"):
                 rows.append(json.loads(line))
-    c = [r for r in rows if r["impl"] == "c"]
-    torch = {key(r): r for r in rows if r["impl"] == "torch"}
+    env = next((r for r in rows if r["impl"] == "env"), {})
+    c_all = [r for r in rows if r["impl"] == "c"]
+    c = [r for r in c_all if r.get("precision", "fp32") == "fp32"]
+    c16 = [r for r in c_all if r.get("precision") == "bf16"]
+    torch_all = {key(r): r for r in rows if r["impl"] == "torch"}
+    torch = {k: v for k, v in torch_all.items() if k[5] == "fp32"}
+    if env:
+        print("CPU %s; bf16: %s" % (env.get("cpu", "?"), env.get("bf16", "?")))
+    if c:
+        fp32_table(c, torch, no_torch)
+    if c16:
+        bf16_table(c16, c, torch_all, env)
+
+
+def fp32_table(c, torch, no_torch):
 
     hdr = ("model", "method", "r", "batch", "step s", "img/s", "torch img/s", "x torch",
            "GFLOP/s", "peak", "%peak", "torch %peak", "GEMM %", "RSS MiB", "torch RSS", "RSS x")
@@ -68,16 +101,7 @@ def main():
         return None
 
     print("\ntargets (issue 7):")
-    met = total = 0
-
-    def mark(ok, text):
-        nonlocal met, total
-        if ok is None:
-            print("  [ n/a   ] " + text)
-            return
-        total += 1
-        met += bool(ok)
-        print("  [%s] %s" % ("met    " if ok else "NOT met", text))
+    mark = Targets()
 
     b32 = "clip-vit-b-32"
     for m in ("lora", "vera", "randlora", "full"):
@@ -116,7 +140,7 @@ def main():
                  "%.2fx" % (m, r["images_per_s"], t["images_per_s"], x))
         else:
             mark(None, "clip-tiny %s batch 128: no %s row" % (m, "C" if not r else "PyTorch"))
-    print("%d of %d targets met" % (met, total))
+    print("%d of %d targets met" % (mark.met, mark.total))
     fu, rc = find(b32, "full", 32, 1), find(b32, "full", 32, 1, recompute=True)
     t = torch.get(key(fu)) if fu else None
     if fu and rc and t:
@@ -124,6 +148,77 @@ def main():
               "MiB = %.2fx, at %.2fx the step time of storing the activations"
               % (b32, rc["peak_rss_mb"], t["peak_rss_mb"], rc["peak_rss_mb"] / t["peak_rss_mb"],
                  rc["step_s"] / fu["step_s"]))
+
+
+def bf16_table(c16, c32, torch, env):
+    """issue 15: randlora bf16 against PyTorch bf16 autocast and bf16-cast"""
+    hdr = ("model", "method", "r", "batch", "step s", "img/s", "autocast", "x", "cast", "x",
+           "fp32 img/s", "bf16 x", "bf16 GEMM %", "sgemm %", "rest %", "bf16 GF/s", "oneDNN",
+           "%calib", "RSS MiB", "autocast RSS", "RSS x")
+    fmt = ("%-13s %-8s %3s %5s %7s %7s %8s %5s %6s %5s %10s %6s %11s %7s %6s %9s %6s %6s "
+           "%7s %12s %5s")
+    print("\nbf16 (issue 15): randlora --precision bf16 against PyTorch bf16, same run")
+    print(fmt % hdr)
+    print("-" * 175)
+
+    def f(v, spec):
+        return spec % v if v is not None else "-"
+
+    for r in c16:
+        ta, tc = torch.get(key(r, "bf16")), torch.get(key(r, "bf16-cast"))
+        r32 = next((x for x in c32 if key(x)[:5] == key(r)[:5] and not x.get("recompute")),
+                   None)
+        ips = r["images_per_s"]
+        calib = r.get("peak_bf16_gflops") or 0
+        rest = 1 - r["gemm_share"] - r.get("bf16_gemm_share", 0)
+        print(fmt % (
+            r["model"], r["method"], r["rank"] or "-", "%dx%d" % (r["accumulate"], r["batch"]),
+            "%.3f" % r["step_s"], "%.2f" % ips,
+            f(ta and ta["images_per_s"], "%.2f"), f(ta and ips / ta["images_per_s"], "%.2f"),
+            f(tc and tc["images_per_s"], "%.2f"), f(tc and ips / tc["images_per_s"], "%.2f"),
+            f(r32 and r32["images_per_s"], "%.2f"), f(r32 and ips / r32["images_per_s"], "%.2f"),
+            "%.1f" % (100 * r.get("bf16_gemm_share", 0)), "%.1f" % (100 * r["gemm_share"]),
+            "%.1f" % (100 * rest), "%.0f" % r.get("bf16_gemm_gflops", 0), "%.0f" % calib,
+            f(calib and 100 * r.get("bf16_gemm_gflops", 0) / calib, "%.0f"),
+            "%.0f" % r["peak_rss_mb"], f(ta and ta["peak_rss_mb"], "%.0f"),
+            f(ta and r["peak_rss_mb"] / ta["peak_rss_mb"], "%.2f")))
+    print("(autocast: PyTorch under torch.autocast(\"cpu\", bfloat16); cast: the same with the "
+          "frozen linears cast to bf16 once; x: randlora's img/s over theirs; fp32 img/s: "
+          "randlora fp32 in this run, bf16 x its speed-up; bf16 GEMM %, sgemm %: measured "
+          "time in oneDNN's bf16 products and in cblas_sgemm, rest: everything else; "
+          "bf16 GF/s: their rate, oneDNN: its calibration bf16 1024x3072x768 in the same "
+          "process, %calib of it; RSS x: against autocast)")
+    ts = {v.get("torch") for v in torch.values() if v.get("precision", "fp32") != "fp32"}
+    caps = {v.get("cpu_capability") or "?" for v in torch.values()}
+    if ts:
+        print("PyTorch %s (cpu capability %s); randlora bf16: %s"
+              % (" / ".join(sorted(ts)), " / ".join(sorted(caps)),
+                 c16[0].get("bf16_backend") or env.get("bf16", "?")))
+
+    print("\ntargets (issue 15, bf16):")
+    mark = Targets()
+
+    for r in c16:
+        tag = "%s %s batch %d" % (r["model"], r["method"], r["batch"])
+        ta = torch.get(key(r, "bf16"))
+        if ta:
+            x = r["images_per_s"] / ta["images_per_s"]
+            mark(x >= 2.0, "%s: images/s >= 2x PyTorch bf16 autocast: %.2f vs %.2f = %.2fx"
+                 % (tag, r["images_per_s"], ta["images_per_s"], x))
+        else:
+            mark(None, "%s: no PyTorch bf16 row" % tag)
+        if r["model"] != "clip-vit-b-32":
+            continue
+        calib = r.get("peak_bf16_gflops") or 0
+        if calib:
+            x = r.get("bf16_gemm_gflops", 0) / calib
+            mark(x >= 0.6, "%s: bf16 GEMMs >= 60%% of oneDNN's rate: %.0f vs %.0f GFLOP/s = "
+                 "%.0f%%" % (tag, r.get("bf16_gemm_gflops", 0), calib, 100 * x))
+        if ta:
+            x = r["peak_rss_mb"] / ta["peak_rss_mb"]
+            mark(x <= 0.6, "%s: peak RSS <= 0.6x PyTorch bf16's: %.0f vs %.0f MiB = %.2fx"
+                 % (tag, r["peak_rss_mb"], ta["peak_rss_mb"], x))
+    print("%d of %d targets met" % (mark.met, mark.total))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,15 @@ PyTorch (Debian's python3-torch 1.13; run it with /usr/bin/python3):
            position embeddings, pre_layrnorm, pre-LN blocks with separate
            q/k/v/out_proj, quick_gelu MLP, post_layernorm, visual_projection;
            text: token + position embeddings, causal blocks, final_layer_norm,
-           pooling at the first end-of-text, text_projection. Random weights.
+           pooling at the first end-of-text, text_projection. Random weights:
+           --init hf (default) is HF's CLIPPreTrainedModel._init_weights, the
+           scheme randlora's clip_model_init_random follows (q/k/v and fc2
+           std C^-0.5 (2L)^-0.5, out_proj C^-0.5, fc1 (2C)^-0.5, embeddings
+           0.02, class embedding and projections C^-0.5), so both sides
+           start from weights of the same scale (their losses are
+           comparable, not equal: different random streams); --init normal
+           is every linear N(0, 0.02), the scheme before (docs/BENCHMARKS.md:
+           it changes how far an lr of 1e-3 moves the weights).
   methods  peft's semantics on q, k, v, out_proj, fc1, fc2 of every layer of
            both towers: LoRA (A kaiming, B zero, alpha 8), VeRA (shared
            vera_A / vera_B sized by the largest layer, lambda_d 0.1,
@@ -21,10 +29,18 @@ PyTorch (Debian's python3-torch 1.13; run it with /usr/bin/python3):
            EOT + 1 as the tokenizer's padding=True does), the vision tower on
            B random images, exp(logit_scale) * cosine logits, cross-entropy,
            backward; then clip_grad_norm_(1.0) and AdamW.
+  precision fp32 (default); bf16: the step under torch.autocast("cpu",
+           dtype=torch.bfloat16), PyTorch's own mixed precision as a user
+           writes it (master weights, gradients and AdamW in fp32; autocast
+           casts each linear's inputs and weight to bf16 per call);
+           bf16-cast: the same, with the frozen linears' weights and biases
+           cast to bf16 once beforehand (no per-call cast of them; half
+           their memory), as randlora's --precision bf16 keeps them.
 
 Prints one JSON line (impl "torch"): median step time over --steps steps
 after one warm-up step, images/s, and the peak RSS of this process
-(resource.getrusage ru_maxrss; run each configuration in its own process).
+(resource.getrusage ru_maxrss; run each configuration in its own process),
+the loss of the last step and of every step (the warm-up first).
 """
 import argparse
 import json
@@ -239,6 +255,37 @@ class Text(nn.Module):
         return self.text_projection(x[torch.arange(K), eot])
 
 
+def init_hf(model, cfg):
+    """HF CLIPPreTrainedModel._init_weights (initializer_factor 1, range 0.02)"""
+    for tower, c in ((model["vision"], cfg["vision"]), (model["text"], cfg["text"])):
+        C, L = c["hidden"], c["layers"]
+        in_std = C ** -0.5 * (2 * L) ** -0.5
+        for layer in tower.layers:
+            a = layer.self_attn
+            for lin, std in ((a.q_proj, in_std), (a.k_proj, in_std), (a.v_proj, in_std),
+                             (a.out_proj, C ** -0.5), (layer.fc1, (2 * C) ** -0.5),
+                             (layer.fc2, in_std)):
+                nn.init.normal_(lin.weight, std=std)
+                nn.init.zeros_(lin.bias)
+    v, t = model["vision"], model["text"]
+    nn.init.normal_(v.class_embedding, std=cfg["vision"]["hidden"] ** -0.5)
+    nn.init.normal_(v.patch_embedding.weight, std=0.02)
+    nn.init.normal_(v.position_embedding, std=0.02)
+    nn.init.normal_(t.token_embedding.weight, std=0.02)
+    nn.init.normal_(t.position_embedding, std=0.02)
+    nn.init.normal_(v.visual_projection.weight, std=cfg["vision"]["hidden"] ** -0.5)
+    nn.init.normal_(t.text_projection.weight, std=cfg["text"]["hidden"] ** -0.5)
+
+
+def cast_frozen_linears(model):
+    """the frozen linears' weights and biases in bf16, once"""
+    for mod in model.modules():
+        if isinstance(mod, nn.Linear):
+            for p in (mod.weight, mod.bias):
+                if p is not None and not p.requires_grad:
+                    p.data = p.data.to(torch.bfloat16)
+
+
 def adapt(model, method, r, gen):
     """wrap every targeted linear; returns the trainable parameters"""
     for p in model.parameters():
@@ -273,6 +320,16 @@ def prompts(c, K, gen):
     return ids
 
 
+def cpu_capability():
+    """what PyTorch's own kernels were built to use here (torch >= 2:
+    torch.backends.cpu.get_cpu_capability, e.g. AVX512; oneDNN picks AMX for
+    bf16 matmuls by itself), or "" when this torch cannot say"""
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except AttributeError:
+        return ""
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, choices=sorted(PRESETS))
@@ -285,6 +342,8 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--precision", choices=["fp32", "bf16", "bf16-cast"], default="fp32")
+    ap.add_argument("--init", choices=["hf", "normal"], default="hf")
     a = ap.parse_args()
     r = a.rank or DEFAULT_RANK.get(a.method, 1)
 
@@ -299,7 +358,11 @@ def main():
             nn.init.normal_(mod.weight, std=0.02)
             if mod.bias is not None:
                 nn.init.zeros_(mod.bias)
+    if a.init == "hf":
+        init_hf(model, cfg)
     params = adapt(model, a.method, r, gen)
+    if a.precision == "bf16-cast":
+        cast_frozen_linears(model)
     trains = len(params) > 0
     opt = torch.optim.AdamW(params, lr=1e-3) if trains else None
     n_trainable = sum(p.numel() for p in params)
@@ -317,28 +380,31 @@ def main():
         if trains:
             opt.zero_grad(set_to_none=True)
         for mb in range(micro_batches):
-            with torch.set_grad_enabled(trains):
+            with torch.set_grad_enabled(trains), \
+                    torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision != "fp32"):
                 txt = F.normalize(text(ids), dim=-1)
                 img = F.normalize(vision(pixels[mb]), dim=-1)
                 loss = F.cross_entropy(scale * img @ txt.t(), labels[mb])
-                if trains:
-                    (loss / micro_batches).backward()
+            if trains:
+                (loss / micro_batches).backward()
             losses.append(loss.item())
         if trains:
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
         return sum(losses) / len(losses)
 
-    step(1)                                               # warm-up: one micro-batch
+    losses = [step(1)]                                    # warm-up: one micro-batch
     times = []
     for _ in range(a.steps):
         t0 = time.perf_counter()
         loss = step(A)
         times.append(time.perf_counter() - t0)
+        losses.append(loss)
     med = statistics.median(times)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps(dict(
-        impl="torch", torch=torch.__version__,
+        impl="torch", torch=torch.__version__, precision=a.precision, init=a.init,
+        cpu_capability=cpu_capability(),
         omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "default"),
         openblas_thread_timeout=os.environ.get("OPENBLAS_THREAD_TIMEOUT", "default"),
         model=a.model, method=a.method,
@@ -346,7 +412,7 @@ def main():
         text_tokens=int(ids.shape[1]), steps=a.steps, threads=torch.get_num_threads(),
         n_trainable=n_trainable, step_s=round(med, 6), step_min_s=round(min(times), 6),
         images_per_s=round(A * B / med, 4), peak_rss_mb=round(rss_mb, 1),
-        loss=round(loss, 6))), flush=True)
+        loss=round(loss, 6), losses=[round(v, 6) for v in losses[:64]])), flush=True)
 
 
 if __name__ == "__main__":

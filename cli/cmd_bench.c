@@ -96,6 +96,9 @@ struct bench_opts {
     uint64_t seed;
 };
 
+/* per-step losses reported: the warm-up step and the first timed ones */
+#define BENCH_MAX_LOSSES 64
+
 /* sent from the child through a pipe: plain data only */
 struct bench_result {
     char model[64];
@@ -114,7 +117,16 @@ struct bench_result {
     double gemm_share;          /* time in GEMMs / step time, timed steps     */
     double gemm_rate;           /* counted GEMM FLOPs / time in GEMMs         */
     double peak_gemm_rate;      /* calibration GEMM                           */
+    /* under bf16: oneDNN's products (core/gemm_bf16.h stats), timed steps */
+    double bf16_gemm_flops;     /* per step (mean)                            */
+    double bf16_gemm_share;     /* time in bf16 products / step time          */
+    double bf16_gemm_rate;      /* their FLOPs / their time (A's conversion
+                                   included)                                  */
+    double peak_bf16_rate;      /* calibration: oneDNN bf16, same shape as
+                                   the sgemm one, A and B already bf16       */
     double loss;                /* of the last step                           */
+    double losses[BENCH_MAX_LOSSES];  /* each step's loss, the warm-up first  */
+    size_t n_losses;
     long peak_rss_kb;
 };
 
@@ -248,35 +260,65 @@ static size_t make_prompts(int32_t *ids, size_t K, const struct clip_text_config
     return cut;
 }
 
-static double calibrate_gemm(void)
+/* the calibration products: C[M,N] = A[M,K] B[N,K]^T, M, N, K below, on
+ * random inputs; fp32 (cblas_sgemm) or bf16 (oneDNN, A and B already bf16) */
+enum { CAL_M = 1024, CAL_N = 3072, CAL_K = 768 };
+
+struct calib {
+    bool bf16;
+    float *a, *b, *c;
+    bf16 *a16, *b16;
+};
+
+static void calib_run(const struct calib *k)
 {
-    const size_t M = 1024, N = 3072, K = 768;
-    float *a = xmalloc_array(M * K, sizeof(float)), *b = xmalloc_array(N * K, sizeof(float));
-    float *c = xmalloc_array(M * N, sizeof(float));
+    if (k->bf16)
+        RL_ASSERT(gemm_bf16(k->c, k->a16, k->b16, CAL_M, CAL_N, CAL_K, GEMM_BF16_B_NK,
+                            0.0f) == RL_OK);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, CAL_M, CAL_N, CAL_K, 1.0f, k->a,
+                    CAL_K, k->b, CAL_K, 0.0f, k->c, CAL_N);
+}
+
+/* the best rate of the calibration product over a few runs after one
+ * untimed: sgemm's (the rate the step's model FLOPs are compared with) or,
+ * bf16, oneDNN's (the rate the step's bf16 products are held to) */
+static double calibrate(bool use_bf16)
+{
+    struct calib k = { .bf16 = use_bf16 };
     struct rng r;
     double best = 1e30, t0;
     int reps = 0;
 
+    k.a = xmalloc_array((size_t)CAL_M * CAL_K, sizeof(float));
+    k.b = xmalloc_array((size_t)CAL_N * CAL_K, sizeof(float));
+    k.c = xmalloc_array((size_t)CAL_M * CAL_N, sizeof(float));
     rng_init(&r, 7);
-    rng_fill_normal(&r, a, M * K, 0.0f, 1.0f);
-    rng_fill_normal(&r, b, N * K, 0.0f, 1.0f);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, a,
-                (int)K, b, (int)K, 0.0f, c, (int)N);
+    rng_fill_normal(&r, k.a, (size_t)CAL_M * CAL_K, 0.0f, 1.0f);
+    rng_fill_normal(&r, k.b, (size_t)CAL_N * CAL_K, 0.0f, 1.0f);
+    if (use_bf16) {
+        k.a16 = xmalloc_array((size_t)CAL_M * CAL_K, sizeof(bf16));
+        k.b16 = xmalloc_array((size_t)CAL_N * CAL_K, sizeof(bf16));
+        bf16_from_f32_array(k.a16, k.a, (size_t)CAL_M * CAL_K);
+        bf16_from_f32_array(k.b16, k.b, (size_t)CAL_N * CAL_K);
+    }
+    calib_run(&k);
     t0 = timer_now();
     while (reps < 3 || (reps < 50 && timer_now() - t0 < 0.5)) {
         double t1 = timer_now(), dt;
 
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, a,
-                    (int)K, b, (int)K, 0.0f, c, (int)N);
+        calib_run(&k);
         dt = timer_now() - t1;
         if (dt < best)
             best = dt;
         reps++;
     }
-    free(a);
-    free(b);
-    free(c);
-    return 2.0 * (double)M * (double)N * (double)K / best;
+    free(k.a);
+    free(k.b);
+    free(k.c);
+    free(k.a16);
+    free(k.b16);
+    return 2.0 * CAL_M * CAL_N * (double)CAL_K / best;
 }
 
 static int load_config(struct clip_config *cfg, const char *model)
@@ -306,6 +348,7 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
     float *pixels = NULL, *img = NULL, *txt = NULL, *dimg = NULL, *dtxt = NULL;
     int32_t *ids = NULL, *labels = NULL;
     double *times = NULL, gemm_s = 0.0, gemm_f = 0.0, total_s = 0.0, loss = 0.0, scale;
+    double bf16_s = 0.0, bf16_f = 0.0;
     struct rng r;
     struct rusage ru;
     int rc;
@@ -364,6 +407,7 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
     for (size_t step = 0; step <= S; step++) {
         const size_t Am = step == 0 ? 1 : A;
         double t0, dt, g0 = 0.0;
+        struct gemm_bf16_stats b0 = gemm_bf16_stats();
         double loss_sum = 0.0;
 
         if (step == 1)
@@ -423,10 +467,14 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
         }
         dt = timer_now() - t0;
         loss = loss_sum / (double)Am;
+        if (step < BENCH_MAX_LOSSES)
+            res->losses[res->n_losses++] = loss;
         if (step >= 1) {
             times[step - 1] = dt;
             total_s += dt;
             gemm_s += gemm_count_seconds() - g0;
+            bf16_s += gemm_bf16_stats().seconds - b0.seconds;
+            bf16_f += gemm_bf16_stats().flops - b0.flops;
         }
     }
     gemm_count_stop();
@@ -458,6 +506,9 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
     res->gemm_flops = gemm_f / (double)S;
     res->gemm_share = gemm_s / total_s;
     res->gemm_rate = gemm_s > 0 ? gemm_f / gemm_s : 0.0;
+    res->bf16_gemm_flops = bf16_f / (double)S;
+    res->bf16_gemm_share = bf16_s / total_s;
+    res->bf16_gemm_rate = bf16_s > 0 ? bf16_f / bf16_s : 0.0;
     res->loss = loss;
     rc = RL_OK;
 out:
@@ -478,7 +529,9 @@ out:
     clip_model_free(&m);
     if (rc == RL_OK) {
         /* after everything is freed, so its buffers do not raise the peak */
-        res->peak_gemm_rate = calibrate_gemm();
+        res->peak_gemm_rate = calibrate(false);
+        if (o->precision == CLIP_PRECISION_BF16)
+            res->peak_bf16_rate = calibrate(true);
         if (getrusage(RUSAGE_SELF, &ru) == 0)
             res->peak_rss_kb = ru.ru_maxrss;
     }
@@ -541,7 +594,9 @@ static void print_result(const struct bench_result *r, bool json)
                "\"step_s\":%.6f,\"step_min_s\":%.6f,"
                "\"images_per_s\":%.4f,\"model_gflop\":%.4f,\"gflops\":%.3f,"
                "\"gemm_gflop_counted\":%.4f,\"gemm_share\":%.4f,\"gemm_gflops\":%.3f,"
-               "\"peak_gflops\":%.3f,\"peak_rss_mb\":%.1f,\"loss\":%.6g}\n",
+               "\"peak_gflops\":%.3f,\"bf16_gemm_gflop\":%.4f,\"bf16_gemm_share\":%.4f,"
+               "\"bf16_gemm_gflops\":%.3f,\"peak_bf16_gflops\":%.3f,"
+               "\"peak_rss_mb\":%.1f,\"loss\":%.6g,\"losses\":[",
                r->model, r->method, r->rank, r->batch, r->accumulate, r->classes,
                r->text_tokens, r->steps, r->threads, r->recompute ? "true" : "false",
                r->precision, r->bf16_backend, r->bf16_weights_mb,
@@ -549,7 +604,11 @@ static void print_result(const struct bench_result *r, bool json)
                r->merged_sites, r->step_median_s,
                r->step_min_s, r->images_per_s, r->model_flops / 1e9, gflops,
                r->gemm_flops / 1e9, r->gemm_share, r->gemm_rate / 1e9, r->peak_gemm_rate / 1e9,
-               rss_mb, r->loss);
+               r->bf16_gemm_flops / 1e9, r->bf16_gemm_share, r->bf16_gemm_rate / 1e9,
+               r->peak_bf16_rate / 1e9, rss_mb, r->loss);
+        for (size_t i = 0; i < r->n_losses; i++)
+            printf("%s%.6g", i ? "," : "", r->losses[i]);
+        printf("]}\n");
     } else {
         printf("model %s, method %s", r->model, r->method);
         if (r->rank)
@@ -572,8 +631,19 @@ static void print_result(const struct bench_result *r, bool json)
         printf("  GEMMs                %.1f%% of step time (measured), %.2f GFLOP counted at "
                "%.1f GFLOP/s\n",
                100.0 * r->gemm_share, r->gemm_flops / 1e9, r->gemm_rate / 1e9);
+        if (r->bf16_backend[0])
+            printf("  bf16 GEMMs           %.1f%% of step time (measured), %.2f GFLOP at %.1f "
+                   "GFLOP/s = %.0f%% of oneDNN's calibration (%.1f GFLOP/s, bf16 1024x3072x768)\n",
+                   100.0 * r->bf16_gemm_share, r->bf16_gemm_flops / 1e9,
+                   r->bf16_gemm_rate / 1e9,
+                   r->peak_bf16_rate > 0 ? 100.0 * r->bf16_gemm_rate / r->peak_bf16_rate : 0.0,
+                   r->peak_bf16_rate / 1e9);
         printf("  peak RSS             %.1f MiB\n", rss_mb);
         printf("  loss (last step)     %.4f\n", r->loss);
+        printf("  loss per step        ");
+        for (size_t i = 0; i < r->n_losses; i++)
+            printf("%s%.4f", i ? " " : "", r->losses[i]);
+        printf(" (the first: the warm-up step of one micro-batch)\n");
     }
     fflush(stdout);
 }

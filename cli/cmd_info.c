@@ -139,6 +139,11 @@ static int info_results(const char *path)
     print_attr_str(s, "/", "host", "host");
     print_attr_str(s, "/", "threads", "threads");
     print_attr_str(s, "/", "blas", "blas");
+    print_attr_str(s, "/", "precision", "precision");
+    if (store_attr_get_string(s, "/", "bf16_gemm", &str) == RL_OK && *str)
+        printf("%-12s %s\n", "bf16 gemm", str);
+    free(str);
+    str = NULL;
 
     if ((rc = store_attr_get_string(s, "/method", "method", &method)) ||
         (rc = store_attr_get_string(s, "/method", "profile", &profile)) ||

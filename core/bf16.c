@@ -17,3 +17,14 @@ void bf16_to_f32_array(float *dst, const bf16 *src, size_t n)
     for (size_t i = 0; i < n; i++)
         dst[i] = bf16_to_f32(src[i]);
 }
+
+void bf16_split_array(bf16 *hi, bf16 *lo, const float *src, size_t n)
+{
+    PARALLEL_FOR_SIMD(n)
+    for (size_t i = 0; i < n; i++) {
+        const bf16 h = bf16_from_f32(src[i]);
+
+        hi[i] = h;
+        lo[i] = bf16_from_f32(src[i] - bf16_to_f32(h));
+    }
+}

@@ -63,4 +63,10 @@ void bf16_from_f32_array(bf16 *dst, const float *src, size_t n);
 /* dst[i] = bf16_to_f32(src[i]) for i < n; exact. */
 void bf16_to_f32_array(float *dst, const bf16 *src, size_t n);
 
+/* The two-term split: hi[i] = bf16_from_f32(src[i]), lo[i] =
+ * bf16_from_f32(src[i] - hi[i]) (the difference is exact in fp32), so that
+ * hi + lo carries src to about 16 bits: |hi + lo - src| <= 2^-8 |src - hi|
+ * <= 2^-16 |src| for normal values (one bf16's rounding: 2^-8 |src|). */
+void bf16_split_array(bf16 *hi, bf16 *lo, const float *src, size_t n);
+
 #endif /* RANDLORA_CORE_BF16_H */

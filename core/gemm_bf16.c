@@ -16,6 +16,7 @@
 #include "core/alloc.h"
 #include "core/gemm_bf16.h"
 #include "core/status.h"
+#include "core/timer.h"
 
 struct gemm_shape {
     size_t M, N, K;
@@ -262,6 +263,7 @@ static int gemm_run(float *C, const bf16 *A, const bf16 *B, const struct gemm_sh
     if (st != dnnl_success)
         return dnnl_fail("matmul execution", st);
     g.stats.calls++;
+    g.stats.flops += 2.0 * (double)s->M * (double)s->N * (double)s->K;
     return RL_OK;
 }
 
@@ -286,15 +288,20 @@ int gemm_bf16(float *C, const bf16 *A, const bf16 *B, size_t M, size_t N, size_t
               enum gemm_bf16_b_layout b_layout, float beta)
 {
     struct gemm_shape s;
+    double t0 = timer_now();
     int rc = shape_make(&s, M, N, K, b_layout, beta);
 
-    return rc != RL_OK ? rc : gemm_run(C, A, B, &s);
+    if (rc == RL_OK)
+        rc = gemm_run(C, A, B, &s);
+    g.stats.seconds += timer_now() - t0;
+    return rc;
 }
 
 int gemm_bf16_f32a(float *C, const float *A, const bf16 *B, size_t M, size_t N, size_t K,
                    enum gemm_bf16_b_layout b_layout, float beta)
 {
     struct gemm_shape s;
+    double t0 = timer_now();
     int rc = shape_make(&s, M, N, K, b_layout, beta);
 
     if (rc != RL_OK)
@@ -305,7 +312,9 @@ int gemm_bf16_f32a(float *C, const float *A, const bf16 *B, size_t M, size_t N, 
         g.a_cap = M * K;
     }
     bf16_from_f32_array(g.a_buf, A, M * K);
-    return gemm_run(C, g.a_buf, B, &s);
+    rc = gemm_run(C, g.a_buf, B, &s);
+    g.stats.seconds += timer_now() - t0;
+    return rc;
 }
 
 const char *gemm_bf16_impl(void)

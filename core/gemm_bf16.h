@@ -86,6 +86,9 @@ struct gemm_bf16_stats {
     size_t primitives_created;   /* matmul primitives created so far   */
     size_t calls;                /* products run so far                */
     size_t scratchpad_bytes;     /* the shared scratchpad's size       */
+    double seconds;              /* wall time inside the products (the
+                                    conversion of an fp32 A included)  */
+    double flops;                /* 2 M N K summed over the products   */
 };
 struct gemm_bf16_stats gemm_bf16_stats(void);
 

@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 
 #include "core/alloc.h"
+#include "core/gemm_bf16.h"
 #include "core/status.h"
 #include "core/threads.h"
 #include "experiments/runner_impl.h"
@@ -55,7 +56,7 @@ int runner_create_store(struct store **st, struct run_state *s, const char *path
     const struct run_plan *p = s->plan;
     struct adapter_tensor t[16];
     size_t n_shared = 0, nt = runner_shared_count(s, t, 16);
-    char threads[128], blas[64], commit[64];
+    char threads[128], blas[64], commit[64], gemm[160] = "";
     int64_t *idx = xmalloc_array(s->n_train ? s->n_train : 1, sizeof(*idx));
     int64_t *vidx = xmalloc_array(s->n_val ? s->n_val : 1, sizeof(*vidx));
     char val[64] = "";
@@ -73,9 +74,15 @@ int runner_create_store(struct store **st, struct run_state *s, const char *path
     threads_describe(threads, sizeof(threads));
     snprintf(blas, sizeof(blas), "openblas %s", tp.blas_mode ? tp.blas_mode : "");
     git_commit(commit, sizeof(commit));
+    /* the precision in effect: bf16 copies made (a trained run with
+     * train.precision = bf16), and then the kernel oneDNN runs them on */
+    const bool runs_bf16 = s->trains && s->ca.w_bf16;
+    if (runs_bf16)
+        gemm_bf16_describe(gemm, sizeof(gemm));
     struct store_run_info info = {
         .harness_version = RUNNER_HARNESS_VERSION, .git_commit = commit, .threads = threads,
-        .blas = blas, .config_text = ini, .method = p->method,
+        .blas = blas, .precision = runs_bf16 ? "bf16" : "fp32", .bf16_gemm = gemm,
+        .config_text = ini, .method = p->method,
         .rank = (int64_t)(s->trains && (s->ca.method.ops->flags & ADAPTER_F_RANK) ? p->adapter.r : 0),
         .alpha = adapter_alpha(&p->adapter), .profile = p->profile,
         .n_trainable = run_n_trainable(s), .n_frozen_shared = n_shared,

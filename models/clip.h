@@ -415,6 +415,9 @@ struct clip_adapters {
     uint16_t *w_bf16;           /* the frozen linears' weights in bf16, one
                                    block (clip_adapters_set_precision), or NULL */
     size_t n_w_bf16;            /* its elements                               */
+    uint16_t *w_bf16_lo;        /* the merged sites' second terms (n_w_bf16,
+                                   at the same offsets), allocated at the
+                                   first merge under bf16, or NULL            */
 };
 
 /* Attach cfg's method to every linear matched by the targets, for forwards
@@ -525,14 +528,18 @@ enum clip_precision {
 /* "fp32" | "bf16" -> precision; RL_ERR_ARG otherwise */
 int  clip_precision_parse(const char *name, enum clip_precision *out);
 const char *clip_precision_name(enum clip_precision p);
-/* Under CLIP_PRECISION_BF16: round every frozen linear weight of both
- * towers (those not trained as a whole: every linear but those of a method
- * whose parameters are the weight, full) to bf16 once, into one block owned
- * by ca (2 bytes per weight element, on top of the fp32 model, which merges,
- * exports and the re-base still use), and point each layer's
- * block_adapters.w_bf16 at them. Call after the weights are loaded and
- * before the first step. RL_ERR_NA (the CPU has no fast bf16 GEMM,
- * gemm_bf16_check's message) leaves everything fp32. FP32: nothing. */
+/* Under CLIP_PRECISION_BF16: round every linear weight of both towers to
+ * bf16 once (every W is frozen here: full fine-tuning trains a delta dW
+ * beside it), into one block owned by ca (2 bytes per weight element, on
+ * top of the fp32 model, which merges, exports and the re-base still use),
+ * and point each layer's block_adapters.w_bf16 at them. Each copy stays
+ * bf16(its fp32 weight): clip_adapters_begin_step, end_backward, end_step
+ * and rebase round it again whenever they change that weight; while a site
+ * is merged its W + dW (merged in fp32) is split in two bf16 terms, the
+ * copy and w_bf16_lo (models/block.h), so that a small dW is not rounded
+ * away; after a rebase the copy is the one made at load, bit for bit. Call after the weights are loaded and before the first step.
+ * RL_ERR_NA (the CPU has no fast bf16 GEMM, gemm_bf16_check's message)
+ * leaves everything fp32. FP32: nothing. */
 int  clip_adapters_set_precision(struct clip_adapters *ca, const struct clip_model *m,
                                  enum clip_precision p);
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/bf16.h"
 #include "core/status.h"
 #include "models/clip.h"
 #include "models/dinov2.h"
@@ -373,6 +374,7 @@ void clip_adapters_free(struct clip_adapters *ca)
             free(ca->gw_sum[k]);
     free(ca->gw_sum);
     free(ca->w_bf16);
+    free(ca->w_bf16_lo);
     memset(ca, 0, sizeof(*ca));
 }
 
@@ -498,6 +500,37 @@ static bool site_wants_merge(const struct clip_adapters *ca, size_t k, size_t ro
                                                    ADAPTER_PATH_MERGED;
 }
 
+/* site k's bf16 copy (train.precision = bf16), rounded again from its
+ * fp32 weight after a merge, re-merge, unmerge or rebase changed it: the
+ * copy is always bf16(the fp32 weight), and after a rebase again the one
+ * made at load, bit for bit. While the site is merged its weight W + dW
+ * (merged in fp32) is split in two bf16 terms instead, the copy and
+ * w_bf16_lo (core/bf16.h bf16_split_array): one bf16 weight would round
+ * away every element of dW below half a bf16 step of W, which early in
+ * training is most of it; unmerged, the second term is dropped */
+static void site_sync_bf16(struct clip_adapters *ca, struct clip_model *m, size_t k,
+                           bool merged)
+{
+    const struct clip_site *s = &ca->sites[k];
+    struct block_adapters *l = site_layer(ca, s);
+    const uint16_t *copy = l->w_bf16[s->lin];
+    const size_t n = ca->adapters[k].d_out * ca->adapters[k].d_in;
+    size_t at;
+
+    if (!copy)
+        return;
+    at = (size_t)(copy - ca->w_bf16);
+    if (!merged) {
+        bf16_from_f32_array(ca->w_bf16 + at, clip_site_weight(m, s), n);
+        l->w_bf16_lo[s->lin] = NULL;
+        return;
+    }
+    if (!ca->w_bf16_lo)
+        ca->w_bf16_lo = xmalloc_array(ca->n_w_bf16, sizeof(uint16_t));
+    bf16_split_array(ca->w_bf16 + at, ca->w_bf16_lo + at, clip_site_weight(m, s), n);
+    l->w_bf16_lo[s->lin] = ca->w_bf16_lo + at;
+}
+
 /* site k's weight back to W: unmerged with the parameters it was merged
  * with (without a snapshot those are the current ones: such sites are
  * unmerged by end_backward, before the parameters change) */
@@ -509,6 +542,7 @@ static void site_unmerge(struct clip_adapters *ca, struct clip_model *m, size_t 
         adapter_unmerge_old(&ca->adapters[k], clip_site_weight(m, s), site_merged_params(ca, k));
     else
         adapter_unmerge(&ca->adapters[k], clip_site_weight(m, s));
+    site_sync_bf16(ca, m, k, false);
     ca->merged[k] = false;
     site_layer(ca, s)->merged[s->lin] = false;
     ca->n_merged--;
@@ -559,6 +593,7 @@ void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
 
             if (memcmp(old, a->params, np * sizeof(float)) != 0) {
                 adapter_remerge(a, w, old);
+                site_sync_bf16(ca, m, k, true);
                 memcpy(old, a->params, np * sizeof(float));
                 changed = true;
             }
@@ -566,6 +601,7 @@ void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
             if (!ca->gw)
                 ca->gw = xcalloc_aligned(largest_weight(ca), sizeof(float));
             adapter_merge(a, w);            /* a pair begins: counted at its end */
+            site_sync_bf16(ca, m, k, true);
             if (ca->merged_params)
                 memcpy(site_merged_params(ca, k), a->params, np * sizeof(float));
             ca->merged[k] = true;
@@ -645,6 +681,7 @@ int clip_adapters_rebase(struct clip_adapters *ca, struct clip_model *m, const c
             continue;
         rc = clip_model_reload_range(m, path, (size_t)(w - m->params),
                                      ca->adapters[k].d_out * ca->adapters[k].d_in);
+        site_sync_bf16(ca, m, k, false);
         if (rc == RL_OK)
             ca->drifted[k] = false;
     }

@@ -38,26 +38,11 @@ static const float *layer_weight(const struct block_params *p, enum block_linear
     return block_linear_weight(p, i);
 }
 
-/* the weight is trained as a whole: its adapter's parameters are the weight
- * itself (full), its own or, for q, k and v, the packed in_proj's */
-static bool lin_whole(const struct adapter *a)
-{
-    return a && (a->ops->flags & ADAPTER_F_GRAD_IS_GW);
-}
-
-/* the weight is frozen; in_proj has no copy of its own (q, k and v's are
- * its rows) */
-static int lin_frozen(const struct block_adapters *ad, enum block_linear i)
-{
-    if (i == BLOCK_LIN_IN_PROJ)
-        return 0;
-    return !lin_whole(ad->lin[i]) &&
-           !(i <= BLOCK_LIN_V && lin_whole(ad->lin[BLOCK_LIN_IN_PROJ]));
-}
-
-/* visit every frozen linear of both towers: count (out == NULL) or convert
- * into out and point the layer at it; returns the elements visited */
-static size_t each_frozen_linear(struct clip_adapters *ca, const struct clip_model *m,
+/* visit every linear of both towers but in_proj (each weight W is frozen:
+ * full fine-tuning trains a delta dW beside it, methods/full.c; in_proj has
+ * no copy of its own: q, k and v's are its rows): count (out == NULL) or
+ * convert into out and point the layer at it; returns the elements visited */
+static size_t each_linear(struct clip_adapters *ca, const struct clip_model *m,
                                  bf16 *out)
 {
     size_t total = 0;
@@ -71,11 +56,11 @@ static size_t each_frozen_linear(struct clip_adapters *ca, const struct clip_mod
         for (size_t l = 0; l < L; l++)
             for (int i = 0; i < BLOCK_NUM_LINEARS; i++) {
                 size_t n;
-                const float *w = layer_weight(&lp[l], (enum block_linear)i, bc->C, bc->F,
-                                              &n);
+                const float *w;
 
-                if (!lin_frozen(&la[l], (enum block_linear)i))
+                if (i == BLOCK_LIN_IN_PROJ)
                     continue;
+                w = layer_weight(&lp[l], (enum block_linear)i, bc->C, bc->F, &n);
                 if (out) {
                     bf16_from_f32_array(out + total, w, n);
                     la[l].w_bf16[i] = out + total;
@@ -97,9 +82,9 @@ int clip_adapters_set_precision(struct clip_adapters *ca, const struct clip_mode
     if ((rc = gemm_bf16_check()) != RL_OK)
         return rc;
     RL_ASSERT(ca->w_bf16 == NULL);
-    n = each_frozen_linear(ca, m, NULL);
+    n = each_linear(ca, m, NULL);
     ca->w_bf16 = xmalloc_array(n ? n : 1, sizeof(bf16));
     ca->n_w_bf16 = n;
-    each_frozen_linear(ca, m, ca->w_bf16);
+    each_linear(ca, m, ca->w_bf16);
     return RL_OK;
 }

@@ -6,7 +6,10 @@
  *
  *   /                 attr schema_version (int64 = 1), harness_version,
  *                     git_commit, created_utc ("2025-01-31T12:00:00Z"), host,
- *                     threads, blas (strings)
+ *                     threads, blas, precision ("fp32" | "bf16"), bf16_gemm
+ *                     (oneDNN's version, ISA and matmul kernel for a bf16
+ *                     run, "" for fp32) (strings; files written before
+ *                     precision was recorded lack the last two)
  *   /config           scalar string: the resolved run configuration (INI text)
  *   /method           attr method, profile (strings), rank (int64), alpha
  *                     (float64), n_trainable, n_frozen_shared (int64)
@@ -177,6 +180,10 @@ struct store_run_info {
     const char    *git_commit;
     const char    *threads;          /* thread policy, e.g. threads_describe() */
     const char    *blas;             /* BLAS library and mode                  */
+    const char    *precision;        /* train.precision: "fp32" or "bf16"      */
+    const char    *bf16_gemm;        /* bf16 runs: the oneDNN line of
+                                        gemm_bf16_describe (its ISA and matmul
+                                        kernel); fp32 runs: ""                 */
     const char    *config_text;      /* the resolved INI text                  */
 
     const char    *method;           /* lora | vera | randlora | full | ...    */

@@ -228,7 +228,10 @@ static int write_layout(struct store *s, const struct store_run_info *in)
         (rc = store_i_attr_write_str(s, "/", "created_utc", when)) ||
         (rc = store_i_attr_write_str(s, "/", "host", host)) ||
         (rc = store_i_attr_write_str(s, "/", "threads", in->threads)) ||
-        (rc = store_i_attr_write_str(s, "/", "blas", in->blas)))
+        (rc = store_i_attr_write_str(s, "/", "blas", in->blas)) ||
+        (rc = store_i_attr_write_str(s, "/", "precision",
+                                     in->precision ? in->precision : "fp32")) ||
+        (rc = store_i_attr_write_str(s, "/", "bf16_gemm", in->bf16_gemm)))
         return rc;
 
     /* config */

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "core/gemm_bf16.h"
+#include "core/status.h"
 #include "suites.h"
 
 static const char tiny_config[] =
@@ -85,6 +87,25 @@ static double field(const char *json, const char *key)
     return p ? strtod(p + strlen(pat), NULL) : NAN;
 }
 
+/* the numbers of "losses":[...] into out (at most max); returns how many */
+static size_t losses_field(const char *json, double *out, size_t max)
+{
+    const char *p = strstr(json, "\"losses\":[");
+    size_t n = 0;
+    char *end;
+
+    if (!p)
+        return 0;
+    p += strlen("\"losses\":[");
+    while (*p && *p != ']' && n < max) {
+        out[n++] = strtod(p, &end);
+        if (end == p)
+            return 0;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
 START_TEST(test_bench_json_fields)
 {
     static const char *const methods[] = { "lora", "vera", "randlora", "full" };
@@ -102,6 +123,15 @@ START_TEST(test_bench_json_fields)
                       "%s: %s", methods[i], buf);
         ck_assert_msg(strchr(buf, '\n') == buf + strlen(buf) - 1, "one line: %s", buf);
         ck_assert(isfinite(field(buf, "loss")));
+        {
+            double l[8];
+
+            /* the warm-up step and the 2 timed ones; the last is "loss" */
+            ck_assert_msg(losses_field(buf, l, 8) == 3, "%s", buf);
+            ck_assert(isfinite(l[0]) && isfinite(l[1]));
+            ck_assert(fabs(l[2] - field(buf, "loss")) <= 1e-5 * fabs(l[2]));
+        }
+        ck_assert(field(buf, "bf16_gemm_share") == 0 && field(buf, "peak_bf16_gflops") == 0);
         ck_assert(field(buf, "model_gflop") > 0);
         ck_assert(field(buf, "gemm_gflop_counted") > 0);
         ck_assert(field(buf, "gemm_share") > 0 && field(buf, "gemm_share") <= 1.0);
@@ -120,6 +150,34 @@ START_TEST(test_bench_json_fields)
         ck_assert(field(buf, "text_tokens") == 19);
         ck_assert(strstr(buf, methods[i]) != NULL);
     }
+    cleanup_dir();
+}
+END_TEST
+
+/* --precision bf16: the time in oneDNN's products, their rate and oneDNN's
+ * calibration are reported (refused where the CPU has no bf16) */
+START_TEST(test_bench_bf16_fields)
+{
+    char buf[4096];
+    char *argv[] = { "bench", "--model", cfg_path, "--method", "lora", "--rank", "4",
+                     "--batch", "4", "--classes", "3", "--steps", "2", "--threads", "2",
+                     "--precision", "bf16", "--json", "--in-process", NULL };
+    int rc;
+
+    setup_dir();
+    rc = run_bench(argv, (int)(sizeof(argv) / sizeof(argv[0])) - 1, buf, sizeof(buf));
+    if (gemm_bf16_check() != RL_OK) {
+        ck_assert_int_eq(rc, 2);
+        cleanup_dir();
+        return;
+    }
+    ck_assert_msg(rc == 0, "status %d", rc);
+    ck_assert_msg(strstr(buf, "\"precision\":\"bf16\"") != NULL, "%s", buf);
+    ck_assert_msg(strstr(buf, "isa=") != NULL, "%s", buf);
+    ck_assert(field(buf, "bf16_gemm_gflop") > 0);
+    ck_assert(field(buf, "bf16_gemm_share") > 0 && field(buf, "bf16_gemm_share") < 1.0);
+    ck_assert(field(buf, "bf16_gemm_share") + field(buf, "gemm_share") <= 1.0);
+    ck_assert(field(buf, "bf16_gemm_gflops") > 0 && field(buf, "peak_bf16_gflops") > 0);
     cleanup_dir();
 }
 END_TEST
@@ -173,6 +231,7 @@ Suite *suite_bench(void)
 
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_bench_json_fields);
+    tcase_add_test(tc, test_bench_bf16_fields);
     tcase_add_test(tc, test_bench_text_accumulate);
     tcase_add_test(tc, test_bench_none_and_errors);
     suite_add_tcase(s, tc);

@@ -131,6 +131,33 @@ START_TEST(test_bf16_random_nearest)
 }
 END_TEST
 
+/* the two-term split: hi is the rounding, lo the rounding of the rest;
+ * hi + lo within 2^-16 |x| (u^2) where hi alone is within 2^-8; an
+ * update below half a bf16 step of 1 (2^-12) survives in lo exactly */
+START_TEST(test_bf16_split)
+{
+    const size_t n = 100003;
+    const double u = BF16_UNIT_ROUNDOFF;
+    struct rng r;
+    float *x, one_up[1] = { 1.0f + 0x1p-12f };
+    bf16 *hi = malloc(n * sizeof(*hi)), *lo = malloc(n * sizeof(*lo));
+
+    rng_init(&r, 16);
+    x = test_randn(&r, n, 3.0f);
+    bf16_split_array(hi, lo, x, n);
+    for (size_t i = 0; i < n; i++) {
+        const double sum = (double)bf16_to_f32(hi[i]) + bf16_to_f32(lo[i]);
+
+        ck_assert_uint_eq(hi[i], bf16_from_f32(x[i]));
+        ck_assert_msg(fabs(sum - x[i]) <= u * u * fabs(x[i]), "x=%.9g: hi + lo = %.9g",
+                      (double)x[i], sum);
+    }
+    bf16_split_array(hi, lo, one_up, 1);
+    ck_assert(bf16_to_f32(hi[0]) == 1.0f && bf16_to_f32(lo[0]) == 0x1p-12f);
+    free(x); free(hi); free(lo);
+}
+END_TEST
+
 /* ---- GEMM ---- */
 
 /* true when the bf16 GEMM runs here; else prints why the test skips */
@@ -450,6 +477,7 @@ Suite *suite_gemm_bf16(void)
     tcase_add_test(conv, test_bf16_rounding_known);
     tcase_add_test(conv, test_bf16_round_trip_all_patterns);
     tcase_add_test(conv, test_bf16_random_nearest);
+    tcase_add_test(conv, test_bf16_split);
     suite_add_tcase(s, conv);
 
     tcase_set_timeout(gemm, 60);
