@@ -21,7 +21,7 @@ CSTD     = -std=c11 -D_DEFAULT_SOURCE
 FP       = -fno-math-errno
 WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Werror=implicit-function-declaration -Werror=vla
-PKGS     = openblas hdf5 zlib libpng libjpeg inih libcjson libpcre2-8
+PKGS     = openblas hdf5 zlib libpng libjpeg inih libcjson libpcre2-8 icu-uc
 # oneDNN (bf16 GEMMs, core/gemm_bf16.c): Debian's libdnnl-dev ships no
 # pkg-config file; its header and library are in the default paths
 DNNL_LIBS = -ldnnl

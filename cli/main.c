@@ -34,6 +34,8 @@ static const struct command commands[] = {
     { "sweep",   cmd_sweep,   "the whole grid of an experiment file (--jobs, --shard, --resume) and summary.tsv" },
     { "report",  cmd_report,  "the comparison table: each method's setting chosen on validation, test accuracy over seeds" },
     { "bench",   cmd_bench,   "time full training steps on random weights: images/s, FLOP rate, GEMM share, peak RSS" },
+    { "commonsense", cmd_commonsense, "commonsense-reasoning data: check files, write the procedural task or corpus" },
+    { "tokenize", cmd_tokenize, "a tokenizer.json (byte-level BPE) on the lines of a file: text to ids or ids to text" },
 };
 
 static void usage(FILE *out)

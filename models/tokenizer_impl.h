@@ -3,6 +3,9 @@
  * tokenizer_tables.c, tokenizer_text.c, tokenizer_load.c,
  * tokenizer_encode.c): the layout of struct tokenizer and the helpers they
  * share. Not for use anywhere else; the public interface is tokenizer.h.
+ * One exception: the byte-level BPE of tokenizer.json (bpe_tokenizer*.c)
+ * keeps its vocabulary and merges in a struct tokenizer's tables and uses
+ * the UTF-8 helpers, the byte-symbol map and tok_parse_json.
  *
  * Layout: token strings live in one pool; a string -> id open-addressing
  * table serves the vocabulary, a (left id, right id) -> (rank, merged id)
@@ -57,6 +60,21 @@ struct tokenizer {
     pcre2_code *re, *re_cased, *re_ignorable;
     locale_t loc;
 };
+
+struct cJSON;
+
+/* tokenizer_load.c: byte_sym / cp_byte filled with GPT-2's bytes_to_unicode;
+ * buf[0..len] (buf[len] == NUL) parsed as one JSON value, RL_ERR_FORMAT
+ * "PATH:LINE:COL: malformed JSON" otherwise. */
+void tok_bytes_to_unicode(struct tokenizer *t);
+/* obj (a JSON object token -> integer id in [0, 2^31 - 1), named what in
+ * errors) into the vocabulary; RL_ERR_FORMAT when it is not one or empty */
+int tok_load_vocab(struct tokenizer *t, const struct cJSON *obj, const char *file, const char *what);
+/* the merge a + b at rank: a, b and their concatenation must be in the
+ * vocabulary (RL_ERR_FORMAT "WHERE: merge token 'a' is not in VFILE") */
+int tok_add_merge(struct tokenizer *t, const char *a, size_t na, const char *b, size_t nb,
+                  int32_t rank, const char *where, const char *vfile);
+int tok_parse_json(const char *path, const char *buf, size_t len, struct cJSON **out);
 
 /* tokenizer.c: a zeroed tokenizer of that kind with the default framing */
 struct tokenizer *tok_alloc(enum tok_kind kind);

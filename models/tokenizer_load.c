@@ -53,7 +53,7 @@ static int read_whole(const char *path, char **buf, size_t *len)
     return RL_OK;
 }
 
-static int parse_json(const char *path, const char *buf, size_t len, cJSON **out)
+int tok_parse_json(const char *path, const char *buf, size_t len, cJSON **out)
 {
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(buf, len + 1, &end, 1);   /* buf[len] is NUL; no trailing garbage */
@@ -76,7 +76,7 @@ static int parse_json(const char *path, const char *buf, size_t len, cJSON **out
 
 /* ------------------------------------------------------------------ loading */
 
-static void bytes_to_unicode(struct tokenizer *t)
+void tok_bytes_to_unicode(struct tokenizer *t)
 {
     int n = 0;
 
@@ -91,7 +91,7 @@ static void bytes_to_unicode(struct tokenizer *t)
     }
 }
 
-static int load_vocab(struct tokenizer *t, const cJSON *obj, const char *file, const char *what)
+int tok_load_vocab(struct tokenizer *t, const struct cJSON *obj, const char *file, const char *what)
 {
     const cJSON *e;
 
@@ -113,7 +113,7 @@ static int load_vocab(struct tokenizer *t, const cJSON *obj, const char *file, c
 }
 
 /* one merge "a b" (a, b not NUL-terminated); where names the place for errors */
-static int add_merge(struct tokenizer *t, const char *a, size_t na, const char *b, size_t nb,
+int tok_add_merge(struct tokenizer *t, const char *a, size_t na, const char *b, size_t nb,
                      int32_t rank, const char *where, const char *vfile)
 {
     int32_t ia = tok_vocab_get(t, a, na), ib = tok_vocab_get(t, b, nb), im;
@@ -209,7 +209,7 @@ static int load_merges_txt(struct tokenizer *t, const char *path, const char *vf
             goto out;
         }
         snprintf(where, wsize, "%s:%zu", path, line);
-        rc = add_merge(t, a, na, b, nb, rank++, where, vfile);
+        rc = tok_add_merge(t, a, na, b, nb, rank++, where, vfile);
         if (rc != RL_OK)
             goto out;
     }
@@ -253,7 +253,7 @@ static int load_merges_json(struct tokenizer *t, const cJSON *arr, const char *f
                                 "[\"left\", \"right\"]", file, i);
         }
         snprintf(where, sizeof(where), "model.merges[%zu]", i);
-        rc = add_merge(t, a, na, b, nb, rank++, where, "model.vocab");
+        rc = tok_add_merge(t, a, na, b, nb, rank++, where, "model.vocab");
         if (rc != RL_OK)
             return rl_error_prefix(rc, "%s", file);
         i++;
@@ -327,12 +327,12 @@ int tok_load_bpe(struct tokenizer **out, const char *vocab_json, const char *mer
 
     *out = NULL;
     t->sot = t->eot = -1;
-    bytes_to_unicode(t);
+    tok_bytes_to_unicode(t);
     rc = read_whole(vocab_json, &buf, &len);
     if (rc == RL_OK)
-        rc = parse_json(vocab_json, buf, len, &root);
+        rc = tok_parse_json(vocab_json, buf, len, &root);
     if (rc == RL_OK)
-        rc = load_vocab(t, root, vocab_json, "the top level");
+        rc = tok_load_vocab(t, root, vocab_json, "the top level");
     cJSON_Delete(root);
     free(buf);
     if (rc == RL_OK)
@@ -375,10 +375,10 @@ int tok_load_json(struct tokenizer **out, const char *path)
 
     *out = NULL;
     t->sot = t->eot = -1;
-    bytes_to_unicode(t);
+    tok_bytes_to_unicode(t);
     rc = read_whole(path, &buf, &len);
     if (rc == RL_OK)
-        rc = parse_json(path, buf, len, &root);
+        rc = tok_parse_json(path, buf, len, &root);
     if (rc == RL_OK) {
         model = cJSON_GetObjectItemCaseSensitive(root, "model");
         if (!cJSON_IsObject(model))
@@ -394,7 +394,7 @@ int tok_load_json(struct tokenizer **out, const char *path)
             rc = rl_error_set(RL_ERR_FORMAT, "%s: model.end_of_word_suffix is not \"</w>\"", path);
     }
     if (rc == RL_OK)
-        rc = load_vocab(t, cJSON_GetObjectItemCaseSensitive(model, "vocab"), path, "model.vocab");
+        rc = tok_load_vocab(t, cJSON_GetObjectItemCaseSensitive(model, "vocab"), path, "model.vocab");
     if (rc == RL_OK)
         rc = load_merges_json(t, cJSON_GetObjectItemCaseSensitive(model, "merges"), path);
     if (rc == RL_OK) {

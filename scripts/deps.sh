@@ -14,7 +14,8 @@ packages=(
     libpng-dev libjpeg62-turbo-dev  # class-per-folder image datasets
     libinih-dev                     # experiment files (INI)
     libcjson-dev                    # config.json, vocab.json, adapter_config.json
-    libpcre2-dev                    # the CLIP tokenizer's pre-tokenisation regex
+    libpcre2-dev                    # the tokenizers' pre-tokenisation regexes
+    libicu-dev                      # NFC for tokenizer.json normalizers (Qwen2)
     gnuplot-nox                     # figures
     libopenmpi-dev openmpi-bin      # data-parallel training (core/dist.c; docs/cluster.md)
     clang libclang-rt-dev libomp-dev # make fuzz (libFuzzer, ASan, UBSan; OpenMP under clang)
