@@ -27,6 +27,7 @@
 #include "core/status.h"
 #include "cli/commands.h"
 #include "models/clip.h"
+#include "models/dinov2.h"
 #include "models/llama.h"
 #include "formats/safetensors.h"
 #include "results/store.h"
@@ -376,20 +377,27 @@ static int info_model_dir(const char *dir)
     memset(&m, 0, sizeof(m));
     snprintf(cpath, nd, "%s/config.json", dir);
     snprintf(wpath, nd, "%s/model.safetensors", dir);
-    if ((rc = clip_config_load(&c, cpath)) || (rc = clip_model_init(&m, &c)) ||
+    if ((rc = backbone_config_load(&c, cpath)) ||
+        (rc = c.layout == CLIP_LAYOUT_DINOV2 ? dinov2_model_init(&m, &c)
+                                             : clip_model_init(&m, &c)) ||
         (rc = st_open(&f, wpath)))
         goto out;
     printf("%-12s %s\n", "model", dir);
-    printf("%-12s CLIP, projection %zu, %s parameters\n", "config", c.projection_dim,
-           grouped(g, sizeof g, clip_config_n_params(&c)));
+    if (c.layout == CLIP_LAYOUT_DINOV2)
+        printf("%-12s DINOv2, %zu register tokens, layerscale, %s parameters\n", "config",
+               c.vision.register_tokens, grouped(g, sizeof g, dinov2_config_n_params(&c)));
+    else
+        printf("%-12s CLIP, projection %zu, %s parameters\n", "config", c.projection_dim,
+               grouped(g, sizeof g, clip_config_n_params(&c)));
     printf("%-12s image %zu, patch %zu (%zu tokens), width %zu, %zu layers, %zu heads, "
            "MLP %zu, %s\n", "vision", c.vision.image_size, c.vision.patch_size,
            clip_vision_tokens(&c.vision), c.vision.hidden, c.vision.layers, c.vision.heads,
            c.vision.intermediate, act_str(c.vision.act));
-    printf("%-12s vocab %zu, context %zu, width %zu, %zu layers, %zu heads, MLP %zu, %s, "
-           "eos %lld\n", "text", c.text.vocab_size, c.text.context, c.text.hidden,
-           c.text.layers, c.text.heads, c.text.intermediate, act_str(c.text.act),
-           (long long)c.text.eos_token_id);
+    if (c.layout != CLIP_LAYOUT_DINOV2)
+        printf("%-12s vocab %zu, context %zu, width %zu, %zu layers, %zu heads, MLP %zu, %s, "
+               "eos %lld\n", "text", c.text.vocab_size, c.text.context, c.text.hidden,
+               c.text.layers, c.text.heads, c.text.intermediate, act_str(c.text.act),
+               (long long)c.text.eos_token_id);
     /* every table tensor present with its shape (logit_scale: () or (1)) */
     for (size_t i = 0; i < m.n_tensors; i++) {
         const struct clip_tensor *t = &m.tensors[i];

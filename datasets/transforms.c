@@ -371,7 +371,8 @@ int transform_apply(const struct transform *t, const struct ds_image *in, struct
     } else {
         int rh, rw;
 
-        image_shortest_side(in->height, in->width, t->size, &rh, &rw);
+        image_shortest_side(in->height, in->width, t->resize > 0 ? t->resize : t->size, &rh,
+                            &rw);
         if ((rc = image_resize_bicubic(in, rh, rw, &work->a)) != RL_OK ||
             (rc = image_crop(&work->a, image_center_offset(rh, t->size, t->crop_round),
                              image_center_offset(rw, t->size, t->crop_round), t->size, t->size,

@@ -41,6 +41,8 @@ extern const float CLIP_STD[3];
 
 struct transform {
     int             size;          /* output side, e.g. 224                   */
+    int             resize;        /* evaluation: shortest side before the
+                                      center crop (DINOv2: 256); 0: size     */
     enum crop_round crop_round;
     float           mean[3];
     float           std[3];

@@ -37,6 +37,8 @@ const char *const cfg_w_augment[]   = { "none", "flip", "crop_flip", NULL };
 const char *const cfg_w_profile[]   = { "peft", "paper", "paper_2024", NULL };
 const char *const cfg_w_precision[] = { "fp32", "bf16", NULL };   /* enum clip_precision */
 const char *const cfg_w_basis[]     = { "dense", "sparse", "very_sparse", NULL };
+const char *const cfg_w_head[]      = { "prompt", "linear", NULL };      /* enum exp_head */
+const char *const cfg_w_features[]  = { "cls", "cls_mean", NULL };       /* enum dinov2_pool */
 const char *const cfg_w_module[EXP_N_MODULES] = {
     "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2",
 };
@@ -56,6 +58,8 @@ const struct keydef cfg_keys[] = {
     { "model", "pretrain_weight_decay", K_DOUBLE, 0, "0.1", 0, 10, NULL },
     { "model", "pretrain_warmup",       K_UINT,   0, "100", 0, BIG, NULL },
     { "model", "pretrain_seed",         K_SEED,   0, "0", 0, 0, NULL },
+    { "model", "head",                  K_WORD,   0, "prompt", 0, 0, cfg_w_head },
+    { "model", "features",              K_WORD,   0, "cls", 0, 0, cfg_w_features },
 
     { "data", "dataset",     K_SPECS,     0, "fashion-mnist", 0, 0, NULL },
     { "data", "eval",        K_SPECS,     0, NULL, 0, 0, NULL },
@@ -90,6 +94,7 @@ const struct keydef cfg_keys[] = {
     { "train", "batch",            K_UINT,   F_SUFFIX, "32", 1, 1e6, NULL },
     { "train", "accumulate",       K_UINT,   F_SUFFIX, "1", 1, 1e6, NULL },
     { "train", "lr",               K_DOUBLE, F_SUFFIX, "1e-3", FLOAT_TINY, 10, NULL },
+    { "train", "lr_head",          K_DOUBLE, F_SUFFIX, "1e-3", FLOAT_TINY, 10, NULL },
     { "train", "weight_decay",     K_DOUBLE, F_SUFFIX, "0.01", 0, 10, NULL },
     { "train", "beta1",            K_DOUBLE, F_SUFFIX | F_HI_OPEN, "0.9", 0, 1, NULL },
     { "train", "beta2",            K_DOUBLE, F_SUFFIX | F_HI_OPEN, "0.999", 0, 1, NULL },

@@ -34,8 +34,10 @@
  *   description   (empty)             free text, copied into every run
  * [model]
  *   name          clip-tiny           a preset (clip-tiny, clip-vit-b-32,
- *                                     clip-vit-b-16, clip-vit-l-14) or a Hugging
- *                                     Face model directory (a path with a '/')
+ *                                     clip-vit-b-16, clip-vit-l-14, vit-tiny) or
+ *                                     a Hugging Face model directory (a path
+ *                                     with a '/'): CLIP, or DINOv2 (model_type
+ *                                     dinov2 / dinov2_with_registers)
  *   pretrain_dir  OUT/models/NAME     where a preset is pretrained to / found
  *   pretrain_data shapes              dataset spec of the contrastive corpus
  *   pretrain_corpus 20000             items of the corpus used
@@ -44,7 +46,13 @@
  *   pretrain_lr   1e-3
  *   pretrain_weight_decay 0.1
  *   pretrain_warmup 100
- *   pretrain_seed 0
+ *   pretrain_seed 0                   (also vit-tiny's random init)
+ *   head          prompt              prompt (CLIP's class prompts) | linear (a
+ *                                     trained linear head on the image
+ *                                     backbone's features: DINOv2, or CLIP's
+ *                                     image tower alone; experiments/train_head.c)
+ *   features      cls                 with head = linear on DINOv2: cls |
+ *                                     cls_mean (class token and mean patch token)
  * [data]
  *   dataset       fashion-mnist       list of dataset specs (datasets/dataset.h);
  *                                     more than one is a sweep axis
@@ -102,6 +110,8 @@
  *   batch         32                  [axis] micro-batch
  *   accumulate    1                   [axis] micro-batches per optimizer step
  *   lr            1e-3                [axis] in [1e-30, 10]
+ *   lr_head       1e-3                the linear head's peak lr (model.head =
+ *                                     linear), on lr's schedule
  *   weight_decay  0.01                [axis] AdamW, decoupled, in [0, 10]
  *   beta1 0.9, beta2 0.999            in [0, 1) (also in float32)
  *   eps           1e-8                in [1e-30, 1]
@@ -215,6 +225,7 @@ struct exp_train {
     size_t   min_epoch_steps;
     size_t   batch, accumulate;
     double   lr, weight_decay, beta1, beta2, eps;
+    double   lr_head;           /* the linear head's peak lr (model.head)    */
     size_t   warmup;
     double   lr_min;            /* absolute (lr_min_ratio resolved)          */
     double   clip;              /* 0: no clipping                            */
@@ -225,6 +236,13 @@ struct exp_train {
     uint64_t seed;
 };
 
+/* model.head: CLIP's prompt classifier, or a trained linear head on the
+ * image backbone's features (experiments/train_head.c) */
+enum exp_head {
+    EXP_HEAD_PROMPT = 0,
+    EXP_HEAD_LINEAR,
+};
+
 struct exp_model {
     char    *name;              /* preset name or directory                  */
     bool     preset;
@@ -232,6 +250,8 @@ struct exp_model {
     size_t   pretrain_corpus, pretrain_steps, pretrain_batch, pretrain_warmup;
     double   pretrain_lr, pretrain_weight_decay;
     uint64_t pretrain_seed;
+    enum exp_head head;         /* model.head: the classifier                */
+    unsigned features;          /* model.features: enum dinov2_pool          */
 };
 
 /* One point of a method's hyperparameter axes (a value of each key that

@@ -79,6 +79,8 @@ const char *run_plan_diff(const struct run_plan *a, const struct run_plan *b)
     DIFF(a->model.pretrain_weight_decay == b->model.pretrain_weight_decay,
          "model.pretrain_weight_decay");
     DIFF(a->model.pretrain_seed == b->model.pretrain_seed, "model.pretrain_seed");
+    DIFF(a->model.head == b->model.head, "model.head");
+    DIFF(a->model.features == b->model.features, "model.features");
     DIFF(str_eq(a->dataset, b->dataset), "data.dataset");
     DIFF(str_eq(a->eval, b->eval), "data.eval");
     DIFF(str_eq(a->prompt, b->prompt), "data.prompt");
@@ -117,6 +119,7 @@ const char *run_plan_diff(const struct run_plan *a, const struct run_plan *b)
     DIFF(s->batch == t->batch, "train.batch");
     DIFF(s->accumulate == t->accumulate, "train.accumulate");
     DIFF(s->lr == t->lr, "train.lr");
+    DIFF(s->lr_head == t->lr_head, "train.lr_head");
     DIFF(s->weight_decay == t->weight_decay, "train.weight_decay");
     DIFF(s->beta1 == t->beta1, "train.beta1");
     DIFF(s->beta2 == t->beta2, "train.beta2");

@@ -71,6 +71,8 @@ extern const char *const cfg_w_templates[];
 extern const char *const cfg_w_augment[];
 extern const char *const cfg_w_profile[];
 extern const char *const cfg_w_precision[];
+extern const char *const cfg_w_head[];
+extern const char *const cfg_w_features[];
 extern const char *const cfg_w_basis[];
 extern const char *const cfg_w_module[EXP_N_MODULES];
 extern const char *const cfg_sections[];

@@ -232,6 +232,11 @@ char *run_plan_to_ini(const struct run_plan *p)
     sb_kv_d(&b, "pretrain_weight_decay", p->model.pretrain_weight_decay);
     sb_kv_u(&b, "pretrain_warmup", p->model.pretrain_warmup);
     sb_kv_u64(&b, "pretrain_seed", p->model.pretrain_seed);
+    /* written only with a head: files of prompt-classifier runs as before */
+    if (p->model.head != EXP_HEAD_PROMPT)
+        sb_kv(&b, "head", cfg_w_head[p->model.head]);
+    if (p->model.head != EXP_HEAD_PROMPT || p->model.features)
+        sb_kv(&b, "features", cfg_w_features[p->model.features]);
 
     sb_printf(&b, "\n[data]\n");
     sb_kv(&b, "dataset", p->dataset);
@@ -284,6 +289,9 @@ char *run_plan_to_ini(const struct run_plan *p)
     sb_kv_u(&b, "batch", p->train.batch);
     sb_kv_u(&b, "accumulate", p->train.accumulate);
     sb_kv_d(&b, "lr", p->train.lr);
+    /* with a head, or when set: prompt-classifier files as before */
+    if (p->model.head != EXP_HEAD_PROMPT || p->train.lr_head != 1e-3)
+        sb_kv_d(&b, "lr_head", p->train.lr_head);
     sb_kv_d(&b, "weight_decay", p->train.weight_decay);
     sb_kv_d(&b, "beta1", p->train.beta1);
     sb_kv_d(&b, "beta2", p->train.beta2);

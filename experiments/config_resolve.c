@@ -132,6 +132,7 @@ static int resolve_train(struct parser *ps, size_t s, struct exp_train *t)
     t->batch = get_u(ps, "train", "batch", s);
     t->accumulate = get_u(ps, "train", "accumulate", s);
     t->lr = get_d(ps, "train", "lr", s);
+    t->lr_head = get_d(ps, "train", "lr_head", s);
     t->weight_decay = get_d(ps, "train", "weight_decay", s);
     t->beta1 = get_d(ps, "train", "beta1", s);
     t->beta2 = get_d(ps, "train", "beta2", s);
@@ -480,6 +481,10 @@ int cfg_resolve(struct parser *ps, struct experiment *e)
     e->model.pretrain_weight_decay = get_d(ps, "model", "pretrain_weight_decay", 0);
     get(ps, "model", "pretrain_seed", 0, &v);
     e->model.pretrain_seed = v.u64;
+    get(ps, "model", "head", 0, &v);
+    e->model.head = (enum exp_head)v.word;
+    get(ps, "model", "features", 0, &v);
+    e->model.features = (unsigned)v.word;
 
     get(ps, "data", "dataset", 0, &v);
     e->datasets = v.ls;

@@ -23,7 +23,7 @@
                                         stay within the 4096 of PATH_MAX) */
 
 static const char *const presets[] = {
-    "clip-tiny", "clip-vit-b-32", "clip-vit-b-16", "clip-vit-l-14", NULL,
+    "clip-tiny", "clip-vit-b-32", "clip-vit-b-16", "clip-vit-l-14", "vit-tiny", NULL,
 };
 
 /* ------------------------------------------------------------------------ */

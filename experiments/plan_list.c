@@ -156,7 +156,7 @@ void plan_list_line(FILE *out, const struct run_plan *p, size_t id_width, size_t
     const struct exp_train *t = &p->train;
     size_t eff = t->batch * t->accumulate;
 
-    if (!strcmp(p->method, "none")) {           /* evaluated, never trained */
+    if (!strcmp(p->method, "none") && p->model.head == EXP_HEAD_PROMPT) {  /* never trained */
         fprintf(out, "  %-*s %-9s %-8s %8s %12s %10s %11zu%s%s\n", (int)id_width, p->id,
                 p->method, "-", "-", "0", "-", p->n_trainable, state ? "  " : "",
                 state ? state : "");

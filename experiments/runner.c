@@ -65,13 +65,17 @@ static int encode_prompts(const struct tokenizer *tok, char *const *names, size_
     return RL_OK;
 }
 
+/* tf: the evaluation transform to start from (NULL: CLIP's at size) */
 static int open_loader(struct loader **L, const struct dataset *ds, const size_t *idx, size_t n,
-                       size_t B, size_t size, const struct run_plan *p, bool train)
+                       size_t B, size_t size, const struct run_plan *p, bool train,
+                       const struct transform *tf)
 {
     struct loader_config cfg;
     size_t bytes;
 
     loader_config_init(&cfg, (int)B, (int)size);
+    if (tf)
+        cfg.transform = *tf;
     if (train) {
         cfg.shuffle = 1;
         cfg.repeat = 1;
@@ -109,6 +113,7 @@ static void state_free(struct run_state *s)
         clip_text_run_free(&s->tr);
     clip_adapters_free(&s->ca);
     clip_model_free(&s->m);
+    run_head_free(s);
     free(s->train_ids);
     free(s->eval_ids);
     free(s->txt);
@@ -168,6 +173,9 @@ static int state_init(struct run_state *s, const struct run_plan *p)
     int *labels = NULL;
     char *const *templates;
     char *one_template[1];
+    struct transform tf;
+    bool custom_tf = false;
+    const bool head = p->model.head == EXP_HEAD_LINEAR;
     int rc;
 
     s->plan = p;
@@ -187,16 +195,26 @@ static int state_init(struct run_state *s, const struct run_plan *p)
         s->weights_path = xmalloc(n);
         snprintf(s->weights_path, n, "%s/model.safetensors", dir);
     }
-    size = s->m.cfg.vision.image_size;
-    if (p->image_size && p->image_size != size)
-        return rl_error_set(RL_ERR_ARG, "%s: data.image_size = %zu, but model %s takes %zux%zu "
-                            "images (set 0: the model's)", p->id, p->image_size, p->model.name,
-                            size, size);
-    s->D = s->m.cfg.projection_dim;
-    s->ctx = s->m.cfg.text.context;
-    s->scale = clip_logit_scale(&s->m);
-    if ((rc = runner_load_tokenizer(&tok, runner_model_dir(&p->model), &s->m.cfg)) != RL_OK)
-        return rc;
+    if (head) {
+        /* an image backbone with a linear head (train_head.c) */
+        if ((rc = run_head_prepare(s, &size, &tf, &custom_tf)) != RL_OK)
+            return rc;
+    } else {
+        if (s->m.cfg.layout == CLIP_LAYOUT_DINOV2)
+            return rl_error_set(RL_ERR_ARG, "%s: model %s is a DINOv2 image backbone, which has "
+                                "no text tower for class prompts: set model.head = linear",
+                                p->id, p->model.name);
+        size = s->m.cfg.vision.image_size;
+        if (p->image_size && p->image_size != size)
+            return rl_error_set(RL_ERR_ARG, "%s: data.image_size = %zu, but model %s takes "
+                                "%zux%zu images (set 0: the model's)", p->id, p->image_size,
+                                p->model.name, size, size);
+        s->D = s->m.cfg.projection_dim;
+        s->ctx = s->m.cfg.text.context;
+        s->scale = clip_logit_scale(&s->m);
+        if ((rc = runner_load_tokenizer(&tok, runner_model_dir(&p->model), &s->m.cfg)) != RL_OK)
+            return rc;
+    }
 
     /* data */
     if ((rc = dataset_open(&s->train_ds, p->dataset)) != RL_OK)
@@ -212,17 +230,20 @@ static int state_init(struct run_state *s, const struct run_plan *p)
     labels = dataset_labels(&s->train_ds);
     if ((rc = sample_data(s, p, labels)) != RL_OK)
         goto out;
+    const struct transform *tfp = custom_tf ? &tf : NULL;
     if ((rc = open_loader(&s->train_L, &s->train_ds, s->train_idx, s->n_train, s->B, size, p,
-                          true)) != RL_OK)
+                          true, tfp)) != RL_OK)
         goto out;
     if (s->has_val &&
         (rc = open_loader(&s->val_L, p->val.kind == EXP_VAL_SPEC ? &s->val_ds : &s->train_ds,
-                          s->val_idx, s->n_val, s->B, size, p, false)) != RL_OK)
+                          s->val_idx, s->n_val, s->B, size, p, false, tfp)) != RL_OK)
         goto out;
     n_eval = p->eval_limit && p->eval_limit < s->eval_ds.n ? p->eval_limit : s->eval_ds.n;
-    if ((rc = open_loader(&s->eval_L, &s->eval_ds, NULL, n_eval, s->B, size, p, false)))
+    if ((rc = open_loader(&s->eval_L, &s->eval_ds, NULL, n_eval, s->B, size, p, false, tfp)))
         goto out;
 
+    if (head)
+        goto adapters;
     /* prompts: one per class for training; the eval ensemble */
     one_template[0] = p->prompt;
     templates = one_template;
@@ -240,10 +261,11 @@ static int state_init(struct run_state *s, const struct run_plan *p)
                              s->ctx, &max_T)) != RL_OK)
         goto out;
 
-    /* adapters */
+adapters:
     if (s->trains) {
-        struct clip_target t = { p->targets.towers, p->targets.layer_lo, p->targets.layer_hi,
-                                 p->targets.modules };
+        /* with a head only the image tower runs: its linears are the targets */
+        struct clip_target t = { head ? 1u << CLIP_TOWER_VISION : p->targets.towers,
+                                 p->targets.layer_lo, p->targets.layer_hi, p->targets.modules };
         struct adamw_cfg ac = { .lr = p->train.lr, .beta1 = p->train.beta1,
                                 .beta2 = p->train.beta2, .eps = p->train.eps,
                                 .weight_decay = p->train.weight_decay };
@@ -264,10 +286,10 @@ static int state_init(struct run_state *s, const struct run_plan *p)
             else
                 s->text_adapted = true;
         }
-        if ((rc = adamw_init(&s->opt, &ac, s->ca.n_params)) != RL_OK)
+        if (!head && (rc = adamw_init(&s->opt, &ac, s->ca.n_params)) != RL_OK)
             goto out;
     }
-    s->total_steps = s->trains ? run_plan_total_steps(p, s->n_train) : 0;
+    s->total_steps = s->trains || head ? run_plan_total_steps(p, s->n_train) : 0;
     if (s->total_steps == SIZE_MAX) {
         rc = rl_error_set(RL_ERR_ARG, "%s: the number of steps overflows", p->id);
         goto out;
@@ -280,6 +302,11 @@ static int state_init(struct run_state *s, const struct run_plan *p)
     rng_init(&s->rng, p->seed);
 
     /* activations and head buffers: all before the first step */
+    if (head) {
+        if ((rc = run_head_init(s)) == RL_OK)
+            rc = run_share_init(s);
+        goto out;
+    }
     if (p->train.recompute && s->vision_adapted)
         clip_vision_run_init_recompute(&s->vr, &s->m, s->B);
     else
@@ -333,9 +360,12 @@ static int open_results(struct run_state *s, const struct run_plan *plan, const 
         }
         if ((rc = store_resume(st, out_path)) != RL_OK)
             return rc;
-        rc = store_read_checkpoint(*st, &ci, s->trains ? s->ca.params : NULL,
-                                   s->trains ? s->opt.m : NULL, s->trains ? s->opt.v : NULL,
-                                   &s->rng);
+        const bool any = run_n_trainable(s) > 0;
+
+        rc = store_read_checkpoint(*st, &ci, run_ckpt_params(s), any ? s->opt.m : NULL,
+                                   any ? s->opt.v : NULL, &s->rng);
+        if (rc == RL_OK)
+            run_ckpt_scatter(s);
         if (rc == RL_ERR_NA) {
             rl_error_clear();
             rc = RL_OK;
@@ -432,7 +462,7 @@ int runner_run(const struct run_plan *plan, const char *out_path,
         agreed = true;
         goto out;
     }
-    res->n_trainable = s.trains ? s.ca.n_params : 0;
+    res->n_trainable = run_n_trainable(&s);
     res->n_train_items = s.n_train;
     res->n_val_items = s.n_val;
     {
@@ -456,7 +486,8 @@ int runner_run(const struct run_plan *plan, const char *out_path,
     if (res->already_complete)
         goto out;
 
-    res->activation_bytes = (s.vr.n_floats + s.tr.n_floats) * sizeof(float);
+    res->activation_bytes = (s.rh ? run_head_activation_floats(&s)
+                                   : s.vr.n_floats + s.tr.n_floats) * sizeof(float);
     if (opt->verbosity > 0)
         fprintf(log, "%s: %s, %zu trainable, %zu train items (%zu classes), %zu steps of %zu x %zu"
                 ", activations %.1f MiB%s%s\n",
@@ -519,8 +550,8 @@ int runner_run(const struct run_plan *plan, const char *out_path,
              step % CLIP_REBASE_EVERY == 0) && (rc = run_rebase(&s)) != RL_OK)
             goto out;
         if (writer && plan->train.checkpoint_every && step % plan->train.checkpoint_every == 0 &&
-            (rc = store_write_checkpoint(st, (int64_t)step, s.ca.params, s.opt.m, s.opt.v,
-                                         &s.rng)) != RL_OK)
+            (rc = store_write_checkpoint(st, (int64_t)step, run_ckpt_params(&s), s.opt.m,
+                                         s.opt.v, &s.rng)) != RL_OK)
             goto out;
         if (opt->verbosity > 0)
             progress_update(&prog, step, loss, lr,

@@ -13,14 +13,22 @@
 #include "core/rng.h"
 #include "datasets/dataset.h"
 #include "datasets/loader.h"
+#include "datasets/transforms.h"
 #include "experiments/runner.h"
 #include "models/clip.h"
 #include "models/optim.h"
 #include "results/store.h"
 
+struct run_head;                 /* train_head.c */
+struct linear_head;
+
 struct run_state {
     const struct run_plan *plan;
     const struct runner_hooks *hooks;
+    /* the classifier: NULL, CLIP's class prompts (the fields below); else
+     * model.head = linear, an image backbone + a trained linear head, whose
+     * state train_head.c owns (the prompt fields then stay unused) */
+    struct run_head *rh;
 
     struct clip_model m;
     bool trains;                 /* a method with a trainable block (not none) */
@@ -103,6 +111,37 @@ int run_rebase(struct run_state *s);
  * merged for the eval where that is cheaper, unmerged after. */
 int run_eval(struct run_state *s, struct loader *L, const char *what, double *accuracy,
              double *loss);
+
+/* dropout masks of micro-batch `mb` of the run (train_step.c) */
+void run_seed_dropout(struct run_state *s, uint64_t mb);
+
+/* ------------------------------------- train_head.c: model.head = linear */
+
+/* Before the loaders: the image size and, for DINOv2, the preprocessing
+ * (*custom: tf replaces CLIP's transform); allocates s->rh. */
+int  run_head_prepare(struct run_state *s, size_t *size, struct transform *tf, bool *custom);
+/* After the adapters: the head, the optimizer over adapters + head, the
+ * backbone's activations. */
+int  run_head_init(struct run_state *s);
+void run_head_free(struct run_state *s);
+size_t run_head_activation_floats(const struct run_state *s);
+int  run_head_step(struct run_state *s, size_t step, double *loss, double *gnorm, double *lr,
+                   char *why, size_t why_size);
+int  run_head_eval(struct run_state *s, struct loader *L, const char *what, double *accuracy,
+                   double *loss);
+/* the head (NULL for the prompt classifier) */
+const struct linear_head *run_head_of(const struct run_state *s);
+/* DINOv2's transform from DIR/preprocessor_config.json (exposed for tests) */
+int  head_preprocessing(const char *dir, size_t image_size, size_t data_size,
+                        struct transform *t, bool *from_file);
+
+/* The checkpoint block (either classifier): its floats; the parameters
+ * gathered into it (the adapters' block itself for the prompt classifier,
+ * NULL when nothing trains); after a checkpoint was read into that buffer,
+ * run_ckpt_scatter puts it back where the parameters live. */
+size_t run_n_trainable(const struct run_state *s);
+float *run_ckpt_params(struct run_state *s);
+void   run_ckpt_scatter(struct run_state *s);
 
 /* ---------------------------------------------- runner_results.c: the file */
 

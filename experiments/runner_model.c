@@ -13,6 +13,8 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "experiments/runner.h"
+#include "formats/safetensors.h"
+#include "models/dinov2.h"
 
 #define BYTES_TOKENIZER_FILE   "tokenizer_bytes.json"
 
@@ -34,17 +36,40 @@ static bool file_exists(const char *dir, const char *name)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* A DINOv2-layout preset (vit-tiny) is not pretrained: its random init
+ * (model.pretrain_seed) is written to its directory once, so every run and
+ * the rebase of merged weights read the same file. */
+static int write_random_preset(const struct exp_model *model, const char *dir)
+{
+    struct clip_model m;
+    int rc;
+
+    if (file_exists(dir, "config.json") && file_exists(dir, "model.safetensors"))
+        return RL_OK;
+    if ((rc = runner_mkdir_p(dir)) != RL_OK)
+        return rc;
+    if ((rc = dinov2_model_preset(&m, model->name, model->pretrain_seed)) != RL_OK)
+        return rc;
+    rc = clip_model_save(&m, dir, ST_F32);
+    clip_model_free(&m);
+    return rc;
+}
+
 int runner_load_model(struct clip_model *m, const struct exp_model *model)
 {
     const char *dir = runner_model_dir(model);
+    int rc;
 
     memset(m, 0, sizeof(*m));
+    if (model->preset && dinov2_is_preset(model->name) &&
+        (rc = write_random_preset(model, dir)) != RL_OK)
+        return rc;
     if (model->preset && (!file_exists(dir, "config.json") ||
                           !file_exists(dir, "model.safetensors")))
         return rl_error_set(RL_ERR_ARG, "model %s is not pretrained yet: %s has no config.json "
                             "+ model.safetensors (run `randlora pretrain -c FILE` with this "
                             "experiment file first)", model->name, dir);
-    return clip_model_load(m, dir);
+    return backbone_model_load(m, dir);
 }
 
 /* {"type": "bytes", "offset": 0, "sot": 256, "eot": 257} */
@@ -153,10 +178,12 @@ static int plan_config(const struct exp_model *model, struct clip_config *cfg)
 {
     char path[4096];
 
+    if (model->preset && dinov2_is_preset(model->name))
+        return dinov2_config_preset(cfg, model->name);
     if (model->preset)
         return clip_config_preset(cfg, model->name);
     snprintf(path, sizeof(path), "%s/config.json", model->name);
-    return clip_config_load(cfg, path);
+    return backbone_config_load(cfg, path);
 }
 
 int runner_plan_shapes(void *ctx, const struct run_plan *plan, const struct adapter_shape **shapes,
@@ -167,15 +194,19 @@ int runner_plan_shapes(void *ctx, const struct run_plan *plan, const struct adap
     int rc = plan_config(&plan->model, &cfg);
     size_t k;
 
+    struct exp_targets t = plan->targets;
+
     if (rc != RL_OK)
         return rc;
-    k = runner_target_shapes(&cfg, &plan->targets, NULL, 0);
+    if (plan->model.head == EXP_HEAD_LINEAR)
+        t.towers &= 1u << CLIP_TOWER_VISION;   /* only the image tower runs */
+    k = runner_target_shapes(&cfg, &t, NULL, 0);
     if (k > s->cap) {
         free(s->shapes);
         s->shapes = xmalloc_array(k, sizeof(*s->shapes));
         s->cap = k;
     }
-    s->n = runner_target_shapes(&cfg, &plan->targets, s->shapes, s->cap);
+    s->n = runner_target_shapes(&cfg, &t, s->shapes, s->cap);
     *shapes = s->shapes;
     *n = s->n;
     return RL_OK;

@@ -15,6 +15,8 @@
 #include "core/status.h"
 #include "core/threads.h"
 #include "experiments/runner_impl.h"
+#include "models/head.h"
+#include "results/run_adapters.h"
 #include "results/store.h"
 
 #define RUNNER_HARNESS_VERSION "randlora 0.1"
@@ -76,7 +78,7 @@ int runner_create_store(struct store **st, struct run_state *s, const char *path
         .blas = blas, .config_text = ini, .method = p->method,
         .rank = (int64_t)(s->trains && (s->ca.method.ops->flags & ADAPTER_F_RANK) ? p->adapter.r : 0),
         .alpha = adapter_alpha(&p->adapter), .profile = p->profile,
-        .n_trainable = s->trains ? s->ca.n_params : 0, .n_frozen_shared = n_shared,
+        .n_trainable = run_n_trainable(s), .n_frozen_shared = n_shared,
         .data_spec = p->dataset, .shots = (int64_t)p->shots,
         .fraction = p->shots ? 0.0 : p->fraction, .sampling_seed = p->sample_seed,
         .train_index = idx, .n_train_index = s->n_train, .flush_every = flush_every,
@@ -97,8 +99,22 @@ static int write_adapter(struct store *st, struct run_state *s)
     char site[160], path[512];
     int rc = RL_OK;
 
-    if (!s->trains)
-        return RL_OK;
+    const struct linear_head *h = run_head_of(s);
+
+    if (h) {
+        /* peft's modules_to_save "classifier": classifier.weight, .bias */
+        size_t ws[2] = { h->out, h->in }, bs[1] = { h->out };
+
+        rc = store_write_tensor(st, "/adapter/" RUN_ADAPTERS_HEAD "/weight", h->w, 2, ws);
+        if (rc == RL_OK)
+            rc = store_write_tensor(st, "/adapter/" RUN_ADAPTERS_HEAD "/bias", h->b, 1, bs);
+        if (rc == RL_OK && !s->trains)
+            rc = store_attr_set_string(st, "/adapter", "method", s->plan->method);
+        if (rc == RL_OK && !s->trains)
+            rc = store_attr_set_int64(st, "/adapter", "r", 0);
+    }
+    if (!s->trains || rc != RL_OK)
+        return rc;
     for (size_t k = 0; k < s->ca.n_sites && rc == RL_OK; k++) {
         struct adapter *a = &s->ca.adapters[k];
         size_t nt = adapter_tensors(a, false, t, 16);

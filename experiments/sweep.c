@@ -2,6 +2,7 @@
  * sweep.c: the grid of an experiment run plan by plan in child processes
  * (sweep.h); summary.tsv and the closing table are in sweep_summary.c.
  */
+#include "models/dinov2.h"
 #include "experiments/sweep.h"
 
 #include <dirent.h>
@@ -143,8 +144,9 @@ static bool model_ready(const struct exp_model *m)
     char path[4096];
     struct stat st;
 
-    if (!m->preset)
-        return true;                      /* a model directory: the runner checks it */
+    if (!m->preset || dinov2_is_preset(m->name))
+        return true;                      /* a model directory: the runner checks it;
+                                             vit-tiny: the runner writes its random init */
     snprintf(path, sizeof(path), "%s/config.json", dir);
     if (stat(path, &st) != 0)
         return false;

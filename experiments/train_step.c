@@ -31,7 +31,7 @@ int run_seek(struct run_state *s, size_t step)
 
 /* dropout masks of micro-batch `mb` of the run: each layer's stream is
  * re-derived, so a resumed run draws what the uninterrupted one drew */
-static void seed_dropout(struct run_state *s, uint64_t mb)
+void run_seed_dropout(struct run_state *s, uint64_t mb)
 {
     struct rng root, r;
 
@@ -176,7 +176,7 @@ static int accumulate(struct run_state *s, size_t step, size_t lo, size_t hi, si
         s->images_seen += (size_t)b.n;
         if (micro < lo || micro >= hi)
             continue;                           /* another rank's */
-        seed_dropout(s, (uint64_t)(step - 1) * s->accumulate + micro);
+        run_seed_dropout(s, (uint64_t)(step - 1) * s->accumulate + micro);
         if ((rc = train_text_forward(s)) != RL_OK)
             return rc;
         rc = clip_vision_forward(&s->vr, &s->m, &s->ca, b.x, (size_t)b.n, s->img);
@@ -264,6 +264,8 @@ int run_step(struct run_state *s, size_t step, double *loss, double *gnorm, doub
     size_t rows = 0, lo, hi, bad_micro = SIZE_MAX;
     int rc;
 
+    if (s->rh)                                  /* model.head = linear */
+        return run_head_step(s, step, loss, gnorm, lr, why, why_size);
     my_share(s, &lo, &hi);
     clip_adapters_zero_grad(&s->ca);
     /* the merged sites brought to this step's parameters before the first
@@ -352,6 +354,8 @@ static int eval_batches(struct run_state *s, struct loader *L, struct clip_adapt
 int run_eval(struct run_state *s, struct loader *L, const char *what, double *accuracy,
              double *loss)
 {
+    if (s->rh)                                  /* model.head = linear */
+        return run_head_eval(s, L, what, accuracy, loss);
     const size_t D = s->D, MK = s->M * s->K, K = (size_t)dist_size();
     const size_t nb = loader_batches_per_epoch(L);
     struct clip_adapters *ca = s->trains ? &s->ca : NULL;

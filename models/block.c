@@ -63,6 +63,7 @@ void block_params_point(struct block_params *p, const float *buf, size_t C, size
         *ptrs[i] = buf;
         buf += s[i];
     }
+    p->ls1 = p->ls2 = NULL;
 }
 
 void block_grads_point(struct block_grads *g, float *buf, size_t C, size_t F)
@@ -179,6 +180,15 @@ void block_grad_acts_point(struct block_grad_acts *g, float *buf,
 /* ------------------------------------------------------------------------ */
 /* forward                                                                   */
 
+/* LayerScale: out (N,C) = inp * ls per channel (out may be inp); also its
+ * input gradient, ls being frozen */
+static void layer_scale(float *out, const float *inp, const float *ls, size_t N, size_t C)
+{
+    for (size_t n = 0; n < N; n++)
+        for (size_t c = 0; c < C; c++)
+            out[n * C + c] = inp[n * C + c] * ls[c];
+}
+
 void block_forward(float *out, struct block_acts *a, const float *inp,
                    const struct block_params *p, const struct block_config *cfg,
                    size_t B, size_t T)
@@ -211,6 +221,8 @@ void block_forward_adapted(float *out, struct block_acts *a, const float *inp,
     attention_forward(a->atty, a->att, a->q, a->k, a->v, B, T, C, NH, cfg->causal);
     adapted_linear_forward(a->attproj, a->atty, p->o_w, p->o_b, ad, BLOCK_LIN_OUT,
                            N, C, C);
+    if (p->ls1)
+        layer_scale(a->attproj, a->attproj, p->ls1, N, C);
     residual_forward(a->h, inp, a->attproj, block_mul(N, C));
 
     /* MLP half: out = h + fc2(act(fc1(ln2(h)))) */
@@ -220,6 +232,8 @@ void block_forward_adapted(float *out, struct block_acts *a, const float *inp,
     block_act_forward(a->fch_act, a->fch, block_mul(N, F), cfg->act);
     adapted_linear_forward(a->fcproj, a->fch_act, p->fc2_w, p->fc2_b,
                            ad, BLOCK_LIN_FC2, N, F, C);
+    if (p->ls2)
+        layer_scale(a->fcproj, a->fcproj, p->ls2, N, C);
     residual_forward(out, a->h, a->fcproj, block_mul(N, C));
 }
 
@@ -256,8 +270,14 @@ void block_backward_adapted(float *dinp, struct block_grads *g, struct block_gra
     block_act_forward(a->fch_act, a->fch, NF, cfg->act);
     layernorm_forward(a->ln2, a->stat_mean, a->stat_rstd, a->h, p->ln2_w, p->ln2_b, N, C,
                       cfg->eps);
-    /* fcproj = fch_act @ fc2_w^T + fc2_b */
-    adapted_linear_backward(ga->dfch_act, g->fc2_w, g->fc2_b, dout, a->fch_act, p->fc2_w,
+    /* fcproj = fch_act @ fc2_w^T + fc2_b (times ls2: dfcproj = dout * ls2,
+     * in dk's workspace until the attention backward needs it) */
+    const float *dfcproj = dout;
+    if (p->ls2) {
+        layer_scale(ga->dk, dout, p->ls2, N, C);
+        dfcproj = ga->dk;
+    }
+    adapted_linear_backward(ga->dfch_act, g->fc2_w, g->fc2_b, dfcproj, a->fch_act, p->fc2_w,
                             ad, BLOCK_LIN_FC2, N, F, C);
     /* fch_act = act(fch) */
     block_act_backward(ga->dfch, ga->dfch_act, a->fch, NF, cfg->act);
@@ -272,9 +292,16 @@ void block_backward_adapted(float *dinp, struct block_grads *g, struct block_gra
     if (dinp)
         for (size_t i = 0; i < NC; i++)
             dinp[i] += ga->dh[i];
-    /* attproj = atty @ o_w^T + o_b */
-    adapted_linear_backward(ga->datty, g->o_w, g->o_b, ga->dh, a->atty, p->o_w,
+    /* attproj = atty @ o_w^T + o_b (times ls1, as ls2 above) */
+    const float *dattproj = ga->dh;
+    if (p->ls1) {
+        layer_scale(ga->dk, ga->dh, p->ls1, N, C);
+        dattproj = ga->dk;
+    }
+    adapted_linear_backward(ga->datty, g->o_w, g->o_b, dattproj, a->atty, p->o_w,
                             ad, BLOCK_LIN_OUT, N, C, C);
+    if (p->ls1 || p->ls2)
+        memset(ga->dk, 0, NC * sizeof(float));
     /* atty = MHA(q, k, v) */
     attention_backward(ga->dq, ga->dk, ga->dv, ga->att_scratch, ga->datty, a->att,
                        a->q, a->k, a->v, B, T, C, NH, cfg->causal);

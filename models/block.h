@@ -69,6 +69,11 @@ struct block_params {
     const float *ln2_w, *ln2_b;     /* (C), (C)    layer_norm2              */
     const float *fc1_w, *fc1_b;     /* (F,C), (F)  mlp.fc1                  */
     const float *fc2_w, *fc2_b;     /* (C,F), (C)  mlp.fc2                  */
+    /* LayerScale (DINOv2, models/dinov2.h): h = x + ls1 * attproj and
+     * y = h + ls2 * fcproj, per channel; NULL (CLIP, and what
+     * block_params_point sets): no scaling. Not among the 16 flat tensors,
+     * always frozen (no gradient); block_pooled_* do not take them. */
+    const float *ls1, *ls2;         /* (C), (C)    layer_scale{1,2}.lambda1 */
 };
 
 /* same shapes; NULL = frozen (not computed) */

@@ -146,6 +146,7 @@ void block_pooled_forward(float *out, struct block_pooled_acts *a, const float *
     const size_t N = block_mul(B, T), BC = block_mul(B, C);
 
     RL_ASSERT(NH > 0 && C % NH == 0);
+    RL_ASSERT(!p->ls1 && !p->ls2);      /* LayerScale layers run whole (block.h) */
 
     /* every row: ln1, k, v (the keys and values the pooled queries see) */
     layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, p->ln1_w, p->ln1_b, N, C, cfg->eps);

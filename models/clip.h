@@ -78,6 +78,12 @@ struct clip_vision_config {
     size_t intermediate;        /* intermediate_size F, 3072                 */
     enum block_act act;         /* hidden_act: quick_gelu | gelu             */
     float layer_norm_eps;       /* 1e-5                                      */
+    /* DINOv2 layout only (models/dinov2.h; 0 / false for CLIP): */
+    size_t register_tokens;     /* num_register_tokens, after the class token */
+    size_t input_size;          /* the size it runs at (0: image_size, whose
+                                   grid the position embeddings have)        */
+    bool qkv_bias;              /* query/key/value have biases               */
+    float layerscale_value;     /* LayerScale's initial value                */
 };
 
 struct clip_text_config {
@@ -94,7 +100,16 @@ struct clip_text_config {
     int64_t pad_token_id;       /* 1                                         */
 };
 
+/* whose weights a struct clip_model holds: CLIP's two towers, or a DINOv2
+ * image backbone (models/dinov2.h: the vision tower only, HF Dinov2Model
+ * names, LayerScale, no projection; text.layers = 0) */
+enum clip_layout {
+    CLIP_LAYOUT_CLIP = 0,
+    CLIP_LAYOUT_DINOV2,
+};
+
 struct clip_config {
+    enum clip_layout layout;    /* CLIP_LAYOUT_CLIP unless models/dinov2.h set it */
     struct clip_text_config text;
     struct clip_vision_config vision;
     size_t projection_dim;      /* D, 512                                    */
@@ -129,7 +144,8 @@ const char *const *clip_preset_names(void);
  * SIZE_MAX on overflow); 151,277,313 for ViT-B/32 */
 size_t clip_config_n_params(const struct clip_config *c);
 
-/* tokens of the vision tower: (image/patch)^2 patches + the class token */
+/* tokens of the vision tower: (image/patch)^2 patches + the class token
+ * (+ DINOv2's register tokens; at input_size when set) */
 size_t clip_vision_tokens(const struct clip_vision_config *v);
 
 /* ------------------------------------------------------------------------ */
@@ -165,6 +181,11 @@ struct clip_weights {
     float *v_proj;              /* (D, Cv)          visual_projection.weight           */
     float *t_proj;              /* (D, Ct)          text_projection.weight             */
     float *logit_scale;         /* ()               logit_scale                        */
+    /* DINOv2 layout (models/dinov2.h); NULL for CLIP. v_patch, v_class,
+     * v_pos, v_layers and v_post_* (the final layernorm) are DINOv2's too */
+    float *v_patch_b;           /* (Cv)             patch_embeddings.projection.bias   */
+    float *v_mask;              /* (Cv)             embeddings.mask_token (unused)     */
+    float *v_registers;         /* (R, Cv)          embeddings.register_tokens, or NULL */
 };
 
 struct clip_model {
@@ -249,6 +270,7 @@ int clip_targets_parse(const char *spec, struct clip_target *out, size_t max, si
 
 /* one adapted linear */
 struct clip_site {
+    enum clip_layout layout;    /* the model's: names the site (clip_site_name) */
     enum clip_tower tower;
     size_t layer;
     enum block_linear lin;
@@ -320,7 +342,8 @@ int  clip_adapters_init(struct clip_adapters *ca, const struct clip_model *m,
 void clip_adapters_free(struct clip_adapters *ca);   /* safe on a zeroed struct */
 void clip_adapters_zero_grad(struct clip_adapters *ca);
 void clip_adapters_set_training(struct clip_adapters *ca, bool training);
-/* "vision_model.encoder.layers.3.self_attn.q_proj" for site i, in buf */
+/* "vision_model.encoder.layers.3.self_attn.q_proj" for site i, in buf
+ * ("encoder.layer.3.attention.attention.query" in the DINOv2 layout) */
 const char *clip_site_name(const struct clip_site *s, char *buf, size_t size);
 /* the adapter at (tower, layer, lin), or NULL */
 struct adapter *clip_adapters_find(const struct clip_adapters *ca, enum clip_tower tower,

@@ -13,6 +13,7 @@
 #include "core/alloc.h"
 #include "core/status.h"
 #include "models/clip.h"
+#include "models/dinov2.h"
 #include "formats/safetensors.h"
 
 static const char *const tower_names[CLIP_NUM_TOWERS] = { "vision", "text" };
@@ -157,6 +158,11 @@ int clip_targets_parse(const char *spec, struct clip_target *out, size_t max, si
 /* "vision (layers 0-11), text (layers 0-11); modules: ..." */
 static const char *what_exists(const struct clip_model *m, char *buf, size_t size)
 {
+    if (m->cfg.text.layers == 0) {      /* an image backbone (DINOv2) */
+        snprintf(buf, size, "towers: vision (layers 0-%zu); modules: " MODULE_LIST,
+                 m->cfg.vision.layers - 1);
+        return buf;
+    }
     snprintf(buf, size, "towers: vision (layers 0-%zu), text (layers 0-%zu); modules: "
              MODULE_LIST, m->cfg.vision.layers - 1, m->cfg.text.layers - 1);
     return buf;
@@ -180,6 +186,10 @@ static void lin_shape(const struct clip_model *m, enum clip_tower t, enum block_
 
 const char *clip_site_name(const struct clip_site *s, char *buf, size_t size)
 {
+    if (s->layout == CLIP_LAYOUT_DINOV2) {
+        snprintf(buf, size, "encoder.layer.%zu.%s", s->layer, dinov2_linear_paths[s->lin]);
+        return buf;
+    }
     snprintf(buf, size, "%s.encoder.layers.%zu.%s", tower_prefix[s->tower], s->layer,
              block_linear_paths[s->lin]);
     return buf;
@@ -270,6 +280,7 @@ int clip_adapters_init(struct clip_adapters *ca, const struct clip_model *m,
                 if (!((sel[tw][l] >> i) & 1u))
                     continue;
                 s = &ca->sites[ca->n_sites++];
+                s->layout = m->cfg.layout;
                 s->tower = (enum clip_tower)tw;
                 s->layer = l;
                 s->lin = (enum block_linear)i;

@@ -21,6 +21,7 @@
 #include "core/status.h"
 #include "core/write_file.h"
 #include "formats/safetensors.h"
+#include "models/dinov2.h"
 
 #define CONFIG_MAX_BYTES ((size_t)16 << 20)   /* a config.json is a few KB  */
 #define DIM_MAX          ((size_t)1 << 20)    /* any one size in a config   */
@@ -48,9 +49,9 @@ void clip_config_defaults(struct clip_config *c)
 
 size_t clip_vision_tokens(const struct clip_vision_config *v)
 {
-    size_t g = v->image_size / v->patch_size;
+    size_t g = (v->input_size ? v->input_size : v->image_size) / v->patch_size;
 
-    return g * g + 1;
+    return g * g + 1 + v->register_tokens;
 }
 
 /* a * b + c over size_t, saturating at SIZE_MAX */
@@ -330,6 +331,9 @@ static void add_num(cJSON *o, const char *key, double v)
 
 char *clip_config_to_json(const struct clip_config *c)
 {
+    if (c->layout == CLIP_LAYOUT_DINOV2)
+        return dinov2_config_to_json(c);
+
     cJSON *root = cJSON_CreateObject(), *t = cJSON_CreateObject(), *v = cJSON_CreateObject();
     cJSON *arch = cJSON_CreateArray();
     char *s;

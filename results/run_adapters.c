@@ -338,6 +338,8 @@ int run_adapters_load(struct run_adapters *ra, struct store *s)
             has_shared = true;
             continue;
         }
+        if (!strcmp(names[i], RUN_ADAPTERS_HEAD))
+            continue;
         snprintf(obj, sizeof obj, "/adapter/%s", names[i]);
         if ((rc = store_list(s, obj, &sub, &n_sub))) {
             rc = keep_format(rc);
@@ -437,6 +439,8 @@ int run_adapters_attach(const struct run_adapters *ra, const struct clip_model *
         return RL_OK;
     t = (struct clip_target){ p->targets.towers, p->targets.layer_lo, p->targets.layer_hi,
                               p->targets.modules };
+    if (p->model.head == EXP_HEAD_LINEAR)       /* only the image tower was adapted */
+        t.towers &= 1u << CLIP_TOWER_VISION;
     if ((rc = clip_adapters_init(ca, m, &p->adapter, &t, 1, max_images, max_texts))) {
         snprintf(name, sizeof name, "%s", rl_error_msg());
         return rl_error_set(RL_ERR_FORMAT, "%s: the run's targets on this model: %s", p->id, name);

@@ -73,6 +73,8 @@
 #define RUN_ADAPTERS_MAX_DIM   (1u << 20)
 #define RUN_ADAPTERS_MAX_ELEMS ((size_t)1 << 28)
 #define RUN_ADAPTERS_SHARED    "shared"      /* /adapter/shared */
+#define RUN_ADAPTERS_HEAD      "classifier"  /* /adapter/classifier: a linear head
+                                                (model.head), not an adapted site */
 
 /* one adapted linear layer */
 struct run_site {

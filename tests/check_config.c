@@ -277,8 +277,8 @@ START_TEST(test_overrides)
         const char *o1[] = { "train.lrr=1" };
 
         expect_error(text, o1, 1, "-s: unknown key train.lrr (valid keys in [train]: steps, "
-                     "epochs, min_epoch_steps, batch, accumulate, lr, weight_decay, beta1, beta2, "
-                     "eps, warmup, lr_min, lr_min_ratio, clip, eval_every, checkpoint_every, "
+                     "epochs, min_epoch_steps, batch, accumulate, lr, lr_head, weight_decay, "
+                     "beta1, beta2, eps, warmup, lr_min, lr_min_ratio, clip, eval_every, checkpoint_every, "
                      "recompute, precision, seed)");
     }
     {
@@ -412,7 +412,8 @@ START_TEST(test_errors)
                  "t.ini:2: data.augment = 'mixup': expected one of none, flip, crop_flip");
     expect_error("[model]\nname = clip-vit-b32\n", NULL, 0, "t.ini:2: model.name = "
                  "'clip-vit-b32': expected a preset (clip-tiny, clip-vit-b-32, clip-vit-b-16, "
-                 "clip-vit-l-14) or a model directory (a path with a '/', e.g. ./clip-vit-b32)");
+                 "clip-vit-l-14, vit-tiny) or a model directory (a path with a '/', e.g. "
+                 "./clip-vit-b32)");
     expect_error("[method]\nmodules = q_proj, c_fc\n", NULL, 0,
                  "t.ini:2: method.modules = 'q_proj, c_fc': item 'c_fc': expected q_proj, "
                  "k_proj, v_proj, out_proj, fc1, fc2, or attn, qkv, mlp, all");
