@@ -14,9 +14,13 @@
  *
  * --ids FILE: one sequence per line, whitespace-separated decimal ids, each
  * below the model's vocab_size, at most max_position_embeddings per line;
- * an empty line is an error (it has no tokens to score). --text needs the
- * model's tokenizer.json, which this build does not read yet: it is refused
- * with a message saying so.
+ * an empty line is an error (it has no tokens to score). --text FILE: one
+ * text per line, encoded by the model directory's tokenizer.json
+ * (models/bpe_tokenizer.h, with the post-processor's special tokens, e.g.
+ * Llama 3's <|begin_of_text|>); the ids are then checked as --ids' are (a
+ * line that encodes to no ids, an id past vocab_size or a line longer than
+ * max_position_embeddings is refused naming the line). A preset has no
+ * tokenizer.json: --text is refused for it.
  *
  * Lines run in batches of --batch (default 8), padded on the right: causal
  * attention keeps the padding from changing any scored position. The file
@@ -42,6 +46,7 @@
 #include "core/status.h"
 #include "core/threads.h"
 #include "core/timer.h"
+#include "models/bpe_tokenizer.h"
 #include "models/llama.h"
 
 #define SCORE_DEFAULT_BATCH 8
@@ -61,8 +66,8 @@ static void score_usage(FILE *out)
             "\n"
             "  --model M      the model directory or preset\n"
             "  --ids FILE     one sequence per line: whitespace-separated token ids\n"
-            "  --text FILE    one text per line through the model's tokenizer.json (not\n"
-            "                 built in yet: refused)\n"
+            "  --text FILE    one text per line through DIR/tokenizer.json (with its\n"
+            "                 special tokens, e.g. Llama 3's <|begin_of_text|>)\n"
             "  -o OUT.h5      the output: /ids int32 [N,T] (padded with -1),\n"
             "                 /token_logprob float32 [N,T-1] (NaN past a line's end),\n"
             "                 /logprob float64 [N] (each line's sum)\n"
@@ -88,6 +93,99 @@ static void seqs_free(struct seqs *s)
     free(s->len);
     free(s->ids);
     memset(s, 0, sizeof(*s));
+}
+
+/* Append one line's ids (count of them) after checking them as an ids
+ * file's line: non-empty, each < V, at most max_T. */
+static int seqs_append(struct seqs *s, size_t *cap_lines, size_t *cap_ids, const int32_t *ids,
+                       size_t count, size_t V, size_t max_T, const char *path, size_t line)
+{
+    size_t total = s->n ? s->off[s->n - 1] + s->len[s->n - 1] : 0;
+
+    if (count == 0)
+        return rl_error_set(RL_ERR_FORMAT, "%s: line %zu encodes to no tokens (every line "
+                            "needs at least one)", path, line);
+    if (count > max_T)
+        return rl_error_set(RL_ERR_FORMAT, "%s: line %zu: %zu tokens, more than %zu (the "
+                            "model's max_position_embeddings)", path, line, count, max_T);
+    for (size_t k = 0; k < count; k++)
+        if (ids[k] < 0 || (size_t)ids[k] >= V)
+            return rl_error_set(RL_ERR_FORMAT, "%s: line %zu: the tokenizer gives id %d, "
+                                "outside the model's vocabulary (0..%zu)", path, line,
+                                (int)ids[k], V - 1);
+    if (s->n == *cap_lines) {
+        *cap_lines *= 2;
+        s->off = xrealloc_array(s->off, *cap_lines, sizeof(size_t));
+        s->len = xrealloc_array(s->len, *cap_lines, sizeof(size_t));
+    }
+    while (total + count > *cap_ids) {
+        *cap_ids *= 2;
+        s->ids = xrealloc_array(s->ids, *cap_ids, sizeof(int32_t));
+    }
+    memcpy(s->ids + total, ids, count * sizeof(int32_t));
+    s->off[s->n] = total;
+    s->len[s->n++] = count;
+    if (count > s->max_len)
+        s->max_len = count;
+    return RL_OK;
+}
+
+/* Encode every line of a text file (without its newline) with tok. */
+static int seqs_read_text(struct seqs *s, const char *path, const struct bpe_tokenizer *tok,
+                          size_t V, size_t max_T)
+{
+    char *text = NULL;
+    size_t len = 0, cap_lines = 16, cap_ids = 256, line = 0;
+    int rc = rl_read_file(path, IDS_MAX_BYTES, &text, &len);
+
+    memset(s, 0, sizeof(*s));
+    if (rc)
+        return rc;
+    s->off = xmalloc_array(cap_lines, sizeof(size_t));
+    s->len = xmalloc_array(cap_lines, sizeof(size_t));
+    s->ids = xmalloc_array(cap_ids, sizeof(int32_t));
+    for (size_t i = 0; i < len && !rc;) {
+        const char *nl = memchr(text + i, '\n', len - i);
+        const size_t end = nl ? (size_t)(nl - text) : len;
+        int32_t *ids = NULL;
+        size_t n = 0;
+
+        line++;
+        if ((rc = bpe_encode(tok, text + i, end - i, true, &ids, &n)) == RL_OK)
+            rc = seqs_append(s, &cap_lines, &cap_ids, ids, n, V, max_T, path, line);
+        else
+            rc = rl_error_prefix(rc, "%s: line %zu", path, line);
+        free(ids);
+        i = end + 1;
+    }
+    free(text);
+    if (!rc && s->n == 0)
+        rc = rl_error_set(RL_ERR_FORMAT, "%s: no lines to score", path);
+    if (rc)
+        seqs_free(s);
+    return rc;
+}
+
+/* --text: DIR/tokenizer.json of a model directory */
+static int seqs_read_text_of_model(struct seqs *s, const char *path, const char *model,
+                                   size_t V, size_t max_T)
+{
+    struct bpe_tokenizer *tok = NULL;
+    char tok_path[4096];
+    int rc;
+
+    if (llama_is_preset(model))
+        return rl_error_set(RL_ERR_ARG, "--text %s: the preset %s has no tokenizer.json; give "
+                            "a model directory with one, or token ids with --ids FILE", path,
+                            model);
+    if ((size_t)snprintf(tok_path, sizeof(tok_path), "%s/tokenizer.json", model) >=
+        sizeof(tok_path))
+        return rl_error_set(RL_ERR_ARG, "--model %s: path too long", model);
+    if ((rc = bpe_tokenizer_load(&tok, tok_path)) != RL_OK)
+        return rc;
+    rc = seqs_read_text(s, path, tok, V, max_T);
+    bpe_tokenizer_free(tok);
+    return rc;
 }
 
 /* Parse FILE: every line a non-empty list of ids < V, at most max_T. */
@@ -303,14 +401,13 @@ int cmd_score(int argc, char **argv)
         return bad_usage("give exactly one of --ids FILE and --text FILE");
     if (!a.out || !*a.out)
         return bad_usage("-o OUT.h5 is required");
-    if (a.text)
-        return cli_bad("score", false, "--text %s: the tokenizer of a Llama-family model "
-                       "(tokenizer.json) is not built in yet; give token ids with --ids FILE",
-                       a.text);
 
     threads_init(0);
     if ((rc = llama_model_open(&m, a.model, a.seed)) == RL_OK) {
-        if ((rc = seqs_read_ids(&s, a.ids, m.cfg.vocab_size, m.cfg.max_position)) == RL_OK) {
+        rc = a.ids ? seqs_read_ids(&s, a.ids, m.cfg.vocab_size, m.cfg.max_position)
+                   : seqs_read_text_of_model(&s, a.text, a.model, m.cfg.vocab_size,
+                                             m.cfg.max_position);
+        if (rc == RL_OK) {
             rc = score_run(&a, &m, &s);
             seqs_free(&s);
         }

@@ -84,6 +84,7 @@ int main(int argc, char **argv)
         suite_llama_nn,
         suite_llama_model,
         suite_llama_cmds,
+        suite_score_text,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

@@ -76,5 +76,6 @@ Suite *suite_dist(void);
 Suite *suite_llama_nn(void);
 Suite *suite_llama_model(void);
 Suite *suite_llama_cmds(void);
+Suite *suite_score_text(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */
