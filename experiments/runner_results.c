@@ -46,7 +46,15 @@ int64_t runner_peak_rss_bytes(void)
 
 size_t runner_shared_count(struct run_state *s, struct adapter_tensor *t, size_t max)
 {
+    if (s->lm)
+        return run_lm_shared(s, t, max);
     return s->trains ? adapter_method_tensors(&s->ca.method, t, max) : 0;
+}
+
+/* the adapter method of a training run, either kind */
+static const struct adapter_ops *runner_method_ops(const struct run_state *s)
+{
+    return s->lm ? adapter_ops_find(s->plan->method) : s->ca.method.ops;
 }
 
 int runner_create_store(struct store **st, struct run_state *s, const char *path,
@@ -76,7 +84,8 @@ int runner_create_store(struct store **st, struct run_state *s, const char *path
     struct store_run_info info = {
         .harness_version = RUNNER_HARNESS_VERSION, .git_commit = commit, .threads = threads,
         .blas = blas, .config_text = ini, .method = p->method,
-        .rank = (int64_t)(s->trains && (s->ca.method.ops->flags & ADAPTER_F_RANK) ? p->adapter.r : 0),
+        .rank = (int64_t)(s->trains && (runner_method_ops(s)->flags & ADAPTER_F_RANK)
+                          ? p->adapter.r : 0),
         .alpha = adapter_alpha(&p->adapter), .profile = p->profile,
         .n_trainable = run_n_trainable(s), .n_frozen_shared = n_shared,
         .data_spec = p->dataset, .shots = (int64_t)p->shots,
@@ -99,6 +108,8 @@ static int write_adapter(struct store *st, struct run_state *s)
     char site[160], path[512];
     int rc = RL_OK;
 
+    if (s->lm)
+        return run_lm_write_adapter(st, s);
     const struct linear_head *h = run_head_of(s);
 
     if (h) {
@@ -210,6 +221,7 @@ int runner_commit_final(struct store *st, struct run_state *s, const struct stor
     int rc;
 
     if ((rc = store_finish(st)) || (rc = write_adapter(st, s)) ||
+        (s->lm && (rc = run_lm_write_results(st, s))) ||
         (rc = store_attr_set_int64(st, "/", "runner_steps", (int64_t)s->total_steps)) ||
         (rc = store_write_final(st, f)))
         return rc;

@@ -85,6 +85,7 @@ int main(int argc, char **argv)
         suite_llama_model,
         suite_llama_cmds,
         suite_score_text,
+        suite_train_lm,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

@@ -77,5 +77,6 @@ Suite *suite_llama_nn(void);
 Suite *suite_llama_model(void);
 Suite *suite_llama_cmds(void);
 Suite *suite_score_text(void);
+Suite *suite_train_lm(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */
