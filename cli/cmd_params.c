@@ -35,8 +35,8 @@ static void params_usage(FILE *out)
             "                  (NoLA: the number of bases K, at rank 1)\n"
             "  --shape OUTxIN  an adapted linear layer, weight OUT x IN (repeatable)\n"
             "  --repeat L      the shapes repeat L times (e.g. transformer layers; default 1)\n"
-            "  --profile P     peft (default), paper or paper_2024: RandLoRA's n = ceil(d/r)\n"
-            "                  or floor(d/r) + 1; NoLA's K 256 or 1024\n"
+            "  --profile P     peft (default), peft_fork, paper or paper_2024: RandLoRA's\n"
+            "                  n = ceil(d/r) or floor(d/r) + 1; NoLA's K 256 or 1024\n"
             "  --bases K       NoLA: random bases per side (default: the profile's)\n"
             "  --count         print only the trainable count (with --budget: RANK COUNT,\n"
             "                  NoLA: K COUNT)\n"
@@ -144,7 +144,7 @@ int cmd_params(int argc, char **argv)
 
     adapter_cfg_defaults(&cfg, ops->name, rank);
     if (adapter_cfg_profile(&cfg, profile) != RL_OK)
-        return bad("--profile '%s': expected peft, paper or paper_2024", profile);
+        return bad("--profile '%s': expected peft, peft_fork, paper or paper_2024", profile);
     if (bases)
         cfg.nola_bases = bases;
 

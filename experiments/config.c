@@ -34,7 +34,7 @@
 
 const char *const cfg_w_templates[] = { "prompt", "dataset", NULL };
 const char *const cfg_w_augment[]   = { "none", "flip", "crop_flip", NULL };
-const char *const cfg_w_profile[]   = { "peft", "paper", "paper_2024", NULL };
+const char *const cfg_w_profile[]   = { "peft", "paper", "paper_2024", "peft_fork", NULL };
 const char *const cfg_w_precision[] = { "fp32", "bf16", NULL };   /* enum clip_precision */
 const char *const cfg_w_basis[]     = { "dense", "sparse", "very_sparse", NULL };
 const char *const cfg_w_head[]      = { "prompt", "linear", NULL };      /* enum exp_head */

@@ -101,7 +101,8 @@
  *   dropout       0                   [axis] in [0, 1)
  *   rslora        false               [axis] LoRA: alpha / sqrt(r)
  *   vera_d_init   0.1                 [axis] VeRA's initial lambda_d, in [-1e6, 1e6]
- *   profile       peft                [axis] peft | paper (RandLoRA's n, scaling,
+ *   profile       peft                [axis] peft | paper | paper_2024 |
+ *                                     peft_fork (RandLoRA's n, scaling,
  *                                     init)
  *   basis         dense               [axis] dense | sparse | very_sparse
  *   towers        vision, text        list of vision, text (both = the two)

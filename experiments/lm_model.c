@@ -6,9 +6,13 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/status.h"
+#include "datasets/commonsense.h"
+#include "datasets/commonsense_synth.h"
 #include "experiments/lm_model.h"
 #include "experiments/runner.h"
 
@@ -65,6 +69,71 @@ size_t lm_target_shapes(const struct llama_config *c, const struct exp_targets *
             n++;
         }
     return n;
+}
+
+int lm_split_counts(const struct run_plan *p, size_t N, size_t *n_val, size_t *n_train)
+{
+    *n_val = 0;
+    if (p->shots)
+        return rl_error_set(RL_ERR_ARG, "%s: data.shots counts items per class, which "
+                            "commonsense data has not: use data.fractions", p->id);
+    if (p->val.kind == EXP_VAL_SPEC)
+        return rl_error_set(RL_ERR_ARG, "%s: data.val as a dataset spec is not read for "
+                            "commonsense data: give N items or a fraction", p->id);
+    if (p->val.kind == EXP_VAL_PER_CLASS)
+        *n_val = p->val.per_class;
+    else if (p->val.kind == EXP_VAL_FRACTION)
+        *n_val = (size_t)llround(p->val.fraction * (double)N);
+    if (p->val.kind != EXP_VAL_NONE && (*n_val == 0 || *n_val >= N))
+        return rl_error_set(RL_ERR_ARG, "%s: data.val holds out %zu of %zu training items "
+                            "(at least 1, and fewer than all)", p->id, *n_val, N);
+    *n_train = (size_t)llround(p->fraction * (double)(N - *n_val));
+    if (*n_train == 0)
+        *n_train = 1;
+    return RL_OK;
+}
+
+/* "commonsense:DIR[:train|:test]": DIR and its length */
+static size_t spec_dir_len(const char *spec, const char **dir)
+{
+    size_t n;
+
+    *dir = spec + strlen("commonsense:");
+    n = strlen(*dir);
+    if (n > 6 && !strcmp(*dir + n - 6, ":train"))
+        n -= 6;
+    else if (n > 5 && !strcmp(*dir + n - 5, ":test"))
+        n -= 5;
+    return n;
+}
+
+int lm_check_data(const struct run_plan *p, size_t *n_train)
+{
+    struct cs_set set;
+    char path[4096];
+    const char *dir;
+    size_t n = spec_dir_len(p->dataset, &dir), n_val, tasks = 0;
+    int rc;
+
+    snprintf(path, sizeof(path), "%.*s/train.json", (int)n, dir);
+    if ((rc = cs_load(&set, path)) != RL_OK)
+        return rl_error_prefix(rc, "run %s: data.dataset", p->id);
+    rc = lm_split_counts(p, set.n, &n_val, n_train);
+    cs_free(&set);
+    if (rc != RL_OK)
+        return rc;
+    n = spec_dir_len(p->eval, &dir);
+    for (size_t i = 0; i < CS_N_TASKS + CS_SYNTH_N_TASKS; i++) {
+        struct stat st;
+
+        snprintf(path, sizeof(path), "%.*s/%s/test.json", (int)n, dir,
+                 i < CS_N_TASKS ? CS_TASKS[i] : CS_SYNTH_TASKS[i - CS_N_TASKS]);
+        tasks += stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    }
+    if (tasks == 0)
+        return rl_error_set(RL_ERR_ARG, "run %s: data.eval = '%s': no DIR/<task>/test.json "
+                            "there", p->id, p->eval);
+    return RL_OK;
 }
 
 /* GPT-2's bytes_to_unicode: the code point byte b is written as */

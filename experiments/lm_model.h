@@ -31,6 +31,15 @@ void lm_plan_target(const struct exp_targets *t, struct llama_target *out);
  * (may be NULL); returns how many there are */
 size_t lm_target_shapes(const struct llama_config *c, const struct exp_targets *t,
                         struct adapter_shape *out, size_t max);
+/* The split of N training items (train_lm.c draws which): *n_val held out
+ * by data.val (N items or a fraction of all), *n_train the data.fractions
+ * share of the rest (at least 1). RL_ERR_ARG naming the run for data.shots,
+ * a data.val spec, or a split that holds out none or all. */
+int  lm_split_counts(const struct run_plan *p, size_t N, size_t *n_val, size_t *n_train);
+/* the dry run's data check of a decoder plan: DIR/train.json read, at
+ * least one DIR/<task>/test.json there; *n_train as the run samples */
+int  lm_check_data(const struct run_plan *p, size_t *n_train);
+
 /* a tokenizer.json whose ids are the bytes (0..255, byte-level symbols, no
  * merges) with <s> = bos and </s> = eos added as special tokens: the
  * llama-tiny preset's vocabulary */

@@ -246,20 +246,13 @@ static int load_tasks(struct run_lm *L, const struct run_plan *p)
 static int split_items(struct run_state *s, struct run_lm *L, const struct run_plan *p)
 {
     const size_t N = L->train.n;
-    size_t *order = xmalloc_array(N ? N : 1, sizeof(size_t)), n_val = 0, n_train;
+    size_t *order, n_val = 0, n_train;
     struct rng r;
-    int rc = RL_OK;
+    int rc = lm_split_counts(p, N, &n_val, &n_train);
 
-    if (p->shots)
-        rc = rl_error_set(RL_ERR_ARG, "%s: data.shots counts items per class, which "
-                          "commonsense data has not: use data.fractions", p->id);
-    else if (p->val.kind == EXP_VAL_SPEC)
-        rc = rl_error_set(RL_ERR_ARG, "%s: data.val as a dataset spec is not read for "
-                          "commonsense data: give N items or a fraction", p->id);
-    if (rc != RL_OK) {
-        free(order);
+    if (rc != RL_OK)
         return rc;
-    }
+    order = xmalloc_array(N ? N : 1, sizeof(size_t));
     for (size_t i = 0; i < N; i++)
         order[i] = i;
     rng_init(&r, p->sample_seed ^ 0xC0553E45Eull);
@@ -269,18 +262,6 @@ static int split_items(struct run_state *s, struct run_lm *L, const struct run_p
         order[i - 1] = order[j];
         order[j] = t;
     }
-    if (p->val.kind == EXP_VAL_PER_CLASS)
-        n_val = p->val.per_class;
-    else if (p->val.kind == EXP_VAL_FRACTION)
-        n_val = (size_t)llround(p->val.fraction * (double)N);
-    if (p->val.kind != EXP_VAL_NONE && (n_val == 0 || n_val >= N)) {
-        free(order);
-        return rl_error_set(RL_ERR_ARG, "%s: data.val holds out %zu of %zu training items "
-                            "(at least 1, and fewer than all)", p->id, n_val, N);
-    }
-    n_train = (size_t)llround(p->fraction * (double)(N - n_val));
-    if (n_train == 0)
-        n_train = 1;
     s->val_idx = xmalloc_array(n_val ? n_val : 1, sizeof(size_t));
     s->train_idx = xmalloc_array(n_train, sizeof(size_t));
     memcpy(s->val_idx, order, n_val * sizeof(size_t));
