@@ -40,6 +40,13 @@ int  lm_split_counts(const struct run_plan *p, size_t N, size_t *n_val, size_t *
  * least one DIR/<task>/test.json there; *n_train as the run samples */
 int  lm_check_data(const struct run_plan *p, size_t *n_train);
 
+/* A decoder run's trained adapters (its results file) on m, for forwards
+ * of at most max_rows rows, in evaluation mode (lm_run_adapters.c).
+ * RL_ERR_ARG when the file is no decoder run with adapters or they do not
+ * fit m; RL_ERR_FORMAT for a missing or mis-sized tensor. */
+int  lm_run_adapters_load(const char *path, const struct llama_model *m,
+                          struct llama_adapters *la, size_t max_rows);
+
 /* a tokenizer.json whose ids are the bytes (0..255, byte-level symbols, no
  * merges) with <s> = bos and </s> = eos added as special tokens: the
  * llama-tiny preset's vocabulary */

@@ -11,6 +11,8 @@
  *   - data.lm_loss changes the loss (response only vs every token), and a
  *     cutoff that removes every loss span is refused;
  *   - refusals: commonsense data on a CLIP model, data.shots;
+ *   - score --run (the run's adapters attached) equals score on the merged
+ *     weights and differs from the base model;
  *   - randlora export writes peft's keys
  *     base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight.
  */
@@ -33,6 +35,7 @@
 #include "runner_harness.h"
 #include "suites.h"
 #include "test_cmd.h"
+#include "test_util.h"
 
 static struct tmp t;
 
@@ -305,6 +308,101 @@ START_TEST(test_lm_export_peft_keys)
 }
 END_TEST
 
+/* the token log-probabilities of a score file */
+static float *read_logprobs(const char *file, size_t *n)
+{
+    hid_t f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT), d, sp;
+    hsize_t dims[2] = { 0, 0 };
+    float *v;
+
+    ck_assert_int_ge(f, 0);
+    d = H5Dopen2(f, "/token_logprob", H5P_DEFAULT);
+    sp = H5Dget_space(d);
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    *n = (size_t)(dims[0] * dims[1]);
+    v = malloc(*n * sizeof(float));
+    ck_assert_int_ge(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), 0);
+    H5Sclose(sp);
+    H5Dclose(d);
+    H5Fclose(f);
+    return v;
+}
+
+static void score_cmd(const char *model, const char *run, const char *ids, const char *out)
+{
+    char *argv[11], *text = NULL;
+    int argc = 0;
+
+    argv[argc++] = "score";
+    argv[argc++] = "--model";
+    argv[argc++] = (char *)model;
+    argv[argc++] = "--ids";
+    argv[argc++] = (char *)ids;
+    argv[argc++] = "-o";
+    argv[argc++] = (char *)out;
+    if (run) {
+        argv[argc++] = "--run";
+        argv[argc++] = (char *)run;
+    }
+    argv[argc] = NULL;
+    ck_assert_msg(run_cmd_captured(cmd_score, argc, argv, &text) == 0, "%s", text);
+    free(text);
+}
+
+/* score --run (the run's adapters attached, factored) equals score on the
+ * model with the adapters merged into its weights, and differs from the
+ * base model; a run file of method none is refused */
+START_TEST(test_lm_score_run)
+{
+    struct run_plan *plans = NULL;
+    struct experiment e;
+    struct llama_model m;
+    struct llama_adapters la;
+    char run[256], ids[256], merged[256], a[256], b[256], c[256];
+    const char *o[2] = { "train.steps=3", "method.methods=randlora" };
+    float *x, *y, *z;
+    size_t nx, ny, nz;
+    double moved = 0.0;
+
+    lm_plan(&plans, &e, o, 2);
+    snprintf(run, sizeof(run), "%s/run.h5", t.dir);
+    ck_assert_msg(run_quiet(&plans[0], run, NULL, false, NULL) == RL_OK, "%s", rl_error_msg());
+    snprintf(ids, sizeof(ids), "%s/ids.txt", t.dir);
+    test_write_text(ids, "72 101 108 108 111 32 119\n84 104 101 32 97\n");
+    ck_assert_int_eq(llama_model_load(&m, t.model), RL_OK);
+    ck_assert_msg(lm_run_adapters_load(run, &m, &la, 64) == RL_OK, "%s", rl_error_msg());
+    llama_adapters_merge(&la, &m);
+    snprintf(merged, sizeof(merged), "%s/merged", t.dir);
+    ck_assert_int_eq(llama_model_save(&m, merged, ST_F32, 1), RL_OK);
+    llama_adapters_free(&la);
+    llama_model_free(&m);
+    snprintf(a, sizeof(a), "%s/a.h5", t.dir);
+    snprintf(b, sizeof(b), "%s/b.h5", t.dir);
+    snprintf(c, sizeof(c), "%s/c.h5", t.dir);
+    score_cmd(t.model, run, ids, a);
+    score_cmd(merged, NULL, ids, b);
+    score_cmd(t.model, NULL, ids, c);
+    x = read_logprobs(a, &nx);
+    y = read_logprobs(b, &ny);
+    z = read_logprobs(c, &nz);
+    ck_assert_uint_eq(nx, ny);
+    for (size_t i = 0; i < nx; i++) {
+        if (isnan(x[i])) {
+            ck_assert(isnan(y[i]));
+            continue;
+        }
+        ck_assert_msg(fabsf(x[i] - y[i]) < 1e-4f, "%zu: %g vs merged %g", i, x[i], y[i]);
+        moved = fmax(moved, fabs((double)x[i] - z[i]));
+    }
+    ck_assert_msg(moved > 1e-4, "the adapters changed nothing (%g)", moved);
+    free(x);
+    free(y);
+    free(z);
+    run_plans_free(plans, 1);
+    experiment_free(&e);
+}
+END_TEST
+
 Suite *suite_train_lm(void)
 {
     Suite *s = suite_create("train_lm");
@@ -317,6 +415,7 @@ Suite *suite_train_lm(void)
     tcase_add_test(tc, test_lm_loss_span);
     tcase_add_test(tc, test_lm_refusals);
     tcase_add_test(tc, test_lm_export_peft_keys);
+    tcase_add_test(tc, test_lm_score_run);
     suite_add_tcase(s, tc);
     return s;
 }
