@@ -77,7 +77,7 @@ static void lm_plan(struct run_plan **plans, struct experiment *e, const char *c
     snprintf(text, sizeof(text),
              "[experiment]\nname = lm\noutput = %s\n"
              "[model]\nname = %s\n"
-             "[data]\ndataset = commonsense:%s/data\ncutoff = 400\nmax_new_tokens = 6\n"
+             "[data]\ndataset = commonsense:%s/data\ncutoff = 480\nmax_new_tokens = 6\n"
              "eval_limit = 3\nval = 4\n"
              "[method]\nmethods = lora\nrank = 2\ndropout = 0.1\n"
              "[train]\nsteps = 8\nbatch = 2\nlr = 1e-2\neval_every = 3\n"

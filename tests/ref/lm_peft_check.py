@@ -102,7 +102,7 @@ def main():
         ini = os.path.join(tmp, method + ".ini")
         with open(ini, "w") as f:
             f.write("[experiment]\nname = %s\noutput = %s\n[model]\nname = %s\n"
-                    "[data]\ndataset = commonsense:%s\ncutoff = 400\nmax_new_tokens = 4\n"
+                    "[data]\ndataset = commonsense:%s\ncutoff = 480\nmax_new_tokens = 4\n"
                     "eval_limit = 2\n[method]\nmethods = %s\n%sdropout = 0.1\n"
                     "modules = q_proj, k_proj, v_proj, out_proj, fc1, fc2\n"
                     "[train]\nsteps = 4\nbatch = 2\nlr = 2e-2\n"
