@@ -29,16 +29,15 @@
  * never changes an embedding).
  *
  * This is not a run file (results/store.h): it is written here with the
- * HDF5 API directly, fixed-size datasets filled batch by batch (memory stays
+ * HDF5 API directly (cli/h5out.h), fixed-size datasets filled batch by batch (memory stays
  * one batch), into OUT.h5.tmp.PID next to OUT and renamed when complete, so
  * OUT is either absent, the old file, or the whole new one. The temporary
  * file is removed on every failure, a fatal signal included
- * (cli/tmp_guard.h).
+ * (cli/h5out.h, cli/tmp_guard.h).
  *
  * Exit status: 0 written; 2 bad usage or bad input (one line on stderr
  * naming the file, key or tensor); 1 other failures.
  */
-#include <errno.h>
 #include <hdf5.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -60,8 +59,7 @@
 #include "datasets/transforms.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
-#include "cli/h5_out.h"
-#include "cli/tmp_guard.h"
+#include "cli/h5out.h"
 #include "experiments/runner.h"
 #include "models/clip.h"
 #include "models/tokenizer.h"
@@ -77,9 +75,10 @@ static void encode_usage(FILE *out)
             "usage: randlora encode --model DIR (--images SPEC | --text FILE) -o OUT.h5\n"
             "                       [--batch N] [--limit N]\n"
             "\n"
-            "Embeddings from a Hugging Face-style CLIP directory (config.json,\n"
-            "model.safetensors, vocab.json + merges.txt or tokenizer.json, optional\n"
-            "preprocessor_config.json), projected and before L2 normalisation.\n"
+            "Embeddings from a CLIP directory, Hugging Face's layout (config.json,\n"
+            "model.safetensors) or open_clip's (open_clip_config.json,\n"
+            "open_clip_model.safetensors), with vocab.json + merges.txt or tokenizer.json and\n"
+            "an optional preprocessor_config.json; projected, before L2 normalisation.\n"
             "\n"
             "  --model DIR     the model directory\n"
             "  --images SPEC   a dataset spec (fashion-mnist:test, folder:DIR, ...) through\n"

@@ -4,10 +4,11 @@
  * The file's kind is sniffed from its bytes (sniff()), then one printer per
  * kind runs: HDF5 results files (info_results), safetensors files
  * (info_safetensors: every tensor's name, dtype and shape, the count, the
- * total number of elements by dtype, __metadata__) and Hugging Face-style
- * model directories (info_model_dir: the config.json summary, whether each
- * tensor the config needs is in model.safetensors with its shape, the
- * tokenizer and preprocessor files, then the safetensors listing). Another
+ * total number of elements by dtype, __metadata__) and model directories of
+ * either layout, Hugging Face's or open_clip's (info_model_dir: the config
+ * summary, whether each tensor the config needs is in the weights file with
+ * its shape, the tokenizer and preprocessor files, then the safetensors
+ * listing). Another
  * format is one more enum value, one more test in sniff() and one more case
  * in cmd_info.
  * Exit status: 0 printed, 2 missing, unreadable or malformed file or bad
@@ -359,15 +360,16 @@ static const char *act_str(enum block_act a)
     return a == BLOCK_ACT_QUICK_GELU ? "quick_gelu" : "gelu";
 }
 
-/* config.json summary; model.safetensors checked against the tensor table
+/* the config summary (either layout); the weights file checked against the stored tensors
  * (without reading the weights), the tokenizer and preprocessor files; then
  * the safetensors listing */
 static int info_model_dir(const char *dir)
 {
     static const char *const extra[] = { "vocab.json", "merges.txt", "tokenizer.json",
                                          "preprocessor_config.json" };
-    size_t nd = strlen(dir) + 32;
-    char *cpath = xmalloc(nd), *wpath = xmalloc(nd), g[32], want[160], got[160];
+    size_t nd = strlen(dir) + 48;
+    enum clip_layout layout = CLIP_LAYOUT_HF;
+    char *wpath = xmalloc(nd), g[32];
     struct clip_config c;
     struct clip_model m;
     struct st_file *f = NULL;
@@ -375,15 +377,16 @@ static int info_model_dir(const char *dir)
     int rc;
 
     memset(&m, 0, sizeof(m));
-    snprintf(cpath, nd, "%s/config.json", dir);
-    snprintf(wpath, nd, "%s/model.safetensors", dir);
-    if ((rc = backbone_config_load(&c, cpath)) ||
-        (rc = c.layout == CLIP_LAYOUT_DINOV2 ? dinov2_model_init(&m, &c)
-                                             : clip_model_init(&m, &c)) ||
-        (rc = st_open(&f, wpath)))
+    if ((rc = backbone_config_load_dir(&c, dir, &layout)) ||
+        (rc = c.arch == CLIP_ARCH_DINOV2 ? dinov2_model_init(&m, &c) : clip_model_init(&m, &c)))
+        goto out;
+    snprintf(wpath, nd, "%s/%s", dir, clip_layout_weights_file(layout));
+    if ((rc = st_open(&f, wpath)))
         goto out;
     printf("%-12s %s\n", "model", dir);
-    if (c.layout == CLIP_LAYOUT_DINOV2)
+    printf("%-12s %s (%s + %s)\n", "layout", layout == CLIP_LAYOUT_OPENCLIP ? "open_clip" :
+           "Hugging Face", clip_layout_config_file(layout), clip_layout_weights_file(layout));
+    if (c.arch == CLIP_ARCH_DINOV2)
         printf("%-12s DINOv2, %zu register tokens, layerscale, %s parameters\n", "config",
                c.vision.register_tokens, grouped(g, sizeof g, dinov2_config_n_params(&c)));
     else
@@ -393,42 +396,14 @@ static int info_model_dir(const char *dir)
            "MLP %zu, %s\n", "vision", c.vision.image_size, c.vision.patch_size,
            clip_vision_tokens(&c.vision), c.vision.hidden, c.vision.layers, c.vision.heads,
            c.vision.intermediate, act_str(c.vision.act));
-    if (c.layout != CLIP_LAYOUT_DINOV2)
+    if (c.arch != CLIP_ARCH_DINOV2)
         printf("%-12s vocab %zu, context %zu, width %zu, %zu layers, %zu heads, MLP %zu, %s, "
                "eos %lld\n", "text", c.text.vocab_size, c.text.context, c.text.hidden,
                c.text.layers, c.text.heads, c.text.intermediate, act_str(c.text.act),
                (long long)c.text.eos_token_id);
-    /* every table tensor present with its shape (logit_scale: () or (1)) */
-    for (size_t i = 0; i < m.n_tensors; i++) {
-        const struct clip_tensor *t = &m.tensors[i];
-        const struct st_info *si = st_find(f, t->name);
-        bool ok = si && si->ndim == t->ndim;
-
-        for (int d = 0; ok && d < t->ndim; d++)
-            ok = si->shape[d] == t->shape[d];
-        if (si && t->ndim == 0 && si->ndim == 1 && si->shape[0] == 1)
-            ok = true;
-        if (ok && (si->dtype == ST_F8_E5M2 || si->dtype == ST_F8_E4M3 ||
-                   si->dtype == ST_F8_E8M0 || si->dtype == ST_F8_E4M3FNUZ ||
-                   si->dtype == ST_F8_E5M2FNUZ || si->dtype == ST_C64)) {
-            rc = rl_error_set(RL_ERR_FORMAT, "%s: tensor '%s' is %s, which the loader cannot "
-                              "convert (F32, F16, BF16 are the weight dtypes)", wpath, t->name,
-                              st_dtype_name(si->dtype));
-            goto out;
-        }
-        if (!si) {
-            rc = rl_error_set(RL_ERR_FORMAT, "%s: tensor '%s' is missing (config.json needs "
-                              "%zu tensors)", wpath, t->name, m.n_tensors);
-            goto out;
-        }
-        if (!ok) {
-            rc = rl_error_set(RL_ERR_FORMAT, "%s: tensor '%s' has shape %s, config.json says %s",
-                              wpath, t->name, shape_str(got, sizeof got, si->ndim, si->shape),
-                              shape_str(want, sizeof want, t->ndim, t->shape));
-            goto out;
-        }
-        present++;
-    }
+    /* every stored tensor present with its shape (logit_scale: () or (1)) */
+    if ((rc = clip_model_check_file(&m, layout, f, wpath, &present)))
+        goto out;
     printf("%-12s all %zu tensors of the config present with their shapes; %zu other key%s "
            "ignored\n", "weights", present, st_count(f) - present,
            st_count(f) - present == 1 ? "" : "s");
@@ -448,7 +423,6 @@ static int info_model_dir(const char *dir)
 out:
     st_close(f);
     clip_model_free(&m);
-    free(cpath);
     free(wpath);
     return rc;
 }
@@ -496,7 +470,8 @@ int cmd_info(int argc, char **argv)
                "loss or gradient), groups present.\n"
                "List a safetensors file: every tensor's name, dtype and shape, the count,\n"
                "the total number of parameters and __metadata__.\n"
-               "A model directory (config.json + model.safetensors): the config summary,\n"
+               "A model directory (config.json + model.safetensors, or open_clip's\n"
+               "open_clip_config.json + open_clip_model.safetensors): the config summary,\n"
                "a check of the weights against it, then the safetensors listing; a\n"
                "Llama-family directory (LlamaForCausalLM, Qwen2ForCausalLM; one file or\n"
                "shards with model.safetensors.index.json): the config summary and every\n"

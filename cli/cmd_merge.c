@@ -3,9 +3,10 @@
  * saved as a full model directory.
  *
  *     randlora merge --model DIR --adapter ADAPTER_DIR -o OUT_DIR [--dtype F32|F16|BF16]
- *                    [--force]
+ *                    [--layout hf|open_clip] [--force]
  *
- * 1. the model: DIR/config.json + DIR/model.safetensors (clip_model_load);
+ * 1. the model: DIR in either layout (clip_model_load: config.json +
+ *    model.safetensors, or open_clip_config.json + open_clip_model.safetensors);
  * 2. the adapter: ADAPTER_DIR/adapter_config.json (method, rank, scaling:
  *    adapter_io_read_config) and ADAPTER_DIR/adapter_model.safetensors. The
  *    adapted layers are the modules its keys name,
@@ -13,15 +14,17 @@
  *        base_model.model.vision_model.encoder.layers.3.self_attn.q_proj.lora_A.weight
  *    where <module> is a linear of the model by its Hugging Face name
  *    ({vision,text}_model.encoder.layers.L.{self_attn.{q,k,v,out}_proj,
- *    mlp.fc1, mlp.fc2}); a key naming anything else is an error listing what
+ *    self_attn.in_proj (q, k, v packed), mlp.fc1, mlp.fc2}); a key naming
+ *    anything else is an error listing what
  *    exists. (target_modules in the config is not needed: the weights say
  *    which modules were adapted, whatever pattern produced them.) Adapters
  *    are built on exactly those layers with the file's configuration, so
  *    the method is sized as it was when saved, and adapter_io_import reads
  *    every tensor, shape-checked, all or nothing;
  * 3. W += dW for every adapted linear (adapter_merge, peft's merge);
- * 4. OUT_DIR/config.json and OUT_DIR/model.safetensors (F32 unless --dtype
- *    says otherwise), then the tokenizer and preprocessing files DIR has
+ * 4. the config and weights in DIR's layout or --layout's (clip_model_save_as;
+ *    F32 unless --dtype says otherwise), then the tokenizer and preprocessing
+ *    files DIR has
  *    (vocab.json, merges.txt, tokenizer.json, tokenizer_config.json,
  *    special_tokens_map.json, preprocessor_config.json, and the byte-level
  *    tokenizer_bytes.json of a pretrained clip-tiny) copied. Each file is
@@ -66,20 +69,23 @@ static void merge_usage(FILE *out)
 {
     fprintf(out,
             "usage: randlora merge --model DIR --adapter ADAPTER_DIR -o OUT_DIR\n"
-            "                      [--dtype F32|F16|BF16] [--force]\n"
+            "                      [--dtype F32|F16|BF16] [--layout hf|open_clip] [--force]\n"
             "\n"
             "Merge a peft-format adapter (adapter_config.json + adapter_model.safetensors;\n"
-            "LoRA, VeRA, RandLoRA or this harness's FULL) into the model's weights,\n"
+            "LoRA, VeRA, RandLoRA, NoLA or this harness's FULL) into the model's weights,\n"
             "W += dW for every linear the adapter names, and write a full model\n"
-            "directory: config.json, model.safetensors and DIR's tokenizer and\n"
-            "preprocessor files.\n"
+            "directory (config and weights in either layout) with DIR's tokenizer and\n"
+            "preprocessor files. DIR may hold either layout.\n"
             "\n"
             "  --model DIR          the base model directory the adapter was trained on\n"
             "  --adapter DIR        the adapter directory (randlora export, peft's\n"
             "                       save_pretrained)\n"
             "  -o OUT_DIR           the merged model (created; must not be DIR; one that\n"
             "                       holds anything is refused without --force)\n"
-            "  --dtype T            F32 (default), F16 or BF16 for model.safetensors\n"
+            "  --dtype T            F32 (default), F16 or BF16 for the weights\n"
+            "  --layout L           hf (config.json + model.safetensors) or open_clip\n"
+            "                       (open_clip_config.json + open_clip_model.safetensors);\n"
+            "                       default: the layout DIR holds\n"
             "  --force              write into a non-empty OUT_DIR, replacing the files\n"
             "                       merge writes (others are left as they are)\n");
 }
@@ -222,7 +228,7 @@ static int adapted_targets(const char *weights, const struct clip_model *m,
         if (!found) {
             rc = rl_error_set(RL_ERR_FORMAT, "%s: tensor '%.200s' names no linear layer of the "
                               "model (modules are " MERGE_LAYER_PREFIX "{vision,text}_model."
-                              "encoder.layers.L.{self_attn.{q,k,v,out}_proj,mlp.fc1,mlp.fc2}; "
+                              "encoder.layers.L.{self_attn.{q,k,v,out,in}_proj,mlp.fc1,mlp.fc2}; "
                               "vision layers 0-%zu, text layers 0-%zu)", weights, key,
                               m->cfg.vision.layers - 1, m->cfg.text.layers - 1);
             goto out;
@@ -262,7 +268,7 @@ static bool same_dir(const char *a, const char *b)
 }
 
 static int merge_run(const char *model_dir, const char *adapter_dir, const char *out_dir,
-                     int dtype)
+                     int dtype, bool layout_set, enum clip_layout layout)
 {
     struct adapter_io_files files = { .dir = adapter_dir };
     struct adapter_io_info info;
@@ -298,16 +304,11 @@ static int merge_run(const char *model_dir, const char *adapter_dir, const char 
     }
     if ((rc = adapter_io_import(&files, &ca.method, mods, ca.n_sites)))
         goto out;
-    for (size_t k = 0; k < ca.n_sites; k++) {
-        char wname[CLIP_MAX_NAME + 8];
-        float *w;
-
-        snprintf(wname, sizeof wname, "%s.weight", names[k]);
-        w = clip_model_tensor(&m, wname);
-        RL_ASSERT(w != NULL);
-        adapter_merge(&ca.adapters[k], w);
-    }
-    if ((rc = clip_model_save(&m, out_dir, dtype)))
+    for (size_t k = 0; k < ca.n_sites; k++)
+        adapter_merge(&ca.adapters[k], clip_site_weight(&m, &ca.sites[k]));
+    if (!layout_set)
+        layout = m.layout;
+    if ((rc = clip_model_save_as(&m, out_dir, dtype, layout)))
         goto out;
     for (size_t i = 0; i < sizeof(copied_files) / sizeof(copied_files[0]) && !rc; i++) {
         char *src = path_join(model_dir, copied_files[i]);
@@ -325,10 +326,11 @@ static int merge_run(const char *model_dir, const char *adapter_dir, const char 
 
         for (size_t k = 0; k < ca.n_sites; k++)
             n_text += ca.sites[k].tower == CLIP_TOWER_TEXT;
-        printf("merged %s (%s, r %zu, %zu layers: %zu vision, %zu text) into %s: config.json, "
-               "model.safetensors (%s), %zu tokenizer/preprocessor file%s copied\n",
+        printf("merged %s (%s, r %zu, %zu layers: %zu vision, %zu text) into %s: %s, "
+               "%s (%s), %zu tokenizer/preprocessor file%s copied\n",
                adapter_dir, info.cfg.method, info.cfg.r, ca.n_sites, ca.n_sites - n_text, n_text,
-               out_dir, st_dtype_name((enum st_dtype)dtype), copied, copied == 1 ? "" : "s");
+               out_dir, clip_layout_config_file(layout), clip_layout_weights_file(layout),
+               st_dtype_name((enum st_dtype)dtype), copied, copied == 1 ? "" : "s");
     }
 out:
     free(names);
@@ -346,7 +348,8 @@ int cmd_merge(int argc, char **argv)
 {
     const char *model = NULL, *adapter = NULL, *out = NULL;
     int dtype = ST_F32, rc;
-    bool force = false;
+    bool force = false, layout_set = false;
+    enum clip_layout layout = CLIP_LAYOUT_HF;
 
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
@@ -372,6 +375,10 @@ int cmd_merge(int argc, char **argv)
             dtype = st_dtype_from_name(v);
             if (dtype != ST_F32 && dtype != ST_F16 && dtype != ST_BF16)
                 return bad_usage("--dtype '%s': expected F32, F16 or BF16", v);
+        } else if (!strcmp(o, "--layout")) {
+            if (clip_layout_parse(v, &layout) != RL_OK)
+                return bad_usage("--layout '%s': expected hf or open_clip", v);
+            layout_set = true;
         } else
             return bad_usage("unknown option '%s'", o);
     }
@@ -383,7 +390,7 @@ int cmd_merge(int argc, char **argv)
         return 2;
 
     threads_init(0);
-    rc = merge_run(model, adapter, out, dtype);
+    rc = merge_run(model, adapter, out, dtype, layout_set, layout);
     if (rc != RL_OK) {
         fprintf(stderr, "randlora merge: %s\n", rl_error_msg());
         return rl_exit_code(rc);

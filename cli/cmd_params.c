@@ -6,6 +6,13 @@
  *
  *     randlora params --method lora --rank 32 --shape 3072x3072 --shape 1024x3072 --repeat 28
  *     randlora params --method randlora --budget 9000000 --shape 768x768 --repeat 12
+ *     randlora params --method randlora --rank 6 --profile paper --model clip-vit-b-32 \
+ *                     --modules in_proj,fc1,fc2
+ *
+ * With --model the shapes are the adapted linears of a model (a preset or a
+ * model directory of either layout), one row per tower and module, each
+ * repeated over the tower's layers: what an experiment with those
+ * method.modules and method.towers trains.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +23,7 @@
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "methods/adapter.h"
+#include "models/clip.h"
 
 #define MAX_SHAPES 256
 
@@ -25,6 +33,8 @@ static void params_usage(FILE *out)
             "usage: randlora params --method M (--rank R | --budget P) --shape OUTxIN\n"
             "                       [--shape OUTxIN ...] [--repeat L] [--profile P]\n"
             "                       [--bases K] [--count]\n"
+            "       randlora params --method M (--rank R | --budget P) --model NAME\n"
+            "                       [--modules LIST] [--towers LIST] [--profile P] ...\n"
             "\n"
             "Trainable-parameter counts in closed form, per layer shape and in total, and\n"
             "the shared frozen tensors (VeRA's A/B, RandLoRA's and NoLA's bases).\n"
@@ -35,6 +45,12 @@ static void params_usage(FILE *out)
             "                  (NoLA: the number of bases K, at rank 1)\n"
             "  --shape OUTxIN  an adapted linear layer, weight OUT x IN (repeatable)\n"
             "  --repeat L      the shapes repeat L times (e.g. transformer layers; default 1)\n"
+            "  --model NAME    instead of --shape: the adapted linears of a model (a preset\n"
+            "                  such as clip-vit-b-32, or a model directory), every layer\n"
+            "  --modules LIST  with --model: q_proj, k_proj, v_proj, out_proj, fc1, fc2,\n"
+            "                  in_proj (q, k, v packed as one 3d x d linear, open_clip's),\n"
+            "                  attn, qkv, mlp, all (default q_proj,k_proj,v_proj,fc1,fc2)\n"
+            "  --towers LIST   with --model: vision, text or both (default both)\n"
             "  --profile P     peft (default), peft_fork, paper or paper_2024: RandLoRA's\n"
             "                  n = ceil(d/r) or floor(d/r) + 1; NoLA's K 256 or 1024\n"
             "  --bases K       NoLA: random bases per side (default: the profile's)\n"
@@ -68,11 +84,81 @@ static int parse_shape(const char *s, struct adapter_shape *sh)
     return 0;
 }
 
+/* the model's config: a preset name, or a model directory of either layout */
+static int model_config(const char *name, struct clip_config *c)
+{
+    for (const char *const *p = clip_preset_names(); *p; p++)
+        if (!strcmp(*p, name))
+            return clip_config_preset(c, name);
+    return clip_config_load_dir(c, name, NULL);
+}
+
+/* One row per tower and module of the model's adapted linears (the same
+ * module words as method.modules), each repeated over the tower's layers. */
+static int model_shapes(const char *model, const char *modules, const char *towers,
+                        struct adapter_shape *shapes, size_t *reps, const char **labels,
+                        size_t *n)
+{
+    static const char *const tower_words[2] = { "vision", "text" };
+    struct clip_config c;
+    struct clip_target t;
+    size_t nt;
+    unsigned tw_mask;
+    char spec[512];
+    int rc;
+
+    if (!strcmp(towers, "both") || !strcmp(towers, "vision,text") ||
+        !strcmp(towers, "text,vision"))
+        tw_mask = 3u;
+    else if (!strcmp(towers, "vision"))
+        tw_mask = 1u;
+    else if (!strcmp(towers, "text"))
+        tw_mask = 2u;
+    else
+        return rl_error_set(RL_ERR_ARG, "--towers '%s': expected vision, text or both", towers);
+    if (strlen(modules) + 1 > sizeof(spec) || strpbrk(modules, ":; \t"))
+        return rl_error_set(RL_ERR_ARG, "--modules '%s': expected a comma list of modules "
+                            "(q_proj, k_proj, v_proj, out_proj, fc1, fc2, in_proj, attn, qkv, "
+                            "mlp, all)", modules);
+    snprintf(spec, sizeof(spec), "%s", modules);
+    if ((rc = clip_targets_parse(spec, &t, 1, &nt)) != RL_OK)
+        return rl_error_prefix(rc, "--modules");
+    if ((t.modules & (1u << BLOCK_LIN_IN_PROJ)) && (t.modules & 0x7u))
+        return rl_error_set(RL_ERR_ARG, "--modules '%s': in_proj is q, k and v as one linear; "
+                            "list it or q_proj, k_proj, v_proj, not both", modules);
+    if ((rc = model_config(model, &c)) != RL_OK)
+        return rc;
+    *n = 0;
+    for (int tw = 0; tw < 2; tw++) {
+        const size_t C = tw ? c.text.hidden : c.vision.hidden;
+        const size_t F = tw ? c.text.intermediate : c.vision.intermediate;
+
+        if (!(tw_mask & (1u << tw)))
+            continue;
+        for (int i = 0; i < BLOCK_NUM_LINEARS; i++) {
+            static char label[2][BLOCK_NUM_LINEARS][32];
+
+            if (!((t.modules >> i) & 1u))
+                continue;
+            block_linear_shape((enum block_linear)i, C, F, &shapes[*n].d_out,
+                               &shapes[*n].d_in);
+            reps[*n] = tw ? c.text.layers : c.vision.layers;
+            snprintf(label[tw][i], sizeof(label[tw][i]), "%s %s", tower_words[tw],
+                     block_linear_names[i]);
+            labels[(*n)++] = label[tw][i];
+        }
+    }
+    return RL_OK;
+}
+
 int cmd_params(int argc, char **argv)
 {
     const char *method = NULL, *profile = "peft", *rank_s = NULL, *budget_s = NULL;
-    const char *repeat_s = NULL, *bases_s = NULL;
+    const char *repeat_s = NULL, *bases_s = NULL, *model = NULL, *modules = NULL;
+    const char *towers = NULL;
     struct adapter_shape shapes[MAX_SHAPES], *all;
+    size_t reps[MAX_SHAPES];
+    const char *labels[MAX_SHAPES] = { NULL };
     size_t n_shapes = 0, rank = 0, budget = 0, repeat = 1, n_all, total, shared, bases = 0;
     bool count_only = false;
     const struct adapter_ops *ops;
@@ -92,7 +178,8 @@ int cmd_params(int argc, char **argv)
         }
         if (strcmp(o, "--method") && strcmp(o, "--rank") && strcmp(o, "--budget") &&
             strcmp(o, "--shape") && strcmp(o, "--repeat") && strcmp(o, "--profile") &&
-            strcmp(o, "--bases"))
+            strcmp(o, "--bases") && strcmp(o, "--model") && strcmp(o, "--modules") &&
+            strcmp(o, "--towers"))
             return bad("unknown option '%s'", o);
         if (i + 1 >= argc)
             return bad("%s needs a value", o);
@@ -108,6 +195,12 @@ int cmd_params(int argc, char **argv)
             profile = argv[++i];
         else if (!strcmp(o, "--bases"))
             bases_s = argv[++i];
+        else if (!strcmp(o, "--model"))
+            model = argv[++i];
+        else if (!strcmp(o, "--modules"))
+            modules = argv[++i];
+        else if (!strcmp(o, "--towers"))
+            towers = argv[++i];
         else {
             if (n_shapes == MAX_SHAPES)
                 return bad("at most 256 --shape options");
@@ -123,10 +216,22 @@ int cmd_params(int argc, char **argv)
     if (!ops)
         return bad("unknown method '%s' (expected lora, vera, randlora, nola, full or none)",
                    method);
-    if (n_shapes == 0)
-        return bad("at least one --shape OUTxIN is required");
+    if (model && (n_shapes || repeat_s))
+        return bad("give --model or --shape (with --repeat), not both");
+    if (!model && (modules || towers))
+        return bad("--modules and --towers need --model");
+    if (!model && n_shapes == 0)
+        return bad("at least one --shape OUTxIN (or --model NAME) is required");
     if (repeat_s && cli_parse_count(repeat_s, SIZE_MAX, &repeat))
         return bad("--repeat '%s': expected a positive integer", repeat_s);
+    for (size_t i = 0; i < n_shapes; i++)
+        reps[i] = repeat;
+    if (model && (rc = model_shapes(model, modules ? modules : "q_proj,k_proj,v_proj,fc1,fc2",
+                                    towers ? towers : "both", shapes, reps, labels,
+                                    &n_shapes)) != RL_OK) {
+        fprintf(stderr, "randlora params: %s\n", rl_error_msg());
+        return rl_exit_code(rc);
+    }
     if (rank_s && budget_s)
         return bad("give --rank or --budget, not both");
     if (rank_s && cli_parse_count(rank_s, SIZE_MAX, &rank))
@@ -148,12 +253,15 @@ int cmd_params(int argc, char **argv)
     if (bases)
         cfg.nola_bases = bases;
 
-    /* the full list: the shapes, repeat times */
-    if (!size_mul_ok(n_shapes, repeat, &n_all) || n_all > ((size_t)1 << 24))
-        return bad("--repeat %s: too many layers", repeat_s);
+    /* the full list: each shape its number of times */
+    n_all = 0;
+    for (size_t i = 0; i < n_shapes; i++)
+        if (!size_add_ok(n_all, reps[i], &n_all) || n_all > ((size_t)1 << 24))
+            return bad("--repeat %s: too many layers", repeat_s ? repeat_s : "");
     all = xmalloc_array(n_all, sizeof(*all));
-    for (size_t l = 0; l < repeat; l++)
-        memcpy(all + l * n_shapes, shapes, n_shapes * sizeof(*shapes));
+    for (size_t i = 0, k = 0; i < n_shapes; i++)
+        for (size_t l = 0; l < reps[i]; l++)
+            all[k++] = shapes[i];
 
     if (budget_s) {
         rc = adapter_match_budget_cfg(ops, &cfg, all, n_all, budget, &cfg, &total);
@@ -193,7 +301,10 @@ int cmd_params(int argc, char **argv)
     if (budget_s)
         printf("budget     %zu (closest count: %zu, %+.2f%%)\n", budget, total,
                100.0 * ((double)total - (double)budget) / (double)budget);
-    printf("%-14s %8s %14s %8s %16s\n", "shape", "bases", "per layer", "layers", "trainable");
+    if (model)
+        printf("model      %s\n", model);
+    printf("%-14s %8s %14s %8s %16s%s\n", "shape", "bases", "per layer", "layers", "trainable",
+           model ? "  linear" : "");
     for (size_t i = 0; i < n_shapes; i++) {
         char sh[48], nb[24] = "-";
         size_t per = adapter_count_layer(ops, &cfg, shapes[i].d_out, shapes[i].d_in);
@@ -203,7 +314,8 @@ int cmd_params(int argc, char **argv)
             snprintf(nb, sizeof(nb), "%zu", randlora_n_bases(&cfg, shapes[i].d_out, shapes[i].d_in));
         else if (ops->flags & ADAPTER_F_BUDGET_BASES)
             snprintf(nb, sizeof(nb), "%zu", cfg.nola_bases);
-        printf("%-14s %8s %14zu %8zu %16zu\n", sh, nb, per, repeat, per * repeat);
+        printf("%-14s %8s %14zu %8zu %16zu%s%s\n", sh, nb, per, reps[i], per * reps[i],
+               labels[i] ? "  " : "", labels[i] ? labels[i] : "");
     }
     printf("trainable  %zu\n", total);
     printf("shared     %zu frozen (stored with the adapter)\n", shared);

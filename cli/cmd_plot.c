@@ -35,6 +35,7 @@
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "results/plot_figs.h"
+#include "results/plot_landscape.h"
 #include "results/plot_runs.h"
 
 /* ------------------------------------------------------------------ usage */
@@ -53,6 +54,7 @@ static void plot_usage(FILE *out)
             "`analyze --reference` the CKA, cosine and subspace overlap to the reference.\n"
             "Seeds of one setting (the whole configuration but the seed) are averaged,\n"
             "different settings never. Runs still training are read as far as they have got.\n"
+            "A landscape file (randlora landscape) is drawn as its contour map and barriers.\n"
             "\n"
             "  -o OUTDIR      where the figures go (default DIR/figures)\n"
             "  --layer SITE   the layer of the spectrum figure, e.g.\n"
@@ -171,6 +173,26 @@ static void print_selection(const struct plot_set *set, bool all)
     }
 }
 
+/* the figures of each landscape file (results/plot_landscape.h) */
+static void draw_landscapes(struct plot_ctx *c, const struct plot_landscape *ls, size_t n, const char *outdir)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc;
+
+        printf("%s: landscape of %s, %s, %s -> %s\n", ls[i].path, ls[i].label[0], ls[i].label[1], ls[i].label[2],
+               outdir);
+        rc = plot_landscape_draw(&ls[i], outdir, &c->n_written);
+        if (rc == RL_ERR_NA && !c->gnuplot_missing) {
+            printf("note: %s\n", rl_error_msg());
+            c->gnuplot_missing = true;
+        } else if (rc != RL_OK && rc != RL_ERR_NA) {
+            fprintf(stderr, "randlora plot: %s\n", rl_error_msg());
+            if (c->status == 0 || rl_exit_code(rc) == 1)
+                c->status = rl_exit_code(rc);
+        }
+    }
+}
+
 static void add_path(char ***paths, size_t *n, size_t *cap, char *p)
 {
     if (*n == *cap) {
@@ -187,6 +209,8 @@ int cmd_plot(int argc, char **argv)
     size_t n_paths = 0, cap = 0;
     struct plot_set set = { 0 };
     struct plot_ctx c = { 0 };
+    struct plot_landscape *landscapes = NULL;
+    size_t n_landscapes = 0;
     char defdir[4096];
     int rc;
 
@@ -254,7 +278,17 @@ int cmd_plot(int argc, char **argv)
     }
 
     set.runs = xcalloc(n_paths ? n_paths : 1, sizeof(*set.runs));
+    landscapes = xcalloc(n_paths ? n_paths : 1, sizeof(*landscapes));
     for (size_t i = 0; i < n_paths; i++) {
+        if (plot_landscape_is(paths[i])) {
+            if ((rc = plot_landscape_read(paths[i], &landscapes[n_landscapes]))) {
+                fprintf(stderr, "randlora plot: skipped: %s\n", rl_error_msg());
+                c.status = 2;
+                continue;
+            }
+            n_landscapes++;
+            continue;
+        }
         if ((rc = plot_run_read(paths[i], &set.runs[set.n_runs]))) {
             fprintf(stderr, "randlora plot: skipped: %s\n", rl_error_msg());
             if (rl_exit_code(rc) == 1 || c.status == 0)
@@ -263,7 +297,7 @@ int cmd_plot(int argc, char **argv)
         }
         set.n_runs++;
     }
-    if (set.n_runs == 0) {
+    if (set.n_runs == 0 && n_landscapes == 0) {
         fprintf(stderr, "randlora plot: no readable run files\n");
         if (c.status == 0)
             c.status = 2;
@@ -274,6 +308,9 @@ int cmd_plot(int argc, char **argv)
         c.status = rl_exit_code(rc);
         goto out;
     }
+    draw_landscapes(&c, landscapes, n_landscapes, outdir);
+    if (set.n_runs == 0)
+        goto out;
     plot_set_group(&set);
     c.outdir = outdir;
     c.set = &set;
@@ -286,6 +323,9 @@ int cmd_plot(int argc, char **argv)
     plot_figs_layers(&c);
 
 out:
+    for (size_t i = 0; i < n_landscapes; i++)
+        plot_landscape_free(&landscapes[i]);
+    free(landscapes);
     plot_set_free(&set);
     for (size_t i = 0; i < n_paths; i++)
         free(paths[i]);

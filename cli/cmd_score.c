@@ -15,16 +15,15 @@
  * --ids FILE: one sequence per line, whitespace-separated decimal ids, each
  * below the model's vocab_size, at most max_position_embeddings per line;
  * an empty line is an error (it has no tokens to score). --text FILE: one
- * text per line, encoded by the model directory's tokenizer.json
- * (models/bpe_tokenizer.h, with the post-processor's special tokens, e.g.
- * Llama 3's <|begin_of_text|>); the ids are then checked as --ids' are (a
- * line that encodes to no ids, an id past vocab_size or a line longer than
- * max_position_embeddings is refused naming the line). A preset has no
- * tokenizer.json: --text is refused for it.
+ * text per line (a trailing "\r" dropped) through the model directory's
+ * tokenizer.json (models/bpe_tokenizer.h) with its special tokens, as
+ * tokenizers' encode(text) gives them (Llama 3: <|begin_of_text|> first;
+ * Qwen2: none); the same limits on the ids, and a line that encodes to no
+ * token is an error. A preset has no tokenizer: --text is refused.
  *
  * Lines run in batches of --batch (default 8), padded on the right: causal
  * attention keeps the padding from changing any scored position. The file
- * goes through OUT.tmp.PID and a rename (cli/h5_out.h).
+ * goes through OUT.tmp.PID and a rename (cli/h5out.h).
  *
  * Exit status: 0 written; 2 bad usage or bad input (one line on stderr
  * naming the file, line or key); 1 other failures.
@@ -33,6 +32,7 @@
 #include <errno.h>
 #include <hdf5.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +40,7 @@
 
 #include "cli/cli.h"
 #include "cli/commands.h"
-#include "cli/h5_out.h"
+#include "cli/h5out.h"
 #include "core/alloc.h"
 #include "core/read_file.h"
 #include "core/status.h"
@@ -67,8 +67,8 @@ static void score_usage(FILE *out)
             "\n"
             "  --model M      the model directory or preset\n"
             "  --ids FILE     one sequence per line: whitespace-separated token ids\n"
-            "  --text FILE    one text per line through DIR/tokenizer.json (with its\n"
-            "                 special tokens, e.g. Llama 3's <|begin_of_text|>)\n"
+            "  --text FILE    one text per line through the model directory's\n"
+            "                 tokenizer.json (special tokens added as the tokenizer does)\n"
             "  -o OUT.h5      the output: /ids int32 [N,T] (padded with -1),\n"
             "                 /token_logprob float32 [N,T-1] (NaN past a line's end),\n"
             "                 /logprob float64 [N] (each line's sum)\n"
@@ -98,165 +98,103 @@ static void seqs_free(struct seqs *s)
     memset(s, 0, sizeof(*s));
 }
 
-/* Append one line's ids (count of them) after checking them as an ids
- * file's line: non-empty, each < V, at most max_T. */
-static int seqs_append(struct seqs *s, size_t *cap_lines, size_t *cap_ids, const int32_t *ids,
-                       size_t count, size_t V, size_t max_T, const char *path, size_t line)
+/* append one line's n ids (checked against V and max_T) to s */
+static int seqs_add(struct seqs *s, size_t *cap_lines, size_t *cap_ids, const int32_t *ids,
+                    size_t n, const char *path, size_t line, size_t V, size_t max_T)
 {
     size_t total = s->n ? s->off[s->n - 1] + s->len[s->n - 1] : 0;
 
-    if (count == 0)
-        return rl_error_set(RL_ERR_FORMAT, "%s: line %zu encodes to no tokens (every line "
-                            "needs at least one)", path, line);
-    if (count > max_T)
-        return rl_error_set(RL_ERR_FORMAT, "%s: line %zu: %zu tokens, more than %zu (the "
-                            "model's max_position_embeddings)", path, line, count, max_T);
-    for (size_t k = 0; k < count; k++)
-        if (ids[k] < 0 || (size_t)ids[k] >= V)
-            return rl_error_set(RL_ERR_FORMAT, "%s: line %zu: the tokenizer gives id %d, "
-                                "outside the model's vocabulary (0..%zu)", path, line,
-                                (int)ids[k], V - 1);
+    if (n == 0)
+        return rl_error_set(RL_ERR_FORMAT, "%s: line %zu is empty (every line needs at least "
+                            "one token)", path, line);
+    if (n > max_T)
+        return rl_error_set(RL_ERR_FORMAT, "%s: line %zu: more than %zu ids (the model's "
+                            "max_position_embeddings)", path, line, max_T);
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || (size_t)ids[i] >= V)
+            return rl_error_set(RL_ERR_FORMAT, "%s: line %zu: id %ld is outside the model's "
+                                "vocabulary (0..%zu)", path, line, (long)ids[i], V - 1);
     if (s->n == *cap_lines) {
-        *cap_lines *= 2;
+        *cap_lines = *cap_lines ? 2 * *cap_lines : 16;
         s->off = xrealloc_array(s->off, *cap_lines, sizeof(size_t));
         s->len = xrealloc_array(s->len, *cap_lines, sizeof(size_t));
     }
-    while (total + count > *cap_ids) {
-        *cap_ids *= 2;
+    while (total + n > *cap_ids) {
+        *cap_ids = *cap_ids ? 2 * *cap_ids : 256;
         s->ids = xrealloc_array(s->ids, *cap_ids, sizeof(int32_t));
     }
-    memcpy(s->ids + total, ids, count * sizeof(int32_t));
+    memcpy(s->ids + total, ids, n * sizeof(int32_t));
     s->off[s->n] = total;
-    s->len[s->n++] = count;
-    if (count > s->max_len)
-        s->max_len = count;
+    s->len[s->n++] = n;
+    if (n > s->max_len)
+        s->max_len = n;
     return RL_OK;
 }
 
-/* Encode every line of a text file (without its newline) with tok. */
-static int seqs_read_text(struct seqs *s, const char *path, const struct bpe_tokenizer *tok,
-                          size_t V, size_t max_T)
+/* the ids of one line of an ids file: whitespace-separated decimal numbers
+ * (*n of them into buf, at most cap; more is "too many") */
+static int parse_id_line(const char *p, size_t len, const char *path, size_t line,
+                         int32_t *buf, size_t cap, size_t *n)
+{
+    *n = 0;
+    for (size_t i = 0; i < len;) {
+        unsigned long long v = 0;
+        size_t digits = 0;
+
+        if (p[i] == ' ' || p[i] == '\t' || p[i] == '\r') {
+            i++;
+            continue;
+        }
+        while (i < len && isdigit((unsigned char)p[i]) && digits < 12) {
+            v = v * 10 + (unsigned long long)(p[i++] - '0');
+            digits++;
+        }
+        if (digits == 0 || (i < len && !isspace((unsigned char)p[i])))
+            return rl_error_set(RL_ERR_FORMAT, "%s: line %zu: expected whitespace-separated "
+                                "token ids (decimal whole numbers)", path, line);
+        if (*n == cap) {        /* one past the model's limit: seqs_add refuses it */
+            (*n)++;
+            return RL_OK;
+        }
+        buf[(*n)++] = v > INT32_MAX ? INT32_MAX : (int32_t)v;
+    }
+    return RL_OK;
+}
+
+/* Parse FILE, one sequence per line: its ids (tok NULL) or its text
+ * through the tokenizer. Every line non-empty, ids < V, at most max_T. */
+static int seqs_read(struct seqs *s, const char *path, const struct bpe_tokenizer *tok,
+                     size_t V, size_t max_T)
 {
     char *text = NULL;
-    size_t len = 0, cap_lines = 16, cap_ids = 256, line = 0;
+    size_t len = 0, cap_lines = 0, cap_ids = 0, line = 0;
+    int32_t *buf = tok ? NULL : xmalloc_array(max_T + 1, sizeof(int32_t));
     int rc = rl_read_file(path, IDS_MAX_BYTES, &text, &len);
 
     memset(s, 0, sizeof(*s));
-    if (rc)
-        return rc;
-    s->off = xmalloc_array(cap_lines, sizeof(size_t));
-    s->len = xmalloc_array(cap_lines, sizeof(size_t));
-    s->ids = xmalloc_array(cap_ids, sizeof(int32_t));
-    for (size_t i = 0; i < len && !rc;) {
+    for (size_t i = 0; !rc && i < len;) {
         const char *nl = memchr(text + i, '\n', len - i);
-        const size_t end = nl ? (size_t)(nl - text) : len;
-        int32_t *ids = NULL;
-        size_t n = 0;
+        size_t end = nl ? (size_t)(nl - text) : len, n = 0, ll = end - i;
+        int32_t *ids = buf;
 
         line++;
-        if ((rc = bpe_encode(tok, text + i, end - i, true, &ids, &n)) == RL_OK)
-            rc = seqs_append(s, &cap_lines, &cap_ids, ids, n, V, max_T, path, line);
-        else
-            rc = rl_error_prefix(rc, "%s: line %zu", path, line);
-        free(ids);
+        if (tok) {
+            if (ll > 0 && text[i + ll - 1] == '\r')
+                ll--;
+            rc = bpe_encode(tok, text + i, ll, true, &ids, &n);
+            if (rc)
+                rc = rl_error_prefix(rc, "%s: line %zu", path, line);
+        } else {
+            rc = parse_id_line(text + i, ll, path, line, buf, max_T, &n);
+        }
+        if (!rc)
+            rc = seqs_add(s, &cap_lines, &cap_ids, ids, n, path, line, V, max_T);
+        if (tok)
+            free(ids);
         i = end + 1;
     }
     free(text);
-    if (!rc && s->n == 0)
-        rc = rl_error_set(RL_ERR_FORMAT, "%s: no lines to score", path);
-    if (rc)
-        seqs_free(s);
-    return rc;
-}
-
-/* --text: DIR/tokenizer.json of a model directory */
-static int seqs_read_text_of_model(struct seqs *s, const char *path, const char *model,
-                                   size_t V, size_t max_T)
-{
-    struct bpe_tokenizer *tok = NULL;
-    char tok_path[4096];
-    int rc;
-
-    if (llama_is_preset(model))
-        return rl_error_set(RL_ERR_ARG, "--text %s: the preset %s has no tokenizer.json; give "
-                            "a model directory with one, or token ids with --ids FILE", path,
-                            model);
-    if ((size_t)snprintf(tok_path, sizeof(tok_path), "%s/tokenizer.json", model) >=
-        sizeof(tok_path))
-        return rl_error_set(RL_ERR_ARG, "--model %s: path too long", model);
-    if ((rc = bpe_tokenizer_load(&tok, tok_path)) != RL_OK)
-        return rc;
-    rc = seqs_read_text(s, path, tok, V, max_T);
-    bpe_tokenizer_free(tok);
-    return rc;
-}
-
-/* Parse FILE: every line a non-empty list of ids < V, at most max_T. */
-static int seqs_read_ids(struct seqs *s, const char *path, size_t V, size_t max_T)
-{
-    char *text = NULL;
-    size_t len = 0, cap_lines = 16, cap_ids = 256, line = 0;
-    int rc = rl_read_file(path, IDS_MAX_BYTES, &text, &len);
-
-    memset(s, 0, sizeof(*s));
-    if (rc)
-        return rc;
-    s->off = xmalloc_array(cap_lines, sizeof(size_t));
-    s->len = xmalloc_array(cap_lines, sizeof(size_t));
-    s->ids = xmalloc_array(cap_ids, sizeof(int32_t));
-    size_t total = 0;
-    for (size_t i = 0; i < len && !rc;) {
-        size_t count = 0;
-
-        line++;
-        if (s->n == cap_lines) {
-            cap_lines *= 2;
-            s->off = xrealloc_array(s->off, cap_lines, sizeof(size_t));
-            s->len = xrealloc_array(s->len, cap_lines, sizeof(size_t));
-        }
-        s->off[s->n] = total;
-        while (i < len && text[i] != '\n') {
-            unsigned long long v = 0;
-            size_t digits = 0;
-
-            if (text[i] == ' ' || text[i] == '\t' || text[i] == '\r') {
-                i++;
-                continue;
-            }
-            while (i < len && isdigit((unsigned char)text[i]) && digits < 12) {
-                v = v * 10 + (unsigned long long)(text[i++] - '0');
-                digits++;
-            }
-            if (digits == 0 || (i < len && !isspace((unsigned char)text[i]))) {
-                rc = rl_error_set(RL_ERR_FORMAT, "%s: line %zu: expected whitespace-separated "
-                                  "token ids (decimal whole numbers)", path, line);
-                break;
-            }
-            if (v >= V) {
-                rc = rl_error_set(RL_ERR_FORMAT, "%s: line %zu: id %llu is outside the model's "
-                                  "vocabulary (0..%zu)", path, line, v, V - 1);
-                break;
-            }
-            if (++count > max_T) {
-                rc = rl_error_set(RL_ERR_FORMAT, "%s: line %zu: more than %zu ids (the model's "
-                                  "max_position_embeddings)", path, line, max_T);
-                break;
-            }
-            if (total == cap_ids) {
-                cap_ids *= 2;
-                s->ids = xrealloc_array(s->ids, cap_ids, sizeof(int32_t));
-            }
-            s->ids[total++] = (int32_t)v;
-        }
-        if (!rc && count == 0)
-            rc = rl_error_set(RL_ERR_FORMAT, "%s: line %zu is empty (every line needs at least "
-                              "one token id)", path, line);
-        s->len[s->n++] = count;
-        if (count > s->max_len)
-            s->max_len = count;
-        i++;                    /* the newline */
-    }
-    free(text);
+    free(buf);
     if (!rc && s->n == 0)
         rc = rl_error_set(RL_ERR_FORMAT, "%s: no lines to score", path);
     if (rc)
@@ -366,9 +304,10 @@ int cmd_score(int argc, char **argv)
 {
     struct score_args a = { .batch = SCORE_DEFAULT_BATCH };
     struct llama_model m;
-    struct seqs s = { 0 };
+    struct seqs s;
+    struct bpe_tokenizer *tok = NULL;
     size_t seed = 0;
-    int rc;
+    int rc = RL_OK;
 
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
@@ -407,16 +346,24 @@ int cmd_score(int argc, char **argv)
         return bad_usage("give exactly one of --ids FILE and --text FILE");
     if (!a.out || !*a.out)
         return bad_usage("-o OUT.h5 is required");
+    if (a.text && llama_is_preset(a.model))
+        return cli_bad("score", false, "--text: preset %s has no tokenizer.json; give a "
+                       "model directory, or token ids with --ids FILE", a.model);
 
     threads_init(0);
-    if ((rc = llama_model_open(&m, a.model, a.seed)) == RL_OK) {
-        rc = a.ids ? seqs_read_ids(&s, a.ids, m.cfg.vocab_size, m.cfg.max_position)
-                   : seqs_read_text_of_model(&s, a.text, a.model, m.cfg.vocab_size,
-                                             m.cfg.max_position);
-        if (rc == RL_OK) {
+    if (a.text) {
+        char *tpath = rl_path_join(a.model, "tokenizer.json");
+
+        rc = bpe_tokenizer_load(&tok, tpath);
+        free(tpath);
+    }
+    if (!rc && (rc = llama_model_open(&m, a.model, a.seed)) == RL_OK) {
+        if ((rc = seqs_read(&s, a.ids ? a.ids : a.text, tok, m.cfg.vocab_size,
+                            m.cfg.max_position)) == RL_OK) {
             struct llama_adapters la;
             const size_t B = a.batch < s.n ? a.batch : s.n;
 
+            /* --run: a decoder run's trained adapters (experiments/lm_model.h) */
             if (a.run && (rc = lm_run_adapters_load(a.run, &m, &la, B * s.max_len)) == RL_OK) {
                 rc = score_run(&a, &m, &s, &la);
                 llama_adapters_free(&la);
@@ -427,6 +374,7 @@ int cmd_score(int argc, char **argv)
         }
         llama_model_free(&m);
     }
+    bpe_tokenizer_free(tok);
     if (rc != RL_OK) {
         fprintf(stderr, "randlora score: %s\n", rl_error_msg());
         return rl_exit_code(rc);

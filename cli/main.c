@@ -30,6 +30,7 @@ static const struct command commands[] = {
     { "merge",   cmd_merge,   "merge a peft-format adapter into a model and save a full model directory" },
     { "analyze", cmd_analyze, "spectra, ranks and norms of each update (and CKA to a reference run), into the run files" },
     { "plot",    cmd_plot,    "figures (PNG + SVG with .gp and .tsv) from a directory of run files" },
+    { "landscape", cmd_landscape, "the training loss on the plane of three runs' task vectors, and the barriers between them" },
     { "export",  cmd_export,  "a run's trained adapter in peft's format (adapter_model.safetensors + config)" },
     { "sweep",   cmd_sweep,   "the whole grid of an experiment file (--jobs, --shard, --resume) and summary.tsv" },
     { "report",  cmd_report,  "the comparison table: each method's setting chosen on validation, test accuracy over seeds" },

@@ -41,7 +41,7 @@ const char *const cfg_w_head[]      = { "prompt", "linear", NULL };      /* enum
 const char *const cfg_w_features[]  = { "cls", "cls_mean", NULL };       /* enum dinov2_pool */
 const char *const cfg_w_lm_loss[]   = { "response", "all", NULL };       /* enum exp_lm_loss */
 const char *const cfg_w_module[EXP_N_MODULES] = {
-    "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2",
+    "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2", "in_proj",
 };
 
 const struct keydef cfg_keys[] = {
@@ -112,6 +112,7 @@ const struct keydef cfg_keys[] = {
     { "train", "recompute",        K_BOOL,   F_SUFFIX, "false", 0, 0, NULL },
     { "train", "precision",        K_WORD,   F_SUFFIX, "fp32", 0, 0, cfg_w_precision },
     { "train", "seed",             K_SEED,   F_SUFFIX | F_RUN, "run", 0, 0, NULL },
+    { "train", "init_adapter",     K_PATH,   0, NULL, 0, 0, NULL },
 
     { "sweep", "seeds", K_SEEDS, 0, "1", 0, 0, NULL },
     { "sweep", "jobs",  K_UINT,  0, "1", 1, 1024, NULL },

@@ -138,6 +138,11 @@
  *                                     and input gradient as bf16 GEMMs, fp32
  *                                     accumulation (models/clip.h)
  *   seed          run                 data order, augmentation, dropout
+ *   init_adapter  -                   a peft-format adapter directory the run
+ *                                     starts from (adapter_config.json +
+ *                                     adapter_model.safetensors): its config
+ *                                     must match the run's method, rank,
+ *                                     scaling and layers (runner.h)
  * [sweep]
  *   seeds         1                   list of run seeds, axis
  *   jobs          1                   runs at once
@@ -197,7 +202,7 @@
  * v_proj, out_proj, fc1, fc2) */
 #define EXP_TOWER_VISION 1u
 #define EXP_TOWER_TEXT   2u
-#define EXP_N_MODULES    6
+#define EXP_N_MODULES    7   /* enum block_linear: the six, then in_proj */
 
 /* the most runs a grid may have (and settings a method's axes may give) */
 #define EXP_MAX_RUNS     1000000
@@ -308,6 +313,7 @@ struct experiment {
     size_t   n_datasets;
     size_t   image_size;        /* 0: the model's                            */
     char    *prompt;
+    char    *init_adapter;      /* train.init_adapter, or NULL               */
     enum exp_templates templates;
     enum exp_augment augment;
     size_t  *shots;   size_t n_shots;
@@ -331,6 +337,8 @@ struct run_plan {
     char    *experiment, *output, *description;
     struct exp_model model;
     char    *dataset, *eval, *prompt;
+    char    *init_adapter;      /* train.init_adapter: the adapter directory
+                                   the run starts from, or NULL              */
     size_t   image_size, eval_limit;
     enum exp_templates templates;
     enum exp_augment augment;

@@ -134,6 +134,7 @@ const char *run_plan_diff(const struct run_plan *a, const struct run_plan *b)
     DIFF(s->checkpoint_every == t->checkpoint_every, "train.checkpoint_every");
     DIFF(s->recompute == t->recompute, "train.recompute");
     DIFF(s->seed_set == t->seed_set && s->seed == t->seed, "train.seed");
+    DIFF(str_eq(a->init_adapter, b->init_adapter), "train.init_adapter");
 #undef DIFF
     return NULL;
 }
@@ -183,7 +184,8 @@ int cfg_check_plan(const char *source, const struct run_plan *p)
         (rc = check_string(source, p, "data", "dataset", p->dataset)) ||
         (rc = check_string(source, p, "data", "eval", p->eval)) ||
         (rc = check_string(source, p, "data", "val", p->val.spec)) ||
-        (rc = check_string(source, p, "data", "prompt", p->prompt)))
+        (rc = check_string(source, p, "data", "prompt", p->prompt)) ||
+        (rc = check_string(source, p, "train", "init_adapter", p->init_adapter)))
         return rc;
     if (p->adapter.r > EXP_MAX_RANK)
         return rl_error_set(RL_ERR_ARG, "%s: run %s: rank %zu is over the limit of %d (run.rank)",

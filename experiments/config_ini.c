@@ -333,6 +333,7 @@ void experiment_free(struct experiment *e)
     free(e->name);
     free(e->output);
     free(e->description);
+    free(e->init_adapter);
     free(e->model.name);
     free(e->model.pretrain_dir);
     free(e->model.pretrain_data);

@@ -137,6 +137,7 @@ void run_plan_free(struct run_plan *p)
     free(p->dataset);
     free(p->eval);
     free(p->prompt);
+    free(p->init_adapter);
     free(p->val.spec);
     memset(p, 0, sizeof(*p));
 }
@@ -163,6 +164,7 @@ static void plan_copy(struct run_plan *dst, const struct run_plan *src)
     dst->dataset = dup_or_null(src->dataset);
     dst->eval = dup_or_null(src->eval);
     dst->prompt = dup_or_null(src->prompt);
+    dst->init_adapter = dup_or_null(src->init_adapter);
     dst->val.spec = dup_or_null(src->val.spec);
 }
 
@@ -308,6 +310,7 @@ int cfg_expand(const struct experiment *e, exp_shapes_fn shapes, void *ctx,
     base.description = e->description;
     base.model = e->model;
     base.prompt = e->prompt;
+    base.init_adapter = e->init_adapter;
     base.image_size = e->image_size;
     base.eval_limit = e->eval_limit;
     base.lm = e->lm;

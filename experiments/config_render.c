@@ -317,6 +317,9 @@ char *run_plan_to_ini(const struct run_plan *p)
     if (p->train.precision)
         sb_kv(&b, "precision", cfg_w_precision[p->train.precision]);
     sb_kv_u64(&b, "seed", p->train.seed);
+    /* written only when set: files of runs started afresh stay as they were */
+    if (p->init_adapter)
+        sb_kv(&b, "init_adapter", p->init_adapter);
 
     sb_printf(&b, "\n[sweep]\n");
     sb_kv_u64(&b, "seeds", p->seed);

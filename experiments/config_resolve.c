@@ -516,6 +516,7 @@ int cfg_resolve(struct parser *ps, struct experiment *e)
     }
     e->image_size = get_u(ps, "data", "image_size", 0);
     e->prompt = get_str(ps, "data", "prompt");
+    e->init_adapter = get_str(ps, "train", "init_adapter");
     get(ps, "data", "templates", 0, &v);
     e->templates = (enum exp_templates)v.word;
     get(ps, "data", "augment", 0, &v);

@@ -590,10 +590,15 @@ static int parse_one(const struct keydef *kd, const char *v, struct value *out, 
             if (!bit)
                 rc = why(w, wn, "item '%s': expected %s, or attn, qkv, mlp, all", it[i],
                          cfg_join_words((const char *const[]){ "q_proj", "k_proj", "v_proj",
-                                                           "out_proj", "fc1", "fc2", NULL },
+                                                           "out_proj", "fc1", "fc2", "in_proj",
+                                                           NULL },
                                     words, sizeof(words)));
             out->mask |= bit;
         }
+        /* in_proj is q, k and v as one packed linear (open_clip's) */
+        if (!rc && (out->mask & 0x40u) && (out->mask & 0x7u))
+            rc = why(w, wn, "in_proj adapts q, k and v as one linear; list it or q_proj, k_proj, "
+                     "v_proj (qkv), not both");
         break;
     default:
         RL_ASSERT(0);

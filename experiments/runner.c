@@ -191,19 +191,16 @@ static int state_init(struct run_state *s, const struct run_plan *p)
     if ((rc = runner_load_model(&s->m, &p->model)) != RL_OK)
         return rc;
     {
-        /* where merged weights are re-based from (clip_adapters_rebase) */
-        const char *dir = runner_model_dir(&p->model);
-        size_t n = strlen(dir) + sizeof("/model.safetensors");
-
-        s->weights_path = xmalloc(n);
-        snprintf(s->weights_path, n, "%s/model.safetensors", dir);
+        /* where merged weights are re-based from (clip_adapters_rebase):
+         * the weights file of the layout the model was loaded from */
+        s->weights_path = clip_dir_file(runner_model_dir(&p->model), s->m.layout, true);
     }
     if (head) {
         /* an image backbone with a linear head (train_head.c) */
         if ((rc = run_head_prepare(s, &size, &tf, &custom_tf)) != RL_OK)
             return rc;
     } else {
-        if (s->m.cfg.layout == CLIP_LAYOUT_DINOV2)
+        if (s->m.cfg.arch == CLIP_ARCH_DINOV2)
             return rl_error_set(RL_ERR_ARG, "%s: model %s is a DINOv2 image backbone, which has "
                                 "no text tower for class prompts: set model.head = linear",
                                 p->id, p->model.name);
@@ -292,6 +289,8 @@ adapters:
         if (!head && (rc = adamw_init(&s->opt, &ac, s->ca.n_params)) != RL_OK)
             goto out;
     }
+    if ((rc = run_init_adapter(s)) != RL_OK)
+        goto out;
     s->total_steps = s->trains || head ? run_plan_total_steps(p, s->n_train) : 0;
     if (s->total_steps == SIZE_MAX) {
         rc = rl_error_set(RL_ERR_ARG, "%s: the number of steps overflows", p->id);

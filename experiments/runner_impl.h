@@ -96,6 +96,10 @@ int run_seek(struct run_state *s, size_t step);
  * the buffers above. */
 int run_share_init(struct run_state *s);
 
+/* runner_init.c: train.init_adapter read into the run's adapters (nothing
+ * without it); RL_ERR_ARG / RL_ERR_FORMAT naming the directory */
+int run_init_adapter(struct run_state *s);
+
 /* One optimizer step (1-based `step`), the step's micro-batches shared
  * among the ranks (docs/cluster.md) and their gradients summed. *loss: the rows-weighted mean
  * loss; *gnorm: the norm before clipping; *lr: the lr used. RL_OK, or

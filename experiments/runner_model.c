@@ -165,10 +165,9 @@ size_t runner_target_shapes(const struct clip_config *cfg, const struct exp_targ
             for (int i = 0; i < BLOCK_NUM_LINEARS; i++) {
                 if (!((t->modules >> i) & 1u))
                     continue;
-                if (out && n < max) {
-                    out[n].d_out = i == BLOCK_LIN_FC1 ? F : C;
-                    out[n].d_in = i == BLOCK_LIN_FC2 ? F : C;
-                }
+                if (out && n < max)
+                    block_linear_shape((enum block_linear)i, C, F, &out[n].d_out,
+                                       &out[n].d_in);
                 n++;
             }
     }
@@ -177,14 +176,11 @@ size_t runner_target_shapes(const struct clip_config *cfg, const struct exp_targ
 
 static int plan_config(const struct exp_model *model, struct clip_config *cfg)
 {
-    char path[4096];
-
     if (model->preset && dinov2_is_preset(model->name))
         return dinov2_config_preset(cfg, model->name);
     if (model->preset)
         return clip_config_preset(cfg, model->name);
-    snprintf(path, sizeof(path), "%s/config.json", model->name);
-    return backbone_config_load(cfg, path);
+    return backbone_config_load_dir(cfg, model->name, NULL);   /* any kind, either layout */
 }
 
 int runner_plan_shapes(void *ctx, const struct run_plan *plan, const struct adapter_shape **shapes,

@@ -191,7 +191,7 @@ int run_head_prepare(struct run_state *s, size_t *size, struct transform *tf, bo
 
     s->rh = h;
     *custom = false;
-    h->dinov2 = s->m.cfg.layout == CLIP_LAYOUT_DINOV2;
+    h->dinov2 = s->m.cfg.arch == CLIP_ARCH_DINOV2;
     h->pool = (enum dinov2_pool)p->model.features;
     if (dist_size() > 1)
         return rl_error_set(RL_ERR_ARG, "%s: model.head = linear runs in one process (not "

@@ -390,9 +390,16 @@ void adapter_method_free(struct adapter_method *m)
 int adapter_init(struct adapter *a, struct adapter_method *m, size_t d_out, size_t d_in,
                  float *params, float *grads)
 {
+    return adapter_init_layer(a, m, d_out, d_in, params, grads, ADAPTER_LAYER_LINEAR);
+}
+
+int adapter_init_layer(struct adapter *a, struct adapter_method *m, size_t d_out, size_t d_in,
+                       float *params, float *grads, unsigned layer)
+{
     int rc;
 
     memset(a, 0, sizeof(*a));
+    a->layer = layer;
     RL_ASSERT(m->ops != NULL);
     rc = adapter_check(m->ops, &m->cfg, d_out, d_in);
     if (rc)

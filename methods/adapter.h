@@ -168,6 +168,7 @@ struct adapter {
     struct adapter_method *method;
     size_t   d_out, d_in;
     size_t   index;              /* order of initialisation in its method        */
+    unsigned layer;              /* ADAPTER_LAYER_* (adapter_init_layer)         */
     float   *params;             /* n_params trainable floats (a slice)          */
     float   *grads;              /* n_params gradient floats, or NULL            */
     size_t   n_params;
@@ -314,6 +315,21 @@ void adapter_method_free(struct adapter_method *m);
  * left freed (adapter_free is still safe). */
 int  adapter_init(struct adapter *a, struct adapter_method *m, size_t d_out, size_t d_in,
                   float *params, float *grads);
+
+/* What an adapted layer is, where a method's authors initialise the kinds
+ * differently: ADAPTER_LAYER_PACKED_QKV is q, k and v as one (3d, d)
+ * linear (open_clip's nn.MultiheadAttention in_proj_weight); LoRA's paper
+ * rule starts it as the authors' rand_lora.MultiheadAttention does (output
+ * side 0, input side Kaiming over a (1, r, d_in) tensor), where their
+ * nn.Linear has the zero on the input side. Counts, shapes and every other
+ * method are the same for both kinds. */
+enum {
+    ADAPTER_LAYER_LINEAR     = 0,
+    ADAPTER_LAYER_PACKED_QKV = 1u << 0,
+};
+/* adapter_init for a layer of that kind (adapter_init: ADAPTER_LAYER_LINEAR) */
+int  adapter_init_layer(struct adapter *a, struct adapter_method *m, size_t d_out, size_t d_in,
+                        float *params, float *grads, unsigned layer);
 void adapter_free(struct adapter *a);
 void adapter_set_training(struct adapter *a, bool training);
 

@@ -60,4 +60,31 @@ int adapter_io_load_config(const char *path, cJSON **root);
 int adapter_io_parse_config(const cJSON *o, const char *path, const struct st_file *f,
                             struct adapter_io_info *info);
 
+/* the keys an import has accounted for (owned strings) */
+struct adapter_io_keys {
+    char **v;
+    size_t n, cap;
+};
+void adapter_io_keys_push(struct adapter_io_keys *k, char *owned);
+void adapter_io_keys_free(struct adapter_io_keys *k);
+
+/* adapter_io_shared.c: the method's shared tensor t (its name, ndim, shape)
+ * read from the weights file into buf (t->n floats): SHARED_PREFIX <name>,
+ * and the copies peft's older layout stores under every targeted module,
+ * LAYER_PREFIX <path>.<name> for the modules given, which must equal it bit
+ * for bit (after conversion to float32); a file with the copies only reads
+ * the first module's and compares the rest. Every key read is pushed to
+ * keys. RL_ERR_FORMAT naming the file and the keys that differ. */
+int adapter_io_read_shared(const struct st_file *f, const char *weights, const struct adapter_tensor *t,
+                           const struct adapter_io_module *mods, size_t n, float *buf,
+                           struct adapter_io_keys *keys);
+
+/* The one-line RL_ERR_FORMAT for a key of the weights file that no module
+ * given and no shared tensor of m accounts for: a tensor the module's
+ * method does not have (naming the ones it has), a module not among those
+ * given, a shared tensor of another method, or a key outside peft's
+ * layout. */
+int adapter_io_unknown_key(const char *weights, const char *key, const struct adapter_method *m,
+                           const struct adapter_io_module *mods, size_t n);
+
 #endif /* RANDLORA_METHODS_ADAPTER_IO_IMPL_H */

@@ -112,9 +112,10 @@ int adapter_io_import(const struct adapter_io_files *files, struct adapter_metho
 {
     struct adapter_tensor t[MAX_VIEWS];
     struct adapter_io_info info;
-    char *weights = NULL, *config = NULL, **keys = NULL;
+    char *weights = NULL, *config = NULL;
+    struct adapter_io_keys keys = { 0 };
     struct staged *st = NULL;
-    size_t n_st = 0, n_keys = 0, cap_keys = 0;
+    size_t n_st = 0;
     struct st_file *f = NULL;
     cJSON *root = NULL;
     int rc;
@@ -150,57 +151,39 @@ int adapter_io_import(const struct adapter_io_files *files, struct adapter_metho
         for (size_t k = 0; k < nv && !rc; k++) {
             const float *x = st[n_st].buf + (t[k].data - a->params);
 
-            if (n_keys == cap_keys) {
-                cap_keys = cap_keys ? 2 * cap_keys : 64;
-                keys = xrealloc_array(keys, cap_keys, sizeof(*keys));
-            }
-            keys[n_keys] = adapter_io_cat3(prefix, t[k].name, NULL);
-            rc = check_finite(weights, keys[n_keys], x, t[k].n);
-            n_keys++;
+            adapter_io_keys_push(&keys, adapter_io_cat3(prefix, t[k].name, NULL));
+            rc = check_finite(weights, keys.v[keys.n - 1], x, t[k].n);
         }
         n_st++;
         free(prefix);
     }
-    /* the shared tensors */
+    /* the shared tensors: at the model level, and/or copied under every
+     * module (peft's older layout; adapter_io_shared.c) */
     if (!rc) {
         size_t ns = adapter_method_tensors(m, t, MAX_VIEWS);
 
         RL_ASSERT(ns <= MAX_VIEWS);
         for (size_t k = 0; k < ns && !rc; k++) {
-            int64_t shape[3] = { (int64_t)t[k].shape[0], (int64_t)t[k].shape[1],
-                                 (int64_t)t[k].shape[2] };
-
-            if (n_keys == cap_keys) {
-                cap_keys = cap_keys ? 2 * cap_keys : 64;
-                keys = xrealloc_array(keys, cap_keys, sizeof(*keys));
-            }
-            keys[n_keys] = adapter_io_cat3(SHARED_PREFIX, t[k].name, NULL);
             st[n_st].dst = t[k].data;
             st[n_st].n = t[k].n;
             st[n_st].buf = xmalloc_array(t[k].n ? t[k].n : 1, sizeof(float));
-            rc = st_load_f32(f, keys[n_keys], t[k].ndim, shape, st[n_st].buf);
+            rc = adapter_io_read_shared(f, weights, &t[k], mods, n, st[n_st].buf, &keys);
             if (!rc)
-                rc = check_finite(weights, keys[n_keys], st[n_st].buf, t[k].n);
-            n_keys++;
+                rc = check_finite(weights, keys.v[keys.n - 1], st[n_st].buf, t[k].n);
             n_st++;
         }
     }
     /* every key of the file was expected (expected keys are distinct and
      * were all found, so a larger count means extra keys) */
-    if (!rc && st_count(f) != n_keys) {
+    if (!rc && st_count(f) != keys.n) {
         for (size_t i = 0; i < st_count(f) && !rc; i++) {
             const char *k = st_info_at(f, i)->name;
             bool known = false;
 
-            for (size_t j = 0; j < n_keys && !known; j++)
-                known = !strcmp(k, keys[j]);
-            if (!known) {
-                char sb[SHOWN];
-
-                rc = rl_error_set(RL_ERR_FORMAT, "%s: tensor '%s' belongs to no module given "
-                                  "(%zu modules, %s)", weights,
-                                  adapter_io_shown(sb, sizeof sb, k), n, m->ops->name);
-            }
+            for (size_t j = 0; j < keys.n && !known; j++)
+                known = !strcmp(k, keys.v[j]);
+            if (!known)
+                rc = adapter_io_unknown_key(weights, k, m, mods, n);
         }
         RL_ASSERT(rc != RL_OK);
     }
@@ -211,9 +194,7 @@ out:
     for (size_t i = 0; i < n_st; i++)
         free(st[i].buf);
     free(st);
-    for (size_t i = 0; i < n_keys; i++)
-        free(keys[i]);
-    free(keys);
+    adapter_io_keys_free(&keys);
     adapter_io_info_free(&info);
     st_close(f);
     cJSON_Delete(root);

@@ -10,7 +10,10 @@
  * nn.Linear): alpha defaults to their lora_alpha 1 (s = 1/r); the factor on
  * the input side is zero and the output side's, a (1, r, d_out) tensor there,
  * is kaiming-uniform with fan_in r d_out: here A = 0 and
- * B ~ U(-1/sqrt(r d_out), 1/sqrt(r d_out)). dW = 0 at step 0 too.
+ * B ~ U(-1/sqrt(r d_out), 1/sqrt(r d_out)). dW = 0 at step 0 too. On a
+ * packed q/k/v layer (ADAPTER_LAYER_PACKED_QKV, their MultiheadAttention:
+ * B (1, 3d, r) zero, A (1, r, d) kaiming with fan_in r d) it is the other
+ * way round: A ~ U(-1/sqrt(r d_in), 1/sqrt(r d_in)), B = 0.
  *
  * params: [A (r*d_in) | B (d_out*r)].
  * Per layer it keeps h = x~ A^T (N, r) from the forward for dB, and a dh
@@ -60,8 +63,18 @@ static int lora_init(struct adapter *a)
     p->s = lora_scaling(cfg);
     p->h = xmalloc_array(a->method->max_rows * r, sizeof(float));
     p->dh = xmalloc_array(a->method->max_rows * r, sizeof(float));
+    if (cfg->lora_rule == ADAPTER_LORA_PAPER && (a->layer & ADAPTER_LAYER_PACKED_QKV)) {
+        /* the vision code's MultiheadAttention: output side 0, input side
+         * kaiming (fan_in r d_in) */
+        bound = 1.0f / sqrtf((float)(r * a->d_in));
+        rng_fill_uniform(&a->rng, a->params, r * a->d_in, -bound, bound);
+        for (size_t i = 0; i < a->d_out * r; i++)
+            a->params[r * a->d_in + i] = 0.0f;
+        return RL_OK;
+    }
     if (cfg->lora_rule == ADAPTER_LORA_PAPER) {
-        /* the vision code: input side 0, output side kaiming (fan_in r d_out) */
+        /* the vision code's nn.Linear: input side 0, output side kaiming
+         * (fan_in r d_out) */
         bound = 1.0f / sqrtf((float)(r * a->d_out));
         for (size_t i = 0; i < r * a->d_in; i++)
             a->params[i] = 0.0f;

@@ -19,7 +19,9 @@ struct adapter;
 
 struct adapted_lin {
     struct adapter *a;          /* NULL: the plain linear                     */
-    bool merged;                /* w holds W + dW (a != NULL)                 */
+    bool merged;                /* a is merged: w holds W + dW (a != NULL)    */
+    bool weight_merged;         /* w holds another adapter's W + dW (CLIP's
+                                   packed in_proj over q, k, v): no bf16 copy */
     float *gw;                  /* merged weight-gradient scratch (d_out*d_in)*/
     float *gw_sum;              /* NULL, or the step-long weight-gradient sum */
     bool rows;                  /* merged: project_rows instead of gw         */

@@ -11,9 +11,9 @@
 
 const char *const block_param_names[BLOCK_NUM_PARAMS] = {
     "layer_norm1.weight",         "layer_norm1.bias",
-    "self_attn.q_proj.weight",    "self_attn.q_proj.bias",
-    "self_attn.k_proj.weight",    "self_attn.k_proj.bias",
-    "self_attn.v_proj.weight",    "self_attn.v_proj.bias",
+    "self_attn.q_proj.weight",    "self_attn.k_proj.weight",
+    "self_attn.v_proj.weight",    "self_attn.q_proj.bias",
+    "self_attn.k_proj.bias",      "self_attn.v_proj.bias",
     "self_attn.out_proj.weight",  "self_attn.out_proj.bias",
     "layer_norm2.weight",         "layer_norm2.bias",
     "mlp.fc1.weight",             "mlp.fc1.bias",
@@ -21,13 +21,27 @@ const char *const block_param_names[BLOCK_NUM_PARAMS] = {
 };
 
 const char *const block_linear_names[BLOCK_NUM_LINEARS] = {
-    "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2",
+    "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2", "in_proj",
 };
 
 const char *const block_linear_paths[BLOCK_NUM_LINEARS] = {
     "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj",
-    "mlp.fc1", "mlp.fc2",
+    "mlp.fc1", "mlp.fc2", "self_attn.in_proj",
 };
+
+void block_linear_shape(enum block_linear i, size_t C, size_t F, size_t *d_out, size_t *d_in)
+{
+    *d_out = i == BLOCK_LIN_FC1 ? F : i == BLOCK_LIN_IN_PROJ ? block_mul(3, C) : C;
+    *d_in = i == BLOCK_LIN_FC2 ? F : C;
+}
+
+const float *block_linear_weight(const struct block_params *p, enum block_linear i)
+{
+    const float *w[BLOCK_NUM_LINEARS] = { p->q_w, p->k_w, p->v_w, p->o_w, p->fc1_w, p->fc2_w,
+                                          p->q_w };
+
+    return w[i];
+}
 
 /* ------------------------------------------------------------------------ */
 /* parameters                                                                */
@@ -37,9 +51,8 @@ size_t block_param_sizes(size_t sizes[BLOCK_NUM_PARAMS], size_t C, size_t F)
     const size_t CC = block_mul(C, C), FC = block_mul(F, C);
     const size_t s[BLOCK_NUM_PARAMS] = {
         C, C,           /* layer_norm1 */
-        CC, C,          /* q_proj      */
-        CC, C,          /* k_proj      */
-        CC, C,          /* v_proj      */
+        CC, CC, CC,     /* q, k, v_proj weights: one (3C, C) matrix */
+        C, C, C,        /* q, k, v_proj biases: one (3C)             */
         CC, C,          /* out_proj    */
         C, C,           /* layer_norm2 */
         FC, F,          /* fc1         */
@@ -54,7 +67,7 @@ void block_params_point(struct block_params *p, const float *buf, size_t C, size
 {
     size_t s[BLOCK_NUM_PARAMS];
     const float **ptrs[BLOCK_NUM_PARAMS] = {
-        &p->ln1_w, &p->ln1_b, &p->q_w, &p->q_b, &p->k_w, &p->k_b, &p->v_w, &p->v_b,
+        &p->ln1_w, &p->ln1_b, &p->q_w, &p->k_w, &p->v_w, &p->q_b, &p->k_b, &p->v_b,
         &p->o_w, &p->o_b, &p->ln2_w, &p->ln2_b, &p->fc1_w, &p->fc1_b, &p->fc2_w, &p->fc2_b,
     };
 
@@ -70,7 +83,7 @@ void block_grads_point(struct block_grads *g, float *buf, size_t C, size_t F)
 {
     size_t s[BLOCK_NUM_PARAMS];
     float **ptrs[BLOCK_NUM_PARAMS] = {
-        &g->ln1_w, &g->ln1_b, &g->q_w, &g->q_b, &g->k_w, &g->k_b, &g->v_w, &g->v_b,
+        &g->ln1_w, &g->ln1_b, &g->q_w, &g->k_w, &g->v_w, &g->q_b, &g->k_b, &g->v_b,
         &g->o_w, &g->o_b, &g->ln2_w, &g->ln2_b, &g->fc1_w, &g->fc1_b, &g->fc2_w, &g->fc2_b,
     };
 
@@ -110,11 +123,12 @@ size_t block_acts_size(size_t B, size_t T, size_t C, size_t NH, size_t F)
 }
 
 /* the scratch: one (B,T,C) for ln1 / attproj / ln2 / fcproj in turn, one
- * (B,T,F) for fch_act, two (B,T) for recomputed statistics */
+ * (B,T,max(F,3C)) for fch_act or a packed adapter's qkv, two (B,T) for
+ * recomputed statistics */
 size_t block_acts_scratch_size(size_t B, size_t T, size_t C, size_t F)
 {
-    const size_t N = block_mul(B, T);
-    const size_t s[4] = { block_mul(N, C), block_mul(N, F), N, N };
+    const size_t N = block_mul(B, T), C3 = block_mul(3, C);
+    const size_t s[4] = { block_mul(N, C), block_mul(N, F > C3 ? F : C3), N, N };
 
     return block_sum(s, 4);
 }
@@ -132,8 +146,8 @@ void block_acts_point(struct block_acts *a, float *buf, float *scratch,
     acts_sizes(s, B, T, C, NH, F);
     block_point_views(ptrs, s, BLOCK_NUM_ACTS, buf);
     a->ln1 = a->attproj = a->ln2 = a->fcproj = scratch;
-    a->fch_act = scratch + block_mul(N, C);
-    a->stat_mean = a->fch_act + block_mul(N, F);
+    a->fch_act = a->qkv = scratch + block_mul(N, C);
+    a->stat_mean = a->fch_act + block_mul(N, F > 3 * C ? F : block_mul(3, C));
     a->stat_rstd = a->stat_mean + N;
 }
 
@@ -215,9 +229,7 @@ void block_forward_adapted(float *out, struct block_acts *a, const float *inp,
 
     /* attention half: h = x + out_proj(MHA(ln1(x))) */
     layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, p->ln1_w, p->ln1_b, N, C, cfg->eps);
-    adapted_linear_forward(a->q, a->ln1, p->q_w, p->q_b, ad, BLOCK_LIN_Q, N, C, C);
-    adapted_linear_forward(a->k, a->ln1, p->k_w, p->k_b, ad, BLOCK_LIN_K, N, C, C);
-    adapted_linear_forward(a->v, a->ln1, p->v_w, p->v_b, ad, BLOCK_LIN_V, N, C, C);
+    adapted_qkv_forward(a->q, a->k, a->v, a->ln1, a->ln1, NULL, 0, N, N, p, ad, C, a->qkv);
     attention_forward(a->atty, a->att, a->q, a->k, a->v, B, T, C, NH, cfg->causal);
     adapted_linear_forward(a->attproj, a->atty, p->o_w, p->o_b, ad, BLOCK_LIN_OUT,
                            N, C, C);
@@ -310,12 +322,8 @@ void block_backward_adapted(float *dinp, struct block_grads *g, struct block_gra
     float *dln1 = need_dln1 ? ga->dln1 : NULL;
     layernorm_forward(a->ln1, a->stat_mean, a->stat_rstd, inp, p->ln1_w, p->ln1_b, N, C,
                       cfg->eps);
-    adapted_linear_backward(dln1, g->q_w, g->q_b, ga->dq, a->ln1, p->q_w,
-                            ad, BLOCK_LIN_Q, N, C, C);
-    adapted_linear_backward(dln1, g->k_w, g->k_b, ga->dk, a->ln1, p->k_w,
-                            ad, BLOCK_LIN_K, N, C, C);
-    adapted_linear_backward(dln1, g->v_w, g->v_b, ga->dv, a->ln1, p->v_w,
-                            ad, BLOCK_LIN_V, N, C, C);
+    adapted_qkv_backward(dln1, dln1, g, ga->dq, ga->dk, ga->dv, a->ln1, a->ln1, NULL, 0, N, N,
+                         p, ad, C, a->qkv);
     /* ln1 = layer_norm1(x): dinp += ... */
     if (need_dln1)
         layernorm_backward(dinp, g->ln1_w, g->ln1_b, ga->dln1, inp, p->ln1_w,

@@ -62,9 +62,10 @@ struct block_config {
 
 struct block_params {
     const float *ln1_w, *ln1_b;     /* (C), (C)    layer_norm1              */
-    const float *q_w, *q_b;         /* (C,C), (C)  self_attn.q_proj         */
-    const float *k_w, *k_b;         /* (C,C), (C)  self_attn.k_proj         */
-    const float *v_w, *v_b;         /* (C,C), (C)  self_attn.v_proj         */
+    const float *q_w, *k_w, *v_w;   /* (C,C) each  self_attn.{q,k,v}_proj:
+                                       contiguous, one (3C,C) matrix as
+                                       open_clip's in_proj_weight          */
+    const float *q_b, *k_b, *v_b;   /* (C) each, contiguous (in_proj_bias)  */
     const float *o_w, *o_b;         /* (C,C), (C)  self_attn.out_proj       */
     const float *ln2_w, *ln2_b;     /* (C), (C)    layer_norm2              */
     const float *fc1_w, *fc1_b;     /* (F,C), (F)  mlp.fc1                  */
@@ -79,9 +80,8 @@ struct block_params {
 /* same shapes; NULL = frozen (not computed) */
 struct block_grads {
     float *ln1_w, *ln1_b;
-    float *q_w, *q_b;
-    float *k_w, *k_b;
-    float *v_w, *v_b;
+    float *q_w, *k_w, *v_w;
+    float *q_b, *k_b, *v_b;
     float *o_w, *o_b;
     float *ln2_w, *ln2_b;
     float *fc1_w, *fc1_b;
@@ -89,7 +89,10 @@ struct block_grads {
 };
 
 /* HF names relative to the layer ("layer_norm1.weight", ...,
- * "mlp.fc2.bias"), in struct order, which is also the flat-buffer order. */
+ * "mlp.fc2.bias"), in struct order, which is also the flat-buffer order:
+ * the q, k and v weights are adjacent (then their biases), so the three
+ * form one (3C, C) matrix, open_clip's packed in_proj_weight, that a
+ * packed adapter (BLOCK_LIN_IN_PROJ) merges into in place. */
 extern const char *const block_param_names[BLOCK_NUM_PARAMS];
 
 /* sizes[i] = floats of tensor i (struct order); returns the total */
@@ -130,6 +133,8 @@ struct block_acts {
     float *fch_act;     /* (B,T,F)     act(fch)                              */
     float *stat_mean;   /* (B,T)       statistics the recompute rewrites     */
     float *stat_rstd;   /* (B,T)                                             */
+    float *qkv;         /* (B,T,3C)    a packed in_proj adapter's branch, then
+                                       its output gradient (= fch_act's floats) */
 };
 
 /* floats of one layer's kept activations (buf of block_acts_point) and of
@@ -184,6 +189,11 @@ enum block_linear {
     BLOCK_LIN_OUT,              /* self_attn.out_proj (C -> C)               */
     BLOCK_LIN_FC1,              /* mlp.fc1            (C -> F)               */
     BLOCK_LIN_FC2,              /* mlp.fc2            (F -> C)               */
+    BLOCK_LIN_IN_PROJ,          /* q, k and v as ONE (3C, C) linear, open_clip's
+                                   packed attn.in_proj ("self_attn.in_proj"):
+                                   its adapter is one adapter of d_out = 3C over
+                                   the adjacent q/k/v weights; a layer adapts
+                                   either it or q/k/v_proj, never both          */
     BLOCK_NUM_LINEARS
 };
 
@@ -191,6 +201,14 @@ enum block_linear {
  * module paths ("self_attn.q_proj", ..., "mlp.fc2"), in enum order */
 extern const char *const block_linear_names[BLOCK_NUM_LINEARS];
 extern const char *const block_linear_paths[BLOCK_NUM_LINEARS];
+
+/* (d_out, d_in) of linear i in a layer of width C and MLP width F: fc1
+ * (F, C), fc2 (C, F), in_proj (3C, C), the others (C, C) */
+void block_linear_shape(enum block_linear i, size_t C, size_t F, size_t *d_out, size_t *d_in);
+
+/* the layer's weight of linear i, (d_out, d_in) row-major; in_proj's is
+ * q_w, the first of the three adjacent q/k/v weights */
+const float *block_linear_weight(const struct block_params *p, enum block_linear i);
 
 struct adapter;
 
@@ -276,6 +294,7 @@ struct block_pooled_acts {
     float *fch_act;     /* (B,F)                                             */
     float *stat_mean;   /* (B,T)                                             */
     float *stat_rstd;   /* (B,T)                                             */
+    float *qkv;         /* (B,T,3C)    as struct block_acts's                */
 };
 
 struct block_pooled_grad_acts {

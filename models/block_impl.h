@@ -61,4 +61,27 @@ void adapted_linear_backward(float *dinp, float *dw, float *db, const float *dou
                              const struct block_adapters *ad, enum block_linear i,
                              size_t N, size_t C, size_t OC);
 
+/* The attention's three input projections: q (Nq, C) from xq, k and v
+ * (N, C) from x (N, C), each adapted_linear_forward, plus the branch of a
+ * packed in_proj adapter (ad->lin[BLOCK_LIN_IN_PROJ], one (3C, C) linear)
+ * when it is on the factored path: computed on all N rows of x into qkv
+ * (N, 3C, scratch), its k and v thirds added to k and v, its q third at
+ * q's rows. q's row i is x's row i (T == 0: xq is x, Nq == N) or, for the
+ * pooled last layer, row i T + idx[i] (idx NULL: i T). A merged packed
+ * adapter's weight is the adjacent q/k/v weights, W + dW in place. */
+void adapted_qkv_forward(float *q, float *k, float *v, const float *xq, const float *x,
+                         const size_t *idx, size_t T, size_t Nq, size_t N,
+                         const struct block_params *p, const struct block_adapters *ad,
+                         size_t C, float *qkv);
+
+/* its backward: dxq (Nq, C) += dq W_q, dx (N, C) += dk W_k + dv W_v (either
+ * may be NULL; they are the same buffer when xq is x), g's q/k/v weight and
+ * bias gradients, and the adapters' gradients on the path each is on;
+ * dq/dk/dv gathered into qkv (N, 3C) for a packed adapter */
+void adapted_qkv_backward(float *dxq, float *dx, struct block_grads *g, const float *dq,
+                          const float *dk, const float *dv, const float *xq, const float *x,
+                          const size_t *idx, size_t T, size_t Nq, size_t N,
+                          const struct block_params *p, const struct block_adapters *ad,
+                          size_t C, float *qkv);
+
 #endif /* RANDLORA_MODELS_BLOCK_IMPL_H */

@@ -31,6 +31,20 @@ void block_act_backward(float *dinp, const float *dout, const float *inp, size_t
         quick_gelu_backward(dinp, dout, inp, n);
 }
 
+/* linear i's own adapter is on the merged path: its weight holds W + dW */
+static bool lin_merged(const struct block_adapters *ad, enum block_linear i)
+{
+    return ad && ad->lin[i] && ad->merged[i];
+}
+
+/* linear i's weight holds W + dW now: its own adapter is merged, or, for
+ * q, k and v, the packed in_proj adapter over the three is */
+static bool weight_merged(const struct block_adapters *ad, enum block_linear i)
+{
+    return lin_merged(ad, i) ||
+           (i <= BLOCK_LIN_V && lin_merged(ad, BLOCK_LIN_IN_PROJ));
+}
+
 /* linear i of a layer's adapters as a struct adapted_lin (a zeroed one,
  * the plain linear, when ad is NULL) */
 static struct adapted_lin lin_view(const struct block_adapters *ad, enum block_linear i)
@@ -39,7 +53,8 @@ static struct adapted_lin lin_view(const struct block_adapters *ad, enum block_l
 
     if (ad) {
         l.a = ad->lin[i];
-        l.merged = ad->lin[i] && ad->merged[i];
+        l.merged = lin_merged(ad, i);
+        l.weight_merged = weight_merged(ad, i);
         l.gw = ad->gw;
         l.gw_sum = ad->gw_sum[i];
         l.rows = ad->rows[i];
@@ -48,11 +63,11 @@ static struct adapted_lin lin_view(const struct block_adapters *ad, enum block_l
     return l;
 }
 
-/* l's bf16 weight when its products run in bf16: set, and the factored
- * path (a merged weight holds W + dW, which the copy does not) */
+/* l's bf16 weight when its products run in bf16: set, and the weight
+ * not merged (a merged weight holds W + dW, which the copy does not) */
 static const bf16 *lin_bf16(const struct adapted_lin *l)
 {
-    return l && l->w_bf16 && !l->merged ? l->w_bf16 : NULL;
+    return l && l->w_bf16 && !l->merged && !l->weight_merged ? l->w_bf16 : NULL;
 }
 
 /* linear_forward with W in bf16: out (N,OC) = b + bf16(inp) (N,C) W^T,

@@ -54,10 +54,10 @@ void block_pooled_acts_point(struct block_pooled_acts *a, float *buf, float *scr
 
     pooled_acts_sizes(s, B, T, C, NH, F);
     block_point_views(ptrs, s, POOLED_NUM_ACTS, buf);
-    /* block_acts_scratch_size's layout: (B,T,C), (B,T,F), (B,T), (B,T) */
+    /* block_acts_scratch_size's layout: (B,T,C), (B,T,max(F,3C)), (B,T), (B,T) */
     a->ln1 = a->attproj = a->ln2 = a->fcproj = scratch;
-    a->fch_act = scratch + block_mul(N, C);
-    a->stat_mean = a->fch_act + block_mul(N, F);
+    a->fch_act = a->qkv = scratch + block_mul(N, C);
+    a->stat_mean = a->fch_act + block_mul(N, F > 3 * C ? F : block_mul(3, C));
     a->stat_rstd = a->stat_mean + N;
 }
 
@@ -150,12 +150,11 @@ void block_pooled_forward(float *out, struct block_pooled_acts *a, const float *
 
     /* every row: ln1, k, v (the keys and values the pooled queries see) */
     layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, p->ln1_w, p->ln1_b, N, C, cfg->eps);
-    adapted_linear_forward(a->k, a->ln1, p->k_w, p->k_b, ad, BLOCK_LIN_K, N, C, C);
-    adapted_linear_forward(a->v, a->ln1, p->v_w, p->v_b, ad, BLOCK_LIN_V, N, C, C);
     gather_rows(a->ln1_pool, a->ln1, idx, B, T, C);
+    /* q at the pooled rows only (a packed adapter's branch runs on all) */
+    adapted_qkv_forward(a->q, a->k, a->v, a->ln1_pool, a->ln1, idx, T, B, N, p, ad, C, a->qkv);
 
     /* the pooled rows: h = x + out_proj(MHA(q)) */
-    adapted_linear_forward(a->q, a->ln1_pool, p->q_w, p->q_b, ad, BLOCK_LIN_Q, B, C, C);
     attention_pooled_forward(a->atty, a->att, a->q, a->k, a->v, idx, B, T, C, NH, cfg->causal);
     adapted_linear_forward(a->attproj, a->atty, p->o_w, p->o_b, ad, BLOCK_LIN_OUT, B, C, C);
     gather_rows(a->h, inp, idx, B, T, C);
@@ -220,12 +219,9 @@ void block_pooled_backward(float *dinp, struct block_grads *g,
      * recomputed into the scratch ln2 held */
     layernorm_forward(a->ln1, a->stat_mean, a->stat_rstd, inp, p->ln1_w, p->ln1_b, N, C,
                       cfg->eps);
-    adapted_linear_backward(need_dln1 ? ga->dln1_pool : NULL, g->q_w, g->q_b, ga->dq,
-                            a->ln1_pool, p->q_w, ad, BLOCK_LIN_Q, B, C, C);
-    adapted_linear_backward(need_dln1 ? ga->dln1 : NULL, g->k_w, g->k_b, ga->dk, a->ln1,
-                            p->k_w, ad, BLOCK_LIN_K, N, C, C);
-    adapted_linear_backward(need_dln1 ? ga->dln1 : NULL, g->v_w, g->v_b, ga->dv, a->ln1,
-                            p->v_w, ad, BLOCK_LIN_V, N, C, C);
+    adapted_qkv_backward(need_dln1 ? ga->dln1_pool : NULL, need_dln1 ? ga->dln1 : NULL, g,
+                         ga->dq, ga->dk, ga->dv, a->ln1_pool, a->ln1, idx, T, B, N, p, ad, C,
+                         a->qkv);
     if (!need_dln1)
         return;
     scatter_add_rows(ga->dln1, ga->dln1_pool, idx, B, T, C);

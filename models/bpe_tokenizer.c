@@ -105,8 +105,10 @@ void bpe_tokenizer_free(struct bpe_tokenizer *t)
     tok_free(t->tab);
     for (int i = 0; i < t->n_pre; i++)
         pcre2_code_free(t->pre[i].re);
-    for (size_t k = 0; k < t->n_added; k++)
+    for (size_t k = 0; k < t->n_added; k++) {
         free(t->added[k].content);
+        free(t->added[k].match);
+    }
     free(t->added);
     free(t->tokens);
     pcre2_code_free(t->re_word);

@@ -22,7 +22,8 @@
  *      them; single_word needs no word character (\w as Rust's regex crate
  *      has it) on either side);
  *   3. the normalizer on each remaining piece: none or NFC (ICU);
- *   4. added tokens with normalized=true are cut out of the normalized text;
+ *   4. added tokens with normalized=true (their content normalized too) are
+ *      cut out of the normalized text;
  *   5. the pre-tokenizers in order on each remaining piece: Split with a
  *      Regex or String pattern (behavior Isolated or Removed, invert false),
  *      then ByteLevel (add_prefix_space; use_regex: GPT-2's pattern), which
@@ -43,7 +44,8 @@
  * merges naming tokens that are not in the vocabulary. "truncation" and
  * "padding" are ignored (the caller cuts and pads ids).
  *
- * Decoding: each id becomes its added-token content or vocabulary string
+ * Decoding: each id becomes its added-token content (normalized when the
+ * token is, as tokenizers' id_to_token gives it) or vocabulary string
  * (skip_special drops added tokens marked special), the ByteLevel decoder
  * maps each token's symbols back to bytes (a token with a character that is
  * not a byte symbol is copied as its UTF-8), and invalid UTF-8 in the result

@@ -232,7 +232,7 @@ static int pretokenize(struct enc *e, int stage, const char *s, size_t n)
 /* ------------------------------------------------------------------ normalizer */
 
 /* NFC of s[0..n) (valid UTF-8) in a new buffer */
-static int nfc(const char *s, size_t n, char **out, size_t *on)
+int bpe_nfc(const char *s, size_t n, char **out, size_t *on)
 {
     UErrorCode err = U_ZERO_ERROR;
     const UNormalizer2 *nf = unorm2_getNFCInstance(&err);
@@ -321,7 +321,7 @@ static const struct bpe_added *added_at(const struct bpe_tokenizer *t, bool norm
     for (size_t k = 0; k < t->n_added; k++) {
         const struct bpe_added *a = &t->added[k];
         if (a->normalized == normalized && a->len <= n - i && (!best || a->len > best->len) &&
-            memcmp(s + i, a->content, a->len) == 0)
+            memcmp(s + i, a->match, a->len) == 0)
             best = a;
     }
     return best;
@@ -384,7 +384,7 @@ static int normalize_piece(struct enc *e, const char *s, size_t n)
     if (n == 0)
         return RL_OK;
     if (e->t->nfc) {
-        if ((rc = nfc(s, n, &norm, &n)) != RL_OK)
+        if ((rc = bpe_nfc(s, n, &norm, &n)) != RL_OK)
             return rc;
         s = norm;
     }

@@ -32,13 +32,16 @@ struct bpe_pretok {
 
 struct bpe_added {
     char *content;             /* owned, valid UTF-8, not empty */
-    size_t len;
+    char *match;               /* owned: what is matched in the text, the content
+                                * normalized when the token is (tokenizers does so) */
+    size_t len;                /* of match */
     int32_t id;
     bool special, lstrip, rstrip, single_word, normalized;
 };
 
-/* id -> string: the added token's content if id is one, else the
- * vocabulary string (NULL: no token has this id) */
+/* id -> string: the added token's match string (its content, normalized
+ * when the token is) if id is one, else the vocabulary string (NULL: no
+ * token has this id) */
 struct bpe_idtok {
     const char *s;             /* into tab->pool or an added token's content */
     uint32_t len;
@@ -67,6 +70,9 @@ struct bpe_tokenizer {
 };
 
 #define BPE_MATCH_LIMIT 10000000u  /* PCRE2 match limit per match call */
+
+/* bpe_tokenizer_encode.c: NFC of s[0..n) (valid UTF-8) in a new buffer */
+int bpe_nfc(const char *s, size_t n, char **out, size_t *on);
 
 /* bpe_tokenizer.c: a PCRE2 pattern from an Oniguruma one (\s and friends
  * rewritten; see bpe_tokenizer.h), compiled with UTF + UCP. NULL with

@@ -67,6 +67,9 @@ static int get_id(const cJSON *v, int32_t *out)
 
 /* ------------------------------------------------------------------ model */
 
+/* model.merges as tokenizers reads them, which differs from the CLIP
+ * reader's (tokenizer_load.c): a string splits at exactly one space,
+ * "#version" entries are skipped without a rank, and there is no cap */
 static int load_merges(struct bpe_tokenizer *t, const cJSON *arr, const char *file)
 {
     const cJSON *e;
@@ -178,14 +181,13 @@ static int load_added(struct bpe_tokenizer *t, const cJSON *arr, const char *fil
             (rc = get_flag(e, "single_word", false, &a->single_word, file, where)) != RL_OK ||
             (rc = get_flag(e, "normalized", !a->special, &a->normalized, file, where)) != RL_OK)
             return rc;
-        a->len = strlen(c->valuestring);
         for (size_t k = 0; k < t->n_added; k++)
             if (strcmp(t->added[k].content, c->valuestring) == 0)
                 return rl_error_set(RL_ERR_FORMAT, "%s: %s repeats the content of "
                                     "added_tokens[%zu]", file, where, k);
         /* tokenizers numbers them again on load: the vocabulary's id, else
          * the next one after the vocabulary and the added tokens so far */
-        derived = tok_vocab_get(t->tab, c->valuestring, a->len);
+        derived = tok_vocab_get(t->tab, c->valuestring, strlen(c->valuestring));
         if (derived < 0)
             derived = top_added < 0 ? n_vocab
                     : (top_added >= n_vocab || n_vocab == 0) ? top_added + 1 : n_vocab;
@@ -197,8 +199,26 @@ static int load_added(struct bpe_tokenizer *t, const cJSON *arr, const char *fil
             top_added = derived;
         a->content = xstrdup(c->valuestring);
         t->any_normalized |= a->normalized;
-        t->added_first[(uint8_t)a->content[0]] |= (uint8_t)(a->normalized ? 2 : 1);
         t->n_added++;
+    }
+    return RL_OK;
+}
+
+/* what each added token matches: its content, normalized when the token
+ * is (as tokenizers' AddedVocabulary does), and the first-byte filter */
+static int finish_added(struct bpe_tokenizer *t)
+{
+    for (size_t k = 0; k < t->n_added; k++) {
+        struct bpe_added *a = &t->added[k];
+        if (a->normalized && t->nfc) {
+            int rc = bpe_nfc(a->content, strlen(a->content), &a->match, &a->len);
+            if (rc != RL_OK)
+                return rc;
+        } else {
+            a->match = xstrdup(a->content);
+            a->len = strlen(a->match);
+        }
+        t->added_first[(uint8_t)a->match[0]] |= (uint8_t)(a->normalized ? 2 : 1);
     }
     return RL_OK;
 }
@@ -430,7 +450,7 @@ static int build_tables(struct bpe_tokenizer *t, const char *file)
         t->tokens[e->id] = (struct bpe_idtok){ tab->pool + e->off, e->len, -1 };
     }
     for (size_t k = 0; k < t->n_added; k++)
-        t->tokens[t->added[k].id] = (struct bpe_idtok){ t->added[k].content,
+        t->tokens[t->added[k].id] = (struct bpe_idtok){ t->added[k].match,   /* tokenizers' id_to_token */
                                                         (uint32_t)t->added[k].len, (int16_t)k };
     for (int k = 0; k < t->n_prefix + t->n_suffix; k++) {
         int32_t id = k < t->n_prefix ? t->prefix[k] : t->suffix[k - t->n_prefix];
@@ -468,6 +488,8 @@ int bpe_tokenizer_load(struct bpe_tokenizer **out, const char *path)
         rc = load_added(t, item(root, "added_tokens"), path);
     if (rc == RL_OK)
         rc = load_normalizer(t, item(root, "normalizer"), path);
+    if (rc == RL_OK)
+        rc = finish_added(t);
     if (rc == RL_OK && is_absent(item(root, "pre_tokenizer")))
         rc = rl_error_set(RL_ERR_FORMAT, "%s: no pre_tokenizer (a ByteLevel one is needed)", path);
     if (rc == RL_OK)

@@ -235,7 +235,7 @@ int clip_vision_forward(struct clip_vision_run *r, const struct clip_model *m,
     const size_t BTC = mul(mul(B, T), C);
     int rc;
 
-    if (m->cfg.layout != CLIP_LAYOUT_CLIP)
+    if (m->cfg.arch != CLIP_ARCH_CLIP)
         return rl_error_set(RL_ERR_ARG, "a DINOv2 model has no CLIP vision tower to run "
                             "(models/dinov2.h: dinov2_forward)");
     if (B == 0 || B > r->max_B)
@@ -516,7 +516,7 @@ int clip_text_forward(struct clip_text_run *r, const struct clip_model *m,
     size_t Tc = 0, BTC;
     int rc;
 
-    if (m->cfg.layout != CLIP_LAYOUT_CLIP)
+    if (m->cfg.arch != CLIP_ARCH_CLIP)
         return rl_error_set(RL_ERR_ARG, "a DINOv2 model has no text tower");
     if (n == 0 || n > r->max_B)
         return rl_error_set(RL_ERR_ARG, "text batch of %zu rows; this run holds 1..%zu", n,

@@ -14,7 +14,9 @@
  *           cross-entropy over class prompts (fine-tuning)
  *
  * Files: clip.c (forward, backward, heads), clip_io.c (config.json,
- * safetensors load and save, the tensor table), clip_adapters.c (targets
+ * safetensors load and save, the tensor table), clip_layout.c (the two
+ * directory layouts, HF's and open_clip's, on the one block),
+ * clip_openclip_config.c (open_clip_config.json), clip_adapters.c (targets
  * and the trainable block), presets.c (preset shapes, random init).
  *
  * Memory (llm.c's malloc_and_point; style-anchors.md 1.3, 7.5):
@@ -103,13 +105,13 @@ struct clip_text_config {
 /* whose weights a struct clip_model holds: CLIP's two towers, or a DINOv2
  * image backbone (models/dinov2.h: the vision tower only, HF Dinov2Model
  * names, LayerScale, no projection; text.layers = 0) */
-enum clip_layout {
-    CLIP_LAYOUT_CLIP = 0,
-    CLIP_LAYOUT_DINOV2,
+enum clip_arch {
+    CLIP_ARCH_CLIP = 0,
+    CLIP_ARCH_DINOV2,
 };
 
 struct clip_config {
-    enum clip_layout layout;    /* CLIP_LAYOUT_CLIP unless models/dinov2.h set it */
+    enum clip_arch arch;      /* CLIP_ARCH_CLIP unless models/dinov2.h set it */
     struct clip_text_config text;
     struct clip_vision_config vision;
     size_t projection_dim;      /* D, 512                                    */
@@ -188,8 +190,19 @@ struct clip_weights {
     float *v_registers;         /* (R, Cv)          embeddings.register_tokens, or NULL */
 };
 
+/* how a model directory stores it (models/clip_layout.c, docs/models.md) */
+enum clip_layout {
+    CLIP_LAYOUT_HF = 0,         /* config.json + model.safetensors, HF names  */
+    CLIP_LAYOUT_OPENCLIP,       /* open_clip_config.json + open_clip_model.
+                                   safetensors, open_clip's names: q/k/v
+                                   packed as attn.in_proj_weight, visual.proj
+                                   and text_projection transposed            */
+};
+
 struct clip_model {
     struct clip_config cfg;
+    enum clip_layout layout;    /* the layout it was loaded from (HF for a
+                                   preset); clip_adapters_rebase reads it    */
     size_t n_params;            /* floats in the block                       */
     float *params;              /* the frozen block, owned                   */
     struct clip_weights w;      /* views into params                         */
@@ -219,12 +232,86 @@ void clip_model_init_random(struct clip_model *m, uint64_t seed);
 /* clip_model_init for a preset, randomly initialised */
 int  clip_model_preset(struct clip_model *m, const char *name, uint64_t seed);
 
-/* Load a model directory: DIR/config.json + DIR/model.safetensors (F32,
- * F16 or BF16, converted to float). Every table tensor must be present with
- * its shape (RL_ERR_FORMAT naming it otherwise); other keys (the legacy
- * position_ids buffers) are ignored. logit_scale may be () or (1). */
+/* ---- layouts (clip_layout.c) ---- */
+
+/* "hf" | "open_clip" -> layout; RL_ERR_ARG otherwise */
+int clip_layout_parse(const char *name, enum clip_layout *out);
+const char *clip_layout_name(enum clip_layout l);
+/* the layout's config and weight file names ("config.json",
+ * "model.safetensors"; "open_clip_config.json", "open_clip_model.safetensors") */
+const char *clip_layout_config_file(enum clip_layout l);
+const char *clip_layout_weights_file(enum clip_layout l);
+/* The layout DIR holds: HF when DIR/config.json exists, else open_clip when
+ * DIR/open_clip_config.json does; RL_ERR_IO naming both files otherwise. */
+int clip_dir_layout(const char *dir, enum clip_layout *out);
+/* DIR/<the layout's config or weights file>, malloc'd */
+char *clip_dir_file(const char *dir, enum clip_layout l, bool weights);
+/* the config of DIR in whichever layout it holds (*layout may be NULL) */
+int clip_config_load_dir(struct clip_config *c, const char *dir, enum clip_layout *layout);
+
+/* One tensor as a layout stores it: its name and shape in the file, and the
+ * block range it fills (numel floats at offset; `transposed`: the file's
+ * (shape[0], shape[1]) is the block's (shape[1], shape[0]) transposed). */
+struct clip_stored {
+    char name[CLIP_MAX_NAME];
+    int ndim;
+    int64_t shape[4];
+    size_t numel;
+    size_t offset;
+    bool transposed;
+};
+/* The tensors layout l stores for model m, into out (NULL: count only);
+ * returns their number. HF: the table itself. open_clip: per layer
+ * ln_1, attn.in_proj_weight (3C, C) and in_proj_bias (3C) over the
+ * adjacent q/k/v, attn.out_proj, ln_2, mlp.c_fc, mlp.c_proj; visual.conv1,
+ * class_embedding, positional_embedding, ln_pre, ln_post, proj (Cv, D) =
+ * visual_projection^T; token_embedding, positional_embedding, ln_final,
+ * text_projection (Ct, D) = text_projection.weight^T; logit_scale. */
+size_t clip_stored_tensors(const struct clip_model *m, enum clip_layout l,
+                           struct clip_stored *out);
+/* Check an opened weights file against layout l: every stored tensor
+ * present with its shape and a loadable dtype (logit_scale () or (1));
+ * RL_ERR_FORMAT naming `path` and the tensor. *present: tensors found. */
+int clip_model_check_file(const struct clip_model *m, enum clip_layout l,
+                          const struct st_file *f, const char *path, size_t *present);
+/* Load every stored tensor of layout l from path into m's block. */
+int clip_model_load_weights_as(struct clip_model *m, const char *path, enum clip_layout l);
+/* Re-read from path (a file of m->layout) the stored tensors that cover the
+ * block range [offset, offset + n) (an in_proj_weight covers q, k and v of
+ * its layer, which a rebase restores too: nothing is merged then). */
+int clip_model_reload_range(struct clip_model *m, const char *path, size_t offset, size_t n);
+/* clip_model_save in layout l: HF as clip_model_save; open_clip writes
+ * open_clip_config.json (model_cfg in open_clip's keys, preprocess_cfg
+ * with CLIP's mean and std) and open_clip_model.safetensors. RL_ERR_ARG
+ * for a model open_clip cannot express (towers with different
+ * activations, layer_norm_eps other than 1e-5, MLP width not width *
+ * mlp_ratio exactly, width not a multiple of the vision heads). */
+int clip_model_save_as(const struct clip_model *m, const char *dir, int dtype,
+                       enum clip_layout l);
+
+/* open_clip's config (clip_openclip_config.c): the hub's open_clip_config.json,
+ * {"model_cfg": {"embed_dim", "quick_gelu", "vision_cfg": {...},
+ * "text_cfg": {...}}, "preprocess_cfg": {...}}, or a bare model_cfg. Keys
+ * that change the architecture away from CLIP's (timm or HF towers, layer
+ * scale, attentional pooling, custom_text, ...) are refused, RL_ERR_FORMAT
+ * naming `where` and the key; unknown keys are ignored. Token ids: eos is
+ * vocab_size - 1 (open_clip pools at the argmax id), bos vocab_size - 2,
+ * pad 0. */
+int clip_openclip_config_parse(struct clip_config *c, const char *json, size_t len,
+                               const char *where);
+/* the config as open_clip_config.json (malloc'd, caller frees), or NULL
+ * with RL_ERR_ARG set when open_clip cannot express it (above) */
+char *clip_openclip_config_to_json(const struct clip_config *c);
+
+/* Load a model directory of either layout (clip_dir_layout; m->layout says
+ * which): DIR/config.json + DIR/model.safetensors, or open_clip_config.json
+ * + open_clip_model.safetensors (F32, F16 or BF16, converted to float).
+ * Every stored tensor must be present with its shape (RL_ERR_FORMAT naming
+ * it otherwise); other keys (the legacy position_ids buffers) are ignored.
+ * logit_scale may be () or (1). */
 int  clip_model_load(struct clip_model *m, const char *dir);
-/* Load the weights of an already laid-out model from a safetensors file. */
+/* Load the weights of an already laid-out model from an HF-layout
+ * safetensors file (clip_model_load_weights_as for either layout). */
 int  clip_model_load_weights(struct clip_model *m, const char *path);
 /* Write DIR/config.json and DIR/model.safetensors (dtype ST_F32, ST_F16 or
  * ST_BF16); DIR is created when missing. */
@@ -270,7 +357,7 @@ int clip_targets_parse(const char *spec, struct clip_target *out, size_t max, si
 
 /* one adapted linear */
 struct clip_site {
-    enum clip_layout layout;    /* the model's: names the site (clip_site_name) */
+    enum clip_arch arch;      /* the model's: names the site (clip_site_name) */
     enum clip_tower tower;
     size_t layer;
     enum block_linear lin;
@@ -345,6 +432,9 @@ void clip_adapters_set_training(struct clip_adapters *ca, bool training);
 /* "vision_model.encoder.layers.3.self_attn.q_proj" for site i, in buf
  * ("encoder.layer.3.attention.attention.query" in the DINOv2 layout) */
 const char *clip_site_name(const struct clip_site *s, char *buf, size_t size);
+/* the weight (d_out, d_in) site s adapts, in m's block: in_proj's is the
+ * layer's adjacent q/k/v weights, one (3C, C) matrix */
+float *clip_site_weight(struct clip_model *m, const struct clip_site *s);
 /* the adapter at (tower, layer, lin), or NULL */
 struct adapter *clip_adapters_find(const struct clip_adapters *ca, enum clip_tower tower,
                                    size_t layer, enum block_linear lin);

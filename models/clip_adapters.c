@@ -19,8 +19,12 @@
 static const char *const tower_names[CLIP_NUM_TOWERS] = { "vision", "text" };
 static const char *const tower_prefix[CLIP_NUM_TOWERS] = { "vision_model", "text_model" };
 
-#define ALL_MODULES ((1u << BLOCK_NUM_LINEARS) - 1u)
-#define MODULE_LIST "q_proj, k_proj, v_proj, out_proj, fc1, fc2 (or attn, qkv, mlp, all)"
+/* "all" is the six HF linears; in_proj (q, k, v packed) is chosen by name */
+#define ALL_MODULES   ((1u << BLOCK_LIN_IN_PROJ) - 1u)
+#define ANY_MODULE    ((1u << BLOCK_NUM_LINEARS) - 1u)
+#define QKV_MODULES   ((1u << BLOCK_LIN_Q) | (1u << BLOCK_LIN_K) | (1u << BLOCK_LIN_V))
+#define IN_PROJ_MODULE (1u << BLOCK_LIN_IN_PROJ)
+#define MODULE_LIST "q_proj, k_proj, v_proj, out_proj, fc1, fc2, in_proj (or attn, qkv, mlp, all)"
 
 /* ------------------------------------------------------------------------ */
 /* parsing                                                                   */
@@ -180,13 +184,12 @@ static void lin_shape(const struct clip_model *m, enum clip_tower t, enum block_
     size_t C = t == CLIP_TOWER_VISION ? m->cfg.vision.hidden : m->cfg.text.hidden;
     size_t F = t == CLIP_TOWER_VISION ? m->cfg.vision.intermediate : m->cfg.text.intermediate;
 
-    *d_out = lin == BLOCK_LIN_FC1 ? F : C;
-    *d_in = lin == BLOCK_LIN_FC2 ? F : C;
+    block_linear_shape(lin, C, F, d_out, d_in);
 }
 
 const char *clip_site_name(const struct clip_site *s, char *buf, size_t size)
 {
-    if (s->layout == CLIP_LAYOUT_DINOV2) {
+    if (s->arch == CLIP_ARCH_DINOV2) {
         snprintf(buf, size, "encoder.layer.%zu.%s", s->layer, dinov2_linear_paths[s->lin]);
         return buf;
     }
@@ -206,7 +209,7 @@ static int select_sites(const struct clip_model *m, const struct clip_target *ta
         const struct clip_target *t = &targets[k];
         size_t matched = 0;
 
-        if (t->modules == 0 || (t->modules & ~ALL_MODULES) || t->towers == 0 ||
+        if (t->modules == 0 || (t->modules & ~ANY_MODULE) || t->towers == 0 ||
             (t->towers & ~((1u << CLIP_NUM_TOWERS) - 1u)) || t->lo > t->hi)
             return rl_error_set(RL_ERR_ARG, "adapter target %zu is empty or malformed (%s)", k,
                                 what_exists(m, exists, sizeof(exists)));
@@ -228,6 +231,19 @@ static int select_sites(const struct clip_model *m, const struct clip_target *ta
             return rl_error_set(RL_ERR_ARG, "adapter target %zu matches no linear layer (%s)", k,
                                 what_exists(m, exists, sizeof(exists)));
     }
+    /* in_proj is q, k and v: one adapter over the three, or theirs; a
+     * DINOv2 checkpoint has no packed projection to name it by */
+    for (int tw = 0; tw < CLIP_NUM_TOWERS; tw++)
+        for (size_t l = 0; l < tower_layers(m, (enum clip_tower)tw); l++) {
+            if ((sel[tw][l] & IN_PROJ_MODULE) && m->cfg.arch == CLIP_ARCH_DINOV2)
+                return rl_error_set(RL_ERR_ARG, "adapter targets: in_proj (open_clip's packed "
+                                    "q, k and v) is CLIP's; a DINOv2 model has separate query, "
+                                    "key and value linears: use q_proj, k_proj, v_proj");
+            if ((sel[tw][l] & IN_PROJ_MODULE) && (sel[tw][l] & QKV_MODULES))
+                return rl_error_set(RL_ERR_ARG, "adapter targets: %s layer %zu gets both in_proj "
+                                    "(q, k and v packed as one linear) and q_proj, k_proj or "
+                                    "v_proj; choose one of the two", tower_names[tw], l);
+        }
     return RL_OK;
 }
 
@@ -280,7 +296,7 @@ int clip_adapters_init(struct clip_adapters *ca, const struct clip_model *m,
                 if (!((sel[tw][l] >> i) & 1u))
                     continue;
                 s = &ca->sites[ca->n_sites++];
-                s->layout = m->cfg.layout;
+                s->arch = m->cfg.arch;
                 s->tower = (enum clip_tower)tw;
                 s->layer = l;
                 s->lin = (enum block_linear)i;
@@ -316,8 +332,10 @@ int clip_adapters_init(struct clip_adapters *ca, const struct clip_model *m,
         char name[128];
 
         lin_shape(m, s->tower, s->lin, &d_out, &d_in);
-        rc = adapter_init(&ca->adapters[k], &ca->method, d_out, d_in, ca->params + s->offset,
-                          ca->grads + s->offset);
+        rc = adapter_init_layer(&ca->adapters[k], &ca->method, d_out, d_in,
+                                ca->params + s->offset, ca->grads + s->offset,
+                                s->lin == BLOCK_LIN_IN_PROJ ? ADAPTER_LAYER_PACKED_QKV
+                                                            : ADAPTER_LAYER_LINEAR);
         if (rc) {
             rc = rl_error_prefix(rc, "%s", clip_site_name(s, name, sizeof(name)));
             goto out;
@@ -399,14 +417,14 @@ int clip_path_mode_parse(const char *name, enum clip_path_mode *out)
 
 /* the frozen weight (d_out, d_in) of a site, writable: m->params is the
  * model's own block, viewed const by the layers */
-static float *site_weight(struct clip_model *m, const struct clip_site *s)
+float *clip_site_weight(struct clip_model *m, const struct clip_site *s)
 {
     const struct block_params *p = &(s->tower == CLIP_TOWER_VISION ? m->vlayer : m->tlayer)[s->layer];
-    const float *w[BLOCK_NUM_LINEARS] = { p->q_w, p->k_w, p->v_w, p->o_w, p->fc1_w, p->fc2_w };
+    const float *w = block_linear_weight(p, s->lin);
     float *base = m->params;
 
-    RL_ASSERT(w[s->lin] >= base && w[s->lin] < base + m->n_params);
-    return base + (w[s->lin] - base);
+    RL_ASSERT(w >= base && w < base + m->n_params);
+    return base + (w - base);
 }
 
 static struct block_adapters *site_layer(struct clip_adapters *ca, const struct clip_site *s)
@@ -488,9 +506,9 @@ static void site_unmerge(struct clip_adapters *ca, struct clip_model *m, size_t 
     const struct clip_site *s = &ca->sites[k];
 
     if (ca->merged_params)
-        adapter_unmerge_old(&ca->adapters[k], site_weight(m, s), site_merged_params(ca, k));
+        adapter_unmerge_old(&ca->adapters[k], clip_site_weight(m, s), site_merged_params(ca, k));
     else
-        adapter_unmerge(&ca->adapters[k], site_weight(m, s));
+        adapter_unmerge(&ca->adapters[k], clip_site_weight(m, s));
     ca->merged[k] = false;
     site_layer(ca, s)->merged[s->lin] = false;
     ca->n_merged--;
@@ -505,7 +523,8 @@ size_t clip_site_rows(const struct clip_model *m, const struct clip_site *s,
     const size_t L = vision ? m->cfg.vision.layers : m->cfg.text.layers;
     size_t rows;
 
-    if (s->layer + 1 == L && s->lin != BLOCK_LIN_K && s->lin != BLOCK_LIN_V)
+    if (s->layer + 1 == L && s->lin != BLOCK_LIN_K && s->lin != BLOCK_LIN_V &&
+        s->lin != BLOCK_LIN_IN_PROJ)
         return seqs;
     RL_ASSERT(size_mul_ok(seqs, tokens, &rows));
     return rows;
@@ -526,7 +545,7 @@ void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
         const struct clip_site *s = &ca->sites[k];
         struct adapter *a = &ca->adapters[k];
         const size_t np = a->n_params;
-        float *w = site_weight(m, s);
+        float *w = clip_site_weight(m, s);
         const size_t rows_k = clip_site_rows(m, s, sz);
         const size_t micro = s->tower == CLIP_TOWER_VISION ? sz->vision_micro : sz->text_micro;
         bool merge = site_wants_merge(ca, k, rows_k, micro);
@@ -616,21 +635,16 @@ int clip_adapters_rebase(struct clip_adapters *ca, struct clip_model *m, const c
         return rl_error_set(RL_ERR_ARG, "rebase with %zu adapted weights merged", ca->n_merged);
     if (!ca->drifted)
         return RL_OK;
-    /* one open per tensor: the mapping holds one weight's pages at a time */
+    /* one open per weight: the mapping holds one weight's pages at a time;
+     * the model's layout says which stored tensors hold it (a packed site's
+     * three HF tensors, or open_clip's one in_proj_weight) */
     for (size_t k = 0; k < ca->n_sites && rc == RL_OK; k++) {
-        const struct clip_site *s = &ca->sites[k];
-        const int64_t shape[2] = { (int64_t)ca->adapters[k].d_out, (int64_t)ca->adapters[k].d_in };
-        char name[160];
-        struct st_file *f;
+        const float *w = clip_site_weight(m, &ca->sites[k]);
 
         if (!ca->drifted[k])
             continue;
-        clip_site_name(s, name, sizeof(name) - 8);
-        strcat(name, ".weight");
-        if ((rc = st_open(&f, path)) != RL_OK)
-            break;
-        rc = st_load_f32(f, name, 2, shape, site_weight(m, s));
-        st_close(f);
+        rc = clip_model_reload_range(m, path, (size_t)(w - m->params),
+                                     ca->adapters[k].d_out * ca->adapters[k].d_in);
         if (rc == RL_OK)
             ca->drifted[k] = false;
     }

@@ -19,7 +19,6 @@
 #include "core/alloc.h"
 #include "core/read_file.h"
 #include "core/status.h"
-#include "core/write_file.h"
 #include "formats/safetensors.h"
 #include "models/dinov2.h"
 
@@ -331,7 +330,7 @@ static void add_num(cJSON *o, const char *key, double v)
 
 char *clip_config_to_json(const struct clip_config *c)
 {
-    if (c->layout == CLIP_LAYOUT_DINOV2)
+    if (c->arch == CLIP_ARCH_DINOV2)
         return dinov2_config_to_json(c);
 
     cJSON *root = cJSON_CreateObject(), *t = cJSON_CreateObject(), *v = cJSON_CreateObject();
@@ -449,7 +448,7 @@ static size_t table_add(struct clip_model *m, size_t *off, const char *name, int
 static void table_add_layer(struct clip_model *m, size_t *off, const char *tower, size_t l,
                             size_t C, size_t F)
 {
-    static const int is_matrix[BLOCK_NUM_PARAMS] = { 0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 0,
+    static const int is_matrix[BLOCK_NUM_PARAMS] = { 0, 0, 1, 1, 1, 0, 0, 0, 1, 0, 0, 0,
                                                      1, 0, 1, 0 };
     char name[CLIP_MAX_NAME];
 
@@ -593,46 +592,38 @@ void clip_grads_zero(struct clip_grads *g, const struct clip_model *m)
 /* ------------------------------------------------------------------------ */
 /* model directories                                                         */
 
+/* dir + "/" + file, malloc'd */
+static char *join(const char *dir, const char *file)
+{
+    size_t n = strlen(dir) + strlen(file) + 2;
+    char *p = xmalloc(n);
+
+    snprintf(p, n, "%s/%s", dir, file);
+    return p;
+}
+
 int clip_model_load_weights(struct clip_model *m, const char *path)
 {
-    struct st_file *f;
-    int rc = st_open(&f, path);
-
-    if (rc)
-        return rc;
-    for (size_t i = 0; i < m->n_tensors && rc == RL_OK; i++) {
-        const struct clip_tensor *t = &m->tensors[i];
-        const struct st_info *si;
-        int ndim = t->ndim;
-        int64_t one = 1;
-
-        /* logit_scale: () as HF writes it; (1) is accepted too */
-        if (ndim == 0 && (si = st_find(f, t->name)) && si->ndim == 1 && si->shape[0] == 1)
-            rc = st_load_f32(f, t->name, 1, &one, m->params + t->offset);
-        else
-            rc = st_load_f32(f, t->name, ndim, t->shape, m->params + t->offset);
-    }
-    st_close(f);
-    return rc;
+    return clip_model_load_weights_as(m, path, CLIP_LAYOUT_HF);
 }
 
 int clip_model_load(struct clip_model *m, const char *dir)
 {
     struct clip_config cfg;
-    char *cpath = rl_path_join(dir, "config.json");
-    char *wpath = rl_path_join(dir, "model.safetensors");
+    enum clip_layout layout = CLIP_LAYOUT_HF;
+    char *wpath;
     int rc;
 
     memset(m, 0, sizeof(*m));
-    rc = clip_config_load(&cfg, cpath);
-    if (!rc)
-        rc = clip_model_init(m, &cfg);
-    if (!rc) {
-        rc = clip_model_load_weights(m, wpath);
-        if (rc)
-            clip_model_free(m);
-    }
-    free(cpath);
+    if ((rc = clip_config_load_dir(&cfg, dir, &layout)))
+        return rc;
+    if ((rc = clip_model_init(m, &cfg)))
+        return rc;
+    m->layout = layout;
+    wpath = clip_dir_file(dir, layout, true);
+    rc = clip_model_load_weights_as(m, wpath, layout);
+    if (rc)
+        clip_model_free(m);
     free(wpath);
     return rc;
 }
@@ -647,8 +638,8 @@ int clip_model_save(const struct clip_model *m, const char *dir, int dtype)
         return rl_error_set(RL_ERR_ARG, "%s: weights can be saved as F32, F16 or BF16", dir);
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return rl_error_set(RL_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
-    cpath = rl_path_join(dir, "config.json");
-    wpath = rl_path_join(dir, "model.safetensors");
+    cpath = join(dir, "config.json");
+    wpath = join(dir, "model.safetensors");
     w = st_writer_new();
     for (size_t i = 0; i < m->n_tensors && rc == RL_OK; i++) {
         const struct clip_tensor *t = &m->tensors[i];

@@ -31,16 +31,28 @@ const char *clip_precision_name(enum clip_precision p)
 static const float *layer_weight(const struct block_params *p, enum block_linear i,
                                  size_t C, size_t F, size_t *n)
 {
-    const float *w[BLOCK_NUM_LINEARS] = { p->q_w, p->k_w, p->v_w, p->o_w, p->fc1_w, p->fc2_w };
+    size_t d_out, d_in;
 
-    *n = i == BLOCK_LIN_FC1 || i == BLOCK_LIN_FC2 ? C * F : C * C;
-    return w[i];
+    block_linear_shape(i, C, F, &d_out, &d_in);
+    *n = d_out * d_in;
+    return block_linear_weight(p, i);
 }
 
-/* the weight is frozen: no adapter whose parameters are the weight itself */
+/* the weight is trained as a whole: its adapter's parameters are the weight
+ * itself (full), its own or, for q, k and v, the packed in_proj's */
+static bool lin_whole(const struct adapter *a)
+{
+    return a && (a->ops->flags & ADAPTER_F_GRAD_IS_GW);
+}
+
+/* the weight is frozen; in_proj has no copy of its own (q, k and v's are
+ * its rows) */
 static int lin_frozen(const struct block_adapters *ad, enum block_linear i)
 {
-    return !ad->lin[i] || !(ad->lin[i]->ops->flags & ADAPTER_F_GRAD_IS_GW);
+    if (i == BLOCK_LIN_IN_PROJ)
+        return 0;
+    return !lin_whole(ad->lin[i]) &&
+           !(i <= BLOCK_LIN_V && lin_whole(ad->lin[BLOCK_LIN_IN_PROJ]));
 }
 
 /* visit every frozen linear of both towers: count (out == NULL) or convert

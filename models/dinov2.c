@@ -189,7 +189,7 @@ void dinov2_run_init(struct dinov2_run *r, const struct clip_model *m, size_t ma
     const size_t scratch = block_acts_scratch_size(B, T, C, F);
     size_t n = 0;
 
-    RL_ASSERT(m->cfg.layout == CLIP_LAYOUT_DINOV2 && S % ps == 0 && max_B > 0);
+    RL_ASSERT(m->cfg.arch == CLIP_ARCH_DINOV2 && S % ps == 0 && max_B > 0);
     memset(r, 0, sizeof(*r));
     r->max_B = max_B;
     r->S = S;

@@ -23,7 +23,7 @@
  * native grid the table is used as it is. A "dinov2_with_registers" config
  * must have num_register_tokens >= 1 (the two go together here).
  *
- * A DINOv2 model is a struct clip_model with cfg.layout = CLIP_LAYOUT_DINOV2:
+ * A DINOv2 model is a struct clip_model with cfg.arch = CLIP_ARCH_DINOV2:
  * the same one-block weights (HF key names, dinov2_io.c), each layer's 16
  * block.h tensors followed by its two LayerScale vectors (block_params.ls1,
  * ls2), no text tower (text.layers = 0); so clip_adapters (targets "vision:"
@@ -95,8 +95,12 @@ int   dinov2_model_load(struct clip_model *m, const char *dir);
 int   dinov2_model_save(const struct clip_model *m, const char *dir, int dtype);
 
 /* A model directory of either kind: config.json's model_type "dinov2" or
- * "dinov2_with_registers" is DINOv2, anything else CLIP. */
+ * "dinov2_with_registers" is DINOv2, anything else CLIP; a directory in
+ * open_clip's layout (no config.json, open_clip_config.json) is CLIP
+ * (clip_dir_layout). backbone_config_load reads one config.json;
+ * backbone_config_load_dir a directory (*layout, when given, the layout). */
 int   backbone_config_load(struct clip_config *c, const char *config_path);
+int   backbone_config_load_dir(struct clip_config *c, const char *dir, enum clip_layout *layout);
 int   backbone_model_load(struct clip_model *m, const char *dir);
 
 /* Run at input_size S (a multiple of the patch size; 0: image_size): sets

@@ -29,9 +29,9 @@ const char *const dinov2_linear_paths[BLOCK_NUM_LINEARS] = {
 /* HF names of the 16 block.h tensors of a layer, in block.h order */
 static const char *const layer_names[BLOCK_NUM_PARAMS] = {
     "norm1.weight", "norm1.bias",
-    "attention.attention.query.weight", "attention.attention.query.bias",
-    "attention.attention.key.weight", "attention.attention.key.bias",
-    "attention.attention.value.weight", "attention.attention.value.bias",
+    "attention.attention.query.weight", "attention.attention.key.weight",
+    "attention.attention.value.weight", "attention.attention.query.bias",
+    "attention.attention.key.bias", "attention.attention.value.bias",
     "attention.output.dense.weight", "attention.output.dense.bias",
     "norm2.weight", "norm2.bias",
     "mlp.fc1.weight", "mlp.fc1.bias",
@@ -44,7 +44,7 @@ static const char *const layer_names[BLOCK_NUM_PARAMS] = {
 void dinov2_config_defaults(struct clip_config *c)
 {
     memset(c, 0, sizeof(*c));
-    c->layout = CLIP_LAYOUT_DINOV2;
+    c->arch = CLIP_ARCH_DINOV2;
     c->vision = (struct clip_vision_config){
         .image_size = 224, .patch_size = 14, .num_channels = 3, .hidden = 768,
         .layers = 12, .heads = 12, .intermediate = 3072, .act = BLOCK_ACT_GELU,
@@ -343,7 +343,8 @@ static size_t table_add(struct clip_model *m, size_t *off, const char *name, int
 
 static void table_add_layer(struct clip_model *m, size_t *off, size_t l, bool qkv_bias)
 {
-    static const int is_matrix[BLOCK_NUM_PARAMS] = { 0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0, 0,
+    /* block.h order: ln1, q/k/v weights, q/k/v biases, out, ln2, fc1, fc2 */
+    static const int is_matrix[BLOCK_NUM_PARAMS] = { 0, 0, 1, 1, 1, 0, 0, 0, 1, 0, 0, 0,
                                                      1, 0, 1, 0 };
     const int64_t C = (int64_t)m->cfg.vision.hidden, F = (int64_t)m->cfg.vision.intermediate;
     char name[CLIP_MAX_NAME];
@@ -351,7 +352,7 @@ static void table_add_layer(struct clip_model *m, size_t *off, size_t l, bool qk
     for (size_t i = 0; i < BLOCK_NUM_PARAMS; i++) {
         int64_t d0 = i == 12 || i == 13 ? F : C, d1 = i == 14 ? F : C;
 
-        if (!qkv_bias && (i == 3 || i == 5 || i == 7)) {
+        if (!qkv_bias && i >= 5 && i <= 7) {
             *off += (size_t)C;          /* no bias: zeros, not in the file */
             continue;
         }
@@ -373,7 +374,7 @@ int dinov2_model_init(struct clip_model *m, const struct clip_config *cfg)
     int rc;
 
     memset(m, 0, sizeof(*m));
-    if (cfg->layout != CLIP_LAYOUT_DINOV2)
+    if (cfg->arch != CLIP_ARCH_DINOV2)
         return rl_error_set(RL_ERR_ARG, "dinov2_model_init: not a DINOv2 config");
     if ((rc = validate(cfg, "dinov2 config")))
         return rc;
@@ -562,13 +563,38 @@ int backbone_config_load(struct clip_config *c, const char *config_path)
                              : clip_config_load(c, config_path);
 }
 
+int backbone_config_load_dir(struct clip_config *c, const char *dir, enum clip_layout *layout)
+{
+    enum clip_layout l;
+    char *cpath;
+    int rc;
+
+    if ((rc = clip_dir_layout(dir, &l)))
+        return rc;
+    if (l != CLIP_LAYOUT_HF)                 /* open_clip: CLIP only */
+        return clip_config_load_dir(c, dir, layout);
+    if (layout)
+        *layout = l;
+    cpath = join(dir, "config.json");
+    rc = backbone_config_load(c, cpath);
+    free(cpath);
+    return rc;
+}
+
 int backbone_model_load(struct clip_model *m, const char *dir)
 {
-    char *cpath = join(dir, "config.json"), t[64];
-    int rc = model_type(cpath, t, sizeof(t));
+    enum clip_layout l;
+    char *cpath, t[64];
+    int rc;
 
-    free(cpath);
     memset(m, 0, sizeof(*m));
+    if ((rc = clip_dir_layout(dir, &l)))
+        return rc;
+    if (l != CLIP_LAYOUT_HF)                 /* open_clip: CLIP only */
+        return clip_model_load(m, dir);
+    cpath = join(dir, "config.json");
+    rc = model_type(cpath, t, sizeof(t));
+    free(cpath);
     if (rc)
         return rc;
     return is_dinov2_type(t) ? dinov2_model_load(m, dir) : clip_model_load(m, dir);

@@ -18,7 +18,6 @@
 #include "core/alloc.h"
 #include "core/read_file.h"
 #include "core/status.h"
-#include "core/write_file.h"
 #include "formats/safetensors.h"
 
 #define INDEX_MAX_BYTES  ((size_t)64 << 20)

@@ -8,7 +8,7 @@
  *                256 bos, 257 eos), width 128, 4 layers, 4 query heads
  *                sharing 2 key/value heads (GQA) of head_dim 32, SwiGLU
  *                MLP 352, RMSNorm eps 1e-6, rope_theta 10000, 512
- *                positions, tied head: 661,632 parameters
+ *                positions, tied head: 771,456 parameters
  *   qwen2-0.5b   Qwen/Qwen2-0.5B's shapes (24 layers, width 896, 14 heads,
  *                2 key/value heads, MLP 4864, vocab 151936, q/k/v biases,
  *                tied head, rope_theta 1e6): 494,032,768 parameters; its

@@ -220,6 +220,7 @@ size_t plot_acc_reflines(const struct plot_ctx *c, const struct plot_dset *d, st
     bool mixed = false;
     double zs[2] = { 0, 0 };   /* sum, count: this data setting's none runs */
     double za[2] = { 0, 0 };   /* any data setting's */
+    bool probe = false;        /* a none run with model.head = linear: a linear probe */
 
     for (size_t i = 0; i < set->n_runs; i++) {
         const struct plot_run *r = &set->runs[i];
@@ -230,6 +231,9 @@ size_t plot_acc_reflines(const struct plot_ctx *c, const struct plot_dset *d, st
         if (r->n_classes)
             classes = r->n_classes;
         if (!strcmp(r->key.method, "none") && isfinite(r->accuracy)) {
+            const char *head = run_key_get(&r->key, "model.head");
+
+            probe = probe || (head && !strcmp(head, "linear"));
             za[0] += r->accuracy;
             za[1]++;
             if (!d || plot_dset_has(d, &r->key)) {
@@ -241,9 +245,10 @@ size_t plot_acc_reflines(const struct plot_ctx *c, const struct plot_dset *d, st
     *chance = classes && !mixed ? 1.0 / (double)classes : 0.0;
     if (*chance > 0)
         out[n++] = (struct plot_refline){ "chance", *chance };
+    const char *label = probe ? "linear probe (none)" : "zero-shot (none)";
     if (zs[1] > 0)
-        out[n++] = (struct plot_refline){ "zero-shot (none)", zs[0] / zs[1] };
+        out[n++] = (struct plot_refline){ label, zs[0] / zs[1] };
     else if (za[1] > 0)
-        out[n++] = (struct plot_refline){ "zero-shot (none)", za[0] / za[1] };
+        out[n++] = (struct plot_refline){ label, za[0] / za[1] };
     return n;
 }

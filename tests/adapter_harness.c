@@ -17,7 +17,9 @@ const struct variant adapter_test_variants[N_VARIANTS] = {
     { "peft dense dropout",    "peft",  ADAPTER_BASIS_DENSE,       0, false, false, 2.0f, 0.25f },
 };
 
-const struct adapter_shape adapter_test_shapes[N_SHAPES] = { { 20, 12 }, { 12, 20 }, { 16, 16 } };
+/* the last is a packed q/k/v in_proj, (3d, d) */
+const struct adapter_shape adapter_test_shapes[N_SHAPES] = { { 20, 12 }, { 12, 20 }, { 16, 16 },
+                                                            { 36, 12 } };
 
 const struct adapter_ops *adapter_test_ops(int i)
 {

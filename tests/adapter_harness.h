@@ -33,7 +33,7 @@ struct variant {
 extern const struct variant adapter_test_variants[N_VARIANTS];
 
 /* d_in < d_out (RandLoRA case 1), d_out < d_in (case 2), square */
-#define N_SHAPES 3
+#define N_SHAPES 4
 extern const struct adapter_shape adapter_test_shapes[N_SHAPES];
 
 /* the registry's i-th method (asserted present) */

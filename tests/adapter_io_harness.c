@@ -10,8 +10,11 @@
 
 #include <check.h>
 
+#include "core/alloc.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "formats/safetensors.h"
+#include "test_util.h"
 
 char aio_tmpdir[64];
 const char *const io_layer_paths[N_LAYERS] = { Q_PROJ, FC1, FC2 };
@@ -74,4 +77,34 @@ void io_model_randomize(struct io_model *md, uint64_t seed)
 struct adapter_io_files aio_dir_files(void)
 {
     return (struct adapter_io_files){ .dir = aio_tmpdir };
+}
+
+const size_t aio_fixture_dims[N_LAYERS][2] = { { 16, 16 }, { 48, 16 }, { 16, 48 } };
+
+void aio_check_expected(const char *dir, struct io_model *md, double rtol)
+{
+    char exp_path[400];
+    struct st_file *ex;
+
+    snprintf(exp_path, sizeof exp_path, "%s/expected.safetensors", dir);
+    ck_assert_int_eq(st_open(&ex, exp_path), RL_OK);
+    for (int i = 0; i < N_LAYERS; i++) {
+        size_t di = aio_fixture_dims[i][1], dout = aio_fixture_dims[i][0];
+        float *x = xcalloc(N_ROWS * di, sizeof(float)), *want = xcalloc(3 * dout, sizeof(float));
+        float *y = xcalloc(N_ROWS * dout, sizeof(float));
+        char kx[128], ky[128];
+
+        /* the fixtures have 3 rows; N_ROWS >= 3, the rest zero */
+        snprintf(kx, sizeof kx, "x.%s", io_layer_paths[i]);
+        snprintf(ky, sizeof ky, "y.%s", io_layer_paths[i]);
+        ck_assert_int_eq(st_load_f32(ex, kx, 2, (const int64_t[]){ 3, (int64_t)di }, x), RL_OK);
+        ck_assert_int_eq(st_load_f32(ex, ky, 2, (const int64_t[]){ 3, (int64_t)dout }, want), RL_OK);
+        adapter_forward(&md->a[i], x, y, N_ROWS);
+        ck_assert_uint_eq(tensor_compare(ky, y, want, 3 * dout, 1e-5, rtol), 0);
+        ck_assert_double_gt(test_max_abs(want, 3 * dout), 1e-3);
+        free(x);
+        free(want);
+        free(y);
+    }
+    st_close(ex);
 }

@@ -46,4 +46,11 @@ void io_model_free(struct io_model *md);
 /* every trainable parameter ~ N(0, 0.3^2) from seed */
 void io_model_randomize(struct io_model *md, uint64_t seed);
 
+/* The peft fixtures' three layers (q_proj 16x16, fc1 48x16, fc2 16x48):
+ * each adapter's branch on the 3 rows "x.<path>" of dir/expected.safetensors
+ * equals "y.<path>" within 1e-5 absolute and rtol relative; the expected
+ * values are not all tiny. */
+extern const size_t aio_fixture_dims[N_LAYERS][2];
+void aio_check_expected(const char *dir, struct io_model *md, double rtol);
+
 #endif /* RANDLORA_TESTS_ADAPTER_IO_HARNESS_H */

@@ -412,7 +412,6 @@ START_TEST(test_peft_fixture)
     struct adapter_io_files files;
     struct adapter_io_info info;
     struct io_model md;
-    struct st_file *ex;
     int rc;
 
     snprintf(dir, sizeof dir, "%s/%s", fixture_path("adapter_io"), method);
@@ -428,10 +427,9 @@ START_TEST(test_peft_fixture)
     /* the fixture's layers: q_proj 16x16, fc1 48x16, fc2 16x48 */
     rc = adapter_method_init(&md.m, &info.cfg, 48, 48, N_ROWS);
     ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
-    static const size_t dims[3][2] = { { 16, 16 }, { 48, 16 }, { 16, 48 } };
     for (int i = 0; i < 3; i++) {
-        ck_assert_int_eq(adapter_init(&md.a[i], &md.m, dims[i][0], dims[i][1], NULL, NULL),
-                         RL_OK);
+        ck_assert_int_eq(adapter_init(&md.a[i], &md.m, aio_fixture_dims[i][0], aio_fixture_dims[i][1], NULL,
+                                      NULL), RL_OK);
         adapter_set_training(&md.a[i], false);
         md.mods[i].path = io_layer_paths[i];
         md.mods[i].adapter = &md.a[i];
@@ -439,30 +437,7 @@ START_TEST(test_peft_fixture)
     rc = adapter_io_import(&files, &md.m, md.mods, 3);
     ck_assert_msg(rc == RL_OK, "import %s: %s", method, rl_error_msg());
 
-    char exp_path[300];
-    snprintf(exp_path, sizeof exp_path, "%s/expected.safetensors", dir);
-    ck_assert_int_eq(st_open(&ex, exp_path), RL_OK);
-    for (int i = 0; i < 3; i++) {
-        size_t di = dims[i][1], dout = dims[i][0];
-        float *x = xmalloc_array(N_ROWS * di, sizeof(float));
-        float *want = xmalloc_array(N_ROWS * dout, sizeof(float)), *y;
-        char kx[128], ky[128];
-
-        /* the fixture has 3 rows; N_ROWS >= 3 */
-        snprintf(kx, sizeof kx, "x.%s", io_layer_paths[i]);
-        snprintf(ky, sizeof ky, "y.%s", io_layer_paths[i]);
-        ck_assert_int_eq(st_load_f32(ex, kx, 2, (const int64_t[]){ 3, (int64_t)di }, x), RL_OK);
-        ck_assert_int_eq(st_load_f32(ex, ky, 2, (const int64_t[]){ 3, (int64_t)dout }, want),
-                         RL_OK);
-        memset(x + 3 * di, 0, (N_ROWS - 3) * di * sizeof(float));
-        y = model_forward(&md, i, x);
-        ck_assert_uint_eq(tensor_compare(ky, y, want, 3 * dout, 1e-5, 1e-5), 0);
-        ck_assert_double_gt(test_max_abs(want, 3 * dout), 1e-3);
-        free(x);
-        free(want);
-        free(y);
-    }
-    st_close(ex);
+    aio_check_expected(dir, &md, 1e-5);
     io_model_free(&md);
     adapter_io_info_free(&info);
 }

@@ -73,7 +73,7 @@ struct bcase {
 static size_t param_shape(size_t i, size_t C, size_t F, size_t dims[2])
 {
     switch (i) {
-    case 2: case 4: case 6: case 8:                   /* q/k/v/out_proj.weight */
+    case 2: case 3: case 4: case 8:                   /* q/k/v/out_proj.weight */
         dims[0] = C; dims[1] = C; return 2;
     case 12: dims[0] = F; dims[1] = C; return 2;     /* mlp.fc1.weight */
     case 13: dims[0] = F; return 1;                  /* mlp.fc1.bias   */
@@ -403,12 +403,12 @@ START_TEST(test_frozen_same_dx)
     partial.fc1_w = noinp.fc1_w;
     bcase_backward(&bc, NULL, &partial);
     ck_assert_uint_eq(tensor_compare("dq_w", partial.q_w, full.q_w, bc.sizes[2], 1e-6, 1e-6), 0);
-    ck_assert_uint_eq(tensor_compare("dv_w", partial.v_w, full.v_w, bc.sizes[6], 1e-6, 1e-6), 0);
+    ck_assert_uint_eq(tensor_compare("dv_w", partial.v_w, full.v_w, bc.sizes[4], 1e-6, 1e-6), 0);
     ck_assert_uint_eq(tensor_compare("dfc1_w", partial.fc1_w, full.fc1_w, bc.sizes[12], 1e-6, 1e-6),
                       0);
     for (size_t i = 0; i < bc.nparams; i++)
-        if (i < bc.off[2] || (i >= bc.off[3] && i < bc.off[6]) ||
-            (i >= bc.off[7] && i < bc.off[12]) || i >= bc.off[13])
+        if (i < bc.off[2] || (i >= bc.off[3] && i < bc.off[4]) ||   /* q_w, v_w, fc1_w */
+            (i >= bc.off[5] && i < bc.off[12]) || i >= bc.off[13])
             ck_assert(gbuf2[i] == 0.0f);
 
     /* every parameter trained but no dx wanted: the same parameter grads */

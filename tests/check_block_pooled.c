@@ -52,7 +52,8 @@ static void pcase_init(struct pcase *pc, uint64_t seed, size_t T, bool causal,
     rng_init(&r, seed);
     p = pc->pbuf;
     for (size_t i = 0; i < BLOCK_NUM_PARAMS; i++) {
-        bool ln_w = i == 0 || i == 10, weight = i % 2 == 0 && !ln_w;
+        bool ln_w = i == 0 || i == 10;
+        bool weight = !ln_w && strstr(block_param_names[i], ".weight") != NULL;
         float std = weight ? 1.0f / sqrtf((float)(i == 14 ? F : C)) : 0.1f;
 
         rng_fill_normal(&r, p, pc->sizes[i], ln_w ? 1.0f : 0.0f, std);

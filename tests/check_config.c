@@ -279,7 +279,7 @@ START_TEST(test_overrides)
         expect_error(text, o1, 1, "-s: unknown key train.lrr (valid keys in [train]: steps, "
                      "epochs, min_epoch_steps, batch, accumulate, lr, lr_head, weight_decay, "
                      "beta1, beta2, eps, warmup, lr_min, lr_min_ratio, clip, eval_every, checkpoint_every, "
-                     "recompute, precision, seed)");
+                     "recompute, precision, seed, init_adapter)");
     }
     {
         const char *o1[] = { "train.lr=fast" };
@@ -416,7 +416,10 @@ START_TEST(test_errors)
                  "with a '/', e.g. ./clip-vit-b32)");
     expect_error("[method]\nmodules = q_proj, c_fc\n", NULL, 0,
                  "t.ini:2: method.modules = 'q_proj, c_fc': item 'c_fc': expected q_proj, "
-                 "k_proj, v_proj, out_proj, fc1, fc2, or attn, qkv, mlp, all");
+                 "k_proj, v_proj, out_proj, fc1, fc2, in_proj, or attn, qkv, mlp, all");
+    expect_error("[method]\nmodules = in_proj, k_proj\n", NULL, 0,
+                 "t.ini:2: method.modules = 'in_proj, k_proj': in_proj adapts q, k and v as one "
+                 "linear; list it or q_proj, k_proj, v_proj (qkv), not both");
     expect_error("[method]\nlayers = 5-2\n", NULL, 0, "t.ini:2: method.layers = '5-2': expected "
                  "* (every layer), a layer N or a range A-B with A <= B (0-based, inclusive)");
     expect_error("[method]\ntowers = audio\n", NULL, 0, "t.ini:2: method.towers = 'audio': item "

@@ -18,6 +18,7 @@
 #include "core/status.h"
 #include "experiments/config.h"
 #include "methods/adapter.h"
+#include "models/block.h"
 #include "suites.h"
 #include "config_util.h"
 
@@ -343,24 +344,30 @@ START_TEST(test_shipped)
     ck_assert(!e.model.preset);
     ck_assert_str_eq(e.prompt, "An image of {}");
     ck_assert_int_eq(experiment_expand(&e, NULL, NULL, &p, &n), RL_OK);
-    /* 2 datasets x 4 methods x (4 shots + 2 fractions) */
-    ck_assert_uint_eq(n, 48);
+    /* 2 datasets x 5 methods x (4 shots + 2 fractions) */
+    ck_assert_uint_eq(n, 60);
     ck_assert_str_eq(p[0].id, "dtd-randlora-r6-s1-seed8539");
     ck_assert_uint_eq(p[0].adapter.r, 6);
     ck_assert_int_eq(p[0].adapter.n_rule, ADAPTER_N_FLOOR_PLUS_ONE);
     ck_assert_int_eq(p[0].adapter.scaling, ADAPTER_SCALE_ONE_OVER_R);
+    /* q, k and v packed, as the authors' code adapts them */
+    ck_assert_uint_eq(p[0].targets.modules,
+                      (1u << BLOCK_LIN_IN_PROJ) | (1u << BLOCK_LIN_FC1) | (1u << BLOCK_LIN_FC2));
     ck_assert_str_eq(p[6].id, "dtd-lora-r32-s1-seed8539");
-    ck_assert_int_eq(p[6].adapter.n_rule, ADAPTER_N_CEIL);
+    ck_assert_int_eq(p[6].adapter.lora_rule, ADAPTER_LORA_PAPER);     /* profile.lora */
+    ck_assert(p[6].adapter.alpha <= 0.0f);                  /* the rule's default, 1 */
     ck_assert_str_eq(p[12].id, "dtd-vera-r256-s1-seed8539");
     ck_assert(p[12].train.lr == 1e-2);
     ck_assert(fabs(p[12].train.lr_min - 1e-4) < 1e-18);
-    ck_assert_str_eq(p[23].id, "dtd-full-f1-seed8539");
-    ck_assert_uint_eq(p[23].train.epochs, 10);
-    ck_assert_uint_eq(p[23].train.batch * p[23].train.accumulate, 128);
-    ck_assert(p[23].train.weight_decay == 0.1);
-    ck_assert(p[23].train.clip == 1.0);
-    ck_assert_uint_eq(p[23].train.warmup, 0);
-    ck_assert_str_eq(p[24].id, "eurosat-randlora-r6-s1-seed8539");
+    ck_assert_str_eq(p[18].id, "dtd-nola-r1-s1-seed8539");
+    ck_assert_uint_eq(p[18].adapter.nola_bases, 1024);
+    ck_assert_str_eq(p[29].id, "dtd-full-f1-seed8539");
+    ck_assert_uint_eq(p[29].train.epochs, 10);
+    ck_assert_uint_eq(p[29].train.batch * p[29].train.accumulate, 128);
+    ck_assert(p[29].train.weight_decay == 0.1);
+    ck_assert(p[29].train.clip == 1.0);
+    ck_assert_uint_eq(p[29].train.warmup, 0);
+    ck_assert_str_eq(p[30].id, "eurosat-randlora-r6-s1-seed8539");
     for (size_t i = 0; i < n; i += 5)
         check_round_trip(&p[i]);
     run_plans_free(p, n);
@@ -373,7 +380,7 @@ START_TEST(test_shipped)
 
         rc = experiment_load(&e, experiment_path("clip_b32_fewshot.ini"), ov, 2);
         ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
-        ck_assert_uint_eq(experiment_n_runs(&e), 24);
+        ck_assert_uint_eq(experiment_n_runs(&e), 30);      /* 5 methods x 6 */
         ck_assert_str_eq(e.evals[0], "folder:/data/dtd:test");
         experiment_free(&e);
     }

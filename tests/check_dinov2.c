@@ -31,7 +31,8 @@
 #define DINOV2_GOLDEN_HINT "python3 tests/ref/dinov2_golden.py"
 #define TOL 1e-5
 
-static const char *const lin_short[BLOCK_NUM_LINEARS] = { "q", "k", "v", "o", "fc1", "fc2" };
+static const char *const lin_short[BLOCK_NUM_LINEARS] = { "q", "k", "v", "o", "fc1", "fc2",
+                                                           "in_proj" };
 
 static void load_fixture(struct clip_model *m, struct golden *g, const char *name)
 {
@@ -41,7 +42,7 @@ static void load_fixture(struct clip_model *m, struct golden *g, const char *nam
     snprintf(dir, sizeof(dir), "%s", fixture_path(name));
     rc = backbone_model_load(m, dir);
     ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
-    ck_assert_int_eq(m->cfg.layout, CLIP_LAYOUT_DINOV2);
+    ck_assert_int_eq(m->cfg.arch, CLIP_ARCH_DINOV2);
     snprintf(path, sizeof(path), "%s/golden.bin", dir);
     rc = golden_open(g, path, DINOV2_GOLDEN_HINT);
     ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
@@ -97,7 +98,7 @@ static void golden_case(const char *fixture, size_t S)
     dinov2_backward(&r, &m, &ca, get(&g, name, B * 2 * C), dpix);
     snprintf(name, sizeof(name), "in%zu.dpixels", S);
     fails += tensor_compare(name, dpix, get(&g, name, B * 3 * S * S), B * 3 * S * S, TOL, TOL);
-    ck_assert_uint_eq(ca.n_sites, BLOCK_NUM_LINEARS * m.cfg.vision.layers);
+    ck_assert_uint_eq(ca.n_sites, BLOCK_LIN_IN_PROJ * m.cfg.vision.layers);   /* "all": the six HF linears */
     for (size_t k = 0; k < ca.n_sites; k++) {
         const struct clip_site *s = &ca.sites[k];
         const struct adapter *a = &ca.adapters[k];
@@ -314,7 +315,7 @@ START_TEST(test_presets_and_round_trip)
     ck_assert_int_eq(dinov2_model_save(&m, dir, ST_F32), RL_OK);
     rc = backbone_model_load(&back, dir);
     ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
-    ck_assert_int_eq(back.cfg.layout, CLIP_LAYOUT_DINOV2);
+    ck_assert_int_eq(back.cfg.arch, CLIP_ARCH_DINOV2);
     ck_assert_uint_eq(back.cfg.vision.register_tokens, 1);
     ck_assert_uint_eq(back.n_params, m.n_params);
     ck_assert_int_eq(memcmp(back.params, m.params, m.n_params * sizeof(float)), 0);
@@ -349,6 +350,10 @@ START_TEST(test_site_names)
     ck_assert_int_eq(clip_targets_parse("text:q_proj", &t, 1, &nt), RL_OK);
     ck_assert_int_eq(clip_adapters_init(&ca, &m, &acfg, &t, 1, 1, 0), RL_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(rl_error_msg(), "vision (layers 0-3)"));
+    /* no packed q, k, v on a DINOv2 checkpoint: in_proj is refused by name */
+    ck_assert_int_eq(clip_targets_parse("vision:in_proj", &t, 1, &nt), RL_OK);
+    ck_assert_int_eq(clip_adapters_init(&ca, &m, &acfg, &t, 1, 1, 0), RL_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(rl_error_msg(), "use q_proj, k_proj, v_proj"));
     clip_model_free(&m);
 }
 END_TEST

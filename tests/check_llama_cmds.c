@@ -13,7 +13,10 @@
  *     file (not a number, an empty line, an id outside the vocabulary, a
  *     line too long), config.json keys, missing and mis-shaped tensors,
  *     the index file (not JSON, a tensor it does not map, a path outside
- *     the directory, a shard that is not there), --text (no tokenizer yet);
+ *     the directory, a shard that is not there), --text on a preset;
+ *   - --text through the directory's tokenizer.json (Llama 3's and Qwen2's
+ *     fixtures) equals --ids on bpe_encode's ids; an empty text, ids past
+ *     the model's vocabulary refused;
  *     no temporary output is left behind;
  *   - `randlora info` on decoder directories (the summary, the headers
  *     checked, a mis-shaped tensor named);
@@ -30,7 +33,10 @@
 
 #include "cli/commands.h"
 #include "core/status.h"
+#include "formats/safetensors.h"
 #include "golden.h"
+#include "models/bpe_tokenizer.h"
+#include "models/llama.h"
 #include "suites.h"
 #include "test_cmd.h"
 #include "test_util.h"
@@ -376,6 +382,115 @@ START_TEST(test_score_bad_index)
 }
 END_TEST
 
+/* a random decoder of vocabulary V saved as NAME in dir, with the bpe
+ * fixture tokenizer `tok` as its tokenizer.json; returns the directory */
+static const char *model_with_tokenizer(const char *name, size_t V, const char *tok)
+{
+    static char md[PATH_MAX];
+    char src[PATH_MAX];
+    struct llama_config c;
+    struct llama_model m;
+
+    ck_assert_int_eq(llama_config_preset(&c, "llama-tiny"), RL_OK);
+    c.vocab_size = V;
+    c.layers = 1;
+    ck_assert_int_eq(llama_model_init(&m, &c), RL_OK);
+    llama_model_init_random(&m, 6);
+    snprintf(md, sizeof(md), "%s/%s", dir, name);
+    ck_assert_msg(llama_model_save(&m, md, ST_F32, 1) == RL_OK, "%s", rl_error_msg());
+    llama_model_free(&m);
+    snprintf(src, sizeof(src), "bpe/%s", tok);
+    ck_assert_ptr_nonnull(realpath(fixture_path(src), src));
+    ck_assert_int_eq(symlink(src, test_path(md, "tokenizer.json")), 0);
+    return md;
+}
+
+/* --text: each line through tokenizer.json (special tokens as the
+ * tokenizer adds them) gives exactly what --ids gives on the ids
+ * bpe_encode makes of it; _i: 0 Llama 3's tokenizer (<|begin_of_text|>
+ * first, so an empty line is one token), 1 Qwen2's (none: an empty line
+ * is refused) */
+START_TEST(test_score_text)
+{
+    static const char *const toks[] = { "llama3.json", "qwen2.json" };
+    static const char *const lines[] = { "Hello world", "The answer is true.", "a", "" };
+    char model[PATH_MAX], text[PATH_MAX], ids[PATH_MAX], o1[PATH_MAX], o2[PATH_MAX];
+    struct bpe_tokenizer *tok;
+    struct test_captured c;
+    FILE *f;
+    size_t n_lines = _i == 0 ? 4 : 3;
+
+    ck_assert_int_eq(bpe_tokenizer_load(&tok, fixture_path(_i ? "bpe/qwen2.json"
+                                                              : "bpe/llama3.json")), RL_OK);
+    snprintf(model, sizeof(model), "%s",
+             model_with_tokenizer("tm", (size_t)bpe_vocab_size(tok), toks[_i]));
+    snprintf(text, sizeof(text), "%s", test_path(dir, "text.txt"));
+    snprintf(ids, sizeof(ids), "%s", test_path(dir, "ids.txt"));
+    snprintf(o1, sizeof(o1), "%s", test_path(dir, "text.h5"));
+    snprintf(o2, sizeof(o2), "%s", test_path(dir, "ids.h5"));
+    f = fopen(text, "w");
+    for (size_t i = 0; i < n_lines; i++)
+        fprintf(f, "%s%s\n", lines[i], i == 1 ? "\r" : "");    /* a CRLF line too */
+    fclose(f);
+    f = fopen(ids, "w");
+    for (size_t i = 0; i < n_lines; i++) {
+        int32_t *v;
+        size_t n;
+
+        ck_assert_int_eq(bpe_encode(tok, lines[i], strlen(lines[i]), true, &v, &n), RL_OK);
+        ck_assert_uint_gt(n, 0);
+        for (size_t k = 0; k < n; k++)
+            fprintf(f, "%s%d", k ? " " : "", (int)v[k]);
+        fprintf(f, "\n");
+        free(v);
+    }
+    fclose(f);
+    c = test_run_cmd(dir, cmd_score, "score", "--model", model, "--text", text, "-o", o1, NULL);
+    ck_assert_msg(c.status == 0, "%s", c.err);
+    test_captured_free(&c);
+    c = test_run_cmd(dir, cmd_score, "score", "--model", model, "--ids", ids, "-o", o2, NULL);
+    ck_assert_msg(c.status == 0, "%s", c.err);
+    test_captured_free(&c);
+    {
+        size_t r1, c1, r2, c2;
+        int32_t *a = h5_read_all(o1, "/ids", H5T_NATIVE_INT32, 4, &r1, &c1);
+        int32_t *b = h5_read_all(o2, "/ids", H5T_NATIVE_INT32, 4, &r2, &c2);
+        float *x = h5_read_all(o1, "/token_logprob", H5T_NATIVE_FLOAT, 4, &r1, &c1);
+        float *y = h5_read_all(o2, "/token_logprob", H5T_NATIVE_FLOAT, 4, &r2, &c2);
+
+        ck_assert_uint_eq(r1, n_lines);
+        ck_assert_int_eq(memcmp(a, b, r1 * (c1 + 1) * sizeof(int32_t)), 0);
+        ck_assert_int_eq(memcmp(x, y, r1 * c1 * sizeof(float)), 0);
+        free(a); free(b); free(x); free(y);
+    }
+    if (_i == 1) {
+        test_write_text(text, "fine\n\nnext\n");
+        c = test_run_cmd(dir, cmd_score, "score", "--model", model, "--text", text, "-o", o1,
+                         NULL);
+        test_assert_one_line_error(&c, "randlora score: ", "line 2 is empty", "an empty text");
+        test_captured_free(&c);
+    }
+    bpe_tokenizer_free(tok);
+}
+END_TEST
+
+/* the tokenizer's ids must fit the model's vocabulary */
+START_TEST(test_score_text_vocab)
+{
+    char model[PATH_MAX], text[PATH_MAX];
+    struct test_captured c;
+
+    snprintf(model, sizeof(model), "%s", model_with_tokenizer("small", 100, "llama3.json"));
+    snprintf(text, sizeof(text), "%s", test_path(dir, "t.txt"));
+    test_write_text(text, "Hello world\n");
+    c = test_run_cmd(dir, cmd_score, "score", "--model", model, "--text", text, "-o",
+                     test_path(dir, "t.h5"), NULL);
+    test_assert_one_line_error(&c, "randlora score: ", "outside the model's vocabulary (0..99)",
+                               "tokenizer ids past the model");
+    test_captured_free(&c);
+}
+END_TEST
+
 START_TEST(test_score_usage)
 {
     struct test_captured c;
@@ -383,7 +498,7 @@ START_TEST(test_score_usage)
     test_write_text(test_path(dir, "t.txt"), "hello\n");
     c = test_run_cmd(dir, cmd_score, "score", "--model", "llama-tiny", "--text",
                      test_path(dir, "t.txt"), "-o", test_path(dir, "t.h5"), NULL);
-    test_assert_one_line_error(&c, "randlora score: ", "has no tokenizer.json", "--text");
+    test_assert_one_line_error(&c, "randlora score: ", "has no tokenizer.json", "--text, preset");
     test_captured_free(&c);
     c = test_run_cmd(dir, cmd_score, "score", "--model", "llama-tiny", "-o",
                      test_path(dir, "t.h5"), NULL);
@@ -460,6 +575,8 @@ Suite *suite_llama_cmds(void)
     tcase_add_test(tc, test_score_bad_config);
     tcase_add_test(tc, test_score_bad_index);
     tcase_add_test(tc, test_score_usage);
+    tcase_add_loop_test(tc, test_score_text, 0, 2);
+    tcase_add_test(tc, test_score_text_vocab);
     tcase_add_test(tc, test_info_decoder_dirs);
     tcase_add_test(tc, test_bench_decoder);
     suite_add_tcase(s, tc);

@@ -46,6 +46,8 @@ int main(int argc, char **argv)
         suite_dinov2,
         suite_clip_paths,
         suite_clip_recompute,
+        suite_inproj,
+        suite_openclip,
         suite_adapter_io,
         suite_adapter_io_hostile,
         suite_config,
@@ -65,6 +67,9 @@ int main(int argc, char **argv)
         suite_overwrite,
         suite_analyze,
         suite_analyze_cka,
+        suite_landscape,
+        suite_adapter_io_layout,
+        suite_init_adapter,
         suite_plot,
         suite_sweep,
         suite_dry_run,
@@ -84,7 +89,6 @@ int main(int argc, char **argv)
         suite_llama_nn,
         suite_llama_model,
         suite_llama_cmds,
-        suite_score_text,
         suite_train_lm,
     };
     SRunner *sr = srunner_create(NULL);

@@ -25,6 +25,7 @@
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "core/alloc.h"
+#include "core/interrupt.h"
 #include "core/status.h"
 #include "results/store.h"
 #include "runner_harness.h"
@@ -51,8 +52,15 @@ static int hook_fn(void *ctx, unsigned long n)
         return ENOSPC;             /* a full disk stays full */
     if (n == h->at && h->action == SIGNAL_SELF)
         raise(h->sig);
-    if (n == h->at && h->action == SIGNAL_PARENT)
+    if (n == h->at && h->action == SIGNAL_PARENT) {
+        /* the parent (a sweep) passes the signal on to this run: wait for
+         * it (up to 30 s), or on a loaded machine the run may finish its
+         * last steps before the signal arrives and there is nothing left
+         * to interrupt */
         kill(getppid(), h->sig);
+        for (int i = 0; i < 3000 && !interrupt_pending(); i++)
+            usleep(10000);
+    }
     return 0;
 }
 

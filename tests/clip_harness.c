@@ -102,10 +102,24 @@ void tiny_model(struct clip_model *m, uint64_t seed)
     rc = clip_model_init(m, &c);
     ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
     clip_model_init_random(m, seed);
-    /* larger than HF's init so that every path carries signal */
+    /* larger than HF's init so that every path carries signal; drawn in
+     * the order of the HF tensors (q, its bias, k, ...), whatever order
+     * the block keeps them in, so the tests see the same model as ever */
     rng_init(&r, seed + 1);
-    for (size_t i = 0; i < m->n_params; i++)
-        m->params[i] += 0.1f * rng_normal(&r);
+    for (size_t i = 0; i < m->n_tensors;) {
+        static const size_t hf_order[BLOCK_NUM_PARAMS] = { 0, 1, 2, 5, 3, 6, 4, 7, 8, 9, 10,
+                                                           11, 12, 13, 14, 15 };
+        const bool layer = strstr(m->tensors[i].name, ".layer_norm1.weight") != NULL;
+        const size_t n = layer ? BLOCK_NUM_PARAMS : 1;
+
+        for (size_t k = 0; k < n; k++) {
+            const struct clip_tensor *t = &m->tensors[i + (layer ? hf_order[k] : 0)];
+
+            for (size_t e = 0; e < t->numel; e++)
+                m->params[t->offset + e] += 0.1f * rng_normal(&r);
+        }
+        i += n;
+    }
     m->w.logit_scale[0] = 1.0f;
 }
 

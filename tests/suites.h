@@ -38,6 +38,8 @@ Suite *suite_dinov2(void);
 Suite *suite_train_head(void);
 Suite *suite_clip_model(void);
 Suite *suite_clip_paths(void);
+Suite *suite_inproj(void);
+Suite *suite_openclip(void);
 Suite *suite_clip_recompute(void);
 Suite *suite_adapter_io(void);
 Suite *suite_adapter_io_hostile(void);
@@ -57,6 +59,9 @@ Suite *suite_runner_val(void);
 Suite *suite_overwrite(void);
 Suite *suite_analyze(void);
 Suite *suite_analyze_cka(void);
+Suite *suite_landscape(void);
+Suite *suite_adapter_io_layout(void);
+Suite *suite_init_adapter(void);
 Suite *suite_plot(void);
 Suite *suite_sweep(void);
 Suite *suite_dry_run(void);
@@ -76,7 +81,6 @@ Suite *suite_dist(void);
 Suite *suite_llama_nn(void);
 Suite *suite_llama_model(void);
 Suite *suite_llama_cmds(void);
-Suite *suite_score_text(void);
 Suite *suite_train_lm(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */

@@ -1,10 +1,12 @@
 /*
  * fuzz_bpe_encode.c: libFuzzer harness for byte-level BPE encoding
- * (models/bpe_tokenizer_encode.c) on arbitrary text through the four
+ * (models/bpe_tokenizer_encode.c) on arbitrary text through the five
  * fixture tokenizers (tests/fixtures/bpe/, or RANDLORA_FIXTURES): GPT-2,
- * GPT-2 with add_prefix_space, Llama 3 and Qwen2 (NFC, added tokens).
+ * GPT-2 with add_prefix_space, Llama 3, Qwen2 (NFC, added tokens) and the
+ * String/Removed splits.
  *
- * Input: byte 0 picks the tokenizer (bits 0-1) and add_special (bit 2); the
+ * Input: byte 0 picks the tokenizer (bits 0-2, modulo 5) and add_special
+ * (bit 3); the
  * rest is the text, an exact-size heap copy. Encoding must return RL_OK
  * with every id below bpe_vocab_size, decoding RL_OK; the GPT-2 one must
  * give back the text exactly when it is UTF-8 without the lstrip/rstrip
@@ -22,14 +24,14 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static struct bpe_tokenizer *toks[4];
+static struct bpe_tokenizer *toks[5];
 
 static void setup(void)
 {
-    static const char *const names[4] = { "gpt2", "gpt2_prefix", "llama3", "qwen2" };
+    static const char *const names[5] = { "gpt2", "gpt2_prefix", "llama3", "qwen2", "splits" };
     const char *dir = getenv("RANDLORA_FIXTURES");
 
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 5; k++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/bpe/%s.json", dir && *dir ? dir : "tests/fixtures", names[k]);
         if (bpe_tokenizer_load(&toks[k], path) != RL_OK) {
@@ -61,8 +63,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (!toks[0])
         setup();
-    t = toks[data[0] & 3];
-    add_special = data[0] & 4;
+    t = toks[(data[0] & 7) % 5];
+    add_special = data[0] & 8;
     data++;
     size--;
     copy = malloc(size ? size : 1);

@@ -18,26 +18,9 @@
 
 #include "core/status.h"
 #include "models/clip.h"
+#include "tests/fuzz/fuzz_clip_size.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* a rough parameter count, saturating: the model is built only below 2^22 */
-static size_t rough_params(const struct clip_config *c)
-{
-    const size_t lim = (size_t)1 << 22;
-    size_t tv = c->text.hidden, vv = c->vision.hidden, total;
-
-    if (tv > lim || vv > lim || c->text.vocab_size > lim || c->text.context > lim ||
-        c->text.intermediate > lim || c->vision.intermediate > lim || c->text.layers > 64 ||
-        c->vision.layers > 64 || c->projection_dim > lim || c->vision.image_size > 4096 ||
-        c->vision.patch_size > 4096 || c->vision.num_channels > 16)
-        return lim;
-    total = tv * (c->text.vocab_size + c->text.context + c->projection_dim) +
-            c->text.layers * tv * (4 * tv + 2 * c->text.intermediate) +
-            vv * (c->vision.patch_size * c->vision.patch_size * c->vision.num_channels + c->projection_dim) +
-            c->vision.layers * vv * (4 * vv + 2 * c->vision.intermediate);
-    return total < lim ? total : lim;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -58,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcmp(&back.vision, &c.vision, sizeof c.vision) != 0 ||
         back.projection_dim != c.projection_dim || back.logit_scale_init != c.logit_scale_init)
         abort();
-    if (rough_params(&c) < ((size_t)1 << 22)) {
+    if (fuzz_rough_params(&c) < ((size_t)1 << 22)) {
         struct clip_model m;
 
         if (clip_model_init(&m, &c) == RL_OK)

@@ -19,7 +19,9 @@ Writes tests/fixtures/bpe/:
                     "<|begin_of_text|> $A"
   qwen2.json        NFC normalizer, Split(Qwen2 regex, Isolated) + ByteLevel,
                     ByteLevel post-processor (adds nothing), an added token
-                    with normalized=true ("café!", matched after NFC)
+                    with normalized=true ("café!", matched after NFC) and one whose
+                    content is decomposed ("née?" as e + U+0301: tokenizers
+                    normalizes the content too)
   splits.json       Split("--", String, Isolated) + Split([0-9], Regex, Removed) +
                     ByteLevel(add_prefix_space=true, use_regex=true): the String
                     pattern, the Removed behavior, a prefix space per piece
@@ -136,6 +138,7 @@ TEXTS = [
     "an unreachable word, unreachable",
     "solo solos _solo solo_ x solo, (solo) \u00e9solo",
     "caf\u00e9! and cafe\u0301! and cafe!",
+    "n\u00e9e? and ne\u0301e? and nee?",
     "question: Which answer is right? answer1 answer2 option1 solution2 ending4 true",
 ]
 # raw bytes that are not UTF-8 (C gets the bytes, tokenizers the replaced text)
@@ -185,7 +188,8 @@ def base_tokenizer(kind):
                                           pair="<|begin_of_text|> $A <|begin_of_text|> $B",
                                           special_tokens=[("<|begin_of_text|>", bos)])])
     if kind == "qwen2":
-        tok.add_tokens([AddedToken("caf\u00e9!", normalized=True)])
+        tok.add_tokens([AddedToken("caf\u00e9!", normalized=True),
+                        AddedToken("ne\u0301e?", normalized=True)])
     tok.add_tokens([AddedToken("solo", single_word=True, normalized=False),
                     AddedToken("[MARK]", normalized=False),
                     AddedToken("<tail>", lstrip=True, normalized=False),

@@ -1,11 +1,11 @@
 /*
- * h5_out.c: a plain HDF5 output file written through a temporary name and
- * renamed into place when complete (h5_out.h); shared by the commands that
- * write one (encode, score).
+ * h5out.c: a plain HDF5 output file written through a temporary name and a
+ * rename (h5out.h).
  */
-#include "cli/h5_out.h"
+#include "cli/h5out.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +24,7 @@ static herr_t h5out_walk(unsigned n, const H5E_error2_t *e, void *data)
     return 0;
 }
 
-int h5out_fail(const struct h5out *o, const char *what)
+static int h5out_fail(const struct h5out *o, const char *what)
 {
     char msg[256] = "";
 
@@ -47,6 +47,8 @@ int h5out_create(struct h5out *o, const char *path)
     if (fapl < 0)
         return h5out_fail(o, "cannot create");
     H5Pset_file_locking(fapl, 0, 1);
+    if (o->latest)
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
     o->file = H5Fcreate(o->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (o->file < 0) {
@@ -60,21 +62,60 @@ int h5out_create(struct h5out *o, const char *path)
     return RL_OK;
 }
 
-int h5out_attr_string(struct h5out *o, const char *name, const char *value)
+/* a scalar root attribute of file type ftype, written from value as
+ * memtype (the types are closed here when owned) */
+static int attr_scalar(struct h5out *o, const char *name, hid_t ftype, hid_t memtype, const void *value,
+                       bool owned)
 {
-    hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR), attr = -1;
-    int ok = type >= 0 && space >= 0 && H5Tset_size(type, H5T_VARIABLE) >= 0 &&
-             H5Tset_cset(type, H5T_CSET_UTF8) >= 0 &&
-             (attr = H5Acreate2(o->file, name, type, space, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
-             H5Awrite(attr, type, &value) >= 0;
+    hid_t space = H5Screate(H5S_SCALAR), attr = -1;
+    int ok = ftype >= 0 && space >= 0 &&
+             (attr = H5Acreate2(o->file, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT)) >= 0 &&
+             H5Awrite(attr, memtype, value) >= 0;
 
     if (attr >= 0)
         H5Aclose(attr);
     if (space >= 0)
         H5Sclose(space);
-    if (type >= 0)
-        H5Tclose(type);
+    if (owned && ftype >= 0)
+        H5Tclose(ftype);
     return ok ? RL_OK : h5out_fail(o, "cannot write an attribute");
+}
+
+/* a UTF-8 string type: variable-length (size 0) or of `size` bytes */
+static hid_t string_type(size_t size)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+
+    if (t >= 0 && (H5Tset_size(t, size ? size : H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0 ||
+                   (size && H5Tset_strpad(t, H5T_STR_NULLTERM) < 0))) {
+        H5Tclose(t);
+        t = -1;
+    }
+    return t;
+}
+
+int h5out_attr_string(struct h5out *o, const char *name, const char *value)
+{
+    hid_t t = string_type(0);
+
+    return attr_scalar(o, name, t, t, &value, true);
+}
+
+int h5out_attr_fixed_string(struct h5out *o, const char *name, const char *value)
+{
+    hid_t t = string_type(strlen(value) + 1);
+
+    return attr_scalar(o, name, t, t, value, true);
+}
+
+int h5out_attr_double(struct h5out *o, const char *name, double value)
+{
+    return attr_scalar(o, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value, false);
+}
+
+int h5out_attr_int64(struct h5out *o, const char *name, int64_t value)
+{
+    return attr_scalar(o, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value, false);
 }
 
 /* a fixed-size dataset (rows, cols) or (rows) when cols == 0 */
@@ -84,14 +125,20 @@ int h5out_dataset(struct h5out *o, const char *name, hid_t type, size_t rows, si
     hsize_t dims[2] = { rows, cols };
     hid_t space = H5Screate_simple(cols ? 2 : 1, dims, NULL);
 
-    *out = space < 0 ? -1 : H5Dcreate2(o->file, name, type, space, H5P_DEFAULT, H5P_DEFAULT,
-                                       H5P_DEFAULT);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+
+    if (lcpl >= 0)
+        H5Pset_create_intermediate_group(lcpl, 1);
+    *out = space < 0 || lcpl < 0 ? -1 : H5Dcreate2(o->file, name, type, space, lcpl, H5P_DEFAULT,
+                                                   H5P_DEFAULT);
+    if (lcpl >= 0)
+        H5Pclose(lcpl);
     if (space >= 0)
         H5Sclose(space);
     return *out >= 0 ? RL_OK : h5out_fail(o, "cannot create a dataset");
 }
 
-/* rows row0 .. row0 + n of a dataset made by h5out_dataset */
+/* rows row0 .. row0 + n of a dataset made by h5_dataset */
 int h5out_write_rows(struct h5out *o, hid_t ds, hid_t memtype, size_t row0, size_t n,
                          size_t cols, const void *data)
 {
@@ -143,3 +190,15 @@ void h5out_abort(struct h5out *o)
     o->tmp = NULL;
 }
 
+int h5out_write(struct h5out *o, const char *name, hid_t type, hid_t memtype, size_t rows, size_t cols,
+                const void *data)
+{
+    hid_t ds = -1;
+    int rc = h5out_dataset(o, name, type, rows, cols, &ds);
+
+    if (!rc && rows > 0)
+        rc = h5out_write_rows(o, ds, memtype, 0, rows, cols, data);
+    if (ds >= 0)
+        H5Dclose(ds);
+    return rc;
+}
