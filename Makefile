@@ -101,6 +101,11 @@ $(BUILD)/bench/bench_main: $(BENCH_OBJ) $(BUILD)/librandlora.a
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# a random preset as a model directory, for bench/dist_scaling.sh
+$(BUILD)/bench/random_model: $(BUILD)/bench/random_model.o $(BUILD)/librandlora.a
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/core/dist.o: $(MPI_STAMP)
 $(BUILD)/mpi.on $(BUILD)/mpi.off:
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/mpi.on $(BUILD)/mpi.off && touch $@

@@ -6,6 +6,8 @@
  * Exit status 0 (every selected run complete), 2 for bad usage or bad input
  * (one line; nothing run), 1 when runs failed (the others still ran), 130 /
  * 143 after SIGINT / SIGTERM (the running runs record their step and stop).
+ * Under mpirun rank 0 runs the sweep and hands the runs out; the other
+ * ranks serve (experiments/sweep_ranks.h) and exit with rank 0's status.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,6 +15,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/dist.h"
 #include "core/interrupt.h"
 #include "core/status.h"
 #include "cli/cli.h"
@@ -21,6 +24,7 @@
 #include "experiments/plan_list.h"
 #include "experiments/runner.h"
 #include "experiments/sweep.h"
+#include "experiments/sweep_ranks.h"
 
 #define MAX_OVERRIDES 256
 
@@ -51,13 +55,37 @@ static void sweep_usage(FILE *out)
             "               are not runs of the grid, and print the report table\n"
             "  -q           no per-step progress from the runs\n"
             "\n"
-            "Example (a Slurm array of 8 tasks):\n"
+            "Under mpirun -np K, rank 0 hands whole runs to the K ranks, one run per\n"
+            "rank at a time (each run one process; --jobs is refused there).\n"
+            "\n"
+            "Examples (a Slurm array of 8 tasks; 8 ranks in one allocation):\n"
             "  #SBATCH --array=0-7\n"
-            "  randlora sweep -c exp.ini --resume --shard $SLURM_ARRAY_TASK_ID/8\n");
+            "  randlora sweep -c exp.ini --resume --shard $SLURM_ARRAY_TASK_ID/8\n"
+            "  mpirun -np 8 randlora sweep -c exp.ini --resume\n");
 }
 
 /* one usage error line (cli.h), exit status 2 */
 #define bad(...) cli_bad("sweep", false, __VA_ARGS__)
+
+/* Under mpirun, once the ranks agreed (dist_first) that some rank could not
+ * load or expand the experiment (this one when rc is not RL_OK): every rank
+ * stops. A rank that failed says why (ranks other than 0 name themselves);
+ * all exit with rank 0's status, 1 when only other ranks failed.
+ * Collective. */
+static int ranks_disagree(int rc, char *resume_cmd)
+{
+    int status = rc != RL_OK ? interrupt_exit_code(rc) : 1;
+
+    if (rc != RL_OK) {
+        if (dist_rank() > 0)
+            fprintf(stderr, "randlora sweep: MPI rank %d: %s\n", dist_rank(), rl_error_msg());
+        else
+            fprintf(stderr, "randlora sweep: %s\n", rl_error_msg());
+    }
+    dist_broadcast(&status, sizeof(status));
+    free(resume_cmd);
+    return status;
+}
 
 int cmd_sweep(int argc, char **argv)
 {
@@ -71,7 +99,7 @@ int cmd_sweep(int argc, char **argv)
     struct runner_shapes shapes = { 0 };
     char *resume_cmd;
     size_t *n_train = NULL;
-    int rc;
+    int rc, status;
 
     sweep_options_init(&o);
     for (int i = 1; i < argc; i++) {
@@ -127,17 +155,38 @@ int cmd_sweep(int argc, char **argv)
         return bad("-c FILE is required (see randlora sweep --help)");
     if (summary_only && (o.dry_run || o.n_shards))
         return bad("--summary goes with neither --dry-run nor --shard");
+    if (dist_size() > 1 && o.jobs > 1)           /* every rank sees it: one says so */
+        return dist_rank() > 0 ? 2 : bad("--jobs %zu: under mpirun each of the %d ranks runs one run at a time (start "
+                   "more ranks instead)", o.jobs, dist_size());
     o.config_path = file;
     resume_cmd = cli_resume_command("sweep", argc, argv);
     o.resume_command = resume_cmd;
 
     if ((rc = experiment_load(&e, file, ov, n_ov)) != RL_OK) {
+        if (dist_size() > 1) {
+            dist_first(true);           /* as the ranks that loaded it do below */
+            return ranks_disagree(rc, resume_cmd);
+        }
         fprintf(stderr, "randlora sweep: %s\n", rl_error_msg());
         free(resume_cmd);
         return rl_exit_code(rc);
     }
     rc = experiment_expand(&e, runner_plan_shapes, &shapes, &plans, &n_plans);
     runner_shapes_free(&shapes);
+    if (dist_size() > 1 && dist_first(rc != RL_OK) >= 0) {
+        status = ranks_disagree(rc, resume_cmd);
+        run_plans_free(plans, n_plans);
+        experiment_free(&e);
+        return status;
+    }
+    if (dist_rank() > 0) {
+        /* rank 0 lists, refuses, summarises and hands out the runs */
+        status = sweep_ranks_serve(plans, n_plans, &o);
+        run_plans_free(plans, n_plans);
+        experiment_free(&e);
+        free(resume_cmd);
+        return status;
+    }
     if (rc == RL_OK && o.dry_run) {
         n_train = xcalloc(n_plans ? n_plans : 1, sizeof(*n_train));
         rc = plan_list_check_data(plans, n_plans, n_train);
@@ -151,9 +200,12 @@ int cmd_sweep(int argc, char **argv)
     }
     if (rc != RL_OK)
         fprintf(stderr, "randlora sweep: %s\n", rl_error_msg());
+    status = interrupt_exit_code(rc);
+    if (dist_size() > 1)
+        sweep_ranks_release(status);
     free(n_train);
     run_plans_free(plans, n_plans);
     experiment_free(&e);
     free(resume_cmd);
-    return interrupt_exit_code(rc);
+    return status;
 }

@@ -66,13 +66,13 @@ static int dispatch(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    /* under an MPI launcher with several ranks only `train` divides its
-     * work (docs/cluster.md); any other command would run K times over */
-    if (dist_size() > 1 && strcmp(argv[1], "train")) {
+    /* under an MPI launcher with several ranks only `train` (data-parallel)
+     * and `sweep` (whole runs per rank) divide their work (docs/cluster.md);
+     * any other command would run K times over */
+    if (dist_size() > 1 && strcmp(argv[1], "train") && strcmp(argv[1], "sweep")) {
         if (dist_rank() == 0)
-            fprintf(stderr, "randlora: %s does not run on %d MPI ranks; only train does (start "
-                    "it without mpirun, or one rank; sweeps: --shard I/N)\n", argv[1],
-                    dist_size());
+            fprintf(stderr, "randlora: %s does not run on %d MPI ranks; only train and sweep do "
+                    "(start it without mpirun, or on one rank)\n", argv[1], dist_size());
         return 2;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)

@@ -29,8 +29,20 @@ bool dist_built_with_mpi(void);
  * rank 0 gathers the ranks' blocks (in pieces) and adds them left to
  * right, x_0 + x_1 + ... + x_{K-1}, then broadcasts the sums. The result
  * depends only on the ranks' values, never on the MPI implementation or
- * the network (an MPI_Allreduce may associate differently). */
+ * the network (an MPI_Allreduce may associate differently). Rank 0's
+ * gather buffer (at most K x 4 MiB) is kept from call to call and freed by
+ * dist_finalize. Each call is timed (dist_sum_stats): a barrier first (the
+ * wait for the slowest rank), then the exchange (gather, sum, broadcast). */
 void dist_sum_floats(float *x, size_t n);
+
+/* What dist_sum_floats cost this process so far (zeros in one process). */
+struct dist_sum_stats {
+    size_t calls;             /* dist_sum_floats calls with several ranks  */
+    size_t floats;            /* floats summed, over all calls             */
+    double wait_seconds;      /* in the barrier: waiting for other ranks   */
+    double exchange_seconds;  /* gather + sum + broadcast                  */
+};
+struct dist_sum_stats dist_sum_stats(void);
 
 /* each rank's `bytes` bytes of mine into all (dist_size() * bytes, rank
  * order), on every rank */
@@ -42,6 +54,22 @@ void dist_broadcast(void *buf, size_t bytes);
 /* the lowest rank whose flag is true, or -1 when none is: how the ranks
  * agree to stop together (a failure, an interruption) */
 int dist_first(bool flag);
+
+/* Point to point, for rank 0 to hand out work (the sweep): `bytes` bytes
+ * to rank `to`, or from rank `from`, blocking (messages between two ranks
+ * arrive in the order sent). dist_poll: a rank whose message to this rank
+ * is waiting (not received), or -1 when none is; it never blocks. One process: no other rank exists; these must not be
+ * called (RL_ASSERT). */
+void dist_send(int to, const void *buf, size_t bytes);
+void dist_recv(int from, void *buf, size_t bytes);
+int  dist_poll(void);
+
+/* This process leaves the job without a word to MPI: from now on it is
+ * rank 0 of 1 (every call above a no-op or a copy, dist_abort a plain
+ * exit, dist_finalize nothing). For a child forked by a rank (a sweep's
+ * run): it must not touch the parent's MPI state, and its training must
+ * not engage the other ranks. */
+void dist_detach(void);
 
 /* End every rank of the job now with exit status `status` (a failure only
  * this rank saw, after which the others would wait forever); in one

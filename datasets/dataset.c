@@ -19,6 +19,7 @@ static const struct dataset_ops *const registry[] = {
     &dataset_cifar100_ops,
     &dataset_cifar100_coarse_ops,
     &dataset_folder_ops,
+    &dataset_zhou_ops,
     &dataset_shapes_ops,
     &dataset_shapes_count_ops,
 };
@@ -40,7 +41,8 @@ const char *dataset_specs_help(void)
             off += (size_t)w;
         }
         if (off < sizeof(help))
-            snprintf(help + off, sizeof(help) - off, "  (append :train or :test for a split)\n");
+            snprintf(help + off, sizeof(help) - off, "  (append :train or :test for a split; "
+                     ":val for folder and zhou)\n");
     }
     return help;
 }
@@ -88,6 +90,9 @@ int dataset_open(struct dataset *ds, const char *spec)
     } else if (has_suffix(spec, len, ":test")) {
         len -= strlen(":test");
         split = DS_TEST;
+    } else if (has_suffix(spec, len, ":val")) {
+        len -= strlen(":val");
+        split = DS_VAL;
     }
     colon = memchr(spec, ':', len);
     name_len = colon ? (size_t)(colon - spec) : len;
@@ -100,6 +105,9 @@ int dataset_open(struct dataset *ds, const char *spec)
     if (!ops)
         return rl_error_set(RL_ERR_ARG, "dataset spec '%s': unknown reader '%.*s'; known: %s "
                             "(optional :train or :test)", spec, (int)name_len, spec, known);
+    if (split == DS_VAL && !ops->has_val)
+        return rl_error_set(RL_ERR_ARG, "dataset spec '%s': '%s' has no :val split (only :train "
+                            "and :test; folder and zhou have :val)", spec, ops->name);
     if (colon) {
         size_t alen = len - name_len - 1;
 

@@ -15,8 +15,14 @@
  *                           fine_label_names.txt)
  *     cifar100-coarse:DIR   the same files, the 20 coarse labels
  *     folder:DIR            class-per-folder PNG/JPEG: DIR/train/CLASS/IMAGE,
- *                           DIR/test/CLASS/IMAGE, optional DIR/classnames.txt and
- *                           DIR/templates.txt
+ *                           DIR/test/CLASS/IMAGE (DIR/val/... for ":val"),
+ *                           optional DIR/classnames.txt and DIR/templates.txt
+ *     zhou:FILE.json        a published split file (CoOp's split_zhou_NAME.json:
+ *                           "train", "val", "test" lists of [path, label,
+ *                           classname]), images relative to its folder or to
+ *                           one sub-folder of it; ":val" opens "val"
+ *     (an optional ":val" suffix picks the validation split of the readers
+ *      that have one)
  *     shapes                procedural RGB scenes with captions; label = kind of
  *                           the first shape named in the caption
  *     shapes-count          the same scenes; label = number of shapes - 1
@@ -54,6 +60,7 @@
 enum ds_split {
     DS_TRAIN = 0,
     DS_TEST  = 1,
+    DS_VAL   = 2,    /* ":val": only readers with has_val (folder, zhou) */
 };
 
 /* A decoded image: uint8 HWC. `data` is owned and reused by dataset_load
@@ -74,6 +81,7 @@ struct dataset_ops {
     const char *name;    /* spec prefix: "idx", "cifar10", ...              */
     const char *usage;   /* one line for the list of specs: "idx:DIR  ..."  */
     int         arg;     /* 0: takes no ":ARG"; 1: optional; 2: required   */
+    int         has_val; /* 1: opens DS_VAL (a ":val" spec) too             */
     /* Fill ds (n, n_classes, class_names, geometry, impl). `arg` is the text
      * after "name:" with the split suffix removed, or NULL. On failure the
      * reader frees what it allocated; dataset_open clears ds. */
@@ -138,6 +146,18 @@ void ds_free_lines(char **lines, int n);
 /* Class names "0", "1", ... */
 char **ds_numbered_names(int n);
 
+/* Readers of image files named by path (folder.c, zhou.c): ds->impl is a
+ * struct ds_files (owned, freed by ds_files_close), images decoded when
+ * loaded, as RGB. */
+struct ds_files {
+    char **paths;   /* n full paths */
+    int   *labels;  /* n            */
+    size_t n;
+};
+int  ds_files_load(const struct dataset *ds, size_t i, struct ds_image *img, int *label);
+int  ds_files_label(const struct dataset *ds, size_t i);
+void ds_files_close(struct dataset *ds);
+
 /* Fuzzing entry points: parse one file and drop the result. */
 int idx_read_file(const char *path, unsigned ndims);   /* ndims 1 (labels) or 3 (images) */
 
@@ -148,6 +168,12 @@ extern const struct dataset_ops dataset_cifar10_ops;
 extern const struct dataset_ops dataset_cifar100_ops;
 extern const struct dataset_ops dataset_cifar100_coarse_ops;
 extern const struct dataset_ops dataset_folder_ops;
+extern const struct dataset_ops dataset_zhou_ops;
+
+/* Fuzzing and tests: parse a split file's text (zhou.c) for `split`, the
+ * image root not looked for; RL_OK or RL_ERR_FORMAT naming `where`. */
+int zhou_parse_text(const char *text, size_t len, const char *where, enum ds_split split,
+                    size_t *n_items, int *n_classes);
 extern const struct dataset_ops dataset_shapes_ops;
 extern const struct dataset_ops dataset_shapes_count_ops;
 

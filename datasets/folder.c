@@ -4,6 +4,7 @@
  * Layout:
  *     DIR/train/<class>/<image>.{png,jpg,jpeg}     (case-insensitive extensions)
  *     DIR/test/<class>/<image>...
+ *     DIR/val/<class>/<image>...   optional, the ":val" split
  *     DIR/classnames.txt    optional: one name per class in the sorted order
  *                           of the class folders, or "folder<TAB>name" lines
  *     DIR/templates.txt     optional: prompt templates, one per line, each with {}
@@ -35,12 +36,6 @@
 #include "datasets/image.h"
 
 #define FOLDER_MAX_CLASSES 100000
-
-struct folder_impl {
-    char **paths;    /* n */
-    int   *labels;   /* n */
-    size_t n;
-};
 
 struct strvec {
     char **v;
@@ -167,10 +162,10 @@ fail:
 
 static int folder_open(struct dataset *ds, const char *dir, enum ds_split split)
 {
-    const char *split_name = split == DS_TRAIN ? "train" : "test";
+    const char *split_name = split == DS_TRAIN ? "train" : split == DS_VAL ? "val" : "test";
     char split_dir[4200], train_dir[4200], path[8400];
     struct strvec classes = {0}, here = {0}, files = {0}, paths = {0};
-    struct folder_impl *impl;
+    struct ds_files *impl;
     int *labels = NULL;
     size_t n_labels = 0, cap_labels = 0;
     char **names = NULL, **templates = NULL;
@@ -278,47 +273,14 @@ fail:
     return rc;
 }
 
-static int folder_load(const struct dataset *ds, size_t i, struct ds_image *img, int *label)
-{
-    const struct folder_impl *impl = ds->impl;
-    int rc = image_read_file(impl->paths[i], img);
-
-    if (rc != RL_OK)
-        return rc;
-    if ((rc = image_gray_to_rgb(img)) != RL_OK)
-        return rc;
-    *label = impl->labels[i];
-    return RL_OK;
-}
-
-static int folder_label(const struct dataset *ds, size_t i)
-{
-    const struct folder_impl *impl = ds->impl;
-
-    return impl->labels[i];
-}
-
-static void folder_close(struct dataset *ds)
-{
-    struct folder_impl *impl = ds->impl;
-
-    if (!impl)
-        return;
-    for (size_t i = 0; i < impl->n; i++)
-        free(impl->paths[i]);
-    free(impl->paths);
-    free(impl->labels);
-    free(impl);
-    ds->impl = NULL;
-}
-
 const struct dataset_ops dataset_folder_ops = {
     .name  = "folder",
     .usage = "folder:DIR            class-per-folder PNG/JPEG: DIR/train/CLASS/IMAGE, "
              "DIR/test/CLASS/IMAGE, optional classnames.txt, templates.txt",
     .arg   = 2,
+    .has_val = 1,
     .open  = folder_open,
-    .load  = folder_load,
-    .label = folder_label,
-    .close = folder_close,
+    .load  = ds_files_load,
+    .label = ds_files_label,
+    .close = ds_files_close,
 };

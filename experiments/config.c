@@ -40,6 +40,9 @@ const char *const cfg_w_basis[]     = { "dense", "sparse", "very_sparse", NULL }
 const char *const cfg_w_head[]      = { "prompt", "linear", NULL };      /* enum exp_head */
 const char *const cfg_w_features[]  = { "cls", "cls_mean", NULL };       /* enum dinov2_pool */
 const char *const cfg_w_lm_loss[]   = { "response", "all", NULL };       /* enum exp_lm_loss */
+const char *const cfg_w_epoch_rule[] = { "steps", "repeat", NULL };    /* exp_train.epoch_repeat */
+const char *const cfg_w_loss[]       = { "prompts", "inbatch", NULL };  /* enum exp_loss */
+const char *const cfg_w_logit_scale[] = { "exp", "raw", NULL };       /* exp_train.logit_scale_raw */
 const char *const cfg_w_module[EXP_N_MODULES] = {
     "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2", "in_proj",
 };
@@ -67,6 +70,7 @@ const struct keydef cfg_keys[] = {
     { "data", "image_size",  K_UINT,      0, "0", 0, 4096, NULL },
     { "data", "prompt",      K_PROMPT,    0, "a photo of a {}.", 0, 0, NULL },
     { "data", "templates",   K_WORD,      0, "prompt", 0, 0, cfg_w_templates },
+    { "data", "classnames",  K_NAME,      0, "dataset", 0, 0, NULL },
     { "data", "augment",     K_WORD,      0, "none", 0, 0, cfg_w_augment },
     { "data", "shots",       K_UINTS,     0, NULL, 1, 1e6, NULL },
     { "data", "fractions",   K_FRACTIONS, 0, NULL, 0, 1, NULL },
@@ -95,6 +99,8 @@ const struct keydef cfg_keys[] = {
     { "train", "steps",            K_UINT,   F_SUFFIX, "1000", 1, BIG, NULL },
     { "train", "epochs",           K_UINT,   F_SUFFIX, NULL, 1, 1e6, NULL },
     { "train", "min_epoch_steps",  K_UINT,   F_SUFFIX, "10", 1, BIG, NULL },
+    { "train", "min_epoch_rule",   K_WORD,   F_SUFFIX, "steps", 0, 0, cfg_w_epoch_rule },
+    { "train", "dataset_epochs",   K_EPOCH_TABLE, F_SUFFIX, NULL, 1, 1e6, NULL },
     { "train", "batch",            K_UINT,   F_SUFFIX, "32", 1, 1e6, NULL },
     { "train", "accumulate",       K_UINT,   F_SUFFIX, "1", 1, 1e6, NULL },
     { "train", "lr",               K_DOUBLE, F_SUFFIX, "1e-3", FLOAT_TINY, 10, NULL },
@@ -107,6 +113,8 @@ const struct keydef cfg_keys[] = {
     { "train", "lr_min",           K_DOUBLE, F_SUFFIX, "0", 0, 10, NULL },
     { "train", "lr_min_ratio",     K_DOUBLE, F_SUFFIX, NULL, 0, 1, NULL },
     { "train", "clip",             K_DOUBLE, F_SUFFIX, "1.0", 0, 1e9, NULL },
+    { "train", "loss",             K_WORD,   F_SUFFIX, "prompts", 0, 0, cfg_w_loss },
+    { "train", "logit_scale",      K_WORD,   F_SUFFIX, "exp", 0, 0, cfg_w_logit_scale },
     { "train", "eval_every",       K_UINT,   F_SUFFIX, "0", 0, BIG, NULL },
     { "train", "checkpoint_every", K_UINT,   F_SUFFIX, "0", 0, BIG, NULL },
     { "train", "recompute",        K_BOOL,   F_SUFFIX, "false", 0, 0, NULL },

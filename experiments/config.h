@@ -62,6 +62,9 @@
  *   prompt        a photo of a {}.    the class prompt, exactly one "{}"
  *   templates     prompt              prompt | dataset (eval with the dataset's
  *                                     templates.txt ensemble when it has one)
+ *   classnames    dataset             dataset (its own names) | auto (the
+ *                                     metadata set named like the dataset,
+ *                                     datasets/meta) | a set's name (dtd, ...)
  *   augment       none                none | flip | crop_flip (random resized
  *                                     crop, scale 0.5-1, and flip)
  *   shots         -                   list of k (samples per class), axis
@@ -116,6 +119,12 @@
  *   epochs        -                   [axis] passes over the sampled training set
  *   min_epoch_steps 10                with epochs: at least this many steps per
  *                                     epoch (the paper's over-sampling)
+ *   min_epoch_rule steps              steps | repeat: the authors' rule (repeat
+ *                                     the set int(min / (n / batch)) + 1 times
+ *                                     when it has fewer micro-batches)
+ *   dataset_epochs -                  NAME:N, ...: epochs per dataset (by the
+ *                                     run ids' dataset name, ignoring case);
+ *                                     replaces steps / epochs for that dataset
  *   batch         32                  [axis] micro-batch
  *   accumulate    1                   [axis] micro-batches per optimizer step
  *   lr            1e-3                [axis] in [1e-30, 10]
@@ -128,6 +137,12 @@
  *   lr_min        0                   [axis] cosine floor; not with `lr_min_ratio`
  *   lr_min_ratio  -                   [axis] cosine floor as a fraction of lr
  *   clip          1.0                 [axis] max gradient norm, 0: no clipping
+ *   loss          prompts             prompts (cross-entropy over every class
+ *                                     prompt) | inbatch (one prompt per image
+ *                                     of the batch, target the first of its
+ *                                     class: the authors' CLIPVL)
+ *   logit_scale   exp                 exp (CLIP's exp(logit_scale)) | raw (the
+ *                                     parameter itself, as the authors' code)
  *   eval_every    0                   steps between evaluations (0: at the end)
  *   checkpoint_every 0                steps between checkpoints (0: none)
  *   recompute     false               keep only the layers' inputs and run each
@@ -232,11 +247,18 @@ struct exp_val {
 };
 enum exp_augment   { EXP_AUGMENT_NONE = 0, EXP_AUGMENT_FLIP, EXP_AUGMENT_CROP_FLIP };
 
+/* train.loss: cross-entropy over every class prompt, or the authors'
+ * in-batch contrastive loss (one prompt per image of the batch) */
+enum exp_loss { EXP_LOSS_PROMPTS = 0, EXP_LOSS_INBATCH };
+
 /* [train], resolved for one method */
 struct exp_train {
     size_t   steps;             /* > 0, or 0 when epochs is used             */
     size_t   epochs;            /* > 0, or 0 when steps is used              */
     size_t   min_epoch_steps;
+    bool     epoch_repeat;      /* min_epoch_rule = repeat (the authors')    */
+    enum exp_loss loss;
+    bool     logit_scale_raw;   /* logits scaled by logit_scale, not its exp */
     size_t   batch, accumulate;
     double   lr, weight_decay, beta1, beta2, eps;
     double   lr_head;           /* the linear head's peak lr (model.head)    */
@@ -302,6 +324,11 @@ struct exp_method {
     bool     init_seed_set;     /* false: the run's seed                     */
     uint64_t init_seed;
     struct exp_train train;     /* = settings[0].train                       */
+    /* train.dataset_epochs: a dataset whose name (exp_dataset_name) matches
+     * names[i], ignoring case, trains epochs[i] epochs (owned; n 0: none) */
+    char   **epoch_names;
+    size_t  *epoch_values;
+    size_t   n_epoch_table;
 };
 
 /* the sweep: a parsed, validated experiment file */
@@ -315,6 +342,7 @@ struct experiment {
     char    *prompt;
     char    *init_adapter;      /* train.init_adapter, or NULL               */
     enum exp_templates templates;
+    char    *classnames;        /* data.classnames: "dataset", "auto" or a set */
     enum exp_augment augment;
     size_t  *shots;   size_t n_shots;
     double  *fractions; size_t n_fractions;   /* [1.0] when neither given    */
@@ -341,6 +369,7 @@ struct run_plan {
                                    the run starts from, or NULL              */
     size_t   image_size, eval_limit;
     enum exp_templates templates;
+    char    *classnames;        /* data.classnames (datasets/meta.h)         */
     enum exp_augment augment;
     size_t   shots;             /* k per class, or 0 when fraction is used   */
     double   fraction;          /* (0, 1] when shots == 0                    */
@@ -415,11 +444,20 @@ void exp_val_text(const struct exp_val *v, char *buf, size_t size);
 int  exp_targets_spec(const struct exp_targets *t, char *buf, size_t size);
 
 /* Optimizer steps of a plan given the size of its sampled training set:
- * train.steps, or epochs * max(min_epoch_steps, ceil(n / (batch * accumulate))). */
+ * train.steps, or with min_epoch_rule = steps
+ *     epochs * max(min_epoch_steps, ceil(n / (batch * accumulate))),
+ * with min_epoch_rule = repeat (the authors' finetune.py): the set counted
+ * R = floor(min_epoch_steps * batch / n) + 1 times when it gives fewer than
+ * min_epoch_steps micro-batches (else R = 1), and
+ *     ceil(n * R * epochs / (batch * accumulate)). */
 size_t run_plan_total_steps(const struct run_plan *p, size_t n_train_items);
 
 /* the plan's data is in the commonsense format (data.dataset
  * commonsense:DIR): a decoder run (experiments/train_lm.c) */
 bool run_plan_is_lm(const struct run_plan *p);
+/* The name train.dataset_epochs matches a dataset spec by: the run ids'
+ * dataset part ("dtd" for folder:/data/dtd, "DescribableTextures" for
+ * zhou:DIR/split_zhou_DescribableTextures.json), into buf. */
+void exp_dataset_name(const char *spec, char *buf, size_t cap);
 
 #endif /* RANDLORA_EXPERIMENTS_CONFIG_H */

@@ -90,6 +90,7 @@ const char *run_plan_diff(const struct run_plan *a, const struct run_plan *b)
     DIFF(a->lm.cutoff == b->lm.cutoff, "data.cutoff");
     DIFF(a->lm.max_new_tokens == b->lm.max_new_tokens, "data.max_new_tokens");
     DIFF(a->templates == b->templates, "data.templates");
+    DIFF(str_eq(a->classnames, b->classnames), "data.classnames");
     DIFF(a->augment == b->augment, "data.augment");
     DIFF(a->shots == b->shots, "data.shots");
     DIFF(a->fraction == b->fraction, "data.fractions");
@@ -119,6 +120,9 @@ const char *run_plan_diff(const struct run_plan *a, const struct run_plan *b)
     DIFF(s->steps == t->steps, "train.steps");
     DIFF(s->epochs == t->epochs, "train.epochs");
     DIFF(s->min_epoch_steps == t->min_epoch_steps, "train.min_epoch_steps");
+    DIFF(s->epoch_repeat == t->epoch_repeat, "train.min_epoch_rule");
+    DIFF(s->loss == t->loss, "train.loss");
+    DIFF(s->logit_scale_raw == t->logit_scale_raw, "train.logit_scale");
     DIFF(s->batch == t->batch, "train.batch");
     DIFF(s->accumulate == t->accumulate, "train.accumulate");
     DIFF(s->lr == t->lr, "train.lr");

@@ -49,6 +49,7 @@ enum ktype {
     K_LAYERS,
     K_MODULES,
     K_VAL,          /* data.val: none, N per class, fraction, or a spec  */
+    K_EPOCH_TABLE,  /* list of NAME:EPOCHS (ls, lu), names unique ignoring case */
 };
 
 enum {
@@ -77,6 +78,9 @@ extern const char *const cfg_w_lm_loss[];
 /* the dataset reader name of the commonsense format (train_lm.c) */
 #define CFG_COMMONSENSE "commonsense"
 extern const char *const cfg_w_basis[];
+extern const char *const cfg_w_epoch_rule[];
+extern const char *const cfg_w_loss[];
+extern const char *const cfg_w_logit_scale[];
 extern const char *const cfg_w_module[EXP_N_MODULES];
 extern const char *const cfg_sections[];
 extern const struct keydef cfg_keys[];
@@ -95,7 +99,7 @@ struct value {
     size_t  *lu;     size_t n;     /* K_UINTS, K_METHODS (registry indices) */
     double  *ld;                   /* K_FRACTIONS                           */
     uint64_t *l64;                 /* K_SEEDS                               */
-    char   **ls;                   /* K_SPECS                               */
+    char   **ls;                   /* K_SPECS; K_EPOCH_TABLE names (lu: epochs) */
     unsigned mask;                 /* K_TOWERS, K_MODULES                   */
     size_t   lo, hi;               /* K_LAYERS                              */
     /* K_VAL: word = enum exp_val_kind, u = per class, d = fraction, ls[0]

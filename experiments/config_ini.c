@@ -345,6 +345,7 @@ void experiment_free(struct experiment *e)
     free(e->datasets);
     free(e->evals);
     free(e->prompt);
+    free(e->classnames);
     free(e->shots);
     free(e->fractions);
     free(e->val.spec);
@@ -353,6 +354,10 @@ void experiment_free(struct experiment *e)
         for (size_t j = 0; j < e->methods[i].n_settings; j++)
             free(e->methods[i].settings[j].tag);
         free(e->methods[i].settings);
+        for (size_t j = 0; j < e->methods[i].n_epoch_table; j++)
+            free(e->methods[i].epoch_names[j]);
+        free(e->methods[i].epoch_names);
+        free(e->methods[i].epoch_values);
     }
     free(e->methods);
     free(e->seeds);

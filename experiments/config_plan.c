@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <ini.h>
 
@@ -94,8 +95,10 @@ void cfg_fmt_id_number(char *buf, size_t cap, double v)
     snprintf(buf, cap, "%s", *fixed && strlen(fixed) <= strlen(expo) ? fixed : expo);
 }
 
-/* a file-name-safe tag for a dataset spec: "fashion-mnist", "dtd" */
-static void dataset_tag(const char *spec, char *buf, size_t cap)
+/* a file-name-safe name for a dataset spec: "fashion-mnist", "dtd"; a
+ * published split file's dataset name ("zhou:D/split_zhou_OxfordPets.json":
+ * "OxfordPets") */
+void exp_dataset_name(const char *spec, char *buf, size_t cap)
 {
     size_t len = cfg_strip_split(spec), o = 0;
     const char *colon = memchr(spec, ':', len), *start = spec, *end = spec + len;
@@ -110,12 +113,32 @@ static void dataset_tag(const char *spec, char *buf, size_t cap)
         if (start == end) {
             start = spec;
             end = colon;
+        } else if (colon - spec == 4 && !memcmp(spec, "zhou", 4)) {
+            const size_t pre = strlen("split_zhou_"), suf = strlen(".json");
+
+            if ((size_t)(end - start) > pre + suf && !memcmp(start, "split_zhou_", pre) &&
+                !memcmp(end - suf, ".json", suf)) {
+                start += pre;
+                end -= suf;
+            }
         }
     }
     for (const char *p = start; p < end && o + 1 < cap; p++)
         buf[o++] = ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
                     (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.') ? *p : '_';
     buf[o] = '\0';
+}
+
+/* train.dataset_epochs: the dataset's entry, if any, replaces the steps or
+ * epochs of t */
+static void dataset_epochs(const struct exp_method *m, const char *name, struct exp_train *t)
+{
+    for (size_t i = 0; i < m->n_epoch_table; i++)
+        if (!strcasecmp(m->epoch_names[i], name)) {
+            t->epochs = m->epoch_values[i];
+            t->steps = 0;
+            return;
+        }
 }
 
 static char *dup_or_null(const char *s)
@@ -138,6 +161,7 @@ void run_plan_free(struct run_plan *p)
     free(p->eval);
     free(p->prompt);
     free(p->init_adapter);
+    free(p->classnames);
     free(p->val.spec);
     memset(p, 0, sizeof(*p));
 }
@@ -165,6 +189,7 @@ static void plan_copy(struct run_plan *dst, const struct run_plan *src)
     dst->eval = dup_or_null(src->eval);
     dst->prompt = dup_or_null(src->prompt);
     dst->init_adapter = dup_or_null(src->init_adapter);
+    dst->classnames = dup_or_null(src->classnames);
     dst->val.spec = dup_or_null(src->val.spec);
 }
 
@@ -316,12 +341,16 @@ int cfg_expand(const struct experiment *e, exp_shapes_fn shapes, void *ctx,
     base.lm = e->lm;
     base.val = e->val;
     base.templates = e->templates;
+    base.classnames = e->classnames;
     base.augment = e->augment;
     for (size_t d = 0; d < e->n_datasets && rc == RL_OK; d++) {
         char tag[128] = "";
 
+        char name[128];
+
+        exp_dataset_name(e->datasets[d], name, sizeof(name));
         if (e->n_datasets > 1)
-            dataset_tag(e->datasets[d], tag, sizeof(tag));
+            snprintf(tag, sizeof(tag), "%s", name);
         base.dataset = e->datasets[d];
         base.eval = e->evals[d];
         for (size_t mi = 0; mi < e->n_methods && rc == RL_OK; mi++) {
@@ -357,6 +386,7 @@ int cfg_expand(const struct experiment *e, exp_shapes_fn shapes, void *ctx,
                             base.sample_seed = e->sample_seed_set ? e->sample_seed : base.seed;
                             base.adapter.seed = m->init_seed_set ? m->init_seed : base.seed;
                             base.train.seed = st->train.seed_set ? st->train.seed : base.seed;
+                            dataset_epochs(m, name, &base.train);
                             base.train.seed_set = true;
                             rc = plan_id(e, tag, m, si, &base, st, id, sizeof(id));
                             if (rc != RL_OK)
@@ -406,6 +436,20 @@ size_t run_plan_total_steps(const struct run_plan *p, size_t n_train_items)
         return p->train.steps;
     if (!size_mul_ok(p->train.batch, p->train.accumulate, &per_step) || per_step == 0)
         return SIZE_MAX;
+    if (p->train.epoch_repeat) {
+        /* finetune.py lines 70-77: r = n / batch micro-batches; below the
+         * minimum the set is repeated int(min / r) + 1 times */
+        size_t reps = 1, items, min_items;
+
+        if (!size_mul_ok(p->train.min_epoch_steps, p->train.batch, &min_items))
+            return SIZE_MAX;
+        if (n_train_items > 0 && n_train_items < min_items)
+            reps = min_items / n_train_items + 1;
+        if (!size_mul_ok(n_train_items, reps, &items) ||
+            !size_mul_ok(items, p->train.epochs, &items))
+            return SIZE_MAX;
+        return items / per_step + (items % per_step != 0);
+    }
     per_epoch = n_train_items / per_step + (n_train_items % per_step != 0);
     if (per_epoch < p->train.min_epoch_steps)
         per_epoch = p->train.min_epoch_steps;

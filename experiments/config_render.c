@@ -244,6 +244,9 @@ char *run_plan_to_ini(const struct run_plan *p)
     sb_kv_u(&b, "image_size", p->image_size);
     sb_kv(&b, "prompt", p->prompt);
     sb_kv(&b, "templates", cfg_w_templates[p->templates]);
+    /* written only when not the default: files written before it read back */
+    if (p->classnames && strcmp(p->classnames, "dataset"))
+        sb_kv(&b, "classnames", p->classnames);
     sb_kv(&b, "augment", cfg_w_augment[p->augment]);
     if (p->shots)
         sb_kv_u(&b, "shots", p->shots);
@@ -294,6 +297,10 @@ char *run_plan_to_ini(const struct run_plan *p)
     else
         sb_kv_u(&b, "epochs", p->train.epochs);
     sb_kv_u(&b, "min_epoch_steps", p->train.min_epoch_steps);
+    /* the keys below are written only when not their default, so files of
+     * runs written before they existed read back as they were */
+    if (p->train.epoch_repeat)
+        sb_kv(&b, "min_epoch_rule", cfg_w_epoch_rule[1]);
     sb_kv_u(&b, "batch", p->train.batch);
     sb_kv_u(&b, "accumulate", p->train.accumulate);
     sb_kv_d(&b, "lr", p->train.lr);
@@ -307,6 +314,10 @@ char *run_plan_to_ini(const struct run_plan *p)
     sb_kv_u(&b, "warmup", p->train.warmup);
     sb_kv_d(&b, "lr_min", p->train.lr_min);
     sb_kv_d(&b, "clip", p->train.clip);
+    if (p->train.loss != EXP_LOSS_PROMPTS)
+        sb_kv(&b, "loss", cfg_w_loss[p->train.loss]);
+    if (p->train.logit_scale_raw)
+        sb_kv(&b, "logit_scale", cfg_w_logit_scale[1]);
     sb_kv_u(&b, "eval_every", p->train.eval_every);
     sb_kv_u(&b, "checkpoint_every", p->train.checkpoint_every);
     /* written only when set: it changes memory and time, never the results,

@@ -129,6 +129,12 @@ static int resolve_train(struct parser *ps, size_t s, struct exp_train *t)
     else
         t->steps = get_u(ps, "train", "steps", s);
     t->min_epoch_steps = get_u(ps, "train", "min_epoch_steps", s);
+    get(ps, "train", "min_epoch_rule", s, &v);
+    t->epoch_repeat = v.word == 1;
+    get(ps, "train", "loss", s, &v);
+    t->loss = (enum exp_loss)v.word;
+    get(ps, "train", "logit_scale", s, &v);
+    t->logit_scale_raw = v.word == 1;
     t->batch = get_u(ps, "train", "batch", s);
     t->accumulate = get_u(ps, "train", "accumulate", s);
     t->lr = get_d(ps, "train", "lr", s);
@@ -353,6 +359,33 @@ static int resolve_settings(struct parser *ps, size_t reg, struct exp_method *m)
     return rc;
 }
 
+/* train.dataset_epochs for method slot s into m (after its settings): it
+ * fixes the epochs per dataset, so a list on train.steps or train.epochs
+ * (an axis) beside it would give runs that differ only in their ids */
+static int resolve_epoch_table(struct parser *ps, size_t s, struct exp_method *m)
+{
+    const struct entry *en = get_entry(ps, "train", "dataset_epochs", s);
+    struct value v;
+    char l[512];
+
+    if (!en || !strcmp(m->ops->name, "none"))
+        return 0;
+    for (size_t i = 1; i < m->n_settings; i++)
+        if (m->settings[i].train.steps != m->settings[0].train.steps ||
+            m->settings[i].train.epochs != m->settings[0].train.epochs) {
+            cfg_fail_at(ps, en->line ? en->line : -1, RL_ERR_ARG,
+                        "%s: train.dataset_epochs = '%.120s': %s has a list on train.steps or "
+                        "train.epochs; the table fixes the epochs per dataset (give one value)",
+                        cfg_loc(ps, en, l, sizeof(l)), en->value, m->ops->name);
+            return -1;
+        }
+    get(ps, "train", "dataset_epochs", s, &v);
+    m->epoch_names = v.ls;
+    m->epoch_values = v.lu;
+    m->n_epoch_table = v.n;
+    return 0;
+}
+
 static int resolve_method(struct parser *ps, size_t reg, struct exp_method *m)
 {
     const struct adapter_ops *ops = adapter_registry()[reg];
@@ -392,6 +425,8 @@ static int resolve_method(struct parser *ps, size_t reg, struct exp_method *m)
     m->init_seed_set = !v.run;
     m->init_seed = v.u64;
     if (resolve_settings(ps, reg, m))
+        return -1;
+    if (resolve_epoch_table(ps, s, m))
         return -1;
     m->adapter = m->settings[0].adapter;
     m->profile = m->settings[0].profile;
@@ -519,6 +554,7 @@ int cfg_resolve(struct parser *ps, struct experiment *e)
     e->init_adapter = get_str(ps, "train", "init_adapter");
     get(ps, "data", "templates", 0, &v);
     e->templates = (enum exp_templates)v.word;
+    e->classnames = get_str(ps, "data", "classnames");
     get(ps, "data", "augment", 0, &v);
     e->augment = (enum exp_augment)v.word;
     if (get_entry(ps, "data", "shots", 0)) {

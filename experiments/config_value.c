@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/alloc.h"
 #include "core/status.h"
@@ -147,7 +148,7 @@ bool cfg_is_preset(const char *s)
 /* the readers of datasets/dataset.c, to check a spec without opening it */
 static const struct dataset_ops *const readers[] = {
     &dataset_fashion_mnist_ops, &dataset_idx_ops, &dataset_cifar10_ops, &dataset_cifar100_ops,
-    &dataset_cifar100_coarse_ops, &dataset_folder_ops, &dataset_shapes_ops,
+    &dataset_cifar100_coarse_ops, &dataset_folder_ops, &dataset_zhou_ops, &dataset_shapes_ops,
     &dataset_shapes_count_ops,
 };
 
@@ -159,6 +160,8 @@ size_t cfg_strip_split(const char *s)
         return len - 6;
     if (len >= 5 && !strcmp(s + len - 5, ":test"))
         return len - 5;
+    if (len >= 4 && !strcmp(s + len - 4, ":val"))
+        return len - 4;
     return len;
 }
 
@@ -190,6 +193,9 @@ static int check_spec(const char *s, char *w, size_t wn)
             return why(w, wn, "empty directory after '%s:'", r->name);
         if (!colon && r->arg == 2)
             return why(w, wn, "dataset '%s' needs a directory, as in %s:DIR", r->name, r->name);
+        if (!r->has_val && s[len] == ':' && !strcmp(s + len, ":val"))
+            return why(w, wn, "dataset '%s' has no :val split (only :train and :test; folder "
+                       "and zhou have :val)", r->name);
         return 0;
     }
     for (size_t i = 0; i < sizeof(readers) / sizeof(readers[0]) && off < sizeof(known); i++) {
@@ -558,6 +564,33 @@ static int parse_one(const struct keydef *kd, const char *v, struct value *out, 
                 if (out->lu[j] == out->lu[i])
                     rc = why(w, wn, "'%s' is listed twice", it[i]);
             out->n = i + 1;
+        }
+        break;
+    case K_EPOCH_TABLE:
+        out->ls = xcalloc(n, sizeof(*out->ls));
+        out->lu = xcalloc(n, sizeof(*out->lu));
+        for (size_t i = 0; i < n && !rc; i++) {
+            const char *colon = strrchr(it[i], ':');
+
+            if (!colon || colon == it[i]) {
+                rc = why(w, wn, "item '%s': expected NAME:EPOCHS (a dataset's name, as run ids "
+                         "name it, and its epochs)", it[i]);
+                break;
+            }
+            out->ls[i] = xstrdup(it[i]);
+            out->ls[i][colon - it[i]] = '\0';
+            out->n = i + 1;
+            if (bad_name(out->ls[i]))
+                rc = why(w, wn, "item '%s': the name '%s' is not a dataset name (letters, "
+                         "digits, '.', '_' and '-')", it[i], out->ls[i]);
+            else if (!uint_in(kd, colon + 1, &out->lu[i])) {
+                range_text(kd, rt, sizeof(rt));
+                rc = why(w, wn, "item '%s': expected the epochs as an integer %s", it[i], rt);
+            }
+            for (size_t j = 0; j < i && !rc; j++)
+                if (!strcasecmp(out->ls[j], out->ls[i]))
+                    rc = why(w, wn, "the dataset '%s' is listed twice (names match ignoring "
+                             "case)", out->ls[i]);
         }
         break;
     case K_TOWERS:

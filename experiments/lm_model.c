@@ -37,10 +37,13 @@ int lm_plan_config(const struct exp_model *m, struct llama_config *cfg)
     return llama_config_load(cfg, path);
 }
 
-/* enum block_linear bit i (q_proj, k_proj, v_proj, out_proj, fc1, fc2) ->
- * the decoder's linear */
-static const enum llama_linear module_linear[EXP_N_MODULES] = {
-    LLAMA_LIN_Q, LLAMA_LIN_K, LLAMA_LIN_V, LLAMA_LIN_O, LLAMA_LIN_UP, LLAMA_LIN_DOWN,
+/* enum block_linear bit i (q_proj, k_proj, v_proj, out_proj, fc1, fc2,
+ * in_proj) -> the decoder's linears (in_proj, open_clip's packed q, k, v:
+ * the three) */
+static const unsigned module_linears[EXP_N_MODULES] = {
+    1u << LLAMA_LIN_Q, 1u << LLAMA_LIN_K, 1u << LLAMA_LIN_V, 1u << LLAMA_LIN_O,
+    1u << LLAMA_LIN_UP, 1u << LLAMA_LIN_DOWN,
+    (1u << LLAMA_LIN_Q) | (1u << LLAMA_LIN_K) | (1u << LLAMA_LIN_V),
 };
 
 void lm_plan_target(const struct exp_targets *t, struct llama_target *out)
@@ -50,7 +53,7 @@ void lm_plan_target(const struct exp_targets *t, struct llama_target *out)
     out->modules = 0;
     for (int i = 0; i < EXP_N_MODULES; i++)
         if ((t->modules >> i) & 1u)
-            out->modules |= 1u << module_linear[i];
+            out->modules |= module_linears[i];
 }
 
 size_t lm_target_shapes(const struct llama_config *c, const struct exp_targets *t,

@@ -5,7 +5,8 @@
  * of method.modules onto the decoder's linears, and llama-tiny's byte-level
  * tokenizer.json.
  *
- * method.modules on a decoder: q_proj, k_proj, v_proj as named, out_proj =
+ * method.modules on a decoder: q_proj, k_proj, v_proj as named (in_proj: the
+ * three), out_proj =
  * o_proj, fc1 = up_proj, fc2 = down_proj (so the default list is the
  * paper's q, k, v, up, down); gate_proj is not reachable from an experiment
  * file. method.towers does not apply.

@@ -13,6 +13,7 @@
 #include "datasets/dataset.h"
 #include "datasets/fewshot.h"
 #include "experiments/lm_model.h"
+#include "datasets/meta.h"
 #include "methods/adapter.h"
 
 /* one opened spec, kept while the plans are checked */
@@ -111,6 +112,16 @@ int plan_list_check_data(const struct run_plan *plans, size_t n, size_t *n_train
                               va && va->ds.n_classes != tr->ds.n_classes ? va->ds.n_classes
                                                                           : ev->ds.n_classes);
             break;
+        }
+        if (p->classnames) {
+            char name[128];
+
+            exp_dataset_name(p->dataset, name, sizeof(name));
+            if ((rc = ds_meta_select(&tr->ds, p->classnames, name)) != RL_OK) {
+                snprintf(msg, sizeof(msg), "%s", rl_error_msg());
+                rc = rl_error_set(RL_ERR_ARG, "run %s: %s", p->id, msg);
+                break;
+            }
         }
         /* as the run samples it (runner.c sample_data): the validation items
          * held out first, then the shots or the fraction of what is left */

@@ -19,6 +19,7 @@
 #include "core/status.h"
 #include "core/timer.h"
 #include "datasets/fewshot.h"
+#include "datasets/meta.h"
 #include "experiments/runner_impl.h"
 #include "results/store.h"
 
@@ -123,6 +124,10 @@ static void state_free(struct run_state *s)
     free(s->class_feat);
     free(s->img);
     free(s->dimg);
+    free(s->ib_ids);
+    free(s->ib_txt);
+    free(s->ib_dtxt);
+    free(s->ib_targets);
     free(s->train_idx);
     free(s->val_idx);
     free(s->weights_path);
@@ -164,6 +169,28 @@ static int sample_data(struct run_state *s, const struct run_plan *p, const int 
         return rl_error_set(RL_ERR_ARG, "%s: data.val holds out no items (classes of one item "
                             "each?)", p->id);
     return RL_OK;
+}
+
+/* data.classnames: the shipped metadata's names and templates
+ * (datasets/meta.h) for the training and the test set */
+static int apply_classnames(struct run_state *s, const struct run_plan *p)
+{
+    char name[128];
+    int rc;
+
+    if (!p->classnames)
+        return RL_OK;
+    exp_dataset_name(p->dataset, name, sizeof(name));
+    if ((rc = ds_meta_select(&s->train_ds, p->classnames, name)) != RL_OK)
+        return rc;
+    return ds_meta_select(&s->eval_ds, p->classnames, name);
+}
+
+/* the most text rows one forward runs: the class prompts, or with the
+ * in-batch loss a micro-batch's prompts when there are more of those */
+static size_t text_rows(const struct run_state *s, const struct run_plan *p)
+{
+    return p->train.loss == EXP_LOSS_INBATCH && s->B > s->M ? s->B : s->M;
 }
 
 /* everything a run needs before its first step */
@@ -211,7 +238,9 @@ static int state_init(struct run_state *s, const struct run_plan *p)
                                 p->model.name, size, size);
         s->D = s->m.cfg.projection_dim;
         s->ctx = s->m.cfg.text.context;
-        s->scale = clip_logit_scale(&s->m);
+        /* train.logit_scale = raw: the parameter itself, as the authors'
+         * CLIPVL.forward multiplies by it (docs/comparison.md) */
+        s->scale = p->train.logit_scale_raw ? s->m.w.logit_scale[0] : clip_logit_scale(&s->m);
         if ((rc = runner_load_tokenizer(&tok, runner_model_dir(&p->model), &s->m.cfg)) != RL_OK)
             return rc;
     }
@@ -226,6 +255,8 @@ static int state_init(struct run_state *s, const struct run_plan *p)
                           s->train_ds.n_classes, p->eval, s->eval_ds.n_classes);
         goto out;
     }
+    if ((rc = apply_classnames(s, p)) != RL_OK)
+        goto out;
     s->M = (size_t)s->train_ds.n_classes;
     labels = dataset_labels(&s->train_ds);
     if ((rc = sample_data(s, p, labels)) != RL_OK)
@@ -270,7 +301,8 @@ adapters:
                                 .beta2 = p->train.beta2, .eps = p->train.eps,
                                 .weight_decay = p->train.weight_decay };
 
-        if ((rc = clip_adapters_init(&s->ca, &s->m, &p->adapter, &t, 1, s->B, s->M)) != RL_OK)
+        if ((rc = clip_adapters_init(&s->ca, &s->m, &p->adapter, &t, 1, s->B,
+                                     text_rows(s, p))) != RL_OK)
             goto out;
         if ((rc = clip_adapters_set_precision(&s->ca, &s->m,
                                               (enum clip_precision)p->train.precision)) != RL_OK) {
@@ -314,10 +346,16 @@ adapters:
     else
         clip_vision_run_init(&s->vr, &s->m, s->B, s->vision_adapted);
     if (p->train.recompute && s->text_adapted)
-        clip_text_run_init_recompute(&s->tr, &s->m, s->M, max_T);
+        clip_text_run_init_recompute(&s->tr, &s->m, text_rows(s, p), max_T);
     else
-        clip_text_run_init(&s->tr, &s->m, s->M, max_T, s->text_adapted);
-    clip_head_init(&s->head, s->B, s->M, s->D);
+        clip_text_run_init(&s->tr, &s->m, text_rows(s, p), max_T, s->text_adapted);
+    clip_head_init(&s->head, s->B, text_rows(s, p), s->D);
+    if (p->train.loss == EXP_LOSS_INBATCH) {
+        s->ib_ids = xcalloc(s->B * s->ctx, sizeof(int32_t));
+        s->ib_txt = xcalloc(s->B * s->D, sizeof(float));
+        s->ib_dtxt = xcalloc(s->B * s->D, sizeof(float));
+        s->ib_targets = xcalloc(s->B, sizeof(int32_t));
+    }
     s->txt = xcalloc(s->M * s->D, sizeof(float));
     s->dtxt = xcalloc(s->M * s->D, sizeof(float));
     s->eval_txt = xcalloc(s->M * s->K * s->D, sizeof(float));

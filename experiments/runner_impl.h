@@ -57,6 +57,11 @@ struct run_state {
     float *class_feat;           /* (M, D)                                       */
     bool class_feat_valid;       /* frozen text: eval class features computed    */
     float *img, *dimg;           /* (B, D)                                       */
+    /* train.loss = inbatch (train_inbatch.c): the micro-batch's prompts, their
+     * features and gradients, the targets; NULL for the prompts loss */
+    int32_t *ib_ids;             /* (B, ctx)                                     */
+    float *ib_txt, *ib_dtxt;     /* (B, D)                                       */
+    int32_t *ib_targets;         /* (B) first index of each row's class          */
 
     struct dataset train_ds, eval_ds;
     struct loader *train_L, *eval_L;
@@ -108,6 +113,24 @@ int run_init_adapter(struct run_state *s);
  * stepped), or a loader / model error. */
 int run_step(struct run_state *s, size_t step, double *loss, double *gnorm, double *lr,
              char *why, size_t why_size);
+
+/* ------------------------------------------- train_inbatch.c: the loss */
+
+/* targets[i] = the first j with labels[j] == labels[i] (the authors'
+ * argmax over the same-class matrix squared) */
+void inbatch_targets(const int32_t *labels, size_t n, int32_t *targets);
+
+/* The forward of one in-batch micro-batch: n <= B images x (n, 3, H, W)
+ * with these labels; the text side (one class prompt per image) through
+ * the adapted text tower, or copied from the frozen class features
+ * (computed once into s->txt); the vision tower; *loss = the mean
+ * cross-entropy of the n x n image x prompt logits (s->scale) against
+ * inbatch_targets. */
+int  inbatch_forward(struct run_state *s, const float *x, const int32_t *labels, size_t n,
+                     double *loss);
+/* Its backward, scaled by dloss: adds to the adapters' gradients (s->ca)
+ * through both towers where they are adapted. */
+void inbatch_backward(struct run_state *s, size_t n, float dloss);
 
 /* Unmerge the sites the steps left merged, then restore the weights merged
  * since the last rebase from s->weights_path, bit for bit (models/clip.h

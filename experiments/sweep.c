@@ -19,17 +19,16 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/dist.h"
 #include "core/interrupt.h"
 #include "core/status.h"
-#include "core/threads.h"
 #include "core/timer.h"
 #include "experiments/plan_list.h"
-#include "experiments/run_lock.h"
 #include "experiments/runner.h"
+#include "experiments/sweep_child.h"
+#include "experiments/sweep_ranks.h"
 #include "methods/adapter.h"
 #include "results/store.h"
-
-#define MSG_MAX 1024
 
 void sweep_options_init(struct sweep_options *o)
 {
@@ -62,31 +61,6 @@ int sweep_parse_shard(const char *spec, size_t *shard, size_t *n_shards)
     *shard = (size_t)i;
     *n_shards = (size_t)n;
     return RL_OK;
-}
-
-/* RANDLORA_THREADS when set (as threads_init reads it), else the online CPUs */
-static int cores_total(void)
-{
-    const char *env = getenv("RANDLORA_THREADS");
-    long n;
-
-    if (env && *env) {
-        char *end;
-        n = strtol(env, &end, 10);
-        if (*end == '\0' && n > 0 && n <= 4096)
-            return (int)n;
-    }
-    n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
-
-static char *plan_path(const struct run_plan *p)
-{
-    size_t need = strlen(p->output) + strlen(p->id) + 5;
-    char *path = xmalloc(need);
-
-    snprintf(path, need, "%s/%s.h5", p->output, p->id);
-    return path;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -157,62 +131,6 @@ static bool model_ready(const struct exp_model *m)
 /* ------------------------------------------------------------------------ */
 /* child processes                                                           */
 
-/* what a child sends back through its pipe, followed by the error message */
-struct child_report {
-    int    ok;
-    int    already_complete;
-    double accuracy, seconds;
-    size_t n_trainable, steps;
-};
-
-static _Noreturn void child_main(const struct run_plan *p, const char *path, bool resume,
-                                 const char *resume_command, int threads, int verbosity, FILE *log,
-                                 int fd)
-{
-    struct runner_options ro;
-    struct runner_result res;
-    struct child_report rep;
-    const char *msg = "";
-    int rc, status;
-    size_t len;
-
-    /* one writer per run file: a second sweep (or an overlapping shard, or
-     * a `randlora train` of the same run) fails this run instead of writing
-     * the file twice */
-    struct run_lock lk;
-
-    memset(&res, 0, sizeof(res));
-    if ((rc = run_lock_acquire(&lk, path)) == RL_OK) {
-        threads_init(threads);
-        runner_options_init(&ro);
-        ro.resume = resume;
-        ro.verbosity = verbosity;
-        ro.log = log;
-        ro.resume_command = resume_command;
-        rc = runner_run(p, path, &ro, &res);
-        run_lock_release(&lk);
-    }
-    memset(&rep, 0, sizeof(rep));
-    rep.ok = rc == RL_OK;
-    rep.already_complete = res.already_complete;
-    rep.accuracy = res.accuracy;
-    rep.seconds = res.seconds;
-    rep.n_trainable = res.n_trainable;
-    rep.steps = res.steps;
-    if (rc != RL_OK)
-        msg = rl_error_msg();
-    len = strlen(msg);
-    if (len > MSG_MAX - 1)
-        len = MSG_MAX - 1;
-    /* small writes into an empty pipe: they complete (or the parent is gone) */
-    if (write(fd, &rep, sizeof(rep)) == (ssize_t)sizeof(rep) && len)
-        (void)!write(fd, msg, len);
-    close(fd);
-    status = interrupt_exit_code(rc);
-    fflush(NULL);
-    _exit(rc != RL_OK && status == 0 ? 1 : status);
-}
-
 struct slot {
     pid_t  pid;
     int    fd;
@@ -220,111 +138,51 @@ struct slot {
     double t0;
 };
 
-struct failure {
-    size_t plan;
-    char  *msg;
-};
-
-static void read_report(int fd, struct child_report *rep, char *msg, bool *have_rep)
-{
-    char buf[sizeof(*rep) + MSG_MAX];
-    size_t got = 0;
-
-    for (;;) {
-        ssize_t k = read(fd, buf + got, sizeof(buf) - 1 - got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            break;
-        got += (size_t)k;
-        if (got == sizeof(buf) - 1)
-            break;
-    }
-    *have_rep = got >= sizeof(*rep);
-    msg[0] = '\0';
-    if (*have_rep) {
-        memcpy(rep, buf, sizeof(*rep));
-        memcpy(msg, buf + sizeof(*rep), got - sizeof(*rep));
-        msg[got - sizeof(*rep)] = '\0';
-    }
-}
-
-static void describe_status(int wstatus, char *buf, size_t n)
-{
-    if (WIFEXITED(wstatus))
-        snprintf(buf, n, "exit status %d", WEXITSTATUS(wstatus));
-    else if (WIFSIGNALED(wstatus))
-        snprintf(buf, n, "killed by signal %d (%s)", WTERMSIG(wstatus),
-                 strsignal(WTERMSIG(wstatus)));
-    else
-        snprintf(buf, n, "wait status 0x%x", wstatus);
-}
-
 /* Run plans[todo[0..n_todo)] with at most `jobs` children. */
 static void run_children(const struct run_plan *plans, char *const *paths, const size_t *todo,
                          size_t n_todo, size_t jobs, const struct sweep_options *o, FILE *out,
-                         FILE *err, struct failure *fails, size_t *n_fails, size_t *n_ok)
+                         FILE *err, struct sweep_tally *t)
 {
     struct slot *slots = xcalloc(jobs, sizeof(*slots));
+    int *open_fds = xcalloc(jobs, sizeof(*open_fds));
     /* the running children, for the SIGINT / SIGTERM handler to pass on */
     volatile pid_t *pids = xcalloc(jobs, sizeof(*pids));
-    size_t next = 0, running = 0, done = 0;
-    const int threads = cores_total() / (int)jobs > 1 ? cores_total() / (int)jobs : 1;
-    const int run_verbosity = jobs == 1 ? o->verbosity : 0;
-    const int width = snprintf(NULL, 0, "%zu", n_todo);
+    size_t next = 0, running = 0;
+    const struct sweep_child_args args = {
+        .resume = o->resume, .resume_command = o->resume_command,
+        .threads = sweep_threads(jobs), .verbosity = jobs == 1 ? o->verbosity : 0, .log = err,
+    };
 
     for (size_t j = 0; j < jobs; j++)
         slots[j].pid = -1;
     interrupt_forward(pids, jobs);
     while ((next < n_todo && !interrupt_pending()) || running > 0) {
         while (running < jobs && next < n_todo && !interrupt_pending()) {
-            size_t k = todo[next++], j = 0;
-            int fds[2];
+            size_t k = todo[next++], j = 0, n_open = 0;
+            char why[256];
             pid_t pid;
+            int fd;
 
             while (slots[j].pid != -1)
                 j++;
-            fflush(NULL);
-            fds[0] = fds[1] = -1;
-            /* a signal between fork and the child's reset would be passed
-             * on to its siblings by the child: held until then */
-            interrupt_block(1);
-            if (pipe(fds) != 0 || (pid = fork()) < 0) {
-                char m[256];
-                int e = errno;
-
-                interrupt_block(0);
-                if (fds[0] >= 0) {
-                    close(fds[0]);
-                    close(fds[1]);
-                }
-                snprintf(m, sizeof(m), "cannot start a process: %s", strerror(e));
-                fprintf(out, "[%*zu/%zu] %s FAILED: %s\n", width, ++done, n_todo, plans[k].id, m);
-                fails[*n_fails].plan = k;
-                fails[(*n_fails)++].msg = xstrdup(m);
+            for (size_t i = 0; i < jobs; i++)
+                if (slots[i].pid != -1)
+                    open_fds[n_open++] = slots[i].fd;
+            pid = sweep_child_start(&plans[k], paths[k], &args, open_fds, n_open, &pids[j], &fd,
+                                    why, sizeof(why));
+            if (pid < 0) {
+                sweep_tally_not_started(t, out, plans, k, why);
                 continue;
             }
-            if (pid == 0) {
-                interrupt_forward(NULL, 0);
-                interrupt_block(0);
-                close(fds[0]);
-                for (size_t i = 0; i < jobs; i++)
-                    if (slots[i].pid != -1)
-                        close(slots[i].fd);
-                child_main(&plans[k], paths[k], o->resume, o->resume_command, threads,
-                           run_verbosity, err, fds[1]);
-            }
-            pids[j] = pid;
-            interrupt_block(0);
-            close(fds[1]);
-            slots[j] = (struct slot){ pid, fds[0], k, timer_now() };
+            slots[j] = (struct slot){ pid, fd, k, timer_now() };
             running++;
             if (jobs > 1 && o->verbosity > 0)
-                fprintf(out, "start %s (%d thread%s)\n", plans[k].id, threads,
-                        threads == 1 ? "" : "s");
+                fprintf(out, "start %s (%d thread%s)\n", plans[k].id, args.threads,
+                        args.threads == 1 ? "" : "s");
             fflush(out);
         }
 
+        struct sweep_outcome oc;
         int wstatus;
         pid_t pid = waitpid(-1, &wstatus, 0);
         size_t j;
@@ -338,46 +196,15 @@ static void run_children(const struct run_plan *plans, char *const *paths, const
             ;
         if (j == jobs)
             continue;                     /* not one of ours */
-
-        struct child_report rep;
-        char msg[MSG_MAX];
-        bool have;
-        const size_t k = slots[j].plan;
-        const double secs = timer_now() - slots[j].t0;
-
-        read_report(slots[j].fd, &rep, msg, &have);
-        close(slots[j].fd);
+        sweep_child_collect(slots[j].fd, wstatus, timer_now() - slots[j].t0, &oc);
         slots[j].pid = -1;
         pids[j] = 0;
         running--;
-        done++;
-        if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 && have && rep.ok) {
-            fprintf(out, "[%*zu/%zu] %-32s accuracy %.4f  %8.1f s%s\n", width, done, n_todo,
-                    plans[k].id, rep.accuracy, secs,
-                    rep.already_complete ? "  (was complete)" : "");
-            (*n_ok)++;
-        } else if (interrupt_pending() && WIFEXITED(wstatus) &&
-                   WEXITSTATUS(wstatus) == interrupt_exit_code(RL_ERR_INTERRUPTED)) {
-            /* stopped by the sweep's own interruption: not a failure */
-            fprintf(out, "[%*zu/%zu] %-32s interrupted after %.1f s: %s\n", width, done, n_todo,
-                    plans[k].id, secs, msg);
-        } else {
-            char how[128];
-
-            describe_status(wstatus, how, sizeof(how));
-            if (!msg[0])
-                snprintf(msg, sizeof(msg), "%s", how);
-            else if (!(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) != 0))
-                snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg), " (%s)", how);
-            fprintf(out, "[%*zu/%zu] %-32s FAILED after %.1f s: %s\n", width, done, n_todo,
-                    plans[k].id, secs, msg);
-            fails[*n_fails].plan = k;
-            fails[(*n_fails)++].msg = xstrdup(msg);
-        }
-        fflush(out);
+        sweep_tally_end(t, out, plans, slots[j].plan, "", interrupt_pending() != 0, &oc);
     }
     interrupt_forward(NULL, 0);
     free((void *)pids);
+    free(open_fds);
     free(slots);
 }
 
@@ -403,14 +230,16 @@ int sweep_run(const struct experiment *e, const struct run_plan *plans, size_t n
     size_t *todo = xcalloc(n ? n : 1, sizeof(*todo)), n_todo = 0;
     char **paths = xcalloc(n ? n : 1, sizeof(*paths));
     enum file_state *state = xcalloc(n ? n : 1, sizeof(*state));
-    struct failure *fails = xcalloc(n ? n : 1, sizeof(*fails));
-    size_t n_fails = 0, n_bad = 0, n_exist = 0, n_ok = 0, jobs;
+    struct sweep_tally t;
+    const bool ranks = dist_size() > 1;    /* under mpirun: runs handed to ranks */
+    size_t n_bad = 0, n_exist = 0, jobs;
     const char *first_exist = NULL;
     char first_bad[1024] = "";
     const char *output = e->output;
     int rc = RL_OK;
     double t0 = timer_now();
 
+    sweep_tally_init(&t, 0);
     if (!c)
         c = &local;
     memset(c, 0, sizeof(*c));
@@ -425,7 +254,7 @@ int sweep_run(const struct experiment *e, const struct run_plan *plans, size_t n
         size_t i = sel[s];
         double acc;
 
-        paths[i] = plan_path(&plans[i]);
+        paths[i] = sweep_plan_path(&plans[i]);
         if (file_state(&plans[i], paths[i], &state[i], &acc) != RL_OK) {
             if (!n_bad++)
                 snprintf(first_bad, sizeof(first_bad), "%s", rl_error_msg());
@@ -488,17 +317,29 @@ int sweep_run(const struct experiment *e, const struct run_plan *plans, size_t n
         fprintf(out, "%zu of %zu run%s complete already (skipped)\n", c->skipped, n_sel,
                 n_sel == 1 ? "" : "s");
     jobs = o->jobs ? o->jobs : (e->jobs ? e->jobs : 1);
+    if (ranks)
+        jobs = 1;                           /* per rank (sweep_ranks.h) */
     if (jobs > n_todo)
         jobs = n_todo ? n_todo : 1;
+    sweep_tally_free(&t);
+    sweep_tally_init(&t, n_todo);
     if (n_todo) {
-        fprintf(out, "running %zu run%s, %zu at a time\n", n_todo, n_todo == 1 ? "" : "s", jobs);
+        if (ranks)
+            fprintf(out, "running %zu run%s on %d MPI ranks, one run per rank at a time\n",
+                    n_todo, n_todo == 1 ? "" : "s", dist_size());
+        else
+            fprintf(out, "running %zu run%s, %zu at a time\n", n_todo, n_todo == 1 ? "" : "s",
+                    jobs);
         fflush(out);
         interrupt_install();
-        run_children(plans, paths, todo, n_todo, jobs, o, out, err, fails, &n_fails, &n_ok);
+        if (ranks)
+            sweep_ranks_run(plans, paths, todo, n_todo, o, out, err, &t);
+        else
+            run_children(plans, paths, todo, n_todo, jobs, o, out, err, &t);
         interrupt_restore();
     }
     c->run = n_todo;
-    c->failed = n_fails;
+    c->failed = t.n_fails;
 
     /* a shard sees only part of the grid: the report waits for --summary */
     rc = sweep_write_summary(output, plans, n, n_shards > 1 ? NULL : out, err, &c->rows);
@@ -509,32 +350,34 @@ int sweep_run(const struct experiment *e, const struct run_plan *plans, size_t n
     if (rc != RL_OK)
         fprintf(err, "randlora sweep: %s\n", rl_error_msg());
     fprintf(out, "%zu run%s in %.1f s (%zu skipped, %zu failed); summary: %s/%s\n", n_todo,
-            n_todo == 1 ? "" : "s", timer_now() - t0, c->skipped, n_fails, output,
+            n_todo == 1 ? "" : "s", timer_now() - t0, c->skipped, t.n_fails, output,
             SWEEP_SUMMARY_FILE);
-    if (n_fails) {
+    if (t.n_fails) {
         size_t len = 0;
         char ids[512] = "";
 
-        fprintf(err, "randlora sweep: %zu of %zu runs failed:\n", n_fails, n_todo);
-        for (size_t f = 0; f < n_fails; f++) {
-            fprintf(err, "  %s: %s\n", plans[fails[f].plan].id, fails[f].msg);
+        fprintf(err, "randlora sweep: %zu of %zu runs failed:\n", t.n_fails, n_todo);
+        for (size_t f = 0; f < t.n_fails; f++) {
+            fprintf(err, "  %s: %s\n", plans[t.fails[f].plan].id, t.fails[f].msg);
             if (len < sizeof(ids))
                 len += (size_t)snprintf(ids + len, sizeof(ids) - len, "%s%s", f ? ", " : "",
-                                        plans[fails[f].plan].id);
+                                        plans[t.fails[f].plan].id);
         }
         rc = rl_error_set(RL_ERR, "%zu of %zu runs failed (%s); rerun with --resume to retry "
-                          "them", n_fails, n_todo, ids);
+                          "them", t.n_fails, n_todo, ids);
     }
-    if (n_todo && interrupt_pending())
-        rc = rl_error_set(RL_ERR_INTERRUPTED, "interrupted (%s) with %zu of %zu runs unfinished; resume with %s",
-                          interrupt_pending() == SIGTERM ? "SIGTERM" : "SIGINT", n_todo - n_ok, n_todo,
+    if (n_todo && (interrupt_pending() || t.signal)) {
+        const int sig = interrupt_pending() ? interrupt_pending() : t.signal;
+
+        rc = rl_error_set(RL_ERR_INTERRUPTED, "interrupted (%s) with %zu of %zu runs unfinished; "
+                          "resume with %s", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                          n_todo - t.ok, n_todo,
                           o->resume_command ? o->resume_command : "--resume");
+    }
 done:
-    for (size_t f = 0; f < n_fails; f++)
-        free(fails[f].msg);
+    sweep_tally_free(&t);
     for (size_t i = 0; i < n; i++)
         free(paths[i]);
-    free(fails);
     free(state);
     free(paths);
     free(todo);

@@ -48,6 +48,12 @@
  *      their ids and messages are listed last and RL_ERR is returned.
  *      A run whose results file could not be written (disk full: the
  *      runner's RL_ERR_WRITE) is a failed run like any other.
+ *      Under mpirun (dist_size() > 1) the runs go to the ranks instead, one
+ *      per rank at a time (experiments/sweep_ranks.h): sweep_run is rank 0's
+ *      part, with `jobs` taken as 1; the caller runs sweep_ranks_serve on the
+ *      other ranks and sweep_ranks_release on rank 0 afterwards
+ *      (cli/cmd_sweep.c). Each child gets SIGTERM if its parent dies (Linux),
+ *      so a killed sweep leaves resumable files and no running orphans.
  *
  * SIGINT and SIGTERM (core/interrupt.h): the parent passes the signal on to
  * the running children (each finishes its step, records it and exits 130 /

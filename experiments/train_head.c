@@ -196,6 +196,10 @@ int run_head_prepare(struct run_state *s, size_t *size, struct transform *tf, bo
     if (dist_size() > 1)
         return rl_error_set(RL_ERR_ARG, "%s: model.head = linear runs in one process (not "
                             "under MPI)", p->id);
+    if (p->train.loss != EXP_LOSS_PROMPTS || p->train.logit_scale_raw)
+        return rl_error_set(RL_ERR_ARG, "%s: train.loss = inbatch and train.logit_scale = raw "
+                            "are the prompt classifier's; model.head = linear trains the head "
+                            "with cross-entropy on its own logits", p->id);
     if (!h->dinov2) {
         /* CLIP's image tower: its own size and transform (the prompt path's) */
         if (h->pool != DINOV2_POOL_CLS)

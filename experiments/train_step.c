@@ -53,6 +53,12 @@ void run_seed_dropout(struct run_state *s, uint64_t mb)
         rng_split(&s->ca.adapters[k].rng, &r, (uint64_t)k);
 }
 
+/* train.loss = inbatch: one prompt per image, new every micro-batch */
+static bool inbatch(const struct run_state *s)
+{
+    return s->plan->train.loss == EXP_LOSS_INBATCH;
+}
+
 /* the text tower's output is the same for every micro-batch of a step
  * (the same prompts, the same parameters) unless dropout draws new masks;
  * then it runs once a step: one forward before the first micro-batch, the
@@ -60,7 +66,7 @@ void run_seed_dropout(struct run_state *s, uint64_t mb)
  * the last (the backward is linear in the gradient it is given) */
 static bool text_once_per_step(const struct run_state *s)
 {
-    return s->text_adapted && !(s->plan->adapter.dropout > 0.0f);
+    return s->text_adapted && !(s->plan->adapter.dropout > 0.0f) && !inbatch(s);
 }
 
 /* the class prompts' text features into s->txt: once for the run when the
@@ -187,13 +193,19 @@ static int accumulate(struct run_state *s, size_t step, size_t lo, size_t hi, si
         if (micro < lo || micro >= hi)
             continue;                           /* another rank's */
         run_seed_dropout(s, (uint64_t)(step - 1) * s->accumulate + micro);
-        if ((rc = train_text_forward(s)) != RL_OK)
-            return rc;
-        rc = clip_vision_forward(&s->vr, &s->m, &s->ca, b.x, (size_t)b.n, s->img);
-        if (rc != RL_OK)
-            return rc;
-        clip_head_logits(&s->head, s->img, s->txt, (size_t)b.n, s->M, s->scale);
-        l = clip_head_crossentropy(&s->head, b.labels);
+        if (inbatch(s)) {
+            rc = inbatch_forward(s, b.x, b.labels, (size_t)b.n, &l);
+            if (rc != RL_OK)
+                return rc;
+        } else {
+            if ((rc = train_text_forward(s)) != RL_OK)
+                return rc;
+            rc = clip_vision_forward(&s->vr, &s->m, &s->ca, b.x, (size_t)b.n, s->img);
+            if (rc != RL_OK)
+                return rc;
+            clip_head_logits(&s->head, s->img, s->txt, (size_t)b.n, s->M, s->scale);
+            l = clip_head_crossentropy(&s->head, b.labels);
+        }
         if (s->hooks && s->hooks->on_loss)
             s->hooks->on_loss(s->hooks->ctx, step, micro, &l);
         if (!isfinite(l)) {
@@ -206,6 +218,10 @@ static int accumulate(struct run_state *s, size_t step, size_t lo, size_t hi, si
         /* accumulate = 1: the mean loss's gradient as it is; otherwise the
          * rows-weighted sum, divided by the step's rows below */
         dloss = s->accumulate == 1 ? 1.0f : (float)b.n;
+        if (inbatch(s)) {
+            inbatch_backward(s, (size_t)b.n, dloss);
+            continue;
+        }
         memset(s->dimg, 0, (size_t)b.n * D * sizeof(float));
         if (s->text_adapted && !text_once)
             memset(s->dtxt, 0, s->M * D * sizeof(float));
@@ -285,7 +301,7 @@ int run_step(struct run_state *s, size_t step, double *loss, double *gnorm, doub
      * weight gradients projected once after the last. Where re-merging is
      * cheaper (RandLoRA) they stay merged across the optimizer step, and
      * run_rebase and run_eval unmerge (models/clip.h). */
-    begin_paths(s, s->train_ids, s->M, s->M, hi - lo);
+    begin_paths(s, s->train_ids, s->M, inbatch(s) ? s->B : s->M, hi - lo);
     rc = accumulate(s, step, lo, hi, &rows, &bad_micro, &bad_loss);
     clip_adapters_end_backward(&s->ca, &s->m);
     rc = agree_step(s, step, rc, bad_micro, bad_loss, &loss_sum, loss, why, why_size);

@@ -135,6 +135,7 @@ START_TEST(test_every_key)
     ck_assert_uint_eq(e.image_size, 64);
     ck_assert_str_eq(e.prompt, "An image of {}");
     ck_assert_int_eq(e.templates, EXP_TEMPLATES_DATASET);
+    ck_assert_str_eq(e.classnames, "dtd");
     ck_assert_int_eq(e.augment, EXP_AUGMENT_CROP_FLIP);
     ck_assert_uint_eq(e.n_shots, 2);
     ck_assert_uint_eq(e.shots[0], 2);
@@ -169,6 +170,12 @@ START_TEST(test_every_key)
         ck_assert_uint_eq(m->train.steps, 0);
         ck_assert_uint_eq(m->train.epochs, 3);
         ck_assert_uint_eq(m->train.min_epoch_steps, 4);
+        ck_assert(m->train.epoch_repeat);
+        ck_assert_int_eq(m->train.loss, EXP_LOSS_INBATCH);
+        ck_assert(m->train.logit_scale_raw);
+        ck_assert_uint_eq(m->n_epoch_table, 2);
+        ck_assert_str_eq(m->epoch_names[1], "MNIST");
+        ck_assert_uint_eq(m->epoch_values[1], 7);
         ck_assert_uint_eq(m->train.batch, 16);
         ck_assert_uint_eq(m->train.accumulate, 8);
         ck_assert(m->train.lr == 5e-4);
@@ -277,8 +284,9 @@ START_TEST(test_overrides)
         const char *o1[] = { "train.lrr=1" };
 
         expect_error(text, o1, 1, "-s: unknown key train.lrr (valid keys in [train]: steps, "
-                     "epochs, min_epoch_steps, batch, accumulate, lr, lr_head, weight_decay, "
-                     "beta1, beta2, eps, warmup, lr_min, lr_min_ratio, clip, eval_every, checkpoint_every, "
+                     "epochs, min_epoch_steps, min_epoch_rule, dataset_epochs, batch, accumulate, lr, "
+                     "lr_head, weight_decay, beta1, beta2, eps, warmup, lr_min, lr_min_ratio, clip, loss, "
+                     "logit_scale, eval_every, checkpoint_every, "
                      "recompute, precision, seed, init_adapter)");
     }
     {
@@ -340,8 +348,9 @@ START_TEST(test_errors)
     expect_error("[data]\n[empty]\n", NULL, 0, "t.ini:2: unknown section [empty] (valid "
                  "sections: experiment, model, data, method, train, sweep, run)");
     expect_error("[data]\nshot = 1\n", NULL, 0, "t.ini:2: unknown key data.shot (valid keys in "
-                 "[data]: dataset, eval, image_size, prompt, templates, augment, shots, fractions, "
-                 "sample_seed, eval_limit, val, lm_loss, cutoff, max_new_tokens)");
+                 "[data]: dataset, eval, image_size, prompt, templates, classnames, augment, "
+                 "shots, fractions, sample_seed, eval_limit, val, lm_loss, cutoff, "
+                 "max_new_tokens)");
     expect_error("lr = 1\n", NULL, 0, "t.ini:1: lr = '1' is outside a section (start with a "
                  "[section] line)");
     expect_error("[train]\nlr = 1e-3x\n", NULL, 0,
@@ -402,7 +411,7 @@ START_TEST(test_errors)
     expect_error("[data]\ndataset = imagenet:/x\n", NULL, 0,
                  "t.ini:2: data.dataset = 'imagenet:/x': item 'imagenet:/x': expected a dataset "
                  "spec: unknown reader 'imagenet' (known: fashion-mnist, idx, cifar10, cifar100, "
-                 "cifar100-coarse, folder, shapes, shapes-count; optional :train or :test)");
+                 "cifar100-coarse, folder, zhou, shapes, shapes-count; optional :train or :test)");
     expect_error("[data]\ndataset = folder\n", NULL, 0,
                  "t.ini:2: data.dataset = 'folder': item 'folder': dataset 'folder' needs a "
                  "directory, as in folder:DIR");

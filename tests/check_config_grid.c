@@ -344,8 +344,8 @@ START_TEST(test_shipped)
     ck_assert(!e.model.preset);
     ck_assert_str_eq(e.prompt, "An image of {}");
     ck_assert_int_eq(experiment_expand(&e, NULL, NULL, &p, &n), RL_OK);
-    /* 2 datasets x 5 methods x (4 shots + 2 fractions) */
-    ck_assert_uint_eq(n, 60);
+    /* 2 datasets x 5 methods x 4 shots (50% and 100%: clip_b32_full.ini) */
+    ck_assert_uint_eq(n, 40);
     ck_assert_str_eq(p[0].id, "dtd-randlora-r6-s1-seed8539");
     ck_assert_uint_eq(p[0].adapter.r, 6);
     ck_assert_int_eq(p[0].adapter.n_rule, ADAPTER_N_FLOOR_PLUS_ONE);
@@ -353,21 +353,27 @@ START_TEST(test_shipped)
     /* q, k and v packed, as the authors' code adapts them */
     ck_assert_uint_eq(p[0].targets.modules,
                       (1u << BLOCK_LIN_IN_PROJ) | (1u << BLOCK_LIN_FC1) | (1u << BLOCK_LIN_FC2));
-    ck_assert_str_eq(p[6].id, "dtd-lora-r32-s1-seed8539");
-    ck_assert_int_eq(p[6].adapter.lora_rule, ADAPTER_LORA_PAPER);     /* profile.lora */
-    ck_assert(p[6].adapter.alpha <= 0.0f);                  /* the rule's default, 1 */
-    ck_assert_str_eq(p[12].id, "dtd-vera-r256-s1-seed8539");
-    ck_assert(p[12].train.lr == 1e-2);
-    ck_assert(fabs(p[12].train.lr_min - 1e-4) < 1e-18);
-    ck_assert_str_eq(p[18].id, "dtd-nola-r1-s1-seed8539");
-    ck_assert_uint_eq(p[18].adapter.nola_bases, 1024);
-    ck_assert_str_eq(p[29].id, "dtd-full-f1-seed8539");
-    ck_assert_uint_eq(p[29].train.epochs, 10);
-    ck_assert_uint_eq(p[29].train.batch * p[29].train.accumulate, 128);
-    ck_assert(p[29].train.weight_decay == 0.1);
-    ck_assert(p[29].train.clip == 1.0);
-    ck_assert_uint_eq(p[29].train.warmup, 0);
-    ck_assert_str_eq(p[30].id, "eurosat-randlora-r6-s1-seed8539");
+    ck_assert_str_eq(p[4].id, "dtd-lora-r32-s1-seed8539");
+    ck_assert_str_eq(p[4].profile, "paper");     /* the authors' LoRA */
+    ck_assert_int_eq(p[4].adapter.lora_rule, ADAPTER_LORA_PAPER);
+    ck_assert(p[4].adapter.alpha <= 0.0f);       /* the rule's default, 1 */
+    ck_assert_str_eq(p[8].id, "dtd-vera-r256-s1-seed8539");
+    ck_assert(p[8].train.lr == 1e-2);
+    ck_assert(fabs(p[8].train.lr_min - 1e-4) < 1e-18);
+    ck_assert_str_eq(p[12].id, "dtd-nola-r1-s1-seed8539");
+    ck_assert_uint_eq(p[12].adapter.nola_bases, 1024);
+    ck_assert_str_eq(p[19].id, "dtd-full-s16-seed8539");
+    ck_assert_uint_eq(p[19].train.epochs, 10);
+    ck_assert_uint_eq(p[19].train.batch, 128);
+    ck_assert_uint_eq(p[19].train.accumulate, 1);
+    ck_assert(p[19].train.lr == 1e-3);
+    ck_assert(p[19].train.weight_decay == 0.1);
+    ck_assert(p[19].train.clip == 1.0);
+    ck_assert_uint_eq(p[19].train.warmup, 0);
+    ck_assert(p[19].train.epoch_repeat);
+    ck_assert_int_eq(p[19].train.loss, EXP_LOSS_INBATCH);
+    ck_assert(p[19].train.logit_scale_raw);
+    ck_assert_str_eq(p[20].id, "eurosat-randlora-r6-s1-seed8539");
     for (size_t i = 0; i < n; i += 5)
         check_round_trip(&p[i]);
     run_plans_free(p, n);
@@ -380,7 +386,7 @@ START_TEST(test_shipped)
 
         rc = experiment_load(&e, experiment_path("clip_b32_fewshot.ini"), ov, 2);
         ck_assert_msg(rc == RL_OK, "%s", rl_error_msg());
-        ck_assert_uint_eq(experiment_n_runs(&e), 30);      /* 5 methods x 6 */
+        ck_assert_uint_eq(experiment_n_runs(&e), 20);      /* 5 methods x 4 shots */
         ck_assert_str_eq(e.evals[0], "folder:/data/dtd:test");
         experiment_free(&e);
     }

@@ -248,6 +248,8 @@ static void gen_experiment(struct gen *g)
         below(g, 2) ? "1e-8" : "1e-30");
     if (below(g, 2))
         put(g, "recompute = true\n");
+    if (below(g, 2))
+        put(g, "loss = inbatch\nlogit_scale = raw\nmin_epoch_rule = repeat\n");
     put(g, "[sweep]\nseeds = %s\n", below(g, 2) ? "1" : "1, 18446744073709551615");
 }
 

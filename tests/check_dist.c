@@ -17,7 +17,6 @@
  * The binary is $RANDLORA_BIN (make check sets it).
  */
 #include <check.h>
-#include <dirent.h>
 #include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,6 +28,7 @@
 #include "core/dist.h"
 #include "core/status.h"
 #include "results/store.h"
+#include "dist_harness.h"
 #include "runner_harness.h"
 #include "suites.h"
 #include "test_cmd.h"
@@ -47,37 +47,6 @@ static const char *const common =
     "-q -s train.steps=3 -s train.batch=4 -s data.eval_limit=8 -s train.eval_every=0 "
     "-s train.checkpoint_every=0";
 
-static const char *bin(void)
-{
-    const char *b = getenv("RANDLORA_BIN");
-
-    return b && *b ? b : "./randlora";
-}
-
-/* true when this build and this machine can run mpirun; else why not on
- * stderr */
-static bool mpi_available(void)
-{
-    if (!dist_built_with_mpi()) {
-        fprintf(stderr, "check_dist: SKIPPED: built without MPI (MPI=0, or no libopenmpi-dev)\n");
-        return false;
-    }
-    if (system("command -v mpirun >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "check_dist: SKIPPED: no mpirun on PATH (scripts/deps.sh installs "
-                "openmpi-bin)\n");
-        return false;
-    }
-    return true;
-}
-
-/* How the tests start mpirun: as root too (CI), more ranks than cores
- * allowed. Under SAN=1 LeakSanitizer would report Open MPI's own
- * allocations (left at MPI_Finalize, some in its unloaded plugins, beyond a
- * suppression by name) and fail every rank, so leak detection is off in
- * the ranks; the one-process runs and the other suites still check ours. */
-#define MPIRUN "ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0\" " \
-               "mpirun --oversubscribe --allow-run-as-root -np "
-
 /* `[mpirun -np ranks] randlora train -c t/x.ini -o t/out args`, one thread
  * per process, its output into t/out.log; its exit status (-1: it did not
  * exit) */
@@ -90,7 +59,7 @@ static int train(const struct tmp *t, int ranks, const char *out, const char *ar
         snprintf(launcher, sizeof(launcher), MPIRUN "%d", ranks);
     snprintf(cmd, sizeof(cmd),
              "RANDLORA_THREADS=1 %s %s train -c %s/x.ini -o %s/%s %s >%s/%s.log 2>&1",
-             launcher, bin(), t->dir, t->dir, out, args, t->dir, out);
+             launcher, dist_bin(), t->dir, t->dir, out, args, t->dir, out);
     st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -176,7 +145,7 @@ static void two_ranks_match_one(const char *method)
     size_t n2, n1, n3;
     double d_same, d_other;
 
-    if (!mpi_available())
+    if (!mpi_available("check_dist"))
         return;
     setup(&t);
     snprintf(same, sizeof(same), "%s %s -s train.accumulate=2", common, method);
@@ -248,7 +217,7 @@ START_TEST(resume_on_two_ranks)
     pid_t pid;
     int st;
 
-    if (!mpi_available())
+    if (!mpi_available("check_dist"))
         return;
     setup(&t);
     /* the plan as `randlora train -c x.ini -s ...` makes it (cmd_train.c) */
@@ -291,20 +260,6 @@ static const char *const long_run =
     "-s train.eval_every=2 -s train.checkpoint_every=2 -s method.methods=lora -s method.rank=2 "
     "-s method.towers=vision -s method.modules=q_proj";
 
-/* whether the run file at path (being written, SWMR) holds a checkpoint */
-static bool has_checkpoint(const char *path)
-{
-    struct store_checkpoint_info ck;
-    struct store *s;
-    bool yes;
-
-    if (access(path, F_OK) != 0 || store_open(&s, path) != RL_OK)
-        return false;
-    yes = store_read_checkpoint(s, &ck, NULL, NULL, NULL, NULL) == RL_OK && ck.step >= 2;
-    store_close(s);
-    return yes;
-}
-
 /* long_run on 2 ranks into t/stopped.h5 (log t/stopped.h5.log), started in
  * the background: mpirun's pid, once the run file holds a checkpoint (read
  * from the file: the log is block-buffered and lags). 1000 steps leave a
@@ -317,65 +272,11 @@ static pid_t start_long_run(const struct tmp *t)
     snprintf(path, sizeof(path), "%s/stopped.h5.log", t->dir);
     snprintf(h5, sizeof(h5), "%s/stopped.h5", t->dir);
     snprintf(cmd, sizeof(cmd), "exec env RANDLORA_THREADS=1 " MPIRUN "2 %s train -c %s/x.ini -o "
-             "%s %s >%s 2>&1", bin(), t->dir, h5, long_run, path);
-    pid = test_fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 6000 && !has_checkpoint(h5); i++)    /* 60 s at most */
+             "%s %s >%s 2>&1", dist_bin(), t->dir, h5, long_run, path);
+    pid = start_shell(cmd);
+    for (int i = 0; i < 6000 && !has_checkpoint(h5, 2); i++)    /* 60 s at most */
         usleep(10000);
     return pid;
-}
-
-/* the pid of MPI rank `rank` among the children of mpirun's threads
- * (Open MPI forks the ranks from one of them and sets OMPI_COMM_WORLD_RANK
- * in each), or -1 */
-static pid_t rank_pid(pid_t mpirun, int rank)
-{
-    char want[64], path[300], word[32];
-    struct dirent *d;
-    pid_t found = -1;
-    DIR *tasks;
-
-    snprintf(want, sizeof(want), "OMPI_COMM_WORLD_RANK=%d", rank);
-    snprintf(path, sizeof(path), "/proc/%d/task", (int)mpirun);
-    if (!(tasks = opendir(path)))
-        return -1;
-    while (found < 0 && (d = readdir(tasks))) {
-        FILE *f;
-
-        snprintf(path, sizeof(path), "/proc/%d/task/%s/children", (int)mpirun, d->d_name);
-        if (d->d_name[0] == '.' || !(f = fopen(path, "r")))
-            continue;
-        while (found < 0 && fscanf(f, "%31s", word) == 1) {
-            const pid_t child = (pid_t)atol(word);
-            char var[4096];
-            FILE *e;
-            int c;
-            size_t n = 0;
-
-            /* NUL-separated NAME=VALUE; /proc files report no size */
-            snprintf(path, sizeof(path), "/proc/%d/environ", (int)child);
-            if (!(e = fopen(path, "r")))
-                continue;
-            while ((c = fgetc(e)) != EOF) {
-                if (c != '\0' && n + 1 < sizeof(var)) {
-                    var[n++] = (char)c;
-                    continue;
-                }
-                var[n] = '\0';
-                if (!strcmp(var, want))
-                    found = child;
-                n = 0;
-            }
-            fclose(e);
-        }
-        fclose(f);
-    }
-    closedir(tasks);
-    return found;
 }
 
 /* t/stopped.h5 resumed by one process: the adapter of one process
@@ -405,7 +306,7 @@ START_TEST(two_ranks_resumed_by_one)
     pid_t pid;
     int st;
 
-    if (!mpi_available())
+    if (!mpi_available("check_dist"))
         return;
     setup(&t);
     pid = start_long_run(&t);
@@ -426,26 +327,16 @@ END_TEST
 START_TEST(rank_killed_leaves_resumable_file)
 {
     struct tmp t;
-    pid_t pid, victim;
-    int st;
+    pid_t pid;
 
-    if (!mpi_available())
+    if (!mpi_available("check_dist"))
         return;
     setup(&t);
     pid = start_long_run(&t);
-    victim = rank_pid(pid, 1);
-    if (victim < 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &st, 0);
+    if (!kill_rank(pid, 1, "check_dist", "rank_killed_leaves_resumable_file")) {
         tmp_cleanup(&t);
-        fprintf(stderr, "check_dist: SKIPPED rank_killed_leaves_resumable_file: rank 1's pid "
-                "not found under /proc\n");
         return;
     }
-    ck_assert_int_eq(kill(victim, SIGKILL), 0);
-    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    ck_assert_msg(!(WIFEXITED(st) && WEXITSTATUS(st) == 0), "mpirun exited 0 after a rank "
-                  "was killed");
     resume_alone_and_compare(&t, "rank 1 killed, resumed by 1 process vs 1 process");
     tmp_cleanup(&t);
 }
@@ -483,7 +374,7 @@ START_TEST(refusals_under_mpirun)
     char cmd[1024], path[256], *log;
     int st;
 
-    if (!mpi_available())
+    if (!mpi_available("check_dist"))
         return;
     setup(&t);
     snprintf(cmd, sizeof(cmd), "%s -s train.accumulate=1", common);
@@ -495,7 +386,7 @@ START_TEST(refusals_under_mpirun)
     snprintf(path, sizeof(path), "%s/few.h5", t.dir);
     ck_assert_msg(access(path, F_OK) != 0, "a refused run left %s", path);
 
-    snprintf(cmd, sizeof(cmd), MPIRUN "2 %s threads >%s/threads.log 2>&1", bin(), t.dir);
+    snprintf(cmd, sizeof(cmd), MPIRUN "2 %s threads >%s/threads.log 2>&1", dist_bin(), t.dir);
     st = system(cmd);
     ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2);
     snprintf(path, sizeof(path), "%s/threads.log", t.dir);

@@ -90,6 +90,10 @@ int main(int argc, char **argv)
         suite_llama_model,
         suite_llama_cmds,
         suite_train_lm,
+        suite_dist_sweep,
+        suite_protocol,
+        suite_inbatch,
+        suite_zhou,
     };
     SRunner *sr = srunner_create(NULL);
     int n_failed;

@@ -184,6 +184,16 @@ START_TEST(test_clip_image_tower)
     ck_assert_ptr_nonnull(strstr(rl_error_msg(), "cls_mean needs a DINOv2 model"));
     run_plans_free(plans, 1);
     experiment_free(&e);
+    /* the prompt classifier's loss options with a head */
+    {
+        static const char *const inb[] = { "model.head=linear", "train.loss=inbatch" };
+
+        make_plan(&plans, &e, &t, inb, 2);
+        ck_assert_int_eq(run_quiet(&plans[0], path, NULL, false, &res), RL_ERR_ARG);
+        ck_assert_ptr_nonnull(strstr(rl_error_msg(), "are the prompt classifier's"));
+        run_plans_free(plans, 1);
+        experiment_free(&e);
+    }
 
     /* a DINOv2 model with the prompt classifier */
     write_tiny_dinov2(&t);

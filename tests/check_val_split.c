@@ -291,7 +291,8 @@ END_TEST
 
 START_TEST(test_shipped_files_hold_out)
 {
-    static const char *const files[] = { "quickstart.ini", "budget_sweep.ini", "clip_b32_fewshot.ini" };
+    static const char *const files[] = { "quickstart.ini", "budget_sweep.ini", "clip_b32_fewshot.ini",
+                                         "clip_b32_full.ini" };
 
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         struct experiment e;

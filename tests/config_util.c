@@ -113,6 +113,7 @@ void check_round_trip(const struct run_plan *a)
         ck_assert_str_eq(b->val.spec, a->val.spec);
     }
     ck_assert_int_eq(b->templates, a->templates);
+    ck_assert_str_eq(b->classnames, a->classnames);
     ck_assert_int_eq(b->augment, a->augment);
     ck_assert_uint_eq(b->shots, a->shots);
     ck_assert(b->fraction == a->fraction);
@@ -179,6 +180,7 @@ const char every_key[] =
     "image_size = 64\n"
     "prompt = An image of {}\n"
     "templates = dataset\n"
+    "classnames = dtd\n"
     "augment = crop_flip\n"
     "shots = 2, 8\n"
     "fractions = 0.25, 1\n"
@@ -200,6 +202,8 @@ const char every_key[] =
     "[train]\n"
     "epochs = 3\n"
     "min_epoch_steps = 4\n"
+    "min_epoch_rule = repeat\n"
+    "dataset_epochs = c10:5, MNIST:7\n"
     "batch = 16\n"
     "accumulate = 8\n"
     "lr = 5e-4\n"
@@ -210,6 +214,8 @@ const char every_key[] =
     "warmup = 11\n"
     "lr_min = 1e-5\n"
     "clip = 0\n"
+    "loss = inbatch\n"
+    "logit_scale = raw\n"
     "eval_every = 13\n"
     "checkpoint_every = 17\n"
     "seed = 42\n"

@@ -4,6 +4,8 @@
  */
 #include "dataset_files.h"
 
+#include <png.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <zlib.h>
@@ -39,4 +41,27 @@ void ds_write_bytes(const char *path, const void *data, size_t n, int gz)
     } else {
         test_write_file(path, data, n);
     }
+}
+
+void ds_write_png(const char *path, int h, int w, int seed)
+{
+    FILE *f = fopen(path, "wb");
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    png_byte row[3 * 64];
+
+    ck_assert_msg(f && png && info && w <= 64, "%s", path);
+    ck_assert_int_eq(setjmp(png_jmpbuf(png)), 0);
+    png_init_io(png, f);
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < h; y++) {
+        for (int x = 0; x < 3 * w; x++)
+            row[x] = (png_byte)(seed * 31 + y * 7 + x * 3);
+        png_write_row(png, row);
+    }
+    png_write_end(png, info);
+    png_destroy_write_struct(&png, &info);
+    ck_assert_int_eq(fclose(f), 0);
 }

@@ -26,6 +26,9 @@ void ds_mkdir(const char *path);
 /* path with data[0..n), gzip-compressed when gz */
 void ds_write_bytes(const char *path, const void *data, size_t n, int gz);
 
+/* an RGB PNG of h x w pixels at path, pixel values from seed (asserted) */
+void ds_write_png(const char *path, int h, int w, int seed);
+
 /* the call failed with `status` and a message that holds `needle` */
 #define ck_fails_with(call, status, needle)                                               \
     do {                                                                                 \

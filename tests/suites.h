@@ -82,5 +82,9 @@ Suite *suite_llama_nn(void);
 Suite *suite_llama_model(void);
 Suite *suite_llama_cmds(void);
 Suite *suite_train_lm(void);
+Suite *suite_dist_sweep(void);
+Suite *suite_protocol(void);
+Suite *suite_inbatch(void);
+Suite *suite_zhou(void);
 
 #endif /* RANDLORA_TESTS_SUITES_H */
