@@ -183,8 +183,10 @@ size_t run_lm_n_trainable(const struct run_state *s);
 float *run_lm_params(struct run_state *s);
 size_t run_lm_activation_floats(const struct run_state *s);
 size_t run_lm_shared(struct run_state *s, struct adapter_tensor *t, size_t max);
-/* /adapter under the decoder's module paths (model.layers.N.self_attn.q_proj) */
-int    run_lm_write_adapter(struct store *st, struct run_state *s);
+/* the adapted sites: their count, and site k's adapter with its module path
+ * (model.layers.N.self_attn.q_proj) into name; /adapter is written from them */
+size_t run_lm_n_sites(const struct run_state *s);
+struct adapter *run_lm_site(struct run_state *s, size_t k, char *name, size_t size);
 /* /lm/<task>/{accuracy, correct, total, generations} of the last test eval */
 int    run_lm_write_results(struct store *st, struct run_state *s);
 

@@ -108,9 +108,9 @@ static int write_adapter(struct store *st, struct run_state *s)
     char site[160], path[512];
     int rc = RL_OK;
 
-    if (s->lm)
-        return run_lm_write_adapter(st, s);
     const struct linear_head *h = run_head_of(s);
+    /* the sites: CLIP's or a decoder's (train_lm.c) */
+    const size_t n_sites = s->lm ? run_lm_n_sites(s) : s->ca.n_sites;
 
     if (h) {
         /* peft's modules_to_save "classifier": classifier.weight, .bias */
@@ -126,11 +126,12 @@ static int write_adapter(struct store *st, struct run_state *s)
     }
     if (!s->trains || rc != RL_OK)
         return rc;
-    for (size_t k = 0; k < s->ca.n_sites && rc == RL_OK; k++) {
-        struct adapter *a = &s->ca.adapters[k];
+    for (size_t k = 0; k < n_sites && rc == RL_OK; k++) {
+        struct adapter *a = s->lm ? run_lm_site(s, k, site, sizeof(site)) : &s->ca.adapters[k];
         size_t nt = adapter_tensors(a, false, t, 16);
 
-        clip_site_name(&s->ca.sites[k], site, sizeof(site));
+        if (!s->lm)
+            clip_site_name(&s->ca.sites[k], site, sizeof(site));
         for (size_t i = 0; i < nt && rc == RL_OK; i++) {
             snprintf(path, sizeof(path), "/adapter/%s/%s", site, t[i].name);
             rc = store_write_tensor(st, path, t[i].data, (size_t)t[i].ndim, t[i].shape);
@@ -150,7 +151,7 @@ static int write_adapter(struct store *st, struct run_state *s)
         rc = store_attr_set_string(st, "/adapter", "method", s->plan->method);
     if (rc == RL_OK)
         rc = store_attr_set_int64(st, "/adapter", "r",
-                                  (s->ca.method.ops->flags & ADAPTER_F_RANK)
+                                  (runner_method_ops(s)->flags & ADAPTER_F_RANK)
                                       ? (int64_t)s->plan->adapter.r : 0);
     return rc;
 }

@@ -633,42 +633,15 @@ size_t run_lm_shared(struct run_state *s, struct adapter_tensor *t, size_t max)
     return s->lm->has_la ? adapter_method_tensors(&s->lm->la.method, t, max) : 0;
 }
 
-int run_lm_write_adapter(struct store *st, struct run_state *s)
+size_t run_lm_n_sites(const struct run_state *s)
 {
-    struct run_lm *L = s->lm;
-    struct adapter_tensor t[16];
-    char site[160], path[512];
-    int rc = RL_OK;
+    return s->lm->has_la ? s->lm->la.n_sites : 0;
+}
 
-    if (!L->has_la)
-        return RL_OK;
-    for (size_t k = 0; k < L->la.n_sites && rc == RL_OK; k++) {
-        struct adapter *a = &L->la.adapters[k];
-        size_t nt = adapter_tensors(a, false, t, 16);
-
-        llama_site_name(&L->la.sites[k], site, sizeof(site));
-        for (size_t i = 0; i < nt && rc == RL_OK; i++) {
-            snprintf(path, sizeof(path), "/adapter/%s/%s", site, t[i].name);
-            rc = store_write_tensor(st, path, t[i].data, (size_t)t[i].ndim, t[i].shape);
-        }
-        snprintf(path, sizeof(path), "/adapter/%s", site);
-        if (rc == RL_OK && nt)
-            rc = store_attr_set_int64(st, path, "d_out", (int64_t)a->d_out);
-        if (rc == RL_OK && nt)
-            rc = store_attr_set_int64(st, path, "d_in", (int64_t)a->d_in);
-    }
-    size_t ns = run_lm_shared(s, t, 16);
-    for (size_t i = 0; i < ns && rc == RL_OK; i++) {
-        snprintf(path, sizeof(path), "/adapter/shared/%s", t[i].name);
-        rc = store_write_tensor(st, path, t[i].data, (size_t)t[i].ndim, t[i].shape);
-    }
-    if (rc == RL_OK)
-        rc = store_attr_set_string(st, "/adapter", "method", s->plan->method);
-    if (rc == RL_OK)
-        rc = store_attr_set_int64(st, "/adapter", "r",
-                                  (L->la.method.ops->flags & ADAPTER_F_RANK)
-                                      ? (int64_t)s->plan->adapter.r : 0);
-    return rc;
+struct adapter *run_lm_site(struct run_state *s, size_t k, char *name, size_t size)
+{
+    llama_site_name(&s->lm->la.sites[k], name, size);
+    return &s->lm->la.adapters[k];
 }
 
 int run_lm_write_results(struct store *st, struct run_state *s)
