@@ -92,6 +92,7 @@ int main(int argc, char **argv)
         suite_train_lm,
         suite_dist_sweep,
         suite_protocol,
+        suite_paper_ini,
         suite_inbatch,
         suite_zhou,
     };

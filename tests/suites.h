@@ -84,6 +84,7 @@ Suite *suite_llama_cmds(void);
 Suite *suite_train_lm(void);
 Suite *suite_dist_sweep(void);
 Suite *suite_protocol(void);
+Suite *suite_paper_ini(void);
 Suite *suite_inbatch(void);
 Suite *suite_zhou(void);
 
