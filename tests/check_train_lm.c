@@ -87,8 +87,11 @@ static void lm_plan(struct run_plan **plans, struct experiment *e, const char *c
              "checkpoint_every = 3\nwarmup = 2\n",
              t.dir, t.model, t.dir);
     ck_assert_msg(experiment_parse(e, text, "lm.ini", ov, n_ov) == RL_OK, "%s", rl_error_msg());
-    ck_assert_msg(experiment_expand(e, runner_plan_shapes, &(struct runner_shapes){ 0 }, plans,
-                                    &n) == RL_OK, "%s", rl_error_msg());
+    struct runner_shapes sh = { 0 };
+
+    ck_assert_msg(experiment_expand(e, runner_plan_shapes, &sh, plans, &n) == RL_OK, "%s",
+                  rl_error_msg());
+    runner_shapes_free(&sh);
     ck_assert_uint_eq(n, 1);
 }
 
