@@ -46,6 +46,7 @@
 #include "core/status.h"
 #include "core/threads.h"
 #include "core/timer.h"
+#include "experiments/lm_model.h"
 #include "models/bpe_tokenizer.h"
 #include "models/llama.h"
 
@@ -57,7 +58,7 @@ static void score_usage(FILE *out)
 {
     fprintf(out,
             "usage: randlora score --model DIR|PRESET (--ids FILE | --text FILE) -o OUT.h5\n"
-            "                      [--batch N] [--seed N]\n"
+            "                      [--run RUN.h5] [--batch N] [--seed N]\n"
             "\n"
             "Per-token next-token log-probabilities of each line under a Llama-family\n"
             "decoder (a Hugging Face LlamaForCausalLM or Qwen2ForCausalLM directory:\n"
@@ -71,6 +72,8 @@ static void score_usage(FILE *out)
             "  -o OUT.h5      the output: /ids int32 [N,T] (padded with -1),\n"
             "                 /token_logprob float32 [N,T-1] (NaN past a line's end),\n"
             "                 /logprob float64 [N] (each line's sum)\n"
+            "  --run RUN.h5   with the trained adapters of a decoder run (its results\n"
+            "                 file; the model must be the run's)\n"
             "  --batch N      lines per forward (default %d)\n"
             "  --seed N       a preset's random-init seed (default 0)\n",
             llama_preset_names()[0], llama_preset_names()[1] ? ", " : "",
@@ -200,14 +203,14 @@ static int seqs_read(struct seqs *s, const char *path, const struct bpe_tokenize
 }
 
 struct score_args {
-    const char *model, *ids, *text, *out;
+    const char *model, *ids, *text, *out, *run;
     size_t batch;
     uint64_t seed;
 };
 
 /* score every line and write the file */
 static int score_run(const struct score_args *a, const struct llama_model *m,
-                     const struct seqs *s)
+                     const struct seqs *s, const struct llama_adapters *la)
 {
     const size_t T = s->max_len, W = T > 1 ? T - 1 : 1, B = a->batch < s->n ? a->batch : s->n;
     struct llama_run r;
@@ -224,6 +227,7 @@ static int score_run(const struct score_args *a, const struct llama_model *m,
         (rc = h5out_attr_string(&o, "harness", "randlora score")) ||
         (rc = h5out_attr_string(&o, "kind", a->ids ? "ids" : "text")) ||
         (rc = h5out_attr_string(&o, "model", a->model)) ||
+        (rc = h5out_attr_string(&o, "run", a->run ? a->run : "")) ||
         (rc = h5out_attr_string(&o, "source", a->ids ? a->ids : a->text)) ||
         (rc = h5out_dataset(&o, "ids", H5T_STD_I32LE, s->n, T, &d_ids)) ||
         (rc = h5out_dataset(&o, "token_logprob", H5T_IEEE_F32LE, s->n, W, &d_tok)) ||
@@ -247,7 +251,7 @@ static int score_run(const struct score_args *a, const struct llama_model *m,
             for (size_t t = 0; t < T; t++)
                 row_ids[i * T + t] = t < n ? src[t] : -1;
         }
-        if ((rc = llama_forward(&r, m, NULL, ids, nb, Tb)))
+        if ((rc = llama_forward(&r, m, la, ids, nb, Tb)))
             break;
         llama_token_logprobs(&r, m, tgt, lp);
         for (size_t i = 0; i < nb; i++) {
@@ -321,6 +325,8 @@ int cmd_score(int argc, char **argv)
             a.ids = v;
         else if (!strcmp(o, "--text"))
             a.text = v;
+        else if (!strcmp(o, "--run"))
+            a.run = v;
         else if (!strcmp(o, "-o") || !strcmp(o, "--output"))
             a.out = v;
         else if (!strcmp(o, "--batch")) {
@@ -354,7 +360,16 @@ int cmd_score(int argc, char **argv)
     if (!rc && (rc = llama_model_open(&m, a.model, a.seed)) == RL_OK) {
         if ((rc = seqs_read(&s, a.ids ? a.ids : a.text, tok, m.cfg.vocab_size,
                             m.cfg.max_position)) == RL_OK) {
-            rc = score_run(&a, &m, &s);
+            struct llama_adapters la;
+            const size_t B = a.batch < s.n ? a.batch : s.n;
+
+            /* --run: a decoder run's trained adapters (experiments/lm_model.h) */
+            if (a.run && (rc = lm_run_adapters_load(a.run, &m, &la, B * s.max_len)) == RL_OK) {
+                rc = score_run(&a, &m, &s, &la);
+                llama_adapters_free(&la);
+            } else if (!a.run) {
+                rc = score_run(&a, &m, &s, NULL);
+            }
             seqs_free(&s);
         }
         llama_model_free(&m);

@@ -90,6 +90,7 @@ int main(int argc, char **argv)
         suite_llama_nn,
         suite_llama_model,
         suite_llama_cmds,
+        suite_train_lm,
         suite_dist_sweep,
         suite_protocol,
         suite_paper_ini,

@@ -82,6 +82,7 @@ Suite *suite_dist(void);
 Suite *suite_llama_nn(void);
 Suite *suite_llama_model(void);
 Suite *suite_llama_cmds(void);
+Suite *suite_train_lm(void);
 Suite *suite_dist_sweep(void);
 Suite *suite_protocol(void);
 Suite *suite_paper_ini(void);
