@@ -17,6 +17,8 @@ struct bench_opts {
     const char *method;
     size_t rank;                /* 0: the rank for the method         */
     size_t batch, accumulate, classes, steps;
+    size_t seq;                 /* decoder presets: tokens per sequence       */
+    bool batch_set;             /* --batch given (a decoder's default is 1)   */
     int threads;
     bool json, in_process;
     bool recompute;             /* layers recomputed in the backward          */

@@ -71,11 +71,13 @@
 #include "core/status.h"
 #include "core/threads.h"
 #include "core/timer.h"
+#include "cli/bench_decoder.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "cli/bench_impl.h"
 #include "methods/adapter.h"
 #include "models/clip.h"
+#include "models/llama.h"
 #include "models/optim.h"
 
 /* ------------------------------------------------------------------------ */
@@ -538,7 +540,12 @@ static void bench_usage(FILE *out)
             "                  gradient as bf16 GEMMs with fp32 accumulation (oneDNN; needs\n"
             "                  AVX512-BF16 or AMX), everything else fp32\n"
             "  --json          one JSON line instead of text\n"
-            "  --in-process    run here, not in a child (peak RSS is then this process's)\n");
+            "  --in-process    run here, not in a child (peak RSS is then this process's)\n"
+            "\n"
+            "With a decoder preset (--model llama-tiny or qwen2-0.5b): a training step of\n"
+            "the Llama-family model on random tokens (--method default lora, --rank 16,\n"
+            "on q, k, v, up and down of every layer), tokens/s and peak RSS, in-process:\n"
+            "  --seq T         tokens per sequence (default 256; --batch default 1)\n");
 }
 
 /* one usage error line (cli.h), exit status 2 */
@@ -675,7 +682,7 @@ int cmd_bench(int argc, char **argv)
     struct bench_opts o = {
         .model = NULL, .method = NULL, .rank = 0, .batch = 32, .accumulate = 1,
         .classes = 10, .steps = 3, .threads = 0, .json = false, .in_process = false,
-        .seed = 1,
+        .seed = 1, .seq = 256,
     };
     struct bench_result res;
     size_t v;
@@ -713,13 +720,16 @@ int cmd_bench(int argc, char **argv)
         }
         else if (!strcmp(a, "--rank") || !strcmp(a, "--batch") || !strcmp(a, "--accumulate") ||
                  !strcmp(a, "--classes") || !strcmp(a, "--steps") || !strcmp(a, "--threads") ||
-                 !strcmp(a, "--seed")) {
+                 !strcmp(a, "--seed") || !strcmp(a, "--seq")) {
             if (cli_parse_count(val, 1000000000, &v))
                 return bad("%s wants a positive whole number, not '%s'", a, val);
             if (!strcmp(a, "--rank"))
                 o.rank = v;
-            else if (!strcmp(a, "--batch"))
+            else if (!strcmp(a, "--batch")) {
                 o.batch = v;
+                o.batch_set = true;
+            } else if (!strcmp(a, "--seq"))
+                o.seq = v;
             else if (!strcmp(a, "--accumulate"))
                 o.accumulate = v;
             else if (!strcmp(a, "--classes"))
@@ -735,6 +745,21 @@ int cmd_bench(int argc, char **argv)
     }
     if (!o.model)
         return bad("--model is required");
+    if (llama_is_preset(o.model)) {         /* a decoder (cli/bench_decoder.c) */
+        struct bench_decoder_opts d = {
+            .model = o.model, .method = o.method, .rank = o.rank, .batch = o.batch_set ?
+            o.batch : 1, .seq = o.seq, .steps = o.steps, .threads = o.threads,
+            .seed = o.seed, .json = o.json, .recompute = o.recompute,
+        };
+
+        if (o.method && !adapter_ops_find(o.method))
+            return bad("unknown method '%s' (lora, vera, randlora, nola, full)", o.method);
+        if ((rc = bench_decoder(&d)) != RL_OK) {
+            fprintf(stderr, "randlora bench: %s\n", rl_error_msg());
+            return rl_exit_code(rc);
+        }
+        return 0;
+    }
     if (!o.method)
         return bad("--method is required");
     if (!adapter_ops_find(o.method))

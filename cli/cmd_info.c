@@ -29,6 +29,7 @@
 #include "cli/commands.h"
 #include "models/clip.h"
 #include "models/dinov2.h"
+#include "models/llama.h"
 #include "formats/safetensors.h"
 #include "results/store.h"
 
@@ -431,6 +432,37 @@ out:
     return rc;
 }
 
+/* a Llama-family directory: the config summary and every tensor of it
+ * checked in the safetensors headers (nothing read or allocated) */
+static int info_llama_dir(const char *dir)
+{
+    char *cpath = xmalloc(strlen(dir) + 16), g[32];
+    struct llama_config c;
+    size_t n_tensors = 0, n_files = 0;
+    int rc;
+
+    sprintf(cpath, "%s/config.json", dir);
+    if ((rc = llama_config_load(&c, cpath)) ||
+        (rc = llama_model_check_dir(&c, dir, &n_tensors, &n_files))) {
+        free(cpath);
+        return rc;
+    }
+    free(cpath);
+    printf("%-12s %s\n", "model", dir);
+    printf("%-12s %s, %s parameters, %s, %s head\n", "config",
+           c.arch == LLAMA_ARCH_QWEN2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM",
+           grouped(g, sizeof g, llama_config_n_params(&c)), c.torch_dtype,
+           c.tie_word_embeddings ? "tied" : "separate");
+    printf("%-12s vocab %zu, width %zu, %zu layers, %zu heads over %zu key/value heads of "
+           "%zu, MLP %zu, %zu positions, rope_theta %g%s\n", "decoder", c.vocab_size, c.hidden,
+           c.layers, c.heads, c.kv_heads, c.head_dim, c.intermediate, c.max_position,
+           c.rope_theta, c.rope_type == LLAMA_ROPE_LLAMA3 ? " (llama3 scaling)"
+                         : c.rope_type == LLAMA_ROPE_LINEAR ? " (linear scaling)" : "");
+    printf("%-12s all %zu tensors of the config present with their shapes in %zu file%s\n",
+           "weights", n_tensors, n_files, n_files == 1 ? "" : "s");
+    return RL_OK;
+}
+
 int cmd_info(int argc, char **argv)
 {
     enum file_kind kind;
@@ -445,7 +477,10 @@ int cmd_info(int argc, char **argv)
                "the total number of parameters and __metadata__.\n"
                "A model directory (config.json + model.safetensors, or open_clip's\n"
                "open_clip_config.json + open_clip_model.safetensors): the config summary,\n"
-               "a check of the weights against it, then the safetensors listing.\n");
+               "a check of the weights against it, then the safetensors listing; a\n"
+               "Llama-family directory (LlamaForCausalLM, Qwen2ForCausalLM; one file or\n"
+               "shards with model.safetensors.index.json): the config summary and every\n"
+               "tensor checked in the file headers.\n");
         return 0;
     }
     if (argc != 2 || argv[1][0] == '-') {
@@ -464,9 +499,14 @@ int cmd_info(int argc, char **argv)
     case KIND_SAFETENSORS:
         rc = info_safetensors(path);
         break;
-    case KIND_MODEL_DIR:
-        rc = info_model_dir(path);
+    case KIND_MODEL_DIR: {
+        char *cpath = xmalloc(strlen(path) + 16);
+
+        sprintf(cpath, "%s/config.json", path);
+        rc = llama_config_file_is_decoder(cpath) ? info_llama_dir(path) : info_model_dir(path);
+        free(cpath);
         break;
+    }
     default:
         rc = rl_error_set(RL_ERR_FORMAT, "%s: not an HDF5 file nor a safetensors file (info reads "
                           "HDF5 results files, safetensors files and model directories)", path);

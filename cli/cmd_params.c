@@ -51,8 +51,8 @@ static void params_usage(FILE *out)
             "                  in_proj (q, k, v packed as one 3d x d linear, open_clip's),\n"
             "                  attn, qkv, mlp, all (default q_proj,k_proj,v_proj,fc1,fc2)\n"
             "  --towers LIST   with --model: vision, text or both (default both)\n"
-            "  --profile P     peft (default), paper or paper_2024: RandLoRA's n = ceil(d/r)\n"
-            "                  or floor(d/r) + 1; NoLA's K 256 or 1024\n"
+            "  --profile P     peft (default), peft_fork, paper or paper_2024: RandLoRA's\n"
+            "                  n = ceil(d/r) or floor(d/r) + 1; NoLA's K 256 or 1024\n"
             "  --bases K       NoLA: random bases per side (default: the profile's)\n"
             "  --count         print only the trainable count (with --budget: RANK COUNT,\n"
             "                  NoLA: K COUNT)\n"
@@ -249,7 +249,7 @@ int cmd_params(int argc, char **argv)
 
     adapter_cfg_defaults(&cfg, ops->name, rank);
     if (adapter_cfg_profile(&cfg, profile) != RL_OK)
-        return bad("--profile '%s': expected peft, paper or paper_2024", profile);
+        return bad("--profile '%s': expected peft, peft_fork, paper or paper_2024", profile);
     if (bases)
         cfg.nola_bases = bases;
 

@@ -7,6 +7,7 @@
  * zero-shot accuracy on the shapes classification tasks.
  * Exit status 0, 2 for bad usage or bad input (one line), 1 otherwise.
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,6 +17,8 @@
 #include "cli/commands.h"
 #include "experiments/config.h"
 #include "experiments/pretrain.h"
+#include "experiments/pretrain_lm.h"
+#include "models/llama.h"
 #include "experiments/runner.h"
 
 #define MAX_OVERRIDES 256
@@ -25,7 +28,9 @@ static void pretrain_usage(FILE *out)
     fprintf(out,
             "usage: randlora pretrain -c FILE [-s section.key=value ...] [-q]\n"
             "\n"
-            "Pretrain the experiment's model (a byte-level preset: clip-tiny) from scratch\n"
+            "Pretrain the experiment's model (a byte-level preset: clip-tiny, or the\n"
+            "decoder llama-tiny by next-token prediction on the procedural corpus of the\n"
+            "commonsense task, experiments/pretrain_lm.h) from scratch\n"
             "with the contrastive loss on [model] pretrain_data (shapes), and write it as a\n"
             "Hugging Face-style directory (config.json, model.safetensors,\n"
             "tokenizer_bytes.json, pretrain.json) at [model] pretrain_dir. A directory\n"
@@ -103,6 +108,22 @@ int cmd_pretrain(int argc, char **argv)
     }
     o.verbosity = quiet ? 0 : 1;
     o.log = stderr;
+    if (llama_is_preset(e.model.name)) {
+        /* a decoder preset: next-token pretraining (experiments/pretrain_lm.h) */
+        struct pretrain_lm_result lr;
+
+        rc = pretrain_lm_run(&e.model, o.verbosity, stderr, &lr);
+        if (rc != RL_OK)
+            fprintf(stderr, "randlora pretrain: %s\n", rl_error_msg());
+        else if (lr.skipped)
+            printf("%s: cached (%s)\n", e.model.name, e.model.pretrain_dir);
+        else
+            printf("%s: %zu steps, %.1f s, final loss %.4f, held-out corpus loss %.4f "
+                   "(per byte; uniform: %.4f) -> %s\n", e.model.name, lr.steps, lr.seconds,
+                   lr.final_loss, lr.heldout_loss, log(258.0), e.model.pretrain_dir);
+        experiment_free(&e);
+        return rc == RL_OK ? 0 : rl_exit_code(rc);
+    }
     rc = pretrain_run(&e.model, &o, &r);
     if (rc != RL_OK) {
         fprintf(stderr, "randlora pretrain: %s\n", rl_error_msg());

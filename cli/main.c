@@ -26,6 +26,7 @@ static const struct command commands[] = {
     { "pretrain", cmd_pretrain, "pretrain clip-tiny contrastively on the shapes corpus (cached)" },
     { "train",   cmd_train,   "one fine-tuning run of an experiment file into an HDF5 results file" },
     { "encode",  cmd_encode,  "image or caption embeddings from a model directory into an HDF5 file" },
+    { "score",   cmd_score,   "per-token log-probabilities of token sequences under a Llama-family decoder, into an HDF5 file" },
     { "merge",   cmd_merge,   "merge a peft-format adapter into a model and save a full model directory" },
     { "analyze", cmd_analyze, "spectra, ranks and norms of each update (and CKA to a reference run), into the run files" },
     { "plot",    cmd_plot,    "figures (PNG + SVG with .gp and .tsv) from a directory of run files" },

@@ -85,3 +85,12 @@ int rl_write_text_atomic(const char *path, const char *text)
     free(tmp);
     return RL_OK;
 }
+
+char *rl_path_join(const char *dir, const char *file)
+{
+    size_t n = strlen(dir) + strlen(file) + 2;
+    char *p = xmalloc(n);
+
+    snprintf(p, n, "%s/%s", dir, file);
+    return p;
+}

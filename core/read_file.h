@@ -1,6 +1,6 @@
 /*
  * read_file.h: a whole file into memory, with a size limit; a text file
- * written atomically.
+ * written atomically; a directory and a file name joined.
  *
  *     char *text;
  *     size_t len;
@@ -27,5 +27,8 @@ int rl_read_file(const char *path, size_t max, char **out, size_t *len);
  * directory and rename(), so a reader never sees half of it. RL_ERR_IO
  * naming the path on failure. */
 int rl_write_text_atomic(const char *path, const char *text);
+
+/* dir + "/" + file, malloc'd (aborts on OOM) */
+char *rl_path_join(const char *dir, const char *file);
 
 #endif /* RANDLORA_CORE_READ_FILE_H */

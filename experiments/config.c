@@ -34,11 +34,12 @@
 
 const char *const cfg_w_templates[] = { "prompt", "dataset", NULL };
 const char *const cfg_w_augment[]   = { "none", "flip", "crop_flip", NULL };
-const char *const cfg_w_profile[]   = { "peft", "paper", "paper_2024", NULL };
+const char *const cfg_w_profile[]   = { "peft", "paper", "paper_2024", "peft_fork", NULL };
 const char *const cfg_w_precision[] = { "fp32", "bf16", NULL };   /* enum clip_precision */
 const char *const cfg_w_basis[]     = { "dense", "sparse", "very_sparse", NULL };
 const char *const cfg_w_head[]      = { "prompt", "linear", NULL };      /* enum exp_head */
 const char *const cfg_w_features[]  = { "cls", "cls_mean", NULL };       /* enum dinov2_pool */
+const char *const cfg_w_lm_loss[]   = { "response", "all", NULL };       /* enum exp_lm_loss */
 const char *const cfg_w_epoch_rule[] = { "steps", "repeat", NULL };    /* exp_train.epoch_repeat */
 const char *const cfg_w_loss[]       = { "prompts", "inbatch", NULL };  /* enum exp_loss */
 const char *const cfg_w_logit_scale[] = { "exp", "raw", NULL };       /* exp_train.logit_scale_raw */
@@ -76,6 +77,9 @@ const struct keydef cfg_keys[] = {
     { "data", "sample_seed", K_SEED,      F_RUN, "run", 0, 0, NULL },
     { "data", "eval_limit",  K_UINT,      0, "0", 0, UMAX, NULL },
     { "data", "val",         K_VAL,       0, "none", 1, 1e6, NULL },
+    { "data", "lm_loss",     K_WORD,      0, "response", 0, 0, cfg_w_lm_loss },
+    { "data", "cutoff",      K_UINT,      0, "256", 2, 1e6, NULL },
+    { "data", "max_new_tokens", K_UINT,   0, "32", 1, 1e5, NULL },
 
     { "method", "methods",     K_METHODS, 0, "lora", 0, 0, NULL },
     { "method", "rank",        K_UINTS,   F_SUFFIX, NULL, 1, EXP_MAX_RANK, NULL },

@@ -82,6 +82,14 @@
  *                                     with sample_seed before the shots or
  *                                     fractions, from which they are removed
  *   eval_limit    0                   evaluate on the first N items (0: all)
+ *   lm_loss       response            a decoder on commonsense data: response
+ *                                     (loss on the response tokens only) | all
+ *                                     (the prompt too: finetune.py's
+ *                                     train_on_inputs=True, which the paper's
+ *                                     scripts keep)
+ *   cutoff        256                 a decoder: training ids per item at most
+ *   max_new_tokens 32                 a decoder: greedy tokens generated per
+ *                                     test item
  * [method]           (every key but `methods` takes a .METHOD suffix)
  *   methods       lora                list of lora, vera, randlora, full, none
  *   rank          -                   list of ranks in [1, 1e6], axis; absent: the
@@ -96,7 +104,8 @@
  *   dropout       0                   [axis] in [0, 1)
  *   rslora        false               [axis] LoRA: alpha / sqrt(r)
  *   vera_d_init   0.1                 [axis] VeRA's initial lambda_d, in [-1e6, 1e6]
- *   profile       peft                [axis] peft | paper (RandLoRA's n, scaling,
+ *   profile       peft                [axis] peft | paper | paper_2024 |
+ *                                     peft_fork (RandLoRA's n, scaling,
  *                                     init)
  *   basis         dense               [axis] dense | sparse | very_sparse
  *   towers        vision, text        list of vision, text (both = the two)
@@ -270,6 +279,15 @@ enum exp_head {
     EXP_HEAD_LINEAR,
 };
 
+/* data.lm_loss: where a decoder's loss counts (experiments/train_lm.c) */
+enum exp_lm_loss { EXP_LM_LOSS_RESPONSE = 0, EXP_LM_LOSS_ALL };
+
+/* a decoder's data settings ([data] lm_loss, cutoff, max_new_tokens) */
+struct exp_lm {
+    enum exp_lm_loss loss;
+    size_t cutoff, max_new_tokens;
+};
+
 struct exp_model {
     char    *name;              /* preset name or directory                  */
     bool     preset;
@@ -332,6 +350,7 @@ struct experiment {
     uint64_t sample_seed;
     size_t   eval_limit;
     struct exp_val val;
+    struct exp_lm lm;
     struct exp_method *methods; size_t n_methods;
     uint64_t *seeds;  size_t n_seeds;
     size_t   jobs;
@@ -356,6 +375,7 @@ struct run_plan {
     double   fraction;          /* (0, 1] when shots == 0                    */
     uint64_t seed, sample_seed;
     struct exp_val val;         /* the validation split (spec owned)          */
+    struct exp_lm lm;           /* a decoder's data settings                  */
     const char *method;         /* registry name (static)                    */
     struct adapter_cfg adapter; /* r resolved (budget matched), seed = init seed */
     const char *profile;
@@ -432,6 +452,9 @@ int  exp_targets_spec(const struct exp_targets *t, char *buf, size_t size);
  *     ceil(n * R * epochs / (batch * accumulate)). */
 size_t run_plan_total_steps(const struct run_plan *p, size_t n_train_items);
 
+/* the plan's data is in the commonsense format (data.dataset
+ * commonsense:DIR): a decoder run (experiments/train_lm.c) */
+bool run_plan_is_lm(const struct run_plan *p);
 /* The name train.dataset_epochs matches a dataset spec by: the run ids'
  * dataset part ("dtd" for folder:/data/dtd, "DescribableTextures" for
  * zhou:DIR/split_zhou_DescribableTextures.json), into buf. */

@@ -86,6 +86,9 @@ const char *run_plan_diff(const struct run_plan *a, const struct run_plan *b)
     DIFF(str_eq(a->prompt, b->prompt), "data.prompt");
     DIFF(a->image_size == b->image_size, "data.image_size");
     DIFF(a->eval_limit == b->eval_limit, "data.eval_limit");
+    DIFF(a->lm.loss == b->lm.loss, "data.lm_loss");
+    DIFF(a->lm.cutoff == b->lm.cutoff, "data.cutoff");
+    DIFF(a->lm.max_new_tokens == b->lm.max_new_tokens, "data.max_new_tokens");
     DIFF(a->templates == b->templates, "data.templates");
     DIFF(str_eq(a->classnames, b->classnames), "data.classnames");
     DIFF(a->augment == b->augment, "data.augment");

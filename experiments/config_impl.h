@@ -74,6 +74,9 @@ extern const char *const cfg_w_profile[];
 extern const char *const cfg_w_precision[];
 extern const char *const cfg_w_head[];
 extern const char *const cfg_w_features[];
+extern const char *const cfg_w_lm_loss[];
+/* the dataset reader name of the commonsense format (train_lm.c) */
+#define CFG_COMMONSENSE "commonsense"
 extern const char *const cfg_w_basis[];
 extern const char *const cfg_w_epoch_rule[];
 extern const char *const cfg_w_loss[];

@@ -338,6 +338,7 @@ int cfg_expand(const struct experiment *e, exp_shapes_fn shapes, void *ctx,
     base.init_adapter = e->init_adapter;
     base.image_size = e->image_size;
     base.eval_limit = e->eval_limit;
+    base.lm = e->lm;
     base.val = e->val;
     base.templates = e->templates;
     base.classnames = e->classnames;
@@ -420,6 +421,11 @@ int cfg_expand(const struct experiment *e, exp_shapes_fn shapes, void *ctx,
     *plans_out = plans;
     *n_out = n;
     return RL_OK;
+}
+
+bool run_plan_is_lm(const struct run_plan *p)
+{
+    return p->dataset && !strncmp(p->dataset, CFG_COMMONSENSE ":", strlen(CFG_COMMONSENSE) + 1);
 }
 
 size_t run_plan_total_steps(const struct run_plan *p, size_t n_train_items)

@@ -261,6 +261,14 @@ char *run_plan_to_ini(const struct run_plan *p)
         exp_val_text(&p->val, tmp, sizeof(tmp));
         sb_kv(&b, "val", tmp);
     }
+    /* a decoder's keys: written for commonsense data or when set, so files
+     * of image runs stay as they were */
+    if (run_plan_is_lm(p) || p->lm.loss != EXP_LM_LOSS_RESPONSE || p->lm.cutoff != 256 ||
+        p->lm.max_new_tokens != 32) {
+        sb_kv(&b, "lm_loss", cfg_w_lm_loss[p->lm.loss]);
+        sb_kv_u(&b, "cutoff", p->lm.cutoff);
+        sb_kv_u(&b, "max_new_tokens", p->lm.max_new_tokens);
+    }
 
     sb_printf(&b, "\n[method]\n");
     sb_kv(&b, "methods", p->method);

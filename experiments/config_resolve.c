@@ -575,6 +575,10 @@ int cfg_resolve(struct parser *ps, struct experiment *e)
     e->sample_seed_set = !v.run;
     e->sample_seed = v.u64;
     e->eval_limit = get_u(ps, "data", "eval_limit", 0);
+    get(ps, "data", "lm_loss", 0, &v);
+    e->lm.loss = (enum exp_lm_loss)v.word;
+    e->lm.cutoff = get_u(ps, "data", "cutoff", 0);
+    e->lm.max_new_tokens = get_u(ps, "data", "max_new_tokens", 0);
     if (resolve_val(ps, e))
         return -1;
 

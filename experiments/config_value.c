@@ -24,7 +24,8 @@
                                         stay within the 4096 of PATH_MAX) */
 
 static const char *const presets[] = {
-    "clip-tiny", "clip-vit-b-32", "clip-vit-b-16", "clip-vit-l-14", "vit-tiny", NULL,
+    "clip-tiny", "clip-vit-b-32", "clip-vit-b-16", "clip-vit-l-14", "vit-tiny",
+    "llama-tiny", "qwen2-0.5b", NULL,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -174,6 +175,13 @@ static int check_spec(const char *s, char *w, size_t wn)
     nlen = colon ? (size_t)(colon - s) : len;
     if (strlen(s) > MAX_PATH_CHARS)
         return why(w, wn, "expected a dataset spec of at most %d characters", MAX_PATH_CHARS);
+    /* the commonsense format (a decoder's data; experiments/train_lm.c) */
+    if (nlen == strlen(CFG_COMMONSENSE) && !memcmp(s, CFG_COMMONSENSE, nlen)) {
+        if (!colon || len == nlen + 1)
+            return why(w, wn, "dataset '%s' needs a directory, as in %s:DIR", CFG_COMMONSENSE,
+                       CFG_COMMONSENSE);
+        return 0;
+    }
     for (size_t i = 0; i < sizeof(readers) / sizeof(readers[0]); i++) {
         const struct dataset_ops *r = readers[i];
 

@@ -12,6 +12,7 @@
 #include "core/status.h"
 #include "datasets/dataset.h"
 #include "datasets/fewshot.h"
+#include "experiments/lm_model.h"
 #include "datasets/meta.h"
 #include "methods/adapter.h"
 
@@ -80,6 +81,11 @@ int plan_list_check_data(const struct run_plan *plans, size_t n, size_t *n_train
                                       .seed = p->sample_seed };
         size_t *idx = NULL, *val_idx = NULL, n_val = 0, f;
 
+        if (run_plan_is_lm(p)) {
+            /* commonsense data (experiments/lm_model.h) */
+            rc = lm_check_data(p, &n_train[i]);
+            continue;
+        }
         for (f = 0; f < n_firsts && !same_sample(&plans[firsts[f]], p); f++)
             ;
         if (f < n_firsts) {

@@ -115,6 +115,7 @@ static void state_free(struct run_state *s)
     clip_adapters_free(&s->ca);
     clip_model_free(&s->m);
     run_head_free(s);
+    run_lm_free(s);
     free(s->train_ids);
     free(s->eval_ids);
     free(s->txt);
@@ -212,6 +213,8 @@ static int state_init(struct run_state *s, const struct run_plan *p)
     if (s->B == 0 || s->accumulate == 0)
         return rl_error_set(RL_ERR_ARG, "%s: train.batch and train.accumulate must be > 0", p->id);
 
+    if (run_plan_is_lm(p))
+        return run_lm_init(s);                 /* a decoder (train_lm.c) */
     if ((rc = runner_load_model(&s->m, &p->model)) != RL_OK)
         return rc;
     {
@@ -527,7 +530,8 @@ int runner_run(const struct run_plan *plan, const char *out_path,
         goto out;
 
     res->activation_bytes = (s.rh ? run_head_activation_floats(&s)
-                                   : s.vr.n_floats + s.tr.n_floats) * sizeof(float);
+                             : s.lm ? run_lm_activation_floats(&s)
+                                    : s.vr.n_floats + s.tr.n_floats) * sizeof(float);
     if (opt->verbosity > 0)
         fprintf(log, "%s: %s, %zu trainable, %zu train items (%zu classes), %zu steps of %zu x %zu"
                 ", activations %.1f MiB%s%s\n",
@@ -535,8 +539,10 @@ int runner_run(const struct run_plan *plan, const char *out_path,
                 s.accumulate, (double)res->activation_bytes / 1048576.0,
                 plan->train.recompute ? " (layers recomputed in the backward)" : "",
                 s.ca.w_bf16 ? ", frozen linears in bf16" : "");
+    if (s.lm_empty_items && opt->verbosity > 0)
+        fprintf(log, "%s: %zu of %zu training items keep no loss tokens after data.cutoff = "
+                "%zu\n", plan->id, s.lm_empty_items, s.n_train, plan->lm.cutoff);
     /* the set of the /eval rows: the validation split when there is one */
-    struct loader *split_L = s.has_val ? s.val_L : s.eval_L;
     const char *split_name = s.has_val ? "the validation split (data.val)" : plan->eval;
     const char *split_word = s.has_val ? "val" : "eval";
 
@@ -573,7 +579,7 @@ int runner_run(const struct run_plan *plan, const char *out_path,
         if ((rc = rc2) != RL_OK)
             goto out;
         if (plan->train.eval_every && step % plan->train.eval_every == 0) {
-            if ((rc = run_eval(&s, split_L, split_name, &acc, &eval_loss)) != RL_OK)
+            if ((rc = run_eval_split(&s, s.has_val, split_name, &acc, &eval_loss)) != RL_OK)
                 goto out;
             if (writer && (rc = store_append_eval(st, (int64_t)step, acc, eval_loss)) != RL_OK)
                 goto out;
@@ -622,7 +628,7 @@ int runner_run(const struct run_plan *plan, const char *out_path,
         acc = pr.last_acc;
         eval_loss = pr.last_loss;
     } else {
-        if ((rc = run_eval(&s, split_L, split_name, &acc, &eval_loss)) != RL_OK)
+        if ((rc = run_eval_split(&s, s.has_val, split_name, &acc, &eval_loss)) != RL_OK)
             goto out;
         if (writer &&
             (rc = store_append_eval(st, (int64_t)s.total_steps, acc, eval_loss)) != RL_OK)
@@ -634,7 +640,7 @@ int runner_run(const struct run_plan *plan, const char *out_path,
     if (s.has_val) {
         res->val_accuracy = acc;
         res->val_loss = eval_loss;
-        if ((rc = run_eval(&s, s.eval_L, plan->eval, &acc, &eval_loss)) != RL_OK)
+        if ((rc = run_eval_split(&s, false, plan->eval, &acc, &eval_loss)) != RL_OK)
             goto out;
         if (opt->verbosity > 0)
             fprintf(log, "%s: step %zu test accuracy %.4f loss %.4f\n", plan->id,

@@ -20,6 +20,7 @@
 #include "results/store.h"
 
 struct run_head;                 /* train_head.c */
+struct run_lm;                   /* train_lm.c */
 struct linear_head;
 
 struct run_state {
@@ -29,6 +30,10 @@ struct run_state {
      * model.head = linear, an image backbone + a trained linear head, whose
      * state train_head.c owns (the prompt fields then stay unused) */
     struct run_head *rh;
+    /* a decoder on commonsense data (run_plan_is_lm): train_lm.c owns the
+     * model, tokenizer and items; the CLIP fields stay unused */
+    struct run_lm *lm;
+    size_t lm_empty_items;       /* training items the cutoff left no loss in   */
 
     struct clip_model m;
     bool trains;                 /* a method with a trainable block (not none) */
@@ -163,6 +168,34 @@ struct linear_head *run_head_params(struct run_state *s);
 /* DINOv2's transform from DIR/preprocessor_config.json (exposed for tests) */
 int  head_preprocessing(const char *dir, size_t image_size, size_t data_size,
                         struct transform *t, bool *from_file);
+
+/* ------------------------------- train_lm.c: a decoder on commonsense data */
+
+/* Everything a decoder run needs before its first step (after s->plan,
+ * trains, B, accumulate): allocates s->lm, fills the sample, the split,
+ * the schedule and the optimizer. */
+int    run_lm_init(struct run_state *s);
+void   run_lm_free(struct run_state *s);
+int    run_lm_step(struct run_state *s, size_t step, double *loss, double *gnorm, double *lr,
+                   char *why, size_t why_size);
+/* accuracy by greedy generation and the teacher-forced loss: of the
+ * validation items (val) or the test tasks (the mean of their accuracies) */
+int    run_lm_eval(struct run_state *s, bool val, double *accuracy, double *loss);
+size_t run_lm_n_trainable(const struct run_state *s);
+float *run_lm_params(struct run_state *s);
+size_t run_lm_activation_floats(const struct run_state *s);
+size_t run_lm_shared(struct run_state *s, struct adapter_tensor *t, size_t max);
+/* the adapted sites: their count, and site k's adapter with its module path
+ * (model.layers.N.self_attn.q_proj) into name; /adapter is written from them */
+size_t run_lm_n_sites(const struct run_state *s);
+struct adapter *run_lm_site(struct run_state *s, size_t k, char *name, size_t size);
+/* /lm/<task>/{accuracy, correct, total, generations} of the last test eval */
+int    run_lm_write_results(struct store *st, struct run_state *s);
+
+/* The evaluation of the validation split (val) or the test set, whichever
+ * kind of run s is (train_step.c). */
+int run_eval_split(struct run_state *s, bool val, const char *what, double *accuracy,
+                   double *loss);
 
 /* The checkpoint block (either classifier): its floats; the parameters
  * gathered into it (the adapters' block itself for the prompt classifier,

@@ -14,6 +14,7 @@
 #include "core/status.h"
 #include "experiments/runner.h"
 #include "formats/safetensors.h"
+#include "experiments/lm_model.h"
 #include "models/dinov2.h"
 
 #define BYTES_TOKENIZER_FILE   "tokenizer_bytes.json"
@@ -187,11 +188,28 @@ int runner_plan_shapes(void *ctx, const struct run_plan *plan, const struct adap
 {
     struct runner_shapes *s = ctx;
     struct clip_config cfg;
-    int rc = plan_config(&plan->model, &cfg);
+    int rc = lm_model_is_decoder(&plan->model) ? RL_OK : plan_config(&plan->model, &cfg);
     size_t k;
 
     struct exp_targets t = plan->targets;
 
+    if (lm_model_is_decoder(&plan->model)) {
+        /* a decoder (experiments/lm_model.h) */
+        struct llama_config lc;
+
+        rc = lm_plan_config(&plan->model, &lc);
+        k = rc == RL_OK ? lm_target_shapes(&lc, &t, NULL, 0) : 0;
+        if (rc == RL_OK && k > s->cap) {
+            free(s->shapes);
+            s->shapes = xmalloc_array(k, sizeof(*s->shapes));
+            s->cap = k;
+        }
+        if (rc == RL_OK)
+            s->n = lm_target_shapes(&lc, &t, s->shapes, s->cap);
+        *shapes = s->shapes;
+        *n = rc == RL_OK ? s->n : 0;
+        return rc;
+    }
     if (rc != RL_OK)
         return rc;
     if (plan->model.head == EXP_HEAD_LINEAR)

@@ -47,7 +47,15 @@ int64_t runner_peak_rss_bytes(void)
 
 size_t runner_shared_count(struct run_state *s, struct adapter_tensor *t, size_t max)
 {
+    if (s->lm)
+        return run_lm_shared(s, t, max);
     return s->trains ? adapter_method_tensors(&s->ca.method, t, max) : 0;
+}
+
+/* the adapter method of a training run, either kind */
+static const struct adapter_ops *runner_method_ops(const struct run_state *s)
+{
+    return s->lm ? adapter_ops_find(s->plan->method) : s->ca.method.ops;
 }
 
 int runner_create_store(struct store **st, struct run_state *s, const char *path,
@@ -83,7 +91,8 @@ int runner_create_store(struct store **st, struct run_state *s, const char *path
         .harness_version = RUNNER_HARNESS_VERSION, .git_commit = commit, .threads = threads,
         .blas = blas, .precision = runs_bf16 ? "bf16" : "fp32", .bf16_gemm = gemm,
         .config_text = ini, .method = p->method,
-        .rank = (int64_t)(s->trains && (s->ca.method.ops->flags & ADAPTER_F_RANK) ? p->adapter.r : 0),
+        .rank = (int64_t)(s->trains && (runner_method_ops(s)->flags & ADAPTER_F_RANK)
+                          ? p->adapter.r : 0),
         .alpha = adapter_alpha(&p->adapter), .profile = p->profile,
         .n_trainable = run_n_trainable(s), .n_frozen_shared = n_shared,
         .data_spec = p->dataset, .shots = (int64_t)p->shots,
@@ -107,6 +116,8 @@ static int write_adapter(struct store *st, struct run_state *s)
     int rc = RL_OK;
 
     const struct linear_head *h = run_head_of(s);
+    /* the sites: CLIP's or a decoder's (train_lm.c) */
+    const size_t n_sites = s->lm ? run_lm_n_sites(s) : s->ca.n_sites;
 
     if (h) {
         /* peft's modules_to_save "classifier": classifier.weight, .bias */
@@ -122,11 +133,12 @@ static int write_adapter(struct store *st, struct run_state *s)
     }
     if (!s->trains || rc != RL_OK)
         return rc;
-    for (size_t k = 0; k < s->ca.n_sites && rc == RL_OK; k++) {
-        struct adapter *a = &s->ca.adapters[k];
+    for (size_t k = 0; k < n_sites && rc == RL_OK; k++) {
+        struct adapter *a = s->lm ? run_lm_site(s, k, site, sizeof(site)) : &s->ca.adapters[k];
         size_t nt = adapter_tensors(a, false, t, 16);
 
-        clip_site_name(&s->ca.sites[k], site, sizeof(site));
+        if (!s->lm)
+            clip_site_name(&s->ca.sites[k], site, sizeof(site));
         for (size_t i = 0; i < nt && rc == RL_OK; i++) {
             snprintf(path, sizeof(path), "/adapter/%s/%s", site, t[i].name);
             rc = store_write_tensor(st, path, t[i].data, (size_t)t[i].ndim, t[i].shape);
@@ -146,7 +158,7 @@ static int write_adapter(struct store *st, struct run_state *s)
         rc = store_attr_set_string(st, "/adapter", "method", s->plan->method);
     if (rc == RL_OK)
         rc = store_attr_set_int64(st, "/adapter", "r",
-                                  (s->ca.method.ops->flags & ADAPTER_F_RANK)
+                                  (runner_method_ops(s)->flags & ADAPTER_F_RANK)
                                       ? (int64_t)s->plan->adapter.r : 0);
     return rc;
 }
@@ -217,6 +229,7 @@ int runner_commit_final(struct store *st, struct run_state *s, const struct stor
     int rc;
 
     if ((rc = store_finish(st)) || (rc = write_adapter(st, s)) ||
+        (s->lm && (rc = run_lm_write_results(st, s))) ||
         (rc = store_attr_set_int64(st, "/", "runner_steps", (int64_t)s->total_steps)) ||
         (rc = store_write_final(st, f)))
         return rc;

@@ -282,6 +282,8 @@ size_t run_head_activation_floats(const struct run_state *s)
 
 size_t run_n_trainable(const struct run_state *s)
 {
+    if (s->lm)
+        return run_lm_n_trainable(s);
     return s->rh ? s->rh->n_total : adapter_params(s);
 }
 
@@ -289,6 +291,8 @@ float *run_ckpt_params(struct run_state *s)
 {
     struct run_head *h = s->rh;
 
+    if (s->lm)
+        return run_lm_params(s);
     if (!h)
         return s->trains ? s->ca.params : NULL;
     if (adapter_params(s))

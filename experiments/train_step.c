@@ -15,8 +15,18 @@
 #include "core/status.h"
 #include "experiments/runner_impl.h"
 
+int run_eval_split(struct run_state *s, bool val, const char *what, double *accuracy,
+                   double *loss)
+{
+    if (s->lm)
+        return run_lm_eval(s, val, accuracy, loss);
+    return run_eval(s, val ? s->val_L : s->eval_L, what, accuracy, loss);
+}
+
 int run_seek(struct run_state *s, size_t step)
 {
+    if (s->lm)
+        return RL_OK;                           /* its order is a function of the step */
     const size_t bpe = loader_batches_per_epoch(s->train_L);
     const size_t mb = (step - 1) * s->accumulate;
     struct loader_batch b;
@@ -109,7 +119,7 @@ static void begin_paths(struct run_state *s, const int32_t *ids, size_t n_text, 
 
 int run_rebase(struct run_state *s)
 {
-    if (!s->trains)
+    if (!s->trains || s->lm)                    /* a decoder's adapters stay factored */
         return RL_OK;
     clip_adapters_end_step(&s->ca, &s->m);      /* steps leave sites merged */
     if (!s->weights_path)
@@ -282,6 +292,8 @@ int run_step(struct run_state *s, size_t step, double *loss, double *gnorm, doub
 
     if (s->rh)                                  /* model.head = linear */
         return run_head_step(s, step, loss, gnorm, lr, why, why_size);
+    if (s->lm)                                  /* a decoder */
+        return run_lm_step(s, step, loss, gnorm, lr, why, why_size);
     my_share(s, &lo, &hi);
     clip_adapters_zero_grad(&s->ca);
     /* the merged sites brought to this step's parameters before the first

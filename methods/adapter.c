@@ -64,9 +64,12 @@ void adapter_cfg_defaults(struct adapter_cfg *cfg, const char *method, size_t r)
 
 int adapter_cfg_profile(struct adapter_cfg *cfg, const char *profile)
 {
-    if (profile && !strcmp(profile, "peft")) {
+    if (profile && (!strcmp(profile, "peft") || !strcmp(profile, "peft_fork"))) {
+        /* peft_fork: the RandLoRA authors' peft fork (their commonsense
+         * scripts): peft's rules with alpha / (r sqrt(n)) */
         cfg->n_rule = ADAPTER_N_CEIL;
-        cfg->scaling = ADAPTER_SCALE_ALPHA_R;
+        cfg->scaling = !strcmp(profile, "peft") ? ADAPTER_SCALE_ALPHA_R
+                                                : ADAPTER_SCALE_ALPHA_R_SQRT_N;
         cfg->lambda_init = ADAPTER_LAMBDA_ZERO;
         cfg->gamma_init = ADAPTER_GAMMA_INV_MAX_N_D;
         cfg->lora_rule = ADAPTER_LORA_PEFT;
@@ -83,7 +86,7 @@ int adapter_cfg_profile(struct adapter_cfg *cfg, const char *profile)
         cfg->nola_bases = 1024;         /* the authors' finetune.py (num_basis) */
         return RL_OK;
     }
-    return rl_error_set(RL_ERR_ARG, "unknown adapter profile '%s' (expected peft, paper or "
+    return rl_error_set(RL_ERR_ARG, "unknown adapter profile '%s' (expected peft, peft_fork, paper or "
                         "paper_2024)", profile ? profile : "(null)");
 }
 

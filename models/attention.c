@@ -25,6 +25,7 @@
 #include "core/parallel.h"
 #include "core/status.h"
 #include "models/exp_vec.h"
+#include "models/softmax_row.h"
 
 
 static void attention_check(size_t T, size_t C, size_t NH)
@@ -32,31 +33,6 @@ static void attention_check(size_t T, size_t C, size_t NH)
     RL_ASSERT(NH > 0 && C % NH == 0);
     RL_ASSERT(T > 0 && C > 0);
     RL_ASSERT(T <= INT_MAX && C <= INT_MAX); /* cblas takes int sizes */
-}
-
-/* In-place stable softmax of one row of scores (T), keys 0..n-1 valid
- * (n = i+1 under the causal mask, else T); entries n..T-1 become exactly 0.
- * exp in float after subtracting the row max (so every exponent is <= 0 and
- * the largest term is exactly 1); the normaliser is summed in double. */
-static void softmax_row(float *row, size_t n, size_t T)
-{
-    float maxv = row[0];
-    double sum = 0.0;
-    float inv;
-
-    for (size_t j = 1; j < n; j++)
-        if (row[j] > maxv)
-            maxv = row[j];
-    for (size_t j = 0; j < n; j++)          /* vectorized (exp_vec.h) */
-        row[j] = exp_vec(row[j] - maxv);
-    for (size_t j = 0; j < n; j++)
-        sum += (double)row[j];
-    /* sum >= 1 (the max term), so the division is safe */
-    inv = (float)(1.0 / sum);
-    for (size_t j = 0; j < n; j++)
-        row[j] *= inv;
-    for (size_t j = n; j < T; j++)
-        row[j] = 0.0f;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -376,6 +376,9 @@ int store_write_scalar(struct store *s, const char *path, double value);
 int store_write_scalar_i64(struct store *s, const char *path, int64_t value);
 int store_read_scalar(struct store *s, const char *path, double *value);
 int store_read_scalar_i64(struct store *s, const char *path, int64_t *value);
+/* A 1-D dataset of n UTF-8 strings (HDF5 variable-length strings), created
+ * like tensors (a decoder run's generations, experiments/train_lm.c). */
+int store_write_strings(struct store *s, const char *path, const char *const *v, size_t n);
 
 /* Attributes of object `obj` ("/", "/method", ...). Setting replaces an
  * existing attribute and is refused in SWMR mode. get_string allocates. */

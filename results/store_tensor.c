@@ -198,6 +198,29 @@ int store_write_scalar_i64(struct store *s, const char *path, int64_t value)
     return write_scalar(s, path, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
 }
 
+int store_write_strings(struct store *s, const char *path, const char *const *v, size_t n)
+{
+    hsize_t dims[1] = { n };
+    hid_t sp = -1, t = -1, d = -1;
+    int rc;
+
+    store_i_h5_quiet();
+    if ((rc = need_rw(s, "store_write_strings")) || (rc = check_path_arg(s, path)) ||
+        (rc = clear_for_write(s, path)))
+        return rc;
+    if ((sp = H5Screate_simple(1, dims, NULL)) < 0 || (t = H5Tcopy(H5T_C_S1)) < 0 ||
+        H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
+        rc = store_i_h5_error(RL_ERR, "%s: %s: string type", s->path, path);
+    } else if ((rc = create_with_parents(s, path, t, sp, H5P_DEFAULT, &d)) == RL_OK && n &&
+               (store_i_fault() || H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)) {
+        rc = store_i_h5_error(RL_ERR_WRITE, "%s: %s: cannot write", s->path, path);
+    }
+    if (d >= 0) H5Dclose(d);
+    if (t >= 0) H5Tclose(t);
+    if (sp >= 0) H5Sclose(sp);
+    return rc;
+}
+
 int store_read_scalar(struct store *s, const char *path, double *value)
 {
     store_i_h5_quiet();

@@ -348,8 +348,9 @@ START_TEST(test_errors)
     expect_error("[data]\n[empty]\n", NULL, 0, "t.ini:2: unknown section [empty] (valid "
                  "sections: experiment, model, data, method, train, sweep, run)");
     expect_error("[data]\nshot = 1\n", NULL, 0, "t.ini:2: unknown key data.shot (valid keys in "
-                 "[data]: dataset, eval, image_size, prompt, templates, classnames, augment, shots, fractions, "
-                 "sample_seed, eval_limit, val)");
+                 "[data]: dataset, eval, image_size, prompt, templates, classnames, augment, "
+                 "shots, fractions, sample_seed, eval_limit, val, lm_loss, cutoff, "
+                 "max_new_tokens)");
     expect_error("lr = 1\n", NULL, 0, "t.ini:1: lr = '1' is outside a section (start with a "
                  "[section] line)");
     expect_error("[train]\nlr = 1e-3x\n", NULL, 0,
@@ -420,8 +421,8 @@ START_TEST(test_errors)
                  "t.ini:2: data.augment = 'mixup': expected one of none, flip, crop_flip");
     expect_error("[model]\nname = clip-vit-b32\n", NULL, 0, "t.ini:2: model.name = "
                  "'clip-vit-b32': expected a preset (clip-tiny, clip-vit-b-32, clip-vit-b-16, "
-                 "clip-vit-l-14, vit-tiny) or a model directory (a path with a '/', e.g. "
-                 "./clip-vit-b32)");
+                 "clip-vit-l-14, vit-tiny, llama-tiny, qwen2-0.5b) or a model directory (a path "
+                 "with a '/', e.g. ./clip-vit-b32)");
     expect_error("[method]\nmodules = q_proj, c_fc\n", NULL, 0,
                  "t.ini:2: method.modules = 'q_proj, c_fc': item 'c_fc': expected q_proj, "
                  "k_proj, v_proj, out_proj, fc1, fc2, in_proj, or attn, qkv, mlp, all");
