@@ -15,6 +15,7 @@
 #include "core/status.h"
 #include "models/clip.h"
 #include "models/dinov2.h"
+#include "models/target_spec.h"
 #include "formats/safetensors.h"
 
 static const char *const tower_names[CLIP_NUM_TOWERS] = { "vision", "text" };
@@ -130,25 +131,17 @@ static int parse_item(const char *item, size_t n, struct clip_target *t)
 
 int clip_targets_parse(const char *spec, struct clip_target *out, size_t max, size_t *n_out)
 {
-    size_t n = 0, i = 0, len = strlen(spec);
+    size_t n = 0, pos = 0, at, item_len;
 
-    while (i < len) {
-        size_t j;
+    while (target_spec_next(spec, &pos, &at, &item_len)) {
+        int rc;
 
-        while (i < len && (spec[i] == ';' || isspace((unsigned char)spec[i])))
-            i++;
-        if (i >= len)
-            break;
-        j = i;
-        while (j < len && spec[j] != ';' && !isspace((unsigned char)spec[j]))
-            j++;
         if (n == max)
-            return rl_error_set(RL_ERR_ARG, "adapter targets '%s': more than %zu items", spec, max);
-        int rc = parse_item(spec + i, j - i, &out[n]);
-        if (rc)
+            return rl_error_set(RL_ERR_ARG, "adapter targets '%s': more than %zu items", spec,
+                                max);
+        if ((rc = parse_item(spec + at, item_len, &out[n])))
             return rc;
         n++;
-        i = j;
     }
     if (n == 0)
         return rl_error_set(RL_ERR_ARG, "adapter targets '%s': empty (modules: " MODULE_LIST ")",

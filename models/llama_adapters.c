@@ -12,6 +12,7 @@
 
 #include "core/alloc.h"
 #include "core/status.h"
+#include "models/target_spec.h"
 
 #define ALL_MODULES ((1u << LLAMA_NUM_LINEARS) - 1u)
 #define ATTN_MODULES 0x0fu              /* q, k, v, o        */
@@ -92,26 +93,17 @@ static int parse_item(const char *item, size_t n, struct llama_target *t)
 
 int llama_targets_parse(const char *spec, struct llama_target *out, size_t max, size_t *n_out)
 {
-    size_t n = 0, i = 0, len = strlen(spec);
+    size_t n = 0, pos = 0, at, item_len;
 
-    while (i < len) {
-        size_t j;
+    while (target_spec_next(spec, &pos, &at, &item_len)) {
         int rc;
 
-        while (i < len && (spec[i] == ';' || isspace((unsigned char)spec[i])))
-            i++;
-        if (i >= len)
-            break;
-        j = i;
-        while (j < len && spec[j] != ';' && !isspace((unsigned char)spec[j]))
-            j++;
         if (n == max)
             return rl_error_set(RL_ERR_ARG, "adapter targets '%s': more than %zu items", spec,
                                 max);
-        if ((rc = parse_item(spec + i, j - i, &out[n])))
+        if ((rc = parse_item(spec + at, item_len, &out[n])))
             return rc;
         n++;
-        i = j;
     }
     if (n == 0)
         return rl_error_set(RL_ERR_ARG, "adapter targets '%s': empty (modules: " MODULE_LIST
