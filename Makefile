@@ -101,6 +101,12 @@ $(BUILD)/bench/bench_main: $(BENCH_OBJ) $(BUILD)/librandlora.a
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# each saved activation's effect on the gradients when stored in bf16
+# (docs/kernels.md, "bf16 activations")
+$(BUILD)/bench/bf16_act_error: $(BUILD)/bench/bf16_act_error.o $(BUILD)/librandlora.a
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # a random preset as a model directory, for bench/dist_scaling.sh
 $(BUILD)/bench/random_model: $(BUILD)/bench/random_model.o $(BUILD)/librandlora.a
 	@echo "  LD    $@"

@@ -381,6 +381,10 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
         clip_vision_run_init(&vr, &m, B, trains);
         clip_text_run_init(&tr, &m, K, cut, trains);
     }
+    if (trains && o->precision == CLIP_PRECISION_BF16) {   /* atty and fch kept in bf16 */
+        clip_vision_run_store_bf16(&vr, &m);
+        clip_text_run_store_bf16(&tr, &m);
+    }
     clip_head_init(&h, B, K, D);
     img = xmalloc_array(B * D, sizeof(float));
     dimg = xmalloc_array(B * D, sizeof(float));

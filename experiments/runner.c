@@ -352,6 +352,10 @@ adapters:
         clip_text_run_init_recompute(&s->tr, &s->m, text_rows(s, p), max_T);
     else
         clip_text_run_init(&s->tr, &s->m, text_rows(s, p), max_T, s->text_adapted);
+    if (p->train.precision == CLIP_PRECISION_BF16) {    /* atty and fch kept in bf16 */
+        clip_vision_run_store_bf16(&s->vr, &s->m);
+        clip_text_run_store_bf16(&s->tr, &s->m);
+    }
     clip_head_init(&s->head, s->B, text_rows(s, p), s->D);
     if (p->train.loss == EXP_LOSS_INBATCH) {
         s->ib_ids = xcalloc(s->B * s->ctx, sizeof(int32_t));

@@ -6,8 +6,49 @@
 
 #include <string.h>
 
+#include "core/bf16.h"
 #include "models/block_impl.h"
 #include "models/nn.h"
+
+unsigned block_acts_emulate_bf16 = 0;
+
+static void round_bf16_in_place(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = bf16_to_f32(bf16_from_f32(x[i]));
+}
+
+/* block_acts_emulate_bf16 (block.h): the kept tensors it names rounded to
+ * bf16 in place, after the forward has used them; the layer input too
+ * (the caller's buffer: only the backward reads it again) */
+static void emulate_bf16_storage(struct block_acts *a, const float *inp, size_t B, size_t T,
+                                 const struct block_config *cfg)
+{
+    const unsigned m = block_acts_emulate_bf16;
+    const size_t N = block_mul(B, T), NC = block_mul(N, cfg->C), NF = block_mul(N, cfg->F);
+
+    if (m & BLOCK_EMU_LN_STATS) {
+        round_bf16_in_place(a->ln1_mean, N);
+        round_bf16_in_place(a->ln1_rstd, N);
+        round_bf16_in_place(a->ln2_mean, N);
+        round_bf16_in_place(a->ln2_rstd, N);
+    }
+    if (m & BLOCK_EMU_QKV) {
+        round_bf16_in_place(a->q, NC);
+        round_bf16_in_place(a->k, NC);
+        round_bf16_in_place(a->v, NC);
+    }
+    if (m & BLOCK_EMU_ATT)
+        round_bf16_in_place(a->att, block_mul(block_mul(B, cfg->NH), block_mul(T, T)));
+    if ((m & BLOCK_EMU_ATTY) && a->atty)
+        round_bf16_in_place(a->atty, NC);
+    if (m & BLOCK_EMU_H)
+        round_bf16_in_place(a->h, NC);
+    if ((m & BLOCK_EMU_FCH) && a->fch)
+        round_bf16_in_place(a->fch, NF);
+    if (m & BLOCK_EMU_INPUT)
+        round_bf16_in_place((float *)inp, NC);
+}
 
 const char *const block_param_names[BLOCK_NUM_PARAMS] = {
     "layer_norm1.weight",         "layer_norm1.bias",
@@ -96,30 +137,49 @@ void block_grads_point(struct block_grads *g, float *buf, size_t C, size_t F)
 
 #define BLOCK_NUM_ACTS 11
 
-/* sizes of the kept activations, in struct block_acts order */
+/* floats that n bf16 values take, rounded to 64 bytes */
+static size_t bf16_floats(size_t n)
+{
+    size_t r;
+
+    RL_ASSERT(size_add_ok(n, 31, &r));
+    return r / 32 * 16;
+}
+
+/* sizes in floats of the kept activations, in struct block_acts order;
+ * under BLOCK_ACTS_BF16 atty's and fch's slots hold their bf16 copies */
 static void acts_sizes(size_t s[BLOCK_NUM_ACTS],
-                       size_t B, size_t T, size_t C, size_t NH, size_t F)
+                       size_t B, size_t T, size_t C, size_t NH, size_t F,
+                       enum block_acts_store st)
 {
     const size_t N = block_mul(B, T), NC = block_mul(N, C), NF = block_mul(N, F);
     const size_t NHTT = block_mul(block_mul(B, NH), block_mul(T, T));
+    const bool h = st == BLOCK_ACTS_BF16;
     const size_t v[BLOCK_NUM_ACTS] = {
         N, N,               /* ln1_mean, ln1_rstd      */
         NC, NC, NC,         /* q, k, v                 */
         NHTT,               /* att                     */
-        NC, NC,             /* atty, h                 */
+        h ? bf16_floats(NC) : NC,   /* atty (atty16)   */
+        NC,                 /* h                       */
         N, N,               /* ln2_mean, ln2_rstd      */
-        NF,                 /* fch                     */
+        h ? bf16_floats(NF) : NF,   /* fch (fch16)     */
     };
 
     memcpy(s, v, sizeof(v));
 }
 
-size_t block_acts_size(size_t B, size_t T, size_t C, size_t NH, size_t F)
+size_t block_acts_size_as(size_t B, size_t T, size_t C, size_t NH, size_t F,
+                          enum block_acts_store st)
 {
     size_t s[BLOCK_NUM_ACTS];
 
-    acts_sizes(s, B, T, C, NH, F);
+    acts_sizes(s, B, T, C, NH, F, st);
     return block_sum(s, BLOCK_NUM_ACTS);
+}
+
+size_t block_acts_size(size_t B, size_t T, size_t C, size_t NH, size_t F)
+{
+    return block_acts_size_as(B, T, C, NH, F, BLOCK_ACTS_FP32);
 }
 
 /* the scratch: one (B,T,C) for ln1 / attproj / ln2 / fcproj in turn, one
@@ -133,8 +193,9 @@ size_t block_acts_scratch_size(size_t B, size_t T, size_t C, size_t F)
     return block_sum(s, 4);
 }
 
-void block_acts_point(struct block_acts *a, float *buf, float *scratch,
-                      size_t B, size_t T, size_t C, size_t NH, size_t F)
+void block_acts_point_as(struct block_acts *a, float *buf, float *scratch,
+                         size_t B, size_t T, size_t C, size_t NH, size_t F,
+                         enum block_acts_store st)
 {
     const size_t N = block_mul(B, T);
     size_t s[BLOCK_NUM_ACTS];
@@ -143,12 +204,24 @@ void block_acts_point(struct block_acts *a, float *buf, float *scratch,
         &a->atty, &a->h, &a->ln2_mean, &a->ln2_rstd, &a->fch,
     };
 
-    acts_sizes(s, B, T, C, NH, F);
+    acts_sizes(s, B, T, C, NH, F, st);
     block_point_views(ptrs, s, BLOCK_NUM_ACTS, buf);
+    a->atty16 = a->fch16 = NULL;
+    if (st == BLOCK_ACTS_BF16) {
+        a->atty16 = (uint16_t *)a->atty;
+        a->fch16 = (uint16_t *)a->fch;
+        a->atty = a->fch = NULL;
+    }
     a->ln1 = a->attproj = a->ln2 = a->fcproj = scratch;
     a->fch_act = a->qkv = scratch + block_mul(N, C);
     a->stat_mean = a->fch_act + block_mul(N, F > 3 * C ? F : block_mul(3, C));
     a->stat_rstd = a->stat_mean + N;
+}
+
+void block_acts_point(struct block_acts *a, float *buf, float *scratch,
+                      size_t B, size_t T, size_t C, size_t NH, size_t F)
+{
+    block_acts_point_as(a, buf, scratch, B, T, C, NH, F, BLOCK_ACTS_FP32);
 }
 
 #define BLOCK_NUM_GRAD_ACTS 10
@@ -230,23 +303,34 @@ void block_forward_adapted(float *out, struct block_acts *a, const float *inp,
     /* attention half: h = x + out_proj(MHA(ln1(x))) */
     layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, p->ln1_w, p->ln1_b, N, C, cfg->eps);
     adapted_qkv_forward(a->q, a->k, a->v, a->ln1, a->ln1, NULL, 0, N, N, p, ad, C, a->qkv);
-    attention_forward(a->atty, a->att, a->q, a->k, a->v, B, T, C, NH, cfg->causal);
-    adapted_linear_forward(a->attproj, a->atty, p->o_w, p->o_b, ad, BLOCK_LIN_OUT,
-                           N, C, C);
+    /* atty kept in bf16: its fp32 values in the scratch (qkv is done) while
+     * out_proj reads them, its bf16 product reading the kept copy */
+    float *atty = a->atty16 ? a->fch_act : a->atty;
+    attention_forward(atty, a->att, a->q, a->k, a->v, B, T, C, NH, cfg->causal);
+    if (a->atty16)
+        bf16_from_f32_array(a->atty16, atty, block_mul(N, C));
+    adapted_linear_forward_a16(a->attproj, atty, a->atty16, p->o_w, p->o_b, ad, BLOCK_LIN_OUT,
+                               N, C, C);
     if (p->ls1)
         layer_scale(a->attproj, a->attproj, p->ls1, N, C);
     residual_forward(a->h, inp, a->attproj, block_mul(N, C));
 
     /* MLP half: out = h + fc2(act(fc1(ln2(h)))) */
     layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h, p->ln2_w, p->ln2_b, N, C, cfg->eps);
-    adapted_linear_forward(a->fch, a->ln2, p->fc1_w, p->fc1_b, ad, BLOCK_LIN_FC1,
-                           N, C, F);
-    block_act_forward(a->fch_act, a->fch, block_mul(N, F), cfg->act);
+    /* fch kept in bf16: fc1's fp32 output in the scratch, the activation
+     * applied there in place (elementwise: the same bits) */
+    float *fch = a->fch16 ? a->fch_act : a->fch;
+    adapted_linear_forward(fch, a->ln2, p->fc1_w, p->fc1_b, ad, BLOCK_LIN_FC1, N, C, F);
+    if (a->fch16)
+        bf16_from_f32_array(a->fch16, fch, block_mul(N, F));
+    block_act_forward(a->fch_act, fch, block_mul(N, F), cfg->act);
     adapted_linear_forward(a->fcproj, a->fch_act, p->fc2_w, p->fc2_b,
                            ad, BLOCK_LIN_FC2, N, F, C);
     if (p->ls2)
         layer_scale(a->fcproj, a->fcproj, p->ls2, N, C);
     residual_forward(out, a->h, a->fcproj, block_mul(N, C));
+    if (block_acts_emulate_bf16)
+        emulate_bf16_storage(a, inp, B, T, cfg);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -279,7 +363,12 @@ void block_backward_adapted(float *dinp, struct block_grads *g, struct block_gra
     memcpy(ga->dh, dout, NC * sizeof(float));
     /* fch_act = act(fch) and ln2 = layer_norm2(h) again (block.h): the
      * same kernels on the same inputs give the forward's bits */
-    block_act_forward(a->fch_act, a->fch, NF, cfg->act);
+    const float *fch = a->fch;
+    if (a->fch16) {                 /* act(bf16(fch)), as the backward sees fch */
+        bf16_to_f32_array(a->fch_act, a->fch16, NF);
+        fch = a->fch_act;
+    }
+    block_act_forward(a->fch_act, fch, NF, cfg->act);
     layernorm_forward(a->ln2, a->stat_mean, a->stat_rstd, a->h, p->ln2_w, p->ln2_b, N, C,
                       cfg->eps);
     /* fcproj = fch_act @ fc2_w^T + fc2_b (times ls2: dfcproj = dout * ls2,
@@ -291,8 +380,11 @@ void block_backward_adapted(float *dinp, struct block_grads *g, struct block_gra
     }
     adapted_linear_backward(ga->dfch_act, g->fc2_w, g->fc2_b, dfcproj, a->fch_act, p->fc2_w,
                             ad, BLOCK_LIN_FC2, N, F, C);
-    /* fch_act = act(fch) */
-    block_act_backward(ga->dfch, ga->dfch_act, a->fch, NF, cfg->act);
+    /* fch_act = act(fch); fch from its bf16 copy into fch_act's floats,
+     * which fc2's backward is done with */
+    if (a->fch16)
+        bf16_to_f32_array(a->fch_act, a->fch16, NF);
+    block_act_backward(ga->dfch, ga->dfch_act, fch, NF, cfg->act);
     /* fch = ln2 @ fc1_w^T + fc1_b */
     adapted_linear_backward(ga->dln2, g->fc1_w, g->fc1_b, ga->dfch, a->ln2, p->fc1_w,
                             ad, BLOCK_LIN_FC1, N, C, F);
@@ -310,7 +402,12 @@ void block_backward_adapted(float *dinp, struct block_grads *g, struct block_gra
         layer_scale(ga->dk, ga->dh, p->ls1, N, C);
         dattproj = ga->dk;
     }
-    adapted_linear_backward(ga->datty, g->o_w, g->o_b, dattproj, a->atty, p->o_w,
+    const float *atty = a->atty;
+    if (a->atty16) {                /* into fch_act's floats, free again */
+        bf16_to_f32_array(a->fch_act, a->atty16, NC);
+        atty = a->fch_act;
+    }
+    adapted_linear_backward(ga->datty, g->o_w, g->o_b, dattproj, atty, p->o_w,
                             ad, BLOCK_LIN_OUT, N, C, C);
     if (p->ls1 || p->ls2)
         memset(ga->dk, 0, NC * sizeof(float));

@@ -135,7 +135,39 @@ struct block_acts {
     float *stat_rstd;   /* (B,T)                                             */
     float *qkv;         /* (B,T,3C)    a packed in_proj adapter's branch, then
                                        its output gradient (= fch_act's floats) */
+    /* Stored in bf16 instead (block_acts_point_as, BLOCK_ACTS_BF16; NULL
+     * otherwise; the fp32 atty and fch above are then NULL): out_proj's
+     * input, which its bf16 product reads directly, and fc1's output, the
+     * MLP activation's input. Their fp32 values live in the scratch's
+     * fch_act floats while the forward uses them, and are converted back
+     * there where the backward reads them. The layer-norm statistics, q, k,
+     * v, att and h stay fp32 (docs/kernels.md, "bf16 activations"). */
+    uint16_t *atty16;   /* (B,T,C)     bf16(atty)                            */
+    uint16_t *fch16;    /* (B,T,F)     bf16(fch)                             */
 };
+
+/* how the kept activations are stored: all fp32, or atty and fch in bf16
+ * (train.precision = bf16) */
+enum block_acts_store {
+    BLOCK_ACTS_FP32 = 0,
+    BLOCK_ACTS_BF16 = 1,
+};
+
+/* For measurement only (bench/bf16_act_error.c; docs/kernels.md, "bf16
+ * activations"): the kept tensors named in this mask are rounded to bf16 in
+ * place at the end of every block_forward_adapted, the layer input
+ * included, which is what storing them in bf16 would give the backward.
+ * 0, the default, does nothing; training never sets it. Not thread-safe. */
+enum block_emulate {
+    BLOCK_EMU_LN_STATS = 1,     /* ln1/ln2 mean and rstd                     */
+    BLOCK_EMU_QKV      = 2,     /* q, k, v                                   */
+    BLOCK_EMU_ATT      = 4,     /* the softmax probabilities                 */
+    BLOCK_EMU_ATTY     = 8,     /* out_proj's input (fp32-stored acts only)  */
+    BLOCK_EMU_H        = 16,    /* x + attproj                               */
+    BLOCK_EMU_FCH      = 32,    /* fc1's output (fp32-stored acts only)      */
+    BLOCK_EMU_INPUT    = 64,    /* the layer's input                         */
+};
+extern unsigned block_acts_emulate_bf16;
 
 /* floats of one layer's kept activations (buf of block_acts_point) and of
  * the scratch its tower's layers share */
@@ -143,6 +175,13 @@ size_t block_acts_size(size_t B, size_t T, size_t C, size_t NH, size_t F);
 size_t block_acts_scratch_size(size_t B, size_t T, size_t C, size_t F);
 void block_acts_point(struct block_acts *a, float *buf, float *scratch,
                       size_t B, size_t T, size_t C, size_t NH, size_t F);
+/* the same for a storage: block_acts_size_as(BLOCK_ACTS_FP32) is
+ * block_acts_size; with BLOCK_ACTS_BF16 atty and fch take half the bytes */
+size_t block_acts_size_as(size_t B, size_t T, size_t C, size_t NH, size_t F,
+                          enum block_acts_store st);
+void block_acts_point_as(struct block_acts *a, float *buf, float *scratch,
+                         size_t B, size_t T, size_t C, size_t NH, size_t F,
+                         enum block_acts_store st);
 
 /* backward workspace: gradients w.r.t. the activations above */
 struct block_grad_acts {

@@ -7,6 +7,7 @@
 #define RANDLORA_MODELS_BLOCK_IMPL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/alloc.h"
 #include "core/status.h"
@@ -52,6 +53,13 @@ void block_act_backward(float *dinp, const float *dout, const float *inp, size_t
 void adapted_linear_forward(float *out, const float *inp, const float *w, const float *b,
                             const struct block_adapters *ad, enum block_linear i,
                             size_t N, size_t C, size_t OC);
+
+/* the same, with inp's bf16 rounding inp16 at hand (or NULL): a bf16
+ * product reads it instead of rounding inp again (the same bits) */
+void adapted_linear_forward_a16(float *out, const float *inp, const uint16_t *inp16,
+                                const float *w, const float *b,
+                                const struct block_adapters *ad, enum block_linear i,
+                                size_t N, size_t C, size_t OC);
 
 /* the backward of adapted_linear_forward: dinp (N, C) += dout (N, OC) W and
  * the weight, bias and adapter gradients, on the path linear i is on

@@ -68,13 +68,20 @@ static const bf16 *lin_bf16_lo(const struct block_adapters *ad, enum block_linea
  * summed in fp32, W = w + lo when lo is given (a second product). The
  * precision was checked when the copy was made (clip_adapters_set_precision),
  * so a failure here is a broken invariant. */
-static void linear_forward_bf16(float *out, const float *inp, const bf16 *w, const bf16 *lo,
+static void linear_forward_bf16(float *out, const float *inp, const bf16 *inp16,
+                                const bf16 *w, const bf16 *lo,
                                 const float *b, size_t N, size_t C, size_t OC)
 {
     if (b) {
         PARALLEL_FOR(N * OC)
         for (size_t n = 0; n < N; n++)
             memcpy(out + n * OC, b, OC * sizeof(float));
+    }
+    if (inp16) {                    /* bf16(inp) at hand: no second rounding */
+        RL_ASSERT(gemm_bf16(out, inp16, w, N, OC, C, GEMM_BF16_B_NK, b ? 1.0f : 0.0f) == RL_OK);
+        if (lo)
+            RL_ASSERT(gemm_bf16(out, inp16, lo, N, OC, C, GEMM_BF16_B_NK, 1.0f) == RL_OK);
+        return;
     }
     RL_ASSERT(gemm_bf16_f32a(out, inp, w, N, OC, C, GEMM_BF16_B_NK, b ? 1.0f : 0.0f) == RL_OK);
     if (lo)
@@ -83,18 +90,26 @@ static void linear_forward_bf16(float *out, const float *inp, const bf16 *w, con
 
 /* out (N, d_out) = inp W^T + b, then += the adapter's branch on inp (factored
  * path; merged: W already holds W + dW) */
-void adapted_linear_forward(float *out, const float *inp, const float *w, const float *b,
-                            const struct block_adapters *ad, enum block_linear i,
-                            size_t N, size_t C, size_t OC)
+void adapted_linear_forward_a16(float *out, const float *inp, const bf16 *inp16,
+                                const float *w, const float *b,
+                                const struct block_adapters *ad, enum block_linear i,
+                                size_t N, size_t C, size_t OC)
 {
     const bf16 *w16 = lin_bf16(ad, i);
 
     if (w16 && N && C && OC)
-        linear_forward_bf16(out, inp, w16, lin_bf16_lo(ad, i), b, N, C, OC);
+        linear_forward_bf16(out, inp, inp16, w16, lin_bf16_lo(ad, i), b, N, C, OC);
     else
         linear_forward(out, inp, w, b, N, C, OC);
     if (lin_adapter(ad, i) && !lin_merged(ad, i))
         adapter_forward(ad->lin[i], inp, out, N);
+}
+
+void adapted_linear_forward(float *out, const float *inp, const float *w, const float *b,
+                            const struct block_adapters *ad, enum block_linear i,
+                            size_t N, size_t C, size_t OC)
+{
+    adapted_linear_forward_a16(out, inp, NULL, w, b, ad, i, N, C, OC);
 }
 
 /* linear_backward, with the input gradient a bf16 product on w16 (+ lo)

@@ -40,9 +40,11 @@ static size_t rounded(size_t n)
 
 /* floats of one layer's kept activations and of the backward workspace:
  * enough for a whole layer and for the last one at its pooled rows */
-static size_t layer_acts_size(size_t B, size_t T, size_t C, size_t NH, size_t F)
+static size_t layer_acts_size(size_t B, size_t T, size_t C, size_t NH, size_t F,
+                              enum block_acts_store st)
 {
-    size_t a = block_acts_size(B, T, C, NH, F), b = block_pooled_acts_size(B, T, C, NH, F);
+    size_t a = block_acts_size_as(B, T, C, NH, F, st);
+    size_t b = block_pooled_acts_size(B, T, C, NH, F);
 
     return a > b ? a : b;
 }
@@ -114,7 +116,7 @@ static size_t vision_layout(struct clip_vision_run *r, const struct clip_model *
     float *p = base;
     size_t total = 0;
 
-    r->layer_stride = rounded(layer_acts_size(B, T, C, v->heads, F));
+    r->layer_stride = rounded(layer_acts_size(B, T, C, v->heads, F, r->acts_store));
     if (base)
         r->layer_acts = take(&p, mul(NA, r->layer_stride));
     total += mul(NA, r->layer_stride);
@@ -174,6 +176,17 @@ void clip_vision_run_init_recompute(struct clip_vision_run *r, const struct clip
                                     size_t max_B)
 {
     vision_run_init(r, m, max_B, true, true);
+}
+
+void clip_vision_run_store_bf16(struct clip_vision_run *r, const struct clip_model *m)
+{
+    if (r->acts_store == BLOCK_ACTS_BF16)
+        return;
+    free(r->buf);
+    r->acts_store = BLOCK_ACTS_BF16;
+    r->n_floats = vision_layout(r, m, NULL);
+    r->buf = xcalloc_aligned(r->n_floats, sizeof(float));
+    vision_layout(r, m, r->buf);
 }
 
 void clip_vision_run_free(struct clip_vision_run *r)
@@ -271,7 +284,7 @@ int clip_vision_forward(struct clip_vision_run *r, const struct clip_model *m,
         }
         struct block_acts *a = &r->acts[r->train ? l : 0];
 
-        block_acts_point(a, acts, r->acts_scratch, B, T, C, v->heads, F);
+        block_acts_point_as(a, acts, r->acts_scratch, B, T, C, v->heads, F, r->acts_store);
         block_forward_adapted(res_slot(r->res, r->train, l + 1, BTC), a, in, &m->vlayer[l],
                               ad, &m->vblock, B, T);
     }
@@ -385,9 +398,9 @@ void clip_vision_backward(struct clip_vision_run *r, const struct clip_model *m,
 
     block_grad_acts_point(&r->gacts, r->gacts_buf, B, T, C, v->heads, v->intermediate);
     for (size_t l = 0; l < L_below; l++)
-        block_acts_point(&r->acts[l],
-                         r->layer_acts + acts_slot(true, r->recompute, l, L) * r->layer_stride,
-                         r->acts_scratch, B, T, C, v->heads, v->intermediate);
+        block_acts_point_as(&r->acts[l],
+                            r->layer_acts + acts_slot(true, r->recompute, l, L) * r->layer_stride,
+                            r->acts_scratch, B, T, C, v->heads, v->intermediate, r->acts_store);
     d0 = encoder_backward(r->dres, &r->gacts, r->acts, r->res, BTC, m->vlayer,
                           g ? g->vlayer : NULL, ca, CLIP_TOWER_VISION, &m->vblock, L_below,
                           stop, need_all, r->rngs, L - 1, B, T);
@@ -420,7 +433,7 @@ static size_t text_layout(struct clip_text_run *r, const struct clip_model *m, f
     float *p = base;
     size_t total = 0;
 
-    r->layer_stride = rounded(layer_acts_size(B, T, C, t->heads, F));
+    r->layer_stride = rounded(layer_acts_size(B, T, C, t->heads, F, r->acts_store));
     if (base)
         r->layer_acts = take(&p, mul(NA, r->layer_stride));
     total += mul(NA, r->layer_stride);
@@ -473,6 +486,17 @@ void clip_text_run_init_recompute(struct clip_text_run *r, const struct clip_mod
                                   size_t max_B, size_t max_T)
 {
     text_run_init(r, m, max_B, max_T, true, true);
+}
+
+void clip_text_run_store_bf16(struct clip_text_run *r, const struct clip_model *m)
+{
+    if (r->acts_store == BLOCK_ACTS_BF16)
+        return;
+    free(r->buf);
+    r->acts_store = BLOCK_ACTS_BF16;
+    r->n_floats = text_layout(r, m, NULL);
+    r->buf = xcalloc_aligned(r->n_floats, sizeof(float));
+    text_layout(r, m, r->buf);
 }
 
 void clip_text_run_free(struct clip_text_run *r)
@@ -572,7 +596,7 @@ int clip_text_forward(struct clip_text_run *r, const struct clip_model *m,
         }
         struct block_acts *a = &r->acts[r->train ? l : 0];
 
-        block_acts_point(a, acts, r->acts_scratch, n, Tc, C, tc->heads, F);
+        block_acts_point_as(a, acts, r->acts_scratch, n, Tc, C, tc->heads, F, r->acts_store);
         block_forward_adapted(res_slot(r->res, r->train, l + 1, BTC), a, in, &m->tlayer[l], ad,
                               &m->tblock, n, Tc);
     }
@@ -630,9 +654,10 @@ void clip_text_backward(struct clip_text_run *r, const struct clip_model *m,
 
     block_grad_acts_point(&r->gacts, r->gacts_buf, B, T, C, tc->heads, tc->intermediate);
     for (size_t l = 0; l < L_below; l++)
-        block_acts_point(&r->acts[l],
-                         r->layer_acts + acts_slot(true, r->recompute, l, L) * r->layer_stride,
-                         r->acts_scratch, B, T, C, tc->heads, tc->intermediate);
+        block_acts_point_as(&r->acts[l],
+                            r->layer_acts + acts_slot(true, r->recompute, l, L) * r->layer_stride,
+                            r->acts_scratch, B, T, C, tc->heads, tc->intermediate,
+                            r->acts_store);
     d0 = encoder_backward(r->dres, &r->gacts, r->acts, r->res, BTC, m->tlayer,
                           g ? g->tlayer : NULL, ca, CLIP_TOWER_TEXT, &m->tblock, L_below,
                           stop, g != NULL, r->rngs, L - 1, B, T);

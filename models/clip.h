@@ -558,6 +558,8 @@ struct clip_vision_run {
     struct rng *rngs;           /* (Lv, 6) adapters' streams, recompute only  */
     size_t n_floats;            /* of buf: activations and workspaces         */
     float *buf;
+    enum block_acts_store acts_store; /* fp32, or atty and fch in bf16
+                                 * (clip_vision_run_store_bf16)               */
     size_t layer_stride;        /* floats of one layer's saved activations    */
     float *layer_acts;          /* (Lv or 1) x layer_stride                   */
     struct block_acts *acts;    /* (Lv or 1)                                  */
@@ -601,6 +603,7 @@ struct clip_text_run {
     bool pool_last;             /* default true: the last layer at the
                                  * end-of-text tokens only (as vision's)      */
     float *buf;
+    enum block_acts_store acts_store; /* as the vision run's                  */
     size_t layer_stride;
     float *layer_acts;
     struct block_acts *acts;
@@ -630,6 +633,17 @@ void clip_vision_run_free(struct clip_vision_run *r);
 void clip_text_run_init(struct clip_text_run *r, const struct clip_model *m, size_t max_B,
                         size_t max_T, bool train);
 void clip_text_run_free(struct clip_text_run *r);
+
+/* Keep the layers' activations for the backward partly in bf16 from now on
+ * (train.precision = bf16; call after init, before the first forward): the
+ * attention output atty (out_proj's input) and fc1's output fch (the MLP
+ * activation's input), half their bytes; the buffer is reallocated at its
+ * new size. The backward then reads their bf16 roundings (out_proj's weight
+ * and adapter gradients, the activation's derivative); the forward's values
+ * are unchanged. Everything else stays fp32 (docs/kernels.md, "bf16
+ * activations"). */
+void clip_vision_run_store_bf16(struct clip_vision_run *r, const struct clip_model *m);
+void clip_text_run_store_bf16(struct clip_text_run *r, const struct clip_model *m);
 
 /* Training runs that recompute instead of storing: of the layers'
  * activations they keep only the residual stream (every layer's input) and

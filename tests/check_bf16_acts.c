@@ -1,0 +1,409 @@
+/*
+ * check_bf16_acts.c: activations kept for the backward in bf16 under
+ * train.precision = bf16 (block_acts_point_as with BLOCK_ACTS_BF16,
+ * clip_*_run_store_bf16; docs/kernels.md, "bf16 activations").
+ *
+ * Exact where exactness is owed: a layer storing atty and fch in bf16 runs
+ * the same forward bit for bit, keeps every other saved tensor (layer-norm
+ * statistics, q, k, v, attention probabilities, h) bit for bit in fp32,
+ * keeps exactly bf16(atty) and bf16(fch), and its backward equals, bit for
+ * bit, the fp32-stored layer's backward with atty and fch rounded to bf16
+ * in place; with bf16 products as with fp32 ones. On a whole clip-tiny
+ * step (every method of the study): the loss unchanged bit for bit, every
+ * gradient within a bound derived from bf16 rounding of the fp32-stored
+ * step's.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/bf16.h"
+#include "core/gemm_bf16.h"
+#include "core/rng.h"
+#include "core/status.h"
+#include "methods/adapter.h"
+#include "models/block.h"
+#include "models/clip.h"
+#include "clip_harness.h"
+#include "suites.h"
+#include "test_util.h"
+
+/* ------------------------------------------------------------------------ */
+/* one layer                                                                 */
+
+enum { LB = 2, LT = 5, LC = 16, LNH = 2, LF = 64 };
+
+/* a layer's parameters, input, output weights R (loss = sum(y R)) and, when
+ * bf16 products are asked for, the bf16 copies of its four weights */
+struct layer_case {
+    struct block_config cfg;
+    float *pbuf;
+    struct block_params p;
+    float *x, *R;
+    bf16 *w16;
+    struct block_adapters ad;
+};
+
+static void layer_case_init(struct layer_case *lc, enum block_act act, bool causal,
+                            bool bf16_products)
+{
+    size_t sizes[BLOCK_NUM_PARAMS];
+    const size_t np = block_param_sizes(sizes, LC, LF);
+    struct rng r;
+
+    memset(lc, 0, sizeof(*lc));
+    lc->cfg = (struct block_config){ .C = LC, .NH = LNH, .F = LF, .act = act,
+                                     .causal = causal, .eps = 1e-5f };
+    rng_init(&r, 41);
+    lc->pbuf = test_randn(&r, np, 0.3f);
+    block_params_point(&lc->p, lc->pbuf, LC, LF);
+    lc->x = test_randn(&r, LB * LT * LC, 1.0f);
+    lc->R = test_randn(&r, LB * LT * LC, 1.0f);
+    if (bf16_products) {
+        const enum block_linear lin[6] = { BLOCK_LIN_Q, BLOCK_LIN_K, BLOCK_LIN_V, BLOCK_LIN_OUT,
+                                           BLOCK_LIN_FC1, BLOCK_LIN_FC2 };
+        size_t off = 0;
+
+        lc->w16 = xmalloc_array(4 * LC * LC + 2 * LC * LF, sizeof(bf16));
+        for (int i = 0; i < 6; i++) {
+            size_t d_out, d_in;
+
+            block_linear_shape(lin[i], LC, LF, &d_out, &d_in);
+            bf16_from_f32_array(lc->w16 + off, block_linear_weight(&lc->p, lin[i]),
+                                d_out * d_in);
+            lc->ad.w_bf16[lin[i]] = lc->w16 + off;
+            off += d_out * d_in;
+        }
+    }
+}
+
+static void layer_case_free(struct layer_case *lc)
+{
+    free(lc->pbuf);
+    free(lc->x);
+    free(lc->R);
+    free(lc->w16);
+}
+
+/* one forward and backward of a layer with its acts stored as `st`:
+ * every output kept for comparison */
+struct layer_out {
+    float *abuf, *scratch, *gabuf, *gbuf;
+    struct block_acts a;
+    float *y, *dx;
+    size_t n_grads;
+};
+
+/* the forward into o (acts stored as st) */
+static void layer_forward(struct layer_out *o, const struct layer_case *lc,
+                          enum block_acts_store st)
+{
+    const size_t n = LB * LT * LC;
+
+    memset(o, 0, sizeof(*o));
+    o->abuf = test_zeros(block_acts_size_as(LB, LT, LC, LNH, LF, st));
+    o->scratch = test_zeros(block_acts_scratch_size(LB, LT, LC, LF));
+    block_acts_point_as(&o->a, o->abuf, o->scratch, LB, LT, LC, LNH, LF, st);
+    o->y = test_zeros(n);
+    block_forward_adapted(o->y, &o->a, lc->x, &lc->p, lc->w16 ? &lc->ad : NULL, &lc->cfg, LB,
+                          LT);
+}
+
+/* then the backward of sum(y R): dx and every parameter's gradient, or,
+ * with frozen_weights, all but the four linears' weights (their input
+ * gradients then run as bf16 products when lc has the copies) */
+static void layer_backward(struct layer_out *o, const struct layer_case *lc, bool frozen_weights)
+{
+    size_t sizes[BLOCK_NUM_PARAMS];
+    struct block_grads g;
+    struct block_grad_acts ga;
+
+    o->n_grads = block_param_sizes(sizes, LC, LF);
+    o->gbuf = test_zeros(o->n_grads);
+    o->gabuf = test_zeros(block_grad_acts_size(LB, LT, LC, LNH, LF));
+    o->dx = test_zeros(LB * LT * LC);
+    block_grads_point(&g, o->gbuf, LC, LF);
+    if (frozen_weights)
+        g.q_w = g.k_w = g.v_w = g.o_w = g.fc1_w = g.fc2_w = NULL;
+    block_grad_acts_point(&ga, o->gabuf, LB, LT, LC, LNH, LF);
+    block_backward_adapted(o->dx, &g, &ga, lc->R, &o->a, lc->x, &lc->p,
+                           lc->w16 ? &lc->ad : NULL, &lc->cfg, LB, LT);
+}
+
+static void layer_out_free(struct layer_out *o)
+{
+    free(o->abuf);
+    free(o->scratch);
+    free(o->gabuf);
+    free(o->gbuf);
+    free(o->y);
+    free(o->dx);
+}
+
+/* n values equal bit for bit, and not all of them representable in bf16
+ * (so that a tensor rounded to bf16 would fail the equality) */
+static void assert_exact_fp32(const char *what, const float *got, const float *want, size_t n)
+{
+    size_t off_grid = 0;
+
+    ck_assert_msg(memcmp(got, want, n * sizeof(float)) == 0,
+                  "%s: changed by the bf16 storage (must stay fp32, bit for bit)", what);
+    for (size_t i = 0; i < n; i++)
+        off_grid += bf16_to_f32(bf16_from_f32(want[i])) != want[i];
+    ck_assert_msg(off_grid > 0, "%s: every value is a bf16 value: the check could not fail",
+                  what);
+}
+
+/* the stored copy is exactly the rounding of the fp32 tensor */
+static void assert_rounding_of(const char *what, const uint16_t *got, const float *want,
+                               size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(got[i] == bf16_from_f32(want[i]), "%s[%zu]: %04x, bf16 of %.9g is %04x",
+                      what, i, got[i], (double)want[i], bf16_from_f32(want[i]));
+}
+
+static void round_in_place(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = bf16_to_f32(bf16_from_f32(x[i]));
+}
+
+/* the whole comparison for one layer configuration */
+static void check_layer(enum block_act act, bool causal, bool bf16_products, bool frozen)
+{
+    const size_t N = LB * LT, NC = N * LC, NF = N * LF, NHTT = LB * LNH * LT * LT;
+    struct layer_case lc;
+    struct layer_out ref, got;
+
+    layer_case_init(&lc, act, causal, bf16_products);
+    layer_forward(&ref, &lc, BLOCK_ACTS_FP32);
+    layer_forward(&got, &lc, BLOCK_ACTS_BF16);
+    ck_assert_ptr_null(ref.a.atty16);
+    ck_assert_ptr_null(ref.a.fch16);
+    ck_assert_ptr_nonnull(got.a.atty16);
+    ck_assert_ptr_nonnull(got.a.fch16);
+    /* the forward: the same output, the fp32 tensors the same bits, the
+     * bf16 ones the rounding of the fp32 layer's */
+    ck_assert_msg(memcmp(got.y, ref.y, NC * sizeof(float)) == 0, "the forward changed");
+    assert_exact_fp32("ln1_mean", got.a.ln1_mean, ref.a.ln1_mean, N);
+    assert_exact_fp32("ln1_rstd", got.a.ln1_rstd, ref.a.ln1_rstd, N);
+    assert_exact_fp32("ln2_mean", got.a.ln2_mean, ref.a.ln2_mean, N);
+    assert_exact_fp32("ln2_rstd", got.a.ln2_rstd, ref.a.ln2_rstd, N);
+    assert_exact_fp32("q", got.a.q, ref.a.q, NC);
+    assert_exact_fp32("k", got.a.k, ref.a.k, NC);
+    assert_exact_fp32("v", got.a.v, ref.a.v, NC);
+    assert_exact_fp32("att", got.a.att, ref.a.att, NHTT);
+    assert_exact_fp32("h", got.a.h, ref.a.h, NC);
+    assert_rounding_of("atty16", got.a.atty16, ref.a.atty, NC);
+    assert_rounding_of("fch16", got.a.fch16, ref.a.fch, NF);
+    /* the backward: the fp32-stored layer's with atty and fch rounded */
+    round_in_place(ref.a.atty, NC);
+    round_in_place(ref.a.fch, NF);
+    layer_backward(&ref, &lc, frozen);
+    layer_backward(&got, &lc, frozen);
+    ck_assert_msg(memcmp(got.dx, ref.dx, NC * sizeof(float)) == 0, "dx differs");
+    ck_assert_msg(memcmp(got.gbuf, ref.gbuf, ref.n_grads * sizeof(float)) == 0,
+                  "a parameter gradient differs");
+    layer_out_free(&ref);
+    layer_out_free(&got);
+    layer_case_free(&lc);
+}
+
+/* fp32 products (the storage is the precision's, not the products'):
+ * quick_gelu and gelu, causal or not, weights trained or frozen */
+START_TEST(test_layer_bf16_store_exact)
+{
+    check_layer(BLOCK_ACT_QUICK_GELU, false, false, false);
+    check_layer(BLOCK_ACT_GELU, true, false, false);
+    check_layer(BLOCK_ACT_QUICK_GELU, false, false, true);
+}
+END_TEST
+
+/* bf16 products: out_proj reads the kept bf16 atty directly (gemm_bf16),
+ * the same bits as rounding the fp32 atty in the product (gemm_bf16_f32a) */
+START_TEST(test_layer_bf16_store_exact_bf16_products)
+{
+    if (gemm_bf16_check() != RL_OK) {
+        printf("check_bf16_acts: bf16-product layer test skipped: %s\n", rl_error_msg());
+        return;
+    }
+    check_layer(BLOCK_ACT_QUICK_GELU, false, true, true);
+    check_layer(BLOCK_ACT_GELU, true, true, true);
+    check_layer(BLOCK_ACT_QUICK_GELU, false, true, false);
+}
+END_TEST
+
+/* the layouts: fp32 is block_acts_size as ever; bf16 saves half of atty's
+ * and fch's floats (to 64-byte rounding) */
+START_TEST(test_layout_sizes)
+{
+    const size_t B = 3, T = 7, C = 24, NH = 4, F = 96;
+    const size_t NC = B * T * C, NF = B * T * F;
+    const size_t s32 = block_acts_size(B, T, C, NH, F);
+    const size_t s16 = block_acts_size_as(B, T, C, NH, F, BLOCK_ACTS_BF16);
+
+    ck_assert_uint_eq(block_acts_size_as(B, T, C, NH, F, BLOCK_ACTS_FP32), s32);
+    ck_assert_uint_le(s32 - s16, (NC + NF) / 2);
+    ck_assert_uint_ge(s32 - s16, (NC + NF) / 2 - 32);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* a whole clip-tiny step                                                    */
+
+enum { SB = 4, ST = 9 };
+
+struct step {
+    struct clip_model m;
+    struct clip_adapters ca;
+    struct pipe p;
+    float *pixels;
+    int32_t ids[SB * ST];
+};
+
+/* clip-tiny (random weights), `method` on all six linears of both towers,
+ * factored, its parameters moved by N(0, noise) so that every gradient is
+ * live, train.precision = bf16 when the CPU has it */
+static void step_init(struct step *s, const char *method, size_t rank, float noise,
+                      bool bf16_products)
+{
+    struct clip_target t[1];
+    struct adapter_cfg acfg;
+    struct rng r;
+    size_t nt;
+
+    memset(s, 0, sizeof(*s));
+    ck_assert_int_eq(clip_model_preset(&s->m, "clip-tiny", 7), RL_OK);
+    ck_assert_int_eq(clip_targets_parse("all", t, 1, &nt), RL_OK);
+    adapter_cfg_defaults(&acfg, method, rank);
+    ck_assert_int_eq(clip_adapters_init(&s->ca, &s->m, &acfg, t, nt, SB, SB), RL_OK);
+    s->ca.path_mode = CLIP_PATH_FACTORED;
+    if (bf16_products)
+        ck_assert_int_eq(clip_adapters_set_precision(&s->ca, &s->m, CLIP_PRECISION_BF16),
+                         RL_OK);
+    rng_init(&r, 15);
+    for (size_t i = 0; i < s->ca.n_params; i++)
+        s->ca.params[i] += noise * rng_normal(&r);
+    s->pixels = test_randn(&r, SB * 3 * 32 * 32, 1.0f);
+    for (size_t b = 0; b < SB; b++)
+        for (size_t k = 0; k < ST; k++)
+            s->ids[b * ST + k] = k == 0 ? 256 : k < 5 + b ? (int32_t)rng_below(&r, 256) : 257;
+    pipe_init(&s->p, &s->m, &s->ca, SB, ST, s->pixels, s->ids);
+}
+
+static void step_free(struct step *s)
+{
+    pipe_free(&s->p);
+    free(s->pixels);
+    clip_adapters_free(&s->ca);
+    clip_model_free(&s->m);
+}
+
+static float step_run(struct step *s, float *grads)
+{
+    const struct clip_step_size sz = {
+        .images = SB, .texts = SB, .text_tokens = ST, .vision_micro = 1, .text_micro = 1,
+    };
+    float loss;
+
+    clip_adapters_zero_grad(&s->ca);
+    clip_adapters_begin_step(&s->ca, &s->m, &sz);
+    loss = pipe_backward(&s->p, NULL, NULL);
+    clip_adapters_end_step(&s->ca, &s->m);
+    memcpy(grads, s->ca.grads, s->ca.n_params * sizeof(float));
+    return loss;
+}
+
+static double rel_l2(const float *a, const float *b, size_t n)
+{
+    double d = 0.0, r = 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        r += (double)b[i] * b[i];
+    }
+    return sqrt(d / r);
+}
+
+/*
+ * The bound. Storing a tensor in bf16 moves each element by at most u =
+ * 2^-8 relative. The forward is unchanged (tested exactly), so the towers'
+ * output gradients are too, and a gradient moves only through what the
+ * backward reads from the kept tensors of its own tower's layers: per layer
+ * atty (out_proj's weight and adapter gradients: one relative perturbation
+ * of at most u) and fch (read twice, by the activation recomputed for
+ * fc2's gradients and by the activation's derivative: 2u). Adding these
+ * first-order relative perturbations along the backward through L layers,
+ * the layers taken as non-expanding as in check_clip_bf16.c:
+ *     ||g_bf16-stored - g_fp32-stored|| <= 3 L u ||g_fp32-stored||
+ * (L = 4 for clip-tiny: 0.047). A worst case; the step lands far inside.
+ */
+static double store_bound(size_t L)
+{
+    return 3.0 * (double)L * BF16_UNIT_ROUNDOFF;
+}
+
+static void check_step(const char *method, size_t rank, float noise, bool bf16_products)
+{
+    struct step s;
+    float *g32, *g16, loss32, loss16;
+    double d;
+
+    step_init(&s, method, rank, noise, bf16_products);
+    g32 = test_zeros(s.ca.n_params);
+    g16 = test_zeros(s.ca.n_params);
+    loss32 = step_run(&s, g32);
+    clip_vision_run_store_bf16(&s.p.vr, &s.m);
+    clip_text_run_store_bf16(&s.p.tr, &s.m);
+    ck_assert_uint_eq(s.p.vr.acts_store, BLOCK_ACTS_BF16);
+    loss16 = step_run(&s, g16);
+    d = rel_l2(g16, g32, s.ca.n_params);
+    printf("check_bf16_acts: %s (%s products): grads rel. diff %.2e (bound %.2e)\n", method,
+           bf16_products ? "bf16" : "fp32", d, store_bound(4));
+    ck_assert_msg(loss16 == loss32, "%s: the forward changed (loss %.9g, fp32-stored %.9g)",
+                  method, (double)loss16, (double)loss32);
+    ck_assert_msg(d <= store_bound(4), "%s: grad rel. diff %.3g", method, d);
+    ck_assert_msg(d > 0.0, "%s: nothing changed: the bf16 storage did not run", method);
+    free(g32);
+    free(g16);
+    step_free(&s);
+}
+
+/* every method of the study (RandLoRA's branch is scaled by alpha / r =
+ * 20: its parameters moved 20x less), with bf16 products when the CPU has
+ * them (the precision the storage is for), and with fp32 products */
+START_TEST(test_step_within_bound)
+{
+    const bool have_bf16 = gemm_bf16_check() == RL_OK;
+
+    if (!have_bf16)
+        printf("check_bf16_acts: bf16 products unavailable (%s): fp32 products only\n",
+               rl_error_msg());
+    for (int pass = 0; pass < (have_bf16 ? 2 : 1); pass++) {
+        const bool prod = have_bf16 && pass == 0;
+
+        check_step("lora", 8, 0.05f, prod);
+        check_step("vera", 64, 0.05f, prod);
+        check_step("randlora", 6, 0.0025f, prod);
+        check_step("nola", 8, 0.05f, prod);
+        check_step("full", 0, 0.0f, prod);
+    }
+}
+END_TEST
+
+Suite *suite_bf16_acts(void)
+{
+    Suite *s = suite_create("bf16_acts");
+    TCase *tc = tcase_create("store");
+
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, test_layer_bf16_store_exact);
+    tcase_add_test(tc, test_layer_bf16_store_exact_bf16_products);
+    tcase_add_test(tc, test_layout_sizes);
+    tcase_add_test(tc, test_step_within_bound);
+    suite_add_tcase(s, tc);
+    return s;
+}
