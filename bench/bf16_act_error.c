@@ -190,12 +190,12 @@ int main(int argc, char **argv)
                    rel_l2(gx, g32, r.ca.n_params), rel_l2(gx, g16, r.ca.n_params));
             fflush(stdout);
         }
-        /* what is implemented: atty and fch stored in bf16
+        /* what is implemented: q, k, v, atty and fch stored in bf16
          * (clip_*_run_store_bf16); the same bits as their row above */
         clip_vision_run_store_bf16(&r.vr, &r.m);
         clip_text_run_store_bf16(&r.tr, &r.m);
         run_step(&r, gx);
-        printf("%-9s %-16s %10.2e %10.2e\n", methods[mi].name, "stored: atty,fch",
+        printf("%-9s %-16s %10.2e %10.2e\n", methods[mi].name, "stored:q,k,v,atty,fch",
                rel_l2(gx, g32, r.ca.n_params), rel_l2(gx, g16, r.ca.n_params));
         free(g32); free(g16); free(gx);
         run_free(&r);

@@ -147,7 +147,8 @@ static size_t bf16_floats(size_t n)
 }
 
 /* sizes in floats of the kept activations, in struct block_acts order;
- * under BLOCK_ACTS_BF16 atty's and fch's slots hold their bf16 copies */
+ * under BLOCK_ACTS_BF16 the slots of q, k, v, atty and fch hold their bf16
+ * copies */
 static void acts_sizes(size_t s[BLOCK_NUM_ACTS],
                        size_t B, size_t T, size_t C, size_t NH, size_t F,
                        enum block_acts_store st)
@@ -157,7 +158,9 @@ static void acts_sizes(size_t s[BLOCK_NUM_ACTS],
     const bool h = st == BLOCK_ACTS_BF16;
     const size_t v[BLOCK_NUM_ACTS] = {
         N, N,               /* ln1_mean, ln1_rstd      */
-        NC, NC, NC,         /* q, k, v                 */
+        h ? bf16_floats(NC) : NC,   /* q (q16)         */
+        h ? bf16_floats(NC) : NC,   /* k (k16)         */
+        h ? bf16_floats(NC) : NC,   /* v (v16)         */
         NHTT,               /* att                     */
         h ? bf16_floats(NC) : NC,   /* atty (atty16)   */
         NC,                 /* h                       */
@@ -183,14 +186,22 @@ size_t block_acts_size(size_t B, size_t T, size_t C, size_t NH, size_t F)
 }
 
 /* the scratch: one (B,T,C) for ln1 / attproj / ln2 / fcproj in turn, one
- * (B,T,max(F,3C)) for fch_act or a packed adapter's qkv, two (B,T) for
- * recomputed statistics */
-size_t block_acts_scratch_size(size_t B, size_t T, size_t C, size_t F)
+ * (B,T,max(F,3C)) for fch_act or a packed adapter's qkv (and under bf16
+ * storage the fp32 atty or fch), two (B,T) for recomputed statistics, and
+ * under bf16 storage three (B,T,C) for the fp32 q, k, v */
+size_t block_acts_scratch_size_as(size_t B, size_t T, size_t C, size_t F,
+                                  enum block_acts_store st)
 {
     const size_t N = block_mul(B, T), C3 = block_mul(3, C);
-    const size_t s[4] = { block_mul(N, C), block_mul(N, F > C3 ? F : C3), N, N };
+    const size_t s[5] = { block_mul(N, C), block_mul(N, F > C3 ? F : C3), N, N,
+                          st == BLOCK_ACTS_BF16 ? block_mul(N, C3) : 0 };
 
-    return block_sum(s, 4);
+    return block_sum(s, 5);
+}
+
+size_t block_acts_scratch_size(size_t B, size_t T, size_t C, size_t F)
+{
+    return block_acts_scratch_size_as(B, T, C, F, BLOCK_ACTS_FP32);
 }
 
 void block_acts_point_as(struct block_acts *a, float *buf, float *scratch,
@@ -206,16 +217,22 @@ void block_acts_point_as(struct block_acts *a, float *buf, float *scratch,
 
     acts_sizes(s, B, T, C, NH, F, st);
     block_point_views(ptrs, s, BLOCK_NUM_ACTS, buf);
-    a->atty16 = a->fch16 = NULL;
-    if (st == BLOCK_ACTS_BF16) {
-        a->atty16 = (uint16_t *)a->atty;
-        a->fch16 = (uint16_t *)a->fch;
-        a->atty = a->fch = NULL;
-    }
+    a->q16 = a->k16 = a->v16 = a->atty16 = a->fch16 = NULL;
     a->ln1 = a->attproj = a->ln2 = a->fcproj = scratch;
     a->fch_act = a->qkv = scratch + block_mul(N, C);
     a->stat_mean = a->fch_act + block_mul(N, F > 3 * C ? F : block_mul(3, C));
     a->stat_rstd = a->stat_mean + N;
+    if (st == BLOCK_ACTS_BF16) {
+        a->q16 = (uint16_t *)a->q;
+        a->k16 = (uint16_t *)a->k;
+        a->v16 = (uint16_t *)a->v;
+        a->atty16 = (uint16_t *)a->atty;
+        a->fch16 = (uint16_t *)a->fch;
+        a->q = a->stat_rstd + N;
+        a->k = a->q + block_mul(N, C);
+        a->v = a->k + block_mul(N, C);
+        a->atty = a->fch = NULL;
+    }
 }
 
 void block_acts_point(struct block_acts *a, float *buf, float *scratch,
@@ -307,6 +324,11 @@ void block_forward_adapted(float *out, struct block_acts *a, const float *inp,
      * out_proj reads them, its bf16 product reading the kept copy */
     float *atty = a->atty16 ? a->fch_act : a->atty;
     attention_forward(atty, a->att, a->q, a->k, a->v, B, T, C, NH, cfg->causal);
+    if (a->q16) {                   /* q, k, v kept in bf16 from here */
+        bf16_from_f32_array(a->q16, a->q, block_mul(N, C));
+        bf16_from_f32_array(a->k16, a->k, block_mul(N, C));
+        bf16_from_f32_array(a->v16, a->v, block_mul(N, C));
+    }
     if (a->atty16)
         bf16_from_f32_array(a->atty16, atty, block_mul(N, C));
     adapted_linear_forward_a16(a->attproj, atty, a->atty16, p->o_w, p->o_b, ad, BLOCK_LIN_OUT,
@@ -411,7 +433,12 @@ void block_backward_adapted(float *dinp, struct block_grads *g, struct block_gra
                             ad, BLOCK_LIN_OUT, N, C, C);
     if (p->ls1 || p->ls2)
         memset(ga->dk, 0, NC * sizeof(float));
-    /* atty = MHA(q, k, v) */
+    /* atty = MHA(q, k, v); q, k, v from their bf16 copies */
+    if (a->q16) {
+        bf16_to_f32_array(a->q, a->q16, NC);
+        bf16_to_f32_array(a->k, a->k16, NC);
+        bf16_to_f32_array(a->v, a->v16, NC);
+    }
     attention_backward(ga->dq, ga->dk, ga->dv, ga->att_scratch, ga->datty, a->att,
                        a->q, a->k, a->v, B, T, C, NH, cfg->causal);
     /* q, k, v = ln1 @ W^T + b: the three input gradients add up in dln1

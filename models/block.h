@@ -136,18 +136,21 @@ struct block_acts {
     float *qkv;         /* (B,T,3C)    a packed in_proj adapter's branch, then
                                        its output gradient (= fch_act's floats) */
     /* Stored in bf16 instead (block_acts_point_as, BLOCK_ACTS_BF16; NULL
-     * otherwise; the fp32 atty and fch above are then NULL): out_proj's
-     * input, which its bf16 product reads directly, and fc1's output, the
-     * MLP activation's input. Their fp32 values live in the scratch's
-     * fch_act floats while the forward uses them, and are converted back
-     * there where the backward reads them. The layer-norm statistics, q, k,
-     * v, att and h stay fp32 (docs/kernels.md, "bf16 activations"). */
+     * otherwise): q, k, v, out_proj's input atty (which its bf16 product
+     * reads directly) and fc1's output fch (the MLP activation's input).
+     * Their fp32 values then live in the scratch while the forward uses
+     * them (q, k, v: in three (B,T,C) more scratch floats, where the
+     * pointers q, k, v then point; atty, fch: in fch_act's floats, the
+     * pointers atty and fch NULL), and are converted back there where the
+     * backward reads them. The layer-norm statistics, att and h stay fp32
+     * (docs/kernels.md, "bf16 activations"). */
+    uint16_t *q16, *k16, *v16; /* (B,T,C) each                               */
     uint16_t *atty16;   /* (B,T,C)     bf16(atty)                            */
     uint16_t *fch16;    /* (B,T,F)     bf16(fch)                             */
 };
 
-/* how the kept activations are stored: all fp32, or atty and fch in bf16
- * (train.precision = bf16) */
+/* how the kept activations are stored: all fp32, or q, k, v, atty and fch
+ * in bf16 (train.precision = bf16) */
 enum block_acts_store {
     BLOCK_ACTS_FP32 = 0,
     BLOCK_ACTS_BF16 = 1,
@@ -176,9 +179,12 @@ size_t block_acts_scratch_size(size_t B, size_t T, size_t C, size_t F);
 void block_acts_point(struct block_acts *a, float *buf, float *scratch,
                       size_t B, size_t T, size_t C, size_t NH, size_t F);
 /* the same for a storage: block_acts_size_as(BLOCK_ACTS_FP32) is
- * block_acts_size; with BLOCK_ACTS_BF16 atty and fch take half the bytes */
+ * block_acts_size; with BLOCK_ACTS_BF16 q, k, v, atty and fch take half the
+ * bytes, and the scratch holds 3 (B,T,C) floats more (fp32 q, k, v) */
 size_t block_acts_size_as(size_t B, size_t T, size_t C, size_t NH, size_t F,
                           enum block_acts_store st);
+size_t block_acts_scratch_size_as(size_t B, size_t T, size_t C, size_t F,
+                                  enum block_acts_store st);
 void block_acts_point_as(struct block_acts *a, float *buf, float *scratch,
                          size_t B, size_t T, size_t C, size_t NH, size_t F,
                          enum block_acts_store st);

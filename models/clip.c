@@ -120,7 +120,7 @@ static size_t vision_layout(struct clip_vision_run *r, const struct clip_model *
     if (base)
         r->layer_acts = take(&p, mul(NA, r->layer_stride));
     total += mul(NA, r->layer_stride);
-    TAKE(acts_scratch, block_acts_scratch_size(B, T, C, F));
+    TAKE(acts_scratch, block_acts_scratch_size_as(B, T, C, F, r->acts_store));
     TAKE(patches, mul(mul(B, P), K));
     TAKE(patch_out, mul(mul(B, P), C));
     TAKE(emb, BTC);
@@ -437,7 +437,7 @@ static size_t text_layout(struct clip_text_run *r, const struct clip_model *m, f
     if (base)
         r->layer_acts = take(&p, mul(NA, r->layer_stride));
     total += mul(NA, r->layer_stride);
-    TAKE(acts_scratch, block_acts_scratch_size(B, T, C, F));
+    TAKE(acts_scratch, block_acts_scratch_size_as(B, T, C, F, r->acts_store));
     TAKE(res, mul(NR, BTC));
     TAKE(pooled, mul(B, C));
     TAKE(fin, mul(B, C));

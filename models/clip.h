@@ -558,7 +558,7 @@ struct clip_vision_run {
     struct rng *rngs;           /* (Lv, 6) adapters' streams, recompute only  */
     size_t n_floats;            /* of buf: activations and workspaces         */
     float *buf;
-    enum block_acts_store acts_store; /* fp32, or atty and fch in bf16
+    enum block_acts_store acts_store; /* fp32, or q, k, v, atty, fch in bf16
                                  * (clip_vision_run_store_bf16)               */
     size_t layer_stride;        /* floats of one layer's saved activations    */
     float *layer_acts;          /* (Lv or 1) x layer_stride                   */
@@ -635,13 +635,14 @@ void clip_text_run_init(struct clip_text_run *r, const struct clip_model *m, siz
 void clip_text_run_free(struct clip_text_run *r);
 
 /* Keep the layers' activations for the backward partly in bf16 from now on
- * (train.precision = bf16; call after init, before the first forward): the
- * attention output atty (out_proj's input) and fc1's output fch (the MLP
- * activation's input), half their bytes; the buffer is reallocated at its
- * new size. The backward then reads their bf16 roundings (out_proj's weight
- * and adapter gradients, the activation's derivative); the forward's values
- * are unchanged. Everything else stays fp32 (docs/kernels.md, "bf16
- * activations"). */
+ * (train.precision = bf16; call after init, before the first forward): q,
+ * k, v, the attention output atty (out_proj's input) and fc1's output fch
+ * (the MLP activation's input), half their bytes; the buffer is
+ * reallocated at its new size. The backward then reads their bf16
+ * roundings (attention's backward, out_proj's weight and adapter
+ * gradients, fc2's through the recomputed activation, the activation's
+ * derivative); the forward's values are unchanged. Everything else stays
+ * fp32 (docs/kernels.md, "bf16 activations"). */
 void clip_vision_run_store_bf16(struct clip_vision_run *r, const struct clip_model *m);
 void clip_text_run_store_bf16(struct clip_text_run *r, const struct clip_model *m);
 
