@@ -14,7 +14,6 @@
  * gradient within a bound derived from bf16 rounding of the fp32-stored
  * step's.
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,58 +265,20 @@ END_TEST
 /* ------------------------------------------------------------------------ */
 /* a whole clip-tiny step                                                    */
 
-enum { SB = 4, ST = 9 };
-
-struct step {
-    struct clip_model m;
-    struct clip_adapters ca;
-    struct pipe p;
-    float *pixels;
-    int32_t ids[SB * ST];
-};
-
-/* clip-tiny (random weights), `method` on all six linears of both towers,
- * factored, its parameters moved by N(0, noise) so that every gradient is
- * live, train.precision = bf16 when the CPU has it */
-static void step_init(struct step *s, const char *method, size_t rank, float noise,
+/* a step case with train.precision = bf16 when bf16_products */
+static void step_init(struct step_case *s, const char *method, size_t rank, float noise,
                       bool bf16_products)
 {
-    struct clip_target t[1];
-    struct adapter_cfg acfg;
-    struct rng r;
-    size_t nt;
-
-    memset(s, 0, sizeof(*s));
-    ck_assert_int_eq(clip_model_preset(&s->m, "clip-tiny", 7), RL_OK);
-    ck_assert_int_eq(clip_targets_parse("all", t, 1, &nt), RL_OK);
-    adapter_cfg_defaults(&acfg, method, rank);
-    ck_assert_int_eq(clip_adapters_init(&s->ca, &s->m, &acfg, t, nt, SB, SB), RL_OK);
-    s->ca.path_mode = CLIP_PATH_FACTORED;
+    step_case_init_method(s, method, rank, noise);
     if (bf16_products)
         ck_assert_int_eq(clip_adapters_set_precision(&s->ca, &s->m, CLIP_PRECISION_BF16),
                          RL_OK);
-    rng_init(&r, 15);
-    for (size_t i = 0; i < s->ca.n_params; i++)
-        s->ca.params[i] += noise * rng_normal(&r);
-    s->pixels = test_randn(&r, SB * 3 * 32 * 32, 1.0f);
-    for (size_t b = 0; b < SB; b++)
-        for (size_t k = 0; k < ST; k++)
-            s->ids[b * ST + k] = k == 0 ? 256 : k < 5 + b ? (int32_t)rng_below(&r, 256) : 257;
-    pipe_init(&s->p, &s->m, &s->ca, SB, ST, s->pixels, s->ids);
 }
 
-static void step_free(struct step *s)
-{
-    pipe_free(&s->p);
-    free(s->pixels);
-    clip_adapters_free(&s->ca);
-    clip_model_free(&s->m);
-}
-
-static float step_run(struct step *s, float *grads)
+static float step_run(struct step_case *s, float *grads)
 {
     const struct clip_step_size sz = {
-        .images = SB, .texts = SB, .text_tokens = ST, .vision_micro = 1, .text_micro = 1,
+        .images = STEP_B, .texts = STEP_B, .text_tokens = STEP_T, .vision_micro = 1, .text_micro = 1,
     };
     float loss;
 
@@ -327,17 +288,6 @@ static float step_run(struct step *s, float *grads)
     clip_adapters_end_step(&s->ca, &s->m);
     memcpy(grads, s->ca.grads, s->ca.n_params * sizeof(float));
     return loss;
-}
-
-static double rel_l2(const float *a, const float *b, size_t n)
-{
-    double d = 0.0, r = 0.0;
-
-    for (size_t i = 0; i < n; i++) {
-        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        r += (double)b[i] * b[i];
-    }
-    return sqrt(d / r);
 }
 
 /*
@@ -362,7 +312,7 @@ static double store_bound(size_t L)
 
 static void check_step(const char *method, size_t rank, float noise, bool bf16_products)
 {
-    struct step s;
+    struct step_case s;
     float *g32, *g16, loss32, loss16;
     double d;
 
@@ -374,7 +324,7 @@ static void check_step(const char *method, size_t rank, float noise, bool bf16_p
     clip_text_run_store_bf16(&s.p.tr, &s.m);
     ck_assert_uint_eq(s.p.vr.acts_store, BLOCK_ACTS_BF16);
     loss16 = step_run(&s, g16);
-    d = rel_l2(g16, g32, s.ca.n_params);
+    d = test_rel_l2(g16, g32, s.ca.n_params);
     printf("check_bf16_acts: %s (%s products): grads rel. diff %.2e (bound %.2e)\n", method,
            bf16_products ? "bf16" : "fp32", d, store_bound(4));
     ck_assert_msg(loss16 == loss32, "%s: the forward changed (loss %.9g, fp32-stored %.9g)",
@@ -383,7 +333,7 @@ static void check_step(const char *method, size_t rank, float noise, bool bf16_p
     ck_assert_msg(d > 0.0, "%s: nothing changed: the bf16 storage did not run", method);
     free(g32);
     free(g16);
-    step_free(&s);
+    step_case_free(&s);
 }
 
 /* every method of the study (RandLoRA's branch is scaled by alpha / r =
@@ -415,7 +365,7 @@ END_TEST
 START_TEST(test_recompute_with_bf16_store)
 {
     const bool have_bf16 = gemm_bf16_check() == RL_OK;
-    struct step s;
+    struct step_case s;
     float *ga, *gb, la, lb;
 
     step_init(&s, "lora", 8, 0.05f, have_bf16);
@@ -426,8 +376,8 @@ START_TEST(test_recompute_with_bf16_store)
     la = step_run(&s, ga);
     clip_vision_run_free(&s.p.vr);
     clip_text_run_free(&s.p.tr);
-    clip_vision_run_init_recompute(&s.p.vr, &s.m, SB);
-    clip_text_run_init_recompute(&s.p.tr, &s.m, SB, 0);
+    clip_vision_run_init_recompute(&s.p.vr, &s.m, STEP_B);
+    clip_text_run_init_recompute(&s.p.tr, &s.m, STEP_B, 0);
     clip_vision_run_store_bf16(&s.p.vr, &s.m);
     clip_text_run_store_bf16(&s.p.tr, &s.m);
     lb = step_run(&s, gb);
@@ -436,7 +386,7 @@ START_TEST(test_recompute_with_bf16_store)
                   "recomputation changed a gradient under bf16 storage");
     free(ga);
     free(gb);
-    step_free(&s);
+    step_case_free(&s);
 }
 END_TEST
 

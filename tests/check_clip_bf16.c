@@ -27,59 +27,10 @@
 #include "suites.h"
 #include "test_util.h"
 
-enum { STEP_B = 4, STEP_T = 9 };
-
-struct step_case {
-    struct clip_model m;
-    struct clip_adapters ca;
-    struct pipe p;
-    float *pixels;
-    int32_t ids[STEP_B * STEP_T];
-};
-
-/* clip-tiny with random weights, `method` (rank r) on all six linears of
- * both towers, its parameters moved by N(0, noise) (LoRA's B non-zero, so
- * every adapter gradient is), 4 images, 4 prompts of 9 tokens (bos, bytes,
- * eos at 5..8), factored path everywhere */
-static void step_case_init_method(struct step_case *s, const char *method, size_t r_,
-                                  float noise)
-{
-    struct clip_target t[1];
-    struct adapter_cfg acfg;
-    struct rng r;
-    size_t nt;
-
-    memset(s, 0, sizeof(*s));
-    ck_assert_int_eq(clip_model_preset(&s->m, "clip-tiny", 7), RL_OK);
-    ck_assert_int_eq(clip_targets_parse("all", t, 1, &nt), RL_OK);
-    adapter_cfg_defaults(&acfg, method, r_);
-    ck_assert_int_eq(clip_adapters_init(&s->ca, &s->m, &acfg, t, nt, STEP_B, STEP_B), RL_OK);
-    s->ca.path_mode = CLIP_PATH_FACTORED;
-    rng_init(&r, 15);
-    for (size_t i = 0; i < s->ca.n_params; i++)
-        s->ca.params[i] += noise * rng_normal(&r);
-    s->pixels = test_randn(&r, STEP_B * 3 * 32 * 32, 1.0f);
-    for (size_t b = 0; b < STEP_B; b++) {
-        size_t eos = 5 + b;
-
-        for (size_t k = 0; k < STEP_T; k++)
-            s->ids[b * STEP_T + k] = k == 0 ? 256 : k < eos ? (int32_t)rng_below(&r, 256) : 257;
-    }
-    pipe_init(&s->p, &s->m, &s->ca, STEP_B, STEP_T, s->pixels, s->ids);
-}
-
 /* LoRA r8, parameters moved by N(0, 0.05) */
 static void step_case_init(struct step_case *s)
 {
     step_case_init_method(s, "lora", 8, 0.05f);
-}
-
-static void step_case_free(struct step_case *s)
-{
-    pipe_free(&s->p);
-    free(s->pixels);
-    clip_adapters_free(&s->ca);
-    clip_model_free(&s->m);
 }
 
 /* one forward + backward on ca.path_mode (factored or merged everywhere);
@@ -100,18 +51,6 @@ static float step_run(struct step_case *s, float *grads)
     clip_adapters_end_step(&s->ca, &s->m);
     memcpy(grads, s->ca.grads, s->ca.n_params * sizeof(float));
     return loss;
-}
-
-/* ||a - b|| / ||b|| in double */
-static double rel_l2(const float *a, const float *b, size_t n)
-{
-    double d = 0.0, r = 0.0;
-
-    for (size_t i = 0; i < n; i++) {
-        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        r += (double)b[i] * b[i];
-    }
-    return sqrt(d / r);
 }
 
 /*
@@ -144,7 +83,7 @@ static void assert_step_within_bound(const char *what, float loss16, float loss3
 {
     const size_t L = 4;
     const double dl = fabs((double)loss16 - loss32) / fabs((double)loss32);
-    const double dg = rel_l2(g16, g32, n);
+    const double dg = test_rel_l2(g16, g32, n);
 
     printf("check_clip_bf16: %s: loss %.7g (fp32 %.7g): rel. diff %.2e (bound %.2e); "
            "grads rel. diff %.2e (bound %.2e)\n", what, (double)loss16, (double)loss32, dl,
@@ -216,9 +155,9 @@ START_TEST(test_bf16_step_bound_detects_wrong_weights)
     ck_assert_int_eq(clip_adapters_set_precision(&s.ca, &s.m, CLIP_PRECISION_BF16), RL_OK);
     memset(s.ca.w_bf16, 0, s.ca.n_w_bf16 * sizeof(bf16));
     step_run(&s, g16);
-    ck_assert_msg(rel_l2(g16, g32, s.ca.n_params) > step_bound(8 * L),
+    ck_assert_msg(test_rel_l2(g16, g32, s.ca.n_params) > step_bound(8 * L),
                   "zeroed bf16 weights stayed within the bound (%.3g)",
-                  rel_l2(g16, g32, s.ca.n_params));
+                  test_rel_l2(g16, g32, s.ca.n_params));
     free(g32); free(g16);
     step_case_free(&s);
 }
