@@ -11,9 +11,10 @@
  * bf16 step with every activation fp32), and last the bf16 step with the
  * tensors that are stored in bf16 (clip_vision_run_store_bf16).
  *
- *     build/bench/bf16_act_error MODEL B
+ *     build/bench/bf16_act_error MODEL B [METHOD,METHOD...|all [NOISE_SCALE]]
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +146,17 @@ static double rel_l2(const float *a, const float *b, size_t n)
     return sqrt(d / s);
 }
 
+/* name is an item of the comma list `list` */
+static bool method_listed(const char *list, const char *name)
+{
+    const size_t n = strlen(name);
+
+    for (const char *p = list; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (!strncmp(p, name, n) && (p[n] == ',' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
 int main(int argc, char **argv)
 {
     /* RandLoRA's branch is scaled by alpha / r = 20: its noise 20x smaller
@@ -164,6 +176,10 @@ int main(int argc, char **argv)
     };
     const char *model = argc > 1 ? argv[1] : "clip-tiny";
     const size_t B = argc > 2 ? (size_t)atoi(argv[2]) : 8;
+    const char *only = argc > 3 && strcmp(argv[3], "all") ? argv[3] : NULL;
+    /* the adapters' noise times this (a large branch makes the step chaotic:
+     * NoLA on clip-vit-b-32 at the default) */
+    const float noise_scale = argc > 4 ? (float)atof(argv[4]) : 1.0f;
 
     printf("%s, batch %zu: gradient rel. L2 error against the fp32 step\n", model, B);
     printf("%-9s %-16s %10s %10s\n", "method", "saved in bf16", "vs fp32", "added");
@@ -171,7 +187,9 @@ int main(int argc, char **argv)
         struct run r;
         float *g32, *g16, *gx, loss;
 
-        run_init(&r, model, methods[mi].name, methods[mi].r, methods[mi].noise, B);
+        if (only && !method_listed(only, methods[mi].name))
+            continue;
+        run_init(&r, model, methods[mi].name, methods[mi].r, noise_scale * methods[mi].noise, B);
         g32 = xmalloc_array(r.ca.n_params, sizeof(float));
         g16 = xmalloc_array(r.ca.n_params, sizeof(float));
         gx = xmalloc_array(r.ca.n_params, sizeof(float));
