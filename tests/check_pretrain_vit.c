@@ -14,8 +14,9 @@
  *              (the baseline);
  *   learns     a short pretrain on shapes-count lowers the held-out
  *              cross-entropy below its own value at init;
- *   refusals   a model directory, an unlabelled-size batch; clip-tiny with
- *              pretrain_steps = 0 (the command, exit 2).
+ *   refusals   a model directory, a batch larger than the corpus; clip-tiny
+ *              with pretrain_steps = 0 (the command, exit 2); a sweep on a
+ *              directory pretrained otherwise (exit 2, naming pretrain.json).
  */
 #include <check.h>
 #include <math.h>
@@ -234,6 +235,25 @@ START_TEST(test_pretrain_vit_refusals)
         char *argv[] = { "pretrain", "-c", ini, spec, NULL };
 
         ck_assert_int_eq(cmd_pretrain(4, argv), 2);
+    }
+
+    /* a sweep on vit-tiny whose directory holds another pretraining (here
+     * the random init, steps 0) refuses before running, naming the command */
+    em = vit_model(dir);
+    em.pretrain_steps = 0;
+    ck_assert_int_eq(pretrain_vit_run(&em, &quiet, &r), RL_OK);
+    snprintf(ini, sizeof(ini), "%s/vit.ini", t.dir);
+    ck_assert_ptr_nonnull(fp = fopen(ini, "w"));
+    fprintf(fp, "[experiment]\nname = x\noutput = %s/out\n[model]\nname = vit-tiny\n"
+            "pretrain_dir = %s\npretrain_steps = 3\npretrain_seed = 5\nhead = linear\n"
+            "[data]\ndataset = shapes\nshots = 2\n[method]\nmethods = none\n"
+            "towers = vision\n", t.dir, dir);
+    fclose(fp);
+    {
+        char *argv[] = { "sweep", "-c", ini, spec, NULL };
+
+        ck_assert_int_eq(cmd_sweep(4, argv), 2);
+        ck_assert_ptr_nonnull(strstr(rl_error_msg(), "pretrain.json of these settings"));
     }
     tmp_cleanup(&t);
 }
