@@ -87,6 +87,7 @@ int main(int argc, char **argv)
         suite_refusals,
         suite_gemm_bf16,
         suite_clip_bf16,
+        suite_bf16_memory,
         suite_run_precision,
         suite_dist,
         suite_llama_nn,

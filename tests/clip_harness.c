@@ -203,3 +203,24 @@ const float *clip_golden_get(const struct golden *g, const char *name, size_t n)
     ck_assert_msg(t->n == n, "golden tensor '%s' has %zu elements, expected %zu", name, t->n, n);
     return t->data;
 }
+
+void clip_tiny_adapted(struct clip_model *m, struct clip_adapters *ca, const char *method,
+                       size_t r, float noise, size_t B, size_t T, float **pixels, int32_t *ids)
+{
+    struct clip_target t[1];
+    struct adapter_cfg acfg;
+    struct rng g;
+    size_t nt;
+
+    ck_assert_int_eq(clip_model_preset(m, "clip-tiny", 7), RL_OK);
+    ck_assert_int_eq(clip_targets_parse("all", t, 1, &nt), RL_OK);
+    adapter_cfg_defaults(&acfg, method, r);
+    ck_assert_int_eq(clip_adapters_init(ca, m, &acfg, t, nt, B, B), RL_OK);
+    rng_init(&g, 15);
+    for (size_t i = 0; i < ca->n_params; i++)
+        ca->params[i] += noise * rng_normal(&g);
+    *pixels = test_randn(&g, B * 3 * 32 * 32, 1.0f);
+    for (size_t b = 0; b < B; b++)
+        for (size_t k = 0; k < T; k++)
+            ids[b * T + k] = k == 0 ? 256 : k < 5 + b ? (int32_t)rng_below(&g, 256) : 257;
+}

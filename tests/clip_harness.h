@@ -43,6 +43,14 @@ void tiny_model(struct clip_model *m, uint64_t seed);
 /* 3 rows of ids (3,7) with EOT at 2, 6, 4 */
 void tiny_ids(int32_t ids[3 * 7]);
 
+/* clip-tiny (seed 7) with `method` of rank r on every linear of both
+ * towers, for B images and B prompts, its parameters moved by N(0, noise)
+ * (LoRA's B non-zero, so every adapter gradient is), B images of 3x32x32
+ * into *pixels (malloc'd) and B prompts of T tokens into ids (bos, random
+ * bytes, eos from position 5 + b on), all from one stream (seed 15) */
+void clip_tiny_adapted(struct clip_model *m, struct clip_adapters *ca, const char *method,
+                       size_t r, float noise, size_t B, size_t T, float **pixels, int32_t *ids);
+
 /* dir/model.safetensors from m's tensors, skipping `skip` and giving
  * `reshape` a transposed shape (either may be NULL) */
 void write_weights(const struct clip_model *m, const char *dir, const char *skip,

@@ -79,6 +79,7 @@ Suite *suite_limits(void);
 Suite *suite_refusals(void);
 Suite *suite_gemm_bf16(void);
 Suite *suite_clip_bf16(void);
+Suite *suite_bf16_memory(void);
 Suite *suite_run_precision(void);
 Suite *suite_dist(void);
 Suite *suite_llama_nn(void);

@@ -187,3 +187,14 @@ void test_write_text(const char *path, const char *text)
 {
     test_write_file(path, text, strlen(text));
 }
+
+double test_rel_l2(const float *a, const float *b, size_t n)
+{
+    double d = 0.0, r = 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        r += (double)b[i] * b[i];
+    }
+    return sqrt(d / r);
+}

@@ -47,6 +47,8 @@ double test_max_abs(const float *x, size_t n);
 float *test_randn(struct rng *r, size_t n, float std);
 float *test_zeros(size_t n);
 float *test_copy(const float *x, size_t n);
+/* ||a - b|| / ||b|| (2-norms, in double) */
+double test_rel_l2(const float *a, const float *b, size_t n);
 
 /* A fresh directory $TMPDIR/rl_<tag>_XXXXXX (TMPDIR unset: /tmp) written
  * into dir (cap bytes); returns dir, or NULL (errno set) on failure. */
