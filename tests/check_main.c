@@ -44,6 +44,8 @@ int main(int argc, char **argv)
         suite_clip,
         suite_clip_model,
         suite_dinov2,
+        suite_dinov2_grads,
+        suite_pretrain_vit,
         suite_clip_paths,
         suite_clip_recompute,
         suite_inproj,

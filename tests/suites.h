@@ -35,6 +35,8 @@ Suite *suite_analysis(void);
 Suite *suite_plot_writer(void);
 Suite *suite_clip(void);
 Suite *suite_dinov2(void);
+Suite *suite_dinov2_grads(void);
+Suite *suite_pretrain_vit(void);
 Suite *suite_train_head(void);
 Suite *suite_clip_model(void);
 Suite *suite_clip_paths(void);
