@@ -43,47 +43,39 @@
 #include "test_proc.h"
 #include "test_util.h"
 
-enum { MEM_B = 4, MEM_T = 9, MEM_L = 4 };
+enum { MEM_L = 4 };
 
 /* clip-tiny's linear weights: 4 layers of each tower, q, k, v, out (128 x
  * 128) and fc1, fc2 (512 x 128) */
 #define TINY_LINEAR_FLOATS ((size_t)2 * MEM_L * (4 * 128 * 128 + 2 * 128 * 512))
 
+/* clip_harness.h's step case (clip-tiny, `method` on every linear of both
+ * towers, 4 images, 4 prompts) and an AdamW */
 struct mem_case {
-    struct clip_model m;
-    struct clip_adapters ca;
-    struct pipe p;
+    struct step_case c;
     struct adamw opt;
-    float *pixels;
-    int32_t ids[MEM_B * MEM_T];
 };
 
-/* clip-tiny (seed 7), `method` of rank r on every linear of both towers,
- * its parameters moved by N(0, noise), 4 images and 4 prompts, an AdamW at
- * lr; the precision is left to the caller */
+/* the step case moved by N(0, noise), an AdamW at lr; the precision is
+ * left to the caller */
 static void mem_case_init(struct mem_case *s, const char *method, size_t r_, float noise,
                           double lr)
 {
     struct adamw_cfg oc = ADAMW_CFG_DEFAULT;
 
-    memset(s, 0, sizeof(*s));
-    clip_tiny_adapted(&s->m, &s->ca, method, r_, noise, MEM_B, MEM_T, &s->pixels, s->ids);
-    pipe_init(&s->p, &s->m, &s->ca, MEM_B, MEM_T, s->pixels, s->ids);
+    step_case_init_method(&s->c, method, r_, noise);
     oc.lr = lr;
-    ck_assert_int_eq(adamw_init(&s->opt, &oc, s->ca.n_params), RL_OK);
+    ck_assert_int_eq(adamw_init(&s->opt, &oc, s->c.ca.n_params), RL_OK);
 }
 
 static void mem_case_free(struct mem_case *s)
 {
     adamw_free(&s->opt);
-    pipe_free(&s->p);
-    free(s->pixels);
-    clip_adapters_free(&s->ca);
-    clip_model_free(&s->m);
+    step_case_free(&s->c);
 }
 
 static const struct clip_step_size mem_step = {
-    .images = MEM_B, .texts = MEM_B, .text_tokens = MEM_T, .vision_micro = 1, .text_micro = 1,
+    .images = STEP_B, .texts = STEP_B, .text_tokens = STEP_T, .vision_micro = 1, .text_micro = 1,
 };
 
 /* `steps` training steps (forward, backward, AdamW) on ca.path_mode; each
@@ -91,13 +83,13 @@ static const struct clip_step_size mem_step = {
 static void train(struct mem_case *s, float *losses, int steps)
 {
     for (int k = 0; k < steps; k++) {
-        clip_adapters_zero_grad(&s->ca);
-        clip_adapters_begin_step(&s->ca, &s->m, &mem_step);
-        losses[k] = pipe_backward(&s->p, NULL, NULL);
-        clip_adapters_end_backward(&s->ca, &s->m);
-        adamw_step(&s->opt, s->ca.params, s->ca.grads);
+        clip_adapters_zero_grad(&s->c.ca);
+        clip_adapters_begin_step(&s->c.ca, &s->c.m, &mem_step);
+        losses[k] = pipe_backward(&s->c.p, NULL, NULL);
+        clip_adapters_end_backward(&s->c.ca, &s->c.m);
+        adamw_step(&s->opt, s->c.ca.params, s->c.ca.grads);
     }
-    clip_adapters_end_step(&s->ca, &s->m);
+    clip_adapters_end_step(&s->c.ca, &s->c.m);
 }
 
 /* resident bytes of this process (/proc/self/statm) */
@@ -247,12 +239,12 @@ static void assert_release_changes_nothing(const char *method, size_t r, float n
     ck_assert_int_le(steps, 8);
     mem_case_init(&kept, method, r, noise, 1e-3);
     mem_case_init(&rel, method, r, noise, 1e-3);
-    ck_assert_int_eq(clip_model_linears_to_bf16(&kept.m, true), RL_OK);
-    ck_assert_int_eq(clip_adapters_set_precision(&kept.ca, &kept.m, CLIP_PRECISION_BF16), RL_OK);
-    ck_assert_int_eq(clip_adapters_set_precision(&rel.ca, &rel.m, CLIP_PRECISION_BF16), RL_OK);
-    ck_assert_uint_eq(clip_model_fp32_linear_bytes(&kept.m), TINY_LINEAR_FLOATS * sizeof(float));
-    ck_assert_uint_eq(clip_model_fp32_linear_bytes(&rel.m), 0);
-    kept.ca.path_mode = rel.ca.path_mode = mode;
+    ck_assert_int_eq(clip_model_linears_to_bf16(&kept.c.m, true), RL_OK);
+    ck_assert_int_eq(clip_adapters_set_precision(&kept.c.ca, &kept.c.m, CLIP_PRECISION_BF16), RL_OK);
+    ck_assert_int_eq(clip_adapters_set_precision(&rel.c.ca, &rel.c.m, CLIP_PRECISION_BF16), RL_OK);
+    ck_assert_uint_eq(clip_model_fp32_linear_bytes(&kept.c.m), TINY_LINEAR_FLOATS * sizeof(float));
+    ck_assert_uint_eq(clip_model_fp32_linear_bytes(&rel.c.m), 0);
+    kept.c.ca.path_mode = rel.c.ca.path_mode = mode;
     train(&kept, lk, steps);
     train(&rel, lr, steps);
     for (int k = 0; k < steps; k++) {
@@ -261,7 +253,7 @@ static void assert_release_changes_nothing(const char *method, size_t r, float n
                       "%s step %d: loss %.9g released, %.9g kept", method, k, (double)lr[k],
                       (double)lk[k]);
     }
-    ck_assert_msg(memcmp(kept.ca.params, rel.ca.params, rel.ca.n_params * sizeof(float)) == 0,
+    ck_assert_msg(memcmp(kept.c.ca.params, rel.c.ca.params, rel.c.ca.n_params * sizeof(float)) == 0,
                   "%s: the trained parameters differ", method);
     printf("check_bf16_memory: %s, %s path, %d steps: losses %.7g .. %.7g, the same bits with "
            "the fp32 linears kept and released\n", method,
@@ -292,13 +284,13 @@ static float one_step(struct mem_case *s, enum clip_path_mode mode, float *grads
 {
     float loss;
 
-    s->ca.path_mode = mode;
-    clip_adapters_zero_grad(&s->ca);
-    clip_adapters_begin_step(&s->ca, &s->m, &mem_step);
-    ck_assert_uint_eq(s->ca.n_merged, mode == CLIP_PATH_MERGED ? s->ca.n_sites : 0);
-    loss = pipe_backward(&s->p, NULL, NULL);
-    clip_adapters_end_step(&s->ca, &s->m);
-    memcpy(grads, s->ca.grads, s->ca.n_params * sizeof(float));
+    s->c.ca.path_mode = mode;
+    clip_adapters_zero_grad(&s->c.ca);
+    clip_adapters_begin_step(&s->c.ca, &s->c.m, &mem_step);
+    ck_assert_uint_eq(s->c.ca.n_merged, mode == CLIP_PATH_MERGED ? s->c.ca.n_sites : 0);
+    loss = pipe_backward(&s->c.p, NULL, NULL);
+    clip_adapters_end_step(&s->c.ca, &s->c.m);
+    memcpy(grads, s->c.ca.grads, s->c.ca.n_params * sizeof(float));
     return loss;
 }
 
@@ -315,13 +307,13 @@ static void assert_paths_agree(const char *method, size_t r, float noise)
     double dl, dg;
 
     mem_case_init(&s, method, r, noise, 1e-3);
-    ck_assert_int_eq(clip_adapters_set_precision(&s.ca, &s.m, CLIP_PRECISION_BF16), RL_OK);
-    gf = test_zeros(s.ca.n_params);
-    gm = test_zeros(s.ca.n_params);
+    ck_assert_int_eq(clip_adapters_set_precision(&s.c.ca, &s.c.m, CLIP_PRECISION_BF16), RL_OK);
+    gf = test_zeros(s.c.ca.n_params);
+    gm = test_zeros(s.c.ca.n_params);
     lf = one_step(&s, CLIP_PATH_FACTORED, gf);
     lm = one_step(&s, CLIP_PATH_MERGED, gm);
     dl = fabs((double)lm - lf) / fabs((double)lf);
-    dg = test_rel_l2(gm, gf, s.ca.n_params);
+    dg = test_rel_l2(gm, gf, s.c.ca.n_params);
     printf("check_bf16_memory: %s merged vs factored (bf16, fp32 released): loss rel. diff "
            "%.2e (bound %.2e), grads %.2e (bound %.2e)\n", method, dl, 2 * 16 * per, dg,
            2 * 32 * per);
@@ -360,11 +352,11 @@ START_TEST(test_full_trains_released)
 
     SKIP_WITHOUT_BF16("full fine-tuning test");
     mem_case_init(&s, "full", 0, 0.0f, 1e-3);
-    ck_assert_int_eq(clip_adapters_set_precision(&s.ca, &s.m, CLIP_PRECISION_BF16), RL_OK);
-    ck_assert_uint_eq(clip_model_fp32_linear_bytes(&s.m), 0);
-    load_copy = xmalloc_array(s.m.n_w_bf16, sizeof(uint16_t));
-    memcpy(load_copy, s.m.w_bf16, s.m.n_w_bf16 * sizeof(uint16_t));
-    s.ca.path_mode = CLIP_PATH_MERGED;
+    ck_assert_int_eq(clip_adapters_set_precision(&s.c.ca, &s.c.m, CLIP_PRECISION_BF16), RL_OK);
+    ck_assert_uint_eq(clip_model_fp32_linear_bytes(&s.c.m), 0);
+    load_copy = xmalloc_array(s.c.m.n_w_bf16, sizeof(uint16_t));
+    memcpy(load_copy, s.c.m.w_bf16, s.c.m.n_w_bf16 * sizeof(uint16_t));
+    s.c.ca.path_mode = CLIP_PATH_MERGED;
     train(&s, losses, 6);
     printf("check_bf16_memory: full, bf16, fp32 released: loss %.6g -> %.6g over 6 steps\n",
            (double)losses[0], (double)losses[5]);
@@ -372,7 +364,7 @@ START_TEST(test_full_trains_released)
         ck_assert(isfinite(losses[k]));
     ck_assert_msg(losses[5] < 0.9f * losses[0], "loss %.6g -> %.6g", (double)losses[0],
                   (double)losses[5]);
-    ck_assert(memcmp(load_copy, s.m.w_bf16, s.m.n_w_bf16 * sizeof(uint16_t)) == 0);
+    ck_assert(memcmp(load_copy, s.c.m.w_bf16, s.c.m.n_w_bf16 * sizeof(uint16_t)) == 0);
     free(load_copy);
     mem_case_free(&s);
 }

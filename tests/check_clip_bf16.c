@@ -29,57 +29,34 @@
 #include "suites.h"
 #include "test_util.h"
 
-enum { STEP_B = 4, STEP_T = 9 };
-
-struct step_case {
-    struct clip_model m;
-    struct clip_adapters ca;
-    struct pipe p;
-    float *pixels;
-    int32_t ids[STEP_B * STEP_T];
-    float *w0;                  /* the model's block at init                 */
-    size_t lin_off[CLIP_NUM_TOWERS][4][BLOCK_LIN_IN_PROJ];  /* linears in it  */
-};
-
-/* clip-tiny with random weights, `method` (rank r) on all six linears of
- * both towers, its parameters moved by N(0, noise) (LoRA's B non-zero, so
- * every adapter gradient is), 4 images, 4 prompts of 9 tokens (bos, bytes,
- * eos at 5..8), factored path everywhere */
-static void step_case_init_method(struct step_case *s, const char *method, size_t r_,
-                                  float noise)
-{
-    memset(s, 0, sizeof(*s));
-    clip_tiny_adapted(&s->m, &s->ca, method, r_, noise, STEP_B, STEP_T, &s->pixels, s->ids);
-    s->ca.path_mode = CLIP_PATH_FACTORED;
-    pipe_init(&s->p, &s->m, &s->ca, STEP_B, STEP_T, s->pixels, s->ids);
-    s->w0 = test_copy(s->m.params, s->m.n_params);
-    for (int tw = 0; tw < CLIP_NUM_TOWERS; tw++)
-        for (size_t l = 0; l < 4; l++)
-            for (int i = 0; i < BLOCK_LIN_IN_PROJ; i++)
-                s->lin_off[tw][l][i] = (size_t)(block_linear_weight(
-                    tw == CLIP_TOWER_VISION ? &s->m.vlayer[l] : &s->m.tlayer[l],
-                    (enum block_linear)i) - s->m.params);
-}
-
-/* linear i of layer l of tower tw at init (fp32) */
-static const float *w_init(const struct step_case *s, int tw, size_t l, int i)
-{
-    return s->w0 + s->lin_off[tw][l][i];
-}
-
 /* LoRA r8, parameters moved by N(0, 0.05) */
 static void step_case_init(struct step_case *s)
 {
     step_case_init_method(s, "lora", 8, 0.05f);
 }
 
-static void step_case_free(struct step_case *s)
+/* a model's fp32 weights before set_precision gives its linears back: a
+ * copy of the block and where each linear lies in it */
+struct init_copy {
+    float *w0;
+    size_t lin_off[CLIP_NUM_TOWERS][4][BLOCK_LIN_IN_PROJ];
+};
+
+static void init_record(struct init_copy *c, const struct clip_model *m)
 {
-    pipe_free(&s->p);
-    free(s->w0);
-    free(s->pixels);
-    clip_adapters_free(&s->ca);
-    clip_model_free(&s->m);
+    c->w0 = test_copy(m->params, m->n_params);
+    for (int tw = 0; tw < CLIP_NUM_TOWERS; tw++)
+        for (size_t l = 0; l < 4; l++)
+            for (int i = 0; i < BLOCK_LIN_IN_PROJ; i++)
+                c->lin_off[tw][l][i] = (size_t)(block_linear_weight(
+                    tw == CLIP_TOWER_VISION ? &m->vlayer[l] : &m->tlayer[l],
+                    (enum block_linear)i) - m->params);
+}
+
+/* linear i of layer l of tower tw as recorded (fp32) */
+static const float *w_init(const struct init_copy *c, int tw, size_t l, int i)
+{
+    return c->w0 + c->lin_off[tw][l][i];
 }
 
 /* one forward + backward on ca.path_mode (factored or merged everywhere);
@@ -143,7 +120,8 @@ static void assert_step_within_bound(const char *what, float loss16, float loss3
     ck_assert_msg(dg > 0.0, "%s: bf16 changed nothing: the bf16 path did not run", what);
 }
 
-static size_t assert_copies_are_weights(const struct step_case *s, const uint16_t *before);
+static size_t assert_copies_are_weights(const struct step_case *s, const struct init_copy *c,
+                                        const uint16_t *before);
 
 /* one step of s in fp32, then bf16 copies of every linear of both towers
  * (LoRA trains none of the weights; full trains a delta beside each), the
@@ -155,13 +133,15 @@ static void compare_steps(struct step_case *s, const char *what)
     float *g32 = test_zeros(s->ca.n_params), *g16 = test_zeros(s->ca.n_params);
     float loss32, loss16;
 
+    struct init_copy c;
+
     loss32 = step_run(s, g32);
-    /* the weights as they are now (a merged fp32 step rounds them) */
-    memcpy(s->w0, s->m.params, s->m.n_params * sizeof(float));
+    init_record(&c, &s->m);     /* the weights as they are now (a merged step rounds them) */
     ck_assert_int_eq(clip_adapters_set_precision(&s->ca, &s->m, CLIP_PRECISION_BF16), RL_OK);
     ck_assert_uint_eq(s->ca.n_w_bf16, 2 * L * lin_per_layer);
     loss16 = step_run(s, g16);
-    assert_copies_are_weights(s, NULL);
+    assert_copies_are_weights(s, &c, NULL);
+    free(c.w0);
     assert_step_within_bound(what, loss16, loss32, g16, g32, s->ca.n_params);
     free(g32);
     free(g16);
@@ -217,7 +197,8 @@ END_TEST
 /* every layer's every linear points at exactly the bf16 rounding of its
  * own fp32 weight at init (the copies never change); returns how many
  * copies' elements differ from `before` (a saved ca.w_bf16, or NULL) */
-static size_t assert_copies_are_weights(const struct step_case *s, const uint16_t *before)
+static size_t assert_copies_are_weights(const struct step_case *s, const struct init_copy *c,
+                                        const uint16_t *before)
 {
     size_t changed = 0;
 
@@ -228,7 +209,7 @@ static size_t assert_copies_are_weights(const struct step_case *s, const uint16_
 
             ck_assert_ptr_null(ad->w_bf16[BLOCK_LIN_IN_PROJ]);  /* q, k, v's serve it */
             for (int i = 0; i < BLOCK_LIN_IN_PROJ; i++) {
-                const float *w = w_init(s, tw, l, i);
+                const float *w = w_init(c, tw, l, i);
                 size_t n = i >= BLOCK_LIN_FC1 ? 128 * 512 : 128 * 128;
 
                 ck_assert_ptr_nonnull(ad->w_bf16[i]);
@@ -248,14 +229,17 @@ static size_t assert_copies_are_weights(const struct step_case *s, const uint16_
 START_TEST(test_bf16_copies_are_the_weights)
 {
     struct step_case s;
+    struct init_copy c;
 
     if (gemm_bf16_check() != RL_OK) {
         printf("check_clip_bf16: wiring test skipped: %s\n", rl_error_msg());
         return;
     }
     step_case_init(&s);
+    init_record(&c, &s.m);
     ck_assert_int_eq(clip_adapters_set_precision(&s.ca, &s.m, CLIP_PRECISION_BF16), RL_OK);
-    assert_copies_are_weights(&s, NULL);
+    assert_copies_are_weights(&s, &c, NULL);
+    free(c.w0);
     step_case_free(&s);
 }
 END_TEST
@@ -281,6 +265,7 @@ START_TEST(test_bf16_merged_step)
     struct step_case s, s32;
     float *g32, *g16, loss32, loss16;
     uint16_t *load_copy;
+    struct init_copy c;
     double err = 0.0, norm = 0.0;
 
     if (gemm_bf16_check() != RL_OK) {
@@ -289,6 +274,7 @@ START_TEST(test_bf16_merged_step)
     }
     step_case_init(&s);
     step_case_init(&s32);
+    init_record(&c, &s.m);
     ck_assert_int_eq(clip_adapters_set_precision(&s.ca, &s.m, CLIP_PRECISION_BF16), RL_OK);
     load_copy = xmalloc_array(s.ca.n_w_bf16, sizeof(uint16_t));
     memcpy(load_copy, s.ca.w_bf16, s.ca.n_w_bf16 * sizeof(uint16_t));
@@ -300,13 +286,13 @@ START_TEST(test_bf16_merged_step)
     clip_adapters_begin_step(&s.ca, &s.m, &step_size);
     clip_adapters_begin_step(&s32.ca, &s32.m, &step_size);
     ck_assert_uint_eq(s.ca.n_merged, s.ca.n_sites);
-    ck_assert_uint_eq(assert_copies_are_weights(&s, load_copy), 0);
+    ck_assert_uint_eq(assert_copies_are_weights(&s, &c, load_copy), 0);
     for (int tw = 0; tw < CLIP_NUM_TOWERS; tw++)
         for (size_t l = 0; l < 4; l++)
             for (int i = 0; i < BLOCK_LIN_IN_PROJ; i++) {
                 const struct block_adapters *ad = tw == CLIP_TOWER_VISION ? &s.ca.vision[l]
                                                                           : &s.ca.text[l];
-                const float *merged = w_now(&s32, tw, l, i), *w = w_init(&s, tw, l, i);
+                const float *merged = w_now(&s32, tw, l, i), *w = w_init(&c, tw, l, i);
                 const size_t n = i >= BLOCK_LIN_FC1 ? 128 * 512 : 128 * 128;
 
                 ck_assert_ptr_nonnull(ad->w_bf16_lo[i]);
@@ -326,7 +312,7 @@ START_TEST(test_bf16_merged_step)
     loss32 = pipe_backward(&s32.p, NULL, NULL);
     clip_adapters_end_step(&s.ca, &s.m);
     clip_adapters_end_step(&s32.ca, &s32.m);
-    ck_assert_uint_eq(assert_copies_are_weights(&s, load_copy), 0);
+    ck_assert_uint_eq(assert_copies_are_weights(&s, &c, load_copy), 0);
     for (size_t l = 0; l < 4; l++)
         for (int i = 0; i < BLOCK_NUM_LINEARS; i++)
             ck_assert(s.ca.vision[l].w_bf16_lo[i] == NULL && s.ca.text[l].w_bf16_lo[i] == NULL);
@@ -334,6 +320,7 @@ START_TEST(test_bf16_merged_step)
     memcpy(g32, s32.ca.grads, s.ca.n_params * sizeof(float));
     assert_step_within_bound("merged", loss16, loss32, g16, g32, s.ca.n_params);
     free(load_copy);
+    free(c.w0);
     free(g32); free(g16);
     step_case_free(&s);
     step_case_free(&s32);
@@ -351,6 +338,7 @@ START_TEST(test_bf16_merged_keeps_small_update)
 {
     struct step_case s;
     struct rng r;
+    struct init_copy c;
     double err_split = 0.0, err_hi = 0.0, norm = 0.0;
     size_t with_lo = 0;
 
@@ -362,6 +350,7 @@ START_TEST(test_bf16_merged_keeps_small_update)
     rng_init(&r, 9);
     for (size_t i = 0; i < s.ca.n_params; i++)
         s.ca.params[i] = 2e-5f * rng_normal(&r);
+    init_record(&c, &s.m);
     ck_assert_int_eq(clip_adapters_set_precision(&s.ca, &s.m, CLIP_PRECISION_BF16), RL_OK);
     s.ca.path_mode = CLIP_PATH_MERGED;
     clip_adapters_begin_step(&s.ca, &s.m, &step_size);
@@ -375,7 +364,7 @@ START_TEST(test_bf16_merged_keeps_small_update)
             for (int i = 0; i < BLOCK_LIN_IN_PROJ; i++) {
                 const uint16_t *hi = ad->w_bf16[i], *lo = ad->w_bf16_lo[i];
                 const size_t n = i >= BLOCK_LIN_FC1 ? 128 * 512 : 128 * 128;
-                const float *pristine = w_init(&s, tw, l, i);
+                const float *pristine = w_init(&c, tw, l, i);
                 /* full's parameters are dW itself, (d_out, d_in) as W */
                 const float *delta = clip_adapters_find(&s.ca, (enum clip_tower)tw, l,
                                                         (enum block_linear)i)->params;
@@ -406,6 +395,7 @@ START_TEST(test_bf16_merged_keeps_small_update)
     for (size_t l = 0; l < 4; l++)
         for (int i = 0; i < BLOCK_NUM_LINEARS; i++)
             ck_assert(s.ca.vision[l].w_bf16_lo[i] == NULL && s.ca.text[l].w_bf16_lo[i] == NULL);
+    free(c.w0);
     step_case_free(&s);
 }
 END_TEST
@@ -419,6 +409,7 @@ START_TEST(test_bf16_merges_leave_copies_exact)
 {
     struct step_case s, s32;
     uint16_t *load_copy;
+    struct init_copy c, c32;
     struct rng r;
 
     if (gemm_bf16_check() != RL_OK) {
@@ -427,6 +418,8 @@ START_TEST(test_bf16_merges_leave_copies_exact)
     }
     step_case_init(&s);
     step_case_init(&s32);
+    init_record(&c, &s.m);
+    init_record(&c32, &s32.m);
     ck_assert_int_eq(clip_adapters_set_precision(&s.ca, &s.m, CLIP_PRECISION_BF16), RL_OK);
     load_copy = xmalloc_array(s.ca.n_w_bf16, sizeof(uint16_t));
     memcpy(load_copy, s.ca.w_bf16, s.ca.n_w_bf16 * sizeof(uint16_t));
@@ -441,14 +434,16 @@ START_TEST(test_bf16_merges_leave_copies_exact)
         clip_adapters_end_step(&s.ca, &s.m);
         clip_adapters_end_step(&s32.ca, &s32.m);
     }
-    ck_assert_msg(memcmp(s32.m.params, s32.w0, s32.m.n_params * sizeof(float)) != 0,
+    ck_assert_msg(memcmp(s32.m.params, c32.w0, s32.m.n_params * sizeof(float)) != 0,
                   "20 fp32 merge rounds left the weights exact: the bf16 check proves nothing");
-    ck_assert_uint_eq(assert_copies_are_weights(&s, load_copy), 0);
+    ck_assert_uint_eq(assert_copies_are_weights(&s, &c, load_copy), 0);
     for (size_t k = 0; k < s.ca.n_sites; k++)
         ck_assert(!s.ca.drifted[k]);
     ck_assert_int_eq(clip_adapters_rebase(&s.ca, &s.m, "/nonexistent/model.safetensors"), RL_OK);
     ck_assert_uint_eq(clip_model_fp32_linear_bytes(&s.m), 0);
     free(load_copy);
+    free(c.w0);
+    free(c32.w0);
     step_case_free(&s);
     step_case_free(&s32);
 }
