@@ -150,5 +150,6 @@ int clip_adapters_set_precision(struct clip_adapters *ca, struct clip_model *m,
     ca->n_w_bf16 = m->n_w_bf16;
     n = each_linear(m, VISIT_POINT, ca);
     RL_ASSERT(n == m->n_w_bf16);
+    ca->method.bf16_products = true;      /* the adapters' branches too */
     return RL_OK;
 }

@@ -88,6 +88,8 @@ int main(int argc, char **argv)
         suite_limits,
         suite_refusals,
         suite_gemm_bf16,
+        suite_bf16_isa,
+        suite_bf16_branches,
         suite_clip_bf16,
         suite_bf16_memory,
         suite_run_precision,

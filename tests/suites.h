@@ -80,6 +80,8 @@ Suite *suite_stop(void);
 Suite *suite_limits(void);
 Suite *suite_refusals(void);
 Suite *suite_gemm_bf16(void);
+Suite *suite_bf16_isa(void);
+Suite *suite_bf16_branches(void);
 Suite *suite_clip_bf16(void);
 Suite *suite_bf16_memory(void);
 Suite *suite_run_precision(void);
