@@ -92,6 +92,7 @@ int main(int argc, char **argv)
         suite_bf16_branches,
         suite_clip_bf16,
         suite_bf16_acts,
+        suite_bf16_memory,
         suite_run_precision,
         suite_dist,
         suite_llama_nn,

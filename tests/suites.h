@@ -84,6 +84,7 @@ Suite *suite_bf16_isa(void);
 Suite *suite_bf16_branches(void);
 Suite *suite_clip_bf16(void);
 Suite *suite_bf16_acts(void);
+Suite *suite_bf16_memory(void);
 Suite *suite_run_precision(void);
 Suite *suite_dist(void);
 Suite *suite_llama_nn(void);
