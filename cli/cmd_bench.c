@@ -376,17 +376,11 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
         if (o->precision == CLIP_PRECISION_BF16)
             gemm_bf16_warn_if_slow();
     }
-    if (trains && o->recompute) {
-        clip_vision_run_init_recompute(&vr, &m, B);
-        clip_text_run_init_recompute(&tr, &m, K, cut);
-    } else {
-        clip_vision_run_init(&vr, &m, B, trains);
-        clip_text_run_init(&tr, &m, K, cut, trains);
-    }
-    if (trains && o->precision == CLIP_PRECISION_BF16) {   /* atty and fch kept in bf16 */
-        clip_vision_run_store_bf16(&vr, &m);
-        clip_text_run_store_bf16(&tr, &m);
-    }
+    /* under bf16, q, k, v, atty and fch kept in bf16 (clip.h) */
+    const enum block_acts_store st = trains && o->precision == CLIP_PRECISION_BF16
+                                     ? BLOCK_ACTS_BF16 : BLOCK_ACTS_FP32;
+    clip_vision_run_init_as(&vr, &m, B, trains, trains && o->recompute, st);
+    clip_text_run_init_as(&tr, &m, K, cut, trains, trains && o->recompute, st);
     clip_head_init(&h, B, K, D);
     img = xmalloc_array(B * D, sizeof(float));
     dimg = xmalloc_array(B * D, sizeof(float));

@@ -347,18 +347,13 @@ adapters:
             rc = run_share_init(s);
         goto out;
     }
-    if (p->train.recompute && s->vision_adapted)
-        clip_vision_run_init_recompute(&s->vr, &s->m, s->B);
-    else
-        clip_vision_run_init(&s->vr, &s->m, s->B, s->vision_adapted);
-    if (p->train.recompute && s->text_adapted)
-        clip_text_run_init_recompute(&s->tr, &s->m, text_rows(s, p), max_T);
-    else
-        clip_text_run_init(&s->tr, &s->m, text_rows(s, p), max_T, s->text_adapted);
-    if (p->train.precision == CLIP_PRECISION_BF16) {    /* atty and fch kept in bf16 */
-        clip_vision_run_store_bf16(&s->vr, &s->m);
-        clip_text_run_store_bf16(&s->tr, &s->m);
-    }
+    /* under bf16, q, k, v, atty and fch kept in bf16 (clip.h) */
+    const enum block_acts_store st = p->train.precision == CLIP_PRECISION_BF16
+                                     ? BLOCK_ACTS_BF16 : BLOCK_ACTS_FP32;
+    clip_vision_run_init_as(&s->vr, &s->m, s->B, s->vision_adapted,
+                            p->train.recompute && s->vision_adapted, st);
+    clip_text_run_init_as(&s->tr, &s->m, text_rows(s, p), max_T, s->text_adapted,
+                          p->train.recompute && s->text_adapted, st);
     clip_head_init(&s->head, s->B, text_rows(s, p), s->D);
     if (p->train.loss == EXP_LOSS_INBATCH) {
         s->ib_ids = xcalloc(s->B * s->ctx, sizeof(int32_t));

@@ -143,8 +143,8 @@ static size_t vision_layout(struct clip_vision_run *r, const struct clip_model *
     return total;
 }
 
-static void vision_run_init(struct clip_vision_run *r, const struct clip_model *m, size_t max_B,
-                            bool train, bool recompute)
+void clip_vision_run_init_as(struct clip_vision_run *r, const struct clip_model *m, size_t max_B,
+                             bool train, bool recompute, enum block_acts_store st)
 {
     const struct clip_vision_config *v = &m->cfg.vision;
     const size_t g = v->image_size / v->patch_size;
@@ -154,6 +154,7 @@ static void vision_run_init(struct clip_vision_run *r, const struct clip_model *
     r->max_B = max_B;
     r->train = train;
     r->recompute = recompute;
+    r->acts_store = st;
     r->P = g * g;
     r->T = r->P + 1;
     r->K = mul(v->num_channels, mul(v->patch_size, v->patch_size));
@@ -169,13 +170,13 @@ static void vision_run_init(struct clip_vision_run *r, const struct clip_model *
 void clip_vision_run_init(struct clip_vision_run *r, const struct clip_model *m, size_t max_B,
                           bool train)
 {
-    vision_run_init(r, m, max_B, train, false);
+    clip_vision_run_init_as(r, m, max_B, train, false, BLOCK_ACTS_FP32);
 }
 
 void clip_vision_run_init_recompute(struct clip_vision_run *r, const struct clip_model *m,
                                     size_t max_B)
 {
-    vision_run_init(r, m, max_B, true, true);
+    clip_vision_run_init_as(r, m, max_B, true, true, BLOCK_ACTS_FP32);
 }
 
 void clip_vision_run_store_bf16(struct clip_vision_run *r, const struct clip_model *m)
@@ -454,8 +455,8 @@ static size_t text_layout(struct clip_text_run *r, const struct clip_model *m, f
     return total;
 }
 
-static void text_run_init(struct clip_text_run *r, const struct clip_model *m, size_t max_B,
-                          size_t max_T, bool train, bool recompute)
+void clip_text_run_init_as(struct clip_text_run *r, const struct clip_model *m, size_t max_B,
+                           size_t max_T, bool train, bool recompute, enum block_acts_store st)
 {
     memset(r, 0, sizeof(*r));
     RL_ASSERT(max_B > 0);
@@ -464,6 +465,7 @@ static void text_run_init(struct clip_text_run *r, const struct clip_model *m, s
     r->max_T = max_T == 0 || max_T > r->ctx ? r->ctx : max_T;
     r->train = train;
     r->recompute = recompute;
+    r->acts_store = st;
     r->cut = true;
     r->pool_last = true;
     r->n_floats = text_layout(r, m, NULL);
@@ -479,13 +481,13 @@ static void text_run_init(struct clip_text_run *r, const struct clip_model *m, s
 void clip_text_run_init(struct clip_text_run *r, const struct clip_model *m, size_t max_B,
                         size_t max_T, bool train)
 {
-    text_run_init(r, m, max_B, max_T, train, false);
+    clip_text_run_init_as(r, m, max_B, max_T, train, false, BLOCK_ACTS_FP32);
 }
 
 void clip_text_run_init_recompute(struct clip_text_run *r, const struct clip_model *m,
                                   size_t max_B, size_t max_T)
 {
-    text_run_init(r, m, max_B, max_T, true, true);
+    clip_text_run_init_as(r, m, max_B, max_T, true, true, BLOCK_ACTS_FP32);
 }
 
 void clip_text_run_store_bf16(struct clip_text_run *r, const struct clip_model *m)

@@ -682,6 +682,13 @@ void clip_text_run_free(struct clip_text_run *r);
  * fp32 (docs/kernels.md, "bf16 activations"). */
 void clip_vision_run_store_bf16(struct clip_vision_run *r, const struct clip_model *m);
 void clip_text_run_store_bf16(struct clip_text_run *r, const struct clip_model *m);
+/* init and init_recompute in one, with the storage chosen at once (no
+ * fp32 buffer allocated first): train, recompute (implies train) and st
+ * (BLOCK_ACTS_BF16: as after *_store_bf16) */
+void clip_vision_run_init_as(struct clip_vision_run *r, const struct clip_model *m, size_t max_B,
+                             bool train, bool recompute, enum block_acts_store st);
+void clip_text_run_init_as(struct clip_text_run *r, const struct clip_model *m, size_t max_B,
+                           size_t max_T, bool train, bool recompute, enum block_acts_store st);
 
 /* Training runs that recompute instead of storing: of the layers'
  * activations they keep only the residual stream (every layer's input) and

@@ -359,9 +359,9 @@ START_TEST(test_step_within_bound)
 END_TEST
 
 /* recomputation keeps the bf16 storage exact: the runs that recompute
- * each lower layer's forward (re-rounding its kept copies) give the
- * storing runs' loss and gradients bit for bit, as in fp32
- * (check_clip_recompute.c) */
+ * each lower layer's forward (re-rounding its kept copies; made at once
+ * with the bf16 storage by clip_*_run_init_as) give the storing runs'
+ * loss and gradients bit for bit, as in fp32 (check_clip_recompute.c) */
 START_TEST(test_recompute_with_bf16_store)
 {
     const bool have_bf16 = gemm_bf16_check() == RL_OK;
@@ -376,10 +376,9 @@ START_TEST(test_recompute_with_bf16_store)
     la = step_run(&s, ga);
     clip_vision_run_free(&s.p.vr);
     clip_text_run_free(&s.p.tr);
-    clip_vision_run_init_recompute(&s.p.vr, &s.m, STEP_B);
-    clip_text_run_init_recompute(&s.p.tr, &s.m, STEP_B, 0);
-    clip_vision_run_store_bf16(&s.p.vr, &s.m);
-    clip_text_run_store_bf16(&s.p.tr, &s.m);
+    clip_vision_run_init_as(&s.p.vr, &s.m, STEP_B, true, true, BLOCK_ACTS_BF16);
+    clip_text_run_init_as(&s.p.tr, &s.m, STEP_B, 0, true, true, BLOCK_ACTS_BF16);
+    ck_assert(s.p.vr.recompute && s.p.tr.acts_store == BLOCK_ACTS_BF16);
     lb = step_run(&s, gb);
     ck_assert_msg(la == lb, "loss %.9g, recomputing %.9g", (double)la, (double)lb);
     ck_assert_msg(memcmp(ga, gb, s.ca.n_params * sizeof(float)) == 0,
