@@ -93,6 +93,7 @@ int main(int argc, char **argv)
         suite_llama_model,
         suite_llama_cmds,
         suite_train_lm,
+        suite_lm_merge,
         suite_dist_sweep,
         suite_protocol,
         suite_paper_ini,

@@ -38,6 +38,7 @@
 #include "runner_harness.h"
 #include "suites.h"
 #include "test_cmd.h"
+#include "test_h5.h"
 #include "test_util.h"
 
 static struct tmp t;
@@ -340,21 +341,7 @@ END_TEST
 /* the token log-probabilities of a score file */
 static float *read_logprobs(const char *file, size_t *n)
 {
-    hid_t f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT), d, sp;
-    hsize_t dims[2] = { 0, 0 };
-    float *v;
-
-    ck_assert_int_ge(f, 0);
-    d = H5Dopen2(f, "/token_logprob", H5P_DEFAULT);
-    sp = H5Dget_space(d);
-    H5Sget_simple_extent_dims(sp, dims, NULL);
-    *n = (size_t)(dims[0] * dims[1]);
-    v = malloc(*n * sizeof(float));
-    ck_assert_int_ge(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), 0);
-    H5Sclose(sp);
-    H5Dclose(d);
-    H5Fclose(f);
-    return v;
+    return test_h5_read_floats(file, "/token_logprob", n);
 }
 
 static void score_cmd(const char *model, const char *run, const char *ids, const char *out)

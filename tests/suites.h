@@ -85,6 +85,7 @@ Suite *suite_llama_nn(void);
 Suite *suite_llama_model(void);
 Suite *suite_llama_cmds(void);
 Suite *suite_train_lm(void);
+Suite *suite_lm_merge(void);
 Suite *suite_dist_sweep(void);
 Suite *suite_protocol(void);
 Suite *suite_paper_ini(void);
