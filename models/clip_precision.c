@@ -86,5 +86,6 @@ int clip_adapters_set_precision(struct clip_adapters *ca, const struct clip_mode
     ca->w_bf16 = xmalloc_array(n ? n : 1, sizeof(bf16));
     ca->n_w_bf16 = n;
     each_linear(ca, m, ca->w_bf16);
+    ca->method.bf16_products = true;      /* the adapters' branches too */
     return RL_OK;
 }

@@ -43,6 +43,14 @@ double test_max_abs_diff(const float *a, const float *b, size_t n);
 /* max over i < n of |x[i]|, in double */
 double test_max_abs(const float *x, size_t n);
 
+/* gamma_n = n 2^-24 / (1 - n 2^-24): the bound on the relative error of a
+ * sum of n + 1 terms in fp32, in any order (the bf16 GEMM bounds) */
+double test_gamma_fp32(size_t n);
+
+/* true when bf16 GEMMs run here (gemm_bf16_check); else prints
+ * "SUITE: TEST skipped: why" and returns false */
+int test_bf16_available(const char *suite, const char *test);
+
 /* freshly allocated (caller frees) arrays */
 float *test_randn(struct rng *r, size_t n, float std);
 float *test_zeros(size_t n);
