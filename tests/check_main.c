@@ -86,6 +86,7 @@ int main(int argc, char **argv)
         suite_limits,
         suite_refusals,
         suite_gemm_bf16,
+        suite_gemm_f32,
         suite_clip_bf16,
         suite_run_precision,
         suite_dist,

@@ -78,6 +78,7 @@ Suite *suite_stop(void);
 Suite *suite_limits(void);
 Suite *suite_refusals(void);
 Suite *suite_gemm_bf16(void);
+Suite *suite_gemm_f32(void);
 Suite *suite_clip_bf16(void);
 Suite *suite_run_precision(void);
 Suite *suite_dist(void);
