@@ -148,6 +148,8 @@ int bench_dinov2_run(const struct bench_opts *o, struct bench_result *res)
             goto out;
         if ((rc = clip_adapters_set_precision(&ca, &m, o->precision)) != RL_OK)
             goto out;
+        if (o->precision == CLIP_PRECISION_BF16)
+            gemm_bf16_warn_if_slow();
     }
     dinov2_run_init(&dr, &m, B, trains);
     feats = xmalloc_array(B * FD, sizeof(float));

@@ -373,6 +373,8 @@ static int bench_run(const struct bench_opts *o, struct bench_result *res)
                               clip_precision_name(o->precision), why);
             goto out;
         }
+        if (o->precision == CLIP_PRECISION_BF16)
+            gemm_bf16_warn_if_slow();
     }
     if (trains && o->recompute) {
         clip_vision_run_init_recompute(&vr, &m, B);

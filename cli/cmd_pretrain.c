@@ -4,7 +4,9 @@
  * shapes corpus) into its pretrain_dir (experiments/pretrain.h). Cached: a
  * complete directory with the same settings is reported and skipped. After
  * training it prints the held-out figures: image->text retrieval and
- * zero-shot accuracy on the shapes classification tasks.
+ * zero-shot accuracy on the shapes classification tasks. A DINOv2-layout
+ * preset (vit-tiny) is pretrained by supervised classification on shapes
+ * instead (experiments/pretrain_vit.h): held-out loss and accuracy.
  * Exit status 0, 2 for bad usage or bad input (one line), 1 otherwise.
  */
 #include <math.h>
@@ -18,6 +20,8 @@
 #include "experiments/config.h"
 #include "experiments/pretrain.h"
 #include "experiments/pretrain_lm.h"
+#include "experiments/pretrain_vit.h"
+#include "models/dinov2.h"
 #include "models/llama.h"
 #include "experiments/runner.h"
 
@@ -33,7 +37,10 @@ static void pretrain_usage(FILE *out)
             "commonsense task, experiments/pretrain_lm.h) from scratch\n"
             "with the contrastive loss on [model] pretrain_data (shapes), and write it as a\n"
             "Hugging Face-style directory (config.json, model.safetensors,\n"
-            "tokenizer_bytes.json, pretrain.json) at [model] pretrain_dir. A directory\n"
+            "tokenizer_bytes.json, pretrain.json) at [model] pretrain_dir. A DINOv2-layout\n"
+            "preset (vit-tiny) learns to classify pretrain_data (shapes: the kind of the\n"
+            "first shape) with a temporary linear head, discarded (pretrain_vit.h);\n"
+            "model.pretrain_steps = 0 writes its random init untrained. A directory\n"
             "already pretrained with the same settings is kept (the command says so).\n"
             "\n"
             "  -c FILE      the experiment file (INI); its [model] section is used\n"
@@ -108,6 +115,34 @@ int cmd_pretrain(int argc, char **argv)
     }
     o.verbosity = quiet ? 0 : 1;
     o.log = stderr;
+    if (e.model.preset && dinov2_is_preset(e.model.name)) {
+        struct pretrain_vit_options vo = { .verbosity = o.verbosity, .log = stderr };
+        struct pretrain_vit_result vr;
+
+        rc = pretrain_vit_run(&e.model, &vo, &vr);
+        if (rc != RL_OK)
+            fprintf(stderr, "randlora pretrain: %s\n", rl_error_msg());
+        else if (vr.skipped)
+            printf("%s: cached (%s)\n", e.model.name, e.model.pretrain_dir);
+        else if (vr.steps == 0)
+            printf("%s: random init (model.pretrain_steps = 0), not trained -> %s\n",
+                   e.model.name, e.model.pretrain_dir);
+        else
+            printf("%s: %zu steps, %.1f s, final loss %.4f; held-out %s (%zu items): loss "
+                   "%.4f (init %.4f), accuracy %.3f (chance %.3f) -> %s\n", e.model.name,
+                   vr.steps, vr.seconds, vr.final_loss, e.model.pretrain_data,
+                   vr.heldout_items, vr.heldout_loss, vr.init_heldout_loss, vr.heldout_acc,
+                   1.0 / (double)vr.classes, e.model.pretrain_dir);
+        experiment_free(&e);
+        return rc == RL_OK ? 0 : rl_exit_code(rc);
+    }
+    if (e.model.pretrain_steps == 0) {
+        fprintf(stderr, "randlora pretrain: model.pretrain_steps = 0 (the random init, "
+                "untrained) is for a DINOv2-layout preset (vit-tiny) only; %s needs > 0\n",
+                e.model.name);
+        experiment_free(&e);
+        return 2;
+    }
     if (llama_is_preset(e.model.name)) {
         /* a decoder preset: next-token pretraining (experiments/pretrain_lm.h) */
         struct pretrain_lm_result lr;

@@ -8,12 +8,15 @@
  * for gemm_bf16_f32a's converted A.
  */
 #include <dnnl.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/log.h"
+#include "core/parallel.h"
 #include "core/gemm_bf16.h"
 #include "core/status.h"
 #include "core/timer.h"
@@ -22,6 +25,9 @@ struct gemm_shape {
     size_t M, N, K;
     enum gemm_bf16_b_layout b_layout;
     int accumulate;                  /* beta == 1: oneDNN's sum post-op */
+    int a_transposed;                /* op(A) = A^T: A stored [K,M]     */
+    size_t ldc;                      /* C's row stride (N unless given) */
+    float alpha;                     /* oneDNN's output scale           */
 };
 
 struct gemm_entry {
@@ -41,6 +47,8 @@ static struct {
     size_t scratchpad_bytes;
     bf16 *a_buf;                     /* gemm_bf16_f32a's A, a_cap elements */
     size_t a_cap;
+    bf16 *b_buf;                     /* gemm_bf16_mm's B, b_cap elements */
+    size_t b_cap;
     struct gemm_bf16_stats stats;
     char probe_impl[64];
 } g;
@@ -93,10 +101,17 @@ static int isa_has_bf16(void)
     return isa == dnnl_cpu_isa_avx512_core_bf16 || isa == dnnl_cpu_isa_avx512_core_amx;
 }
 
+/* bf16 instructions, but not AMX's: bf16 products slower than fp32's */
+static int isa_without_amx(void)
+{
+    return dnnl_get_effective_cpu_isa() == dnnl_cpu_isa_avx512_core_bf16;
+}
+
 static int shape_eq(const struct gemm_shape *a, const struct gemm_shape *b)
 {
     return a->M == b->M && a->N == b->N && a->K == b->K && a->b_layout == b->b_layout &&
-           a->accumulate == b->accumulate;
+           a->accumulate == b->accumulate && a->a_transposed == b->a_transposed &&
+           a->ldc == b->ldc && a->alpha == b->alpha;
 }
 
 /* A row-major [rows, cols] matrix, or its transpose (read [cols, rows]
@@ -144,15 +159,19 @@ static int entry_create(struct gemm_entry *e)
     int rc = RL_OK;
 
     /* src [M,K]; weights [K,N]: B_KN as stored, B_NK read transposed; dst [M,N] */
-    if ((st = md_2d(&src_md, s->M, s->K, dnnl_bf16, 0)) != dnnl_success ||
+    if ((st = md_2d(&src_md, s->M, s->K, dnnl_bf16, s->a_transposed)) != dnnl_success ||
         (st = md_2d(&wei_md, s->K, s->N, dnnl_bf16, s->b_layout == GEMM_BF16_B_NK)) != dnnl_success ||
-        (st = md_2d(&dst_md, s->M, s->N, dnnl_f32, 0)) != dnnl_success)
+        (st = dnnl_memory_desc_init_by_strides(&dst_md, 2, (dnnl_dims_t){ (dnnl_dim_t)s->M,
+                                               (dnnl_dim_t)s->N }, dnnl_f32,
+                                               (dnnl_dims_t){ (dnnl_dim_t)s->ldc, 1 })) != dnnl_success)
         return dnnl_fail("memory descriptor", st);
     if ((st = dnnl_matmul_desc_init(&desc, &src_md, &wei_md, NULL, &dst_md)) != dnnl_success)
         return dnnl_fail("matmul descriptor", st);
     if ((st = dnnl_primitive_attr_create(&attr)) != dnnl_success)
         return dnnl_fail("attribute creation", st);
     st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (st == dnnl_success && s->alpha != 1.0f)
+        st = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &s->alpha);
     if (st == dnnl_success && s->accumulate) {
         st = dnnl_post_ops_create(&ops);
         if (st == dnnl_success)
@@ -207,14 +226,37 @@ static int refuse_impl(const char *impl)
                         "(isa %s): use precision fp32", impl, gemm_bf16_isa());
 }
 
+/* RANDLORA_BF16_NO_AMX=1: run bf16 on AVX512-BF16 without AMX anyway */
+static int no_amx_allowed(void)
+{
+    const char *v = getenv("RANDLORA_BF16_NO_AMX");
+
+    return v && !strcmp(v, "1");
+}
+
+/* RL_OK where bf16 products may run (the rule in gemm_bf16.h), else the
+ * refusal */
+static int isa_allowed(void)
+{
+    if (!isa_has_bf16())
+        return refuse_isa();
+    if (isa_without_amx() && !no_amx_allowed())
+        return rl_error_set(RL_ERR_NA,
+                            "bf16 GEMMs: this CPU has AVX512-BF16 but no AMX (oneDNN isa %s), where "
+                            "bf16 measured slower than fp32 (products 0.56-0.76x, the step "
+                            "0.42-0.86x; docs/BENCHMARKS.md): use precision fp32, or set "
+                            "RANDLORA_BF16_NO_AMX=1 to run bf16 anyway", gemm_bf16_isa());
+    return RL_OK;
+}
+
 /* The cached entry of shape s into *out, created on first use. */
 static int entry_get(const struct gemm_shape *s, struct gemm_entry **out)
 {
     struct gemm_entry *e;
     int rc;
 
-    if (!isa_has_bf16())
-        return refuse_isa();
+    if ((rc = isa_allowed()) != RL_OK)
+        return rc;
     if ((rc = gemm_init()) != RL_OK)
         return rc;
     for (size_t i = 0; i < g.n_entries; i++)
@@ -280,7 +322,7 @@ static int shape_make(struct gemm_shape *s, size_t M, size_t N, size_t K,
     if (b_layout != GEMM_BF16_B_NK && b_layout != GEMM_BF16_B_KN)
         return rl_error_set(RL_ERR_ARG, "bf16 GEMM: unknown B layout %d", (int)b_layout);
     *s = (struct gemm_shape){ .M = M, .N = N, .K = K, .b_layout = b_layout,
-                              .accumulate = beta == 1.0f };
+                              .accumulate = beta == 1.0f, .ldc = N, .alpha = 1.0f };
     return RL_OK;
 }
 
@@ -317,10 +359,62 @@ int gemm_bf16_f32a(float *C, const float *A, const bf16 *B, size_t M, size_t N, 
     return rc;
 }
 
+/* *buf (grown to at least n elements, never shrunk) */
+static bf16 *buf_reserve(bf16 **buf, size_t *cap, size_t n)
+{
+    if (n > *cap) {
+        free(*buf);
+        *buf = xcalloc_aligned(n, sizeof(bf16));
+        *cap = n;
+    }
+    return *buf;
+}
+
+/* the rows x cols fp32 matrix at src (row stride ld) rounded into the
+ * compact bf16 dst */
+static void round_rows(bf16 *dst, const float *src, size_t rows, size_t cols, size_t ld)
+{
+    if (ld == cols) {
+        bf16_from_f32_array(dst, src, rows * cols);
+        return;
+    }
+    PARALLEL_FOR(rows * cols)
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++)
+            dst[r * cols + c] = bf16_from_f32(src[r * ld + c]);
+}
+
+int gemm_bf16_mm(int ta, int tb, size_t M, size_t N, size_t K, float alpha,
+                 const float *A, size_t lda, const float *B, size_t ldb, float beta,
+                 float *C, size_t ldc)
+{
+    struct gemm_shape s;
+    double t0 = timer_now();
+    const size_t a_rows = ta ? K : M, a_cols = ta ? M : K;
+    const size_t b_rows = tb ? N : K, b_cols = tb ? K : N;
+    int rc = shape_make(&s, M, N, K, tb ? GEMM_BF16_B_NK : GEMM_BF16_B_KN, beta);
+
+    if (rc != RL_OK)
+        return rc;
+    if (lda < a_cols || ldb < b_cols || ldc < N || !isfinite(alpha) || alpha == 0.0f)
+        return rl_error_set(RL_ERR_ARG, "bf16 GEMM: lda %zu, ldb %zu, ldc %zu, alpha %g "
+                            "(the strides must cover the rows, alpha finite and nonzero)",
+                            lda, ldb, ldc, (double)alpha);
+    s.a_transposed = ta != 0;
+    s.ldc = ldc;
+    s.alpha = alpha;
+    round_rows(buf_reserve(&g.a_buf, &g.a_cap, M * K), A, a_rows, a_cols, lda);
+    round_rows(buf_reserve(&g.b_buf, &g.b_cap, K * N), B, b_rows, b_cols, ldb);
+    rc = gemm_run(C, g.a_buf, g.b_buf, &s);
+    g.stats.seconds += timer_now() - t0;
+    return rc;
+}
+
 const char *gemm_bf16_impl(void)
 {
     /* the probe: a step-like shape, C[64,64] = A[64,64] W^T */
-    const struct gemm_shape probe = { .M = 64, .N = 64, .K = 64, .b_layout = GEMM_BF16_B_NK };
+    const struct gemm_shape probe = { .M = 64, .N = 64, .K = 64, .b_layout = GEMM_BF16_B_NK,
+                                      .ldc = 64, .alpha = 1.0f };
     struct gemm_entry *e = NULL;
 
     if (g.probe_impl[0])
@@ -334,9 +428,10 @@ const char *gemm_bf16_impl(void)
 int gemm_bf16_check(void)
 {
     const char *impl;
+    int rc;
 
-    if (!isa_has_bf16())
-        return refuse_isa();
+    if ((rc = isa_allowed()) != RL_OK)
+        return rc;
     impl = gemm_bf16_impl();
     if (!strcmp(impl, "unavailable"))
         return rl_error_set(RL_ERR_NA, "bf16 GEMMs: oneDNN could not create a bf16 matmul "
@@ -351,12 +446,36 @@ char *gemm_bf16_describe(char *buf, size_t len)
     const dnnl_version_t *v = dnnl_version();
 
     if (gemm_bf16_check() != RL_OK)
-        snprintf(buf, len, "oneDNN %d.%d.%d isa=%s bf16=refused (no AVX512-BF16 or AMX kernel)",
-                 v->major, v->minor, v->patch, gemm_bf16_isa());
+        snprintf(buf, len, "oneDNN %d.%d.%d isa=%s bf16=refused (%s)", v->major, v->minor,
+                 v->patch, gemm_bf16_isa(),
+                 isa_without_amx() ? "no AMX: slower than fp32; RANDLORA_BF16_NO_AMX=1 allows it"
+                                   : "no AVX512-BF16 or AMX kernel");
     else
-        snprintf(buf, len, "oneDNN %d.%d.%d isa=%s matmul=%s", v->major, v->minor, v->patch,
-                 gemm_bf16_isa(), gemm_bf16_impl());
+        snprintf(buf, len, "oneDNN %d.%d.%d isa=%s matmul=%s%s", v->major, v->minor, v->patch,
+                 gemm_bf16_isa(), gemm_bf16_impl(),
+                 isa_without_amx() ? " (no AMX: slower than fp32)" : "");
     return buf;
+}
+
+double gemm_bf16_rate_over_fp32(void)
+{
+    switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_avx512_core_amx:  return 3.0;
+    case dnnl_cpu_isa_avx512_core_bf16: return 0.65;
+    default:                            return 1.0;
+    }
+}
+
+void gemm_bf16_warn_if_slow(void)
+{
+    static int warned;
+
+    if (warned || !isa_without_amx() || gemm_bf16_check() != RL_OK)
+        return;
+    warned = 1;
+    log_warn("bf16 on isa %s (AVX512-BF16, no AMX; RANDLORA_BF16_NO_AMX=1): bf16 measured "
+             "slower than fp32 there (products 0.56-0.76x, the step 0.42-0.86x; "
+             "docs/BENCHMARKS.md); fp32 is faster", gemm_bf16_isa());
 }
 
 struct gemm_bf16_stats gemm_bf16_stats(void)

@@ -95,6 +95,9 @@ char *threads_describe(char *buf, size_t len)
 {
     struct thread_policy p = threads_current();
 
-    snprintf(buf, len, "blas=%d (%s) omp=%d", p.n_blas, p.blas_mode, p.n_omp);
+    const char *wait = getenv("OMP_WAIT_POLICY");
+
+    snprintf(buf, len, "blas=%d (%s) omp=%d wait=%s", p.n_blas, p.blas_mode, p.n_omp,
+             wait && *wait ? wait : "default");
     return buf;
 }

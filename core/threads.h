@@ -45,7 +45,9 @@ struct thread_policy threads_init(int n);
 /* The policy in force (threads_init must have run; otherwise defaults). */
 struct thread_policy threads_current(void);
 
-/* "blas=2 (pthreads) omp=2" into buf; returns buf. */
+/* "blas=2 (pthreads) omp=2 wait=passive" into buf (wait: OMP_WAIT_POLICY
+ * as this process runs with it, the user's or threads_exec_wait_policy's;
+ * "default" when unset); returns buf. */
 char *threads_describe(char *buf, size_t len);
 
 #endif /* RANDLORA_CORE_THREADS_H */

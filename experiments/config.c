@@ -56,7 +56,7 @@ const struct keydef cfg_keys[] = {
     { "model", "pretrain_dir",          K_PATH,   0, NULL, 0, 0, NULL },
     { "model", "pretrain_data",         K_SPEC,   0, "shapes", 0, 0, NULL },
     { "model", "pretrain_corpus",       K_UINT,   0, "20000", 1, BIG, NULL },
-    { "model", "pretrain_steps",        K_UINT,   0, "2000", 1, BIG, NULL },
+    { "model", "pretrain_steps",        K_UINT,   0, "2000", 0, BIG, NULL },
     { "model", "pretrain_batch",        K_UINT,   0, "64", 1, 1e6, NULL },
     { "model", "pretrain_lr",           K_DOUBLE, 0, "1e-3", FLOAT_TINY, 10, NULL },
     { "model", "pretrain_weight_decay", K_DOUBLE, 0, "0.1", 0, 10, NULL },

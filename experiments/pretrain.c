@@ -84,9 +84,8 @@ static bool cached(const struct exp_model *model, const struct clip_config *cfg)
 {
     const char *dir = model->pretrain_dir;
     char path[4096];
-    char *text, *want;
-    cJSON *j, *it;
-    bool ok = false;
+    char *want;
+    bool ok;
     struct stat st;
 
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
@@ -98,18 +97,48 @@ static bool cached(const struct exp_model *model, const struct clip_config *cfg)
     snprintf(path, sizeof(path), "%s/tokenizer_bytes.json", dir);
     if (stat(path, &st) != 0)
         return false;
+    want = settings_string(model, cfg);
+    ok = pretrain_settings_match(dir, want);
+    free(want);
+    return ok;
+}
+
+bool pretrain_settings_match(const char *dir, const char *want)
+{
+    char path[4096], *text;
+    cJSON *j;
+    bool ok = false;
+
     snprintf(path, sizeof(path), "%s/" SETTINGS_FILE, dir);
     if (!(text = read_text(path)))
         return false;
-    want = settings_string(model, cfg);
     if ((j = cJSON_Parse(text))) {
-        it = cJSON_GetObjectItemCaseSensitive(j, "settings");
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(j, "settings");
+
         ok = cJSON_IsString(it) && !strcmp(it->valuestring, want);
         cJSON_Delete(j);
     }
-    free(want);
     free(text);
     return ok;
+}
+
+cJSON *pretrain_json_new(const struct exp_model *model, const char *settings, size_t steps,
+                         double seconds)
+{
+    cJSON *j = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(j, "settings", settings);
+    cJSON_AddStringToObject(j, "model", model->name);
+    cJSON_AddStringToObject(j, "data", model->pretrain_data);
+    cJSON_AddNumberToObject(j, "corpus", (double)model->pretrain_corpus);
+    cJSON_AddNumberToObject(j, "steps", (double)steps);
+    cJSON_AddNumberToObject(j, "batch", (double)model->pretrain_batch);
+    cJSON_AddNumberToObject(j, "lr", model->pretrain_lr);
+    cJSON_AddNumberToObject(j, "weight_decay", model->pretrain_weight_decay);
+    cJSON_AddNumberToObject(j, "warmup", (double)model->pretrain_warmup);
+    cJSON_AddNumberToObject(j, "seed", (double)model->pretrain_seed);
+    cJSON_AddNumberToObject(j, "seconds", seconds);
+    return j;
 }
 
 bool pretrain_is_cached(const struct exp_model *model)
@@ -127,22 +156,11 @@ static int write_dir_files(const struct exp_model *model, const struct clip_conf
                            const struct pretrain_result *r)
 {
     char path[4096], *settings = settings_string(model, cfg), *text;
-    cJSON *j = cJSON_CreateObject();
+    cJSON *j = pretrain_json_new(model, settings, r->steps, r->seconds);
     int rc;
 
     snprintf(path, sizeof(path), "%s/tokenizer_bytes.json", model->pretrain_dir);
     rc = write_text(path, "{\"type\": \"bytes\", \"offset\": 0, \"sot\": 256, \"eot\": 257}\n");
-    cJSON_AddStringToObject(j, "settings", settings);
-    cJSON_AddStringToObject(j, "model", model->name);
-    cJSON_AddStringToObject(j, "data", model->pretrain_data);
-    cJSON_AddNumberToObject(j, "corpus", (double)model->pretrain_corpus);
-    cJSON_AddNumberToObject(j, "steps", (double)r->steps);
-    cJSON_AddNumberToObject(j, "batch", (double)model->pretrain_batch);
-    cJSON_AddNumberToObject(j, "lr", model->pretrain_lr);
-    cJSON_AddNumberToObject(j, "weight_decay", model->pretrain_weight_decay);
-    cJSON_AddNumberToObject(j, "warmup", (double)model->pretrain_warmup);
-    cJSON_AddNumberToObject(j, "seed", (double)model->pretrain_seed);
-    cJSON_AddNumberToObject(j, "seconds", r->seconds);
     cJSON_AddNumberToObject(j, "final_loss", r->final_loss);
     cJSON_AddNumberToObject(j, "heldout_loss", r->heldout_loss);
     cJSON_AddNumberToObject(j, "retrieval_accuracy", r->retrieval_acc);

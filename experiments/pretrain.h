@@ -84,4 +84,12 @@ int pretrain_retrieval(const struct clip_model *m, const struct tokenizer *tok, 
 int pretrain_zeroshot(const struct clip_model *m, const struct tokenizer *tok, const char *spec,
                       const char *const *templates, size_t K, size_t limit, double *acc);
 
+/* Shared by every preset kind's pretraining (pretrain_vit.c): does
+ * DIR/pretrain.json hold "settings": want? And a new pretrain.json object
+ * with "settings", the [model] pretrain_* keys, steps and seconds (the
+ * caller adds its figures, prints and frees it). */
+bool pretrain_settings_match(const char *dir, const char *want);
+struct cJSON *pretrain_json_new(const struct exp_model *model, const char *settings,
+                                size_t steps, double seconds);
+
 #endif /* RANDLORA_EXPERIMENTS_PRETRAIN_H */

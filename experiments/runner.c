@@ -14,6 +14,7 @@
 
 #include "core/alloc.h"
 #include "core/dist.h"
+#include "core/gemm_bf16.h"
 #include "core/interrupt.h"
 #include "core/progress.h"
 #include "core/status.h"
@@ -312,6 +313,8 @@ adapters:
             rc = rl_error_set(RL_ERR_ARG, "%s: train.precision = bf16: %s", p->id, why);
             goto out;
         }
+        if ((enum clip_precision)p->train.precision == CLIP_PRECISION_BF16)
+            gemm_bf16_warn_if_slow();
         for (size_t k = 0; k < s->ca.n_sites; k++) {
             if (s->ca.sites[k].tower == CLIP_TOWER_VISION)
                 s->vision_adapted = true;

@@ -15,6 +15,7 @@
 #include "experiments/runner.h"
 #include "formats/safetensors.h"
 #include "experiments/lm_model.h"
+#include "experiments/pretrain_vit.h"
 #include "models/dinov2.h"
 
 #define BYTES_TOKENIZER_FILE   "tokenizer_bytes.json"
@@ -37,34 +38,17 @@ static bool file_exists(const char *dir, const char *name)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* A DINOv2-layout preset (vit-tiny) is not pretrained: its random init
- * (model.pretrain_seed) is written to its directory once, so every run and
- * the rebase of merged weights read the same file. */
-static int write_random_preset(const struct exp_model *model, const char *dir)
-{
-    struct clip_model m;
-    int rc;
-
-    if (file_exists(dir, "config.json") && file_exists(dir, "model.safetensors"))
-        return RL_OK;
-    if ((rc = runner_mkdir_p(dir)) != RL_OK)
-        return rc;
-    if ((rc = dinov2_model_preset(&m, model->name, model->pretrain_seed)) != RL_OK)
-        return rc;
-    rc = clip_model_save(&m, dir, ST_F32);
-    clip_model_free(&m);
-    return rc;
-}
-
 int runner_load_model(struct clip_model *m, const struct exp_model *model)
 {
     const char *dir = runner_model_dir(model);
-    int rc;
 
     memset(m, 0, sizeof(*m));
-    if (model->preset && dinov2_is_preset(model->name) &&
-        (rc = write_random_preset(model, dir)) != RL_OK)
-        return rc;
+    /* a DINOv2-layout preset (vit-tiny): pretrained with these very settings
+     * (experiments/pretrain_vit.h), not merely present */
+    if (model->preset && dinov2_is_preset(model->name) && !pretrain_vit_is_cached(model))
+        return rl_error_set(RL_ERR_ARG, "model %s is not pretrained with this file's [model] "
+                            "settings: %s has no matching pretrain.json (run `randlora pretrain "
+                            "-c FILE` with this experiment file first)", model->name, dir);
     if (model->preset && (!file_exists(dir, "config.json") ||
                           !file_exists(dir, "model.safetensors")))
         return rl_error_set(RL_ERR_ARG, "model %s is not pretrained yet: %s has no config.json "

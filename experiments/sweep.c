@@ -2,6 +2,7 @@
  * sweep.c: the grid of an experiment run plan by plan in child processes
  * (sweep.h); summary.tsv and the closing table are in sweep_summary.c.
  */
+#include "experiments/pretrain_vit.h"
 #include "models/dinov2.h"
 #include "experiments/sweep.h"
 
@@ -118,9 +119,10 @@ static bool model_ready(const struct exp_model *m)
     char path[4096];
     struct stat st;
 
-    if (!m->preset || dinov2_is_preset(m->name))
-        return true;                      /* a model directory: the runner checks it;
-                                             vit-tiny: the runner writes its random init */
+    if (!m->preset)
+        return true;                      /* a model directory: the runner checks it */
+    if (dinov2_is_preset(m->name))
+        return pretrain_vit_is_cached(m); /* vit-tiny: pretrained with these settings */
     snprintf(path, sizeof(path), "%s/config.json", dir);
     if (stat(path, &st) != 0)
         return false;
@@ -299,8 +301,10 @@ int sweep_run(const struct experiment *e, const struct run_plan *plans, size_t n
         if (!model_ready(&plans[sel[s]].model)) {
             const struct exp_model *m = &plans[sel[s]].model;
             rc = rl_error_set(RL_ERR_ARG, "model %s is not pretrained yet: %s has no "
-                              "config.json + model.safetensors (run `randlora pretrain -c %s` "
+                              "config.json + model.safetensors%s (run `randlora pretrain -c %s` "
                               "first)", m->name, runner_model_dir(m),
+                              dinov2_is_preset(m->name) ? " + pretrain.json of these settings"
+                                                        : "",
                               o->config_path ? o->config_path : "FILE");
             goto done;
         }

@@ -589,14 +589,24 @@ double adapter_merged_step_flops(const struct adapter *a, size_t N, size_t micro
 
 enum adapter_path adapter_choose_path(const struct adapter *a, size_t N, size_t micro)
 {
-    double f, unused;
+    const double k = micro ? (double)micro : 1.0;
+    double f, unused, merged;
 
     if (dropout_active(a))
         return ADAPTER_PATH_FACTORED;
     a->ops->flops(a, N, &f, &unused);
-    f *= micro ? (double)micro : 1.0;
-    return adapter_merged_step_flops(a, N, micro, NULL) < f ? ADAPTER_PATH_MERGED
-                                                            : ADAPTER_PATH_FACTORED;
+    f *= k;
+    merged = adapter_merged_step_flops(a, N, micro, NULL);
+    if (a->method->bf16_products && (a->ops->flags & ADAPTER_F_BF16_BRANCH)) {
+        /* bf16 (adapter.h): the factored branch runs bf16 products; the
+         * merged site runs its frozen product twice (the second bf16 term
+         * of W + dW) in the forward and the input gradient */
+        const double rate = gemm_bf16_rate_over_fp32();
+
+        f /= rate;
+        merged += k * 4.0 * (double)N * (double)a->d_out * (double)a->d_in / rate;
+    }
+    return merged < f ? ADAPTER_PATH_MERGED : ADAPTER_PATH_FACTORED;
 }
 
 size_t adapter_tensors(struct adapter *a, bool grad, struct adapter_tensor *t, size_t max)

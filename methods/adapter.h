@@ -160,6 +160,8 @@ struct adapter_method {
     struct rng rng;              /* root stream, seeded with cfg.seed            */
     float   *drop_scratch;       /* (max_rows, max_in) when dropout > 0          */
     void    *priv;               /* the method's shared frozen state and scratch */
+    bool     bf16_products;      /* the branches' products in bf16 (set with
+                                    train.precision = bf16; adapter_impl.h)     */
 };
 
 /* one per adapted linear layer */
@@ -216,6 +218,9 @@ enum {
                                            (NoLA); the identity-at-init test skips it */
     ADAPTER_F_BUDGET_BASES = 1u << 6, /* budget matching picks cfg.nola_bases (the
                                            count is linear in it) at the given rank */
+    ADAPTER_F_BF16_BRANCH = 1u << 7,  /* the branch's products (forward, backward,
+                                           project_rows) take mm_branch: bf16 when
+                                           the method's bf16_products is set      */
 };
 
 struct adapter_ops {
@@ -370,7 +375,13 @@ double adapter_merged_step_flops(const struct adapter *a, size_t N, size_t micro
 /* The cheaper path over an optimizer step of `micro` micro-batches of N
  * rows (0 counts as 1): micro times the factored work against
  * adapter_merged_step_flops; factored whenever dropout is active (the
- * merged path cannot apply a mask to the branch alone). */
+ * merged path cannot apply a mask to the branch alone). With the method's
+ * bf16_products (train.precision = bf16) and a branch that takes them
+ * (ADAPTER_F_BF16_BRANCH), priced at the rates: the factored work at bf16's
+ * (gemm_bf16_rate_over_fp32 times fp32's), and the merged path pays, on top,
+ * the second bf16 term of its weight in the forward and the input gradient
+ * (4 N d_out d_in per micro-batch, at bf16's rate); the merge, the weight
+ * gradient and its projection stay fp32 FLOPs. */
 enum adapter_path adapter_choose_path(const struct adapter *a, size_t N, size_t micro);
 /* dropout is applied to this layer's branch now (training, dropout > 0):
  * only the factored path can do that */

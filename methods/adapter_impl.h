@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <stddef.h>
 
+#include "core/gemm_bf16.h"
 #include "core/gemm_f32.h"
 #include "core/status.h"
 #include "methods/adapter.h"
@@ -36,6 +37,28 @@ static inline void mm(int ta, int tb, size_t M, size_t N, size_t K, float alpha,
 
 #define NT 0   /* no transpose */
 #define TR 1   /* transpose    */
+
+/* mm for a product of the adapter's branch (its forward, backward and
+ * project_rows, not a merge's add_delta nor project_grad): in bf16 when the
+ * method's products are (train.precision = bf16, a->method->bf16_products:
+ * operands rounded to bf16, fp32 accumulation, core/gemm_bf16.h
+ * gemm_bf16_mm), else mm. beta other than 0 or 1, K = 0 and a full shape
+ * cache (RL_ERR_NA) take mm; anything else failing is a broken invariant. */
+static inline void mm_branch(const struct adapter *a, int ta, int tb, size_t M, size_t N,
+                             size_t K, float alpha, const float *A, size_t lda, const float *B,
+                             size_t ldb, float beta, float *C, size_t ldc)
+{
+    if (a->method->bf16_products && (a->ops->flags & ADAPTER_F_BF16_BRANCH) && M && N && K &&
+        alpha != 0.0f &&
+        (beta == 0.0f || beta == 1.0f)) {
+        int rc = gemm_bf16_mm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+
+        if (rc == RL_OK)
+            return;
+        RL_ASSERT(rc == RL_ERR_NA);
+    }
+    mm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
 
 static inline void tensor_view(struct adapter_tensor *t, const char *name, float *data,
                                int ndim, size_t d0, size_t d1, size_t d2)

@@ -118,8 +118,8 @@ static void lora_forward(struct adapter *a, const float *x, float *y, size_t N)
     size_t r = a->method->cfg.r, di = a->d_in, dout = a->d_out;
     const float *A = a->params, *B = a->params + r * di;
 
-    mm(NT, TR, N, r, di, 1.0f, x, di, A, di, 0.0f, p->h, r);
-    mm(NT, TR, N, dout, r, p->s, p->h, r, B, r, 1.0f, y, dout);
+    mm_branch(a, NT, TR, N, r, di, 1.0f, x, di, A, di, 0.0f, p->h, r);
+    mm_branch(a, NT, TR, N, dout, r, p->s, p->h, r, B, r, 1.0f, y, dout);
 }
 
 /* With G = dy (N, d_out) and y = s (x A^T) B^T:
@@ -136,12 +136,12 @@ static void lora_backward(struct adapter *a, const float *x, const float *dy, fl
     if (!a->grads && !dx)
         return;
     if (a->grads)
-        mm(TR, NT, dout, r, N, p->s, dy, dout, p->h, r, 1.0f, a->grads + r * di, r);
-    mm(NT, NT, N, r, dout, p->s, dy, dout, B, r, 0.0f, p->dh, r);
+        mm_branch(a, TR, NT, dout, r, N, p->s, dy, dout, p->h, r, 1.0f, a->grads + r * di, r);
+    mm_branch(a, NT, NT, N, r, dout, p->s, dy, dout, B, r, 0.0f, p->dh, r);
     if (a->grads)
-        mm(TR, NT, r, di, N, 1.0f, p->dh, r, x, di, 1.0f, a->grads, di);
+        mm_branch(a, TR, NT, r, di, N, 1.0f, p->dh, r, x, di, 1.0f, a->grads, di);
     if (dx)
-        mm(NT, NT, N, di, r, 1.0f, p->dh, r, A, di, 1.0f, dx, di);
+        mm_branch(a, NT, NT, N, di, r, 1.0f, p->dh, r, A, di, 1.0f, dx, di);
 }
 
 /* w (d_out, d_in) += scale * s B A */
@@ -173,7 +173,7 @@ static void lora_project_rows(struct adapter *a, const float *x, const float *dy
     struct lora_priv *p = a->priv;
     size_t r = a->method->cfg.r, di = a->d_in;
 
-    mm(NT, TR, N, r, di, 1.0f, x, di, a->params, di, 0.0f, p->h, r);
+    mm_branch(a, NT, TR, N, r, di, 1.0f, x, di, a->params, di, 0.0f, p->h, r);
     lora_backward(a, x, dy, NULL, N);
 }
 
@@ -202,7 +202,7 @@ const struct adapter_ops lora_ops = {
     .summary        = "LoRA: dW = s B A, A (r, d_in), B (d_out, r)",
     .api_version    = ADAPTER_API_VERSION,
     .flags          = ADAPTER_F_RANK | ADAPTER_F_DROPOUT | ADAPTER_F_RANK_LE_DIMS |
-                      ADAPTER_F_COUNT_MONOTONE,
+                      ADAPTER_F_COUNT_MONOTONE | ADAPTER_F_BF16_BRANCH,
     .default_rank   = 8,
     .n_trainable    = lora_n_trainable,
     .max_rank       = lora_max_rank,

@@ -272,8 +272,8 @@ static void nola_forward(struct adapter *a, const float *x, float *y, size_t N)
     size_t r = a->method->cfg.r, di = a->d_in, dout = a->d_out;
 
     mix(a, a->params, p->Am, p->Bm);
-    mm(NT, TR, N, r, di, 1.0f, x, di, p->Am, di, 0.0f, p->h, r);
-    mm(NT, TR, N, dout, r, p->s, p->h, r, p->Bm, r, 1.0f, y, dout);
+    mm_branch(a, NT, TR, N, r, di, 1.0f, x, di, p->Am, di, 0.0f, p->h, r);
+    mm_branch(a, NT, TR, N, dout, r, p->s, p->h, r, p->Bm, r, 1.0f, y, dout);
 }
 
 /* LoRA's backward with the mixed factors of the forward (G = dy):
@@ -287,14 +287,14 @@ static void nola_backward(struct adapter *a, const float *x, const float *dy, fl
 
     if (!a->grads && !dx)
         return;
-    mm(NT, NT, N, r, dout, p->s, dy, dout, p->Bm, r, 0.0f, p->dh, r);
+    mm_branch(a, NT, NT, N, r, dout, p->s, dy, dout, p->Bm, r, 0.0f, p->dh, r);
     if (a->grads) {
-        mm(TR, NT, dout, r, N, p->s, dy, dout, p->h, r, 0.0f, sh->dB, r);
-        mm(TR, NT, r, di, N, 1.0f, p->dh, r, x, di, 0.0f, sh->dA, di);
+        mm_branch(a, TR, NT, dout, r, N, p->s, dy, dout, p->h, r, 0.0f, sh->dB, r);
+        mm_branch(a, TR, NT, r, di, N, 1.0f, p->dh, r, x, di, 0.0f, sh->dA, di);
         contract(a, sh->dA, sh->dB, a->grads);
     }
     if (dx)
-        mm(NT, NT, N, di, r, 1.0f, p->dh, r, p->Am, di, 1.0f, dx, di);
+        mm_branch(a, NT, NT, N, di, r, 1.0f, p->dh, r, p->Am, di, 1.0f, dx, di);
 }
 
 /* w (d_out, d_in) += scale * s B A (mixed in the shared scratch, so the
@@ -341,7 +341,7 @@ const struct adapter_ops nola_ops = {
                       "frozen random bases, coefficients (2, k) trained",
     .api_version    = ADAPTER_API_VERSION,
     .flags          = ADAPTER_F_RANK | ADAPTER_F_DROPOUT | ADAPTER_F_INIT_NONZERO |
-                      ADAPTER_F_BUDGET_BASES,
+                      ADAPTER_F_BUDGET_BASES | ADAPTER_F_BF16_BRANCH,
     .default_rank   = 1,
     .n_trainable    = nola_n_trainable,
     .n_shared       = nola_n_shared,

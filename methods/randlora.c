@@ -294,11 +294,11 @@ static void randlora_forward(struct adapter *a, const float *x, float *y, size_t
 
     build_q(&g, sh->Q);
     if (g.case1) {
-        mm(NT, TR, N, g.nr, g.d, 1.0f, x, a->d_in, sh->Q, g.d, 0.0f, sh->hs, g.nr);
-        mm(NT, TR, N, g.D, g.nr, p->s, sh->hs, g.nr, g.P, g.ldP, 1.0f, y, a->d_out);
+        mm_branch(a, NT, TR, N, g.nr, g.d, 1.0f, x, a->d_in, sh->Q, g.d, 0.0f, sh->hs, g.nr);
+        mm_branch(a, NT, TR, N, g.D, g.nr, p->s, sh->hs, g.nr, g.P, g.ldP, 1.0f, y, a->d_out);
     } else {
-        mm(NT, NT, N, g.nr, g.D, 1.0f, x, a->d_in, g.P, g.ldP, 0.0f, p->h, g.nr);
-        mm(NT, NT, N, g.d, g.nr, p->s, p->h, g.nr, sh->Q, g.d, 1.0f, y, a->d_out);
+        mm_branch(a, NT, NT, N, g.nr, g.D, 1.0f, x, a->d_in, g.P, g.ldP, 0.0f, p->h, g.nr);
+        mm_branch(a, NT, NT, N, g.d, g.nr, p->s, p->h, g.nr, sh->Q, g.d, 1.0f, y, a->d_out);
     }
 }
 
@@ -318,24 +318,24 @@ static void randlora_backward(struct adapter *a, const float *x, const float *dy
     if (!a->grads && !dx)
         return;
     if (g.case1) {
-        mm(NT, NT, N, g.nr, g.D, p->s, dy, a->d_out, g.P, g.ldP, 0.0f, sh->hs, g.nr);
+        mm_branch(a, NT, NT, N, g.nr, g.D, p->s, dy, a->d_out, g.P, g.ldP, 0.0f, sh->hs, g.nr);
         if (a->grads) {
-            mm(TR, NT, g.nr, g.d, N, 1.0f, sh->hs, g.nr, x, a->d_in, 0.0f, sh->dQ, g.d);
+            mm_branch(a, TR, NT, g.nr, g.d, N, 1.0f, sh->hs, g.nr, x, a->d_in, 0.0f, sh->dQ, g.d);
             contract_dq(&g, sh->dQ, a->grads, a->grads + g.r * g.n);
         }
         if (dx) {
             build_q(&g, sh->Q);
-            mm(NT, NT, N, g.d, g.nr, 1.0f, sh->hs, g.nr, sh->Q, g.d, 1.0f, dx, a->d_in);
+            mm_branch(a, NT, NT, N, g.d, g.nr, 1.0f, sh->hs, g.nr, sh->Q, g.d, 1.0f, dx, a->d_in);
         }
     } else {
         if (a->grads) {
-            mm(TR, NT, g.nr, g.d, N, p->s, p->h, g.nr, dy, a->d_out, 0.0f, sh->dQ, g.d);
+            mm_branch(a, TR, NT, g.nr, g.d, N, p->s, p->h, g.nr, dy, a->d_out, 0.0f, sh->dQ, g.d);
             contract_dq(&g, sh->dQ, a->grads, a->grads + g.r * g.n);
         }
         if (dx) {
             build_q(&g, sh->Q);
-            mm(NT, TR, N, g.nr, g.d, p->s, dy, a->d_out, sh->Q, g.d, 0.0f, sh->hs, g.nr);
-            mm(NT, TR, N, g.D, g.nr, 1.0f, sh->hs, g.nr, g.P, g.ldP, 1.0f, dx, a->d_in);
+            mm_branch(a, NT, TR, N, g.nr, g.d, p->s, dy, a->d_out, sh->Q, g.d, 0.0f, sh->hs, g.nr);
+            mm_branch(a, NT, TR, N, g.D, g.nr, 1.0f, sh->hs, g.nr, g.P, g.ldP, 1.0f, dx, a->d_in);
         }
     }
 }
@@ -402,7 +402,7 @@ static void randlora_project_rows(struct adapter *a, const float *x, const float
     struct geo g = geometry(a);
 
     if (!g.case1)
-        mm(NT, NT, N, g.nr, g.D, 1.0f, x, a->d_in, g.P, g.ldP, 0.0f, p->h, g.nr);
+        mm_branch(a, NT, NT, N, g.nr, g.D, 1.0f, x, a->d_in, g.P, g.ldP, 0.0f, p->h, g.nr);
     randlora_backward(a, x, dy, NULL, N);
 }
 
@@ -433,7 +433,8 @@ const struct adapter_ops randlora_ops = {
     .name           = "randlora",
     .summary        = "RandLoRA: dW = s sum_i B_i Lambda_i A Gamma_i, shared random bases",
     .api_version    = ADAPTER_API_VERSION,
-    .flags          = ADAPTER_F_RANK | ADAPTER_F_DROPOUT | ADAPTER_F_RANK_LE_DIMS,
+    .flags          = ADAPTER_F_RANK | ADAPTER_F_DROPOUT | ADAPTER_F_RANK_LE_DIMS |
+                      ADAPTER_F_BF16_BRANCH,
     .default_rank   = 32,
     .n_trainable    = randlora_n_trainable,
     .n_shared       = randlora_n_shared,

@@ -156,12 +156,12 @@ static void vera_forward(struct adapter *a, const float *x, float *y, size_t N)
     size_t r = a->method->cfg.r, di = a->d_in, dout = a->d_out, ldA = a->method->max_in;
     const float *b = a->params, *d = a->params + dout;
 
-    mm(NT, TR, N, r, di, 1.0f, x, di, s->A, ldA, 0.0f, p->h, r);
+    mm_branch(a, NT, TR, N, r, di, 1.0f, x, di, s->A, ldA, 0.0f, p->h, r);
     for (size_t i = 0; i < N; i++)
         for (size_t k = 0; k < r; k++)
             s->u[i * r + k] = p->h[i * r + k] * d[k];
     scale_rows_b(s, b, dout, r);
-    mm(NT, TR, N, dout, r, 1.0f, s->u, r, s->bB, r, 1.0f, y, dout);
+    mm_branch(a, NT, TR, N, dout, r, 1.0f, s->u, r, s->bB, r, 1.0f, y, dout);
 }
 
 /* y[n,j] = b_j sum_k B[j,k] u[n,k],  u = h . d,  h = x A^T.  With G = dy:
@@ -185,7 +185,7 @@ static void vera_backward(struct adapter *a, const float *x, const float *dy, fl
         for (size_t i = 0; i < N; i++)
             for (size_t k = 0; k < r; k++)
                 s->u[i * r + k] = p->h[i * r + k] * d[k];
-        mm(TR, NT, dout, r, N, 1.0f, dy, dout, s->u, r, 0.0f, s->M, r);
+        mm_branch(a, TR, NT, dout, r, N, 1.0f, dy, dout, s->u, r, 0.0f, s->M, r);
         for (size_t j = 0; j < dout; j++) {
             float acc = 0.0f;
 
@@ -195,7 +195,7 @@ static void vera_backward(struct adapter *a, const float *x, const float *dy, fl
         }
     }
     scale_rows_b(s, b, dout, r);
-    mm(NT, NT, N, r, dout, 1.0f, dy, dout, s->bB, r, 0.0f, s->du, r);
+    mm_branch(a, NT, NT, N, r, dout, 1.0f, dy, dout, s->bB, r, 0.0f, s->du, r);
     if (a->grads) {
         float *dd = a->grads + dout;
 
@@ -211,7 +211,7 @@ static void vera_backward(struct adapter *a, const float *x, const float *dy, fl
         for (size_t i = 0; i < N; i++)
             for (size_t k = 0; k < r; k++)
                 s->du[i * r + k] *= d[k];
-        mm(NT, NT, N, di, r, 1.0f, s->du, r, s->A, ldA, 1.0f, dx, di);
+        mm_branch(a, NT, NT, N, di, r, 1.0f, s->du, r, s->A, ldA, 1.0f, dx, di);
     }
 }
 
@@ -270,8 +270,8 @@ static void vera_project_rows(struct adapter *a, const float *x, const float *dy
     struct vera_priv *p = a->priv;
     size_t r = a->method->cfg.r, di = a->d_in, dout = a->d_out, ldA = a->method->max_in;
 
-    mm(NT, TR, N, r, di, 1.0f, x, di, s->A, ldA, 0.0f, p->h, r);
-    mm(TR, NT, dout, r, N, 1.0f, dy, dout, p->h, r, 0.0f, s->M, r);
+    mm_branch(a, NT, TR, N, r, di, 1.0f, x, di, s->A, ldA, 0.0f, p->h, r);
+    mm_branch(a, TR, NT, dout, r, N, 1.0f, dy, dout, p->h, r, 0.0f, s->M, r);
     vera_contract_m(a);
 }
 
@@ -299,7 +299,8 @@ const struct adapter_ops vera_ops = {
     .name           = "vera",
     .summary        = "VeRA: dW = diag(b) B diag(d) A, shared frozen A, B",
     .api_version    = ADAPTER_API_VERSION,
-    .flags          = ADAPTER_F_RANK | ADAPTER_F_DROPOUT | ADAPTER_F_COUNT_MONOTONE,
+    .flags          = ADAPTER_F_RANK | ADAPTER_F_DROPOUT | ADAPTER_F_COUNT_MONOTONE |
+                      ADAPTER_F_BF16_BRANCH,
     .default_rank   = 256,
     .n_trainable    = vera_n_trainable,
     .n_shared       = vera_n_shared,

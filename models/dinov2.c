@@ -264,6 +264,9 @@ int dinov2_forward(struct dinov2_run *r, const struct clip_model *m, struct clip
                             ca && ca->max_images < r->max_B ? ca->max_images : r->max_B);
     r->B = B;
     r->pool = pool;
+    /* at the native grid the model's own table (current: pretraining
+     * updates it between steps); at another size the one resized at init */
+    const float *pos = r->S == v->image_size ? m->w.v_pos : r->pos;
 
     /* patches (B,P,C) = conv(pixels) + bias */
     patch_embed_forward(r->patch_out, r->patches, pixels, m->w.v_patch, B, v->num_channels,
@@ -273,11 +276,11 @@ int dinov2_forward(struct dinov2_run *r, const struct clip_model *m, struct clip
         float *x = r->res + b * T * C;
 
         for (size_t c = 0; c < C; c++)
-            x[c] = m->w.v_class[c] + r->pos[c];
+            x[c] = m->w.v_class[c] + pos[c];
         if (R)
             memcpy(x + C, m->w.v_registers, R * C * sizeof(float));
         for (size_t p = 0; p < P; p++) {
-            const float *po = r->patch_out + (b * P + p) * C, *pe = r->pos + (1 + p) * C;
+            const float *po = r->patch_out + (b * P + p) * C, *pe = pos + (1 + p) * C;
             float *o = x + (1 + R + p) * C;
 
             for (size_t c = 0; c < C; c++)
@@ -324,13 +327,15 @@ static size_t lowest_adapted(const struct clip_adapters *ca, size_t L)
     return L;
 }
 
-void dinov2_backward(struct dinov2_run *r, const struct clip_model *m, struct clip_adapters *ca,
-                     const float *dfeats, float *dpixels)
+/* The shared backward: adapters' gradients (ca), every weight's (g), dpixels;
+ * g != NULL walks every layer down to the embeddings. */
+static void backward(struct dinov2_run *r, const struct clip_model *m, struct clip_adapters *ca,
+                     struct dinov2_grads *g, const float *dfeats, float *dpixels)
 {
     const struct clip_vision_config *v = &m->cfg.vision;
     const size_t B = r->B, C = v->hidden, L = v->layers, T = r->T, P = r->P, R = r->R;
     const size_t NT = B * T, FD = dinov2_feature_dim(m, r->pool);
-    const size_t stop = dpixels ? 0 : lowest_adapted(ca, L);
+    const size_t stop = dpixels || g ? 0 : lowest_adapted(ca, L);
     struct block_grads frozen;
     float *dout, *din;
 
@@ -353,23 +358,101 @@ void dinov2_backward(struct dinov2_run *r, const struct clip_model *m, struct cl
     }
     dout = r->dres[0];
     memset(dout, 0, NT * C * sizeof(float));
-    layernorm_backward(dout, NULL, NULL, r->dfin, r->res + L * NT * C, m->w.v_post_w,
-                       r->fin_mean, r->fin_rstd, NT, C);
+    layernorm_backward(dout, g ? g->w.v_post_w : NULL, g ? g->w.v_post_b : NULL, r->dfin,
+                       r->res + L * NT * C, m->w.v_post_w, r->fin_mean, r->fin_rstd, NT, C);
     for (size_t l = L; l-- > stop;) {
-        const bool want_dx = l > stop || dpixels;
+        const bool want_dx = l > stop || dpixels || g;
 
         din = want_dx ? r->dres[(L - l) % 2] : NULL;
         if (din)
             memset(din, 0, NT * C * sizeof(float));
-        block_backward_adapted(din, &frozen, &r->gacts, dout, &r->acts[l], r->res + l * NT * C,
-                               &m->vlayer[l], layer_adapters(ca, l), &m->vblock, B, T);
+        block_backward_adapted(din, g ? &g->vlayer[l] : &frozen, &r->gacts, dout, &r->acts[l],
+                               r->res + l * NT * C, &m->vlayer[l], layer_adapters(ca, l),
+                               &m->vblock, B, T);
         dout = din;
     }
-    if (!dpixels)
+    if (!dpixels && !g)
         return;
-    /* dout = d tokens: the patch rows are d (conv + bias) */
-    for (size_t b = 0; b < B; b++)
-        memcpy(r->dpatch_out + b * P * C, dout + (b * T + 1 + R) * C, P * C * sizeof(float));
-    patch_embed_backward(dpixels, NULL, r->dpatches, r->dpatch_out, r->patches, m->w.v_patch, B,
-                         v->num_channels, r->S, r->S, v->patch_size, C);
+    /* dout = d tokens: [cls + pos0, registers, patches + bias + pos[1..]] */
+    for (size_t b = 0; b < B; b++) {
+        const float *dx = dout + b * T * C;
+
+        memcpy(r->dpatch_out + b * P * C, dx + (1 + R) * C, P * C * sizeof(float));
+        if (!g)
+            continue;
+        for (size_t c = 0; c < C; c++) {
+            g->w.v_class[c] += dx[c];
+            g->w.v_pos[c] += dx[c];
+        }
+        for (size_t i = 0; i < R * C; i++)
+            g->w.v_registers[i] += dx[C + i];
+        for (size_t p = 0; p < P; p++) {
+            const float *d = dx + (1 + R + p) * C;
+            float *dpos = g->w.v_pos + (1 + p) * C;
+
+            for (size_t c = 0; c < C; c++) {
+                g->w.v_patch_b[c] += d[c];
+                dpos[c] += d[c];
+            }
+        }
+    }
+    patch_embed_backward(dpixels, g ? g->w.v_patch : NULL, r->dpatches, r->dpatch_out,
+                         r->patches, m->w.v_patch, B, v->num_channels, r->S, r->S,
+                         v->patch_size, C);
+}
+
+void dinov2_backward(struct dinov2_run *r, const struct clip_model *m, struct clip_adapters *ca,
+                     const float *dfeats, float *dpixels)
+{
+    backward(r, m, ca, NULL, dfeats, dpixels);
+}
+
+/* ------------------------------------------------------------------------ */
+/* every weight's gradient (pretraining)                                     */
+
+void dinov2_grads_init(struct dinov2_grads *g, const struct clip_model *m)
+{
+    const struct clip_vision_config *v = &m->cfg.vision;
+    const struct clip_weights *w = &m->w;
+    float *const base = m->params;
+    size_t sizes[BLOCK_NUM_PARAMS];
+    const size_t stride = block_param_sizes(sizes, v->hidden, v->intermediate) + 2 * v->hidden;
+
+    RL_ASSERT(m->cfg.arch == CLIP_ARCH_DINOV2);
+    memset(g, 0, sizeof(*g));
+    g->n = m->n_params;
+    g->buf = xcalloc_aligned(g->n, sizeof(float));
+#define AT(field) (w->field ? g->buf + (w->field - base) : NULL)
+    g->w.v_patch = AT(v_patch);
+    g->w.v_patch_b = AT(v_patch_b);
+    g->w.v_class = AT(v_class);
+    g->w.v_pos = AT(v_pos);
+    g->w.v_mask = AT(v_mask);
+    g->w.v_registers = AT(v_registers);
+    g->w.v_layers = AT(v_layers);
+    g->w.v_post_w = AT(v_post_w);
+    g->w.v_post_b = AT(v_post_b);
+#undef AT
+    g->vlayer = xcalloc(v->layers ? v->layers : 1, sizeof(*g->vlayer));
+    for (size_t l = 0; l < v->layers; l++)
+        block_grads_point(&g->vlayer[l], g->w.v_layers + l * stride, v->hidden,
+                          v->intermediate);
+}
+
+void dinov2_grads_free(struct dinov2_grads *g)
+{
+    free(g->buf);
+    free(g->vlayer);
+    memset(g, 0, sizeof(*g));
+}
+
+int dinov2_backward_full(struct dinov2_run *r, const struct clip_model *m, struct dinov2_grads *g,
+                         const float *dfeats)
+{
+    if (r->S != m->cfg.vision.image_size)
+        return rl_error_set(RL_ERR_ARG, "dinov2: every weight's gradient is computed at the "
+                            "native input size %zu only (the run is at %zu: interpolated "
+                            "position embeddings)", m->cfg.vision.image_size, r->S);
+    backward(r, m, NULL, g, dfeats, NULL);
+    return RL_OK;
 }

@@ -31,9 +31,9 @@
  * out_proj = attention.output.dense, fc1 = mlp.fc1, fc2 = mlp.fc2), their
  * merged path, bf16 frozen weights, rebase and adapter files all apply.
  * Not supported, refused with a message: use_swiglu_ffn (the giant
- * models), masked-token inputs (bool_masked_pos), gradients of the frozen
- * weights themselves (clip_grads: everything is trained through adapters,
- * `full` included).
+ * models), masked-token inputs (bool_masked_pos). Fine-tuning trains
+ * through adapters (`full` included); every weight's own gradient
+ * (dinov2_grads, below) is for pretraining vit-tiny, at the native size.
  *
  * Memory as clip.h: activations in one allocation per run (struct
  * dinov2_run), sized at init; nothing allocated per step.
@@ -141,7 +141,8 @@ struct dinov2_run {
     bool train;                 /* every layer's activations kept             */
     size_t n_floats;            /* of buf                                     */
     float *buf;
-    float *pos;                 /* (1+P, C) the position table at S           */
+    float *pos;                 /* (1+P, C) the position table at S (read at
+                                   another size than the native one)          */
     struct block_acts *acts;    /* (L or 1)                                   */
     float *patches;             /* (B,P,K)                                    */
     float *patch_out;           /* (B,P,C)                                    */
@@ -170,5 +171,28 @@ int  dinov2_forward(struct dinov2_run *r, const struct clip_model *m, struct cli
  * are skipped when dpixels is NULL. The run must have been made to train. */
 void dinov2_backward(struct dinov2_run *r, const struct clip_model *m, struct clip_adapters *ca,
                      const float *dfeats, float *dpixels);
+
+/* ------------------------------------------------------------------------ */
+/* every weight's gradient (pretraining, experiments/pretrain_vit.h)         */
+
+/* A gradient block laid out as the model's params (n_params floats, so
+ * adamw_step(params, buf) updates every weight), with views. LayerScale
+ * (ls1, ls2) and the mask token get no gradient (block.h has none for
+ * LayerScale; the mask token is unused): they stay zero. */
+struct dinov2_grads {
+    size_t n;                   /* floats of buf (= m->n_params)            */
+    float *buf;                 /* owned                                     */
+    struct clip_weights w;      /* v_patch, v_patch_b, v_class, v_pos,
+                                   v_registers, v_layers, v_post_*           */
+    struct block_grads *vlayer; /* (L)                                       */
+};
+
+void dinov2_grads_init(struct dinov2_grads *g, const struct clip_model *m);
+void dinov2_grads_free(struct dinov2_grads *g);
+/* Backward of the last forward (no adapters) into every weight's gradient
+ * (g accumulates; zero g->buf first). At the native input size only
+ * (RL_ERR_ARG otherwise): the position table is then used as it is. */
+int  dinov2_backward_full(struct dinov2_run *r, const struct clip_model *m,
+                          struct dinov2_grads *g, const float *dfeats);
 
 #endif /* RANDLORA_MODELS_DINOV2_H */

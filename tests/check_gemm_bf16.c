@@ -163,19 +163,7 @@ END_TEST
 /* true when the bf16 GEMM runs here; else prints why the test skips */
 static int gemm_available(const char *test)
 {
-    if (gemm_bf16_check() == RL_OK)
-        return 1;
-    printf("check_gemm_bf16: %s skipped: %s\n", test, rl_error_msg());
-    return 0;
-}
-
-/* gamma_n = n u32 / (1 - n u32), u32 = 2^-24: the bound on the relative
- * error of a sum of n + 1 terms in fp32, in any order */
-static double gamma_fp32(size_t n)
-{
-    double nu = (double)n * ldexp(1.0, -24);
-
-    return nu / (1.0 - nu);
+    return test_bf16_available("check_gemm_bf16", test);
 }
 
 /* B's element (k, j) in either layout */
@@ -217,7 +205,7 @@ static size_t gemm_check(const float *C, const float *C0, float beta, const floa
                 ref += p;
                 S += fabs(p);
             }
-            bound = round_in * S + gamma_fp32(K) * (fabs(beta * C0[i * N + j]) + grow * S);
+            bound = round_in * S + test_gamma_fp32(K) * (fabs(beta * C0[i * N + j]) + grow * S);
             err = fabs((double)C[i * N + j] - ref);
             if (!(err <= bound)) {
                 if (bad++ < 3 && !quiet)

@@ -354,10 +354,12 @@ START_TEST(test_lm_refusals)
     const char *cut[] = { "data.cutoff=100", "data.lm_loss=response" };
     const char *shots[] = { "data.shots=2" };
     const char *clip[] = { "model.name=clip-tiny" };
+    const char *bf16[] = { "train.precision=bf16" };
 
     expect_refused(cut, 2, "cuts every training item");
     expect_refused(shots, 1, "data.shots");
     expect_refused(clip, 1, "no Llama-family decoder");
+    expect_refused(bf16, 1, "not available for a decoder");
 }
 END_TEST
 

@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/gemm_bf16.h"
+#include "core/status.h"
 
 size_t tensor_compare(const char *name, const float *got, const float *want, size_t n,
                       double atol, double rtol)
@@ -103,6 +105,17 @@ double test_max_abs(const float *x, size_t n)
     return m;
 }
 
+double test_rel_l2(const float *a, const float *b, size_t n)
+{
+    double d = 0.0, r = 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        r += (double)b[i] * b[i];
+    }
+    return sqrt(d / r);
+}
+
 double test_max_abs_diff(const float *a, const float *b, size_t n)
 {
     double m = 0.0;
@@ -186,4 +199,19 @@ void test_write_file(const char *path, const void *buf, size_t n)
 void test_write_text(const char *path, const char *text)
 {
     test_write_file(path, text, strlen(text));
+}
+
+double test_gamma_fp32(size_t n)
+{
+    double nu = (double)n * ldexp(1.0, -24);
+
+    return nu / (1.0 - nu);
+}
+
+int test_bf16_available(const char *suite, const char *test)
+{
+    if (gemm_bf16_check() == RL_OK)
+        return 1;
+    printf("%s: %s skipped: %s\n", suite, test, rl_error_msg());
+    return 0;
 }

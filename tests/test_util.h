@@ -37,11 +37,22 @@ size_t gradcheck(const char *name, float *p, const float *grad, size_t n,
  * its own upstream gradient r (so dout = r). */
 double dot_double(const float *out, const float *r, size_t n);
 
+/* ||a - b|| / ||b|| (2-norms over n values), in double */
+double test_rel_l2(const float *a, const float *b, size_t n);
+
 /* max over i < n of |a[i] - b[i]|, in double */
 double test_max_abs_diff(const float *a, const float *b, size_t n);
 
 /* max over i < n of |x[i]|, in double */
 double test_max_abs(const float *x, size_t n);
+
+/* gamma_n = n 2^-24 / (1 - n 2^-24): the bound on the relative error of a
+ * sum of n + 1 terms in fp32, in any order (the bf16 GEMM bounds) */
+double test_gamma_fp32(size_t n);
+
+/* true when bf16 GEMMs run here (gemm_bf16_check); else prints
+ * "SUITE: TEST skipped: why" and returns false */
+int test_bf16_available(const char *suite, const char *test);
 
 /* freshly allocated (caller frees) arrays */
 float *test_randn(struct rng *r, size_t n, float std);
