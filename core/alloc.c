@@ -3,9 +3,22 @@
  */
 #include "core/alloc.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define RL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/asan_interface.h>
+#define RL_ASAN 1
+#endif
+#endif
 
 static _Noreturn void alloc_fail(size_t n, size_t size, const char *file, int line)
 {
@@ -80,4 +93,29 @@ void *xcalloc_aligned_at(size_t n, size_t size, const char *file, int line)
         alloc_fail(n, size, file, line);
     memset(p, 0, rounded ? rounded : 64);
     return p;
+}
+
+size_t mem_release_pages(void *p, size_t bytes)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = ((uintptr_t)p + page - 1) / page * page;
+    const uintptr_t hi = ((uintptr_t)p + bytes) / page * page;
+    size_t released = 0;
+
+    if (hi > lo && madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0)
+        released = hi - lo;
+#ifdef RL_ASAN
+    ASAN_POISON_MEMORY_REGION(p, bytes);
+#endif
+    return released;
+}
+
+void mem_unpoison(void *p, size_t bytes)
+{
+#ifdef RL_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(p, bytes);
+#else
+    (void)p;
+    (void)bytes;
+#endif
 }

@@ -38,6 +38,17 @@ char *xstrdup_at(const char *s, const char *file, int line);
 /* 64-byte aligned, zeroed block of n * size bytes; release with free(). */
 void *xcalloc_aligned_at(size_t n, size_t size, const char *file, int line);
 
+/* Memory a caller no longer needs inside a live block (models/clip_precision.c:
+ * the fp32 linear weights under train.precision = bf16): the whole pages in
+ * [p, p + bytes) are given back to the system (madvise MADV_DONTNEED: the
+ * resident set drops; the block stays allocated and a later touch would read
+ * zeros), and under AddressSanitizer the whole range is poisoned, so a read
+ * of it is reported. Returns the bytes given back (the range's edges share
+ * pages with their neighbours and stay). mem_unpoison undoes the poisoning;
+ * call it on the block before it is freed. */
+size_t mem_release_pages(void *p, size_t bytes);
+void mem_unpoison(void *p, size_t bytes);
+
 #define xmalloc(size)              xmalloc_at((size), __FILE__, __LINE__)
 #define xcalloc(n, size)           xcalloc_at((n), (size), __FILE__, __LINE__)
 #define xmalloc_array(n, size)     xmalloc_array_at((n), (size), __FILE__, __LINE__)

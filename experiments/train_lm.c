@@ -334,6 +334,12 @@ int run_lm_init(struct run_state *s)
                             "is no Llama-family decoder (a llama preset, or a directory of a "
                             "LlamaForCausalLM / Qwen2ForCausalLM)", p->id, p->dataset,
                             p->model.name);
+    /* bf16 is the CLIP / DINOv2 linears' (models/clip.h); the decoder's
+     * step is fp32 only: refused rather than run as fp32 unannounced */
+    if (p->train.precision != 0)
+        return rl_error_set(RL_ERR_ARG, "%s: train.precision = bf16 is not available for a "
+                            "decoder (%s trains in fp32): use train.precision = fp32", p->id,
+                            p->model.name);
     if ((rc = open_model(L, p)) != RL_OK)
         return rc;
     dir = spec_dir(p->dataset);

@@ -244,17 +244,15 @@ struct block_adapters {
     float *gw_sum[BLOCK_NUM_LINEARS];   /* NULL: project at once (above)      */
     bool rows[BLOCK_NUM_LINEARS];       /* project_rows instead of gw (above) */
     /* linear i's frozen weight rounded to bf16 (train.precision = bf16:
-     * clip_adapters_set_precision), or NULL (fp32). When set, the linear's
-     * forward and its input gradient are bf16 GEMMs with fp32 accumulation
-     * (core/gemm_bf16.h), on either path: clip_adapters keeps the copy equal
-     * to bf16(the fp32 weight), W + dW while merged (merged in fp32, rounded
-     * once). Every weight gradient stays an fp32 product. */
+     * clip_adapters_set_precision; the model's copy, its fp32 weight given
+     * back), or NULL (fp32). When set, the linear's forward and its input
+     * gradient are bf16 GEMMs with fp32 accumulation (core/gemm_bf16.h),
+     * on either path. Every weight gradient stays an fp32 product. */
     const uint16_t *w_bf16[BLOCK_NUM_LINEARS];
-    /* while linear i is merged under bf16: the second term of its merged
-     * weight's split, bf16(W + dW - w_bf16[i]), so that its products run
-     * on w_bf16 + w_bf16_lo, W + dW to about 16 bits: an update dW far
-     * below bf16's rounding of W is kept (one bf16 weight would lose it);
-     * NULL otherwise */
+    /* while linear i is merged under bf16: the second term bf16(dW), so
+     * that its products run on bf16(W) + bf16(dW): an update dW far below
+     * bf16's rounding of W is kept (one bf16 weight would lose it); NULL
+     * otherwise */
     const uint16_t *w_bf16_lo[BLOCK_NUM_LINEARS];
 };
 

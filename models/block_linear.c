@@ -49,11 +49,11 @@ static bool in_proj_merged(const struct block_adapters *ad, enum block_linear i)
     return i <= BLOCK_LIN_V && lin_merged(ad, BLOCK_LIN_IN_PROJ);
 }
 
-/* linear i's bf16 weight when its products run in bf16, or NULL: the
- * rounding of W (factored path), or while its own adapter is merged the
- * first term of W + dW's two-term split, whose second term is lin_bf16_lo
- * (clip_adapters rounds them again after every merge, re-merge, unmerge and
- * rebase); q, k and v under a merged in_proj run fp32 */
+/* linear i's bf16 weight when its products run in bf16, or NULL: bf16(W)
+ * on either path; while its own adapter is merged the second term
+ * lin_bf16_lo = bf16(dW) is added (models/clip_adapters.c); q, k and v
+ * under a merged in_proj run fp32 (never under bf16: such a site stays
+ * factored there) */
 static const bf16 *lin_bf16(const struct block_adapters *ad, enum block_linear i)
 {
     return ad && ad->w_bf16[i] && !in_proj_merged(ad, i) ? ad->w_bf16[i] : NULL;
@@ -89,10 +89,12 @@ void adapted_linear_forward(float *out, const float *inp, const float *w, const 
 {
     const bf16 *w16 = lin_bf16(ad, i);
 
-    if (w16 && N && C && OC)
+    if (w16 && N && C && OC) {
         linear_forward_bf16(out, inp, w16, lin_bf16_lo(ad, i), b, N, C, OC);
-    else
+    } else {
+        RL_ASSERT(w || !N || !C || !OC);    /* NULL: released under bf16 (clip.h) */
         linear_forward(out, inp, w, b, N, C, OC);
+    }
     if (lin_adapter(ad, i) && !lin_merged(ad, i))
         adapter_forward(ad->lin[i], inp, out, N);
 }
@@ -110,6 +112,7 @@ static void frozen_linear_backward(float *dinp, float *dw, float *db, const floa
             RL_ASSERT(gemm_bf16_f32a(dinp, dout, lo, N, C, OC, GEMM_BF16_B_KN, 1.0f) == RL_OK);
         dinp = NULL;
     }
+    RL_ASSERT(w || !dinp || !N || !C || !OC);   /* NULL: released under bf16 */
     linear_backward(dinp, dw, db, dout, inp, w, N, C, OC);
 }
 

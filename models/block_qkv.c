@@ -118,6 +118,7 @@ void adapted_qkv_backward(float *dxq, float *dx, struct block_grads *g, const fl
             project = a->grads != NULL;
         }
     }
+    RL_ASSERT(p->q_w != NULL);      /* never merged under bf16 (clip_adapters.c) */
     linear_backward(dxq, sink, g->q_b, dq, xq, p->q_w, Nq, C, C);
     linear_backward(dx, sink ? sink + CC : NULL, g->k_b, dk, x, p->k_w, N, C, C);
     linear_backward(dx, sink ? sink + 2 * CC : NULL, g->v_b, dv, x, p->v_w, N, C, C);

@@ -22,7 +22,9 @@
  * Memory (llm.c's malloc_and_point; style-anchors.md 1.3, 7.5):
  *   - every frozen weight lives in ONE float block, m->params, laid out by
  *     the tensor table (HF key names, in table order; each encoder layer's
- *     16 tensors contiguous in block.h order), viewed by m->w;
+ *     16 tensors contiguous in block.h order), viewed by m->w; under
+ *     train.precision = bf16 the linears' fp32 pages are given back and
+ *     they live in m->w_bf16 (clip_model_linears_to_bf16);
  *   - frozen weights have no gradient memory. clip_grads is optional (all
  *     weights trainable, e.g. to pretrain clip-tiny): the same layout again;
  *   - activations: one allocation per tower (struct clip_vision_run /
@@ -212,6 +214,16 @@ struct clip_model {
     struct block_params *tlayer;/* (Lt)                                      */
     struct block_config vblock, tblock;
     size_t view_offset[16];     /* internal: offsets of the clip_weights views */
+    /* train.precision = bf16 (clip_model_linears_to_bf16): */
+    uint16_t *w_bf16;           /* every linear weight of both towers (not
+                                   in_proj: q, k, v's serve it) rounded to
+                                   bf16, one block, owned; NULL under fp32   */
+    size_t n_w_bf16;            /* its elements                               */
+    size_t *released;           /* (n_released, 2) the block ranges (offset,
+                                   floats) of the fp32 linear weights given
+                                   back: their block_params views are NULL,
+                                   and every reader of them asserts; owned    */
+    size_t n_released;
 };
 
 /* Lay out the block for cfg (validated first) and allocate it zeroed. */
@@ -412,12 +424,15 @@ struct clip_adapters {
                                    sum over a step's micro-batches (d_out x
                                    d_in), allocated at the site's first step
                                    of more than one micro-batch; else NULL    */
-    uint16_t *w_bf16;           /* the frozen linears' weights in bf16, one
-                                   block (clip_adapters_set_precision), or NULL */
+    uint16_t *w_bf16;           /* the model's bf16 linear weights (m->w_bf16,
+                                   viewed, not owned: clip_adapters_set_
+                                   precision), or NULL under fp32              */
     size_t n_w_bf16;            /* its elements                               */
-    uint16_t *w_bf16_lo;        /* the merged sites' second terms (n_w_bf16,
-                                   at the same offsets), allocated at the
-                                   first merge under bf16, or NULL            */
+    uint16_t *w_bf16_lo;        /* the merged sites' second terms bf16(dW)
+                                   (n_w_bf16, at the copies' offsets; only a
+                                   merged site's pages are touched), owned,
+                                   allocated at the first merge under bf16,
+                                   or NULL                                    */
 };
 
 /* Attach cfg's method to every linear matched by the targets, for forwards
@@ -494,7 +509,9 @@ struct adapter *clip_adapters_find(const struct clip_adapters *ca, enum clip_tow
  * rebases at checkpoints, every CLIP_REBASE_EVERY steps and at the end, so
  * a resumed run sees exactly the weights of the uninterrupted one. All of
  * this is free for factored-only steps (nothing merged: nothing done).
- * m must be the model the adapters were made for. */
+ * Under bf16 (clip_adapters_set_precision) no weight changes at all: a
+ * merge forms the site's second term bf16(dW), an unmerge drops it, and
+ * nothing drifts. m must be the model the adapters were made for. */
 struct clip_step_size {
     size_t images;              /* images per micro-batch; 0: vision not run  */
     size_t texts;               /* prompts per text forward; 0: text not run  */
@@ -528,20 +545,40 @@ enum clip_precision {
 /* "fp32" | "bf16" -> precision; RL_ERR_ARG otherwise */
 int  clip_precision_parse(const char *name, enum clip_precision *out);
 const char *clip_precision_name(enum clip_precision p);
-/* Under CLIP_PRECISION_BF16: round every linear weight of both towers to
- * bf16 once (every W is frozen here: full fine-tuning trains a delta dW
- * beside it), into one block owned by ca (2 bytes per weight element, on
- * top of the fp32 model, which merges, exports and the re-base still use),
- * and point each layer's block_adapters.w_bf16 at them. Each copy stays
- * bf16(its fp32 weight): clip_adapters_begin_step, end_backward, end_step
- * and rebase round it again whenever they change that weight; while a site
- * is merged its W + dW (merged in fp32) is split in two bf16 terms, the
- * copy and w_bf16_lo (models/block.h), so that a small dW is not rounded
- * away; after a rebase the copy is the one made at load, bit for bit. Call after the weights are loaded and before the first step.
- * RL_ERR_NA (the CPU has no fast bf16 GEMM, gemm_bf16_check's message)
- * leaves everything fp32. FP32: nothing. */
-int  clip_adapters_set_precision(struct clip_adapters *ca, const struct clip_model *m,
+/* Under CLIP_PRECISION_BF16: the model's linear weights in bf16
+ * (clip_model_linears_to_bf16, made once per model: the fp32 ones are given
+ * back), and each layer's block_adapters.w_bf16 pointed at them; ca->w_bf16
+ * and n_w_bf16 view m's block (ca does not own it). The products of every
+ * linear run on that copy, on either path: while a site is merged its
+ * second term w_bf16_lo (models/block.h) is bf16(dW), so the product is
+ * x bf16(W) + x bf16(dW), and an update dW far below half a bf16 step of W
+ * is kept; the copy itself never changes (an unmerge drops the second
+ * term: exact, and nothing drifts, so a rebase has nothing to restore).
+ * Packed in_proj sites stay factored (their merged backward would need the
+ * fp32 weights). Call after the weights are loaded and before the first
+ * step. RL_ERR_NA (the CPU has no fast bf16 GEMM, gemm_bf16_check's
+ * message) leaves everything fp32. FP32: nothing. */
+int  clip_adapters_set_precision(struct clip_adapters *ca, struct clip_model *m,
                                  enum clip_precision p);
+/* Round every linear weight of both towers but in_proj (q, k and v serve
+ * it) to bf16 into m->w_bf16, once (a second call does nothing), and,
+ * unless keep_fp32, give the fp32 ones back (mem_release_pages: the
+ * resident set drops by about 4 bytes per weight; each released view in
+ * m->vlayer / m->tlayer set to NULL, so the fp32 products assert instead
+ * of reading them, as do clip_model_tensor, the savers and
+ * clip_model_reload_range on them). Every method here leaves W frozen
+ * (full fine-tuning trains a delta dW beside it, methods/full.c), so no
+ * training step needs the fp32 weights again; keep_fp32 is for tests that
+ * compare against them. RL_ERR_NA as clip_adapters_set_precision. */
+int  clip_model_linears_to_bf16(struct clip_model *m, bool keep_fp32);
+/* the release alone, after clip_model_linears_to_bf16(m, true); a second
+ * call does nothing */
+void clip_model_release_fp32_linears(struct clip_model *m);
+/* bytes of fp32 linear weights (every linear of both towers) m still holds:
+ * all of them after a load, 0 once clip_model_linears_to_bf16 released them */
+size_t clip_model_fp32_linear_bytes(const struct clip_model *m);
+/* [offset, offset + n) of m's block holds a released fp32 weight */
+bool clip_model_range_released(const struct clip_model *m, size_t offset, size_t n);
 
 /* the runner's rebase period in steps (experiments/train_step.c) */
 #define CLIP_REBASE_EVERY 100

@@ -366,8 +366,7 @@ void clip_adapters_free(struct clip_adapters *ca)
         for (size_t k = 0; k < ca->n_sites; k++)
             free(ca->gw_sum[k]);
     free(ca->gw_sum);
-    free(ca->w_bf16);
-    free(ca->w_bf16_lo);
+    free(ca->w_bf16_lo);               /* w_bf16 is the model's */
     memset(ca, 0, sizeof(*ca));
 }
 
@@ -411,7 +410,8 @@ int clip_path_mode_parse(const char *name, enum clip_path_mode *out)
 }
 
 /* the frozen weight (d_out, d_in) of a site, writable: m->params is the
- * model's own block, viewed const by the layers */
+ * model's own block, viewed const by the layers; a weight given back under
+ * bf16 (clip_model_linears_to_bf16: its view is NULL) asserts */
 float *clip_site_weight(struct clip_model *m, const struct clip_site *s)
 {
     const struct block_params *p = &(s->tower == CLIP_TOWER_VISION ? m->vlayer : m->tlayer)[s->layer];
@@ -478,6 +478,14 @@ static float *site_merged_params(struct clip_adapters *ca, size_t k)
     return ca->merged_params + (ca->adapters[k].params - ca->params);
 }
 
+/* train.precision = bf16 (clip_adapters_set_precision): the sites' products
+ * run on the model's bf16 copies, and no merge touches the fp32 weights
+ * (they are given back) */
+static bool runs_bf16(const struct clip_adapters *ca)
+{
+    return ca->w_bf16 != NULL;
+}
+
 /* the path site k should take for a step of `micro` micro-batches of
  * `rows` rows */
 static bool site_wants_merge(const struct clip_adapters *ca, size_t k, size_t rows,
@@ -487,55 +495,54 @@ static bool site_wants_merge(const struct clip_adapters *ca, size_t k, size_t ro
 
     if (rows == 0 || ca->path_mode == CLIP_PATH_FACTORED)
         return false;
+    /* a merged packed site's backward is fp32 on the weights (block_qkv.c),
+     * which bf16 gives back: it stays factored */
+    if (runs_bf16(ca) && ca->sites[k].lin == BLOCK_LIN_IN_PROJ)
+        return false;
     /* choose_path says factored whenever dropout is active */
     return ca->path_mode == CLIP_PATH_MERGED ? !adapter_dropout_active(a)
                                              : adapter_choose_path(a, rows, micro) ==
                                                    ADAPTER_PATH_MERGED;
 }
 
-/* site k's bf16 copy (train.precision = bf16), rounded again from its
- * fp32 weight after a merge, re-merge, unmerge or rebase changed it: the
- * copy is always bf16(the fp32 weight), and after a rebase again the one
- * made at load, bit for bit. While the site is merged its weight W + dW
- * (merged in fp32) is split in two bf16 terms instead, the copy and
- * w_bf16_lo (core/bf16.h bf16_split_array): one bf16 weight would round
- * away every element of dW below half a bf16 step of W, which early in
- * training is most of it; unmerged, the second term is dropped */
-static void site_sync_bf16(struct clip_adapters *ca, struct clip_model *m, size_t k,
-                           bool merged)
+/* site k merged under bf16: its second term w_bf16_lo = bf16(dW) of the
+ * current parameters, at its copy's offset (formed in fp32 in the shared
+ * scratch ca->gw, rounded once). The products then run on bf16(W) and
+ * bf16(dW): the copy never changes, and a dW far below half a bf16 step of
+ * W (early in training, most of it) is kept to bf16's relative precision
+ * of dW itself, where one bf16 weight bf16(W + dW) would round it away. */
+static void site_merge_bf16(struct clip_adapters *ca, size_t k)
 {
     const struct clip_site *s = &ca->sites[k];
     struct block_adapters *l = site_layer(ca, s);
+    struct adapter *a = &ca->adapters[k];
     const uint16_t *copy = l->w_bf16[s->lin];
-    const size_t n = ca->adapters[k].d_out * ca->adapters[k].d_in;
-    size_t at;
+    const size_t n = a->d_out * a->d_in;
+    const size_t at = (size_t)(copy - ca->w_bf16);
 
-    if (!copy)
-        return;
-    at = (size_t)(copy - ca->w_bf16);
-    if (!merged) {
-        bf16_from_f32_array(ca->w_bf16 + at, clip_site_weight(m, s), n);
-        l->w_bf16_lo[s->lin] = NULL;
-        return;
-    }
+    RL_ASSERT(copy != NULL && ca->gw != NULL);
     if (!ca->w_bf16_lo)
         ca->w_bf16_lo = xmalloc_array(ca->n_w_bf16, sizeof(uint16_t));
-    bf16_split_array(ca->w_bf16 + at, ca->w_bf16_lo + at, clip_site_weight(m, s), n);
+    memset(ca->gw, 0, n * sizeof(float));
+    adapter_merge(a, ca->gw);
+    bf16_from_f32_array(ca->w_bf16_lo + at, ca->gw, n);
     l->w_bf16_lo[s->lin] = ca->w_bf16_lo + at;
 }
 
 /* site k's weight back to W: unmerged with the parameters it was merged
  * with (without a snapshot those are the current ones: such sites are
- * unmerged by end_backward, before the parameters change) */
+ * unmerged by end_backward, before the parameters change); under bf16 its
+ * second term is dropped (the copy is bf16(W) throughout: exact) */
 static void site_unmerge(struct clip_adapters *ca, struct clip_model *m, size_t k)
 {
     const struct clip_site *s = &ca->sites[k];
 
-    if (ca->merged_params)
+    if (runs_bf16(ca))
+        site_layer(ca, s)->w_bf16_lo[s->lin] = NULL;
+    else if (ca->merged_params)
         adapter_unmerge_old(&ca->adapters[k], clip_site_weight(m, s), site_merged_params(ca, k));
     else
         adapter_unmerge(&ca->adapters[k], clip_site_weight(m, s));
-    site_sync_bf16(ca, m, k, false);
     ca->merged[k] = false;
     site_layer(ca, s)->merged[s->lin] = false;
     ca->n_merged--;
@@ -572,7 +579,6 @@ void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
         const struct clip_site *s = &ca->sites[k];
         struct adapter *a = &ca->adapters[k];
         const size_t np = a->n_params;
-        float *w = clip_site_weight(m, s);
         const size_t rows_k = clip_site_rows(m, s, sz);
         const size_t micro = s->tower == CLIP_TOWER_VISION ? sz->vision_micro : sz->text_micro;
         bool merge = site_wants_merge(ca, k, rows_k, micro);
@@ -585,22 +591,27 @@ void clip_adapters_begin_step(struct clip_adapters *ca, struct clip_model *m,
             float *old = site_merged_params(ca, k);
 
             if (memcmp(old, a->params, np * sizeof(float)) != 0) {
-                adapter_remerge(a, w, old);
-                site_sync_bf16(ca, m, k, true);
+                if (runs_bf16(ca))
+                    site_merge_bf16(ca, k);
+                else
+                    adapter_remerge(a, clip_site_weight(m, s), old);
                 memcpy(old, a->params, np * sizeof(float));
                 changed = true;
             }
         } else if (merge) {
             if (!ca->gw)
                 ca->gw = xcalloc_aligned(largest_weight(ca), sizeof(float));
-            adapter_merge(a, w);            /* a pair begins: counted at its end */
-            site_sync_bf16(ca, m, k, true);
+            /* a pair begins: counted at its end */
+            if (runs_bf16(ca))
+                site_merge_bf16(ca, k);
+            else
+                adapter_merge(a, clip_site_weight(m, s));
             if (ca->merged_params)
                 memcpy(site_merged_params(ca, k), a->params, np * sizeof(float));
             ca->merged[k] = true;
             site_layer(ca, s)->merged[s->lin] = true;
             site_layer(ca, s)->gw = ca->gw;
-            ca->drifted[k] = true;
+            ca->drifted[k] = !runs_bf16(ca);    /* bf16: the weights never change */
             ca->n_merged++;
         }
         site_layer(ca, s)->rows[s->lin] = false;
@@ -668,13 +679,13 @@ int clip_adapters_rebase(struct clip_adapters *ca, struct clip_model *m, const c
      * the model's layout says which stored tensors hold it (a packed site's
      * three HF tensors, or open_clip's one in_proj_weight) */
     for (size_t k = 0; k < ca->n_sites && rc == RL_OK; k++) {
-        const float *w = clip_site_weight(m, &ca->sites[k]);
+        const float *w;
 
         if (!ca->drifted[k])
             continue;
+        w = clip_site_weight(m, &ca->sites[k]);
         rc = clip_model_reload_range(m, path, (size_t)(w - m->params),
                                      ca->adapters[k].d_out * ca->adapters[k].d_in);
-        site_sync_bf16(ca, m, k, false);
         if (rc == RL_OK)
             ca->drifted[k] = false;
     }

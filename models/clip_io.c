@@ -533,6 +533,12 @@ int clip_model_init(struct clip_model *m, const struct clip_config *cfg)
 
 void clip_model_free(struct clip_model *m)
 {
+    /* released fp32 linears (clip_model_linears_to_bf16): poisoned under
+     * AddressSanitizer until the block is freed */
+    for (size_t k = 0; k < m->n_released; k++)
+        mem_unpoison(m->params + m->released[2 * k], m->released[2 * k + 1] * sizeof(float));
+    free(m->released);
+    free(m->w_bf16);
     free(m->params);
     free(m->tensors);
     free(m->vlayer);
@@ -552,6 +558,9 @@ float *clip_model_tensor(const struct clip_model *m, const char *name)
 {
     const struct clip_tensor *t = clip_model_find(m, name);
 
+    /* a weight given back under bf16 (clip_model_linears_to_bf16) has no
+     * fp32 values to return */
+    RL_ASSERT(!t || !clip_model_range_released(m, t->offset, t->numel));
     return t ? m->params + t->offset : NULL;
 }
 
@@ -636,6 +645,7 @@ int clip_model_save(const struct clip_model *m, const char *dir, int dtype)
 
     if (dtype != ST_F32 && dtype != ST_F16 && dtype != ST_BF16)
         return rl_error_set(RL_ERR_ARG, "%s: weights can be saved as F32, F16 or BF16", dir);
+    RL_ASSERT(m->n_released == 0);      /* no fp32 linears to save (bf16 run) */
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return rl_error_set(RL_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
     cpath = join(dir, "config.json");

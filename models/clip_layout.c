@@ -308,6 +308,9 @@ static int load_stored(struct clip_model *m, const struct st_file *f, const stru
     int64_t one = 1;
     int rc;
 
+    /* released under bf16 (clip_model_linears_to_bf16): nothing to write to */
+    RL_ASSERT(!clip_model_range_released(m, t->offset, t->numel));
+
     if (t->ndim == 0 && (si = st_find(f, t->name)) && si->ndim == 1 && si->shape[0] == 1)
         return st_load_f32(f, t->name, 1, &one, dst);
     if (!t->transposed)
@@ -378,6 +381,7 @@ int clip_model_save_as(const struct clip_model *m, const char *dir, int dtype,
 
     if (l == CLIP_LAYOUT_HF)
         return clip_model_save(m, dir, dtype);
+    RL_ASSERT(m->n_released == 0);      /* no fp32 linears to save (bf16 run) */
     if (dtype != ST_F32 && dtype != ST_F16 && dtype != ST_BF16)
         return rl_error_set(RL_ERR_ARG, "%s: weights can be saved as F32, F16 or BF16", dir);
     if (!(json = clip_openclip_config_to_json(&m->cfg)))

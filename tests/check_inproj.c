@@ -14,7 +14,8 @@
  *     gradients, for all five methods;
  *   - the merged weights come back bit for bit from the HF file (three
  *     tensors per packed site) and from an open_clip file (one);
- *   - bf16 precision gives q, k and v their copies unless full trains them.
+ *   - bf16 precision gives q, k and v their copies (full too: it trains a
+ *     delta beside W), and a packed site stays factored under bf16.
  */
 #include <float.h>
 #include <math.h>
@@ -417,14 +418,21 @@ START_TEST(test_inproj_bf16_copies)
     ck_assert_ptr_null(ca.vision[0].w_bf16[BLOCK_LIN_IN_PROJ]);
     clip_adapters_free(&ca);
     /* full trains a delta beside each frozen W (methods/full.c), so q, k and
-     * v keep their copies under a full in_proj too (used while it is
-     * factored; while merged they run fp32: block_linear.c in_proj_merged) */
+     * v keep their copies under a full in_proj too (the model's, made once);
+     * a packed site stays factored under bf16, even where the merged path
+     * is forced (its merged backward would read the released fp32 weights) */
     init_packed(&ca, &m, "in_proj", &full, 1);
     ck_assert_int_eq(clip_adapters_set_precision(&ca, &m, CLIP_PRECISION_BF16), RL_OK);
     ck_assert_ptr_nonnull(ca.vision[0].w_bf16[BLOCK_LIN_Q]);
     ck_assert_ptr_nonnull(ca.vision[0].w_bf16[BLOCK_LIN_K]);
     ck_assert_ptr_null(ca.vision[0].w_bf16[BLOCK_LIN_IN_PROJ]);
     ck_assert_ptr_nonnull(ca.vision[0].w_bf16[BLOCK_LIN_OUT]);
+    ck_assert_uint_eq(clip_model_fp32_linear_bytes(&m), 0);
+    ca.path_mode = CLIP_PATH_MERGED;
+    clip_adapters_begin_step(&ca, &m, &(struct clip_step_size){ .images = 1, .texts = 1,
+                             .text_tokens = 7, .vision_micro = 1, .text_micro = 1 });
+    ck_assert_uint_eq(ca.n_merged, 0);
+    clip_adapters_end_step(&ca, &m);
     clip_adapters_free(&ca);
     clip_model_free(&m);
 }

@@ -10,6 +10,7 @@
 
 #include "core/rng.h"
 #include "core/status.h"
+#include "methods/adapter.h"
 #include "formats/safetensors.h"
 #include "test_util.h"
 
@@ -73,6 +74,44 @@ float pipe_backward(struct pipe *p, struct clip_grads *g, float *dpixels)
 double pipe_loss(void *ctx)
 {
     return (double)pipe_forward(ctx);
+}
+
+/* clip-tiny with random weights, `method` (rank r) on all six linears of
+ * both towers, its parameters moved by N(0, noise) (LoRA's B non-zero, so
+ * every adapter gradient is), 4 images, 4 prompts of 9 tokens (bos, bytes,
+ * eos at 5..8), factored path everywhere */
+void step_case_init_method(struct step_case *s, const char *method, size_t r_, float noise)
+{
+    struct clip_target t[1];
+    struct adapter_cfg acfg;
+    struct rng r;
+    size_t nt;
+
+    memset(s, 0, sizeof(*s));
+    ck_assert_int_eq(clip_model_preset(&s->m, "clip-tiny", 7), RL_OK);
+    ck_assert_int_eq(clip_targets_parse("all", t, 1, &nt), RL_OK);
+    adapter_cfg_defaults(&acfg, method, r_);
+    ck_assert_int_eq(clip_adapters_init(&s->ca, &s->m, &acfg, t, nt, STEP_B, STEP_B), RL_OK);
+    s->ca.path_mode = CLIP_PATH_FACTORED;
+    rng_init(&r, 15);
+    for (size_t i = 0; i < s->ca.n_params; i++)
+        s->ca.params[i] += noise * rng_normal(&r);
+    s->pixels = test_randn(&r, STEP_B * 3 * 32 * 32, 1.0f);
+    for (size_t b = 0; b < STEP_B; b++) {
+        size_t eos = 5 + b;
+
+        for (size_t k = 0; k < STEP_T; k++)
+            s->ids[b * STEP_T + k] = k == 0 ? 256 : k < eos ? (int32_t)rng_below(&r, 256) : 257;
+    }
+    pipe_init(&s->p, &s->m, &s->ca, STEP_B, STEP_T, s->pixels, s->ids);
+}
+
+void step_case_free(struct step_case *s)
+{
+    pipe_free(&s->p);
+    free(s->pixels);
+    clip_adapters_free(&s->ca);
+    clip_model_free(&s->m);
 }
 
 /* a small random model: image 8, patch 4 (5 tokens), widths 16/12 */

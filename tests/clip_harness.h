@@ -37,6 +37,25 @@ float pipe_backward(struct pipe *p, struct clip_grads *g, float *dpixels);
 /* pipe_forward for gradcheck */
 double pipe_loss(void *ctx);
 
+/* A clip-tiny step case (check_clip_bf16.c, check_bf16_acts.c): clip-tiny
+ * with random weights (seed 7), `method` (rank r) on all six linears of
+ * both towers, its parameters moved by N(0, noise) (LoRA's B non-zero, so
+ * every adapter gradient is), STEP_B images, STEP_B prompts of STEP_T
+ * tokens (bos, bytes, eos at 5..8), factored path everywhere; owns all but
+ * nothing borrowed */
+enum { STEP_B = 4, STEP_T = 9 };
+
+struct step_case {
+    struct clip_model m;
+    struct clip_adapters ca;
+    struct pipe p;
+    float *pixels;
+    int32_t ids[STEP_B * STEP_T];
+};
+
+void step_case_init_method(struct step_case *s, const char *method, size_t r_, float noise);
+void step_case_free(struct step_case *s);
+
 /* a small random model: image 8, patch 4 (5 tokens), widths 16/12 */
 void tiny_config(struct clip_config *c);
 void tiny_model(struct clip_model *m, uint64_t seed);

@@ -105,6 +105,17 @@ double test_max_abs(const float *x, size_t n)
     return m;
 }
 
+double test_rel_l2(const float *a, const float *b, size_t n)
+{
+    double d = 0.0, r = 0.0;
+
+    for (size_t i = 0; i < n; i++) {
+        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        r += (double)b[i] * b[i];
+    }
+    return sqrt(d / r);
+}
+
 double test_max_abs_diff(const float *a, const float *b, size_t n)
 {
     double m = 0.0;

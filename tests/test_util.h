@@ -37,6 +37,9 @@ size_t gradcheck(const char *name, float *p, const float *grad, size_t n,
  * its own upstream gradient r (so dout = r). */
 double dot_double(const float *out, const float *r, size_t n);
 
+/* ||a - b|| / ||b|| (2-norms over n values), in double */
+double test_rel_l2(const float *a, const float *b, size_t n);
+
 /* max over i < n of |a[i] - b[i]|, in double */
 double test_max_abs_diff(const float *a, const float *b, size_t n);
 
