@@ -28,6 +28,18 @@
 #
 # BENCH_ROWS=dinov2 runs the DINOv2 row only (fp32).
 #
+# Decoder rows (issue 17; BENCH_ROWS=decoder runs them alone, after the fp32
+# table otherwise): qwen2-0.5b, one sequence of BENCH_DECODER_SEQ (256)
+# tokens per step, adapters on q, k, v, up, down of every layer: lora r=16,
+# lora r=32, randlora r=10 (LoRA-16's budget there), full; each as
+# `randlora bench --model qwen2-0.5b` and as the same step in plain PyTorch
+# (bench/torch_decoder.py through torch_baseline.py), in turn, BENCH_DECODER_ROUNDS
+# (1) rounds interleaved; BENCH_STEPS_DECODER (2) timed steps after a
+# warm-up. Then randlora's greedy generation at those shapes (C only: the
+# evaluation's cost): 16 prompts of 128 tokens, 16 decoding steps.
+# BENCH_DECODER_MODEL (qwen2-0.5b; llama-tiny for a quick look) picks the
+# preset. About 5 minutes on 2 idle cores (~9 GB of memory for full).
+#
 # bf16 (issue 15), when `randlora threads` reports a bf16 kernel (AMX or
 # AVX512-BF16; BENCH_PRECISIONS chooses): the same models and methods at
 # batch 32 and 128 with `randlora bench --precision bf16`, each against
@@ -55,6 +67,10 @@ T=${BENCH_THREADS:-2}
 S=${BENCH_STEPS:-3}
 SA=${BENCH_STEPS_ACC:-3}
 ST=${BENCH_STEPS_TINY:-5}
+SD=${BENCH_STEPS_DECODER:-2}
+DSEQ=${BENCH_DECODER_SEQ:-256}
+DMODEL=${BENCH_DECODER_MODEL:-qwen2-0.5b}
+DROUNDS=${BENCH_DECODER_ROUNDS:-1}
 RL=${RANDLORA:-./randlora}
 if [ -n "${TORCH_PYTHON:-}" ]; then
     PY=$TORCH_PYTHON
@@ -106,6 +122,34 @@ row() {
     fi
 }
 
+# decoder rows: model method rank (randlora and PyTorch in turn)
+decoder_row() {
+    local model=$1 method=$2 rank=$3
+    echo "  fp32 $model $method r=$rank, 1 x $DSEQ tokens, $SD steps: randlora" >&2
+    "$RL" bench --model "$model" --method "$method" --rank "$rank" --batch 1 --seq "$DSEQ" \
+        --steps "$SD" --threads "$T" --json >> "$OUT" ||
+        echo "    randlora bench failed (status $?)" >&2
+    if [ "$TORCH" = 1 ]; then
+        echo "  fp32 $model $method r=$rank, 1 x $DSEQ tokens, $SD steps: pytorch" >&2
+        env $TORCH_WAIT OMP_NUM_THREADS=$T OPENBLAS_NUM_THREADS=$T \
+            "$PY" bench/torch_baseline.py --model "$model" --method "$method" --rank "$rank" \
+            --batch 1 --seq "$DSEQ" --steps "$SD" --threads "$T" >> "$OUT" ||
+            echo "    torch_baseline.py failed (status $?)" >&2
+    fi
+}
+
+decoder_rows() {
+    local round m
+    for round in $(seq "$DROUNDS"); do
+        for m in lora:16 lora:32 randlora:10 full:1; do
+            decoder_row "$DMODEL" "${m%%:*}" "${m##*:}"
+        done
+    done
+    echo "  fp32 $DMODEL lora r=16: randlora greedy generation, 16 x 128 prompt tokens, 16 steps" >&2
+    "$RL" bench --model "$DMODEL" --method lora --rank 16 --batch 16 --seq 128 --generate 16 \
+        --threads "$T" --json >> "$OUT" || echo "    randlora bench --generate failed" >&2
+}
+
 start=$(date +%s)
 echo "issue 7/15 tables: $T threads; PyTorch: $([ $TORCH = 1 ] && echo "$TORCH_VERSION ($PY), wait policies ${BENCH_TORCH_WAIT:-passive}" || echo "not found ($PY cannot import torch): the C half only")" >&2
 BF16_LINE=$("$RL" threads | sed -n 's/^bf16: //p')
@@ -115,6 +159,10 @@ for prec in $PRECISIONS; do
     fp32)
         if [ "${BENCH_ROWS:-all}" = dinov2 ]; then
             row fp32 dinov2-vit-b-14 lora 32 32 1 "$S" 1
+            continue
+        fi
+        if [ "${BENCH_ROWS:-all}" = decoder ]; then
+            decoder_rows
             continue
         fi
         row fp32 clip-vit-b-32 lora 32 32 1 "$S" 1
@@ -128,9 +176,10 @@ for prec in $PRECISIONS; do
             row fp32 clip-tiny "${m%%:*}" "${m##*:}" 128 1 "$ST" 1
         done
         row fp32 dinov2-vit-b-14 lora 32 32 1 "$S" 1
+        decoder_rows
         ;;
     bf16)
-        [ "${BENCH_ROWS:-all}" = dinov2 ] && continue
+        [ "${BENCH_ROWS:-all}" = all ] || continue
         case $BF16_LINE in
         *matmul=*) ;;
         *) echo "  bf16 skipped: $BF16_LINE" >&2; continue ;;

@@ -46,6 +46,8 @@ def main():
             if line.startswith("{"):
                 rows.append(json.loads(line))
     env = next((r for r in rows if r["impl"] == "env"), {})
+    dec = [r for r in rows if "seq" in r]                 # decoder rows (issue 17)
+    rows = [r for r in rows if "seq" not in r]
     c_all = [r for r in rows if r["impl"] == "c"]
     c = [r for r in c_all if r.get("precision", "fp32") == "fp32"]
     c16 = [r for r in c_all if r.get("precision") == "bf16"]
@@ -57,6 +59,76 @@ def main():
         fp32_table(c, torch, no_torch)
     if c16:
         bf16_table(c16, c, torch_all, env)
+    if dec:
+        decoder_table(dec, no_torch)
+
+
+def decoder_table(rows, no_torch):
+    """issue 17: randlora's decoder training step against the same step in
+    plain PyTorch, each C row with the PyTorch rows of its configuration
+    (several rounds: each pair in its own round, then the medians)"""
+    def dkey(r):
+        return (r["model"], r["method"], r["rank"], r["batch"], r["seq"])
+
+    train = [r for r in rows if r.get("kind", "train") == "train"]
+    gen = [r for r in rows if r.get("kind") == "generate"]
+    order, c, t = [], {}, {}
+    for r in train:
+        k = dkey(r)
+        if k not in order:
+            order.append(k)
+        (c if r["impl"] == "c" else t).setdefault(k, []).append(r)
+
+    def med(v):
+        v = sorted(v)
+        return v[len(v) // 2] if len(v) % 2 else 0.5 * (v[len(v) // 2 - 1] + v[len(v) // 2])
+
+    print("\ndecoder (issue 17): a training step, randlora against plain PyTorch, same run")
+    hdr = ("model", "method", "r", "tokens", "trainable", "step s", "tok/s", "torch s",
+           "torch tok/s", "x torch", "CPU s", "torch CPU", "x CPU", "RSS MiB", "torch RSS",
+           "RSS x", "rounds")
+    fmt = "%-11s %-8s %3s %7s %10s %7s %7s %8s %11s %7s %6s %9s %5s %7s %9s %5s %6s"
+    print(fmt % hdr)
+    print("-" * 150)
+    for k in order:
+        cs, ts = c.get(k, []), t.get(k, [])
+        if not cs:
+            continue
+        ctok = med([r["tokens_per_s"] for r in cs])
+        crss = max(r["peak_rss_mb"] for r in cs)
+        ttok = med([r["tokens_per_s"] for r in ts]) if ts else None
+        trss = max(r["peak_rss_mb"] for r in ts) if ts else None
+        # each round's own ratio (the pairs ran one after the other)
+        ratios = [a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(cs, ts)]
+        cpu_ratios = [b["step_cpu_s"] / a["step_cpu_s"] for a, b in zip(cs, ts)
+                      if a.get("step_cpu_s") and b.get("step_cpu_s")]
+        ccpu = med([r["step_cpu_s"] for r in cs if "step_cpu_s" in r] or [0])
+        tcpu = med([r["step_cpu_s"] for r in ts if "step_cpu_s" in r] or [0])
+        print(fmt % (k[0], k[1], k[2] if k[1] != "full" else "-", "%dx%d" % (k[3], k[4]),
+                     cs[0]["n_trainable"], "%.2f" % med([r["step_s"] for r in cs]),
+                     "%.1f" % ctok, "%.2f" % med([r["step_s"] for r in ts]) if ts else "-",
+                     "%.1f" % ttok if ts else "-",
+                     "%.2f" % med(ratios) if ratios else "-",
+                     "%.3g" % ccpu if ccpu else "-", "%.3g" % tcpu if tcpu else "-",
+                     "%.2f" % med(cpu_ratios) if cpu_ratios else "-",
+                     "%.0f" % crss, "%.0f" % trss if ts else "-",
+                     "%.2f" % (crss / trss) if ts else "-", len(cs)))
+    print("(tok/s: tokens per second of the whole step, forward, loss, backward, clipping, "
+          "AdamW; x torch: randlora's over PyTorch's, the median of the rounds' ratios; "
+          "CPU s: the CPU time of a step, every thread, x CPU: PyTorch's over randlora's, "
+          "the steadier comparison on a shared machine; RSS: the peak of each process)")
+    if no_torch or not t:
+        print("PyTorch was not found: the C half only.")
+    else:
+        v = next(iter(t.values()))[0]
+        print("PyTorch %s (plain torch: bench/torch_decoder.py), OMP_WAIT_POLICY %s"
+              % (v.get("torch", "?"), v.get("omp_wait_policy", "?")))
+    for g in gen:
+        print("randlora greedy generation, %s %s r=%d: prefill %.1f tokens/s (%d prompts of %d "
+              "tokens), decoding %.3f s per step of %d rows = %.1f tokens/s, peak RSS %.0f MiB"
+              % (g["model"], g["method"], g["rank"], g["prefill_tokens_per_s"], g["batch"],
+                 g["seq"], g["decode_step_s"], g["batch"], g["decode_tokens_per_s"],
+                 g["peak_rss_mb"]))
 
 
 def fp32_table(c, torch, no_torch):

@@ -30,6 +30,15 @@ PyTorch (Debian's python3-torch 1.13; run it with /usr/bin/python3):
            patch tokens] into a trainable linear head (--classes classes);
            the same adapters on q, k, v, out_proj, fc1, fc2; cross-entropy on
            the head's logits (randlora bench's DINOv2 step, cli/bench_dinov2.c).
+  decoders llama-tiny, qwen2-0.5b (randlora bench's decoder presets,
+           cli/bench_decoder.c): bench/torch_decoder.py, HF's LlamaForCausalLM /
+           Qwen2ForCausalLM in plain torch (checked against transformers by
+           tests/ref/torch_decoder_check.py), random weights as HF initialises
+           them; the same adapters (peft's semantics above) on q_proj, k_proj,
+           v_proj, up_proj, down_proj of every layer; a step: --batch random
+           sequences of --seq tokens (default 1 x 256), next-token
+           cross-entropy over every position, backward, clip_grad_norm_(1.0),
+           AdamW; tokens_per_s in the JSON line.
   step     per micro-batch: the text tower on K class prompts (BOS, random
            ids, EOT at the positions cmd_bench.c uses, padded to the longest
            EOT + 1 as the tokenizer's padding=True does), the vision tower on
@@ -61,6 +70,8 @@ try:
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_decoder import DECODER_PRESETS, main_decoder
 except ImportError:  # pragma: no cover
     print("torch_baseline: PyTorch not found (Debian: apt-get install python3-torch; "
           "run with /usr/bin/python3)", file=sys.stderr)
@@ -386,7 +397,7 @@ def cpu_capability():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True, choices=sorted(PRESETS))
+    ap.add_argument("--model", required=True, choices=sorted(PRESETS) + sorted(DECODER_PRESETS))
     ap.add_argument("--method", required=True, choices=["lora", "vera", "randlora", "full",
                                                         "none"])
     ap.add_argument("--rank", type=int, default=0)
@@ -398,7 +409,14 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--precision", choices=["fp32", "bf16", "bf16-cast"], default="fp32")
     ap.add_argument("--init", choices=["hf", "normal"], default="hf")
+    ap.add_argument("--seq", type=int, default=256)
     a = ap.parse_args()
+    if a.model in DECODER_PRESETS:                        # bench/torch_decoder.py
+        if a.precision != "fp32" or a.accumulate != 1:
+            ap.error("a decoder preset runs fp32 without accumulation")
+        a.batch = a.batch if "--batch" in sys.argv else 1
+        main_decoder(a, Adapted, Shared, cpu_capability)
+        return
     r = a.rank or DEFAULT_RANK.get(a.method, 1)
 
     torch.set_num_threads(a.threads)

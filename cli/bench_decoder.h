@@ -18,9 +18,13 @@ struct bench_decoder_opts {
     uint64_t seed;
     bool json;
     bool recompute;             /* llama_run_init_recompute              */
+    size_t generate;            /* > 0: time greedy generation instead:
+                                   prefill of `batch` prompts of `seq`
+                                   tokens, then this many decoding steps */
 };
 
-/* time the steps and print the result line(s); a status on failure */
+/* time the steps (or the generation) and print the result line(s); a
+ * status on failure */
 int bench_decoder(const struct bench_decoder_opts *o);
 
 #endif /* RANDLORA_CLI_BENCH_DECODER_H */

@@ -18,6 +18,7 @@ struct bench_opts {
     size_t rank;                /* 0: the rank for the method         */
     size_t batch, accumulate, classes, steps;
     size_t seq;                 /* decoder presets: tokens per sequence       */
+    size_t generate;            /* decoder presets: time generation, steps    */
     bool batch_set;             /* --batch given (a decoder's default is 1)   */
     int threads;
     bool json, in_process;

@@ -546,7 +546,9 @@ static void bench_usage(FILE *out)
             "With a decoder preset (--model llama-tiny or qwen2-0.5b): a training step of\n"
             "the Llama-family model on random tokens (--method default lora, --rank 16,\n"
             "on q, k, v, up and down of every layer), tokens/s and peak RSS, in-process:\n"
-            "  --seq T         tokens per sequence (default 256; --batch default 1)\n");
+            "  --seq T         tokens per sequence (default 256; --batch default 1)\n"
+            "  --generate N    time greedy generation instead: the prefill of --batch\n"
+            "                  prompts of --seq tokens, then N decoding steps\n");
 }
 
 /* one usage error line (cli.h), exit status 2 */
@@ -721,7 +723,7 @@ int cmd_bench(int argc, char **argv)
         }
         else if (!strcmp(a, "--rank") || !strcmp(a, "--batch") || !strcmp(a, "--accumulate") ||
                  !strcmp(a, "--classes") || !strcmp(a, "--steps") || !strcmp(a, "--threads") ||
-                 !strcmp(a, "--seed") || !strcmp(a, "--seq")) {
+                 !strcmp(a, "--seed") || !strcmp(a, "--seq") || !strcmp(a, "--generate")) {
             if (cli_parse_count(val, 1000000000, &v))
                 return bad("%s wants a positive whole number, not '%s'", a, val);
             if (!strcmp(a, "--rank"))
@@ -731,6 +733,8 @@ int cmd_bench(int argc, char **argv)
                 o.batch_set = true;
             } else if (!strcmp(a, "--seq"))
                 o.seq = v;
+            else if (!strcmp(a, "--generate"))
+                o.generate = v;
             else if (!strcmp(a, "--accumulate"))
                 o.accumulate = v;
             else if (!strcmp(a, "--classes"))
@@ -751,6 +755,7 @@ int cmd_bench(int argc, char **argv)
             .model = o.model, .method = o.method, .rank = o.rank, .batch = o.batch_set ?
             o.batch : 1, .seq = o.seq, .steps = o.steps, .threads = o.threads,
             .seed = o.seed, .json = o.json, .recompute = o.recompute,
+            .generate = o.generate,
         };
 
         if (o.method && !adapter_ops_find(o.method))
@@ -761,6 +766,9 @@ int cmd_bench(int argc, char **argv)
         }
         return 0;
     }
+    if (o.generate)
+        return bad("--generate applies to a decoder preset (llama-tiny, qwen2-0.5b), not %s",
+                   o.model);
     if (!o.method)
         return bad("--method is required");
     if (!adapter_ops_find(o.method))

@@ -20,6 +20,7 @@
 #include "core/status.h"
 #include "datasets/commonsense.h"
 #include "datasets/commonsense_synth.h"
+#include "experiments/runner.h"
 
 static const char USAGE[] =
     "usage: randlora commonsense --check FILE|DIR\n"
@@ -166,7 +167,9 @@ int cmd_commonsense(int argc, char **argv)
         return check(check_path);
     if (corpus)
         return write_corpus(corpus, seed, bytes);
-    if ((rc = cs_synth_write(synth, seed, n_train, n_test)) != RL_OK) {
+    /* DIR and its missing parents (the quickstart's out/data/...) */
+    if ((rc = runner_mkdir_p(synth)) != RL_OK ||
+        (rc = cs_synth_write(synth, seed, n_train, n_test)) != RL_OK) {
         fprintf(stderr, "randlora commonsense: %s\n", rl_error_msg());
         return rc == RL_ERR_WRITE ? 1 : 2;
     }

@@ -4,6 +4,10 @@
  *
  *     randlora merge --model DIR --adapter ADAPTER_DIR -o OUT_DIR [--dtype F32|F16|BF16]
  *                    [--layout hf|open_clip] [--force]
+ *     randlora merge --model DECODER_DIR --run RUN.h5 -o OUT_DIR [--dtype ...] [--force]
+ *
+ * With --run, a Llama-family decoder run's adapters are merged into its
+ * model (cli/merge_decoder.c); what follows is the CLIP path.
  *
  * 1. the model: DIR in either layout (clip_model_load: config.json +
  *    model.safetensors, or open_clip_config.json + open_clip_model.safetensors);
@@ -52,24 +56,23 @@
 #include "core/threads.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "cli/merge_decoder.h"
+#include "cli/merge_files.h"
 #include "methods/adapter.h"
 #include "methods/adapter_io.h"
 #include "models/clip.h"
+#include "models/llama.h"
 #include "formats/safetensors.h"
 
 #define MERGE_LAYER_PREFIX "base_model.model."
-#define COPY_MAX_BYTES     ((size_t)1 << 30)
-
-static const char *const copied_files[] = {
-    "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "preprocessor_config.json", "tokenizer_bytes.json",
-};
 
 static void merge_usage(FILE *out)
 {
     fprintf(out,
             "usage: randlora merge --model DIR --adapter ADAPTER_DIR -o OUT_DIR\n"
             "                      [--dtype F32|F16|BF16] [--layout hf|open_clip] [--force]\n"
+            "       randlora merge --model DECODER_DIR --run RUN.h5 -o OUT_DIR\n"
+            "                      [--dtype F32|F16|BF16] [--force]\n"
             "\n"
             "Merge a peft-format adapter (adapter_config.json + adapter_model.safetensors;\n"
             "LoRA, VeRA, RandLoRA, NoLA or this harness's FULL) into the model's weights,\n"
@@ -80,6 +83,9 @@ static void merge_usage(FILE *out)
             "  --model DIR          the base model directory the adapter was trained on\n"
             "  --adapter DIR        the adapter directory (randlora export, peft's\n"
             "                       save_pretrained)\n"
+            "  --run RUN.h5         instead of --adapter, for a Llama-family decoder: the\n"
+            "                       trained adapters of a decoder run (its results file);\n"
+            "                       written as config.json + model.safetensors\n"
             "  -o OUT_DIR           the merged model (created; must not be DIR; one that\n"
             "                       holds anything is refused without --force)\n"
             "  --dtype T            F32 (default), F16 or BF16 for the weights\n"
@@ -101,67 +107,6 @@ static int bad_usage(const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, " (see randlora merge --help)\n");
     return 2;
-}
-
-static char *path_join(const char *dir, const char *file)
-{
-    size_t n = strlen(dir) + strlen(file) + 2;
-    char *p = xmalloc(n);
-
-    snprintf(p, n, "%s/%s", dir, file);
-    return p;
-}
-
-/* copy src to dst through dst.tmp.PID + rename */
-static int copy_file(const char *src, const char *dst)
-{
-    size_t n = strlen(dst) + 32, got;
-    char *tmp = xmalloc(n), buf[1 << 16];
-    FILE *in = fopen(src, "rb"), *out = NULL;
-    size_t total = 0;
-    int rc = RL_OK;
-
-    snprintf(tmp, n, "%s.tmp.%ld", dst, (long)getpid());
-    if (!in) {
-        rc = rl_error_set(RL_ERR_IO, "%s: cannot open: %s", src, strerror(errno));
-        goto out;
-    }
-    if (!(out = fopen(tmp, "wb"))) {
-        rc = rl_error_set(RL_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        goto out;
-    }
-    while ((got = fread(buf, 1, sizeof buf, in)) > 0) {
-        total += got;
-        if (total > COPY_MAX_BYTES) {
-            rc = rl_error_set(RL_ERR_FORMAT, "%s: larger than %zu bytes", src, COPY_MAX_BYTES);
-            goto out;
-        }
-        if (fwrite(buf, 1, got, out) != got) {
-            rc = rl_error_set(RL_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
-            goto out;
-        }
-    }
-    if (ferror(in)) {
-        rc = rl_error_set(RL_ERR_IO, "%s: cannot read", src);
-        goto out;
-    }
-    if (fclose(out) != 0) {
-        out = NULL;
-        rc = rl_error_set(RL_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
-        goto out;
-    }
-    out = NULL;
-    if (rename(tmp, dst) != 0)
-        rc = rl_error_set(RL_ERR_IO, "%s: cannot rename into place: %s", dst, strerror(errno));
-out:
-    if (in)
-        fclose(in);
-    if (out)
-        fclose(out);
-    if (rc)
-        unlink(tmp);
-    free(tmp);
-    return rc;
 }
 
 /* every linear of the model, in clip_site order: the names and sites */
@@ -306,7 +251,7 @@ static int merge_run(const char *model_dir, const char *adapter_dir, const char 
     struct clip_target *targets = NULL;
     struct adapter_io_module *mods = NULL;
     char (*names)[CLIP_MAX_NAME] = NULL;
-    char *weights = path_join(adapter_dir, ADAPTER_IO_WEIGHTS_NAME);
+    char *weights = merge_path_join(adapter_dir, ADAPTER_IO_WEIGHTS_NAME);
     size_t nt = 0, copied = 0;
     struct adapter_io_head head = { 0 };
     float *hbuf = NULL;
@@ -345,20 +290,10 @@ static int merge_run(const char *model_dir, const char *adapter_dir, const char 
         adapter_merge(&ca.adapters[k], clip_site_weight(&m, &ca.sites[k]));
     if (!layout_set)
         layout = m.layout;
-    if ((rc = clip_model_save_as(&m, out_dir, dtype, layout)))
+    if ((rc = clip_model_save_as(&m, out_dir, dtype, layout)) ||
+        (rc = merge_copy_model_files(model_dir, out_dir, &copied)))
         goto out;
-    for (size_t i = 0; i < sizeof(copied_files) / sizeof(copied_files[0]) && !rc; i++) {
-        char *src = path_join(model_dir, copied_files[i]);
-        char *dst = path_join(out_dir, copied_files[i]);
-
-        if (access(src, F_OK) == 0) {
-            rc = copy_file(src, dst);
-            copied += rc == RL_OK;
-        }
-        free(src);
-        free(dst);
-    }
-    if (!rc) {
+    {
         size_t n_text = 0;
 
         for (size_t k = 0; k < ca.n_sites; k++)
@@ -387,7 +322,7 @@ out:
 
 int cmd_merge(int argc, char **argv)
 {
-    const char *model = NULL, *adapter = NULL, *out = NULL;
+    const char *model = NULL, *adapter = NULL, *run = NULL, *out = NULL;
     int dtype = ST_F32, rc;
     bool force = false, layout_set = false;
     enum clip_layout layout = CLIP_LAYOUT_HF;
@@ -410,6 +345,8 @@ int cmd_merge(int argc, char **argv)
             model = v;
         else if (!strcmp(o, "--adapter"))
             adapter = v;
+        else if (!strcmp(o, "--run"))
+            run = v;
         else if (!strcmp(o, "-o") || !strcmp(o, "--output"))
             out = v;
         else if (!strcmp(o, "--dtype")) {
@@ -423,15 +360,31 @@ int cmd_merge(int argc, char **argv)
         } else
             return bad_usage("unknown option '%s'", o);
     }
-    if (!model || !adapter || !out || !*out)
-        return bad_usage("--model DIR, --adapter DIR and -o OUT_DIR are required");
+    if (adapter && run)
+        return bad_usage("--adapter and --run exclude each other (--run: a decoder run)");
+    if (!model || !(adapter || run) || !out || !*out)
+        return bad_usage("--model DIR, --adapter DIR (or --run RUN.h5) and -o OUT_DIR are "
+                         "required");
+    if (run && layout_set)
+        return bad_usage("--layout applies to CLIP models; a decoder is written as config.json "
+                         "+ model.safetensors");
+    if (adapter) {
+        char *cfg = merge_path_join(model, "config.json");
+        const bool decoder = llama_config_file_is_decoder(cfg);
+
+        free(cfg);
+        if (decoder)
+            return bad_usage("%s is a decoder: merge a decoder run's adapters with --run "
+                             "RUN.h5, not --adapter", model);
+    }
     if (same_dir(model, out))
         return bad_usage("-o %s is the model directory; write the merged model elsewhere", out);
     if (cli_output_dir_ok("merge", out, force))
         return 2;
 
     threads_init(0);
-    rc = merge_run(model, adapter, out, dtype, layout_set, layout);
+    rc = run ? merge_decoder_run(model, run, out, dtype)
+             : merge_run(model, adapter, out, dtype, layout_set, layout);
     if (rc != RL_OK) {
         fprintf(stderr, "randlora merge: %s\n", rl_error_msg());
         return rl_exit_code(rc);

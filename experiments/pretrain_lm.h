@@ -9,7 +9,11 @@
  * Every weight trains: AdamW (model.pretrain_lr, pretrain_weight_decay),
  * cosine schedule with pretrain_warmup linear warmup down to lr / 100,
  * gradient clipping at 1.0; pretrain_steps steps of pretrain_batch windows
- * of PRETRAIN_LM_SEQ bytes drawn at random (pretrain_seed) from a corpus of
+ * of PRETRAIN_LM_SEQ bytes (as long as llama-tiny's positions and the
+ * fine-tuning items with their prompt template, 356 to 465 bytes: with 128
+ * the model never attended further back than 128 bytes, and fine-tuned it
+ * ignored the answer format its prompt asked for, docs/experiments.md)
+ * drawn at random (pretrain_seed) from a corpus of
  * pretrain_corpus lines (about 48 bytes each); llama-tiny's vocabulary is
  * the bytes, so a byte is a token. The last 5% of the corpus is held out:
  * its mean token loss is reported after training.
@@ -28,7 +32,7 @@
 
 #include "experiments/config.h"
 
-#define PRETRAIN_LM_SEQ 128
+#define PRETRAIN_LM_SEQ 512
 
 struct pretrain_lm_result {
     bool   skipped;

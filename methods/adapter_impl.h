@@ -1,6 +1,6 @@
 /*
  * adapter_impl.h: helpers shared by the method files in methods/ only
- * (a row-major sgemm wrapper taking size_t, tensor-view filling, the
+ * (a row-major gemm_f32 wrapper taking size_t, tensor-view filling, the
  * normalisation of random bases, the tensor export/import every method
  * uses). Not for use outside methods/.
  */
@@ -10,9 +10,8 @@
 #include <limits.h>
 #include <stddef.h>
 
-#include <cblas.h>
-
 #include "core/gemm_bf16.h"
+#include "core/gemm_f32.h"
 #include "core/status.h"
 #include "methods/adapter.h"
 
@@ -32,8 +31,8 @@ static inline void mm(int ta, int tb, size_t M, size_t N, size_t K, float alpha,
                 C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
         return;
     }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    gemm_f32(ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
+             (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
 #define NT 0   /* no transpose */

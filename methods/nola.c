@@ -22,18 +22,18 @@
  * the paper; 2 k floats per layer, whatever the layer's shape.
  *
  * Each forward, merge and projection first mixes the bases into A and B
- * (2 k r (d_in + d_out) FLOPs, BLAS matrix-vector products), then it is
- * LoRA with those factors; the coefficient gradients contract dL/dA and
+ * (2 k r (d_in + d_out) FLOPs, summed in double over the bases in order),
+ * then it is LoRA with those factors; the coefficient gradients contract dL/dA and
  * dL/dB with the bases:
  *   dalpha_i = <A_i, dL/dA>,  dbeta_i = <B_i, dL/dB>.
  * Per layer: the mixed A, B of the last forward and h = x A^T, dh (N, r).
  */
-#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/parallel.h"
 #include "methods/adapter.h"
 #include "methods/adapter_impl.h"
 
@@ -185,22 +185,71 @@ static size_t nola_tensors(struct adapter *a, float *base, struct adapter_tensor
     return 1;
 }
 
+#define NOLA_COLS 1024 /* columns of a combination per parallel iteration */
+#define NOLA_LANES 8   /* running sums of a dot product (one AVX-512 vector) */
+
+/* y (n) = sum_i c_i M[i, 0..n) over the k rows of M (stride ld), summed in
+ * double in the order i = 0..k-1 for every element, column blocks split
+ * between threads. (OpenBLAS's threaded gemv split this sum between its
+ * threads, so cblas_sgemv's last bits depended on the thread count:
+ * core/parallel.h.) */
+static void combine_rows(float *y, const float *M, size_t ld, const float *c, size_t k,
+                         size_t n)
+{
+    PARALLEL_FOR(k * n)
+    for (size_t j0 = 0; j0 < n; j0 += NOLA_COLS) {
+        const size_t nj = n - j0 < NOLA_COLS ? n - j0 : NOLA_COLS;
+        double acc[NOLA_COLS];
+
+        for (size_t j = 0; j < nj; j++)
+            acc[j] = 0.0;
+        for (size_t i = 0; i < k; i++) {
+            const double ci = c[i];
+            const float *row = M + i * ld + j0;
+
+            for (size_t j = 0; j < nj; j++)
+                acc[j] += ci * (double)row[j];
+        }
+        for (size_t j = 0; j < nj; j++)
+            y[j0 + j] = (float)acc[j];
+    }
+}
+
 /* A (r, d_in) = sum_i alpha_i A_i and B (d_out, r) = sum_i beta_i B_i from
- * the coefficients coef (2, k): matrix-vector products over the bases seen
- * as (k, r max_in) and (k, max_out r) matrices, row j of A at a time (its
- * first d_in columns), B's first d_out rows at once */
+ * the coefficients coef (2, k), the bases seen as (k, r max_in) and
+ * (k, max_out r) matrices: row j of A at a time (its first d_in columns),
+ * B's first d_out rows at once */
 static void mix(const struct adapter *a, const float *coef, float *Am, float *Bm)
 {
     const struct nola_shared *sh = a->method->priv;
     size_t r = a->method->cfg.r, k = sh->k, di = a->d_in, dout = a->d_out;
     size_t lda = r * a->method->max_in, ldb = a->method->max_out * r;
 
-    RL_ASSERT(k <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX);
     for (size_t j = 0; j < r; j++)
-        cblas_sgemv(CblasRowMajor, CblasTrans, (int)k, (int)di, 1.0f,
-                    sh->A + j * a->method->max_in, (int)lda, coef, 1, 0.0f, Am + j * di, 1);
-    cblas_sgemv(CblasRowMajor, CblasTrans, (int)k, (int)(dout * r), 1.0f, sh->B, (int)ldb,
-                coef + k, 1, 0.0f, Bm, 1);
+        combine_rows(Am + j * di, sh->A + j * a->method->max_in, lda, coef, k, di);
+    combine_rows(Bm, sh->B, ldb, coef + k, k, dout * r);
+}
+
+/* y[i] += <M[i, 0..n), v> for the k rows of M (stride ld): each dot product
+ * in NOLA_LANES running sums in double added in a fixed order, rows split
+ * between threads (cblas_sgemv's last bits depended on the thread count) */
+static void dot_rows(float *y, const float *M, size_t ld, const float *v, size_t k, size_t n)
+{
+    PARALLEL_FOR(k * n)
+    for (size_t i = 0; i < k; i++) {
+        const float *row = M + i * ld;
+        double lane[NOLA_LANES] = { 0 }, s = 0.0;
+        size_t j = 0;
+
+        for (; j + NOLA_LANES <= n; j += NOLA_LANES)
+            for (size_t l = 0; l < NOLA_LANES; l++)
+                lane[l] += (double)row[j + l] * (double)v[j + l];
+        for (; j < n; j++)
+            s += (double)row[j] * (double)v[j];
+        for (size_t l = 0; l < NOLA_LANES; l++)
+            s += lane[l];
+        y[i] = (float)((double)y[i] + s);
+    }
 }
 
 /* grads (2, k) += the bases contracted with dA (r, d_in) and dB (d_out, r):
@@ -212,10 +261,8 @@ static void contract(const struct adapter *a, const float *dA, const float *dB, 
     size_t lda = r * a->method->max_in, ldb = a->method->max_out * r;
 
     for (size_t j = 0; j < r; j++)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)k, (int)di, 1.0f,
-                    sh->A + j * a->method->max_in, (int)lda, dA + j * di, 1, 1.0f, grads, 1);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)k, (int)(dout * r), 1.0f, sh->B, (int)ldb,
-                dB, 1, 1.0f, grads + k, 1);
+        dot_rows(grads, sh->A + j * a->method->max_in, lda, dA + j * di, k, di);
+    dot_rows(grads + k, sh->B, ldb, dB, k, dout * r);
 }
 
 /* x (N, d_in), y (N, d_out): A, B mixed; h = x A^T (N, r); y += s h B^T */

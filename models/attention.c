@@ -18,10 +18,10 @@
  */
 #include "models/nn.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 
+#include "core/gemm_f32.h"
 #include "core/parallel.h"
 #include "core/status.h"
 #include "models/exp_vec.h"
@@ -67,16 +67,16 @@ void attention_forward(float *out, float *att,
         float *ath = att + bh * T * T;
 
         /* pre (T,T) = scale * q_h (T,hs) @ k_h (T,hs)^T, into att */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                    (int)T, (int)T, (int)hs, scale, q + off, (int)C, k + off, (int)C,
-                    0.0f, ath, (int)T);
+        gemm_f32(CblasNoTrans, CblasTrans,
+                 (int)T, (int)T, (int)hs, scale, q + off, (int)C, k + off, (int)C,
+                 0.0f, ath, (int)T);
         /* softmax over each row */
         for (size_t i = 0; i < T; i++)
             softmax_row(ath + i * T, causal ? i + 1 : T, T);
         /* out_h (T,hs) = att (T,T) @ v_h (T,hs), into its column block */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                    (int)T, (int)hs, (int)T, 1.0f, ath, (int)T, v + off, (int)C,
-                    0.0f, out + off, (int)C);
+        gemm_f32(CblasNoTrans, CblasNoTrans,
+                 (int)T, (int)hs, (int)T, 1.0f, ath, (int)T, v + off, (int)C,
+                 0.0f, out + off, (int)C);
     }
 }
 
@@ -118,15 +118,15 @@ void attention_backward(float *dq, float *dk, float *dv, float *scratch,
 
         /* dv_h (T,hs) += att^T (T,T) @ dout_h (T,hs) */
         if (dv)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-                        (int)T, (int)hs, (int)T, 1.0f, ath, (int)T, dout + off, (int)C,
-                        1.0f, dv + off, (int)C);
+            gemm_f32(CblasTrans, CblasNoTrans,
+                     (int)T, (int)hs, (int)T, 1.0f, ath, (int)T, dout + off, (int)C,
+                     1.0f, dv + off, (int)C);
         if (!dq && !dk)
             continue;
         /* datt (T,T) = dout_h (T,hs) @ v_h (T,hs)^T, into scratch */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                    (int)T, (int)T, (int)hs, 1.0f, dout + off, (int)C, v + off, (int)C,
-                    0.0f, dph, (int)T);
+        gemm_f32(CblasNoTrans, CblasTrans,
+                 (int)T, (int)T, (int)hs, 1.0f, dout + off, (int)C, v + off, (int)C,
+                 0.0f, dph, (int)T);
         /* dpre = att * (datt - rowsum(att * datt)), in place */
         for (size_t i = 0; i < T; i++) {
             const float *a = ath + i * T;
@@ -142,14 +142,14 @@ void attention_backward(float *dq, float *dk, float *dv, float *scratch,
         }
         /* dq_h (T,hs) += scale * dpre (T,T) @ k_h (T,hs) */
         if (dq)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                        (int)T, (int)hs, (int)T, scale, dph, (int)T, k + off, (int)C,
-                        1.0f, dq + off, (int)C);
+            gemm_f32(CblasNoTrans, CblasNoTrans,
+                     (int)T, (int)hs, (int)T, scale, dph, (int)T, k + off, (int)C,
+                     1.0f, dq + off, (int)C);
         /* dk_h (T,hs) += scale * dpre^T (T,T) @ q_h (T,hs) */
         if (dk)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-                        (int)T, (int)hs, (int)T, scale, dph, (int)T, q + off, (int)C,
-                        1.0f, dk + off, (int)C);
+            gemm_f32(CblasTrans, CblasNoTrans,
+                     (int)T, (int)hs, (int)T, scale, dph, (int)T, q + off, (int)C,
+                     1.0f, dk + off, (int)C);
     }
 }
 

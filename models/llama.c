@@ -274,23 +274,24 @@ double llama_lm_loss(struct llama_run *r, const struct llama_model *m, const int
     for (size_t r0 = 0; r0 < N; r0 += LLAMA_HEAD_ROWS) {
         const size_t n = N - r0 < LLAMA_HEAD_ROWS ? N - r0 : LLAMA_HEAD_ROWS;
         const float inv = 1.0f / (float)count;
-        double part = 0.0;
+        double part[LLAMA_HEAD_ROWS];
 
         llama_logits(r, m, r0, n, r->logits);
-        PARALLEL_FOR_SUM(part, n * V)
+        PARALLEL_FOR(n * V)
         for (size_t i = 0; i < n; i++) {
             const int32_t t = targets[r0 + i];
             float *x = r->logits + i * V;
             float mx;
             double sum;
 
+            part[i] = 0.0;
             if (t < 0) {
                 memset(x, 0, V * sizeof(float));
                 continue;
             }
             RL_ASSERT((size_t)t < V);
             row_stats(x, V, &mx, &sum);
-            part += (double)mx + log(sum) - (double)x[t];
+            part[i] = (double)mx + log(sum) - (double)x[t];
             if (!backward)
                 continue;
             /* d loss / d logits = (softmax - onehot) / count */
@@ -299,7 +300,8 @@ double llama_lm_loss(struct llama_run *r, const struct llama_model *m, const int
                 x[j] = exp_vec(x[j] - mx) * scale;
             x[t] -= inv;
         }
-        loss += part;
+        /* in row order: the same sum on any thread count (core/parallel.h) */
+        loss += parallel_sum_rows(part, n);
         if (backward)
             linear_backward(r->dxf + r0 * C, g ? g->lm_head : NULL, NULL, r->logits,
                             r->xf + r0 * C, m->lm_head, n, C, V);

@@ -413,6 +413,8 @@ void llama_cache_free(struct llama_cache *kc);
 int  llama_cache_step(struct llama_cache *kc, const struct llama_model *m,
                       const struct llama_adapters *la, const int32_t *ids, const size_t *seq,
                       size_t n);
+/* the first index of the largest of x[0..n) (torch.argmax's tie rule) */
+int32_t llama_argmax(const float *x, size_t n);
 /* Greedy decoding of one sequence: the prompt (n_prompt ids) then up to
  * max_new argmax tokens (the first largest logit, as torch.argmax),
  * stopping after an eos id of the config. Writes the new ids to out and

@@ -20,11 +20,11 @@
  */
 #include "models/llama_nn.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 
+#include "core/gemm_f32.h"
 #include "core/parallel.h"
 #include "core/status.h"
 #include "models/softmax_row.h"
@@ -70,13 +70,13 @@ void gqa_attention_forward(float *out, float *att, const float *q, const float *
         float *ath = att + bh * Tq * Tk;
 
         /* pre (Tq,Tk) = scale q_h (Tq,hs) k_h (Tk,hs)^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Tq, (int)Tk, (int)hs,
-                    scale, q + qo, ldq, k + ko, ldk, 0.0f, ath, (int)Tk);
+        gemm_f32(CblasNoTrans, CblasTrans, (int)Tq, (int)Tk, (int)hs,
+                 scale, q + qo, ldq, k + ko, ldk, 0.0f, ath, (int)Tk);
         for (size_t i = 0; i < Tq; i++)
             softmax_row(ath + i * Tk, d->pos0 + i + 1, Tk);
         /* out_h (Tq,hs) = att (Tq,Tk) v_h (Tk,hs) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Tq, (int)hs, (int)Tk,
-                    1.0f, ath, (int)Tk, v + ko, ldk, 0.0f, out + qo, ldq);
+        gemm_f32(CblasNoTrans, CblasNoTrans, (int)Tq, (int)hs, (int)Tk,
+                 1.0f, ath, (int)Tk, v + ko, ldk, 0.0f, out + qo, ldq);
     }
 }
 
@@ -108,12 +108,12 @@ void gqa_attention_backward(float *dq, float *dk, float *dv, float *scratch,
             float *dph = scratch + bh * T * T;
 
             if (dv)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hs, (int)T,
-                            1.0f, ath, (int)T, dout + qo, ldq, 1.0f, dv + ko, ldk);
+                gemm_f32(CblasTrans, CblasNoTrans, (int)T, (int)hs, (int)T,
+                         1.0f, ath, (int)T, dout + qo, ldq, 1.0f, dv + ko, ldk);
             if (!dq && !dk)
                 continue;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)hs,
-                        1.0f, dout + qo, ldq, v + ko, ldk, 0.0f, dph, (int)T);
+            gemm_f32(CblasNoTrans, CblasTrans, (int)T, (int)T, (int)hs,
+                     1.0f, dout + qo, ldq, v + ko, ldk, 0.0f, dph, (int)T);
             for (size_t i = 0; i < T; i++) {
                 const float *a = ath + i * T;
                 float *dp = dph + i * T;
@@ -127,11 +127,11 @@ void gqa_attention_backward(float *dq, float *dk, float *dv, float *scratch,
                     dp[j] = a[j] * (dp[j] - fdot);
             }
             if (dq)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hs, (int)T,
-                            scale, dph, (int)T, k + ko, ldk, 1.0f, dq + qo, ldq);
+                gemm_f32(CblasNoTrans, CblasNoTrans, (int)T, (int)hs, (int)T,
+                         scale, dph, (int)T, k + ko, ldk, 1.0f, dq + qo, ldq);
             if (dk)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hs, (int)T,
-                            scale, dph, (int)T, q + qo, ldq, 1.0f, dk + ko, ldk);
+                gemm_f32(CblasTrans, CblasNoTrans, (int)T, (int)hs, (int)T,
+                         scale, dph, (int)T, q + qo, ldq, 1.0f, dk + ko, ldk);
         }
     }
 }

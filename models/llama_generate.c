@@ -207,8 +207,7 @@ int llama_cache_step(struct llama_cache *kc, const struct llama_model *m,
     return RL_OK;
 }
 
-/* the first index of the largest logit (torch.argmax's tie rule) */
-static int32_t argmax(const float *x, size_t n)
+int32_t llama_argmax(const float *x, size_t n)
 {
     size_t best = 0;
 
@@ -264,7 +263,7 @@ int llama_generate_greedy_batch(const struct llama_model *m, const struct llama_
             rc = llama_cache_step(&kc, m, la, prompts[i] + d, seq, k);
             d += k;
             if (!rc && d == lens[i])
-                next[i] = argmax(kc.logits, V);
+                next[i] = llama_argmax(kc.logits, V);
         }
     /* then one row per unfinished sequence per step */
     while (!rc && max_new > 0) {
@@ -285,7 +284,7 @@ int llama_generate_greedy_batch(const struct llama_model *m, const struct llama_
         if ((rc = llama_cache_step(&kc, m, la, tok, seq, active)))
             break;
         for (size_t k = 0; k < kc.n_logits; k++)
-            next[kc.logit_seq[k]] = argmax(kc.logits + k * V, V);
+            next[kc.logit_seq[k]] = llama_argmax(kc.logits + k * V, V);
     }
     free(seq);
     free(next);

@@ -13,10 +13,10 @@
  */
 #include "models/nn.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 
+#include "core/gemm_f32.h"
 #include "core/parallel.h"
 #include "core/status.h"
 
@@ -91,8 +91,8 @@ void cosine_logits_forward(float *logits, const float *a, const float *b, float 
     RL_ASSERT(N <= INT_MAX && M <= INT_MAX && D <= INT_MAX);
     if (N == 0 || M == 0)
         return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)M, (int)D,
-                scale, a, (int)D, b, (int)D, 0.0f, logits, (int)M);
+    gemm_f32(CblasNoTrans, CblasTrans, (int)N, (int)M, (int)D,
+             scale, a, (int)D, b, (int)D, 0.0f, logits, (int)M);
 }
 
 /* da (N,D) +=, db (M,D) +=, dscale (1) +=; dlogits (N,M); a (N,D); b (M,D) */
@@ -111,24 +111,34 @@ void cosine_logits_backward(float *da, float *db, float *dscale,
     if (N == 0 || M == 0)
         return;
     if (da && D > 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)D, (int)M,
-                    scale, dlogits, (int)M, b, (int)D, 1.0f, da, (int)D);
+        gemm_f32(CblasNoTrans, CblasNoTrans, (int)N, (int)D, (int)M,
+                 scale, dlogits, (int)M, b, (int)D, 1.0f, da, (int)D);
     if (db && D > 0)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)M, (int)D, (int)N,
-                    scale, dlogits, (int)M, a, (int)D, 1.0f, db, (int)D);
+        gemm_f32(CblasTrans, CblasNoTrans, (int)M, (int)D, (int)N,
+                 scale, dlogits, (int)M, a, (int)D, 1.0f, db, (int)D);
     if (dscale) {
         double s = 0.0;
 
-        PARALLEL_FOR_SUM(s, N * M * D)
-        for (size_t n = 0; n < N; n++) {
-            const float *an = a + n * D;
-            for (size_t m = 0; m < M; m++) {
-                const float *bm = b + m * D;
-                double ab = 0.0;
-                for (size_t d = 0; d < D; d++)
-                    ab += (double)an[d] * (double)bm[d];
-                s += (double)dlogits[n * M + m] * ab;
+        for (size_t n0 = 0; n0 < N; n0 += PARALLEL_SUM_BLOCK) {
+            const size_t nb = N - n0 < PARALLEL_SUM_BLOCK ? N - n0 : PARALLEL_SUM_BLOCK;
+            double part[PARALLEL_SUM_BLOCK];
+
+            PARALLEL_FOR(nb * M * D)
+            for (size_t i = 0; i < nb; i++) {
+                const size_t n = n0 + i;
+                const float *an = a + n * D;
+                double row = 0.0;
+
+                for (size_t m = 0; m < M; m++) {
+                    const float *bm = b + m * D;
+                    double ab = 0.0;
+                    for (size_t d = 0; d < D; d++)
+                        ab += (double)an[d] * (double)bm[d];
+                    row += (double)dlogits[n * M + m] * ab;
+                }
+                part[i] = row;
             }
+            s += parallel_sum_rows(part, nb);
         }
         *dscale += (float)s;
     }
@@ -172,11 +182,18 @@ float crossentropy_forward(float *probs, const float *logits, const int32_t *tar
         RL_ASSERT(targets[n] >= 0 && (size_t)targets[n] < M);
 
     /* loss_n = -log softmax(x_n)[t] = logsumexp(x_n) - x_n[t] */
-    PARALLEL_FOR_SUM(total, N * M)
-    for (size_t n = 0; n < N; n++) {
-        const float *x = logits + n * M;
-        double lse = softmax_strided(probs + n * M, x, 1, M);
-        total += lse - (double)x[targets[n]];
+    for (size_t n0 = 0; n0 < N; n0 += PARALLEL_SUM_BLOCK) {
+        const size_t nb = N - n0 < PARALLEL_SUM_BLOCK ? N - n0 : PARALLEL_SUM_BLOCK;
+        double part[PARALLEL_SUM_BLOCK];
+
+        PARALLEL_FOR(nb * M)
+        for (size_t i = 0; i < nb; i++) {
+            const size_t n = n0 + i;
+            const float *x = logits + n * M;
+            double lse = softmax_strided(probs + n * M, x, 1, M);
+            part[i] = lse - (double)x[targets[n]];
+        }
+        total += parallel_sum_rows(part, nb);
     }
     return (float)(total / (double)N);
 }
@@ -216,17 +233,22 @@ float clip_loss_forward(float *probs_img, float *probs_txt, const float *logits,
     double total_img = 0.0, total_txt = 0.0;
 
     RL_ASSERT(N > 0);
-    /* image i against all texts: row i; target i */
-    PARALLEL_FOR_SUM(total_img, N * N)
-    for (size_t i = 0; i < N; i++) {
-        double lse = softmax_strided(probs_img + i * N, logits + i * N, 1, N);
-        total_img += lse - (double)logits[i * N + i];
-    }
-    /* text i against all images: column i of logits; target i */
-    PARALLEL_FOR_SUM(total_txt, N * N)
-    for (size_t i = 0; i < N; i++) {
-        double lse = softmax_strided(probs_txt + i * N, logits + i, N, N);
-        total_txt += lse - (double)logits[i * N + i];
+    for (size_t i0 = 0; i0 < N; i0 += PARALLEL_SUM_BLOCK) {
+        const size_t nb = N - i0 < PARALLEL_SUM_BLOCK ? N - i0 : PARALLEL_SUM_BLOCK;
+        double part_img[PARALLEL_SUM_BLOCK], part_txt[PARALLEL_SUM_BLOCK];
+
+        PARALLEL_FOR(2 * nb * N)
+        for (size_t k = 0; k < nb; k++) {
+            const size_t i = i0 + k;
+            /* image i against all texts: row i; target i */
+            double lse = softmax_strided(probs_img + i * N, logits + i * N, 1, N);
+            part_img[k] = lse - (double)logits[i * N + i];
+            /* text i against all images: column i of logits; target i */
+            lse = softmax_strided(probs_txt + i * N, logits + i, N, N);
+            part_txt[k] = lse - (double)logits[i * N + i];
+        }
+        total_img += parallel_sum_rows(part_img, nb);
+        total_txt += parallel_sum_rows(part_txt, nb);
     }
     return (float)(0.5 * (total_img + total_txt) / (double)N);
 }

@@ -6,7 +6,7 @@
  * Conventions (see nn.h): outputs first; forward overwrites; backward
  * ACCUMULATES (+=) into every gradient it is given; a NULL gradient pointer
  * means that gradient is not computed at all; sizes are size_t; no kernel
- * allocates. GEMMs go to OpenBLAS (cblas_sgemm, beta = 1 to accumulate) and
+ * allocates. GEMMs go to OpenBLAS (gemm_f32, beta = 1 to accumulate) and
  * are never called from inside an OpenMP region; OpenMP only parallelises
  * row and elementwise loops whose iterations write disjoint memory.
  *
@@ -23,8 +23,7 @@
 #include <math.h>
 #include <string.h>
 
-#include <cblas.h>
-
+#include "core/gemm_f32.h"
 #include "core/parallel.h"
 #include "models/exp_vec.h"
 
@@ -63,10 +62,10 @@ void linear_forward(float *out, const float *inp, const float *w, const float *b
     if (C == 0)
         return;
     /* out (N,OC) = inp (N,C) . w^T (C,OC) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                blas_int(N), blas_int(OC), blas_int(C),
-                1.0f, inp, blas_int(C), w, blas_int(C),
-                beta, out, blas_int(OC));
+    gemm_f32(CblasNoTrans, CblasTrans,
+             blas_int(N), blas_int(OC), blas_int(C),
+             1.0f, inp, blas_int(C), w, blas_int(C),
+             beta, out, blas_int(OC));
 }
 
 /*
@@ -86,15 +85,15 @@ void linear_backward(float *dinp, float *dw, float *db,
     if (N == 0 || OC == 0)
         return;
     if (dinp && C > 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                    blas_int(N), blas_int(C), blas_int(OC),
-                    1.0f, dout, blas_int(OC), w, blas_int(C),
-                    1.0f, dinp, blas_int(C));
+        gemm_f32(CblasNoTrans, CblasNoTrans,
+                 blas_int(N), blas_int(C), blas_int(OC),
+                 1.0f, dout, blas_int(OC), w, blas_int(C),
+                 1.0f, dinp, blas_int(C));
     if (dw && C > 0)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-                    blas_int(OC), blas_int(C), blas_int(N),
-                    1.0f, dout, blas_int(OC), inp, blas_int(C),
-                    1.0f, dw, blas_int(C));
+        gemm_f32(CblasTrans, CblasNoTrans,
+                 blas_int(OC), blas_int(C), blas_int(N),
+                 1.0f, dout, blas_int(OC), inp, blas_int(C),
+                 1.0f, dw, blas_int(C));
     if (db) {
         /* each thread owns a set of output channels: no write is shared */
         PARALLEL_FOR(N * OC)
@@ -480,10 +479,10 @@ void patch_embed_forward(float *out, float *patches, const float *pixels, const 
         memset(out, 0, B * P * C * sizeof(*out));
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                blas_int(B * P), blas_int(C), blas_int(K),
-                1.0f, patches, blas_int(K), w, blas_int(K),
-                0.0f, out, blas_int(C));
+    gemm_f32(CblasNoTrans, CblasTrans,
+             blas_int(B * P), blas_int(C), blas_int(K),
+             1.0f, patches, blas_int(K), w, blas_int(K),
+             0.0f, out, blas_int(C));
 }
 
 /*
@@ -512,16 +511,16 @@ void patch_embed_backward(float *dpixels, float *dw, float *dpatches_scratch,
      * grid appears exactly once (stride = kernel), so dpixels is the
      * matching scatter (col2im) of dpatches, with no overlaps to sum. */
     if (dw)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-                    blas_int(C), blas_int(K), blas_int(B * P),
-                    1.0f, dout, blas_int(C), patches, blas_int(K),
-                    1.0f, dw, blas_int(K));
+        gemm_f32(CblasTrans, CblasNoTrans,
+                 blas_int(C), blas_int(K), blas_int(B * P),
+                 1.0f, dout, blas_int(C), patches, blas_int(K),
+                 1.0f, dw, blas_int(K));
     if (dpixels) {
         assert(dpatches_scratch != NULL);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                    blas_int(B * P), blas_int(K), blas_int(C),
-                    1.0f, dout, blas_int(C), w, blas_int(K),
-                    0.0f, dpatches_scratch, blas_int(K));
+        gemm_f32(CblasNoTrans, CblasNoTrans,
+                 blas_int(B * P), blas_int(K), blas_int(C),
+                 1.0f, dout, blas_int(C), w, blas_int(K),
+                 0.0f, dpatches_scratch, blas_int(K));
         /* col2im: each patch owns a disjoint block of pixels */
         PARALLEL_FOR(B * P * K)
         for (size_t bp = 0; bp < B * P; bp++) {

@@ -35,7 +35,8 @@ START_TEST(test_synth_check)
     size_t len, want_len;
     char *text, *want;
 
-    snprintf(dir, sizeof dir, "%s", test_path(tmp, "data"));
+    /* its missing parent ("out") is made too */
+    snprintf(dir, sizeof dir, "%s", test_path(tmp, "out/data"));
     c = test_run_cmd(tmp, cmd_commonsense, "commonsense", "--synth", dir, "--seed", "3",
                      "--n-train", "20", "--n-test", "6", NULL);
     ck_assert_int_eq(c.status, 0);
@@ -48,7 +49,7 @@ START_TEST(test_synth_check)
     ck_assert_ptr_nonnull(strstr(c.out, "synth_boolq: 6 items; answers:"));
     ck_assert_ptr_nonnull(strstr(c.out, "synth_winogrande: 6 items"));
     test_captured_free(&c);
-    c = test_run_cmd(tmp, cmd_commonsense, "commonsense", "--check", test_path(tmp, "data/train.json"), NULL);
+    c = test_run_cmd(tmp, cmd_commonsense, "commonsense", "--check", test_path(tmp, "out/data/train.json"), NULL);
     ck_assert_int_eq(c.status, 0);
     ck_assert_ptr_nonnull(strstr(c.out, "20 items"));
     ck_assert_ptr_nonnull(strstr(c.out, "### Response:\n                the correct answer is"));
@@ -79,8 +80,10 @@ START_TEST(test_refusals)
     c = test_run_cmd(tmp, cmd_commonsense, "commonsense", "--check", tmp, NULL);
     test_assert_one_line_error(&c, "randlora commonsense: ", "no test set", "an empty directory");
     test_captured_free(&c);
-    c = test_run_cmd(tmp, cmd_commonsense, "commonsense", "--synth", test_path(tmp, "a/b/c"), NULL);
-    test_assert_one_line_error(&c, "randlora commonsense: ", "cannot create", "a missing parent");
+    /* a directory under a file cannot be made (missing parents are) */
+    c = test_run_cmd(tmp, cmd_commonsense, "commonsense", "--synth", test_path(tmp, "bad.json/b/c"),
+                     NULL);
+    test_assert_one_line_error(&c, "randlora commonsense: ", "bad.json", "a parent that is a file");
     test_captured_free(&c);
     c = test_run_cmd(tmp, cmd_commonsense, "commonsense", "--synth", tmp, "--n-test", "0", NULL);
     test_assert_one_line_error(&c, "randlora commonsense: ", "--n-test", "a zero count");

@@ -8,7 +8,8 @@
  *     adapter under the decoder's module paths;
  *   - an interrupted (SIGINT) and resumed run (dropout on, evaluations and
  *     checkpoints every 3 steps) ends with the adapter of the uninterrupted
- *     one, bit for bit;
+ *     one, bit for bit; so does one killed in a forked child on one thread
+ *     and resumed on three, with the same loss at every step;
  *   - data.lm_loss changes the loss (response only vs every token), and a
  *     cutoff that removes every loss span is refused;
  *   - refusals: commonsense data on a CLIP model, data.shots;
@@ -27,6 +28,7 @@
 
 #include "cli/commands.h"
 #include "core/interrupt.h"
+#include "core/threads.h"
 #include "core/status.h"
 #include "datasets/commonsense_synth.h"
 #include "experiments/config.h"
@@ -38,6 +40,7 @@
 #include "runner_harness.h"
 #include "suites.h"
 #include "test_cmd.h"
+#include "test_h5.h"
 #include "test_util.h"
 
 static struct tmp t;
@@ -196,10 +199,7 @@ static void interrupt_at_step(void *ctx, size_t step)
 }
 
 /* interrupted (SIGINT) after step 7, resumed from the checkpoint at 6, in
- * this process: the same adapter as the run straight through. (A forked
- * child, as the CLIP suites use, computes the decoder's steps with other
- * thread counts; `randlora train` interrupted and resumed is bit-identical
- * too.) */
+ * this process: the same adapter as the run straight through */
 START_TEST(test_lm_resume)
 {
     struct run_plan *plans = NULL;
@@ -225,6 +225,65 @@ START_TEST(test_lm_resume)
     ck_assert_uint_eq(n, nb);
     ck_assert_uint_gt(n, 0);
     ck_assert_int_eq(memcmp(pa, pb, n * sizeof(float)), 0);
+    free(pa);
+    free(pb);
+    run_plans_free(plans, 1);
+    experiment_free(&e);
+}
+END_TEST
+
+/* the /train/loss curve of a run file (caller frees) */
+static double *read_loss_curve(const char *path, size_t *n)
+{
+    struct store *st;
+    double *v = NULL;
+
+    ck_assert_int_eq(store_open(&st, path), RL_OK);
+    ck_assert_int_eq(store_read_curve(st, "train", "loss", NULL, &v, n), RL_OK);
+    store_close(st);
+    return v;
+}
+
+/* killed after step 7 in a forked child on one thread (as the CLIP suites'
+ * runs, runner_harness.c), resumed from the checkpoint at 6 here on three
+ * threads, beside the run straight through on three: the same loss at
+ * every step and the same adapter, bit for bit. A sweep's run is such a
+ * child, on cores/jobs threads, and `randlora train --resume` continues it
+ * on every core. This failed while OpenBLAS's serial and threaded drivers
+ * summed K > 448 (the weight gradients' tokens) in different blocks
+ * (core/gemm_f32.h), OpenMP reductions added the loss's rows per thread
+ * (core/parallel.h) and NoLA mixed its bases through a threaded gemv
+ * (methods/nola.c). LoRA, and NoLA for its own sums. */
+static const char *const resume_methods[] = { "method.methods=lora", "method.methods=nola" };
+
+START_TEST(test_lm_resume_other_threads)
+{
+    struct run_plan *plans = NULL;
+    struct experiment e;
+    struct runner_result res;
+    struct thread_policy before = threads_current();
+    char a[256], b[256];
+    float *pa, *pb;
+    double *la, *lb;
+    size_t n, na, nb;
+
+    lm_plan(&plans, &e, &resume_methods[_i], 1);
+    threads_init(3);
+    interrupted_and_straight(&plans[0], &t, a, b, &pa, &pb, &n, &res);
+    threads_init(before.n_omp);                   /* the next tests run as before */
+    ck_assert_uint_gt(n, 0);
+    ck_assert_msg(memcmp(pa, pb, n * sizeof(float)) == 0, "%s: the adapters differ",
+                  resume_methods[_i]);
+    la = read_loss_curve(a, &na);
+    lb = read_loss_curve(b, &nb);
+    ck_assert_uint_eq(na, 8);
+    ck_assert_uint_eq(nb, 8);
+    for (size_t i = 0; i < na; i++)
+        ck_assert_msg(memcmp(&la[i], &lb[i], sizeof(double)) == 0,
+                      "%s: step %zu: loss %.17g resumed, %.17g straight", resume_methods[_i],
+                      i + 1, la[i], lb[i]);
+    free(la);
+    free(lb);
     free(pa);
     free(pb);
     run_plans_free(plans, 1);
@@ -342,21 +401,7 @@ END_TEST
 /* the token log-probabilities of a score file */
 static float *read_logprobs(const char *file, size_t *n)
 {
-    hid_t f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT), d, sp;
-    hsize_t dims[2] = { 0, 0 };
-    float *v;
-
-    ck_assert_int_ge(f, 0);
-    d = H5Dopen2(f, "/token_logprob", H5P_DEFAULT);
-    sp = H5Dget_space(d);
-    H5Sget_simple_extent_dims(sp, dims, NULL);
-    *n = (size_t)(dims[0] * dims[1]);
-    v = malloc(*n * sizeof(float));
-    ck_assert_int_ge(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), 0);
-    H5Sclose(sp);
-    H5Dclose(d);
-    H5Fclose(f);
-    return v;
+    return test_h5_read_floats(file, "/token_logprob", n);
 }
 
 static void score_cmd(const char *model, const char *run, const char *ids, const char *out)
@@ -443,6 +488,7 @@ Suite *suite_train_lm(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_lm_methods, 0, 6);
     tcase_add_test(tc, test_lm_resume);
+    tcase_add_loop_test(tc, test_lm_resume_other_threads, 0, 2);
     tcase_add_test(tc, test_lm_loss_span);
     tcase_add_test(tc, test_lm_refusals);
     tcase_add_test(tc, test_lm_export_peft_keys);
