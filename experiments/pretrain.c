@@ -82,25 +82,26 @@ static char *settings_string(const struct exp_model *model, const struct clip_co
 
 static bool cached(const struct exp_model *model, const struct clip_config *cfg)
 {
-    const char *dir = model->pretrain_dir;
-    char path[4096];
-    char *want;
-    bool ok;
-    struct stat st;
+    static const char *const files[] = { "model.safetensors", "config.json",
+                                         "tokenizer_bytes.json", NULL };
+    char *want = settings_string(model, cfg);
+    bool ok = pretrain_dir_is_cached(model->pretrain_dir, files, want);
 
-    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-    if (stat(path, &st) != 0)
-        return false;
-    snprintf(path, sizeof(path), "%s/config.json", dir);
-    if (stat(path, &st) != 0)
-        return false;
-    snprintf(path, sizeof(path), "%s/tokenizer_bytes.json", dir);
-    if (stat(path, &st) != 0)
-        return false;
-    want = settings_string(model, cfg);
-    ok = pretrain_settings_match(dir, want);
     free(want);
     return ok;
+}
+
+bool pretrain_dir_is_cached(const char *dir, const char *const *files, const char *want)
+{
+    char path[4096];
+    struct stat st;
+
+    for (size_t i = 0; files[i]; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        if (stat(path, &st) != 0)
+            return false;
+    }
+    return pretrain_settings_match(dir, want);
 }
 
 bool pretrain_settings_match(const char *dir, const char *want)

@@ -89,6 +89,9 @@ int pretrain_zeroshot(const struct clip_model *m, const struct tokenizer *tok, c
  * with "settings", the [model] pretrain_* keys, steps and seconds (the
  * caller adds its figures, prints and frees it). */
 bool pretrain_settings_match(const char *dir, const char *want);
+/* DIR holds every file of the NULL-terminated list and a pretrain.json
+ * whose settings equal want: a whole directory trained as asked */
+bool pretrain_dir_is_cached(const char *dir, const char *const *files, const char *want);
 struct cJSON *pretrain_json_new(const struct exp_model *model, const char *settings,
                                 size_t steps, double seconds);
 

@@ -55,27 +55,12 @@ static char *settings_string(const struct exp_model *em, const struct clip_confi
     return s;
 }
 
-static bool dir_file(const char *dir, const char *name)
-{
-    char *path = rl_path_join(dir, name);
-    FILE *fp = fopen(path, "rb");
-
-    free(path);
-    if (fp)
-        fclose(fp);
-    return fp != NULL;
-}
-
 static bool cached(const struct exp_model *em, const struct clip_config *cfg)
 {
-    char *want;
-    bool ok;
+    static const char *const files[] = { "config.json", "model.safetensors", NULL };
+    char *want = settings_string(em, cfg);
+    bool ok = pretrain_dir_is_cached(em->pretrain_dir, files, want);
 
-    if (!dir_file(em->pretrain_dir, "config.json") ||
-        !dir_file(em->pretrain_dir, "model.safetensors"))
-        return false;
-    want = settings_string(em, cfg);
-    ok = pretrain_settings_match(em->pretrain_dir, want);
     free(want);
     return ok;
 }
